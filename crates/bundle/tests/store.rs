@@ -1,0 +1,217 @@
+//! The bundle store against a real file system.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use palisade_bundle::{BundleError, Store};
+use palisade_core::{DataType, Dim, ModelName, ModelSignature, TensorSpec};
+
+const MANIFEST: &str = "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+
+fn model_dir(root: &Path, manifest: &str, model: &[u8]) -> PathBuf {
+    let dir = root.join(format!("src-{}", fs::read_dir(root).unwrap().count()));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+    fs::write(dir.join("model.onnx"), model).unwrap();
+    dir
+}
+
+fn build(store: &Store, dir: &Path) -> Result<palisade_bundle::BundleRecord, BundleError> {
+    let mut staged = store.stage(dir)?;
+    staged.set_signature(&signature())?;
+    store.commit(staged)
+}
+
+fn signature() -> ModelSignature {
+    ModelSignature {
+        inputs: vec![TensorSpec {
+            name: "X".into(),
+            datatype: DataType::Fp32,
+            shape: vec![Dim::Dynamic, Dim::Fixed(4)],
+            allow_nan: false,
+            labels: None,
+        }],
+        outputs: vec![],
+    }
+}
+
+fn iris() -> ModelName {
+    ModelName::new("iris").unwrap()
+}
+
+#[test]
+fn build_list_resolve_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let record = build(&store, &model_dir(tmp.path(), MANIFEST, b"model-bytes")).unwrap();
+    assert_eq!(record.version.as_str(), "1.0.0");
+    assert!(record.digest.to_string().starts_with("sha256:"));
+
+    let listed = store.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].latest);
+    assert_eq!(store.resolve(&iris(), "latest").unwrap().digest, record.digest);
+    assert_eq!(store.resolve(&iris(), "1.0.0").unwrap().digest, record.digest);
+
+    let bundle = store.load(&record).unwrap();
+    assert_eq!(fs::read(bundle.model_path()).unwrap(), b"model-bytes");
+    assert_eq!(bundle.signature.unwrap(), signature());
+    let paths: Vec<_> = bundle.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["model.onnx", "palisade.yaml", "signature.json"]);
+}
+
+#[test]
+fn same_content_same_digest_and_rebuild_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let a = build(&store, &model_dir(tmp.path(), MANIFEST, b"m")).unwrap();
+    let b = build(&store, &model_dir(tmp.path(), MANIFEST, b"m")).unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert_eq!(store.list().unwrap().len(), 1);
+}
+
+#[test]
+fn versions_are_immutable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    build(&store, &model_dir(tmp.path(), MANIFEST, b"one")).unwrap();
+    let err = build(&store, &model_dir(tmp.path(), MANIFEST, b"two")).unwrap_err();
+    assert!(matches!(err, BundleError::VersionExists { .. }), "{err}");
+    assert!(err.to_string().contains("bump `version`"), "{err}");
+}
+
+#[test]
+fn latest_follows_builds_and_deletes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let v1 = build(&store, &model_dir(tmp.path(), MANIFEST, b"one")).unwrap();
+    let v2 = build(&store, &model_dir(tmp.path(), &MANIFEST.replace("1.0.0", "2.0.0"), b"two")).unwrap();
+    assert_eq!(store.resolve(&iris(), "latest").unwrap().version, v2.version);
+    let versions = store.versions(&iris()).unwrap();
+    assert_eq!(versions.iter().filter(|r| r.latest).count(), 1);
+
+    store.delete(&iris(), "latest").unwrap();
+    assert_eq!(store.resolve(&iris(), "latest").unwrap().version, v1.version);
+    assert!(!tmp.path().join("home/bundles").join(v2.digest.hex()).exists());
+    assert!(matches!(store.resolve(&iris(), "2.0.0"), Err(BundleError::NotFound { .. })));
+
+    store.delete(&iris(), "1.0.0").unwrap();
+    assert!(store.list().unwrap().is_empty());
+    assert!(matches!(store.resolve(&iris(), "latest"), Err(BundleError::NotFound { .. })));
+}
+
+#[test]
+fn names_are_unique_across_namespaces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    build(&store, &model_dir(tmp.path(), MANIFEST, b"one")).unwrap();
+    let other = MANIFEST.replace("1.0.0", "2.0.0") + "namespace: risk\n";
+    let err = build(&store, &model_dir(tmp.path(), &other, b"two")).unwrap_err();
+    assert!(matches!(err, BundleError::NameTaken { .. }), "{err}");
+}
+
+#[test]
+fn missing_model_file_names_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let dir = model_dir(tmp.path(), &MANIFEST.replace("model.onnx", "missing.onnx"), b"m");
+    let err = store.stage(&dir).unwrap_err().to_string();
+    assert!(err.contains("palisade.yaml: field `model.path`"), "{err}");
+    assert!(err.contains("missing.onnx"), "{err}");
+}
+
+/// Tampering of every kind is refused, and the error names the file.
+#[test]
+fn tampered_bundles_are_refused() {
+    type Tamper = fn(&Path);
+    let cases: [(&str, Tamper, &str); 5] = [
+        (
+            "flip one byte of the model",
+            |d| {
+                let p = d.join("model.onnx");
+                let mut b = fs::read(&p).unwrap();
+                b[3] ^= 1;
+                fs::write(p, b).unwrap();
+            },
+            "model.onnx",
+        ),
+        (
+            "append to the manifest",
+            |d| {
+                let p = d.join("palisade.yaml");
+                let mut b = fs::read(&p).unwrap();
+                b.extend_from_slice(b"# hi\n");
+                fs::write(p, b).unwrap();
+            },
+            "palisade.yaml",
+        ),
+        ("delete the signature", |d| fs::remove_file(d.join("signature.json")).unwrap(), "signature.json"),
+        ("add a file", |d| fs::write(d.join("extra.py"), b"import os").unwrap(), "extra.py"),
+        (
+            "replace the model with a symlink",
+            |d| {
+                fs::remove_file(d.join("model.onnx")).unwrap();
+                std::os::unix::fs::symlink("/etc/hostname", d.join("model.onnx")).unwrap();
+            },
+            "model.onnx",
+        ),
+    ];
+    for (what, tamper, file) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("home")).unwrap();
+        let record = build(&store, &model_dir(tmp.path(), MANIFEST, b"model-bytes")).unwrap();
+        let dir = tmp.path().join("home/bundles").join(record.digest.hex());
+        tamper(&dir);
+        let err = store.load(&record).unwrap_err();
+        assert!(matches!(err, BundleError::Tampered { .. }), "{what}: {err}");
+        assert!(err.to_string().contains(&format!("`{file}`")), "{what}: {err}");
+    }
+}
+
+/// An edited index that no longer hashes to the bundle's address is refused.
+#[test]
+fn forged_index_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let record = build(&store, &model_dir(tmp.path(), MANIFEST, b"model-bytes")).unwrap();
+    let dir = tmp.path().join("home/bundles").join(record.digest.hex());
+    fs::write(dir.join("model.onnx"), b"other-bytes").unwrap();
+    let index = fs::read_to_string(dir.join("bundle.json")).unwrap();
+    let old = palisade_bundle_sha(b"model-bytes");
+    let new = palisade_bundle_sha(b"other-bytes");
+    fs::write(dir.join("bundle.json"), index.replace(&old, &new)).unwrap();
+    let err = store.load(&record).unwrap_err().to_string();
+    assert!(err.contains("`bundle.json`"), "{err}");
+}
+
+fn palisade_bundle_sha(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// A build that dies before commit leaves no bundle and no reference behind.
+#[test]
+fn abandoned_build_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let store = Store::open(&home).unwrap();
+    let staged = store.stage(&model_dir(tmp.path(), MANIFEST, b"m")).unwrap();
+    assert!(staged.model_path().exists());
+    drop(staged);
+    assert!(store.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(home.join("bundles")).unwrap().count(), 0);
+    assert_eq!(fs::read_dir(home.join("tmp")).unwrap().count(), 0);
+}
+
+/// Debris of a killed build (a staging directory that was never renamed) is invisible to readers.
+#[test]
+fn crash_debris_is_ignored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let store = Store::open(&home).unwrap();
+    let staged = store.stage(&model_dir(tmp.path(), MANIFEST, b"m")).unwrap();
+    std::mem::forget(staged);
+    let reopened = Store::open(&home).unwrap();
+    assert!(reopened.list().unwrap().is_empty());
+    assert_eq!(fs::read_dir(home.join("bundles")).unwrap().count(), 0);
+}
