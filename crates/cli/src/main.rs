@@ -1,1 +1,50 @@
-fn main() {}
+//! `palisade`: build, serve and manage secure model APIs.
+//!
+//! `main` only parses arguments, runs the command and maps failures to exit codes; each
+//! command lives in its own module.
+
+mod build;
+mod cli;
+mod failure;
+mod home;
+mod models;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ModelsCommand};
+use crate::failure::Failure;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let code = if err.use_stderr() { failure::EXIT_USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            failure.print();
+            ExitCode::from(failure.code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let home = home::resolve(cli.home.as_deref())?;
+    match cli.command {
+        Command::Build(args) => build::run(&home, &args),
+        Command::Serve(args) => serve::run(&home, args),
+        Command::Models { command } => match command {
+            ModelsCommand::List(args) => models::list(&home, &args),
+            ModelsCommand::Show(args) => models::show(&home, &args),
+            ModelsCommand::Delete(args) => models::delete(&home, &args),
+        },
+    }
+}

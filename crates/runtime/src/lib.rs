@@ -1,1 +1,58 @@
-//! placeholder
+//! Palisade's model runtime: prepared models and the inference engine that runs them.
+//!
+//! A model is prepared once ([`onnx::OnnxModel::load`]) and shared (`Arc<dyn Model>`).
+//! Requests never run a model on the async runtime: [`Engine`] hands each job to a fixed
+//! set of inference threads through a bounded queue, and answers [`RuntimeError::Overloaded`]
+//! at once when the queue is full.
+
+mod engine;
+mod inputs;
+mod loader;
+pub mod onnx;
+
+use std::path::PathBuf;
+
+use palisade_core::{ModelSignature, Tensor};
+
+pub use engine::{Engine, EngineConfig, InferenceOutput};
+pub use inputs::check_inputs;
+pub use loader::prepare;
+
+/// A prepared model, shared by all requests. `run` is called on inference threads only.
+pub trait Model: Send + Sync + 'static {
+    /// The model's inputs and outputs.
+    fn signature(&self) -> &ModelSignature;
+
+    /// The framework that runs it, as reported in V2 model metadata (`onnx`).
+    fn platform(&self) -> &'static str;
+
+    /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
+    /// Returns every output, in signature order.
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The model file could not be loaded or prepared.
+    #[error("cannot load model {}: {message}", path.display())]
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The inputs do not fit the model (the caller's fault).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The inference queue is full; the caller should retry later.
+    #[error("the server is overloaded: the inference queue is full")]
+    Overloaded,
+    /// The engine is shutting down.
+    #[error("the inference engine is shutting down")]
+    Unavailable,
+    /// The model failed while running.
+    #[error("model execution failed: {0}")]
+    Execution(String),
+}

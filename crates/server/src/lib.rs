@@ -1,1 +1,165 @@
-//! placeholder
+//! Palisade's HTTP server: the Open Inference Protocol V2 and Seldon v1 endpoints, the
+//! OpenAPI document and Swagger UI, and the admin port (metrics, readiness).
+//!
+//! [`app`] assembles the data-plane router and its layers in one place; [`serve`] runs it
+//! until shutdown.
+
+mod body;
+mod docs;
+mod error;
+mod metrics;
+mod openapi;
+pub mod registry;
+mod request_id;
+mod respond;
+mod seldon;
+mod v2;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use palisade_runtime::Engine;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+pub use registry::{Registry, RegistryError, ServedModel};
+pub use request_id::RequestId;
+
+/// Data-plane settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes (default 32 MiB); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long one inference may take, queue wait included (default 60 s); then 504.
+    pub inference_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_body_bytes: 32 * 1024 * 1024, inference_timeout: Duration::from_secs(60) }
+    }
+}
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    engine: Engine,
+    config: ServerConfig,
+    openapi: bytes::Bytes,
+    docs: Arc<utoipa_swagger_ui::Config<'static>>,
+    metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// Bundles the served models, the engine and the settings.
+    pub fn new(
+        registry: Registry,
+        engine: Engine,
+        config: ServerConfig,
+    ) -> Result<AppState, prometheus::Error> {
+        let openapi = bytes::Bytes::from(openapi::document(&registry).to_string());
+        let metrics = Metrics::new(&registry)?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                registry,
+                engine,
+                config,
+                openapi,
+                docs: docs::config(),
+                metrics,
+                ready: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    /// The served models.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The inference engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    /// The metrics registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether the server accepts inference (false while draining).
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the server as draining: readiness probes fail so load balancers stop sending.
+    pub fn set_draining(&self) {
+        self.inner.ready.store(false, Ordering::Release);
+    }
+}
+
+/// The data-plane router with its layers, outermost first:
+///
+/// 1. request id: every response carries `x-request-id`, so a caller can quote it;
+/// 2. metrics: counts every request by model and status, including refusals below;
+/// 3. handlers, which read bodies through [`body::LimitedBody`] (413 past the limit) and queue
+///    inference on the engine (429 when full, 504 on timeout).
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(v2::live))
+        .route("/v2/health/ready", get(v2::ready))
+        .route("/v2/models/{model}", get(v2::model_metadata))
+        .route("/v2/models/{model}/ready", get(v2::model_ready))
+        .route("/v2/models/{model}/infer", post(v2::infer))
+        .route("/v2/models/{model}/versions/{version}", get(v2::model_version_metadata))
+        .route("/v2/models/{model}/versions/{version}/ready", get(v2::model_version_ready))
+        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer_version))
+        .route("/api/v1.0/predictions", post(seldon::predict))
+        .route("/seldon/{namespace}/{model}/api/v1.0/predictions", post(seldon::predict_in_namespace))
+        .route("/openapi.json", get(docs::openapi))
+        .route("/docs", get(docs::redirect))
+        .route("/docs/", get(docs::index))
+        .route("/docs/{*file}", get(docs::asset))
+        .fallback(respond::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn(request_id::assign))
+        .with_state(state)
+}
+
+/// The admin router: Prometheus metrics and probes, on a separate port.
+pub fn admin_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(metrics::readyz))
+        .with_state(state)
+}
+
+/// Serves a router on a listener until `shutdown` completes, then drains connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

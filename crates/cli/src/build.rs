@@ -1,0 +1,57 @@
+//! `palisade build DIR`
+
+use std::path::Path;
+
+use palisade_bundle::Store;
+use palisade_bundle::manifest::MANIFEST_FILE;
+use serde_json::json;
+
+use crate::cli::{BuildArgs, OutputFormat};
+use crate::failure::Failure;
+use crate::output;
+
+/// Validates the model directory, prepares the model once (so a broken model never becomes a
+/// bundle), records its signature and commits the bundle.
+pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
+    if !args.dir.is_dir() {
+        return Err(Failure::usage(format!("{} is not a directory", args.dir.display()))
+            .hint("pass the directory that holds palisade.yaml and the model file"));
+    }
+    if !args.dir.join(MANIFEST_FILE).is_file() {
+        return Err(Failure::usage(format!("{} has no {MANIFEST_FILE}", args.dir.display())).hint(
+            "write one next to the model: name, version, owners and model.path (see docs/manifest.md)",
+        ));
+    }
+    let store = Store::open(home)?;
+    let mut staged = store.stage(&args.dir)?;
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).map_err(|err| {
+        Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(
+            "Palisade serves ONNX models; check the export (skl2onnx, tf2onnx, torch.onnx) and model.path",
+        )
+    })?;
+    let signature = model.signature().clone();
+    staged.set_signature(&signature)?;
+    let record = store.commit(staged)?;
+    match args.output {
+        OutputFormat::Json => output::json(&json!({
+            "name": record.name,
+            "version": record.version,
+            "namespace": record.namespace,
+            "digest": record.digest,
+            "inputs": signature.inputs,
+            "outputs": signature.outputs,
+        })),
+        OutputFormat::Text => {
+            println!("built {}:{} {}", record.name, record.version, record.digest);
+            println!("  namespace: {}", record.namespace);
+            for input in &signature.inputs {
+                println!("  input:  {}", output::tensor(input));
+            }
+            for out in &signature.outputs {
+                println!("  output: {}", output::tensor(out));
+            }
+            println!("  store:  {}", home.display());
+            Ok(())
+        }
+    }
+}

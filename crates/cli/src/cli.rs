@@ -1,0 +1,138 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Palisade: package a trained model and serve it as a secure API.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Palisade home: bundles, keys and logs [env: PALISADE_HOME] [default: ~/.palisade]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a model directory (palisade.yaml + model file) and store it as a versioned,
+    /// content-addressed bundle.
+    Build(BuildArgs),
+    /// Serve every model in the store over the Open Inference Protocol (REST) and Seldon v1.
+    Serve(ServeArgs),
+    /// List, inspect or delete stored models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+}
+
+/// `palisade build`
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Directory holding palisade.yaml and the model file.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `palisade serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for the model APIs; port 0 picks a free port (printed at start).
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Address for the admin port (Prometheus /metrics, /readyz, /livez); off when absent.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Inference threads [default: number of CPUs].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Inference jobs that may wait before requests are refused with 429.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Largest request body in bytes; larger requests get 413.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long one inference may take, in seconds, before 504.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub inference_timeout: u64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// `palisade models ...`
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List stored model versions.
+    List(ListArgs),
+    /// Show a model version: digest, inputs and outputs, owners (verifies the bundle).
+    Show(ShowArgs),
+    /// Delete a model version (NAME:VERSION or NAME:latest).
+    Delete(DeleteArgs),
+}
+
+/// `palisade models list`
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `palisade models show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// NAME, NAME:VERSION or NAME:latest.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `palisade models delete`
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// NAME:VERSION or NAME:latest.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+}

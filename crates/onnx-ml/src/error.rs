@@ -1,0 +1,138 @@
+//! The one error type of this crate.
+
+/// Why an ensemble could not be built from its attributes, or could not be evaluated.
+///
+/// Construction errors name the ONNX attribute at fault (`nodes_truenodeids`,
+/// `class_ids`, ...) so a model author can find it; evaluation errors describe the
+/// input. No variant carries feature values.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeEnsembleError {
+    /// Two attributes that describe the same tuples have different lengths.
+    #[error("attribute `{attribute}` has {actual} entries but `{reference}` has {expected}")]
+    LengthMismatch {
+        /// The attribute with the unexpected length.
+        attribute: &'static str,
+        /// Its length.
+        actual: usize,
+        /// The attribute it must agree with.
+        reference: &'static str,
+        /// That attribute's length.
+        expected: usize,
+    },
+    /// A string attribute holds a value the operator does not define.
+    #[error("attribute `{attribute}`: unknown value `{value}`")]
+    UnknownValue {
+        /// The attribute.
+        attribute: &'static str,
+        /// The offending value (truncated to 64 characters).
+        value: String,
+    },
+    /// One entry of an integer attribute is out of its allowed range.
+    #[error("attribute `{attribute}`[{index}] = {value}: {reason}")]
+    InvalidEntry {
+        /// The attribute.
+        attribute: &'static str,
+        /// Position of the entry.
+        index: usize,
+        /// The entry.
+        value: i64,
+        /// What was expected.
+        reason: &'static str,
+    },
+    /// A (tree id, node id) pair appears twice in `nodes_nodeids`.
+    #[error("attribute `nodes_nodeids`[{index}]: node {node_id} appears twice in tree {tree_id}")]
+    DuplicateNode {
+        /// Position of the second occurrence.
+        index: usize,
+        /// Tree id.
+        tree_id: i64,
+        /// Node id.
+        node_id: i64,
+    },
+    /// A child id or a leaf weight refers to a node its tree does not have.
+    #[error("attribute `{attribute}`[{index}]: tree {tree_id} has no node {node_id}")]
+    UnknownNode {
+        /// The attribute holding the reference.
+        attribute: &'static str,
+        /// Position of the reference.
+        index: usize,
+        /// Tree id.
+        tree_id: i64,
+        /// The missing node id.
+        node_id: i64,
+    },
+    /// The nodes of one tree are split into several runs of `nodes_treeids`.
+    #[error(
+        "attribute `nodes_treeids`[{index}]: tree {tree_id} continues after another tree \
+         started; the nodes of a tree must be contiguous"
+    )]
+    NonContiguousTree {
+        /// Position where the tree id reappears.
+        index: usize,
+        /// Tree id.
+        tree_id: i64,
+    },
+    /// Following children from a tree's root comes back to a node already on the path.
+    #[error(
+        "attributes `nodes_truenodeids`/`nodes_falsenodeids`: tree {tree_id} has a cycle through node {node_id}"
+    )]
+    Cycle {
+        /// Tree id.
+        tree_id: i64,
+        /// A node on the cycle.
+        node_id: i64,
+    },
+    /// An attribute is inconsistent in a way the other variants do not describe.
+    #[error("attribute `{attribute}`: {reason}")]
+    InvalidAttribute {
+        /// The attribute.
+        attribute: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The feature buffer does not hold `n_rows * n_features` values.
+    #[error("input holds {actual} values but {n_rows} rows of {n_features} features need {expected}")]
+    InputSize {
+        /// Rows announced by the caller.
+        n_rows: usize,
+        /// Features per row announced by the caller.
+        n_features: usize,
+        /// `n_rows * n_features` (saturating).
+        expected: usize,
+        /// Length of the buffer.
+        actual: usize,
+    },
+    /// The input rows are narrower than the ensemble needs.
+    #[error("the ensemble reads feature {feature} but the input has {n_features} features per row")]
+    MissingFeature {
+        /// Highest feature index a branch node reads.
+        feature: usize,
+        /// Features per row in the input.
+        n_features: usize,
+    },
+    /// An output buffer has the wrong length.
+    #[error("output `{output}` holds {actual} values, expected {expected}")]
+    OutputSize {
+        /// Which output (`labels`, `scores`, `values`).
+        output: &'static str,
+        /// Required length.
+        expected: usize,
+        /// Length of the buffer.
+        actual: usize,
+    },
+    /// A classifier row reached only leaves without weights and there are no base values,
+    /// so no class has a score (onnxruntime fails the same way).
+    #[error("row {row}: no class received a score, so no label can be chosen")]
+    NoScore {
+        /// The row.
+        row: usize,
+    },
+}
+
+impl TreeEnsembleError {
+    pub(crate) fn unknown_value(attribute: &'static str, value: &str) -> Self {
+        let value: String = value.chars().take(64).collect();
+        TreeEnsembleError::UnknownValue { attribute, value }
+    }
+}

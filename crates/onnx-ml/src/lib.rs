@@ -1,0 +1,113 @@
+//! Compiled evaluators for the ONNX-ML tree-ensemble operators, `TreeEnsembleClassifier`
+//! and `TreeEnsembleRegressor` (domain `ai.onnx.ml`, opsets 1 and 3), that give the
+//! same results as onnxruntime's CPU kernels.
+//!
+//! This crate knows nothing of ONNX files or tensor libraries: the caller reads the
+//! node's attributes into [`ClassifierAttributes`] or [`RegressorAttributes`], builds
+//! an evaluator once (which validates every attribute and fails with a
+//! [`TreeEnsembleError`] naming it), and then evaluates row-major `f32` features.
+//! Inputs of other types are cast to `f32` by the caller, as onnxruntime does for
+//! `int32`/`int64` inputs.
+//!
+//! ```
+//! use palisade_onnx_ml::{
+//!     ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode,
+//!     PostTransform, TreeEnsembleClassifier,
+//! };
+//!
+//! // One stump: feature 0 <= 0.5 votes for class 0, otherwise for class 1.
+//! let nodes = NodeAttributes {
+//!     tree_ids: vec![0, 0, 0],
+//!     node_ids: vec![0, 1, 2],
+//!     feature_ids: vec![0, 0, 0],
+//!     values: vec![0.5, 0.0, 0.0],
+//!     modes: vec![NodeMode::BranchLeq, NodeMode::Leaf, NodeMode::Leaf],
+//!     true_node_ids: vec![1, 0, 0],
+//!     false_node_ids: vec![2, 0, 0],
+//!     missing_value_tracks_true: vec![],
+//! };
+//! let leaves = LeafAttributes {
+//!     tree_ids: vec![0, 0, 0],
+//!     node_ids: vec![1, 2, 2],
+//!     ids: vec![0, 1, 2],
+//!     weights: vec![1.0, 0.25, 0.75],
+//! };
+//! let model = TreeEnsembleClassifier::new(ClassifierAttributes {
+//!     nodes,
+//!     leaves,
+//!     class_labels: ClassLabels::Int64(vec![10, 20, 30]),
+//!     base_values: vec![],
+//!     post_transform: PostTransform::None,
+//! })?;
+//! let out = model.predict(&[0.0, 1.0], 2, 1)?;
+//! assert_eq!(out.labels, vec![0, 2]);
+//! assert_eq!(out.scores, vec![1.0, 0.0, 0.0, 0.0, 0.25, 0.75]);
+//! # Ok::<(), palisade_onnx_ml::TreeEnsembleError>(())
+//! ```
+//!
+//! # Matching onnxruntime
+//!
+//! Scores are accumulated in `f32`, tree by tree in attribute order, exactly as
+//! onnxruntime does with one thread, and the post-transforms repeat its `f32`
+//! operations (logistic on `|x|`, softmax after subtracting the maximum, its
+//! `SOFTMAX_ZERO`, and probit through its approximation of erfinv). The special cases
+//! onnxruntime applies (binary classifiers, unscored classes, single-target regressors)
+//! are described on [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`].
+//!
+//! Deliberate differences, each for a model onnxruntime mishandles or a case it leaves
+//! undefined:
+//!
+//! * a tree's nodes must be contiguous in `nodes_treeids` (onnxruntime then counts a
+//!   tree once per run), children must not form a cycle, and a classifier needs at
+//!   least two classes (onnxruntime returns labels 0/1 or crashes with one);
+//! * node ids need not be below the number of nodes, and child ids are looked up by
+//!   value within their tree;
+//! * in a 2-class model where both classes carry weights, onnxruntime returns the
+//!   literal `int64` 0 or 1 as label; Palisade returns the class index, so the label is
+//!   `classlabels_int64s[index]` (the same whenever the labels are `[0, 1]`);
+//! * where onnxruntime leaves the second score of a 2-class row uninitialized, Palisade
+//!   writes 0 (see [`TreeEnsembleClassifier::predict_into`]).
+//!
+//! # Performance
+//!
+//! Trees are flattened into one array of 16-byte nodes, a tree's nodes contiguous and
+//! children addressed by index. Eight trees are walked in lock step with branch-free
+//! steps, so their loads overlap. Evaluation allocates only a few small scratch
+//! vectors per call, never per row.
+
+mod attributes;
+mod classifier;
+mod error;
+mod forest;
+mod regressor;
+mod transform;
+
+pub use attributes::{
+    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, PostTransform,
+    RegressorAttributes,
+};
+pub use classifier::{Classification, TreeEnsembleClassifier};
+pub use error::TreeEnsembleError;
+pub use regressor::TreeEnsembleRegressor;
+
+/// Checks the feature buffer against its announced shape and the ensemble's needs.
+fn check_input(
+    features: &[f32],
+    n_rows: usize,
+    n_features: usize,
+    required_features: usize,
+) -> Result<(), TreeEnsembleError> {
+    let expected = n_rows.saturating_mul(n_features);
+    if n_rows.checked_mul(n_features) != Some(features.len()) {
+        return Err(TreeEnsembleError::InputSize { n_rows, n_features, expected, actual: features.len() });
+    }
+    if n_features < required_features && n_rows > 0 {
+        return Err(TreeEnsembleError::MissingFeature { feature: required_features - 1, n_features });
+    }
+    Ok(())
+}
+
+/// Checks the length of an output buffer.
+fn check_output(output: &'static str, actual: usize, expected: usize) -> Result<(), TreeEnsembleError> {
+    if actual == expected { Ok(()) } else { Err(TreeEnsembleError::OutputSize { output, expected, actual }) }
+}

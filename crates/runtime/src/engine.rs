@@ -1,0 +1,224 @@
+//! The inference engine: dedicated threads fed by one bounded queue.
+//!
+//! Async handlers call [`Engine::infer`]; the job goes into the queue with a oneshot reply
+//! channel and the caller's tracing span. A full queue is refused at once
+//! ([`RuntimeError::Overloaded`], HTTP 429) instead of blocking the async runtime. A job whose
+//! caller went away before a thread picked it up is skipped.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use palisade_core::Tensor;
+use tokio::sync::oneshot;
+
+use crate::{Model, RuntimeError};
+
+/// How many inference threads to run and how many jobs may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Inference threads (default: the number of CPUs).
+    pub threads: usize,
+    /// Jobs that may wait for a thread before new ones are refused (default 1024).
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_capacity: 1024,
+        }
+    }
+}
+
+/// A finished job: the outputs and where the time went.
+#[derive(Debug)]
+pub struct InferenceOutput {
+    /// Every model output, in signature order.
+    pub outputs: Vec<Tensor>,
+    /// Time spent waiting in the queue.
+    pub queue_wait: Duration,
+    /// Time spent running the model.
+    pub compute: Duration,
+}
+
+struct Job {
+    model: Arc<dyn Model>,
+    inputs: Vec<Tensor>,
+    reply: oneshot::Sender<Result<InferenceOutput, RuntimeError>>,
+    span: tracing::Span,
+    enqueued: Instant,
+}
+
+/// Runs models on dedicated threads. Dropping the engine lets queued jobs finish, then
+/// stops the threads.
+pub struct Engine {
+    queue: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish()
+    }
+}
+
+impl Engine {
+    /// Starts the inference threads.
+    pub fn start(config: EngineConfig) -> std::io::Result<Engine> {
+        let threads_wanted = config.threads.max(1);
+        let (queue, jobs) = bounded::<Job>(config.queue_capacity.max(1));
+        let mut threads = Vec::with_capacity(threads_wanted);
+        for index in 0..threads_wanted {
+            let jobs = jobs.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("palisade-infer-{index}"))
+                .spawn(move || worker(jobs))?;
+            threads.push(handle);
+        }
+        Ok(Engine { queue: Some(queue), threads, config })
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> EngineConfig {
+        self.config
+    }
+
+    /// Jobs waiting for a thread right now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Queues a job and waits for its result without blocking the async runtime.
+    pub async fn infer(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<InferenceOutput, RuntimeError> {
+        let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
+        let (reply, result) = oneshot::channel();
+        let job = Job { model, inputs, reply, span: tracing::Span::current(), enqueued: Instant::now() };
+        match queue.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(RuntimeError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => return Err(RuntimeError::Unavailable),
+        }
+        result.await.map_err(|_| RuntimeError::Unavailable)?
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.queue.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn worker(jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        let _entered = job.span.enter();
+        let queue_wait = job.enqueued.elapsed();
+        let started = Instant::now();
+        let model = job.model;
+        let inputs = job.inputs;
+        // A panicking model must not take the thread down with it.
+        let result = match catch_unwind(AssertUnwindSafe(|| model.run(inputs))) {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::Execution("the model panicked".to_owned())),
+        };
+        let compute = started.elapsed();
+        let _ = job.reply.send(result.map(|outputs| InferenceOutput { outputs, queue_wait, compute }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use palisade_core::{ModelSignature, TensorData};
+
+    use super::*;
+
+    /// Echoes its input, after waiting on a gate the test controls.
+    struct Gated {
+        signature: ModelSignature,
+        gate: Mutex<()>,
+        runs: AtomicUsize,
+    }
+
+    impl Model for Gated {
+        fn signature(&self) -> &ModelSignature {
+            &self.signature
+        }
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+            if inputs.is_empty() {
+                panic!("no inputs");
+            }
+            let _held = self.gate.lock().map_err(|_| RuntimeError::Execution("poisoned".into()))?;
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            Ok(inputs)
+        }
+    }
+
+    fn tensor() -> Tensor {
+        Tensor::new("x", vec![1], TensorData::Fp32(vec![1.0])).unwrap()
+    }
+
+    fn gated() -> Arc<Gated> {
+        Arc::new(Gated {
+            signature: ModelSignature::default(),
+            gate: Mutex::new(()),
+            runs: AtomicUsize::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn runs_jobs() {
+        let engine = Engine::start(EngineConfig { threads: 2, queue_capacity: 4 }).unwrap();
+        let out = engine.infer(gated(), vec![tensor()]).await.unwrap();
+        assert_eq!(out.outputs, vec![tensor()]);
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_refused_at_once() {
+        let engine = Arc::new(Engine::start(EngineConfig { threads: 1, queue_capacity: 2 }).unwrap());
+        let model = gated();
+        let held = model.gate.lock().unwrap();
+        let mut pending = Vec::new();
+        // One job occupies the thread; two fill the queue.
+        for _ in 0..3 {
+            let (engine, model) = (engine.clone(), model.clone());
+            pending.push(tokio::spawn(async move { engine.infer(model, vec![tensor()]).await }));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let refused = engine.infer(model.clone(), vec![tensor()]).await;
+        assert!(matches!(refused, Err(RuntimeError::Overloaded)), "{refused:?}");
+        drop(held);
+        for job in pending {
+            assert!(job.await.unwrap().is_ok());
+        }
+        assert_eq!(model.runs.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn panics_become_errors_and_the_thread_survives() {
+        let engine = Engine::start(EngineConfig { threads: 1, queue_capacity: 2 }).unwrap();
+        let model = gated();
+        let err = engine.infer(model.clone(), vec![]).await.unwrap_err();
+        assert!(matches!(err, RuntimeError::Execution(_)), "{err:?}");
+        assert!(engine.infer(model, vec![tensor()]).await.is_ok());
+    }
+}

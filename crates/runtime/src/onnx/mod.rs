@@ -1,0 +1,422 @@
+//! ONNX models, run in-process by tract with Palisade's own ONNX-ML operators.
+//!
+//! Loading parses the file, refuses what cannot be served safely (external tensor data),
+//! resolves the signature (declared dims stay fixed, unnamed or symbolic dims become `-1`),
+//! optimizes the graph once and keeps the runnable plan. Runs reuse per-plan states from a
+//! small pool, so a request pays for neither re-optimization nor state allocation.
+
+pub mod ops;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::InferenceFact;
+use tract_onnx::tract_hir::internal::{DimLike, SimpleState};
+
+use crate::{Model, RuntimeError};
+
+/// States kept for reuse per model; more concurrent runs than this allocate a fresh one.
+const STATE_POOL: usize = 64;
+
+/// A prepared ONNX model.
+pub struct OnnxModel {
+    plan: Arc<TypedSimplePlan>,
+    signature: ModelSignature,
+    states: Mutex<Vec<TypedSimpleState>>,
+}
+
+impl std::fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxModel").field("signature", &self.signature).finish_non_exhaustive()
+    }
+}
+
+/// The tract ONNX front end with Palisade's operators registered.
+pub fn framework() -> tract_onnx::Onnx {
+    // Graph outputs of sequence/map type (ZipMap) have no tract fact: ignore declared output
+    // types and shapes and let inference derive them.
+    let mut onnx = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_output_types(true);
+    ops::register(&mut onnx.op_register);
+    onnx
+}
+
+impl OnnxModel {
+    /// Loads and prepares an ONNX model file.
+    pub fn load(path: &Path) -> Result<OnnxModel, RuntimeError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| load_error(path, format!("cannot read the file: {e}")))?;
+        OnnxModel::from_bytes(path, &bytes)
+    }
+
+    /// Prepares an ONNX model from its bytes; `path` names it in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
+        let fail = |message: String| load_error(path, message);
+        let onnx = framework();
+        let proto = onnx
+            .proto_model_for_read(&mut &bytes[..])
+            .map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
+        let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
+        refuse_external_data(graph).map_err(&fail)?;
+
+        let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let declared_inputs: Vec<&pb::ValueInfoProto> =
+            graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
+        let mut inputs = Vec::with_capacity(declared_inputs.len());
+        for input in &declared_inputs {
+            inputs.push(input_spec(input).map_err(&fail)?);
+        }
+
+        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| fail(format!("{e:#}")))?;
+        for (ix, spec) in inputs.iter().enumerate() {
+            let dt = datum_type(spec.datatype).map_err(&fail)?;
+            let shape: TVec<TDim> = spec
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(axis, dim)| match dim {
+                    Dim::Fixed(n) => (*n as usize).to_dim(),
+                    Dim::Dynamic => model.symbols.sym(&format!("in{ix}_d{axis}")).to_dim(),
+                })
+                .collect();
+            model
+                .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
+                .map_err(|e| fail(format!("input `{}`: {e:#}", spec.name)))?;
+        }
+        let typed = model
+            .into_optimized()
+            .map_err(|e| fail(format!("cannot prepare the graph (an unsupported operator?): {e:#}")))?;
+
+        let labels = probability_labels(graph);
+        let mut outputs = Vec::with_capacity(graph.output.len());
+        for (ix, output) in graph.output.iter().enumerate() {
+            let fact = typed.output_fact(ix).map_err(|e| fail(format!("output `{}`: {e:#}", output.name)))?;
+            let datatype = data_type(fact.datum_type).ok_or_else(|| {
+                fail(format!("output `{}` has unsupported type {:?}", output.name, fact.datum_type))
+            })?;
+            let shape = fact
+                .shape
+                .iter()
+                .map(|d| d.to_usize().map_or(Dim::Dynamic, |n| Dim::Fixed(n as u64)))
+                .collect();
+            outputs.push(TensorSpec {
+                name: output.name.clone(),
+                datatype,
+                shape,
+                allow_nan: false,
+                labels: labels.get(output.name.as_str()).cloned(),
+            });
+        }
+        let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
+        Ok(OnnxModel { plan, signature: ModelSignature { inputs, outputs }, states: Mutex::new(Vec::new()) })
+    }
+
+    /// Replaces the inferred signature's input and output specs by declared ones (from the
+    /// manifest), after checking they describe the same tensors.
+    pub fn declare(&mut self, declared: &ModelSignature) -> Result<(), String> {
+        fn merge(kind: &str, inferred: &mut [TensorSpec], declared: &[TensorSpec]) -> Result<(), String> {
+            if declared.is_empty() {
+                return Ok(());
+            }
+            if declared.len() != inferred.len() {
+                return Err(format!(
+                    "the manifest declares {} {kind}s but the model has {}: {:?}",
+                    declared.len(),
+                    inferred.len(),
+                    inferred.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+                ));
+            }
+            for spec in declared {
+                let Some(actual) = inferred.iter_mut().find(|s| s.name == spec.name) else {
+                    return Err(format!("the model has no {kind} named `{}`", spec.name));
+                };
+                if actual.datatype != spec.datatype {
+                    return Err(format!(
+                        "{kind} `{}` is {} in the model, not {}",
+                        spec.name, actual.datatype, spec.datatype
+                    ));
+                }
+                let compatible = actual.shape.len() == spec.shape.len()
+                    && actual.shape.iter().zip(&spec.shape).all(|(a, d)| match (a, d) {
+                        (Dim::Fixed(a), Dim::Fixed(d)) => a == d,
+                        (Dim::Fixed(_), Dim::Dynamic) => false,
+                        (Dim::Dynamic, _) => true,
+                    });
+                if !compatible {
+                    return Err(format!(
+                        "{kind} `{}` has shape {:?} in the model, which does not fit the declared {:?}",
+                        spec.name,
+                        actual.shape_i64(),
+                        spec.shape_i64()
+                    ));
+                }
+                let labels = spec.labels.clone().or(actual.labels.take());
+                *actual = TensorSpec { labels, ..spec.clone() };
+            }
+            Ok(())
+        }
+        merge("input", &mut self.signature.inputs, &declared.inputs)?;
+        merge("output", &mut self.signature.outputs, &declared.outputs)
+    }
+
+    fn take_state(&self) -> Result<TypedSimpleState, RuntimeError> {
+        let pooled = self.states.lock().ok().and_then(|mut pool| pool.pop());
+        match pooled {
+            Some(state) => Ok(state),
+            None => SimpleState::new(&self.plan).map_err(|e| RuntimeError::Execution(format!("{e:#}"))),
+        }
+    }
+
+    fn return_state(&self, state: TypedSimpleState) {
+        if let Ok(mut pool) = self.states.lock() {
+            if pool.len() < STATE_POOL {
+                pool.push(state);
+            }
+        }
+    }
+}
+
+impl Model for OnnxModel {
+    fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
+    fn platform(&self) -> &'static str {
+        "onnx"
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        let values = inputs.into_iter().map(to_tract).collect::<Result<TVec<TValue>, _>>()?;
+        let mut state = self.take_state()?;
+        let outputs = state.run(values).map_err(|e| RuntimeError::Execution(format!("{e:#}")))?;
+        self.return_state(state);
+        outputs
+            .into_iter()
+            .zip(&self.signature.outputs)
+            .map(|(value, spec)| from_tract(&spec.name, &value))
+            .collect()
+    }
+}
+
+fn load_error(path: &Path, message: String) -> RuntimeError {
+    RuntimeError::Load { path: path.to_owned(), message }
+}
+
+/// Tensors stored outside the model file would be read from arbitrary paths: refuse them.
+fn refuse_external_data(graph: &pb::GraphProto) -> Result<(), String> {
+    let external =
+        graph.initializer.iter().find(|t| !t.external_data.is_empty() || t.data_location == Some(1));
+    match external {
+        Some(t) => Err(format!(
+            "tensor `{}` is stored outside the model file (external data); re-export the model with all tensors inside it",
+            t.name
+        )),
+        None => Ok(()),
+    }
+}
+
+fn input_spec(input: &pb::ValueInfoProto) -> Result<TensorSpec, String> {
+    let Some(pb::type_proto::Value::TensorType(tensor)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(format!("input `{}` is not a tensor; Palisade serves tensor inputs only", input.name));
+    };
+    let datatype = onnx_data_type(tensor.elem_type).ok_or_else(|| {
+        format!(
+            "input `{}` has ONNX element type {}, which Palisade cannot serve",
+            input.name, tensor.elem_type
+        )
+    })?;
+    let shape = match &tensor.shape {
+        Some(shape) => shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) if *n >= 0 => {
+                    Dim::Fixed(*n as u64)
+                }
+                _ => Dim::Dynamic,
+            })
+            .collect(),
+        None => {
+            return Err(format!("input `{}` has no declared rank; re-export it with a shape", input.name));
+        }
+    };
+    Ok(TensorSpec { name: input.name.clone(), datatype, shape, allow_nan: false, labels: None })
+}
+
+/// ONNX `TensorProto.DataType` codes Palisade can serve.
+fn onnx_data_type(code: i32) -> Option<DataType> {
+    Some(match code {
+        1 => DataType::Fp32,
+        2 => DataType::Uint8,
+        3 => DataType::Int8,
+        4 => DataType::Uint16,
+        5 => DataType::Int16,
+        6 => DataType::Int32,
+        7 => DataType::Int64,
+        8 => DataType::Bytes,
+        9 => DataType::Bool,
+        10 => DataType::Fp16,
+        11 => DataType::Fp64,
+        12 => DataType::Uint32,
+        13 => DataType::Uint64,
+        _ => return None,
+    })
+}
+
+fn datum_type(dt: DataType) -> Result<DatumType, String> {
+    Ok(match dt {
+        DataType::Bool => DatumType::Bool,
+        DataType::Uint8 => DatumType::U8,
+        DataType::Uint16 => DatumType::U16,
+        DataType::Uint32 => DatumType::U32,
+        DataType::Uint64 => DatumType::U64,
+        DataType::Int8 => DatumType::I8,
+        DataType::Int16 => DatumType::I16,
+        DataType::Int32 => DatumType::I32,
+        DataType::Int64 => DatumType::I64,
+        DataType::Fp16 => DatumType::F16,
+        DataType::Fp32 => DatumType::F32,
+        DataType::Fp64 => DatumType::F64,
+        DataType::Bytes => DatumType::String,
+        DataType::Bf16 => return Err("BF16 tensors are not supported by the ONNX runtime".to_owned()),
+    })
+}
+
+fn data_type(dt: DatumType) -> Option<DataType> {
+    Some(match dt {
+        DatumType::Bool => DataType::Bool,
+        DatumType::U8 => DataType::Uint8,
+        DatumType::U16 => DataType::Uint16,
+        DatumType::U32 => DataType::Uint32,
+        DatumType::U64 => DataType::Uint64,
+        DatumType::I8 => DataType::Int8,
+        DatumType::I16 => DataType::Int16,
+        DatumType::I32 => DataType::Int32,
+        DatumType::I64 => DataType::Int64,
+        DatumType::F16 => DataType::Fp16,
+        DatumType::F32 => DataType::Fp32,
+        DatumType::F64 => DataType::Fp64,
+        DatumType::String => DataType::Bytes,
+        _ => return None,
+    })
+}
+
+fn to_tract(tensor: Tensor) -> Result<TValue, RuntimeError> {
+    let (name, shape, data) = tensor.into_parts();
+    let built = match data {
+        TensorData::Bool(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Uint8(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Uint16(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Uint32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Uint64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Int8(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Int16(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Int32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Int64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Fp16(v) => {
+            let v: Vec<f16> = v.iter().map(|x| f16::from_bits(x.to_bits())).collect();
+            tract_onnx::prelude::Tensor::from_shape(&shape, &v)
+        }
+        TensorData::Fp32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Fp64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
+        TensorData::Bf16(_) => {
+            return Err(RuntimeError::InvalidInput(format!(
+                "input `{name}`: BF16 is not supported by ONNX models"
+            )));
+        }
+        TensorData::Bytes(v) => {
+            let strings =
+                v.into_iter().map(String::from_utf8).collect::<Result<Vec<_>, _>>().map_err(|_| {
+                    RuntimeError::InvalidInput(format!("input `{name}`: BYTES elements must be UTF-8 text"))
+                })?;
+            tract_ndarray::ArrayD::from_shape_vec(shape.as_slice(), strings)
+                .map(tract_onnx::prelude::Tensor::from)
+                .map_err(|e| anyhow::anyhow!(e))
+        }
+    };
+    built.map(TValue::from).map_err(|e| RuntimeError::Execution(format!("input `{name}`: {e:#}")))
+}
+
+fn from_tract(name: &str, value: &TValue) -> Result<Tensor, RuntimeError> {
+    fn elements<T: Datum + Clone>(t: &tract_onnx::prelude::Tensor) -> TractResult<Vec<T>> {
+        Ok(t.to_plain_array_view::<T>()?.iter().cloned().collect())
+    }
+    let t: &tract_onnx::prelude::Tensor = value;
+    let converted = (|| -> TractResult<TensorData> {
+        Ok(match t.datum_type() {
+            DatumType::Bool => TensorData::Bool(elements(t)?),
+            DatumType::U8 => TensorData::Uint8(elements(t)?),
+            DatumType::U16 => TensorData::Uint16(elements(t)?),
+            DatumType::U32 => TensorData::Uint32(elements(t)?),
+            DatumType::U64 => TensorData::Uint64(elements(t)?),
+            DatumType::I8 => TensorData::Int8(elements(t)?),
+            DatumType::I16 => TensorData::Int16(elements(t)?),
+            DatumType::I32 => TensorData::Int32(elements(t)?),
+            DatumType::I64 => TensorData::Int64(elements(t)?),
+            DatumType::F16 => TensorData::Fp16(
+                elements::<f16>(t)?.into_iter().map(|x| half::f16::from_bits(x.to_bits())).collect(),
+            ),
+            DatumType::F32 => TensorData::Fp32(elements(t)?),
+            DatumType::F64 => TensorData::Fp64(elements(t)?),
+            DatumType::String => {
+                TensorData::Bytes(elements::<String>(t)?.into_iter().map(String::into_bytes).collect())
+            }
+            other => anyhow::bail!("unsupported output type {other:?}"),
+        })
+    })()
+    .map_err(|e| RuntimeError::Execution(format!("output `{name}`: {e:#}")))?;
+    Tensor::new(name, t.shape().to_vec(), converted).map_err(|e| RuntimeError::Execution(e.to_string()))
+}
+
+/// Class labels of probability outputs, found by following each graph output back through
+/// pass-through nodes to a node that declares `classlabels_*` (ZipMap, a classifier).
+fn probability_labels(graph: &pb::GraphProto) -> HashMap<&str, Vec<String>> {
+    let producer: HashMap<&str, (&pb::NodeProto, usize)> = graph
+        .node
+        .iter()
+        .flat_map(|node| node.output.iter().enumerate().map(move |(ix, out)| (out.as_str(), (node, ix))))
+        .collect();
+    let mut found = HashMap::new();
+    for output in &graph.output {
+        let mut name = output.name.as_str();
+        for _ in 0..16 {
+            let Some(&(node, ix)) = producer.get(name) else { break };
+            let labels = class_labels(node);
+            let is_classifier_scores = node.op_type.ends_with("Classifier") && ix == 1;
+            if labels.is_some() && (node.op_type == "ZipMap" || is_classifier_scores) {
+                if let Some(labels) = labels {
+                    found.insert(output.name.as_str(), labels);
+                }
+                break;
+            }
+            match node.op_type.as_str() {
+                "Identity" | "Cast" | "Normalizer" => match node.input.first() {
+                    Some(input) => name = input.as_str(),
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+    }
+    found
+}
+
+fn class_labels(node: &pb::NodeProto) -> Option<Vec<String>> {
+    for attr in &node.attribute {
+        match attr.name.as_str() {
+            "classlabels_int64s" | "classlabels_ints" if !attr.ints.is_empty() => {
+                return Some(attr.ints.iter().map(i64::to_string).collect());
+            }
+            "classlabels_strings" if !attr.strings.is_empty() => {
+                return Some(attr.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect());
+            }
+            _ => {}
+        }
+    }
+    None
+}

@@ -1,0 +1,385 @@
+//! `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (ai.onnx.ml opsets 1 and 3),
+//! evaluated by [`palisade_onnx_ml`].
+//!
+//! Parsing reads every attribute once and builds the compiled ensemble, so a malformed
+//! model fails at load time with an error naming the attribute. The inference-level op
+//! ([`Expansion`]) casts `f64`/`i64`/`i32` inputs to `f32` (the rest are refused) and
+//! wires one typed op that evaluates the whole batch.
+
+use std::sync::Arc;
+
+use palisade_onnx_ml::{
+    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode,
+    RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleRegressor,
+};
+use tract_onnx::model::ParsingContext;
+use tract_onnx::pb::{NodeProto, TensorProto};
+use tract_onnx::tract_hir::internal::*;
+
+/// Name of the typed classifier op in optimized models.
+pub const CLASSIFIER_OP: &str = "PalisadeTreeEnsembleClassifier";
+/// Name of the typed regressor op in optimized models.
+pub const REGRESSOR_OP: &str = "PalisadeTreeEnsembleRegressor";
+
+/// Builds the classifier from an ONNX node.
+pub(super) fn classifier(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let ints = node.get_attr_opt_slice::<i64>("classlabels_int64s")?.unwrap_or_default();
+    let strings = node.get_attr_opt_tvec::<&str>("classlabels_strings")?.unwrap_or_default();
+    let class_labels = match (ints.is_empty(), strings.is_empty()) {
+        (false, true) => ClassLabels::Int64(ints.to_vec()),
+        (true, false) => ClassLabels::Strings(strings.iter().map(|s| s.to_string()).collect()),
+        (true, true) => ClassLabels::Int64(vec![]),
+        (false, false) => {
+            bail!("only one of `classlabels_int64s` and `classlabels_strings` may be set")
+        }
+    };
+    let model = TreeEnsembleClassifier::new(ClassifierAttributes {
+        nodes: node_attributes(ctx, node)?,
+        leaves: leaf_attributes(ctx, node, "class")?,
+        class_labels,
+        base_values: floats(ctx, node, "base_values")?,
+        post_transform: parse(node, "post_transform", "NONE")?,
+    })?;
+    Ok((expand(ClassifierExpansion { model: Arc::new(model) }), vec![]))
+}
+
+/// Builds the regressor from an ONNX node.
+pub(super) fn regressor(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let model = TreeEnsembleRegressor::new(RegressorAttributes {
+        nodes: node_attributes(ctx, node)?,
+        leaves: leaf_attributes(ctx, node, "target")?,
+        n_targets: node.get_attr_opt::<i64>("n_targets")?.unwrap_or(0),
+        base_values: floats(ctx, node, "base_values")?,
+        post_transform: parse(node, "post_transform", "NONE")?,
+        aggregate_function: parse::<Aggregate>(node, "aggregate_function", "SUM")?,
+    })?;
+    Ok((expand(RegressorExpansion { model: Arc::new(model) }), vec![]))
+}
+
+fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
+    Ok(node.get_attr_opt_slice::<i64>(name)?.map(<[i64]>::to_vec).unwrap_or_default())
+}
+
+/// A float list attribute, or its `<name>_as_tensor` form (opset 3) rounded to f32.
+fn floats(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
+    let list = node.get_attr_opt_slice::<f32>(name)?.unwrap_or_default();
+    let tensor_name = format!("{name}_as_tensor");
+    let Some(proto) = node.get_attr_opt::<&TensorProto>(&tensor_name)? else {
+        return Ok(list.to_vec());
+    };
+    ensure!(list.is_empty(), "only one of `{name}` and `{tensor_name}` may be set");
+    let tensor = ctx.load_tensor(proto).with_context(|| format!("attribute `{tensor_name}`"))?;
+    let tensor = tensor.cast_to::<f32>()?;
+    Ok(tensor.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+fn parse<T>(node: &NodeProto, name: &str, default: &str) -> TractResult<T>
+where
+    T: std::str::FromStr<Err = palisade_onnx_ml::TreeEnsembleError>,
+{
+    Ok(node.get_attr_opt::<&str>(name)?.unwrap_or(default).parse::<T>()?)
+}
+
+fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
+    let modes = node.get_attr_opt_tvec::<&str>("nodes_modes")?.unwrap_or_default();
+    Ok(NodeAttributes {
+        tree_ids: ints(node, "nodes_treeids")?,
+        node_ids: ints(node, "nodes_nodeids")?,
+        feature_ids: ints(node, "nodes_featureids")?,
+        values: floats(ctx, node, "nodes_values")?,
+        modes: modes.iter().map(|m| m.parse::<NodeMode>()).collect::<Result<_, _>>()?,
+        true_node_ids: ints(node, "nodes_truenodeids")?,
+        false_node_ids: ints(node, "nodes_falsenodeids")?,
+        // As onnxruntime: 1 tracks NaN to the true child, anything else does not.
+        missing_value_tracks_true: ints(node, "nodes_missing_value_tracks_true")?
+            .into_iter()
+            .map(|v| v == 1)
+            .collect(),
+    })
+}
+
+/// `class_*` or `target_*` attributes.
+fn leaf_attributes(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<LeafAttributes> {
+    Ok(LeafAttributes {
+        tree_ids: ints(node, &format!("{prefix}_treeids"))?,
+        node_ids: ints(node, &format!("{prefix}_nodeids"))?,
+        ids: ints(node, &format!("{prefix}_ids"))?,
+        weights: floats(ctx, node, &format!("{prefix}_weights"))?,
+    })
+}
+
+/// Casts the input to f32 unless it already is; refuses types onnxruntime refuses.
+fn wire_f32_input(prefix: &str, model: &mut TypedModel, input: OutletId) -> TractResult<OutletId> {
+    let dt = model.outlet_fact(input)?.datum_type;
+    match dt {
+        DatumType::F32 => Ok(input),
+        DatumType::F64 | DatumType::I64 | DatumType::I32 => Ok(model.wire_node(
+            format!("{prefix}.cast_to_f32"),
+            tract_onnx::tract_core::ops::cast::cast(f32::datum_type()),
+            &[input],
+        )?[0]),
+        other => bail!("tree ensembles take float, double, int64 or int32 inputs, not {other:?}"),
+    }
+}
+
+/// Checks a typed input fact is `[N, F]` with enough features; returns `N`.
+fn batch_dim(op: &str, input: &TypedFact, required_features: usize) -> TractResult<TDim> {
+    ensure!(input.rank() == 2, "{op} expects an input of shape [N, F], got {:?}", input.shape);
+    if let Ok(width) = input.shape[1].to_usize() {
+        ensure!(
+            width >= required_features,
+            "{op} reads feature {} but its input has {width} features",
+            required_features.saturating_sub(1)
+        );
+    }
+    Ok(input.shape[0].clone())
+}
+
+/// `[N, F]` as two usizes.
+fn rows_and_features(x: &Tensor) -> TractResult<(usize, usize)> {
+    match *x.shape() {
+        [n, f] => Ok((n, f)),
+        _ => bail!("tree ensembles expect an input of shape [N, F], got {:?}", x.shape()),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ClassifierExpansion {
+    model: Arc<TreeEnsembleClassifier>,
+}
+
+impl ClassifierExpansion {
+    fn label_type(&self) -> DatumType {
+        match self.model.class_labels() {
+            ClassLabels::Int64(_) => DatumType::I64,
+            ClassLabels::Strings(_) => DatumType::String,
+        }
+    }
+}
+
+impl Expansion for ClassifierExpansion {
+    fn name(&self) -> StaticName {
+        "TreeEnsembleClassifier".into()
+    }
+
+    fn nboutputs(&self) -> TractResult<usize> {
+        Ok(2)
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 2)?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&outputs[0].datum_type, self.label_type())?;
+        s.equals(&outputs[1].datum_type, DatumType::F32)?;
+        s.equals(&outputs[0].rank, 1)?;
+        s.equals(&outputs[1].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[1].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[1].shape[1], self.model.n_classes().to_dim())?;
+        Ok(())
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        let x = wire_f32_input(prefix, model, inputs[0])?;
+        model.wire_node(prefix, TreeEnsembleClassifierOp { model: self.model.clone() }, &[x])
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RegressorExpansion {
+    model: Arc<TreeEnsembleRegressor>,
+}
+
+impl Expansion for RegressorExpansion {
+    fn name(&self) -> StaticName {
+        "TreeEnsembleRegressor".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&outputs[0].datum_type, DatumType::F32)?;
+        s.equals(&outputs[0].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], self.model.n_targets().to_dim())?;
+        Ok(())
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        let x = wire_f32_input(prefix, model, inputs[0])?;
+        model.wire_node(prefix, TreeEnsembleRegressorOp { model: self.model.clone() }, &[x])
+    }
+}
+
+/// The typed classifier: `f32 [N, F]` in; labels `[N]` (`i64` or `String`) and
+/// `f32 [N, C]` scores out.
+#[derive(Debug, Clone)]
+pub struct TreeEnsembleClassifierOp {
+    model: Arc<TreeEnsembleClassifier>,
+}
+
+impl TreeEnsembleClassifierOp {
+    /// The compiled ensemble.
+    pub fn model(&self) -> &TreeEnsembleClassifier {
+        &self.model
+    }
+}
+
+/// Ops are equal when they share their compiled ensemble.
+impl PartialEq for TreeEnsembleClassifierOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.model, &other.model)
+    }
+}
+impl Eq for TreeEnsembleClassifierOp {}
+
+impl Op for TreeEnsembleClassifierOp {
+    fn name(&self) -> StaticName {
+        CLASSIFIER_OP.into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} trees, {} classes, {:?}",
+            self.model.n_trees(),
+            self.model.n_classes(),
+            self.model.post_transform()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TreeEnsembleClassifierOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let x = input.cast_to::<f32>()?;
+        let (n_rows, n_features) = rows_and_features(&x)?;
+        let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut scores = Tensor::zero::<f32>(&[n_rows, self.model.n_classes()])?;
+        let mut indices = vec![0usize; n_rows];
+        self.model.predict_into(
+            features,
+            n_rows,
+            n_features,
+            &mut indices,
+            scores.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        )?;
+        let labels = match self.model.class_labels() {
+            ClassLabels::Int64(labels) => {
+                let mut tensor = Tensor::zero::<i64>(&[n_rows])?;
+                let mut out = tensor.try_as_plain_ram_mut()?;
+                for (o, &i) in out.as_slice_mut::<i64>()?.iter_mut().zip(&indices) {
+                    *o = labels.get(i).copied().unwrap_or_default();
+                }
+                tensor
+            }
+            ClassLabels::Strings(labels) => {
+                let strings: Vec<String> =
+                    indices.iter().map(|&i| labels.get(i).cloned().unwrap_or_default()).collect();
+                tract_ndarray::Array1::from_vec(strings).into_tensor()
+            }
+        };
+        Ok(tvec!(labels.into_tvalue(), scores.into_tvalue()))
+    }
+}
+
+impl TypedOp for TreeEnsembleClassifierOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let n = batch_dim(CLASSIFIER_OP, inputs[0], self.model.required_features())?;
+        let label_type = match self.model.class_labels() {
+            ClassLabels::Int64(_) => DatumType::I64,
+            ClassLabels::Strings(_) => DatumType::String,
+        };
+        Ok(tvec!(label_type.fact([n.clone()]), f32::fact([n, self.model.n_classes().to_dim()])))
+    }
+
+    as_op!();
+}
+
+/// The typed regressor: `f32 [N, F]` in, `f32 [N, n_targets]` out.
+#[derive(Debug, Clone)]
+pub struct TreeEnsembleRegressorOp {
+    model: Arc<TreeEnsembleRegressor>,
+}
+
+impl TreeEnsembleRegressorOp {
+    /// The compiled ensemble.
+    pub fn model(&self) -> &TreeEnsembleRegressor {
+        &self.model
+    }
+}
+
+/// Ops are equal when they share their compiled ensemble.
+impl PartialEq for TreeEnsembleRegressorOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.model, &other.model)
+    }
+}
+impl Eq for TreeEnsembleRegressorOp {}
+
+impl Op for TreeEnsembleRegressorOp {
+    fn name(&self) -> StaticName {
+        REGRESSOR_OP.into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} trees, {} targets, {:?}, {:?}",
+            self.model.n_trees(),
+            self.model.n_targets(),
+            self.model.aggregate(),
+            self.model.post_transform()
+        )])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for TreeEnsembleRegressorOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let x = input.cast_to::<f32>()?;
+        let (n_rows, n_features) = rows_and_features(&x)?;
+        let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
+        let mut values = Tensor::zero::<f32>(&[n_rows, self.model.n_targets()])?;
+        self.model.predict_into(
+            features,
+            n_rows,
+            n_features,
+            values.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        )?;
+        Ok(tvec!(values.into_tvalue()))
+    }
+}
+
+impl TypedOp for TreeEnsembleRegressorOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let n = batch_dim(REGRESSOR_OP, inputs[0], self.model.required_features())?;
+        Ok(tvec!(f32::fact([n, self.model.n_targets().to_dim()])))
+    }
+
+    as_op!();
+}

@@ -1,0 +1,98 @@
+//! The one table that turns failures into responses.
+//!
+//! Handlers raise [`ApiError`]; [`ApiError::status`] picks the HTTP status and
+//! [`ApiError::public_message`] the text the caller sees. Internal details (model execution
+//! errors, I/O) are logged with the request id and never sent to the caller.
+
+use axum::http::StatusCode;
+use palisade_protocol::ProtocolError;
+use palisade_runtime::RuntimeError;
+
+/// A failed request, as the caller will see it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The request body or parameters are malformed (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such model, version or route (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The body exceeds the configured limit (413).
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The inference queue is full (429).
+    #[error("the server is overloaded; retry later")]
+    Overloaded,
+    /// The model failed; details are logged, not returned (500).
+    #[error("inference failed: {0}")]
+    Inference(String),
+    /// The request took longer than the configured timeout (504).
+    #[error("inference did not finish within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The server is starting or stopping (503).
+    #[error("the server is not ready")]
+    Unavailable,
+}
+
+impl ApiError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The message the caller sees: the whole error for the caller's mistakes, a generic one
+    /// for ours.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Inference(_) => {
+                "inference failed; the server log has details under this request id".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(err: ProtocolError) -> Self {
+        ApiError::BadRequest(err.to_string())
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(err: RuntimeError) -> Self {
+        match err {
+            RuntimeError::InvalidInput(message) => ApiError::BadRequest(message),
+            RuntimeError::Overloaded => ApiError::Overloaded,
+            RuntimeError::Unavailable => ApiError::Unavailable,
+            other => ApiError::Inference(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_stay_internal() {
+        let err = ApiError::from(RuntimeError::Execution("tract: node 7 shape mismatch /srv/x".into()));
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!err.public_message().contains("tract"));
+        let err = ApiError::from(RuntimeError::InvalidInput("input `X`: shape".into()));
+        assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(err.public_message(), "input `X`: shape");
+        assert_eq!(ApiError::from(RuntimeError::Overloaded).status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}

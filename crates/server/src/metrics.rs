@@ -1,0 +1,121 @@
+//! Prometheus metrics for the admin port. Label values are bounded: the model label only ever
+//! holds a served model's name or `-`.
+
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, TextEncoder};
+
+use crate::respond::ModelLabel;
+use crate::{AppState, Registry};
+
+/// The server's metrics, in their own Prometheus registry.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: prometheus::Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    queue_wait_seconds: HistogramVec,
+    inference_seconds: HistogramVec,
+    queue_depth: IntGauge,
+}
+
+/// Latency buckets from 50 µs to about 13 s.
+fn buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.00005, 2.0, 19).unwrap_or_default()
+}
+
+impl Metrics {
+    /// Creates the metrics for a set of served models.
+    pub fn new(models: &Registry) -> Result<Metrics, prometheus::Error> {
+        let registry = prometheus::Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("palisade_requests_total", "Data-plane requests by model and HTTP status."),
+            &["model", "code"],
+        )?;
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new("palisade_request_duration_seconds", "Data-plane request latency by model.")
+                .buckets(buckets()),
+            &["model"],
+        )?;
+        let queue_wait_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_inference_queue_wait_seconds",
+                "Time inference jobs waited for a thread.",
+            )
+            .buckets(buckets()),
+            &["model"],
+        )?;
+        let inference_seconds = HistogramVec::new(
+            HistogramOpts::new("palisade_inference_duration_seconds", "Time spent running models.")
+                .buckets(buckets()),
+            &["model"],
+        )?;
+        let queue_depth =
+            IntGauge::new("palisade_inference_queue_depth", "Inference jobs waiting for a thread.")?;
+        let served = IntGauge::new("palisade_models_served", "Model versions being served.")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_seconds.clone()))?;
+        registry.register(Box::new(queue_wait_seconds.clone()))?;
+        registry.register(Box::new(inference_seconds.clone()))?;
+        registry.register(Box::new(queue_depth.clone()))?;
+        registry.register(Box::new(served.clone()))?;
+        #[cfg(target_os = "linux")]
+        registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+        served.set(models.all().count() as i64);
+        Ok(Metrics {
+            registry,
+            requests,
+            request_seconds,
+            queue_wait_seconds,
+            inference_seconds,
+            queue_depth,
+        })
+    }
+
+    /// Records one inference's queue wait and compute time.
+    pub fn observe_inference(
+        &self,
+        model: &str,
+        queue_wait: std::time::Duration,
+        compute: std::time::Duration,
+    ) {
+        self.queue_wait_seconds.with_label_values(&[model]).observe(queue_wait.as_secs_f64());
+        self.inference_seconds.with_label_values(&[model]).observe(compute.as_secs_f64());
+    }
+}
+
+/// Counts every data-plane response by model and status, and times it.
+pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let model = response.extensions().get::<ModelLabel>().map_or("-", |m| m.0.as_str()).to_owned();
+    let metrics = state.metrics();
+    metrics.requests.with_label_values(&[model.as_str(), response.status().as_str()]).inc();
+    metrics.request_seconds.with_label_values(&[model.as_str()]).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics` on the admin port, in the Prometheus text format.
+pub(crate) async fn render(State(state): State<AppState>) -> Response {
+    let metrics = state.metrics();
+    metrics.queue_depth.set(state.engine().queue_depth() as i64);
+    let mut out = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&metrics.registry.gather(), &mut out) {
+        Ok(()) => ([(header::CONTENT_TYPE, encoder.format_type().to_owned())], out).into_response(),
+        Err(err) => (StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response(),
+    }
+}
+
+/// `GET /readyz` on the admin port: 200 while serving, 503 while draining.
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}

@@ -1,0 +1,282 @@
+//! The OpenAPI 3 document: the server's endpoints and, for every served model, its typed
+//! inference request and response with a ready-to-run example.
+
+use palisade_core::{DataType, Dim, TensorSpec};
+use serde_json::{Map, Value, json};
+
+use crate::{Registry, ServedModel};
+
+/// Builds the document for the models being served.
+pub(crate) fn document(registry: &Registry) -> Value {
+    let mut paths = Map::new();
+    let mut schemas = Map::new();
+    let mut tags = vec![
+        json!({"name": "server", "description": "Server metadata and health probes. Health probes are public by design."}),
+    ];
+
+    paths.insert("/v2".into(), get_op("server", "Server metadata", "ServerMetadata"));
+    paths.insert("/v2/health/live".into(), probe("Liveness: the process is up"));
+    paths.insert("/v2/health/ready".into(), probe("Readiness: every model is loaded"));
+
+    for served in registry.latest() {
+        let name = served.id.name.as_str();
+        let versions: Vec<String> =
+            registry.versions(&served.id.name).into_iter().map(String::from).collect();
+        tags.push(json!({
+            "name": name,
+            "description": served.description.clone().unwrap_or_else(|| format!("Model {name}, namespace {}", served.id.namespace)),
+        }));
+        add_model_schemas(&mut schemas, served);
+        let infer = infer_op(served, None);
+        paths.insert(
+            format!("/v2/models/{name}"),
+            get_op(name, &format!("Metadata of {name} (latest version)"), "ModelMetadata"),
+        );
+        paths
+            .insert(format!("/v2/models/{name}/ready"), probe_for(name, &format!("Whether {name} is ready")));
+        paths.insert(format!("/v2/models/{name}/infer"), infer);
+        paths.insert(
+            format!("/v2/models/{name}/versions/{{version}}/infer"),
+            infer_op(served, Some(&versions)),
+        );
+        if served.model.signature().inputs.len() == 1 {
+            paths.insert(
+                format!("/seldon/{}/{name}/api/v1.0/predictions", served.id.namespace),
+                seldon_op(served),
+            );
+        }
+    }
+
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "string", "description": "What went wrong"}},
+        }),
+    );
+    schemas.insert("ServerMetadata".into(), json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": {"type": "array", "items": {"type": "string"}}},
+    }));
+    schemas.insert("MetadataTensor".into(), json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "datatype": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}}},
+    }));
+    schemas.insert(
+        "ModelMetadata".into(),
+        json!({
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+                "platform": {"type": "string"},
+                "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/MetadataTensor"}},
+                "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/MetadataTensor"}},
+            },
+        }),
+    );
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Palisade model APIs",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Models served over the Open Inference Protocol V2 (KServe, Triton, MLServer) and the Seldon v1 protocol.",
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+fn error_responses() -> Value {
+    let err = json!({"description": "", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut out = Map::new();
+    for (code, text) in [
+        ("400", "Malformed request or tensor"),
+        ("404", "Unknown model or version"),
+        ("413", "Request body too large"),
+        ("429", "Server overloaded; retry later"),
+        ("500", "Inference failed"),
+        ("504", "Inference timed out"),
+    ] {
+        let mut e = err.clone();
+        e["description"] = json!(text);
+        out.insert(code.into(), e);
+    }
+    Value::Object(out)
+}
+
+fn get_op(tag: &str, summary: &str, schema: &str) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "OK", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    json!({"get": {"tags": [tag], "summary": summary, "responses": responses}})
+}
+
+fn probe(summary: &str) -> Value {
+    probe_for("server", summary)
+}
+
+fn probe_for(tag: &str, summary: &str) -> Value {
+    json!({"get": {"tags": [tag], "summary": summary, "responses": {"200": {"description": "Yes"}, "404": {"description": "Unknown model"}, "503": {"description": "Not ready"}}}})
+}
+
+fn schema_key(served: &ServedModel, suffix: &str) -> String {
+    format!("{}.{suffix}", served.id.name)
+}
+
+fn datatype_item(dt: DataType) -> Value {
+    match dt {
+        DataType::Bool => json!({"type": "boolean"}),
+        DataType::Bytes => json!({"type": "string"}),
+        dt if dt.is_float() => json!({"type": "number"}),
+        _ => json!({"type": "integer"}),
+    }
+}
+
+fn tensor_schema(spec: &TensorSpec, with_data: bool) -> Value {
+    let mut properties = json!({
+        "name": {"type": "string", "enum": [spec.name]},
+        "datatype": {"type": "string", "enum": [spec.datatype.as_str()]},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "description": format!("Model shape {:?}; -1 is any size", spec.shape_i64())},
+        "parameters": {"type": "object"},
+    });
+    let element = datatype_item(spec.datatype);
+    properties["data"] = json!({
+        "type": "array",
+        "description": "Elements in row-major order, flat or nested",
+        "items": {"oneOf": [element, {"type": "array", "items": {}}]},
+    });
+    let mut required = vec!["name", "shape", "datatype"];
+    if with_data {
+        required.push("data");
+    }
+    let mut schema = json!({"type": "object", "required": required, "properties": properties});
+    if let Some(labels) = &spec.labels {
+        schema["description"] = json!(format!("Columns are classes {}", labels.join(", ")));
+    }
+    schema
+}
+
+fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
+    let signature = served.model.signature();
+    let input_refs: Vec<Value> = signature
+        .inputs
+        .iter()
+        .map(|spec| {
+            let key = schema_key(served, &format!("input.{}", sanitize(&spec.name)));
+            schemas.insert(key.clone(), tensor_schema(spec, true));
+            json!({"$ref": format!("#/components/schemas/{key}")})
+        })
+        .collect();
+    let output_refs: Vec<Value> = signature
+        .outputs
+        .iter()
+        .map(|spec| {
+            let key = schema_key(served, &format!("output.{}", sanitize(&spec.name)));
+            schemas.insert(key.clone(), tensor_schema(spec, false));
+            json!({"$ref": format!("#/components/schemas/{key}")})
+        })
+        .collect();
+    let one_of = |refs: Vec<Value>| {
+        if refs.len() == 1 { refs.into_iter().next().unwrap_or(Value::Null) } else { json!({"oneOf": refs}) }
+    };
+    let output_names: Vec<&str> = signature.outputs.iter().map(|o| o.name.as_str()).collect();
+    schemas.insert(
+        schema_key(served, "InferenceRequest"),
+        json!({
+            "type": "object",
+            "required": ["inputs"],
+            "properties": {
+                "id": {"type": "string", "description": "Echoed in the response"},
+                "parameters": {"type": "object"},
+                "inputs": {"type": "array", "items": one_of(input_refs)},
+                "outputs": {"type": "array", "description": "Outputs to return (default: all)", "items": {
+                    "type": "object", "required": ["name"],
+                    "properties": {"name": {"type": "string", "enum": output_names}, "parameters": {"type": "object"}},
+                }},
+            },
+        }),
+    );
+    schemas.insert(
+        schema_key(served, "InferenceResponse"),
+        json!({
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+                "outputs": {"type": "array", "items": one_of(output_refs)},
+            },
+        }),
+    );
+}
+
+/// Component names allow `[A-Za-z0-9._-]` only.
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+        .collect()
+}
+
+/// A valid example request: one row (dynamic dims of size 1) of placeholder values.
+fn example_request(served: &ServedModel) -> Value {
+    let inputs: Vec<Value> = served
+        .model
+        .signature()
+        .inputs
+        .iter()
+        .map(|spec| {
+            let shape: Vec<u64> = spec.shape.iter().map(|d| match d { Dim::Fixed(n) => *n, Dim::Dynamic => 1 }).collect();
+            let count = shape.iter().product::<u64>().min(4096) as usize;
+            let value = match spec.datatype {
+                DataType::Bool => json!(false),
+                DataType::Bytes => json!("text"),
+                dt if dt.is_float() => json!(1.0),
+                _ => json!(1),
+            };
+            json!({"name": spec.name, "shape": shape, "datatype": spec.datatype.as_str(), "data": vec![value; count]})
+        })
+        .collect();
+    json!({"inputs": inputs})
+}
+
+fn infer_op(served: &ServedModel, versions: Option<&[String]>) -> Value {
+    let name = served.id.name.as_str();
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "Predictions", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", schema_key(served, "InferenceResponse"))}}}});
+    let mut op = json!({
+        "tags": [name],
+        "summary": match versions { None => format!("Predict with {name} (latest version)"), Some(_) => format!("Predict with a version of {name}") },
+        "operationId": match versions { None => format!("infer_{}", sanitize(name)), Some(_) => format!("infer_{}_version", sanitize(name)) },
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"$ref": format!("#/components/schemas/{}", schema_key(served, "InferenceRequest"))},
+            "example": example_request(served),
+        }}},
+        "responses": responses,
+    });
+    if let Some(versions) = versions {
+        op["parameters"] = json!([{
+            "name": "version", "in": "path", "required": true,
+            "schema": {"type": "string", "enum": versions, "default": served.id.version.as_str()},
+        }]);
+    }
+    json!({"post": op})
+}
+
+fn seldon_op(served: &ServedModel) -> Value {
+    let name = served.id.name.as_str();
+    let example = example_request(served);
+    let row = example["inputs"][0]["data"].clone();
+    json!({"post": {
+        "tags": [name],
+        "summary": format!("Predict with {name} (Seldon Core v1 protocol)"),
+        "operationId": format!("seldon_{}", sanitize(name)),
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"type": "object", "properties": {"data": {"type": "object", "properties": {
+                "names": {"type": "array", "items": {"type": "string"}},
+                "ndarray": {"type": "array", "items": {}},
+                "tensor": {"type": "object", "properties": {"shape": {"type": "array", "items": {"type": "integer"}}, "values": {"type": "array", "items": {}}}},
+            }}, "meta": {"type": "object"}}},
+            "example": {"data": {"ndarray": [row]}},
+        }}},
+        "responses": {"200": {"description": "Predictions", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }})
+}

@@ -1,0 +1,198 @@
+//! The models a server serves: every version of every bundle in the store, verified and prepared.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use palisade_bundle::manifest::{Labels, Owners};
+use palisade_bundle::{BundleDigest, BundleError, Store, VerifiedBundle};
+use palisade_core::{ModelName, ModelRef, Namespace, Version};
+use palisade_runtime::{Model, RuntimeError};
+
+use crate::ApiError;
+
+/// One model version ready to serve.
+pub struct ServedModel {
+    /// Namespace, name and version.
+    pub id: ModelRef,
+    /// The bundle's content address.
+    pub digest: BundleDigest,
+    /// The manifest's description.
+    pub description: Option<String>,
+    /// The manifest's labels.
+    pub labels: Labels,
+    /// The manifest's owners.
+    pub owners: Owners,
+    /// The prepared model.
+    pub model: Arc<dyn Model>,
+}
+
+impl std::fmt::Debug for ServedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedModel")
+            .field("id", &self.id)
+            .field("digest", &self.digest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServedModel {
+    /// Prepares a verified bundle.
+    pub fn from_bundle(bundle: &VerifiedBundle) -> Result<ServedModel, RuntimeError> {
+        let model = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())?;
+        Ok(ServedModel {
+            id: bundle.manifest.model_ref(),
+            digest: bundle.digest.clone(),
+            description: bundle.manifest.description.clone(),
+            labels: bundle.manifest.labels.clone(),
+            owners: bundle.manifest.owners.clone(),
+            model,
+        })
+    }
+}
+
+struct Versions {
+    latest: Version,
+    by_version: BTreeMap<Version, Arc<ServedModel>>,
+}
+
+/// Every served model, by name and version.
+#[derive(Default)]
+pub struct Registry {
+    models: BTreeMap<ModelName, Versions>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.models.keys()).finish()
+    }
+}
+
+/// Why the store could not be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// A bundle is missing, corrupt or tampered with.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// A model could not be prepared.
+    #[error("{model}: {source}")]
+    Model {
+        /// Which model version.
+        model: String,
+        /// Why.
+        source: RuntimeError,
+    },
+}
+
+impl Registry {
+    /// Verifies and prepares every version of every model in the store.
+    pub fn load(store: &Store) -> Result<Registry, RegistryError> {
+        let mut registry = Registry::default();
+        for record in store.list()? {
+            let bundle = store.load(&record)?;
+            let served = ServedModel::from_bundle(&bundle).map_err(|source| RegistryError::Model {
+                model: format!("{}:{}", record.name, record.version),
+                source,
+            })?;
+            registry.insert(served, record.latest);
+        }
+        Ok(registry)
+    }
+
+    /// Adds a model version; `latest` makes it the version served without an explicit one.
+    pub fn insert(&mut self, model: ServedModel, latest: bool) {
+        let version = model.id.version.clone();
+        let entry = self
+            .models
+            .entry(model.id.name.clone())
+            .or_insert_with(|| Versions { latest: version.clone(), by_version: BTreeMap::new() });
+        if latest {
+            entry.latest = version.clone();
+        }
+        entry.by_version.insert(version, Arc::new(model));
+    }
+
+    /// The named model at a version, or at its latest version.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<ServedModel>, ApiError> {
+        let versions = ModelName::new(name)
+            .ok()
+            .and_then(|n| self.models.get(&n))
+            .ok_or_else(|| ApiError::NotFound(format!("model `{}` not found", clip(name))))?;
+        let version = match version {
+            None => &versions.latest,
+            Some(v) => {
+                let parsed = Version::new(v).ok();
+                match parsed.as_ref().and_then(|p| versions.by_version.get_key_value(p)) {
+                    Some((key, _)) => key,
+                    None => {
+                        return Err(ApiError::NotFound(format!(
+                            "model `{name}` has no version `{}` (available: {})",
+                            clip(v),
+                            versions.by_version.keys().map(Version::as_str).collect::<Vec<_>>().join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        versions
+            .by_version
+            .get(version)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("model `{name}` has no version `{version}`")))
+    }
+
+    /// All versions of a model, in order.
+    pub fn versions(&self, name: &ModelName) -> Vec<Version> {
+        self.models.get(name).map(|v| v.by_version.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The latest version of every model, by name.
+    pub fn latest(&self) -> impl Iterator<Item = &Arc<ServedModel>> {
+        self.models.values().filter_map(|v| v.by_version.get(&v.latest))
+    }
+
+    /// Every model version.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<ServedModel>> {
+        self.models.values().flat_map(|v| v.by_version.values())
+    }
+
+    /// The only model served, if exactly one name is served.
+    pub fn single(&self) -> Option<&Arc<ServedModel>> {
+        let mut latest = self.latest();
+        match (latest.next(), latest.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    }
+
+    /// The model in a namespace, at its latest version.
+    pub fn in_namespace(&self, namespace: &str, name: &str) -> Result<Arc<ServedModel>, ApiError> {
+        let model = self.get(name, None)?;
+        if model.id.namespace.as_str() != namespace {
+            return Err(ApiError::NotFound(format!(
+                "model `{}` not found in namespace `{}`",
+                clip(name),
+                clip(namespace)
+            )));
+        }
+        Ok(model)
+    }
+
+    /// Whether no model is served.
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+
+    /// The namespaces of served models.
+    pub fn namespaces(&self) -> Vec<Namespace> {
+        let mut all: Vec<Namespace> = self.latest().map(|m| m.id.namespace.clone()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}
+
+/// Names echoed in messages are cut short: they come from the caller.
+pub(crate) fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
