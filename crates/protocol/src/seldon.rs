@@ -261,12 +261,12 @@ mod tests {
         let names = vec!["0".to_owned(), "1".to_owned(), "2".to_owned()];
         let v = encode_response(&t, &names, Form::Ndarray, "iris", "1.0.0", None);
         assert_eq!(v["data"]["ndarray"], json!([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]]));
-        let t = Tensor::new("p", vec![1, 1], TensorData::Fp32(vec![0.8])).unwrap();
-        let v = encode_response(&t, &names[..1], Form::Ndarray, "iris", "1.0.0", None);
-        assert_eq!(v["data"]["ndarray"].to_string(), "[[0.8]]");
         assert_eq!(v["data"]["names"], json!(["0", "1", "2"]));
         assert_eq!(v["meta"]["requestPath"]["iris"], "1.0.0");
         let v = encode_response(&t, &names, Form::Tensor, "iris", "1.0.0", None);
         assert_eq!(v["data"]["tensor"]["shape"], json!([2, 3]));
+        let t = Tensor::new("p", vec![1, 1], TensorData::Fp32(vec![0.8])).unwrap();
+        let v = encode_response(&t, &names[..1], Form::Ndarray, "iris", "1.0.0", None);
+        assert_eq!(v["data"]["ndarray"].to_string(), "[[0.8]]");
     }
 }
