@@ -302,6 +302,8 @@ fn data_type(dt: DatumType) -> Option<DataType> {
         DatumType::F32 => DataType::Fp32,
         DatumType::F64 => DataType::Fp64,
         DatumType::String => DataType::Bytes,
+        // tract types integer index arithmetic (ArgMax, shapes) as symbolic dims; ONNX says INT64.
+        DatumType::TDim => DataType::Int64,
         _ => return None,
     })
 }
@@ -358,6 +360,7 @@ fn from_tract(name: &str, value: &TValue) -> Result<Tensor, RuntimeError> {
             DatumType::I16 => TensorData::Int16(elements(t)?),
             DatumType::I32 => TensorData::Int32(elements(t)?),
             DatumType::I64 => TensorData::Int64(elements(t)?),
+            DatumType::TDim => TensorData::Int64(elements(&*t.cast_to::<i64>()?)?),
             DatumType::F16 => TensorData::Fp16(
                 elements::<f16>(t)?.into_iter().map(|x| half::f16::from_bits(x.to_bits())).collect(),
             ),
