@@ -134,6 +134,11 @@ impl Manifest {
             };
             let message = strip_location(&inner.to_string());
             let field = if field == "." { String::new() } else { field };
+            // serde_yaml prefixes nested errors with the path, which the error reports already.
+            let message = match message.strip_prefix(&format!("{field}: ")) {
+                Some(rest) if !field.is_empty() => rest.to_owned(),
+                _ => message,
+            };
             let message = hint_for(&field, message);
             invalid(&field, line, column, message)
         })?;
@@ -478,6 +483,7 @@ model:
             assert_eq!(err.field, field, "{to}: {err}");
             assert!(err.line.is_some(), "{to}: {err}");
             assert!(err.message.contains(needle), "{to}: {err}");
+            assert!(!err.message.starts_with(field), "the field is not repeated: {err}");
         }
     }
 

@@ -62,10 +62,17 @@ def random_trees(rng, n_columns, weight_every_leaf, mode_pool):
             return out
 
         # Now and then a true child is redirected into the false subtree (a DAG, as
-        # LightGBM exports produce); the former true subtree becomes unreachable.
+        # LightGBM exports produce). The former true subtree is then dropped: onnxruntime
+        # attaches the weights of unreachable leaves to the wrong node.
         for v, c in enumerate(children):
             if c and rng.random() < 0.1:
                 c[1] = rng.choice(subtree(c[0]))
+        reachable = sorted(set(subtree(0)))
+        renumber = {old: new for new, old in enumerate(reachable)}
+        children = [
+            [renumber[c[0]], renumber[c[1]]] if c else None
+            for c in (children[old] for old in reachable)
+        ]
         for i, c in enumerate(children):
             nodes["treeids"].append(tree)
             nodes["nodeids"].append(i)
@@ -171,6 +178,8 @@ def main():
             aggregate = rng.choice(AGGREGATES)
             base = [round(rng.uniform(-0.5, 0.5), 3) for _ in range(n_targets)] if rng.random() < 0.5 else []
             nodes, leaves = random_trees(rng, n_targets, False, mode_pool)
+            if not leaves["ids"]:
+                continue
             attrs = attributes(nodes, leaves, "target")
             attrs.update(n_targets=n_targets, aggregate_function=aggregate, post_transform=transform)
             if base:

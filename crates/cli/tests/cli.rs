@@ -1,0 +1,218 @@
+//! The `palisade` binary as users run it: exit codes, messages, and a real server on an
+//! ephemeral port.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn palisade() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn run(home: &Path, args: &[&str]) -> Output {
+    palisade().arg("--home").arg(home).args(args).output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Copies the shipped example into a scratch directory so tests can change it.
+fn example_copy(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("iris");
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["palisade.yaml", "model.onnx"] {
+        std::fs::copy(repo().join("examples/iris").join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        vec!["--help"],
+        vec!["build", "--help"],
+        vec!["serve", "--help"],
+        vec!["models", "--help"],
+        vec!["models", "list", "--help"],
+        vec!["models", "show", "--help"],
+        vec!["models", "delete", "--help"],
+    ] {
+        let out = palisade().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(stdout(&out).contains("Usage:"), "{args:?}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_64() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = palisade().arg("frobnicate").output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(tmp.path(), &["build", "/does/not/exist"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("hint:"), "{}", stderr(&out));
+    let out = run(tmp.path(), &["models", "delete", "iris"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("iris:VERSION"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_manifest_names_file_line_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = example_copy(tmp.path());
+    let manifest = std::fs::read_to_string(dir.join("palisade.yaml")).unwrap();
+    std::fs::write(dir.join("palisade.yaml"), manifest.replace("format: onnx", "format: pickle")).unwrap();
+    let out = run(&tmp.path().join("home"), &["build", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("palisade.yaml:12:11: field `model.format`: unknown variant `pickle`"), "{err}");
+    assert!(err.contains("field `model.format`"), "{err}");
+    assert!(err.contains("unknown variant `pickle`"), "{err}");
+}
+
+#[test]
+fn a_broken_model_never_becomes_a_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = example_copy(tmp.path());
+    std::fs::write(dir.join("model.onnx"), b"this is not onnx").unwrap();
+    let home = tmp.path().join("home");
+    let out = run(&home, &["build", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a valid ONNX file"), "{}", stderr(&out));
+    let out = run(&home, &["models", "list", "--output", "json"]);
+    assert_eq!(serde_json::from_slice::<Value>(&out.stdout).unwrap(), serde_json::json!([]));
+}
+
+#[test]
+fn build_list_show_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let example = repo().join("examples/iris");
+    let out = run(&home, &["build", example.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(built["name"], "iris");
+    let digest = built["digest"].as_str().unwrap().to_owned();
+
+    let out = run(&home, &["models", "list", "--output", "json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["version"], "1.0.0");
+    assert_eq!(listed[0]["latest"], true);
+
+    let out = run(&home, &["models", "show", "iris:1.0.0", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["digest"], digest.as_str());
+    assert_eq!(shown["owners"], serde_json::json!(["alice@example.com"]));
+    assert_eq!(shown["inputs"][0]["name"], "X");
+    assert_eq!(shown["outputs"][1]["name"], "output_probability");
+    let text = stdout(&run(&home, &["models", "show", "iris"]));
+    assert!(text.contains("X FP32 [-1, 4]"), "{text}");
+    assert!(text.contains("owners:     alice@example.com"), "{text}");
+
+    let out = run(&home, &["models", "delete", "iris:latest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&home, &["models", "show", "iris"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("no model `iris:latest`"), "{}", stderr(&out));
+}
+
+/// A bundle changed by one byte is refused by `show` and by `serve`, naming the file.
+#[test]
+fn tampered_bundle_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = run(&home, &["build", repo().join("examples/iris").to_str().unwrap(), "--output", "json"]);
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex = built["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let model = home.join("bundles").join(hex).join("model.onnx");
+    let mut bytes = std::fs::read(&model).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&model, bytes).unwrap();
+
+    for args in [vec!["models", "show", "iris"], vec!["serve", "--listen", "127.0.0.1:0"]] {
+        let out = run(&home, &args);
+        assert_eq!(out.status.code(), Some(65), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("was modified and is refused: file `model.onnx`"), "{err}");
+        assert!(err.contains("hint:"), "{err}");
+    }
+}
+
+/// Kills the server when the test ends, pass or fail.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(home: &Path, extra: &[&str]) -> Server {
+    let mut child = palisade()
+        .arg("--home")
+        .arg(home)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.strip_prefix("palisade: listening on ") {
+            let base = rest.split_whitespace().next().unwrap().to_owned();
+            std::thread::spawn(move || for _ in lines {});
+            return Server { child, base };
+        }
+    }
+    let _ = child.kill();
+    panic!("the server did not print its address");
+}
+
+#[test]
+fn serve_on_an_ephemeral_port_and_stop_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
+    let mut server = serve(&home, &[]);
+    let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let mut response = ureq::post(&format!("{}/v2/models/iris/infer", server.base)).send(body).unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    let reply: Value = serde_json::from_reader(response.body_mut().as_reader()).unwrap();
+    assert_eq!(reply["outputs"][0]["name"], "output_label");
+    assert_eq!(reply["outputs"][0]["data"], serde_json::json!([0]));
+    assert_eq!(reply["outputs"][1]["shape"], serde_json::json!([1, 3]));
+
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
