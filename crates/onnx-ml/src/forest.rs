@@ -182,7 +182,7 @@ impl Forest {
 
         // Children of branch nodes, as attribute positions: [false, true].
         let mut children_old: Vec<[usize; 2]> = vec![[0, 0]; n];
-        for i in 0..n {
+        for (i, children) in children_old.iter_mut().enumerate() {
             if attrs.modes[i] == NodeMode::Leaf {
                 continue;
             }
@@ -204,7 +204,7 @@ impl Forest {
                     node_id,
                 })
             };
-            children_old[i] = [
+            *children = [
                 lookup("nodes_falsenodeids", attrs.false_node_ids[i])?,
                 lookup("nodes_truenodeids", attrs.true_node_ids[i])?,
             ];

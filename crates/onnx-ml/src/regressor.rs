@@ -138,9 +138,9 @@ impl TreeEnsembleRegressor {
                     let t = w.column as usize;
                     sums[t] = match self.aggregate {
                         Aggregate::Sum | Aggregate::Average => sums[t] + w.value,
-                        Aggregate::Min if has[t] && !(w.value < sums[t]) => sums[t],
-                        Aggregate::Max if has[t] && !(w.value > sums[t]) => sums[t],
-                        Aggregate::Min | Aggregate::Max => w.value,
+                        Aggregate::Min if !has[t] || w.value < sums[t] => w.value,
+                        Aggregate::Max if !has[t] || w.value > sums[t] => w.value,
+                        Aggregate::Min | Aggregate::Max => sums[t],
                     };
                     has[t] = true;
                 }

@@ -1,5 +1,6 @@
 //! `TreeEnsembleClassifier` against onnxruntime 1.32's outputs for small hand-built trees.
 
+// Helpers outside #[test] functions count as library code for clippy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

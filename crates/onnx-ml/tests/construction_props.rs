@@ -1,6 +1,7 @@
 //! Property tests: whatever the attribute vectors, building an ensemble returns `Ok` or
 //! `Err` without panicking, and a built ensemble evaluates rows without panicking.
 
+// Helpers outside #[test] functions count as library code for clippy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_onnx_ml::{

@@ -5,6 +5,7 @@
 //! missing-value tracking, post-transform, aggregate and base-value layout, evaluated
 //! by onnxruntime on rows with NaN and values equal to thresholds.
 
+// Helpers outside #[test] functions count as library code for clippy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_onnx_ml::{

@@ -1,5 +1,6 @@
 //! Construction rejects inconsistent attributes with an error naming the attribute.
 
+// Helpers outside #[test] functions count as library code for clippy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

@@ -5,6 +5,7 @@
 //! Models are loaded through the tract API directly (not the runtime's loader), so this
 //! test pins the operators alone.
 
+// Helpers outside #[test] functions count as library code for clippy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what Palisade's tests need on a fresh machine, from the registries only:
+# Debian's chromium (Swagger UI browser test) and a Python virtualenv with the third-party
+# clients (tritonclient, playwright driving that chromium, pytest). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: installing $* needs root" >&2; exit 1; fi
+}
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Debian's chromium"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+fi
+
+venv=.venv/e2e
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== creating $venv"
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi

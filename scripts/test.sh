@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every Palisade test on a fresh machine: installs the test dependencies, checks
+# formatting and lints, runs the Rust tests, then the end-to-end tests with real
+# third-party clients (tritonclient, headless Chromium) against the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$SECONDS
+
+scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
+echo "== cargo nextest (unit, property, integration tests)"
+cargo nextest run --locked --workspace --no-fail-fast
+
+echo "== end-to-end tests (tests/e2e)"
+cargo build --locked -p palisade-cli
+PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
+
+echo "== all tests passed in $((SECONDS - started)) s"

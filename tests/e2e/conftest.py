@@ -1,0 +1,79 @@
+"""Shared fixtures: a real `palisade serve` on an ephemeral loopback port.
+
+The binary comes from $PALISADE_BIN (scripts/test.sh sets it) or target/debug/palisade.
+"""
+
+import json
+import os
+import pathlib
+import queue
+import subprocess
+import threading
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures" / "models"
+
+
+def palisade_bin():
+    path = os.environ.get("PALISADE_BIN") or str(ROOT / "target" / "debug" / "palisade")
+    if not os.path.exists(path):
+        pytest.fail(f"palisade binary not found at {path}: run `cargo build` or set PALISADE_BIN")
+    return path
+
+
+class Server:
+    """A running `palisade serve`; `base` is its URL, `host_port` its address."""
+
+    def __init__(self, home, extra_args=()):
+        self.home = home
+        self.log = open(home / "server.log", "w")
+        self.proc = subprocess.Popen(
+            [palisade_bin(), "--home", str(home), "serve", "--listen", "127.0.0.1:0", *extra_args],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
+        self.base = None
+        while self.base is None:
+            try:
+                line = lines.get(timeout=60)
+            except queue.Empty:
+                self.stop()
+                pytest.fail("palisade serve did not print its address within 60 s")
+            if line.startswith("palisade: listening on "):
+                self.base = line.split()[3]
+        self.host_port = self.base.removeprefix("http://")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def build(home, model_dir):
+    subprocess.run([palisade_bin(), "--home", str(home), "build", str(model_dir)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """Serves the shipped iris example, as the README's first command does."""
+    home = tmp_path_factory.mktemp("home")
+    build(home, ROOT / "examples" / "iris")
+    srv = Server(home)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def iris():
+    """The 150 iris rows and onnxruntime's outputs for the example model."""
+    rows = json.loads((FIXTURES / "iris.json").read_text())["rows"]
+    expected = json.loads((FIXTURES / "iris_rf.expected.json").read_text())
+    return rows, expected
