@@ -17,6 +17,9 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo nextest (unit, property, integration tests)"
 cargo nextest run --locked --workspace --no-fail-fast
 
+echo "== fuzz targets build (fuzz/)"
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins
+
 echo "== end-to-end tests (tests/e2e)"
 cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e

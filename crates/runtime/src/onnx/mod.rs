@@ -53,7 +53,16 @@ impl OnnxModel {
     }
 
     /// Prepares an ONNX model from its bytes; `path` names it in errors.
+    ///
+    /// Model files are input too: a parser panic on a malformed graph is caught and reported
+    /// as a load error.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
+        std::panic::catch_unwind(|| OnnxModel::prepare(path, bytes)).unwrap_or_else(|_| {
+            Err(load_error(path, "the ONNX graph is malformed (the parser gave up on it)".to_owned()))
+        })
+    }
+
+    fn prepare(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
         let fail = |message: String| load_error(path, message);
         let onnx = framework();
         let proto = onnx

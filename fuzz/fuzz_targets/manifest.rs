@@ -1,0 +1,14 @@
+//! `palisade.yaml` parsing: any bytes give a manifest or an error naming the file, never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let path = std::path::Path::new("fuzz/palisade.yaml");
+    match palisade_bundle::Manifest::parse(path, data) {
+        Ok(manifest) => {
+            let _ = manifest.model_ref().to_string();
+        }
+        Err(err) => assert!(err.to_string().starts_with("fuzz/palisade.yaml")),
+    }
+});
