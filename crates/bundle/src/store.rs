@@ -274,10 +274,10 @@ impl Store {
 
         staged.files.sort_by(|a, b| a.path.cmp(&b.path));
         let digest = canonical_digest(&staged.files);
-        if let Some(existing) = self.read_version_ref(&name, &version)? {
-            if existing.digest != digest {
-                return Err(BundleError::VersionExists { name, version, digest: existing.digest });
-            }
+        if let Some(existing) = self.read_version_ref(&name, &version)?
+            && existing.digest != digest
+        {
+            return Err(BundleError::VersionExists { name, version, digest: existing.digest });
         }
 
         let index =

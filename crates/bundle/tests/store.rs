@@ -1,5 +1,7 @@
 //! The bundle store against a real file system.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,8 @@
 //! The `palisade` binary as users run it: exit codes, messages, and a real server on an
 //! ephemeral port.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -187,6 +189,7 @@ fn serve(home: &Path, extra: &[&str]) -> Server {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not print its address");
 }
 

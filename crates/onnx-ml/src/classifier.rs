@@ -154,27 +154,21 @@ impl TreeEnsembleClassifier {
         if n_rows == 0 {
             return Ok(());
         }
-        let mut leaves = vec![0u32; self.forest.n_trees()];
-        let mut sums = vec![0.0f32; n_classes];
-        let mut has = vec![false; n_classes];
+        let (mut leaves_stack, mut leaves_heap) = ([0u32; crate::STACK_TREES], Vec::new());
+        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees());
+        let (mut sums_stack, mut sums_heap) = ([0.0f32; crate::STACK_COLUMNS], Vec::new());
+        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, n_classes);
+        let (mut has_stack, mut has_heap) = ([false; crate::STACK_COLUMNS], Vec::new());
+        let has = crate::scratch(&mut has_stack, &mut has_heap, n_classes);
         let outputs = scores.chunks_exact_mut(n_classes).zip(labels.iter_mut());
         for (row_index, (out, label)) in outputs.enumerate() {
             let row = &features[row_index * n_features..(row_index + 1) * n_features];
-            self.forest.leaves(row, &mut leaves);
-            sums.fill(0.0);
-            has.fill(false);
-            for &leaf in &leaves {
-                for w in self.forest.leaf_weights(leaf) {
-                    let c = w.column as usize;
-                    sums[c] += w.value;
-                    has[c] = true;
-                }
-            }
+            self.forest.leaves(row, leaves);
+            crate::accumulate_sums(&self.forest, leaves, sums, has);
             *label = if n_classes == 2 {
-                self.finish_binary(&mut sums, &mut has, out)
+                self.finish_binary(sums, has, out)
             } else {
-                self.finish_multiclass(&mut sums, &mut has, out)
-                    .ok_or(TreeEnsembleError::NoScore { row: row_index })?
+                self.finish_multiclass(sums, has, out).ok_or(TreeEnsembleError::NoScore { row: row_index })?
             };
         }
         Ok(())

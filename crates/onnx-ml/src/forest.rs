@@ -4,9 +4,9 @@
 //! are contiguous, in depth-first order with the false child right after its parent.
 //! A node stores both children by index; a leaf stores itself as both children, so a
 //! walk may take more steps than a path needs and stay on its leaf. That lets
-//! [`Forest::leaves`] walk [`GROUP`] trees in lock step for a fixed number of steps
-//! (the deepest path among them) with no data-dependent branch: the walks are
-//! independent chains of loads the CPU overlaps.
+//! [`Forest::leaves`] walk [`GROUP`] trees in lock step with branch-free steps, until
+//! none moves (at most the deepest path among them): the walks are independent chains
+//! of loads the CPU overlaps.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -86,6 +86,9 @@ pub(crate) struct Forest {
     /// Per node; meaningful for leaves.
     spans: Vec<Span>,
     weights: Vec<LeafWeight>,
+    /// When every reachable leaf weights every column exactly once: the weights again,
+    /// indexed like `weights` but ordered by column, so a leaf adds a dense slice.
+    dense: Option<Vec<f32>>,
     /// Root of each tree, in attribute order (the order scores are aggregated in).
     roots: Vec<u32>,
     /// Tree indices sorted by depth, so groups hold trees of similar depth.
@@ -342,6 +345,7 @@ impl Forest {
                 children: [position[f].unwrap_or(me), position[t].unwrap_or(me)],
             });
         }
+        let dense = Self::dense_weights(&modes, &spans, &weights, n_columns);
         let walker = match (mixed, branch_modes) {
             (false, Some(mode)) => Walker::Uniform { mode, missing },
             (false, None) => Walker::Uniform { mode: NodeMode::BranchLeq, missing: false },
@@ -366,6 +370,7 @@ impl Forest {
             modes,
             spans,
             weights,
+            dense,
             roots,
             walk_order,
             groups,
@@ -373,6 +378,49 @@ impl Forest {
             walker,
             required_features,
         })
+    }
+
+    /// The dense layout of the weights, if every leaf weights each column exactly once.
+    fn dense_weights(
+        modes: &[NodeMode],
+        spans: &[Span],
+        weights: &[LeafWeight],
+        n_columns: usize,
+    ) -> Option<Vec<f32>> {
+        let mut dense = vec![0.0f32; weights.len()];
+        let mut seen = vec![false; n_columns];
+        for (mode, span) in modes.iter().zip(spans) {
+            if *mode != NodeMode::Leaf {
+                continue;
+            }
+            if span.len as usize != n_columns {
+                return None;
+            }
+            seen.fill(false);
+            let start = span.start as usize;
+            for w in weights.get(start..start + n_columns)? {
+                let column = w.column as usize;
+                if std::mem::replace(seen.get_mut(column)?, true) {
+                    return None;
+                }
+                *dense.get_mut(start + column)? = w.value;
+            }
+        }
+        Some(dense)
+    }
+
+    /// A leaf's weights by column, when the dense layout applies (see
+    /// [`Forest::has_dense_weights`]); empty otherwise.
+    #[inline]
+    pub(crate) fn leaf_dense(&self, leaf: u32, n_columns: usize) -> &[f32] {
+        let start = self.spans.get(leaf as usize).map_or(0, |s| s.start as usize);
+        self.dense.as_deref().and_then(|d| d.get(start..start + n_columns)).unwrap_or(&[])
+    }
+
+    /// Whether every leaf weights every column exactly once, so scores can be
+    /// accumulated densely (same additions in the same order) with [`Forest::leaf_dense`].
+    pub(crate) fn has_dense_weights(&self) -> bool {
+        self.dense.is_some()
     }
 
     /// Number of trees.
@@ -400,8 +448,9 @@ impl Forest {
     }
 
     /// Writes, for each tree in order, the leaf `row` reaches. `leaves.len()` must be
-    /// [`Forest::n_trees`] and `row.len()` at least [`Forest::required_features`]
-    /// (both checked by the callers; a violation panics on a bounds check).
+    /// [`Forest::n_trees`] and `row.len()` at least [`Forest::required_features`], as
+    /// the callers check (a shorter `leaves` panics; a narrower row would read clamped
+    /// feature indices, never out of bounds).
     pub(crate) fn leaves(&self, row: &[f32], leaves: &mut [u32]) {
         match self.walker {
             Walker::Uniform { mode, missing: false } => match mode {
@@ -428,6 +477,16 @@ impl Forest {
     fn walk<C: Compare, const MISSING: bool>(&self, row: &[f32], leaves: &mut [u32]) {
         let nodes = self.nodes.as_slice();
         let modes = self.modes.as_slice();
+        // Clamping indices that are always in range (checked at construction and by the
+        // callers) lets the compiler drop the bounds checks, which cost registers here.
+        let Some(last_node) = nodes.len().checked_sub(1) else { return };
+        let Some(last_feature) = row.len().checked_sub(1) else {
+            // No feature: no reachable branch (checked by callers), every root is a leaf.
+            for (leaf, &root) in leaves.iter_mut().zip(&self.roots) {
+                *leaf = root;
+            }
+            return;
+        };
         for group in &self.groups {
             let start = group.start as usize;
             let trees = &self.walk_order[start..start + group.len as usize];
@@ -436,14 +495,22 @@ impl Forest {
                 *lane = self.roots[tree as usize];
             }
             for _ in 0..group.depth {
+                let mut moved = false;
                 for lane in at.iter_mut() {
-                    let node = &nodes[*lane as usize];
-                    let x = row[(node.feature & FEATURE_MASK) as usize];
+                    let node = &nodes[(*lane as usize).min(last_node)];
+                    // Without missing-value tracking no node has the flag bit set.
+                    let feature = if MISSING { node.feature & FEATURE_MASK } else { node.feature };
+                    let x = row[(feature as usize).min(last_feature)];
                     let mut holds = C::holds(x, node.value, modes, *lane);
                     if MISSING {
                         holds |= (node.feature & MISSING_TRUE != 0) & x.is_nan();
                     }
-                    *lane = node.children[usize::from(holds)];
+                    let next = node.children[usize::from(holds)];
+                    moved |= next != *lane;
+                    *lane = next;
+                }
+                if !moved {
+                    break;
                 }
             }
             for (&lane, &tree) in at.iter().zip(trees) {

@@ -66,14 +66,20 @@
 //!   literal `int64` 0 or 1 as label; Palisade returns the class index, so the label is
 //!   `classlabels_int64s[index]` (the same whenever the labels are `[0, 1]`);
 //! * where onnxruntime leaves the second score of a 2-class row uninitialized, Palisade
-//!   writes 0 (see [`TreeEnsembleClassifier::predict_into`]).
+//!   writes 0 (see [`TreeEnsembleClassifier::predict_into`]);
+//! * nodes no root reaches are ignored, with their weights (onnxruntime adds the weights
+//!   of unreachable leaves to an unrelated leaf);
+//! * `double` inputs are cast to `f32` by the caller, whereas onnxruntime compares and
+//!   sums them in `f64`: a feature within one `f32` ulp of a threshold may branch
+//!   differently, and sums may differ in the last bits.
 //!
 //! # Performance
 //!
 //! Trees are flattened into one array of 16-byte nodes, a tree's nodes contiguous and
-//! children addressed by index. Eight trees are walked in lock step with branch-free
-//! steps, so their loads overlap. Evaluation allocates only a few small scratch
-//! vectors per call, never per row.
+//! children addressed by index. Eight trees of similar depth are walked in lock step
+//! with branch-free steps, so their loads overlap, until all eight sit on a leaf.
+//! Evaluation allocates nothing per row, and per call only for ensembles of more than
+//! 512 trees or 32 output columns.
 
 mod attributes;
 mod classifier;
@@ -89,6 +95,47 @@ pub use attributes::{
 pub use classifier::{Classification, TreeEnsembleClassifier};
 pub use error::TreeEnsembleError;
 pub use regressor::TreeEnsembleRegressor;
+
+/// Trees and columns whose per-call scratch lives on the stack rather than the heap.
+const STACK_TREES: usize = 512;
+const STACK_COLUMNS: usize = 32;
+
+/// `len` elements of `stack` when it is long enough, else of `heap` grown to `len`.
+fn scratch<'a, T: Copy + Default>(stack: &'a mut [T], heap: &'a mut Vec<T>, len: usize) -> &'a mut [T] {
+    match stack.get_mut(..len) {
+        Some(slice) => slice,
+        None => {
+            heap.resize(len, T::default());
+            heap
+        }
+    }
+}
+
+/// Sums the weights of `leaves` per column, tree by tree, flagging the columns any
+/// weight reached (`has`): onnxruntime's accumulation for sums and classifiers.
+fn accumulate_sums(forest: &forest::Forest, leaves: &[u32], sums: &mut [f32], has: &mut [bool]) {
+    sums.fill(0.0);
+    if forest.has_dense_weights() {
+        let n_columns = sums.len();
+        for &leaf in leaves {
+            for (s, w) in sums.iter_mut().zip(forest.leaf_dense(leaf, n_columns)) {
+                *s += w;
+            }
+        }
+        has.fill(!leaves.is_empty());
+        return;
+    }
+    has.fill(false);
+    for &leaf in leaves {
+        for w in forest.leaf_weights(leaf) {
+            let c = w.column as usize;
+            if let (Some(s), Some(h)) = (sums.get_mut(c), has.get_mut(c)) {
+                *s += w.value;
+                *h = true;
+            }
+        }
+    }
+}
 
 /// Checks the feature buffer against its announced shape and the ensemble's needs.
 fn check_input(

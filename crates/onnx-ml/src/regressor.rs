@@ -117,35 +117,42 @@ impl TreeEnsembleRegressor {
         if n_rows == 0 {
             return Ok(());
         }
-        let mut leaves = vec![0u32; self.forest.n_trees()];
+        let (mut leaves_stack, mut leaves_heap) = ([0u32; crate::STACK_TREES], Vec::new());
+        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees());
         let row = |r: usize| &features[r * n_features..(r + 1) * n_features];
         if self.n_targets == 1 {
             for (r, out) in values.iter_mut().enumerate() {
                 let row = row(r);
-                self.forest.leaves(row, &mut leaves);
-                *out = self.single_target(&leaves);
+                self.forest.leaves(row, leaves);
+                *out = self.single_target(leaves);
             }
             return Ok(());
         }
-        let mut sums = vec![0.0f32; self.n_targets];
-        let mut has = vec![false; self.n_targets];
+        let (mut sums_stack, mut sums_heap) = ([0.0f32; crate::STACK_COLUMNS], Vec::new());
+        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, self.n_targets);
+        let (mut has_stack, mut has_heap) = ([false; crate::STACK_COLUMNS], Vec::new());
+        let has = crate::scratch(&mut has_stack, &mut has_heap, self.n_targets);
         for (r, out) in values.chunks_exact_mut(self.n_targets).enumerate() {
-            self.forest.leaves(row(r), &mut leaves);
+            self.forest.leaves(row(r), leaves);
+            if matches!(self.aggregate, Aggregate::Sum | Aggregate::Average) {
+                crate::accumulate_sums(&self.forest, leaves, sums, has);
+                self.finish_targets(sums, has, out);
+                continue;
+            }
             sums.fill(0.0);
             has.fill(false);
-            for &leaf in &leaves {
+            for &leaf in leaves.iter() {
                 for w in self.forest.leaf_weights(leaf) {
                     let t = w.column as usize;
                     sums[t] = match self.aggregate {
-                        Aggregate::Sum | Aggregate::Average => sums[t] + w.value,
                         Aggregate::Min if !has[t] || w.value < sums[t] => w.value,
                         Aggregate::Max if !has[t] || w.value > sums[t] => w.value,
-                        Aggregate::Min | Aggregate::Max => sums[t],
+                        _ => sums[t],
                     };
                     has[t] = true;
                 }
             }
-            self.finish_targets(&sums, &has, out);
+            self.finish_targets(sums, has, out);
         }
         Ok(())
     }

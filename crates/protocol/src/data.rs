@@ -233,7 +233,7 @@ pub(crate) fn decode_json(datatype: DataType, json: &str) -> Result<TensorData, 
 /// Decodes the raw little-endian bytes of Triton's binary tensor extension.
 pub(crate) fn decode_binary(datatype: DataType, bytes: &[u8]) -> Result<TensorData, String> {
     fn fixed<T, const N: usize>(bytes: &[u8], f: fn([u8; N]) -> T, name: &str) -> Result<Vec<T>, String> {
-        if bytes.len() % N != 0 {
+        if !bytes.len().is_multiple_of(N) {
             return Err(format!(
                 "{} bytes is not a whole number of {name} elements ({N} bytes each)",
                 bytes.len()

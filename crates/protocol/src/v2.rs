@@ -106,10 +106,10 @@ pub fn parse_infer_request(body: &[u8], json_len: Option<usize>) -> Result<Infer
     crate::expect_object(json.as_bytes())?;
     let raw: RawRequest<'_> = serde_json::from_str(json).map_err(|e| ProtocolError::json(&e))?;
 
-    if let Some(id) = &raw.id {
-        if id.len() > MAX_ID_LEN {
-            return Err(ProtocolError::new(format!("`id` is longer than {MAX_ID_LEN} characters")));
-        }
+    if let Some(id) = &raw.id
+        && id.len() > MAX_ID_LEN
+    {
+        return Err(ProtocolError::new(format!("`id` is longer than {MAX_ID_LEN} characters")));
     }
     if raw.inputs.is_empty() {
         return Err(ProtocolError::new("`inputs` is empty: send at least one input tensor"));
@@ -186,17 +186,17 @@ fn decode_input(input: &RawInput<'_>, binary: &mut &[u8]) -> Result<Tensor, Prot
             }
             let (chunk, rest) = binary.split_at(size);
             *binary = rest;
-            if let (Some(expected), Some(width)) = (expected, datatype.element_size()) {
-                if expected.checked_mul(width) != Some(size) {
-                    return Err(ProtocolError::input(
-                        &input.name,
-                        format!(
-                            "shape {:?} of {datatype} needs {} bytes but binary_data_size is {size}",
-                            input.shape,
-                            expected.saturating_mul(width)
-                        ),
-                    ));
-                }
+            if let (Some(expected), Some(width)) = (expected, datatype.element_size())
+                && expected.checked_mul(width) != Some(size)
+            {
+                return Err(ProtocolError::input(
+                    &input.name,
+                    format!(
+                        "shape {:?} of {datatype} needs {} bytes but binary_data_size is {size}",
+                        input.shape,
+                        expected.saturating_mul(width)
+                    ),
+                ));
             }
             data::decode_binary(datatype, chunk).map_err(|e| ProtocolError::input(&input.name, e))?
         }

@@ -12,6 +12,9 @@
 //! `palisade` (the served path), `direct` (palisade-onnx-ml alone, no tract, for tree
 //! ensembles: the difference is tract's per-run cost) or `ort`.
 
+// A bench aborts on any failure, with the message of the `expect`.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -83,19 +86,25 @@ fn ensemble(model: &TypedModel) -> Option<Ensemble> {
     })
 }
 
-fn ort_session(name: &str) -> Option<ort::session::Session> {
+/// onnxruntime's environment, when `ORT_DYLIB_PATH` names the library to load.
+fn ort_environment() -> Option<ort::environment::Environment> {
     std::env::var_os("ORT_DYLIB_PATH")?;
+    Some(ort::init().with_name("palisade-bench").build().expect("onnxruntime environment"))
+}
+
+fn ort_session(env: &ort::environment::Environment, name: &str) -> ort::session::Session {
     let path = fixtures().join(format!("{name}.onnx"));
-    let session = ort::session::Session::builder()
-        .and_then(|b| b.with_intra_threads(1))
-        .and_then(|b| b.with_inter_threads(1))
-        .and_then(|mut b| b.commit_from_file(&path))
-        .unwrap_or_else(|e| panic!("onnxruntime cannot load {name}: {e}"));
-    Some(session)
+    let build = || -> Result<ort::session::Session, Box<dyn std::error::Error>> {
+        let mut builder =
+            ort::session::Session::builder(env)?.with_intra_threads(1)?.with_inter_threads(1)?;
+        Ok(builder.commit_from_file(&path)?)
+    };
+    build().unwrap_or_else(|e| panic!("onnxruntime cannot load {name}: {e}"))
 }
 
 fn bench(c: &mut Criterion) {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+    let ort_env = ort_environment();
+    if ort_env.is_none() {
         eprintln!(
             "note: ORT_DYLIB_PATH is not set, skipping the onnxruntime benches; point it at \
              .venv/fixtures/lib/python3.11/site-packages/onnxruntime/capi/libonnxruntime.so.*"
@@ -149,7 +158,8 @@ fn bench(c: &mut Criterion) {
                 None => {}
             }
 
-            if let Some(mut session) = ort_session(name) {
+            if let Some(env) = &ort_env {
+                let mut session = ort_session(env, name);
                 let input_name = session.inputs()[0].name().to_owned();
                 group.bench_function(format!("ort/{rows}"), |b| {
                     b.iter(|| {
@@ -166,12 +176,27 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// tract's fixed cost per run: a plan whose only node is its `[N, 4]` source, which it
+/// returns as output.
+fn tract_overhead(c: &mut Criterion) {
+    let mut model = TypedModel::default();
+    let n = model.symbols.sym("N");
+    let source = model.add_source("x", f32::fact([n.to_dim(), 4.to_dim()])).expect("source");
+    model.select_output_outlets(&[source]).expect("outputs");
+    let plan = model.into_runnable().expect("runnable");
+    let mut state = SimpleState::new(&plan).expect("state");
+    let input = Tensor::from_shape(&[1, 4], &[0.0f32; 4]).expect("input").into_tvalue();
+    c.bench_function("tract_overhead/source_only/1", |b| {
+        b.iter(|| black_box(state.run(tvec!(input.clone())).expect("run")))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(40);
-    targets = bench
+    targets = tract_overhead, bench
 }
 criterion_main!(benches);

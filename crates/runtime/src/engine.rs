@@ -192,6 +192,8 @@ mod tests {
         assert_eq!(out.outputs, vec![tensor()]);
     }
 
+    // The gate is a std mutex on purpose: it blocks the inference thread, not the test task.
+    #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn full_queue_is_refused_at_once() {
         let engine = Arc::new(Engine::start(EngineConfig { threads: 1, queue_capacity: 2 }).unwrap());

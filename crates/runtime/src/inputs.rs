@@ -35,13 +35,13 @@ pub fn check_inputs(signature: &ModelSignature, mut given: Vec<Tensor>) -> Resul
                 spec.shape_i64()
             ));
         }
-        if !spec.allow_nan {
-            if let Some(index) = tensor.data().first_non_finite() {
-                return bad(format!(
-                    "input `{}`: element {index} is NaN or infinite, which this model does not accept",
-                    spec.name
-                ));
-            }
+        if !spec.allow_nan
+            && let Some(index) = tensor.data().first_non_finite()
+        {
+            return bad(format!(
+                "input `{}`: element {index} is NaN or infinite, which this model does not accept",
+                spec.name
+            ));
         }
         ordered.push(tensor);
     }

@@ -1,5 +1,7 @@
 //! Loading fixtures through Palisade's loader: signatures, labels and refusals.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use palisade_core::{DataType, Dim, Tensor, TensorData};

@@ -1,6 +1,8 @@
 //! The data-plane router, called in-process (`tower::ServiceExt::oneshot`), with real bundles
 //! built from the ONNX fixtures and the real inference engine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -304,6 +306,8 @@ fn gated() -> Arc<Gated> {
 
 const SLOW_BODY: &str = r#"{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]}]}"#;
 
+// The gate is a std mutex on purpose: it blocks the inference thread, not the test task.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test]
 async fn full_queue_is_429_and_recovers() {
     let model = gated();
@@ -333,6 +337,7 @@ async fn full_queue_is_429_and_recovers() {
     assert_eq!(call(&app, "POST", "/v2/models/slow/infer", SLOW_BODY).await.status, StatusCode::OK);
 }
 
+#[allow(clippy::await_holding_lock)]
 #[tokio::test]
 async fn slow_inference_times_out_with_504() {
     let model = gated();

@@ -180,10 +180,10 @@ impl OnnxModel {
     }
 
     fn return_state(&self, state: TypedSimpleState) {
-        if let Ok(mut pool) = self.states.lock() {
-            if pool.len() < STATE_POOL {
-                pool.push(state);
-            }
+        if let Ok(mut pool) = self.states.lock()
+            && pool.len() < STATE_POOL
+        {
+            pool.push(state);
         }
     }
 }
