@@ -1,0 +1,351 @@
+//! An issuer's keys over time: fetched with a timeout, refreshed periodically, refetched
+//! once when a token names an unknown key (single-flight, at most once per interval), kept
+//! when the identity provider is down, and absent (so requests fail closed) until the first
+//! successful load.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::keys::KeySet;
+use crate::rules::KeySource;
+
+/// Largest key-set or discovery document accepted.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// Fetches a URL's body. The production implementation is [`HttpFetch`]; tests substitute
+/// their own to count and control fetches.
+pub trait Fetch: Send + Sync + 'static {
+    /// GETs `url`, giving up after `timeout`.
+    fn get<'a>(
+        &'a self,
+        url: &'a str,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>>;
+}
+
+/// Fetching over HTTP(S) with reqwest (rustls, platform trust roots).
+#[derive(Debug, Clone)]
+pub struct HttpFetch {
+    client: reqwest::Client,
+}
+
+impl HttpFetch {
+    /// A client that follows at most 3 redirects and never sends cookies.
+    pub fn new() -> Result<HttpFetch, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(HttpFetch { client })
+    }
+}
+
+impl Fetch for HttpFetch {
+    fn get<'a>(
+        &'a self,
+        url: &'a str,
+        timeout: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut response = self
+                .client
+                .get(url)
+                .timeout(timeout)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
+            if !response.status().is_success() {
+                return Err(format!("GET {url}: HTTP {}", response.status()));
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) =
+                response.chunk().await.map_err(|e| format!("GET {url}: {}", without_url(&e)))?
+            {
+                if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                    return Err(format!("GET {url}: the document is larger than {MAX_DOCUMENT_BYTES} bytes"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
+        })
+    }
+}
+
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(&format!(" for url ({url})"), "");
+    }
+    if err.is_timeout() { format!("timed out ({text})") } else { text }
+}
+
+/// How keys are kept fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Periodic refresh (default 20 minutes).
+    pub refresh_interval: Duration,
+    /// Least time between refetches caused by unknown key ids (default 1 minute).
+    pub unknown_kid_interval: Duration,
+    /// Least time between attempts while no key set was ever loaded (default 5 seconds).
+    pub retry_interval: Duration,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        KeyPolicy {
+            refresh_interval: Duration::from_secs(20 * 60),
+            unknown_kid_interval: Duration::from_secs(60),
+            retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What a refresh changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Key ids that disappeared: tokens verified with them must be forgotten.
+    pub removed: Vec<String>,
+}
+
+#[derive(Default)]
+struct FetchState {
+    last_unknown_kid_fetch: Option<Instant>,
+    last_attempt: Option<Instant>,
+    discovered_jwks_uri: Option<String>,
+    last_error: Option<String>,
+}
+
+/// The keys of one issuer.
+pub struct IssuerKeys {
+    issuer: String,
+    source: KeySource,
+    timeout: Duration,
+    policy: KeyPolicy,
+    fetch: Arc<dyn Fetch>,
+    current: RwLock<Option<Arc<KeySet>>>,
+    fetching: tokio::sync::Mutex<FetchState>,
+}
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeys").field("issuer", &self.issuer).field("source", &self.source).finish()
+    }
+}
+
+impl IssuerKeys {
+    /// Keys of `issuer` from `source`. Inline keys are ready at once; others load on
+    /// [`IssuerKeys::refresh`].
+    pub fn new(
+        issuer: &str,
+        source: KeySource,
+        timeout: Duration,
+        policy: KeyPolicy,
+        fetch: Arc<dyn Fetch>,
+    ) -> IssuerKeys {
+        let current = match &source {
+            KeySource::Inline(json) => KeySet::parse(json.as_bytes()).ok().map(Arc::new),
+            _ => None,
+        };
+        IssuerKeys {
+            issuer: issuer.to_owned(),
+            source,
+            timeout,
+            policy,
+            fetch,
+            current: RwLock::new(current),
+            fetching: tokio::sync::Mutex::new(FetchState::default()),
+        }
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Where the keys come from.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    /// The keys, if any were ever loaded.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.current.read().ok().and_then(|guard| guard.clone())
+    }
+
+    /// Replaces the keys (for issuers whose keys are pushed, such as Palisade's own).
+    pub fn set(&self, keys: KeySet) -> KeyChange {
+        self.swap(Arc::new(keys))
+    }
+
+    fn swap(&self, keys: Arc<KeySet>) -> KeyChange {
+        let mut guard = match self.current.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let removed = match guard.as_ref() {
+            Some(old) => old.kids().filter(|kid| !keys.has_kid(kid)).map(str::to_owned).collect(),
+            None => Vec::new(),
+        };
+        *guard = Some(keys);
+        KeyChange { removed }
+    }
+
+    /// The last fetch error, for diagnostics.
+    pub async fn last_error(&self) -> Option<String> {
+        self.fetching.lock().await.last_error.clone()
+    }
+
+    /// Fetches the keys now. On failure the previous keys stay in use.
+    pub async fn refresh(&self) -> Result<KeyChange, String> {
+        let mut state = self.fetching.lock().await;
+        self.fetch_locked(&mut state).await
+    }
+
+    async fn fetch_locked(&self, state: &mut FetchState) -> Result<KeyChange, String> {
+        state.last_attempt = Some(Instant::now());
+        let result = self.fetch_keys(state).await;
+        match result {
+            Ok(keys) => {
+                state.last_error = None;
+                if !keys.skipped.is_empty() {
+                    tracing::debug!(issuer = %self.issuer, skipped = ?keys.skipped, "some published keys were skipped");
+                }
+                Ok(self.swap(Arc::new(keys)))
+            }
+            Err(err) => {
+                tracing::warn!(issuer = %self.issuer, error = %err, "cannot load the issuer's keys; cached keys stay in use");
+                state.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    async fn fetch_keys(&self, state: &mut FetchState) -> Result<KeySet, String> {
+        let url = match &self.source {
+            KeySource::Inline(json) => return KeySet::parse(json.as_bytes()),
+            KeySource::Uri(url) => url.clone(),
+            KeySource::Discovery => match &state.discovered_jwks_uri {
+                Some(url) => url.clone(),
+                None => {
+                    let url = self.discover().await?;
+                    state.discovered_jwks_uri = Some(url.clone());
+                    url
+                }
+            },
+        };
+        let body = self.fetch.get(&url, self.timeout).await?;
+        KeySet::parse(&body).map_err(|e| format!("{url}: {e}"))
+    }
+
+    async fn discover(&self) -> Result<String, String> {
+        let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
+        let body = self.fetch.get(&url, self.timeout).await?;
+        let doc: Value = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON ({e})"))?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
+            return Err(format!("{url}: the discovery document names a different issuer"));
+        }
+        let jwks_uri =
+            doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| format!("{url}: no jwks_uri"))?;
+        if !(jwks_uri.starts_with("https://")
+            || jwks_uri.starts_with("http://127.0.0.1")
+            || jwks_uri.starts_with("http://localhost")
+            || jwks_uri.starts_with("http://[::1]"))
+        {
+            return Err(format!("{url}: jwks_uri {jwks_uri} is not https"));
+        }
+        Ok(jwks_uri.to_owned())
+    }
+
+    /// Called when a token names a key id the set lacks: refetches once, unless another
+    /// request is already doing so (then waits for it) or a refetch happened within
+    /// [`KeyPolicy::unknown_kid_interval`]. Returns the keys to retry with.
+    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> (Option<Arc<KeySet>>, KeyChange) {
+        if matches!(self.source, KeySource::Inline(_)) {
+            return (self.current(), KeyChange::default());
+        }
+        let mut state = self.fetching.lock().await;
+        // Another request may have refetched while this one waited.
+        if let Some(keys) = self.current()
+            && keys.has_kid(kid)
+        {
+            return (Some(keys), KeyChange::default());
+        }
+        let recent =
+            state.last_unknown_kid_fetch.is_some_and(|at| at.elapsed() < self.policy.unknown_kid_interval);
+        if recent {
+            return (self.current(), KeyChange::default());
+        }
+        state.last_unknown_kid_fetch = Some(Instant::now());
+        let change = self.fetch_locked(&mut state).await.unwrap_or_default();
+        (self.current(), change)
+    }
+
+    /// Called when no keys were ever loaded: tries again, at most once per
+    /// [`KeyPolicy::retry_interval`].
+    pub async fn load_if_missing(&self) -> Option<Arc<KeySet>> {
+        if let Some(keys) = self.current() {
+            return Some(keys);
+        }
+        let mut state = self.fetching.lock().await;
+        if let Some(keys) = self.current() {
+            return Some(keys);
+        }
+        let recent = state.last_attempt.is_some_and(|at| at.elapsed() < self.policy.retry_interval);
+        if !recent {
+            let _ = self.fetch_locked(&mut state).await;
+        }
+        self.current()
+    }
+
+    /// How long until the next periodic refresh should run.
+    pub fn next_refresh_in(&self) -> Duration {
+        if self.current().is_some() { self.policy.refresh_interval } else { self.policy.retry_interval }
+    }
+
+    /// Whether keys come from the network (and so need a refresher).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, KeySource::Uri(_) | KeySource::Discovery)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Serves queued responses and counts requests.
+    #[derive(Default)]
+    pub(crate) struct FakeFetch {
+        pub(crate) responses: Mutex<VecDeque<Result<Vec<u8>, String>>>,
+        pub(crate) fallback: Mutex<Option<Result<Vec<u8>, String>>>,
+        pub(crate) count: AtomicUsize,
+        pub(crate) delay: Mutex<Duration>,
+    }
+
+    impl Fetch for FakeFetch {
+        fn get<'a>(
+            &'a self,
+            _url: &'a str,
+            _timeout: Duration,
+        ) -> Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send + 'a>> {
+            Box::pin(async move {
+                self.count.fetch_add(1, Ordering::SeqCst);
+                let delay = *self.delay.lock().unwrap();
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let next = self.responses.lock().unwrap().pop_front();
+                next.or_else(|| self.fallback.lock().unwrap().clone())
+                    .unwrap_or_else(|| Err("offline".into()))
+            })
+        }
+    }
+}
