@@ -124,23 +124,9 @@ impl Manifest {
         if text.trim().is_empty() {
             return Err(invalid("", None, None, "the file is empty".to_owned()));
         }
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-            let field = err.path().to_string();
-            let inner = err.into_inner();
-            let (line, column) = match inner.location() {
-                Some(loc) => (Some(loc.line()), Some(loc.column())),
-                None => (None, None),
-            };
-            let message = strip_location(&inner.to_string());
-            let field = if field == "." { String::new() } else { field };
-            // serde_yaml prefixes nested errors with the path, which the error reports already.
-            let message = match message.strip_prefix(&format!("{field}: ")) {
-                Some(rest) if !field.is_empty() => rest.to_owned(),
-                _ => message,
-            };
-            let message = hint_for(&field, message);
-            invalid(&field, line, column, message)
+        let manifest: Manifest = palisade_core::yaml::from_str(file, text).map_err(|mut err| {
+            err.message = hint_for(&err.field, std::mem::take(&mut err.message));
+            BundleError::Manifest(err)
         })?;
         Ok(manifest)
     }
@@ -148,14 +134,6 @@ impl Manifest {
     /// The model version this manifest describes.
     pub fn model_ref(&self) -> ModelRef {
         ModelRef { namespace: self.namespace.clone(), name: self.name.clone(), version: self.version.clone() }
-    }
-}
-
-/// serde_yaml appends " at line L column C" to messages; the location is reported separately.
-fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
     }
 }
 
@@ -206,37 +184,8 @@ fn quoted_version<'de, D: Deserializer<'de>>(d: D) -> Result<Version, D::Error> 
     d.deserialize_any(Visitor)
 }
 
-/// A manifest that failed to parse, with where and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestError {
-    /// The manifest file.
-    pub file: PathBuf,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// 1-based column, when known.
-    pub column: Option<usize>,
-    /// Dotted path of the field (`model.format`, `owners[1]`), empty for the whole file.
-    pub field: String,
-    /// What is wrong, and the fix where there is an obvious one.
-    pub message: String,
-}
-
-impl fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-            if let Some(column) = self.column {
-                write!(f, ":{column}")?;
-            }
-        }
-        if self.field.is_empty() {
-            write!(f, ": {}", self.message)
-        } else {
-            write!(f, ": field `{}`: {}", self.field, self.message)
-        }
-    }
-}
+/// A manifest that failed to parse: file, line, column, field and message.
+pub use palisade_core::yaml::LocatedError as ManifestError;
 
 /// A non-empty, duplicate-free owner list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

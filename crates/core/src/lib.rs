@@ -8,6 +8,7 @@ mod error;
 mod ids;
 mod owner;
 mod tensor;
+pub mod yaml;
 
 pub use error::CoreError;
 pub use ids::{ModelName, ModelRef, Namespace, Version};

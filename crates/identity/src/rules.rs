@@ -325,19 +325,9 @@ pub fn parse_request_authentication(
     text: &str,
     allow_insecure_jwks: bool,
 ) -> Result<RequestAuthentication, RuleError> {
-    let deserializer = serde_yaml::Deserializer::from_str(text);
-    let raw: RawResource = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let field = err.path().to_string();
-        let inner = err.into_inner();
-        let at = inner.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        // serde_yaml prefixes nested errors with the parent's path, which `field` already has.
-        let message = match message.split_once(": ") {
-            Some((parent, rest)) if field.starts_with(parent) => rest.to_owned(),
-            _ => message,
-        };
-        RuleError { field: format!("{}{at}: {field}", file.display()), message }
+    let raw: RawResource = palisade_core::yaml::from_str(file, text).map_err(|err| {
+        let at = err.line.map(|l| format!(":{l}:{}", err.column.unwrap_or(1))).unwrap_or_default();
+        RuleError { field: format!("{}{at}: {}", file.display(), err.field), message: err.message }
     })?;
     let located =
         |field: &str, message: String| RuleError { field: format!("{}: {field}", file.display()), message };
