@@ -239,6 +239,11 @@ impl Labels {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }
+
+    /// The labels as a map.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
 }
 
 /// A label name segment or value: at most 63 of `[A-Za-z0-9._-]`, alphanumeric at the ends.

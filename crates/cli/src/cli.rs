@@ -30,6 +30,126 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Manage service accounts (system callers of the built-in issuer).
+    Sa {
+        #[command(subcommand)]
+        command: SaCommand,
+    },
+    /// Manage the built-in issuer's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Issue tokens from the built-in issuer, for local development and testing.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// Options shared by commands that read the platform configuration.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Platform configuration file (authentication, issuer, authorization); see docs/config.md.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `palisade sa ...`
+#[derive(Debug, Subcommand)]
+pub enum SaCommand {
+    /// Create a service account; prints its client id and secret once.
+    Create(SaCreateArgs),
+    /// List service accounts.
+    List(SaListArgs),
+    /// Revoke a service account: it gets no new tokens.
+    Revoke(SaRevokeArgs),
+}
+
+/// `palisade sa create`
+#[derive(Debug, Args)]
+pub struct SaCreateArgs {
+    /// The service account's name (a DNS label).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Its namespace.
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `palisade sa list`
+#[derive(Debug, Args)]
+pub struct SaListArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `palisade sa revoke`
+#[derive(Debug, Args)]
+pub struct SaRevokeArgs {
+    /// The service account's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Its namespace.
+    #[arg(long, short, default_value = "default")]
+    pub namespace: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `palisade keys ...`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start signing with a new key; the old one stays published for the overlap
+    /// (`issuer.keyRotationOverlap`, default 24 h).
+    Rotate(KeysRotateArgs),
+}
+
+/// `palisade keys rotate`
+#[derive(Debug, Args)]
+pub struct KeysRotateArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// `palisade token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a signed token from the built-in issuer (anyone with the home directory can).
+    Issue(TokenIssueArgs),
+}
+
+/// `palisade token issue`
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// A service account, as NAMESPACE/NAME: the token is what `/oauth/token` would give it.
+    #[arg(long, value_name = "NS/NAME", conflicts_with = "subject")]
+    pub service_account: Option<String>,
+    /// The subject (`sub`) of a developer token [default: the current user].
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// An `email` claim (marked verified), to call models you own.
+    #[arg(long)]
+    pub email: Option<String>,
+    /// A group for the groups claim; repeatable.
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
+    /// The audience (default: the issuer's audiences).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// Lifetime, such as 15m or 1h [default: the issuer's token lifetime].
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `palisade build`
@@ -46,6 +166,12 @@ pub struct BuildArgs {
 /// `palisade serve`
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Directory of Istio security resources (RequestAuthentication, AuthorizationPolicy,
+    /// PeerAuthentication, multi-document YAML); reloaded when it changes.
+    #[arg(long, value_name = "DIR")]
+    pub policy_dir: Option<PathBuf>,
     /// Address for the model APIs; port 0 picks a free port (printed at start).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

@@ -7,6 +7,7 @@ mod build;
 mod cli;
 mod failure;
 mod home;
+mod identity;
 mod models;
 mod output;
 mod serve;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ModelsCommand};
+use crate::cli::{Cli, Command, KeysCommand, ModelsCommand, SaCommand, TokenCommand};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
@@ -45,6 +46,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ModelsCommand::List(args) => models::list(&home, &args),
             ModelsCommand::Show(args) => models::show(&home, &args),
             ModelsCommand::Delete(args) => models::delete(&home, &args),
+        },
+        Command::Sa { command } => match command {
+            SaCommand::Create(args) => identity::sa_create(&home, &args),
+            SaCommand::List(args) => identity::sa_list(&home, &args),
+            SaCommand::Revoke(args) => identity::sa_revoke(&home, &args),
+        },
+        Command::Keys { command } => match command {
+            KeysCommand::Rotate(args) => identity::keys_rotate(&home, &args),
+        },
+        Command::Token { command } => match command {
+            TokenCommand::Issue(args) => identity::token_issue(&home, &args),
         },
     }
 }

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use palisade_bundle::Store;
 use palisade_runtime::{Engine, EngineConfig};
-use palisade_server::{AppState, Registry, RegistryError, ServerConfig};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use palisade_identity::HttpFetch;
+use palisade_server::{AppState, Registry, RegistryError, Security, SecurityConfig, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -37,7 +41,15 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         max_body_bytes: args.max_body_bytes,
         inference_timeout: Duration::from_secs(args.inference_timeout.max(1)),
     };
-    let state = AppState::new(registry, engine, config).map_err(Failure::other)?;
+    let platform = crate::identity::platform(&args.config)?;
+    let model_namespaces: BTreeSet<String> = registry.namespaces().into_iter().map(String::from).collect();
+    let security_config =
+        SecurityConfig { platform, policy_dir: args.policy_dir.clone(), home: home.to_owned() };
+    let fetch = Arc::new(HttpFetch::new().map_err(Failure::other)?);
+    let security = Arc::new(Security::new(security_config, model_namespaces, fetch).map_err(|e| {
+        Failure::usage(e).hint("fix the file named above; every field is described in docs/config.md")
+    })?);
+    let state = AppState::new(registry, engine, security.clone(), config).map_err(Failure::other)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -45,6 +57,8 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        security.load_keys().await;
+        security.spawn_tasks();
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         if served.is_empty() {
@@ -52,6 +66,13 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         } else {
             println!("palisade: serving {}", served.join(", "));
         }
+        let authn = &security.platform().config.authentication;
+        println!(
+            "palisade: authentication: {}; {} trusted issuer(s); built-in issuer {}",
+            if authn.require_token { "token required" } else { "token optional (requireToken: false)" },
+            security.authenticator().key_holders().len(),
+            security.issuer().map_or("disabled".to_owned(), |i| i.settings().issuer.clone()),
+        );
         println!("palisade: listening on http://{addr} (API docs: http://{addr}/docs)");
         let admin = match args.admin_listen {
             Some(admin_addr) => {

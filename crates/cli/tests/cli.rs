@@ -200,7 +200,12 @@ fn serve_on_an_ephemeral_port_and_stop_on_sigterm() {
     assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
     let mut server = serve(&home, &[]);
     let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
-    let mut response = ureq::post(&format!("{}/v2/models/iris/infer", server.base)).send(body).unwrap();
+    let url = format!("{}/v2/models/iris/infer", server.base);
+    let refused = ureq::post(&url).config().http_status_as_error(false).build().send(body).unwrap();
+    assert_eq!(refused.status(), 401, "no token, no prediction");
+    let token = stdout(&run(&home, &["token", "issue", "--email", "alice@example.com"])).trim().to_owned();
+    let mut response =
+        ureq::post(&url).header("authorization", &format!("Bearer {token}")).send(body).unwrap();
     assert!(response.headers().contains_key("x-request-id"));
     let reply: Value = serde_json::from_reader(response.body_mut().as_reader()).unwrap();
     assert_eq!(reply["outputs"][0]["name"], "output_label");
@@ -218,4 +223,101 @@ fn serve_on_an_ephemeral_port_and_stop_on_sigterm() {
         assert!(Instant::now() < deadline, "the server did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn service_accounts_keys_and_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let out = run(&home, &["sa", "create", "billing-batch", "--namespace", "billing", "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(created["subject"], "system:serviceaccount:billing:billing-batch");
+    let secret = created["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.len() >= 40);
+    let stored = std::fs::read_to_string(home.join("identity/service-accounts.json")).unwrap();
+    assert!(!stored.contains(&secret), "only a hash is stored");
+
+    let out = run(&home, &["sa", "create", "billing-batch", "--namespace", "billing"]);
+    assert_eq!(out.status.code(), Some(64), "duplicate: {}", stderr(&out));
+    let out = run(&home, &["sa", "create", "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(64));
+
+    let listed: Value =
+        serde_json::from_slice(&run(&home, &["sa", "list", "--output", "json"]).stdout).unwrap();
+    assert_eq!(listed[0]["client_id"], created["client_id"]);
+    assert!(
+        !String::from_utf8_lossy(&run(&home, &["sa", "list", "--output", "json"]).stdout).contains(&secret)
+    );
+
+    let token = stdout(&run(&home, &["token", "issue", "--service-account", "billing/billing-batch"]))
+        .trim()
+        .to_owned();
+    let claims = decode_claims(&token);
+    assert_eq!(claims["sub"], "system:serviceaccount:billing:billing-batch");
+    assert_eq!(claims["client_id"], created["client_id"]);
+
+    let dev = stdout(&run(
+        &home,
+        &[
+            "token",
+            "issue",
+            "--subject",
+            "dev",
+            "--email",
+            "dev@example.com",
+            "--group",
+            "a",
+            "--group",
+            "b",
+            "--ttl",
+            "5m",
+        ],
+    ))
+    .trim()
+    .to_owned();
+    let claims = decode_claims(&dev);
+    assert_eq!(claims["email"], "dev@example.com");
+    assert_eq!(claims["groups"], serde_json::json!(["a", "b"]));
+    assert_eq!(claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(), 300);
+
+    let out = run(&home, &["keys", "rotate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = stdout(&run(&home, &["token", "issue"])).trim().to_owned();
+    assert_ne!(decode_header(&after)["kid"], decode_header(&dev)["kid"]);
+
+    assert!(run(&home, &["sa", "revoke", "billing-batch", "--namespace", "billing"]).status.success());
+    let out = run(&home, &["token", "issue", "--service-account", "billing/billing-batch"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = run(&home, &["sa", "revoke", "billing-batch", "--namespace", "billing"]);
+    assert_eq!(out.status.code(), Some(64));
+}
+
+fn decode_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+fn decode_claims(token: &str) -> Value {
+    decode_part(token, 1)
+}
+
+fn decode_header(token: &str) -> Value {
+    decode_part(token, 0)
+}
+
+#[test]
+fn bad_platform_config_exits_64_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("platform.yaml");
+    std::fs::write(&config, "authentication:\n  requireToken: maybe\n").unwrap();
+    let out = run(
+        &tmp.path().join("home"),
+        &["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(err.contains("platform.yaml:2:"), "{err}");
+    assert!(err.contains("authentication.requireToken"), "{err}");
 }

@@ -164,6 +164,11 @@ impl LocalIssuer {
         &self.settings
     }
 
+    /// The directory holding the issuer's files.
+    pub fn identity_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Re-reads the files if the CLI changed them; returns whether anything changed.
     pub fn reload_if_changed(&self) -> Result<bool, IdentityError> {
         let stamp = stamps(&self.dir);

@@ -228,6 +228,9 @@ impl IssuerKeys {
     async fn fetch_keys(&self, state: &mut FetchState) -> Result<KeySet, String> {
         let url = match &self.source {
             KeySource::Inline(json) => return KeySet::parse(json.as_bytes()),
+            KeySource::Pushed => {
+                return self.current().map(|k| (*k).clone()).ok_or_else(|| "no keys were pushed".to_owned());
+            }
             KeySource::Uri(url) => url.clone(),
             KeySource::Discovery => match &state.discovered_jwks_uri {
                 Some(url) => url.clone(),
@@ -265,7 +268,7 @@ impl IssuerKeys {
     /// request is already doing so (then waits for it) or a refetch happened within
     /// [`KeyPolicy::unknown_kid_interval`]. Returns the keys to retry with.
     pub async fn refetch_for_unknown_kid(&self, kid: &str) -> (Option<Arc<KeySet>>, KeyChange) {
-        if matches!(self.source, KeySource::Inline(_)) {
+        if matches!(self.source, KeySource::Inline(_) | KeySource::Pushed) {
             return (self.current(), KeyChange::default());
         }
         let mut state = self.fetching.lock().await;

@@ -27,6 +27,7 @@ pub use authn::{
     TokenLocation, VerifiedToken,
 };
 pub use issuer::{IssuerSettings, LocalIssuer, ServiceAccount, TokenRequest};
+pub use jsonwebtoken::Algorithm;
 pub use jwks::{Fetch, HttpFetch, IssuerKeys, KeyPolicy};
 pub use rules::{JwtRule, KeySource, RequestAuthentication};
 pub use secret::Secret;

@@ -20,6 +20,8 @@ pub enum KeySource {
     Inline(String),
     /// Found through OIDC discovery at `{issuer}/.well-known/openid-configuration`.
     Discovery,
+    /// Pushed by the process itself ([`crate::IssuerKeys::set`]): Palisade's own issuer.
+    Pushed,
 }
 
 /// A header that may carry a token, and the prefix before it.
@@ -85,7 +87,7 @@ impl JwtRule {
 }
 
 /// The `jwtRules` entry as written, before validation.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawJwtRule {
     issuer: String,

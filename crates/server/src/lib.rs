@@ -4,14 +4,18 @@
 //! [`app`] assembles the data-plane router and its layers in one place; [`serve`] runs it
 //! until shutdown.
 
+mod authn;
 mod body;
 mod docs;
 mod error;
 mod metrics;
+mod oauth;
 mod openapi;
+pub mod platform;
 pub mod registry;
 mod request_id;
 mod respond;
+pub mod security;
 mod seldon;
 mod v2;
 
@@ -26,10 +30,13 @@ use axum::routing::{get, post};
 use palisade_runtime::Engine;
 use tokio::net::TcpListener;
 
+pub use authn::Caller;
 pub use error::ApiError;
 pub use metrics::Metrics;
+pub use platform::{ConfigError, Platform};
 pub use registry::{Registry, RegistryError, ServedModel};
 pub use request_id::RequestId;
+pub use security::{Security, SecurityConfig};
 
 /// Data-plane settings.
 #[derive(Debug, Clone)]
@@ -53,6 +60,7 @@ pub struct AppState {
 }
 
 struct Inner {
+    security: Arc<Security>,
     registry: Registry,
     engine: Engine,
     config: ServerConfig,
@@ -63,16 +71,19 @@ struct Inner {
 }
 
 impl AppState {
-    /// Bundles the served models, the engine and the settings.
+    /// Bundles the served models, the engine, the security state and the settings.
     pub fn new(
         registry: Registry,
         engine: Engine,
+        security: Arc<Security>,
         config: ServerConfig,
     ) -> Result<AppState, prometheus::Error> {
-        let openapi = bytes::Bytes::from(openapi::document(&registry).to_string());
+        let openapi = bytes::Bytes::from(openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
+        metrics.register(Box::new(security.reload_failures().clone()))?;
         Ok(AppState {
             inner: Arc::new(Inner {
+                security,
                 registry,
                 engine,
                 config,
@@ -82,6 +93,16 @@ impl AppState {
                 ready: AtomicBool::new(true),
             }),
         })
+    }
+
+    /// The security state.
+    pub fn security(&self) -> &Arc<Security> {
+        &self.inner.security
+    }
+
+    /// Whether the docs are served without a token.
+    pub fn docs_public(&self) -> bool {
+        self.inner.security.platform().config.docs.public
     }
 
     /// The served models.
@@ -119,7 +140,10 @@ impl AppState {
 ///
 /// 1. request id: every response carries `x-request-id`, so a caller can quote it;
 /// 2. metrics: counts every request by model and status, including refusals below;
-/// 3. handlers, which read bodies through [`body::LimitedBody`] (413 past the limit) and queue
+/// 3. authentication: a valid token or 401/403, before any model or route is looked at, so
+///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
+///    docs are exempt);
+/// 4. handlers, which read bodies through [`body::LimitedBody`] (413 past the limit) and queue
 ///    inference on the engine (429 when full, 504 on timeout).
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -138,7 +162,11 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(docs::redirect))
         .route("/docs/", get(docs::index))
         .route("/docs/{*file}", get(docs::asset))
+        .route("/oauth/token", post(oauth::token))
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
         .fallback(respond::not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)

@@ -21,6 +21,7 @@ pub struct Metrics {
     queue_wait_seconds: HistogramVec,
     inference_seconds: HistogramVec,
     queue_depth: IntGauge,
+    authn_failures: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -57,6 +58,11 @@ impl Metrics {
         let queue_depth =
             IntGauge::new("palisade_inference_queue_depth", "Inference jobs waiting for a thread.")?;
         let served = IntGauge::new("palisade_models_served", "Model versions being served.")?;
+        let authn_failures = IntCounterVec::new(
+            Opts::new("palisade_authn_failures_total", "Requests refused by authentication, by reason."),
+            &["reason"],
+        )?;
+        registry.register(Box::new(authn_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
@@ -73,7 +79,18 @@ impl Metrics {
             queue_wait_seconds,
             inference_seconds,
             queue_depth,
+            authn_failures,
         })
+    }
+
+    /// Registers another collector (from other parts of the server).
+    pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
+    /// Counts a refused authentication (`reason` is a bounded label).
+    pub fn observe_authn_failure(&self, reason: &str) {
+        self.authn_failures.with_label_values(&[reason]).inc();
     }
 
     /// Records one inference's queue wait and compute time.

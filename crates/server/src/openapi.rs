@@ -4,10 +4,10 @@
 use palisade_core::{DataType, Dim, TensorSpec};
 use serde_json::{Map, Value, json};
 
-use crate::{Registry, ServedModel};
+use crate::{Registry, Security, ServedModel};
 
 /// Builds the document for the models being served.
-pub(crate) fn document(registry: &Registry) -> Value {
+pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
     let mut paths = Map::new();
     let mut schemas = Map::new();
     let mut tags = vec![
@@ -75,6 +75,9 @@ pub(crate) fn document(registry: &Registry) -> Value {
         }),
     );
 
+    if let Some(issuer) = security.issuer() {
+        paths.insert("/oauth/token".into(), token_op(&issuer.settings().issuer));
+    }
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -84,8 +87,38 @@ pub(crate) fn document(registry: &Registry) -> Value {
         },
         "tags": tags,
         "paths": paths,
-        "components": {"schemas": schemas},
+        "security": [{"bearerAuth": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A token from your organisation's identity provider, or a service-account token from POST /oauth/token.",
+            }},
+        },
     })
+}
+
+fn token_op(issuer: &str) -> Value {
+    json!({"post": {
+        "tags": ["server"],
+        "summary": "Get a service-account token (OAuth2 client credentials)",
+        "description": format!("Tokens are issued by {issuer}. Authenticate with HTTP Basic (client id and secret) or form fields."),
+        "security": [],
+        "requestBody": {"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["grant_type"],
+            "properties": {
+                "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                "client_id": {"type": "string"}, "client_secret": {"type": "string", "format": "password"},
+            },
+        }}}},
+        "responses": {
+            "200": {"description": "A bearer token", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "access_token": {"type": "string"}, "token_type": {"type": "string"}, "expires_in": {"type": "integer"},
+            }}}}},
+            "400": {"description": "Unsupported grant type or malformed request"},
+            "401": {"description": "Unknown client, wrong secret, or revoked"},
+        },
+    }})
 }
 
 fn error_responses() -> Value {
@@ -93,6 +126,8 @@ fn error_responses() -> Value {
     let mut out = Map::new();
     for (code, text) in [
         ("400", "Malformed request or tensor"),
+        ("401", "No valid token"),
+        ("403", "Token not accepted here (audience) or access denied by policy"),
         ("404", "Unknown model or version"),
         ("413", "Request body too large"),
         ("429", "Server overloaded; retry later"),
@@ -117,7 +152,12 @@ fn probe(summary: &str) -> Value {
 }
 
 fn probe_for(tag: &str, summary: &str) -> Value {
-    json!({"get": {"tags": [tag], "summary": summary, "responses": {"200": {"description": "Yes"}, "404": {"description": "Unknown model"}, "503": {"description": "Not ready"}}}})
+    let public = tag == "server";
+    let mut op = json!({"tags": [tag], "summary": summary, "responses": {"200": {"description": "Yes"}, "404": {"description": "Unknown model"}, "503": {"description": "Not ready"}}});
+    if public {
+        op["security"] = json!([]);
+    }
+    json!({"get": op})
 }
 
 fn schema_key(served: &ServedModel, suffix: &str) -> String {

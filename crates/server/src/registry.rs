@@ -36,6 +36,11 @@ impl std::fmt::Debug for ServedModel {
 }
 
 impl ServedModel {
+    /// The labels as a map (matched by policy selectors).
+    pub fn label_map(&self) -> &std::collections::BTreeMap<String, String> {
+        self.labels.as_map()
+    }
+
     /// Prepares a verified bundle.
     pub fn from_bundle(bundle: &VerifiedBundle) -> Result<ServedModel, RuntimeError> {
         let model = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())?;

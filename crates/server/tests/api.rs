@@ -3,85 +3,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use palisade_bundle::{BundleDigest, Store};
+use palisade_bundle::BundleDigest;
 use palisade_core::{DataType, Dim, ModelRef, ModelSignature, Tensor, TensorSpec};
-use palisade_runtime::{Engine, EngineConfig, Model, RuntimeError};
-use palisade_server::{AppState, Registry, ServedModel, ServerConfig};
+use palisade_runtime::{EngineConfig, Model, RuntimeError};
+use palisade_server::{Registry, ServedModel, ServerConfig};
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-const IRIS_ROW: &str =
-    r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+mod common;
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(format!("{name}.onnx"))
-}
+use common::*;
 
-/// Builds bundles from fixtures into a fresh store, the way `palisade build` does.
-fn store_with(models: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
-    let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&tmp.path().join("home")).unwrap();
-    for (i, (fixture_name, name, version)) in models.iter().enumerate() {
-        let dir = tmp.path().join(format!("src{i}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(fixture(fixture_name), dir.join("model.onnx")).unwrap();
-        std::fs::write(
-            dir.join("palisade.yaml"),
-            format!(
-                "name: {name}\nversion: \"{version}\"\ndescription: test model\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n"
-            ),
-        )
-        .unwrap();
-        let mut staged = store.stage(&dir).unwrap();
-        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
-        staged.set_signature(model.signature()).unwrap();
-        store.commit(staged).unwrap();
-    }
-    (tmp, store)
-}
-
-fn app(registry: Registry, engine: EngineConfig, config: ServerConfig) -> Router {
-    let engine = Engine::start(engine).unwrap();
-    palisade_server::app(AppState::new(registry, engine, config).unwrap())
-}
-
-fn iris_app() -> (tempfile::TempDir, Router) {
+fn iris_app() -> (tempfile::TempDir, TestApp) {
     let (tmp, store) =
         store_with(&[("iris_lr_nozipmap", "iris", "1.0.0"), ("iris_mlp_nozipmap", "iris", "2.0.0")]);
     let registry = Registry::load(&store).unwrap();
-    (tmp, app(registry, EngineConfig::default(), ServerConfig::default()))
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-}
-
-async fn call(app: &Router, method: &str, uri: &str, body: impl Into<Body>) -> Reply {
-    let req = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
-    Reply { status, headers, body }
+    let app = app(store.root(), registry, EngineConfig::default(), ServerConfig::default());
+    (tmp, app)
 }
 
 #[tokio::test]
@@ -164,12 +108,13 @@ async fn binary_tensor_extension_round_trip() {
     }
     let req = Request::post("/v2/models/iris/infer")
         .header("Inference-Header-Content-Length", header.len())
+        .header("authorization", format!("Bearer {}", app.token))
         .body(Body::from(body))
         .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    let json_len: usize = res.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let res = send(&app, req).await;
+    assert_eq!(res.status, StatusCode::OK);
+    let json_len: usize = res.headers["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    let bytes = res.body;
     let head: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
     assert_eq!(head["outputs"][0]["parameters"]["binary_data_size"], 12);
     let probs: Vec<f32> =
@@ -206,11 +151,12 @@ async fn bad_inputs_are_400_with_a_reason() {
     }
     let req = Request::post("/v2/models/iris/infer")
         .header("Inference-Header-Content-Length", nan_header.len())
+        .header("authorization", format!("Bearer {}", app.token))
         .body(Body::from(nan_body))
         .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let res = send(&app, req).await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    let body = res.body;
     assert!(String::from_utf8_lossy(&body).contains("NaN"), "{body:?}");
 }
 
@@ -229,7 +175,7 @@ async fn unknown_model_or_version_is_404() {
 async fn oversized_body_is_413() {
     let (_tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
     let config = ServerConfig { max_body_bytes: 64, ..ServerConfig::default() };
-    let app = app(Registry::load(&store).unwrap(), EngineConfig::default(), config);
+    let app = app(store.root(), Registry::load(&store).unwrap(), EngineConfig::default(), config);
     let reply = call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(reply.json()["error"].as_str().unwrap().contains("limit of 64 bytes"));
@@ -311,7 +257,9 @@ const SLOW_BODY: &str = r#"{"inputs":[{"name":"X","shape":[1],"datatype":"FP32",
 #[tokio::test]
 async fn full_queue_is_429_and_recovers() {
     let model = gated();
+    let home = tempfile::tempdir().unwrap();
     let app = app(
+        home.path(),
         gated_registry(model.clone()),
         EngineConfig { threads: 1, queue_capacity: 1 },
         ServerConfig::default(),
@@ -342,7 +290,13 @@ async fn full_queue_is_429_and_recovers() {
 async fn slow_inference_times_out_with_504() {
     let model = gated();
     let config = ServerConfig { inference_timeout: Duration::from_millis(200), ..ServerConfig::default() };
-    let app = app(gated_registry(model.clone()), EngineConfig { threads: 1, queue_capacity: 4 }, config);
+    let home = tempfile::tempdir().unwrap();
+    let app = app(
+        home.path(),
+        gated_registry(model.clone()),
+        EngineConfig { threads: 1, queue_capacity: 4 },
+        config,
+    );
     let held = model.gate.lock().unwrap();
     let reply = call(&app, "POST", "/v2/models/slow/infer", SLOW_BODY).await;
     drop(held);
@@ -353,7 +307,8 @@ async fn slow_inference_times_out_with_504() {
 #[tokio::test]
 async fn seldon_protocol() {
     let (_tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
-    let app = app(Registry::load(&store).unwrap(), EngineConfig::default(), ServerConfig::default());
+    let app =
+        app(store.root(), Registry::load(&store).unwrap(), EngineConfig::default(), ServerConfig::default());
     let reply =
         call(&app, "POST", "/api/v1.0/predictions", r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
@@ -383,7 +338,8 @@ async fn seldon_protocol() {
 async fn seldon_needs_a_model_name_when_several_are_served() {
     let (_tmp, store) =
         store_with(&[("iris_lr_nozipmap", "iris", "1.0.0"), ("iris_mlp_nozipmap", "mlp", "1")]);
-    let app = app(Registry::load(&store).unwrap(), EngineConfig::default(), ServerConfig::default());
+    let app =
+        app(store.root(), Registry::load(&store).unwrap(), EngineConfig::default(), ServerConfig::default());
     let reply =
         call(&app, "POST", "/api/v1.0/predictions", r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
@@ -451,7 +407,7 @@ proptest! {
     ]) {
         let (_tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let app = app(Registry::load(&store).unwrap(), EngineConfig { threads: 1, queue_capacity: 8 }, ServerConfig::default());
+        let app = app(store.root(), Registry::load(&store).unwrap(), EngineConfig { threads: 1, queue_capacity: 8 }, ServerConfig::default());
         for uri in ["/v2/models/iris/infer", "/api/v1.0/predictions"] {
             let reply = runtime.block_on(call(&app, "POST", uri, body.clone()));
             prop_assert!(reply.status.is_success() || reply.status.is_client_error(), "{} for {:?}", reply.status, String::from_utf8_lossy(&body));

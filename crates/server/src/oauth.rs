@@ -1,0 +1,165 @@
+//! Palisade's issuer endpoints: OAuth2 client credentials (`POST /oauth/token`, RFC 6749
+//! section 4.4), OIDC discovery and the key set.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::body::LimitedBody;
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+struct TokenForm {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    scope: Option<String>,
+}
+
+/// An RFC 6749 section 5.2 error.
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response =
+        (status, Json(json!({"error": error, "error_description": description}))).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="palisade""#));
+    }
+    response
+}
+
+/// `POST /oauth/token` with `grant_type=client_credentials`; the client authenticates with
+/// HTTP Basic or with `client_id`/`client_secret` in the form (not both).
+pub(crate) async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<LimitedBody, ApiError>,
+) -> Response {
+    let Some(issuer) = state.security().issuer().cloned() else {
+        return oauth_error(StatusCode::NOT_FOUND, "invalid_request", "the built-in issuer is disabled");
+    };
+    let body = match body {
+        Ok(LimitedBody(body)) => body,
+        Err(err) => return err.into_response(),
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<TokenForm>(&body) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        );
+    };
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only client_credentials is supported",
+        );
+    }
+    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic);
+    let credentials = match (basic, form.client_id, form.client_secret) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "use one client authentication method, not two",
+            );
+        }
+        (Some(pair), None, None) => Some(pair),
+        (None, Some(id), Some(secret)) => Some((id, secret)),
+        _ => None,
+    };
+    let Some((client_id, secret)) = credentials else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        let account = issuer.authenticate_client(&client_id, &secret)?;
+        Some(issuer.issue_for(&account))
+    })
+    .await
+    .ok()
+    .flatten();
+    state.security().sync_issuer_keys();
+    match checked {
+        None => {
+            state.metrics().observe_authn_failure("client_credentials");
+            oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "unknown client, wrong secret, or revoked",
+            )
+        }
+        Some(Err(err)) => {
+            tracing::error!(error = %err, "cannot issue a token");
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be issued")
+        }
+        Some(Ok(issued)) => {
+            let mut response = Json(json!({
+                "access_token": issued.token.expose(),
+                "token_type": "Bearer",
+                "expires_in": issued.expires_in,
+            }))
+            .into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            response
+        }
+    }
+}
+
+/// `Authorization: Basic base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 2.3.1).
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let decode = |s: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={s}")).ok()?.pop().map(|p| p.1)
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// `GET /.well-known/openid-configuration`
+pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
+    match state.security().issuer() {
+        Some(issuer) => Json(issuer.discovery()).into_response(),
+        None => ApiError::NotFound("the built-in issuer is disabled".into()).into_response(),
+    }
+}
+
+/// `GET /.well-known/jwks.json`
+pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+    state.security().sync_issuer_keys();
+    match state.security().issuer() {
+        Some(issuer) => {
+            let mut response = Json(issuer.jwks()).into_response();
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
+            response
+        }
+        None => ApiError::NotFound("the built-in issuer is disabled".into()).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials() {
+        let header = format!("Basic {}", STANDARD.encode("a%3Ab:s%20t"));
+        assert_eq!(parse_basic(&header), Some(("a:b".into(), "s t".into())));
+        assert_eq!(parse_basic("Bearer xyz"), None);
+        assert_eq!(parse_basic("Basic !!!"), None);
+    }
+}

@@ -1,0 +1,423 @@
+//! Platform configuration (`palisade serve --config FILE`) and the policy directory
+//! (`--policy-dir DIR`), where Istio security resources are accepted as written.
+//!
+//! Every field is documented in `docs/config.md`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use palisade_core::yaml::{self, LocatedError};
+use palisade_identity::JwtRule;
+use palisade_identity::rules::{
+    RawJwtRule, RequestAuthentication, parse_duration, parse_request_authentication,
+};
+use serde::{Deserialize, Deserializer};
+
+/// The platform configuration, set once by the platform team for every model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlatformConfig {
+    /// Who may call: token requirements and trusted issuers.
+    #[serde(default)]
+    pub authentication: AuthenticationConfig,
+    /// Palisade's own token issuer for service accounts.
+    #[serde(default)]
+    pub issuer: IssuerConfig,
+    /// Authorization settings.
+    #[serde(default)]
+    pub authorization: AuthorizationConfig,
+    /// The API documentation pages.
+    #[serde(default)]
+    pub docs: DocsConfig,
+}
+
+/// `authentication:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthenticationConfig {
+    /// Refuse requests without a token (401). `false` is Istio's default behaviour, where
+    /// such requests pass unauthenticated and only authorization can stop them.
+    #[serde(default = "yes")]
+    pub require_token: bool,
+    /// Longest token lifetime accepted.
+    #[serde(default = "day", deserialize_with = "duration")]
+    pub max_token_lifetime: Duration,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "minute", deserialize_with = "duration")]
+    pub clock_skew: Duration,
+    /// How often issuers' keys are refetched.
+    #[serde(default = "twenty_minutes", deserialize_with = "duration")]
+    pub jwks_refresh_interval: Duration,
+    /// Allow `jwksUri` over plain HTTP to non-loopback hosts (a trusted network only).
+    #[serde(default)]
+    pub allow_insecure_jwks_uri: bool,
+    /// Verified tokens remembered to skip repeated signature checks.
+    #[serde(default = "cache_capacity")]
+    pub token_cache_capacity: usize,
+    /// Trusted issuers for every model, with Istio's `jwtRules` fields.
+    #[serde(default)]
+    pub jwt_rules: Vec<RawJwtRule>,
+}
+
+/// `issuer:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct IssuerConfig {
+    /// Serve `/oauth/token` and trust the tokens it issues.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The `iss` of issued tokens: set it to the server's public URL.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// The `aud` of issued tokens.
+    #[serde(default = "default_audiences")]
+    pub audiences: Vec<String>,
+    /// Lifetime of issued tokens.
+    #[serde(default = "fifteen_minutes", deserialize_with = "duration")]
+    pub token_lifetime: Duration,
+    /// Algorithm of signing keys: ES256 or EdDSA.
+    #[serde(default = "default_algorithm")]
+    pub algorithm: String,
+    /// How long a rotated-out key stays published.
+    #[serde(default = "day", deserialize_with = "duration")]
+    pub key_rotation_overlap: Duration,
+}
+
+/// `authorization:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthorizationConfig {
+    /// Policies in this namespace apply to every model.
+    #[serde(default = "root_namespace")]
+    pub root_namespace: String,
+    /// The claim that lists a caller's groups (for `group:NAME` owners).
+    #[serde(default = "groups_claim")]
+    pub groups_claim: String,
+}
+
+/// `docs:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DocsConfig {
+    /// Serve `/docs` and `/openapi.json` without a token (they describe model interfaces,
+    /// never data). `false` requires a token like the model APIs.
+    #[serde(default = "yes")]
+    pub public: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn day() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn minute() -> Duration {
+    Duration::from_secs(60)
+}
+fn twenty_minutes() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+fn fifteen_minutes() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn cache_capacity() -> usize {
+    10_000
+}
+fn default_issuer() -> String {
+    "https://palisade.local".to_owned()
+}
+fn default_audiences() -> Vec<String> {
+    vec!["palisade".to_owned()]
+}
+fn default_algorithm() -> String {
+    "ES256".to_owned()
+}
+fn root_namespace() -> String {
+    "palisade-system".to_owned()
+}
+fn groups_claim() -> String {
+    "groups".to_owned()
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl Default for AuthenticationConfig {
+    fn default() -> Self {
+        AuthenticationConfig {
+            require_token: true,
+            max_token_lifetime: day(),
+            clock_skew: minute(),
+            jwks_refresh_interval: twenty_minutes(),
+            allow_insecure_jwks_uri: false,
+            token_cache_capacity: cache_capacity(),
+            jwt_rules: Vec::new(),
+        }
+    }
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        IssuerConfig {
+            enabled: true,
+            issuer: default_issuer(),
+            audiences: default_audiences(),
+            token_lifetime: fifteen_minutes(),
+            algorithm: default_algorithm(),
+            key_rotation_overlap: day(),
+        }
+    }
+}
+
+impl Default for AuthorizationConfig {
+    fn default() -> Self {
+        AuthorizationConfig { root_namespace: root_namespace(), groups_claim: groups_claim() }
+    }
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        DocsConfig { public: true }
+    }
+}
+
+/// A configuration problem, naming the file (and line and field where known).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+impl From<LocatedError> for ConfigError {
+    fn from(err: LocatedError) -> Self {
+        ConfigError(err.to_string())
+    }
+}
+
+/// The platform configuration with its rules validated.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// The settings as written (rules removed).
+    pub config: PlatformConfig,
+    /// The validated `authentication.jwtRules`.
+    pub jwt_rules: Vec<JwtRule>,
+    /// Where it came from, if a file.
+    pub file: Option<PathBuf>,
+}
+
+impl Platform {
+    /// The built-in defaults (no file).
+    pub fn defaults() -> Platform {
+        Platform { config: PlatformConfig::default(), jwt_rules: Vec::new(), file: None }
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(file: &Path) -> Result<Platform, ConfigError> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| ConfigError(format!("{}: cannot read the platform config: {e}", file.display())))?;
+        Platform::parse(file, &text)
+    }
+
+    /// Parses configuration text; `file` names it in errors.
+    pub fn parse(file: &Path, text: &str) -> Result<Platform, ConfigError> {
+        let mut config: PlatformConfig =
+            if text.trim().is_empty() { PlatformConfig::default() } else { yaml::from_str(file, text)? };
+        let allow_insecure = config.authentication.allow_insecure_jwks_uri;
+        let mut jwt_rules = Vec::new();
+        for (i, raw) in std::mem::take(&mut config.authentication.jwt_rules).into_iter().enumerate() {
+            let rule =
+                raw.validate(&format!("authentication.jwtRules[{i}]"), allow_insecure).map_err(|e| {
+                    ConfigError(format!("{}: field `{}`: {}", file.display(), e.field, e.message))
+                })?;
+            jwt_rules.push(rule);
+        }
+        if !matches!(config.issuer.algorithm.as_str(), "ES256" | "EdDSA") {
+            return Err(ConfigError(format!(
+                "{}: field `issuer.algorithm`: `{}` is not supported; use ES256 or EdDSA",
+                file.display(),
+                config.issuer.algorithm
+            )));
+        }
+        Ok(Platform { config, jwt_rules, file: Some(file.to_owned()) })
+    }
+}
+
+/// Everything loaded from the policy directory.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyDocuments {
+    /// `RequestAuthentication` resources.
+    pub request_authentications: Vec<RequestAuthentication>,
+    /// `AuthorizationPolicy` resources, as (file, document text) until the policy engine
+    /// parses them.
+    pub authorization_policies: Vec<(PathBuf, String)>,
+    /// `PeerAuthentication` resources, likewise.
+    pub peer_authentications: Vec<(PathBuf, String)>,
+}
+
+/// A cheap summary of the directory's files, to notice changes.
+pub type Fingerprint = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The YAML files of a policy directory (recursively), sorted, with sizes and times.
+pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ConfigError> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        let entries = std::fs::read_dir(&path)
+            .map_err(|e| ConfigError(format!("{}: cannot read the policy directory: {e}", path.display())))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                files.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every resource in the policy directory. Any invalid document fails the whole
+/// load, naming the file, line and field, so a half-applied directory never takes effect.
+pub fn load_policy_dir(dir: &Path, allow_insecure_jwks: bool) -> Result<PolicyDocuments, ConfigError> {
+    let mut docs = PolicyDocuments::default();
+    for (file, _, _) in fingerprint(dir)? {
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", file.display())))?;
+        for document in yaml::documents(&text) {
+            let head: KindHeader = yaml::from_str(&file, &document.text).map_err(|_| {
+                ConfigError(format!(
+                    "{}:{}: not a Kubernetes resource (apiVersion and kind are required)",
+                    file.display(),
+                    document.first_line
+                ))
+            })?;
+            let at = |message: String| {
+                ConfigError(format!("{}:{}: {message}", file.display(), document.first_line))
+            };
+            if !matches!(
+                head.api_version.as_deref(),
+                Some("security.istio.io/v1" | "security.istio.io/v1beta1")
+            ) {
+                return Err(at(format!(
+                    "apiVersion {:?} is not security.istio.io/v1 or v1beta1",
+                    head.api_version.unwrap_or_default()
+                )));
+            }
+            match head.kind.as_deref() {
+                Some("RequestAuthentication") => {
+                    let ra = parse_request_authentication(&file, &document.text, allow_insecure_jwks)
+                        .map_err(|e| ConfigError(format!("{}: {}", e.field, e.message)))?;
+                    docs.request_authentications.push(ra);
+                }
+                Some("AuthorizationPolicy") => {
+                    docs.authorization_policies.push((file.clone(), document.text))
+                }
+                Some("PeerAuthentication") => docs.peer_authentications.push((file.clone(), document.text)),
+                other => {
+                    return Err(at(format!(
+                        "kind {:?} is not one Palisade reads here (RequestAuthentication, AuthorizationPolicy, PeerAuthentication)",
+                        other.unwrap_or_default()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(docs)
+}
+
+#[derive(Deserialize)]
+struct KindHeader {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_secure() {
+        let p = Platform::defaults();
+        assert!(p.config.authentication.require_token);
+        assert_eq!(p.config.authentication.clock_skew, Duration::from_secs(60));
+        assert!(p.config.issuer.enabled);
+        assert_eq!(p.config.issuer.token_lifetime, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let text = r#"
+authentication:
+  requireToken: false
+  maxTokenLifetime: 1h
+  clockSkew: 30s
+  jwksRefreshInterval: 5m
+  jwtRules:
+    - issuer: https://idp.local/auth/realms/ML
+      audiences: [ml]
+      jwksUri: https://idp.local/auth/realms/ML/protocol/openid-connect/certs
+issuer:
+  issuer: https://palisade.example.com
+  audiences: [ml]
+  tokenLifetime: 10m
+  algorithm: EdDSA
+authorization: {rootNamespace: platform, groupsClaim: roles}
+docs: {public: false}
+"#;
+        let p = Platform::parse(Path::new("p.yaml"), text).unwrap();
+        assert!(!p.config.authentication.require_token);
+        assert_eq!(p.jwt_rules[0].audiences, vec!["ml"]);
+        assert_eq!(p.config.issuer.algorithm, "EdDSA");
+        assert_eq!(p.config.authorization.groups_claim, "roles");
+        assert!(!p.config.docs.public);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let err = Platform::parse(Path::new("p.yaml"), "authentication:\n  requireTokn: true\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.yaml:2:"), "{err}");
+        assert!(err.contains("authentication.requireTokn"), "{err}");
+        let err = Platform::parse(Path::new("p.yaml"), "authentication:\n  clockSkew: soon\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("authentication.clockSkew"), "{err}");
+        let err = Platform::parse(
+            Path::new("p.yaml"),
+            "authentication:\n  jwtRules:\n    - issuer: https://x\n      jwksUri: http://x.example/keys\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("authentication.jwtRules[0].jwksUri"), "{err}");
+        let err =
+            Platform::parse(Path::new("p.yaml"), "issuer:\n  algorithm: HS256\n").unwrap_err().to_string();
+        assert!(err.contains("issuer.algorithm"), "{err}");
+    }
+
+    #[test]
+    fn policy_dir_reads_multi_document_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("auth.yaml"),
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: a, namespace: api}\nspec:\n  jwtRules:\n  - issuer: https://a\n    jwksUri: https://a/keys\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let docs = load_policy_dir(dir.path(), false).unwrap();
+        assert_eq!(docs.request_authentications.len(), 1);
+        assert_eq!(docs.authorization_policies.len(), 1);
+
+        std::fs::write(dir.path().join("bad.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
+            .unwrap();
+        let err = load_policy_dir(dir.path(), false).unwrap_err().to_string();
+        assert!(err.contains("bad.yaml:1:"), "{err}");
+    }
+}

@@ -1,0 +1,143 @@
+//! Shared test setup: real bundles built from the ONNX fixtures, the real engine, and the
+//! real security state with Palisade's own issuer minting tokens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use palisade_bundle::Store;
+use palisade_identity::{HttpFetch, TokenRequest};
+use palisade_runtime::{Engine, EngineConfig};
+use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const IRIS_ROW: &str =
+    r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(format!("{name}.onnx"))
+}
+
+/// Builds bundles from fixtures into a fresh store, the way `palisade build` does.
+pub fn store_with(models: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    for (i, (fixture_name, name, version)) in models.iter().enumerate() {
+        let dir = tmp.path().join(format!("src{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture(fixture_name), dir.join("model.onnx")).unwrap();
+        std::fs::write(
+            dir.join("palisade.yaml"),
+            format!(
+                "name: {name}\nversion: \"{version}\"\ndescription: test model\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n"
+            ),
+        )
+        .unwrap();
+        let mut staged = store.stage(&dir).unwrap();
+        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+        staged.set_signature(model.signature()).unwrap();
+        store.commit(staged).unwrap();
+    }
+    (tmp, store)
+}
+
+/// A server under test, with a token for its default caller.
+#[derive(Clone)]
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub token: String,
+}
+
+pub fn security_for(
+    home: &Path,
+    registry: &Registry,
+    platform: Platform,
+    policy_dir: Option<PathBuf>,
+) -> Arc<Security> {
+    let namespaces: BTreeSet<String> = registry.namespaces().into_iter().map(String::from).collect();
+    let config = SecurityConfig { platform, policy_dir, home: home.to_owned() };
+    Arc::new(Security::new(config, namespaces, Arc::new(HttpFetch::new().unwrap())).unwrap())
+}
+
+/// A token from the server's own issuer for alice@example.com (the fixtures' owner).
+pub fn token_for(security: &Security, subject: &str, email: &str) -> String {
+    let mut extra = serde_json::Map::new();
+    extra.insert("email".into(), Value::from(email));
+    extra.insert("email_verified".into(), Value::Bool(true));
+    security
+        .issuer()
+        .unwrap()
+        .issue(TokenRequest { subject: subject.into(), extra, ..TokenRequest::default() })
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
+
+pub fn app_with(
+    home: &Path,
+    registry: Registry,
+    engine: EngineConfig,
+    config: ServerConfig,
+    platform: Platform,
+    policy_dir: Option<PathBuf>,
+) -> TestApp {
+    let security = security_for(home, &registry, platform, policy_dir);
+    let token = token_for(&security, "alice", "alice@example.com");
+    let state = AppState::new(registry, Engine::start(engine).unwrap(), security, config).unwrap();
+    TestApp { router: palisade_server::app(state.clone()), state, token }
+}
+
+pub fn app(home: &Path, registry: Registry, engine: EngineConfig, config: ServerConfig) -> TestApp {
+    app_with(home, registry, engine, config, Platform::defaults(), None)
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+pub async fn send(app: &TestApp, req: Request<Body>) -> Reply {
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Reply { status, headers, body }
+}
+
+/// Calls the app as the default caller (with its token).
+pub async fn call(app: &TestApp, method: &str, uri: &str, body: impl Into<Body>) -> Reply {
+    let token = app.token.clone();
+    call_as(app, Some(&token), method, uri, body).await
+}
+
+/// Calls the app with the given token, or none.
+pub async fn call_as(
+    app: &TestApp,
+    token: Option<&str>,
+    method: &str,
+    uri: &str,
+    body: impl Into<Body>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    send(app, req.body(body.into()).unwrap()).await
+}
