@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
 # Debian's chromium (Swagger UI browser test) and a Python virtualenv with the third-party
-# clients (tritonclient, playwright driving that chromium, pytest). Safe to run again.
+# clients (tritonclient, playwright driving that chromium, pytest), and the npm oidc-provider
+# test identity provider. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+
+echo "== installing the test identity provider (npm oidc-provider)"
+npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error
 
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "== installing cargo-nextest"

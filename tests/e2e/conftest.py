@@ -24,7 +24,8 @@ def palisade_bin():
 
 
 class Server:
-    """A running `palisade serve`; `base` is its URL, `host_port` its address."""
+    """A running `palisade serve`; `base` is its URL, `host_port` its address, `token` a
+    developer token for alice@example.com (the example model's owner)."""
 
     def __init__(self, home, extra_args=()):
         self.home = home
@@ -47,6 +48,12 @@ class Server:
             if line.startswith("palisade: listening on "):
                 self.base = line.split()[3]
         self.host_port = self.base.removeprefix("http://")
+        self.token = issue_token(home, "--email", "alice@example.com")
+
+    @property
+    def auth(self):
+        """Fresh headers for each call: tritonclient adds its own keys to the dict it gets."""
+        return {"Authorization": f"Bearer {self.token}"}
 
     def stop(self):
         self.proc.terminate()
@@ -55,6 +62,14 @@ class Server:
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+
+def issue_token(home, *args):
+    """A token from the home's built-in issuer (`palisade token issue`)."""
+    out = subprocess.run(
+        [palisade_bin(), "--home", str(home), "token", "issue", *args], check=True, capture_output=True, text=True
+    )
+    return out.stdout.strip()
 
 
 def build(home, model_dir):

@@ -40,6 +40,14 @@ def test_try_it_out_on_iris(server, browser):
 
     operation = page.locator("#operations-iris-infer_iris")
     operation.wait_for(timeout=30_000)
+
+    # Authorize with a bearer token, as a user pasting one from their identity provider.
+    page.get_by_role("button", name="Authorize").first.click()
+    dialog = page.locator(".dialog-ux .modal-ux")
+    dialog.locator("#auth-bearer-value").fill(server.token)
+    dialog.get_by_role("button", name="Apply credentials").click()
+    dialog.get_by_role("button", name="Close").click()
+
     operation.locator(".opblock-summary").first.click()
     operation.get_by_role("button", name="Try it out").click()
     operation.get_by_role("button", name="Execute").click()
