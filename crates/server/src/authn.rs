@@ -24,13 +24,15 @@ pub struct Caller(pub Authenticated);
 /// Paths that never require a token: health probes (by design, so orchestrators can probe),
 /// the issuer's public endpoints, and the docs when the platform makes them public.
 fn is_public(state: &AppState, method: &Method, path: &str, req: &Request) -> bool {
-    if method == Method::OPTIONS
+    // CORS preflights carry no credentials by specification.
+    let preflight = method == Method::OPTIONS
         && req.headers().contains_key(header::ORIGIN)
-        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        // CORS preflights carry no credentials by specification.
-        return true;
-    }
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    preflight || is_public_path(state, path)
+}
+
+/// Whether a path is served without a token (see [`is_public`]).
+pub(crate) fn is_public_path(state: &AppState, path: &str) -> bool {
     match path {
         "/v2/health/live" | "/v2/health/ready" => true,
         "/.well-known/openid-configuration" | "/.well-known/jwks.json" | "/oauth/token" => true,

@@ -5,6 +5,7 @@
 //! until shutdown.
 
 mod authn;
+mod authz;
 mod body;
 mod docs;
 mod error;
@@ -20,7 +21,6 @@ mod seldon;
 mod v2;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,6 +31,7 @@ use palisade_runtime::Engine;
 use tokio::net::TcpListener;
 
 pub use authn::Caller;
+pub use authz::{Authorization, ConnInfo};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
@@ -140,13 +141,16 @@ impl AppState {
 ///
 /// 1. request id: every response carries `x-request-id`, so a caller can quote it;
 /// 2. metrics: counts every request by model and status, including refusals below;
-/// 3. authentication: a valid token or 401/403, before any model or route is looked at, so
+/// 3. path normalization: once, before anything reads the path (400 for `%00`), so routing,
+///    policies and the model all see the same path;
+/// 4. authentication: a valid token or 401/403, before any model or route is looked at, so
 ///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
 ///    docs are exempt);
-/// 4. handlers, which read bodies through [`body::LimitedBody`] (413 past the limit) and queue
-///    inference on the engine (429 when full, 504 on timeout).
+/// 5. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
+/// 6. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
+///    limit) and queue inference on the engine (429 when full, 504 on timeout).
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -166,10 +170,16 @@ pub fn app(state: AppState) -> Router {
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/jwks.json", get(oauth::jwks))
         .fallback(respond::not_found)
+        .with_state(state.clone());
+    // Layers on an outer router run before routing, so the inner router routes the
+    // normalized path.
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
+        .layer(axum::middleware::from_fn(authz::normalize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(request_id::assign))
-        .with_state(state)
 }
 
 /// The admin router: Prometheus metrics and probes, on a separate port.
@@ -187,7 +197,7 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+    axum::serve(listener, router.into_make_service_with_connect_info::<ConnInfo>())
         .with_graceful_shutdown(shutdown)
         .await
 }

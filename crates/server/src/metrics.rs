@@ -22,6 +22,7 @@ pub struct Metrics {
     inference_seconds: HistogramVec,
     queue_depth: IntGauge,
     authn_failures: IntCounterVec,
+    decisions: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -63,6 +64,14 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(authn_failures.clone()))?;
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "palisade_authz_decisions_total",
+                "Authorization decisions by deciding policy (namespace/name, or the default that decided).",
+            ),
+            &["policy", "decision"],
+        )?;
+        registry.register(Box::new(decisions.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
@@ -80,6 +89,7 @@ impl Metrics {
             inference_seconds,
             queue_depth,
             authn_failures,
+            decisions,
         })
     }
 
@@ -91,6 +101,22 @@ impl Metrics {
     /// Counts a refused authentication (`reason` is a bounded label).
     pub fn observe_authn_failure(&self, reason: &str) {
         self.authn_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts an authorization decision. The policy label is bounded by the configured
+    /// policies.
+    pub fn observe_decision(&self, decision: &palisade_policy::Decision) {
+        use palisade_policy::DecisionReason as R;
+        let policy = match &decision.reason {
+            R::DeniedByPolicy { policy, .. }
+            | R::AllowedByPolicy { policy, .. }
+            | R::CustomDeny { policy } => policy.to_string(),
+            R::OwnerDefault { .. } => "owner-default".to_owned(),
+            R::NotAnOwner => "owner-default".to_owned(),
+            R::NoMatchingAllow => "no-matching-allow".to_owned(),
+        };
+        let outcome = if decision.allowed { "allow" } else { "deny" };
+        self.decisions.with_label_values(&[policy.as_str(), outcome]).inc();
     }
 
     /// Records one inference's queue wait and compute time.

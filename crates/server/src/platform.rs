@@ -11,6 +11,7 @@ use palisade_identity::JwtRule;
 use palisade_identity::rules::{
     RawJwtRule, RequestAuthentication, parse_duration, parse_request_authentication,
 };
+use palisade_policy::AuthorizationPolicy;
 use serde::{Deserialize, Deserializer};
 
 /// The platform configuration, set once by the platform team for every model.
@@ -93,6 +94,11 @@ pub struct AuthorizationConfig {
     /// The claim that lists a caller's groups (for `group:NAME` owners).
     #[serde(default = "groups_claim")]
     pub groups_claim: String,
+    /// Platform administrators: they may change any model's policies and root-namespace
+    /// policies. Entries are written like model owners (email, `group:NAME`,
+    /// `serviceaccount:NS/NAME`).
+    #[serde(default)]
+    pub admins: Vec<palisade_core::Owner>,
 }
 
 /// `docs:`
@@ -173,7 +179,11 @@ impl Default for IssuerConfig {
 
 impl Default for AuthorizationConfig {
     fn default() -> Self {
-        AuthorizationConfig { root_namespace: root_namespace(), groups_claim: groups_claim() }
+        AuthorizationConfig {
+            root_namespace: root_namespace(),
+            groups_claim: groups_claim(),
+            admins: Vec::new(),
+        }
     }
 }
 
@@ -247,9 +257,8 @@ impl Platform {
 pub struct PolicyDocuments {
     /// `RequestAuthentication` resources.
     pub request_authentications: Vec<RequestAuthentication>,
-    /// `AuthorizationPolicy` resources, as (file, document text) until the policy engine
-    /// parses them.
-    pub authorization_policies: Vec<(PathBuf, String)>,
+    /// `AuthorizationPolicy` resources.
+    pub authorization_policies: Vec<AuthorizationPolicy>,
     /// `PeerAuthentication` resources, likewise.
     pub peer_authentications: Vec<(PathBuf, String)>,
 }
@@ -282,10 +291,31 @@ pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ConfigError> {
     Ok(files)
 }
 
-/// Reads every resource in the policy directory. Any invalid document fails the whole
+/// Reads every resource in the policy directories. Any invalid document fails the whole
 /// load, naming the file, line and field, so a half-applied directory never takes effect.
+/// Directories that do not exist are empty.
+pub fn load_policy_dirs(dirs: &[&Path], allow_insecure_jwks: bool) -> Result<PolicyDocuments, ConfigError> {
+    let mut docs = PolicyDocuments::default();
+    for dir in dirs {
+        if dir.exists() {
+            load_policy_dir_into(dir, allow_insecure_jwks, &mut docs)?;
+        }
+    }
+    Ok(docs)
+}
+
+/// Reads one policy directory (see [`load_policy_dirs`]).
 pub fn load_policy_dir(dir: &Path, allow_insecure_jwks: bool) -> Result<PolicyDocuments, ConfigError> {
     let mut docs = PolicyDocuments::default();
+    load_policy_dir_into(dir, allow_insecure_jwks, &mut docs)?;
+    Ok(docs)
+}
+
+fn load_policy_dir_into(
+    dir: &Path,
+    allow_insecure_jwks: bool,
+    docs: &mut PolicyDocuments,
+) -> Result<(), ConfigError> {
     for (file, _, _) in fingerprint(dir)? {
         let text = std::fs::read_to_string(&file)
             .map_err(|e| ConfigError(format!("{}: cannot read: {e}", file.display())))?;
@@ -316,7 +346,9 @@ pub fn load_policy_dir(dir: &Path, allow_insecure_jwks: bool) -> Result<PolicyDo
                     docs.request_authentications.push(ra);
                 }
                 Some("AuthorizationPolicy") => {
-                    docs.authorization_policies.push((file.clone(), document.text))
+                    let policy = palisade_policy::parse_policy(&document.text, &file)
+                        .map_err(|e| ConfigError(e.to_string()))?;
+                    docs.authorization_policies.push(policy);
                 }
                 Some("PeerAuthentication") => docs.peer_authentications.push((file.clone(), document.text)),
                 other => {
@@ -328,7 +360,7 @@ pub fn load_policy_dir(dir: &Path, allow_insecure_jwks: bool) -> Result<PolicyDo
             }
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -407,13 +439,17 @@ docs: {public: false}
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("auth.yaml"),
-            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: a, namespace: api}\nspec:\n  jwtRules:\n  - issuer: https://a\n    jwksUri: https://a/keys\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n",
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: a, namespace: api}\nspec:\n  jwtRules:\n  - issuer: https://a\n    jwksUri: https://a/keys\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: ns}\nspec: {}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: q, namespace: ns}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [a@b.c]\n",
         )
         .unwrap();
         std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
         let docs = load_policy_dir(dir.path(), false).unwrap();
         assert_eq!(docs.request_authentications.len(), 1);
-        assert_eq!(docs.authorization_policies.len(), 1);
+        assert_eq!(docs.authorization_policies.len(), 2);
+        std::fs::write(dir.path().join("typo.yaml"), "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: t, namespace: ns}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claim[email]\n      values: [x]\n").unwrap();
+        let err = load_policy_dir(dir.path(), false).unwrap_err().to_string();
+        assert!(err.contains("typo.yaml:7:"), "{err}");
+        std::fs::remove_file(dir.path().join("typo.yaml")).unwrap();
 
         std::fs::write(dir.path().join("bad.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n")
             .unwrap();

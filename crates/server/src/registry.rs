@@ -24,6 +24,8 @@ pub struct ServedModel {
     pub owners: Owners,
     /// The prepared model.
     pub model: Arc<dyn Model>,
+    /// What authorization knows of the model: namespace, name, labels, owners.
+    pub target: Arc<palisade_policy::TargetModel>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -44,7 +46,15 @@ impl ServedModel {
     /// Prepares a verified bundle.
     pub fn from_bundle(bundle: &VerifiedBundle) -> Result<ServedModel, RuntimeError> {
         let model = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())?;
+        let manifest = &bundle.manifest;
+        let target = Arc::new(palisade_policy::TargetModel {
+            namespace: manifest.namespace.clone(),
+            name: manifest.name.clone(),
+            labels: manifest.labels.as_map().clone(),
+            owners: manifest.owners.as_slice().to_vec(),
+        });
         Ok(ServedModel {
+            target,
             id: bundle.manifest.model_ref(),
             digest: bundle.digest.clone(),
             description: bundle.manifest.description.clone(),

@@ -13,7 +13,9 @@ use palisade_identity::{
     ScopedRule,
 };
 
-use crate::platform::{ConfigError, Fingerprint, Platform, PolicyDocuments, fingerprint, load_policy_dir};
+use palisade_policy::PolicySet;
+
+use crate::platform::{ConfigError, Fingerprint, Platform, PolicyDocuments, fingerprint, load_policy_dirs};
 
 /// How often the policy directory and the issuer's files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,6 +40,7 @@ pub struct Security {
     issuer_keys: Option<Arc<IssuerKeys>>,
     authn: RwLock<Arc<Authenticator>>,
     policies: RwLock<Arc<PolicyDocuments>>,
+    policy_set: RwLock<Arc<PolicySet>>,
     watched: Mutex<Option<Fingerprint>>,
     reload_failures: prometheus::IntCounter,
 }
@@ -92,14 +95,9 @@ impl Security {
         } else {
             (None, None)
         };
-        let policies = match &config.policy_dir {
-            Some(dir) => load_policy_dir(dir, config.platform.config.authentication.allow_insecure_jwks_uri)?,
-            None => PolicyDocuments::default(),
-        };
-        let watched = match &config.policy_dir {
-            Some(dir) => Some(fingerprint(dir)?),
-            None => None,
-        };
+        let policies = load_all(&config)?;
+        let policy_set = build_policy_set(&config, issuer.as_deref(), &policies)?;
+        let watched = Some(fingerprint_all(&config)?);
         let reload_failures = prometheus::IntCounter::new(
             "palisade_config_reload_failures_total",
             "Policy directory changes refused because a document was invalid.",
@@ -118,6 +116,7 @@ impl Security {
                 &[],
             ))),
             policies: RwLock::new(Arc::new(policies.clone())),
+            policy_set: RwLock::new(Arc::new(policy_set)),
             watched: Mutex::new(watched),
             reload_failures,
         };
@@ -142,6 +141,19 @@ impl Security {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The authorization policies in effect.
+    pub fn policy_set(&self) -> Arc<PolicySet> {
+        match self.policy_set.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Where owner-managed policies (the management API's) are stored.
+    pub fn managed_dir(&self) -> PathBuf {
+        managed_dir(&self.config)
     }
 
     /// Palisade's own issuer, when enabled.
@@ -249,8 +261,7 @@ impl Security {
     /// Re-reads the policy directory if it changed. A valid change replaces the rules at once;
     /// an invalid one keeps the previous rules, logs the file, line and field, and counts it.
     pub fn reload_if_changed(&self) -> bool {
-        let Some(dir) = &self.config.policy_dir else { return false };
-        let current = match fingerprint(dir) {
+        let current = match fingerprint_all(&self.config) {
             Ok(f) => f,
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the policy directory; keeping the current rules");
@@ -263,17 +274,24 @@ impl Security {
         }
         *watched = Some(current);
         drop(watched);
-        match load_policy_dir(dir, self.config.platform.config.authentication.allow_insecure_jwks_uri) {
-            Ok(policies) => {
+        let loaded = load_all(&self.config).and_then(|policies| {
+            let set = build_policy_set(&self.config, self.issuer.as_deref(), &policies)?;
+            Ok((policies, set))
+        });
+        match loaded {
+            Ok((policies, set)) => {
                 let existing = self.authenticator().key_holders();
                 let authn = Arc::new(self.build_authenticator(&policies, &existing));
                 if let Ok(mut slot) = self.authn.write() {
                     *slot = authn;
                 }
+                if let Ok(mut slot) = self.policy_set.write() {
+                    *slot = Arc::new(set);
+                }
                 if let Ok(mut slot) = self.policies.write() {
                     *slot = Arc::new(policies);
                 }
-                tracing::info!(dir = %dir.display(), "policy directory reloaded");
+                tracing::info!("policies reloaded");
                 true
             }
             Err(err) => {
@@ -316,6 +334,52 @@ impl Security {
             }
         });
     }
+}
+
+fn managed_dir(config: &SecurityConfig) -> PathBuf {
+    config.home.join("policies")
+}
+
+fn dirs(config: &SecurityConfig) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = config.policy_dir.iter().cloned().collect();
+    dirs.push(managed_dir(config));
+    dirs
+}
+
+fn load_all(config: &SecurityConfig) -> Result<PolicyDocuments, ConfigError> {
+    let dirs = dirs(config);
+    let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
+    load_policy_dirs(&refs, config.platform.config.authentication.allow_insecure_jwks_uri)
+}
+
+fn fingerprint_all(config: &SecurityConfig) -> Result<Fingerprint, ConfigError> {
+    let mut all = Vec::new();
+    for dir in dirs(config) {
+        if dir.exists() {
+            all.extend(fingerprint(&dir)?);
+        }
+    }
+    Ok(all)
+}
+
+/// The authorization settings of the platform.
+pub fn policy_settings(platform: &Platform, issuer: Option<&LocalIssuer>) -> palisade_policy::Settings {
+    let a = &platform.config.authorization;
+    palisade_policy::Settings {
+        root_namespace: a.root_namespace.clone(),
+        groups_claim: a.groups_claim.clone(),
+        palisade_issuer: issuer.map(|i| i.settings().issuer.clone()),
+        ..palisade_policy::Settings::default()
+    }
+}
+
+fn build_policy_set(
+    config: &SecurityConfig,
+    issuer: Option<&LocalIssuer>,
+    policies: &PolicyDocuments,
+) -> Result<PolicySet, ConfigError> {
+    PolicySet::new(policies.authorization_policies.clone(), policy_settings(&config.platform, issuer))
+        .map_err(|e| ConfigError(e.to_string()))
 }
 
 /// A fetcher for authenticators that never fetch (the placeholder before the first build).

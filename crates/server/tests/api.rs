@@ -213,22 +213,28 @@ impl Model for Gated {
 }
 
 fn gated_registry(model: Arc<Gated>) -> Registry {
+    let owner = palisade_core::Owner::parse("alice@example.com").unwrap();
+    let id = ModelRef {
+        namespace: "default".parse().unwrap(),
+        name: "slow".parse().unwrap(),
+        version: "1".parse().unwrap(),
+    };
+    let target = Arc::new(palisade_policy::TargetModel {
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+        labels: Default::default(),
+        owners: vec![owner.clone()],
+    });
     let mut registry = Registry::default();
     registry.insert(
         ServedModel {
-            id: ModelRef {
-                namespace: "default".parse().unwrap(),
-                name: "slow".parse().unwrap(),
-                version: "1".parse().unwrap(),
-            },
+            id,
             digest: BundleDigest::from_bytes([7; 32]),
             description: None,
             labels: Default::default(),
-            owners: palisade_bundle::manifest::Owners::new(vec![
-                palisade_core::Owner::parse("a@b.io").unwrap(),
-            ])
-            .unwrap(),
+            owners: palisade_bundle::manifest::Owners::new(vec![owner]).unwrap(),
             model,
+            target,
         },
         true,
     );

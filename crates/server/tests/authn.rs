@@ -17,6 +17,18 @@ use palisade_runtime::EngineConfig;
 use palisade_server::{Platform, Registry, ServerConfig};
 use serde_json::json;
 
+/// A policy directory letting every authenticated caller through, so that these tests see
+/// authentication's decisions only.
+fn allow_authenticated() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("allow.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: any-authenticated, namespace: default}\nspec:\n  rules:\n  - from:\n    - source:\n        requestPrincipals: [\"*\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
 fn iris(platform: Platform, policy_dir: Option<std::path::PathBuf>) -> (tempfile::TempDir, TestApp) {
     let (tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
     let registry = Registry::load(&store).unwrap();
@@ -109,7 +121,8 @@ async fn public_paths_need_no_token() {
 
 #[tokio::test]
 async fn service_account_client_credentials() {
-    let (_tmp, app) = iris(Platform::defaults(), None);
+    let policies = allow_authenticated();
+    let (_tmp, app) = iris(Platform::defaults(), Some(policies.path().to_owned()));
     let issuer = app.state.security().issuer().unwrap().clone();
     let (account, secret) =
         issuer.create_account("billing".parse().unwrap(), "billing-batch".parse().unwrap()).unwrap();
@@ -179,7 +192,8 @@ async fn discovery_and_keys_are_published() {
 /// Keys rotated by the CLI (another process) are picked up by the running server.
 #[tokio::test]
 async fn rotated_keys_are_used_without_restart() {
-    let (_tmp, app) = iris(Platform::defaults(), None);
+    let policies = allow_authenticated();
+    let (_tmp, app) = iris(Platform::defaults(), Some(policies.path().to_owned()));
     let home_identity = app.state.security().issuer().unwrap().clone();
     let cli =
         palisade_identity::LocalIssuer::open(home_identity.identity_dir(), home_identity.settings().clone())
@@ -232,7 +246,7 @@ fn external_token(key: &SigningKey, aud: &str) -> String {
 #[tokio::test]
 async fn request_authentication_from_the_policy_dir() {
     let key = SigningKey::generate(Algorithm::RS256).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = allow_authenticated();
     let jwks = json!({"keys": [key.public_jwk()]}).to_string();
     std::fs::write(dir.path().join("ra.yaml"), seed_ra(&jwks)).unwrap();
     let (_tmp, app) = iris(Platform::defaults(), Some(dir.path().to_owned()));
@@ -257,7 +271,7 @@ async fn request_authentication_from_the_policy_dir() {
 #[tokio::test]
 async fn policy_dir_hot_reload() {
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = allow_authenticated();
     let (_tmp, app) = iris(Platform::defaults(), Some(dir.path().to_owned()));
     let token = external_token(&key, "ml");
     assert_eq!(
@@ -290,17 +304,27 @@ async fn policy_dir_hot_reload() {
 }
 
 /// With `requireToken: false` (Istio's behaviour), a request without a token passes
-/// unauthenticated, while a bad token is still refused.
+/// authentication and authorization decides: the owner default refuses it (403), an
+/// ALLOW-everything policy lets it through. A bad token is still refused (401).
 #[tokio::test]
 async fn optional_tokens_when_the_platform_says_so() {
     let platform =
         Platform::parse(std::path::Path::new("p.yaml"), "authentication: {requireToken: false}\n").unwrap();
-    let (_tmp, app) = iris(platform, None);
-    assert_eq!(call_as(&app, None, "GET", "/v2/models/iris", "").await.status, StatusCode::OK);
+    let (_tmp, app) = iris(platform.clone(), None);
+    assert_eq!(call_as(&app, None, "GET", "/v2/models/iris", "").await.status, StatusCode::FORBIDDEN);
     assert_eq!(
         call_as(&app, Some("garbage"), "GET", "/v2/models/iris", "").await.status,
         StatusCode::UNAUTHORIZED
     );
+
+    let open = tempfile::tempdir().unwrap();
+    std::fs::write(
+        open.path().join("open.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: open, namespace: default}\nspec:\n  rules: [{}]\n",
+    )
+    .unwrap();
+    let (_tmp, app) = iris(platform, Some(open.path().to_owned()));
+    assert_eq!(call_as(&app, None, "GET", "/v2/models/iris", "").await.status, StatusCode::OK);
 }
 
 #[tokio::test]

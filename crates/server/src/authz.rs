@@ -1,0 +1,146 @@
+//! The authorization layer and the path normalization that precedes it.
+//!
+//! Normalization runs once, before routing and policies, and the normalized path is what
+//! every later step (and the model) sees: `/v2/models/iris/../secret/infer` is routed and
+//! authorized as `/v2/models/secret/infer`. Authorization then evaluates the model's
+//! policies (Istio semantics, Palisade's owner default) and answers 403
+//! `RBAC: access denied` when they say no.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::connect_info::Connected;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use palisade_policy::{Decision, Headers};
+use tokio::net::TcpListener;
+
+use crate::authn::Caller;
+use crate::{ApiError, AppState, ServedModel};
+
+/// Both ends of the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The local address (its port is what `ports` in policies match).
+    pub local: SocketAddr,
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for ConnInfo {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> ConnInfo {
+        let remote = *stream.remote_addr();
+        let local = stream.io().local_addr().unwrap_or(remote);
+        ConnInfo { remote, local }
+    }
+}
+
+/// The authorization decision of a request, for the audit record.
+#[derive(Debug, Clone)]
+pub struct Authorization(pub Arc<Decision>);
+
+/// Normalizes the path (dot segments, encoded slashes, merged slashes); a path Palisade
+/// refuses to interpret (`%00`, bad escapes) is a 400.
+pub(crate) async fn normalize(mut req: Request, next: Next) -> Response {
+    let raw = req.uri().path().to_owned();
+    let normalized = match palisade_policy::normalize_path(&raw) {
+        Ok(path) => path,
+        Err(err) => return ApiError::BadRequest(format!("invalid request path: {err}")).into_response(),
+    };
+    if normalized != raw {
+        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        match format!("{normalized}{query}").parse::<Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => return ApiError::BadRequest("invalid request path".to_owned()).into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+/// The model a (normalized) path addresses.
+pub(crate) fn model_of(state: &AppState, path: &str) -> Option<Arc<ServedModel>> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("v2"), Some("models"), Some(model)) => {
+            let rest: Vec<&str> = parts.collect();
+            let version = match rest.as_slice() {
+                ["versions", version, ..] => Some(*version),
+                _ => None,
+            };
+            state.registry().get(model, version).ok()
+        }
+        (Some("seldon"), Some(namespace), Some(model)) => {
+            state.registry().in_namespace(namespace, model).ok()
+        }
+        (Some("api"), Some("v1.0"), Some("predictions")) => state.registry().single().cloned(),
+        _ => None,
+    }
+}
+
+/// Evaluates the model's policies; requests that address no model (server metadata,
+/// unknown paths) pass with authentication alone.
+pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if crate::authn::is_public_path(&state, &path) {
+        return next.run(req).await;
+    }
+    let Some(served) = model_of(&state, &path) else {
+        return next.run(req).await;
+    };
+    let mut request = palisade_policy::Request::new(served.target.clone());
+    if let Some(conn) = req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>() {
+        request.source_ip = Some(conn.0.remote.ip());
+        request.remote_ip = Some(conn.0.remote.ip());
+        request.destination_ip = Some(conn.0.local.ip());
+        request.port = conn.0.local.port();
+    }
+    request.claims = req.extensions().get::<Caller>().and_then(|c| c.token()).map(|t| t.claims.clone());
+    request.headers = req
+        .headers()
+        .iter()
+        .filter(|(name, _)| *name != header::AUTHORIZATION)
+        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v.to_owned())))
+        .collect::<Headers>();
+    request.host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(palisade_policy::normalize_host)
+        .or_else(|| req.uri().authority().map(|a| palisade_policy::normalize_host(a.as_str())))
+        .unwrap_or_default();
+    request.method = req.method().as_str().to_owned();
+    request.path = path;
+
+    let decision = Arc::new(state.security().policy_set().evaluate(&request));
+    for (policy, would_allow) in &decision.dry_run {
+        tracing::info!(policy = %policy, would_allow, "dry-run policy evaluated (not enforced)");
+    }
+    state.metrics().observe_decision(&decision);
+    req.extensions_mut().insert(Authorization(decision.clone()));
+    if decision.allowed {
+        let mut response = next.run(req).await;
+        response.extensions_mut().insert(Authorization(decision));
+        response
+    } else {
+        tracing::info!(reason = %decision.reason, model = %served.id.name, "authorization denied");
+        let wants_json = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("application/json"));
+        let mut response = if wants_json {
+            (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "RBAC: access denied"})))
+                .into_response()
+        } else {
+            let mut r = (StatusCode::FORBIDDEN, "RBAC: access denied").into_response();
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        };
+        response.extensions_mut().insert(crate::respond::ModelLabel(served.id.name.to_string()));
+        response.extensions_mut().insert(Authorization(decision));
+        response
+    }
+}
