@@ -241,6 +241,7 @@ struct TrustedIssuer {
 /// Verifies requests against the trusted issuers. Cheap to share (`Arc`).
 pub struct Authenticator {
     issuers: Vec<TrustedIssuer>,
+    locations: Vec<TokenLocation>,
     settings: AuthnSettings,
     cache: TokenCache,
 }
@@ -286,7 +287,7 @@ impl Authenticator {
         fetch: Arc<dyn Fetch>,
         existing_keys: &[Arc<IssuerKeys>],
     ) -> Authenticator {
-        let issuers = rules
+        let issuers: Vec<TrustedIssuer> = rules
             .into_iter()
             .map(|scoped| {
                 let keys = existing_keys
@@ -306,7 +307,8 @@ impl Authenticator {
             })
             .collect();
         let cache = TokenCache::new(settings.cache_capacity);
-        Authenticator { issuers, settings, cache }
+        let locations = all_locations(&issuers);
+        Authenticator { issuers, locations, settings, cache }
     }
 
     /// The settings.
@@ -335,27 +337,6 @@ impl Authenticator {
         &self.cache
     }
 
-    /// Every token location any rule looks at.
-    fn all_locations(&self) -> Vec<TokenLocation> {
-        let mut all = Vec::new();
-        for issuer in &self.issuers {
-            let (headers, params, cookies) = issuer.rule.locations();
-            for h in headers {
-                all.push(TokenLocation::Header { name: h.name, prefix: h.prefix });
-            }
-            all.extend(params.into_iter().map(TokenLocation::Param));
-            all.extend(cookies.into_iter().map(TokenLocation::Cookie));
-        }
-        if all.is_empty() {
-            all.push(TokenLocation::Header {
-                name: "authorization".to_owned(),
-                prefix: "Bearer ".to_owned(),
-            });
-        }
-        all.dedup();
-        all
-    }
-
     /// Authenticates a request for `target` (the model, when the path names one).
     pub async fn authenticate(
         &self,
@@ -363,31 +344,25 @@ impl Authenticator {
         query: Option<&str>,
         target: Option<Target<'_>>,
     ) -> Result<Authenticated, AuthnError> {
-        let found = find_tokens(headers, query, &self.all_locations());
+        let found = find_tokens(headers, query, &self.locations);
         let (location, raw) = match found.len() {
             0 if self.settings.require_token => return Err(AuthnError::MissingToken),
             0 => return Ok(Authenticated::Anonymous),
             1 => found.into_iter().next().ok_or(AuthnError::MissingToken)?,
             _ => return Err(AuthnError::MultipleTokens),
         };
-        let parsed = token::parse(&raw).map_err(|e| AuthnError::Invalid(e.into()))?;
-        let issuer = self
-            .issuers
-            .iter()
-            .filter(|i| i.scope.applies(target.as_ref()))
-            .find(|i| i.rule.issuer == parsed.claims.iss)
-            .ok_or(AuthnError::Invalid(InvalidToken::UntrustedIssuer))?;
-        if !rule_allows(&issuer.rule, &location) {
-            return Err(AuthnError::Invalid(InvalidToken::LocationNotAllowed));
-        }
         let now = unix_now();
         let digest = token_digest(&raw);
-        let verified = match self.cache.get(&digest, now) {
-            Some(token) => token,
+        // A cached verification skips parsing and the signature; the checks that depend on
+        // the request (scope, location, audience) still run below.
+        let (issuer, verified) = match self.cache.get(&digest, now) {
+            Some(verified) => (self.issuer_for(&verified.issuer, target.as_ref(), &location)?, verified),
             None => {
+                let parsed = token::parse(&raw).map_err(|e| AuthnError::Invalid(e.into()))?;
+                let issuer = self.issuer_for(&parsed.claims.iss, target.as_ref(), &location)?;
                 let verified = Arc::new(self.verify(issuer, &parsed, now).await?);
                 self.cache.insert(digest, verified.clone(), now);
-                verified
+                (issuer, verified)
             }
         };
         if !issuer.rule.audiences.is_empty()
@@ -396,6 +371,26 @@ impl Authenticator {
             return Err(AuthnError::AudienceMismatch);
         }
         Ok(Authenticated::Token { token: verified, rule: issuer.rule.clone(), location })
+    }
+
+    /// The applicable trusted issuer for `iss`, refusing a token found where its rule does
+    /// not look.
+    fn issuer_for(
+        &self,
+        iss: &str,
+        target: Option<&Target<'_>>,
+        location: &TokenLocation,
+    ) -> Result<&TrustedIssuer, AuthnError> {
+        let issuer = self
+            .issuers
+            .iter()
+            .filter(|i| i.scope.applies(target))
+            .find(|i| i.rule.issuer == iss)
+            .ok_or(AuthnError::Invalid(InvalidToken::UntrustedIssuer))?;
+        if !rule_allows(&issuer.rule, location) {
+            return Err(AuthnError::Invalid(InvalidToken::LocationNotAllowed));
+        }
+        Ok(issuer)
     }
 
     async fn verify(
@@ -464,14 +459,41 @@ impl Authenticator {
     }
 }
 
-fn rule_allows(rule: &JwtRule, location: &TokenLocation) -> bool {
-    let (headers, params, cookies) = rule.locations();
-    match location {
-        TokenLocation::Header { name, prefix } => {
-            headers.iter().any(|h| &h.name == name && &h.prefix == prefix)
+/// Every token location any rule looks at.
+fn all_locations(issuers: &[TrustedIssuer]) -> Vec<TokenLocation> {
+    let mut all = Vec::new();
+    for issuer in issuers {
+        let (headers, params, cookies) = issuer.rule.locations();
+        for h in headers {
+            all.push(TokenLocation::Header { name: h.name, prefix: h.prefix });
         }
-        TokenLocation::Param(name) => params.contains(name),
-        TokenLocation::Cookie(name) => cookies.contains(name),
+        all.extend(params.into_iter().map(TokenLocation::Param));
+        all.extend(cookies.into_iter().map(TokenLocation::Cookie));
+    }
+    if all.is_empty() {
+        all.push(TokenLocation::Header { name: "authorization".to_owned(), prefix: "Bearer ".to_owned() });
+    }
+    let mut unique = Vec::with_capacity(all.len());
+    for location in all {
+        if !unique.contains(&location) {
+            unique.push(location);
+        }
+    }
+    unique
+}
+
+fn rule_allows(rule: &JwtRule, location: &TokenLocation) -> bool {
+    let defaults =
+        rule.from_headers.is_empty() && rule.from_params.is_empty() && rule.from_cookies.is_empty();
+    match location {
+        TokenLocation::Header { name, prefix } if defaults => name == "authorization" && prefix == "Bearer ",
+        TokenLocation::Param(name) if defaults => name == "access_token",
+        TokenLocation::Cookie(_) if defaults => false,
+        TokenLocation::Header { name, prefix } => {
+            rule.from_headers.iter().any(|h| &h.name == name && &h.prefix == prefix)
+        }
+        TokenLocation::Param(name) => rule.from_params.contains(name),
+        TokenLocation::Cookie(name) => rule.from_cookies.contains(name),
     }
 }
 

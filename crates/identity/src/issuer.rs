@@ -97,8 +97,12 @@ struct Loaded {
     keys: Vec<StoredKey>,
     signer: SigningKey,
     accounts: Vec<ServiceAccount>,
-    stamp: (Option<SystemTime>, Option<SystemTime>),
+    stamp: (Stamp, Stamp),
 }
+
+/// What identifies a version of a file: every write replaces it (new inode), and the time and
+/// size tell apart writes on file systems without inodes.
+type Stamp = Option<(SystemTime, u64, u64)>;
 
 /// An issued token.
 #[derive(Debug)]
@@ -169,6 +173,15 @@ impl LocalIssuer {
         &self.dir
     }
 
+    /// Re-reads the files unconditionally (after this process wrote them).
+    fn reload(&self) -> Result<(), IdentityError> {
+        let loaded = load(&self.dir)?;
+        if let Ok(mut state) = self.state.write() {
+            *state = loaded;
+        }
+        Ok(())
+    }
+
     /// Re-reads the files if the CLI changed them; returns whether anything changed.
     pub fn reload_if_changed(&self) -> Result<bool, IdentityError> {
         let stamp = stamps(&self.dir);
@@ -219,7 +232,7 @@ impl LocalIssuer {
         let kid = key.kid().to_owned();
         file.keys.insert(0, key.to_stored(now));
         write_private(&path, &file)?;
-        self.reload_if_changed()?;
+        self.reload()?;
         Ok(kid)
     }
 
@@ -247,7 +260,7 @@ impl LocalIssuer {
         };
         file.accounts.push(account.clone());
         write_private(&path, &file)?;
-        self.reload_if_changed()?;
+        self.reload()?;
         Ok((account, secret))
     }
 
@@ -275,7 +288,7 @@ impl LocalIssuer {
         account.revoked = Some(now_secs());
         let revoked = account.clone();
         write_private(&path, &file)?;
-        self.reload_if_changed()?;
+        self.reload()?;
         Ok(revoked)
     }
 
@@ -350,9 +363,16 @@ fn random_token(bytes: usize) -> Result<String, IdentityError> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
-fn stamps(dir: &Path) -> (Option<SystemTime>, Option<SystemTime>) {
-    let modified = |name: &str| fs::metadata(dir.join(name)).and_then(|m| m.modified()).ok();
-    (modified(KEYS_FILE), modified(ACCOUNTS_FILE))
+fn stamps(dir: &Path) -> (Stamp, Stamp) {
+    let stamp = |name: &str| -> Stamp {
+        let meta = fs::metadata(dir.join(name)).ok()?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Some((meta.modified().ok()?, meta.len(), inode))
+    };
+    (stamp(KEYS_FILE), stamp(ACCOUNTS_FILE))
 }
 
 fn load(dir: &Path) -> Result<Loaded, IdentityError> {
