@@ -141,3 +141,34 @@ pub async fn call_as(
     }
     send(app, req.body(body.into()).unwrap()).await
 }
+
+/// Builds one bundle from a fixture with the given manifest text.
+pub fn store_with_manifest(fixture_name: &str, manifest: &str) -> (tempfile::TempDir, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let dir = tmp.path().join("src");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(fixture(fixture_name), dir.join("model.onnx")).unwrap();
+    std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+    let mut staged = store.stage(&dir).unwrap();
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    store.commit(staged).unwrap();
+    (tmp, store)
+}
+
+/// A token from the server's issuer with arbitrary extra claims.
+pub fn token_with(security: &Security, subject: &str, extra: Value) -> String {
+    security
+        .issuer()
+        .unwrap()
+        .issue(TokenRequest {
+            subject: subject.into(),
+            extra: extra.as_object().cloned().unwrap_or_default(),
+            ..TokenRequest::default()
+        })
+        .unwrap()
+        .token
+        .expose()
+        .to_owned()
+}
