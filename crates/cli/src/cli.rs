@@ -45,6 +45,106 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Manage who may call models (owner self-service, through a running server).
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+/// How the CLI reaches a running server's management API.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "PALISADE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Your bearer token (from your identity provider, or `palisade token issue`).
+    #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+/// `palisade policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create or replace policies from a YAML file (Istio AuthorizationPolicy, multi-document).
+    Apply(PolicyApplyArgs),
+    /// List the policies you may manage.
+    List(PolicyListArgs),
+    /// Delete an owner-managed policy.
+    Delete(PolicyDeleteArgs),
+    /// Explain who can call a model, and through which rule.
+    Explain(PolicyExplainArgs),
+    /// Dry-run the policies for a token or a claim set: prints the decision and the deciding
+    /// rule. Exits 0 when allowed, 1 when denied.
+    Check(PolicyCheckArgs),
+}
+
+/// `palisade policy apply`
+#[derive(Debug, Args)]
+pub struct PolicyApplyArgs {
+    /// The policy file.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `palisade policy list`
+#[derive(Debug, Args)]
+pub struct PolicyListArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `palisade policy delete`
+#[derive(Debug, Args)]
+pub struct PolicyDeleteArgs {
+    /// NAMESPACE/NAME of the policy.
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub policy: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `palisade policy explain`
+#[derive(Debug, Args)]
+pub struct PolicyExplainArgs {
+    /// The model's name.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `palisade policy check`
+#[derive(Debug, Args)]
+pub struct PolicyCheckArgs {
+    /// The model's name.
+    #[arg(long, value_name = "MODEL")]
+    pub model: String,
+    /// A token to check (verified by the server like a real request).
+    #[arg(long, value_name = "JWT", conflicts_with = "claims", required_unless_present = "claims")]
+    pub token: Option<String>,
+    /// A claim set to check, as JSON (taken as is: no signature).
+    #[arg(long, value_name = "JSON")]
+    pub claims: Option<String>,
+    /// The request path [default: the model's infer path].
+    #[arg(long)]
+    pub path: Option<String>,
+    /// The HTTP method [default: POST].
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Options shared by commands that read the platform configuration.

@@ -33,6 +33,11 @@ impl Failure {
         Failure { code: EXIT_FAILURE, message: message.to_string(), hint: None }
     }
 
+    /// A policy check that denies (exit 1, nothing more to print).
+    pub fn denied() -> Self {
+        Failure { code: EXIT_FAILURE, message: String::new(), hint: None }
+    }
+
     /// Adds a hint on how to fix it.
     pub fn hint(mut self, hint: impl Display) -> Self {
         self.hint = Some(hint.to_string());
@@ -46,6 +51,9 @@ impl Failure {
 
     /// Prints the failure to stderr.
     pub fn print(&self) {
+        if self.message.is_empty() {
+            return;
+        }
         eprintln!("error: {}", self.message);
         if let Some(hint) = &self.hint {
             eprintln!("hint: {hint}");

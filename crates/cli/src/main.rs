@@ -10,13 +10,14 @@ mod home;
 mod identity;
 mod models;
 mod output;
+mod policy;
 mod serve;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, KeysCommand, ModelsCommand, SaCommand, TokenCommand};
+use crate::cli::{Cli, Command, KeysCommand, ModelsCommand, PolicyCommand, SaCommand, TokenCommand};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
@@ -57,6 +58,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),
+        },
+        Command::Policy { command } => match command {
+            PolicyCommand::Apply(args) => policy::apply(&args),
+            PolicyCommand::List(args) => policy::list(&args),
+            PolicyCommand::Delete(args) => policy::delete(&args),
+            PolicyCommand::Explain(args) => policy::explain(&args),
+            PolicyCommand::Check(args) => policy::check(&args),
         },
     }
 }

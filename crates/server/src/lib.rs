@@ -9,6 +9,7 @@ mod authz;
 mod body;
 mod docs;
 mod error;
+mod manage;
 mod metrics;
 mod oauth;
 mod openapi;
@@ -169,6 +170,10 @@ pub fn app(state: AppState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/.well-known/jwks.json", get(oauth::jwks))
+        .route("/manage/v1/policies", get(manage::list).put(manage::apply))
+        .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
+        .route("/manage/v1/models/{model}/explain", get(manage::explain))
+        .route("/manage/v1/check", post(manage::check))
         .fallback(respond::not_found)
         .with_state(state.clone());
     // Layers on an outer router run before routing, so the inner router routes the

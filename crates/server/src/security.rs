@@ -274,32 +274,37 @@ impl Security {
         }
         *watched = Some(current);
         drop(watched);
-        let loaded = load_all(&self.config).and_then(|policies| {
-            let set = build_policy_set(&self.config, self.issuer.as_deref(), &policies)?;
-            Ok((policies, set))
-        });
-        match loaded {
-            Ok((policies, set)) => {
-                let existing = self.authenticator().key_holders();
-                let authn = Arc::new(self.build_authenticator(&policies, &existing));
-                if let Ok(mut slot) = self.authn.write() {
-                    *slot = authn;
-                }
-                if let Ok(mut slot) = self.policy_set.write() {
-                    *slot = Arc::new(set);
-                }
-                if let Ok(mut slot) = self.policies.write() {
-                    *slot = Arc::new(policies);
-                }
-                tracing::info!("policies reloaded");
-                true
-            }
+        match self.reload() {
+            Ok(()) => true,
             Err(err) => {
                 self.reload_failures.inc();
-                tracing::error!(error = %err, "policy directory change refused; keeping the previous rules");
+                tracing::error!(error = %err, "policy change refused; keeping the previous rules");
                 false
             }
         }
+    }
+
+    /// Re-reads every policy source now and swaps in the result, or says why not (the
+    /// previous rules stay in effect).
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let policies = load_all(&self.config)?;
+        let set = build_policy_set(&self.config, self.issuer.as_deref(), &policies)?;
+        let existing = self.authenticator().key_holders();
+        let authn = Arc::new(self.build_authenticator(&policies, &existing));
+        if let Ok(mut slot) = self.authn.write() {
+            *slot = authn;
+        }
+        if let Ok(mut slot) = self.policy_set.write() {
+            *slot = Arc::new(set);
+        }
+        if let Ok(mut slot) = self.policies.write() {
+            *slot = Arc::new(policies);
+        }
+        if let (Ok(current), Ok(mut watched)) = (fingerprint_all(&self.config), self.watched.lock()) {
+            *watched = Some(current);
+        }
+        tracing::info!("policies reloaded");
+        Ok(())
     }
 
     /// Starts the background work: periodic key refresh for remote issuers, and watching the

@@ -1,0 +1,199 @@
+//! Owner self-service through the management API: owners change their own models' policies,
+//! nobody else's; administrators everything; explain and check.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use axum::http::StatusCode;
+use common::*;
+use palisade_runtime::EngineConfig;
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::json;
+
+const MANIFEST: &str = "name: example\nversion: \"1\"\nnamespace: example-model\nowners: [owner@company.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+
+fn allow_email(namespace: &str, name: &str, email: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [{email}]\n"
+    )
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    _platform_dir: tempfile::TempDir,
+    app: TestApp,
+    owner: String,
+    stranger: String,
+    admin: String,
+}
+
+fn setup() -> Setup {
+    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
+    let platform_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        platform_dir.path().join("platform.yaml"),
+        allow_email("example-model", "platform-owned", "auditor@company.com"),
+    )
+    .unwrap();
+    let platform =
+        Platform::parse(Path::new("p.yaml"), "authorization:\n  admins: [group:platform-admins]\n").unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        Some(platform_dir.path().to_owned()),
+    );
+    let security = app.state.security().clone();
+    let owner = token_with(&security, "o", json!({"email": "owner@company.com"}));
+    let stranger = token_with(&security, "s", json!({"email": "stranger@company.com"}));
+    let admin = token_with(&security, "a", json!({"groups": ["platform-admins"]}));
+    Setup { _tmp: tmp, _platform_dir: platform_dir, app, owner, stranger, admin }
+}
+
+#[tokio::test]
+async fn owners_manage_their_models_policies() {
+    let s = setup();
+    let analyst = token_with(s.app.state.security(), "x", json!({"email": "analyst@company.com"}));
+    assert_eq!(
+        call_as(&s.app, Some(&analyst), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let policy = allow_email("example-model", "analysts", "analyst@company.com");
+    let reply = call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", policy.clone()).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        call_as(&s.app, Some(&analyst), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    let reply = call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", policy).await;
+    assert_eq!(reply.status, StatusCode::OK, "replaced");
+
+    let listed = call_as(&s.app, Some(&s.owner), "GET", "/manage/v1/policies", "").await.json();
+    let names: Vec<&str> =
+        listed["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"analysts") && names.contains(&"platform-owned"), "{names:?}");
+
+    let reply =
+        call_as(&s.app, Some(&s.owner), "DELETE", "/manage/v1/policies/example-model/analysts", "").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        call_as(&s.app, Some(&analyst), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn strangers_cannot_change_policies() {
+    let s = setup();
+    let policy = allow_email("example-model", "mine-now", "stranger@company.com");
+    let reply = call_as(&s.app, Some(&s.stranger), "PUT", "/manage/v1/policies", policy).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.json()["error"].as_str().unwrap().contains("not an owner of model example-model/example"));
+    assert_eq!(
+        call_as(&s.app, Some(&s.stranger), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_as(&s.app, None, "GET", "/manage/v1/policies", "").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn root_namespace_and_empty_selections_are_for_admins() {
+    let s = setup();
+    let root = allow_email("palisade-system", "everyone-in", "owner@company.com");
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", root.clone()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&s.admin), "PUT", "/manage/v1/policies", root).await.status,
+        StatusCode::CREATED
+    );
+    let elsewhere = allow_email("no-models-here", "p", "owner@company.com");
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", elsewhere).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn platform_policies_are_read_only_here() {
+    let s = setup();
+    let clash = allow_email("example-model", "platform-owned", "owner@company.com");
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", clash).await.status,
+        StatusCode::CONFLICT
+    );
+    let reply =
+        call_as(&s.app, Some(&s.admin), "DELETE", "/manage/v1/policies/example-model/platform-owned", "")
+            .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn invalid_policies_are_400_with_the_field() {
+    let s = setup();
+    let bad = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bad, namespace: example-model}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claim[email]\n      values: [x]\n";
+    let reply = call_as(&s.app, Some(&s.owner), "PUT", "/manage/v1/policies", bad).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains(":7:") && error.contains("spec.rules[0].when[0].key"), "{error}");
+}
+
+#[tokio::test]
+async fn explain_and_check() {
+    let s = setup();
+    let reply = call_as(&s.app, Some(&s.owner), "GET", "/manage/v1/models/example/explain", "").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let text = reply.json()["text"].to_string();
+    assert!(text.contains("example-model/platform-owned"), "{text}");
+    assert!(text.contains("auditor@company.com"), "{text}");
+    assert_eq!(
+        call_as(&s.app, Some(&s.stranger), "GET", "/manage/v1/models/example/explain", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let check = |claims: serde_json::Value| json!({"model": "example", "claims": claims}).to_string();
+    let reply = call_as(
+        &s.app,
+        Some(&s.owner),
+        "POST",
+        "/manage/v1/check",
+        check(json!({"email": "auditor@company.com"})),
+    )
+    .await
+    .json();
+    assert_eq!(reply["allowed"], true);
+    assert!(reply["reason"].as_str().unwrap().contains("example-model/platform-owned"), "{reply}");
+    let reply = call_as(
+        &s.app,
+        Some(&s.owner),
+        "POST",
+        "/manage/v1/check",
+        check(json!({"email": "nobody@company.com"})),
+    )
+    .await
+    .json();
+    assert_eq!(reply["allowed"], false);
+
+    let auditor = token_with(s.app.state.security(), "aud", json!({"email": "auditor@company.com"}));
+    let body = json!({"model": "example", "token": auditor}).to_string();
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "POST", "/manage/v1/check", body).await.json()["allowed"],
+        true
+    );
+    let body = json!({"model": "example", "token": "not-a-token"}).to_string();
+    let reply = call_as(&s.app, Some(&s.owner), "POST", "/manage/v1/check", body).await.json();
+    assert_eq!(reply["allowed"], false);
+    assert_eq!(reply["status"], 401);
+}
