@@ -9,6 +9,7 @@ import pathlib
 import queue
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -39,12 +40,18 @@ class Server:
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
         self.base = None
+        deadline = time.monotonic() + 60
         while self.base is None:
             try:
-                line = lines.get(timeout=60)
+                line = lines.get(timeout=0.2)
             except queue.Empty:
-                self.stop()
-                pytest.fail("palisade serve did not print its address within 60 s")
+                if self.proc.poll() is not None:
+                    self.log.close()
+                    pytest.fail(f"palisade serve exited ({self.proc.returncode}): {(home / 'server.log').read_text()[-2000:]}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail("palisade serve did not print its address within 60 s")
+                continue
             if line.startswith("palisade: listening on "):
                 self.base = line.split()[3]
         self.host_port = self.base.removeprefix("http://")

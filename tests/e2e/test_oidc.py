@@ -107,7 +107,11 @@ def call(server, token, body=IRIS_ROW, path="/v2/models/iris/infer"):
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, json.load(resp)
     except urllib.error.HTTPError as err:
-        return err.code, err.headers, json.loads(err.read() or b"{}")
+        raw = err.read()
+        try:
+            return err.code, err.headers, json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            return err.code, err.headers, {"text": raw.decode(errors="replace")}
 
 
 def header(token):

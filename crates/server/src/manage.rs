@@ -12,7 +12,7 @@
 //! Requests are authenticated like any other. A caller may change a policy when they are a
 //! platform administrator, or an owner of every model the policy selects (and it selects at
 //! least one). Root-namespace policies and policies from the platform's policy directory
-//! are for administrators only. Owner-managed policies live in `$PALISADE_HOME/policies/`.
+//! are for administrators only. Owner-managed policies live in `$PALISADE_HOME/owner-policies/`.
 
 use std::sync::Arc;
 

@@ -80,6 +80,16 @@ impl Security {
         model_namespaces: BTreeSet<String>,
         fetch: Arc<dyn Fetch>,
     ) -> Result<Security, ConfigError> {
+        if let Some(dir) = &config.policy_dir {
+            let managed = managed_dir(&config);
+            if dir.starts_with(&managed) || managed.starts_with(dir) {
+                return Err(ConfigError(format!(
+                    "--policy-dir {} overlaps {}, where Palisade keeps owner-managed policies; use another directory",
+                    dir.display(),
+                    managed.display()
+                )));
+            }
+        }
         let (issuer, issuer_keys) = if config.platform.config.issuer.enabled {
             let issuer = Arc::new(open_issuer(&config.home, &config.platform)?);
             let settings = issuer.settings();
@@ -342,7 +352,7 @@ impl Security {
 }
 
 fn managed_dir(config: &SecurityConfig) -> PathBuf {
-    config.home.join("policies")
+    config.home.join("owner-policies")
 }
 
 fn dirs(config: &SecurityConfig) -> Vec<PathBuf> {
