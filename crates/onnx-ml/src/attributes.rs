@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::TreeEnsembleError;
+use crate::OnnxMlError;
 
 /// How a node compares its feature with its threshold (`nodes_modes`).
 ///
@@ -28,7 +28,7 @@ pub enum NodeMode {
 }
 
 impl FromStr for NodeMode {
-    type Err = TreeEnsembleError;
+    type Err = OnnxMlError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
@@ -39,7 +39,7 @@ impl FromStr for NodeMode {
             "BRANCH_EQ" => NodeMode::BranchEq,
             "BRANCH_NEQ" => NodeMode::BranchNeq,
             "LEAF" => NodeMode::Leaf,
-            other => return Err(TreeEnsembleError::unknown_value("nodes_modes", other)),
+            other => return Err(OnnxMlError::unknown_value("nodes_modes", other)),
         })
     }
 }
@@ -61,7 +61,7 @@ pub enum PostTransform {
 }
 
 impl FromStr for PostTransform {
-    type Err = TreeEnsembleError;
+    type Err = OnnxMlError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
@@ -70,7 +70,7 @@ impl FromStr for PostTransform {
             "LOGISTIC" => PostTransform::Logistic,
             "SOFTMAX_ZERO" => PostTransform::SoftmaxZero,
             "PROBIT" => PostTransform::Probit,
-            other => return Err(TreeEnsembleError::unknown_value("post_transform", other)),
+            other => return Err(OnnxMlError::unknown_value("post_transform", other)),
         })
     }
 }
@@ -90,7 +90,7 @@ pub enum Aggregate {
 }
 
 impl FromStr for Aggregate {
-    type Err = TreeEnsembleError;
+    type Err = OnnxMlError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
@@ -98,7 +98,7 @@ impl FromStr for Aggregate {
             "AVERAGE" => Aggregate::Average,
             "MIN" => Aggregate::Min,
             "MAX" => Aggregate::Max,
-            other => return Err(TreeEnsembleError::unknown_value("aggregate_function", other)),
+            other => return Err(OnnxMlError::unknown_value("aggregate_function", other)),
         })
     }
 }
@@ -196,4 +196,58 @@ pub struct RegressorAttributes {
     pub post_transform: PostTransform,
     /// `aggregate_function`.
     pub aggregate_function: Aggregate,
+}
+
+/// Everything `LinearClassifier` (ai.onnx.ml opset 1) is configured with.
+///
+/// `multi_class` is not carried: onnxruntime ignores it, and so does Palisade.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearClassifierAttributes {
+    /// `coefficients`: row-major `[n_targets, n_features]`, one row per intercept.
+    pub coefficients: Vec<f32>,
+    /// `intercepts`: one per target; their number is the number of targets (at least 1).
+    pub intercepts: Vec<f32>,
+    /// `classlabels_ints` or `classlabels_strings`: exactly 2 labels for a single target
+    /// (a binary classifier), otherwise one per target.
+    pub class_labels: ClassLabels,
+    /// `post_transform`.
+    pub post_transform: PostTransform,
+}
+
+/// Everything `LinearRegressor` (ai.onnx.ml opset 1) is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearRegressorAttributes {
+    /// `coefficients`: row-major `[targets, n_features]`.
+    pub coefficients: Vec<f32>,
+    /// `intercepts`: empty, or one per target.
+    pub intercepts: Vec<f32>,
+    /// `targets`: number of outputs per row (at least 1; ONNX's default is 1).
+    pub targets: i64,
+    /// `post_transform`. With one target only `PROBIT` has an effect, as in onnxruntime.
+    pub post_transform: PostTransform,
+}
+
+/// How `Normalizer` scales each row (`norm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Norm {
+    /// Divide by the row maximum (unless it is 0).
+    #[default]
+    Max,
+    /// Divide by the sum of absolute values (unless it is 0).
+    L1,
+    /// Divide by the Euclidean norm (unless it is 0).
+    L2,
+}
+
+impl FromStr for Norm {
+    type Err = OnnxMlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "MAX" => Norm::Max,
+            "L1" => Norm::L1,
+            "L2" => Norm::L2,
+            other => return Err(OnnxMlError::unknown_value("norm", other)),
+        })
+    }
 }

@@ -1,7 +1,7 @@
 //! `TreeEnsembleClassifier`.
 
 use crate::forest::{Forest, LeafNames};
-use crate::{ClassLabels, ClassifierAttributes, PostTransform, TreeEnsembleError, transform};
+use crate::{ClassLabels, ClassifierAttributes, OnnxMlError, PostTransform, transform};
 
 const NAMES: LeafNames = LeafNames {
     tree_ids: "class_treeids",
@@ -47,11 +47,11 @@ pub struct Classification {
 
 impl TreeEnsembleClassifier {
     /// Validates the attributes and compiles the trees.
-    pub fn new(attributes: ClassifierAttributes) -> Result<Self, TreeEnsembleError> {
+    pub fn new(attributes: ClassifierAttributes) -> Result<Self, OnnxMlError> {
         let ClassifierAttributes { nodes, leaves, class_labels, base_values, post_transform } = attributes;
         let n_classes = class_labels.len();
         if n_classes < 2 {
-            return Err(TreeEnsembleError::InvalidAttribute {
+            return Err(OnnxMlError::InvalidAttribute {
                 attribute: match class_labels {
                     ClassLabels::Int64(_) => "classlabels_int64s",
                     ClassLabels::Strings(_) => "classlabels_strings",
@@ -65,7 +65,7 @@ impl TreeEnsembleClassifier {
             base_values.is_empty() || base_values.len() == n_classes
         };
         if !base_ok {
-            return Err(TreeEnsembleError::InvalidAttribute {
+            return Err(OnnxMlError::InvalidAttribute {
                 attribute: "base_values",
                 reason: format!(
                     "{} values for {n_classes} classes; expected none or one per class{}",
@@ -121,7 +121,7 @@ impl TreeEnsembleClassifier {
         features: &[f32],
         n_rows: usize,
         n_features: usize,
-    ) -> Result<Classification, TreeEnsembleError> {
+    ) -> Result<Classification, OnnxMlError> {
         let mut labels = vec![0; n_rows];
         let mut scores = vec![0.0; n_rows.saturating_mul(self.n_classes())];
         self.predict_into(features, n_rows, n_features, &mut labels, &mut scores)?;
@@ -146,7 +146,7 @@ impl TreeEnsembleClassifier {
         n_features: usize,
         labels: &mut [usize],
         scores: &mut [f32],
-    ) -> Result<(), TreeEnsembleError> {
+    ) -> Result<(), OnnxMlError> {
         let n_classes = self.n_classes();
         crate::check_input(features, n_rows, n_features, self.forest.required_features())?;
         crate::check_output("labels", labels.len(), n_rows)?;
@@ -168,7 +168,7 @@ impl TreeEnsembleClassifier {
             *label = if n_classes == 2 {
                 self.finish_binary(sums, has, out)
             } else {
-                self.finish_multiclass(sums, has, out).ok_or(TreeEnsembleError::NoScore { row: row_index })?
+                self.finish_multiclass(sums, has, out).ok_or(OnnxMlError::NoScore { row: row_index })?
             };
         }
         Ok(())

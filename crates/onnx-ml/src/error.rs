@@ -1,13 +1,13 @@
 //! The one error type of this crate.
 
-/// Why an ensemble could not be built from its attributes, or could not be evaluated.
+/// Why an operator could not be built from its attributes, or could not be evaluated.
 ///
 /// Construction errors name the ONNX attribute at fault (`nodes_truenodeids`,
-/// `class_ids`, ...) so a model author can find it; evaluation errors describe the
-/// input. No variant carries feature values.
+/// `class_ids`, `coefficients`, ...) so a model author can find it; evaluation errors
+/// describe the input. No variant carries feature values.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TreeEnsembleError {
+pub enum OnnxMlError {
     /// Two attributes that describe the same tuples have different lengths.
     #[error("attribute `{attribute}` has {actual} entries but `{reference}` has {expected}")]
     LengthMismatch {
@@ -103,6 +103,14 @@ pub enum TreeEnsembleError {
         /// Length of the buffer.
         actual: usize,
     },
+    /// The input rows do not have the width a linear model's coefficients are laid out for.
+    #[error("the model has coefficients for {expected} features but the input has {actual} features per row")]
+    FeatureCount {
+        /// Features per row the coefficients describe.
+        expected: usize,
+        /// Features per row in the input.
+        actual: usize,
+    },
     /// The input rows are narrower than the ensemble needs.
     #[error("the ensemble reads feature {feature} but the input has {n_features} features per row")]
     MissingFeature {
@@ -130,9 +138,9 @@ pub enum TreeEnsembleError {
     },
 }
 
-impl TreeEnsembleError {
+impl OnnxMlError {
     pub(crate) fn unknown_value(attribute: &'static str, value: &str) -> Self {
         let value: String = value.chars().take(64).collect();
-        TreeEnsembleError::UnknownValue { attribute, value }
+        OnnxMlError::UnknownValue { attribute, value }
     }
 }

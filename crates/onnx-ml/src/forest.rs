@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use crate::{LeafAttributes, NodeAttributes, NodeMode, TreeEnsembleError};
+use crate::{LeafAttributes, NodeAttributes, NodeMode, OnnxMlError};
 
 /// Trees walked in lock step.
 const GROUP: usize = 8;
@@ -106,11 +106,11 @@ fn check_len(
     actual: usize,
     reference: &'static str,
     expected: usize,
-) -> Result<(), TreeEnsembleError> {
+) -> Result<(), OnnxMlError> {
     if actual == expected {
         Ok(())
     } else {
-        Err(TreeEnsembleError::LengthMismatch { attribute, actual, reference, expected })
+        Err(OnnxMlError::LengthMismatch { attribute, actual, reference, expected })
     }
 }
 
@@ -137,7 +137,7 @@ impl Forest {
         leaves: &LeafAttributes,
         names: LeafNames,
         n_columns: usize,
-    ) -> Result<Forest, TreeEnsembleError> {
+    ) -> Result<Forest, OnnxMlError> {
         let n = attrs.tree_ids.len();
         check_len("nodes_nodeids", attrs.node_ids.len(), "nodes_treeids", n)?;
         check_len("nodes_featureids", attrs.feature_ids.len(), "nodes_treeids", n)?;
@@ -150,7 +150,7 @@ impl Forest {
         check_len(names.node_ids, leaves.node_ids.len(), names.ids, m)?;
         check_len(names.weights, leaves.weights.len(), names.ids, m)?;
         if n > MAX_NODES || m > MAX_NODES {
-            return Err(TreeEnsembleError::InvalidAttribute {
+            return Err(OnnxMlError::InvalidAttribute {
                 attribute: "nodes_treeids",
                 reason: format!("at most {MAX_NODES} nodes and weights are supported"),
             });
@@ -165,7 +165,7 @@ impl Forest {
             }
             match tree_index.entry(tree_id) {
                 Entry::Occupied(_) => {
-                    return Err(TreeEnsembleError::NonContiguousTree { index: i, tree_id });
+                    return Err(OnnxMlError::NonContiguousTree { index: i, tree_id });
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(roots_old.len());
@@ -179,7 +179,7 @@ impl Forest {
         for i in 0..n {
             let (tree_id, node_id) = (attrs.tree_ids[i], attrs.node_ids[i]);
             if by_id.insert((tree_id, node_id), i).is_some() {
-                return Err(TreeEnsembleError::DuplicateNode { index: i, tree_id, node_id });
+                return Err(OnnxMlError::DuplicateNode { index: i, tree_id, node_id });
             }
         }
 
@@ -191,7 +191,7 @@ impl Forest {
             }
             let feature = attrs.feature_ids[i];
             if !(0..=i64::from(FEATURE_MASK)).contains(&feature) {
-                return Err(TreeEnsembleError::InvalidEntry {
+                return Err(OnnxMlError::InvalidEntry {
                     attribute: "nodes_featureids",
                     index: i,
                     value: feature,
@@ -200,7 +200,7 @@ impl Forest {
             }
             let tree_id = attrs.tree_ids[i];
             let lookup = |attribute: &'static str, node_id: i64| {
-                by_id.get(&(tree_id, node_id)).copied().ok_or(TreeEnsembleError::UnknownNode {
+                by_id.get(&(tree_id, node_id)).copied().ok_or(OnnxMlError::UnknownNode {
                     attribute,
                     index: i,
                     tree_id,
@@ -218,7 +218,7 @@ impl Forest {
         for j in 0..m {
             let (tree_id, node_id) = (leaves.tree_ids[j], leaves.node_ids[j]);
             let Some(&i) = by_id.get(&(tree_id, node_id)) else {
-                return Err(TreeEnsembleError::UnknownNode {
+                return Err(OnnxMlError::UnknownNode {
                     attribute: names.node_ids,
                     index: j,
                     tree_id,
@@ -227,7 +227,7 @@ impl Forest {
             };
             let column = leaves.ids[j];
             if column < 0 || column >= i64::try_from(n_columns).unwrap_or(i64::MAX) {
-                return Err(TreeEnsembleError::InvalidEntry {
+                return Err(OnnxMlError::InvalidEntry {
                     attribute: names.ids,
                     index: j,
                     value: column,
@@ -268,7 +268,7 @@ impl Forest {
                 for child in children_old[v] {
                     match color[child] {
                         Color::Gray => {
-                            return Err(TreeEnsembleError::Cycle {
+                            return Err(OnnxMlError::Cycle {
                                 tree_id: attrs.tree_ids[v],
                                 node_id: attrs.node_ids[child],
                             });

@@ -1,13 +1,19 @@
-//! Compiled evaluators for the ONNX-ML tree-ensemble operators, `TreeEnsembleClassifier`
-//! and `TreeEnsembleRegressor` (domain `ai.onnx.ml`, opsets 1 and 3), that give the
-//! same results as onnxruntime's CPU kernels.
+//! Evaluators for ONNX-ML operators (domain `ai.onnx.ml`) that give the same results as
+//! onnxruntime's CPU kernels:
+//!
+//! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (opsets 1 and 3):
+//!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`];
+//! * `LinearClassifier` and `LinearRegressor` (opset 1): [`LinearClassifier`] and
+//!   [`LinearRegressor`];
+//! * `Normalizer` (opset 1): [`Normalizer`].
 //!
 //! This crate knows nothing of ONNX files or tensor libraries: the caller reads the
-//! node's attributes into [`ClassifierAttributes`] or [`RegressorAttributes`], builds
-//! an evaluator once (which validates every attribute and fails with a
-//! [`TreeEnsembleError`] naming it), and then evaluates row-major `f32` features.
-//! Inputs of other types are cast to `f32` by the caller, as onnxruntime does for
-//! `int32`/`int64` inputs.
+//! node's attributes into the operator's attributes struct ([`ClassifierAttributes`],
+//! [`LinearClassifierAttributes`], ...), builds an evaluator once (which validates every
+//! attribute and fails with an [`OnnxMlError`] naming it), and then evaluates row-major
+//! `f32` features. Inputs of other types are cast to `f32` by the caller, as onnxruntime
+//! does for `int32`/`int64` inputs (and for `double` ones of linear classifiers); the
+//! normalizer reads all four ONNX input types itself.
 //!
 //! ```
 //! use palisade_onnx_ml::{
@@ -42,10 +48,27 @@
 //! let out = model.predict(&[0.0, 1.0], 2, 1)?;
 //! assert_eq!(out.labels, vec![0, 2]);
 //! assert_eq!(out.scores, vec![1.0, 0.0, 0.0, 0.0, 0.25, 0.75]);
-//! # Ok::<(), palisade_onnx_ml::TreeEnsembleError>(())
+//! # Ok::<(), palisade_onnx_ml::OnnxMlError>(())
 //! ```
 //!
-//! # Matching onnxruntime
+//! A linear classifier:
+//!
+//! ```
+//! use palisade_onnx_ml::{ClassLabels, LinearClassifier, LinearClassifierAttributes, PostTransform};
+//!
+//! let model = LinearClassifier::new(LinearClassifierAttributes {
+//!     coefficients: vec![1.0, 0.0, 0.0, 1.0],
+//!     intercepts: vec![0.0, 0.5],
+//!     class_labels: ClassLabels::Strings(vec!["a".into(), "b".into()]),
+//!     post_transform: PostTransform::None,
+//! })?;
+//! let out = model.predict(&[2.0, 1.0, 0.0, 1.0], 2, 2)?;
+//! assert_eq!(out.labels, vec![0, 1]);
+//! assert_eq!(out.scores, vec![2.0, 1.5, 0.0, 1.5]);
+//! # Ok::<(), palisade_onnx_ml::OnnxMlError>(())
+//! ```
+//!
+//! # Matching onnxruntime: tree ensembles
 //!
 //! Scores are accumulated in `f32`, tree by tree in attribute order, exactly as
 //! onnxruntime does with one thread, and the post-transforms repeat its `f32`
@@ -73,6 +96,35 @@
 //!   sums them in `f64`: a feature within one `f32` ulp of a threshold may branch
 //!   differently, and sums may differ in the last bits.
 //!
+//! # Matching onnxruntime: linear models and `Normalizer`
+//!
+//! Linear scores are `X * coefficients^T + intercepts` in `f32`, summed in the order of
+//! onnxruntime's SGEMM as MLAS runs it on x86-64 CPUs with AVX2 and FMA3 and one
+//! intra-op thread: one order for a batch of one row, another (fused multiply-adds,
+//! blocked along the features) for larger batches. Palisade computes the fused
+//! multiply-adds exactly without needing the FMA instruction. The post-transforms are
+//! onnxruntime's, including MLAS's rational approximation of the logistic function for
+//! rows of two or more scores; [`LinearClassifier`] lists the binary special cases, and
+//! [`Normalizer`] the normalizer's quirks. On the iris fixtures and on random models
+//! (`tests/golden/linear_random.json`) the results are onnxruntime's, bit for bit.
+//!
+//! Deliberate differences:
+//!
+//! * for `SOFTMAX` over five or more scores (and over 2 to 4 scores once a batch holds
+//!   16384 or 32768 of them), onnxruntime switches to MLAS's vectorized softmax, whose
+//!   `exp` differs from libm's; Palisade keeps the scalar softmax, a few ulps apart
+//!   (under 2e-7 on the golden cases);
+//! * a binary classifier under `PROBIT` writes `[probit(s), 0]`, where onnxruntime
+//!   leaves or scrambles memory (see [`LinearClassifier`]);
+//! * the input width must be the coefficients' row length (onnxruntime accepts narrower
+//!   inputs and then reads the coefficients at the input's stride); a classifier may not
+//!   have more labels than intercepts, nor a regressor intercepts of another length than
+//!   `targets` (onnxruntime ignores the extra labels or all of the intercepts);
+//! * on CPUs without AVX2 and FMA3, and on other architectures, MLAS runs other kernels
+//!   and onnxruntime's own results move in the last bits; Palisade's do not;
+//! * integer `Normalizer` inputs whose square or absolute value overflows wrap, where
+//!   onnxruntime's behavior is undefined.
+//!
 //! # Performance
 //!
 //! Trees are flattened into one array of 16-byte nodes, a tree's nodes contiguous and
@@ -80,20 +132,28 @@
 //! with branch-free steps, so their loads overlap, until all eight sit on a leaf.
 //! Evaluation allocates nothing per row, and per call only for ensembles of more than
 //! 512 trees or 32 output columns.
+//!
+//! Linear models evaluate batches four rows at a time, so that four independent chains
+//! of multiply-adds overlap, and allocate nothing.
 
 mod attributes;
 mod classifier;
 mod error;
 mod forest;
+mod linear;
+mod mlas;
+mod normalizer;
 mod regressor;
 mod transform;
 
 pub use attributes::{
-    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, PostTransform,
-    RegressorAttributes,
+    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, LinearClassifierAttributes,
+    LinearRegressorAttributes, NodeAttributes, NodeMode, Norm, PostTransform, RegressorAttributes,
 };
 pub use classifier::{Classification, TreeEnsembleClassifier};
-pub use error::TreeEnsembleError;
+pub use error::OnnxMlError;
+pub use linear::{LinearClassifier, LinearRegressor};
+pub use normalizer::{Normalizer, NormalizerInput};
 pub use regressor::TreeEnsembleRegressor;
 
 /// Trees and columns whose per-call scratch lives on the stack rather than the heap.
@@ -143,18 +203,24 @@ fn check_input(
     n_rows: usize,
     n_features: usize,
     required_features: usize,
-) -> Result<(), TreeEnsembleError> {
-    let expected = n_rows.saturating_mul(n_features);
-    if n_rows.checked_mul(n_features) != Some(features.len()) {
-        return Err(TreeEnsembleError::InputSize { n_rows, n_features, expected, actual: features.len() });
-    }
+) -> Result<(), OnnxMlError> {
+    check_input_len(features.len(), n_rows, n_features)?;
     if n_features < required_features && n_rows > 0 {
-        return Err(TreeEnsembleError::MissingFeature { feature: required_features - 1, n_features });
+        return Err(OnnxMlError::MissingFeature { feature: required_features - 1, n_features });
     }
     Ok(())
 }
 
+/// Checks an input buffer of `len` values holds `n_rows` rows of `n_features`.
+fn check_input_len(len: usize, n_rows: usize, n_features: usize) -> Result<(), OnnxMlError> {
+    if n_rows.checked_mul(n_features) == Some(len) {
+        return Ok(());
+    }
+    let expected = n_rows.saturating_mul(n_features);
+    Err(OnnxMlError::InputSize { n_rows, n_features, expected, actual: len })
+}
+
 /// Checks the length of an output buffer.
-fn check_output(output: &'static str, actual: usize, expected: usize) -> Result<(), TreeEnsembleError> {
-    if actual == expected { Ok(()) } else { Err(TreeEnsembleError::OutputSize { output, expected, actual }) }
+fn check_output(output: &'static str, actual: usize, expected: usize) -> Result<(), OnnxMlError> {
+    if actual == expected { Ok(()) } else { Err(OnnxMlError::OutputSize { output, expected, actual }) }
 }

@@ -1,7 +1,7 @@
 //! `TreeEnsembleRegressor`.
 
 use crate::forest::{Forest, LeafNames};
-use crate::{Aggregate, PostTransform, RegressorAttributes, TreeEnsembleError, transform};
+use crate::{Aggregate, OnnxMlError, PostTransform, RegressorAttributes, transform};
 
 const NAMES: LeafNames = LeafNames {
     tree_ids: "target_treeids",
@@ -31,20 +31,20 @@ pub struct TreeEnsembleRegressor {
 
 impl TreeEnsembleRegressor {
     /// Validates the attributes and compiles the trees.
-    pub fn new(attributes: RegressorAttributes) -> Result<Self, TreeEnsembleError> {
+    pub fn new(attributes: RegressorAttributes) -> Result<Self, OnnxMlError> {
         let RegressorAttributes { nodes, leaves, n_targets, base_values, post_transform, aggregate_function } =
             attributes;
         let n_targets = match usize::try_from(n_targets) {
             Ok(n) if n > 0 && n <= u32::MAX as usize => n,
             _ => {
-                return Err(TreeEnsembleError::InvalidAttribute {
+                return Err(OnnxMlError::InvalidAttribute {
                     attribute: "n_targets",
                     reason: format!("must be positive, got {n_targets}"),
                 });
             }
         };
         if !base_values.is_empty() && base_values.len() != n_targets {
-            return Err(TreeEnsembleError::InvalidAttribute {
+            return Err(OnnxMlError::InvalidAttribute {
                 attribute: "base_values",
                 reason: format!(
                     "{} values for {n_targets} targets; expected none or one per target",
@@ -94,7 +94,7 @@ impl TreeEnsembleRegressor {
         features: &[f32],
         n_rows: usize,
         n_features: usize,
-    ) -> Result<Vec<f32>, TreeEnsembleError> {
+    ) -> Result<Vec<f32>, OnnxMlError> {
         let mut values = vec![0.0; n_rows.saturating_mul(self.n_targets)];
         self.predict_into(features, n_rows, n_features, &mut values)?;
         Ok(values)
@@ -111,7 +111,7 @@ impl TreeEnsembleRegressor {
         n_rows: usize,
         n_features: usize,
         values: &mut [f32],
-    ) -> Result<(), TreeEnsembleError> {
+    ) -> Result<(), OnnxMlError> {
         crate::check_input(features, n_rows, n_features, self.forest.required_features())?;
         crate::check_output("values", values.len(), n_rows.saturating_mul(self.n_targets))?;
         if n_rows == 0 {

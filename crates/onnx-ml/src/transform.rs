@@ -2,7 +2,8 @@
 //!
 //! Every function here performs the same f32 operations in the same order as
 //! onnxruntime's `ml_common.h`, so that results agree to the last bit when both link
-//! the same `expf`/`logf`.
+//! the same `expf`/`logf`. Tree ensembles use [`apply`]; linear models
+//! [`apply_linear`], whose logistic is MLAS's.
 
 use crate::PostTransform;
 
@@ -86,6 +87,24 @@ pub(crate) fn apply(transform: PostTransform, values: &mut [f32]) {
         PostTransform::Probit => values.iter_mut().for_each(|v| *v = probit(*v)),
         PostTransform::Softmax => softmax(values),
         PostTransform::SoftmaxZero => softmax_zero(values),
+    }
+}
+
+/// Applies `transform` in place to one output row of a linear model, as onnxruntime's
+/// `batched_update_scores_inplace` does: on rows of two or more values the logistic is
+/// MLAS's approximation ([`crate::mlas::logistic`]); a single value is only changed by
+/// `PROBIT`.
+///
+/// onnxruntime switches `SOFTMAX` to MLAS's vectorized softmax for rows of five or more
+/// values (and for very large batches); Palisade keeps this scalar softmax, which differs
+/// by a few ulps.
+pub(crate) fn apply_linear(transform: PostTransform, values: &mut [f32]) {
+    match (transform, values.len()) {
+        (PostTransform::Probit, _) => values.iter_mut().for_each(|v| *v = probit(*v)),
+        (_, 0 | 1) | (PostTransform::None, _) => {}
+        (PostTransform::Logistic, _) => values.iter_mut().for_each(|v| *v = crate::mlas::logistic(*v)),
+        (PostTransform::Softmax, _) => softmax(values),
+        (PostTransform::SoftmaxZero, _) => softmax_zero(values),
     }
 }
 

@@ -7,8 +7,7 @@ mod common;
 
 use common::{assert_same, leaves, ort, stump};
 use palisade_onnx_ml::{
-    ClassLabels, ClassifierAttributes, LeafAttributes, PostTransform, TreeEnsembleClassifier,
-    TreeEnsembleError,
+    ClassLabels, ClassifierAttributes, LeafAttributes, OnnxMlError, PostTransform, TreeEnsembleClassifier,
 };
 
 /// The rows of most tests: one reaches leaf 1, the other leaf 2 of [`stump`].
@@ -78,7 +77,7 @@ fn multiclass_base_values_score_every_class() {
 #[test]
 fn multiclass_row_without_any_score_fails_like_onnxruntime() {
     let m = classifier(leaves(&[0, 0], &[1, 1], &[0, 2], &[0.7, 0.3]), &[0, 1, 2], &[], PostTransform::None);
-    assert_eq!(m.predict(&ROWS, 2, 1), Err(TreeEnsembleError::NoScore { row: 1 }));
+    assert_eq!(m.predict(&ROWS, 2, 1), Err(OnnxMlError::NoScore { row: 1 }));
 }
 
 #[test]
@@ -263,15 +262,15 @@ fn predict_into_checks_every_buffer() {
     let (mut labels, mut scores) = (vec![0; 2], vec![0.0; 4]);
     assert!(matches!(
         m.predict_into(&[0.0; 3], 2, 1, &mut labels, &mut scores),
-        Err(TreeEnsembleError::InputSize { expected: 2, actual: 3, .. })
+        Err(OnnxMlError::InputSize { expected: 2, actual: 3, .. })
     ));
     assert!(matches!(
         m.predict_into(&[0.0; 2], 2, 1, &mut labels[..1], &mut scores),
-        Err(TreeEnsembleError::OutputSize { output: "labels", .. })
+        Err(OnnxMlError::OutputSize { output: "labels", .. })
     ));
     assert!(matches!(
         m.predict_into(&[0.0; 2], 2, 1, &mut labels, &mut scores[..3]),
-        Err(TreeEnsembleError::OutputSize { output: "scores", .. })
+        Err(OnnxMlError::OutputSize { output: "scores", .. })
     ));
     assert_eq!(m.predict(&[], 0, 1).unwrap().labels, Vec::<usize>::new());
     // Wider rows are fine: feature 0 is read.
@@ -281,5 +280,5 @@ fn predict_into_checks_every_buffer() {
 #[test]
 fn narrow_rows_are_an_error_not_a_panic() {
     let m = classifier(leaves(&[0, 0], &[1, 2], &[0, 0], &[0.7, 0.3]), &[0, 1], &[], PostTransform::None);
-    assert_eq!(m.predict(&[], 1, 0), Err(TreeEnsembleError::MissingFeature { feature: 0, n_features: 0 }));
+    assert_eq!(m.predict(&[], 1, 0), Err(OnnxMlError::MissingFeature { feature: 0, n_features: 0 }));
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use palisade_onnx_ml::{
-    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, PostTransform,
-    RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleError, TreeEnsembleRegressor,
+    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, OnnxMlError,
+    PostTransform, RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleRegressor,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -225,7 +225,7 @@ proptest! {
                     prop_assert_eq!(out.scores.len(), 4 * model.n_classes());
                     prop_assert!(out.labels.iter().all(|&l| l < model.n_classes()));
                 }
-                Err(TreeEnsembleError::NoScore { .. }) => prop_assert!(model.n_classes() > 2),
+                Err(OnnxMlError::NoScore { .. }) => prop_assert!(model.n_classes() > 2),
                 Err(other) => prop_assert!(false, "unexpected error {other}"),
             }
         }
@@ -268,7 +268,7 @@ proptest! {
             let width = model.required_features();
             match model.predict(&rows(width, 5, &seed), 5, width) {
                 Ok(out) => prop_assert!(out.labels.iter().all(|&l| l < n_classes)),
-                Err(TreeEnsembleError::NoScore { .. }) => prop_assert!(n_classes > 2 && !base),
+                Err(OnnxMlError::NoScore { .. }) => prop_assert!(n_classes > 2 && !base),
                 Err(other) => prop_assert!(false, "unexpected error {other}"),
             }
         }

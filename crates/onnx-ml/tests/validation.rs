@@ -8,13 +8,10 @@ mod common;
 use common::{leaves, nodes, stump};
 use palisade_onnx_ml::{
     Aggregate, ClassLabels, Classification, ClassifierAttributes, LeafAttributes, NodeAttributes,
-    PostTransform, RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleError, TreeEnsembleRegressor,
+    OnnxMlError, PostTransform, RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleRegressor,
 };
 
-fn regressor(
-    nodes: NodeAttributes,
-    leaves: LeafAttributes,
-) -> Result<TreeEnsembleRegressor, TreeEnsembleError> {
+fn regressor(nodes: NodeAttributes, leaves: LeafAttributes) -> Result<TreeEnsembleRegressor, OnnxMlError> {
     TreeEnsembleRegressor::new(RegressorAttributes {
         nodes,
         leaves,
@@ -29,7 +26,7 @@ fn stump_leaves() -> LeafAttributes {
     leaves(&[0, 0], &[1, 2], &[0, 0], &[1.0, 2.0])
 }
 
-fn message(err: TreeEnsembleError) -> String {
+fn message(err: OnnxMlError) -> String {
     err.to_string()
 }
 
@@ -46,7 +43,7 @@ fn lengths_must_agree() {
     let err = regressor(n, stump_leaves()).unwrap_err();
     assert_eq!(
         err,
-        TreeEnsembleError::LengthMismatch {
+        OnnxMlError::LengthMismatch {
             attribute: "nodes_values",
             actual: 2,
             reference: "nodes_treeids",
@@ -73,7 +70,7 @@ fn children_must_exist_in_the_same_tree() {
     let err = regressor(n, stump_leaves()).unwrap_err();
     assert_eq!(
         err,
-        TreeEnsembleError::UnknownNode { attribute: "nodes_truenodeids", index: 0, tree_id: 0, node_id: 7 }
+        OnnxMlError::UnknownNode { attribute: "nodes_truenodeids", index: 0, tree_id: 0, node_id: 7 }
     );
     let mut n = stump();
     n.false_node_ids[0] = -1;
@@ -84,10 +81,7 @@ fn children_must_exist_in_the_same_tree() {
 fn cycles_are_rejected() {
     let mut n = stump();
     n.true_node_ids[0] = 0;
-    assert_eq!(
-        regressor(n, stump_leaves()).unwrap_err(),
-        TreeEnsembleError::Cycle { tree_id: 0, node_id: 0 }
-    );
+    assert_eq!(regressor(n, stump_leaves()).unwrap_err(), OnnxMlError::Cycle { tree_id: 0, node_id: 0 });
     // 0 -> 1 -> 0, through a branch.
     let n = nodes(
         &[0, 0, 0],
@@ -100,7 +94,7 @@ fn cycles_are_rejected() {
         &[],
     );
     let err = regressor(n, leaves(&[0], &[2], &[0], &[1.0])).unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::Cycle { tree_id: 0, .. }), "{err:?}");
+    assert!(matches!(err, OnnxMlError::Cycle { tree_id: 0, .. }), "{err:?}");
 }
 
 #[test]
@@ -109,7 +103,7 @@ fn duplicate_nodes_and_split_trees_are_rejected() {
     n.node_ids[2] = 1;
     assert_eq!(
         regressor(n, stump_leaves()).unwrap_err(),
-        TreeEnsembleError::DuplicateNode { index: 2, tree_id: 0, node_id: 1 }
+        OnnxMlError::DuplicateNode { index: 2, tree_id: 0, node_id: 1 }
     );
     let n = nodes(
         &[0, 1, 0],
@@ -123,7 +117,7 @@ fn duplicate_nodes_and_split_trees_are_rejected() {
     );
     assert_eq!(
         regressor(n, leaves(&[0], &[0], &[0], &[1.0])).unwrap_err(),
-        TreeEnsembleError::NonContiguousTree { index: 2, tree_id: 0 }
+        OnnxMlError::NonContiguousTree { index: 2, tree_id: 0 }
     );
 }
 
@@ -132,7 +126,7 @@ fn feature_ids_of_branches_must_be_valid() {
     let mut n = stump();
     n.feature_ids[0] = -1;
     let err = regressor(n, stump_leaves()).unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::InvalidEntry { attribute: "nodes_featureids", index: 0, .. }));
+    assert!(matches!(err, OnnxMlError::InvalidEntry { attribute: "nodes_featureids", index: 0, .. }));
 }
 
 #[test]
@@ -140,15 +134,12 @@ fn leaf_weights_must_name_nodes_and_columns() {
     let err = regressor(stump(), leaves(&[0, 0], &[1, 9], &[0, 0], &[1.0, 2.0])).unwrap_err();
     assert_eq!(
         err,
-        TreeEnsembleError::UnknownNode { attribute: "target_nodeids", index: 1, tree_id: 0, node_id: 9 }
+        OnnxMlError::UnknownNode { attribute: "target_nodeids", index: 1, tree_id: 0, node_id: 9 }
     );
     let err = regressor(stump(), leaves(&[0, 0], &[1, 2], &[0, 1], &[1.0, 2.0])).unwrap_err();
-    assert!(matches!(
-        err,
-        TreeEnsembleError::InvalidEntry { attribute: "target_ids", index: 1, value: 1, .. }
-    ));
+    assert!(matches!(err, OnnxMlError::InvalidEntry { attribute: "target_ids", index: 1, value: 1, .. }));
     let err = regressor(stump(), leaves(&[0, 0], &[1, 2], &[0, -1], &[1.0, 2.0])).unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::InvalidEntry { attribute: "target_ids", value: -1, .. }));
+    assert!(matches!(err, OnnxMlError::InvalidEntry { attribute: "target_ids", value: -1, .. }));
 }
 
 #[test]
@@ -162,11 +153,11 @@ fn regressor_scalars_are_checked() {
         aggregate_function: Aggregate::Sum,
     };
     let err = TreeEnsembleRegressor::new(base.clone()).unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::InvalidAttribute { attribute: "n_targets", .. }));
+    assert!(matches!(err, OnnxMlError::InvalidAttribute { attribute: "n_targets", .. }));
     let err =
         TreeEnsembleRegressor::new(RegressorAttributes { n_targets: 1, base_values: vec![1.0, 2.0], ..base })
             .unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::InvalidAttribute { attribute: "base_values", .. }));
+    assert!(matches!(err, OnnxMlError::InvalidAttribute { attribute: "base_values", .. }));
 }
 
 #[test]
@@ -179,7 +170,7 @@ fn classifier_needs_two_classes_and_matching_base_values() {
         post_transform: PostTransform::None,
     };
     let err = TreeEnsembleClassifier::new(attrs(ClassLabels::Strings(vec!["x".into()]), vec![])).unwrap_err();
-    assert!(matches!(err, TreeEnsembleError::InvalidAttribute { attribute: "classlabels_strings", .. }));
+    assert!(matches!(err, OnnxMlError::InvalidAttribute { attribute: "classlabels_strings", .. }));
     let three = || ClassLabels::Int64(vec![0, 1, 2]);
     assert!(TreeEnsembleClassifier::new(attrs(three(), vec![1.0])).is_err());
     assert!(TreeEnsembleClassifier::new(attrs(three(), vec![1.0, 2.0])).is_err());

@@ -9,8 +9,9 @@
 //!
 //! Without `ORT_DYLIB_PATH` the onnxruntime benches are skipped (with a note) and the
 //! Palisade ones still run. Bench ids are `<fixture>/<engine>/<rows>`, where engine is
-//! `palisade` (the served path), `direct` (palisade-onnx-ml alone, no tract, for tree
-//! ensembles: the difference is tract's per-run cost) or `ort`.
+//! `palisade` (the served path), `direct` (the model's main palisade-onnx-ml operator
+//! alone, no tract: a tree ensemble or a linear classifier; the difference is tract's
+//! per-run cost and the other nodes) or `ort`.
 
 // A bench aborts on any failure, with the message of the `expect`.
 #![allow(clippy::expect_used)]
@@ -21,8 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_onnx_ml::{TreeEnsembleClassifier, TreeEnsembleRegressor};
-use palisade_runtime::onnx::ops::{self, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp};
+use palisade_onnx_ml::{LinearClassifier, TreeEnsembleClassifier, TreeEnsembleRegressor};
+use palisade_runtime::onnx::ops::{
+    self, LinearClassifierOp, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp,
+};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::SimpleState;
 
@@ -71,18 +74,23 @@ fn optimized(name: &str, width: usize) -> TypedModel {
     model.into_optimized().unwrap_or_else(|e| panic!("{name}: {e:?}"))
 }
 
-/// The tree ensemble inside an optimized model, if any, for the `direct` benches.
-enum Ensemble {
+/// The palisade-onnx-ml operator inside an optimized model, if any, for the `direct`
+/// benches.
+enum Direct {
     Classifier(TreeEnsembleClassifier),
     Regressor(TreeEnsembleRegressor),
+    Linear(LinearClassifier),
 }
 
-fn ensemble(model: &TypedModel) -> Option<Ensemble> {
+fn direct_op(model: &TypedModel) -> Option<Direct> {
     model.nodes().iter().find_map(|node| {
         if let Some(op) = node.op_as::<TreeEnsembleClassifierOp>() {
-            return Some(Ensemble::Classifier(op.model().clone()));
+            return Some(Direct::Classifier(op.model().clone()));
         }
-        node.op_as::<TreeEnsembleRegressorOp>().map(|op| Ensemble::Regressor(op.model().clone()))
+        if let Some(op) = node.op_as::<LinearClassifierOp>() {
+            return Some(Direct::Linear(op.model().clone()));
+        }
+        node.op_as::<TreeEnsembleRegressorOp>().map(|op| Direct::Regressor(op.model().clone()))
     })
 }
 
@@ -113,7 +121,7 @@ fn bench(c: &mut Criterion) {
     for (name, width) in FIXTURES {
         let x = iris(width);
         let model = optimized(name, width);
-        let direct = ensemble(&model);
+        let direct = direct_op(&model);
         let plan = model.into_runnable().expect("runnable");
         let mut group = c.benchmark_group(name);
 
@@ -135,7 +143,7 @@ fn bench(c: &mut Criterion) {
             }
 
             match &direct {
-                Some(Ensemble::Classifier(m)) => {
+                Some(Direct::Classifier(m)) => {
                     let mut labels = vec![0; rows];
                     let mut scores = vec![0.0; rows * m.n_classes()];
                     group.bench_function(format!("direct/{rows}"), |b| {
@@ -146,7 +154,18 @@ fn bench(c: &mut Criterion) {
                         })
                     });
                 }
-                Some(Ensemble::Regressor(m)) => {
+                Some(Direct::Linear(m)) => {
+                    let mut labels = vec![0; rows];
+                    let mut scores = vec![0.0; rows * m.n_classes()];
+                    group.bench_function(format!("direct/{rows}"), |b| {
+                        b.iter(|| {
+                            m.predict_into(black_box(data), rows, width, &mut labels, &mut scores)
+                                .expect("predict");
+                            black_box(&scores);
+                        })
+                    });
+                }
+                Some(Direct::Regressor(m)) => {
                     let mut values = vec![0.0; rows * m.n_targets()];
                     group.bench_function(format!("direct/{rows}"), |b| {
                         b.iter(|| {

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use palisade_runtime::onnx::ops::{self, CLASSIFIER_OP, REGRESSOR_OP};
+use palisade_runtime::onnx::ops::{self, CLASSIFIER_OP, LINEAR_CLASSIFIER_OP, NORMALIZER_OP, REGRESSOR_OP};
 use serde_json::Value;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::SimpleState;
@@ -225,6 +225,42 @@ fn palisade_ops_replace_tracts() {
     assert!(!op_names(&zipmap).iter().any(|n| n.contains("ZipMap")), "{:?}", op_names(&zipmap));
     let output = zipmap.output_outlets().unwrap()[1];
     assert_eq!(zipmap.outlet_label(output), Some("output_probability"));
+}
+
+#[test]
+fn linear_models_are_one_palisade_op_each() {
+    for name in ["iris_lr", "iris_lr_nozipmap"] {
+        let ours = op_names(&optimized(name, true));
+        eprintln!("{name}: {ours:?}");
+        assert!(
+            ours.iter().any(|n| n == LINEAR_CLASSIFIER_OP),
+            "{name}: no {LINEAR_CLASSIFIER_OP} in {ours:?}"
+        );
+        assert!(ours.iter().any(|n| n == NORMALIZER_OP), "{name}: no {NORMALIZER_OP} in {ours:?}");
+        // Source, classifier, normalizer: nothing of tract's expansion (EinSum, Softmax,
+        // ArgMax, Gather, ...) and no Cast of the int64 labels to int64.
+        assert_eq!(ours.len(), 3, "{name}: {ours:?}");
+    }
+    let stock = op_names(&optimized("iris_lr_nozipmap", false));
+    assert!(!stock.iter().any(|n| n.starts_with("Palisade")), "{stock:?}");
+    assert!(stock.len() > 6, "tract's own expansion: {stock:?}");
+    // The label output keeps its name and type through the removed Cast.
+    let model = optimized("iris_lr", true);
+    let label = model.output_outlets().unwrap()[0];
+    assert_eq!(model.outlet_fact(label).unwrap().datum_type, DatumType::I64);
+    assert_eq!(model.node(label.node).op().name(), LINEAR_CLASSIFIER_OP);
+}
+
+#[test]
+fn label_casts_to_int64_vanish() {
+    // skl2onnx's Cast(to=INT64) of the int64 labels of an ONNX-ML classifier.
+    for name in ["iris_lr", "iris_rf", "iris_gb", "iris_binary_rf", "iris_binary_gb"] {
+        let model = optimized(name, true);
+        let ours = op_names(&model);
+        assert!(!ours.iter().any(|n| n.contains("Cast")), "{name}: {ours:?}");
+        let label = model.output_outlets().unwrap()[0];
+        assert_eq!(model.outlet_fact(label).unwrap().datum_type, DatumType::I64, "{name}");
+    }
 }
 
 #[test]

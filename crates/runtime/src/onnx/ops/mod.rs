@@ -1,26 +1,43 @@
 //! Palisade's own implementations of the ONNX-ML operators tract lacks or runs slowly,
-//! registered over tract's ONNX front end.
+//! registered over tract's ONNX front end. One file per operator; `node` reads
+//! attributes and wires inputs for all of them.
 //!
 //! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` ([`tree_ensemble`]) replace
 //!   tract's classifier and add the regressor; both evaluate with
 //!   [`palisade_onnx_ml`], which reproduces onnxruntime's results.
+//! * `LinearClassifier` and `LinearRegressor` ([`linear`]) and `Normalizer`
+//!   ([`normalizer`]) replace tract's expansions (a dozen nodes for a classifier) by one
+//!   op each, evaluated with [`palisade_onnx_ml`] in onnxruntime's arithmetic.
 //! * `ZipMap` ([`zipmap`]) is served as a pass-through: the V2 protocol has no map type,
 //!   so the graph output that ZipMap produces (e.g. `output_probability`) keeps its name
 //!   and carries the `f32 [N, C]` probability tensor that fed it, its columns ordered by
 //!   the ZipMap's `classlabels_*`.
+//! * `Cast` ([`cast`]) to `int64` of an `int64` tensor is the identity, which the
+//!   optimizer removes (tract would convert every element to a symbolic dimension and
+//!   back); every other cast is tract's.
 //!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
 //! facts are inferred from these ops instead.
 
+pub mod cast;
+pub mod linear;
+mod node;
+pub mod normalizer;
 pub mod tree_ensemble;
 pub mod zipmap;
 
+pub use linear::{LINEAR_CLASSIFIER_OP, LINEAR_REGRESSOR_OP, LinearClassifierOp, LinearRegressorOp};
+pub use normalizer::{NORMALIZER_OP, NormalizerOp};
 pub use tree_ensemble::{CLASSIFIER_OP, REGRESSOR_OP, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp};
 
-/// Registers Palisade's operators, replacing tract's `TreeEnsembleClassifier`.
+/// Registers Palisade's operators, replacing tract's where it has them.
 pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TreeEnsembleClassifier", tree_ensemble::classifier);
     reg.insert("TreeEnsembleRegressor", tree_ensemble::regressor);
+    reg.insert("LinearClassifier", linear::classifier);
+    reg.insert("LinearRegressor", linear::regressor);
+    reg.insert("Normalizer", normalizer::normalizer);
     reg.insert("ZipMap", zipmap::zipmap);
+    reg.insert("Cast", cast::cast);
 }

@@ -9,12 +9,16 @@
 use std::sync::Arc;
 
 use palisade_onnx_ml::{
-    Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode,
-    RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleRegressor,
+    Aggregate, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, RegressorAttributes,
+    TreeEnsembleClassifier, TreeEnsembleRegressor,
 };
 use tract_onnx::model::ParsingContext;
-use tract_onnx::pb::{NodeProto, TensorProto};
+use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
+
+use super::node::{
+    class_labels, floats, ints, label_tensor, label_type, parse, rows_and_features, wire_f32_input,
+};
 
 /// Name of the typed classifier op in optimized models.
 pub const CLASSIFIER_OP: &str = "PalisadeTreeEnsembleClassifier";
@@ -26,16 +30,7 @@ pub(super) fn classifier(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let ints = node.get_attr_opt_slice::<i64>("classlabels_int64s")?.unwrap_or_default();
-    let strings = node.get_attr_opt_tvec::<&str>("classlabels_strings")?.unwrap_or_default();
-    let class_labels = match (ints.is_empty(), strings.is_empty()) {
-        (false, true) => ClassLabels::Int64(ints.to_vec()),
-        (true, false) => ClassLabels::Strings(strings.iter().map(|s| s.to_string()).collect()),
-        (true, true) => ClassLabels::Int64(vec![]),
-        (false, false) => {
-            bail!("only one of `classlabels_int64s` and `classlabels_strings` may be set")
-        }
-    };
+    let class_labels = class_labels(node, "classlabels_int64s")?;
     let model = TreeEnsembleClassifier::new(ClassifierAttributes {
         nodes: node_attributes(ctx, node)?,
         leaves: leaf_attributes(ctx, node, "class")?,
@@ -60,30 +55,6 @@ pub(super) fn regressor(
         aggregate_function: parse::<Aggregate>(node, "aggregate_function", "SUM")?,
     })?;
     Ok((expand(RegressorExpansion { model: Arc::new(model) }), vec![]))
-}
-
-fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
-    Ok(node.get_attr_opt_slice::<i64>(name)?.map(<[i64]>::to_vec).unwrap_or_default())
-}
-
-/// A float list attribute, or its `<name>_as_tensor` form (opset 3) rounded to f32.
-fn floats(ctx: &ParsingContext, node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
-    let list = node.get_attr_opt_slice::<f32>(name)?.unwrap_or_default();
-    let tensor_name = format!("{name}_as_tensor");
-    let Some(proto) = node.get_attr_opt::<&TensorProto>(&tensor_name)? else {
-        return Ok(list.to_vec());
-    };
-    ensure!(list.is_empty(), "only one of `{name}` and `{tensor_name}` may be set");
-    let tensor = ctx.load_tensor(proto).with_context(|| format!("attribute `{tensor_name}`"))?;
-    let tensor = tensor.cast_to::<f32>()?;
-    Ok(tensor.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
-}
-
-fn parse<T>(node: &NodeProto, name: &str, default: &str) -> TractResult<T>
-where
-    T: std::str::FromStr<Err = palisade_onnx_ml::TreeEnsembleError>,
-{
-    Ok(node.get_attr_opt::<&str>(name)?.unwrap_or(default).parse::<T>()?)
 }
 
 fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
@@ -114,20 +85,6 @@ fn leaf_attributes(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> Trac
     })
 }
 
-/// Casts the input to f32 unless it already is; refuses types onnxruntime refuses.
-fn wire_f32_input(prefix: &str, model: &mut TypedModel, input: OutletId) -> TractResult<OutletId> {
-    let dt = model.outlet_fact(input)?.datum_type;
-    match dt {
-        DatumType::F32 => Ok(input),
-        DatumType::F64 | DatumType::I64 | DatumType::I32 => Ok(model.wire_node(
-            format!("{prefix}.cast_to_f32"),
-            tract_onnx::tract_core::ops::cast::cast(f32::datum_type()),
-            &[input],
-        )?[0]),
-        other => bail!("tree ensembles take float, double, int64 or int32 inputs, not {other:?}"),
-    }
-}
-
 /// Checks a typed input fact is `[N, F]` with enough features; returns `N`.
 fn batch_dim(op: &str, input: &TypedFact, required_features: usize) -> TractResult<TDim> {
     ensure!(input.rank() == 2, "{op} expects an input of shape [N, F], got {:?}", input.shape);
@@ -141,26 +98,9 @@ fn batch_dim(op: &str, input: &TypedFact, required_features: usize) -> TractResu
     Ok(input.shape[0].clone())
 }
 
-/// `[N, F]` as two usizes.
-fn rows_and_features(x: &Tensor) -> TractResult<(usize, usize)> {
-    match *x.shape() {
-        [n, f] => Ok((n, f)),
-        _ => bail!("tree ensembles expect an input of shape [N, F], got {:?}", x.shape()),
-    }
-}
-
 #[derive(Debug, Clone)]
 struct ClassifierExpansion {
     model: Arc<TreeEnsembleClassifier>,
-}
-
-impl ClassifierExpansion {
-    fn label_type(&self) -> DatumType {
-        match self.model.class_labels() {
-            ClassLabels::Int64(_) => DatumType::I64,
-            ClassLabels::Strings(_) => DatumType::String,
-        }
-    }
 }
 
 impl Expansion for ClassifierExpansion {
@@ -181,7 +121,7 @@ impl Expansion for ClassifierExpansion {
         check_input_arity(inputs, 1)?;
         check_output_arity(outputs, 2)?;
         s.equals(&inputs[0].rank, 2)?;
-        s.equals(&outputs[0].datum_type, self.label_type())?;
+        s.equals(&outputs[0].datum_type, label_type(self.model.class_labels()))?;
         s.equals(&outputs[1].datum_type, DatumType::F32)?;
         s.equals(&outputs[0].rank, 1)?;
         s.equals(&outputs[1].rank, 2)?;
@@ -192,7 +132,7 @@ impl Expansion for ClassifierExpansion {
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let x = wire_f32_input(prefix, model, inputs[0])?;
+        let x = wire_f32_input("TreeEnsembleClassifier", prefix, model, inputs[0])?;
         model.wire_node(prefix, TreeEnsembleClassifierOp { model: self.model.clone() }, &[x])
     }
 }
@@ -224,7 +164,7 @@ impl Expansion for RegressorExpansion {
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        let x = wire_f32_input(prefix, model, inputs[0])?;
+        let x = wire_f32_input("TreeEnsembleRegressor", prefix, model, inputs[0])?;
         model.wire_node(prefix, TreeEnsembleRegressorOp { model: self.model.clone() }, &[x])
     }
 }
@@ -274,7 +214,7 @@ impl EvalOp for TreeEnsembleClassifierOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let x = input.cast_to::<f32>()?;
-        let (n_rows, n_features) = rows_and_features(&x)?;
+        let (n_rows, n_features) = rows_and_features(CLASSIFIER_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut scores = Tensor::zero::<f32>(&[n_rows, self.model.n_classes()])?;
         let mut indices = vec![0usize; n_rows];
@@ -285,21 +225,7 @@ impl EvalOp for TreeEnsembleClassifierOp {
             &mut indices,
             scores.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
         )?;
-        let labels = match self.model.class_labels() {
-            ClassLabels::Int64(labels) => {
-                let mut tensor = Tensor::zero::<i64>(&[n_rows])?;
-                let mut out = tensor.try_as_plain_ram_mut()?;
-                for (o, &i) in out.as_slice_mut::<i64>()?.iter_mut().zip(&indices) {
-                    *o = labels.get(i).copied().unwrap_or_default();
-                }
-                tensor
-            }
-            ClassLabels::Strings(labels) => {
-                let strings: Vec<String> =
-                    indices.iter().map(|&i| labels.get(i).cloned().unwrap_or_default()).collect();
-                tract_ndarray::Array1::from_vec(strings).into_tensor()
-            }
-        };
+        let labels = label_tensor(self.model.class_labels(), &indices)?;
         Ok(tvec!(labels.into_tvalue(), scores.into_tvalue()))
     }
 }
@@ -307,10 +233,7 @@ impl EvalOp for TreeEnsembleClassifierOp {
 impl TypedOp for TreeEnsembleClassifierOp {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let n = batch_dim(CLASSIFIER_OP, inputs[0], self.model.required_features())?;
-        let label_type = match self.model.class_labels() {
-            ClassLabels::Int64(_) => DatumType::I64,
-            ClassLabels::Strings(_) => DatumType::String,
-        };
+        let label_type = label_type(self.model.class_labels());
         Ok(tvec!(label_type.fact([n.clone()]), f32::fact([n, self.model.n_classes().to_dim()])))
     }
 
@@ -362,7 +285,7 @@ impl EvalOp for TreeEnsembleRegressorOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let x = input.cast_to::<f32>()?;
-        let (n_rows, n_features) = rows_and_features(&x)?;
+        let (n_rows, n_features) = rows_and_features(REGRESSOR_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
         let mut values = Tensor::zero::<f32>(&[n_rows, self.model.n_targets()])?;
         self.model.predict_into(
