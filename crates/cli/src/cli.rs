@@ -50,6 +50,70 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The built-in certificate authority for workload identities (mutual TLS).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Issue workload certificates from the built-in CA.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+/// `palisade ca ...`
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the CA in the home directory: a new root, or an organisation's intermediate.
+    Init(CaInitArgs),
+}
+
+/// `palisade ca init`
+#[derive(Debug, Args)]
+pub struct CaInitArgs {
+    /// The SPIFFE trust domain of issued identities.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Lifetime of a new root, such as 87600h (ten years, the default).
+    #[arg(long, value_name = "DURATION")]
+    pub lifetime: Option<String>,
+    /// Adopt this intermediate certificate (PEM chain) instead of creating a root.
+    #[arg(long, value_name = "FILE", requires_all = ["intermediate_key", "roots"])]
+    pub intermediate_cert: Option<PathBuf>,
+    /// The intermediate's private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub intermediate_key: Option<PathBuf>,
+    /// The organisation's root certificate(s) (PEM), which workloads will trust.
+    #[arg(long, value_name = "FILE")]
+    pub roots: Option<PathBuf>,
+}
+
+/// `palisade cert ...`
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Issue a short-lived workload certificate with a SPIFFE identity.
+    Issue(CertIssueArgs),
+}
+
+/// `palisade cert issue`
+#[derive(Debug, Args)]
+pub struct CertIssueArgs {
+    /// The workload's namespace.
+    #[arg(long)]
+    pub namespace: String,
+    /// The workload's service account.
+    #[arg(long)]
+    pub service_account: String,
+    /// Where to write cert.pem, key.pem and ca.pem.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Extra DNS names or IP addresses (so the certificate can serve too); repeatable.
+    #[arg(long = "dns", value_name = "NAME")]
+    pub dns_names: Vec<String>,
+    /// Lifetime, such as 24h (the default).
+    #[arg(long, value_name = "DURATION")]
+    pub lifetime: Option<String>,
 }
 
 /// How the CLI reaches a running server's management API.
@@ -272,6 +336,25 @@ pub struct ServeArgs {
     /// PeerAuthentication, multi-document YAML); reloaded when it changes.
     #[arg(long, value_name = "DIR")]
     pub policy_dir: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for --listen; reloaded when the file changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --listen.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve TLS with a self-signed certificate for localhost (generated once in the home).
+    #[arg(long, conflicts_with_all = ["tls_cert", "dangerous_plaintext"])]
+    pub tls: bool,
+    /// Trust anchors (PEM) for client certificates (mutual TLS) [default: the built-in CA].
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+    /// Trust domain accepted in client certificates with --client-ca.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Allow plaintext HTTP on a non-loopback address. Anyone on the network can read and
+    /// change the traffic, tokens included.
+    #[arg(long)]
+    pub dangerous_plaintext: bool,
     /// Address for the model APIs; port 0 picks a free port (printed at start).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

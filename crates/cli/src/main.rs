@@ -4,6 +4,7 @@
 //! command lives in its own module.
 
 mod build;
+mod certs;
 mod cli;
 mod failure;
 mod home;
@@ -17,10 +18,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, KeysCommand, ModelsCommand, PolicyCommand, SaCommand, TokenCommand};
+use crate::cli::{
+    CaCommand, CertCommand, Cli, Command, KeysCommand, ModelsCommand, PolicyCommand, SaCommand, TokenCommand,
+};
 use crate::failure::Failure;
 
 fn main() -> ExitCode {
+    palisade_tls::install_default_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -58,6 +62,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),
+        },
+        Command::Ca { command } => match command {
+            CaCommand::Init(args) => certs::ca_init(&home, &args),
+        },
+        Command::Cert { command } => match command {
+            CertCommand::Issue(args) => certs::cert_issue(&home, &args),
         },
         Command::Policy { command } => match command {
             PolicyCommand::Apply(args) => policy::apply(&args),

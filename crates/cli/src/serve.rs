@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::{LogFormat, ServeArgs};
+
 use crate::failure::Failure;
 
 /// Loads and verifies every bundle, starts the engine and the listeners, and serves until
@@ -56,11 +57,13 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         .thread_name("palisade-io")
         .build()
         .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
+    let tls = tls_settings(home, &args)?;
     runtime.block_on(async move {
         security.load_keys().await;
         security.spawn_tasks();
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         if served.is_empty() {
             println!("palisade: no models in {} yet; build one with `palisade build DIR`", home.display());
         } else {
@@ -73,7 +76,10 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             security.authenticator().key_holders().len(),
             security.issuer().map_or("disabled".to_owned(), |i| i.settings().issuer.clone()),
         );
-        println!("palisade: listening on http://{addr} (API docs: http://{addr}/docs)");
+        if let Some(tls) = &tls {
+            println!("palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
+        }
+        println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         let admin = match args.admin_listen {
             Some(admin_addr) => {
                 let admin = bind(admin_addr).await?;
@@ -95,8 +101,23 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let api =
-            palisade_server::serve(listener, palisade_server::app(state.clone()), stopped(stop_rx.clone()));
+        let router = palisade_server::app(state.clone());
+        let api = async {
+            match tls {
+                None => palisade_server::serve(listener, router, stopped(stop_rx.clone())).await,
+                Some(tls) => {
+                    let port = addr.port();
+                    let config = tls.config_for(&state, port).map_err(std::io::Error::other)?;
+                    let listener = palisade_tls::TlsListener::new(
+                        listener,
+                        config,
+                        palisade_tls::ListenerOptions::default(),
+                    )?;
+                    tls.watch(state.clone(), port, listener.config_handle());
+                    palisade_server::serve_tls(listener, router, stopped(stop_rx.clone())).await
+                }
+            }
+        };
         let admin_task = async {
             match admin {
                 Some(admin) => {
@@ -115,6 +136,106 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         println!("palisade: stopped");
         Ok(())
     })
+}
+
+/// TLS for the data listener: certificate source, client roots for mutual TLS.
+struct Tls {
+    cert: Arc<palisade_tls::ReloadingCert>,
+    roots: Option<palisade_tls::ClientRoots>,
+    cert_label: String,
+    fingerprint: String,
+}
+
+impl Tls {
+    /// The server config for the models' current PeerAuthentication modes on `port`.
+    fn config_for(
+        &self,
+        state: &AppState,
+        port: u16,
+    ) -> Result<Arc<rustls::ServerConfig>, palisade_tls::TlsError> {
+        let peer_auth = state.security().peer_auth();
+        let modes: Vec<_> = state
+            .registry()
+            .latest()
+            .map(|m| peer_auth.mtls_mode_for(m.target.namespace.as_str(), &m.target.labels, port))
+            .collect();
+        let client_auth =
+            palisade_tls::listener_client_auth(modes, peer_auth.settings().default_mode, self.roots.clone())?;
+        palisade_tls::server_config_with(
+            self.cert.clone(),
+            &client_auth,
+            &[b"h2".to_vec(), b"http/1.1".to_vec()],
+        )
+    }
+
+    /// Rebuilds the listener's config when PeerAuthentication changes (new connections only).
+    fn watch(&self, state: AppState, port: u16, handle: palisade_tls::TlsConfigHandle) {
+        let tls = Tls {
+            cert: self.cert.clone(),
+            roots: self.roots.clone(),
+            cert_label: String::new(),
+            fingerprint: String::new(),
+        };
+        tokio::spawn(async move {
+            let mut current = state.security().peer_auth();
+            let mut ticker = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticker.tick().await;
+                let latest = state.security().peer_auth();
+                if Arc::ptr_eq(&latest, &current) {
+                    continue;
+                }
+                current = latest;
+                match tls.config_for(&state, port) {
+                    Ok(config) => handle.replace(config),
+                    Err(err) => {
+                        tracing::error!(error = %err, "mutual TLS settings refused; keeping the previous ones")
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// TLS is on with `--tls-cert/--tls-key`, with `--tls` (self-signed), and by default on
+/// non-loopback addresses (self-signed) unless `--dangerous-plaintext`.
+fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
+    let non_loopback = !args.listen.ip().is_loopback();
+    let (source, label, fingerprint) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let source = palisade_tls::CertSource::Files { cert: cert.clone(), key: key.clone() };
+            (source, cert.display().to_string(), None)
+        }
+        _ if args.tls || (non_loopback && !args.dangerous_plaintext) => {
+            let files = palisade_tls::self_signed_localhost(&home.join("tls"))
+                .map_err(|e| Failure::other(format!("cannot create the self-signed certificate: {e}")))?;
+            let label = format!("{} (self-signed for localhost)", files.cert.display());
+            (
+                palisade_tls::CertSource::Files { cert: files.cert, key: files.key },
+                label,
+                Some(files.sha256_fingerprint),
+            )
+        }
+        _ => {
+            if non_loopback {
+                tracing::warn!(listen = %args.listen, "serving plaintext HTTP on a non-loopback address (--dangerous-plaintext)");
+            }
+            return Ok(None);
+        }
+    };
+    let cert = palisade_tls::ReloadingCert::load(&source).map_err(|e| {
+        Failure::usage(e).hint("--tls-cert and --tls-key must be a PEM certificate chain and its key")
+    })?;
+
+    let fingerprint = fingerprint.unwrap_or_else(|| cert.fingerprint());
+    let roots = match &args.client_ca {
+        Some(file) => {
+            let domain = palisade_tls::TrustDomain::new(&args.trust_domain).map_err(Failure::usage)?;
+            Some(palisade_tls::ClientRoots::from_pem_file(file, domain).map_err(Failure::usage)?)
+        }
+        None => palisade_tls::Ca::open(home).ok().map(|ca| ca.client_roots()),
+    };
+    Ok(Some(Tls { cert, roots, cert_label: label, fingerprint }))
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Failure> {

@@ -321,3 +321,137 @@ fn bad_platform_config_exits_64_naming_the_field() {
     assert!(err.contains("platform.yaml:2:"), "{err}");
     assert!(err.contains("authentication.requireToken"), "{err}");
 }
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl is installed")
+}
+
+/// Mutual TLS with the built-in CA, checked with curl as a real third-party client: with
+/// the CA and a client certificate a caller gets a prediction; without the client
+/// certificate it is refused under STRICT.
+#[test]
+fn mutual_tls_with_curl() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
+    let out = run(&home, &["ca", "init", "--trust-domain", "cluster.local"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = tmp.path().join("client");
+    let server = tmp.path().join("server");
+    let out = run(
+        &home,
+        &[
+            "cert",
+            "issue",
+            "--namespace",
+            "default",
+            "--service-account",
+            "billing",
+            "--out",
+            client.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("spiffe://cluster.local/ns/default/sa/billing"));
+    let out = run(
+        &home,
+        &[
+            "cert",
+            "issue",
+            "--namespace",
+            "palisade",
+            "--service-account",
+            "server",
+            "--dns",
+            "127.0.0.1",
+            "--dns",
+            "localhost",
+            "--out",
+            server.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("strict.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: palisade-system}\nspec:\n  mtls: {mode: STRICT}\n",
+    )
+    .unwrap();
+    let server_proc = serve(
+        &home,
+        &[
+            "--tls-cert",
+            server.join("cert.pem").to_str().unwrap(),
+            "--tls-key",
+            server.join("key.pem").to_str().unwrap(),
+            "--policy-dir",
+            policies.to_str().unwrap(),
+        ],
+    );
+    assert!(server_proc.base.starts_with("https://"), "{}", server_proc.base);
+    let token = stdout(&run(&home, &["token", "issue", "--email", "alice@example.com"])).trim().to_owned();
+    let url = format!("{}/v2/models/iris/infer", server_proc.base);
+    let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let auth = format!("Authorization: Bearer {token}");
+    let ca = server.join("ca.pem");
+    let with_cert = curl(&[
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--cert",
+        client.join("cert.pem").to_str().unwrap(),
+        "--key",
+        client.join("key.pem").to_str().unwrap(),
+        "-H",
+        &auth,
+        "-d",
+        body,
+        &url,
+    ]);
+    assert!(with_cert.status.success(), "{}", stderr(&with_cert));
+    let reply: Value = serde_json::from_slice(&with_cert.stdout).unwrap();
+    assert_eq!(reply["outputs"][0]["data"], serde_json::json!([0]));
+
+    let without_cert = curl(&["--cacert", ca.to_str().unwrap(), "-H", &auth, "-d", body, &url]);
+    assert!(
+        !without_cert.status.success(),
+        "STRICT refuses a client without a certificate: {}",
+        stdout(&without_cert)
+    );
+
+    let untrusted = curl(&["-H", &auth, "-d", body, &url]);
+    assert!(!untrusted.status.success(), "curl does not trust a server outside its CA bundle");
+}
+
+/// Plaintext on a non-loopback address needs --dangerous-plaintext; otherwise TLS with the
+/// self-signed localhost certificate, whose fingerprint is printed.
+#[test]
+fn non_loopback_listeners_default_to_tls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let mut child = palisade()
+        .arg("--home")
+        .arg(&home)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("listening on");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains("self-signed for localhost"), "{text}");
+    assert!(text.contains("sha256"), "{text}");
+    assert!(text.contains("listening on https://0.0.0.0:"), "{text}");
+}

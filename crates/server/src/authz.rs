@@ -21,22 +21,37 @@ use tokio::net::TcpListener;
 use crate::authn::Caller;
 use crate::{ApiError, AppState, ServedModel};
 
-/// Both ends of the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+/// What is known of the connection a request arrived on.
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address.
     pub remote: SocketAddr,
     /// The local address (its port is what `ports` in policies match).
     pub local: SocketAddr,
+    /// The peer's verified workload identity, over mutual TLS.
+    pub peer: Option<palisade_tls::PeerIdentity>,
+    /// The TLS server name the client asked for.
+    pub sni: Option<String>,
 }
 
 impl Connected<IncomingStream<'_, TcpListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> ConnInfo {
         let remote = *stream.remote_addr();
         let local = stream.io().local_addr().unwrap_or(remote);
-        ConnInfo { remote, local }
+        ConnInfo { remote, local, peer: None, sni: None }
     }
 }
+
+impl Connected<IncomingStream<'_, palisade_tls::TlsListener>> for ConnInfo {
+    fn connect_info(stream: IncomingStream<'_, palisade_tls::TlsListener>) -> ConnInfo {
+        let info = stream.io().info();
+        ConnInfo { remote: info.remote, local: info.local, peer: info.peer.clone(), sni: info.sni.clone() }
+    }
+}
+
+/// The verified mTLS peer of a request (admitted by the model's PeerAuthentication mode).
+#[derive(Debug, Clone)]
+pub struct PeerIdentityExt(pub palisade_tls::PeerIdentity);
 
 /// The authorization decision of a request, for the audit record.
 #[derive(Debug, Clone)]
@@ -91,11 +106,36 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
         return next.run(req).await;
     };
     let mut request = palisade_policy::Request::new(served.target.clone());
-    if let Some(conn) = req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>() {
-        request.source_ip = Some(conn.0.remote.ip());
-        request.remote_ip = Some(conn.0.remote.ip());
-        request.destination_ip = Some(conn.0.local.ip());
-        request.port = conn.0.local.port();
+    let conn = req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>().map(|c| c.0.clone());
+    if let Some(conn) = &conn {
+        request.source_ip = Some(conn.remote.ip());
+        request.remote_ip = Some(conn.remote.ip());
+        request.destination_ip = Some(conn.local.ip());
+        request.port = conn.local.port();
+        request.sni = conn.sni.clone();
+    }
+    // Mutual TLS first: a STRICT model refuses connections without a verified client
+    // certificate, whatever the token says (PeerAuthentication).
+    let mode = state.security().peer_auth().mtls_mode_for(
+        served.target.namespace.as_str(),
+        &served.target.labels,
+        request.port,
+    );
+    match palisade_tls::admit(mode, conn.as_ref().and_then(|c| c.peer.as_ref())) {
+        Ok(peer) => {
+            request.source_principal = peer.map(|p| p.principal().to_owned());
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(PeerIdentityExt(peer.clone()));
+            }
+        }
+        Err(refused) => {
+            tracing::info!(model = %served.id.name, "refused: the model is mTLS STRICT and the connection has no client certificate");
+            let mut response =
+                (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": refused.to_string()})))
+                    .into_response();
+            response.extensions_mut().insert(crate::respond::ModelLabel(served.id.name.to_string()));
+            return response;
+        }
     }
     request.claims = req.extensions().get::<Caller>().and_then(|c| c.token()).map(|t| t.claims.clone());
     request.headers = req

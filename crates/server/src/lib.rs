@@ -32,7 +32,7 @@ use palisade_runtime::Engine;
 use tokio::net::TcpListener;
 
 pub use authn::Caller;
-pub use authz::{Authorization, ConnInfo};
+pub use authz::{Authorization, ConnInfo, PeerIdentityExt};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
@@ -194,6 +194,17 @@ pub fn admin_app(state: AppState) -> Router {
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(metrics::readyz))
         .with_state(state)
+}
+
+/// Serves a router over TLS (optionally mutual) until `shutdown` completes, then drains.
+pub async fn serve_tls(
+    listener: palisade_tls::TlsListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<ConnInfo>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Serves a router on a listener until `shutdown` completes, then drains connections.

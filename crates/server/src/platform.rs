@@ -259,8 +259,8 @@ pub struct PolicyDocuments {
     pub request_authentications: Vec<RequestAuthentication>,
     /// `AuthorizationPolicy` resources.
     pub authorization_policies: Vec<AuthorizationPolicy>,
-    /// `PeerAuthentication` resources, likewise.
-    pub peer_authentications: Vec<(PathBuf, String)>,
+    /// `PeerAuthentication` resources.
+    pub peer_authentications: Vec<palisade_tls::PeerAuthentication>,
 }
 
 /// A cheap summary of the directory's files, to notice changes.
@@ -350,7 +350,11 @@ fn load_policy_dir_into(
                         .map_err(|e| ConfigError(e.to_string()))?;
                     docs.authorization_policies.push(policy);
                 }
-                Some("PeerAuthentication") => docs.peer_authentications.push((file.clone(), document.text)),
+                Some("PeerAuthentication") => {
+                    let policy = palisade_tls::parse_peer_authentication(&document.text, &file)
+                        .map_err(|e| ConfigError(e.to_string()))?;
+                    docs.peer_authentications.push(policy);
+                }
                 other => {
                     return Err(at(format!(
                         "kind {:?} is not one Palisade reads here (RequestAuthentication, AuthorizationPolicy, PeerAuthentication)",

@@ -41,6 +41,7 @@ pub struct Security {
     authn: RwLock<Arc<Authenticator>>,
     policies: RwLock<Arc<PolicyDocuments>>,
     policy_set: RwLock<Arc<PolicySet>>,
+    peer_auth: RwLock<Arc<palisade_tls::PeerAuthentications>>,
     watched: Mutex<Option<Fingerprint>>,
     reload_failures: prometheus::IntCounter,
 }
@@ -107,6 +108,7 @@ impl Security {
         };
         let policies = load_all(&config)?;
         let policy_set = build_policy_set(&config, issuer.as_deref(), &policies)?;
+        let peer_auth = build_peer_auth(&config.platform, &policies);
         let watched = Some(fingerprint_all(&config)?);
         let reload_failures = prometheus::IntCounter::new(
             "palisade_config_reload_failures_total",
@@ -127,6 +129,7 @@ impl Security {
             ))),
             policies: RwLock::new(Arc::new(policies.clone())),
             policy_set: RwLock::new(Arc::new(policy_set)),
+            peer_auth: RwLock::new(Arc::new(peer_auth)),
             watched: Mutex::new(watched),
             reload_failures,
         };
@@ -156,6 +159,14 @@ impl Security {
     /// The authorization policies in effect.
     pub fn policy_set(&self) -> Arc<PolicySet> {
         match self.policy_set.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The PeerAuthentication resources in effect (mutual TLS modes).
+    pub fn peer_auth(&self) -> Arc<palisade_tls::PeerAuthentications> {
+        match self.peer_auth.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -307,6 +318,9 @@ impl Security {
         if let Ok(mut slot) = self.policy_set.write() {
             *slot = Arc::new(set);
         }
+        if let Ok(mut slot) = self.peer_auth.write() {
+            *slot = Arc::new(build_peer_auth(&self.config.platform, &policies));
+        }
         if let Ok(mut slot) = self.policies.write() {
             *slot = Arc::new(policies);
         }
@@ -386,6 +400,16 @@ pub fn policy_settings(platform: &Platform, issuer: Option<&LocalIssuer>) -> pal
         palisade_issuer: issuer.map(|i| i.settings().issuer.clone()),
         ..palisade_policy::Settings::default()
     }
+}
+
+fn build_peer_auth(platform: &Platform, policies: &PolicyDocuments) -> palisade_tls::PeerAuthentications {
+    palisade_tls::PeerAuthentications::new(
+        policies.peer_authentications.clone(),
+        palisade_tls::PeerAuthSettings {
+            root_namespace: platform.config.authorization.root_namespace.clone(),
+            ..palisade_tls::PeerAuthSettings::default()
+        },
+    )
 }
 
 fn build_policy_set(
