@@ -52,6 +52,43 @@ pub struct Manifest {
     pub owners: Owners,
     /// The model file and its interface.
     pub model: ModelSection,
+    /// What the audit log keeps of this model's requests (the platform's minimum wins).
+    #[serde(default, skip_serializing_if = "AuditSection::is_default")]
+    pub audit: AuditSection,
+}
+
+/// The `audit:` section of the manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// How much each record keeps (default `Metadata`: who, what, decision, outcome, payload
+    /// sizes and digests; `Request`/`RequestResponse` add the redacted payloads).
+    #[serde(default)]
+    pub level: AuditLevel,
+    /// Payload fields replaced by `[redacted]` at the payload levels, such as
+    /// `inputs[*].data` (see docs/audit.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
+}
+
+impl AuditSection {
+    fn is_default(&self) -> bool {
+        self == &AuditSection::default()
+    }
+}
+
+/// Audit levels, as in Kubernetes auditing, from least to most.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum AuditLevel {
+    /// No record (only effective when the platform's minimum allows it).
+    None,
+    /// Metadata only: the default.
+    #[default]
+    Metadata,
+    /// Metadata and the redacted request payload.
+    Request,
+    /// Metadata and the redacted request and response payloads.
+    RequestResponse,
 }
 
 /// The `model:` section of the manifest.

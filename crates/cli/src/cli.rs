@@ -60,6 +60,93 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Read and verify the tamper-evident audit trail (works while the server runs).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `palisade audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain and the signed checkpoints; exits 0 when intact, 65 naming the
+    /// first bad record otherwise.
+    Verify(AuditVerifyArgs),
+    /// Print records matching filters (JSON lines with --output json).
+    Query(AuditQueryArgs),
+    /// Print the last records, and with -f new ones as they are written.
+    Tail(AuditTailArgs),
+}
+
+/// `palisade audit verify`
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    /// Start at the segment holding this sequence number (older segments may be archived).
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// The replica's public key (base64), obtained out of band [default: the log's
+    /// replica-key.pub].
+    #[arg(long, value_name = "BASE64")]
+    pub public_key: Option<String>,
+    /// The audit directory [default: HOME/audit].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `palisade audit query`
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// Records at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Records before this time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Request principal (iss/sub), email, client id, service account or mTLS peer.
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// Model as NAME, NAMESPACE/NAME or NAMESPACE/NAME:VERSION.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// allow, deny or skipped.
+    #[arg(long)]
+    pub decision: Option<String>,
+    /// An HTTP status (403) or class (4xx).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// The request id a client received in x-request-id.
+    #[arg(long)]
+    pub request_id: Option<String>,
+    /// At most this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// The audit directory [default: HOME/audit].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format (json: one record per line, for SIEMs).
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+/// `palisade audit tail`
+#[derive(Debug, Args)]
+pub struct AuditTailArgs {
+    /// Keep printing records as they are written.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// How many existing records to print first.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub lines: usize,
+    /// The audit directory [default: HOME/audit].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade ca ...`

@@ -3,6 +3,7 @@
 //! `main` only parses arguments, runs the command and maps failures to exit codes; each
 //! command lives in its own module.
 
+mod audit;
 mod build;
 mod certs;
 mod cli;
@@ -19,7 +20,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::cli::{
-    CaCommand, CertCommand, Cli, Command, KeysCommand, ModelsCommand, PolicyCommand, SaCommand, TokenCommand,
+    AuditCommand, CaCommand, CertCommand, Cli, Command, KeysCommand, ModelsCommand, PolicyCommand, SaCommand,
+    TokenCommand,
 };
 use crate::failure::Failure;
 
@@ -62,6 +64,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),
+        },
+        Command::Audit { command } => match command {
+            AuditCommand::Verify(args) => audit::verify(&home, &args),
+            AuditCommand::Query(args) => audit::query(&home, &args),
+            AuditCommand::Tail(args) => audit::tail(&home, &args),
         },
         Command::Ca { command } => match command {
             CaCommand::Init(args) => certs::ca_init(&home, &args),

@@ -50,7 +50,14 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let security = Arc::new(Security::new(security_config, model_namespaces, fetch).map_err(|e| {
         Failure::usage(e).hint("fix the file named above; every field is described in docs/config.md")
     })?);
-    let state = AppState::new(registry, engine, security.clone(), config).map_err(Failure::other)?;
+    let audit =
+        palisade_server::AuditHandle::open(&home.join("audit"), &security.platform().config.audit, None)
+            .map_err(|e| {
+                Failure::other(format!("cannot open the audit log: {e}"))
+                    .hint("check that HOME/audit is writable")
+            })?;
+    let audit_log = audit.log().clone();
+    let state = AppState::new(registry, engine, security.clone(), audit, config).map_err(Failure::other)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -132,6 +139,9 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             }
         };
         let (api, admin) = tokio::join!(api, admin_task);
+        if let Err(err) = audit_log.close().await {
+            tracing::error!(error = %err, "cannot close the audit log cleanly");
+        }
         api.and(admin).map_err(|e| Failure::other(format!("server error: {e}")))?;
         println!("palisade: stopped");
         Ok(())

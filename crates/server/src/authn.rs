@@ -61,12 +61,23 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
     if is_public(&state, req.method(), &path, &req) {
         return next.run(req).await;
     }
+    let facts = req.extensions().get::<crate::audit::Facts>().cloned();
     let target = target_of(&state, &path);
     let target_ref = target.as_ref().map(|(namespace, labels)| Target { namespace, labels });
     let authn = state.security().authenticator();
     let result = authn.authenticate(req.headers(), req.uri().query(), target_ref).await;
     match result {
         Ok(authenticated) => {
+            if let Some(facts) = &facts {
+                match &authenticated {
+                    Authenticated::Token { token, .. } => {
+                        facts.authn(palisade_audit::AuthnOutcome::Authenticated, None, Some(token.clone()))
+                    }
+                    Authenticated::Anonymous => {
+                        facts.authn(palisade_audit::AuthnOutcome::Anonymous, None, None)
+                    }
+                }
+            }
             if let Authenticated::Token { token, rule, location } = &authenticated {
                 if !rule.forward_original_token
                     && let TokenLocation::Header { name, .. } = location
@@ -92,6 +103,9 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
             next.run(req).await
         }
         Err(err) => {
+            if let Some(facts) = &facts {
+                facts.authn(palisade_audit::AuthnOutcome::Refused, Some(err.reason()), None);
+            }
             state.metrics().observe_authn_failure(err.reason());
             tracing::info!(reason = err.reason(), "authentication refused");
             refusal(&err)

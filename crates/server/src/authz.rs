@@ -65,6 +65,9 @@ pub(crate) async fn normalize(mut req: Request, next: Next) -> Response {
         Ok(path) => path,
         Err(err) => return ApiError::BadRequest(format!("invalid request path: {err}")).into_response(),
     };
+    if let Some(facts) = req.extensions().get::<crate::audit::Facts>() {
+        facts.path(&normalized);
+    }
     if normalized != raw {
         let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
         match format!("{normalized}{query}").parse::<Uri>() {
@@ -105,6 +108,10 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
     let Some(served) = model_of(&state, &path) else {
         return next.run(req).await;
     };
+    let facts = req.extensions().get::<crate::audit::Facts>().cloned();
+    if let Some(facts) = &facts {
+        facts.model(served.clone());
+    }
     let mut request = palisade_policy::Request::new(served.target.clone());
     let conn = req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>().map(|c| c.0.clone());
     if let Some(conn) = &conn {
@@ -125,6 +132,9 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
         Ok(peer) => {
             request.source_principal = peer.map(|p| p.principal().to_owned());
             if let Some(peer) = peer {
+                if let Some(facts) = &facts {
+                    facts.peer(&peer.spiffe_id);
+                }
                 req.extensions_mut().insert(PeerIdentityExt(peer.clone()));
             }
         }
@@ -159,6 +169,9 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
         tracing::info!(policy = %policy, would_allow, "dry-run policy evaluated (not enforced)");
     }
     state.metrics().observe_decision(&decision);
+    if let Some(facts) = &facts {
+        facts.decision(decision.clone());
+    }
     req.extensions_mut().insert(Authorization(decision.clone()));
     if decision.allowed {
         let mut response = next.run(req).await;

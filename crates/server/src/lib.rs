@@ -4,6 +4,7 @@
 //! [`app`] assembles the data-plane router and its layers in one place; [`serve`] runs it
 //! until shutdown.
 
+mod audit;
 mod authn;
 mod authz;
 mod body;
@@ -31,13 +32,14 @@ use axum::routing::{get, post};
 use palisade_runtime::Engine;
 use tokio::net::TcpListener;
 
+pub use audit::{AuditHandle, Facts};
 pub use authn::Caller;
 pub use authz::{Authorization, ConnInfo, PeerIdentityExt};
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
 pub use registry::{Registry, RegistryError, ServedModel};
-pub use request_id::RequestId;
+pub use request_id::{RequestId, TraceContext};
 pub use security::{Security, SecurityConfig};
 
 /// Data-plane settings.
@@ -63,6 +65,7 @@ pub struct AppState {
 
 struct Inner {
     security: Arc<Security>,
+    audit: Arc<palisade_audit::AuditLog>,
     registry: Registry,
     engine: Engine,
     config: ServerConfig,
@@ -78,14 +81,18 @@ impl AppState {
         registry: Registry,
         engine: Engine,
         security: Arc<Security>,
+        audit: AuditHandle,
         config: ServerConfig,
     ) -> Result<AppState, prometheus::Error> {
         let openapi = bytes::Bytes::from(openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
         metrics.register(Box::new(security.reload_failures().clone()))?;
+        audit.attach_histogram(metrics.audit_fsync_histogram());
+        let audit = audit.log().clone();
         Ok(AppState {
             inner: Arc::new(Inner {
                 security,
+                audit,
                 registry,
                 engine,
                 config,
@@ -100,6 +107,11 @@ impl AppState {
     /// The security state.
     pub fn security(&self) -> &Arc<Security> {
         &self.inner.security
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<palisade_audit::AuditLog> {
+        &self.inner.audit
     }
 
     /// Whether the docs are served without a token.
@@ -142,13 +154,16 @@ impl AppState {
 ///
 /// 1. request id: every response carries `x-request-id`, so a caller can quote it;
 /// 2. metrics: counts every request by model and status, including refusals below;
-/// 3. path normalization: once, before anything reads the path (400 for `%00`), so routing,
+/// 3. audit: exactly one record per request (health probes and static docs excepted),
+///    written from what the layers below learn; in strict mode the response waits until
+///    the record is durable, and an unwritable log turns answers into 503;
+/// 4. path normalization: once, before anything reads the path (400 for `%00`), so routing,
 ///    policies and the model all see the same path;
-/// 4. authentication: a valid token or 401/403, before any model or route is looked at, so
+/// 5. authentication: a valid token or 401/403, before any model or route is looked at, so
 ///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
 ///    docs are exempt);
-/// 5. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
-/// 6. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
+/// 6. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
+/// 7. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
 ///    limit) and queue inference on the engine (429 when full, 504 on timeout).
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
@@ -183,6 +198,7 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
         .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
         .layer(axum::middleware::from_fn(authz::normalize))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(request_id::assign))
 }

@@ -23,6 +23,12 @@ pub struct Metrics {
     queue_depth: IntGauge,
     authn_failures: IntCounterVec,
     decisions: IntCounterVec,
+    audit_refusals: prometheus::IntCounter,
+    audit_queue_depth: IntGauge,
+    audit_records: prometheus::IntCounter,
+    audit_dropped: prometheus::IntCounter,
+    audit_write_errors: prometheus::IntCounter,
+    audit_fsync_seconds: prometheus::Histogram,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -72,6 +78,41 @@ impl Metrics {
             &["policy", "decision"],
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        let audit_refusals = prometheus::IntCounter::new(
+            "palisade_audit_refusals_total",
+            "Responses replaced by 503 because their audit record could not be made durable.",
+        )?;
+        let audit_queue_depth =
+            IntGauge::new("palisade_audit_queue_depth", "Audit records waiting for the writer.")?;
+        let audit_records = prometheus::IntCounter::new(
+            "palisade_audit_records_total",
+            "Audit records written and fsynced.",
+        )?;
+        let audit_dropped = prometheus::IntCounter::new(
+            "palisade_audit_dropped_total",
+            "Audit records dropped (relaxed mode only: buffer full or write failed).",
+        )?;
+        let audit_write_errors = prometheus::IntCounter::new(
+            "palisade_audit_write_errors_total",
+            "Failed audit segment writes or fsyncs.",
+        )?;
+        let audit_fsync_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "palisade_audit_fsync_seconds",
+                "Duration of audit log fsyncs (one per group commit).",
+            )
+            .buckets(buckets()),
+        )?;
+        for collector in [
+            Box::new(audit_refusals.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(audit_queue_depth.clone()),
+            Box::new(audit_records.clone()),
+            Box::new(audit_dropped.clone()),
+            Box::new(audit_write_errors.clone()),
+            Box::new(audit_fsync_seconds.clone()),
+        ] {
+            registry.register(collector)?;
+        }
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
@@ -90,6 +131,12 @@ impl Metrics {
             queue_depth,
             authn_failures,
             decisions,
+            audit_refusals,
+            audit_queue_depth,
+            audit_records,
+            audit_dropped,
+            audit_write_errors,
+            audit_fsync_seconds,
         })
     }
 
@@ -119,6 +166,29 @@ impl Metrics {
         self.decisions.with_label_values(&[policy.as_str(), outcome]).inc();
     }
 
+    /// Counts a response replaced by 503 for lack of a durable audit record.
+    pub fn observe_audit_refusal(&self) {
+        self.audit_refusals.inc();
+    }
+
+    /// The histogram the audit writer reports fsync durations to.
+    pub fn audit_fsync_histogram(&self) -> prometheus::Histogram {
+        self.audit_fsync_seconds.clone()
+    }
+
+    fn sync_audit(&self, stats: &palisade_audit::AuditStats) {
+        self.audit_queue_depth.set(stats.queue_depth as i64);
+        let catch_up = |counter: &prometheus::IntCounter, total: u64| {
+            let current = counter.get();
+            if total > current {
+                counter.inc_by(total - current);
+            }
+        };
+        catch_up(&self.audit_records, stats.records_written);
+        catch_up(&self.audit_dropped, stats.dropped);
+        catch_up(&self.audit_write_errors, stats.write_errors);
+    }
+
     /// Records one inference's queue wait and compute time.
     pub fn observe_inference(
         &self,
@@ -146,6 +216,7 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
 pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.queue_depth.set(state.engine().queue_depth() as i64);
+    metrics.sync_audit(&state.audit().stats());
     let mut out = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&metrics.registry.gather(), &mut out) {
@@ -154,8 +225,15 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /readyz` on the admin port: 200 while serving, 503 while draining.
+/// `GET /readyz` on the admin port: 200 while serving; 503 while draining, or while the
+/// audit log cannot be written in strict mode (the data port then refuses predictions).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let health = state.audit().health();
+    if health.mode == palisade_audit::Mode::Strict && !health.writable {
+        let reason = health.last_error.unwrap_or_default();
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("audit log unavailable: {reason}\n"))
+            .into_response();
+    }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {

@@ -30,6 +30,81 @@ pub struct PlatformConfig {
     /// The API documentation pages.
     #[serde(default)]
     pub docs: DocsConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// `audit:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuditSettings {
+    /// `strict` (default): a response leaves only after its record is durable, and when the
+    /// log cannot be written the server answers 503 instead of serving unaudited.
+    /// `relaxed`: records are buffered; when the buffer is full or the disk fails, records
+    /// are dropped and counted.
+    #[serde(default)]
+    pub mode: AuditMode,
+    /// The least a model's records keep, whatever its manifest says.
+    #[serde(default)]
+    pub minimum_level: palisade_bundle::manifest::AuditLevel,
+    /// Payload fields redacted for every model (added to each model's own list).
+    #[serde(default)]
+    pub redact: Vec<String>,
+    /// This replica's name in the chain (default: the host name).
+    #[serde(default)]
+    pub replica_id: Option<String>,
+    /// Segment files rotate past this size.
+    #[serde(default = "segment_bytes")]
+    pub segment_max_bytes: u64,
+    /// Segment files rotate after this age.
+    #[serde(default = "hour", deserialize_with = "duration")]
+    pub segment_max_age: Duration,
+    /// A signed checkpoint every this many records...
+    #[serde(default = "thousand")]
+    pub checkpoint_every: u64,
+    /// ...or after this time.
+    #[serde(default = "ten_seconds", deserialize_with = "duration")]
+    pub checkpoint_interval: Duration,
+}
+
+/// Durability of the audit log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// Durable before the response (default).
+    #[default]
+    Strict,
+    /// Buffered; drops counted.
+    Relaxed,
+}
+
+fn segment_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn hour() -> Duration {
+    Duration::from_secs(3600)
+}
+fn thousand() -> u64 {
+    1000
+}
+fn ten_seconds() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            mode: AuditMode::Strict,
+            minimum_level: palisade_bundle::manifest::AuditLevel::Metadata,
+            redact: Vec::new(),
+            replica_id: None,
+            segment_max_bytes: segment_bytes(),
+            segment_max_age: hour(),
+            checkpoint_every: thousand(),
+            checkpoint_interval: ten_seconds(),
+        }
+    }
 }
 
 /// `authentication:`

@@ -26,6 +26,8 @@ pub struct ServedModel {
     pub model: Arc<dyn Model>,
     /// What authorization knows of the model: namespace, name, labels, owners.
     pub target: Arc<palisade_policy::TargetModel>,
+    /// What the audit log keeps of the model's requests (the manifest's `audit:`).
+    pub audit: palisade_bundle::manifest::AuditSection,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -55,6 +57,7 @@ impl ServedModel {
         });
         Ok(ServedModel {
             target,
+            audit: manifest.audit.clone(),
             id: bundle.manifest.model_ref(),
             digest: bundle.digest.clone(),
             description: bundle.manifest.description.clone(),

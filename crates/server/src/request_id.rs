@@ -21,16 +21,114 @@ impl RequestId {
     }
 }
 
-/// Gives the request a fresh id (time-ordered UUIDv7), runs it inside a span carrying that id,
-/// and returns the id in `x-request-id`. A caller-sent `x-request-id` is not trusted as ours.
+/// The W3C trace context of a request: the caller's trace id (from a valid `traceparent`)
+/// or a new one, and this server's span id within it.
+#[derive(Debug, Clone)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// 16 lower-case hex digits: the server's span.
+    pub span_id: String,
+    /// Whether the caller's trace is sampled.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// Continues a valid `traceparent` (version 00), or starts a new trace.
+    pub fn from_header(header: Option<&str>) -> TraceContext {
+        let span_id = random_hex(8);
+        if let Some((trace_id, sampled)) = header.and_then(parse_traceparent) {
+            return TraceContext { trace_id, span_id, sampled };
+        }
+        TraceContext { trace_id: random_hex(16), span_id, sampled: true }
+    }
+
+    /// The `traceparent` value naming this server's span.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, if self.sampled { "01" } else { "00" })
+    }
+}
+
+/// `bytes` random bytes as lower-case hex.
+fn random_hex(bytes: usize) -> String {
+    let mut hex = uuid::Uuid::new_v4().simple().to_string();
+    if bytes * 2 < hex.len() {
+        hex.truncate(bytes * 2);
+    }
+    hex
+}
+
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>`; all-zero ids are invalid.
+fn parse_traceparent(value: &str) -> Option<(String, bool)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if version != "00"
+        || parts.next().is_some()
+        || !hex(trace_id, 32)
+        || !hex(parent_id, 16)
+        || !hex(flags, 2)
+    {
+        return None;
+    }
+    if trace_id.bytes().all(|b| b == b'0') || parent_id.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
+    Some((trace_id.to_owned(), sampled))
+}
+
+/// Gives the request a fresh id (time-ordered UUIDv7) and a W3C trace context, runs it
+/// inside a span carrying both, and returns the id in `x-request-id` and the context in
+/// `traceparent`. A caller-sent `x-request-id` is not trusted as ours.
 pub(crate) async fn assign(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::now_v7().to_string();
+    let trace = TraceContext::from_header(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    req.extensions_mut().insert(trace.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %trace.trace_id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
     let mut response = next.run(req).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
+    if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
+        response.headers_mut().insert("traceparent", value);
+    }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_continued_when_valid() {
+        let t = TraceContext::from_header(Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert!(t.sampled);
+        assert_eq!(t.span_id.len(), 16);
+        assert!(t.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "garbage",
+        ] {
+            assert_ne!(
+                TraceContext::from_header(Some(bad)).trace_id,
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{bad}"
+            );
+        }
+        assert_eq!(TraceContext::from_header(None).trace_id.len(), 32);
+    }
 }

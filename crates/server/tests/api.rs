@@ -235,6 +235,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             owners: palisade_bundle::manifest::Owners::new(vec![owner]).unwrap(),
             model,
             target,
+            audit: Default::default(),
         },
         true,
     );
@@ -403,7 +404,7 @@ async fn swagger_ui_is_served_from_embedded_assets() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     /// Whatever the body, the answer is a clean 4xx or a 200: never a 500, never a panic.
     #[test]

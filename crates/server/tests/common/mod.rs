@@ -90,9 +90,24 @@ pub fn app_with(
     platform: Platform,
     policy_dir: Option<PathBuf>,
 ) -> TestApp {
+    app_full(home, registry, engine, config, platform, policy_dir, None)
+}
+
+/// Everything configurable, including the audit log's storage-failure hook.
+pub fn app_full(
+    home: &Path,
+    registry: Registry,
+    engine: EngineConfig,
+    config: ServerConfig,
+    platform: Platform,
+    policy_dir: Option<PathBuf>,
+    faults: Option<palisade_audit::FaultInjection>,
+) -> TestApp {
+    let audit =
+        palisade_server::AuditHandle::open(&home.join("audit"), &platform.config.audit, faults).unwrap();
     let security = security_for(home, &registry, platform, policy_dir);
     let token = token_for(&security, "alice", "alice@example.com");
-    let state = AppState::new(registry, Engine::start(engine).unwrap(), security, config).unwrap();
+    let state = AppState::new(registry, Engine::start(engine).unwrap(), security, audit, config).unwrap();
     TestApp { router: palisade_server::app(state.clone()), state, token }
 }
 

@@ -1,0 +1,77 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while appending to, opening or reading an audit log.
+///
+/// Messages name the file involved and never contain key material or payloads.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A file or directory could not be read, written or created.
+    #[error("{}: {action}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was being done (`cannot read`, `cannot create`, ...).
+        action: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log cannot make records durable right now (disk full, I/O error, ...).
+    ///
+    /// In strict mode every append fails with this error until a later write succeeds; the
+    /// server answers 503 rather than serving a prediction without its record.
+    #[error("audit log unavailable: {0}")]
+    Unavailable(String),
+    /// The log was closed; no more records are accepted.
+    #[error("audit log is closed")]
+    Closed,
+    /// Another process (or another [`AuditLog`](crate::AuditLog) in this one) holds the
+    /// log's directory.
+    #[error("{}: audit log is in use by another writer", path.display())]
+    Locked {
+        /// The log's directory.
+        path: PathBuf,
+    },
+    /// A file of the log is not in the expected format (found while opening or reading).
+    #[error("{}{}: {what}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line, when the problem is one line.
+        line: Option<u64>,
+        /// What is wrong.
+        what: String,
+    },
+    /// The replica key or a public key is missing, unreadable or malformed.
+    #[error("audit key: {0}")]
+    Key(String),
+    /// A redaction path does not follow the syntax documented in [`Redactor`](crate::Redactor).
+    #[error("redaction path {path:?}: {reason}")]
+    InvalidRedaction {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A query filter or a time value could not be parsed.
+    #[error("{0}")]
+    InvalidFilter(String),
+    /// A record could not be serialized (never expected with the crate's own types).
+    #[error("audit record cannot be serialized: {0}")]
+    Serialize(String),
+}
+
+impl AuditError {
+    /// Builds an [`AuditError::Io`].
+    pub(crate) fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
+        AuditError::Io { path: path.into(), action, source }
+    }
+
+    /// Builds an [`AuditError::Corrupt`].
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, line: Option<u64>, what: impl Into<String>) -> Self {
+        AuditError::Corrupt { path: path.into(), line, what: what.into() }
+    }
+}

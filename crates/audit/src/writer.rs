@@ -1,0 +1,964 @@
+//! The writer: one dedicated thread per log, fed by a bounded channel, committing records
+//! in groups (one `write` + one `fsync` per batch) and signing checkpoints.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{self, ChainFields, Hash, Sealed};
+use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint};
+use crate::key::{ReplicaKey, sync_dir};
+use crate::record::AuditRecord;
+use crate::segment::{self, segment_name};
+use crate::{AuditError, Timestamp};
+
+/// File name of the lock that keeps a second writer out of a log directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// How often a log that stays unwritable repeats its error.
+const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A callback that receives the duration of every segment fsync (for a histogram).
+pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
+
+/// When [`AuditLog::append`] resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// The future resolves once the record is durable (written and fsynced), or fails
+    /// with [`AuditError::Unavailable`] when it cannot be made durable. The default: the
+    /// server releases a response only after its record is durable.
+    #[default]
+    Strict,
+    /// The future resolves as soon as the record is queued. A full queue or a failed write
+    /// drops records; drops are counted in [`AuditStats::dropped`]. Opt-in.
+    Relaxed,
+}
+
+/// Settings of an [`AuditLog`]. Start from [`AuditConfig::default`] and change what you need.
+#[derive(Clone)]
+pub struct AuditConfig {
+    /// The replica's id, written in every record and checkpoint; the first record of a new
+    /// log chains from a genesis value derived from it. Default `local`.
+    pub replica_id: String,
+    /// Strict (default) or relaxed durability.
+    pub mode: Mode,
+    /// Records that may wait for the writer (at least 1). In strict mode a full queue
+    /// makes `append` wait; in relaxed mode it drops. Default 16384.
+    pub queue_capacity: usize,
+    /// Most records committed by one write + fsync (at least 1). Default 4096.
+    pub max_batch: usize,
+    /// A segment is closed once the next record would take it past this size (a single
+    /// larger record still gets a segment of its own). Default 64 MiB.
+    pub segment_max_bytes: u64,
+    /// A segment is closed before the first write after it has been open this long.
+    /// Default 1 h.
+    pub segment_max_age: Duration,
+    /// A checkpoint is written once this many records are not covered by one (at least 1).
+    /// Default 1000.
+    pub checkpoint_every: u64,
+    /// A checkpoint is written at the latest this long after the first record not covered
+    /// by one was committed. Default 10 s.
+    pub checkpoint_interval: Duration,
+    /// Receives the duration of every segment fsync.
+    pub fsync_observer: Option<FsyncObserver>,
+    /// Test hook: makes writes or fsyncs fail on demand (see [`FaultInjection`]). Leave
+    /// `None` in production.
+    pub fault_injection: Option<FaultInjection>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            replica_id: "local".to_owned(),
+            mode: Mode::Strict,
+            queue_capacity: 16_384,
+            max_batch: 4096,
+            segment_max_bytes: 64 * 1024 * 1024,
+            segment_max_age: Duration::from_secs(3600),
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(10),
+            fsync_observer: None,
+            fault_injection: None,
+        }
+    }
+}
+
+impl fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("replica_id", &self.replica_id)
+            .field("mode", &self.mode)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch", &self.max_batch)
+            .field("segment_max_bytes", &self.segment_max_bytes)
+            .field("segment_max_age", &self.segment_max_age)
+            .field("checkpoint_every", &self.checkpoint_every)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .field("fsync_observer", &self.fsync_observer.is_some())
+            .field("fault_injection", &self.fault_injection)
+            .finish()
+    }
+}
+
+/// A switchboard for simulating storage failures, shared between a test and the writer.
+///
+/// Tests run as root, so permissions cannot make a directory unwritable; instead the writer
+/// consults this hook right before each write (segment, checkpoint, repair) and each fsync,
+/// and fails that operation with an injected `StorageFull` error while it is armed. The
+/// failure then takes exactly the path a real `ENOSPC` or `EIO` would. It can only make the
+/// log fail, never weaken it, and costs two atomic loads per batch when present.
+#[derive(Debug, Clone, Default)]
+pub struct FaultInjection {
+    faults: Arc<Faults>,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    fail_writes: AtomicBool,
+    fail_syncs: AtomicBool,
+    sync_delay_micros: AtomicU64,
+}
+
+impl FaultInjection {
+    /// A hook with nothing armed.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// While `on`, every write fails as if the disk were full.
+    pub fn fail_writes(&self, on: bool) {
+        self.faults.fail_writes.store(on, Ordering::SeqCst);
+    }
+
+    /// While `on`, every fsync fails (after the write succeeded).
+    pub fn fail_syncs(&self, on: bool) {
+        self.faults.fail_syncs.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every fsync take at least `delay` longer (a slow disk).
+    pub fn delay_syncs(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.faults.sync_delay_micros.store(micros, Ordering::SeqCst);
+    }
+
+    fn before_write(&self) -> io::Result<()> {
+        if self.faults.fail_writes.load(Ordering::SeqCst) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "injected fault: no space left on device",
+            ));
+        }
+        Ok(())
+    }
+
+    fn before_sync(&self) -> io::Result<()> {
+        let delay = self.faults.sync_delay_micros.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
+        if self.faults.fail_syncs.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fault: fsync failed"));
+        }
+        Ok(())
+    }
+}
+
+fn before_write(faults: Option<&FaultInjection>) -> io::Result<()> {
+    faults.map_or(Ok(()), FaultInjection::before_write)
+}
+
+fn before_sync(faults: Option<&FaultInjection>) -> io::Result<()> {
+    faults.map_or(Ok(()), FaultInjection::before_sync)
+}
+
+/// What an append achieved.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Appended {
+    /// Strict mode: the record is durable at this position of the chain.
+    Durable {
+        /// The record's seq.
+        seq: u64,
+        /// The record's hash (lowercase hex).
+        hash: String,
+    },
+    /// Relaxed mode: the record is queued; it may still be dropped if a write fails.
+    Queued,
+    /// Relaxed mode: the queue was full and the record was dropped (and counted).
+    Dropped,
+}
+
+/// Whether the log can make records durable, for readiness probes and the 503 message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// False after a failed write, until a later write succeeds.
+    pub writable: bool,
+    /// The last write error, cleared by the next successful write.
+    pub last_error: Option<String>,
+    /// Records waiting for the writer.
+    pub queue_depth: u64,
+    /// The configured mode.
+    pub mode: Mode,
+    /// Whether the log was closed.
+    pub closed: bool,
+    /// The seq the next record will get (= records in the chain, for a complete log).
+    pub next_seq: u64,
+}
+
+/// Counters for metrics, read with [`AuditLog::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditStats {
+    /// Records waiting for the writer.
+    pub queue_depth: u64,
+    /// Records written and fsynced.
+    pub records_written: u64,
+    /// Bytes of records written and fsynced.
+    pub bytes_written: u64,
+    /// Batches taken from the queue (one group commit each, unless it failed).
+    pub batches: u64,
+    /// Segment fsyncs (one per batch, two when a batch crosses a segment boundary).
+    pub fsyncs: u64,
+    /// Total time spent in segment fsyncs.
+    pub fsync_time: Duration,
+    /// Relaxed mode: records dropped (queue full or write failed).
+    pub dropped: u64,
+    /// Failed segment writes or fsyncs.
+    pub write_errors: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
+    /// Failed checkpoint writes.
+    pub checkpoint_errors: u64,
+    /// Torn final lines (never acknowledged) truncated when the log was opened.
+    pub torn_tails_repaired: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue_depth: AtomicU64,
+    records_written: AtomicU64,
+    bytes_written: AtomicU64,
+    batches: AtomicU64,
+    fsyncs: AtomicU64,
+    fsync_nanos: AtomicU64,
+    dropped: AtomicU64,
+    write_errors: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_errors: AtomicU64,
+    torn_tails_repaired: AtomicU64,
+    next_seq: AtomicU64,
+    unwritable: AtomicBool,
+    closed: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn set_error(&self, error: Option<String>) {
+        self.unwritable.store(error.is_some(), Ordering::SeqCst);
+        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = error;
+    }
+}
+
+type Reply = oneshot::Sender<Result<Appended, AuditError>>;
+
+struct Job {
+    record: Box<AuditRecord>,
+    reply: Option<Reply>,
+}
+
+enum Command {
+    Append(Job),
+    Close(oneshot::Sender<Result<(), AuditError>>),
+}
+
+/// A handle to an open audit log. Cheap to clone; all clones feed the same writer thread.
+///
+/// The writer stops (after a final checkpoint) on [`AuditLog::close`], or when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    mode: Mode,
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditLog").field("dir", &self.inner.dir).field("mode", &self.inner.mode).finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `dir` and starts its writer thread.
+    ///
+    /// Creates the directory (mode 0700) and the replica key on first use; takes an
+    /// exclusive lock on the directory; truncates a torn final line left by a crash (it was
+    /// never acknowledged; counted in [`AuditStats::torn_tails_repaired`] and logged);
+    /// resumes the chain from the last record of the last segment. Blocks on file I/O.
+    pub fn open(dir: impl AsRef<Path>, config: AuditConfig) -> Result<Self, AuditError> {
+        let dir = dir.as_ref().to_path_buf();
+        let shared = Arc::new(Shared::default());
+        let writer = Writer::open(&dir, config, Arc::clone(&shared))?;
+        let mode = writer.config.mode;
+        let (tx, rx) = mpsc::channel(writer.config.queue_capacity);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("palisade-audit".to_owned())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build();
+                match runtime {
+                    Ok(runtime) => {
+                        let _ = started_tx.send(Ok(()));
+                        writer.run(rx, &runtime);
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| AuditError::io(&dir, "cannot start the audit writer thread", e))?;
+        match started_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(AuditError::io(&dir, "cannot start the audit writer's timer", e)),
+            Err(_) => return Err(AuditError::Unavailable("the audit writer thread exited at start".into())),
+        }
+        Ok(Self { inner: Arc::new(Inner { dir, mode, tx, shared }) })
+    }
+
+    /// Appends a record.
+    ///
+    /// Strict mode: resolves to [`Appended::Durable`] once the record is written and
+    /// fsynced (waiting for queue space if needed), or to [`AuditError::Unavailable`] when
+    /// it cannot be made durable. Relaxed mode: resolves at once to [`Appended::Queued`] or
+    /// [`Appended::Dropped`]. [`AuditError::Closed`] after [`close`](Self::close).
+    ///
+    /// The writer sets `schema`, `replica_id`, `seq`, `prev_hash` and `hash`, an
+    /// `event_id` if nil and `received` if no timestamp is set, and drops payloads the
+    /// record's `level` does not allow. The future does not borrow `self`.
+    pub fn append(
+        &self,
+        record: AuditRecord,
+    ) -> impl Future<Output = Result<Appended, AuditError>> + Send + 'static + use<> {
+        let inner = Arc::clone(&self.inner);
+        async move {
+            let shared = &inner.shared;
+            if shared.closed.load(Ordering::SeqCst) {
+                return Err(AuditError::Closed);
+            }
+            match inner.mode {
+                Mode::Strict => {
+                    let (reply, done) = oneshot::channel();
+                    shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+                    if inner
+                        .tx
+                        .send(Command::Append(Job { record: Box::new(record), reply: Some(reply) }))
+                        .await
+                        .is_err()
+                    {
+                        shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                        return Err(AuditError::Closed);
+                    }
+                    done.await.unwrap_or(Err(AuditError::Closed))
+                }
+                Mode::Relaxed => {
+                    shared.queue_depth.fetch_add(1, Ordering::Relaxed);
+                    match inner.tx.try_send(Command::Append(Job { record: Box::new(record), reply: None })) {
+                        Ok(()) => Ok(Appended::Queued),
+                        Err(e) => {
+                            shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                            match e {
+                                mpsc::error::TrySendError::Full(_) => {
+                                    Shared::add(&shared.dropped, 1);
+                                    Ok(Appended::Dropped)
+                                }
+                                mpsc::error::TrySendError::Closed(_) => Err(AuditError::Closed),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits everything queued, writes a final checkpoint and stops the writer; later
+    /// appends fail with [`AuditError::Closed`]. Returns once the directory lock is released.
+    /// Calling it again is harmless.
+    pub async fn close(&self) -> Result<(), AuditError> {
+        self.inner.shared.closed.store(true, Ordering::SeqCst);
+        let (reply, done) = oneshot::channel();
+        if self.inner.tx.send(Command::Close(reply)).await.is_err() {
+            return Ok(());
+        }
+        done.await.unwrap_or(Ok(()))
+    }
+
+    /// Whether the log can make records durable right now.
+    pub fn health(&self) -> Health {
+        let shared = &self.inner.shared;
+        Health {
+            writable: !shared.unwritable.load(Ordering::SeqCst),
+            last_error: shared.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            queue_depth: shared.queue_depth.load(Ordering::Relaxed),
+            mode: self.inner.mode,
+            closed: shared.closed.load(Ordering::SeqCst),
+            next_seq: shared.next_seq.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> AuditStats {
+        let s = &self.inner.shared;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        AuditStats {
+            queue_depth: get(&s.queue_depth),
+            records_written: get(&s.records_written),
+            bytes_written: get(&s.bytes_written),
+            batches: get(&s.batches),
+            fsyncs: get(&s.fsyncs),
+            fsync_time: Duration::from_nanos(get(&s.fsync_nanos)),
+            dropped: get(&s.dropped),
+            write_errors: get(&s.write_errors),
+            checkpoints: get(&s.checkpoints),
+            checkpoint_errors: get(&s.checkpoint_errors),
+            torn_tails_repaired: get(&s.torn_tails_repaired),
+        }
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}
+
+/// The segment being appended to.
+struct OpenSegment {
+    file: File,
+    name: String,
+    path: PathBuf,
+    /// Bytes written, durable or not.
+    len: u64,
+    /// Bytes known durable; a failed write is cut back to this.
+    committed_len: u64,
+    opened: Instant,
+}
+
+/// A record of a batch waiting for its fsync.
+struct Pending {
+    reply: Option<Reply>,
+    seq: u64,
+    hash: Hash,
+}
+
+/// The writer thread's state. Invariant: everything up to `committed_*` is durable;
+/// `next_seq`/`head` run ahead only while a batch is being written.
+struct Writer {
+    dir: PathBuf,
+    config: AuditConfig,
+    shared: Arc<Shared>,
+    key: ReplicaKey,
+    key_id: String,
+    _lock: File,
+    segment: Option<OpenSegment>,
+    checkpoints: File,
+    checkpoints_path: PathBuf,
+    checkpoints_committed_len: u64,
+    checkpoints_need_repair: bool,
+    next_seq: u64,
+    head: Hash,
+    committed_seq: u64,
+    committed_head: Hash,
+    last_record_segment: Option<String>,
+    needs_repair: bool,
+    checkpointed_seq: Option<u64>,
+    uncovered_since: Option<Instant>,
+    last_failure_log: Option<Instant>,
+}
+
+/// Renders an error with its sources, for `Unavailable` messages and logs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl Writer {
+    fn open(dir: &Path, mut config: AuditConfig, shared: Arc<Shared>) -> Result<Self, AuditError> {
+        config.queue_capacity = config.queue_capacity.max(1);
+        config.max_batch = config.max_batch.max(1);
+        config.checkpoint_every = config.checkpoint_every.max(1);
+        create_dir(dir)?;
+        let lock = lock_dir(dir)?;
+        let key = ReplicaKey::load_or_create(dir)?;
+        let key_id = key.public().key_id();
+
+        let (segments, odd) = segment::list(dir)?;
+        if !odd.is_empty() {
+            tracing::warn!(files = ?odd, dir = %dir.display(), "ignoring files that look like audit segments but are misnamed");
+        }
+        let mut repaired = 0;
+        if let Some(last) = segments.last() {
+            let removed = segment::repair_torn_tail(&last.path)?;
+            if removed > 0 {
+                tracing::warn!(
+                    segment = %last.name, bytes = removed,
+                    "truncated a torn final audit record (a crash interrupted its write; it was never acknowledged)"
+                );
+                repaired += 1;
+            }
+        }
+
+        // Resume the chain from the last record on disk.
+        let mut resume = None;
+        for seg in segments.iter().rev() {
+            if let Some(line) = segment::last_line(&seg.path)? {
+                resume = Some((seg, line));
+                break;
+            }
+        }
+        let last_segment_empty = match (&resume, segments.last()) {
+            (Some((seg, _)), Some(last)) => seg.first_seq != last.first_seq,
+            _ => true,
+        };
+        let (next_seq, head, last_record_segment) = match resume {
+            None => (0, chain::genesis(&config.replica_id), None),
+            Some((seg, line)) => {
+                let corrupt = |what: &str| {
+                    AuditError::corrupt(
+                        &seg.path,
+                        None,
+                        format!("last record: {what}; run `palisade audit verify` before appending"),
+                    )
+                };
+                let record: ChainFields =
+                    serde_json::from_slice(&line).map_err(|e| corrupt(&format!("invalid JSON ({e})")))?;
+                let sealed = Sealed::split(&line).ok_or_else(|| corrupt("no well-formed hash field"))?;
+                let prev =
+                    chain::parse_hash(&record.prev_hash).ok_or_else(|| corrupt("malformed prev_hash"))?;
+                if sealed.compute(&prev) != sealed.claimed() {
+                    return Err(corrupt("hash mismatch"));
+                }
+                let next = record.seq.checked_add(1).ok_or_else(|| corrupt("seq is at its maximum"))?;
+                (next, sealed.claimed(), Some(seg.name.clone()))
+            }
+        };
+
+        let segment = match segments.last() {
+            Some(last) if last.first_seq > next_seq || (last_segment_empty && last.first_seq != next_seq) => {
+                return Err(AuditError::corrupt(
+                    &last.path,
+                    None,
+                    format!(
+                        "segment is named for seq {} but the chain continues at seq {next_seq}",
+                        last.first_seq
+                    ),
+                ));
+            }
+            Some(last) => {
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&last.path)
+                    .map_err(|e| AuditError::io(&last.path, "cannot open", e))?;
+                let len = file.metadata().map_err(|e| AuditError::io(&last.path, "cannot stat", e))?.len();
+                Some(OpenSegment {
+                    file,
+                    name: last.name.clone(),
+                    path: last.path.clone(),
+                    len,
+                    committed_len: len,
+                    opened: Instant::now(),
+                })
+            }
+            None => None,
+        };
+
+        let checkpoints_path = dir.join(CHECKPOINT_FILE);
+        let checkpoints = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&checkpoints_path)
+            .map_err(|e| AuditError::io(&checkpoints_path, "cannot open", e))?;
+        let removed = segment::repair_torn_tail(&checkpoints_path)?;
+        if removed > 0 {
+            tracing::warn!(bytes = removed, "truncated a torn final audit checkpoint");
+            repaired += 1;
+        }
+        let checkpoints_committed_len =
+            checkpoints.metadata().map_err(|e| AuditError::io(&checkpoints_path, "cannot stat", e))?.len();
+        let checkpointed_seq = segment::last_line(&checkpoints_path)?
+            .and_then(|line| serde_json::from_slice::<Checkpoint>(&line).ok())
+            .map(|cp| cp.seq);
+        if let Some(seq) = checkpointed_seq.filter(|&seq| seq >= next_seq) {
+            return Err(AuditError::corrupt(
+                &checkpoints_path,
+                None,
+                format!(
+                    "the last checkpoint covers seq {seq} but the log ends before seq {next_seq}: records were removed; \
+                     run `palisade audit verify`, and move the directory aside to start a new chain"
+                ),
+            ));
+        }
+        sync_dir(dir)?;
+
+        shared.torn_tails_repaired.store(repaired, Ordering::Relaxed);
+        shared.next_seq.store(next_seq, Ordering::SeqCst);
+        let uncovered = checkpointed_seq.map_or(next_seq > 0, |seq| seq + 1 < next_seq);
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+            shared,
+            key,
+            key_id,
+            _lock: lock,
+            segment,
+            checkpoints,
+            checkpoints_path,
+            checkpoints_committed_len,
+            checkpoints_need_repair: false,
+            next_seq,
+            head,
+            committed_seq: next_seq,
+            committed_head: head,
+            last_record_segment,
+            needs_repair: false,
+            checkpointed_seq,
+            uncovered_since: uncovered.then(Instant::now),
+            last_failure_log: None,
+        })
+    }
+
+    /// The writer thread's loop: take everything queued, commit it, checkpoint when due.
+    fn run(mut self, mut rx: mpsc::Receiver<Command>, runtime: &tokio::runtime::Runtime) {
+        let close = loop {
+            let wait = self.checkpoint_due_in();
+            let received = runtime.block_on(async {
+                match wait {
+                    Some(wait) => tokio::time::timeout(wait, rx.recv()).await.ok(),
+                    None => Some(rx.recv().await),
+                }
+            });
+            let first = match received {
+                None => {
+                    self.checkpoint_if_due(false);
+                    continue;
+                }
+                Some(None) => break None,
+                Some(Some(command)) => command,
+            };
+            let mut batch = Vec::new();
+            let mut close = None;
+            match first {
+                Command::Append(job) => batch.push(job),
+                Command::Close(reply) => close = Some(reply),
+            }
+            while close.is_none() && batch.len() < self.config.max_batch {
+                match rx.try_recv() {
+                    Ok(Command::Append(job)) => batch.push(job),
+                    Ok(Command::Close(reply)) => close = Some(reply),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.shared.queue_depth.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                self.write_batch(batch);
+            }
+            self.checkpoint_if_due(false);
+            if close.is_some() {
+                break close;
+            }
+        };
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let result = self.finish();
+        let shared = Arc::clone(&self.shared);
+        // Files and the directory lock are released before anyone hears that we closed.
+        drop(self);
+        drop(rx);
+        shared.queue_depth.store(0, Ordering::Relaxed);
+        if let Some(reply) = close {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Commits one batch: seals each record onto the chain, writes them, fsyncs, then
+    /// answers every waiter. On failure rolls the chain back and fails the whole batch.
+    fn write_batch(&mut self, batch: Vec<Job>) {
+        Shared::add(&self.shared.batches, 1);
+        if let Err(e) = self.prepare() {
+            return self.fail(Vec::new(), batch.into_iter().map(|j| j.reply), &e);
+        }
+        let mut buf = Vec::new();
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
+        while let Some(Job { mut record, reply }) = jobs.next() {
+            record.normalize(&self.config.replica_id);
+            let (line, hash) = match chain::seal(&mut record, self.next_seq, &self.head) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit record refused");
+                    match reply {
+                        Some(reply) => drop(reply.send(Err(e))),
+                        None => Shared::add(&self.shared.dropped, 1),
+                    }
+                    continue;
+                }
+            };
+            if self.must_rotate(buf.len() as u64, line.len() as u64)
+                && let Err(e) = self.flush(&mut buf, &mut pending).and_then(|()| self.rotate())
+            {
+                let rest = std::iter::once(reply).chain(jobs.map(|j| j.reply));
+                return self.fail(pending, rest, &e);
+            }
+            buf.extend_from_slice(&line);
+            pending.push(Pending { reply, seq: self.next_seq, hash });
+            self.next_seq += 1;
+            self.head = hash;
+        }
+        if let Err(e) = self.flush(&mut buf, &mut pending) {
+            self.fail(pending, std::iter::empty(), &e);
+        }
+    }
+
+    /// Before a batch: cuts back what a failed write left behind, closes an old segment.
+    fn prepare(&mut self) -> Result<(), AuditError> {
+        if self.needs_repair {
+            if let Some(seg) = &mut self.segment {
+                before_write(self.config.fault_injection.as_ref())
+                    .and_then(|()| seg.file.set_len(seg.committed_len))
+                    .and_then(|()| seg.file.sync_all())
+                    .map_err(|e| AuditError::io(&seg.path, "cannot cut back a failed write", e))?;
+                seg.len = seg.committed_len;
+            }
+            self.needs_repair = false;
+        }
+        if let Some(seg) = &self.segment
+            && seg.len > 0
+            && seg.opened.elapsed() >= self.config.segment_max_age
+        {
+            self.segment = None;
+        }
+        Ok(())
+    }
+
+    fn must_rotate(&self, buffered: u64, line: u64) -> bool {
+        match &self.segment {
+            None => true,
+            Some(seg) => {
+                let used = seg.len + buffered;
+                used > 0 && used + line > self.config.segment_max_bytes
+            }
+        }
+    }
+
+    /// Starts the segment whose first record is `next_seq`.
+    fn rotate(&mut self) -> Result<(), AuditError> {
+        let name = segment_name(self.next_seq);
+        let path = self.dir.join(&name);
+        let file = before_write(self.config.fault_injection.as_ref())
+            .and_then(|()| OpenOptions::new().create(true).append(true).open(&path))
+            .map_err(|e| AuditError::io(&path, "cannot create segment", e))?;
+        let len = file.metadata().map_err(|e| AuditError::io(&path, "cannot stat", e))?.len();
+        if len != 0 {
+            return Err(AuditError::corrupt(&path, None, "a new segment's file already holds data"));
+        }
+        sync_dir(&self.dir)?;
+        self.segment =
+            Some(OpenSegment { file, name, path, len: 0, committed_len: 0, opened: Instant::now() });
+        Ok(())
+    }
+
+    /// Writes and fsyncs the buffered lines, then acknowledges their records.
+    fn flush(&mut self, buf: &mut Vec<u8>, pending: &mut Vec<Pending>) -> Result<(), AuditError> {
+        let Some(last) = pending.last() else { return Ok(()) };
+        let (last_seq, last_hash) = (last.seq, last.hash);
+        let faults = self.config.fault_injection.as_ref();
+        let Some(seg) = &mut self.segment else {
+            return Err(AuditError::Unavailable("no segment is open".into()));
+        };
+        before_write(faults)
+            .and_then(|()| seg.file.write_all(buf))
+            .map_err(|e| AuditError::io(&seg.path, "cannot write", e))?;
+        seg.len += buf.len() as u64;
+        let started = Instant::now();
+        before_sync(faults)
+            .and_then(|()| seg.file.sync_data())
+            .map_err(|e| AuditError::io(&seg.path, "cannot fsync", e))?;
+        let took = started.elapsed();
+        seg.committed_len = seg.len;
+
+        self.committed_seq = last_seq + 1;
+        self.committed_head = last_hash;
+        if self.last_record_segment.as_deref() != Some(&seg.name) {
+            self.last_record_segment = Some(seg.name.clone());
+        }
+        self.uncovered_since.get_or_insert_with(Instant::now);
+        let shared = &self.shared;
+        Shared::add(&shared.fsyncs, 1);
+        Shared::add(&shared.fsync_nanos, u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+        Shared::add(&shared.records_written, pending.len() as u64);
+        Shared::add(&shared.bytes_written, buf.len() as u64);
+        shared.next_seq.store(self.committed_seq, Ordering::SeqCst);
+        if shared.unwritable.load(Ordering::SeqCst) {
+            shared.set_error(None);
+            tracing::info!("audit log is writable again");
+        }
+        if let Some(observe) = &self.config.fsync_observer {
+            observe(took);
+        }
+        for p in pending.drain(..) {
+            if let Some(reply) = p.reply {
+                let _ = reply.send(Ok(Appended::Durable { seq: p.seq, hash: hex::encode(p.hash) }));
+            }
+        }
+        buf.clear();
+        Ok(())
+    }
+
+    /// Rolls the chain back to the last durable record and fails every record of the batch.
+    fn fail(&mut self, pending: Vec<Pending>, rest: impl Iterator<Item = Option<Reply>>, error: &AuditError) {
+        let reason = error_chain(error);
+        self.next_seq = self.committed_seq;
+        self.head = self.committed_head;
+        self.needs_repair = true;
+        Shared::add(&self.shared.write_errors, 1);
+        let was_writable = !self.shared.unwritable.load(Ordering::SeqCst);
+        self.shared.set_error(Some(reason.clone()));
+        let mut failed = 0;
+        for reply in pending.into_iter().map(|p| p.reply).chain(rest) {
+            failed += 1;
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(AuditError::Unavailable(reason.clone())));
+            }
+        }
+        if self.config.mode == Mode::Relaxed {
+            Shared::add(&self.shared.dropped, failed);
+        }
+        // Loud when the log becomes unwritable, then at most every 10 s while it stays so.
+        let loud =
+            was_writable || self.last_failure_log.is_none_or(|at| at.elapsed() >= FAILURE_LOG_INTERVAL);
+        if !loud {
+            tracing::debug!(error = %reason, records = failed, "audit log write failed again");
+            return;
+        }
+        self.last_failure_log = Some(Instant::now());
+        match self.config.mode {
+            Mode::Strict => tracing::error!(
+                error = %reason, records = failed,
+                "audit log write failed: appends fail (the server answers 503) until a write succeeds"
+            ),
+            Mode::Relaxed => {
+                tracing::error!(error = %reason, records = failed, "audit log write failed: records dropped")
+            }
+        }
+    }
+
+    /// How long until a checkpoint falls due by time; `None` when every record is covered.
+    fn checkpoint_due_in(&self) -> Option<Duration> {
+        let since = self.uncovered_since?;
+        Some(self.config.checkpoint_interval.saturating_sub(since.elapsed()))
+    }
+
+    fn checkpoint_if_due(&mut self, force: bool) {
+        let Some(head_seq) = self.committed_seq.checked_sub(1) else { return };
+        if self.checkpointed_seq == Some(head_seq) {
+            self.uncovered_since = None;
+            return;
+        }
+        let uncovered = self.committed_seq - self.checkpointed_seq.map_or(0, |s| s + 1);
+        let late =
+            self.uncovered_since.is_some_and(|since| since.elapsed() >= self.config.checkpoint_interval);
+        if (force || late || uncovered >= self.config.checkpoint_every)
+            && let Err(e) = self.write_checkpoint(head_seq)
+        {
+            let reason = error_chain(&e);
+            Shared::add(&self.shared.checkpoint_errors, 1);
+            self.checkpoints_need_repair = true;
+            // Retry after another interval (or sooner, on the record count).
+            self.uncovered_since = Some(Instant::now());
+            tracing::error!(error = %reason, "cannot write an audit checkpoint");
+        }
+    }
+
+    fn write_checkpoint(&mut self, head_seq: u64) -> Result<(), AuditError> {
+        let Some(segment) = self.last_record_segment.clone() else { return Ok(()) };
+        let mut checkpoint = Checkpoint {
+            schema: CHECKPOINT_SCHEMA.to_owned(),
+            seq: head_seq,
+            hash: hex::encode(self.committed_head),
+            segment,
+            time: Timestamp::now(),
+            replica_id: self.config.replica_id.clone(),
+            key_id: self.key_id.clone(),
+            signature: String::new(),
+        };
+        let line = checkpoint.seal(&self.key).map_err(|e| AuditError::Serialize(e.to_string()))?;
+        let faults = self.config.fault_injection.as_ref();
+        let path = &self.checkpoints_path;
+        if self.checkpoints_need_repair {
+            before_write(faults)
+                .and_then(|()| self.checkpoints.set_len(self.checkpoints_committed_len))
+                .map_err(|e| AuditError::io(path, "cannot cut back a failed write", e))?;
+            self.checkpoints_need_repair = false;
+        }
+        before_write(faults)
+            .and_then(|()| self.checkpoints.write_all(&line))
+            .and_then(|()| before_sync(faults))
+            .and_then(|()| self.checkpoints.sync_data())
+            .map_err(|e| AuditError::io(path, "cannot write checkpoint", e))?;
+        self.checkpoints_committed_len += line.len() as u64;
+        self.checkpointed_seq = Some(head_seq);
+        self.uncovered_since = None;
+        Shared::add(&self.shared.checkpoints, 1);
+        Ok(())
+    }
+
+    /// On close: a final checkpoint over everything committed.
+    fn finish(&mut self) -> Result<(), AuditError> {
+        self.checkpoint_if_due(true);
+        match self.committed_seq.checked_sub(1) {
+            Some(head) if self.checkpointed_seq != Some(head) => {
+                Err(AuditError::Unavailable("the final audit checkpoint could not be written".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), AuditError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| AuditError::io(dir, "cannot create", e))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| AuditError::io(&path, "cannot open", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(AuditError::Locked { path: dir.to_path_buf() }),
+        Err(fs::TryLockError::Error(e)) => Err(AuditError::io(&path, "cannot lock", e)),
+    }
+}

@@ -1,0 +1,143 @@
+//! `palisade audit verify|query|tail`: the auditor's view of the trail. Read-only, so they
+//! work while a server is writing.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use palisade_audit::{AuditRecord, Filter, PublicKey, TailOptions, VerifyOptions};
+use serde_json::json;
+
+use crate::cli::{AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
+use crate::failure::Failure;
+
+fn dir(home: &Path, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+    let dir = flag.clone().unwrap_or_else(|| home.join("audit"));
+    if !dir.is_dir() {
+        return Err(Failure::usage(format!("no audit log at {}", dir.display()))
+            .hint("the server writes it under HOME/audit; pass --home or --dir"));
+    }
+    Ok(dir)
+}
+
+/// `audit verify`
+pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
+    let dir = dir(home, &args.dir)?;
+    let public_key = match &args.public_key {
+        Some(text) => Some(PublicKey::from_base64(text).map_err(Failure::usage)?),
+        None => None,
+    };
+    let report = palisade_audit::verify(&dir, &VerifyOptions { from_seq: args.from, public_key })
+        .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
+    match args.output {
+        OutputFormat::Json => {
+            let problem = report.first_problem.as_ref().map(|p| {
+                json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
+            });
+            crate::output::json(&json!({
+                "ok": report.ok,
+                "records": report.records,
+                "segments": report.segments,
+                "checkpoints": report.checkpoints,
+                "checkpoints_matched": report.checkpoints_matched,
+                "first_seq": report.first_seq,
+                "last_seq": report.last_seq,
+                "head": report.head,
+                "unsigned_records": report.unsigned_records,
+                "incomplete_tail": report.incomplete_tail,
+                "first_problem": problem,
+            }))?;
+        }
+        OutputFormat::Text => print!("{report}"),
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        let problem = report.first_problem.map(|p| p.to_string()).unwrap_or_default();
+        Err(Failure::data(format!("the audit trail was modified: {problem}"))
+            .hint("see docs/audit.md for what each finding means"))
+    }
+}
+
+fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write) -> Result<(), Failure> {
+    let result = match format {
+        OutputFormat::Json => serde_json::to_writer(&mut *out, record)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        OutputFormat::Text => {
+            let time = record.received.or(record.completed).map(|t| t.to_string()).unwrap_or_default();
+            let who = record
+                .request_principal
+                .clone()
+                .or_else(|| record.peer_identity.clone())
+                .or_else(|| record.config.as_ref().map(|c| c.who.clone()))
+                .unwrap_or_else(|| "-".to_owned());
+            let model = record
+                .model
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |m| format!("{}/{}", m.namespace, m.name));
+            let decision = record.authz.as_ref().map_or_else(|| "-".to_owned(), |a| a.decision.to_string());
+            let what = match &record.config {
+                Some(change) => format!("config {}", change.what),
+                None => format!(
+                    "{} {}",
+                    record.method.as_deref().unwrap_or("-"),
+                    record.path.as_deref().unwrap_or("-")
+                ),
+            };
+            writeln!(
+                out,
+                "{time} #{} {} {what} {model} {decision} who={who} request_id={}",
+                record.seq,
+                record.status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                record.request_id.as_deref().unwrap_or("-"),
+            )
+        }
+    };
+    result.map_err(|e| Failure::other(format!("cannot write: {e}")))
+}
+
+/// `audit query`
+pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
+    let dir = dir(home, &args.dir)?;
+    let parse_time = |t: &Option<String>, flag: &str| -> Result<_, Failure> {
+        t.as_deref().map(|t| t.parse().map_err(|e| Failure::usage(format!("--{flag}: {e}")))).transpose()
+    };
+    let filter = Filter {
+        from: parse_time(&args.from, "from")?,
+        to: parse_time(&args.to, "to")?,
+        principal: args.principal.clone(),
+        model: args.model.clone(),
+        decision: args.decision.as_deref().map(str::parse).transpose().map_err(Failure::usage)?,
+        status: args.status.as_deref().map(str::parse).transpose().map_err(Failure::usage)?,
+        request_id: args.request_id.clone(),
+        kind: None,
+        limit: args.limit,
+    };
+    let records = palisade_audit::query(&dir, filter)
+        .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for record in records {
+        let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
+        print_record(&record, args.output, &mut out)?;
+    }
+    Ok(())
+}
+
+/// `audit tail [-f]`
+pub fn tail(home: &Path, args: &AuditTailArgs) -> Result<(), Failure> {
+    let dir = dir(home, &args.dir)?;
+    let tail = palisade_audit::Tail::open(
+        &dir,
+        TailOptions { last: args.lines, follow: args.follow, ..TailOptions::default() },
+    )
+    .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
+    let stdout = std::io::stdout();
+    for record in tail {
+        let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
+        let mut out = stdout.lock();
+        print_record(&record, args.output, &mut out)?;
+        let _ = out.flush();
+    }
+    Ok(())
+}
