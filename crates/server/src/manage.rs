@@ -198,6 +198,23 @@ pub(crate) async fn apply(
         let _ = tokio::task::spawn_blocking(move || security.reload()).await;
         return bad_request(format!("the policy was refused when loaded with the others: {err}"));
     }
+    let change = palisade_audit::ConfigChange {
+        who: who(&caller),
+        what: format!("policy {namespace}/{name}"),
+        before_digest: previous.as_deref().map(digest),
+        after_digest: Some(digest(text.as_bytes())),
+    };
+    if let Err(err) = state.audit().append(palisade_audit::AuditRecord::config_change(change)).await {
+        // A change nobody can audit does not stay: undo it.
+        let _ = match &previous {
+            Some(bytes) => write_atomically(&dir, &file, bytes),
+            None => std::fs::remove_file(&file),
+        };
+        let security = state.security().clone();
+        let _ = tokio::task::spawn_blocking(move || security.reload()).await;
+        tracing::error!(error = %err, "policy change undone: its audit record could not be written");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("the audit log cannot be written ({err}); the change was not applied")}))).into_response();
+    }
     tracing::info!(policy = %format!("{namespace}/{name}"), created = previous.is_none(), "policy applied through the management API");
     let status = if previous.is_none() { StatusCode::CREATED } else { StatusCode::OK };
     (status, Json(json!({"applied": format!("{namespace}/{name}"), "created": previous.is_none()})))
@@ -229,8 +246,22 @@ pub(crate) async fn delete(
     if let Err(why) = may_change(&state, &claims, &policy) {
         return forbidden(why);
     }
+    let previous = std::fs::read(&policy.source_file).ok();
     if let Err(err) = std::fs::remove_file(&policy.source_file) {
         return ApiError::Inference(format!("cannot delete the policy: {err}")).into_response();
+    }
+    let change = palisade_audit::ConfigChange {
+        who: who(&caller),
+        what: format!("policy {namespace}/{name}"),
+        before_digest: previous.as_deref().map(digest),
+        after_digest: None,
+    };
+    if let Err(err) = state.audit().append(palisade_audit::AuditRecord::config_change(change)).await {
+        if let (Some(bytes), Some(dir)) = (&previous, policy.source_file.parent()) {
+            let _ = write_atomically(dir, &policy.source_file, bytes);
+        }
+        tracing::error!(error = %err, "policy deletion undone: its audit record could not be written");
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": format!("the audit log cannot be written ({err}); the policy was not deleted")}))).into_response();
     }
     let security = state.security().clone();
     if let Ok(Err(err)) = tokio::task::spawn_blocking(move || security.reload()).await {
@@ -355,6 +386,18 @@ pub(crate) async fn check(
         "dry_run": decision.dry_run.iter().map(|(p, allow)| json!({"policy": p.to_string(), "would_allow": allow})).collect::<Vec<_>>(),
     }))
     .into_response()
+}
+
+/// Who made a change, for its audit record: the token's principal.
+fn who(caller: &Option<Extension<Caller>>) -> String {
+    caller
+        .as_ref()
+        .and_then(|Extension(c)| c.token())
+        .map_or_else(|| "anonymous".to_owned(), |t| t.principal())
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", palisade_audit::sha256_hex(bytes))
 }
 
 fn write_atomically(dir: &std::path::Path, file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {

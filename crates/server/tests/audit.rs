@@ -1,0 +1,268 @@
+//! The audit layer: exactly one record per data-plane request (refusals included), with the
+//! caller, the decision, the model and digests; strict mode refuses to answer unaudited;
+//! payload levels redact; policy changes are audited too; the chain verifies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use palisade_audit::{AuditRecord, FaultInjection, Filter, VerifyOptions};
+use palisade_runtime::EngineConfig;
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::json;
+
+const MANIFEST: &str = "name: iris\nversion: \"1.0.0\"\nnamespace: ml\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    app: TestApp,
+    faults: FaultInjection,
+}
+
+fn setup(manifest: &str, config: ServerConfig) -> Setup {
+    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", manifest);
+    let registry = Registry::load(&store).unwrap();
+    let faults = FaultInjection::new();
+    let app = app_full(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        config,
+        Platform::defaults(),
+        None,
+        Some(faults.clone()),
+    );
+    Setup { tmp, app, faults }
+}
+
+fn records(s: &Setup) -> Vec<AuditRecord> {
+    let dir = s.tmp.path().join("home/audit");
+    palisade_audit::query(&dir, Filter::default())
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|r| r.config.is_none())
+        .collect()
+}
+
+fn request_id(reply: &Reply) -> String {
+    reply.headers["x-request-id"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn one_record_per_request_including_refusals() {
+    let s = setup(MANIFEST, ServerConfig { max_body_bytes: 4096, ..ServerConfig::default() });
+    let app = &s.app;
+    let stranger = token_with(app.state.security(), "bob", json!({"email": "bob@example.com"}));
+    let cases: Vec<(Reply, u16)> = vec![
+        (call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await, 200),
+        (call_as(app, None, "POST", "/v2/models/iris/infer", IRIS_ROW).await, 401),
+        (call_as(app, Some("garbage"), "POST", "/v2/models/iris/infer", IRIS_ROW).await, 401),
+        (call_as(app, Some(&stranger), "POST", "/v2/models/iris/infer", IRIS_ROW).await, 403),
+        (call(app, "POST", "/v2/models/nope/infer", IRIS_ROW).await, 404),
+        (call(app, "POST", "/v2/models/iris/infer", "{\"inputs\": 5}").await, 400),
+        (call(app, "POST", "/v2/models/iris/infer", vec![b' '; 8192]).await, 413),
+        (call(app, "GET", "/v2/models/iris", "").await, 200),
+        (call_as(app, None, "GET", "/nowhere", "").await, 401),
+    ];
+    // Health probes and the static docs are not audited.
+    for path in ["/v2/health/live", "/v2/health/ready", "/docs/", "/openapi.json"] {
+        assert_eq!(call_as(app, None, "GET", path, "").await.status, StatusCode::OK, "{path}");
+    }
+    let log = records(&s);
+    assert_eq!(log.len(), cases.len(), "exactly one record per audited request");
+    for (reply, status) in &cases {
+        assert_eq!(reply.status.as_u16(), *status);
+        let id = request_id(reply);
+        let matching: Vec<_> = log.iter().filter(|r| r.request_id.as_deref() == Some(id.as_str())).collect();
+        assert_eq!(matching.len(), 1, "request {id}");
+        assert_eq!(matching[0].status, Some(*status), "request {id}");
+    }
+    let report = palisade_audit::verify(&s.tmp.path().join("home/audit"), &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{report}");
+}
+
+#[tokio::test]
+async fn records_say_who_what_decision_and_outcome() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    let app = &s.app;
+    let reply = call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    let record = records(&s)
+        .into_iter()
+        .find(|r| r.request_id.as_deref() == Some(request_id(&reply).as_str()))
+        .unwrap();
+    let serialized = serde_json::to_string(&record).unwrap();
+    assert!(!serialized.contains(&app.token), "never the token");
+    assert_eq!(record.request_principal.as_deref(), Some("https://palisade.local/alice"));
+    assert_eq!(record.email.as_deref(), Some("alice@example.com"));
+    let jwt = record.jwt.unwrap();
+    assert_eq!(jwt.alg.as_deref(), Some("ES256"));
+    assert!(jwt.kid.is_some() && jwt.jti.is_some());
+    let model = record.model.unwrap();
+    assert_eq!(
+        (model.namespace.as_str(), model.name.as_str(), model.version.as_deref()),
+        ("ml", "iris", Some("1.0.0"))
+    );
+    assert!(model.digest.unwrap().starts_with("sha256:"));
+    let authz = record.authz.unwrap();
+    assert_eq!(authz.decision, palisade_audit::Decision::Allow);
+    assert_eq!(authz.policy.as_deref(), Some("owner-default"));
+    assert_eq!(record.authn.as_ref().unwrap().outcome, palisade_audit::AuthnOutcome::Authenticated);
+    assert_eq!(record.path.as_deref(), Some("/v2/models/iris/infer"));
+    assert_eq!(record.request_bytes, Some(IRIS_ROW.len() as u64));
+    assert_eq!(
+        record.request_sha256.as_deref(),
+        Some(palisade_audit::sha256_hex(IRIS_ROW.as_bytes()).as_str())
+    );
+    assert_eq!(record.response_sha256.as_deref(), Some(palisade_audit::sha256_hex(&reply.body).as_str()));
+    assert!(record.trace_id.is_some());
+    assert!(record.payloads.is_none(), "Metadata level keeps no payloads");
+}
+
+#[tokio::test]
+async fn refusals_record_the_reason() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    let app = &s.app;
+    let reply = call_as(app, Some("a.b.c"), "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    let record = records(&s)
+        .into_iter()
+        .find(|r| r.request_id.as_deref() == Some(request_id(&reply).as_str()))
+        .unwrap();
+    let authn = record.authn.unwrap();
+    assert_eq!(authn.outcome, palisade_audit::AuthnOutcome::Refused);
+    assert_eq!(authn.reason.as_deref(), Some("malformed"));
+    assert_eq!(record.authz.unwrap().decision, palisade_audit::Decision::Skipped);
+
+    let bob = token_with(app.state.security(), "bob", json!({"email": "bob@example.com"}));
+    let reply = call_as(app, Some(&bob), "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    let record = records(&s)
+        .into_iter()
+        .find(|r| r.request_id.as_deref() == Some(request_id(&reply).as_str()))
+        .unwrap();
+    assert_eq!(record.status, Some(403));
+    assert_eq!(record.authz.unwrap().decision, palisade_audit::Decision::Deny);
+    assert_eq!(record.email.as_deref(), Some("bob@example.com"));
+}
+
+/// Strict mode: when records cannot be made durable, predictions stop (503) rather than
+/// leave unaudited, readiness fails, and service resumes once the disk recovers.
+#[tokio::test]
+async fn strict_mode_fails_closed_and_recovers() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    let app = &s.app;
+    assert_eq!(call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
+    s.faults.fail_syncs(true);
+    let reply = call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.json()["error"].as_str().unwrap().contains("audit log"));
+    let reply = call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "refused up front while unwritable");
+    let admin = palisade_server::admin_app(app.state.clone());
+    let ready =
+        tower::ServiceExt::oneshot(admin.clone(), Request::get("/readyz").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    s.faults.fail_syncs(false);
+    // The next write attempt (the refused request's own record) clears the failure.
+    let mut recovered = false;
+    for _ in 0..20 {
+        if call(app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "service resumes once records are durable again");
+    let ready = tower::ServiceExt::oneshot(admin, Request::get("/readyz").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let report = palisade_audit::verify(&s.tmp.path().join("home/audit"), &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{report}");
+}
+
+#[tokio::test]
+async fn payload_levels_keep_redacted_payloads() {
+    let manifest = format!("{MANIFEST}audit:\n  level: RequestResponse\n  redact: [\"inputs[*].data\"]\n");
+    let s = setup(&manifest, ServerConfig::default());
+    let reply = call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    let record = records(&s)
+        .into_iter()
+        .find(|r| r.request_id.as_deref() == Some(request_id(&reply).as_str()))
+        .unwrap();
+    assert_eq!(record.level, palisade_audit::Level::RequestResponse);
+    let payloads = record.payloads.unwrap();
+    let request = payloads.request.unwrap();
+    assert_eq!(request["inputs"][0]["name"], "X");
+    assert_eq!(request["inputs"][0]["data"], "[redacted]");
+    assert_eq!(payloads.response.unwrap()["model_name"], "iris");
+}
+
+/// Policy changes through the management API are audited, with who and digests.
+#[tokio::test]
+async fn policy_changes_are_audited() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: analysts, namespace: ml}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [analyst@example.com]\n";
+    assert_eq!(call(&s.app, "PUT", "/manage/v1/policies", policy).await.status, StatusCode::CREATED);
+    assert_eq!(call(&s.app, "DELETE", "/manage/v1/policies/ml/analysts", "").await.status, StatusCode::OK);
+    let dir = s.tmp.path().join("home/audit");
+    let changes: Vec<_> = palisade_audit::query(&dir, Filter::default())
+        .unwrap()
+        .map(Result::unwrap)
+        .filter_map(|r| r.config)
+        .collect();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(changes[0].who, "https://palisade.local/alice");
+    assert_eq!(changes[0].what, "policy ml/analysts");
+    assert!(changes[0].before_digest.is_none() && changes[0].after_digest.is_some());
+    assert_eq!(changes[1].before_digest, changes[0].after_digest);
+    assert!(changes[1].after_digest.is_none());
+
+    s.faults.fail_syncs(true);
+    let reply = call(&s.app, "PUT", "/manage/v1/policies", policy).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "an unaudited change is undone");
+    s.faults.fail_syncs(false);
+    assert!(s.app.state.security().policies().authorization_policies.is_empty());
+}
+
+#[tokio::test]
+async fn traceparent_is_continued_and_recorded() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    let req = Request::post("/v2/models/iris/infer")
+        .header("authorization", format!("Bearer {}", s.app.token))
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .body(Body::from(IRIS_ROW))
+        .unwrap();
+    let reply = send(&s.app, req).await;
+    let out = reply.headers["traceparent"].to_str().unwrap();
+    assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{out}");
+    assert!(!out.contains("00f067aa0ba902b7"), "our own span id goes out");
+    let record = records(&s)
+        .into_iter()
+        .find(|r| r.request_id.as_deref() == Some(request_id(&reply).as_str()))
+        .unwrap();
+    assert_eq!(record.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+}
+
+#[tokio::test]
+async fn metrics_expose_audit_health() {
+    let s = setup(MANIFEST, ServerConfig::default());
+    call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    let admin = palisade_server::admin_app(s.app.state.clone());
+    let res = tower::ServiceExt::oneshot(admin, Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("palisade_audit_records_total 1"), "{text}");
+    assert!(text.contains("palisade_audit_fsync_seconds_count"), "{text}");
+    assert!(text.contains("palisade_audit_queue_depth 0"), "{text}");
+}
