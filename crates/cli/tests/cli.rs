@@ -455,3 +455,114 @@ fn non_loopback_listeners_default_to_tls() {
     assert!(text.contains("sha256"), "{text}");
     assert!(text.contains("listening on https://0.0.0.0:"), "{text}");
 }
+
+/// The crash test: SIGKILL the server under load, several times. Every response a client
+/// received (with its x-request-id) has its record in the log, and the trail verifies.
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_record() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
+    let token = stdout(&run(&home, &["token", "issue", "--email", "alice@example.com", "--ttl", "1h"]))
+        .trim()
+        .to_owned();
+    let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    for round in 0..3 {
+        let mut server = serve(&home, &[]);
+        let url = format!("{}/v2/models/iris/infer", server.base);
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, token, stop, acknowledged) =
+                    (url.clone(), token.clone(), stop.clone(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .timeout_global(Some(Duration::from_secs(5)))
+                        .build()
+                        .into();
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok(response) =
+                            agent.post(&url).header("authorization", &format!("Bearer {token}")).send(body)
+                        else {
+                            break;
+                        };
+                        if response.status() == 200
+                            && let Some(id) =
+                                response.headers().get("x-request-id").and_then(|v| v.to_str().ok())
+                        {
+                            acknowledged.lock().unwrap().push(id.to_owned());
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(400 + 150 * round));
+        let pid = server.child.id().to_string();
+        assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+        let _ = server.child.wait();
+        stop.store(true, Ordering::SeqCst);
+        for client in clients {
+            client.join().unwrap();
+        }
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 30, "the load reached the server: {}", acknowledged.len());
+
+    let verify = run(&home, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}{}", stdout(&verify), stderr(&verify));
+    let query = run(&home, &["audit", "query", "--output", "json", "--status", "200"]);
+    assert!(query.status.success(), "{}", stderr(&query));
+    let logged: std::collections::HashSet<String> = stdout(&query)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let missing: Vec<_> = acknowledged.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged responses have no record: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}
+
+#[test]
+fn audit_commands_name_the_first_bad_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
+    let token = stdout(&run(&home, &["token", "issue", "--email", "alice@example.com"])).trim().to_owned();
+    {
+        let server = serve(&home, &[]);
+        let url = format!("{}/v2/models/iris/infer", server.base);
+        for _ in 0..5 {
+            let _ = ureq::post(&url).header("authorization", &format!("Bearer {token}")).send(
+                r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#,
+            );
+        }
+        let refused = ureq::post(&url).config().http_status_as_error(false).build().send("{}").unwrap();
+        assert_eq!(refused.status(), 401);
+        // Verify and query work while the server runs.
+        let verify = run(&home, &["audit", "verify", "--output", "json"]);
+        assert!(verify.status.success(), "{}", stderr(&verify));
+        let query = run(&home, &["audit", "query", "--output", "json", "--status", "4xx"]);
+        assert_eq!(stdout(&query).lines().count(), 1);
+    }
+    let tail = run(&home, &["audit", "tail", "-n", "3"]);
+    assert_eq!(stdout(&tail).lines().count(), 3, "{}", stdout(&tail));
+
+    let segment = std::fs::read_dir(home.join("audit"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with("segment-"))
+        .unwrap();
+    let text = std::fs::read_to_string(&segment).unwrap();
+    std::fs::write(&segment, text.replacen("\"status\":200", "\"status\":201", 1)).unwrap();
+    let verify = run(&home, &["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(65), "{}", stdout(&verify));
+    let err = stderr(&verify);
+    assert!(err.contains("segment-00000000000000000000.jsonl:1: seq 0"), "{err}");
+}
