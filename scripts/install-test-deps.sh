@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
-# Debian's chromium (Swagger UI browser test) and a Python virtualenv with the third-party
+# Debian's chromium (Swagger UI browser test) and prometheus (promtool), a Python virtualenv with the third-party
 # clients (tritonclient, playwright driving that chromium, pytest), and the npm oidc-provider
 # test identity provider. Safe to run again.
 set -euo pipefail
@@ -11,10 +11,13 @@ as_root() {
     echo "error: installing $* needs root" >&2; exit 1; fi
 }
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing Debian's chromium"
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)      # Swagger UI browser test
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)    # promtool check metrics
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 venv=.venv/e2e

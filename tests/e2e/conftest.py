@@ -28,7 +28,7 @@ class Server:
     """A running `palisade serve`; `base` is its URL, `host_port` its address, `token` a
     developer token for alice@example.com (the example model's owner)."""
 
-    def __init__(self, home, extra_args=()):
+    def __init__(self, home, extra_args=(), env=None):
         self.home = home
         self.log = open(home / "server.log", "w")
         self.proc = subprocess.Popen(
@@ -36,10 +36,12 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            env={**os.environ, **(env or {})},
         )
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
         self.base = None
+        self.admin = None
         deadline = time.monotonic() + 60
         while self.base is None:
             try:
@@ -52,6 +54,8 @@ class Server:
                     self.stop()
                     pytest.fail("palisade serve did not print its address within 60 s")
                 continue
+            if line.startswith("palisade: admin listening on "):
+                self.admin = line.split()[4]
             if line.startswith("palisade: listening on "):
                 self.base = line.split()[3]
         self.host_port = self.base.removeprefix("http://")

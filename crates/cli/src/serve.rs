@@ -83,10 +83,6 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             security.authenticator().key_holders().len(),
             security.issuer().map_or("disabled".to_owned(), |i| i.settings().issuer.clone()),
         );
-        if let Some(tls) = &tls {
-            println!("palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
-        }
-        println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         let admin = match args.admin_listen {
             Some(admin_addr) => {
                 let admin = bind(admin_addr).await?;
@@ -97,6 +93,10 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             None => None,
         };
 
+        if let Some(tls) = &tls {
+            println!("palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
+        }
+        println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         let (stop_tx, stop_rx) = watch::channel(false);
         let signal_state = state.clone();
         tokio::spawn(async move {

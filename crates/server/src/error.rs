@@ -52,6 +52,19 @@ impl ApiError {
         }
     }
 
+    /// A bounded label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::Overloaded => "overloaded",
+            ApiError::Inference(_) => "inference_failed",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable => "unavailable",
+        }
+    }
+
     /// The message the caller sees: the whole error for the caller's mistakes, a generic one
     /// for ours.
     pub fn public_message(&self) -> String {

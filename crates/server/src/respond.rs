@@ -17,7 +17,9 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, status = status.as_u16(), "request failed");
         } else {
-            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
+            // Client errors can quote the request's own bytes (a JSON parse error shows the
+            // offending value), and payloads never go to logs: log the kind only.
+            tracing::debug!(kind = self.kind(), status = status.as_u16(), "request refused");
         }
         let mut response = (status, Json(ErrorBody { error: self.public_message() })).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
