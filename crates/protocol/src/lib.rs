@@ -1,11 +1,12 @@
 //! Palisade's wire protocols: the Open Inference Protocol V2 over REST (with Triton's binary
-//! tensor extension) and the Seldon Core v1 prediction protocol.
+//! tensor extension) and over gRPC, and the Seldon Core v1 prediction protocol.
 //!
 //! Parsers here take untrusted bytes: they never panic, and every error says what to fix.
 //! Model-specific checks (does the input exist, is the datatype right) belong to the caller,
 //! which knows the model's signature.
 
 mod data;
+pub mod grpc;
 pub mod seldon;
 pub mod v2;
 

@@ -49,6 +49,25 @@ impl TraceContext {
     }
 }
 
+/// When an OpenTelemetry exporter is installed, the request span continues the caller's
+/// trace (`traceparent`) and its ids are the ones reported; otherwise `None`.
+fn with_exporter(span: &tracing::Span, traceparent: Option<&str>) -> Option<TraceContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if let Some(header) = traceparent.filter(|h| parse_traceparent(h).is_some()) {
+        let carrier = std::collections::HashMap::from([("traceparent".to_owned(), header.to_owned())]);
+        let parent = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        let _ = span.set_parent(parent);
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| TraceContext {
+        trace_id: span_context.trace_id().to_string(),
+        span_id: span_context.span_id().to_string(),
+        sampled: span_context.is_sampled(),
+    })
+}
+
 /// `bytes` random bytes as lower-case hex.
 fn random_hex(bytes: usize) -> String {
     let mut hex = uuid::Uuid::new_v4().simple().to_string();
@@ -85,16 +104,20 @@ fn parse_traceparent(value: &str) -> Option<(String, bool)> {
 /// `traceparent`. A caller-sent `x-request-id` is not trusted as ours.
 pub(crate) async fn assign(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::now_v7().to_string();
-    let trace = TraceContext::from_header(req.headers().get("traceparent").and_then(|v| v.to_str().ok()));
-    req.extensions_mut().insert(RequestId(id.clone()));
-    req.extensions_mut().insert(trace.clone());
+    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let span = tracing::info_span!(
         "request",
+        otel.name = "request",
         request_id = %id,
-        trace_id = %trace.trace_id,
+        trace_id = tracing::field::Empty,
         method = %req.method(),
         path = %req.uri().path()
     );
+    let trace = with_exporter(&span, incoming.as_deref())
+        .unwrap_or_else(|| TraceContext::from_header(incoming.as_deref()));
+    span.record("trace_id", trace.trace_id.as_str());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    req.extensions_mut().insert(trace.clone());
     let mut response = next.run(req).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
