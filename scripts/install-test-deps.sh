@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
-# Debian's chromium (Swagger UI browser test) and prometheus (promtool), a Python virtualenv with the third-party
+# Debian's chromium (Swagger UI browser test), prometheus (promtool) and wrk (benchmark smoke), a Python virtualenv with the third-party
 # clients (tritonclient, playwright driving that chromium, pytest), and the npm oidc-provider
 # test identity provider. Safe to run again.
 set -euo pipefail
@@ -14,6 +14,7 @@ as_root() {
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)      # Swagger UI browser test
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)    # promtool check metrics
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)                # benchmark harness smoke (bench/run.sh)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -q

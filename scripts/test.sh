@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Palisade test on a fresh machine: installs the test dependencies, checks
 # formatting and lints, runs the Rust tests, then the end-to-end tests with real
-# third-party clients (tritonclient, headless Chromium) against the real binary.
+# third-party clients (tritonclient, headless Chromium) against the real binary, and a
+# few-second smoke run of the benchmark harness so it cannot rot (not a benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -23,5 +24,8 @@ cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 echo "== end-to-end tests (tests/e2e)"
 cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
+
+echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
+bench/run.sh --smoke
 
 echo "== all tests passed in $((SECONDS - started)) s"
