@@ -442,6 +442,10 @@ pub struct ServeArgs {
     /// change the traffic, tokens included.
     #[arg(long)]
     pub dangerous_plaintext: bool,
+    /// Serve without authentication, authorization and audit, to measure what security
+    /// costs. Loopback addresses only; anyone who can connect may call every model.
+    #[arg(long)]
+    pub dangerous_disable_security: bool,
     /// Address for the model APIs; port 0 picks a free port (printed at start).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,

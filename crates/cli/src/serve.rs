@@ -41,7 +41,15 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         inference_timeout: Duration::from_secs(args.inference_timeout.max(1)),
+        dangerous_disable_security: args.dangerous_disable_security,
     };
+    if args.dangerous_disable_security && !args.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "--dangerous-disable-security is refused on {}: it serves every model to anyone",
+            args.listen
+        ))
+        .hint("listen on 127.0.0.1 or ::1, or drop --dangerous-disable-security"));
+    }
     let platform = crate::identity::platform(&args.config)?;
     let model_namespaces: BTreeSet<String> = registry.namespaces().into_iter().map(String::from).collect();
     let security_config =
@@ -77,6 +85,13 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             println!("palisade: serving {}", served.join(", "));
         }
         let authn = &security.platform().config.authentication;
+        if args.dangerous_disable_security {
+            println!(
+                "palisade: WARNING: security is disabled (--dangerous-disable-security): \
+                 no authentication, no authorization, no audit"
+            );
+            tracing::warn!("security disabled: no authentication, authorization or audit");
+        }
         println!(
             "palisade: authentication: {}; {} trusted issuer(s); built-in issuer {}",
             if authn.require_token { "token required" } else { "token optional (requireToken: false)" },

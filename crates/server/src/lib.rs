@@ -49,11 +49,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long one inference may take, queue wait included (default 60 s); then 504.
     pub inference_timeout: Duration,
+    /// Serve without authentication, authorization and audit (`--dangerous-disable-security`),
+    /// for measuring the security layers' cost on loopback. Never the default.
+    pub dangerous_disable_security: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 32 * 1024 * 1024, inference_timeout: Duration::from_secs(60) }
+        ServerConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            inference_timeout: Duration::from_secs(60),
+            dangerous_disable_security: false,
+        }
     }
 }
 
@@ -165,8 +172,12 @@ impl AppState {
 /// 6. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
 /// 7. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
 ///    limit) and queue inference on the engine (429 when full, 504 on timeout).
+///
+/// With [`ServerConfig::dangerous_disable_security`] steps 3, 5 and 6 are left out, and so
+/// are the issuer and `/manage` endpoints.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new()
+    let secured = !state.config().dangerous_disable_security;
+    let mut routes = Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -181,24 +192,33 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::redirect))
         .route("/docs/", get(docs::index))
-        .route("/docs/{*file}", get(docs::asset))
-        .route("/oauth/token", post(oauth::token))
-        .route("/.well-known/openid-configuration", get(oauth::discovery))
-        .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/manage/v1/policies", get(manage::list).put(manage::apply))
-        .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
-        .route("/manage/v1/models/{model}/explain", get(manage::explain))
-        .route("/manage/v1/check", post(manage::check))
-        .fallback(respond::not_found)
-        .with_state(state.clone());
+        .route("/docs/{*file}", get(docs::asset));
+    if secured {
+        // Without authentication nobody could be told apart, so the issuer and the
+        // self-service endpoints exist only when security is on.
+        routes = routes
+            .route("/oauth/token", post(oauth::token))
+            .route("/.well-known/openid-configuration", get(oauth::discovery))
+            .route("/.well-known/jwks.json", get(oauth::jwks))
+            .route("/manage/v1/policies", get(manage::list).put(manage::apply))
+            .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
+            .route("/manage/v1/models/{model}/explain", get(manage::explain))
+            .route("/manage/v1/check", post(manage::check));
+    }
+    let routes = routes.fallback(respond::not_found).with_state(state.clone());
     // Layers on an outer router run before routing, so the inner router routes the
     // normalized path.
-    Router::new()
-        .fallback_service(routes)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
-        .layer(axum::middleware::from_fn(authz::normalize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
+    let outer = Router::new().fallback_service(routes);
+    let outer = if secured {
+        outer
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
+            .layer(axum::middleware::from_fn(authz::normalize))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
+    } else {
+        outer.layer(axum::middleware::from_fn(authz::normalize))
+    };
+    outer
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(request_id::assign))
 }
