@@ -10,6 +10,7 @@ mod authz;
 mod body;
 mod docs;
 mod error;
+mod grpc;
 mod manage;
 mod metrics;
 mod oauth;
@@ -164,16 +165,21 @@ impl AppState {
 /// 3. audit: exactly one record per request (health probes and static docs excepted),
 ///    written from what the layers below learn; in strict mode the response waits until
 ///    the record is durable, and an unwritable log turns answers into 503;
-/// 4. path normalization: once, before anything reads the path (400 for `%00`), so routing,
+/// 4. gRPC errors: a gRPC caller refused by a layer below gets a gRPC status, not an HTTP
+///    error (the one table in `error.rs`);
+/// 5. path normalization: once, before anything reads the path (400 for `%00`), so routing,
 ///    policies and the model all see the same path;
-/// 5. authentication: a valid token or 401/403, before any model or route is looked at, so
+/// 6. authentication: a valid token or 401/403, before any model or route is looked at, so
 ///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
 ///    docs are exempt);
-/// 6. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
-/// 7. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
-///    limit) and queue inference on the engine (429 when full, 504 on timeout).
+/// 7. authorization: the model's policies and owner default, 403 `RBAC: access denied`
+///    (for gRPC, where the model is named in the message, the handler decides, with the
+///    same function, before decoding any tensor);
+/// 8. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
+///    limit) and queue inference on the engine (429 when full, 504 on timeout). gRPC
+///    (`/inference.GRPCInferenceService/*`) is served here too, on the same port.
 ///
-/// With [`ServerConfig::dangerous_disable_security`] steps 3, 5 and 6 are left out, and so
+/// With [`ServerConfig::dangerous_disable_security`] steps 3, 6 and 7 are left out, and so
 /// are the issuer and `/manage` endpoints.
 pub fn app(state: AppState) -> Router {
     let secured = !state.config().dangerous_disable_security;
@@ -192,7 +198,11 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::redirect))
         .route("/docs/", get(docs::index))
-        .route("/docs/{*file}", get(docs::asset));
+        .route("/docs/{*file}", get(docs::asset))
+        .route_service(
+            &format!("/{}/{{*rpc}}", palisade_protocol::grpc::SERVICE_NAME),
+            grpc::service(state.clone()),
+        );
     if secured {
         // Without authentication nobody could be told apart, so the issuer and the
         // self-service endpoints exist only when security is on.
@@ -214,9 +224,10 @@ pub fn app(state: AppState) -> Router {
             .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
             .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
             .layer(axum::middleware::from_fn(authz::normalize))
+            .layer(axum::middleware::from_fn(grpc::adapt))
             .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
     } else {
-        outer.layer(axum::middleware::from_fn(authz::normalize))
+        outer.layer(axum::middleware::from_fn(authz::normalize)).layer(axum::middleware::from_fn(grpc::adapt))
     };
     outer
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))

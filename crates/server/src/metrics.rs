@@ -207,7 +207,11 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     let response = next.run(req).await;
     let model = response.extensions().get::<ModelLabel>().map_or("-", |m| m.0.as_str()).to_owned();
     let metrics = state.metrics();
-    metrics.requests.with_label_values(&[model.as_str(), response.status().as_str()]).inc();
+    // A gRPC refusal travels as HTTP 200 with its code in the headers: count it under the
+    // status it stands for. (Completed gRPC calls carry their code in trailers: 200.)
+    let status =
+        crate::grpc::effective_status(response.status(), crate::grpc::code_of(response.headers(), None));
+    metrics.requests.with_label_values(&[model.as_str(), status.as_str()]).inc();
     metrics.request_seconds.with_label_values(&[model.as_str()]).observe(started.elapsed().as_secs_f64());
     response
 }
