@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
-use palisade_core::{Dim, Tensor};
+use palisade_core::{Dim, ModelSignature, Tensor};
 use tokio::sync::oneshot;
 
 use crate::engine::{Job, Reply, submit};
@@ -86,19 +86,7 @@ impl Batcher {
                 "max_batch_size and queue_size must be at least 1".to_owned(),
             ));
         }
-        let signature = model.signature();
-        if signature.inputs.is_empty() {
-            return Err(RuntimeError::Batching("the model has no inputs to batch".to_owned()));
-        }
-        for spec in signature.inputs.iter().chain(&signature.outputs) {
-            if spec.shape.first() != Some(&Dim::Dynamic) {
-                return Err(RuntimeError::Batching(format!(
-                    "`{}` has shape {:?}: batching needs a dynamic first dimension (-1) on every input and output",
-                    spec.name,
-                    spec.shape_i64()
-                )));
-            }
-        }
+        check_batchable(model.signature())?;
         let engine_queue = engine.queue().ok_or(RuntimeError::Unavailable)?;
         let (queue, pending) = bounded::<Pending>(config.queue_size);
         let thread = std::thread::Builder::new()
@@ -150,6 +138,24 @@ impl Drop for Batcher {
             let _ = thread.join();
         }
     }
+}
+
+/// Whether a model with this signature can be batched: every input and output needs a
+/// dynamic first dimension, the batch dimension.
+pub fn check_batchable(signature: &ModelSignature) -> Result<(), RuntimeError> {
+    if signature.inputs.is_empty() {
+        return Err(RuntimeError::Batching("the model has no inputs to batch".to_owned()));
+    }
+    for spec in signature.inputs.iter().chain(&signature.outputs) {
+        if spec.shape.first() != Some(&Dim::Dynamic) {
+            return Err(RuntimeError::Batching(format!(
+                "`{}` has shape {:?}: batching needs a dynamic first dimension (-1) on every input and output",
+                spec.name,
+                spec.shape_i64()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn batch_loop(

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use palisade_core::{ModelSignature, Tensor};
 
-pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher};
+pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::prepare;

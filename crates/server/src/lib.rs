@@ -75,6 +75,8 @@ struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
     registry: Registry,
+    // Batchers feed the engine: declared before it, so they stop first.
+    batchers: std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>,
     engine: Engine,
     config: ServerConfig,
     openapi: bytes::Bytes,
@@ -91,10 +93,11 @@ impl AppState {
         security: Arc<Security>,
         audit: AuditHandle,
         config: ServerConfig,
-    ) -> Result<AppState, prometheus::Error> {
+    ) -> Result<AppState, StateError> {
         let openapi = bytes::Bytes::from(openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
         metrics.register(Box::new(security.reload_failures().clone()))?;
+        let batchers = start_batchers(&registry, &engine, &security, &metrics)?;
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let audit = audit.log().clone();
         Ok(AppState {
@@ -102,6 +105,7 @@ impl AppState {
                 security,
                 audit,
                 registry,
+                batchers,
                 engine,
                 config,
                 openapi,
@@ -137,6 +141,11 @@ impl AppState {
         &self.inner.engine
     }
 
+    /// The batcher of a model version, if its requests are batched.
+    pub fn batcher(&self, model: &palisade_core::ModelRef) -> Option<&palisade_runtime::Batcher> {
+        self.inner.batchers.get(model)
+    }
+
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
@@ -156,6 +165,54 @@ impl AppState {
     pub fn set_draining(&self) {
         self.inner.ready.store(false, Ordering::Release);
     }
+}
+
+/// Why the server state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The metrics registry refused a metric.
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A model's `batching:` section cannot be applied.
+    #[error("model {model}: {error}; fix or remove its `batching:` section in palisade.yaml")]
+    Batching {
+        /// The model version.
+        model: String,
+        /// What is wrong.
+        error: palisade_runtime::RuntimeError,
+    },
+}
+
+/// Starts a batcher per model version with batching: the manifest's `batching:`, else the
+/// platform's default (skipped, with a log line, for models that cannot be batched).
+fn start_batchers(
+    registry: &Registry,
+    engine: &Engine,
+    security: &Security,
+    metrics: &Metrics,
+) -> Result<std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>, StateError> {
+    let default = security.platform().config.batching;
+    let mut batchers = std::collections::HashMap::new();
+    for served in registry.all() {
+        let Some(section) = served.batching.or(default) else { continue };
+        let config = palisade_runtime::BatchConfig {
+            max_batch_size: section.max_batch_size as usize,
+            max_latency: Duration::from_micros(section.max_latency_us),
+            queue_size: section.queue_size as usize,
+        };
+        let observer = metrics.batch_observer(served.id.name.as_str());
+        match palisade_runtime::Batcher::start(engine, served.model.clone(), config, Some(observer)) {
+            Ok(batcher) => {
+                tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
+                batchers.insert(served.id.clone(), batcher);
+            }
+            Err(error) if served.batching.is_none() => {
+                tracing::info!(model = %served.id.name, %error, "the platform's batching default does not apply");
+            }
+            Err(error) => return Err(StateError::Batching { model: served.id.to_string(), error }),
+        }
+    }
+    Ok(batchers)
 }
 
 /// The data-plane router with its layers, outermost first:

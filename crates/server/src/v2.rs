@@ -175,8 +175,11 @@ pub(crate) async fn infer_tensors(
 ) -> Result<Vec<Tensor>, ApiError> {
     let inputs = palisade_runtime::check_inputs(served.model.signature(), inputs)?;
     let timeout = state.config().inference_timeout;
-    let job = state.engine().infer(served.model.clone(), inputs);
-    let output = tokio::time::timeout(timeout, job).await.map_err(|_| ApiError::Timeout(timeout))??;
+    let output = match state.batcher(&served.id) {
+        Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,
+        None => tokio::time::timeout(timeout, state.engine().infer(served.model.clone(), inputs)).await,
+    }
+    .map_err(|_| ApiError::Timeout(timeout))??;
     state.metrics().observe_inference(served.id.name.as_str(), output.queue_wait, output.compute);
     Ok(output.outputs)
 }
