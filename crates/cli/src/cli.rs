@@ -467,6 +467,10 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces (one span per request, continuing the caller's `traceparent`) to this
+    /// OpenTelemetry collector, over OTLP/HTTP protobuf (`URL/v1/traces`).
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `palisade models ...`
