@@ -130,6 +130,9 @@ pub struct AuditQueryArgs {
     /// Output format (json: one record per line, for SIEMs).
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Append the records as JSON lines to FILE (for SIEM shipping) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 /// `palisade audit tail`
@@ -147,6 +150,9 @@ pub struct AuditTailArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Append the records as JSON lines to FILE (for SIEM shipping) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 /// `palisade ca ...`

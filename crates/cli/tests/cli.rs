@@ -553,6 +553,14 @@ fn audit_commands_name_the_first_bad_record() {
     }
     let tail = run(&home, &["audit", "tail", "-n", "3"]);
     assert_eq!(stdout(&tail).lines().count(), 3, "{}", stdout(&tail));
+    // SIEM export: JSON lines appended to a file, the same records `query` prints.
+    let export = tmp.path().join("siem.jsonl");
+    let all = stdout(&run(&home, &["audit", "query", "--output", "json"]));
+    for _ in 0..2 {
+        let out = run(&home, &["audit", "query", "--export", export.to_str().unwrap()]);
+        assert!(out.status.success() && stdout(&out).is_empty(), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&export).unwrap(), format!("{all}{all}"), "appended, not replaced");
 
     let segment = std::fs::read_dir(home.join("audit"))
         .unwrap()
