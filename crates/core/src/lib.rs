@@ -7,6 +7,7 @@
 mod error;
 mod ids;
 mod owner;
+mod rows;
 mod tensor;
 pub mod yaml;
 

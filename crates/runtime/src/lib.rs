@@ -5,6 +5,7 @@
 //! set of inference threads through a bounded queue, and answers [`RuntimeError::Overloaded`]
 //! at once when the queue is full.
 
+mod batcher;
 mod engine;
 mod inputs;
 mod loader;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 
 use palisade_core::{ModelSignature, Tensor};
 
+pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::prepare;
@@ -29,6 +31,13 @@ pub trait Model: Send + Sync + 'static {
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+
+    /// The fewest rows a batch is run with (the batcher repeats the last row to get there):
+    /// for models that compute a lone row differently from the rows of a batch, so that a
+    /// request's result never depends on whether it was batched. 1 for most models.
+    fn min_batch_rows(&self) -> usize {
+        1
+    }
 }
 
 /// Why a model could not be loaded or run.
@@ -55,4 +64,7 @@ pub enum RuntimeError {
     /// The model failed while running.
     #[error("model execution failed: {0}")]
     Execution(String),
+    /// Batching cannot be set up for the model as configured.
+    #[error("batching cannot be used: {0}")]
+    Batching(String),
 }
