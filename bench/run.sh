@@ -339,8 +339,10 @@ EOF
   unset BENCH_TOKEN
   memory "$scenario" after
 
-  local records
-  records=$(cat "$home"/audit/segment-*.jsonl 2>/dev/null | wc -l)
+  local records=0 segment
+  for segment in "$home"/audit/segment-*.jsonl; do
+    [ -e "$segment" ] && records=$((records + $(wc -l <"$segment")))
+  done
   $HARNESS meta --results "$results" "audit-records:$scenario=$records"
   if [ "$audit_level" = Metadata ] && [ "$scenario" = palisade ] && [ "$records" -eq 0 ]; then
     die "$scenario: strict audit is on but no audit record was written"
