@@ -438,6 +438,18 @@ pub struct ServeArgs {
     /// Trust domain accepted in client certificates with --client-ca.
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Palisade's workload certificate (PEM chain), presented to upstream model servers that
+    /// ask for mutual TLS; reloaded when the file changes [default: issued by the home's
+    /// built-in CA, when there is one, and renewed at half-life].
+    #[arg(long, value_name = "FILE", requires = "workload_key")]
+    pub workload_cert: Option<PathBuf>,
+    /// The workload certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "workload_cert")]
+    pub workload_key: Option<PathBuf>,
+    /// The identity (NAMESPACE/SERVICE-ACCOUNT) of the workload certificate the built-in CA
+    /// issues to this server.
+    #[arg(long, value_name = "NS/SA", default_value = "palisade-system/palisade")]
+    pub workload_identity: String,
     /// Allow plaintext HTTP on a non-loopback address. Anyone on the network can read and
     /// change the traffic, tokens included.
     #[arg(long)]

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use palisade_bundle::Store;
-use palisade_runtime::{Engine, EngineConfig};
+use palisade_runtime::{Engine, EngineConfig, UpstreamContext};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -21,8 +21,14 @@ use crate::failure::Failure;
 /// SIGINT or SIGTERM, then drains.
 pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("palisade-io")
+        .build()
+        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
     let store = Store::open(home)?;
-    let registry = Registry::load(&store).map_err(|err| match err {
+    let (upstream, _renewal) = upstream_context(home, &args, &runtime)?;
+    let registry = Registry::load_with(&store, &upstream).map_err(|err| match err {
         RegistryError::Bundle(err) => Failure::from(err),
         other => Failure::usage(other)
             .hint("rebuild the model with `palisade build`, or delete it with `palisade models delete`"),
@@ -59,11 +65,6 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let audit_log = audit.log().clone();
     let state = AppState::new(registry, engine, security.clone(), audit, config).map_err(Failure::other)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("palisade-io")
-        .build()
-        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
     let tls = tls_settings(home, &args)?;
     runtime.block_on(async move {
         security.load_keys().await;
@@ -146,6 +147,51 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         println!("palisade: stopped");
         Ok(())
     })
+}
+
+/// What upstream models need from this server: its workload certificate for mutual TLS
+/// (`--workload-cert`/`--workload-key`, or issued by the home's built-in CA and renewed at
+/// half-life; the returned renewal must live as long as the server) and the built-in CA's
+/// trust anchors for upstreams whose manifest names no CA.
+fn upstream_context(
+    home: &Path,
+    args: &ServeArgs,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(UpstreamContext, Option<palisade_tls::WorkloadCert>), Failure> {
+    let ca = if home.join(palisade_tls::ca::CA_DIR).exists() {
+        Some(palisade_tls::Ca::open(home).map_err(|e| {
+            Failure::usage(e).hint("the home's built-in CA is unusable; see `palisade ca init`")
+        })?)
+    } else {
+        None
+    };
+    let default_roots = ca.as_ref().map(|ca| ca.trust_anchors().clone());
+    let (source, renewal) = match (&args.workload_cert, &args.workload_key, ca) {
+        (Some(cert), Some(key), _) => (Some(palisade_tls::CertSource::files(cert, key)), None),
+        (_, _, Some(ca)) => {
+            let (namespace, account) = args.workload_identity.split_once('/').ok_or_else(|| {
+                Failure::usage(format!(
+                    "--workload-identity `{}` is not NAMESPACE/SA",
+                    args.workload_identity
+                ))
+            })?;
+            let request = palisade_tls::WorkloadRequest::new(namespace, account);
+            // The renewal task runs on the server's runtime.
+            let _entered = runtime.enter();
+            let renewal = palisade_tls::WorkloadCert::start(Arc::new(ca), request, &home.join("workload"))
+                .map_err(|e| Failure::other(format!("cannot issue the workload certificate: {e}")))?;
+            (Some(renewal.cert_source()), Some(renewal))
+        }
+        _ => (None, None),
+    };
+    let workload_cert = match source {
+        Some(source) => Some(palisade_tls::ReloadingCert::load(&source).map_err(|e| {
+            Failure::usage(e)
+                .hint("--workload-cert and --workload-key must be a PEM certificate chain and its key")
+        })?),
+        None => None,
+    };
+    Ok((UpstreamContext { workload_cert, default_roots, check_only: false }, renewal))
 }
 
 /// TLS for the data listener: certificate source, client roots for mutual TLS.

@@ -4,12 +4,14 @@
 //! can depend on it cheaply. Types here are parsed, not validated: a value of
 //! [`ModelName`] or [`Tensor`] is valid by construction.
 
+mod duration;
 mod error;
 mod ids;
 mod owner;
 mod tensor;
 pub mod yaml;
 
+pub use duration::{format_duration, parse_duration};
 pub use error::CoreError;
 pub use ids::{ModelName, ModelRef, Namespace, Version};
 pub use owner::Owner;

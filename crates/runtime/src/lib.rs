@@ -9,6 +9,7 @@ mod engine;
 mod inputs;
 mod loader;
 pub mod onnx;
+pub mod upstream;
 
 use std::path::PathBuf;
 
@@ -16,7 +17,8 @@ use palisade_core::{ModelSignature, Tensor};
 
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
-pub use loader::prepare;
+pub use loader::{prepare, prepare_with};
+pub use upstream::{CallContext, UpstreamContext, UpstreamError, UpstreamModel};
 
 /// A prepared model, shared by all requests. `run` is called on inference threads only.
 pub trait Model: Send + Sync + 'static {
@@ -29,6 +31,12 @@ pub trait Model: Send + Sync + 'static {
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+
+    /// The upstream server that serves this model, when it is not run in-process: callers
+    /// await [`UpstreamModel::infer`] instead of queueing the model on the [`Engine`].
+    fn upstream(&self) -> Option<&UpstreamModel> {
+        None
+    }
 }
 
 /// Why a model could not be loaded or run.
@@ -55,4 +63,7 @@ pub enum RuntimeError {
     /// The model failed while running.
     #[error("model execution failed: {0}")]
     Execution(String),
+    /// The upstream server of an upstream model failed, or refused the request.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }

@@ -20,6 +20,7 @@ mod request_id;
 mod respond;
 pub mod security;
 mod seldon;
+mod upstream;
 mod v2;
 
 use std::future::Future;
