@@ -10,6 +10,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
+import numpy as np
 from conftest import issue_token, palisade_bin
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]
@@ -22,7 +23,11 @@ def infer(gateway, token, rows=ROWS, outputs=None):
     request = urllib.request.Request(
         f"{gateway.base}/v2/models/iris-gateway/infer",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        headers={
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Authorization": f"Bearer {token}",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -48,9 +53,10 @@ def test_authorized_token_gets_mlservers_predictions(gateway, mlserver):
     outputs = {o["name"]: o for o in body["outputs"]}
     assert outputs["predict"]["datatype"] == "INT64"
     assert outputs["predict"]["shape"] == [3, 1]
-    # The same answers scikit-learn gives for the model MLServer loaded.
-    assert outputs["predict"]["data"] == [int(c) for c in mlserver.model.predict(ROWS)]
-    expected = mlserver.model.predict_proba(ROWS).ravel().tolist()
+    # The same answers scikit-learn gives for the model MLServer loaded, on the same FP32 rows.
+    rows = np.asarray(ROWS, dtype=np.float32)
+    assert outputs["predict"]["data"] == [int(c) for c in mlserver.model.predict(rows)]
+    expected = mlserver.model.predict_proba(rows).ravel().tolist()
     assert outputs["predict_proba"]["shape"] == [3, 3]
     assert max(abs(a - b) for a, b in zip(outputs["predict_proba"]["data"], expected)) < 1e-12
     assert mlserver.infer_requests() == before + 1
