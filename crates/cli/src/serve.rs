@@ -158,10 +158,12 @@ fn upstream_context(
     args: &ServeArgs,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<(UpstreamContext, Option<palisade_tls::WorkloadCert>), Failure> {
+    // The built-in CA is optional here: a broken one is reported, and only the models that
+    // need it (mutual TLS, or https without a CA of their own) then fail to load, by name.
     let ca = if home.join(palisade_tls::ca::CA_DIR).exists() {
-        Some(palisade_tls::Ca::open(home).map_err(|e| {
-            Failure::usage(e).hint("the home's built-in CA is unusable; see `palisade ca init`")
-        })?)
+        palisade_tls::Ca::open(home)
+            .inspect_err(|e| tracing::warn!(error = %e, "the home's built-in CA is unusable; upstream models cannot use it"))
+            .ok()
     } else {
         None
     };
@@ -175,12 +177,19 @@ fn upstream_context(
                     args.workload_identity
                 ))
             })?;
+            palisade_tls::PeerIdentity::new(ca.trust_domain(), namespace, account).map_err(|e| {
+                Failure::usage(format!("--workload-identity `{}`: {e}", args.workload_identity))
+            })?;
             let request = palisade_tls::WorkloadRequest::new(namespace, account);
             // The renewal task runs on the server's runtime.
             let _entered = runtime.enter();
-            let renewal = palisade_tls::WorkloadCert::start(Arc::new(ca), request, &home.join("workload"))
-                .map_err(|e| Failure::other(format!("cannot issue the workload certificate: {e}")))?;
-            (Some(renewal.cert_source()), Some(renewal))
+            match palisade_tls::WorkloadCert::start(Arc::new(ca), request, &home.join("workload")) {
+                Ok(renewal) => (Some(renewal.cert_source()), Some(renewal)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot issue the workload certificate; upstream models with mutual TLS cannot load");
+                    (None, None)
+                }
+            }
         }
         _ => (None, None),
     };
