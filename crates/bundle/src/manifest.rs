@@ -13,6 +13,10 @@
 //!   inputs:                  # optional: inferred from the ONNX graph when absent
 //!     - {name: X, datatype: FP32, shape: [-1, 4]}
 //!   outputs: [...]           # optional, same form
+//! batching:                  # optional: adaptive batching (see docs/manifest.md)
+//!   max_batch_size: 32       # rows per batch
+//!   max_latency_us: 500      # longest wait for a batch to fill
+//!   queue_size: 1024         # requests waiting before 429
 //! ```
 //!
 //! A model served by an upstream Open Inference Protocol server has no file; its interface
@@ -70,6 +74,62 @@ pub struct Manifest {
     /// What the audit log keeps of this model's requests (the platform's minimum wins).
     #[serde(default, skip_serializing_if = "AuditSection::is_default")]
     pub audit: AuditSection,
+    /// Adaptive batching of this model's requests; off when absent (unless the platform
+    /// sets a default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batching: Option<BatchingSection>,
+}
+
+/// The `batching:` section: requests that arrive together run as one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingSection {
+    /// Most rows in one batch (1 to 65536); a larger request runs alone.
+    pub max_batch_size: u32,
+    /// Longest the oldest request of a batch waits for others, in microseconds (0 to
+    /// 1000000; default 500).
+    #[serde(default = "default_max_latency_us")]
+    pub max_latency_us: u64,
+    /// Requests that may wait for a batch before new ones get 429 (1 to 1000000; default
+    /// 1024).
+    #[serde(default = "default_queue_size")]
+    pub queue_size: u32,
+}
+
+fn default_max_latency_us() -> u64 {
+    500
+}
+
+fn default_queue_size() -> u32 {
+    1024
+}
+
+impl BatchingSection {
+    /// Checks the ranges; on error, the field (under `batching.`) and what is wrong.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=65_536).contains(&self.max_batch_size) {
+            return Err((
+                "batching.max_batch_size",
+                format!("{} is out of range: use 1 to 65536 rows", self.max_batch_size),
+            ));
+        }
+        if self.max_latency_us > 1_000_000 {
+            return Err((
+                "batching.max_latency_us",
+                format!(
+                    "{} is out of range: use 0 to 1000000 microseconds (one second)",
+                    self.max_latency_us
+                ),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.queue_size) {
+            return Err((
+                "batching.queue_size",
+                format!("{} is out of range: use 1 to 1000000 requests", self.queue_size),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `audit:` section of the manifest.
@@ -637,6 +697,19 @@ impl Manifest {
             err.message = hint_for(&err.field, std::mem::take(&mut err.message));
             BundleError::Manifest(err)
         })?;
+        if let Some(batching) = &manifest.batching
+            && let Err((field, message)) = batching.validate()
+        {
+            return Err(invalid(field, None, None, message));
+        }
+        if manifest.batching.is_some() && manifest.model.upstream().is_some() {
+            return Err(invalid(
+                "batching",
+                None,
+                None,
+                "an upstream model's calls are passed on one by one; remove `batching:` and batch on the upstream server (MLServer's `max_batch_size`, Triton's dynamic batcher)".to_owned(),
+            ));
+        }
         Ok(manifest)
     }
 
@@ -1135,6 +1208,10 @@ model:
         // An ONNX model needs its file.
         let err = parse(&MINIMAL.replace("  path: model.onnx\n", "")).unwrap_err();
         assert!(err.message.contains("`model.path` is required"), "{err}");
+        // Batching is the upstream's business.
+        let err = parse(&format!("{UPSTREAM}batching: {{max_batch_size: 8}}\n")).unwrap_err();
+        assert_eq!(err.field, "batching", "{err}");
+        assert!(err.message.contains("remove `batching:`"), "{err}");
         // The format hint mentions both formats.
         let err = parse(&MINIMAL.replace("format: onnx", "format: triton")).unwrap_err();
         assert!(err.message.contains("`upstream`"), "{err}");

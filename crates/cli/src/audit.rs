@@ -115,13 +115,26 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
     };
     let records = palisade_audit::query(&dir, filter)
         .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
+    let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in records {
         let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
-        print_record(&record, args.output, &mut out)?;
+        print_record(&record, format, &mut out)?;
     }
-    Ok(())
+    out.flush().map_err(|e| Failure::other(format!("cannot write: {e}")))
+}
+
+/// Where records go: stdout in the chosen format, or JSON lines appended to `export`.
+fn sink(export: Option<&Path>, output: OutputFormat) -> Result<(Box<dyn Write>, OutputFormat), Failure> {
+    match export {
+        None => Ok((Box::new(std::io::LineWriter::new(std::io::stdout())), output)),
+        Some(file) => {
+            let opened = std::fs::OpenOptions::new().create(true).append(true).open(file).map_err(|e| {
+                Failure::usage(format!("--export {}: {e}", file.display()))
+                    .hint("give a writable file path; records are appended as JSON lines")
+            })?;
+            Ok((Box::new(std::io::BufWriter::new(opened)), OutputFormat::Json))
+        }
+    }
 }
 
 /// `audit tail [-f]`
@@ -132,12 +145,11 @@ pub fn tail(home: &Path, args: &AuditTailArgs) -> Result<(), Failure> {
         TailOptions { last: args.lines, follow: args.follow, ..TailOptions::default() },
     )
     .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
-    let stdout = std::io::stdout();
+    let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in tail {
         let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
-        let mut out = stdout.lock();
-        print_record(&record, args.output, &mut out)?;
-        let _ = out.flush();
+        print_record(&record, format, &mut out)?;
+        out.flush().map_err(|e| Failure::other(format!("cannot write: {e}")))?;
     }
     Ok(())
 }

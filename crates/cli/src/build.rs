@@ -36,6 +36,15 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(hint)
     })?;
     let signature = model.signature().clone();
+    if staged.manifest().batching.is_some()
+        && let Err(err) = palisade_runtime::check_batchable(&signature)
+    {
+        return Err(Failure::usage(format!(
+            "{}: field `batching`: {err}",
+            args.dir.join(MANIFEST_FILE).display()
+        ))
+        .hint("declare the inputs with a -1 first dimension under model.inputs, or remove `batching:`"));
+    }
     staged.set_signature(&signature)?;
     let record = store.commit(staged)?;
     match args.output {

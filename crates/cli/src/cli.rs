@@ -130,6 +130,9 @@ pub struct AuditQueryArgs {
     /// Output format (json: one record per line, for SIEMs).
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Append the records as JSON lines to FILE (for SIEM shipping) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 /// `palisade audit tail`
@@ -147,6 +150,9 @@ pub struct AuditTailArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Append the records as JSON lines to FILE (for SIEM shipping) instead of printing.
+    #[arg(long, value_name = "FILE")]
+    pub export: Option<PathBuf>,
 }
 
 /// `palisade ca ...`
@@ -454,6 +460,10 @@ pub struct ServeArgs {
     /// change the traffic, tokens included.
     #[arg(long)]
     pub dangerous_plaintext: bool,
+    /// Serve without authentication, authorization and audit, to measure what security
+    /// costs. Loopback addresses only; anyone who can connect may call every model.
+    #[arg(long)]
+    pub dangerous_disable_security: bool,
     /// Address for the model APIs; port 0 picks a free port (printed at start).
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -475,6 +485,10 @@ pub struct ServeArgs {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Export traces (one span per request, continuing the caller's `traceparent`) to this
+    /// OpenTelemetry collector, over OTLP/HTTP protobuf (`URL/v1/traces`).
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// `palisade models ...`

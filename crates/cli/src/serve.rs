@@ -20,7 +20,7 @@ use crate::failure::Failure;
 /// Loads and verifies every bundle, starts the engine and the listeners, and serves until
 /// SIGINT or SIGTERM, then drains.
 pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
-    init_logging(args.log_format);
+    let _tracing = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("palisade-io")
@@ -47,7 +47,15 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         inference_timeout: Duration::from_secs(args.inference_timeout.max(1)),
+        dangerous_disable_security: args.dangerous_disable_security,
     };
+    if args.dangerous_disable_security && !args.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "--dangerous-disable-security is refused on {}: it serves every model to anyone",
+            args.listen
+        ))
+        .hint("listen on 127.0.0.1 or ::1, or drop --dangerous-disable-security"));
+    }
     let platform = crate::identity::platform(&args.config)?;
     let model_namespaces: BTreeSet<String> = registry.namespaces().into_iter().map(String::from).collect();
     let security_config =
@@ -78,6 +86,13 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             println!("palisade: serving {}", served.join(", "));
         }
         let authn = &security.platform().config.authentication;
+        if args.dangerous_disable_security {
+            println!(
+                "palisade: WARNING: security is disabled (--dangerous-disable-security): \
+                 no authentication, no authorization, no audit"
+            );
+            tracing::warn!("security disabled: no authentication, authorization or audit");
+        }
         println!(
             "palisade: authentication: {}; {} trusted issuer(s); built-in issuer {}",
             if authn.require_token { "token required" } else { "token optional (requireToken: false)" },
@@ -332,12 +347,63 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr, filtered by `PALISADE_LOG`; with an OTLP endpoint, also exports spans
+/// (the request spans and what runs inside them). The returned provider flushes on drop.
+fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracing, Failure> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
+
     let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).with_filter(filter).boxed(),
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    let provider = match otlp_endpoint {
+        None => None,
+        Some(endpoint) => {
+            let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(url.clone())
+                .build()
+                .map_err(|e| {
+                    Failure::usage(format!("--otlp-endpoint {endpoint}: {e}"))
+                        .hint("give the collector's base URL, such as http://127.0.0.1:4318")
+                })?;
+            let resource = opentelemetry_sdk::Resource::builder().with_service_name("palisade").build();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource)
+                .build();
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            println!("palisade: exporting traces to {url}");
+            Some(provider)
+        }
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("palisade"))
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
+    });
+    let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
+    Ok(Tracing(provider))
+}
+
+/// Flushes and stops the trace exporter when serving ends.
+struct Tracing(Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        if let Some(provider) = self.0.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("palisade: could not flush the last traces: {err}");
+        }
+    }
 }

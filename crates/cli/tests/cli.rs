@@ -553,6 +553,14 @@ fn audit_commands_name_the_first_bad_record() {
     }
     let tail = run(&home, &["audit", "tail", "-n", "3"]);
     assert_eq!(stdout(&tail).lines().count(), 3, "{}", stdout(&tail));
+    // SIEM export: JSON lines appended to a file, the same records `query` prints.
+    let export = tmp.path().join("siem.jsonl");
+    let all = stdout(&run(&home, &["audit", "query", "--output", "json"]));
+    for _ in 0..2 {
+        let out = run(&home, &["audit", "query", "--export", export.to_str().unwrap()]);
+        assert!(out.status.success() && stdout(&out).is_empty(), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read_to_string(&export).unwrap(), format!("{all}{all}"), "appended, not replaced");
 
     let segment = std::fs::read_dir(home.join("audit"))
         .unwrap()
@@ -565,4 +573,33 @@ fn audit_commands_name_the_first_bad_record() {
     assert_eq!(verify.status.code(), Some(65), "{}", stdout(&verify));
     let err = stderr(&verify);
     assert!(err.contains("segment-00000000000000000000.jsonl:1: seq 0"), "{err}");
+}
+
+/// `--dangerous-disable-security` is for measuring on loopback: refused elsewhere, and when
+/// on, no token is asked, nothing is audited and the policy endpoints do not exist.
+#[test]
+fn disabled_security_is_loopback_only_and_loud() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    assert!(run(&home, &["build", repo().join("examples/iris").to_str().unwrap()]).status.success());
+    let refused = run(&home, &["serve", "--listen", "0.0.0.0:0", "--dangerous-disable-security"]);
+    assert_eq!(refused.status.code(), Some(64), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--dangerous-disable-security"), "{}", stderr(&refused));
+
+    let server = serve(&home, &["--dangerous-disable-security"]);
+    let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let mut response = ureq::post(&format!("{}/v2/models/iris/infer", server.base)).send(body).unwrap();
+    let reply: Value = serde_json::from_reader(response.body_mut().as_reader()).unwrap();
+    assert_eq!(reply["outputs"][0]["data"], serde_json::json!([0]));
+    let manage = ureq::get(&format!("{}/manage/v1/policies", server.base))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .unwrap();
+    assert_eq!(manage.status(), 404, "no self-service without authentication");
+    drop(server);
+    let query = run(&home, &["audit", "query", "--output", "json"]);
+    assert!(query.status.success(), "{}", stderr(&query));
+    assert_eq!(stdout(&query).trim(), "", "nothing is audited with security off");
 }

@@ -57,4 +57,12 @@ pub enum CoreError {
         /// The declared shape.
         shape: Vec<usize>,
     },
+    /// Tensors cannot be stacked or split along their first dimension.
+    #[error("tensor `{name}`: {reason}")]
+    Rows {
+        /// The tensor's name.
+        name: String,
+        /// What does not fit.
+        reason: String,
+    },
 }

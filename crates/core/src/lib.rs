@@ -8,6 +8,7 @@ mod duration;
 mod error;
 mod ids;
 mod owner;
+mod rows;
 mod tensor;
 pub mod yaml;
 

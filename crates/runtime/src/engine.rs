@@ -45,12 +45,20 @@ pub struct InferenceOutput {
     pub compute: Duration,
 }
 
-struct Job {
-    model: Arc<dyn Model>,
-    inputs: Vec<Tensor>,
-    reply: oneshot::Sender<Result<InferenceOutput, RuntimeError>>,
-    span: tracing::Span,
-    enqueued: Instant,
+/// Where a finished job's result goes: one caller, or a batch's splitter.
+pub(crate) enum Reply {
+    /// A single caller, waiting on a oneshot (skipped if it went away).
+    Caller(oneshot::Sender<Result<InferenceOutput, RuntimeError>>),
+    /// A completion that runs on the inference thread (the batcher splits the outputs).
+    Done(Box<dyn FnOnce(Result<InferenceOutput, RuntimeError>) + Send>),
+}
+
+pub(crate) struct Job {
+    pub(crate) model: Arc<dyn Model>,
+    pub(crate) inputs: Vec<Tensor>,
+    pub(crate) reply: Reply,
+    pub(crate) span: tracing::Span,
+    pub(crate) enqueued: Instant,
 }
 
 /// Runs models on dedicated threads. Dropping the engine lets queued jobs finish, then
@@ -101,14 +109,38 @@ impl Engine {
     ) -> Result<InferenceOutput, RuntimeError> {
         let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
         let (reply, result) = oneshot::channel();
-        let job = Job { model, inputs, reply, span: tracing::Span::current(), enqueued: Instant::now() };
-        match queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(RuntimeError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(RuntimeError::Unavailable),
-        }
+        let job = Job {
+            model,
+            inputs,
+            reply: Reply::Caller(reply),
+            span: tracing::Span::current(),
+            enqueued: Instant::now(),
+        };
+        submit(queue, job)?;
         result.await.map_err(|_| RuntimeError::Unavailable)?
     }
+
+    /// The queue, for batchers that feed it.
+    pub(crate) fn queue(&self) -> Option<Sender<Job>> {
+        self.queue.clone()
+    }
+}
+
+/// Queues a job, refusing at once when the queue is full. A refused job's completion
+/// (batches) is told why before this returns.
+pub(crate) fn submit(queue: &Sender<Job>, job: Job) -> Result<(), RuntimeError> {
+    let (job, why) = match queue.try_send(job) {
+        Ok(()) => return Ok(()),
+        Err(TrySendError::Full(job)) => (job, RuntimeError::Overloaded),
+        Err(TrySendError::Disconnected(job)) => (job, RuntimeError::Unavailable),
+    };
+    if let Reply::Done(done) = job.reply {
+        done(Err(match why {
+            RuntimeError::Overloaded => RuntimeError::Overloaded,
+            _ => RuntimeError::Unavailable,
+        }));
+    }
+    Err(why)
 }
 
 impl Drop for Engine {
@@ -122,7 +154,9 @@ impl Drop for Engine {
 
 fn worker(jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
-        if job.reply.is_closed() {
+        if let Reply::Caller(reply) = &job.reply
+            && reply.is_closed()
+        {
             continue;
         }
         let _entered = job.span.enter();
@@ -136,7 +170,13 @@ fn worker(jobs: Receiver<Job>) {
             Err(_) => Err(RuntimeError::Execution("the model panicked".to_owned())),
         };
         let compute = started.elapsed();
-        let _ = job.reply.send(result.map(|outputs| InferenceOutput { outputs, queue_wait, compute }));
+        let result = result.map(|outputs| InferenceOutput { outputs, queue_wait, compute });
+        match job.reply {
+            Reply::Caller(reply) => {
+                let _ = reply.send(result);
+            }
+            Reply::Done(done) => done(result),
+        }
     }
 }
 

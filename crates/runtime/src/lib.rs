@@ -5,6 +5,7 @@
 //! set of inference threads through a bounded queue, and answers [`RuntimeError::Overloaded`]
 //! at once when the queue is full.
 
+mod batcher;
 mod engine;
 mod inputs;
 mod loader;
@@ -15,6 +16,7 @@ use std::path::PathBuf;
 
 use palisade_core::{ModelSignature, Tensor};
 
+pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::{prepare, prepare_with};
@@ -36,6 +38,13 @@ pub trait Model: Send + Sync + 'static {
     /// await [`UpstreamModel::infer`] instead of queueing the model on the [`Engine`].
     fn upstream(&self) -> Option<&UpstreamModel> {
         None
+    }
+
+    /// The fewest rows a batch is run with (the batcher repeats the last row to get there):
+    /// for models that compute a lone row differently from the rows of a batch, so that a
+    /// request's result never depends on whether it was batched. 1 for most models.
+    fn min_batch_rows(&self) -> usize {
+        1
     }
 }
 
@@ -66,4 +75,7 @@ pub enum RuntimeError {
     /// The upstream server of an upstream model failed, or refused the request.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// Batching cannot be set up for the model as configured.
+    #[error("batching cannot be used: {0}")]
+    Batching(String),
 }

@@ -97,7 +97,6 @@ pub struct AuditFacts {
     decision: Option<Arc<palisade_policy::Decision>>,
     model: Option<Arc<ServedModel>>,
     peer: Option<String>,
-    grpc_code: Option<i32>,
     path: Option<String>,
 }
 
@@ -139,11 +138,6 @@ impl Facts {
     pub fn path(&self, path: &str) {
         self.with(|f| f.path = Some(path.to_owned()));
     }
-
-    /// Records a gRPC status code.
-    pub fn grpc_code(&self, code: i32) {
-        self.with(|f| f.grpc_code = Some(code));
-    }
 }
 
 /// Paths without an audit record: health probes (probed every few seconds by design) and
@@ -154,17 +148,13 @@ fn audited(path: &str) -> bool {
         || path == "/docs"
         || path.starts_with("/docs/")
         || path == "/openapi.json"
-        || path.starts_with("/.well-known/"))
+        || path.starts_with("/.well-known/")
+        || crate::grpc::is_public_method(path))
 }
 
 fn protocol_of(req: &Request) -> Protocol {
     let path = req.uri().path();
-    let grpc = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
+    if crate::grpc::is_grpc(req.headers()) {
         Protocol::V2Grpc
     } else if path.starts_with("/api/v1.0/") || path.starts_with("/seldon/") {
         Protocol::SeldonV1
@@ -245,9 +235,32 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
         }
         Err(_) => (bytes::Bytes::new(), crate::ApiError::PayloadTooLarge { limit }.into_response()),
     };
+    let response = if protocol == Protocol::V2Grpc { crate::grpc::as_grpc(response).await } else { response };
 
+    // Buffer the response to digest it, keeping its trailers (gRPC sends its status there).
     let (parts, body) = response.into_parts();
-    let response_bytes = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let (response_bytes, trailers) = match body.collect().await {
+        Ok(collected) => {
+            let trailers = collected.trailers().cloned();
+            (collected.to_bytes(), trailers)
+        }
+        Err(_) => (bytes::Bytes::new(), None),
+    };
+    let grpc_code = crate::grpc::code_of(&parts.headers, trailers.as_ref());
+    let rebuild =
+        |parts, bytes: bytes::Bytes, trailers: Option<axum::http::HeaderMap>| {
+            let body =
+                match trailers {
+                    // An empty body must stay visibly empty: a gRPC "trailers-only" error is one
+                    // HEADERS frame that ends the stream, and clients ignore its status otherwise.
+                    None if bytes.is_empty() => Body::empty(),
+                    None => Body::from(bytes),
+                    Some(trailers) => Body::new(http_body_util::Full::new(bytes).with_trailers(
+                        std::future::ready(Some(Ok::<_, std::convert::Infallible>(trailers))),
+                    )),
+                };
+            Response::from_parts(parts, body)
+        };
 
     let facts = match facts.0.lock() {
         Ok(mut guard) => std::mem::take(&mut *guard),
@@ -257,7 +270,7 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
     let model_level = facts.model.as_ref().map_or(AuditLevel::Metadata, |m| m.audit.level);
     let level = level_of(model_level.max(platform.minimum_level));
     if level == Level::None {
-        return Response::from_parts(parts, Body::from(response_bytes));
+        return rebuild(parts, response_bytes, trailers);
     }
 
     let mut record = AuditRecord::request();
@@ -270,8 +283,8 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
     record.protocol = Some(protocol);
     record.method = Some(method);
     record.path = Some(facts.path.unwrap_or(path));
-    record.status = Some(parts.status.as_u16());
-    record.grpc_code = facts.grpc_code;
+    record.status = Some(crate::grpc::effective_status(parts.status, grpc_code).as_u16());
+    record.grpc_code = grpc_code;
     record.latency_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
     record.request_bytes = Some(request_bytes.len() as u64);
     record.response_bytes = Some(response_bytes.len() as u64);
@@ -330,15 +343,16 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
     }
 
     match log.append(record).await {
-        Ok(_) => Response::from_parts(parts, Body::from(response_bytes)),
+        Ok(_) => rebuild(parts, response_bytes, trailers),
         Err(err) if strict => {
             tracing::error!(error = %err, "AUDIT LOG UNAVAILABLE: refusing to release a response without its record");
             state.metrics().observe_audit_refusal();
-            unavailable(&err.to_string())
+            let refusal = unavailable(&err.to_string());
+            if protocol == Protocol::V2Grpc { crate::grpc::as_grpc(refusal).await } else { refusal }
         }
         Err(err) => {
             tracing::warn!(error = %err, "audit record dropped (relaxed mode)");
-            Response::from_parts(parts, Body::from(response_bytes))
+            rebuild(parts, response_bytes, trailers)
         }
     }
 }

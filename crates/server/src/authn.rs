@@ -37,7 +37,8 @@ pub(crate) fn is_public_path(state: &AppState, path: &str) -> bool {
         "/v2/health/live" | "/v2/health/ready" => true,
         "/.well-known/openid-configuration" | "/.well-known/jwks.json" | "/oauth/token" => true,
         "/openapi.json" | "/docs" => state.docs_public(),
-        _ => path.starts_with("/docs/") && state.docs_public(),
+        _ if path.starts_with("/docs/") => state.docs_public(),
+        _ => crate::grpc::is_public_method(path),
     }
 }
 

@@ -98,23 +98,77 @@ pub(crate) fn model_of(state: &AppState, path: &str) -> Option<Arc<ServedModel>>
     }
 }
 
-/// Evaluates the model's policies; requests that address no model (server metadata,
-/// unknown paths) pass with authentication alone.
-pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if crate::authn::is_public_path(&state, &path) {
-        return next.run(req).await;
+/// What authorization reads from a request besides the model. Taken from the request head,
+/// so it can also be kept for gRPC, whose model is named in the body ([`DeferredAuthz`]).
+#[derive(Debug, Clone)]
+pub(crate) struct AuthzInput {
+    conn: Option<ConnInfo>,
+    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    headers: Headers,
+    host: String,
+    method: String,
+    path: String,
+}
+
+impl AuthzInput {
+    fn of(req: &Request, path: String) -> AuthzInput {
+        AuthzInput {
+            conn: req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>().map(|c| c.0.clone()),
+            claims: req.extensions().get::<Caller>().and_then(|c| c.token()).map(|t| t.claims.clone()),
+            headers: req
+                .headers()
+                .iter()
+                .filter(|(name, _)| *name != header::AUTHORIZATION)
+                .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v.to_owned())))
+                .collect::<Headers>(),
+            host: req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(palisade_policy::normalize_host)
+                .or_else(|| req.uri().authority().map(|a| palisade_policy::normalize_host(a.as_str())))
+                .unwrap_or_default(),
+            method: req.method().as_str().to_owned(),
+            path,
+        }
     }
-    let Some(served) = model_of(&state, &path) else {
-        return next.run(req).await;
-    };
-    let facts = req.extensions().get::<crate::audit::Facts>().cloned();
-    if let Some(facts) = &facts {
+}
+
+/// The authorization of a gRPC request, left to the handler: the layer cannot know the
+/// model before the message is decoded. Every gRPC method that addresses a model calls
+/// [`decide`] with it before doing anything else.
+#[derive(Debug, Clone)]
+pub(crate) struct DeferredAuthz(pub Arc<AuthzInput>);
+
+/// Why a request was refused.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The model is mTLS STRICT and the connection has no verified client certificate.
+    PeerRequired(String),
+    /// The policies said no.
+    Denied(Arc<Decision>),
+}
+
+/// An admitted request: the decision, and the verified mTLS peer if there is one.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub decision: Arc<Decision>,
+    pub peer: Option<palisade_tls::PeerIdentity>,
+}
+
+/// Evaluates `served`'s PeerAuthentication mode and policies for a request, recording the
+/// model, the peer and the decision in the audit facts and metrics.
+pub(crate) fn decide(
+    state: &AppState,
+    facts: Option<&crate::audit::Facts>,
+    served: &Arc<ServedModel>,
+    input: &AuthzInput,
+) -> Result<Admitted, Refusal> {
+    if let Some(facts) = facts {
         facts.model(served.clone());
     }
     let mut request = palisade_policy::Request::new(served.target.clone());
-    let conn = req.extensions().get::<axum::extract::ConnectInfo<ConnInfo>>().map(|c| c.0.clone());
-    if let Some(conn) = &conn {
+    if let Some(conn) = &input.conn {
         request.source_ip = Some(conn.remote.ip());
         request.remote_ip = Some(conn.remote.ip());
         request.destination_ip = Some(conn.local.ip());
@@ -128,72 +182,100 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
         &served.target.labels,
         request.port,
     );
-    match palisade_tls::admit(mode, conn.as_ref().and_then(|c| c.peer.as_ref())) {
-        Ok(peer) => {
-            request.source_principal = peer.map(|p| p.principal().to_owned());
-            if let Some(peer) = peer {
-                if let Some(facts) = &facts {
-                    facts.peer(&peer.spiffe_id);
-                }
-                req.extensions_mut().insert(PeerIdentityExt(peer.clone()));
-            }
-        }
+    let peer = match palisade_tls::admit(mode, input.conn.as_ref().and_then(|c| c.peer.as_ref())) {
+        Ok(peer) => peer.cloned(),
         Err(refused) => {
             tracing::info!(model = %served.id.name, "refused: the model is mTLS STRICT and the connection has no client certificate");
-            let mut response =
-                (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": refused.to_string()})))
-                    .into_response();
-            response.extensions_mut().insert(crate::respond::ModelLabel(served.id.name.to_string()));
-            return response;
+            return Err(Refusal::PeerRequired(refused.to_string()));
+        }
+    };
+    if let Some(peer) = &peer {
+        request.source_principal = Some(peer.principal().to_owned());
+        if let Some(facts) = facts {
+            facts.peer(&peer.spiffe_id);
         }
     }
-    request.claims = req.extensions().get::<Caller>().and_then(|c| c.token()).map(|t| t.claims.clone());
-    request.headers = req
-        .headers()
-        .iter()
-        .filter(|(name, _)| *name != header::AUTHORIZATION)
-        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v.to_owned())))
-        .collect::<Headers>();
-    request.host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(palisade_policy::normalize_host)
-        .or_else(|| req.uri().authority().map(|a| palisade_policy::normalize_host(a.as_str())))
-        .unwrap_or_default();
-    request.method = req.method().as_str().to_owned();
-    request.path = path;
+    request.claims = input.claims.clone();
+    request.headers = input.headers.clone();
+    request.host = input.host.clone();
+    request.method = input.method.clone();
+    request.path = input.path.clone();
 
     let decision = Arc::new(state.security().policy_set().evaluate(&request));
     for (policy, would_allow) in &decision.dry_run {
         tracing::info!(policy = %policy, would_allow, "dry-run policy evaluated (not enforced)");
     }
     state.metrics().observe_decision(&decision);
-    if let Some(facts) = &facts {
+    if let Some(facts) = facts {
         facts.decision(decision.clone());
     }
-    req.extensions_mut().insert(Authorization(decision.clone()));
     if decision.allowed {
-        let mut response = next.run(req).await;
-        response.extensions_mut().insert(Authorization(decision));
-        response
+        Ok(Admitted { decision, peer })
     } else {
         tracing::info!(reason = %decision.reason, model = %served.id.name, "authorization denied");
-        let wants_json = req
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|accept| accept.contains("application/json"));
-        let mut response = if wants_json {
-            (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "RBAC: access denied"})))
-                .into_response()
-        } else {
-            let mut r = (StatusCode::FORBIDDEN, "RBAC: access denied").into_response();
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            r
-        };
-        response.extensions_mut().insert(crate::respond::ModelLabel(served.id.name.to_string()));
-        response.extensions_mut().insert(Authorization(decision));
-        response
+        Err(Refusal::Denied(decision))
     }
+}
+
+/// Whether a path is a gRPC method of the inference service.
+pub(crate) fn is_grpc_path(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_prefix(palisade_protocol::grpc::SERVICE_NAME))
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Evaluates the model's policies; requests that address no model (server metadata,
+/// unknown paths) pass with authentication alone. gRPC requests are authorized by their
+/// handler ([`DeferredAuthz`]).
+pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if crate::authn::is_public_path(&state, &path) {
+        return next.run(req).await;
+    }
+    if is_grpc_path(&path) {
+        let input = AuthzInput::of(&req, path);
+        req.extensions_mut().insert(DeferredAuthz(Arc::new(input)));
+        return next.run(req).await;
+    }
+    let Some(served) = model_of(&state, &path) else {
+        return next.run(req).await;
+    };
+    let facts = req.extensions().get::<crate::audit::Facts>().cloned();
+    let input = AuthzInput::of(&req, path);
+    let refusal = match decide(&state, facts.as_ref(), &served, &input) {
+        Ok(Admitted { decision, peer }) => {
+            if let Some(peer) = peer {
+                req.extensions_mut().insert(PeerIdentityExt(peer));
+            }
+            req.extensions_mut().insert(Authorization(decision.clone()));
+            let mut response = next.run(req).await;
+            response.extensions_mut().insert(Authorization(decision));
+            return response;
+        }
+        Err(refusal) => refusal,
+    };
+    let mut response = match refusal {
+        Refusal::PeerRequired(message) => {
+            (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": message}))).into_response()
+        }
+        Refusal::Denied(decision) => {
+            let wants_json = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|accept| accept.contains("application/json"));
+            let mut response = if wants_json {
+                (StatusCode::FORBIDDEN, axum::Json(serde_json::json!({"error": "RBAC: access denied"})))
+                    .into_response()
+            } else {
+                let mut r = (StatusCode::FORBIDDEN, "RBAC: access denied").into_response();
+                r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                r
+            };
+            response.extensions_mut().insert(Authorization(decision));
+            response
+        }
+    };
+    response.extensions_mut().insert(crate::respond::ModelLabel(served.id.name.to_string()));
+    response
 }

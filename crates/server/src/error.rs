@@ -6,6 +6,7 @@
 
 use axum::http::StatusCode;
 use palisade_protocol::ProtocolError;
+use palisade_protocol::grpc::tonic::{Code, Status};
 use palisade_runtime::{RuntimeError, UpstreamError};
 
 /// A failed request, as the caller will see it.
@@ -87,6 +88,47 @@ impl ApiError {
             }
             other => other.to_string(),
         }
+    }
+}
+
+/// The one table between HTTP statuses and gRPC codes, used both ways: errors raised as
+/// HTTP responses (by layers) become gRPC statuses for gRPC callers, and gRPC outcomes are
+/// counted and audited under the HTTP status they stand for. When a code appears twice, the
+/// first row is its HTTP status.
+const GRPC_CODES: &[(u16, Code)] = &[
+    (200, Code::Ok),
+    (400, Code::InvalidArgument),
+    (401, Code::Unauthenticated),
+    (403, Code::PermissionDenied),
+    (404, Code::NotFound),
+    (429, Code::ResourceExhausted),
+    (413, Code::ResourceExhausted),
+    (500, Code::Internal),
+    (501, Code::Unimplemented),
+    (503, Code::Unavailable),
+    (502, Code::Unavailable),
+    (504, Code::DeadlineExceeded),
+    (499, Code::Cancelled),
+];
+
+/// The gRPC code for an HTTP status (`UNKNOWN` for statuses the table does not name).
+pub fn grpc_code_for(status: StatusCode) -> Code {
+    GRPC_CODES.iter().find(|(s, _)| *s == status.as_u16()).map_or(Code::Unknown, |(_, code)| *code)
+}
+
+/// The HTTP status a gRPC code stands for (500 for codes the table does not name).
+pub fn http_status_for(code: Code) -> StatusCode {
+    GRPC_CODES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .and_then(|(s, _)| StatusCode::from_u16(*s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+impl ApiError {
+    /// The error as a gRPC status: the code from the shared table, the public message.
+    pub fn to_grpc(&self) -> Status {
+        Status::new(grpc_code_for(self.status()), self.public_message())
     }
 }
 
@@ -178,5 +220,28 @@ mod tests {
                 assert!(public.contains("request id"), "{public}");
             }
         }
+    }
+
+    #[test]
+    fn grpc_codes_follow_one_table_both_ways() {
+        let cases = [
+            (StatusCode::BAD_REQUEST, Code::InvalidArgument),
+            (StatusCode::UNAUTHORIZED, Code::Unauthenticated),
+            (StatusCode::FORBIDDEN, Code::PermissionDenied),
+            (StatusCode::NOT_FOUND, Code::NotFound),
+            (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted),
+            (StatusCode::SERVICE_UNAVAILABLE, Code::Unavailable),
+            (StatusCode::GATEWAY_TIMEOUT, Code::DeadlineExceeded),
+        ];
+        for (status, code) in cases {
+            assert_eq!(grpc_code_for(status), code);
+            assert_eq!(http_status_for(code), status);
+        }
+        assert_eq!(grpc_code_for(StatusCode::PAYLOAD_TOO_LARGE), Code::ResourceExhausted);
+        assert_eq!(grpc_code_for(StatusCode::IM_A_TEAPOT), Code::Unknown);
+        assert_eq!(ApiError::Overloaded.to_grpc().code(), Code::ResourceExhausted);
+        let hidden = ApiError::Inference("tract: /srv/model.onnx".into()).to_grpc();
+        assert_eq!(hidden.code(), Code::Internal);
+        assert!(!hidden.message().contains("tract"));
     }
 }

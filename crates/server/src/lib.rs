@@ -10,6 +10,7 @@ mod authz;
 mod body;
 mod docs;
 mod error;
+mod grpc;
 mod manage;
 mod metrics;
 mod oauth;
@@ -50,11 +51,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long one inference may take, queue wait included (default 60 s); then 504.
     pub inference_timeout: Duration,
+    /// Serve without authentication, authorization and audit (`--dangerous-disable-security`),
+    /// for measuring the security layers' cost on loopback. Never the default.
+    pub dangerous_disable_security: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 32 * 1024 * 1024, inference_timeout: Duration::from_secs(60) }
+        ServerConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            inference_timeout: Duration::from_secs(60),
+            dangerous_disable_security: false,
+        }
     }
 }
 
@@ -68,6 +76,8 @@ struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
     registry: Registry,
+    // Batchers feed the engine: declared before it, so they stop first.
+    batchers: std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>,
     engine: Engine,
     config: ServerConfig,
     openapi: bytes::Bytes,
@@ -84,10 +94,11 @@ impl AppState {
         security: Arc<Security>,
         audit: AuditHandle,
         config: ServerConfig,
-    ) -> Result<AppState, prometheus::Error> {
+    ) -> Result<AppState, StateError> {
         let openapi = bytes::Bytes::from(openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
         metrics.register(Box::new(security.reload_failures().clone()))?;
+        let batchers = start_batchers(&registry, &engine, &security, &metrics)?;
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let audit = audit.log().clone();
         Ok(AppState {
@@ -95,6 +106,7 @@ impl AppState {
                 security,
                 audit,
                 registry,
+                batchers,
                 engine,
                 config,
                 openapi,
@@ -130,6 +142,11 @@ impl AppState {
         &self.inner.engine
     }
 
+    /// The batcher of a model version, if its requests are batched.
+    pub fn batcher(&self, model: &palisade_core::ModelRef) -> Option<&palisade_runtime::Batcher> {
+        self.inner.batchers.get(model)
+    }
+
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
@@ -151,6 +168,54 @@ impl AppState {
     }
 }
 
+/// Why the server state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The metrics registry refused a metric.
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A model's `batching:` section cannot be applied.
+    #[error("model {model}: {error}; fix or remove its `batching:` section in palisade.yaml")]
+    Batching {
+        /// The model version.
+        model: String,
+        /// What is wrong.
+        error: palisade_runtime::RuntimeError,
+    },
+}
+
+/// Starts a batcher per model version with batching: the manifest's `batching:`, else the
+/// platform's default (skipped, with a log line, for models that cannot be batched).
+fn start_batchers(
+    registry: &Registry,
+    engine: &Engine,
+    security: &Security,
+    metrics: &Metrics,
+) -> Result<std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>, StateError> {
+    let default = security.platform().config.batching;
+    let mut batchers = std::collections::HashMap::new();
+    for served in registry.all() {
+        let Some(section) = served.batching.or(default) else { continue };
+        let config = palisade_runtime::BatchConfig {
+            max_batch_size: section.max_batch_size as usize,
+            max_latency: Duration::from_micros(section.max_latency_us),
+            queue_size: section.queue_size as usize,
+        };
+        let observer = metrics.batch_observer(served.id.name.as_str());
+        match palisade_runtime::Batcher::start(engine, served.model.clone(), config, Some(observer)) {
+            Ok(batcher) => {
+                tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
+                batchers.insert(served.id.clone(), batcher);
+            }
+            Err(error) if served.batching.is_none() => {
+                tracing::info!(model = %served.id.name, %error, "the platform's batching default does not apply");
+            }
+            Err(error) => return Err(StateError::Batching { model: served.id.to_string(), error }),
+        }
+    }
+    Ok(batchers)
+}
+
 /// The data-plane router with its layers, outermost first:
 ///
 /// 1. request id: every response carries `x-request-id`, so a caller can quote it;
@@ -158,16 +223,25 @@ impl AppState {
 /// 3. audit: exactly one record per request (health probes and static docs excepted),
 ///    written from what the layers below learn; in strict mode the response waits until
 ///    the record is durable, and an unwritable log turns answers into 503;
-/// 4. path normalization: once, before anything reads the path (400 for `%00`), so routing,
+/// 4. gRPC errors: a gRPC caller refused by a layer below gets a gRPC status, not an HTTP
+///    error (the one table in `error.rs`);
+/// 5. path normalization: once, before anything reads the path (400 for `%00`), so routing,
 ///    policies and the model all see the same path;
-/// 5. authentication: a valid token or 401/403, before any model or route is looked at, so
+/// 6. authentication: a valid token or 401/403, before any model or route is looked at, so
 ///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
 ///    docs are exempt);
-/// 6. authorization: the model's policies and owner default, 403 `RBAC: access denied`;
-/// 7. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
-///    limit) and queue inference on the engine (429 when full, 504 on timeout).
+/// 7. authorization: the model's policies and owner default, 403 `RBAC: access denied`
+///    (for gRPC, where the model is named in the message, the handler decides, with the
+///    same function, before decoding any tensor);
+/// 8. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
+///    limit) and queue inference on the engine (429 when full, 504 on timeout). gRPC
+///    (`/inference.GRPCInferenceService/*`) is served here too, on the same port.
+///
+/// With [`ServerConfig::dangerous_disable_security`] steps 3, 6 and 7 are left out, and so
+/// are the issuer and `/manage` endpoints.
 pub fn app(state: AppState) -> Router {
-    let routes = Router::new()
+    let secured = !state.config().dangerous_disable_security;
+    let mut routes = Router::new()
         .route("/v2", get(v2::server_metadata))
         .route("/v2/health/live", get(v2::live))
         .route("/v2/health/ready", get(v2::ready))
@@ -183,23 +257,37 @@ pub fn app(state: AppState) -> Router {
         .route("/docs", get(docs::redirect))
         .route("/docs/", get(docs::index))
         .route("/docs/{*file}", get(docs::asset))
-        .route("/oauth/token", post(oauth::token))
-        .route("/.well-known/openid-configuration", get(oauth::discovery))
-        .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/manage/v1/policies", get(manage::list).put(manage::apply))
-        .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
-        .route("/manage/v1/models/{model}/explain", get(manage::explain))
-        .route("/manage/v1/check", post(manage::check))
-        .fallback(respond::not_found)
-        .with_state(state.clone());
+        .route_service(
+            &format!("/{}/{{*rpc}}", palisade_protocol::grpc::SERVICE_NAME),
+            grpc::service(state.clone()),
+        );
+    if secured {
+        // Without authentication nobody could be told apart, so the issuer and the
+        // self-service endpoints exist only when security is on.
+        routes = routes
+            .route("/oauth/token", post(oauth::token))
+            .route("/.well-known/openid-configuration", get(oauth::discovery))
+            .route("/.well-known/jwks.json", get(oauth::jwks))
+            .route("/manage/v1/policies", get(manage::list).put(manage::apply))
+            .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
+            .route("/manage/v1/models/{model}/explain", get(manage::explain))
+            .route("/manage/v1/check", post(manage::check));
+    }
+    let routes = routes.fallback(respond::not_found).with_state(state.clone());
     // Layers on an outer router run before routing, so the inner router routes the
     // normalized path.
-    Router::new()
-        .fallback_service(routes)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
-        .layer(axum::middleware::from_fn(authz::normalize))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
+    let outer = Router::new().fallback_service(routes);
+    let outer = if secured {
+        outer
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
+            .layer(axum::middleware::from_fn(authz::normalize))
+            .layer(axum::middleware::from_fn(grpc::adapt))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
+    } else {
+        outer.layer(axum::middleware::from_fn(authz::normalize)).layer(axum::middleware::from_fn(grpc::adapt))
+    };
+    outer
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(request_id::assign))
 }

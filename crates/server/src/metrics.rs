@@ -20,6 +20,7 @@ pub struct Metrics {
     request_seconds: HistogramVec,
     queue_wait_seconds: HistogramVec,
     inference_seconds: HistogramVec,
+    batch_rows: HistogramVec,
     queue_depth: IntGauge,
     authn_failures: IntCounterVec,
     decisions: IntCounterVec,
@@ -52,7 +53,7 @@ impl Metrics {
         let queue_wait_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "palisade_inference_queue_wait_seconds",
-                "Time inference jobs waited for a thread.",
+                "Time inference jobs waited for a thread (and, with batching, for their batch).",
             )
             .buckets(buckets()),
             &["model"],
@@ -60,6 +61,11 @@ impl Metrics {
         let inference_seconds = HistogramVec::new(
             HistogramOpts::new("palisade_inference_duration_seconds", "Time spent running models.")
                 .buckets(buckets()),
+            &["model"],
+        )?;
+        let batch_rows = HistogramVec::new(
+            HistogramOpts::new("palisade_batch_size_rows", "Rows per batch run by adaptive batching.")
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
             &["model"],
         )?;
         let queue_depth =
@@ -117,6 +123,7 @@ impl Metrics {
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
         registry.register(Box::new(inference_seconds.clone()))?;
+        registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(served.clone()))?;
         #[cfg(target_os = "linux")]
@@ -128,6 +135,7 @@ impl Metrics {
             request_seconds,
             queue_wait_seconds,
             inference_seconds,
+            batch_rows,
             queue_depth,
             authn_failures,
             decisions,
@@ -189,6 +197,12 @@ impl Metrics {
         catch_up(&self.audit_write_errors, stats.write_errors);
     }
 
+    /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
+    pub fn batch_observer(&self, model: &str) -> palisade_runtime::BatchObserver {
+        let histogram = self.batch_rows.with_label_values(&[model]);
+        std::sync::Arc::new(move |stats: &palisade_runtime::BatchStats| histogram.observe(stats.rows as f64))
+    }
+
     /// Records one inference's queue wait and compute time.
     pub fn observe_inference(
         &self,
@@ -207,7 +221,11 @@ pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Nex
     let response = next.run(req).await;
     let model = response.extensions().get::<ModelLabel>().map_or("-", |m| m.0.as_str()).to_owned();
     let metrics = state.metrics();
-    metrics.requests.with_label_values(&[model.as_str(), response.status().as_str()]).inc();
+    // A gRPC refusal travels as HTTP 200 with its code in the headers: count it under the
+    // status it stands for. (Completed gRPC calls carry their code in trailers: 200.)
+    let status =
+        crate::grpc::effective_status(response.status(), crate::grpc::code_of(response.headers(), None));
+    metrics.requests.with_label_values(&[model.as_str(), status.as_str()]).inc();
     metrics.request_seconds.with_label_values(&[model.as_str()]).observe(started.elapsed().as_secs_f64());
     response
 }

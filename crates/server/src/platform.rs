@@ -33,6 +33,11 @@ pub struct PlatformConfig {
     /// The audit log.
     #[serde(default)]
     pub audit: AuditSettings,
+    /// Adaptive batching for models whose manifest has no `batching:` section (same fields
+    /// as the manifest's); off when absent. Models that cannot be batched (a fixed first
+    /// dimension) are served unbatched.
+    #[serde(default)]
+    pub batching: Option<palisade_bundle::manifest::BatchingSection>,
 }
 
 /// `audit:`
@@ -322,6 +327,11 @@ impl Platform {
                 file.display(),
                 config.issuer.algorithm
             )));
+        }
+        if let Some(batching) = &config.batching
+            && let Err((field, message)) = batching.validate()
+        {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
         Ok(Platform { config, jwt_rules, file: Some(file.to_owned()) })
     }

@@ -28,6 +28,8 @@ pub struct ServedModel {
     pub target: Arc<palisade_policy::TargetModel>,
     /// What the audit log keeps of the model's requests (the manifest's `audit:`).
     pub audit: palisade_bundle::manifest::AuditSection,
+    /// The manifest's `batching:`.
+    pub batching: Option<palisade_bundle::manifest::BatchingSection>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -66,6 +68,7 @@ impl ServedModel {
         Ok(ServedModel {
             target,
             audit: manifest.audit.clone(),
+            batching: manifest.batching,
             id: bundle.manifest.model_ref(),
             digest: bundle.digest.clone(),
             description: bundle.manifest.description.clone(),

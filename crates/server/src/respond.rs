@@ -11,16 +11,22 @@ use crate::ApiError;
 #[derive(Debug, Clone)]
 pub(crate) struct ModelLabel(pub String);
 
+/// Logs a failed request: server errors in full, client errors by kind only.
+pub(crate) fn log_error(err: &ApiError) {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::error!(error = %err, status = status.as_u16(), "request failed");
+    } else {
+        // Client errors can quote the request's own bytes (a JSON parse error shows the
+        // offending value), and payloads never go to logs: log the kind only.
+        tracing::debug!(kind = err.kind(), status = status.as_u16(), "request refused");
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        log_error(&self);
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = %self, status = status.as_u16(), "request failed");
-        } else {
-            // Client errors can quote the request's own bytes (a JSON parse error shows the
-            // offending value), and payloads never go to logs: log the kind only.
-            tracing::debug!(kind = self.kind(), status = status.as_u16(), "request refused");
-        }
         let mut response = (status, Json(ErrorBody { error: self.public_message() })).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

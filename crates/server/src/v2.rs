@@ -19,11 +19,16 @@ use crate::{ApiError, AppState, ServedModel};
 
 /// `GET /v2`
 pub(crate) async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata {
+    Json(server_metadata_value())
+}
+
+/// The server's name, version and protocol extensions (REST and gRPC).
+pub(crate) fn server_metadata_value() -> ServerMetadata {
+    ServerMetadata {
         name: "palisade".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         extensions: vec!["binary_tensor_data".to_owned()],
-    })
+    }
 }
 
 /// `GET /v2/health/live`: the process is up. Public by design, like all health probes.
@@ -179,13 +184,16 @@ pub(crate) async fn infer_tensors(
         return crate::upstream::infer(state, served, upstream, inputs).await;
     }
     let timeout = state.config().inference_timeout;
-    let job = state.engine().infer(served.model.clone(), inputs);
-    let output = tokio::time::timeout(timeout, job).await.map_err(|_| ApiError::Timeout(timeout))??;
+    let output = match state.batcher(&served.id) {
+        Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,
+        None => tokio::time::timeout(timeout, state.engine().infer(served.model.clone(), inputs)).await,
+    }
+    .map_err(|_| ApiError::Timeout(timeout))??;
     state.metrics().observe_inference(served.id.name.as_str(), output.queue_wait, output.compute);
     Ok(output.outputs)
 }
 
-fn metadata(state: &AppState, served: &ServedModel) -> ModelMetadata {
+pub(crate) fn metadata(state: &AppState, served: &ServedModel) -> ModelMetadata {
     let signature = served.model.signature();
     let mut parameters = json!({
         "namespace": served.id.namespace.as_str(),

@@ -236,6 +236,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             model,
             target,
             audit: Default::default(),
+            batching: None,
         },
         true,
     );

@@ -223,6 +223,29 @@ async fn plaintext_predictions_pass_through_and_refusals_never_reach_the_upstrea
     assert_eq!(refused.authz.as_ref().unwrap().decision, palisade_audit::Decision::Deny);
 }
 
+/// The platform's batching default does not apply to upstream models: their calls go to the
+/// upstream one by one, never onto the engine.
+#[tokio::test]
+async fn upstream_models_are_not_batched_by_the_platform_default() {
+    let upstream = start_upstream(None).await;
+    let (_tmp, store) = gateway_store(&format!("    url: {}\n", upstream.base), &[]);
+    let registry = Registry::load_with(&store, &UpstreamContext::default()).unwrap();
+    let platform = Platform::parse(Path::new("platform.yaml"), "batching:\n  max_batch_size: 8\n").unwrap();
+    let gw = app_with(
+        store.root(),
+        registry,
+        EngineConfig { threads: 1, queue_capacity: 16 },
+        ServerConfig::default(),
+        platform,
+        None,
+    );
+    let id = gw.state.registry().get("iris-gw", None).unwrap().id.clone();
+    assert!(gw.state.batcher(&id).is_none());
+    let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(upstream.calls(), 1);
+}
+
 #[tokio::test]
 async fn an_upstream_that_is_down_is_a_502_that_names_no_address() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -358,4 +381,53 @@ async fn tls_failures_are_logged_with_their_cause() {
     assert!(logged.to_ascii_lowercase().contains("certificate"), "{logged}");
     let value: Value = json!(err.public_message());
     assert!(!value.to_string().contains("127.0.0.1"));
+}
+
+/// gRPC callers reach upstream models through the same single inference point: a
+/// prediction over gRPC, and a down upstream as `UNAVAILABLE` (502's code).
+#[tokio::test]
+async fn grpc_callers_reach_upstream_models_too() {
+    use palisade_protocol::grpc::tonic::{self, Code};
+    use palisade_protocol::grpc::{self as grpc, GrpcInferenceServiceClient};
+
+    let upstream = start_upstream(None).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    for (url, expected) in [(upstream.base.clone(), Code::Ok), (down, Code::Unavailable)] {
+        let (_tmp, store) = gateway_store(&format!("    url: {url}\n"), &[]);
+        let gw = gateway(&store, &UpstreamContext::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(palisade_server::serve(listener, gw.router.clone(), std::future::pending()));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = GrpcInferenceServiceClient::new(channel);
+        let x = palisade_core::Tensor::new(
+            "X",
+            vec![1, 4],
+            palisade_core::TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+        )
+        .unwrap();
+        let mut request =
+            tonic::Request::new(grpc::encode_infer_request("iris-gw", None, Some("g-1"), &[x], true));
+        request.metadata_mut().insert("authorization", format!("Bearer {}", gw.token).parse().unwrap());
+        match client.model_infer(request).await {
+            Ok(reply) => {
+                assert_eq!(expected, Code::Ok);
+                let parsed = grpc::parse_infer_response(reply.into_inner()).unwrap();
+                assert_eq!(parsed.outputs[0].name(), "output_label");
+                assert_eq!(parsed.outputs[0].data(), &palisade_core::TensorData::Int64(vec![0]));
+            }
+            Err(status) => {
+                assert_eq!(status.code(), expected, "{status:?}");
+                assert!(status.message().starts_with("the upstream model server could not be reached"));
+                assert!(!status.message().contains("127.0.0.1"));
+            }
+        }
+    }
+    assert_eq!(upstream.calls(), 1);
 }

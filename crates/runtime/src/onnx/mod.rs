@@ -25,6 +25,7 @@ const STATE_POOL: usize = 64;
 /// A prepared ONNX model.
 pub struct OnnxModel {
     plan: Arc<TypedSimplePlan>,
+    min_batch_rows: usize,
     signature: ModelSignature,
     states: Mutex<Vec<TypedSimpleState>>,
 }
@@ -70,6 +71,7 @@ impl OnnxModel {
             .map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
         let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
         refuse_external_data(graph).map_err(&fail)?;
+        let min_batch_rows = min_batch_rows(graph);
 
         let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let declared_inputs: Vec<&pb::ValueInfoProto> =
@@ -120,7 +122,12 @@ impl OnnxModel {
             });
         }
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
-        Ok(OnnxModel { plan, signature: ModelSignature { inputs, outputs }, states: Mutex::new(Vec::new()) })
+        Ok(OnnxModel {
+            plan,
+            min_batch_rows,
+            signature: ModelSignature { inputs, outputs },
+            states: Mutex::new(Vec::new()),
+        })
     }
 
     /// Replaces the inferred signature's input and output specs by declared ones (from the
@@ -189,6 +196,10 @@ impl OnnxModel {
 }
 
 impl Model for OnnxModel {
+    fn min_batch_rows(&self) -> usize {
+        self.min_batch_rows
+    }
+
     fn signature(&self) -> &ModelSignature {
         &self.signature
     }
@@ -208,6 +219,16 @@ impl Model for OnnxModel {
             .map(|(value, spec)| from_tract(&spec.name, &value))
             .collect()
     }
+}
+
+/// Rows a batch needs for its rows to be computed as in any larger batch (see
+/// [`Model::min_batch_rows`]): 2 for linear models, whose one-row scores are summed in
+/// onnxruntime's one-row order; 1 otherwise. Tree ensembles, softmax (Palisade's row-wise
+/// one) and tract's matrix products compute a row the same way wherever it sits in a
+/// batch of any size; the runtime's batching tests check it on every fixture model.
+fn min_batch_rows(graph: &pb::GraphProto) -> usize {
+    let linear = |n: &pb::NodeProto| matches!(n.op_type.as_str(), "LinearClassifier" | "LinearRegressor");
+    if graph.node.iter().any(linear) { 2 } else { 1 }
 }
 
 fn load_error(path: &Path, message: String) -> RuntimeError {

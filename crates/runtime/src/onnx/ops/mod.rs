@@ -16,6 +16,9 @@
 //!   optimizer removes (tract would convert every element to a symbolic dimension and
 //!   back); every other cast is tract's.
 //!
+//! * `Softmax` ([`softmax`]) over `f32` rows is computed row by row, so that a row's
+//!   probabilities never depend on its place in a batch; other softmaxes are tract's.
+//!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
 //! facts are inferred from these ops instead.
@@ -24,6 +27,7 @@ pub mod cast;
 pub mod linear;
 mod node;
 pub mod normalizer;
+pub mod softmax;
 pub mod tree_ensemble;
 pub mod zipmap;
 
@@ -40,4 +44,5 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("Normalizer", normalizer::normalizer);
     reg.insert("ZipMap", zipmap::zipmap);
     reg.insert("Cast", cast::cast);
+    reg.insert("Softmax", softmax::softmax);
 }
