@@ -69,12 +69,18 @@ impl Server {
 
 /// Starts `palisade serve` with a workload identity and the admin port, logging to a file.
 fn serve_workload(home: &Path, ttl: &str) -> Server {
+    serve_with(home, &["--workload-cert-ttl", ttl])
+}
+
+/// Starts `palisade serve --workload-identity palisade-system/palisade` with `extra` flags.
+fn serve_with(home: &Path, extra: &[&str]) -> Server {
     let log = home.with_extension("log");
     let mut child = palisade()
         .arg("--home")
         .arg(home)
         .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-        .args(["--workload-identity", "palisade-system/palisade", "--workload-cert-ttl", ttl])
+        .args(["--workload-identity", "palisade-system/palisade"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -357,5 +363,85 @@ fn workload_identity_flags_are_validated() {
         let out = serve(&args);
         assert_eq!(out.status.code(), Some(64), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// The CA rotation of docs/mtls.md, step by step, with curl as the caller: the new root is
+/// added to the trust bundle (`--client-ca`) before the issuer is switched, so callers with
+/// certificates from either CA keep working through the overlap; once the old root leaves
+/// the bundle, only new certificates are accepted.
+#[test]
+fn ca_rotation_with_a_trust_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let next = tmp.path().join("next");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    init_ca(&home);
+    init_ca(&next);
+    let foreign = tmp.path().join("foreign");
+    init_ca(&foreign);
+    let issue = |ca_home: &Path, out: &str| {
+        let out_dir = tmp.path().join(out);
+        let result = run(
+            ca_home,
+            &[
+                "cert",
+                "issue",
+                "--namespace",
+                "billing",
+                "--service-account",
+                "batch",
+                "--out",
+                &path(&out_dir),
+            ],
+        );
+        assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+        out_dir
+    };
+    let (client_old, client_new, client_foreign) =
+        (issue(&home, "client-old"), issue(&next, "client-new"), issue(&foreign, "client-foreign"));
+    let old_root = std::fs::read_to_string(home.join("ca/ca.pem")).unwrap();
+    let new_root = std::fs::read_to_string(next.join("ca/ca.pem")).unwrap();
+    let bundle = tmp.path().join("trust-bundle.pem");
+    std::fs::write(&bundle, format!("{old_root}{new_root}")).unwrap();
+    let old_ca = tmp.path().join("old-ca.pem");
+    std::fs::write(&old_ca, &old_root).unwrap();
+    let new_ca = tmp.path().join("new-ca.pem");
+    std::fs::write(&new_ca, &new_root).unwrap();
+
+    // curl as a caller: trusting `cacert`, presenting `client`'s certificate.
+    let call = |server: &Server, cacert: &Path, client: Option<&Path>| -> bool {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--max-time", "10", "--cacert", &path(cacert)]);
+        if let Some(dir) = client {
+            curl.args(["--cert", &path(&dir.join("cert.pem")), "--key", &path(&dir.join("key.pem"))]);
+        }
+        let out = curl.arg(format!("https://localhost:{}/v2/health/live", server.port)).output().unwrap();
+        out.status.success()
+    };
+
+    // Step 2: the bundle is distributed; the old CA still issues.
+    {
+        let server = serve_with(&home, &["--client-ca", &path(&bundle)]);
+        assert!(call(&server, &old_ca, Some(&client_old)));
+        assert!(call(&server, &old_ca, Some(&client_new)), "the new CA's callers are trusted already");
+        assert!(call(&server, &bundle, Some(&client_old)), "callers may trust the bundle");
+        assert!(!call(&server, &old_ca, Some(&client_foreign)), "a CA outside the bundle is refused");
+    }
+    // Step 3: switch the issuer (the new CA directory moves into the home) and restart.
+    std::fs::rename(home.join("ca"), tmp.path().join("retired-ca")).unwrap();
+    std::fs::rename(next.join("ca"), home.join("ca")).unwrap();
+    {
+        let server = serve_with(&home, &["--client-ca", &path(&bundle)]);
+        assert!(!call(&server, &old_ca, None), "the server's certificate now comes from the new CA");
+        assert!(call(&server, &new_ca, None));
+        assert!(call(&server, &bundle, Some(&client_old)), "old callers keep working during the overlap");
+        assert!(call(&server, &bundle, Some(&client_new)));
+    }
+    // Step 4: after the overlap the old root leaves the bundle (here: the default, the CA's own).
+    {
+        let server = serve_with(&home, &[]);
+        assert!(!call(&server, &new_ca, Some(&client_old)), "certificates of the retired CA are refused");
+        assert!(call(&server, &new_ca, Some(&client_new)));
     }
 }
