@@ -1,6 +1,6 @@
 //! `palisade` binaries as a gateway in front of another `palisade` binary over mutual TLS:
-//! `build` of upstream manifests, `serve --workload-cert/--workload-key`, and the workload
-//! certificate `serve` issues itself from the home's built-in CA.
+//! `build` of upstream manifests, `serve --workload-identity` (the certificate it serves with
+//! is its client identity too) and `serve --workload-cert/--workload-key`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -180,18 +180,21 @@ fn start_upstream(tmp: &Path, client_ca: &Path) -> (Server, PathBuf) {
     (server, certs.join("ca.pem"))
 }
 
-fn predict(gateway: &Server, home: &Path) -> (u16, Value) {
+/// Calls the gateway with curl (a real client) as the model's owner; `cacert` for https.
+fn predict(gateway: &Server, home: &Path, cacert: Option<&Path>) -> (u16, Value) {
     let token = ok(run(home, &["token", "issue", "--email", "alice@example.com"])).trim().to_owned();
     let body = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[6.3,3.3,6.0,2.5]}]}"#;
-    let mut response = ureq::post(&format!("{}/v2/models/iris-gw/infer", gateway.base))
-        .header("authorization", &format!("Bearer {token}"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send(body)
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, serde_json::from_reader(response.body_mut().as_reader()).unwrap())
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"]);
+    if let Some(ca) = cacert {
+        curl.arg("--cacert").arg(ca);
+    }
+    let auth = format!("Authorization: Bearer {token}");
+    let url = format!("{}/v2/models/iris-gw/infer", gateway.base);
+    let out = curl.args(["-H", &auth, "-H", "Accept: application/json", "-d", body, &url]).output().unwrap();
+    let text = ok(out);
+    let (json, status) = text.rsplit_once('\n').unwrap();
+    (status.trim().parse().unwrap(), serde_json::from_str(json).unwrap())
 }
 
 #[test]
@@ -208,12 +211,13 @@ fn gateway_binaries_reach_a_strict_upstream_with_their_workload_certificate() {
     let dir = upstream_dir(tmp.path(), "gateway-model", &url, Some(&upstream_ca));
     ok(run(&gateway_home, &["build", dir.to_str().unwrap()]));
 
-    // 1. No flags: serve issues its own workload certificate from the home's CA.
-    let gateway = serve(&gateway_home, &[]);
-    let (status, reply) = predict(&gateway, &gateway_home);
+    // 1. --workload-identity: the certificate the gateway serves with, issued by its home's
+    // CA and renewed at half-life, is also what it presents to the upstream.
+    let gateway = serve(&gateway_home, &["--workload-identity", "palisade-system/palisade"]);
+    assert!(gateway.base.starts_with("https://"), "{}", gateway.base);
+    let (status, reply) = predict(&gateway, &gateway_home, Some(&gateway_home.join("ca/ca.pem")));
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["outputs"][0]["data"], serde_json::json!([2]), "virginica");
-    assert!(gateway_home.join("workload/cert.pem").exists());
     drop(gateway);
 
     // 2. --workload-cert/--workload-key: the files given (here from the same CA, with
@@ -241,7 +245,7 @@ fn gateway_binaries_reach_a_strict_upstream_with_their_workload_certificate() {
             other.join("key.pem").to_str().unwrap(),
         ],
     );
-    let (status, reply) = predict(&gateway, &gateway_home);
+    let (status, reply) = predict(&gateway, &gateway_home, None);
     assert_eq!(
         status, 502,
         "the upstream refuses that identity (403), which the caller sees as 502: {reply}"
@@ -276,6 +280,6 @@ fn gateway_binaries_reach_a_strict_upstream_with_their_workload_certificate() {
             allowed.join("key.pem").to_str().unwrap(),
         ],
     );
-    let (status, reply) = predict(&gateway, &gateway_home);
+    let (status, reply) = predict(&gateway, &gateway_home, None);
     assert_eq!(status, 200, "{reply}");
 }

@@ -243,7 +243,7 @@ impl UpstreamModel {
                 (true, None) if !context.check_only => {
                     return Err(load_error(
                         "model.upstream.tls.mutual",
-                        "mutual TLS needs Palisade's workload certificate, and none is configured: start `palisade serve` with --workload-cert and --workload-key, or create the built-in CA with `palisade ca init` so Palisade issues its own".to_owned(),
+                        "mutual TLS needs Palisade's workload certificate, and none is configured: start `palisade serve` with --workload-identity NS/SA (issued by the built-in CA, see docs/mtls.md) or with --workload-cert and --workload-key".to_owned(),
                     ));
                 }
                 _ => None,
