@@ -24,4 +24,7 @@ echo "== end-to-end tests (tests/e2e)"
 cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
 
+echo "== upstream gateway (a separate step: real MLServer in its own venv)"
+scripts/test-upstream.sh
+
 echo "== all tests passed in $((SECONDS - started)) s"
