@@ -28,4 +28,7 @@ PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
 echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
 bench/run.sh --smoke
 
+echo "== upstream gateway (a separate step: real MLServer in its own venv)"
+scripts/test-upstream.sh
+
 echo "== all tests passed in $((SECONDS - started)) s"

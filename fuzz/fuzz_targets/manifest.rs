@@ -8,6 +8,11 @@ fuzz_target!(|data: &[u8]| {
     match palisade_bundle::Manifest::parse(path, data) {
         Ok(manifest) => {
             let _ = manifest.model_ref().to_string();
+            let _ = manifest.model.files();
+            if let Some(upstream) = manifest.model.upstream() {
+                let name = upstream.model.as_deref().unwrap_or(manifest.name.as_str());
+                let _ = upstream.url.join(&["v2", "models", name, "infer"]);
+            }
         }
         Err(err) => assert!(err.to_string().starts_with("fuzz/palisade.yaml")),
     }

@@ -82,11 +82,13 @@ pub enum BundleError {
     /// The manifest is invalid; the error names the file, line and field.
     #[error("{0}")]
     Manifest(ManifestError),
-    /// The model file named by the manifest is unusable.
-    #[error("{}: field `model.path`: {} {problem}", manifest.display(), path.display())]
+    /// A file named by the manifest (the model file, an upstream's CA) is unusable.
+    #[error("{}: field `{field}`: {} {problem}", manifest.display(), path.display())]
     ModelFile {
         /// The manifest that names it.
         manifest: PathBuf,
+        /// The field that names it (`model.path`, `model.upstream.tls.ca`).
+        field: &'static str,
         /// The model file.
         path: PathBuf,
         /// What is wrong with it.

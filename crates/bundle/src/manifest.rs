@@ -18,10 +18,25 @@
 //!   max_latency_us: 500      # longest wait for a batch to fill
 //!   queue_size: 1024         # requests waiting before 429
 //! ```
+//!
+//! A model served by an upstream Open Inference Protocol server has no file; its interface
+//! is declared:
+//!
+//! ```yaml
+//! model:
+//!   format: upstream
+//!   upstream:
+//!     url: https://mlserver.ml.svc:8443   # base URL, http or https
+//!     model: iris-sklearn                 # optional: the name there (default `name`)
+//!     tls: {ca: upstream-ca.pem, mutual: true}
+//!   inputs:  [{name: X, datatype: FP64, shape: [-1, 4]}]
+//!   outputs: [{name: predict, datatype: INT64, shape: [-1, 1]}]
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use palisade_core::{ModelName, ModelRef, Namespace, Owner, TensorSpec, Version};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -151,28 +166,485 @@ pub enum AuditLevel {
     RequestResponse,
 }
 
-/// The `model:` section of the manifest.
+/// The `model:` section of the manifest: what runs the model, and its interface.
+///
+/// Parsed from the flat YAML form (`path`, `format`, `upstream`, `inputs`, `outputs`) into a
+/// value that cannot mix the two kinds: a model file has a `path` and no `upstream`; an
+/// upstream model has `upstream`, declared `inputs` and `outputs`, and no `path`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawModelSection", into = "RawModelSection")]
 pub struct ModelSection {
-    /// Path of the model file, relative to the manifest.
-    pub path: BundlePath,
-    /// The model's file format.
-    pub format: ModelFormat,
-    /// Declared inputs; inferred from the model when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// What runs the model.
+    pub source: ModelSource,
+    /// Declared inputs; for a model file, inferred from the model when absent.
     pub inputs: Option<Vec<TensorSpec>>,
-    /// Declared outputs; inferred from the model when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Declared outputs; for a model file, inferred from the model when absent.
     pub outputs: Option<Vec<TensorSpec>>,
 }
 
-/// A model file format Palisade can run.
+/// What runs a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// An ONNX file in the bundle, run in-process.
+    Onnx {
+        /// Path of the model file, relative to the manifest.
+        path: BundlePath,
+    },
+    /// An Open Inference Protocol (V2) server that Palisade calls on the caller's behalf.
+    Upstream(Box<UpstreamSpec>),
+}
+
+/// A model format Palisade can serve (`model.format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
     /// ONNX, run in-process.
     Onnx,
+    /// Served by an upstream Open Inference Protocol server (`model.upstream`).
+    Upstream,
+}
+
+impl ModelSection {
+    /// The model's format.
+    pub fn format(&self) -> ModelFormat {
+        match self.source {
+            ModelSource::Onnx { .. } => ModelFormat::Onnx,
+            ModelSource::Upstream(_) => ModelFormat::Upstream,
+        }
+    }
+
+    /// The model file, for models run in-process.
+    pub fn path(&self) -> Option<&BundlePath> {
+        match &self.source {
+            ModelSource::Onnx { path } => Some(path),
+            ModelSource::Upstream(_) => None,
+        }
+    }
+
+    /// The upstream server, for upstream models.
+    pub fn upstream(&self) -> Option<&UpstreamSpec> {
+        match &self.source {
+            ModelSource::Upstream(upstream) => Some(upstream),
+            ModelSource::Onnx { .. } => None,
+        }
+    }
+
+    /// Every file of the model directory that the section names, with its field: the model
+    /// file, or the upstream's CA file. They are copied into the bundle and covered by its
+    /// digest.
+    pub fn files(&self) -> Vec<(&'static str, &BundlePath)> {
+        match &self.source {
+            ModelSource::Onnx { path } => vec![("model.path", path)],
+            ModelSource::Upstream(upstream) => upstream
+                .tls
+                .as_ref()
+                .and_then(|tls| tls.ca.as_ref())
+                .map(|ca| ("model.upstream.tls.ca", ca))
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// `model:` as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<BundlePath>,
+    format: ModelFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upstream: Option<UpstreamSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<TensorSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outputs: Option<Vec<TensorSpec>>,
+}
+
+impl TryFrom<RawModelSection> for ModelSection {
+    type Error = String;
+
+    fn try_from(raw: RawModelSection) -> Result<Self, String> {
+        let source = match (raw.format, raw.path, raw.upstream) {
+            (ModelFormat::Onnx, Some(path), None) => ModelSource::Onnx { path },
+            (ModelFormat::Onnx, None, _) => {
+                return Err("`model.path` is required: the ONNX file, relative to palisade.yaml".to_owned());
+            }
+            (ModelFormat::Onnx, Some(_), Some(_)) => {
+                return Err(
+                    "`model.upstream` applies to `format: upstream` only; remove it, or set `format: upstream` and remove `model.path`"
+                        .to_owned(),
+                );
+            }
+            (ModelFormat::Upstream, Some(_), _) => {
+                return Err(
+                    "an upstream model has no model file: remove `model.path` (the upstream server holds the model)"
+                        .to_owned(),
+                );
+            }
+            (ModelFormat::Upstream, None, None) => {
+                return Err(
+                    "`format: upstream` needs `model.upstream` with at least `url`, e.g. `upstream: {url: http://127.0.0.1:8080}` (see docs/upstream.md)"
+                        .to_owned(),
+                );
+            }
+            (ModelFormat::Upstream, None, Some(upstream)) => {
+                for (field, specs) in [("inputs", &raw.inputs), ("outputs", &raw.outputs)] {
+                    if specs.as_ref().is_none_or(Vec::is_empty) {
+                        return Err(format!(
+                            "an upstream model must declare `model.{field}` (name, datatype, shape of each), so that Palisade can check requests before they leave; copy them from the upstream's model metadata (GET /v2/models/NAME)"
+                        ));
+                    }
+                }
+                ModelSource::Upstream(Box::new(upstream))
+            }
+        };
+        Ok(ModelSection { source, inputs: raw.inputs, outputs: raw.outputs })
+    }
+}
+
+impl From<ModelSection> for RawModelSection {
+    fn from(section: ModelSection) -> Self {
+        let format = section.format();
+        let (path, upstream) = match section.source {
+            ModelSource::Onnx { path } => (Some(path), None),
+            ModelSource::Upstream(upstream) => (None, Some(*upstream)),
+        };
+        RawModelSection { path, format, upstream, inputs: section.inputs, outputs: section.outputs }
+    }
+}
+
+/// `model.upstream`: the Open Inference Protocol server that serves the model, and how to
+/// reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawUpstream", into = "RawUpstream")]
+pub struct UpstreamSpec {
+    /// The server's base URL (`http` or `https`); requests go to `{url}/v2/models/...`.
+    pub url: UpstreamUrl,
+    /// The model's name on the server; the manifest's `name` when absent.
+    pub model: Option<String>,
+    /// The model version on the server; the server's default when absent.
+    pub version: Option<String>,
+    /// How long one call may take, connection included (default 30 s).
+    pub timeout: Duration,
+    /// How long connecting (TCP and TLS) may take (default 5 s, or `timeout` when shorter).
+    pub connect_timeout: Duration,
+    /// The connection pool.
+    pub pool: UpstreamPool,
+    /// Calls in flight at once, per Palisade replica (default 64); more are refused with 429
+    /// at once, like a full inference queue.
+    pub max_concurrency: usize,
+    /// TLS settings; present exactly when the URL is `https`.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// `model.upstream.pool`: idle connections kept for reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamPool {
+    /// Idle connections kept per upstream host (default 32; 0 closes each after use).
+    #[serde(default = "UpstreamPool::default_max_idle")]
+    pub max_idle_per_host: usize,
+    /// How long an idle connection is kept (default 90 s).
+    #[serde(default = "UpstreamPool::default_idle_timeout", with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+impl UpstreamPool {
+    fn default_max_idle() -> usize {
+        32
+    }
+
+    fn default_idle_timeout() -> Duration {
+        Duration::from_secs(90)
+    }
+}
+
+impl Default for UpstreamPool {
+    fn default() -> Self {
+        UpstreamPool {
+            max_idle_per_host: UpstreamPool::default_max_idle(),
+            idle_timeout: UpstreamPool::default_idle_timeout(),
+        }
+    }
+}
+
+/// `model.upstream.tls`: whom to trust, and whether to prove Palisade's own identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamTls {
+    /// PEM trust anchors for the server's certificate, relative to the manifest (copied into
+    /// the bundle). When absent, the serving home's built-in CA (`palisade ca init`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<BundlePath>,
+    /// Present Palisade's workload certificate (mutual TLS).
+    #[serde(default)]
+    pub mutual: bool,
+}
+
+/// Longest upstream model name or version accepted.
+const MAX_UPSTREAM_NAME: usize = 256;
+/// Longest timeout accepted.
+const MAX_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawUpstream {
+    url: UpstreamUrl,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "quoted_text")]
+    version: Option<String>,
+    #[serde(default = "default_timeout", with = "duration_text")]
+    timeout: Duration,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "duration_text_opt")]
+    connect_timeout: Option<Duration>,
+    #[serde(default)]
+    pool: UpstreamPool,
+    #[serde(default = "default_max_concurrency")]
+    max_concurrency: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tls: Option<UpstreamTls>,
+}
+
+fn default_max_concurrency() -> usize {
+    64
+}
+
+/// Most calls in flight a model may allow.
+const MAX_UPSTREAM_CONCURRENCY: usize = 10_000;
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// The connect timeout when none is given: 5 s, or the whole timeout when shorter.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn upstream_name_ok(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_UPSTREAM_NAME
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'+' | b'@'))
+        && text != "."
+        && text != ".."
+}
+
+impl TryFrom<RawUpstream> for UpstreamSpec {
+    type Error = String;
+
+    fn try_from(raw: RawUpstream) -> Result<Self, String> {
+        for (field, value) in [("model", &raw.model), ("version", &raw.version)] {
+            if let Some(value) = value
+                && !upstream_name_ok(value)
+            {
+                return Err(format!(
+                    "`model.upstream.{field}` `{value}` is invalid: use 1-{MAX_UPSTREAM_NAME} of letters, digits, `-_.+@`"
+                ));
+            }
+        }
+        let connect_timeout = raw.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT.min(raw.timeout));
+        for (field, value) in [("timeout", raw.timeout), ("connectTimeout", connect_timeout)] {
+            if value.is_zero() || value > MAX_UPSTREAM_TIMEOUT {
+                return Err(format!(
+                    "`model.upstream.{field}` must be more than 0 and at most 1h, e.g. `{field}: 30s`"
+                ));
+            }
+        }
+        if connect_timeout > raw.timeout {
+            return Err(
+                "`model.upstream.connectTimeout` is longer than `timeout`, which includes connecting; shorten it"
+                    .to_owned(),
+            );
+        }
+        if raw.pool.idle_timeout > MAX_UPSTREAM_TIMEOUT || raw.pool.max_idle_per_host > 1024 {
+            return Err(
+                "`model.upstream.pool`: `maxIdlePerHost` is at most 1024 and `idleTimeout` at most 1h"
+                    .to_owned(),
+            );
+        }
+        if raw.max_concurrency == 0 || raw.max_concurrency > MAX_UPSTREAM_CONCURRENCY {
+            return Err(format!(
+                "`model.upstream.maxConcurrency` must be 1-{MAX_UPSTREAM_CONCURRENCY} (calls in flight at once)"
+            ));
+        }
+        let tls = match (raw.url.is_https(), raw.tls) {
+            (true, tls) => Some(tls.unwrap_or_default()),
+            (false, None) => None,
+            (false, Some(_)) => {
+                return Err(format!(
+                    "`model.upstream.tls` needs an https URL, but `url` is {}; write https://",
+                    raw.url
+                ));
+            }
+        };
+        Ok(UpstreamSpec {
+            url: raw.url,
+            model: raw.model,
+            version: raw.version,
+            timeout: raw.timeout,
+            connect_timeout,
+            pool: raw.pool,
+            max_concurrency: raw.max_concurrency,
+            tls,
+        })
+    }
+}
+
+impl From<UpstreamSpec> for RawUpstream {
+    fn from(spec: UpstreamSpec) -> Self {
+        RawUpstream {
+            url: spec.url,
+            model: spec.model,
+            version: spec.version,
+            timeout: spec.timeout,
+            connect_timeout: Some(spec.connect_timeout),
+            pool: spec.pool,
+            max_concurrency: spec.max_concurrency,
+            tls: spec.tls,
+        }
+    }
+}
+
+/// An upstream server's base URL: `http` or `https`, a host, an optional port and path
+/// prefix; no credentials, query or fragment. Kept without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct UpstreamUrl(url::Url);
+
+impl UpstreamUrl {
+    /// Parses a base URL.
+    pub fn new(text: &str) -> Result<UpstreamUrl, String> {
+        let url = url::Url::parse(text).map_err(|e| {
+            format!("`{text}` is not a URL ({e}); write the server's base URL, e.g. http://127.0.0.1:8080")
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("`{text}`: the scheme must be http or https"));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{text}` has no host"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "`{}` carries credentials; a bundle must not hold secrets: remove them (use mutual TLS to authenticate Palisade)",
+                url.scheme()
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{text}` has a query or fragment; give the base URL only"));
+        }
+        if url.path().trim_end_matches('/').ends_with("/v2") {
+            return Err(format!(
+                "`{text}` ends in /v2; give the base URL without it (Palisade adds /v2/models/...)"
+            ));
+        }
+        let mut url = url;
+        let trimmed = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&trimmed);
+        Ok(UpstreamUrl(url))
+    }
+
+    /// Whether the URL is `https`.
+    pub fn is_https(&self) -> bool {
+        self.0.scheme() == "https"
+    }
+
+    /// The URL.
+    pub fn as_url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The host, as dialled (a DNS name or an IP address).
+    pub fn host(&self) -> &str {
+        self.0.host_str().unwrap_or_default()
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded as one path segment.
+    pub fn join(&self, segments: &[&str]) -> url::Url {
+        let mut url = self.0.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty();
+            path.extend(segments);
+        }
+        url
+    }
+}
+
+impl fmt::Display for UpstreamUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str().trim_end_matches('/'))
+    }
+}
+
+impl From<UpstreamUrl> for String {
+    fn from(url: UpstreamUrl) -> String {
+        url.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        UpstreamUrl::new(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Durations written as `30s`, `1m30s`, `250ms`.
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&palisade_core::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        palisade_core::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Optional durations written as `30s`, `1m30s`, `250ms`.
+mod duration_text_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(value) => super::duration_text::serialize(value, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration_text::deserialize(d).map(Some)
+    }
+}
+
+/// A string field that YAML may have read as a number (`version: 1`).
+fn quoted_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Option<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a version string such as \"1\"")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(v.to_owned()))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v.to_string()))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Err(E::custom(format!("`{v}` is not a version; quote it, e.g. version: \"1\"")))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Err(E::custom(format!(
+                "YAML read the version as the number {v}; quote it, e.g. version: \"{v}\""
+            )))
+        }
+    }
+    d.deserialize_any(Visitor)
 }
 
 impl Manifest {
@@ -230,6 +702,14 @@ impl Manifest {
         {
             return Err(invalid(field, None, None, message));
         }
+        if manifest.batching.is_some() && manifest.model.upstream().is_some() {
+            return Err(invalid(
+                "batching",
+                None,
+                None,
+                "an upstream model's calls are passed on one by one; remove `batching:` and batch on the upstream server (MLServer's `max_batch_size`, Triton's dynamic batcher)".to_owned(),
+            ));
+        }
         Ok(manifest)
     }
 
@@ -251,7 +731,7 @@ fn hint_for(field: &str, message: String) -> String {
     }
     if field == "model.format" {
         return format!(
-            "{message}; Palisade runs `onnx` models (export with skl2onnx, tf2onnx or torch.onnx)"
+            "{message}; Palisade runs `onnx` models (export with skl2onnx, tf2onnx or torch.onnx), or serves `upstream` ones from an Open Inference Protocol server (see docs/upstream.md)"
         );
     }
     message
@@ -483,8 +963,9 @@ mod tests {
         assert_eq!(m.version.as_str(), "1.0.0");
         assert_eq!(m.namespace.as_str(), "default");
         assert_eq!(m.owners.as_slice(), &[Owner::Email("alice@example.com".into())]);
-        assert_eq!(m.model.path.as_str(), "model.onnx");
-        assert_eq!(m.model.format, ModelFormat::Onnx);
+        assert_eq!(m.model.path().map(BundlePath::as_str), Some("model.onnx"));
+        assert_eq!(m.model.format(), ModelFormat::Onnx);
+        assert!(m.model.upstream().is_none());
         assert!(m.model.inputs.is_none());
     }
 
@@ -565,5 +1046,174 @@ model:
         }
         let err = Manifest::parse(Path::new("p.yaml"), &[0xff, 0xfe]).unwrap_err();
         assert!(err.to_string().contains("not UTF-8"));
+    }
+
+    const UPSTREAM: &str = "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: http://127.0.0.1:8080\n  inputs:\n    - {name: X, datatype: FP32, shape: [-1, 4]}\n  outputs:\n    - {name: predict, datatype: INT64, shape: [-1]}\n";
+
+    #[test]
+    fn upstream_model_with_defaults() {
+        let m = parse(UPSTREAM).unwrap();
+        assert_eq!(m.model.format(), ModelFormat::Upstream);
+        assert!(m.model.path().is_none());
+        assert!(m.model.files().is_empty());
+        let up = m.model.upstream().unwrap();
+        assert_eq!(up.url.to_string(), "http://127.0.0.1:8080");
+        assert_eq!(up.model, None);
+        assert_eq!(up.timeout, Duration::from_secs(30));
+        assert_eq!(up.connect_timeout, Duration::from_secs(5));
+        let short = parse(
+            &UPSTREAM.replace("    url: http://127.0.0.1:8080\n", "    url: http://h:1\n    timeout: 2s\n"),
+        )
+        .unwrap();
+        assert_eq!(short.model.upstream().unwrap().connect_timeout, Duration::from_secs(2));
+        assert_eq!(up.pool, UpstreamPool::default());
+        assert_eq!(up.max_concurrency, 64);
+        assert!(up.tls.is_none());
+        assert_eq!(
+            up.url.join(&["v2", "models", "iris", "infer"]).as_str(),
+            "http://127.0.0.1:8080/v2/models/iris/infer"
+        );
+    }
+
+    #[test]
+    fn upstream_model_fully_specified_round_trips() {
+        let text = UPSTREAM.replace(
+            "    url: http://127.0.0.1:8080\n",
+            "    url: https://mlserver.ml.svc:8443/prefix/\n    model: iris-sklearn\n    version: \"v1\"\n    timeout: 1m30s\n    connectTimeout: 250ms\n    pool: {maxIdlePerHost: 4, idleTimeout: 10s}\n    maxConcurrency: 8\n    tls: {ca: certs/ca.pem, mutual: true}\n",
+        );
+        let m = parse(&text).unwrap();
+        let up = m.model.upstream().unwrap();
+        assert!(up.url.is_https());
+        assert_eq!(up.url.host(), "mlserver.ml.svc");
+        assert_eq!(up.model.as_deref(), Some("iris-sklearn"));
+        assert_eq!(up.version.as_deref(), Some("v1"));
+        assert_eq!(up.timeout, Duration::from_secs(90));
+        assert_eq!(up.connect_timeout, Duration::from_millis(250));
+        assert_eq!(up.pool, UpstreamPool { max_idle_per_host: 4, idle_timeout: Duration::from_secs(10) });
+        assert_eq!(up.max_concurrency, 8);
+        let tls = up.tls.as_ref().unwrap();
+        assert!(tls.mutual);
+        assert_eq!(m.model.files(), vec![("model.upstream.tls.ca", tls.ca.as_ref().unwrap())]);
+        // Segments are encoded, and the prefix kept.
+        assert_eq!(
+            up.url.join(&["v2", "models", "a b", "ready"]).as_str(),
+            "https://mlserver.ml.svc:8443/prefix/v2/models/a%20b/ready"
+        );
+        // Serialized and parsed again, the manifest is the same.
+        let yaml = serde_yaml::to_string(&m).unwrap();
+        assert_eq!(parse(&yaml).unwrap(), m, "{yaml}");
+        // An https URL without a tls section gets the defaults (the built-in CA, no client certificate).
+        let m = parse(&UPSTREAM.replace("http://", "https://")).unwrap();
+        assert_eq!(m.model.upstream().unwrap().tls, Some(UpstreamTls::default()));
+    }
+
+    #[test]
+    fn invalid_upstream_models_say_which_field_and_how_to_fix_it() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            (
+                "  format: upstream\n",
+                "  format: upstream\n  path: model.onnx\n",
+                "model",
+                "remove `model.path`",
+            ),
+            ("  upstream:\n    url: http://127.0.0.1:8080\n", "", "model", "needs `model.upstream`"),
+            (
+                "  outputs:\n    - {name: predict, datatype: INT64, shape: [-1]}\n",
+                "",
+                "model",
+                "must declare `model.outputs`",
+            ),
+            (
+                "  inputs:\n    - {name: X, datatype: FP32, shape: [-1, 4]}\n",
+                "  inputs: []\n",
+                "model",
+                "must declare `model.inputs`",
+            ),
+            ("url: http://127.0.0.1:8080", "url: ftp://x", "model.upstream.url", "http or https"),
+            ("url: http://127.0.0.1:8080", "url: not a url", "model.upstream.url", "not a URL"),
+            ("url: http://127.0.0.1:8080", "url: http://u:secret@h:1", "model.upstream.url", "credentials"),
+            ("url: http://127.0.0.1:8080", "url: http://h:1/v2", "model.upstream.url", "without it"),
+            ("url: http://127.0.0.1:8080", "url: http://h:1/?x=1", "model.upstream.url", "query"),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    tls: {mutual: true}\n",
+                "model.upstream",
+                "needs an https URL",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    timeout: 0s\n",
+                "model.upstream",
+                "more than 0",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    timeout: soon\n",
+                "model.upstream.timeout",
+                "not a duration",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    timeout: 1s\n    connectTimeout: 2s\n",
+                "model.upstream",
+                "longer than `timeout`",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    model: a/b\n",
+                "model.upstream",
+                "`model.upstream.model` `a/b` is invalid",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    version: 1.5\n",
+                "model.upstream.version",
+                "quote it",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    maxConcurrency: 0\n",
+                "model.upstream",
+                "1-10000",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: http://h:1\n    pool: {maxIdle: 3}\n",
+                "model.upstream.pool.maxIdle",
+                "unknown field `maxIdle`",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: https://h:1\n    tls: {ca: ../ca.pem}\n",
+                "model.upstream.tls.ca",
+                "`..`",
+            ),
+            (
+                "    url: http://127.0.0.1:8080\n",
+                "    url: https://h:1\n    tls: {ca: bundle.json}\n",
+                "model.upstream.tls.ca",
+                "reserves",
+            ),
+        ];
+        for (from, to, field, needle) in cases {
+            assert!(UPSTREAM.contains(from), "{from}");
+            let err = parse(&UPSTREAM.replace(from, to)).unwrap_err();
+            assert_eq!(err.field, *field, "{to}: {err}");
+            assert!(err.line.is_some(), "{to}: {err}");
+            assert!(err.message.contains(needle), "{to}: {err}");
+        }
+        // Credentials are not echoed back.
+        let err = parse(&UPSTREAM.replace("http://127.0.0.1:8080", "http://u:hunter2@h:1")).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        // An ONNX model needs its file.
+        let err = parse(&MINIMAL.replace("  path: model.onnx\n", "")).unwrap_err();
+        assert!(err.message.contains("`model.path` is required"), "{err}");
+        // Batching is the upstream's business.
+        let err = parse(&format!("{UPSTREAM}batching: {{max_batch_size: 8}}\n")).unwrap_err();
+        assert_eq!(err.field, "batching", "{err}");
+        assert!(err.message.contains("remove `batching:`"), "{err}");
+        // The format hint mentions both formats.
+        let err = parse(&MINIMAL.replace("format: onnx", "format: triton")).unwrap_err();
+        assert!(err.message.contains("`upstream`"), "{err}");
     }
 }

@@ -4,7 +4,8 @@
 //! $PALISADE_HOME/
 //!   bundles/<sha256-hex>/          one immutable directory per bundle, named by its digest
 //!     palisade.yaml                the manifest, as written
-//!     <model.path>                 the model file
+//!     <model.path>                 the model file (none for an upstream model)
+//!     <model.upstream.tls.ca>      an upstream model's trust anchors, when named
 //!     signature.json               the resolved inputs/outputs (written by `palisade build`)
 //!     bundle.json                  the index: every other file with its size and SHA-256
 //!   models/<name>/versions/<version>.json   version -> digest
@@ -115,9 +116,17 @@ pub struct VerifiedBundle {
 }
 
 impl VerifiedBundle {
-    /// Path of the model file.
+    /// Path of the file that defines the model: the model file, or for an upstream model
+    /// (which has none) the manifest. Files the manifest names sit in the same bundle.
     pub fn model_path(&self) -> PathBuf {
-        self.manifest.model.path.under(&self.dir)
+        defining_file(&self.manifest, &self.dir)
+    }
+}
+
+fn defining_file(manifest: &Manifest, dir: &Path) -> PathBuf {
+    match manifest.model.path() {
+        Some(path) => path.under(dir),
+        None => dir.join(MANIFEST_FILE),
     }
 }
 
@@ -137,9 +146,10 @@ impl StagedBundle {
         &self.manifest
     }
 
-    /// Path of the staged copy of the model file (validate this copy, not the source).
+    /// Path of the staged copy of the file that defines the model (validate this copy, not
+    /// the source): the model file, or for an upstream model the manifest.
     pub fn model_path(&self) -> PathBuf {
-        self.manifest.model.path.under(self.dir.path())
+        defining_file(&self.manifest, self.dir.path())
     }
 
     /// Records the resolved signature as `signature.json`, covered by the digest.
@@ -226,22 +236,26 @@ impl Store {
         let manifest_path = src.join(MANIFEST_FILE);
         let manifest_bytes = read_capped(&manifest_path, crate::manifest::MAX_MANIFEST_BYTES as u64)?;
         let manifest = Manifest::parse(&manifest_path, &manifest_bytes)?;
-        let model_src = manifest.model.path.under(src);
-        match fs::symlink_metadata(&model_src) {
-            Ok(meta) if meta.is_file() => {}
-            Ok(_) => {
-                return Err(BundleError::ModelFile {
-                    manifest: manifest_path,
-                    path: model_src,
-                    problem: "is not a regular file".to_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(BundleError::ModelFile {
-                    manifest: manifest_path,
-                    path: model_src,
-                    problem: format!("cannot be read ({e}); `model.path` is relative to palisade.yaml"),
-                });
+        for (field, path) in manifest.model.files() {
+            let source = path.under(src);
+            match fs::symlink_metadata(&source) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => {
+                    return Err(BundleError::ModelFile {
+                        manifest: manifest_path,
+                        field,
+                        path: source,
+                        problem: "is not a regular file".to_owned(),
+                    });
+                }
+                Err(e) => {
+                    return Err(BundleError::ModelFile {
+                        manifest: manifest_path,
+                        field,
+                        path: source,
+                        problem: format!("cannot be read ({e}); `{field}` is relative to palisade.yaml"),
+                    });
+                }
             }
         }
         let dir = tempfile::Builder::new().prefix("build-").tempdir_in(self.tmp_dir()).map_err(|source| {
@@ -249,16 +263,20 @@ impl Store {
         })?;
         let mut staged = StagedBundle { dir, manifest, files: Vec::new() };
         staged.add_file(MANIFEST_FILE, &manifest_bytes)?;
-        let model_dst = staged.model_path();
-        if let Some(parent) = model_dst.parent() {
-            fs::create_dir_all(parent).map_err(|source| BundleError::Io {
-                path: parent.to_owned(),
-                action: "create a staging directory",
-                source,
-            })?;
+        let named: Vec<BundlePath> =
+            staged.manifest.model.files().into_iter().map(|(_, p)| p.clone()).collect();
+        for path in named {
+            let destination = path.under(staged.dir.path());
+            if let Some(parent) = destination.parent() {
+                fs::create_dir_all(parent).map_err(|source| BundleError::Io {
+                    path: parent.to_owned(),
+                    action: "create a staging directory",
+                    source,
+                })?;
+            }
+            let (size, sha256) = copy_hashed(&path.under(src), &destination)?;
+            staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
         }
-        let (size, sha256) = copy_hashed(&model_src, &model_dst)?;
-        staged.files.push(FileEntry { path: staged.manifest.model.path.as_str().to_owned(), size, sha256 });
         Ok(staged)
     }
 
@@ -513,11 +531,13 @@ impl Store {
         }
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::parse(&manifest_path, &read_capped(&manifest_path, MAX_INDEX_BYTES)?)?;
-        if !listed.contains(manifest.model.path.as_str()) {
-            return Err(tampered(
-                manifest.model.path.as_str(),
-                "the manifest's model file is not in the bundle".into(),
-            ));
+        for (field, path) in manifest.model.files() {
+            if !listed.contains(path.as_str()) {
+                return Err(tampered(
+                    path.as_str(),
+                    format!("the file the manifest names in `{field}` is not in the bundle"),
+                ));
+            }
         }
         let signature = if listed.contains(SIGNATURE_FILE) {
             let bytes = read_capped(&dir.join(SIGNATURE_FILE), MAX_INDEX_BYTES)?;

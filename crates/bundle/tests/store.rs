@@ -217,3 +217,41 @@ fn crash_debris_is_ignored() {
     assert!(reopened.list().unwrap().is_empty());
     assert_eq!(fs::read_dir(home.join("bundles")).unwrap().count(), 0);
 }
+
+const UPSTREAM: &str = "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: https://127.0.0.1:9000\n    tls: {ca: certs/upstream-ca.pem, mutual: true}\n  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: predict, datatype: INT64, shape: [-1]}]\n";
+
+/// An upstream model's bundle holds the manifest and the CA it names, both under the digest.
+#[test]
+fn upstream_bundle_carries_its_ca_under_the_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let dir = tmp.path().join("src");
+    fs::create_dir_all(dir.join("certs")).unwrap();
+    fs::write(dir.join("palisade.yaml"), UPSTREAM).unwrap();
+
+    // The CA must exist, and the error names the field.
+    let err = store.stage(&dir).unwrap_err().to_string();
+    assert!(err.contains("palisade.yaml: field `model.upstream.tls.ca`"), "{err}");
+    assert!(err.contains("upstream-ca.pem"), "{err}");
+
+    fs::write(dir.join("certs/upstream-ca.pem"), b"-----BEGIN CERTIFICATE-----\n").unwrap();
+    let record = build(&store, &dir).unwrap();
+    let bundle = store.load(&record).unwrap();
+    let paths: Vec<_> = bundle.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["certs/upstream-ca.pem", "palisade.yaml", "signature.json"]);
+    // No model file: the manifest defines the model.
+    assert_eq!(bundle.model_path(), bundle.dir.join("palisade.yaml"));
+
+    // Swapping the trust anchors in the stored bundle is tampering.
+    let stored_ca = bundle.dir.join("certs/upstream-ca.pem");
+    let mut perms = fs::metadata(&stored_ca).unwrap().permissions();
+    #[allow(clippy::permissions_set_readonly_false)]
+    perms.set_readonly(false);
+    fs::set_permissions(&stored_ca, perms).unwrap();
+    fs::write(&stored_ca, b"-----BEGIN CERTIFICATE-----\nattacker\n").unwrap();
+    let err = store.load(&record).unwrap_err();
+    assert!(
+        matches!(err, BundleError::Tampered { ref file, .. } if file == "certs/upstream-ca.pem"),
+        "{err}"
+    );
+}

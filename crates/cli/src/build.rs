@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use palisade_bundle::Store;
-use palisade_bundle::manifest::MANIFEST_FILE;
+use palisade_bundle::manifest::{MANIFEST_FILE, ModelFormat};
 use serde_json::json;
 
 use crate::cli::{BuildArgs, OutputFormat};
@@ -19,15 +19,21 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
     }
     if !args.dir.join(MANIFEST_FILE).is_file() {
         return Err(Failure::usage(format!("{} has no {MANIFEST_FILE}", args.dir.display())).hint(
-            "write one next to the model: name, version, owners and model.path (see docs/manifest.md)",
+            "write one next to the model: name, version, owners and model.path (see docs/manifest.md), or model.upstream for a model another server runs (docs/upstream.md)",
         ));
     }
     let store = Store::open(home)?;
     let mut staged = store.stage(&args.dir)?;
-    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).map_err(|err| {
-        Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(
-            "Palisade serves ONNX models; check the export (skl2onnx, tf2onnx, torch.onnx) and model.path",
-        )
+    // Upstream models are checked, not contacted: the server's TLS material comes at serve time.
+    let check = palisade_runtime::UpstreamContext { check_only: true, ..Default::default() };
+    let model = palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).map_err(|err| {
+        let hint = match staged.manifest().model.format() {
+            ModelFormat::Onnx => {
+                "Palisade serves ONNX models; check the export (skl2onnx, tf2onnx, torch.onnx) and model.path"
+            }
+            ModelFormat::Upstream => "check `model.upstream` against docs/upstream.md",
+        };
+        Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(hint)
     })?;
     let signature = model.signature().clone();
     if staged.manifest().batching.is_some()

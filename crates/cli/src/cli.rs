@@ -438,12 +438,35 @@ pub struct ServeArgs {
     /// Serve TLS with a self-signed certificate for localhost (generated once in the home).
     #[arg(long, conflicts_with_all = ["tls_cert", "dangerous_plaintext"])]
     pub tls: bool,
+    /// Serve with Palisade's own workload certificate for NAMESPACE/SERVICE_ACCOUNT
+    /// (SPIFFE id spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT), issued by the
+    /// built-in CA (`palisade ca init`) and renewed at half its lifetime without dropping
+    /// connections. The same certificate is Palisade's client identity towards upstream
+    /// servers.
+    #[arg(long, value_name = "NS/SA", conflicts_with_all = ["tls_cert", "tls", "dangerous_plaintext"])]
+    pub workload_identity: Option<String>,
+    /// Lifetime of each workload certificate, such as 24h (the default), 1h or 10s; it is
+    /// renewed when half of it has passed.
+    #[arg(long, value_name = "DURATION", requires = "workload_identity")]
+    pub workload_cert_ttl: Option<String>,
+    /// A DNS name or IP address clients dial, added to the workload certificate besides
+    /// localhost, 127.0.0.1, ::1 and the --listen address; repeatable.
+    #[arg(long = "workload-dns", value_name = "NAME", requires = "workload_identity")]
+    pub workload_dns: Vec<String>,
     /// Trust anchors (PEM) for client certificates (mutual TLS) [default: the built-in CA].
     #[arg(long, value_name = "FILE")]
     pub client_ca: Option<PathBuf>,
     /// Trust domain accepted in client certificates with --client-ca.
     #[arg(long, default_value = "cluster.local")]
     pub trust_domain: String,
+    /// Palisade's client certificate (PEM chain) for upstream model servers that ask for
+    /// mutual TLS, such as one cert-manager or SPIRE writes; reloaded when the file changes
+    /// [default: the --workload-identity certificate].
+    #[arg(long, value_name = "FILE", requires = "workload_key", conflicts_with = "workload_identity")]
+    pub workload_cert: Option<PathBuf>,
+    /// The private key (PEM) of --workload-cert.
+    #[arg(long, value_name = "FILE", requires = "workload_cert")]
+    pub workload_key: Option<PathBuf>,
     /// Allow plaintext HTTP on a non-loopback address. Anyone on the network can read and
     /// change the traffic, tokens included.
     #[arg(long)]

@@ -77,7 +77,10 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             value["description"] = json!(manifest.description);
             value["labels"] = json!(manifest.labels);
             value["owners"] = json!(manifest.owners);
-            value["format"] = json!(manifest.model.format);
+            value["format"] = json!(manifest.model.format());
+            if let Some(upstream) = manifest.model.upstream() {
+                value["upstream"] = json!(upstream);
+            }
             value["inputs"] = json!(signature.inputs);
             value["outputs"] = json!(signature.outputs);
             value["files"] = json!(bundle.files);
@@ -97,6 +100,15 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             }
             let owners: Vec<String> = manifest.owners.as_slice().iter().map(ToString::to_string).collect();
             println!("  owners:     {}", owners.join(", "));
+            if let Some(upstream) = manifest.model.upstream() {
+                let name = upstream.model.as_deref().unwrap_or(record.name.as_str());
+                let mtls = upstream.tls.as_ref().is_some_and(|tls| tls.mutual);
+                println!(
+                    "  upstream:   {} model {name}{}",
+                    upstream.url,
+                    if mtls { " (mutual TLS)" } else { "" }
+                );
+            }
             for (key, value) in manifest.labels.iter() {
                 println!("  label:      {key}={value}");
             }

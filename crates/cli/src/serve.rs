@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use palisade_bundle::Store;
-use palisade_runtime::{Engine, EngineConfig};
+use palisade_runtime::{Engine, EngineConfig, UpstreamContext};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -21,8 +21,19 @@ use crate::failure::Failure;
 /// SIGINT or SIGTERM, then drains.
 pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let _tracing = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("palisade-io")
+        .build()
+        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
+    let tls = {
+        // The workload certificate's renewal task needs the runtime.
+        let _runtime = runtime.enter();
+        tls_settings(home, &args)?
+    };
     let store = Store::open(home)?;
-    let registry = Registry::load(&store).map_err(|err| match err {
+    let upstream = upstream_context(home, &args, tls.as_ref())?;
+    let registry = Registry::load_with(&store, &upstream).map_err(|err| match err {
         RegistryError::Bundle(err) => Failure::from(err),
         other => Failure::usage(other)
             .hint("rebuild the model with `palisade build`, or delete it with `palisade models delete`"),
@@ -67,12 +78,14 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     let audit_log = audit.log().clone();
     let state = AppState::new(registry, engine, security.clone(), audit, config).map_err(Failure::other)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("palisade-io")
-        .build()
-        .map_err(|e| Failure::other(format!("cannot start the async runtime: {e}")))?;
-    let tls = tls_settings(home, &args)?;
+    if let Some(tls) = &tls {
+        state
+            .watch_serving_cert(palisade_server::ServingCert {
+                cert: tls.source.cert.clone(),
+                workload: tls.workload.as_ref().map(|w| w.status()),
+            })
+            .map_err(Failure::other)?;
+    }
     runtime.block_on(async move {
         security.load_keys().await;
         security.spawn_tasks();
@@ -110,6 +123,17 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
 
         if let Some(tls) = &tls {
             println!("palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
+            if let Some(workload) = &tls.workload {
+                let status = workload.status();
+                println!(
+                    "palisade: workload identity {} (certificate valid until {}, renewed every {})",
+                    workload.identity(),
+                    crate::output::timestamp(
+                        status.not_after().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+                    ),
+                    humantime::format_duration(status.lifetime() / 2),
+                );
+            }
         }
         println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -129,14 +153,17 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
                 None => palisade_server::serve(listener, router, stopped(stop_rx.clone())).await,
                 Some(tls) => {
                     let port = addr.port();
-                    let config = tls.config_for(&state, port).map_err(std::io::Error::other)?;
+                    let config = tls.source.config_for(&state, port).map_err(std::io::Error::other)?;
                     let listener = palisade_tls::TlsListener::new(
                         listener,
                         config,
                         palisade_tls::ListenerOptions::default(),
                     )?;
-                    tls.watch(state.clone(), port, listener.config_handle());
-                    palisade_server::serve_tls(listener, router, stopped(stop_rx.clone())).await
+                    tls.source.clone().watch(state.clone(), port, listener.config_handle());
+                    let served = palisade_server::serve_tls(listener, router, stopped(stop_rx.clone())).await;
+                    // The workload certificate keeps renewing until the server stops.
+                    drop(tls);
+                    served
                 }
             }
         };
@@ -163,15 +190,49 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     })
 }
 
-/// TLS for the data listener: certificate source, client roots for mutual TLS.
+/// What upstream models need from this server: its client certificate for mutual TLS
+/// (`--workload-cert`/`--workload-key`, else the `--workload-identity` certificate it serves
+/// with) and the built-in CA's trust anchors for upstreams whose manifest names no CA.
+fn upstream_context(home: &Path, args: &ServeArgs, tls: Option<&Tls>) -> Result<UpstreamContext, Failure> {
+    // The built-in CA is optional here: a broken one is reported, and only the models that
+    // need it (https without a CA of their own) then fail to load, by name.
+    let default_roots = if home.join(palisade_tls::ca::CA_DIR).exists() {
+        palisade_tls::Ca::open(home)
+            .inspect_err(|e| tracing::warn!(error = %e, "the home's built-in CA is unusable; upstream models cannot use it"))
+            .ok()
+            .map(|ca| ca.trust_anchors().clone())
+    } else {
+        None
+    };
+    let workload_cert = match (&args.workload_cert, &args.workload_key) {
+        (Some(cert), Some(key)) => Some(
+            palisade_tls::ReloadingCert::load(&palisade_tls::CertSource::files(cert, key)).map_err(|e| {
+                Failure::usage(e)
+                    .hint("--workload-cert and --workload-key must be a PEM certificate chain and its key")
+            })?,
+        ),
+        _ => tls.and_then(|tls| tls.workload.as_ref()).map(|workload| workload.resolver()),
+    };
+    Ok(UpstreamContext { workload_cert, default_roots, check_only: false })
+}
+
+/// TLS for the data listener: certificate source, client roots for mutual TLS, and the
+/// workload certificate being renewed (kept alive while serving).
 struct Tls {
-    cert: Arc<palisade_tls::ReloadingCert>,
-    roots: Option<palisade_tls::ClientRoots>,
+    source: TlsSource,
+    workload: Option<palisade_tls::WorkloadCert>,
     cert_label: String,
     fingerprint: String,
 }
 
-impl Tls {
+/// What the listener's rustls config is built from.
+#[derive(Clone)]
+struct TlsSource {
+    cert: Arc<palisade_tls::ReloadingCert>,
+    roots: Option<palisade_tls::ClientRoots>,
+}
+
+impl TlsSource {
     /// The server config for the models' current PeerAuthentication modes on `port`.
     fn config_for(
         &self,
@@ -194,13 +255,7 @@ impl Tls {
     }
 
     /// Rebuilds the listener's config when PeerAuthentication changes (new connections only).
-    fn watch(&self, state: AppState, port: u16, handle: palisade_tls::TlsConfigHandle) {
-        let tls = Tls {
-            cert: self.cert.clone(),
-            roots: self.roots.clone(),
-            cert_label: String::new(),
-            fingerprint: String::new(),
-        };
+    fn watch(self, state: AppState, port: u16, handle: palisade_tls::TlsConfigHandle) {
         tokio::spawn(async move {
             let mut current = state.security().peer_auth();
             let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -211,7 +266,7 @@ impl Tls {
                     continue;
                 }
                 current = latest;
-                match tls.config_for(&state, port) {
+                match self.config_for(&state, port) {
                     Ok(config) => handle.replace(config),
                     Err(err) => {
                         tracing::error!(error = %err, "mutual TLS settings refused; keeping the previous ones")
@@ -222,9 +277,14 @@ impl Tls {
     }
 }
 
-/// TLS is on with `--tls-cert/--tls-key`, with `--tls` (self-signed), and by default on
-/// non-loopback addresses (self-signed) unless `--dangerous-plaintext`.
+/// TLS is on with `--workload-identity` (a certificate from the built-in CA, renewed at
+/// half-life), with `--tls-cert/--tls-key`, with `--tls` (self-signed), and by default on
+/// non-loopback addresses (self-signed) unless `--dangerous-plaintext`. Must run inside the
+/// tokio runtime (the workload certificate's renewal is a task).
 fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
+    if let Some(identity) = &args.workload_identity {
+        return workload_tls(home, args, identity).map(Some);
+    }
     let non_loopback = !args.listen.ip().is_loopback();
     let (source, label, fingerprint) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -254,13 +314,83 @@ fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
 
     let fingerprint = fingerprint.unwrap_or_else(|| cert.fingerprint());
     let roots = match &args.client_ca {
-        Some(file) => {
-            let domain = palisade_tls::TrustDomain::new(&args.trust_domain).map_err(Failure::usage)?;
-            Some(palisade_tls::ClientRoots::from_pem_file(file, domain).map_err(Failure::usage)?)
-        }
+        Some(_) => client_ca_roots(args)?,
         None => palisade_tls::Ca::open(home).ok().map(|ca| ca.client_roots()),
     };
-    Ok(Some(Tls { cert, roots, cert_label: label, fingerprint }))
+    Ok(Some(Tls { source: TlsSource { cert, roots }, workload: None, cert_label: label, fingerprint }))
+}
+
+/// `--client-ca FILE` with `--trust-domain`.
+fn client_ca_roots(args: &ServeArgs) -> Result<Option<palisade_tls::ClientRoots>, Failure> {
+    let Some(file) = &args.client_ca else { return Ok(None) };
+    let domain = palisade_tls::TrustDomain::new(&args.trust_domain)
+        .map_err(|e| Failure::usage(format!("--trust-domain: {e}")))?;
+    let roots = palisade_tls::ClientRoots::from_pem_file(file, domain).map_err(|e| {
+        Failure::usage(format!("--client-ca: {e}"))
+            .hint("--client-ca must be a PEM bundle of CA certificates")
+    })?;
+    Ok(Some(roots))
+}
+
+/// `--workload-identity NS/SA`: the server's own certificate from the built-in CA, in
+/// `HOME/tls/workload/NS/SA/`, renewed at half-life.
+fn workload_tls(home: &Path, args: &ServeArgs, identity: &str) -> Result<Tls, Failure> {
+    let Some((namespace, service_account)) = identity.split_once('/') else {
+        return Err(Failure::usage(format!(
+            "--workload-identity: expected NAMESPACE/SERVICE_ACCOUNT, such as palisade-system/palisade; got {identity:?}"
+        )));
+    };
+    let ca = palisade_tls::Ca::open(home).map_err(|e| {
+        Failure::usage(format!("--workload-identity needs the built-in CA: {e}"))
+            .hint(format!("create it with `palisade ca init --home {}`", home.display()))
+    })?;
+    let mut request = palisade_tls::WorkloadRequest::new(namespace, service_account);
+    if let Some(ttl) = &args.workload_cert_ttl {
+        request.lifetime = palisade_identity::rules::parse_duration(ttl).map_err(|e| {
+            Failure::usage(format!("--workload-cert-ttl: {e}")).hint("write it like 24h, 30m or 10s")
+        })?;
+        if request.lifetime < Duration::from_secs(2) {
+            return Err(Failure::usage(format!("--workload-cert-ttl: {ttl} is too short")).hint(
+                "a workload certificate lives at least 2s; use hours in production (24h is the default)",
+            ));
+        }
+    }
+    request.dns_names = workload_names(args);
+    let dir = home.join("tls").join("workload").join(namespace).join(service_account);
+    let ca = Arc::new(ca);
+    let workload = palisade_tls::WorkloadCert::start(ca.clone(), request, &dir).map_err(|e| {
+        Failure::usage(format!("--workload-identity {identity}: {e}")).hint(
+            "NAMESPACE is a DNS label and SERVICE_ACCOUNT a DNS subdomain (lower-case letters, digits, '-', '.'); \
+             the lifetime must end before the CA certificate does",
+        )
+    })?;
+    let roots = match client_ca_roots(args)? {
+        Some(roots) => Some(roots),
+        None => Some(ca.client_roots()),
+    };
+    let cert_label =
+        format!("{} (workload certificate from {})", workload.files().cert.display(), ca.dir().display());
+    let fingerprint = workload.resolver().fingerprint();
+    Ok(Tls {
+        source: TlsSource { cert: workload.resolver(), roots },
+        workload: Some(workload),
+        cert_label,
+        fingerprint,
+    })
+}
+
+/// The names in the workload certificate: loopback, the listen address when it is a
+/// specific one, and `--workload-dns`.
+fn workload_names(args: &ServeArgs) -> Vec<String> {
+    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let ip = args.listen.ip();
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.extend(args.workload_dns.iter().cloned());
+    let mut seen = BTreeSet::new();
+    names.retain(|name| seen.insert(name.clone()));
+    names
 }
 
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, Failure> {

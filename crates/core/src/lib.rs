@@ -4,6 +4,7 @@
 //! can depend on it cheaply. Types here are parsed, not validated: a value of
 //! [`ModelName`] or [`Tensor`] is valid by construction.
 
+mod duration;
 mod error;
 mod ids;
 mod owner;
@@ -11,6 +12,7 @@ mod rows;
 mod tensor;
 pub mod yaml;
 
+pub use duration::{format_duration, parse_duration};
 pub use error::CoreError;
 pub use ids::{ModelName, ModelRef, Namespace, Version};
 pub use owner::Owner;

@@ -121,35 +121,7 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 }
 
 /// Parses a Kubernetes/Istio duration such as `5s`, `1m30s`, `250ms` or `24h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err("empty duration".to_owned());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = trimmed;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!("`{text}` is not a duration (use e.g. 5s, 1m30s, 250ms, 24h)"));
-        }
-        let value: f64 = rest[..digits].parse().map_err(|_| format!("`{text}` is not a duration"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            "us" | "µs" => 0.000_001,
-            "ns" => 0.000_000_001,
-            unit => return Err(format!("`{text}`: unknown unit `{unit}` (use h, m, s, ms)")),
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(value * seconds).map_err(|_| format!("`{text}` is too long"))?;
-    }
-    Ok(total)
-}
+pub use palisade_core::parse_duration;
 
 /// Why a rule is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,6 +5,8 @@
 //! of JSON and continues with raw tensor bytes, one chunk per input that declares a
 //! `binary_data_size` parameter, in input order.
 
+pub mod client;
+
 use std::collections::HashSet;
 
 use palisade_core::{DataType, Tensor};

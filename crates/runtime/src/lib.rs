@@ -10,6 +10,7 @@ mod engine;
 mod inputs;
 mod loader;
 pub mod onnx;
+pub mod upstream;
 
 use std::path::PathBuf;
 
@@ -18,7 +19,8 @@ use palisade_core::{ModelSignature, Tensor};
 pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
-pub use loader::prepare;
+pub use loader::{prepare, prepare_with};
+pub use upstream::{CallContext, UpstreamContext, UpstreamError, UpstreamModel};
 
 /// A prepared model, shared by all requests. `run` is called on inference threads only.
 pub trait Model: Send + Sync + 'static {
@@ -31,6 +33,12 @@ pub trait Model: Send + Sync + 'static {
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
+
+    /// The upstream server that serves this model, when it is not run in-process: callers
+    /// await [`UpstreamModel::infer`] instead of queueing the model on the [`Engine`].
+    fn upstream(&self) -> Option<&UpstreamModel> {
+        None
+    }
 
     /// The fewest rows a batch is run with (the batcher repeats the last row to get there):
     /// for models that compute a lone row differently from the rows of a batch, so that a
@@ -64,6 +72,9 @@ pub enum RuntimeError {
     /// The model failed while running.
     #[error("model execution failed: {0}")]
     Execution(String),
+    /// The upstream server of an upstream model failed, or refused the request.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// Batching cannot be set up for the model as configured.
     #[error("batching cannot be used: {0}")]
     Batching(String),

@@ -4,26 +4,46 @@ use std::path::Path;
 use std::sync::Arc;
 
 use palisade_bundle::Manifest;
-use palisade_bundle::manifest::ModelFormat;
+use palisade_bundle::manifest::ModelSource;
 use palisade_core::ModelSignature;
 
 use crate::onnx::OnnxModel;
+use crate::upstream::{UpstreamContext, UpstreamModel};
 use crate::{Model, RuntimeError};
 
-/// Loads and prepares the model file of a manifest, applying the inputs and outputs the
-/// manifest declares (after checking they match the model).
+/// Loads and prepares the model of a manifest, applying the inputs and outputs the manifest
+/// declares (after checking they match the model). `model_path` is the file that defines the
+/// model (`VerifiedBundle::model_path`): the model file, or for an upstream model the
+/// manifest, next to which the files it names are found.
+///
+/// An upstream model that asks for mutual TLS, or names no CA, needs the serving host's TLS
+/// material: use [`prepare_with`].
 pub fn prepare(manifest: &Manifest, model_path: &Path) -> Result<Arc<dyn Model>, RuntimeError> {
-    match manifest.model.format {
-        ModelFormat::Onnx => {
+    prepare_with(manifest, model_path, &UpstreamContext::default())
+}
+
+/// [`prepare`], with what upstream models need from the server that runs them.
+pub fn prepare_with(
+    manifest: &Manifest,
+    model_path: &Path,
+    context: &UpstreamContext,
+) -> Result<Arc<dyn Model>, RuntimeError> {
+    let declared = ModelSignature {
+        inputs: manifest.model.inputs.clone().unwrap_or_default(),
+        outputs: manifest.model.outputs.clone().unwrap_or_default(),
+    };
+    match &manifest.model.source {
+        ModelSource::Onnx { .. } => {
             let mut model = OnnxModel::load(model_path)?;
-            let declared = ModelSignature {
-                inputs: manifest.model.inputs.clone().unwrap_or_default(),
-                outputs: manifest.model.outputs.clone().unwrap_or_default(),
-            };
             model.declare(&declared).map_err(|message| RuntimeError::Load {
                 path: model_path.to_owned(),
                 message: format!("palisade.yaml: fields `model.inputs`/`model.outputs`: {message}"),
             })?;
+            Ok(Arc::new(model))
+        }
+        ModelSource::Upstream(spec) => {
+            let dir = model_path.parent().unwrap_or(Path::new("."));
+            let model = UpstreamModel::new(manifest.name.as_str(), spec, declared, dir, context)?;
             Ok(Arc::new(model))
         }
     }

@@ -32,20 +32,64 @@ pub struct ConnInfo {
     pub peer: Option<palisade_tls::PeerIdentity>,
     /// The TLS server name the client asked for.
     pub sni: Option<String>,
+    /// Whether the connection is TLS (false: plaintext HTTP).
+    pub tls: bool,
 }
 
 impl Connected<IncomingStream<'_, TcpListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, TcpListener>) -> ConnInfo {
         let remote = *stream.remote_addr();
         let local = stream.io().local_addr().unwrap_or(remote);
-        ConnInfo { remote, local, peer: None, sni: None }
+        ConnInfo { remote, local, peer: None, sni: None, tls: false }
     }
 }
 
 impl Connected<IncomingStream<'_, palisade_tls::TlsListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, palisade_tls::TlsListener>) -> ConnInfo {
         let info = stream.io().info();
-        ConnInfo { remote: info.remote, local: info.local, peer: info.peer.clone(), sni: info.sni.clone() }
+        ConnInfo {
+            remote: info.remote,
+            local: info.local,
+            peer: info.peer.clone(),
+            sni: info.sni.clone(),
+            tls: true,
+        }
+    }
+}
+
+/// What a connection proved about its peer, as the `peer` label of
+/// `palisade_mtls_requests_total`: what a platform team watches in PERMISSIVE mode before
+/// switching a namespace to STRICT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerKind {
+    /// TLS with a verified client certificate (a SPIFFE workload identity).
+    Verified,
+    /// TLS without a client certificate.
+    TlsWithoutCert,
+    /// Plaintext HTTP.
+    Plaintext,
+    /// No connection information (only in-process tests).
+    Unknown,
+}
+
+impl PeerKind {
+    fn of(conn: Option<&ConnInfo>) -> PeerKind {
+        match conn {
+            Some(c) if c.peer.is_some() => PeerKind::Verified,
+            Some(c) if c.tls => PeerKind::TlsWithoutCert,
+            Some(_) => PeerKind::Plaintext,
+            None => PeerKind::Unknown,
+        }
+    }
+
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PeerKind::Verified => "verified",
+            PeerKind::TlsWithoutCert => "tls_no_client_cert",
+            PeerKind::Plaintext => "plaintext",
+            PeerKind::Unknown => "unknown",
+        }
     }
 }
 
@@ -182,6 +226,7 @@ pub(crate) fn decide(
         &served.target.labels,
         request.port,
     );
+    state.metrics().observe_mtls(served.target.namespace.as_str(), mode, PeerKind::of(input.conn.as_ref()));
     let peer = match palisade_tls::admit(mode, input.conn.as_ref().and_then(|c| c.peer.as_ref())) {
         Ok(peer) => peer.cloned(),
         Err(refused) => {

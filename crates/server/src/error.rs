@@ -7,7 +7,7 @@
 use axum::http::StatusCode;
 use palisade_protocol::ProtocolError;
 use palisade_protocol::grpc::tonic::{Code, Status};
-use palisade_runtime::RuntimeError;
+use palisade_runtime::{RuntimeError, UpstreamError};
 
 /// A failed request, as the caller will see it.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,13 @@ pub enum ApiError {
     /// The server is starting or stopping (503).
     #[error("the server is not ready")]
     Unavailable,
+    /// An upstream model server could not be reached, failed, or answered something
+    /// unusable (502). The log gets the upstream's address and the cause; the caller does not.
+    #[error("{0}")]
+    BadGateway(UpstreamError),
+    /// An upstream model server did not answer within the model's timeout (504).
+    #[error("{0}")]
+    GatewayTimeout(UpstreamError),
 }
 
 impl ApiError {
@@ -50,6 +57,8 @@ impl ApiError {
             ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
+            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -63,6 +72,7 @@ impl ApiError {
             ApiError::Inference(_) => "inference_failed",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable => "unavailable",
+            ApiError::BadGateway(err) | ApiError::GatewayTimeout(err) => err.kind(),
         }
     }
 
@@ -72,6 +82,9 @@ impl ApiError {
         match self {
             ApiError::Inference(_) => {
                 "inference failed; the server log has details under this request id".to_owned()
+            }
+            ApiError::BadGateway(err) | ApiError::GatewayTimeout(err) => {
+                format!("{}; the server log has details under this request id", err.public_message())
             }
             other => other.to_string(),
         }
@@ -131,6 +144,16 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidInput(message) => ApiError::BadRequest(message),
             RuntimeError::Overloaded => ApiError::Overloaded,
             RuntimeError::Unavailable => ApiError::Unavailable,
+            RuntimeError::Upstream(err) => match err {
+                UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(err),
+                // The upstream refused the caller's input: the caller may see why.
+                UpstreamError::Rejected { .. } => ApiError::BadRequest(err.public_message()),
+                // A busy upstream is backpressure the caller can act on, like a full queue.
+                UpstreamError::Failed { status: 429, .. } | UpstreamError::Saturated { .. } => {
+                    ApiError::Overloaded
+                }
+                other => ApiError::BadGateway(other),
+            },
             other => ApiError::Inference(other.to_string()),
         }
     }
@@ -149,6 +172,54 @@ mod tests {
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(err.public_message(), "input `X`: shape");
         assert_eq!(ApiError::from(RuntimeError::Overloaded).status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_statuses_without_addresses() {
+        let target = "http://10.1.2.3:8080 model iris".to_owned();
+        let cases = [
+            (
+                UpstreamError::Unreachable { target: target.clone(), detail: "connection refused".into() },
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+            ),
+            (
+                UpstreamError::Timeout { target: target.clone(), timeout: std::time::Duration::from_secs(2) },
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+            ),
+            (
+                UpstreamError::Failed { target: target.clone(), status: 500, message: "Traceback".into() },
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+            ),
+            (
+                UpstreamError::Failed { target: target.clone(), status: 429, message: "busy".into() },
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded",
+            ),
+            (
+                UpstreamError::InvalidResponse { target: target.clone(), detail: "not JSON".into() },
+                StatusCode::BAD_GATEWAY,
+                "upstream_invalid_response",
+            ),
+            (
+                UpstreamError::Rejected { target: target.clone(), status: 400, message: "bad shape".into() },
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+            ),
+        ];
+        for (upstream, status, kind) in cases {
+            let err = ApiError::from(RuntimeError::Upstream(upstream));
+            assert_eq!(err.status(), status, "{err}");
+            assert_eq!(err.kind(), kind, "{err}");
+            let public = err.public_message();
+            assert!(!public.contains("10.1.2.3") && !public.contains("Traceback"), "{public}");
+            if status.is_server_error() {
+                assert!(err.to_string().contains("10.1.2.3"), "the log names the upstream: {err}");
+                assert!(public.contains("request id"), "{public}");
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod audit;
 mod authn;
 mod authz;
 mod body;
+mod certificate;
 mod docs;
 mod error;
 mod grpc;
@@ -21,11 +22,12 @@ mod request_id;
 mod respond;
 pub mod security;
 mod seldon;
+mod upstream;
 mod v2;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -36,6 +38,7 @@ use tokio::net::TcpListener;
 pub use audit::{AuditHandle, Facts};
 pub use authn::Caller;
 pub use authz::{Authorization, ConnInfo, PeerIdentityExt};
+pub use certificate::ServingCert;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
@@ -83,6 +86,7 @@ struct Inner {
     docs: Arc<utoipa_swagger_ui::Config<'static>>,
     metrics: Metrics,
     ready: AtomicBool,
+    serving_cert: OnceLock<certificate::Watched>,
 }
 
 impl AppState {
@@ -112,6 +116,7 @@ impl AppState {
                 docs: docs::config(),
                 metrics,
                 ready: AtomicBool::new(true),
+                serving_cert: OnceLock::new(),
             }),
         })
     }
@@ -159,6 +164,30 @@ impl AppState {
     /// Whether the server accepts inference (false while draining).
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Watches the data port's TLS certificate: its expiry and renewals become metrics on the
+    /// admin port, and `/readyz` fails once it has expired. Call it once, when serving TLS.
+    pub fn watch_serving_cert(&self, cert: ServingCert) -> Result<(), prometheus::Error> {
+        if self.inner.serving_cert.get().is_some() {
+            return Err(prometheus::Error::Msg("a serving certificate is already watched".to_owned()));
+        }
+        let watched = certificate::Watched::register(cert, &self.inner.metrics)?;
+        // Only this function sets the cell, and it was empty just above; a concurrent second
+        // call would have failed to register the same metric names.
+        let _ = self.inner.serving_cert.set(watched);
+        Ok(())
+    }
+
+    /// Why the server is not ready because of its certificate (it has expired), if so.
+    pub(crate) fn serving_cert_problem(&self) -> Option<String> {
+        self.inner.serving_cert.get().and_then(certificate::Watched::problem)
+    }
+
+    pub(crate) fn sync_serving_cert(&self) {
+        if let Some(watched) = self.inner.serving_cert.get() {
+            watched.sync();
+        }
     }
 
     /// Marks the server as draining: readiness probes fail so load balancers stop sending.

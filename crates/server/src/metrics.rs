@@ -24,6 +24,7 @@ pub struct Metrics {
     queue_depth: IntGauge,
     authn_failures: IntCounterVec,
     decisions: IntCounterVec,
+    mtls_requests: IntCounterVec,
     audit_refusals: prometheus::IntCounter,
     audit_queue_depth: IntGauge,
     audit_records: prometheus::IntCounter,
@@ -84,6 +85,14 @@ impl Metrics {
             &["policy", "decision"],
         )?;
         registry.register(Box::new(decisions.clone()))?;
+        let mtls_requests = IntCounterVec::new(
+            Opts::new(
+                "palisade_mtls_requests_total",
+                "Authenticated model requests by model namespace, PeerAuthentication mode (STRICT, PERMISSIVE, DISABLE) and what the connection proved (peer: verified, tls_no_client_cert, plaintext). Under STRICT only `verified` requests are served.",
+            ),
+            &["namespace", "mode", "peer"],
+        )?;
+        registry.register(Box::new(mtls_requests.clone()))?;
         let audit_refusals = prometheus::IntCounter::new(
             "palisade_audit_refusals_total",
             "Responses replaced by 503 because their audit record could not be made durable.",
@@ -139,6 +148,7 @@ impl Metrics {
             queue_depth,
             authn_failures,
             decisions,
+            mtls_requests,
             audit_refusals,
             audit_queue_depth,
             audit_records,
@@ -174,6 +184,17 @@ impl Metrics {
         self.decisions.with_label_values(&[policy.as_str(), outcome]).inc();
     }
 
+    /// Counts a request that reached a model's mTLS check. Labels are bounded: namespaces of
+    /// served models, three modes, four peer kinds.
+    pub(crate) fn observe_mtls(
+        &self,
+        namespace: &str,
+        mode: palisade_tls::MtlsMode,
+        peer: crate::authz::PeerKind,
+    ) {
+        self.mtls_requests.with_label_values(&[namespace, &mode.to_string(), peer.as_str()]).inc();
+    }
+
     /// Counts a response replaced by 503 for lack of a durable audit record.
     pub fn observe_audit_refusal(&self) {
         self.audit_refusals.inc();
@@ -186,12 +207,6 @@ impl Metrics {
 
     fn sync_audit(&self, stats: &palisade_audit::AuditStats) {
         self.audit_queue_depth.set(stats.queue_depth as i64);
-        let catch_up = |counter: &prometheus::IntCounter, total: u64| {
-            let current = counter.get();
-            if total > current {
-                counter.inc_by(total - current);
-            }
-        };
         catch_up(&self.audit_records, stats.records_written);
         catch_up(&self.audit_dropped, stats.dropped);
         catch_up(&self.audit_write_errors, stats.write_errors);
@@ -215,6 +230,14 @@ impl Metrics {
     }
 }
 
+/// Raises a Prometheus counter to `total`, a count kept elsewhere (never lowers it).
+pub(crate) fn catch_up(counter: &prometheus::IntCounter, total: u64) {
+    let current = counter.get();
+    if total > current {
+        counter.inc_by(total - current);
+    }
+}
+
 /// Counts every data-plane response by model and status, and times it.
 pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -235,6 +258,7 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.queue_depth.set(state.engine().queue_depth() as i64);
     metrics.sync_audit(&state.audit().stats());
+    state.sync_serving_cert();
     let mut out = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&metrics.registry.gather(), &mut out) {
@@ -243,14 +267,18 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /readyz` on the admin port: 200 while serving; 503 while draining, or while the
-/// audit log cannot be written in strict mode (the data port then refuses predictions).
+/// `GET /readyz` on the admin port: 200 while serving; 503 while draining, while the audit
+/// log cannot be written in strict mode (the data port then refuses predictions), or once
+/// the data port's TLS certificate has expired (clients refuse it).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let health = state.audit().health();
     if health.mode == palisade_audit::Mode::Strict && !health.writable {
         let reason = health.last_error.unwrap_or_default();
         return (StatusCode::SERVICE_UNAVAILABLE, format!("audit log unavailable: {reason}\n"))
             .into_response();
+    }
+    if let Some(problem) = state.serving_cert_problem() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response();
     }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()

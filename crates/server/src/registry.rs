@@ -6,7 +6,7 @@ use std::sync::Arc;
 use palisade_bundle::manifest::{Labels, Owners};
 use palisade_bundle::{BundleDigest, BundleError, Store, VerifiedBundle};
 use palisade_core::{ModelName, ModelRef, Namespace, Version};
-use palisade_runtime::{Model, RuntimeError};
+use palisade_runtime::{Model, RuntimeError, UpstreamContext};
 
 use crate::ApiError;
 
@@ -49,7 +49,15 @@ impl ServedModel {
 
     /// Prepares a verified bundle.
     pub fn from_bundle(bundle: &VerifiedBundle) -> Result<ServedModel, RuntimeError> {
-        let model = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())?;
+        ServedModel::from_bundle_with(bundle, &UpstreamContext::default())
+    }
+
+    /// Prepares a verified bundle, with the TLS material upstream models may need.
+    pub fn from_bundle_with(
+        bundle: &VerifiedBundle,
+        upstream: &UpstreamContext,
+    ) -> Result<ServedModel, RuntimeError> {
+        let model = palisade_runtime::prepare_with(&bundle.manifest, &bundle.model_path(), upstream)?;
         let manifest = &bundle.manifest;
         let target = Arc::new(palisade_policy::TargetModel {
             namespace: manifest.namespace.clone(),
@@ -108,12 +116,16 @@ pub enum RegistryError {
 impl Registry {
     /// Verifies and prepares every version of every model in the store.
     pub fn load(store: &Store) -> Result<Registry, RegistryError> {
+        Registry::load_with(store, &UpstreamContext::default())
+    }
+
+    /// [`Registry::load`], with the TLS material upstream models may need.
+    pub fn load_with(store: &Store, upstream: &UpstreamContext) -> Result<Registry, RegistryError> {
         let mut registry = Registry::default();
         for record in store.list()? {
             let bundle = store.load(&record)?;
-            let served = ServedModel::from_bundle(&bundle).map_err(|source| RegistryError::Model {
-                model: format!("{}:{}", record.name, record.version),
-                source,
+            let served = ServedModel::from_bundle_with(&bundle, upstream).map_err(|source| {
+                RegistryError::Model { model: format!("{}:{}", record.name, record.version), source }
             })?;
             registry.insert(served, record.latest);
         }

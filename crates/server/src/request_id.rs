@@ -99,6 +99,27 @@ fn parse_traceparent(value: &str) -> Option<(String, bool)> {
     Some((trace_id.to_owned(), sampled))
 }
 
+tokio::task_local! {
+    /// The request being handled by this task, for calls made on its behalf (upstream servers).
+    static CURRENT: Current;
+}
+
+/// The id and trace context of the request a task is handling.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    /// The request id.
+    pub id: RequestId,
+    /// The trace context; its `traceparent` names this server's span.
+    pub trace: TraceContext,
+}
+
+impl Current {
+    /// The request the current task handles, when it runs inside [`assign`].
+    pub(crate) fn get() -> Option<Current> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+}
+
 /// Gives the request a fresh id (time-ordered UUIDv7) and a W3C trace context, runs it
 /// inside a span carrying both, and returns the id in `x-request-id` and the context in
 /// `traceparent`. A caller-sent `x-request-id` is not trusted as ours.
@@ -118,7 +139,8 @@ pub(crate) async fn assign(mut req: Request, next: Next) -> Response {
     span.record("trace_id", trace.trace_id.as_str());
     req.extensions_mut().insert(RequestId(id.clone()));
     req.extensions_mut().insert(trace.clone());
-    let mut response = next.run(req).instrument(span).await;
+    let current = Current { id: RequestId(id.clone()), trace: trace.clone() };
+    let mut response = CURRENT.scope(current, next.run(req).instrument(span)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

@@ -62,7 +62,10 @@ pub(crate) async fn model_version_metadata(
 
 /// `GET /v2/models/{model}/ready`
 pub(crate) async fn model_ready(State(state): State<AppState>, Path(model): Path<String>) -> Response {
-    let result = state.registry().get(&model, None).map(|_| StatusCode::OK.into_response());
+    let result = match state.registry().get(&model, None) {
+        Ok(served) => crate::upstream::ready(&served).await,
+        Err(err) => Err(err),
+    };
     for_model(&label(&state, &model), result)
 }
 
@@ -71,7 +74,10 @@ pub(crate) async fn model_version_ready(
     State(state): State<AppState>,
     Path((model, version)): Path<(String, String)>,
 ) -> Response {
-    let result = state.registry().get(&model, Some(&version)).map(|_| StatusCode::OK.into_response());
+    let result = match state.registry().get(&model, Some(&version)) {
+        Ok(served) => crate::upstream::ready(&served).await,
+        Err(err) => Err(err),
+    };
     for_model(&label(&state, &model), result)
 }
 
@@ -174,6 +180,9 @@ pub(crate) async fn infer_tensors(
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, ApiError> {
     let inputs = palisade_runtime::check_inputs(served.model.signature(), inputs)?;
+    if let Some(upstream) = served.model.upstream() {
+        return crate::upstream::infer(state, served, upstream, inputs).await;
+    }
     let timeout = state.config().inference_timeout;
     let output = match state.batcher(&served.id) {
         Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,

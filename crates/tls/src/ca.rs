@@ -29,8 +29,6 @@
 //!   back-dated by a tenth of the lifetime, at most 60 s, for clock skew.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
@@ -44,7 +42,7 @@ use crate::pem::{
     KeyPem, certificates_to_pem, parse_private_key, pem_section, read_certificates, read_limited, validity,
     write_atomic,
 };
-use crate::reload::{CertFiles, CertSource};
+use crate::reload::CertFiles;
 use crate::{ClientAuth, ClientRoots, PeerIdentity, TlsError, TrustAnchors, TrustDomain, provider};
 
 /// The CA's directory under a Palisade home.
@@ -508,167 +506,6 @@ fn warn_if_readable_by_others(path: &Path) {
             && meta.permissions().mode() & 0o077 != 0
         {
             tracing::warn!(key = %path.display(), "the CA key is readable by other users; chmod 600 it");
-        }
-    }
-}
-
-/// Palisade's own workload certificate, renewed at half-life.
-///
-/// [`WorkloadCert::start`] reuses the certificate in the directory when it is this
-/// identity's, verifies under the CA and is before its half-life; otherwise it issues one.
-/// A background task then issues a new certificate at each half-life and writes the files
-/// atomically (key first), so a [`crate::ReloadingCert`] over [`WorkloadCert::cert_source`]
-/// serves it from the next handshake on. A failed renewal is logged, counted and retried
-/// (every tenth of the remaining validity, between 1 s and 5 min). Dropping the value stops
-/// the task.
-#[derive(Debug)]
-pub struct WorkloadCert {
-    files: CertFiles,
-    shared: Arc<RenewalState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Debug)]
-struct RenewalState {
-    renewals: AtomicU64,
-    failures: AtomicU64,
-    /// Unix seconds of the current certificate's notAfter.
-    not_after: AtomicU64,
-}
-
-impl WorkloadCert {
-    /// Ensures a current certificate in `dir` and starts renewing it. Must be called inside
-    /// a tokio runtime.
-    pub fn start(ca: Arc<Ca>, request: WorkloadRequest, dir: &Path) -> Result<WorkloadCert, TlsError> {
-        let dir = dir.to_owned();
-        let (files, validity) = match reusable_workload_cert(&ca, &request, &dir) {
-            Some(found) => found,
-            None => {
-                let issued = ca.issue_workload(&request)?;
-                let files = issued.write_to(&dir)?;
-                tracing::info!(id = %issued.identity, "issued the workload certificate");
-                (files, (issued.not_before, issued.not_after))
-            }
-        };
-        let shared = Arc::new(RenewalState {
-            renewals: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            not_after: AtomicU64::new(unix_secs(validity.1)),
-        });
-        let task = tokio::spawn(renew_loop(ca, request, dir, validity, shared.clone()));
-        Ok(WorkloadCert { files, shared, task })
-    }
-
-    /// The certificate and key files.
-    pub fn files(&self) -> &CertFiles {
-        &self.files
-    }
-
-    /// The files as a [`CertSource`] for [`crate::ServerTls`] or [`crate::ReloadingCert`].
-    pub fn cert_source(&self) -> CertSource {
-        self.files.source()
-    }
-
-    /// Renewals done.
-    pub fn renewals(&self) -> u64 {
-        self.shared.renewals.load(Ordering::Relaxed)
-    }
-
-    /// Renewals that failed (each logged).
-    pub fn renewal_failures(&self) -> u64 {
-        self.shared.failures.load(Ordering::Relaxed)
-    }
-
-    /// Expiry of the current certificate.
-    pub fn not_after(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.shared.not_after.load(Ordering::Relaxed))
-    }
-}
-
-impl Drop for WorkloadCert {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
-}
-
-/// When a certificate valid over `(not_before, not_after)` is renewed: at half its life.
-fn half_life(validity: (SystemTime, SystemTime)) -> SystemTime {
-    let (not_before, not_after) = validity;
-    let life = not_after.duration_since(not_before).unwrap_or_default();
-    not_before + life / 2
-}
-
-fn reusable_workload_cert(
-    ca: &Ca,
-    request: &WorkloadRequest,
-    dir: &Path,
-) -> Option<(CertFiles, (SystemTime, SystemTime))> {
-    let cert_path = dir.join(WORKLOAD_CERT_FILE);
-    let key_path = dir.join(WORKLOAD_KEY_FILE);
-    let chain = read_certificates(&cert_path).ok()?;
-    let key = crate::pem::read_private_key(&key_path).ok()?;
-    rustls::sign::CertifiedKey::from_der(chain.clone(), key, &provider()).ok()?;
-    let wanted = PeerIdentity::new(&ca.trust_domain, &request.namespace, &request.service_account).ok()?;
-    let identity = PeerIdentity::from_certificate(&chain[0]).ok()?;
-    if identity != wanted {
-        return None;
-    }
-    let verifier = ClientAuth::Required(ca.client_roots()).verifier().ok()?;
-    verifier.verify_client_cert(&chain[0], &chain[1..], UnixTime::now()).ok()?;
-    let validity = validity(&chain[0])?;
-    if half_life(validity) <= SystemTime::now() {
-        return None;
-    }
-    let files = CertFiles {
-        cert: cert_path,
-        key: key_path,
-        sha256_fingerprint: crate::pem::sha256_fingerprint(&chain[0]),
-    };
-    Some((files, validity))
-}
-
-async fn renew_loop(
-    ca: Arc<Ca>,
-    request: WorkloadRequest,
-    dir: PathBuf,
-    mut validity: (SystemTime, SystemTime),
-    shared: Arc<RenewalState>,
-) {
-    let mut next = half_life(validity);
-    loop {
-        let wait = next.duration_since(SystemTime::now()).unwrap_or_default();
-        tokio::time::sleep(wait.max(Duration::from_millis(200))).await;
-        let (ca2, request2, dir2) = (ca.clone(), request.clone(), dir.clone());
-        let result = tokio::task::spawn_blocking(move || {
-            let issued = ca2.issue_workload(&request2)?;
-            issued.write_to(&dir2)?;
-            Ok::<_, TlsError>(issued)
-        })
-        .await;
-        match result {
-            Ok(Ok(issued)) => {
-                validity = (issued.not_before, issued.not_after);
-                shared.not_after.store(unix_secs(issued.not_after), Ordering::Relaxed);
-                shared.renewals.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(id = %issued.identity, "renewed the workload certificate");
-                next = half_life(validity);
-            }
-            Ok(Err(error)) => {
-                shared.failures.fetch_add(1, Ordering::Relaxed);
-                let remaining = validity.1.duration_since(SystemTime::now()).unwrap_or_default();
-                let retry = (remaining / 10).clamp(Duration::from_secs(1), Duration::from_secs(300));
-                tracing::warn!(%error, retry_in_secs = retry.as_secs(), "workload certificate renewal failed");
-                next = SystemTime::now() + retry;
-            }
-            Err(join) => {
-                shared.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %join, "workload certificate renewal task failed");
-                next = SystemTime::now() + Duration::from_secs(5);
-            }
         }
     }
 }

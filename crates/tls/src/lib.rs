@@ -6,7 +6,10 @@
 //! self_signed_localhost(dir) -> CertFiles         embedded default, generated once
 //! Ca::init / init_intermediate / open             built-in CA under $HOME/ca/
 //! Ca::issue_workload(req) -> IssuedCert           SPIFFE X.509-SVID, 24 h
-//! WorkloadCert::start(ca, req, dir)               own certificate, renewed at half-life
+//! WorkloadCert::start(ca, req, dir)               own certificate, renewed at half-life:
+//!   .resolver() -> Arc<ReloadingCert>             shared current cert/key, server and client
+//!   .client_config(roots)                         mTLS to upstreams with the same identity
+//!   .status() -> WorkloadStatus                   renewals, failures, expiry (metrics, readiness)
 //! ServerTls { cert_source, client_auth }          -> server_config() (hot-reloaded cert)
 //! parse_peer_authentication / PeerAuthentications Istio mTLS modes, resolved per model+port
 //! listener_client_auth(modes, ..) -> ClientAuth   what the handshake asks of clients
@@ -31,8 +34,9 @@ pub mod peer_authentication;
 mod pem;
 mod reload;
 mod selfsigned;
+mod workload;
 
-pub use ca::{Ca, CaKind, CaOptions, IntermediateOptions, IssuedCert, WorkloadCert, WorkloadRequest};
+pub use ca::{Ca, CaKind, CaOptions, IntermediateOptions, IssuedCert, WorkloadRequest};
 pub use config::{
     CIPHER_SUITES, ClientAuth, ClientRoots, DEFAULT_ALPN, PROTOCOL_VERSIONS, ServerTls, TrustAnchors,
     client_config, install_default_provider, provider, server_config, server_config_with,
@@ -54,4 +58,7 @@ pub use reload::{
 pub use selfsigned::{
     LOCALHOST_CERT_FILE, LOCALHOST_KEY_FILE, LOCALHOST_LIFETIME, LOCALHOST_RENEW_BEFORE,
     self_signed_localhost,
+};
+pub use workload::{
+    RENEWAL_RETRY_MAX, RENEWAL_RETRY_MIN, Validity, WorkloadCert, WorkloadStatus, next_renewal,
 };

@@ -187,11 +187,25 @@ impl ReloadingCert {
         &self.cert_path
     }
 
-    /// Looks at the files now, whatever the interval.
+    /// Looks at the files now, whatever the interval. Returns [`ReloadOutcome::Busy`] at
+    /// once when another thread is checking.
     pub fn check_now(&self) -> ReloadOutcome {
         let Ok(mut state) = self.state.try_lock() else {
             return ReloadOutcome::Busy;
         };
+        self.check_locked(&mut state)
+    }
+
+    /// Looks at the files now, waiting for a check in progress on another thread to finish,
+    /// so that files written before the call are seen. For writers of the files (the
+    /// workload certificate's renewal) that want the new pair in use when it returns. Blocks
+    /// on file I/O: call it off the async runtime.
+    pub fn reload_now(&self) -> ReloadOutcome {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_locked(&mut state)
+    }
+
+    fn check_locked(&self, state: &mut State) -> ReloadOutcome {
         let stamp = FileStamp::of(&self.cert_path, &self.key_path);
         if stamp.is_none() || stamp == state.loaded || stamp == state.reported {
             // Missing files (being replaced, or deleted) keep the pair in use silently until

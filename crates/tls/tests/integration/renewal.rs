@@ -4,9 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_tls::{
-    Ca, CaOptions, ClientAuth, ReloadingCert, ServerTls, WorkloadCert, WorkloadRequest, sha256_fingerprint,
-};
+use palisade_tls::{Ca, CaOptions, ClientAuth, ServerTls, WorkloadCert, WorkloadRequest, sha256_fingerprint};
 
 use crate::common::*;
 
@@ -27,10 +25,9 @@ async fn renewal_at_half_life_is_served_by_the_reloader() {
     let server = serve(palisade_tls::server_config(tls).unwrap()).await;
 
     // The server's own workload certificate doubles as the client identity (mTLS to itself),
-    // through a client config whose certificate follows the files too.
-    let identity = ReloadingCert::with_interval(&workload.cert_source(), Duration::from_millis(50)).unwrap();
-    let mut client =
-        (*palisade_tls::client_config(ca.trust_anchors(), Some(identity.clone())).unwrap()).clone();
+    // through the shared resolver that every renewal updates.
+    let identity = workload.resolver();
+    let mut client = (*workload.client_config(ca.trust_anchors()).unwrap()).clone();
     client.alpn_protocols = vec![b"http/1.1".to_vec()];
     let client = Arc::new(client);
 
@@ -57,9 +54,72 @@ async fn renewal_at_half_life_is_served_by_the_reloader() {
         "spiffe://cluster.local/ns/palisade-system/sa/palisade"
     );
     assert_eq!(get_on(&mut stream, "/").await.unwrap().0, 200, "the old connection survives");
-    // The client side followed the files too (same pair: the server's own identity).
+    // The client side presents the renewed pair too: the shared resolver was swapped by the
+    // renewal itself.
     assert!(identity.reloads() >= 1);
     assert_eq!(identity.fingerprint(), second);
+}
+
+/// A renewal that cannot write its files keeps the current certificate, is counted and
+/// retried with backoff; once the certificate expires clients refuse it; when the cause
+/// goes away the next retry renews and new handshakes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_renewal_keeps_the_old_certificate_retries_and_recovers() {
+    let home = tempfile::tempdir().unwrap();
+    let ca = Arc::new(Ca::init(home.path(), CaOptions::default()).unwrap());
+    let mut request = WorkloadRequest::new("palisade-system", "palisade");
+    request.dns_names = vec!["localhost".to_owned()];
+    request.lifetime = Duration::from_secs(2);
+    let out = home.path().join("workload");
+    let workload = WorkloadCert::start(ca.clone(), request, &out).unwrap();
+    let status = workload.status();
+    let first = workload.resolver().fingerprint();
+    let first_expiry = status.not_after();
+    let server = serve(
+        palisade_tls::server_config_with(workload.resolver(), &ClientAuth::None, &[b"http/1.1".to_vec()])
+            .unwrap(),
+    )
+    .await;
+    let client = client_config(ca.trust_anchors(), None);
+
+    // The key file becomes a directory: writing the renewed key (a rename over it) fails.
+    let key = out.join("key.pem");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::create_dir(&key).unwrap();
+    std::fs::write(key.join("keep"), b"x").unwrap();
+
+    wait_for(|| status.renewal_failures() >= 1, "a failed renewal").await;
+    assert_eq!(status.renewals(), 0);
+    assert!(status.last_error().unwrap().contains("key.pem"), "{:?}", status.last_error());
+    if !status.is_expired() {
+        let stream = connect(server.addr, client.clone(), "localhost").await.unwrap();
+        assert_eq!(sha256_fingerprint(&server_leaf(&stream)), first, "the old certificate keeps serving");
+    }
+    wait_for(|| status.is_expired(), "the certificate to expire").await;
+    let failures_at_expiry = status.renewal_failures();
+    // Verifiers compare whole seconds and accept notAfter itself: a second later it is past.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let refused = connect(server.addr, client.clone(), "localhost").await;
+    assert!(refused.is_err(), "a client refuses the expired certificate");
+    // Backoff: after expiry the attempts space out (2 s, then 4 s, ...), not a busy loop.
+    assert!(status.renewal_failures() <= failures_at_expiry + 1, "{}", status.renewal_failures());
+    assert!(status.next_attempt() > std::time::SystemTime::now(), "a retry is scheduled");
+
+    std::fs::remove_dir_all(&key).unwrap();
+    for _ in 0..100 {
+        if status.renewals() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status.renewals(), 1, "the retry after the cause went away renewed");
+    assert_eq!(status.consecutive_failures(), 0);
+    assert_eq!(status.last_error(), None);
+    assert!(status.not_after() > first_expiry);
+    let stream = connect(server.addr, client, "localhost").await.unwrap();
+    let renewed = sha256_fingerprint(&server_leaf(&stream));
+    assert_ne!(renewed, first);
+    assert_eq!(renewed, workload.resolver().fingerprint());
 }
 
 #[tokio::test]
