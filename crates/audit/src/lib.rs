@@ -68,7 +68,8 @@ pub use redact::{REDACTED, Redactor, redact};
 pub use time::Timestamp;
 pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
 pub use writer::{
-    Appended, AuditConfig, AuditLog, AuditStats, FaultInjection, FsyncObserver, Health, LOCK_FILE, Mode,
+    Announced, Appended, AuditConfig, AuditLog, AuditStats, FaultInjection, FsyncObserver, Health, LOCK_FILE,
+    Mode,
 };
 
 #[cfg(test)]

@@ -263,6 +263,44 @@ fn concurrent_appends_land_exactly_once_in_seq_order_with_group_commit() {
 }
 
 #[test]
+fn commit_delay_holds_an_fsync_only_for_announced_records() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long delay, so that the test sees the difference whatever the machine's speed.
+    let config = AuditConfig { commit_delay: Duration::from_secs(2), ..small("r") };
+    runtime().block_on(async {
+        let log = AuditLog::open(dir.path(), config).unwrap();
+
+        // Nothing announced: a lone record is committed at once, not after the delay.
+        let started = std::time::Instant::now();
+        log.append(request(0)).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(1), "a lone record waited {:?}", started.elapsed());
+        let before = log.stats().fsyncs;
+
+        // A second request is in progress: the first record's fsync waits for it, and one
+        // fsync covers both.
+        let coming = log.announce();
+        let first = tokio::spawn({
+            let log = log.clone();
+            async move { log.append(request(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!first.is_finished(), "the commit is held while a record is announced");
+        log.append_announced(request(2), Some(coming)).await.unwrap();
+        first.await.unwrap().unwrap();
+        assert_eq!(log.stats().fsyncs - before, 1, "{:?}", log.stats());
+
+        // An announcement that never turns into a record holds a commit for the delay only.
+        let _never = log.announce();
+        let started = std::time::Instant::now();
+        log.append(request(3)).await.unwrap();
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(2) && waited < Duration::from_secs(10), "{waited:?}");
+        log.close().await.unwrap();
+    });
+    assert_eq!(verify_ok(dir.path()).records, 4);
+}
+
+#[test]
 fn checkpoints_by_count_by_time_and_on_close() {
     let dir = tempfile::tempdir().unwrap();
     let config = AuditConfig {

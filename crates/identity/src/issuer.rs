@@ -37,7 +37,7 @@ pub struct IssuerSettings {
     pub audiences: Vec<String>,
     /// Lifetime of service-account tokens (default 15 minutes).
     pub token_ttl: Duration,
-    /// Algorithm of new signing keys (ES256 or EdDSA).
+    /// Algorithm of new signing keys (ES256, RS256 or EdDSA).
     pub algorithm: Algorithm,
     /// How long a rotated-out key stays published, so tokens it signed keep verifying.
     pub rotation_overlap: Duration,
@@ -456,6 +456,19 @@ mod tests {
         assert_eq!(parsed.claims.all["client_id"], json!(account.client_id));
         assert_eq!(parsed.claims.exp - parsed.claims.iat.unwrap(), 900.0);
         issuer.key_set().unwrap().verify(&parsed).unwrap();
+    }
+
+    #[test]
+    fn every_issuer_algorithm_signs_tokens_its_key_set_verifies() {
+        for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+            let tmp = tempfile::tempdir().unwrap();
+            let settings = IssuerSettings { algorithm: alg, ..Default::default() };
+            let issuer = LocalIssuer::open(tmp.path(), settings).unwrap();
+            let issued = issuer.issue(TokenRequest { subject: "dev".into(), ..Default::default() }).unwrap();
+            let parsed = token::parse(issued.token.expose()).unwrap();
+            assert_eq!(parsed.header.alg, alg);
+            issuer.key_set().unwrap().verify(&parsed).unwrap();
+        }
     }
 
     #[test]

@@ -4,9 +4,16 @@
 //! channel and the caller's tracing span. A full queue is refused at once
 //! ([`RuntimeError::Overloaded`], HTTP 429) instead of blocking the async runtime. A job whose
 //! caller went away before a thread picked it up is skipped.
+//!
+//! Cheap runs skip the queue: the engine keeps a running estimate of each model's compute
+//! time per input element, and a run estimated below [`EngineConfig::inline_below`] runs on
+//! the calling task, where a thread hop (two wake-ups) would cost more than the model. A
+//! model's first run, and any run estimated above the bound (a large batch), go to the
+//! threads.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,6 +30,9 @@ pub struct EngineConfig {
     pub threads: usize,
     /// Jobs that may wait for a thread before new ones are refused (default 1024).
     pub queue_capacity: usize,
+    /// Runs estimated to take less than this run on the calling task instead of a thread
+    /// (default 20 µs; zero sends every run to the threads).
+    pub inline_below: Duration,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +40,7 @@ impl Default for EngineConfig {
         EngineConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_capacity: 1024,
+            inline_below: Duration::from_micros(20),
         }
     }
 }
@@ -67,6 +78,7 @@ pub struct Engine {
     queue: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
     config: EngineConfig,
+    costs: CostTable,
 }
 
 impl std::fmt::Debug for Engine {
@@ -88,7 +100,7 @@ impl Engine {
                 .spawn(move || worker(jobs))?;
             threads.push(handle);
         }
-        Ok(Engine { queue: Some(queue), threads, config })
+        Ok(Engine { queue: Some(queue), threads, config, costs: CostTable::default() })
     }
 
     /// The configuration the engine runs with.
@@ -101,23 +113,36 @@ impl Engine {
         self.queue.as_ref().map_or(0, Sender::len)
     }
 
-    /// Queues a job and waits for its result without blocking the async runtime.
+    /// Runs a model: on the calling task when the run is estimated to be cheaper than
+    /// [`EngineConfig::inline_below`], else queued for a thread and awaited without
+    /// blocking the async runtime.
     pub async fn infer(
         &self,
         model: Arc<dyn Model>,
         inputs: Vec<Tensor>,
     ) -> Result<InferenceOutput, RuntimeError> {
         let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
-        let (reply, result) = oneshot::channel();
-        let job = Job {
-            model,
-            inputs,
-            reply: Reply::Caller(reply),
-            span: tracing::Span::current(),
-            enqueued: Instant::now(),
+        let key = CostTable::key(&model);
+        let elements = inputs.iter().map(|t| t.shape().iter().product::<usize>()).sum::<usize>().max(1);
+        let estimate = self.costs.estimate(key, elements);
+        let output = if estimate.is_some_and(|nanos| nanos < self.config.inline_below.as_nanos()) {
+            let started = Instant::now();
+            let outputs = run_guarded(model.as_ref(), inputs)?;
+            InferenceOutput { outputs, queue_wait: Duration::ZERO, compute: started.elapsed() }
+        } else {
+            let (reply, result) = oneshot::channel();
+            let job = Job {
+                model,
+                inputs,
+                reply: Reply::Caller(reply),
+                span: tracing::Span::current(),
+                enqueued: Instant::now(),
+            };
+            submit(queue, job)?;
+            result.await.map_err(|_| RuntimeError::Unavailable)??
         };
-        submit(queue, job)?;
-        result.await.map_err(|_| RuntimeError::Unavailable)?
+        self.costs.record(key, elements, output.compute);
+        Ok(output)
     }
 
     /// The queue, for batchers that feed it.
@@ -152,6 +177,45 @@ impl Drop for Engine {
     }
 }
 
+/// Running estimates of each model's compute time per input element, keyed by the
+/// model's address (a reloaded model starts over; the table is cleared when it grows past
+/// [`CostTable::MAX_MODELS`], so addresses of dropped models cannot pile up).
+#[derive(Default)]
+struct CostTable {
+    nanos_per_element: Mutex<HashMap<usize, u64>>,
+}
+
+impl CostTable {
+    const MAX_MODELS: usize = 4096;
+
+    fn key(model: &Arc<dyn Model>) -> usize {
+        Arc::as_ptr(model).cast::<()>() as usize
+    }
+
+    /// The estimated nanoseconds of a run over `elements` input elements; `None` until
+    /// the model has run once.
+    fn estimate(&self, key: usize, elements: usize) -> Option<u128> {
+        let table = self.nanos_per_element.lock().unwrap_or_else(|e| e.into_inner());
+        table.get(&key).map(|&per| u128::from(per) * elements as u128)
+    }
+
+    /// Folds one run into the model's estimate (an exponential moving average, 1/8 weight).
+    fn record(&self, key: usize, elements: usize, took: Duration) {
+        let per = u64::try_from(took.as_nanos() / elements as u128).unwrap_or(u64::MAX).max(1);
+        let mut table = self.nanos_per_element.lock().unwrap_or_else(|e| e.into_inner());
+        if table.len() >= Self::MAX_MODELS && !table.contains_key(&key) {
+            table.clear();
+        }
+        table.entry(key).and_modify(|old| *old = *old - *old / 8 + per / 8).or_insert(per);
+    }
+}
+
+/// Runs a model, turning a panic into an error.
+fn run_guarded(model: &dyn Model, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+    catch_unwind(AssertUnwindSafe(|| model.run(inputs)))
+        .unwrap_or_else(|_| Err(RuntimeError::Execution("the model panicked".to_owned())))
+}
+
 fn worker(jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         if let Reply::Caller(reply) = &job.reply
@@ -162,13 +226,8 @@ fn worker(jobs: Receiver<Job>) {
         let _entered = job.span.enter();
         let queue_wait = job.enqueued.elapsed();
         let started = Instant::now();
-        let model = job.model;
-        let inputs = job.inputs;
         // A panicking model must not take the thread down with it.
-        let result = match catch_unwind(AssertUnwindSafe(|| model.run(inputs))) {
-            Ok(result) => result,
-            Err(_) => Err(RuntimeError::Execution("the model panicked".to_owned())),
-        };
+        let result = run_guarded(job.model.as_ref(), job.inputs);
         let compute = started.elapsed();
         let result = result.map(|outputs| InferenceOutput { outputs, queue_wait, compute });
         match job.reply {
@@ -227,7 +286,8 @@ mod tests {
 
     #[tokio::test]
     async fn runs_jobs() {
-        let engine = Engine::start(EngineConfig { threads: 2, queue_capacity: 4 }).unwrap();
+        let engine =
+            Engine::start(EngineConfig { threads: 2, queue_capacity: 4, ..EngineConfig::default() }).unwrap();
         let out = engine.infer(gated(), vec![tensor()]).await.unwrap();
         assert_eq!(out.outputs, vec![tensor()]);
     }
@@ -236,7 +296,10 @@ mod tests {
     #[allow(clippy::await_holding_lock)]
     #[tokio::test]
     async fn full_queue_is_refused_at_once() {
-        let engine = Arc::new(Engine::start(EngineConfig { threads: 1, queue_capacity: 2 }).unwrap());
+        let engine = Arc::new(
+            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, inline_below: Duration::ZERO })
+                .unwrap(),
+        );
         let model = gated();
         let held = model.gate.lock().unwrap();
         let mut pending = Vec::new();
@@ -255,9 +318,70 @@ mod tests {
         assert_eq!(model.runs.load(Ordering::SeqCst), 3);
     }
 
+    /// Echoes its input and notes the name of the thread it ran on.
+    struct WhereRan {
+        signature: ModelSignature,
+        threads: Mutex<Vec<String>>,
+    }
+
+    impl Model for WhereRan {
+        fn signature(&self) -> &ModelSignature {
+            &self.signature
+        }
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+            let name = std::thread::current().name().unwrap_or("").to_owned();
+            self.threads.lock().unwrap().push(name);
+            if inputs.is_empty() {
+                panic!("no inputs");
+            }
+            Ok(inputs)
+        }
+    }
+
+    fn on_pool(name: &str) -> bool {
+        name.starts_with("palisade-infer-")
+    }
+
+    #[tokio::test]
+    async fn cheap_runs_skip_the_queue_and_large_ones_do_not() {
+        let engine =
+            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, ..EngineConfig::default() }).unwrap();
+        let model =
+            Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
+        for _ in 0..3 {
+            engine.infer(model.clone(), vec![tensor()]).await.unwrap();
+        }
+        // A million elements at even 1 ns each are estimated far above 20 µs.
+        let large = Tensor::new("x", vec![1_000_000], TensorData::Fp32(vec![0.5; 1_000_000])).unwrap();
+        let out = engine.infer(model.clone(), vec![large.clone()]).await.unwrap();
+        assert_eq!(out.outputs, vec![large]);
+        let threads = model.threads.lock().unwrap().clone();
+        assert!(on_pool(&threads[0]), "the first run measures the model on a thread: {threads:?}");
+        assert!(!on_pool(&threads[1]) && !on_pool(&threads[2]), "cheap runs stay on the task: {threads:?}");
+        assert!(on_pool(&threads[3]), "a large run goes to a thread: {threads:?}");
+    }
+
+    #[tokio::test]
+    async fn inline_panics_become_errors() {
+        let engine =
+            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, ..EngineConfig::default() }).unwrap();
+        let model =
+            Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
+        engine.infer(model.clone(), vec![tensor()]).await.unwrap();
+        let err = engine.infer(model.clone(), vec![]).await.unwrap_err();
+        assert!(matches!(err, RuntimeError::Execution(_)), "{err:?}");
+        assert!(!on_pool(&model.threads.lock().unwrap()[1]), "the panic happened on the task");
+        assert!(engine.infer(model, vec![tensor()]).await.is_ok());
+    }
+
     #[tokio::test]
     async fn panics_become_errors_and_the_thread_survives() {
-        let engine = Engine::start(EngineConfig { threads: 1, queue_capacity: 2 }).unwrap();
+        let engine =
+            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, inline_below: Duration::ZERO })
+                .unwrap();
         let model = gated();
         let err = engine.infer(model.clone(), vec![]).await.unwrap_err();
         assert!(matches!(err, RuntimeError::Execution(_)), "{err:?}");

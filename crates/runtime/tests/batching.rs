@@ -96,7 +96,8 @@ fn requests(model: &dyn Model) -> Vec<Vec<Tensor>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_results_are_bit_identical_to_runs_alone() {
-    let engine = Engine::start(EngineConfig { threads: 2, queue_capacity: 1024 }).unwrap();
+    let engine =
+        Engine::start(EngineConfig { threads: 2, queue_capacity: 1024, ..EngineConfig::default() }).unwrap();
     for name in MODELS {
         let model = model(name);
         let stats: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
@@ -183,7 +184,8 @@ impl Model for Gated {
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_is_refused_at_once() {
-    let engine = Engine::start(EngineConfig { threads: 1, queue_capacity: 1 }).unwrap();
+    let engine =
+        Engine::start(EngineConfig { threads: 1, queue_capacity: 1, ..EngineConfig::default() }).unwrap();
     let gate = Arc::new(Mutex::new(()));
     let inner = model("iris_rf_nozipmap");
     let inputs = request_for(inner.as_ref(), &iris_rows()[..1]);
@@ -220,7 +222,8 @@ async fn a_full_queue_is_refused_at_once() {
 
 #[test]
 fn batching_needs_a_dynamic_first_dimension() {
-    let engine = Engine::start(EngineConfig { threads: 1, queue_capacity: 1 }).unwrap();
+    let engine =
+        Engine::start(EngineConfig { threads: 1, queue_capacity: 1, ..EngineConfig::default() }).unwrap();
     let mut fixed = OnnxModel::load(&fixtures().join("iris_rf_nozipmap.onnx")).unwrap();
     let mut signature = fixed.signature().clone();
     signature.inputs[0].shape[0] = palisade_core::Dim::Fixed(1);

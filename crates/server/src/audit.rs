@@ -67,6 +67,7 @@ impl AuditHandle {
             segment_max_age: settings.segment_max_age,
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
+            commit_delay: settings.commit_delay,
             fsync_observer: Some(Arc::new(move |d| {
                 if let Some(histogram) = slot.get() {
                     histogram.observe(d.as_secs_f64());
@@ -200,6 +201,9 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
         return next.run(req).await;
     }
     let log = state.audit().clone();
+    // Lets the writer hold a group commit open for this record (handed over with it, or
+    // dropped with the request when it leaves no record).
+    let announced = log.announce();
     let started = Instant::now();
     let received = palisade_audit::Timestamp::now();
     let facts = Facts::default();
@@ -342,7 +346,7 @@ pub(crate) async fn audit(State(state): State<AppState>, req: Request, next: Nex
         record.payloads = Some(Payloads { request: Some(request), response });
     }
 
-    match log.append(record).await {
+    match log.append_announced(record, Some(announced)).await {
         Ok(_) => rebuild(parts, response_bytes, trailers),
         Err(err) if strict => {
             tracing::error!(error = %err, "AUDIT LOG UNAVAILABLE: refusing to release a response without its record");

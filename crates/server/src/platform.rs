@@ -71,6 +71,10 @@ pub struct AuditSettings {
     /// ...or after this time.
     #[serde(default = "ten_seconds", deserialize_with = "duration")]
     pub checkpoint_interval: Duration,
+    /// How long a group commit may wait for records of requests already in progress
+    /// (never when none are); zero commits at once.
+    #[serde(default = "commit_delay", deserialize_with = "duration")]
+    pub commit_delay: Duration,
 }
 
 /// Durability of the audit log.
@@ -96,6 +100,9 @@ fn thousand() -> u64 {
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)
 }
+fn commit_delay() -> Duration {
+    palisade_audit::AuditConfig::default().commit_delay
+}
 
 impl Default for AuditSettings {
     fn default() -> Self {
@@ -108,6 +115,7 @@ impl Default for AuditSettings {
             segment_max_age: hour(),
             checkpoint_every: thousand(),
             checkpoint_interval: ten_seconds(),
+            commit_delay: commit_delay(),
         }
     }
 }
@@ -156,7 +164,7 @@ pub struct IssuerConfig {
     /// Lifetime of issued tokens.
     #[serde(default = "fifteen_minutes", deserialize_with = "duration")]
     pub token_lifetime: Duration,
-    /// Algorithm of signing keys: ES256 or EdDSA.
+    /// Algorithm of signing keys: ES256, RS256 (RSA-2048) or EdDSA.
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
     /// How long a rotated-out key stays published.
@@ -321,9 +329,9 @@ impl Platform {
                 })?;
             jwt_rules.push(rule);
         }
-        if !matches!(config.issuer.algorithm.as_str(), "ES256" | "EdDSA") {
+        if !matches!(config.issuer.algorithm.as_str(), "ES256" | "RS256" | "EdDSA") {
             return Err(ConfigError(format!(
-                "{}: field `issuer.algorithm`: `{}` is not supported; use ES256 or EdDSA",
+                "{}: field `issuer.algorithm`: `{}` is not supported; use ES256, RS256 or EdDSA",
                 file.display(),
                 config.issuer.algorithm
             )));

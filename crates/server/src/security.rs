@@ -59,10 +59,11 @@ pub fn issuer_settings(platform: &Platform) -> IssuerSettings {
         issuer: c.issuer.clone(),
         audiences: c.audiences.clone(),
         token_ttl: c.token_lifetime,
-        algorithm: if c.algorithm == "EdDSA" {
-            palisade_identity::Algorithm::EdDSA
-        } else {
-            palisade_identity::Algorithm::ES256
+        // Platform::parse admits only these three names.
+        algorithm: match c.algorithm.as_str() {
+            "EdDSA" => palisade_identity::Algorithm::EdDSA,
+            "RS256" => palisade_identity::Algorithm::RS256,
+            _ => palisade_identity::Algorithm::ES256,
         },
         rotation_overlap: c.key_rotation_overlap,
     }

@@ -269,7 +269,7 @@ async fn full_queue_is_429_and_recovers() {
     let app = app(
         home.path(),
         gated_registry(model.clone()),
-        EngineConfig { threads: 1, queue_capacity: 1 },
+        EngineConfig { threads: 1, queue_capacity: 1, inline_below: Duration::ZERO },
         ServerConfig::default(),
     );
     let held = model.gate.lock().unwrap();
@@ -302,7 +302,7 @@ async fn slow_inference_times_out_with_504() {
     let app = app(
         home.path(),
         gated_registry(model.clone()),
-        EngineConfig { threads: 1, queue_capacity: 4 },
+        EngineConfig { threads: 1, queue_capacity: 4, inline_below: Duration::ZERO },
         config,
     );
     let held = model.gate.lock().unwrap();
@@ -415,7 +415,7 @@ proptest! {
     ]) {
         let (_tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let app = app(store.root(), Registry::load(&store).unwrap(), EngineConfig { threads: 1, queue_capacity: 8 }, ServerConfig::default());
+        let app = app(store.root(), Registry::load(&store).unwrap(), EngineConfig { threads: 1, queue_capacity: 8, ..EngineConfig::default() }, ServerConfig::default());
         for uri in ["/v2/models/iris/infer", "/api/v1.0/predictions"] {
             let reply = runtime.block_on(call(&app, "POST", uri, body.clone()));
             prop_assert!(reply.status.is_success() || reply.status.is_client_error(), "{} for {:?}", reply.status, String::from_utf8_lossy(&body));

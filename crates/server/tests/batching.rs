@@ -28,7 +28,7 @@ fn app_for(manifest: &str, fixture: &str) -> (tempfile::TempDir, TestApp) {
     let app = app_with(
         store.root(),
         registry,
-        EngineConfig { threads: 2, queue_capacity: 1024 },
+        EngineConfig { threads: 2, queue_capacity: 1024, ..EngineConfig::default() },
         ServerConfig::default(),
         Platform::parse(Path::new("platform.yaml"), "").unwrap(),
         None,

@@ -76,7 +76,7 @@ async fn start_upstream(ca: Option<&Ca>) -> Upstream {
     let app = app_with(
         store.root(),
         registry,
-        EngineConfig { threads: 1, queue_capacity: 16 },
+        EngineConfig { threads: 1, queue_capacity: 16, ..EngineConfig::default() },
         ServerConfig::default(),
         platform,
         Some(policies),
@@ -154,7 +154,12 @@ fn gateway_store(upstream: &str, files: &[(&str, &[u8])]) -> (tempfile::TempDir,
 
 fn gateway(store: &Store, context: &UpstreamContext) -> TestApp {
     let registry = Registry::load_with(store, context).unwrap();
-    app(store.root(), registry, EngineConfig { threads: 1, queue_capacity: 16 }, ServerConfig::default())
+    app(
+        store.root(),
+        registry,
+        EngineConfig { threads: 1, queue_capacity: 16, ..EngineConfig::default() },
+        ServerConfig::default(),
+    )
 }
 
 fn request_id(reply: &Reply) -> String {
@@ -234,7 +239,7 @@ async fn upstream_models_are_not_batched_by_the_platform_default() {
     let gw = app_with(
         store.root(),
         registry,
-        EngineConfig { threads: 1, queue_capacity: 16 },
+        EngineConfig { threads: 1, queue_capacity: 16, ..EngineConfig::default() },
         ServerConfig::default(),
         platform,
         None,
