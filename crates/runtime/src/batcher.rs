@@ -2,10 +2,13 @@
 //!
 //! Like BentoML's `batch=True` and Triton's dynamic batcher. Each batched model has a
 //! bounded queue (full: [`RuntimeError::Overloaded`], HTTP 429) and a thread that forms
-//! batches: it takes the oldest request, then keeps taking requests until the batch holds
-//! `max_batch_size` rows or the oldest request has waited `max_latency`. The batch's inputs
-//! are stacked along the first dimension, run as one job on the [`Engine`], and the
-//! outputs are split back by rows.
+//! batches: it takes the oldest request and every request already queued behind it. If
+//! fewer of this model's batches are running than the engine has threads, the batch goes
+//! at once: a request never waits for company while a thread is free for it. Only while
+//! every thread is busy with this model does the batch keep taking requests, until it
+//! holds `max_batch_size` rows, a running batch finishes, or the oldest request has waited
+//! `max_latency`. The batch's inputs are stacked along the first dimension, run as one job
+//! on the [`Engine`], and the outputs are split back by rows.
 //!
 //! Results are bit-identical to the same request run alone: every operator Palisade runs
 //! computes a row from that row alone, in the same order wherever the row sits (see
@@ -13,10 +16,11 @@
 //! which the batcher avoids by padding a lone row to two).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded, select};
 use palisade_core::{Dim, ModelSignature, Tensor};
 use tokio::sync::oneshot;
 
@@ -28,7 +32,8 @@ use crate::{Engine, InferenceOutput, Model, RuntimeError};
 pub struct BatchConfig {
     /// Most rows in one batch; a larger request runs alone.
     pub max_batch_size: usize,
-    /// Longest the oldest request of a batch waits for others.
+    /// Longest the oldest request of a batch waits for others, which it does only while
+    /// every engine thread is running one of this model's batches.
     pub max_latency: Duration,
     /// Requests that may wait for a batch before new ones are refused.
     pub queue_size: usize,
@@ -94,10 +99,14 @@ impl Batcher {
         }
         check_batchable(model.signature())?;
         let engine_queue = engine.queue().ok_or(RuntimeError::Unavailable)?;
+        let threads = engine.config().threads.max(1);
         let (queue, pending) = bounded::<Pending>(config.queue_size);
         let thread = std::thread::Builder::new()
             .name("palisade-batch".to_owned())
-            .spawn(move || batch_loop(&pending, &engine_queue, &model, config, observer.as_deref()))
+            .spawn(move || {
+                let target = Target { engine: engine_queue, model, observer, running: Running::new(threads) };
+                batch_loop(&pending, &target, config);
+            })
             .map_err(|e| RuntimeError::Batching(format!("cannot start the batching thread: {e}")))?;
         Ok(Batcher { queue: Some(queue), thread: Some(thread), config })
     }
@@ -164,14 +173,51 @@ pub fn check_batchable(signature: &ModelSignature) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn batch_loop(
-    pending: &Receiver<Pending>,
-    engine: &Sender<Job>,
-    model: &Arc<dyn Model>,
-    config: BatchConfig,
-    observer: Option<&(dyn Fn(&BatchStats) + Send + Sync)>,
-) {
-    let min_rows = model.min_batch_rows().max(1);
+/// Where a batcher's batches go, and how many of them are running.
+struct Target {
+    engine: Sender<Job>,
+    model: Arc<dyn Model>,
+    observer: Option<BatchObserver>,
+    running: Running,
+}
+
+/// The batches (or lone requests) of one batcher queued or running on the engine, and a
+/// signal each sends when it finishes.
+struct Running {
+    count: Arc<AtomicUsize>,
+    limit: usize,
+    finished_tx: Sender<()>,
+    finished: Receiver<()>,
+}
+
+impl Running {
+    fn new(limit: usize) -> Running {
+        let (finished_tx, finished) = bounded(1);
+        Running { count: Arc::new(AtomicUsize::new(0)), limit, finished_tx, finished }
+    }
+
+    /// Whether a thread is free for another batch.
+    fn has_room(&self) -> bool {
+        self.count.load(Ordering::Acquire) < self.limit
+    }
+
+    /// Counts a job as running until its completion has run.
+    fn track(
+        &self,
+        done: Box<dyn FnOnce(Result<InferenceOutput, RuntimeError>) + Send>,
+    ) -> Box<dyn FnOnce(Result<InferenceOutput, RuntimeError>) + Send> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        let (count, finished) = (Arc::clone(&self.count), self.finished_tx.clone());
+        Box::new(move |result| {
+            done(result);
+            count.fetch_sub(1, Ordering::AcqRel);
+            // A full signal channel already says "something finished".
+            let _ = finished.try_send(());
+        })
+    }
+}
+
+fn batch_loop(pending: &Receiver<Pending>, target: &Target, config: BatchConfig) {
     let mut carried: Option<Pending> = None;
     loop {
         let first = match carried.take() {
@@ -188,31 +234,40 @@ fn batch_loop(
         let mut rows = first.rows;
         let mut batch = vec![first];
         while rows < config.max_batch_size {
-            match pending.recv_deadline(deadline) {
-                Ok(request) if request.reply.is_closed() => {}
-                Ok(request) if rows + request.rows > config.max_batch_size => {
-                    carried = Some(request);
-                    break;
-                }
-                Ok(request) => {
-                    rows += request.rows;
-                    batch.push(request);
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            let next = match pending.try_recv() {
+                Ok(request) => Some(request),
+                Err(TryRecvError::Disconnected) => break,
+                // Nothing else is queued: a free thread takes the batch now.
+                Err(TryRecvError::Empty) if target.running.has_room() => break,
+                // Every thread runs this model: gather until one finishes or time is up.
+                Err(TryRecvError::Empty) => select! {
+                    recv(pending) -> request => match request {
+                        Ok(request) => Some(request),
+                        Err(_) => break,
+                    },
+                    recv(target.running.finished) -> _ => None,
+                    default(deadline.saturating_duration_since(Instant::now())) => break,
+                },
+            };
+            let Some(request) = next else { continue };
+            if request.reply.is_closed() {
+                continue;
             }
+            if rows + request.rows > config.max_batch_size {
+                carried = Some(request);
+                break;
+            }
+            rows += request.rows;
+            batch.push(request);
         }
-        run_batch(batch, engine, model, min_rows, observer);
+        run_batch(batch, target);
     }
 }
 
 /// Stacks a batch, queues it on the engine, and splits the result back to its requests.
-fn run_batch(
-    batch: Vec<Pending>,
-    engine: &Sender<Job>,
-    model: &Arc<dyn Model>,
-    min_rows: usize,
-    observer: Option<&(dyn Fn(&BatchStats) + Send + Sync)>,
-) {
+fn run_batch(batch: Vec<Pending>, target: &Target) {
+    let (engine, model) = (&target.engine, &target.model);
+    let min_rows = model.min_batch_rows().max(1);
     let formed = Instant::now();
     let counts: Vec<usize> = batch.iter().map(|p| p.rows).collect();
     let rows: usize = counts.iter().sum();
@@ -233,12 +288,13 @@ fn run_batch(
     let Ok(stacked) = stacked else {
         // Requests whose other dimensions differ cannot share a batch: run each alone.
         for (reply, waited, _, inputs, span) in replies {
-            let done = Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
-                let _ = reply.send(result.map(|mut out| {
-                    out.queue_wait += waited;
-                    out
+            let done =
+                target.running.track(Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
+                    let _ = reply.send(result.map(|mut out| {
+                        out.queue_wait += waited;
+                        out
+                    }));
                 }));
-            });
             let job = Job {
                 model: model.clone(),
                 inputs,
@@ -252,11 +308,13 @@ fn run_batch(
         }
         return;
     };
-    if let Some(observe) = observer {
+    if let Some(observe) = &target.observer {
         observe(&BatchStats { requests: replies.len(), rows, padding_rows: padded - rows });
     }
     let targets: Vec<(ReplyTo, Duration)> = replies.into_iter().map(|(r, w, _, _, _)| (r, w)).collect();
-    let done = Box::new(move |result: Result<InferenceOutput, RuntimeError>| split(result, &counts, targets));
+    let done = target.running.track(Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
+        split(result, &counts, targets)
+    }));
     let job = Job {
         model: model.clone(),
         inputs: stacked,

@@ -94,10 +94,13 @@ fn requests(model: &dyn Model) -> Vec<Vec<Tensor>> {
     out
 }
 
+// The gate is a std mutex on purpose: it blocks the inference threads, not the test task.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_results_are_bit_identical_to_runs_alone() {
-    let engine =
-        Engine::start(EngineConfig { threads: 2, queue_capacity: 1024, ..EngineConfig::default() }).unwrap();
+    let engine = Arc::new(
+        Engine::start(EngineConfig { threads: 2, queue_capacity: 1024, ..EngineConfig::default() }).unwrap(),
+    );
     for name in MODELS {
         let model = model(name);
         let stats: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
@@ -115,7 +118,19 @@ async fn batched_results_are_bit_identical_to_runs_alone() {
         let batches_alone = stats.lock().unwrap().len();
         assert_eq!(batches_alone, requests.len(), "{name}: one batch per request when sent one by one");
 
-        // Together: all at once, batched.
+        // Together: all at once while both engine threads are busy (held by another model),
+        // so requests gather into batches instead of going out as threads free up.
+        let gate = Arc::new(Mutex::new(()));
+        let held = gate.lock().unwrap();
+        let blockers: Vec<_> = (0..2)
+            .map(|_| {
+                let engine = engine.clone();
+                let blocker: Arc<dyn Model> = Arc::new(Gated { inner: model.clone(), gate: gate.clone() });
+                let inputs = requests[0].clone();
+                tokio::spawn(async move { engine.infer(blocker, inputs).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let tasks: Vec<_> = requests
             .iter()
             .map(|inputs| {
@@ -123,6 +138,11 @@ async fn batched_results_are_bit_identical_to_runs_alone() {
                 tokio::spawn(async move { batcher.infer(inputs).await })
             })
             .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(held);
+        for blocker in blockers {
+            blocker.await.unwrap().unwrap();
+        }
         for (i, task) in tasks.into_iter().enumerate() {
             let together = bits(&task.await.unwrap().unwrap().outputs);
             assert_eq!(together, alone[i], "{name}: request {i} differs when batched");
@@ -159,6 +179,22 @@ fn rows_do_not_depend_on_their_batch_mates() {
     }
     assert_eq!(model("iris_lr").min_batch_rows(), 2);
     assert_eq!(model("iris_mlp").min_batch_rows(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_request_does_not_wait_for_company() {
+    let engine =
+        Engine::start(EngineConfig { threads: 1, queue_capacity: 16, ..EngineConfig::default() }).unwrap();
+    let model = model("iris_mlp_nozipmap");
+    let inputs = request_for(model.as_ref(), &iris_rows()[..1]);
+    let long = BatchConfig { max_batch_size: 32, max_latency: Duration::from_secs(5), queue_size: 16 };
+    let batcher = Batcher::start(&engine, model, long, None).unwrap();
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        batcher.infer(inputs.clone()).await.unwrap();
+        // The engine's thread is free, so the batch goes at once, not after 5 s.
+        assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+    }
 }
 
 /// Waits on a gate the test holds, so that the queue fills.

@@ -98,11 +98,10 @@ async fn batched_answers_are_the_unbatched_bytes() {
         let batches = metric(&text, r#"palisade_batch_size_rows_count{model="mlp"}"#) - rows.len() as f64;
         let batched_rows = metric(&text, r#"palisade_batch_size_rows_sum{model="mlp"}"#) - rows.len() as f64;
         assert_eq!(batched_rows, rows.len() as f64, "{fixture_name}: every row went through the batcher");
-        assert!(
-            batches < rows.len() as f64 / 4.0,
-            "{fixture_name}: {batches} batches for {} rows",
-            rows.len()
-        );
+        // How many batches form depends on timing here (a batch goes at once while an
+        // engine thread is free); crates/runtime/tests/batching.rs holds the threads busy
+        // to show that batches form.
+        assert!(batches >= 1.0, "{fixture_name}: no batch ran");
         assert!(!metrics_text(&plain).await.contains(r#"palisade_batch_size_rows_count{model="mlp"}"#));
     }
 }
