@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
+# A test run builds once: incremental caches would only add gigabytes to the target dir.
+export CARGO_INCREMENTAL=0
 
 scripts/install-test-deps.sh
 
@@ -31,4 +33,4 @@ bench/run.sh --smoke
 echo "== upstream gateway (a separate step: real MLServer in its own venv)"
 scripts/test-upstream.sh
 
-echo "== all tests passed in $((SECONDS - started)) s"
+echo "== all tests passed in $((SECONDS - started)) s; build output on disk: $(du -sh target fuzz/target 2>/dev/null | awk '{print $1}' | paste -sd+)"
