@@ -221,7 +221,7 @@ impl AuditRecord {
 
 /// The lowercase hex SHA-256 of `bytes`, for `request_sha256` / `response_sha256`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::chain::to_hex(&Sha256::digest(bytes))
 }
 
 /// What kind of event a record describes.

@@ -373,7 +373,7 @@ fn check_chain(
             };
             let prev = match expected_prev {
                 Some(prev) => {
-                    if record.prev_hash != hex::encode(prev) {
+                    if record.prev_hash != crate::chain::to_hex(&prev) {
                         return bad(
                             record.seq,
                             format!(
@@ -386,7 +386,7 @@ fn check_chain(
                 }
                 None if expected_seq == 0 => {
                     let genesis = chain::genesis(&record.replica_id);
-                    if record.prev_hash != hex::encode(genesis) {
+                    if record.prev_hash != crate::chain::to_hex(&genesis) {
                         return bad(
                             0,
                             "prev_hash of the first record is not the replica's genesis value".into(),
@@ -400,7 +400,7 @@ fn check_chain(
                 },
             };
             let hash = sealed.compute(&prev);
-            if hash != sealed.claimed() || record.hash != hex::encode(hash) {
+            if hash != sealed.claimed() || record.hash != crate::chain::to_hex(&hash) {
                 return bad(record.seq, "hash mismatch: the record's bytes were altered".into());
             }
             while checkpoints.get(next_checkpoint).is_some_and(|(_, cp)| cp.seq < record.seq) {
@@ -454,7 +454,7 @@ fn check_chain(
             ),
         )));
     }
-    report.head = expected_prev.map(hex::encode);
+    report.head = expected_prev.map(|h| crate::chain::to_hex(&h));
     report.unsigned_records = match (report.last_seq, last_matched) {
         (Some(last), Some(signed)) => last - signed,
         (Some(_), None) => report.records,

@@ -884,7 +884,7 @@ impl Writer {
         }
         for p in pending.drain(..) {
             if let Some(reply) = p.reply {
-                let _ = reply.send(Ok(Appended::Durable { seq: p.seq, hash: hex::encode(p.hash) }));
+                let _ = reply.send(Ok(Appended::Durable { seq: p.seq, hash: crate::chain::to_hex(&p.hash) }));
             }
         }
         buf.clear();
@@ -961,7 +961,7 @@ impl Writer {
         let mut checkpoint = Checkpoint {
             schema: CHECKPOINT_SCHEMA.to_owned(),
             seq: head_seq,
-            hash: hex::encode(self.committed_head),
+            hash: crate::chain::to_hex(&self.committed_head),
             segment,
             time: Timestamp::now(),
             replica_id: self.config.replica_id.clone(),

@@ -103,8 +103,8 @@ pub struct VerifiedToken {
     pub expires_at: f64,
     /// Until when (seconds) the verification may be reused: `exp` plus the clock skew.
     pub valid_until: f64,
-    /// Every claim.
-    pub claims: Map<String, Value>,
+    /// Every claim (shared with the authorization request, never copied per request).
+    pub claims: Arc<Map<String, Value>>,
 }
 
 impl VerifiedToken {
@@ -454,7 +454,7 @@ impl Authenticator {
             alg: algorithm_name(parsed.header.alg),
             expires_at: claims.exp,
             valid_until: claims.exp + skew,
-            claims: claims.all.clone(),
+            claims: Arc::new(claims.all.clone()),
         })
     }
 }

@@ -100,7 +100,7 @@ fn request() -> Request {
         "scope": "openid email profile",
         "exp": 4_000_000_000u64,
     }) {
-        serde_json::Value::Object(map) => Some(map),
+        serde_json::Value::Object(map) => Some(Arc::new(map)),
         _ => None,
     };
     req

@@ -230,7 +230,7 @@ mod tests {
             }
             let model = Arc::new(model);
             let mut req = Request::new(model.clone());
-            req.claims = claims.as_object().cloned();
+            req.claims = claims.as_object().cloned().map(Arc::new);
             req.path = path.to_owned();
             req.method = method.to_owned();
 

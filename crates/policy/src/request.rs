@@ -86,8 +86,9 @@ pub struct Request {
     pub source_principal: Option<String>,
     /// The verified JWT payload, or `None` when the request carried no token. Request
     /// principal (`iss/sub`), audiences (`aud`) and presenter (`azp`) are read from it,
-    /// as Envoy reads them from the JWT filter's metadata.
-    pub claims: Option<Map<String, Value>>,
+    /// as Envoy reads them from the JWT filter's metadata. Shared with the verified
+    /// token, so a request costs no copy of its claims.
+    pub claims: Option<Arc<Map<String, Value>>>,
     /// `request.headers[...]`.
     pub headers: Headers,
     /// `hosts`: the request authority (`:authority` / `Host`) as sent, port included when

@@ -86,7 +86,7 @@ pub(crate) async fn authenticate(State(state): State<AppState>, mut req: Request
                     req.headers_mut().remove(name.as_str());
                 }
                 if let Some(name) = &rule.output_payload_to_header {
-                    let payload = URL_SAFE_NO_PAD.encode(Value::Object(token.claims.clone()).to_string());
+                    let payload = URL_SAFE_NO_PAD.encode(Value::Object((*token.claims).clone()).to_string());
                     set_header(&mut req, name, &payload);
                 }
                 for output in &rule.output_claim_to_headers {

@@ -147,7 +147,7 @@ pub(crate) fn model_of(state: &AppState, path: &str) -> Option<Arc<ServedModel>>
 #[derive(Debug, Clone)]
 pub(crate) struct AuthzInput {
     conn: Option<ConnInfo>,
-    claims: Option<serde_json::Map<String, serde_json::Value>>,
+    claims: Option<Arc<serde_json::Map<String, serde_json::Value>>>,
     headers: Headers,
     host: String,
     method: String,
@@ -201,12 +201,13 @@ pub(crate) struct Admitted {
 }
 
 /// Evaluates `served`'s PeerAuthentication mode and policies for a request, recording the
-/// model, the peer and the decision in the audit facts and metrics.
+/// model, the peer and the decision in the audit facts and metrics. Takes the input by
+/// value: its strings move into the policy request instead of being copied.
 pub(crate) fn decide(
     state: &AppState,
     facts: Option<&crate::audit::Facts>,
     served: &Arc<ServedModel>,
-    input: &AuthzInput,
+    input: AuthzInput,
 ) -> Result<Admitted, Refusal> {
     if let Some(facts) = facts {
         facts.model(served.clone());
@@ -240,11 +241,11 @@ pub(crate) fn decide(
             facts.peer(&peer.spiffe_id);
         }
     }
-    request.claims = input.claims.clone();
-    request.headers = input.headers.clone();
-    request.host = input.host.clone();
-    request.method = input.method.clone();
-    request.path = input.path.clone();
+    request.claims = input.claims;
+    request.headers = input.headers;
+    request.host = input.host;
+    request.method = input.method;
+    request.path = input.path;
 
     let decision = Arc::new(state.security().policy_set().evaluate(&request));
     for (policy, would_allow) in &decision.dry_run {
@@ -287,7 +288,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, mut req: Request, n
     };
     let facts = req.extensions().get::<crate::audit::Facts>().cloned();
     let input = AuthzInput::of(&req, path);
-    let refusal = match decide(&state, facts.as_ref(), &served, &input) {
+    let refusal = match decide(&state, facts.as_ref(), &served, input) {
         Ok(Admitted { decision, peer }) => {
             if let Some(peer) = peer {
                 req.extensions_mut().insert(PeerIdentityExt(peer));

@@ -152,7 +152,7 @@ impl Service {
             tracing::error!("gRPC request without authorization input: refused");
             return Err(Status::permission_denied("RBAC: access denied"));
         };
-        match crate::authz::decide(&self.state, extensions.get::<Facts>(), &served, input) {
+        match crate::authz::decide(&self.state, extensions.get::<Facts>(), &served, input.as_ref().clone()) {
             Ok(Admitted { .. }) => Ok(served),
             Err(Refusal::PeerRequired(message)) => Err(Status::permission_denied(message)),
             Err(Refusal::Denied(_)) => Err(Status::permission_denied("RBAC: access denied")),

@@ -36,19 +36,19 @@ fn bad_request(message: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({"error": message.into()}))).into_response()
 }
 
-fn caller_claims(caller: &Option<Extension<Caller>>) -> Option<Map<String, Value>> {
+fn caller_claims(caller: &Option<Extension<Caller>>) -> Option<Arc<Map<String, Value>>> {
     caller.as_ref().and_then(|Extension(c)| c.token()).map(|t| t.claims.clone())
 }
 
 /// Whether the caller is a platform administrator (config `authorization.admins`).
-fn is_admin(state: &AppState, claims: &Option<Map<String, Value>>) -> bool {
+fn is_admin(state: &AppState, claims: &Option<Arc<Map<String, Value>>>) -> bool {
     let admins = &state.security().platform().config.authorization.admins;
     let set = state.security().policy_set();
     claims.as_ref().is_some_and(|claims| admins.iter().any(|admin| set.claims_identify(admin, claims)))
 }
 
 /// Whether the caller owns this model.
-fn owns(state: &AppState, claims: &Option<Map<String, Value>>, target: &Arc<TargetModel>) -> bool {
+fn owns(state: &AppState, claims: &Option<Arc<Map<String, Value>>>, target: &Arc<TargetModel>) -> bool {
     let set = state.security().policy_set();
     let mut req = PolicyRequest::new(target.clone());
     req.claims = claims.clone();
@@ -73,7 +73,7 @@ fn selected_models(state: &AppState, policy: &AuthorizationPolicy, root: &str) -
 /// Why the caller may not change this policy, if they may not.
 fn may_change(
     state: &AppState,
-    claims: &Option<Map<String, Value>>,
+    claims: &Option<Arc<Map<String, Value>>>,
     policy: &AuthorizationPolicy,
 ) -> Result<(), String> {
     if is_admin(state, claims) {
@@ -366,7 +366,7 @@ pub(crate) async fn check(
                 }
             }
         }
-        (None, claims) => claims,
+        (None, claims) => claims.map(Arc::new),
     };
     let path = request.path.unwrap_or_else(|| format!("/v2/models/{}/infer", served.id.name));
     let path = match palisade_policy::normalize_path(&path) {

@@ -114,7 +114,7 @@ impl R {
     }
     pub fn claims(mut self, claims: Value) -> R {
         self.0.claims = match claims {
-            Value::Object(map) => Some(map),
+            Value::Object(map) => Some(Arc::new(map)),
             Value::Null => None,
             other => panic!("claims must be an object: {other}"),
         };
