@@ -432,7 +432,10 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracin
     use tracing_subscriber::{EnvFilter, Layer as _};
 
     let filter = EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or journal gets plain text (and painting
+    // every span field costs a few thousand instructions per request).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let fmt = match format {
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).with_filter(filter).boxed(),
         LogFormat::Text => fmt.with_filter(filter).boxed(),

@@ -126,9 +126,10 @@ impl Current {
 pub(crate) async fn assign(mut req: Request, next: Next) -> Response {
     let id = uuid::Uuid::now_v7().to_string();
     let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The span's name is also its OpenTelemetry name. Every field is formatted by the log
+    // layer when the span opens, on every request: keep them few.
     let span = tracing::info_span!(
         "request",
-        otel.name = "request",
         request_id = %id,
         trace_id = tracing::field::Empty,
         method = %req.method(),
