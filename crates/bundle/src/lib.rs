@@ -39,7 +39,7 @@ impl BundleDigest {
 
     /// The 64 hex digits, without the `sha256:` prefix.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        palisade_core::hex::to_hex(&self.0)
     }
 
     /// The first 12 hex digits, for tables.
@@ -50,7 +50,10 @@ impl BundleDigest {
 
 impl fmt::Display for BundleDigest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        let mut text = String::with_capacity(7 + 64);
+        text.push_str("sha256:");
+        palisade_core::hex::push_hex(&mut text, &self.0);
+        f.write_str(&text)
     }
 }
 

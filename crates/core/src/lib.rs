@@ -6,6 +6,7 @@
 
 mod duration;
 mod error;
+pub mod hex;
 mod ids;
 mod owner;
 mod rows;
