@@ -88,11 +88,15 @@ struct RawOutput {
     parameters: Option<Parameters>,
 }
 
-/// Parses an inference request body.
-///
-/// `json_len` is the value of the `Inference-Header-Content-Length` header, when present.
-pub fn parse_infer_request(body: &[u8], json_len: Option<usize>) -> Result<InferRequest, ProtocolError> {
-    let (json, mut binary) = match json_len {
+/// Splits a V2 body into its JSON object and the binary tensor data after it
+/// (`json_len` is the `Inference-Header-Content-Length` header), checking that the JSON
+/// part is UTF-8 and an object. `what` names the body in errors ("request", "response").
+pub(crate) fn split_body<'a>(
+    body: &'a [u8],
+    json_len: Option<usize>,
+    what: &str,
+) -> Result<(&'a str, &'a [u8]), ProtocolError> {
+    let (json, binary) = match json_len {
         Some(n) if n > body.len() => {
             return Err(ProtocolError::new(format!(
                 "Inference-Header-Content-Length is {n} but the body has only {} bytes",
@@ -103,9 +107,17 @@ pub fn parse_infer_request(body: &[u8], json_len: Option<usize>) -> Result<Infer
         None => (body, &[][..]),
     };
     let json = std::str::from_utf8(json).map_err(|e| {
-        ProtocolError::new(format!("the request is not UTF-8 JSON (invalid byte at {})", e.valid_up_to()))
+        ProtocolError::new(format!("the {what} is not UTF-8 JSON (invalid byte at {})", e.valid_up_to()))
     })?;
     crate::expect_object(json.as_bytes())?;
+    Ok((json, binary))
+}
+
+/// Parses an inference request body.
+///
+/// `json_len` is the value of the `Inference-Header-Content-Length` header, when present.
+pub fn parse_infer_request(body: &[u8], json_len: Option<usize>) -> Result<InferRequest, ProtocolError> {
+    let (json, mut binary) = split_body(body, json_len, "request")?;
     let raw: RawRequest<'_> = serde_json::from_str(json).map_err(|e| ProtocolError::json(&e))?;
 
     if let Some(id) = &raw.id

@@ -91,20 +91,7 @@ struct RawOutput<'a> {
 /// Parses an inference response body. `json_len` is the `Inference-Header-Content-Length`
 /// header, when the server sent binary tensor data after the JSON.
 pub fn parse_infer_response(body: &[u8], json_len: Option<usize>) -> Result<InferResponse, ProtocolError> {
-    let (json, mut binary) = match json_len {
-        Some(n) if n > body.len() => {
-            return Err(ProtocolError::new(format!(
-                "Inference-Header-Content-Length is {n} but the body has only {} bytes",
-                body.len()
-            )));
-        }
-        Some(n) => body.split_at(n),
-        None => (body, &[][..]),
-    };
-    let json = std::str::from_utf8(json).map_err(|e| {
-        ProtocolError::new(format!("the response is not UTF-8 JSON (invalid byte at {})", e.valid_up_to()))
-    })?;
-    crate::expect_object(json.as_bytes())?;
+    let (json, mut binary) = super::split_body(body, json_len, "response")?;
     let raw: RawResponse<'_> =
         serde_json::from_str(json).map_err(|e| ProtocolError::new(format!("invalid JSON response: {e}")))?;
     let mut outputs: Vec<Tensor> = Vec::with_capacity(raw.outputs.len());
