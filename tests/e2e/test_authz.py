@@ -75,7 +75,7 @@ def test_other_emails_are_denied(seeded):
     server, idp, _ = seeded
     status, _, body = call(server, idp.token("ml-person-c"))
     assert status == 403
-    assert body == {"text": "RBAC: access denied"}
+    assert body == {"error": "RBAC: access denied"}
     status, _, _ = call(server, idp.token("ml-rs256"))
     assert status == 403, "a token without an email claim"
 

@@ -490,6 +490,10 @@ pub struct ServeArgs {
     /// Largest request body in bytes; larger requests get 413.
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Request body bytes held in memory at once, over all requests; past it, requests are
+    /// refused with 503 (gRPC RESOURCE_EXHAUSTED) before their bodies are read.
+    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
     /// How long one inference may take, in seconds, before 504.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub inference_timeout: u64,

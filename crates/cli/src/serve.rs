@@ -47,11 +47,18 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     if engine_config.threads == 0 || engine_config.queue_capacity == 0 {
         return Err(Failure::usage("--threads and --queue-capacity must be at least 1"));
     }
+    if args.max_inflight_bytes < args.max_body_bytes {
+        return Err(Failure::usage(format!(
+            "--max-inflight-bytes {} is smaller than --max-body-bytes {}: no request of the largest size could ever be read",
+            args.max_inflight_bytes, args.max_body_bytes
+        )));
+    }
     let engine = Engine::start(engine_config)
         .map_err(|e| Failure::other(format!("cannot start inference threads: {e}")))?;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         inference_timeout: Duration::from_secs(args.inference_timeout.max(1)),
+        max_inflight_bytes: args.max_inflight_bytes,
         dangerous_disable_security: args.dangerous_disable_security,
     };
     if args.dangerous_disable_security && !args.listen.ip().is_loopback() {

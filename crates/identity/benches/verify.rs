@@ -64,13 +64,21 @@ fn bench(c: &mut Criterion) {
 
         let uncached = authenticator(&key, 0);
         c.bench_function(&format!("verify/{name}/uncached"), |b| {
-            b.iter(|| runtime.block_on(uncached.authenticate(&headers, None, None)).unwrap())
+            b.iter(|| {
+                runtime
+                    .block_on(uncached.authenticate(&headers, None, palisade_identity::Scoping::NoModel))
+                    .unwrap()
+            })
         });
 
         let cached = authenticator(&key, 1000);
-        runtime.block_on(cached.authenticate(&headers, None, None)).unwrap();
+        runtime.block_on(cached.authenticate(&headers, None, palisade_identity::Scoping::NoModel)).unwrap();
         c.bench_function(&format!("verify/{name}/cached"), |b| {
-            b.iter(|| runtime.block_on(cached.authenticate(&headers, None, None)).unwrap())
+            b.iter(|| {
+                runtime
+                    .block_on(cached.authenticate(&headers, None, palisade_identity::Scoping::NoModel))
+                    .unwrap()
+            })
         });
     }
 }

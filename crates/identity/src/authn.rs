@@ -59,11 +59,13 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn applies(&self, target: Option<&Target<'_>>) -> bool {
-        match (self, target) {
+    /// Whether a rule with this scope may verify a request's token.
+    pub fn applies(&self, scoping: &Scoping<'_>) -> bool {
+        match (self, scoping) {
             (Scope::Global, _) => true,
-            (Scope::Namespace { .. }, None) => false,
-            (Scope::Namespace { namespace, selector }, Some(target)) => {
+            (Scope::Namespace { .. }, Scoping::NoModel) => false,
+            (Scope::Namespace { .. }, Scoping::AnyModel) => true,
+            (Scope::Namespace { namespace, selector }, Scoping::Model(target)) => {
                 namespace == target.namespace
                     && selector
                         .as_ref()
@@ -80,6 +82,20 @@ pub struct Target<'a> {
     pub namespace: &'a str,
     /// The model's labels.
     pub labels: &'a BTreeMap<String, String>,
+}
+
+/// Which rules may verify a request's token: global rules always; namespace-scoped rules
+/// only where the request is for a model of their namespace.
+#[derive(Debug, Clone, Copy)]
+pub enum Scoping<'a> {
+    /// The request addresses this model.
+    Model(Target<'a>),
+    /// The request addresses a model not known yet (a gRPC message names it, read after
+    /// authentication) or not served (404 after authentication): any rule may verify, and
+    /// [`Authenticated::applies_to`] checks the rule once the model is known.
+    AnyModel,
+    /// The request addresses no model (server metadata, the management API): global rules.
+    NoModel,
 }
 
 /// A token whose signature and times were checked.
@@ -125,9 +141,31 @@ pub enum Authenticated {
         token: Arc<VerifiedToken>,
         /// The rule that accepted it (for header stripping and outputs).
         rule: Arc<JwtRule>,
+        /// Where that rule applies.
+        scope: Arc<Scope>,
         /// Where the token was found.
         location: TokenLocation,
     },
+}
+
+impl Authenticated {
+    /// Whether the rule that accepted the token applies to `target` (always true for an
+    /// anonymous caller, whom authorization judges). A request authenticated under
+    /// [`Scoping::AnyModel`] checks this once its model is known.
+    pub fn applies_to(&self, target: Target<'_>) -> bool {
+        match self {
+            Authenticated::Anonymous => true,
+            Authenticated::Token { scope, .. } => scope.applies(&Scoping::Model(target)),
+        }
+    }
+
+    /// The verified token, if the caller presented one.
+    pub fn token(&self) -> Option<&Arc<VerifiedToken>> {
+        match self {
+            Authenticated::Token { token, .. } => Some(token),
+            Authenticated::Anonymous => None,
+        }
+    }
 }
 
 /// Where a token was found.
@@ -234,7 +272,7 @@ impl AuthnError {
 
 struct TrustedIssuer {
     rule: Arc<JwtRule>,
-    scope: Scope,
+    scope: Arc<Scope>,
     keys: Arc<IssuerKeys>,
 }
 
@@ -303,7 +341,7 @@ impl Authenticator {
                             fetch.clone(),
                         ))
                     });
-                TrustedIssuer { rule: Arc::new(scoped.rule), scope: scoped.scope, keys }
+                TrustedIssuer { rule: Arc::new(scoped.rule), scope: Arc::new(scoped.scope), keys }
             })
             .collect();
         let cache = TokenCache::new(settings.cache_capacity);
@@ -337,12 +375,15 @@ impl Authenticator {
         &self.cache
     }
 
-    /// Authenticates a request for `target` (the model, when the path names one).
+    /// Authenticates a request: finds its one token and verifies it with a rule that
+    /// applies under `scoping` and trusts its issuer. Several rules may name the same
+    /// issuer (a namespace's own keys under the built-in issuer's name, say): each is tried
+    /// in turn, and a cached verification counts only for the rule that made it.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         query: Option<&str>,
-        target: Option<Target<'_>>,
+        scoping: Scoping<'_>,
     ) -> Result<Authenticated, AuthnError> {
         let found = find_tokens(headers, query, &self.locations);
         let (location, raw) = match found.len() {
@@ -353,44 +394,58 @@ impl Authenticator {
         };
         let now = unix_now();
         let digest = token_digest(&raw);
+        let applicable = || self.issuers.iter().enumerate().filter(|(_, i)| i.scope.applies(&scoping));
         // A cached verification skips parsing and the signature; the checks that depend on
-        // the request (scope, location, audience) still run below.
-        let (issuer, verified) = match self.cache.get(&digest, now) {
-            Some(verified) => (self.issuer_for(&verified.issuer, target.as_ref(), &location)?, verified),
-            None => {
-                let parsed = token::parse(&raw).map_err(|e| AuthnError::Invalid(e.into()))?;
-                let issuer = self.issuer_for(&parsed.claims.iss, target.as_ref(), &location)?;
-                let verified = Arc::new(self.verify(issuer, &parsed, now).await?);
-                self.cache.insert(digest, verified.clone(), now);
-                (issuer, verified)
+        // the request (location, audience) still run.
+        for (index, issuer) in applicable() {
+            if let Some(verified) = self.cache.get(&digest, index, now) {
+                return self.accept(issuer, verified, location);
             }
-        };
+        }
+        let parsed = token::parse(&raw).map_err(|e| AuthnError::Invalid(e.into()))?;
+        let mut first_error = None;
+        for (index, issuer) in applicable().filter(|(_, i)| i.rule.issuer == parsed.claims.iss) {
+            let attempt = if rule_allows(&issuer.rule, &location) {
+                self.verify(issuer, &parsed, now).await
+            } else {
+                Err(AuthnError::Invalid(InvalidToken::LocationNotAllowed))
+            };
+            match attempt {
+                Ok(verified) => {
+                    let verified = Arc::new(verified);
+                    self.cache.insert(digest, index, verified.clone(), now);
+                    return self.accept(issuer, verified, location);
+                }
+                Err(err) => {
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(AuthnError::Invalid(InvalidToken::UntrustedIssuer)))
+    }
+
+    /// The last checks of a verified token against the rule that verified it: where it was
+    /// found and its audience.
+    fn accept(
+        &self,
+        issuer: &TrustedIssuer,
+        verified: Arc<VerifiedToken>,
+        location: TokenLocation,
+    ) -> Result<Authenticated, AuthnError> {
+        if !rule_allows(&issuer.rule, &location) {
+            return Err(AuthnError::Invalid(InvalidToken::LocationNotAllowed));
+        }
         if !issuer.rule.audiences.is_empty()
             && !verified.audiences.iter().any(|a| issuer.rule.audiences.contains(a))
         {
             return Err(AuthnError::AudienceMismatch);
         }
-        Ok(Authenticated::Token { token: verified, rule: issuer.rule.clone(), location })
-    }
-
-    /// The applicable trusted issuer for `iss`, refusing a token found where its rule does
-    /// not look.
-    fn issuer_for(
-        &self,
-        iss: &str,
-        target: Option<&Target<'_>>,
-        location: &TokenLocation,
-    ) -> Result<&TrustedIssuer, AuthnError> {
-        let issuer = self
-            .issuers
-            .iter()
-            .filter(|i| i.scope.applies(target))
-            .find(|i| i.rule.issuer == iss)
-            .ok_or(AuthnError::Invalid(InvalidToken::UntrustedIssuer))?;
-        if !rule_allows(&issuer.rule, location) {
-            return Err(AuthnError::Invalid(InvalidToken::LocationNotAllowed));
-        }
-        Ok(issuer)
+        Ok(Authenticated::Token {
+            token: verified,
+            rule: issuer.rule.clone(),
+            scope: issuer.scope.clone(),
+            location,
+        })
     }
 
     async fn verify(

@@ -1,9 +1,11 @@
 //! Verified tokens, remembered so a repeated token skips signature verification.
 //!
-//! Keyed by the SHA-256 of the token (the token itself is never stored as a key), bounded,
-//! each entry expiring with its token, and dropped when the key that verified it disappears
-//! from its issuer's key set. Audience, location and scope checks are not cached: they
-//! depend on the request and run every time.
+//! Keyed by the SHA-256 of the token (the token itself is never stored as a key) and the
+//! rule that verified it: a token verified by one rule (a namespace's own keys) is never
+//! taken as verified by another rule that names the same issuer. Bounded, each entry
+//! expiring with its token, and dropped when the key that verified it disappears from its
+//! issuer's key set. Audience, location and scope checks are not cached: they depend on the
+//! request and run every time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,9 +16,12 @@ use crate::VerifiedToken;
 
 const SHARDS: usize = 16;
 
+/// The token's digest and the index of the rule that verified it.
+type Key = ([u8; 32], usize);
+
 /// A bounded cache of verified tokens.
 pub struct TokenCache {
-    shards: Vec<Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>>>,
+    shards: Vec<Mutex<HashMap<Key, Arc<VerifiedToken>>>>,
     per_shard: usize,
 }
 
@@ -40,17 +45,19 @@ impl TokenCache {
         }
     }
 
-    fn shard(&self, digest: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Arc<VerifiedToken>>> {
+    fn shard(&self, digest: &[u8; 32]) -> &Mutex<HashMap<Key, Arc<VerifiedToken>>> {
         &self.shards[usize::from(digest[0]) % SHARDS]
     }
 
-    /// The verified token, if cached and not past `valid_until` at `now` (seconds).
-    pub fn get(&self, digest: &[u8; 32], now: f64) -> Option<Arc<VerifiedToken>> {
+    /// The token verified by rule `rule`, if cached and not past `valid_until` at `now`
+    /// (seconds).
+    pub fn get(&self, digest: &[u8; 32], rule: usize, now: f64) -> Option<Arc<VerifiedToken>> {
+        let key = (*digest, rule);
         let mut shard = self.shard(digest).lock().ok()?;
-        match shard.get(digest) {
+        match shard.get(&key) {
             Some(token) if token.valid_until > now => Some(token.clone()),
             Some(_) => {
-                shard.remove(digest);
+                shard.remove(&key);
                 None
             }
             None => None,
@@ -59,7 +66,7 @@ impl TokenCache {
 
     /// Remembers a verified token. When the shard is full, expired entries go first, then
     /// an arbitrary half.
-    pub fn insert(&self, digest: [u8; 32], token: Arc<VerifiedToken>, now: f64) {
+    pub fn insert(&self, digest: [u8; 32], rule: usize, token: Arc<VerifiedToken>, now: f64) {
         if self.per_shard == 0 {
             return;
         }
@@ -67,13 +74,13 @@ impl TokenCache {
         if shard.len() >= self.per_shard {
             shard.retain(|_, t| t.valid_until > now);
             if shard.len() >= self.per_shard {
-                let drop: Vec<[u8; 32]> = shard.keys().take(shard.len() / 2 + 1).copied().collect();
+                let drop: Vec<Key> = shard.keys().take(shard.len() / 2 + 1).copied().collect();
                 for key in drop {
                     shard.remove(&key);
                 }
             }
         }
-        shard.insert(digest, token);
+        shard.insert((digest, rule), token);
     }
 
     /// Forgets every token of `issuer` verified by one of `kids`.

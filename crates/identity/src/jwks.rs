@@ -34,10 +34,24 @@ pub struct HttpFetch {
 }
 
 impl HttpFetch {
-    /// A client that follows at most 3 redirects and never sends cookies.
+    /// A client that follows at most 3 redirects, never from HTTPS to plain HTTP nor from
+    /// loopback to another host, and never sends cookies.
     pub fn new() -> Result<HttpFetch, String> {
         let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let Some(first) = attempt.previous().first() else { return attempt.follow() };
+                if attempt.previous().len() > 3 {
+                    return attempt.error("more than 3 redirects");
+                }
+                let to = attempt.url();
+                if first.scheme() == "https" && to.scheme() != "https" {
+                    return attempt.error("a redirect from https to plain http");
+                }
+                if to.scheme() == "http" && crate::rules::check_key_url(to.as_str(), false).is_err() {
+                    return attempt.error("a redirect to plain http off loopback");
+                }
+                attempt.follow()
+            }))
             .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
@@ -254,13 +268,14 @@ impl IssuerKeys {
         }
         let jwks_uri =
             doc.get("jwks_uri").and_then(Value::as_str).ok_or_else(|| format!("{url}: no jwks_uri"))?;
-        if !(jwks_uri.starts_with("https://")
-            || jwks_uri.starts_with("http://127.0.0.1")
-            || jwks_uri.starts_with("http://localhost")
-            || jwks_uri.starts_with("http://[::1]"))
-        {
-            return Err(format!("{url}: jwks_uri {jwks_uri} is not https"));
-        }
+        // Plain HTTP only where the issuer itself was allowed it (loopback, or a platform
+        // that allows insecure key URLs and trusts an http issuer).
+        let issuer_insecure = self.issuer.starts_with("http://");
+        crate::rules::check_key_url(
+            jwks_uri,
+            issuer_insecure && crate::rules::check_key_url(&self.issuer, false).is_err(),
+        )
+        .map_err(|e| format!("{url}: jwks_uri: {e}"))?;
         Ok(jwks_uri.to_owned())
     }
 

@@ -23,8 +23,8 @@ pub mod token;
 mod tests;
 
 pub use authn::{
-    Authenticated, Authenticator, AuthnError, AuthnSettings, InvalidToken, Scope, ScopedRule, Target,
-    TokenLocation, VerifiedToken,
+    Authenticated, Authenticator, AuthnError, AuthnSettings, InvalidToken, Scope, ScopedRule, Scoping,
+    Target, TokenLocation, VerifiedToken,
 };
 pub use issuer::{IssuerSettings, LocalIssuer, ServiceAccount, TokenRequest};
 pub use jsonwebtoken::Algorithm;

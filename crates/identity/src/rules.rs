@@ -215,21 +215,19 @@ fn http_header_name_invalid(name: &str) -> bool {
 }
 
 /// Keys must come over HTTPS, except from loopback (tests, sidecars) or when the platform
-/// explicitly allows plain HTTP.
-fn check_key_url(url: &str, allow_insecure: bool) -> Result<(), String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Err(format!("`{url}` is not an absolute http(s) URL"));
+/// explicitly allows plain HTTP. The URL is parsed, not matched by prefix:
+/// `http://localhost.evil.example/` and `http://localhost@evil.example/` are not loopback.
+pub(crate) fn check_key_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| format!("`{url}` is not an absolute http(s) URL"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(format!("`{url}` names no host")),
     };
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let hostname = if host.starts_with('[') {
-        host.split(']').next().unwrap_or(host).trim_start_matches('[')
-    } else {
-        host.split(':').next().unwrap_or(host)
-    };
-    match scheme {
+    match parsed.scheme() {
         "https" => Ok(()),
-        "http" if allow_insecure || matches!(hostname, "127.0.0.1" | "::1" | "localhost") => Ok(()),
+        "http" if allow_insecure || loopback => Ok(()),
         "http" => Err(format!(
             "`{url}` uses plain HTTP: keys fetched without TLS can be replaced in transit; use https, or set authentication.allowInsecureJwksUri for a trusted network"
         )),
@@ -437,6 +435,30 @@ spec:
         let err =
             parse_request_authentication(Path::new("ra.yaml"), &bad_inline, false).unwrap_err().to_string();
         assert!(err.contains("invalid JWKS"), "{err}");
+    }
+
+    #[test]
+    fn key_urls_are_parsed_not_prefix_matched() {
+        for ok in [
+            "https://idp.example/keys",
+            "http://127.0.0.1:9/k",
+            "http://127.3.4.5/k",
+            "http://[::1]:8/k",
+            "http://LOCALHOST/k",
+        ] {
+            assert!(check_key_url(ok, false).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://localhost.evil.example/keys",
+            "http://localhost@evil.example/keys",
+            "http://127.0.0.1.evil.example/keys",
+            "http://evil.example/keys",
+            "ftp://idp.example/keys",
+            "keys.json",
+        ] {
+            assert!(check_key_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_key_url("http://idp.internal/keys", true).is_ok());
     }
 
     #[test]

@@ -85,7 +85,7 @@ fn bearer(token: &str) -> HeaderMap {
 }
 
 async fn check(setup: &Setup, token: &str) -> Result<Authenticated, AuthnError> {
-    setup.authn.authenticate(&bearer(token), None, None).await
+    setup.authn.authenticate(&bearer(token), None, crate::Scoping::NoModel).await
 }
 
 fn invalid(result: Result<Authenticated, AuthnError>) -> InvalidToken {
@@ -145,7 +145,7 @@ async fn refuses_hmac_signed_with_the_public_key() {
     let oct = json!({"keys": [{"kty": "oct", "k": URL_SAFE_NO_PAD.encode(public.as_bytes()), "kid": key.kid()}, key.public_jwk()]});
     let rules = vec![ScopedRule { rule: rule(KeySource::Inline(oct.to_string())), scope: Scope::Global }];
     let authn = Authenticator::new(rules, AuthnSettings::default(), Arc::new(FakeFetch::default()), &[]);
-    assert!(authn.authenticate(&bearer(&forged), None, None).await.is_err());
+    assert!(authn.authenticate(&bearer(&forged), None, crate::Scoping::NoModel).await.is_err());
 }
 
 #[tokio::test]
@@ -349,28 +349,34 @@ async fn missing_multiple_and_misplaced_tokens() {
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
     let s = setup(&[&key]);
     assert_eq!(
-        s.authn.authenticate(&HeaderMap::new(), None, None).await.unwrap_err(),
+        s.authn.authenticate(&HeaderMap::new(), None, crate::Scoping::NoModel).await.unwrap_err(),
         AuthnError::MissingToken
     );
     let mut basic = HeaderMap::new();
     basic.insert("authorization", HeaderValue::from_static("Basic YTpi"));
-    assert_eq!(s.authn.authenticate(&basic, None, None).await.unwrap_err(), AuthnError::MissingToken);
+    assert_eq!(
+        s.authn.authenticate(&basic, None, crate::Scoping::NoModel).await.unwrap_err(),
+        AuthnError::MissingToken
+    );
 
     let token = key.sign(&claims(), "JWT").unwrap();
     let mut two = bearer(&token);
     two.append("authorization", HeaderValue::from_str(&format!("Bearer {token}x")).unwrap());
-    assert_eq!(s.authn.authenticate(&two, None, None).await.unwrap_err(), AuthnError::MultipleTokens);
+    assert_eq!(
+        s.authn.authenticate(&two, None, crate::Scoping::NoModel).await.unwrap_err(),
+        AuthnError::MultipleTokens
+    );
 
     // The rule reads only the Authorization header, so a query token is not a token at all.
     let query = format!("access_token={token}");
     assert_eq!(
-        s.authn.authenticate(&HeaderMap::new(), Some(&query), None).await.unwrap_err(),
+        s.authn.authenticate(&HeaderMap::new(), Some(&query), crate::Scoping::NoModel).await.unwrap_err(),
         AuthnError::MissingToken
     );
 
     let optional = setup_with(&[&key], AuthnSettings { require_token: false, ..AuthnSettings::default() });
     assert!(matches!(
-        optional.authn.authenticate(&HeaderMap::new(), None, None).await,
+        optional.authn.authenticate(&HeaderMap::new(), None, crate::Scoping::NoModel).await,
         Ok(Authenticated::Anonymous)
     ));
 }
@@ -389,12 +395,20 @@ async fn tokens_from_params_and_cookies_when_configured() {
         &[],
     );
     let token = key.sign(&claims(), "JWT").unwrap();
-    assert!(authn.authenticate(&HeaderMap::new(), Some(&format!("a=1&token={token}")), None).await.is_ok());
+    assert!(
+        authn
+            .authenticate(&HeaderMap::new(), Some(&format!("a=1&token={token}")), crate::Scoping::NoModel)
+            .await
+            .is_ok()
+    );
     let mut cookies = HeaderMap::new();
     cookies.insert("cookie", HeaderValue::from_str(&format!("theme=dark; session={token}")).unwrap());
-    assert!(authn.authenticate(&cookies, None, None).await.is_ok());
+    assert!(authn.authenticate(&cookies, None, crate::Scoping::NoModel).await.is_ok());
     assert_eq!(
-        authn.authenticate(&cookies, Some(&format!("token={token}")), None).await.unwrap_err(),
+        authn
+            .authenticate(&cookies, Some(&format!("token={token}")), crate::Scoping::NoModel)
+            .await
+            .unwrap_err(),
         AuthnError::MultipleTokens
     );
 }
@@ -411,11 +425,58 @@ async fn namespace_scoped_rules_apply_to_their_models_only() {
     let labels = Default::default();
     let risk = crate::Target { namespace: "risk", labels: &labels };
     let other = crate::Target { namespace: "other", labels: &labels };
-    assert!(authn.authenticate(&bearer(&token), None, Some(risk)).await.is_ok());
+    assert!(authn.authenticate(&bearer(&token), None, crate::Scoping::Model(risk)).await.is_ok());
     assert_eq!(
-        invalid(authn.authenticate(&bearer(&token), None, Some(other)).await),
+        invalid(authn.authenticate(&bearer(&token), None, crate::Scoping::Model(other)).await),
         InvalidToken::UntrustedIssuer
     );
+}
+
+/// Finding 4 of the first security review: a token verified under a namespace's own rule
+/// (its own keys, but the issuer name of a global rule) was cached by digest alone, and the
+/// cache then answered for the global rule in another namespace without a signature check.
+/// The cache is keyed by the rule too, so the token is checked against the global rule's
+/// keys there, and refused.
+#[tokio::test]
+async fn a_cached_token_never_crosses_into_another_rules_scope() {
+    let team_key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let global_key = SigningKey::generate(Algorithm::ES256).unwrap();
+    let inline = |key: &SigningKey| KeySource::Inline(String::from_utf8(jwks(&[key])).unwrap());
+    let rules = vec![
+        ScopedRule {
+            rule: rule(inline(&team_key)),
+            scope: Scope::Namespace { namespace: "team".into(), selector: None },
+        },
+        ScopedRule { rule: rule(inline(&global_key)), scope: Scope::Global },
+    ];
+    let authn = Authenticator::new(rules, AuthnSettings::default(), Arc::new(FakeFetch::default()), &[]);
+    let labels = Default::default();
+    let team = crate::Target { namespace: "team", labels: &labels };
+    let other = crate::Target { namespace: "other", labels: &labels };
+    let team_token = team_key.sign(&claims(), "JWT").unwrap();
+    let global_token = global_key.sign(&claims(), "JWT").unwrap();
+
+    // Verified (and cached) in its own namespace.
+    assert!(authn.authenticate(&bearer(&team_token), None, crate::Scoping::Model(team)).await.is_ok());
+    // The same bytes for a model elsewhere: only the global rule applies, and its keys
+    // did not sign them. Twice, so a second lookup cannot hit a cache either.
+    for _ in 0..2 {
+        for scoping in [crate::Scoping::Model(other), crate::Scoping::NoModel] {
+            let refused = invalid(authn.authenticate(&bearer(&team_token), None, scoping).await);
+            assert!(matches!(refused, InvalidToken::UnknownKey | InvalidToken::BadSignature), "{refused:?}");
+        }
+    }
+    // The global rule's tokens work everywhere, the team's namespace included.
+    assert!(authn.authenticate(&bearer(&global_token), None, crate::Scoping::Model(other)).await.is_ok());
+    assert!(authn.authenticate(&bearer(&global_token), None, crate::Scoping::Model(team)).await.is_ok());
+
+    // Before the model is known (a gRPC message names it), either rule may verify; the
+    // rule that did is checked against the model once it is known.
+    let any = authn.authenticate(&bearer(&team_token), None, crate::Scoping::AnyModel).await.unwrap();
+    assert!(any.applies_to(team));
+    assert!(!any.applies_to(other), "a namespace's rule never applies outside its namespace");
+    let any = authn.authenticate(&bearer(&global_token), None, crate::Scoping::AnyModel).await.unwrap();
+    assert!(any.applies_to(team) && any.applies_to(other));
 }
 
 /// A flood of unknown kids causes at most one fetch per interval, and concurrent ones

@@ -179,17 +179,34 @@ pub(crate) struct CompiledPolicy {
     pub(crate) dry_run: bool,
     selector: Option<Box<[SelectorLabel]>>,
     rules: Box<[CompiledRule]>,
+    /// An owner-managed policy's creator: the policy selects only the models they own.
+    creator: Option<CreatorCheck>,
+}
+
+/// What is needed to tell whether a policy's creator owns a model.
+#[derive(Debug)]
+struct CreatorCheck {
+    claims: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
+    settings: Settings,
 }
 
 impl CompiledPolicy {
-    /// Whether the policy's selector picks the model (the namespace is checked by the index).
+    /// Whether the policy picks the model (the namespace is checked by the index): its
+    /// selector matches, and an owner-managed policy's creator owns the model version.
     pub(crate) fn selects<'r>(&self, ctx: &Ctx<'r>, model: &'r TargetModel) -> bool {
-        match &self.selector {
+        let labelled = match &self.selector {
             None => true,
             Some(labels) => labels.iter().all(|(slot, k, v)| {
                 ctx.label(model, *slot, k).is_some_and(|mv| bytes_eq(mv.as_bytes(), v.as_bytes()))
             }),
-        }
+        };
+        labelled
+            && self.creator.as_ref().is_none_or(|creator| {
+                model
+                    .owners
+                    .iter()
+                    .any(|owner| crate::eval::claims_identify(&creator.settings, owner, &creator.claims))
+            })
     }
 
     /// The policy's rules.
@@ -372,6 +389,10 @@ pub(crate) fn compile(
         dry_run: policy.is_dry_run(),
         selector,
         rules: rules.into_boxed_slice(),
+        creator: policy
+            .creator
+            .as_ref()
+            .map(|c| CreatorCheck { claims: c.claims.clone(), settings: settings.clone() }),
     })
 }
 

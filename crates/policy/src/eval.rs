@@ -324,34 +324,7 @@ impl PolicySet {
         owner: &Owner,
         claims: &serde_json::Map<String, serde_json::Value>,
     ) -> bool {
-        match owner {
-            Owner::Email(email) => {
-                let Some(claimed) = claims.get("email").and_then(|v| v.as_str()) else { return false };
-                let verified = match claims.get("email_verified") {
-                    None => true,
-                    Some(serde_json::Value::Bool(b)) => *b,
-                    Some(serde_json::Value::String(s)) => s == "true",
-                    Some(_) => false,
-                };
-                verified && emails_match(email, claimed)
-            }
-            Owner::Group(group) => match claims.get(&self.settings.groups_claim) {
-                Some(serde_json::Value::String(s)) => s == group,
-                Some(serde_json::Value::Array(items)) => items.iter().any(|g| g.as_str() == Some(group)),
-                _ => false,
-            },
-            Owner::ServiceAccount { namespace, name } => {
-                let Some(issuer) = self.settings.palisade_issuer.as_deref() else { return false };
-                let iss = claims.get("iss").and_then(|v| v.as_str());
-                let sub = claims.get("sub").and_then(|v| v.as_str());
-                iss == Some(issuer)
-                    && sub
-                        .and_then(|s| s.strip_prefix("system:serviceaccount:"))
-                        .and_then(|s| s.strip_prefix(namespace.as_str()))
-                        .and_then(|s| s.strip_prefix(':'))
-                        == Some(name.as_str())
-            }
-        }
+        claims_identify(&self.settings, owner, claims)
     }
 
     /// Explains who may call `model`, and why; see [`Explanation`](crate::Explanation).
@@ -398,6 +371,42 @@ impl RoleLists {
             audit: cat(&self.audit, &other.audit),
             dry_deny: cat(&self.dry_deny, &other.dry_deny),
             dry_allow: cat(&self.dry_allow, &other.dry_allow),
+        }
+    }
+}
+
+/// Whether a verified claim set identifies this owner (see [`PolicySet::is_owner`]).
+pub(crate) fn claims_identify(
+    settings: &Settings,
+    owner: &Owner,
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    match owner {
+        Owner::Email(email) => {
+            let Some(claimed) = claims.get("email").and_then(|v| v.as_str()) else { return false };
+            let verified = match claims.get("email_verified") {
+                None => true,
+                Some(serde_json::Value::Bool(b)) => *b,
+                Some(serde_json::Value::String(s)) => s == "true",
+                Some(_) => false,
+            };
+            verified && emails_match(email, claimed)
+        }
+        Owner::Group(group) => match claims.get(&settings.groups_claim) {
+            Some(serde_json::Value::String(s)) => s == group,
+            Some(serde_json::Value::Array(items)) => items.iter().any(|g| g.as_str() == Some(group)),
+            _ => false,
+        },
+        Owner::ServiceAccount { namespace, name } => {
+            let Some(issuer) = settings.palisade_issuer.as_deref() else { return false };
+            let iss = claims.get("iss").and_then(|v| v.as_str());
+            let sub = claims.get("sub").and_then(|v| v.as_str());
+            iss == Some(issuer)
+                && sub
+                    .and_then(|s| s.strip_prefix("system:serviceaccount:"))
+                    .and_then(|s| s.strip_prefix(namespace.as_str()))
+                    .and_then(|s| s.strip_prefix(':'))
+                    == Some(name.as_str())
         }
     }
 }

@@ -71,6 +71,7 @@ pub use path::{MAX_PATH_BYTES, normalize_host, normalize_path};
 pub use pattern::Cidr;
 pub use request::{Headers, Request, TargetModel};
 pub use resource::{
-    Action, ApiVersion, AuthorizationPolicy, Condition, ConditionKey, IpBlock, ObjectMeta, Operation, Port,
-    Provider, Rule, RuleFrom, RuleTo, Source, Spec, WorkloadSelector, parse_policy, parse_policy_value,
+    Action, ApiVersion, AuthorizationPolicy, Condition, ConditionKey, Creator, IpBlock, ObjectMeta,
+    Operation, Port, Provider, Rule, RuleFrom, RuleTo, Source, Spec, WorkloadSelector, parse_policy,
+    parse_policy_value,
 };

@@ -6,14 +6,18 @@
 //! 1. the query string and fragment are dropped (policies match the path alone);
 //! 2. NUL, raw or `%00`, is refused, and so is a `%` without two hex digits;
 //! 3. in one pass, `%2F` / `%5C` (any case) are decoded to `/` and `\`, percent-encoded
-//!    unreserved characters (`A-Z a-z 0-9 - . _ ~`, so `%2E` -> `.`) are decoded, and
-//!    every other escape is kept with upper-case hex digits;
+//!    characters that a path segment may hold literally (RFC 3986 `pchar`: the unreserved
+//!    `A-Z a-z 0-9 - . _ ~`, the sub-delimiters `! $ & ' ( ) * + , ; =`, and `:` `@`; so
+//!    `%2E` -> `.` and `%2B` -> `+`) are decoded, and every other escape is kept with
+//!    upper-case hex digits. One resource then has one spelling: a policy written for
+//!    `/v2/models/iris/versions/1.0+b/infer` matches `.../1.0%2Bb/infer` too;
 //! 4. backslashes become slashes;
 //! 5. runs of slashes are merged;
 //! 6. `.` and `..` segments are removed (RFC 3986 `remove_dot_segments`), never above `/`.
 //!
-//! Control characters, spaces and non-ASCII bytes left in the path are percent-encoded, so
-//! the result is plain ASCII. The function is idempotent, and what the model sees is the
+//! Every other byte a path segment may not hold literally (control characters, spaces,
+//! `"` `<` `>` `[` `]` `{` `}` `|` `^` and the backtick, non-ASCII bytes) is
+//! percent-encoded, so the result is plain ASCII in one canonical spelling. The function is idempotent, and what the model sees is the
 //! normalized path, so the authorization decision and the model agree on the resource.
 
 use crate::PathError;
@@ -30,8 +34,28 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+/// Whether a byte may stand literally in a path segment (RFC 3986 `pchar` less `%`).
+fn is_path_literal(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
 }
 
 const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
@@ -67,7 +91,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 }
                 if value == b'/' || value == b'\\' {
                     decoded.push(b'/');
-                } else if is_unreserved(value) {
+                } else if is_path_literal(value) {
                     decoded.push(value);
                 } else {
                     decoded.extend_from_slice(&[
@@ -82,7 +106,7 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
                 decoded.push(b'/');
                 i += 1;
             }
-            b if b <= 0x20 || b >= 0x7f => {
+            b if b != b'/' && !is_path_literal(b) => {
                 decoded.extend_from_slice(&[
                     b'%',
                     HEX_UPPER[usize::from(b >> 4)],

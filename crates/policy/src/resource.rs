@@ -41,6 +41,21 @@ pub struct AuthorizationPolicy {
     /// Where the policy was read from; not part of the document.
     #[serde(skip)]
     pub source_file: PathBuf,
+    /// Who created the policy through the owner self-service API; not part of the document.
+    /// Such a policy applies to a model only while its creator is an owner of that model
+    /// version. `None`: a platform policy, applied as Istio applies it.
+    #[serde(skip)]
+    pub creator: Option<Creator>,
+}
+
+/// The model owner who created an owner-managed policy: the verified claims their
+/// ownership is judged by (`email`, `email_verified`, the groups claim, `iss`, `sub`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Creator {
+    /// The creator's request principal (`iss/sub`), for people reading the record.
+    pub principal: String,
+    /// The claims that identify the creator as an owner.
+    pub claims: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl AuthorizationPolicy {
@@ -784,6 +799,7 @@ impl TryFrom<RawPolicy> for AuthorizationPolicy {
             metadata: raw.metadata,
             spec,
             source_file: PathBuf::new(),
+            creator: None,
         })
     }
 }

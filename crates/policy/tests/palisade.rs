@@ -430,3 +430,43 @@ fn spiffe_helpers() {
     assert_eq!(r.0.source_namespace(), Some("billing"));
     assert_eq!(r.0.request_principal().as_deref(), Some("https://idp/x/u1"));
 }
+
+/// An owner-managed policy reaches only the models its creator owns (the second security
+/// review's finding 6): Bob's selector-free ALLOW in the shared namespace `lab` opens his
+/// model to everyone, and leaves Alice's model (deployed later, or an older version whose
+/// labels match) under its own rules.
+#[test]
+fn an_owner_policy_reaches_only_its_creators_models() {
+    let mut allow_all = common::parse(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: open, namespace: lab}\nspec:\n  rules: [{}]\n",
+    );
+    allow_all.creator = Some(palisade_policy::Creator {
+        principal: "https://idp/bob".into(),
+        claims: std::sync::Arc::new(
+            json!({"iss": "https://idp", "sub": "bob", "email": "bob@lab.example"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ),
+    });
+    let s = PolicySet::new(vec![allow_all], common::istio_settings()).unwrap();
+    let bobs = model_with_owners("lab", "bobmodel", &[], &["bob@lab.example"]);
+    let shared = model_with_owners("lab", "shared", &[], &["alice@lab.example", "bob@lab.example"]);
+    let alices = model_with_owners("lab", "alicesecret", &[], &["alice@lab.example"]);
+    let stranger = json!({"iss": "https://idp", "sub": "eve", "email": "eve@elsewhere.example"});
+    assert!(s.evaluate(&R::to(&bobs).claims(stranger.clone()).0).allowed, "bob opened his own model");
+    assert!(s.evaluate(&R::to(&shared).claims(stranger.clone()).0).allowed, "bob co-owns this one");
+    let d = s.evaluate(&R::to(&alices).claims(stranger).0);
+    assert!(!d.allowed, "{}", d.reason);
+    assert_eq!(d.reason, DecisionReason::NotAnOwner, "alice's model keeps the owner default");
+    assert!(s.evaluate(&R::to(&alices).claims(json!({"email": "alice@lab.example"})).0).allowed);
+    assert!(s.explain(&alices).policies.is_empty(), "explain shows no policy for alice's model");
+    assert_eq!(s.explain(&bobs).policies.len(), 1);
+
+    // The same document without a creator (the platform's policy directory) applies to
+    // every model of the namespace, as Istio applies it.
+    let platform = common::set(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: open, namespace: lab}\nspec:\n  rules: [{}]\n",
+    );
+    assert!(platform.evaluate(&R::to(&alices).0).allowed);
+}

@@ -91,12 +91,6 @@ impl Batcher {
                 "max_batch_size and queue_size must be at least 1".to_owned(),
             ));
         }
-        if model.upstream().is_some() {
-            return Err(RuntimeError::Batching(
-                "an upstream model's calls go to its server one by one; batch on the upstream server"
-                    .to_owned(),
-            ));
-        }
         check_batchable(model.signature())?;
         let engine_queue = engine.queue().ok_or(RuntimeError::Unavailable)?;
         let threads = engine.config().threads.max(1);

@@ -1,11 +1,16 @@
 //! Palisade's model runtime: prepared models and the inference engine that runs them.
 //!
-//! A model is prepared once ([`onnx::OnnxModel::load`]) and shared (`Arc<dyn Model>`).
+//! A model is prepared once ([`prepare`]) into a [`Runnable`]: an in-process model
+//! (`Arc<dyn Model>`, ONNX on tract) or an upstream server's model. Every caller (REST,
+//! gRPC, Seldon, and inference graphs) runs it through one [`Dispatcher::dispatch`], which
+//! checks the inputs, then sends in-process models to the model's [`Batcher`] or the
+//! [`Engine`] and awaits upstream models on the async runtime, all within one timeout.
 //! Requests never run a model on the async runtime: [`Engine`] hands each job to a fixed
 //! set of inference threads through a bounded queue, and answers [`RuntimeError::Overloaded`]
 //! at once when the queue is full.
 
 mod batcher;
+mod dispatch;
 mod engine;
 mod inputs;
 mod loader;
@@ -17,6 +22,7 @@ use std::path::PathBuf;
 use palisade_core::{ModelSignature, Tensor};
 
 pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
+pub use dispatch::{Dispatched, Dispatcher, Runnable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::{prepare, prepare_with};
@@ -33,12 +39,6 @@ pub trait Model: Send + Sync + 'static {
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
-
-    /// The upstream server that serves this model, when it is not run in-process: callers
-    /// await [`UpstreamModel::infer`] instead of queueing the model on the [`Engine`].
-    fn upstream(&self) -> Option<&UpstreamModel> {
-        None
-    }
 
     /// The fewest rows a batch is run with (the batcher repeats the last row to get there):
     /// for models that compute a lone row differently from the rows of a batch, so that a
@@ -78,4 +78,7 @@ pub enum RuntimeError {
     /// Batching cannot be set up for the model as configured.
     #[error("batching cannot be used: {0}")]
     Batching(String),
+    /// The inference (queue wait included) did not finish within the dispatcher's timeout.
+    #[error("inference did not finish within {0:?}")]
+    Timeout(std::time::Duration),
 }

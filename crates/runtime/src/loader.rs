@@ -9,7 +9,7 @@ use palisade_core::ModelSignature;
 
 use crate::onnx::OnnxModel;
 use crate::upstream::{UpstreamContext, UpstreamModel};
-use crate::{Model, RuntimeError};
+use crate::{Runnable, RuntimeError};
 
 /// Loads and prepares the model of a manifest, applying the inputs and outputs the manifest
 /// declares (after checking they match the model). `model_path` is the file that defines the
@@ -18,7 +18,7 @@ use crate::{Model, RuntimeError};
 ///
 /// An upstream model that asks for mutual TLS, or names no CA, needs the serving host's TLS
 /// material: use [`prepare_with`].
-pub fn prepare(manifest: &Manifest, model_path: &Path) -> Result<Arc<dyn Model>, RuntimeError> {
+pub fn prepare(manifest: &Manifest, model_path: &Path) -> Result<Runnable, RuntimeError> {
     prepare_with(manifest, model_path, &UpstreamContext::default())
 }
 
@@ -27,7 +27,7 @@ pub fn prepare_with(
     manifest: &Manifest,
     model_path: &Path,
     context: &UpstreamContext,
-) -> Result<Arc<dyn Model>, RuntimeError> {
+) -> Result<Runnable, RuntimeError> {
     let declared = ModelSignature {
         inputs: manifest.model.inputs.clone().unwrap_or_default(),
         outputs: manifest.model.outputs.clone().unwrap_or_default(),
@@ -39,12 +39,12 @@ pub fn prepare_with(
                 path: model_path.to_owned(),
                 message: format!("palisade.yaml: fields `model.inputs`/`model.outputs`: {message}"),
             })?;
-            Ok(Arc::new(model))
+            Ok(Runnable::InProcess(Arc::new(model)))
         }
         ModelSource::Upstream(spec) => {
             let dir = model_path.parent().unwrap_or(Path::new("."));
             let model = UpstreamModel::new(manifest.name.as_str(), spec, declared, dir, context)?;
-            Ok(Arc::new(model))
+            Ok(Runnable::Upstream(Arc::new(model)))
         }
     }
 }

@@ -25,7 +25,7 @@ use palisade_protocol::v2::client::{encode_infer_request, parse_error_message, p
 use palisade_tls::{ReloadingCert, TrustAnchors};
 use reqwest::{StatusCode, Url, header};
 
-use crate::{Model, RuntimeError};
+use crate::RuntimeError;
 
 /// Largest upstream response body read, in bytes; a larger one is an invalid response.
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -285,6 +285,11 @@ impl UpstreamModel {
         })
     }
 
+    /// The declared inputs and outputs.
+    pub fn signature(&self) -> &ModelSignature {
+        &self.signature
+    }
+
     /// The upstream model, as `URL model NAME [version V]` (for logs, never for callers).
     pub fn target(&self) -> &str {
         &self.target
@@ -428,29 +433,6 @@ impl UpstreamModel {
             400 | 422 => UpstreamError::Rejected { target, status, message },
             _ => UpstreamError::Failed { target, status, message },
         }
-    }
-}
-
-impl Model for UpstreamModel {
-    fn signature(&self) -> &ModelSignature {
-        &self.signature
-    }
-
-    fn platform(&self) -> &'static str {
-        "upstream"
-    }
-
-    /// Upstream models do not run on inference threads: the server awaits
-    /// [`UpstreamModel::infer`] instead (see [`Model::upstream`]).
-    fn run(&self, _inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
-        Err(RuntimeError::Execution(format!(
-            "{} is an upstream model, called through UpstreamModel::infer, not on an inference thread",
-            self.target
-        )))
-    }
-
-    fn upstream(&self) -> Option<&UpstreamModel> {
-        Some(self)
     }
 }
 

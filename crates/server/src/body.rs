@@ -1,36 +1,165 @@
-//! Reading request bodies up to the configured limit.
+//! Reading request bodies: after authorization, within the per-request limit and the
+//! server-wide budget of body bytes in flight, hashed as they stream.
+//!
+//! Nothing reads a body before the request is authenticated and authorized (gRPC reads its
+//! message after authentication, to learn which model it names, and authorizes before any
+//! tensor is decoded). The bytes are reserved from the [`BodyBudget`] before they are read:
+//! the declared `Content-Length` at once, or chunk by chunk for a body of unknown length.
+//! Past the budget the request is refused with 503 (gRPC `RESOURCE_EXHAUSTED`) and the rest
+//! of the body is never read. The reservation lasts as long as the bytes do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use axum::http::HeaderMap;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use sha2::{Digest, Sha256};
 
-use crate::{ApiError, AppState};
+use crate::ApiError;
+use crate::context::{BodyFacts, RequestContext};
 
-/// A request body no larger than [`crate::ServerConfig::max_body_bytes`]; larger bodies are
-/// refused with 413 before they are buffered whole.
-pub(crate) struct LimitedBody(pub Bytes);
+/// The server-wide budget of request body bytes held in memory at once.
+#[derive(Debug)]
+pub struct BodyBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
 
-impl FromRequest<AppState> for LimitedBody {
-    type Rejection = ApiError;
+impl BodyBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget { limit, used: AtomicUsize::new(0) })
+    }
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.config().max_body_bytes;
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+    /// Bytes reserved right now.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// The budget.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+/// Bytes reserved from a [`BodyBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<BodyBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Reserves `bytes`, or `None` when the budget cannot hold them.
+    pub fn new(budget: &Arc<BodyBudget>, bytes: usize) -> Option<Reservation> {
+        budget.take(bytes).then(|| Reservation { budget: budget.clone(), bytes })
+    }
+
+    /// Reserves `more` bytes on top; false (and nothing reserved) past the budget.
+    fn grow(&mut self, more: usize) -> bool {
+        let ok = self.budget.take(more);
+        if ok {
+            self.bytes += more;
+        }
+        ok
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A request body read whole, with the reservation that accounts for it.
+#[derive(Debug)]
+pub struct ReadBody {
+    /// The bytes.
+    pub bytes: Bytes,
+    _reservation: Reservation,
+}
+
+/// The declared `Content-Length`, if any and well-formed.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok())
+}
+
+/// Reads a request body of at most `limit` bytes (413 past it), reserving it from `budget`
+/// first (503 when the budget cannot hold it), hashing it as it streams, and recording its
+/// size and digest in the context (and the bytes too, when `capture`: the payload audit
+/// levels).
+pub(crate) async fn read(
+    ctx: &RequestContext,
+    budget: &Arc<BodyBudget>,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    capture: bool,
+) -> Result<ReadBody, ApiError> {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // A declared length is reserved whole before a byte is read; otherwise the reservation
+    // grows with every chunk.
+    let upfront = declared.map_or(0, |n| n as usize);
+    let mut reservation = Reservation::new(budget, upfront).ok_or(ApiError::BodyBudgetExhausted)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = BytesMut::with_capacity(upfront.min(limit));
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|err| ApiError::BadRequest(format!("could not read the request body: {err}")))?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        let total = buffer.len() + chunk.len();
+        if total > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        let body: Body = req.into_body();
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(LimitedBody(collected.to_bytes())),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-                Err(ApiError::PayloadTooLarge { limit })
-            }
-            Err(err) => Err(ApiError::BadRequest(format!("could not read the request body: {err}"))),
+        if total > reservation.bytes && !reservation.grow(total - reservation.bytes) {
+            return Err(ApiError::BodyBudgetExhausted);
         }
+        hasher.update(&chunk);
+        buffer.extend_from_slice(&chunk);
+    }
+    let bytes = buffer.freeze();
+    ctx.set_body(BodyFacts {
+        bytes: bytes.len() as u64,
+        sha256: palisade_core::hex::to_hex(&hasher.finalize()),
+    });
+    if capture {
+        ctx.capture_body(&bytes);
+    }
+    Ok(ReadBody { bytes, _reservation: reservation })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn reservations_are_bounded_and_given_back() {
+        let budget = BodyBudget::new(100);
+        let a = Reservation::new(&budget, 60).unwrap();
+        assert!(Reservation::new(&budget, 41).is_none());
+        let mut b = Reservation::new(&budget, 40).unwrap();
+        assert_eq!(budget.in_use(), 100);
+        assert!(!b.grow(1));
+        drop(a);
+        assert!(b.grow(60));
+        assert_eq!(budget.in_use(), 100);
+        drop(b);
+        assert_eq!(budget.in_use(), 0);
     }
 }

@@ -1,10 +1,15 @@
 //! The one table that turns failures into responses.
 //!
-//! Handlers raise [`ApiError`]; [`ApiError::status`] picks the HTTP status and
-//! [`ApiError::public_message`] the text the caller sees. Internal details (model execution
-//! errors, I/O) are logged with the request id and never sent to the caller.
+//! Layers and handlers raise [`ApiError`]; [`ApiError::status`] picks the HTTP status,
+//! [`ApiError::grpc_code`] the gRPC code and [`ApiError::public_message`] the text the
+//! caller sees. Internal details (model execution errors, I/O) are logged with the request
+//! id and never sent to the caller. One renderer ([`crate::rescue`]) writes the error in the
+//! request's protocol: V2 JSON, Seldon's `status` body, an OAuth2 error, or gRPC trailers.
+
+use std::time::Duration;
 
 use axum::http::StatusCode;
+use palisade_identity::AuthnError;
 use palisade_protocol::ProtocolError;
 use palisade_protocol::grpc::tonic::{Code, Status};
 use palisade_runtime::{RuntimeError, UpstreamError};
@@ -16,9 +21,27 @@ pub enum ApiError {
     /// The request body or parameters are malformed (400).
     #[error("{0}")]
     BadRequest(String),
+    /// Authentication failed: no token, an invalid one, or more than one (401); an audience
+    /// the issuer's rule does not accept (403). Answered with an RFC 6750 challenge.
+    #[error("authentication failed: {0}")]
+    Unauthenticated(AuthnError),
+    /// The caller may not do this, and may be told why (403): a management operation on
+    /// another owner's model, a connection without the client certificate a STRICT model
+    /// requires.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The model's policies said no (403 `RBAC: access denied`, as Istio answers).
+    #[error("RBAC: access denied")]
+    AccessDenied,
     /// No such model, version or route (404).
     #[error("{0}")]
     NotFound(String),
+    /// The route exists but not for this method (405); the methods it takes.
+    #[error("this endpoint takes {0}")]
+    MethodNotAllowed(&'static str),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
     /// The body exceeds the configured limit (413).
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -28,15 +51,28 @@ pub enum ApiError {
     /// The inference queue is full (429).
     #[error("the server is overloaded; retry later")]
     Overloaded,
+    /// The request bodies in flight already take the server's memory budget for them
+    /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was read.
+    #[error("the server is receiving too much request data right now; retry later")]
+    BodyBudgetExhausted,
     /// The model failed; details are logged, not returned (500).
     #[error("inference failed: {0}")]
     Inference(String),
+    /// Something inside the server failed; details are logged, not returned (500).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The request took longer than the configured timeout (504).
     #[error("inference did not finish within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
     /// The server is starting or stopping (503).
     #[error("the server is not ready")]
     Unavailable,
+    /// A model is not ready: its upstream server says so (503).
+    #[error("{0}")]
+    NotReady(String),
+    /// The audit log cannot be written, so nothing is served unaudited (503).
+    #[error("the audit log cannot be written ({0}); requests are refused rather than served unaudited")]
+    AuditUnavailable(String),
     /// An upstream model server could not be reached, failed, or answered something
     /// unusable (502). The log gets the upstream's address and the cause; the caller does not.
     #[error("{0}")]
@@ -44,6 +80,17 @@ pub enum ApiError {
     /// An upstream model server did not answer within the model's timeout (504).
     #[error("{0}")]
     GatewayTimeout(UpstreamError),
+    /// An OAuth2 token endpoint error (RFC 6749 section 5.2): its status, its `error` code
+    /// and a description for the client.
+    #[error("{error}: {description}")]
+    OAuth {
+        /// 400 or 401.
+        status: StatusCode,
+        /// `invalid_request`, `invalid_client`, `unsupported_grant_type`, ...
+        error: &'static str,
+        /// What went wrong.
+        description: String,
+    },
 }
 
 impl ApiError {
@@ -51,14 +98,33 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated(err) => {
+                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::UNAUTHORIZED)
+            }
+            ApiError::Forbidden(_) | ApiError::AccessDenied => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyBudgetExhausted
+            | ApiError::Unavailable
+            | ApiError::NotReady(_)
+            | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Inference(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Timeout(_) | ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
-            ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::OAuth { status, .. } => *status,
+        }
+    }
+
+    /// The gRPC code for this error: the code of its HTTP status in the shared table, except
+    /// where gRPC has a better word (a memory budget is `RESOURCE_EXHAUSTED`).
+    pub fn grpc_code(&self) -> Code {
+        match self {
+            ApiError::BodyBudgetExhausted => Code::ResourceExhausted,
+            ApiError::MethodNotAllowed(_) => Code::Unimplemented,
+            other => grpc_code_for(other.status()),
         }
     }
 
@@ -66,13 +132,23 @@ impl ApiError {
     pub fn kind(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthenticated(err) => err.reason(),
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::AccessDenied => "access_denied",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Overloaded => "overloaded",
+            ApiError::BodyBudgetExhausted => "body_budget",
             ApiError::Inference(_) => "inference_failed",
+            ApiError::Internal(_) => "internal",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable => "unavailable",
+            ApiError::NotReady(_) => "not_ready",
+            ApiError::AuditUnavailable(_) => "audit_unavailable",
             ApiError::BadGateway(err) | ApiError::GatewayTimeout(err) => err.kind(),
+            ApiError::OAuth { error, .. } => error,
         }
     }
 
@@ -83,10 +159,53 @@ impl ApiError {
             ApiError::Inference(_) => {
                 "inference failed; the server log has details under this request id".to_owned()
             }
+            ApiError::Internal(_) => {
+                "internal error; the server log has details under this request id".to_owned()
+            }
             ApiError::BadGateway(err) | ApiError::GatewayTimeout(err) => {
                 format!("{}; the server log has details under this request id", err.public_message())
             }
+            ApiError::Unauthenticated(AuthnError::MissingToken) => {
+                "authentication required: send a bearer token".to_owned()
+            }
+            ApiError::AuditUnavailable(_) => {
+                "the audit log cannot be written; requests are refused rather than served unaudited"
+                    .to_owned()
+            }
+            ApiError::OAuth { description, .. } => description.clone(),
             other => other.to_string(),
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge of a 401/403 from authentication (RFC 6750).
+    pub fn challenge(&self) -> Option<String> {
+        let ApiError::Unauthenticated(err) = self else {
+            return match self {
+                ApiError::OAuth { status, .. } if *status == StatusCode::UNAUTHORIZED => {
+                    Some(r#"Basic realm="palisade""#.to_owned())
+                }
+                _ => None,
+            };
+        };
+        Some(match err {
+            AuthnError::MissingToken => r#"Bearer realm="palisade""#.to_owned(),
+            AuthnError::MultipleTokens => {
+                r#"Bearer realm="palisade", error="invalid_request", error_description="more than one token""#
+                    .to_owned()
+            }
+            other => format!(
+                r#"Bearer realm="palisade", error="invalid_token", error_description="{}""#,
+                other.to_string().replace('"', "'")
+            ),
+        })
+    }
+
+    /// Seconds after which a client may retry, for the errors that pass.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::Overloaded | ApiError::BodyBudgetExhausted | ApiError::Unavailable => Some(1),
+            ApiError::AuditUnavailable(_) => Some(5),
+            _ => None,
         }
     }
 }
@@ -126,9 +245,15 @@ pub fn http_status_for(code: Code) -> StatusCode {
 }
 
 impl ApiError {
-    /// The error as a gRPC status: the code from the shared table, the public message.
+    /// The error as a gRPC status: its code and the public message.
     pub fn to_grpc(&self) -> Status {
-        Status::new(grpc_code_for(self.status()), self.public_message())
+        Status::new(self.grpc_code(), self.public_message())
+    }
+}
+
+impl From<AuthnError> for ApiError {
+    fn from(err: AuthnError) -> Self {
+        ApiError::Unauthenticated(err)
     }
 }
 
@@ -144,6 +269,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::InvalidInput(message) => ApiError::BadRequest(message),
             RuntimeError::Overloaded => ApiError::Overloaded,
             RuntimeError::Unavailable => ApiError::Unavailable,
+            RuntimeError::Timeout(timeout) => ApiError::Timeout(timeout),
             RuntimeError::Upstream(err) => match err {
                 UpstreamError::Timeout { .. } => ApiError::GatewayTimeout(err),
                 // The upstream refused the caller's input: the caller may see why.

@@ -4,26 +4,20 @@
 //! [`app`] assembles the data-plane router and its layers in one place; [`serve`] runs it
 //! until shutdown.
 
-mod audit;
-mod authn;
-mod authz;
+mod api;
 mod body;
 mod certificate;
-mod docs;
+pub mod context;
+mod control;
 mod error;
-mod grpc;
-mod manage;
+mod layers;
 mod metrics;
-mod oauth;
-mod openapi;
 pub mod platform;
 pub mod registry;
 mod request_id;
-mod respond;
+mod rescue;
+pub mod route;
 pub mod security;
-mod seldon;
-mod upstream;
-mod v2;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,15 +25,17 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::{get, post};
-use palisade_runtime::Engine;
+use axum::middleware::{from_fn, from_fn_with_state};
+use palisade_audit::Level;
+use palisade_core::Tensor;
+use palisade_runtime::{CallContext, Dispatcher, Engine};
 use tokio::net::TcpListener;
 
-pub use audit::{AuditHandle, Facts};
-pub use authn::Caller;
-pub use authz::{Authorization, ConnInfo, PeerIdentityExt};
+pub use body::BodyBudget;
 pub use certificate::ServingCert;
+pub use context::{ConnInfo, RequestContext};
 pub use error::ApiError;
+pub use layers::AuditHandle;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
 pub use registry::{Registry, RegistryError, ServedModel};
@@ -53,6 +49,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long one inference may take, queue wait included (default 60 s); then 504.
     pub inference_timeout: Duration,
+    /// Request body bytes held in memory at once, over all requests (default 512 MiB);
+    /// past it, requests are refused with 503 before their bodies are read.
+    pub max_inflight_bytes: usize,
     /// Serve without authentication, authorization and audit (`--dangerous-disable-security`),
     /// for measuring the security layers' cost on loopback. Never the default.
     pub dangerous_disable_security: bool,
@@ -63,6 +62,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 32 * 1024 * 1024,
             inference_timeout: Duration::from_secs(60),
+            max_inflight_bytes: 512 * 1024 * 1024,
             dangerous_disable_security: false,
         }
     }
@@ -78,10 +78,9 @@ struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
     registry: Registry,
-    // Batchers feed the engine: declared before it, so they stop first.
-    batchers: std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>,
-    engine: Engine,
+    dispatcher: Dispatcher,
     config: ServerConfig,
+    body_budget: Arc<BodyBudget>,
     openapi: bytes::Bytes,
     docs: Arc<utoipa_swagger_ui::Config<'static>>,
     metrics: Metrics,
@@ -98,22 +97,24 @@ impl AppState {
         audit: AuditHandle,
         config: ServerConfig,
     ) -> Result<AppState, StateError> {
-        let openapi = bytes::Bytes::from(openapi::document(&registry, &security).to_string());
+        let openapi = bytes::Bytes::from(api::openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
         metrics.register(Box::new(security.reload_failures().clone()))?;
-        let batchers = start_batchers(&registry, &engine, &security, &metrics)?;
+        let mut dispatcher = Dispatcher::new(engine, config.inference_timeout);
+        start_batchers(&registry, &mut dispatcher, &security, &metrics)?;
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let audit = audit.log().clone();
+        let body_budget = BodyBudget::new(config.max_inflight_bytes);
         Ok(AppState {
             inner: Arc::new(Inner {
                 security,
                 audit,
                 registry,
-                batchers,
-                engine,
+                dispatcher,
                 config,
+                body_budget,
                 openapi,
-                docs: docs::config(),
+                docs: api::docs::config(),
                 metrics,
                 ready: AtomicBool::new(true),
                 serving_cert: OnceLock::new(),
@@ -143,12 +144,66 @@ impl AppState {
 
     /// The inference engine.
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        self.inner.dispatcher.engine()
     }
 
     /// The batcher of a model version, if its requests are batched.
     pub fn batcher(&self, model: &palisade_core::ModelRef) -> Option<&palisade_runtime::Batcher> {
-        self.inner.batchers.get(model)
+        self.inner.dispatcher.batcher(model)
+    }
+
+    /// Whether security is on: authentication, authorization and audit run, and the issuer
+    /// and management routes exist.
+    pub fn secured(&self) -> bool {
+        !self.inner.config.dangerous_disable_security
+    }
+
+    /// The budget of request body bytes in flight.
+    pub fn body_budget(&self) -> &Arc<BodyBudget> {
+        &self.inner.body_budget
+    }
+
+    /// The audit level of a request for `model` (or for no model): the model's own level,
+    /// raised to the platform's minimum.
+    pub fn audit_level(&self, model: Option<&ServedModel>) -> Level {
+        let manifest = model.map_or(palisade_bundle::manifest::AuditLevel::Metadata, |m| m.audit.level);
+        layers::audit::level_of(manifest.max(self.security().platform().config.audit.minimum_level))
+    }
+
+    /// Whether requests for `model` keep their payloads in the audit record.
+    pub(crate) fn records_payloads(&self, model: Option<&ServedModel>) -> bool {
+        self.secured() && self.audit_level(model) >= Level::Request
+    }
+
+    /// Reads a request body after authorization, within the body limit and the in-flight
+    /// budget (see [`body`]), keeping it for the audit record at the payload levels.
+    pub(crate) async fn read_body(
+        &self,
+        ctx: &RequestContext,
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<body::ReadBody, ApiError> {
+        let capture = ctx.route.addresses_model() && self.records_payloads(ctx.served().map(Arc::as_ref));
+        body::read(ctx, &self.inner.body_budget, headers, body, self.inner.config.max_body_bytes, capture)
+            .await
+    }
+
+    /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or
+    /// upstream, timeout), recording where the time went.
+    pub(crate) async fn infer(
+        &self,
+        served: &ServedModel,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        let current = request_id::Current::get();
+        let traceparent = current.as_ref().map(|c| c.trace.traceparent());
+        let call = CallContext {
+            request_id: current.as_ref().map(|c| c.id.as_str()),
+            traceparent: traceparent.as_deref(),
+        };
+        let done = self.inner.dispatcher.dispatch(&served.id, &served.model, inputs, call).await?;
+        self.metrics().observe_inference(served.id.name.as_str(), done.queue_wait, done.compute);
+        Ok(done.outputs)
     }
 
     /// The settings.
@@ -212,16 +267,15 @@ pub enum StateError {
     },
 }
 
-/// Starts a batcher per model version with batching: the manifest's `batching:`, else the
+/// Batches every model version with batching: the manifest's `batching:`, else the
 /// platform's default (skipped, with a log line, for models that cannot be batched).
 fn start_batchers(
     registry: &Registry,
-    engine: &Engine,
+    dispatcher: &mut Dispatcher,
     security: &Security,
     metrics: &Metrics,
-) -> Result<std::collections::HashMap<palisade_core::ModelRef, palisade_runtime::Batcher>, StateError> {
+) -> Result<(), StateError> {
     let default = security.platform().config.batching;
-    let mut batchers = std::collections::HashMap::new();
     for served in registry.all() {
         let Some(section) = served.batching.or(default) else { continue };
         let config = palisade_runtime::BatchConfig {
@@ -230,10 +284,9 @@ fn start_batchers(
             queue_size: section.queue_size as usize,
         };
         let observer = metrics.batch_observer(served.id.name.as_str());
-        match palisade_runtime::Batcher::start(engine, served.model.clone(), config, Some(observer)) {
-            Ok(batcher) => {
+        match dispatcher.batch(served.id.clone(), &served.model, config, Some(observer)) {
+            Ok(()) => {
                 tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
-                batchers.insert(served.id.clone(), batcher);
             }
             Err(error) if served.batching.is_none() => {
                 tracing::info!(model = %served.id.name, %error, "the platform's batching default does not apply");
@@ -241,91 +294,61 @@ fn start_batchers(
             Err(error) => return Err(StateError::Batching { model: served.id.to_string(), error }),
         }
     }
-    Ok(batchers)
+    Ok(())
 }
 
-/// The data-plane router with its layers, outermost first:
+/// The data-plane router: one handler ([`api::dispatch`]) behind the layers, outermost
+/// first. Every layer reads the request context the first one builds.
 ///
-/// 1. request id: every response carries `x-request-id`, so a caller can quote it;
-/// 2. metrics: counts every request by model and status, including refusals below;
-/// 3. audit: exactly one record per request (health probes and static docs excepted),
-///    written from what the layers below learn; in strict mode the response waits until
-///    the record is durable, and an unwritable log turns answers into 503;
-/// 4. gRPC errors: a gRPC caller refused by a layer below gets a gRPC status, not an HTTP
-///    error (the one table in `error.rs`);
-/// 5. path normalization: once, before anything reads the path (400 for `%00`), so routing,
-///    policies and the model all see the same path;
-/// 6. authentication: a valid token or 401/403, before any model or route is looked at, so
-///    unauthenticated callers learn nothing (health probes, the issuer's endpoints and public
-///    docs are exempt);
-/// 7. authorization: the model's policies and owner default, 403 `RBAC: access denied`
-///    (for gRPC, where the model is named in the message, the handler decides, with the
-///    same function, before decoding any tensor);
-/// 8. routing and handlers, which read bodies through [`body::LimitedBody`] (413 past the
-///    limit) and queue inference on the engine (429 when full, 504 on timeout). gRPC
-///    (`/inference.GRPCInferenceService/*`) is served here too, on the same port.
+/// 1. context: request id and trace (`x-request-id`, `traceparent`), the path normalized
+///    once, the route and the model it names resolved once ([`context`]);
+/// 2. metrics: counts every request by model and status, refusals included;
+/// 3. audit: exactly one record per audited route, written from the context; in strict
+///    mode the response waits until the record is durable, and an unwritable log turns
+///    answers into 503 before anything runs;
+/// 4. rescue: every error raised inside is written once, in the request's protocol (V2
+///    JSON, Seldon, OAuth2, gRPC trailers) ([`rescue`]);
+/// 5. CORS: preflights for REST routes from allowed origins are answered here, carrying no
+///    credentials, and never reach a handler;
+/// 6. authentication: a valid token or 401/403 before any body is read or any model
+///    looked at (public routes are an allow-list: health probes, the issuer's endpoints,
+///    the docs when public);
+/// 7. gRPC model: a gRPC message names its model; its name alone is read, within the body
+///    limit and budget, and resolved into the context;
+/// 8. authorization: the model's PeerAuthentication mode and policies, or 403 `RBAC: access
+///    denied`; a model route naming no served model is a 404 here, after authentication;
+/// 9. the handler, which reads the body (413 past the limit, 503 past the in-flight
+///    budget) and runs the model through the dispatcher (429 when full, 504 on timeout).
 ///
-/// With [`ServerConfig::dangerous_disable_security`] steps 3, 6 and 7 are left out, and so
-/// are the issuer and `/manage` endpoints.
+/// With [`ServerConfig::dangerous_disable_security`] a different stack is built: steps 3,
+/// 6 and 8 are left out, and so are the issuer and `/manage` routes. No handler branches
+/// on the switch.
 pub fn app(state: AppState) -> Router {
-    let secured = !state.config().dangerous_disable_security;
-    let mut routes = Router::new()
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2/models/{model}", get(v2::model_metadata))
-        .route("/v2/models/{model}/ready", get(v2::model_ready))
-        .route("/v2/models/{model}/infer", post(v2::infer))
-        .route("/v2/models/{model}/versions/{version}", get(v2::model_version_metadata))
-        .route("/v2/models/{model}/versions/{version}/ready", get(v2::model_version_ready))
-        .route("/v2/models/{model}/versions/{version}/infer", post(v2::infer_version))
-        .route("/api/v1.0/predictions", post(seldon::predict))
-        .route("/seldon/{namespace}/{model}/api/v1.0/predictions", post(seldon::predict_in_namespace))
-        .route("/openapi.json", get(docs::openapi))
-        .route("/docs", get(docs::redirect))
-        .route("/docs/", get(docs::index))
-        .route("/docs/{*file}", get(docs::asset))
-        .route_service(
-            &format!("/{}/{{*rpc}}", palisade_protocol::grpc::SERVICE_NAME),
-            grpc::service(state.clone()),
-        );
-    if secured {
-        // Without authentication nobody could be told apart, so the issuer and the
-        // self-service endpoints exist only when security is on.
-        routes = routes
-            .route("/oauth/token", post(oauth::token))
-            .route("/.well-known/openid-configuration", get(oauth::discovery))
-            .route("/.well-known/jwks.json", get(oauth::jwks))
-            .route("/manage/v1/policies", get(manage::list).put(manage::apply))
-            .route("/manage/v1/policies/{namespace}/{name}", axum::routing::delete(manage::delete))
-            .route("/manage/v1/models/{model}/explain", get(manage::explain))
-            .route("/manage/v1/check", post(manage::check));
-    }
-    let routes = routes.fallback(respond::not_found).with_state(state.clone());
-    // Layers on an outer router run before routing, so the inner router routes the
-    // normalized path.
-    let outer = Router::new().fallback_service(routes);
-    let outer = if secured {
-        outer
-            .layer(axum::middleware::from_fn_with_state(state.clone(), authz::authorize))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), authn::authenticate))
-            .layer(axum::middleware::from_fn(authz::normalize))
-            .layer(axum::middleware::from_fn(grpc::adapt))
-            .layer(axum::middleware::from_fn_with_state(state.clone(), audit::audit))
+    let s = || state.clone();
+    let router = Router::new().fallback(api::dispatch).with_state(state.clone());
+    let router = if state.secured() {
+        router
+            .layer(from_fn_with_state(s(), layers::authz::authorize))
+            .layer(from_fn_with_state(s(), layers::grpc_model::resolve))
+            .layer(from_fn_with_state(s(), layers::authn::authenticate))
+            .layer(from_fn_with_state(s(), layers::cors::cors))
+            .layer(from_fn(rescue::rescue))
+            .layer(from_fn_with_state(s(), layers::audit::audit))
     } else {
-        outer.layer(axum::middleware::from_fn(authz::normalize)).layer(axum::middleware::from_fn(grpc::adapt))
+        router
+            .layer(from_fn_with_state(s(), layers::grpc_model::resolve))
+            .layer(from_fn_with_state(s(), layers::cors::cors))
+            .layer(from_fn(rescue::rescue))
     };
-    outer
-        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::from_fn(request_id::assign))
+    router.layer(from_fn_with_state(s(), metrics::track)).layer(from_fn_with_state(s(), context::establish))
 }
 
 /// The admin router: Prometheus metrics and probes, on a separate port.
 pub fn admin_app(state: AppState) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::render))
-        .route("/livez", get(|| async { "ok\n" }))
-        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", axum::routing::get(metrics::render))
+        .route("/livez", axum::routing::get(|| async { "ok\n" }))
+        .route("/readyz", axum::routing::get(metrics::readyz))
         .with_state(state)
 }
 

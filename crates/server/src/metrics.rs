@@ -1,15 +1,13 @@
 //! Prometheus metrics for the admin port. Label values are bounded: the model label only ever
 //! holds a served model's name or `-`.
 
-use std::time::Instant;
-
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, TextEncoder};
 
-use crate::respond::ModelLabel;
+use crate::context::Ctx;
 use crate::{AppState, Registry};
 
 /// The server's metrics, in their own Prometheus registry.
@@ -190,7 +188,7 @@ impl Metrics {
         &self,
         namespace: &str,
         mode: palisade_tls::MtlsMode,
-        peer: crate::authz::PeerKind,
+        peer: crate::layers::authz::PeerKind,
     ) {
         self.mtls_requests.with_label_values(&[namespace, &mode.to_string(), peer.as_str()]).inc();
     }
@@ -239,17 +237,18 @@ pub(crate) fn catch_up(counter: &prometheus::IntCounter, total: u64) {
 }
 
 /// Counts every data-plane response by model and status, and times it.
-pub(crate) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
+pub(crate) async fn track(State(state): State<AppState>, ctx: Ctx, req: Request, next: Next) -> Response {
     let response = next.run(req).await;
-    let model = response.extensions().get::<ModelLabel>().map_or("-", |m| m.0.as_str()).to_owned();
     let metrics = state.metrics();
     // A gRPC refusal travels as HTTP 200 with its code in the headers: count it under the
     // status it stands for. (Completed gRPC calls carry their code in trailers: 200.)
-    let status =
-        crate::grpc::effective_status(response.status(), crate::grpc::code_of(response.headers(), None));
-    metrics.requests.with_label_values(&[model.as_str(), status.as_str()]).inc();
-    metrics.request_seconds.with_label_values(&[model.as_str()]).observe(started.elapsed().as_secs_f64());
+    let status = crate::api::grpc::effective_status(
+        response.status(),
+        crate::api::grpc::code_of(response.headers(), None),
+    );
+    let model = ctx.model_label();
+    metrics.requests.with_label_values(&[model, status.as_str()]).inc();
+    metrics.request_seconds.with_label_values(&[model]).observe(ctx.started.elapsed().as_secs_f64());
     response
 }
 

@@ -38,6 +38,49 @@ pub struct PlatformConfig {
     /// dimension) are served unbatched.
     #[serde(default)]
     pub batching: Option<palisade_bundle::manifest::BatchingSection>,
+    /// Cross-origin requests from browsers (CORS): which web origins may call the REST API.
+    #[serde(default)]
+    pub cors: CorsConfig,
+}
+
+/// `cors:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CorsConfig {
+    /// Origins (`https://app.example.com`, exactly as browsers send them) whose pages may
+    /// call the REST endpoints; `*` allows every origin. Empty (the default): no
+    /// cross-origin calls, and preflights are not answered.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Request headers a page may send (besides the CORS-safelisted ones).
+    #[serde(default = "cors_headers")]
+    pub allowed_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    #[serde(default = "ten_minutes", deserialize_with = "duration")]
+    pub max_age: Duration,
+}
+
+fn cors_headers() -> Vec<String> {
+    ["authorization", "content-type", "inference-header-content-length", "traceparent"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        CorsConfig { allowed_origins: Vec::new(), allowed_headers: cors_headers(), max_age: ten_minutes() }
+    }
+}
+
+impl CorsConfig {
+    /// Whether pages from `origin` may call.
+    pub fn allows(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|allowed| allowed == "*" || allowed == origin)
+    }
 }
 
 /// `audit:`
@@ -146,6 +189,11 @@ pub struct AuthenticationConfig {
     /// Trusted issuers for every model, with Istio's `jwtRules` fields.
     #[serde(default)]
     pub jwt_rules: Vec<RawJwtRule>,
+    /// Namespaces whose `RequestAuthentication` resources apply to every model, as at an
+    /// Istio ingress gateway (such as `api`). Elsewhere a `RequestAuthentication` applies
+    /// to the models of its own namespace only; in the root namespace, to every model.
+    #[serde(default)]
+    pub gateway_namespaces: Vec<String>,
 }
 
 /// `issuer:`
@@ -248,6 +296,7 @@ impl Default for AuthenticationConfig {
             allow_insecure_jwks_uri: false,
             token_cache_capacity: cache_capacity(),
             jwt_rules: Vec::new(),
+            gateway_namespaces: Vec::new(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use palisade_bundle::manifest::{Labels, Owners};
 use palisade_bundle::{BundleDigest, BundleError, Store, VerifiedBundle};
 use palisade_core::{ModelName, ModelRef, Namespace, Version};
-use palisade_runtime::{Model, RuntimeError, UpstreamContext};
+use palisade_runtime::{Runnable, RuntimeError, UpstreamContext};
 
 use crate::ApiError;
 
@@ -23,7 +23,7 @@ pub struct ServedModel {
     /// The manifest's owners.
     pub owners: Owners,
     /// The prepared model.
-    pub model: Arc<dyn Model>,
+    pub model: Runnable,
     /// What authorization knows of the model: namespace, name, labels, owners.
     pub target: Arc<palisade_policy::TargetModel>,
     /// What the audit log keeps of the model's requests (the manifest's `audit:`).
@@ -45,6 +45,11 @@ impl ServedModel {
     /// The labels as a map (matched by policy selectors).
     pub fn label_map(&self) -> &std::collections::BTreeMap<String, String> {
         self.labels.as_map()
+    }
+
+    /// The model as token rules see it: namespace and labels (for namespace-scoped issuers).
+    pub fn identity_target(&self) -> palisade_identity::Target<'_> {
+        palisade_identity::Target { namespace: self.target.namespace.as_str(), labels: &self.target.labels }
     }
 
     /// Prepares a verified bundle.

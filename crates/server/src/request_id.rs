@@ -1,11 +1,6 @@
-//! Request ids: one per data-plane request, returned as `x-request-id` and attached to every
-//! log line of the request.
-
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
+//! Request ids and trace context: one per data-plane request, given by the context layer
+//! ([`crate::context::establish`]), returned as `x-request-id` and attached to every log
+//! line of the request.
 
 /// The response header carrying the request id.
 pub const HEADER: &str = "x-request-id";
@@ -51,7 +46,7 @@ impl TraceContext {
 
 /// When an OpenTelemetry exporter is installed, the request span continues the caller's
 /// trace (`traceparent`) and its ids are the ones reported; otherwise `None`.
-fn with_exporter(span: &tracing::Span, traceparent: Option<&str>) -> Option<TraceContext> {
+pub(crate) fn with_exporter(span: &tracing::Span, traceparent: Option<&str>) -> Option<TraceContext> {
     use opentelemetry::trace::TraceContextExt as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if let Some(header) = traceparent.filter(|h| parse_traceparent(h).is_some()) {
@@ -101,7 +96,7 @@ fn parse_traceparent(value: &str) -> Option<(String, bool)> {
 
 tokio::task_local! {
     /// The request being handled by this task, for calls made on its behalf (upstream servers).
-    static CURRENT: Current;
+    pub(crate) static CURRENT: Current;
 }
 
 /// The id and trace context of the request a task is handling.
@@ -118,37 +113,6 @@ impl Current {
     pub(crate) fn get() -> Option<Current> {
         CURRENT.try_with(Clone::clone).ok()
     }
-}
-
-/// Gives the request a fresh id (time-ordered UUIDv7) and a W3C trace context, runs it
-/// inside a span carrying both, and returns the id in `x-request-id` and the context in
-/// `traceparent`. A caller-sent `x-request-id` is not trusted as ours.
-pub(crate) async fn assign(mut req: Request, next: Next) -> Response {
-    let id = uuid::Uuid::now_v7().to_string();
-    let incoming = req.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    // The span's name is also its OpenTelemetry name. Every field is formatted by the log
-    // layer when the span opens, on every request: keep them few.
-    let span = tracing::info_span!(
-        "request",
-        request_id = %id,
-        trace_id = tracing::field::Empty,
-        method = %req.method(),
-        path = %req.uri().path()
-    );
-    let trace = with_exporter(&span, incoming.as_deref())
-        .unwrap_or_else(|| TraceContext::from_header(incoming.as_deref()));
-    span.record("trace_id", trace.trace_id.as_str());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    req.extensions_mut().insert(trace.clone());
-    let current = Current { id: RequestId(id.clone()), trace: trace.clone() };
-    let mut response = CURRENT.scope(current, next.run(req).instrument(span)).await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
-        response.headers_mut().insert("traceparent", value);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -213,14 +213,15 @@ impl Security {
             .iter()
             .map(|r| ScopedRule { rule: r.clone(), scope: Scope::Global })
             .collect();
+        let gateways = &self.config.platform.config.authentication.gateway_namespaces;
         for resource in &policies.request_authentications {
-            // A RequestAuthentication in a namespace with no models sits where Istio's ingress
-            // gateway would (such as `api`): it guards every model. In the root namespace too.
-            let global = &resource.namespace == root || !self.model_namespaces.contains(&resource.namespace);
-            if global && &resource.namespace != root {
-                tracing::info!(
+            // The root namespace and the gateway namespaces the platform names apply to
+            // every model; any other namespace only to its own models, whatever is served.
+            let global = &resource.namespace == root || gateways.contains(&resource.namespace);
+            if !global && !self.model_namespaces.contains(&resource.namespace) {
+                tracing::warn!(
                     resource = %format!("{}/{}", resource.namespace, resource.name),
-                    "no model in this namespace: applying its jwtRules to every model, as at an Istio ingress gateway"
+                    "no served model is in this RequestAuthentication's namespace, so its rules apply to none; if it stands for an ingress gateway, add the namespace to authentication.gatewayNamespaces"
                 );
             }
             let globals = if global { vec![resource.namespace.clone()] } else { Vec::new() };
@@ -379,7 +380,37 @@ fn dirs(config: &SecurityConfig) -> Vec<PathBuf> {
 fn load_all(config: &SecurityConfig) -> Result<PolicyDocuments, ConfigError> {
     let dirs = dirs(config);
     let refs: Vec<&Path> = dirs.iter().map(PathBuf::as_path).collect();
-    load_policy_dirs(&refs, config.platform.config.authentication.allow_insecure_jwks_uri)
+    let mut documents =
+        load_policy_dirs(&refs, config.platform.config.authentication.allow_insecure_jwks_uri)?;
+    let managed = managed_dir(config);
+    for policy in &mut documents.authorization_policies {
+        if policy.source_file.starts_with(&managed) {
+            policy.creator = creator_of(&policy.source_file)?;
+        }
+    }
+    Ok(documents)
+}
+
+/// The creator of an owner-managed policy, from the record stored beside it. A policy
+/// stored before creators were recorded has none and applies as a platform policy would,
+/// until its owner applies it again.
+fn creator_of(policy_file: &Path) -> Result<Option<palisade_policy::Creator>, ConfigError> {
+    let file = crate::control::manage::creator_file(policy_file);
+    let bytes = match std::fs::read(&file) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            tracing::warn!(
+                policy = %policy_file.display(),
+                "owner-managed policy without a creator record: it applies to every model it selects; apply it again to bind it to its owner's models"
+            );
+            return Ok(None);
+        }
+        Err(err) => return Err(ConfigError(format!("{}: {err}", file.display()))),
+    };
+    let record: crate::control::manage::CreatorRecord = serde_json::from_slice(&bytes)
+        .map_err(|err| ConfigError(format!("{}: not a creator record: {err}", file.display())))?;
+    Ok((!record.admin)
+        .then(|| palisade_policy::Creator { principal: record.principal, claims: Arc::new(record.claims) }))
 }
 
 fn fingerprint_all(config: &SecurityConfig) -> Result<Fingerprint, ConfigError> {

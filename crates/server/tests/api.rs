@@ -233,7 +233,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             description: None,
             labels: Default::default(),
             owners: palisade_bundle::manifest::Owners::new(vec![owner]).unwrap(),
-            model,
+            model: palisade_runtime::Runnable::InProcess(model),
             target,
             audit: Default::default(),
             batching: None,

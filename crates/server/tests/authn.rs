@@ -29,6 +29,13 @@ fn allow_authenticated() -> tempfile::TempDir {
     dir
 }
 
+/// The platform of the seed's setup: its `RequestAuthentication` sits in namespace `api`,
+/// where Istio's ingress gateway ran, and applies to every model.
+fn gateway_api() -> Platform {
+    Platform::parse(std::path::Path::new("platform.yaml"), "authentication: {gatewayNamespaces: [api]}\n")
+        .unwrap()
+}
+
 fn iris(platform: Platform, policy_dir: Option<std::path::PathBuf>) -> (tempfile::TempDir, TestApp) {
     let (tmp, store) = store_with(&[("iris_lr_nozipmap", "iris", "1.0.0")]);
     let registry = Registry::load(&store).unwrap();
@@ -57,7 +64,10 @@ async fn no_token_is_401_with_a_challenge() {
         let reply = call_as(&app, None, method, uri, IRIS_ROW).await;
         assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{method} {uri}");
         assert_eq!(reply.headers[header::WWW_AUTHENTICATE], r#"Bearer realm="palisade""#);
-        assert!(reply.json()["error"].as_str().unwrap().contains("authentication required"));
+        // Every protocol writes its own error body: V2's `error`, Seldon's `status.info`.
+        let body = reply.json();
+        let message = body["error"].as_str().or(body["status"]["info"].as_str()).unwrap();
+        assert!(message.contains("authentication required"), "{method} {uri}: {body}");
     }
 }
 
@@ -102,16 +112,18 @@ async fn public_paths_need_no_token() {
         let reply = call_as(&app, None, "GET", uri, "").await;
         assert_eq!(reply.status, StatusCode::OK, "{uri}");
     }
-    let preflight = Request::options("/v2/models/iris/infer")
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .body(Body::empty())
-        .unwrap();
-    assert_ne!(
-        send(&app, preflight).await.status,
-        StatusCode::UNAUTHORIZED,
-        "CORS preflight bypasses authentication"
-    );
+    // A CORS preflight is no way around authentication: without an allowed origin it is an
+    // OPTIONS like any other (401 without a token), on REST and gRPC routes alike.
+    for path in ["/v2/models/iris/infer", "/inference.GRPCInferenceService/ModelInfer", "/v2/models/iris"] {
+        let preflight = Request::options(path)
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap();
+        let reply = send(&app, preflight).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(!reply.headers.contains_key("access-control-allow-origin"), "{path}");
+    }
 
     let private_docs = Platform::parse(std::path::Path::new("p.yaml"), "docs: {public: false}\n").unwrap();
     let (_tmp, app) = iris(private_docs, None);
@@ -249,7 +261,7 @@ async fn request_authentication_from_the_policy_dir() {
     let dir = allow_authenticated();
     let jwks = json!({"keys": [key.public_jwk()]}).to_string();
     std::fs::write(dir.path().join("ra.yaml"), seed_ra(&jwks)).unwrap();
-    let (_tmp, app) = iris(Platform::defaults(), Some(dir.path().to_owned()));
+    let (_tmp, app) = iris(gateway_api(), Some(dir.path().to_owned()));
 
     let token = external_token(&key, "ml");
     assert_eq!(
@@ -266,13 +278,44 @@ async fn request_authentication_from_the_policy_dir() {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Finding 4 of the first security review: a `RequestAuthentication` in a namespace with no
+/// served model became global. It applies to its own namespace only, unless the platform
+/// names the namespace a gateway; in the root namespace it applies everywhere.
+#[tokio::test]
+async fn request_authentication_applies_only_where_it_is_scoped() {
+    let key = SigningKey::generate(Algorithm::RS256).unwrap();
+    let jwks = json!({"keys": [key.public_jwk()]}).to_string();
+    let token = external_token(&key, "ml");
+    for (namespace, platform, expected) in [
+        ("api", Platform::defaults(), StatusCode::UNAUTHORIZED),
+        ("other", Platform::defaults(), StatusCode::UNAUTHORIZED),
+        ("api", gateway_api(), StatusCode::OK),
+        ("default", Platform::defaults(), StatusCode::OK),
+        ("palisade-system", Platform::defaults(), StatusCode::OK),
+    ] {
+        let dir = allow_authenticated();
+        std::fs::write(
+            dir.path().join("ra.yaml"),
+            seed_ra(&jwks).replace("namespace: api", &format!("namespace: {namespace}")),
+        )
+        .unwrap();
+        let (_tmp, app) = iris(platform, Some(dir.path().to_owned()));
+        for (method, uri, body) in
+            [("POST", "/v2/models/iris/infer", IRIS_ROW), ("GET", "/v2/models/iris", "")]
+        {
+            let reply = call_as(&app, Some(&token), method, uri, body).await;
+            assert_eq!(reply.status, expected, "RequestAuthentication in {namespace}: {method} {uri}");
+        }
+    }
+}
+
 /// A valid change to the policy directory takes effect; an invalid one keeps the old rules
 /// and is counted.
 #[tokio::test]
 async fn policy_dir_hot_reload() {
     let key = SigningKey::generate(Algorithm::ES256).unwrap();
     let dir = allow_authenticated();
-    let (_tmp, app) = iris(Platform::defaults(), Some(dir.path().to_owned()));
+    let (_tmp, app) = iris(gateway_api(), Some(dir.path().to_owned()));
     let token = external_token(&key, "ml");
     assert_eq!(
         call_as(&app, Some(&token), "GET", "/v2/models/iris", "").await.status,

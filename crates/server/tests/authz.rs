@@ -95,8 +95,9 @@ async fn denial_body_is_rbac_access_denied() {
     let stranger = token(app, json!({"email": "person_c@company.com"}));
     let reply = call_as(app, Some(&stranger), "POST", "/v2/models/example/infer", ROW).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
-    assert_eq!(reply.body, b"RBAC: access denied");
-    assert_eq!(reply.headers[header::CONTENT_TYPE], "text/plain");
+    // Istio's text, in the V2 error body every V2 client reads.
+    assert_eq!(reply.json(), json!({"error": "RBAC: access denied"}));
+    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
     let req = Request::post("/v2/models/example/infer")
         .header("authorization", format!("Bearer {stranger}"))
         .header("accept", "application/json")

@@ -262,7 +262,8 @@ async fn every_grpc_call_is_audited_with_its_code() {
     let res = tower::ServiceExt::oneshot(admin, request).await.unwrap();
     let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
     let text = String::from_utf8(body.to_vec()).unwrap();
-    // Refusals travel as HTTP 200 with a gRPC code; metrics count the status they stand for.
-    assert!(text.contains(r#"palisade_requests_total{code="403",model="-"} 1"#), "{text}");
+    // Refusals travel as HTTP 200 with a gRPC code; metrics count the status they stand for,
+    // under the model the message named once it was read (after authentication).
+    assert!(text.contains(r#"palisade_requests_total{code="403",model="example"} 1"#), "{text}");
     assert!(text.contains(r#"palisade_requests_total{code="401",model="-"} 1"#), "{text}");
 }

@@ -320,3 +320,106 @@ pub fn parameter_from_json(value: &Value) -> Option<InferParameter> {
     };
     Some(InferParameter { parameter_choice: Some(choice) })
 }
+
+/// The model a unary gRPC request body names: fields 1 and 2 (name, version) of
+/// `ModelInferRequest`, `ModelMetadataRequest` and `ModelReadyRequest`, which all put them
+/// there. Nothing else is decoded: tensors are skipped over, not allocated, so the caller
+/// can authorize the request before any tensor is decoded.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct NamedModel {
+    /// The model name (empty when absent).
+    #[prost(string, tag = "1")]
+    pub name: String,
+    /// The model version (empty: the latest).
+    #[prost(string, tag = "2")]
+    pub version: String,
+}
+
+/// Reads the model a unary request body names (see [`NamedModel`]). The body is one
+/// gRPC message frame: a zero compression flag, a 4-byte big-endian length, and exactly
+/// that many bytes of protobuf. Compressed messages, trailing bytes and a frame that is cut
+/// short are refused.
+pub fn named_model(body: &[u8]) -> Result<NamedModel, ProtocolError> {
+    let Some((&[flag, a, b, c, d], message)) = body.split_first_chunk::<5>() else {
+        return Err(ProtocolError::new("the gRPC message frame is incomplete"));
+    };
+    if flag != 0 {
+        return Err(ProtocolError::new("compressed gRPC messages are not accepted: send them uncompressed"));
+    }
+    let length = u32::from_be_bytes([a, b, c, d]) as usize;
+    if message.len() != length {
+        return Err(ProtocolError::new(format!(
+            "the gRPC frame announces {length} bytes but {} follow: send exactly one message",
+            message.len()
+        )));
+    }
+    let named = <NamedModel as prost::Message>::decode(message)
+        .map_err(|e| ProtocolError::new(format!("invalid gRPC message: {e}")))?;
+    if named.name.is_empty() {
+        return Err(ProtocolError::new("the request names no model"));
+    }
+    Ok(named)
+}
+
+#[cfg(test)]
+mod named_model_tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::grpc::inference::{ModelMetadataRequest, ModelReadyRequest};
+
+    fn frame(message: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8];
+        out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        out.extend_from_slice(message);
+        out
+    }
+
+    #[test]
+    fn reads_the_name_and_version_of_every_model_message() {
+        let infer = ModelInferRequest {
+            model_name: "iris".into(),
+            model_version: "2.0.0+b".into(),
+            inputs: vec![InferInputTensor {
+                name: "X".into(),
+                datatype: "FP32".into(),
+                shape: vec![1, 4],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![vec![0; 16]],
+            ..Default::default()
+        };
+        let named = named_model(&frame(&infer.encode_to_vec())).unwrap();
+        assert_eq!((named.name.as_str(), named.version.as_str()), ("iris", "2.0.0+b"));
+        let meta = ModelMetadataRequest { name: "a".into(), version: String::new() };
+        assert_eq!(named_model(&frame(&meta.encode_to_vec())).unwrap().name, "a");
+        let ready = ModelReadyRequest { name: "b".into(), version: "1".into() };
+        assert_eq!(named_model(&frame(&ready.encode_to_vec())).unwrap().version, "1");
+    }
+
+    #[test]
+    fn agrees_with_the_full_decoder_on_repeated_fields() {
+        // Protobuf lets a field repeat; the last value wins, in both decoders.
+        let mut bytes =
+            ModelInferRequest { model_name: "public".into(), ..Default::default() }.encode_to_vec();
+        bytes.extend(ModelInferRequest { model_name: "secret".into(), ..Default::default() }.encode_to_vec());
+        let full = ModelInferRequest::decode(bytes.as_slice()).unwrap();
+        assert_eq!(named_model(&frame(&bytes)).unwrap().name, full.model_name);
+        assert_eq!(full.model_name, "secret");
+    }
+
+    #[test]
+    fn refuses_frames_it_cannot_vouch_for() {
+        let message = ModelReadyRequest { name: "b".into(), version: String::new() }.encode_to_vec();
+        let mut compressed = frame(&message);
+        compressed[0] = 1;
+        assert!(named_model(&compressed).is_err());
+        let mut two = frame(&message);
+        two.extend(frame(&message));
+        assert!(named_model(&two).is_err(), "a second message");
+        assert!(named_model(&frame(&message)[..6]).is_err(), "cut short");
+        assert!(named_model(&[0, 0, 0]).is_err());
+        assert!(named_model(&frame(&[])).is_err(), "no model named");
+        assert!(named_model(&frame(&[0xff, 0xff])).is_err(), "not protobuf");
+    }
+}

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -20,26 +19,17 @@ pub(crate) fn config() -> Arc<utoipa_swagger_ui::Config<'static>> {
 }
 
 /// `GET /openapi.json`
-pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
+pub(crate) fn openapi(state: &AppState) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], state.inner.openapi.clone()).into_response()
 }
 
 /// `GET /docs` -> `/docs/`, so the UI's relative asset paths resolve.
-pub(crate) async fn redirect() -> Redirect {
-    Redirect::permanent("/docs/")
+pub(crate) fn redirect() -> Response {
+    Redirect::permanent("/docs/").into_response()
 }
 
-/// `GET /docs/`
-pub(crate) async fn index(State(state): State<AppState>) -> Response {
-    asset_response(&state, "")
-}
-
-/// `GET /docs/{file}`
-pub(crate) async fn asset(State(state): State<AppState>, Path(file): Path<String>) -> Response {
-    asset_response(&state, &file)
-}
-
-fn asset_response(state: &AppState, file: &str) -> Response {
+/// `GET /docs/{asset}`; the empty asset is the Swagger UI page.
+pub(crate) fn asset(state: &AppState, file: &str) -> Result<Response, ApiError> {
     match utoipa_swagger_ui::serve(file, state.inner.docs.clone()) {
         Ok(Some(found)) => {
             let mut response = (StatusCode::OK, found.bytes.into_owned()).into_response();
@@ -51,11 +41,9 @@ fn asset_response(state: &AppState, file: &str) -> Response {
                 headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            response
+            Ok(response)
         }
-        Ok(None) => {
-            ApiError::NotFound(format!("no docs asset {}", crate::registry::clip(file))).into_response()
-        }
-        Err(err) => ApiError::Inference(format!("swagger ui: {err}")).into_response(),
+        Ok(None) => Err(ApiError::NotFound(format!("no docs asset {}", crate::registry::clip(file)))),
+        Err(err) => Err(ApiError::Internal(format!("swagger ui: {err}"))),
     }
 }

@@ -2,15 +2,15 @@
 //! section 4.4), OIDC discovery and the key set.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::body::LimitedBody;
+use crate::context::RequestContext;
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize)]
@@ -24,60 +24,55 @@ struct TokenForm {
 }
 
 /// An RFC 6749 section 5.2 error.
-fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
-    let mut response =
-        (status, Json(json!({"error": error, "error_description": description}))).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if status == StatusCode::UNAUTHORIZED {
-        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Basic realm="palisade""#));
-    }
-    response
+fn oauth_error(status: StatusCode, error: &'static str, description: &str) -> ApiError {
+    ApiError::OAuth { status, error, description: description.to_owned() }
 }
 
 /// `POST /oauth/token` with `grant_type=client_credentials`; the client authenticates with
 /// HTTP Basic or with `client_id`/`client_secret` in the form (not both).
 pub(crate) async fn token(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<LimitedBody, ApiError>,
-) -> Response {
+    state: &AppState,
+    ctx: &RequestContext,
+    req: Request,
+) -> Result<Response, ApiError> {
     let Some(issuer) = state.security().issuer().cloned() else {
-        return oauth_error(StatusCode::NOT_FOUND, "invalid_request", "the built-in issuer is disabled");
+        return Err(oauth_error(StatusCode::NOT_FOUND, "invalid_request", "the built-in issuer is disabled"));
     };
-    let body = match body {
-        Ok(LimitedBody(body)) => body,
-        Err(err) => return err.into_response(),
-    };
-    let Ok(form) = serde_urlencoded::from_bytes::<TokenForm>(&body) else {
-        return oauth_error(
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let Ok(form) = serde_urlencoded::from_bytes::<TokenForm>(&body.bytes) else {
+        return Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "the body must be application/x-www-form-urlencoded",
-        );
+        ));
     };
     if form.grant_type.as_deref() != Some("client_credentials") {
-        return oauth_error(
+        return Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
             "only client_credentials is supported",
-        );
+        ));
     }
-    let basic = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic);
+    let basic = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(parse_basic);
     let credentials = match (basic, form.client_id, form.client_secret) {
         (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
-            return oauth_error(
+            return Err(oauth_error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "use one client authentication method, not two",
-            );
+            ));
         }
         (Some(pair), None, None) => Some(pair),
         (None, Some(id), Some(secret)) => Some((id, secret)),
         _ => None,
     };
     let Some((client_id, secret)) = credentials else {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication is required");
+        return Err(oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication is required",
+        ));
     };
     let checked = tokio::task::spawn_blocking(move || {
         let account = issuer.authenticate_client(&client_id, &secret)?;
@@ -90,16 +85,13 @@ pub(crate) async fn token(
     match checked {
         None => {
             state.metrics().observe_authn_failure("client_credentials");
-            oauth_error(
+            Err(oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
                 "unknown client, wrong secret, or revoked",
-            )
+            ))
         }
-        Some(Err(err)) => {
-            tracing::error!(error = %err, "cannot issue a token");
-            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "the token could not be issued")
-        }
+        Some(Err(err)) => Err(ApiError::Internal(format!("cannot issue a token: {err}"))),
         Some(Ok(issued)) => {
             let mut response = Json(json!({
                 "access_token": issued.token.expose(),
@@ -110,7 +102,7 @@ pub(crate) async fn token(
             let headers = response.headers_mut();
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            response
+            Ok(response)
         }
     }
 }
@@ -131,23 +123,23 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
 }
 
 /// `GET /.well-known/openid-configuration`
-pub(crate) async fn discovery(State(state): State<AppState>) -> Response {
+pub(crate) fn discovery(state: &AppState) -> Result<Response, ApiError> {
     match state.security().issuer() {
-        Some(issuer) => Json(issuer.discovery()).into_response(),
-        None => ApiError::NotFound("the built-in issuer is disabled".into()).into_response(),
+        Some(issuer) => Ok(Json(issuer.discovery()).into_response()),
+        None => Err(ApiError::NotFound("the built-in issuer is disabled".into())),
     }
 }
 
 /// `GET /.well-known/jwks.json`
-pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
+pub(crate) fn jwks(state: &AppState) -> Result<Response, ApiError> {
     state.security().sync_issuer_keys();
     match state.security().issuer() {
         Some(issuer) => {
             let mut response = Json(issuer.jwks()).into_response();
             response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-            response
+            Ok(response)
         }
-        None => ApiError::NotFound("the built-in issuer is disabled".into()).into_response(),
+        None => Err(ApiError::NotFound("the built-in issuer is disabled".into())),
     }
 }
 

@@ -1,0 +1,305 @@
+//! The one way a request runs a model: [`Dispatcher::dispatch`].
+//!
+//! REST, gRPC, Seldon and inference graphs all call it with the model they resolved and
+//! the request's tensors. It checks the tensors against the model's signature before
+//! anything is queued, then runs the model the way its kind needs: an in-process model
+//! goes to its [`Batcher`] when it batches, else to the [`Engine`]; an upstream model is
+//! awaited on the async runtime (it waits on the network, not on a CPU). Everything,
+//! queue wait included, happens within the dispatcher's timeout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use palisade_core::{ModelRef, ModelSignature, Tensor};
+
+use crate::upstream::{CallContext, UpstreamModel};
+use crate::{BatchConfig, BatchObserver, Batcher, Engine, Model, RuntimeError, check_inputs};
+
+/// A prepared model, as the dispatcher runs it.
+#[derive(Clone)]
+pub enum Runnable {
+    /// Computed in this process, on the engine's threads (or on the calling task when a
+    /// run is cheap).
+    InProcess(Arc<dyn Model>),
+    /// Served by an upstream Open Inference Protocol server and awaited.
+    Upstream(Arc<UpstreamModel>),
+}
+
+impl std::fmt::Debug for Runnable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Runnable::InProcess(model) => write!(f, "InProcess({})", model.platform()),
+            Runnable::Upstream(model) => write!(f, "Upstream({})", model.target()),
+        }
+    }
+}
+
+impl Runnable {
+    /// The model's inputs and outputs.
+    pub fn signature(&self) -> &ModelSignature {
+        match self {
+            Runnable::InProcess(model) => model.signature(),
+            Runnable::Upstream(model) => model.signature(),
+        }
+    }
+
+    /// The framework that runs it, as V2 metadata reports it (`onnx`, `upstream`).
+    pub fn platform(&self) -> &'static str {
+        match self {
+            Runnable::InProcess(model) => model.platform(),
+            Runnable::Upstream(_) => "upstream",
+        }
+    }
+
+    /// The in-process model, if it is one.
+    pub fn in_process(&self) -> Option<&Arc<dyn Model>> {
+        match self {
+            Runnable::InProcess(model) => Some(model),
+            Runnable::Upstream(_) => None,
+        }
+    }
+
+    /// The upstream model, if it is one.
+    pub fn upstream(&self) -> Option<&Arc<UpstreamModel>> {
+        match self {
+            Runnable::InProcess(_) => None,
+            Runnable::Upstream(model) => Some(model),
+        }
+    }
+}
+
+/// A finished dispatch: every output, in signature order, and where the time went.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// Every model output, in signature order.
+    pub outputs: Vec<Tensor>,
+    /// Time spent waiting for a batch or an inference thread (zero for upstream models).
+    pub queue_wait: Duration,
+    /// Time spent computing (for upstream models, the whole call).
+    pub compute: Duration,
+}
+
+/// Runs models for requests: the engine, the batchers of the models that batch, and the
+/// timeout of one inference.
+pub struct Dispatcher {
+    // Batchers feed the engine: declared before it, so they stop first.
+    batchers: HashMap<ModelRef, Batcher>,
+    engine: Engine,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("engine", &self.engine)
+            .field("batched", &self.batchers.keys().collect::<Vec<_>>())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `engine`; one inference may take `timeout`, queue wait included.
+    pub fn new(engine: Engine, timeout: Duration) -> Dispatcher {
+        Dispatcher { batchers: HashMap::new(), engine, timeout }
+    }
+
+    /// Batches the requests of model version `id` from now on. Upstream models are not
+    /// batched here (their server batches, if it does).
+    pub fn batch(
+        &mut self,
+        id: ModelRef,
+        model: &Runnable,
+        config: BatchConfig,
+        observer: Option<BatchObserver>,
+    ) -> Result<(), RuntimeError> {
+        let Runnable::InProcess(model) = model else {
+            return Err(RuntimeError::Batching(
+                "an upstream model's calls go to its server one by one; batch on the upstream server"
+                    .to_owned(),
+            ));
+        };
+        let batcher = Batcher::start(&self.engine, model.clone(), config, observer)?;
+        self.batchers.insert(id, batcher);
+        Ok(())
+    }
+
+    /// The batcher of a model version, if its requests are batched.
+    pub fn batcher(&self, id: &ModelRef) -> Option<&Batcher> {
+        self.batchers.get(id)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The timeout of one inference.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Checks `inputs` against the model's signature, runs model version `id`, and waits
+    /// for its outputs within the timeout. `call` identifies the request to upstream
+    /// servers (request id, trace context).
+    pub async fn dispatch(
+        &self,
+        id: &ModelRef,
+        model: &Runnable,
+        inputs: Vec<Tensor>,
+        call: CallContext<'_>,
+    ) -> Result<Dispatched, RuntimeError> {
+        let inputs = check_inputs(model.signature(), inputs)?;
+        let timeout = self.timeout;
+        let started = Instant::now();
+        match model {
+            Runnable::InProcess(model) => {
+                let output = match self.batchers.get(id) {
+                    Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,
+                    None => tokio::time::timeout(timeout, self.engine.infer(model.clone(), inputs)).await,
+                }
+                .map_err(|_| RuntimeError::Timeout(timeout))??;
+                Ok(Dispatched {
+                    outputs: output.outputs,
+                    queue_wait: output.queue_wait,
+                    compute: output.compute,
+                })
+            }
+            Runnable::Upstream(upstream) => {
+                let outputs = tokio::time::timeout(timeout, upstream.infer(inputs, call))
+                    .await
+                    .map_err(|_| RuntimeError::Timeout(timeout))??;
+                Ok(Dispatched { outputs, queue_wait: Duration::ZERO, compute: started.elapsed() })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use palisade_core::{DataType, Dim, ModelSignature, TensorData, TensorSpec};
+
+    use super::*;
+    use crate::EngineConfig;
+
+    /// Doubles its one FP32 input, after waiting on a gate the test controls.
+    struct Doubler {
+        signature: ModelSignature,
+        gate: Mutex<()>,
+    }
+
+    impl Model for Doubler {
+        fn signature(&self) -> &ModelSignature {
+            &self.signature
+        }
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+            let _held = self.gate.lock().map_err(|_| RuntimeError::Execution("poisoned".into()))?;
+            let input =
+                inputs.into_iter().next().ok_or_else(|| RuntimeError::Execution("no input".into()))?;
+            let TensorData::Fp32(values) = input.data() else {
+                return Err(RuntimeError::Execution("not FP32".into()));
+            };
+            let doubled = values.iter().map(|v| v * 2.0).collect();
+            Tensor::new("y", input.shape().to_vec(), TensorData::Fp32(doubled))
+                .map(|t| vec![t])
+                .map_err(|e| RuntimeError::Execution(e.to_string()))
+        }
+    }
+
+    fn spec(name: &str) -> TensorSpec {
+        TensorSpec {
+            name: name.into(),
+            datatype: DataType::Fp32,
+            shape: vec![Dim::Dynamic, Dim::Fixed(2)],
+            allow_nan: false,
+            labels: None,
+        }
+    }
+
+    fn doubler() -> Arc<Doubler> {
+        Arc::new(Doubler {
+            signature: ModelSignature { inputs: vec![spec("x")], outputs: vec![spec("y")] },
+            gate: Mutex::new(()),
+        })
+    }
+
+    fn row(values: [f32; 2]) -> Tensor {
+        Tensor::new("x", vec![1, 2], TensorData::Fp32(values.to_vec())).unwrap()
+    }
+
+    fn id() -> ModelRef {
+        ModelRef {
+            namespace: "default".parse().unwrap(),
+            name: "m".parse().unwrap(),
+            version: "1".parse().unwrap(),
+        }
+    }
+
+    fn dispatcher(timeout: Duration) -> Dispatcher {
+        let engine =
+            Engine::start(EngineConfig { threads: 1, queue_capacity: 4, inline_below: Duration::ZERO })
+                .unwrap();
+        Dispatcher::new(engine, timeout)
+    }
+
+    #[tokio::test]
+    async fn runs_in_process_models_with_and_without_batching() {
+        let model = Runnable::InProcess(doubler());
+        let mut dispatcher = dispatcher(Duration::from_secs(5));
+        let out =
+            dispatcher.dispatch(&id(), &model, vec![row([1.0, 2.0])], CallContext::default()).await.unwrap();
+        assert_eq!(out.outputs[0].data(), &TensorData::Fp32(vec![2.0, 4.0]));
+
+        let config = BatchConfig { max_batch_size: 4, max_latency: Duration::from_millis(1), queue_size: 8 };
+        dispatcher.batch(id(), &model, config, None).unwrap();
+        assert!(dispatcher.batcher(&id()).is_some());
+        let out =
+            dispatcher.dispatch(&id(), &model, vec![row([3.0, 4.0])], CallContext::default()).await.unwrap();
+        assert_eq!(out.outputs[0].data(), &TensorData::Fp32(vec![6.0, 8.0]));
+    }
+
+    // The gate is a std mutex on purpose: it blocks the inference thread, not the test task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn inputs_are_checked_before_anything_runs() {
+        let model = doubler();
+        let dispatcher = dispatcher(Duration::from_secs(5));
+        // The gate is held: a run would block, so an answer proves nothing ran.
+        let _held = model.gate.lock().unwrap();
+        let wrong = Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![1.0; 3])).unwrap();
+        let refused = dispatcher
+            .dispatch(&id(), &Runnable::InProcess(model.clone()), vec![wrong], CallContext::default())
+            .await;
+        assert!(matches!(refused, Err(RuntimeError::InvalidInput(_))), "{refused:?}");
+    }
+
+    // The gate is a std mutex on purpose: it blocks the inference thread, not the test task.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn a_run_past_the_timeout_is_a_timeout() {
+        let model = doubler();
+        let dispatcher = dispatcher(Duration::from_millis(100));
+        let held = model.gate.lock().unwrap();
+        let result = dispatcher
+            .dispatch(
+                &id(),
+                &Runnable::InProcess(model.clone()),
+                vec![row([1.0, 1.0])],
+                CallContext::default(),
+            )
+            .await;
+        drop(held);
+        assert!(
+            matches!(result, Err(RuntimeError::Timeout(t)) if t == Duration::from_millis(100)),
+            "{result:?}"
+        );
+    }
+}

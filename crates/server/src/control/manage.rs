@@ -1,0 +1,531 @@
+//! The management API for owner self-service: model owners manage their models' policies
+//! without a platform ticket; platform administrators manage everything.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /manage/v1/policies` | the policies that reach the caller's models (all, for administrators) |
+//! | `PUT /manage/v1/policies` | create or replace a policy (body: the YAML or JSON resource) |
+//! | `DELETE /manage/v1/policies/{namespace}/{name}` | delete an owner-managed policy |
+//! | `GET /manage/v1/models/{model}/explain` | who can call each version of the model, and why |
+//! | `POST /manage/v1/check` | dry evaluation for a token or a claim set |
+//!
+//! An owner-managed policy belongs to its creator: it is stored with the creator's verified
+//! identity, and at every decision it applies to a model version only while the creator is
+//! an owner of that version (models deployed later included). A selector-free policy in a
+//! shared namespace therefore reaches the creator's models only. An owner may create a
+//! policy that selects at least one model they own; may replace one they created, or one
+//! whose every reached model they own; and may delete one they created or one that reaches
+//! a model they own. Whether a policy exists is told only to those who may manage it (404
+//! otherwise). Root-namespace policies and the platform's policy directory are for
+//! administrators (`authorization.admins`). Owner-managed policies live in
+//! `$PALISADE_HOME/owner-policies/NAMESPACE/NAME.yaml`, with the creator in
+//! `NAME.creator.json` beside it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_identity::{Scoping, VerifiedToken};
+use palisade_policy::{AuthorizationPolicy, Request as PolicyRequest, TargetModel};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::context::RequestContext;
+use crate::route::ManageOp;
+use crate::{ApiError, AppState, ServedModel};
+
+/// Claims kept with an owner-managed policy: those ownership is judged by.
+const CREATOR_CLAIMS: &[&str] = &["iss", "sub", "email", "email_verified", "client_id"];
+
+/// The creator record beside an owner-managed policy (`NAME.creator.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreatorRecord {
+    /// `iss/sub` of the creator.
+    pub principal: String,
+    /// The claims their ownership is judged by.
+    pub claims: Map<String, Value>,
+    /// A platform administrator created it: it applies as a platform policy would.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// The file of the creator record of an owner-managed policy file.
+pub(crate) fn creator_file(policy_file: &Path) -> std::path::PathBuf {
+    policy_file.with_extension("creator.json")
+}
+
+/// The caller of a management operation.
+struct Caller {
+    token: Option<Arc<VerifiedToken>>,
+    admin: bool,
+}
+
+impl Caller {
+    fn claims(&self) -> Option<&Arc<Map<String, Value>>> {
+        self.token.as_ref().map(|t| &t.claims)
+    }
+
+    fn principal(&self) -> Option<String> {
+        self.token.as_ref().map(|t| t.principal())
+    }
+
+    /// Whether the caller is an owner of this model version.
+    fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
+        let set = state.security().policy_set();
+        let mut req = PolicyRequest::new(target.clone());
+        req.claims = self.claims().cloned();
+        target.owners.iter().any(|owner| set.is_owner(owner, &req))
+    }
+}
+
+fn caller(state: &AppState, ctx: &RequestContext) -> Caller {
+    let token = ctx.token();
+    let admins = &state.security().platform().config.authorization.admins;
+    let set = state.security().policy_set();
+    let admin =
+        token.as_ref().is_some_and(|t| admins.iter().any(|admin| set.claims_identify(admin, &t.claims)));
+    Caller { token, admin }
+}
+
+/// Runs a management operation.
+pub(crate) async fn handle(
+    state: &AppState,
+    ctx: &RequestContext,
+    op: &ManageOp,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let caller = caller(state, ctx);
+    match op {
+        ManageOp::ListPolicies => Ok(list(state, &caller)),
+        ManageOp::ApplyPolicy => {
+            let (parts, body) = req.into_parts();
+            let body = state.read_body(ctx, &parts.headers, body).await?;
+            apply(state, ctx, &caller, &body.bytes).await
+        }
+        ManageOp::DeletePolicy { namespace, name } => delete(state, ctx, &caller, namespace, name).await,
+        ManageOp::Explain { model } => explain(state, &caller, model),
+        ManageOp::Check => {
+            let (parts, body) = req.into_parts();
+            let body = state.read_body(ctx, &parts.headers, body).await?;
+            check(state, &caller, &body.bytes).await
+        }
+    }
+}
+
+/// Every served model version a policy document selects by namespace and labels, whoever
+/// created it.
+fn selected(state: &AppState, policy: &AuthorizationPolicy) -> Vec<Arc<ServedModel>> {
+    let root = &state.security().platform().config.authorization.root_namespace;
+    let namespace = policy.metadata.namespace.as_str();
+    let selector = policy.spec.selector.as_ref().map(|s| &s.match_labels);
+    state
+        .registry()
+        .all()
+        .filter(|m| namespace == root || m.target.namespace.as_str() == namespace)
+        .filter(|m| {
+            selector.is_none_or(|labels| labels.iter().all(|(k, v)| m.target.labels.get(k) == Some(v)))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The served model versions a loaded policy applies to: those it selects that its creator
+/// owns (all it selects, for a platform policy).
+fn reached(state: &AppState, policy: &AuthorizationPolicy) -> Vec<Arc<ServedModel>> {
+    let set = state.security().policy_set();
+    selected(state, policy)
+        .into_iter()
+        .filter(|m| {
+            policy
+                .creator
+                .as_ref()
+                .is_none_or(|c| m.target.owners.iter().any(|o| set.claims_identify(o, &c.claims)))
+        })
+        .collect()
+}
+
+fn is_managed(state: &AppState, policy: &AuthorizationPolicy) -> bool {
+    policy.source_file.starts_with(state.security().managed_dir())
+}
+
+fn find(state: &AppState, namespace: &str, name: &str) -> Option<AuthorizationPolicy> {
+    state
+        .security()
+        .policies()
+        .authorization_policies
+        .iter()
+        .find(|p| p.metadata.namespace.as_str() == namespace && p.metadata.name.as_str() == name)
+        .cloned()
+}
+
+/// Whether the caller created this owner-managed policy.
+fn created(caller: &Caller, policy: &AuthorizationPolicy) -> bool {
+    matches!((&policy.creator, caller.principal()), (Some(c), Some(p)) if c.principal == p)
+}
+
+fn policy_summary(state: &AppState, caller: &Caller, policy: &AuthorizationPolicy) -> Value {
+    let mut summary = json!({
+        "namespace": policy.metadata.namespace.as_str(),
+        "name": policy.metadata.name.as_str(),
+        "action": format!("{:?}", policy.spec.action).to_uppercase(),
+        "dry_run": policy.is_dry_run(),
+        "source": if is_managed(state, policy) { "owner" } else { "platform" },
+        "creator": policy.creator.as_ref().map(|c| c.principal.clone()),
+        "rules": policy.spec.rules.iter().map(palisade_policy::summarize_rule).collect::<Vec<_>>(),
+    });
+    if caller.admin {
+        summary["file"] = json!(policy.source_file.display().to_string());
+    }
+    summary
+}
+
+/// `GET /manage/v1/policies`
+fn list(state: &AppState, caller: &Caller) -> Response {
+    let policies: Vec<Value> = state
+        .security()
+        .policies()
+        .authorization_policies
+        .iter()
+        .filter(|p| caller.admin || reached(state, p).iter().any(|m| caller.owns(state, &m.target)))
+        .map(|p| policy_summary(state, caller, p))
+        .collect();
+    Json(json!({"policies": policies})).into_response()
+}
+
+/// `PUT /manage/v1/policies`
+async fn apply(
+    state: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
+    let policy = palisade_policy::parse_policy(text, Path::new("request body"))
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let (namespace, name) = (policy.metadata.namespace.to_string(), policy.metadata.name.to_string());
+    let root = &state.security().platform().config.authorization.root_namespace;
+    if !caller.admin {
+        if &namespace == root {
+            return Err(ApiError::Forbidden(format!(
+                "policies in the root namespace `{root}` apply to every model: platform administrators only"
+            )));
+        }
+        if !selected(state, &policy).iter().any(|m| caller.owns(state, &m.target)) {
+            return Err(ApiError::Forbidden(format!(
+                "the policy selects none of your models in namespace `{namespace}`: an owner's policy applies only to models its creator owns"
+            )));
+        }
+    }
+    let existing = find(state, &namespace, &name);
+    if let Some(existing) = &existing {
+        if !is_managed(state, existing) {
+            return Err(ApiError::Conflict(format!(
+                "{namespace}/{name} is defined by the platform's policy directory; choose another name"
+            )));
+        }
+        let reach = reached(state, existing);
+        let may_replace = caller.admin
+            || created(caller, existing)
+            || (!reach.is_empty() && reach.iter().all(|m| caller.owns(state, &m.target)));
+        if !may_replace {
+            return Err(ApiError::Forbidden(format!(
+                "a policy named {namespace}/{name} exists and reaches models you do not own; choose another name"
+            )));
+        }
+    }
+    let dir = state.security().managed_dir().join(&namespace);
+    let file = dir.join(format!("{name}.yaml"));
+    let creator = CreatorRecord {
+        principal: caller.principal().unwrap_or_else(|| "anonymous".to_owned()),
+        claims: creator_claims(state, caller),
+        admin: caller.admin,
+    };
+    let previous = Stored::read(&file);
+    let creator_json = serde_json::to_vec_pretty(&creator).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let written = write_atomically(&dir, &creator_file(&file), &creator_json)
+        .and_then(|()| write_atomically(&dir, &file, text.as_bytes()));
+    if let Err(err) = written {
+        previous.restore(&dir, &file);
+        return Err(ApiError::Internal(format!("cannot store the policy: {err}")));
+    }
+    if let Err(err) = reload(state).await {
+        tracing::info!(error = %err, "policy refused when loaded with the others");
+        // The new set did not build (for example a clash with another policy): undo.
+        previous.restore(&dir, &file);
+        let _ = reload(state).await;
+        return Err(ApiError::BadRequest(format!(
+            "the policy was refused when loaded with the others: {err}"
+        )));
+    }
+    let change = palisade_audit::ConfigChange {
+        who: creator.principal.clone(),
+        what: format!("policy {namespace}/{name}"),
+        before_digest: previous.policy.as_deref().map(digest),
+        after_digest: Some(digest(text.as_bytes())),
+    };
+    if let Err(err) = record_change(state, ctx, change).await {
+        // A change nobody can audit does not stay: undo it.
+        previous.restore(&dir, &file);
+        let _ = reload(state).await;
+        tracing::error!(error = %err, "policy change undone: its audit record could not be written");
+        return Err(ApiError::AuditUnavailable(err.to_string()));
+    }
+    let created = previous.policy.is_none();
+    tracing::info!(policy = %format!("{namespace}/{name}"), created, "policy applied through the management API");
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(json!({"applied": format!("{namespace}/{name}"), "created": created}))).into_response())
+}
+
+/// `DELETE /manage/v1/policies/{namespace}/{name}`
+async fn delete(
+    state: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    // The same answer whether the policy is missing or not the caller's to manage: nobody
+    // learns of policies they may not manage.
+    let hidden = || ApiError::NotFound(format!("no policy {namespace}/{name} that you may manage"));
+    let policy = find(state, namespace, name).ok_or_else(hidden)?;
+    let managed = is_managed(state, &policy);
+    let may_delete = caller.admin
+        || (managed
+            && (created(caller, &policy)
+                || reached(state, &policy).iter().any(|m| caller.owns(state, &m.target))));
+    if !may_delete {
+        return Err(hidden());
+    }
+    if !managed {
+        return Err(ApiError::Forbidden(format!(
+            "{namespace}/{name} comes from the platform's policy directory; change it there"
+        )));
+    }
+    let file = policy.source_file.clone();
+    let dir = file.parent().map(Path::to_owned).unwrap_or_default();
+    let previous = Stored::read(&file);
+    std::fs::remove_file(&file)
+        .map_err(|err| ApiError::Internal(format!("cannot delete the policy: {err}")))?;
+    let _ = std::fs::remove_file(creator_file(&file));
+    let change = palisade_audit::ConfigChange {
+        who: caller.principal().unwrap_or_else(|| "anonymous".to_owned()),
+        what: format!("policy {namespace}/{name}"),
+        before_digest: previous.policy.as_deref().map(digest),
+        after_digest: None,
+    };
+    if let Err(err) = record_change(state, ctx, change).await {
+        previous.restore(&dir, &file);
+        tracing::error!(error = %err, "policy deletion undone: its audit record could not be written");
+        return Err(ApiError::AuditUnavailable(err.to_string()));
+    }
+    if let Err(err) = reload(state).await {
+        tracing::error!(error = %err, "reload after a policy deletion failed");
+    }
+    tracing::info!(policy = %format!("{namespace}/{name}"), "policy deleted through the management API");
+    Ok(Json(json!({"deleted": format!("{namespace}/{name}")})).into_response())
+}
+
+/// `GET /manage/v1/models/{model}/explain`: for every served version of the model.
+fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, ApiError> {
+    let latest = state.registry().get(model, None)?;
+    let versions: Vec<Arc<ServedModel>> = state
+        .registry()
+        .versions(&latest.id.name)
+        .iter()
+        .filter_map(|v| state.registry().get(model, Some(v.as_str())).ok())
+        .collect();
+    if !caller.admin && !versions.iter().any(|m| caller.owns(state, &m.target)) {
+        return Err(ApiError::Forbidden(format!(
+            "only the owners of {model} (and platform administrators) may see its access"
+        )));
+    }
+    let set = state.security().policy_set();
+    let explained = |served: &ServedModel| {
+        let explanation = set.explain(&served.target);
+        json!({
+            "version": served.id.version.as_str(),
+            "owner_default": explanation.owner_default,
+            "owners": explanation.owners.iter().map(|(o, how)| json!({"owner": o.to_string(), "matches": how})).collect::<Vec<_>>(),
+            "policies": explanation.policies.iter().map(|p| json!({
+                "policy": p.policy.to_string(),
+                "action": format!("{:?}", p.action).to_uppercase(),
+                "dry_run": p.dry_run,
+                "root_namespace": p.from_root_namespace,
+                "rules": p.rules,
+            })).collect::<Vec<_>>(),
+            "text": explanation.lines(),
+        })
+    };
+    let mut body = explained(&latest);
+    body["model"] = json!(set.explain(&latest.target).model);
+    let mut text: Vec<String> = Vec::new();
+    let mut per_version = Vec::new();
+    for served in &versions {
+        let one = explained(served);
+        text.push(format!(
+            "version {}{}:",
+            served.id.version,
+            if served.id.version == latest.id.version { " (latest)" } else { "" }
+        ));
+        text.extend(
+            one["text"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|l| format!("  {l}")),
+        );
+        per_version.push(one);
+    }
+    body["versions"] = json!(per_version);
+    body["text"] = json!(text);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRequest {
+    model: String,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    claims: Option<Map<String, Value>>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
+}
+
+/// `POST /manage/v1/check`: what would the policies decide for this token (verified with
+/// the server's trusted issuers) or claim set (taken as is)?
+async fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+    let request: CheckRequest = serde_json::from_slice(body)
+        .map_err(|err| ApiError::BadRequest(format!("invalid check request: {err}")))?;
+    let served = state.registry().get(&request.model, request.version.as_deref())?;
+    if !caller.admin && !caller.owns(state, &served.target) {
+        return Err(ApiError::Forbidden(format!(
+            "only the owners of {} (and platform administrators) may check its access",
+            request.model
+        )));
+    }
+    let claims = match (request.token, request.claims) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest("give either `token` or `claims`, not both".to_owned()));
+        }
+        (Some(token), None) => {
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ApiError::BadRequest("the token has characters a header cannot carry".to_owned())
+            })?;
+            headers.insert(header::AUTHORIZATION, value);
+            let scoping = Scoping::Model(served.identity_target());
+            match state.security().authenticator().authenticate(&headers, None, scoping).await {
+                Ok(authenticated) => authenticated.token().map(|t| t.claims.clone()),
+                Err(err) => {
+                    return Ok(Json(json!({"allowed": false, "status": err.status(), "reason": format!("authentication: {err}")}))
+                        .into_response());
+                }
+            }
+        }
+        (None, claims) => claims.map(Arc::new),
+    };
+    let path = request.path.unwrap_or_else(|| format!("/v2/models/{}/infer", served.id.name));
+    let path = palisade_policy::normalize_path(&path)
+        .map_err(|err| ApiError::BadRequest(format!("invalid path: {err}")))?;
+    let mut evaluate = PolicyRequest::new(served.target.clone());
+    evaluate.claims = claims;
+    evaluate.path = path;
+    evaluate.method = request.method.unwrap_or_else(|| "POST".to_owned());
+    let decision = state.security().policy_set().evaluate(&evaluate);
+    Ok(Json(json!({
+        "allowed": decision.allowed,
+        "status": if decision.allowed { 200 } else { 403 },
+        "reason": decision.reason.to_string(),
+        "audit": decision.audit.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "dry_run": decision.dry_run.iter().map(|(p, allow)| json!({"policy": p.to_string(), "would_allow": allow})).collect::<Vec<_>>(),
+    }))
+    .into_response())
+}
+
+/// The claims of the caller that ownership is judged by, to store with their policy.
+fn creator_claims(state: &AppState, caller: &Caller) -> Map<String, Value> {
+    let groups = &state.security().platform().config.authorization.groups_claim;
+    caller
+        .claims()
+        .map(|claims| {
+            claims
+                .iter()
+                .filter(|(k, _)| CREATOR_CLAIMS.contains(&k.as_str()) || *k == groups)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes the audit record of a policy change, naming the caller as fully as a request's
+/// record does (principal, email, client, token id, request id, address).
+async fn record_change(
+    state: &AppState,
+    ctx: &RequestContext,
+    change: palisade_audit::ConfigChange,
+) -> Result<(), palisade_audit::AuditError> {
+    let mut record = palisade_audit::AuditRecord::config_change(change);
+    record.request_id = Some(ctx.id.as_str().to_owned());
+    record.trace_id = Some(ctx.trace.trace_id.clone());
+    record.source_ip = ctx.conn.as_ref().map(|c| c.remote.ip());
+    if let Some(token) = ctx.token() {
+        record.request_principal = Some(token.principal());
+        record.email = token.claims.get("email").and_then(Value::as_str).map(str::to_owned);
+        record.client_id = token.claims.get("client_id").and_then(Value::as_str).map(str::to_owned);
+        record.jwt = Some(palisade_audit::JwtInfo {
+            kid: token.kid.clone(),
+            alg: Some(token.alg.to_owned()),
+            jti: token.jti.clone(),
+        });
+    }
+    state.audit().append(record).await.map(|_| ())
+}
+
+async fn reload(state: &AppState) -> Result<(), crate::ConfigError> {
+    let security = state.security().clone();
+    tokio::task::spawn_blocking(move || security.reload())
+        .await
+        .map_err(|e| crate::ConfigError(e.to_string()))?
+}
+
+/// An owner-managed policy's files as they were, to put back when a change is undone.
+struct Stored {
+    policy: Option<Vec<u8>>,
+    creator: Option<Vec<u8>>,
+}
+
+impl Stored {
+    fn read(file: &Path) -> Stored {
+        Stored { policy: std::fs::read(file).ok(), creator: std::fs::read(creator_file(file)).ok() }
+    }
+
+    fn restore(&self, dir: &Path, file: &Path) {
+        for (path, bytes) in [(file.to_owned(), &self.policy), (creator_file(file), &self.creator)] {
+            let _ = match bytes {
+                Some(bytes) => write_atomically(dir, &path, bytes),
+                None => std::fs::remove_file(&path).or(Ok(())),
+            };
+        }
+    }
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", palisade_audit::sha256_hex(bytes))
+}
+
+fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(file).map_err(|e| e.error)?;
+    Ok(())
+}

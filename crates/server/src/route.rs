@@ -1,0 +1,386 @@
+//! The data port's routes: which endpoint a request addresses, decided once, from the
+//! normalized path and the method.
+//!
+//! [`Route::resolve`] is the only route matcher of the data port. The request context
+//! ([`crate::context`]) calls it once per request; authentication, authorization, audit,
+//! metrics and the handlers all read the result, so none of them can disagree about which
+//! endpoint, or which model, a request is for. Route parameters (model, version, namespace)
+//! are percent-decoded here, once; the handlers get them decoded and never see the path.
+
+use axum::http::Method;
+
+/// What a request to a model route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOp {
+    /// `GET /v2/models/{m}[/versions/{v}]`
+    Metadata,
+    /// `GET /v2/models/{m}[/versions/{v}]/ready`
+    Ready,
+    /// `POST /v2/models/{m}[/versions/{v}]/infer`
+    Infer,
+}
+
+/// A method of `inference.GRPCInferenceService`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcMethod {
+    /// `ServerLive` (public, like `/v2/health/live`).
+    ServerLive,
+    /// `ServerReady` (public).
+    ServerReady,
+    /// `ServerMetadata`
+    ServerMetadata,
+    /// `ModelReady`: names a model in its message.
+    ModelReady,
+    /// `ModelMetadata`: names a model in its message.
+    ModelMetadata,
+    /// `ModelInfer`: names a model in its message.
+    ModelInfer,
+}
+
+impl GrpcMethod {
+    fn parse(name: &str) -> Option<GrpcMethod> {
+        Some(match name {
+            "ServerLive" => GrpcMethod::ServerLive,
+            "ServerReady" => GrpcMethod::ServerReady,
+            "ServerMetadata" => GrpcMethod::ServerMetadata,
+            "ModelReady" => GrpcMethod::ModelReady,
+            "ModelMetadata" => GrpcMethod::ModelMetadata,
+            "ModelInfer" => GrpcMethod::ModelInfer,
+            _ => return None,
+        })
+    }
+
+    /// Whether the method's message names a model.
+    pub fn names_model(self) -> bool {
+        matches!(self, GrpcMethod::ModelReady | GrpcMethod::ModelMetadata | GrpcMethod::ModelInfer)
+    }
+}
+
+/// Which Seldon Core v1 deployment a prediction is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeldonTarget {
+    /// `/api/v1.0/predictions`: the one model served.
+    Single,
+    /// `/seldon/{namespace}/{deployment}/api/v1.0/predictions`.
+    Named {
+        /// The namespace, decoded.
+        namespace: String,
+        /// The deployment (model) name, decoded.
+        name: String,
+    },
+}
+
+/// An operation of the owner self-service API (`/manage/v1/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManageOp {
+    /// `GET /manage/v1/policies`
+    ListPolicies,
+    /// `PUT /manage/v1/policies`
+    ApplyPolicy,
+    /// `DELETE /manage/v1/policies/{namespace}/{name}`
+    DeletePolicy {
+        /// The policy's namespace, decoded.
+        namespace: String,
+        /// The policy's name, decoded.
+        name: String,
+    },
+    /// `GET /manage/v1/models/{model}/explain`
+    Explain {
+        /// The model name, decoded.
+        model: String,
+    },
+    /// `POST /manage/v1/check`
+    Check,
+}
+
+/// The endpoint a request addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The path cannot be interpreted (`%00`, a bad escape, too long): 400.
+    Invalid(String),
+    /// `GET /v2/health/live` (public).
+    Live,
+    /// `GET /v2/health/ready` (public).
+    Ready,
+    /// `GET /v2`
+    ServerMetadata,
+    /// A V2 model endpoint, with its route parameters decoded.
+    Model {
+        /// The model name as the path gives it.
+        name: String,
+        /// The version as the path gives it; `None`: the latest.
+        version: Option<String>,
+        /// What the request does.
+        op: ModelOp,
+    },
+    /// `POST` a Seldon Core v1 prediction.
+    Seldon(SeldonTarget),
+    /// `POST /inference.GRPCInferenceService/{method}`.
+    Grpc(GrpcMethod),
+    /// `GET /openapi.json`
+    OpenApi,
+    /// `GET /docs`: redirected to `/docs/`.
+    DocsRedirect,
+    /// `GET /docs/{asset}`; the empty asset is the Swagger UI page.
+    Docs(String),
+    /// `POST /oauth/token` (public: the client authenticates with its secret).
+    OAuthToken,
+    /// `GET /.well-known/openid-configuration` (public).
+    Discovery,
+    /// `GET /.well-known/jwks.json` (public).
+    Jwks,
+    /// The owner self-service API.
+    Manage(ManageOp),
+    /// A known path with a method it does not take: 405, with these methods in `Allow`.
+    MethodNotAllowed(&'static str),
+    /// No such endpoint: 404.
+    NotFound,
+}
+
+/// Which routes exist besides the V2, gRPC, Seldon and docs endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Security is on: the issuer (`/oauth`, `/.well-known`) and `/manage` routes exist.
+    pub secured: bool,
+}
+
+/// The protocol a request speaks, which decides how its errors are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Open Inference Protocol V2 over REST, and the other JSON endpoints.
+    V2Rest,
+    /// Open Inference Protocol V2 over gRPC.
+    V2Grpc,
+    /// Seldon Core v1 (`{"status": {...}}` errors).
+    SeldonV1,
+    /// The OAuth2 token endpoint and discovery (RFC 6749 errors).
+    OAuth,
+    /// The owner self-service API.
+    Admin,
+}
+
+const GET: &str = "GET, HEAD";
+const POST: &str = "POST";
+
+fn get(method: &Method, route: Route) -> Route {
+    if method == Method::GET || method == Method::HEAD { route } else { Route::MethodNotAllowed(GET) }
+}
+
+fn post(method: &Method, route: Route) -> Route {
+    if method == Method::POST { route } else { Route::MethodNotAllowed(POST) }
+}
+
+/// The value of a `%XX`-escaped path segment; `None` when it is not UTF-8.
+pub(crate) fn decode_segment(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_owned());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(value) = segment.get(i + 1..i + 3).and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(value);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl Route {
+    /// The route of a normalized path (`palisade_policy::normalize_path`) and method.
+    pub fn resolve(method: &Method, path: &str, options: RouteOptions) -> Route {
+        let Some(rest) = path.strip_prefix('/') else { return Route::NotFound };
+        let raw: Vec<&str> = rest.split('/').collect();
+        let Some(segments) = raw.iter().map(|s| decode_segment(s)).collect::<Option<Vec<String>>>() else {
+            return Route::NotFound;
+        };
+        let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let model = |name: &str, version: Option<&str>, op: ModelOp| Route::Model {
+            name: name.to_owned(),
+            version: version.map(str::to_owned),
+            op,
+        };
+        match s.as_slice() {
+            ["v2"] => get(method, Route::ServerMetadata),
+            ["v2", "health", "live"] => get(method, Route::Live),
+            ["v2", "health", "ready"] => get(method, Route::Ready),
+            ["v2", "models", m] => get(method, model(m, None, ModelOp::Metadata)),
+            ["v2", "models", m, "ready"] => get(method, model(m, None, ModelOp::Ready)),
+            ["v2", "models", m, "infer"] => post(method, model(m, None, ModelOp::Infer)),
+            ["v2", "models", m, "versions", v] => get(method, model(m, Some(v), ModelOp::Metadata)),
+            ["v2", "models", m, "versions", v, "ready"] => get(method, model(m, Some(v), ModelOp::Ready)),
+            ["v2", "models", m, "versions", v, "infer"] => post(method, model(m, Some(v), ModelOp::Infer)),
+            ["api", "v1.0", "predictions"] => post(method, Route::Seldon(SeldonTarget::Single)),
+            ["seldon", namespace, name, "api", "v1.0", "predictions"] => post(
+                method,
+                Route::Seldon(SeldonTarget::Named {
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            [service, name] if *service == palisade_protocol::grpc::SERVICE_NAME => {
+                match GrpcMethod::parse(name) {
+                    Some(grpc) => post(method, Route::Grpc(grpc)),
+                    None => Route::NotFound,
+                }
+            }
+            ["openapi.json"] => get(method, Route::OpenApi),
+            ["docs"] => get(method, Route::DocsRedirect),
+            ["docs", asset @ ..] => get(method, Route::Docs(asset.join("/"))),
+            ["oauth", "token"] if options.secured => post(method, Route::OAuthToken),
+            [".well-known", "openid-configuration"] if options.secured => get(method, Route::Discovery),
+            [".well-known", "jwks.json"] if options.secured => get(method, Route::Jwks),
+            ["manage", "v1", "policies"] if options.secured => {
+                if method == Method::GET || method == Method::HEAD {
+                    Route::Manage(ManageOp::ListPolicies)
+                } else if method == Method::PUT {
+                    Route::Manage(ManageOp::ApplyPolicy)
+                } else {
+                    Route::MethodNotAllowed("GET, HEAD, PUT")
+                }
+            }
+            ["manage", "v1", "policies", namespace, name] if options.secured => {
+                if method == Method::DELETE {
+                    Route::Manage(ManageOp::DeletePolicy {
+                        namespace: (*namespace).to_owned(),
+                        name: (*name).to_owned(),
+                    })
+                } else {
+                    Route::MethodNotAllowed("DELETE")
+                }
+            }
+            ["manage", "v1", "models", m, "explain"] if options.secured => {
+                get(method, Route::Manage(ManageOp::Explain { model: (*m).to_owned() }))
+            }
+            ["manage", "v1", "check"] if options.secured => post(method, Route::Manage(ManageOp::Check)),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Whether the route is served without a token: health probes (orchestrators probe
+    /// without credentials), the issuer's public endpoints (the token endpoint checks the
+    /// client's secret itself), and the docs when the platform makes them public.
+    pub fn is_public(&self, docs_public: bool) -> bool {
+        match self {
+            Route::Live
+            | Route::Ready
+            | Route::Grpc(GrpcMethod::ServerLive | GrpcMethod::ServerReady)
+            | Route::OAuthToken
+            | Route::Discovery
+            | Route::Jwks => true,
+            Route::OpenApi | Route::DocsRedirect | Route::Docs(_) => docs_public,
+            _ => false,
+        }
+    }
+
+    /// Whether a request to this route leaves an audit record. Health probes (probed every
+    /// few seconds by design), the static documentation and the issuer's public documents
+    /// do not; everything else does, refusals, unknown paths and bad requests included.
+    pub fn is_audited(&self) -> bool {
+        !matches!(
+            self,
+            Route::Live
+                | Route::Ready
+                | Route::Grpc(GrpcMethod::ServerLive | GrpcMethod::ServerReady)
+                | Route::OpenApi
+                | Route::DocsRedirect
+                | Route::Docs(_)
+                | Route::Discovery
+                | Route::Jwks
+        )
+    }
+
+    /// Whether the route addresses a model (named in the path, or in a gRPC message).
+    pub fn addresses_model(&self) -> bool {
+        match self {
+            Route::Model { .. } | Route::Seldon(_) => true,
+            Route::Grpc(method) => method.names_model(),
+            _ => false,
+        }
+    }
+
+    /// The protocol of a request to this route. A request to no route is answered in gRPC
+    /// when it says it speaks gRPC.
+    pub fn protocol(&self, grpc_content_type: bool) -> Protocol {
+        match self {
+            Route::Grpc(_) => Protocol::V2Grpc,
+            Route::Seldon(_) => Protocol::SeldonV1,
+            Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
+            Route::Manage(_) => Protocol::Admin,
+            Route::NotFound | Route::Invalid(_) | Route::MethodNotAllowed(_) if grpc_content_type => {
+                Protocol::V2Grpc
+            }
+            _ => Protocol::V2Rest,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ON: RouteOptions = RouteOptions { secured: true };
+
+    fn r(method: Method, path: &str) -> Route {
+        Route::resolve(&method, path, ON)
+    }
+
+    #[test]
+    fn v2_routes_with_decoded_parameters() {
+        assert_eq!(
+            r(Method::POST, "/v2/models/iris/versions/2.0.0+build.1/infer"),
+            Route::Model { name: "iris".into(), version: Some("2.0.0+build.1".into()), op: ModelOp::Infer }
+        );
+        assert_eq!(
+            r(Method::GET, "/v2/models/ir%20is"),
+            Route::Model { name: "ir is".into(), version: None, op: ModelOp::Metadata }
+        );
+        assert_eq!(r(Method::GET, "/v2/models/iris/infer"), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::OPTIONS, "/v2/models/iris/infer"), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::HEAD, "/v2/health/live"), Route::Live);
+        assert_eq!(r(Method::GET, "/v2/models/iris/infer/"), Route::NotFound);
+        assert_eq!(r(Method::GET, "/v2/models/%FF"), Route::NotFound);
+    }
+
+    #[test]
+    fn grpc_takes_post_only() {
+        let path = "/inference.GRPCInferenceService/ModelInfer";
+        assert_eq!(r(Method::POST, path), Route::Grpc(GrpcMethod::ModelInfer));
+        assert_eq!(r(Method::OPTIONS, path), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::GET, path), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::POST, "/inference.GRPCInferenceService/Other"), Route::NotFound);
+    }
+
+    #[test]
+    fn issuer_and_manage_routes_exist_only_with_security() {
+        let off = RouteOptions { secured: false };
+        assert_eq!(Route::resolve(&Method::POST, "/oauth/token", off), Route::NotFound);
+        assert_eq!(Route::resolve(&Method::GET, "/manage/v1/policies", off), Route::NotFound);
+        assert_eq!(r(Method::POST, "/oauth/token"), Route::OAuthToken);
+        assert_eq!(
+            r(Method::DELETE, "/manage/v1/policies/ns/p"),
+            Route::Manage(ManageOp::DeletePolicy { namespace: "ns".into(), name: "p".into() })
+        );
+    }
+
+    #[test]
+    fn public_and_audited_are_allow_lists() {
+        assert!(r(Method::GET, "/v2/health/live").is_public(true));
+        assert!(!r(Method::GET, "/v2/health/live").is_audited());
+        assert!(!r(Method::POST, "/v2/health/live").is_public(true), "a POST is no probe");
+        assert!(!r(Method::GET, "/openapi.json").is_public(false));
+        assert!(r(Method::GET, "/openapi.json").is_public(true));
+        assert!(r(Method::POST, "/oauth/token").is_audited());
+        for path in ["/v2/models/iris/infer", "/v2/health/x", "/v2/health/live/x", "/nothing"] {
+            let route = r(Method::POST, path);
+            assert!(!route.is_public(true), "{path}: {route:?}");
+            assert!(route.is_audited(), "{path}: {route:?}");
+        }
+    }
+}
