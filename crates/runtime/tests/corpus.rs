@@ -54,22 +54,7 @@ const FIXTURES: &[&str] = &[
 ];
 
 /// Fixtures that do not match yet, with the reason; they are skipped by the comparisons.
-const PENDING: &[(&str, &str)] = &[
-    ("scaler_logreg", "Scaler"),
-    ("imputer_logreg", "Imputer"),
-    ("binarizer_logreg", "Binarizer"),
-    ("svc_rbf_proba", "SVMClassifier"),
-    ("svc_linear", "SVMClassifier"),
-    ("svc_poly", "SVMClassifier"),
-    ("svc_sigmoid", "SVMClassifier"),
-    ("svc_binary_proba", "SVMClassifier"),
-    ("svr_rbf", "SVMRegressor"),
-    ("one_class_svm", "SVMRegressor"),
-    ("isolation_forest", "LabelEncoder"),
-    ("label_encoder", "LabelEncoder"),
-    ("column_transformer", "OneHotEncoder"),
-    ("tfidf_logreg", "StringNormalizer, TfIdfVectorizer, Tokenizer"),
-];
+const PENDING: &[(&str, &str)] = &[("tfidf_logreg", "StringNormalizer, TfIdfVectorizer, Tokenizer")];
 
 /// The fixtures compared with onnxruntime.
 fn ready() -> impl Iterator<Item = &'static str> {
@@ -84,6 +69,9 @@ fn corpus() -> PathBuf {
 fn tolerance(name: &str, fp64: bool) -> (f64, f64) {
     match (name, fp64) {
         (_, true) => (1e-12, 1e-9),
+        // The decision value sums about 70 RBF terms of both signs in f32; onnxruntime
+        // computes kernels and sum with its SGEMM in another order (seen: 1.8e-5 on 0.61).
+        ("one_class_svm", false) => (5e-5, 1e-4),
         _ => (1e-5, 1e-5),
     }
 }

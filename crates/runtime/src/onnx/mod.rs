@@ -108,8 +108,13 @@ impl OnnxModel {
         let declared_inputs: Vec<&pb::ValueInfoProto> =
             graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
         let mut inputs = Vec::with_capacity(declared_inputs.len());
+        // A model that imputes missing values (NaN) expects NaN in its float inputs.
+        let imputes_nan = graph.node.iter().any(ops::imputer::replaces_nan);
         for input in &declared_inputs {
-            inputs.push(input_spec(input).map_err(&fail)?);
+            let mut spec = input_spec(input).map_err(&fail)?;
+            spec.allow_nan =
+                imputes_nan && matches!(spec.datatype, DataType::Fp32 | DataType::Fp64 | DataType::Fp16);
+            inputs.push(spec);
         }
         let dir_name = match dir.to_str() {
             Some(name) => Some(name),
@@ -122,23 +127,33 @@ impl OnnxModel {
         };
 
         // The exporter's value_info is a hint: when it contradicts what the operators
-        // compute, the graph is prepared again without it.
-        let typed = match optimize(&onnx, &proto, dir_name, &inputs) {
-            Ok(typed) => typed,
-            Err(first) => {
-                match optimize(&onnx.clone().with_ignore_value_info(true), &proto, dir_name, &inputs) {
-                    Ok(typed) => typed,
-                    Err(_) => {
-                        let missing = diagnose::unsupported_operators(&proto, &onnx.op_register);
-                        let message = if missing.is_empty() {
-                            diagnose::prepare_failure(&first)
-                        } else {
-                            format!("the graph uses operators Palisade cannot run: {}", missing.join("; "))
-                        };
-                        return Err(fail(message));
-                    }
+        // compute, the graph is prepared again without it. Unnamed leading dims get a
+        // symbol each; when that fails (inputs concatenated along their rows, as a
+        // ColumnTransformer's are), they share one batch symbol.
+        let without_value_info = onnx.clone().with_ignore_value_info(true);
+        let attempts =
+            [(&onnx, false), (&without_value_info, false), (&onnx, true), (&without_value_info, true)];
+        let mut first_error = None;
+        let mut typed = None;
+        for (framework, share_batch) in attempts {
+            match optimize(framework, &proto, dir_name, &inputs, share_batch) {
+                Ok(model) => {
+                    typed = Some(model);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
+        }
+        let Some(typed) = typed else {
+            let missing = diagnose::unsupported_operators(&proto, &onnx.op_register);
+            let message = if missing.is_empty() {
+                diagnose::prepare_failure(first_error.as_deref().unwrap_or("unknown error"))
+            } else {
+                format!("the graph uses operators Palisade cannot run: {}", missing.join("; "))
+            };
+            return Err(fail(message));
         };
 
         let labels = probability_labels(graph);
@@ -281,18 +296,21 @@ impl Model for OnnxModel {
 
 /// Parses the graph and optimizes it for the given inputs. A dynamic input dim whose
 /// `dim_param` tract read as a plain symbol keeps that symbol (shared by every input and
-/// `value_info` entry with the same name); an unnamed one gets a fresh symbol.
+/// `value_info` entry with the same name); an unnamed one gets a fresh symbol, except
+/// unnamed leading dims with `share_batch`, which all get one batch symbol.
 fn optimize(
     onnx: &tract_onnx::Onnx,
     proto: &pb::ModelProto,
     dir: Option<&str>,
     inputs: &[TensorSpec],
+    share_batch: bool,
 ) -> Result<TypedModel, String> {
     let parsed = onnx.parse(proto, dir).map_err(|e| format!("{e:#}"))?;
     if !parsed.unresolved_inputs.is_empty() {
         return Err(format!("the graph reads values nothing defines: {:?}", parsed.unresolved_inputs));
     }
     let mut model = parsed.model;
+    let batch = model.symbols.new_with_prefix("batch");
     for (ix, spec) in inputs.iter().enumerate() {
         let dt = datum_type(spec.datatype)?;
         let named: Vec<Option<TDim>> = model
@@ -310,6 +328,7 @@ fn optimize(
                 Dim::Fixed(n) => (*n as usize).to_dim(),
                 Dim::Dynamic => match named.get(axis).cloned().flatten() {
                     Some(symbol) => symbol,
+                    None if share_batch && axis == 0 => batch.to_dim(),
                     None => model.symbols.new_with_prefix("unnamed").to_dim(),
                 },
             })
