@@ -5,6 +5,7 @@
 //! [`manifest`] for the manifest format.
 
 pub mod manifest;
+mod onnx_data;
 pub mod store;
 
 use std::fmt;

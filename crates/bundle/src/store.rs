@@ -5,6 +5,8 @@
 //!   bundles/<sha256-hex>/          one immutable directory per bundle, named by its digest
 //!     palisade.yaml                the manifest, as written
 //!     <model.path>                 the model file (none for an upstream model)
+//!     <external data>              files the ONNX model stores tensors in (`model.onnx.data`),
+//!                                  next to the model file
 //!     <model.upstream.tls.ca>      an upstream model's trust anchors, when named
 //!     signature.json               the resolved inputs/outputs (written by `palisade build`)
 //!     bundle.json                  the index: every other file with its size and SHA-256
@@ -38,6 +40,8 @@ const INDEX_SCHEMA: &str = "palisade.bundle/v1";
 const LATEST_TAG: &str = "latest";
 const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 const MAX_FILES: usize = 10_000;
+/// Largest model file read to find its external data files (protobuf's own limit is 2 GiB).
+const MAX_MODEL_SCAN_BYTES: u64 = 2 << 30;
 /// Staging directories older than this are debris from a crashed build.
 const STALE_STAGING: Duration = Duration::from_secs(3600);
 
@@ -276,6 +280,9 @@ impl Store {
             }
             let (size, sha256) = copy_hashed(&path.under(src), &destination)?;
             staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
+        }
+        if let Some(model) = staged.manifest.model.path().cloned() {
+            stage_external_data(&mut staged, src, &manifest_path, &model)?;
         }
         Ok(staged)
     }
@@ -579,6 +586,79 @@ impl Store {
         }
         Ok(record)
     }
+}
+
+/// Copies the external data files an ONNX model names (PyTorch's `model.onnx.data`) into
+/// staging, hashed like every file. A location must be a plain relative path inside the
+/// model's directory (no `..`, no absolute path, no hidden file) and name a regular file
+/// reached without following a symbolic link.
+fn stage_external_data(
+    staged: &mut StagedBundle,
+    src: &Path,
+    manifest: &Path,
+    model: &BundlePath,
+) -> Result<(), BundleError> {
+    let staged_model = model.under(staged.dir.path());
+    let bytes = read_capped(&staged_model, MAX_MODEL_SCAN_BYTES)?;
+    let problem = |problem: String| BundleError::ModelFile {
+        manifest: manifest.to_owned(),
+        field: "model.path",
+        path: model.under(src),
+        problem,
+    };
+    // A file that is not ONNX is the runtime's to diagnose; it names no data files.
+    let Ok(locations) = crate::onnx_data::external_data_locations(&bytes) else { return Ok(()) };
+    let model_dir = model.as_str().rsplit_once('/').map(|(dir, _)| dir);
+    for location in locations {
+        let joined = match model_dir {
+            Some(dir) => format!("{dir}/{location}"),
+            None => location.clone(),
+        };
+        let path = BundlePath::new(&joined).map_err(|e| {
+            problem(format!(
+                "stores tensors in `{location}`, which Palisade refuses: {e}; external data must sit in the model's directory"
+            ))
+        })?;
+        if staged.files.iter().any(|f| f.path == path.as_str()) {
+            continue;
+        }
+        if crate::manifest::RESERVED_FILES.contains(&path.as_str()) {
+            return Err(problem(format!("stores tensors in `{location}`, a name Palisade reserves")));
+        }
+        let source = path.under(src);
+        let mut walked = src.to_owned();
+        for part in path.as_str().split('/') {
+            walked.push(part);
+            match fs::symlink_metadata(&walked) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(problem(format!(
+                        "stores tensors in `{location}`, but {} is a symbolic link; copy the file next to the model",
+                        walked.display()
+                    )));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(problem(format!(
+                        "stores tensors in `{location}`, which cannot be read ({e}); keep the external data file next to the model, or export with `external_data=False`"
+                    )));
+                }
+            }
+        }
+        if !fs::symlink_metadata(&source).is_ok_and(|m| m.is_file()) {
+            return Err(problem(format!("stores tensors in `{location}`, which is not a regular file")));
+        }
+        let destination = path.under(staged.dir.path());
+        if let Some(parent) = destination.parent() {
+            fs::create_dir_all(parent).map_err(|source| BundleError::Io {
+                path: parent.to_owned(),
+                action: "create a staging directory",
+                source,
+            })?;
+        }
+        let (size, sha256) = copy_hashed(&source, &destination)?;
+        staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
+    }
+    Ok(())
 }
 
 /// The SHA-256 of the canonical listing of a bundle's files (sorted by path).

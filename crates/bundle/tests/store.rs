@@ -255,3 +255,88 @@ fn upstream_bundle_carries_its_ca_under_the_digest() {
         "{err}"
     );
 }
+
+/// A protobuf length-delimited field.
+fn pb_field(field: u64, payload: &[u8]) -> Vec<u8> {
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    let mut out = Vec::new();
+    varint(field << 3 | 2, &mut out);
+    varint(payload.len() as u64, &mut out);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An ONNX model (as protobuf bytes) whose one initializer is stored in `location`.
+fn model_with_external_data(location: &str) -> Vec<u8> {
+    let mut entry = pb_field(1, b"location");
+    entry.extend(pb_field(2, location.as_bytes()));
+    let mut tensor = pb_field(8, b"weight");
+    tensor.extend(pb_field(13, &entry));
+    tensor.extend([14 << 3, 1]);
+    pb_field(7, &pb_field(5, &tensor))
+}
+
+#[test]
+fn external_data_enters_the_bundle_and_is_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("model.onnx.data"));
+    fs::write(dir.join("model.onnx.data"), b"weights").unwrap();
+    let record = build(&store, &dir).unwrap();
+    let bundle = store.load(&record).unwrap();
+    let paths: Vec<_> = bundle.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["model.onnx", "model.onnx.data", "palisade.yaml", "signature.json"]);
+    assert_eq!(fs::read(bundle.dir.join("model.onnx.data")).unwrap(), b"weights");
+
+    // The data file changes the digest, and tampering with it is refused.
+    fs::write(dir.join("model.onnx.data"), b"weightz").unwrap();
+    let other = build(&store, &dir);
+    assert!(matches!(other, Err(BundleError::VersionExists { .. })), "{other:?}");
+    fs::write(bundle.dir.join("model.onnx.data"), b"weightz").unwrap();
+    let err = store.load(&record).unwrap_err();
+    assert!(err.to_string().contains("`model.onnx.data`"), "{err}");
+}
+
+#[test]
+fn external_data_in_a_subdirectory_of_a_nested_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let manifest = MANIFEST.replace("path: model.onnx", "path: net/model.onnx");
+    let dir = model_dir(tmp.path(), &manifest, b"unused");
+    fs::create_dir_all(dir.join("net/weights")).unwrap();
+    fs::write(dir.join("net/model.onnx"), model_with_external_data("weights/w.bin")).unwrap();
+    fs::write(dir.join("net/weights/w.bin"), b"w").unwrap();
+    let bundle = store.load(&build(&store, &dir).unwrap()).unwrap();
+    assert!(bundle.files.iter().any(|f| f.path == "net/weights/w.bin"), "{:?}", bundle.files);
+}
+
+#[test]
+fn external_data_outside_the_model_directory_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    fs::write(tmp.path().join("secret"), b"s").unwrap();
+    for location in ["../secret", "/etc/hostname", ".hidden", "a/../../secret", "missing.data"] {
+        let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data(location));
+        let err = store.stage(&dir).unwrap_err().to_string();
+        assert!(err.contains("field `model.path`"), "{location}: {err}");
+        assert!(err.contains(&format!("`{location}`")), "{location}: {err}");
+    }
+    // A symbolic link, even one that stays inside, is refused: copy the file instead.
+    for target in [tmp.path().join("secret"), PathBuf::from("model.onnx")] {
+        let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("model.onnx.data"));
+        std::os::unix::fs::symlink(&target, dir.join("model.onnx.data")).unwrap();
+        let err = store.stage(&dir).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+    let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("sub/w.bin"));
+    std::os::unix::fs::symlink(tmp.path(), dir.join("sub")).unwrap();
+    fs::write(tmp.path().join("w.bin"), b"w").unwrap();
+    let err = store.stage(&dir).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+}

@@ -129,6 +129,17 @@ pub enum OnnxMlError {
         /// Length of the buffer.
         actual: usize,
     },
+    /// An input value the operator refuses (NaN where onnxruntime fails on NaN, an
+    /// unknown category where the model asks for an error).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// An output or working buffer would exceed [`crate::MAX_ELEMENTS`] elements, or
+    /// could not be allocated.
+    #[error("the result would hold {elements} elements, more than this operator can allocate")]
+    TooLarge {
+        /// Elements requested (saturating).
+        elements: usize,
+    },
     /// A classifier row reached only leaves without weights and there are no base values,
     /// so no class has a score (onnxruntime fails the same way).
     #[error("row {row}: no class received a score, so no label can be chosen")]

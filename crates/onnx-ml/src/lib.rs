@@ -5,7 +5,18 @@
 //!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`];
 //! * `LinearClassifier` and `LinearRegressor` (opset 1): [`LinearClassifier`] and
 //!   [`LinearRegressor`];
-//! * `Normalizer` (opset 1): [`Normalizer`].
+//! * `Normalizer` (opset 1): [`Normalizer`];
+//! * the preprocessing operators of scikit-learn pipelines: `Scaler` ([`Scaler`]),
+//!   `Imputer` ([`Imputer`]), `Binarizer` ([`Binarizer`]), `OneHotEncoder`
+//!   ([`OneHotEncoder`]), `LabelEncoder` (opsets 1, 2 and 4: [`LabelEncoder`]) and
+//!   `FeatureVectorizer` ([`FeatureVectorizer`]), `ArrayFeatureExtractor`
+//!   ([`extract_columns`]);
+//! * `SVMClassifier` and `SVMRegressor` (every kernel, Platt probabilities):
+//!   [`SvmClassifier`] and [`SvmRegressor`].
+//!
+//! Sizes that come from a model or a request are checked before memory is reserved:
+//! results above [`MAX_ELEMENTS`] elements, or that cannot be allocated, are errors
+//! ([`OnnxMlError::TooLarge`]), never an abort.
 //!
 //! This crate knows nothing of ONNX files or tensor libraries: the caller reads the
 //! node's attributes into the operator's attributes struct ([`ClassifierAttributes`],
@@ -136,14 +147,25 @@
 //! Linear models evaluate batches four rows at a time, so that four independent chains
 //! of multiply-adds overlap, and allocate nothing.
 
+mod alloc;
+mod array_feature_extractor;
 mod attributes;
+mod binarizer;
 mod classifier;
 mod error;
+mod feature_vectorizer;
 mod forest;
+mod imputer;
+mod label_encoder;
 mod linear;
 mod mlas;
 mod normalizer;
+mod one_hot_encoder;
 mod regressor;
+mod scaler;
+mod svm_classifier;
+mod svm_kernel;
+mod svm_regressor;
 mod transform;
 
 pub use attributes::{
@@ -155,6 +177,18 @@ pub use error::OnnxMlError;
 pub use linear::{LinearClassifier, LinearRegressor};
 pub use normalizer::{Normalizer, NormalizerInput};
 pub use regressor::TreeEnsembleRegressor;
+
+pub use alloc::{MAX_ELEMENTS, filled};
+pub use array_feature_extractor::extract_columns;
+pub use binarizer::{Binarizer, BinarizerInput};
+pub use feature_vectorizer::FeatureVectorizer;
+pub use imputer::Imputer;
+pub use label_encoder::{LabelColumn, LabelEncoder};
+pub use one_hot_encoder::OneHotEncoder;
+pub use scaler::{Scaler, ScalerInput};
+pub use svm_classifier::{SvmClassifier, SvmClassifierAttributes};
+pub use svm_kernel::{Kernel, KernelType};
+pub use svm_regressor::{SvmRegressor, SvmRegressorAttributes};
 
 /// Trees and columns whose per-call scratch lives on the stack rather than the heap.
 const STACK_TREES: usize = 512;

@@ -1,6 +1,6 @@
 //! Preparing the model a manifest describes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use palisade_bundle::Manifest;
@@ -33,10 +33,16 @@ pub fn prepare_with(
         outputs: manifest.model.outputs.clone().unwrap_or_default(),
     };
     match &manifest.model.source {
-        ModelSource::Onnx { .. } => {
-            let mut model = OnnxModel::load(model_path)?;
+        ModelSource::Onnx { path } => {
+            // Errors name the model as the manifest does (`model.path`, relative to
+            // palisade.yaml), not the staging or bundle copy being loaded.
+            let user_path = PathBuf::from(path.as_str());
+            let mut model = OnnxModel::load(model_path).map_err(|e| match e {
+                RuntimeError::Load { message, .. } => RuntimeError::Load { path: user_path.clone(), message },
+                other => other,
+            })?;
             model.declare(&declared).map_err(|message| RuntimeError::Load {
-                path: model_path.to_owned(),
+                path: user_path,
                 message: format!("palisade.yaml: fields `model.inputs`/`model.outputs`: {message}"),
             })?;
             Ok(Runnable::InProcess(Arc::new(model)))

@@ -1,10 +1,16 @@
 //! ONNX models, run in-process by tract with Palisade's own ONNX-ML operators.
 //!
-//! Loading parses the file, refuses what cannot be served safely (external tensor data),
-//! resolves the signature (declared dims stay fixed, unnamed or symbolic dims become `-1`),
-//! optimizes the graph once and keeps the runnable plan. Runs reuse per-plan states from a
-//! small pool, so a request pays for neither re-optimization nor state allocation.
+//! Loading parses the file (after making sure it is ONNX at all, see [`diagnose`]), checks
+//! the tensors it stores outside itself (external data, which must sit in the model's
+//! directory), resolves the signature (declared dims stay fixed, named or unnamed dynamic
+//! dims become `-1`), optimizes the graph once and keeps the runnable plan. Dynamic dims
+//! keep the model's own `dim_param` names as tract symbols, one per name, so inputs that
+//! share a batch dimension and the exporter's `value_info` agree. Runs reuse per-plan
+//! states from a small pool, so a request pays for neither re-optimization nor state
+//! allocation.
 
+mod diagnose;
+mod external;
 pub mod ops;
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::InferenceFact;
+use tract_onnx::tract_hir::infer::{Factoid, InferenceFact};
 use tract_onnx::tract_hir::internal::{DimLike, SimpleState};
 
 use crate::{Model, RuntimeError};
@@ -27,6 +33,12 @@ pub struct OnnxModel {
     plan: Arc<TypedSimplePlan>,
     min_batch_rows: usize,
     signature: ModelSignature,
+    /// Whether run states may be reused: only when no operator of the plan keeps state
+    /// between runs. tract's `Scan` (KNeighbors exports, recurrent networks) keeps its
+    /// loop-carried values from one run to the next, so a reused state answers a new
+    /// batch with the previous batch's values (wrong labels, seen with batch sizes
+    /// 1, 2); such plans get a fresh state for every run.
+    poolable: bool,
     states: Mutex<Vec<TypedSimpleState>>,
 }
 
@@ -41,65 +53,108 @@ pub fn framework() -> tract_onnx::Onnx {
     // Graph outputs of sequence/map type (ZipMap) have no tract fact: ignore declared output
     // types and shapes and let inference derive them.
     let mut onnx = tract_onnx::onnx().with_ignore_output_shapes(true).with_ignore_output_types(true);
+    // External data is read with plain reads, not memory-mapped.
+    onnx.provider = Arc::new(tract_onnx::data_resolver::FopenDataResolver);
     ops::register(&mut onnx.op_register);
     onnx
 }
 
 impl OnnxModel {
-    /// Loads and prepares an ONNX model file.
+    /// Loads and prepares an ONNX model file. Tensors it stores outside itself (external
+    /// data) are read from files in the same directory.
     pub fn load(path: &Path) -> Result<OnnxModel, RuntimeError> {
         let bytes =
             std::fs::read(path).map_err(|e| load_error(path, format!("cannot read the file: {e}")))?;
         OnnxModel::from_bytes(path, &bytes)
     }
 
-    /// Prepares an ONNX model from its bytes; `path` names it in errors.
+    /// Prepares an ONNX model from its bytes; `path` names it in errors, and its directory
+    /// holds the model's external data files, if any.
     ///
-    /// Model files are input too: a parser panic on a malformed graph is caught and reported
-    /// as a load error.
+    /// Model files are input too: a panic inside tract on a malformed graph is caught and
+    /// reported as a load error with its message (nothing is printed).
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
-        std::panic::catch_unwind(|| OnnxModel::prepare(path, bytes)).unwrap_or_else(|_| {
-            Err(load_error(path, "the ONNX graph is malformed (the parser gave up on it)".to_owned()))
+        diagnose::catch(|| OnnxModel::prepare(path, bytes)).unwrap_or_else(|panic| {
+            Err(load_error(
+                path,
+                format!("tract could not load this graph (it stopped with an internal error: {panic})"),
+            ))
         })
     }
 
     fn prepare(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
         let fail = |message: String| load_error(path, message);
+        if let Some(message) = diagnose::foreign_format(bytes) {
+            return Err(fail(message));
+        }
         let onnx = framework();
         let proto = onnx
             .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| fail(format!("not a valid ONNX file: {e}")))?;
+            .map_err(|e| {
+                fail(format!(
+                    "not a valid ONNX file ({e}); ONNX files come from skl2onnx, torch.onnx.export, \
+                     onnxmltools, or tf2onnx (a TensorFlow SavedModel: `python -m tf2onnx.convert --saved-model DIR --output model.onnx`)"
+                ))
+            })?;
+        if let Some(message) = diagnose::not_a_model(&proto) {
+            return Err(fail(message));
+        }
         let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
-        refuse_external_data(graph).map_err(&fail)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let external = external::check(graph, dir).map_err(&fail)?;
         let min_batch_rows = min_batch_rows(graph);
 
         let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let declared_inputs: Vec<&pb::ValueInfoProto> =
             graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
         let mut inputs = Vec::with_capacity(declared_inputs.len());
+        // A model that imputes missing values (NaN) expects NaN in its float inputs.
+        let imputes_nan = graph.node.iter().any(ops::imputer::replaces_nan);
         for input in &declared_inputs {
-            inputs.push(input_spec(input).map_err(&fail)?);
+            let mut spec = input_spec(input).map_err(&fail)?;
+            spec.allow_nan =
+                imputes_nan && matches!(spec.datatype, DataType::Fp32 | DataType::Fp64 | DataType::Fp16);
+            inputs.push(spec);
         }
+        let dir_name = match dir.to_str() {
+            Some(name) => Some(name),
+            None if external > 0 => {
+                return Err(fail(
+                    "the model's directory name is not UTF-8, so its external data cannot be read".to_owned(),
+                ));
+            }
+            None => None,
+        };
 
-        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| fail(format!("{e:#}")))?;
-        for (ix, spec) in inputs.iter().enumerate() {
-            let dt = datum_type(spec.datatype).map_err(&fail)?;
-            let shape: TVec<TDim> = spec
-                .shape
-                .iter()
-                .enumerate()
-                .map(|(axis, dim)| match dim {
-                    Dim::Fixed(n) => (*n as usize).to_dim(),
-                    Dim::Dynamic => model.symbols.sym(&format!("in{ix}_d{axis}")).to_dim(),
-                })
-                .collect();
-            model
-                .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
-                .map_err(|e| fail(format!("input `{}`: {e:#}", spec.name)))?;
+        // The exporter's value_info is a hint: when it contradicts what the operators
+        // compute, the graph is prepared again without it. Unnamed leading dims get a
+        // symbol each; when that fails (inputs concatenated along their rows, as a
+        // ColumnTransformer's are), they share one batch symbol.
+        let without_value_info = onnx.clone().with_ignore_value_info(true);
+        let attempts =
+            [(&onnx, false), (&without_value_info, false), (&onnx, true), (&without_value_info, true)];
+        let mut first_error = None;
+        let mut typed = None;
+        for (framework, share_batch) in attempts {
+            match optimize(framework, &proto, dir_name, &inputs, share_batch) {
+                Ok(model) => {
+                    typed = Some(model);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        let typed = model
-            .into_optimized()
-            .map_err(|e| fail(format!("cannot prepare the graph (an unsupported operator?): {e:#}")))?;
+        let Some(typed) = typed else {
+            let missing = diagnose::unsupported_operators(&proto, &onnx.op_register);
+            let message = if missing.is_empty() {
+                diagnose::prepare_failure(first_error.as_deref().unwrap_or("unknown error"))
+            } else {
+                format!("the graph uses operators Palisade cannot run: {}", missing.join("; "))
+            };
+            return Err(fail(message));
+        };
 
         let labels = probability_labels(graph);
         let mut outputs = Vec::with_capacity(graph.output.len());
@@ -122,11 +177,15 @@ impl OnnxModel {
             });
         }
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
+        let first = SimpleState::new(&plan).map_err(|e| fail(format!("{e:#}")))?;
+        let poolable = first.op_states.iter().all(Option::is_none);
+        let states = if poolable { vec![first] } else { Vec::new() };
         Ok(OnnxModel {
             plan,
             min_batch_rows,
             signature: ModelSignature { inputs, outputs },
-            states: Mutex::new(Vec::new()),
+            poolable,
+            states: Mutex::new(states),
         })
     }
 
@@ -178,6 +237,12 @@ impl OnnxModel {
         merge("output", &mut self.signature.outputs, &declared.outputs)
     }
 
+    /// Whether runs reuse pooled states; `false` for plans with operators that keep state
+    /// between runs (`Scan`), which get a fresh state every run.
+    pub fn reuses_states(&self) -> bool {
+        self.poolable
+    }
+
     fn take_state(&self) -> Result<TypedSimpleState, RuntimeError> {
         let pooled = self.states.lock().ok().and_then(|mut pool| pool.pop());
         match pooled {
@@ -187,6 +252,9 @@ impl OnnxModel {
     }
 
     fn return_state(&self, state: TypedSimpleState) {
+        if !self.poolable {
+            return;
+        }
         if let Ok(mut pool) = self.states.lock()
             && pool.len() < STATE_POOL
         {
@@ -211,7 +279,12 @@ impl Model for OnnxModel {
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
         let values = inputs.into_iter().map(to_tract).collect::<Result<TVec<TValue>, _>>()?;
         let mut state = self.take_state()?;
-        let outputs = state.run(values).map_err(|e| RuntimeError::Execution(format!("{e:#}")))?;
+        // A panic inside tract fails this run only: the state it left is dropped.
+        let outputs = diagnose::catch(|| state.run(values))
+            .map_err(|panic| {
+                RuntimeError::Execution(format!("the model stopped with an internal error: {panic}"))
+            })?
+            .map_err(|e| RuntimeError::Execution(format!("{e:#}")))?;
         self.return_state(state);
         outputs
             .into_iter()
@@ -219,6 +292,52 @@ impl Model for OnnxModel {
             .map(|(value, spec)| from_tract(&spec.name, &value))
             .collect()
     }
+}
+
+/// Parses the graph and optimizes it for the given inputs. A dynamic input dim whose
+/// `dim_param` tract read as a plain symbol keeps that symbol (shared by every input and
+/// `value_info` entry with the same name); an unnamed one gets a fresh symbol, except
+/// unnamed leading dims with `share_batch`, which all get one batch symbol.
+fn optimize(
+    onnx: &tract_onnx::Onnx,
+    proto: &pb::ModelProto,
+    dir: Option<&str>,
+    inputs: &[TensorSpec],
+    share_batch: bool,
+) -> Result<TypedModel, String> {
+    let parsed = onnx.parse(proto, dir).map_err(|e| format!("{e:#}"))?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(format!("the graph reads values nothing defines: {:?}", parsed.unresolved_inputs));
+    }
+    let mut model = parsed.model;
+    let batch = model.symbols.new_with_prefix("batch");
+    for (ix, spec) in inputs.iter().enumerate() {
+        let dt = datum_type(spec.datatype)?;
+        let named: Vec<Option<TDim>> = model
+            .input_fact(ix)
+            .map_err(|e| format!("input `{}`: {e:#}", spec.name))?
+            .shape
+            .dims()
+            .map(|d| d.concretize().filter(|d| matches!(d, TDim::Sym(_))))
+            .collect();
+        let shape: TVec<TDim> = spec
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(axis, dim)| match dim {
+                Dim::Fixed(n) => (*n as usize).to_dim(),
+                Dim::Dynamic => match named.get(axis).cloned().flatten() {
+                    Some(symbol) => symbol,
+                    None if share_batch && axis == 0 => batch.to_dim(),
+                    None => model.symbols.new_with_prefix("unnamed").to_dim(),
+                },
+            })
+            .collect();
+        model
+            .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
+            .map_err(|e| format!("input `{}`: {e:#}", spec.name))?;
+    }
+    model.into_optimized().map_err(|e| format!("{e:#}"))
 }
 
 /// Rows a batch needs for its rows to be computed as in any larger batch (see
@@ -233,19 +352,6 @@ fn min_batch_rows(graph: &pb::GraphProto) -> usize {
 
 fn load_error(path: &Path, message: String) -> RuntimeError {
     RuntimeError::Load { path: path.to_owned(), message }
-}
-
-/// Tensors stored outside the model file would be read from arbitrary paths: refuse them.
-fn refuse_external_data(graph: &pb::GraphProto) -> Result<(), String> {
-    let external =
-        graph.initializer.iter().find(|t| !t.external_data.is_empty() || t.data_location == Some(1));
-    match external {
-        Some(t) => Err(format!(
-            "tensor `{}` is stored outside the model file (external data); re-export the model with all tensors inside it",
-            t.name
-        )),
-        None => Ok(()),
-    }
 }
 
 fn input_spec(input: &pb::ValueInfoProto) -> Result<TensorSpec, String> {

@@ -19,15 +19,33 @@
 //! * `Softmax` ([`softmax`]) over `f32` rows is computed row by row, so that a row's
 //!   probabilities never depend on its place in a batch; other softmaxes are tract's.
 //!
+//! * The preprocessing operators of scikit-learn pipelines, `Scaler` ([`scaler`]),
+//!   `Imputer` ([`imputer`]), `Binarizer` ([`binarizer`]), `OneHotEncoder`
+//!   ([`one_hot_encoder`]), `LabelEncoder` ([`label_encoder`]) and `FeatureVectorizer`
+//!   ([`feature_vectorizer`]), `ArrayFeatureExtractor` ([`array_feature_extractor`],
+//!   replacing tract's, which drops the axis of a scalar index), and `SVMClassifier` / `SVMRegressor`
+//!   ([`svm_classifier`], [`svm_regressor`]): tract has none of them; each evaluates
+//!   with [`palisade_onnx_ml`] through the shared plumbing of `kernel`.
+//!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
 //! facts are inferred from these ops instead.
 
+pub mod array_feature_extractor;
+pub mod binarizer;
 pub mod cast;
+pub mod feature_vectorizer;
+pub mod imputer;
+mod kernel;
+pub mod label_encoder;
 pub mod linear;
 mod node;
 pub mod normalizer;
+pub mod one_hot_encoder;
+pub mod scaler;
 pub mod softmax;
+pub mod svm_classifier;
+pub mod svm_regressor;
 pub mod tree_ensemble;
 pub mod zipmap;
 
@@ -45,4 +63,13 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("ZipMap", zipmap::zipmap);
     reg.insert("Cast", cast::cast);
     reg.insert("Softmax", softmax::softmax);
+    reg.insert("Scaler", scaler::scaler);
+    reg.insert("Imputer", imputer::imputer);
+    reg.insert("Binarizer", binarizer::binarizer);
+    reg.insert("OneHotEncoder", one_hot_encoder::one_hot_encoder);
+    reg.insert("LabelEncoder", label_encoder::label_encoder);
+    reg.insert("FeatureVectorizer", feature_vectorizer::feature_vectorizer);
+    reg.insert("SVMClassifier", svm_classifier::svm_classifier);
+    reg.insert("SVMRegressor", svm_regressor::svm_regressor);
+    reg.insert("ArrayFeatureExtractor", array_feature_extractor::array_feature_extractor);
 }

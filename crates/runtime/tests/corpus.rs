@@ -1,0 +1,333 @@
+//! The model corpus (`fixtures/models/corpus/`, written by `fixtures/corpus.py`): every
+//! kind of model a data scientist ships, loaded through Palisade's loader and compared with
+//! onnxruntime's answers recorded by the fixture script.
+//!
+//! * `recorded_batches_match_onnxruntime`: one prepared model per fixture answers the
+//!   recorded batches in their recorded order (sizes 1, 2, 7, then the call sequence
+//!   1, 1, 3, 1), each compared with onnxruntime's answer for that very batch.
+//! * `random_batch_sequences_match_onnxruntime`: a property test; random sequences of
+//!   batch sizes (1 to 9 rows, any start row) go to one prepared model per fixture, and
+//!   every row is compared with onnxruntime's answer for that row alone.
+//! * `every_fixture_builds_as_a_bundle`: each fixture goes through `Store::stage`,
+//!   `runtime::prepare` on the staged copy, `Store::commit` and `Store::load` (external
+//!   data included).
+//!
+//! Tolerances: labels, integers, booleans and strings are equal; FP32 values within
+//! `1e-5 + 1e-5 * |expected|` (float32 arithmetic in another summation order), FP64
+//! values within `1e-12 + 1e-9 * |expected|`. Each fixture may loosen this (see
+//! `tolerance`), with the reason next to it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use palisade_core::{Tensor, TensorData};
+use palisade_runtime::Model;
+use palisade_runtime::onnx::OnnxModel;
+use proptest::prelude::*;
+use serde_json::Value;
+
+/// Every corpus fixture.
+const FIXTURES: &[&str] = &[
+    "scaler_logreg",
+    "imputer_logreg",
+    "binarizer_logreg",
+    "pca",
+    "svc_rbf_proba",
+    "svc_linear",
+    "svc_poly",
+    "svc_sigmoid",
+    "svc_binary_proba",
+    "svr_rbf",
+    "one_class_svm",
+    "isolation_forest",
+    "knn",
+    "logreg_fp64",
+    "scaler_logreg_fp64",
+    "label_encoder",
+    "column_transformer",
+    "tfidf_logreg",
+    "torch_mlp",
+    "torch_cnn",
+    "torch_two_inputs",
+];
+
+/// Fixtures that do not match yet, with the reason; they are skipped by the comparisons.
+const PENDING: &[(&str, &str)] = &[("tfidf_logreg", "StringNormalizer, TfIdfVectorizer, Tokenizer")];
+
+/// The fixtures compared with onnxruntime.
+fn ready() -> impl Iterator<Item = &'static str> {
+    FIXTURES.iter().copied().filter(|name| !PENDING.iter().any(|(p, _)| p == name))
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/corpus")
+}
+
+/// `(absolute, relative)` tolerance for floating-point outputs of a fixture.
+fn tolerance(name: &str, fp64: bool) -> (f64, f64) {
+    match (name, fp64) {
+        (_, true) => (1e-12, 1e-9),
+        // The decision value sums about 70 RBF terms of both signs in f32; onnxruntime
+        // computes kernels and sum with its SGEMM in another order (seen: 1.8e-5 on 0.61).
+        ("one_class_svm", false) => (5e-5, 1e-4),
+        _ => (1e-5, 1e-5),
+    }
+}
+
+struct Fixture {
+    name: &'static str,
+    doc: Value,
+}
+
+impl Fixture {
+    fn load(name: &'static str) -> Fixture {
+        let path = corpus().join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("fixture {} is missing ({e}); regenerate with fixtures/generate.sh", path.display())
+        });
+        Fixture { name, doc: serde_json::from_str(&text).unwrap() }
+    }
+
+    fn model(&self) -> Arc<OnnxModel> {
+        let path = corpus().join(format!("{}.onnx", self.name));
+        Arc::new(OnnxModel::load(&path).unwrap_or_else(|e| panic!("{}: {e}", self.name)))
+    }
+
+    fn rows(&self) -> usize {
+        self.doc["rows"].as_u64().unwrap() as usize
+    }
+
+    /// The inputs for rows `[start, start + size)` of the pool.
+    fn inputs(&self, start: usize, size: usize) -> Vec<Tensor> {
+        let rows = self.rows();
+        self.doc["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|input| {
+                let name = input["name"].as_str().unwrap();
+                let tail: Vec<usize> = input["shape"].as_array().unwrap()[1..]
+                    .iter()
+                    .map(|d| d.as_i64().unwrap() as usize)
+                    .collect();
+                let pool = self.doc["pool"][name].as_array().unwrap();
+                let width = pool.len() / rows;
+                assert_eq!(width, tail.iter().product::<usize>(), "{}: input `{name}` width", self.name);
+                let values = &pool[start * width..(start + size) * width];
+                let mut shape = vec![size];
+                shape.extend(&tail);
+                let data = match input["datatype"].as_str().unwrap() {
+                    "FP32" => TensorData::Fp32(
+                        values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32).collect(),
+                    ),
+                    "FP64" => {
+                        TensorData::Fp64(values.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+                    }
+                    "INT64" => TensorData::Int64(values.iter().map(|v| v.as_i64().unwrap()).collect()),
+                    "BYTES" => TensorData::Bytes(
+                        values.iter().map(|v| v.as_str().unwrap().as_bytes().to_vec()).collect(),
+                    ),
+                    other => panic!("{}: input type {other}", self.name),
+                };
+                Tensor::new(name, shape, data).unwrap()
+            })
+            .collect()
+    }
+
+    /// Compares `outputs` with onnxruntime's `expected` (`{output: {shape, data}}`).
+    fn check(&self, what: &str, outputs: &[Tensor], expected: &Value) -> Result<f64, String> {
+        let mut worst = 0.0f64;
+        for name in self.doc["outputs"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            let want = &expected[name];
+            let Some(got) = outputs.iter().find(|t| t.name() == name) else {
+                return Err(format!("{}: {what}: no output `{name}`", self.name));
+            };
+            let shape: Vec<usize> =
+                want["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+            if got.shape() != shape.as_slice() {
+                return Err(format!(
+                    "{}: {what}: output `{name}` has shape {:?}, onnxruntime {shape:?}",
+                    self.name,
+                    got.shape()
+                ));
+            }
+            let data = want["data"].as_array().unwrap();
+            let floats = |got: Vec<f64>, fp64: bool| -> Result<f64, String> {
+                let (abs, rel) = tolerance(self.name, fp64);
+                let mut worst = 0.0f64;
+                for (i, (g, w)) in got.iter().zip(data).enumerate() {
+                    let w = w.as_f64().unwrap_or(f64::NAN);
+                    let diff = (g - w).abs();
+                    let same = diff <= abs + rel * w.abs() || (g.is_nan() && w.is_nan()) || g == &w;
+                    if !same {
+                        return Err(format!(
+                            "{}: {what}: output `{name}`[{i}] = {g}, onnxruntime {w} (difference {diff:e})",
+                            self.name
+                        ));
+                    }
+                    if diff.is_finite() {
+                        worst = worst.max(diff);
+                    }
+                }
+                Ok(worst)
+            };
+            let exact = |got: Vec<Value>| -> Result<f64, String> {
+                match got.iter().zip(data).position(|(g, w)| g != w) {
+                    Some(i) => Err(format!(
+                        "{}: {what}: output `{name}`[{i}] = {}, onnxruntime {}",
+                        self.name, got[i], data[i]
+                    )),
+                    None => Ok(0.0),
+                }
+            };
+            let diff = match got.data() {
+                TensorData::Fp32(v) => floats(v.iter().map(|&x| f64::from(x)).collect(), false)?,
+                TensorData::Fp64(v) => floats(v.clone(), true)?,
+                TensorData::Int64(v) => exact(v.iter().map(|&x| Value::from(x)).collect())?,
+                TensorData::Int32(v) => exact(v.iter().map(|&x| Value::from(x)).collect())?,
+                TensorData::Bool(v) => exact(v.iter().map(|&x| Value::from(x)).collect())?,
+                TensorData::Bytes(v) => {
+                    exact(v.iter().map(|x| Value::from(String::from_utf8_lossy(x).into_owned())).collect())?
+                }
+                other => {
+                    return Err(format!("{}: output `{name}` of type {:?}", self.name, other.datatype()));
+                }
+            };
+            worst = worst.max(diff);
+        }
+        Ok(worst)
+    }
+
+    /// onnxruntime's outputs for rows `[start, start + size)`, stitched from its per-row answers.
+    fn per_row_outputs(&self, start: usize, size: usize) -> Value {
+        let per_row = self.doc["per_row"].as_array().unwrap();
+        let mut stitched = serde_json::Map::new();
+        for name in self.doc["outputs"].as_array().unwrap() {
+            let name = name.as_str().unwrap();
+            let mut shape: Vec<Value> = per_row[start][name]["shape"].as_array().unwrap().clone();
+            let mut data = Vec::new();
+            for row in &per_row[start..start + size] {
+                data.extend(row[name]["data"].as_array().unwrap().iter().cloned());
+            }
+            if let Some(first) = shape.first_mut() {
+                *first = Value::from(size);
+            }
+            stitched.insert(name.to_owned(), serde_json::json!({"shape": shape, "data": data}));
+        }
+        Value::Object(stitched)
+    }
+}
+
+#[test]
+fn recorded_batches_match_onnxruntime() {
+    let mut failures = Vec::new();
+    for name in ready() {
+        let fixture = Fixture::load(name);
+        let model = match std::panic::catch_unwind(|| fixture.model()) {
+            Ok(model) => model,
+            Err(_) => {
+                failures.push(format!("{name}: does not load"));
+                continue;
+            }
+        };
+        let mut worst = 0.0f64;
+        for batch in fixture.doc["batches"].as_array().unwrap() {
+            let (start, size) =
+                (batch["start"].as_u64().unwrap() as usize, batch["size"].as_u64().unwrap() as usize);
+            let what = format!("batch of {size} at row {start}");
+            let result = model
+                .run(fixture.inputs(start, size))
+                .map_err(|e| format!("{name}: {what}: {e}"))
+                .and_then(|out| fixture.check(&what, &out, &batch["outputs"]));
+            match result {
+                Ok(diff) => worst = worst.max(diff),
+                Err(e) => {
+                    failures.push(e);
+                    break;
+                }
+            }
+        }
+        eprintln!("{name}: max |palisade - onnxruntime| over recorded batches = {worst:e}");
+    }
+    assert!(failures.is_empty(), "{} fixtures differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Every ready fixture with one prepared model, shared by all cases of the property test
+/// (so states are reused across cases too).
+fn prepared() -> &'static [(Fixture, Arc<OnnxModel>)] {
+    static PREPARED: OnceLock<Vec<(Fixture, Arc<OnnxModel>)>> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        ready()
+            .map(|name| {
+                let fixture = Fixture::load(name);
+                let model = fixture.model();
+                (fixture, model)
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_batch_sequences_match_onnxruntime(
+        calls in prop::collection::vec((0usize..16, 1usize..10), 1..8),
+    ) {
+        for (fixture, model) in prepared() {
+            for &(start, size) in &calls {
+                let size = size.min(fixture.rows() - start);
+                let name = fixture.name;
+                let outputs = model
+                    .run(fixture.inputs(start, size))
+                    .map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
+                let expected = fixture.per_row_outputs(start, size);
+                fixture
+                    .check(&format!("batch of {size} at row {start}"), &outputs, &expected)
+                    .map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+}
+
+#[test]
+fn every_fixture_builds_as_a_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = palisade_bundle::Store::open(&tmp.path().join("home")).unwrap();
+    for name in ready() {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(corpus().join(format!("{name}.onnx")), dir.join("model.onnx")).unwrap();
+        let data = corpus().join(format!("{name}.onnx.data"));
+        // torch writes an empty data file when every tensor is small enough to stay inline.
+        let external = data.metadata().is_ok_and(|m| m.len() > 0);
+        if external {
+            // The model names its data file by the name it was exported under.
+            std::fs::copy(&data, dir.join(format!("{name}.onnx.data"))).unwrap();
+        }
+        let manifest = format!(
+            "name: {}\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
+            name.replace('_', "-")
+        );
+        std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+        let mut staged = store.stage(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        staged.set_signature(model.signature()).unwrap();
+        let record = store.commit(staged).unwrap();
+        let bundle = store.load(&record).unwrap();
+        let served = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())
+            .unwrap_or_else(|e| panic!("{name}: from the store: {e}"));
+        assert_eq!(served.signature(), model.signature(), "{name}");
+        if external {
+            assert!(
+                bundle.files.iter().any(|f| f.path.ends_with(".onnx.data")),
+                "{name}: {:?}",
+                bundle.files
+            );
+        }
+    }
+}
