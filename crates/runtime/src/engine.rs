@@ -345,10 +345,17 @@ mod tests {
         name.starts_with("palisade-infer-")
     }
 
+    /// An engine whose inline bound is far above a trivial run even on a loaded machine
+    /// (so these tests do not depend on how busy the CPU is), and far below a million
+    /// elements at the same per-element cost.
+    fn roomy_engine() -> Engine {
+        Engine::start(EngineConfig { threads: 1, queue_capacity: 2, inline_below: Duration::from_millis(5) })
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn cheap_runs_skip_the_queue_and_large_ones_do_not() {
-        let engine =
-            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, ..EngineConfig::default() }).unwrap();
+        let engine = roomy_engine();
         let model =
             Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
         for _ in 0..3 {
@@ -366,8 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn inline_panics_become_errors() {
-        let engine =
-            Engine::start(EngineConfig { threads: 1, queue_capacity: 2, ..EngineConfig::default() }).unwrap();
+        let engine = roomy_engine();
         let model =
             Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
         engine.infer(model.clone(), vec![tensor()]).await.unwrap();

@@ -201,3 +201,170 @@ async fn explain_and_check() {
     assert_eq!(reply["allowed"], false);
     assert_eq!(reply["status"], 401);
 }
+
+const LAB_BOB: &str = "name: bobmodel\nversion: \"1\"\nnamespace: lab\nowners: [bob@lab.example]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const LAB_ALICE: &str = "name: alicesecret\nversion: \"1\"\nnamespace: lab\nowners: [alice@lab.example]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+
+fn lab_app(store: &palisade_bundle::Store) -> TestApp {
+    let platform =
+        Platform::parse(Path::new("p.yaml"), "authorization:\n  admins: [group:platform-admins]\n").unwrap();
+    app_with(
+        store.root(),
+        Registry::load(store).unwrap(),
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        None,
+    )
+}
+
+fn lab_tokens(app: &TestApp) -> (String, String, String, String) {
+    let security = app.state.security();
+    (
+        token_with(security, "bob", json!({"email": "bob@lab.example"})),
+        token_with(security, "alice", json!({"email": "alice@lab.example"})),
+        token_with(security, "eve", json!({"email": "eve@elsewhere.example"})),
+        token_with(security, "admin", json!({"email": "root@lab.example", "groups": ["platform-admins"]})),
+    )
+}
+
+/// The first review's finding 5 and the second's finding 6: an owner's policy reaches only
+/// the owner's models, including models deployed after it was applied, and nobody replaces
+/// or deletes another owner's policy by reusing its name.
+#[tokio::test]
+async fn an_owners_policy_stays_the_owners() {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BOB]);
+    let app = lab_app(&store);
+    let (bob, alice, eve, admin) = lab_tokens(&app);
+    let open = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: open, namespace: lab}\nspec:\n  rules: [{}]\n";
+    let reply = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", open).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/bobmodel/infer", ROW).await.status,
+        StatusCode::OK
+    );
+
+    // Alice deploys a model into the same namespace later (a new build, a restart).
+    drop(app);
+    add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[LAB_ALICE]);
+    let app = lab_app(&store);
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/alicesecret/infer", ROW).await.status,
+        StatusCode::FORBIDDEN,
+        "bob's selector-free ALLOW does not reach alice's model"
+    );
+    assert_eq!(
+        call_as(&app, Some(&alice), "POST", "/v2/models/alicesecret/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/bobmodel/infer", ROW).await.status,
+        StatusCode::OK
+    );
+
+    // Bob guards his model with a DENY; alice cannot replace it under its name, nor learn
+    // that it exists by deleting it.
+    let guard = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: guard, namespace: lab}\nspec:\n  action: DENY\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [eve@elsewhere.example]\n";
+    assert_eq!(
+        call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", guard).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/bobmodel/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let harmless = guard.replace("action: DENY", "action: AUDIT");
+    let reply = call_as(&app, Some(&alice), "PUT", "/manage/v1/policies", harmless).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/bobmodel/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let hidden = call_as(&app, Some(&alice), "DELETE", "/manage/v1/policies/lab/guard", "").await;
+    let missing = call_as(&app, Some(&alice), "DELETE", "/manage/v1/policies/lab/no-such-policy", "").await;
+    assert_eq!((hidden.status, missing.status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(
+        hidden.json()["error"].as_str().unwrap().replace("guard", "X"),
+        missing.json()["error"].as_str().unwrap().replace("no-such-policy", "X")
+    );
+
+    // Listings show each owner the policies that reach their models; file paths are for
+    // administrators.
+    let names = |reply: &Reply| -> Vec<String> {
+        reply.json()["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let of_alice = call_as(&app, Some(&alice), "GET", "/manage/v1/policies", "").await;
+    assert!(names(&of_alice).is_empty(), "{:?}", names(&of_alice));
+    let of_bob = call_as(&app, Some(&bob), "GET", "/manage/v1/policies", "").await;
+    assert_eq!(names(&of_bob), ["guard", "open"]);
+    assert!(of_bob.json()["policies"][0].get("file").is_none(), "no server paths for owners");
+    assert_eq!(of_bob.json()["policies"][0]["creator"], "https://palisade.local/bob");
+    let of_eve = call_as(&app, Some(&eve), "GET", "/manage/v1/policies", "").await;
+    assert!(names(&of_eve).is_empty());
+    let of_admin = call_as(&app, Some(&admin), "GET", "/manage/v1/policies", "").await;
+    assert!(of_admin.json()["policies"][0]["file"].as_str().is_some());
+
+    // The creator deletes; the record of the change names who did it, not only iss/sub.
+    assert_eq!(
+        call_as(&app, Some(&bob), "DELETE", "/manage/v1/policies/lab/guard", "").await.status,
+        StatusCode::OK
+    );
+    let changes: Vec<_> =
+        palisade_audit::query(&store.root().join("audit"), palisade_audit::Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|r| r.config.is_some())
+            .collect();
+    let last = changes.last().unwrap();
+    assert_eq!(last.email.as_deref(), Some("bob@lab.example"));
+    assert!(last.jwt.as_ref().and_then(|j| j.jti.as_ref()).is_some());
+    assert!(last.request_id.is_some());
+}
+
+/// A co-owner of a model an owner policy reaches may delete it; explain shows, for every
+/// version, the policies that apply.
+#[tokio::test]
+async fn co_owners_may_delete_and_explain_covers_every_version() {
+    let shared = "name: shared\nversion: \"1\"\nnamespace: lab\nowners: [bob@lab.example, alice@lab.example]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+    let shared_v2 = "name: shared\nversion: \"2\"\nnamespace: lab\nowners: [alice@lab.example]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+    let (_tmp, store) = store_with_manifests("iris_lr_nozipmap", &[shared, shared_v2]);
+    let app = lab_app(&store);
+    let (bob, alice, eve, _) = lab_tokens(&app);
+    let open = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: open, namespace: lab}\nspec:\n  rules: [{}]\n";
+    assert_eq!(
+        call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", open).await.status,
+        StatusCode::CREATED
+    );
+    // Bob owns version 1 only: his policy opens version 1, not version 2.
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/shared/versions/1/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/shared/versions/2/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let explained = call_as(&app, Some(&alice), "GET", "/manage/v1/models/shared/explain", "").await.json();
+    let versions = explained["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["policies"].as_array().unwrap().len(), 1, "{explained}");
+    assert_eq!(versions[1]["policies"].as_array().unwrap().len(), 0, "{explained}");
+    assert_eq!(
+        call_as(&app, Some(&eve), "GET", "/manage/v1/models/shared/explain", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Alice co-owns what the policy reaches: she may delete it.
+    assert_eq!(
+        call_as(&app, Some(&alice), "DELETE", "/manage/v1/policies/lab/open", "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&app, Some(&eve), "POST", "/v2/models/shared/versions/1/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+}

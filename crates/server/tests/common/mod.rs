@@ -159,17 +159,28 @@ pub async fn call_as(
 
 /// Builds one bundle from a fixture with the given manifest text.
 pub fn store_with_manifest(fixture_name: &str, manifest: &str) -> (tempfile::TempDir, Store) {
+    store_with_manifests(fixture_name, &[manifest])
+}
+
+/// Builds one bundle per manifest text, each over the same fixture, into a fresh store.
+pub fn store_with_manifests(fixture_name: &str, manifests: &[&str]) -> (tempfile::TempDir, Store) {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("home")).unwrap();
-    let dir = tmp.path().join("src");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(fixture(fixture_name), dir.join("model.onnx")).unwrap();
-    std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
-    let mut staged = store.stage(&dir).unwrap();
-    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
-    staged.set_signature(model.signature()).unwrap();
-    store.commit(staged).unwrap();
+    add_bundles(&store, tmp.path(), fixture_name, manifests);
     (tmp, store)
+}
+
+/// Builds more bundles into an existing store (`scratch` holds their source directories).
+pub fn add_bundles(store: &Store, scratch: &Path, fixture_name: &str, manifests: &[&str]) {
+    for manifest in manifests {
+        let dir = tempfile::tempdir_in(scratch).unwrap();
+        std::fs::copy(fixture(fixture_name), dir.path().join("model.onnx")).unwrap();
+        std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+        let mut staged = store.stage(dir.path()).unwrap();
+        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+        staged.set_signature(model.signature()).unwrap();
+        store.commit(staged).unwrap();
+    }
 }
 
 /// A token from the server's issuer with arbitrary extra claims.
