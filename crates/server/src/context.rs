@@ -277,6 +277,22 @@ pub(crate) async fn establish(
         }
         Err(err) => (crate::registry::clip(raw_path), Route::Invalid(format!("invalid request path: {err}"))),
     };
+    // What runs inside (the gRPC service routes on it) sees the normalized path too.
+    if !matches!(route, Route::Invalid(_)) && path != req.uri().path() {
+        let normalized = match req.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
+        match normalized.parse::<axum::http::Uri>() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return crate::rescue::render(
+                    Protocol::V2Rest,
+                    &ApiError::BadRequest("invalid request path".to_owned()),
+                );
+            }
+        }
+    }
     // The span's name is also its OpenTelemetry name. Every field is formatted by the log
     // layer when the span opens, on every request: keep them few.
     let span = tracing::info_span!(

@@ -383,4 +383,27 @@ mod tests {
             assert!(route.is_audited(), "{path}: {route:?}");
         }
     }
+
+    proptest::proptest! {
+        /// The fuzz target `request_context` on stable: any path, normalized once, keeps
+        /// its route when normalized again; public routes never address a model; model
+        /// routes are always audited.
+        #[test]
+        fn routes_are_stable_and_model_routes_audited(
+            method in proptest::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::OPTIONS, Method::HEAD]),
+            raw in "(/|%2[eEfF]|%5[cC]|%2[bB]|\\\\|\\.|v2|models|iris|versions|infer|ready|health|live|docs|inference\\.GRPCInferenceService|ModelInfer|ServerLive|[a-z%0-9+]){0,24}",
+        ) {
+            if let Ok(path) = palisade_policy::normalize_path(&raw) {
+                let again = palisade_policy::normalize_path(&path);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(path.as_str()));
+                let route = Route::resolve(&method, &path, ON);
+                if route.is_public(true) {
+                    proptest::prop_assert!(!route.addresses_model());
+                }
+                if route.addresses_model() {
+                    proptest::prop_assert!(route.is_audited());
+                }
+            }
+        }
+    }
 }
