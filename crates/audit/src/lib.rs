@@ -64,6 +64,7 @@
 
 mod chain;
 mod checkpoint;
+mod config;
 mod error;
 mod key;
 mod read;
@@ -73,12 +74,14 @@ mod resume;
 mod segment;
 mod time;
 mod verify;
+mod walk;
 mod writer;
 
 pub use checkpoint::{
     CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint, CheckpointKind, CheckpointWindow,
     LEGACY_CHECKPOINT_SCHEMA, WINDOW_TOLERANCE,
 };
+pub use config::{AuditConfig, FaultInjection, FsyncObserver, Mode};
 pub use error::AuditError;
 pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
@@ -92,10 +95,7 @@ pub use record::{
 pub use redact::{REDACTED, Redactor, redact};
 pub use time::Timestamp;
 pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};
-pub use writer::{
-    Announced, Appended, AuditConfig, AuditLog, AuditStats, FaultInjection, FsyncObserver, Health, LOCK_FILE,
-    Mode,
-};
+pub use writer::{Announced, Appended, AuditLog, AuditStats, Health, LOCK_FILE};
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,8 @@ use crate::checkpoint::{
 };
 use crate::key::{LEGACY_PRIVATE_KEY_FILE, SigningKey};
 use crate::segment::{self, Segment};
-use crate::verify::{self, CheckpointLines, Start, Walk};
+use crate::verify;
+use crate::walk::{self, CheckpointLines, Start, Walk};
 
 /// What the directory holds.
 pub(crate) struct Found {
@@ -122,8 +123,8 @@ pub(crate) fn examine(dir: &Path, segments: &[Segment], key_path: &Path) -> Resu
 
 /// A directory without checkpoints: new if it holds no records either.
 fn new_log(dir: &Path, segments: &[Segment], key_path: &Path) -> Result<Found, AuditError> {
-    if let Some(first) = verify::first_record(segments)?
-        && verify::starts_like_legacy(&first)
+    if let Some(first) = walk::first_record(segments)?
+        && walk::starts_like_legacy(&first)
     {
         return Err(AuditError::Legacy { dir: dir.to_owned() });
     }
