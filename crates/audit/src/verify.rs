@@ -328,8 +328,10 @@ struct Run<'r> {
     window: Option<CheckpointWindow>,
     /// Where the last matched checkpoint is (`checkpoints.jsonl:<line>`), for messages.
     anchor: String,
-    /// The records after the last matched checkpoint.
+    /// The records after the last matched checkpoint (with no window, only the newest).
     unsigned: VecDeque<Unsigned>,
+    /// How many records follow the last matched checkpoint.
+    since_anchor: u64,
 }
 
 impl<'r> Run<'r> {
@@ -358,6 +360,7 @@ impl<'r> Run<'r> {
             window: None,
             anchor: "the genesis checkpoint".to_owned(),
             unsigned: VecDeque::new(),
+            since_anchor: 0,
         }
     }
 
@@ -535,7 +538,7 @@ impl<'r> Run<'r> {
         if let Some(problem) = self.judge_time(&walk)? {
             return Ok(Some(problem));
         }
-        self.report.unsigned_records = self.unsigned.len() as u64;
+        self.report.unsigned_records = self.since_anchor;
         Ok(None)
     }
 
@@ -563,10 +566,18 @@ impl<'r> Run<'r> {
                 line: record.line,
                 time: record.time,
             });
+            self.since_anchor += 1;
             if let Some(problem) = self.match_checkpoints(walk) {
                 return Ok(Some(problem));
             }
-            let Some(window) = self.window else { continue };
+            let Some(window) = self.window else {
+                // No window (a legacy log): checkpoints were all read before the walk and are
+                // matched as their record passes, so only the newest record needs keeping.
+                while self.unsigned.len() > 1 {
+                    self.unsigned.pop_front();
+                }
+                continue;
+            };
             if self.unsigned.len() as u64 > window.records {
                 // A running writer may have signed them since the checkpoints were read.
                 if let Some(problem) = self.read_new_checkpoints()? {
@@ -600,9 +611,14 @@ impl<'r> Run<'r> {
             let Some(record) =
                 seq.checked_sub(first.seq).and_then(|i| self.unsigned.get(i as usize)).copied()
             else {
-                // Behind the records held (cannot happen with increasing seqs): skip it.
-                self.next += 1;
-                continue;
+                // Seqs increase and records are matched in order, so this cannot happen; were
+                // it to, the checkpoint would go unchecked, so it is a finding, not a skip.
+                return Some(problem(
+                    Some(seq),
+                    CHECKPOINT_FILE,
+                    Some(*cp_line),
+                    "checkpoint names a record before the ones left to match: reordered",
+                ));
             };
             let segment = walk.segment_name(record.segment);
             let at = |what: String| problem(Some(seq), segment, Some(record.line), what);
@@ -627,6 +643,7 @@ impl<'r> Run<'r> {
             while self.unsigned.len() > keep {
                 self.unsigned.pop_front();
             }
+            self.since_anchor = keep as u64;
             self.next += 1;
         }
     }
