@@ -69,8 +69,9 @@ fn bench_append(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
 
     for appenders in [1u64, 16, 64] {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let log = AuditLog::open(dir.path(), AuditConfig::default()).unwrap();
+        // The log in HOME/audit, so that its key goes to HOME/keys inside the temporary home.
+        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let log = AuditLog::open(home.path().join("audit"), AuditConfig::default()).unwrap();
         let name = format!("strict_{appenders}_appenders");
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
@@ -98,9 +99,9 @@ fn bench_append(c: &mut Criterion) {
         runtime.block_on(log.close()).unwrap();
     }
 
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let config = AuditConfig { mode: Mode::Relaxed, queue_capacity: 1 << 20, ..AuditConfig::default() };
-    let log = Arc::new(AuditLog::open(dir.path(), config).unwrap());
+    let log = Arc::new(AuditLog::open(home.path().join("audit"), config).unwrap());
     group.bench_function("relaxed_1_appender", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {

@@ -5,7 +5,9 @@
 //! `SHA-256(prev || body)` where `prev` is the 32 raw bytes of the previous record's hash
 //! (the genesis value for seq 0). The line written is the body with `,"hash":"<hex>"`
 //! inserted before the closing brace, which is exactly the record's JSON with `hash` as
-//! its last field. Verification never re-serializes: it strips that fixed-length suffix
+//! its last field. Record 0 links to the log's genesis checkpoint
+//! ([`genesis_link`](crate::checkpoint::genesis_link)); logs written before genesis
+//! checkpoints link it to [`legacy_genesis`] instead. Verification never re-serializes: it strips that fixed-length suffix
 //! from the stored line, restores the brace and hashes the bytes as stored.
 
 use sha2::{Digest, Sha256};
@@ -23,9 +25,10 @@ const HASH_SUFFIX: &[u8] = b"\"}";
 /// Length of the sealed suffix: prefix, 64 hex digits, suffix.
 const SEALED_SUFFIX_LEN: usize = HASH_PREFIX.len() + 64 + HASH_SUFFIX.len();
 
-/// The value the first record of a replica's chain links to:
-/// `SHA-256("palisade.audit/v1 genesis\n" || replica_id)`.
-pub(crate) fn genesis(replica_id: &str) -> Hash {
+/// The value the first record of a log written before genesis checkpoints links to:
+/// `SHA-256("palisade.audit/v1 genesis\n" || replica_id)`. Anyone can compute it, which is
+/// why such a chain's start proves nothing.
+pub(crate) fn legacy_genesis(replica_id: &str) -> Hash {
     let mut h = Sha256::new();
     h.update(b"palisade.audit/v1 genesis\n");
     h.update(replica_id.as_bytes());
@@ -107,6 +110,17 @@ pub(crate) struct ChainFields {
     pub(crate) replica_id: String,
     pub(crate) prev_hash: String,
     pub(crate) hash: String,
+    #[serde(default)]
+    pub(crate) received: Option<crate::Timestamp>,
+    #[serde(default)]
+    pub(crate) completed: Option<crate::Timestamp>,
+}
+
+impl ChainFields {
+    /// The record's time for judging a checkpoint window: `completed`, else `received`.
+    pub(crate) fn time(&self) -> Option<crate::Timestamp> {
+        self.completed.or(self.received)
+    }
 }
 
 /// Parses a 64-digit lowercase hex hash.
@@ -126,7 +140,7 @@ mod tests {
     #[test]
     fn sealed_line_is_the_records_json_and_verifies() {
         let mut record = AuditRecord { replica_id: "r".into(), status: Some(503), ..AuditRecord::default() };
-        let prev = genesis("r");
+        let prev = legacy_genesis("r");
         let (line, hash) = seal(&mut record, 7, &prev).unwrap();
         let mut json = serde_json::to_vec(&record).unwrap();
         json.push(b'\n');
@@ -134,7 +148,7 @@ mod tests {
         let sealed = Sealed::split(&line[..line.len() - 1]).unwrap();
         assert_eq!(sealed.claimed(), hash);
         assert_eq!(sealed.compute(&prev), hash);
-        assert_ne!(sealed.compute(&genesis("other")), hash);
+        assert_ne!(sealed.compute(&legacy_genesis("other")), hash);
         assert_eq!(parse_hash(&record.hash), Some(hash));
         let parsed: AuditRecord = serde_json::from_slice(&line).unwrap();
         assert_eq!(parsed, record);

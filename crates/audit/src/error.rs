@@ -45,9 +45,44 @@ pub enum AuditError {
         /// What is wrong.
         what: String,
     },
-    /// The replica key or a public key is missing, unreadable or malformed.
+    /// The signing key or a public key is missing, unreadable or malformed, or does not
+    /// match the log.
     #[error("audit key: {0}")]
     Key(String),
+    /// The signing key's file or directory is unsafe: a symbolic link, or open to group or
+    /// others. Refused, as ssh refuses such keys.
+    #[error("{}: {what}; fix: {fix}", path.display())]
+    InsecureKey {
+        /// The key file or its directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        what: String,
+        /// The command or step that fixes it.
+        fix: String,
+    },
+    /// The writer cannot vouch for the log's chain head, so it will not sign it: the
+    /// genesis or last checkpoint is missing or invalid, contradicts the chain, or more
+    /// records follow it than a crash can leave.
+    #[error(
+        "{}: {problem}. The audit writer will not sign a chain head it cannot vouch for: run `palisade audit verify --dir {}` to see what happened, then move the directory aside (mv {} {}.suspect) so that the next start begins a new chain",
+        dir.display(), dir.display(), dir.display(), dir.display()
+    )]
+    Untrusted {
+        /// The log's directory.
+        dir: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The log was written by a Palisade version before genesis checkpoints, with its key
+    /// inside the log directory. It can be read and verified (as legacy), never extended.
+    #[error(
+        "{}: this audit log was written before genesis checkpoints (its signing key is inside the log directory, so it cannot be vouched for) and is not extended. Keep it as an archive: move it aside (mv {} {}.legacy) and start again; a new chain begins, with its key outside the log directory. `palisade audit verify --dir <archive>` still checks the old chain",
+        dir.display(), dir.display(), dir.display()
+    )]
+    Legacy {
+        /// The log's directory.
+        dir: PathBuf,
+    },
     /// A redaction path does not follow the syntax documented in [`Redactor`](crate::Redactor).
     #[error("redaction path {path:?}: {reason}")]
     InvalidRedaction {

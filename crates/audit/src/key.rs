@@ -1,13 +1,19 @@
-//! The replica's Ed25519 signing key and the public key auditors verify with.
+//! The log's Ed25519 signing key, where it lives, and the public key auditors verify with.
 //!
-//! `replica-key.pk8` holds the PKCS#8 (v2) document, mode 0600, created on first open;
-//! `replica-key.pub` holds the raw 32-byte public key in standard base64 (with padding)
-//! and a newline.
+//! The key lives outside the log directory, by default in `keys/` beside it (for a log in
+//! `$PALISADE_HOME/audit`: `$PALISADE_HOME/keys/audit-signing.pk8`), so that someone who
+//! can rewrite the log cannot also sign for it. The private key is a PKCS#8 (v2) document,
+//! mode 0600, in a directory created with mode 0700; the public key beside it
+//! (`audit-signing.pub`) holds the raw 32-byte key in standard base64 (with padding) and a
+//! newline.
+//!
+//! Logs written before genesis checkpoints kept their key inside the log directory
+//! (`replica-key.pk8` / `replica-key.pub`); those names are only read, to verify such logs.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -15,23 +21,56 @@ use sha2::{Digest, Sha256};
 
 use crate::AuditError;
 
-/// File name of the private key (PKCS#8), inside the log directory.
-pub const PRIVATE_KEY_FILE: &str = "replica-key.pk8";
-/// File name of the public key (raw, base64), inside the log directory.
-pub const PUBLIC_KEY_FILE: &str = "replica-key.pub";
+/// The directory, beside the log directory, that holds the signing key by default.
+pub const KEYS_DIR: &str = "keys";
+/// File name of the private signing key (PKCS#8) in [`KEYS_DIR`].
+pub const SIGNING_KEY_FILE: &str = "audit-signing.pk8";
+/// File name of the public key (raw, base64) beside the signing key.
+pub const SIGNING_PUBLIC_KEY_FILE: &str = "audit-signing.pub";
+/// The private key of a log written before genesis checkpoints, inside its log directory.
+/// Never created any more; its presence marks such a log.
+pub const LEGACY_PRIVATE_KEY_FILE: &str = "replica-key.pk8";
+/// The public key of a log written before genesis checkpoints, inside its log directory.
+pub const LEGACY_PUBLIC_KEY_FILE: &str = "replica-key.pub";
+
+/// Largest key file read (a PKCS#8 Ed25519 document is 83 bytes, its public key 45).
+const MAX_KEY_FILE: u64 = 4096;
+
+/// The default signing key of the log in `log_dir`: `keys/audit-signing.pk8` in the
+/// directory that holds `log_dir` (`$PALISADE_HOME/keys/audit-signing.pk8` for the log in
+/// `$PALISADE_HOME/audit`).
+pub fn default_signing_key(log_dir: &Path) -> Result<PathBuf, AuditError> {
+    let mut absolute =
+        std::path::absolute(log_dir).map_err(|e| AuditError::io(log_dir, "cannot resolve", e))?;
+    if absolute.file_name().is_none() {
+        // Ends with `..`: only the file system knows what it names.
+        absolute = fs::canonicalize(&absolute).map_err(|e| AuditError::io(log_dir, "cannot resolve", e))?;
+    }
+    match absolute.parent() {
+        Some(parent) => Ok(parent.join(KEYS_DIR).join(SIGNING_KEY_FILE)),
+        None => Err(AuditError::Key(format!(
+            "{}: a log at the root has no directory beside it for its key; set the signing key's path",
+            log_dir.display()
+        ))),
+    }
+}
+
+/// The public key file that goes with the private key at `signing_key`: the same name
+/// with the extension `.pub`.
+pub fn public_key_path(signing_key: &Path) -> PathBuf {
+    signing_key.with_extension("pub")
+}
 
 /// An Ed25519 public key that checkpoint signatures are verified with.
 ///
-/// Auditors should pin it (pass it in [`VerifyOptions::public_key`]) rather than trust the
-/// `replica-key.pub` that sits beside the log: whoever can rewrite the log can rewrite
-/// that file too.
-///
-/// [`VerifyOptions::public_key`]: crate::VerifyOptions::public_key
+/// Auditors should pin it (obtained out of band, see
+/// [`KeySource::Pinned`](crate::KeySource::Pinned)) rather than trust a file that someone
+/// with access to the machine could replace.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PublicKey([u8; 32]);
 
 impl PublicKey {
-    /// Parses the base64 text of `replica-key.pub` (surrounding whitespace ignored).
+    /// Parses the base64 text of a public key file (surrounding whitespace ignored).
     pub fn from_base64(text: &str) -> Result<Self, AuditError> {
         let bytes = base64::decode(text.trim())
             .ok_or_else(|| AuditError::Key("public key is not valid base64".into()))?;
@@ -41,9 +80,11 @@ impl PublicKey {
         Ok(Self(raw))
     }
 
-    /// Reads a `replica-key.pub` file.
+    /// Reads a public key file (`audit-signing.pub`).
     pub fn from_file(path: &Path) -> Result<Self, AuditError> {
-        let text = fs::read_to_string(path).map_err(|e| AuditError::io(path, "cannot read public key", e))?;
+        let text = read_small(path).map_err(|e| AuditError::io(path, "cannot read public key", e))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| AuditError::Key(format!("{}: public key is not text", path.display())))?;
         Self::from_base64(&text).map_err(|e| AuditError::Key(format!("{}: {e}", path.display())))
     }
 
@@ -75,55 +116,82 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// The replica's signing key.
-pub(crate) struct ReplicaKey {
+/// The log's signing key, loaded from a file whose modes were checked.
+pub(crate) struct SigningKey {
     pair: Ed25519KeyPair,
     public: PublicKey,
+    path: PathBuf,
 }
 
-impl fmt::Debug for ReplicaKey {
+impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ReplicaKey({}, private key redacted)", self.public.key_id())
+        write!(f, "SigningKey({}, {}, private key redacted)", self.public.key_id(), self.path.display())
     }
 }
 
-impl ReplicaKey {
-    /// Loads the key from `dir`, creating it (and the public key file) on first use.
-    pub(crate) fn load_or_create(dir: &Path) -> Result<Self, AuditError> {
-        let private = dir.join(PRIVATE_KEY_FILE);
-        let der = match fs::read(&private) {
-            Ok(der) => der,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_private_key(dir)?,
-            Err(e) => return Err(AuditError::io(&private, "cannot read replica key", e)),
-        };
-        warn_if_readable_by_others(&private);
+impl SigningKey {
+    /// Loads the key at `path`, or `None` when there is no file there.
+    ///
+    /// Refuses (as ssh does) a key that is a symbolic link or not a regular file, a key
+    /// readable or writable by group or others, and a key in a directory that group or
+    /// others can write; checks that the public key file beside it matches, and writes it
+    /// when it is missing.
+    pub(crate) fn load(path: &Path) -> Result<Option<Self>, AuditError> {
+        let Some(der) = read_private(path)? else { return Ok(None) };
         let pair = Ed25519KeyPair::from_pkcs8(&der)
-            .map_err(|e| AuditError::Key(format!("{}: not an Ed25519 PKCS#8 key: {e}", private.display())))?;
+            .map_err(|e| AuditError::Key(format!("{}: not an Ed25519 PKCS#8 key: {e}", path.display())))?;
         let raw: [u8; 32] = pair
             .public_key()
             .as_ref()
             .try_into()
             .map_err(|_| AuditError::Key("Ed25519 public key is not 32 bytes".into()))?;
-        let key = Self { pair, public: PublicKey(raw) };
-        let public_path = dir.join(PUBLIC_KEY_FILE);
-        if public_path.exists() {
-            let on_disk = PublicKey::from_file(&public_path)?;
-            if on_disk != key.public {
+        let key = Self { pair, public: PublicKey(raw), path: path.to_owned() };
+        let public_path = public_key_path(path);
+        match PublicKey::from_file(&public_path) {
+            Ok(on_disk) if on_disk == key.public => {}
+            Ok(_) => {
                 return Err(AuditError::Key(format!(
-                    "{} does not match {}; restore the matching pair",
+                    "{} does not match {}: restore the matching pair (or delete the .pub file; it is rewritten from the private key)",
                     public_path.display(),
-                    private.display()
+                    path.display()
                 )));
             }
-        } else {
-            write_durably(dir, PUBLIC_KEY_FILE, format!("{}\n", key.public).as_bytes(), 0o644)?;
+            Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                write_new(&public_path, format!("{}\n", key.public).as_bytes(), 0o644)?;
+            }
+            Err(e) => return Err(e),
         }
-        Ok(key)
+        Ok(Some(key))
+    }
+
+    /// Loads the key at `path`, creating it (and its directory, mode 0700, and its public
+    /// key) when there is none.
+    pub(crate) fn load_or_create(path: &Path) -> Result<Self, AuditError> {
+        if let Some(key) = Self::load(path)? {
+            return Ok(key);
+        }
+        let dir = parent_of(path)?;
+        create_private_dir(dir)?;
+        check_dir(dir)?;
+        let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| AuditError::Key("cannot generate an Ed25519 key".into()))?;
+        // Another process may create the same key at the same moment: the first one wins
+        // and both use it.
+        if write_new(path, doc.as_ref(), 0o600)? {
+            tracing::info!(path = %path.display(), "created the audit signing key");
+        }
+        Self::load(path)?
+            .ok_or_else(|| AuditError::Key(format!("{}: vanished after creation", path.display())))
     }
 
     /// The public half.
     pub(crate) fn public(&self) -> PublicKey {
         self.public
+    }
+
+    /// Where the private key is.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Signs `message`.
@@ -132,19 +200,129 @@ impl ReplicaKey {
     }
 }
 
-fn create_private_key(dir: &Path) -> Result<Vec<u8>, AuditError> {
-    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-        .map_err(|_| AuditError::Key("cannot generate an Ed25519 key".into()))?;
-    let der = doc.as_ref().to_vec();
-    write_durably(dir, PRIVATE_KEY_FILE, &der, 0o600)?;
-    tracing::info!(path = %dir.join(PRIVATE_KEY_FILE).display(), "created the audit replica key");
-    Ok(der)
+fn parent_of(path: &Path) -> Result<&Path, AuditError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => Ok(parent),
+        _ => Ok(Path::new(".")),
+    }
 }
 
-/// Writes `name` in `dir` atomically (temporary file, fsync, rename, directory fsync).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), AuditError> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let path = dir.join(name);
+fn insecure(path: &Path, what: impl Into<String>, fix: impl Into<String>) -> AuditError {
+    AuditError::InsecureKey { path: path.to_owned(), what: what.into(), fix: fix.into() }
+}
+
+/// Reads the private key file after checking that it and its directory are private.
+fn read_private(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
+    let link = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(AuditError::io(path, "cannot read signing key", e)),
+    };
+    if link.file_type().is_symlink() {
+        return Err(insecure(
+            path,
+            "the signing key is a symbolic link; it must be a regular file, so that nobody can point it elsewhere",
+            format!(
+                "replace the link with the file it points to (cp --remove-destination \"$(readlink -f {0})\" {0})",
+                path.display()
+            ),
+        ));
+    }
+    if !link.is_file() {
+        return Err(insecure(path, "the signing key is not a regular file", "put the PKCS#8 key file there"));
+    }
+    check_dir(parent_of(path)?)?;
+    check_private_mode(path, &link)?;
+    let mut file = File::open(path).map_err(|e| AuditError::io(path, "cannot open signing key", e))?;
+    // What was checked is what was opened (no link swapped in between).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let opened = file.metadata().map_err(|e| AuditError::io(path, "cannot stat signing key", e))?;
+        if (opened.dev(), opened.ino()) != (link.dev(), link.ino()) {
+            return Err(insecure(
+                path,
+                "the signing key changed while it was being opened",
+                "retry, and find out what replaces it",
+            ));
+        }
+    }
+    let mut der = Vec::new();
+    (&mut file)
+        .take(MAX_KEY_FILE + 1)
+        .read_to_end(&mut der)
+        .map_err(|e| AuditError::io(path, "cannot read signing key", e))?;
+    if der.len() as u64 > MAX_KEY_FILE {
+        return Err(AuditError::Key(format!("{}: too large for an Ed25519 PKCS#8 key", path.display())));
+    }
+    Ok(Some(der))
+}
+
+/// Refuses a private key readable or writable by group or others.
+fn check_private_mode(path: &Path, meta: &fs::Metadata) -> Result<(), AuditError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(insecure(
+                path,
+                format!("the signing key is accessible by group or others (mode {mode:04o})"),
+                format!("chmod 600 {}", path.display()),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, meta);
+    Ok(())
+}
+
+/// Refuses a key directory that group or others can write (they could replace the key).
+fn check_dir(dir: &Path) -> Result<(), AuditError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::metadata(dir).map_err(|e| AuditError::io(dir, "cannot read key directory", e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(insecure(
+                dir,
+                format!(
+                    "the signing key's directory is writable by group or others (mode {mode:04o}): they could replace the key"
+                ),
+                format!("chmod 700 {}", dir.display()),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), AuditError> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| AuditError::io(dir, "cannot create", e))
+}
+
+/// Reads a small file, refusing one larger than [`MAX_KEY_FILE`].
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    File::open(path)?.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "file too large for a key"));
+    }
+    Ok(bytes)
+}
+
+/// Creates `path` with `bytes` and `mode`, durably (temporary file, fsync, link into place,
+/// directory fsync), unless it exists. Returns whether this call created it.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, AuditError> {
+    let dir = parent_of(path)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
@@ -153,30 +331,25 @@ fn write_durably(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), 
     #[cfg(not(unix))]
     let _ = mode;
     let mut file = options.open(&tmp).map_err(|e| AuditError::io(&tmp, "cannot create", e))?;
-    file.write_all(bytes)
+    let written = file
+        .write_all(bytes)
         .and_then(|()| file.sync_all())
-        .map_err(|e| AuditError::io(&tmp, "cannot write", e))?;
-    fs::rename(&tmp, &path).map_err(|e| AuditError::io(&path, "cannot rename into place", e))?;
-    sync_dir(dir)
+        .map_err(|e| AuditError::io(&tmp, "cannot write", e));
+    // A hard link never replaces an existing file, unlike a rename.
+    let linked = written.and_then(|()| match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(AuditError::io(path, "cannot create", e)),
+    });
+    let _ = fs::remove_file(&tmp);
+    let created = linked?;
+    sync_dir(dir)?;
+    Ok(created)
 }
 
 /// Makes a directory's entries (created, renamed or removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), AuditError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(|e| AuditError::io(dir, "cannot sync directory", e))
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(path = %path.display(), "audit replica key is readable by group or others; chmod 600 it");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
 }
 
 /// Standard base64 (RFC 4648, with padding), for the public key and signatures.
@@ -261,12 +434,27 @@ mod tests {
     }
 
     #[test]
+    fn default_location_is_beside_the_log_directory() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            default_signing_key(Path::new("/home/p/.palisade/audit")).unwrap(),
+            Path::new("/home/p/.palisade/keys/audit-signing.pk8")
+        );
+        assert_eq!(default_signing_key(Path::new("audit/")).unwrap(), cwd.join("keys/audit-signing.pk8"));
+        assert_eq!(default_signing_key(Path::new("./audit")).unwrap(), cwd.join("keys/audit-signing.pk8"));
+        assert!(default_signing_key(Path::new("/")).is_err());
+        assert_eq!(public_key_path(Path::new("/k/audit-signing.pk8")), Path::new("/k/audit-signing.pub"));
+    }
+
+    #[test]
     fn key_is_created_once_with_private_permissions() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ReplicaKey::load_or_create(dir.path()).unwrap();
-        let b = ReplicaKey::load_or_create(dir.path()).unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(KEYS_DIR).join(SIGNING_KEY_FILE);
+        assert!(SigningKey::load(&path).unwrap().is_none());
+        let a = SigningKey::load_or_create(&path).unwrap();
+        let b = SigningKey::load_or_create(&path).unwrap();
         assert_eq!(a.public(), b.public());
-        let on_disk = PublicKey::from_file(&dir.path().join(PUBLIC_KEY_FILE)).unwrap();
+        let on_disk = PublicKey::from_file(&public_key_path(&path)).unwrap();
         assert_eq!(on_disk, a.public());
         let sig = a.sign(b"message");
         assert!(on_disk.verifies(b"message", &sig));
@@ -274,18 +462,53 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(PRIVATE_KEY_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+            assert_eq!(mode(&public_key_path(&path)), 0o644);
         }
         assert!(format!("{a:?}").contains("private key redacted"));
+        // A deleted public key is written again from the private key.
+        fs::remove_file(public_key_path(&path)).unwrap();
+        assert_eq!(SigningKey::load(&path).unwrap().unwrap().public(), a.public());
+        assert_eq!(PublicKey::from_file(&public_key_path(&path)).unwrap(), a.public());
     }
 
     #[test]
     fn mismatched_public_key_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        ReplicaKey::load_or_create(dir.path()).unwrap();
-        fs::write(dir.path().join(PUBLIC_KEY_FILE), format!("{}\n", base64::encode(&[7u8; 32]))).unwrap();
-        let err = ReplicaKey::load_or_create(dir.path()).unwrap_err();
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(KEYS_DIR).join(SIGNING_KEY_FILE);
+        SigningKey::load_or_create(&path).unwrap();
+        fs::write(public_key_path(&path), format!("{}\n", base64::encode(&[7u8; 32]))).unwrap();
+        let err = SigningKey::load(&path).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn unsafe_key_files_are_refused_naming_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join(KEYS_DIR).join(SIGNING_KEY_FILE);
+        SigningKey::load_or_create(&path).unwrap();
+        let chmod = |p: &Path, mode: u32| fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+
+        chmod(&path, 0o644);
+        let err = SigningKey::load(&path).unwrap_err();
+        assert!(matches!(err, AuditError::InsecureKey { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("chmod 600 {}", path.display())), "{err}");
+        chmod(&path, 0o600);
+
+        chmod(path.parent().unwrap(), 0o777);
+        let err = SigningKey::load(&path).unwrap_err();
+        assert!(err.to_string().contains("chmod 700"), "{err}");
+        chmod(path.parent().unwrap(), 0o700);
+
+        let elsewhere = home.path().join("real.pk8");
+        fs::rename(&path, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        let err = SigningKey::load(&path).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(SigningKey::load_or_create(&path).is_err(), "a link is never replaced by a new key");
     }
 }

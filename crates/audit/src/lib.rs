@@ -1,11 +1,13 @@
 //! Palisade's audit log: one tamper-evident, durable record per data-plane request.
 //!
 //! ```text
-//! AuditLog::open(dir, AuditConfig)            (writer thread, resumes the chain, repairs a torn tail)
+//! AuditLog::open(dir, AuditConfig)            (writer thread; new log: genesis checkpoint; else resumes
+//!                                              a chain it can vouch for, signs a crash tail)
 //! AuditLog::append(record).await -> Appended  (strict: resolves once the record is fsynced)
 //! AuditLog::health() / stats()                (503 reason, readiness, metrics)
 //! AuditLog::close().await                     (final signed checkpoint)
-//! verify(dir, &VerifyOptions) -> VerifyReport (chain, seq continuity, checkpoint signatures)
+//! verify(dir, &VerifyOptions) -> VerifyReport (genesis, chain, seq continuity, checkpoint
+//!                                              signatures, unsigned records within one window)
 //! query(dir, Filter) -> Query                 (streaming, filtered)
 //! tail(dir, follow) -> Tail                   (last records, then new ones)
 //! write_jsonl(records, out)                   (export for SIEMs)
@@ -18,11 +20,17 @@
 //!
 //! - `segment-<first seq, 20 digits>.jsonl`: append-only, one record per line
 //!   (schema `palisade.audit/v1`, see `SCHEMA.md`), rotated by size (64 MiB) or age (1 h);
-//! - `checkpoints.jsonl`: every 1000 records or 10 s, and on close, the chain head signed
-//!   with the replica's Ed25519 key;
-//! - `replica-key.pk8` (PKCS#8, mode 0600, created on first open) and `replica-key.pub`
-//!   (raw public key, base64) for auditors;
+//! - `checkpoints.jsonl`: first the *genesis* checkpoint, written when the log is created
+//!   (log id, replica, key id, the writer's checkpoint window; record 0 links to it), then
+//!   every 1000 records or 10 s, and on close, the chain head signed with the log's
+//!   Ed25519 key;
 //! - `.lock`: held by the one writer.
+//!
+//! The signing key is **not** in the log directory: by default it is
+//! `$PALISADE_HOME/keys/audit-signing.pk8` (PKCS#8, mode 0600, directory 0700), with the
+//! public key beside it (`audit-signing.pub`, raw key in base64) for auditors. The writer
+//! refuses a key that is a symbolic link, open to group or others, or inside the log
+//! directory.
 //!
 //! # Guarantees
 //!
@@ -31,7 +39,13 @@
 //!   recomputes all of them, so an edited byte, a deleted, inserted or reordered record, a
 //!   missing segment, or a tail cut after the last checkpoint is found and named. Whoever
 //!   can rewrite the files can re-chain them; the signed checkpoints are what they cannot
-//!   recompute without the replica key.
+//!   recompute without the key, and the genesis checkpoint is what they cannot start a
+//!   fresh chain from.
+//! - **Bounded unsigned tail.** The writer signs before more than one window of records
+//!   (by count) is unsigned and within the window's interval (by time); if it cannot, it
+//!   refuses appends. So [`verify`] fails a log with more records after a checkpoint than
+//!   that, or with none at all, and [`AuditLog::open`] refuses to sign such a head; a
+//!   genuine crash tail (within one window) is signed in a recovery checkpoint.
 //! - **Durability.** In strict mode (the default) `append` resolves only after the
 //!   record's bytes are fsynced, so a response released after it always has its record,
 //!   even after a crash. Records are committed in groups: everything queued while the
@@ -40,25 +54,39 @@
 //!   appends fail with [`AuditError::Unavailable`] until a write succeeds again; the chain
 //!   is rolled back so that nothing unacknowledged stays on disk.
 //!
-//! What is not covered: an attacker with the replica key, and one who removes the newest
-//! checkpoints together with the records after the previous one (ship checkpoints off the
-//! machine to close that gap).
+//! What is not covered: an attacker who can read the signing key; one who replaces the
+//! whole directory (a new genesis needs the key, but an empty directory starts a new log);
+//! and one who removes the newest checkpoints together with the records after an earlier
+//! one, or rewrites the at most one window of records not yet signed (ship checkpoints
+//! off the machine to close that gap). Logs written before genesis checkpoints (key in the
+//! log directory) are read and verified as *legacy*: `verify` reports them as such,
+//! never as intact, and the writer does not extend them.
 
 mod chain;
 mod checkpoint;
+mod config;
 mod error;
 mod key;
 mod read;
 mod record;
 mod redact;
+mod resume;
 mod segment;
 mod time;
 mod verify;
+mod walk;
 mod writer;
 
-pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint};
+pub use checkpoint::{
+    CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint, CheckpointKind, CheckpointWindow,
+    LEGACY_CHECKPOINT_SCHEMA, WINDOW_TOLERANCE,
+};
+pub use config::{AuditConfig, FaultInjection, FsyncObserver, Mode};
 pub use error::AuditError;
-pub use key::{PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, PublicKey};
+pub use key::{
+    KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
+    SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,
+};
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
     AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Payloads,
@@ -66,11 +94,8 @@ pub use record::{
 };
 pub use redact::{REDACTED, Redactor, redact};
 pub use time::Timestamp;
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
-pub use writer::{
-    Announced, Appended, AuditConfig, AuditLog, AuditStats, FaultInjection, FsyncObserver, Health, LOCK_FILE,
-    Mode,
-};
+pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};
+pub use writer::{Announced, Appended, AuditLog, AuditStats, Health, LOCK_FILE};
 
 #[cfg(test)]
 mod tests {

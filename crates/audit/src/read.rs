@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::record::{AuditRecord, Decision, RecordKind};
 use crate::segment::{self, Segment};
-use crate::verify::{Line, Lines};
+use crate::walk::{Line, Lines};
 use crate::{AuditError, Timestamp};
 
 /// An HTTP status to match: exact (`404`) or a class (`4xx`).

@@ -1,26 +1,46 @@
-//! `verify`: recompute the chain, check seq continuity and every checkpoint.
+//! `verify`: recompute the chain, check seq continuity, every checkpoint, the chain's start
+//! at the genesis checkpoint, and that no more records follow the last checkpoint than a
+//! crash can leave.
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use crate::chain::{self, ChainFields, Hash, Sealed};
-use crate::checkpoint::{self, CHECKPOINT_FILE, Checkpoint, CheckpointProblem};
-use crate::key::{PUBLIC_KEY_FILE, PublicKey};
-use crate::record::SCHEMA;
-use crate::segment;
+use crate::chain::{Hash, to_hex};
+use crate::checkpoint::{
+    self, CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint, CheckpointKind, CheckpointProblem,
+    CheckpointWindow, LEGACY_CHECKPOINT_SCHEMA,
+};
+use crate::key::{LEGACY_PUBLIC_KEY_FILE, PublicKey, default_signing_key, public_key_path};
+use crate::segment::{self, Segment};
+use crate::walk::{CheckpointLines, Start, Walk, first_record, problem, starts_like_legacy};
 use crate::{AuditError, Timestamp};
+
+/// Which public key checkpoints are verified with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeySource {
+    /// The public key beside the log's default signing key: `keys/audit-signing.pub` in
+    /// the directory that holds the log directory (`$PALISADE_HOME/keys/` for
+    /// `$PALISADE_HOME/audit`), never a file inside the log directory. For a log written
+    /// before genesis checkpoints, the `replica-key.pub` inside it (the report says what
+    /// that is worth).
+    #[default]
+    Default,
+    /// The public key in this file (base64 text, as the writer writes it).
+    File(PathBuf),
+    /// This key, obtained out of band: the strongest choice.
+    Pinned(PublicKey),
+}
 
 /// What to verify, and with which key.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// Start at the segment that holds this seq (its first record's `prev_hash` is then
-    /// trusted). `None`: from seq 0, which must link to the genesis value.
+    /// trusted). `None`: from seq 0, which must link to the genesis checkpoint.
     pub from_seq: Option<u64>,
-    /// The key checkpoints must be signed with. `None`: read `replica-key.pub` from the
-    /// log directory. Auditors should pin the key they obtained out of band.
-    pub public_key: Option<PublicKey>,
+    /// The key checkpoints must be signed with.
+    pub key: KeySource,
 }
 
 /// The first thing found wrong, naming the place.
@@ -51,18 +71,34 @@ impl fmt::Display for Problem {
 }
 
 /// The outcome of [`verify`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct VerifyReport {
     /// True when no problem was found.
     pub ok: bool,
+    /// The log was written before genesis checkpoints (a `v1` log): never `ok`, see
+    /// `first_problem` for what the check found.
+    pub legacy: bool,
+    /// The log's id, from its genesis checkpoint.
+    pub log_id: Option<String>,
+    /// When the log was created, from its genesis checkpoint.
+    pub created: Option<Timestamp>,
+    /// Id of the public key the checkpoints were verified with.
+    pub key_id: Option<String>,
+    /// Where that key came from (`pinned by the caller`, or a file).
+    pub key_source: Option<String>,
+    /// The writer's checkpoint window in force after the last checkpoint checked.
+    pub window: Option<CheckpointWindow>,
     /// Records whose hash and link were checked.
     pub records: u64,
     /// Segment files read.
     pub segments: usize,
-    /// Checkpoints whose signature verified.
+    /// Checkpoints (other than the genesis) whose signature verified.
     pub checkpoints: usize,
     /// Of those, the ones matched against a record of the verified range.
     pub checkpoints_matched: usize,
+    /// Of those, recovery checkpoints: each marks an unclean stop after which the next
+    /// writer signed the records its predecessor had left unsigned.
+    pub recoveries: usize,
     /// First seq checked.
     pub first_seq: Option<u64>,
     /// Last seq checked.
@@ -71,8 +107,9 @@ pub struct VerifyReport {
     pub head: Option<String>,
     /// Time of the last valid checkpoint.
     pub last_checkpoint: Option<Timestamp>,
-    /// Records after the last checkpoint: intact as far as the chain shows, but not yet
-    /// covered by a signature (0 after a clean close).
+    /// Records after the last checkpoint: intact as far as the chain shows, not yet
+    /// covered by a signature, and within one checkpoint window (a running writer, or a
+    /// crash). 0 after a clean close.
     pub unsigned_records: u64,
     /// The last segment ends with an unterminated line: a write interrupted by a crash,
     /// never acknowledged. Reported, not a failure; the writer truncates it on open.
@@ -86,6 +123,12 @@ impl fmt::Display for VerifyReport {
         match &self.first_problem {
             Some(problem) => writeln!(f, "FAILED: {problem}")?,
             None => writeln!(f, "OK")?,
+        }
+        if let (Some(id), Some(created)) = (&self.log_id, self.created) {
+            writeln!(f, "log: {id}, created {created}")?;
+        }
+        if let (Some(id), Some(source)) = (&self.key_id, &self.key_source) {
+            writeln!(f, "key: {id} ({source})")?;
         }
         let range = match (self.first_seq, self.last_seq) {
             (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
@@ -101,8 +144,21 @@ impl fmt::Display for VerifyReport {
         if let Some(head) = &self.head {
             writeln!(f, "chain head: {head}")?;
         }
+        if let Some(time) = self.last_checkpoint {
+            writeln!(f, "last checkpoint: {time}")?;
+        }
+        if let Some(window) = self.window {
+            writeln!(f, "checkpoint window: {} records or {}", window.records, seconds(window.interval))?;
+        }
         if self.unsigned_records > 0 {
-            writeln!(f, "records after the last checkpoint (not yet signed): {}", self.unsigned_records)?;
+            writeln!(
+                f,
+                "records after the last checkpoint (not yet signed, within one window): {}",
+                self.unsigned_records
+            )?;
+        }
+        if self.recoveries > 0 {
+            writeln!(f, "unclean stops recovered (recovery checkpoints): {}", self.recoveries)?;
         }
         if self.incomplete_tail {
             writeln!(f, "incomplete final record (never acknowledged)")?;
@@ -111,86 +167,100 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Reads complete lines of a file; reports an unterminated final piece.
-pub(crate) struct Lines {
-    reader: BufReader<File>,
-    buf: Vec<u8>,
-    /// 1-based number of the line last returned.
-    number: u64,
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{} s", d.as_secs()) } else { format!("{:.3} s", d.as_secs_f64()) }
 }
 
-/// One read from [`Lines`].
-pub(crate) enum Line<'a> {
-    /// A complete line (its 1-based number, its bytes without the newline).
-    Complete(u64, &'a [u8]),
-    /// Bytes at the end of the file with no newline after them.
-    Unterminated,
-    /// End of file.
-    End,
+/// The problem of a log with records and no genesis checkpoint.
+pub(crate) const NO_GENESIS: &str = "the log holds records but checkpoints.jsonl is missing or empty, so it has no genesis checkpoint: checkpoints were deleted, and nothing vouches for the records";
+
+/// The problem reported for every log written before genesis checkpoints.
+fn legacy_problem(report: &VerifyReport) -> String {
+    format!(
+        "legacy log: written before genesis checkpoints, with its signing key inside the log directory, so whoever could \
+         write the directory could have re-chained and re-signed it, and a cut tail cannot be told from a crash. \
+         As far as it goes, the chain ({} records) and {} checkpoints are consistent. Keep it as an archive; Palisade will \
+         not extend it: move the directory aside so that the next start begins a new chain (see docs/audit.md)",
+        report.records, report.checkpoints
+    )
 }
 
-impl Lines {
-    pub(crate) fn open(path: &Path) -> Result<Self, AuditError> {
-        let file = File::open(path).map_err(|e| AuditError::io(path, "cannot open", e))?;
-        Ok(Self { reader: BufReader::with_capacity(256 * 1024, file), buf: Vec::new(), number: 0 })
-    }
-
-    pub(crate) fn next_line(&mut self, path: &Path) -> Result<Line<'_>, AuditError> {
-        self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|e| AuditError::io(path, "cannot read", e))?;
-        if n == 0 {
-            return Ok(Line::End);
-        }
-        self.number += 1;
-        match self.buf.strip_suffix(b"\n") {
-            Some(line) => Ok(Line::Complete(self.number, line)),
-            None => Ok(Line::Unterminated),
-        }
-    }
+/// The format of the log being verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Current,
+    Legacy,
 }
 
-fn problem(seq: Option<u64>, file: &str, line: Option<u64>, what: impl Into<String>) -> Problem {
-    Problem { seq, segment: Some(file.to_owned()), line, what: what.into() }
-}
-
-/// Verifies the log in `dir`: every record's hash and link to its predecessor, seq
-/// continuity within and across segments, every checkpoint's signature, and that each
-/// checkpoint's (seq, hash) is on the chain and not beyond its end. Stops at the first
-/// problem and names it. Reads only complete lines, so it can run while a writer appends.
+/// Verifies the log in `dir`: that its first checkpoint is a genesis checkpoint signed by
+/// the key and that record 0 links to it; every record's hash and link to its predecessor;
+/// seq continuity within and across segments; every checkpoint's signature; that each
+/// checkpoint's (seq, hash, segment) is on the chain and not beyond its end; and that no
+/// more records follow a checkpoint than the writer's window allows (by count, and by the
+/// records' time span for the records after the last one). Stops at the first problem and
+/// names it. Reads only complete lines, and re-reads checkpoints a running writer added, so
+/// it can run while a writer appends.
 ///
-/// An `Err` means the log could not be examined at all (unreadable directory, or
-/// checkpoints present but no public key); a damaged log is an `Ok` report with
-/// `ok == false`.
+/// An `Err` means the log could not be examined at all (unreadable directory, or signed
+/// checkpoints but no public key); a damaged log is an `Ok` report with `ok == false`.
 pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, AuditError> {
-    let mut report = VerifyReport {
-        ok: true,
-        records: 0,
-        segments: 0,
-        checkpoints: 0,
-        checkpoints_matched: 0,
-        first_seq: None,
-        last_seq: None,
-        head: None,
-        last_checkpoint: None,
-        unsigned_records: 0,
-        incomplete_tail: false,
-        first_problem: None,
-    };
     if let Err(e) = std::fs::metadata(dir) {
         return Err(AuditError::io(dir, "cannot read", e));
     }
-    // Checkpoints first: whatever they cover was durable before we list the segments.
-    let checkpoints = match read_checkpoints(dir, options, &mut report)? {
-        Ok(checkpoints) => checkpoints,
-        Err(problem) => return Ok(fail(report, problem)),
+    let mut report = VerifyReport { ok: true, ..VerifyReport::default() };
+    // Checkpoints first: whatever they cover was durable before the segments are listed.
+    let mut file = CheckpointLines::new(dir);
+    let first = file.next_line()?.map(|(number, line)| (number, line.to_vec()));
+    let Some((number, line)) = first else {
+        let (segments, odd) = segment::list(dir)?;
+        if let Some(name) = odd.first() {
+            return Ok(fail(report, misnamed(name)));
+        }
+        return match first_record(&segments)? {
+            Some(first) if starts_like_legacy(&first) => {
+                report.legacy = true;
+                let found = Run::new(dir, options, Format::Legacy, file, &mut report).check(&segments)?;
+                Ok(conclude(report, found))
+            }
+            None if segments.iter().all(|s| std::fs::metadata(&s.path).is_ok_and(|m| m.len() == 0)) => {
+                Ok(report)
+            }
+            _ => Ok(fail(report, problem(None, CHECKPOINT_FILE, None, NO_GENESIS))),
+        };
     };
-    Ok(match check_chain(dir, options, &checkpoints, &mut report)? {
+    let format = match checkpoint::schema_of(&line).as_deref() {
+        Some(LEGACY_CHECKPOINT_SCHEMA) => Format::Legacy,
+        _ => Format::Current,
+    };
+    report.legacy = format == Format::Legacy;
+    let mut run = Run::new(dir, options, format, file, &mut report);
+    let found = match run.first_checkpoint(number, &line)? {
+        Some(problem) => Some(problem),
+        None => {
+            let (segments, odd) = segment::list(dir)?;
+            match odd.first() {
+                Some(name) => Some(misnamed(name)),
+                None => run.check(&segments)?,
+            }
+        }
+    };
+    Ok(conclude(report, found))
+}
+
+fn misnamed(name: &str) -> Problem {
+    problem(None, name, None, "file name is not segment-<20-digit seq>.jsonl")
+}
+
+/// The report with the problem found, if any; a legacy log always fails.
+fn conclude(report: VerifyReport, found: Option<Problem>) -> VerifyReport {
+    match found {
         Some(problem) => fail(report, problem),
+        None if report.legacy => {
+            let what = legacy_problem(&report);
+            fail(report, Problem { seq: None, segment: None, line: None, what })
+        }
         None => report,
-    })
+    }
 }
 
 fn fail(mut report: VerifyReport, problem: Problem) -> VerifyReport {
@@ -199,266 +269,507 @@ fn fail(mut report: VerifyReport, problem: Problem) -> VerifyReport {
     report
 }
 
-/// Valid checkpoints with their line numbers, or the first bad one.
-fn read_checkpoints(
-    dir: &Path,
-    options: &VerifyOptions,
-    report: &mut VerifyReport,
-) -> Result<Result<Vec<(u64, Checkpoint)>, Problem>, AuditError> {
-    let path = dir.join(CHECKPOINT_FILE);
-    if !path.exists() {
-        return Ok(Ok(Vec::new()));
-    }
-    let mut key = options.public_key;
-    let mut lines = Lines::open(&path)?;
-    let mut checkpoints: Vec<(u64, Checkpoint)> = Vec::new();
-    while let Line::Complete(number, line) = lines.next_line(&path)? {
-        let key = match key {
-            Some(key) => key,
-            None => {
-                let public = dir.join(PUBLIC_KEY_FILE);
-                if !public.exists() {
-                    return Err(AuditError::Key(format!(
-                        "{} has checkpoints but {} is missing: pass the replica's public key",
+/// The key checkpoints are verified with, and where it came from.
+fn resolve_key(dir: &Path, source: &KeySource, format: Format) -> Result<(PublicKey, String), AuditError> {
+    match source {
+        KeySource::Pinned(key) => Ok((*key, "pinned by the caller".to_owned())),
+        KeySource::File(path) => Ok((PublicKey::from_file(path)?, path.display().to_string())),
+        KeySource::Default => {
+            let (path, note) = match format {
+                Format::Legacy => (
+                    dir.join(LEGACY_PUBLIC_KEY_FILE),
+                    " (inside the log directory: it proves nothing against whoever could write there)",
+                ),
+                Format::Current => (public_key_path(&default_signing_key(dir)?), ""),
+            };
+            match PublicKey::from_file(&path) {
+                Ok(key) => Ok((key, format!("{}{note}", path.display()))),
+                Err(AuditError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    Err(AuditError::Key(format!(
+                        "{}: no public key there, and the checkpoints of {} must be checked with one: pass the log's public key with --public-key FILE|BASE64",
                         path.display(),
-                        public.display()
-                    )));
+                        dir.display()
+                    )))
                 }
-                *key.insert(PublicKey::from_file(&public)?)
+                Err(e) => Err(e),
             }
-        };
+        }
+    }
+}
+
+/// A record after the last matched checkpoint.
+#[derive(Debug, Clone, Copy)]
+struct Unsigned {
+    seq: u64,
+    hash: Hash,
+    segment: usize,
+    line: u64,
+    time: Option<Timestamp>,
+}
+
+/// The state of one verification.
+struct Run<'r> {
+    dir: &'r Path,
+    options: &'r VerifyOptions,
+    format: Format,
+    file: CheckpointLines,
+    key: Option<PublicKey>,
+    report: &'r mut VerifyReport,
+    /// What record 0 links to.
+    start: Start,
+    log_id: Option<String>,
+    /// Valid checkpoints (line number, checkpoint), genesis excluded, in file order.
+    checkpoints: Vec<(u64, Checkpoint)>,
+    /// How many were read before the segments were listed.
+    read_before_scan: usize,
+    /// The next checkpoint to match.
+    next: usize,
+    /// The window in force after the last checkpoint passed (matched or skipped).
+    window: Option<CheckpointWindow>,
+    /// Where the last matched checkpoint is (`checkpoints.jsonl:<line>`), for messages.
+    anchor: String,
+    /// The records after the last matched checkpoint (with no window, only the newest).
+    unsigned: VecDeque<Unsigned>,
+    /// How many records follow the last matched checkpoint.
+    since_anchor: u64,
+}
+
+impl<'r> Run<'r> {
+    fn new(
+        dir: &'r Path,
+        options: &'r VerifyOptions,
+        format: Format,
+        file: CheckpointLines,
+        report: &'r mut VerifyReport,
+    ) -> Self {
+        Self {
+            dir,
+            options,
+            format,
+            file,
+            key: None,
+            report,
+            start: match format {
+                Format::Current => Start::Trusted,
+                Format::Legacy => Start::Legacy,
+            },
+            log_id: None,
+            checkpoints: Vec::new(),
+            read_before_scan: 0,
+            next: 0,
+            window: None,
+            anchor: "the genesis checkpoint".to_owned(),
+            unsigned: VecDeque::new(),
+            since_anchor: 0,
+        }
+    }
+
+    fn key(&mut self) -> Result<PublicKey, AuditError> {
+        if let Some(key) = self.key {
+            return Ok(key);
+        }
+        let (key, source) = resolve_key(self.dir, &self.options.key, self.format)?;
+        self.report.key_id = Some(key.key_id());
+        self.report.key_source = Some(source);
+        Ok(*self.key.insert(key))
+    }
+
+    /// Checks the first line (the genesis checkpoint of a current log) and reads the rest.
+    fn first_checkpoint(&mut self, number: u64, line: &[u8]) -> Result<Option<Problem>, AuditError> {
+        let key = self.key()?;
+        if self.format == Format::Legacy {
+            if let Some(problem) = self.accept(number, line)? {
+                return Ok(Some(problem));
+            }
+        } else {
+            let at = Some(number);
+            let genesis = match checkpoint::verify_line(line, &key) {
+                Ok(genesis) => genesis,
+                Err(e) => return Ok(Some(self.rejected(number, e, "genesis checkpoint"))),
+            };
+            if genesis.kind != CheckpointKind::Genesis {
+                return Ok(Some(problem(
+                    genesis.seq,
+                    CHECKPOINT_FILE,
+                    at,
+                    "the first checkpoint is not a genesis checkpoint: the start of checkpoints.jsonl was removed",
+                )));
+            }
+            self.start = Start::Link(checkpoint::genesis_link(line));
+            self.window = genesis.window();
+            self.report.window = self.window;
+            self.report.log_id = Some(genesis.log_id.clone());
+            self.report.created = Some(genesis.time);
+            self.log_id = Some(genesis.log_id);
+        }
+        if let Some(problem) = self.read_new_checkpoints()? {
+            return Ok(Some(problem));
+        }
+        self.read_before_scan = self.checkpoints.len();
+        Ok(None)
+    }
+
+    fn rejected(&self, number: u64, problem: CheckpointProblem, what: &str) -> Problem {
+        let at = Some(number);
+        let expected = self.report.key_id.clone().unwrap_or_default();
+        let source = self.report.key_source.clone().unwrap_or_default();
+        match problem {
+            CheckpointProblem::Invalid(why) => problem_at(at, format!("not a valid {what}: {why}")),
+            CheckpointProblem::OtherKey(id) => problem_at(
+                at,
+                format!(
+                    "{what} names key {id}, not the expected key {expected} ({source}): forged, or verified with the wrong public key"
+                ),
+            ),
+            CheckpointProblem::BadSignature => {
+                problem_at(at, format!("{what} signature does not verify: forged or altered"))
+            }
+        }
+    }
+
+    /// Reads the checkpoint lines not read yet.
+    fn read_new_checkpoints(&mut self) -> Result<Option<Problem>, AuditError> {
+        while let Some((number, line)) = self.file.next_line()? {
+            let line = line.to_vec();
+            if let Some(problem) = self.accept(number, &line)? {
+                return Ok(Some(problem));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Verifies a (non-genesis) checkpoint line and appends it to the list.
+    fn accept(&mut self, number: u64, line: &[u8]) -> Result<Option<Problem>, AuditError> {
+        let key = self.key()?;
         let at = Some(number);
         let checkpoint = match checkpoint::verify_line(line, &key) {
             Ok(checkpoint) => checkpoint,
-            Err(CheckpointProblem::Invalid(what)) => {
-                return Ok(Err(problem(
-                    None,
-                    CHECKPOINT_FILE,
-                    at,
-                    format!("not a valid checkpoint: {what}"),
-                )));
-            }
-            Err(CheckpointProblem::OtherKey(id)) => {
-                return Ok(Err(problem(
-                    None,
-                    CHECKPOINT_FILE,
-                    at,
-                    format!("checkpoint names key {id}, not the expected key {}: forged", key.key_id()),
-                )));
-            }
-            Err(CheckpointProblem::BadSignature) => {
-                return Ok(Err(problem(
-                    None,
-                    CHECKPOINT_FILE,
-                    at,
-                    "checkpoint signature does not verify: forged or altered",
-                )));
-            }
+            Err(e) => return Ok(Some(self.rejected(number, e, "checkpoint"))),
         };
-        if let Some((_, previous)) = checkpoints.last()
-            && checkpoint.seq <= previous.seq
-        {
-            return Ok(Err(problem(
-                Some(checkpoint.seq),
-                CHECKPOINT_FILE,
+        let expected_schema = match self.format {
+            Format::Current => CHECKPOINT_SCHEMA,
+            Format::Legacy => LEGACY_CHECKPOINT_SCHEMA,
+        };
+        if checkpoint.schema != expected_schema {
+            return Ok(Some(problem_at(
                 at,
-                format!("checkpoint seq {} does not follow seq {}: reordered", checkpoint.seq, previous.seq),
+                format!("a {} checkpoint in a log of {expected_schema} checkpoints", checkpoint.schema),
             )));
         }
-        report.last_checkpoint = Some(checkpoint.time);
-        checkpoints.push((number, checkpoint));
+        if checkpoint.kind == CheckpointKind::Genesis {
+            return Ok(Some(problem_at(
+                at,
+                "a second genesis checkpoint: checkpoints of another log were mixed in",
+            )));
+        }
+        if let Some(log_id) = &self.log_id
+            && &checkpoint.log_id != log_id
+        {
+            return Ok(Some(problem_at(
+                at,
+                format!(
+                    "checkpoint of log {}, not of this log ({log_id}): copied from another log",
+                    checkpoint.log_id
+                ),
+            )));
+        }
+        let seq = checkpoint.seq.unwrap_or_default();
+        if let Some((_, previous)) = self.checkpoints.last() {
+            let before = previous.seq.unwrap_or_default();
+            if seq <= before {
+                return Ok(Some(problem(
+                    Some(seq),
+                    CHECKPOINT_FILE,
+                    at,
+                    format!("checkpoint seq {seq} does not follow seq {before}: reordered"),
+                )));
+            }
+        }
+        self.report.last_checkpoint = Some(checkpoint.time);
+        self.report.checkpoints += 1;
+        if checkpoint.kind == CheckpointKind::Recovery {
+            self.report.recoveries += 1;
+        }
+        self.checkpoints.push((number, checkpoint));
+        Ok(None)
     }
-    report.checkpoints = checkpoints.len();
-    Ok(Ok(checkpoints))
-}
 
-fn check_chain(
-    dir: &Path,
-    options: &VerifyOptions,
-    checkpoints: &[(u64, Checkpoint)],
-    report: &mut VerifyReport,
-) -> Result<Option<Problem>, AuditError> {
-    let (segments, odd) = segment::list(dir)?;
-    if let Some(name) = odd.first() {
-        return Ok(Some(problem(None, name, None, "file name is not segment-<20-digit seq>.jsonl")));
-    }
-    let start = match options.from_seq {
-        Some(from) => segments.iter().rposition(|s| s.first_seq <= from).unwrap_or(0),
-        None => 0,
-    };
-    let Some(first) = segments.get(start) else {
-        if let Some((line, cp)) = checkpoints.last() {
+    /// Walks the chain, matching checkpoints and judging the records after each.
+    fn check(&mut self, segments: &[Segment]) -> Result<Option<Problem>, AuditError> {
+        let from_seq = self.options.from_seq;
+        let start = match from_seq {
+            Some(from) => segments.iter().rposition(|s| s.first_seq <= from).unwrap_or(0),
+            None => 0,
+        };
+        let Some(first) = segments.get(start) else {
+            if let Some((line, cp)) = self.checkpoints.last() {
+                let seq = cp.seq.unwrap_or_default();
+                return Ok(Some(problem(
+                    Some(seq),
+                    CHECKPOINT_FILE,
+                    Some(*line),
+                    format!("checkpoint covers seq {seq} but there are no segments: the log was deleted"),
+                )));
+            }
+            return Ok(None);
+        };
+        if from_seq.is_none() && first.first_seq != 0 {
             return Ok(Some(problem(
-                Some(cp.seq),
-                CHECKPOINT_FILE,
-                Some(*line),
-                format!("checkpoint covers seq {} but there are no segments: the log was deleted", cp.seq),
+                Some(0),
+                &first.name,
+                None,
+                format!(
+                    "the log starts at seq {} instead of 0: earlier segments are missing (use --from to verify a retained suffix)",
+                    first.first_seq
+                ),
             )));
         }
-        return Ok(None);
-    };
-    if options.from_seq.is_none() && first.first_seq != 0 {
-        return Ok(Some(problem(
-            Some(0),
-            &first.name,
-            None,
-            format!(
-                "the log starts at seq {} instead of 0: earlier segments are missing (use --from to verify a retained suffix)",
-                first.first_seq
-            ),
-        )));
+        let walk_start = if from_seq.is_some() { Start::Trusted } else { self.start };
+        let mut walk = Walk::new(segments, start, walk_start);
+        let found = self.walk(&mut walk);
+        self.report.segments = walk.segments_read;
+        self.report.incomplete_tail = walk.incomplete_tail;
+        if let Some(problem) = found? {
+            return Ok(Some(problem));
+        }
+        if let Some(problem) = self.beyond_the_end(segments) {
+            return Ok(Some(problem));
+        }
+        if let Some(problem) = self.judge_time(&walk)? {
+            return Ok(Some(problem));
+        }
+        self.report.unsigned_records = self.since_anchor;
+        Ok(None)
     }
 
-    let mut expected_seq = first.first_seq;
-    let mut expected_prev: Option<Hash> = None;
-    let mut next_checkpoint = 0;
-    let mut last_matched: Option<u64> = None;
-    for (index, seg) in segments.iter().enumerate().skip(start) {
-        let is_last = index + 1 == segments.len();
-        report.segments += 1;
-        if seg.first_seq != expected_seq {
-            let what = if seg.first_seq > expected_seq {
-                format!(
-                    "segment starts at seq {} but seq {expected_seq} was expected: records {expected_seq}..{} are missing (a segment was deleted or truncated)",
-                    seg.first_seq,
-                    seg.first_seq - 1
-                )
-            } else {
-                format!(
-                    "segment starts at seq {} but seq {expected_seq} was expected: it overlaps records already seen (a segment was inserted or renamed)",
-                    seg.first_seq
-                )
-            };
-            return Ok(Some(problem(Some(expected_seq), &seg.name, None, what)));
-        }
-        let mut lines = Lines::open(&seg.path)?;
-        loop {
-            let (number, line) = match lines.next_line(&seg.path)? {
-                Line::End => break,
-                Line::Unterminated if is_last => {
-                    report.incomplete_tail = true;
-                    break;
-                }
-                Line::Unterminated => {
-                    return Ok(Some(problem(
-                        Some(expected_seq),
-                        &seg.name,
-                        Some(lines.number),
-                        "incomplete record at the end of a segment that is not the last: the segment was truncated",
-                    )));
-                }
-                Line::Complete(number, line) => (number, line),
-            };
-            let at = Some(number);
-            let bad = |seq: u64, what: String| Ok(Some(problem(Some(seq), &seg.name, at, what)));
-            let record: ChainFields = match serde_json::from_slice(line) {
+    fn walk(&mut self, walk: &mut Walk<'_>) -> Result<Option<Problem>, AuditError> {
+        while let Some(next) = walk.next_record()? {
+            let record = match next {
                 Ok(record) => record,
-                Err(e) => {
-                    return bad(expected_seq, format!("not a valid record ({e}): the line was altered"));
-                }
+                Err(problem) => return Ok(Some(problem)),
             };
-            if record.schema != SCHEMA {
-                return bad(record.seq, format!("unknown schema {:?}", record.schema));
-            }
-            if record.seq != expected_seq {
-                return bad(
-                    record.seq,
-                    format!(
-                        "seq {expected_seq} was expected here: a record was deleted, inserted or reordered"
-                    ),
-                );
-            }
-            let Some(sealed) = Sealed::split(line) else {
-                return bad(record.seq, "the hash is not the line's last field, or is malformed".into());
-            };
-            let prev = match expected_prev {
-                Some(prev) => {
-                    if record.prev_hash != crate::chain::to_hex(&prev) {
-                        return bad(
-                            record.seq,
-                            format!(
-                                "prev_hash does not match the hash of seq {}: a record was deleted, inserted, altered or reordered",
-                                expected_seq.wrapping_sub(1)
-                            ),
-                        );
-                    }
-                    prev
-                }
-                None if expected_seq == 0 => {
-                    let genesis = chain::genesis(&record.replica_id);
-                    if record.prev_hash != crate::chain::to_hex(&genesis) {
-                        return bad(
-                            0,
-                            "prev_hash of the first record is not the replica's genesis value".into(),
-                        );
-                    }
-                    genesis
-                }
-                None => match chain::parse_hash(&record.prev_hash) {
-                    Some(prev) => prev,
-                    None => return bad(record.seq, "malformed prev_hash".into()),
-                },
-            };
-            let hash = sealed.compute(&prev);
-            if hash != sealed.claimed() || record.hash != crate::chain::to_hex(&hash) {
-                return bad(record.seq, "hash mismatch: the record's bytes were altered".into());
-            }
-            while checkpoints.get(next_checkpoint).is_some_and(|(_, cp)| cp.seq < record.seq) {
-                next_checkpoint += 1;
-            }
-            if let Some((cp_line, cp)) = checkpoints.get(next_checkpoint)
-                && cp.seq == record.seq
+            // Checkpoints before the verified range (with --from) only set the window.
+            while let Some((_, cp)) = self.checkpoints.get(self.next)
+                && cp.seq.unwrap_or_default() < record.seq
             {
-                if cp.hash != record.hash {
-                    return bad(
-                        record.seq,
-                        format!(
-                            "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) has hash {} for this seq but the chain has {}: records up to here were altered and re-chained",
-                            cp.hash, record.hash
-                        ),
-                    );
-                }
-                if cp.segment != seg.name {
-                    return bad(
-                        record.seq,
-                        format!(
-                            "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) places this seq in {}",
-                            cp.segment
-                        ),
-                    );
-                }
-                report.checkpoints_matched += 1;
-                last_matched = Some(record.seq);
-                next_checkpoint += 1;
+                self.window = cp.window().or(self.window);
+                self.next += 1;
             }
-            report.records += 1;
-            report.first_seq.get_or_insert(record.seq);
-            report.last_seq = Some(record.seq);
-            expected_seq += 1;
-            expected_prev = Some(hash);
+            self.report.records += 1;
+            self.report.first_seq.get_or_insert(record.seq);
+            self.report.last_seq = Some(record.seq);
+            self.report.head = Some(to_hex(&record.hash));
+            self.unsigned.push_back(Unsigned {
+                seq: record.seq,
+                hash: record.hash,
+                segment: record.segment,
+                line: record.line,
+                time: record.time,
+            });
+            self.since_anchor += 1;
+            if let Some(problem) = self.match_checkpoints(walk) {
+                return Ok(Some(problem));
+            }
+            let Some(window) = self.window else {
+                // No window (a legacy log): checkpoints were all read before the walk and are
+                // matched as their record passes, so only the newest record needs keeping.
+                while self.unsigned.len() > 1 {
+                    self.unsigned.pop_front();
+                }
+                continue;
+            };
+            if self.unsigned.len() as u64 > window.records {
+                // A running writer may have signed them since the checkpoints were read.
+                if let Some(problem) = self.read_new_checkpoints()? {
+                    return Ok(Some(problem));
+                }
+                if let Some(problem) = self.match_checkpoints(walk) {
+                    return Ok(Some(problem));
+                }
+                if let Some(window) = self.window
+                    && self.unsigned.len() as u64 > window.records
+                {
+                    return Ok(Some(self.too_many(walk, window)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Matches the checkpoints that name records held in `unsigned`.
+    fn match_checkpoints(&mut self, walk: &Walk<'_>) -> Option<Problem> {
+        loop {
+            let (Some((cp_line, cp)), Some(first), Some(last)) =
+                (self.checkpoints.get(self.next), self.unsigned.front(), self.unsigned.back())
+            else {
+                return None;
+            };
+            let seq = cp.seq.unwrap_or_default();
+            if seq > last.seq {
+                return None;
+            }
+            let Some(record) =
+                seq.checked_sub(first.seq).and_then(|i| self.unsigned.get(i as usize)).copied()
+            else {
+                // Seqs increase and records are matched in order, so this cannot happen; were
+                // it to, the checkpoint would go unchecked, so it is a finding, not a skip.
+                return Some(problem(
+                    Some(seq),
+                    CHECKPOINT_FILE,
+                    Some(*cp_line),
+                    "checkpoint names a record before the ones left to match: reordered",
+                ));
+            };
+            let segment = walk.segment_name(record.segment);
+            let at = |what: String| problem(Some(seq), segment, Some(record.line), what);
+            let hash = to_hex(&record.hash);
+            if cp.hash.as_deref() != Some(hash.as_str()) {
+                return Some(at(format!(
+                    "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) has hash {} for this seq but the chain has {hash}: records up to here were altered and re-chained",
+                    cp.hash.as_deref().unwrap_or_default()
+                )));
+            }
+            if cp.segment.as_deref() != Some(segment) {
+                return Some(at(format!(
+                    "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) places this seq in {}",
+                    cp.segment.as_deref().unwrap_or_default()
+                )));
+            }
+            self.report.checkpoints_matched += 1;
+            self.window = cp.window().or(self.window);
+            self.report.window = self.window.or(self.report.window);
+            self.anchor = format!("{CHECKPOINT_FILE}:{cp_line}, seq {seq}");
+            let keep = (last.seq - seq) as usize;
+            while self.unsigned.len() > keep {
+                self.unsigned.pop_front();
+            }
+            self.since_anchor = keep as u64;
+            self.next += 1;
         }
     }
-    if let Some((cp_line, cp)) = checkpoints.get(next_checkpoint) {
-        let end = match report.last_seq {
+
+    fn too_many(&self, walk: &Walk<'_>, window: CheckpointWindow) -> Problem {
+        let first = self.unsigned.front().map_or(0, |u| u.seq);
+        let (seq, segment, line) = match self.unsigned.back() {
+            Some(u) => (u.seq, walk.segment_name(u.segment), Some(u.line)),
+            None => (first, CHECKPOINT_FILE, None),
+        };
+        problem(
+            Some(seq),
+            segment,
+            line,
+            format!(
+                "more than {} records follow the last checkpoint ({}), from seq {first}: the writer signs at least every {} \
+                 records, so no crash leaves this many unsigned. Checkpoints were removed, or records were added without the key",
+                window.records, self.anchor, window.records
+            ),
+        )
+    }
+
+    /// Checkpoints read before the scan that name records past the end of the log.
+    fn beyond_the_end(&self, segments: &[Segment]) -> Option<Problem> {
+        if self.next >= self.read_before_scan {
+            return None;
+        }
+        let (cp_line, cp) = self.checkpoints.get(self.next)?;
+        let seq = cp.seq.unwrap_or_default();
+        let end = match self.report.last_seq {
             Some(last) => format!("the log ends at seq {last}"),
             None => "the log holds no records there".to_owned(),
         };
         let last_segment = segments.last().map_or(CHECKPOINT_FILE, |s| s.name.as_str());
-        return Ok(Some(problem(
-            Some(cp.seq),
+        Some(problem(
+            Some(seq),
             last_segment,
             None,
             format!(
-                "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) covers seq {} but {end}: records were removed from the end (truncated tail or deleted segment)",
-                cp.seq
+                "the signed checkpoint ({CHECKPOINT_FILE}:{cp_line}) covers seq {seq} but {end}: records were removed from the end (truncated tail or deleted segment)"
             ),
-        )));
+        ))
     }
-    report.head = expected_prev.map(|h| crate::chain::to_hex(&h));
-    report.unsigned_records = match (report.last_seq, last_matched) {
-        (Some(last), Some(signed)) => last - signed,
-        (Some(_), None) => report.records,
-        (None, _) => 0,
-    };
-    Ok(None)
+
+    /// The records after the last checkpoint must lie within one checkpoint interval.
+    fn judge_time(&mut self, walk: &Walk<'_>) -> Result<Option<Problem>, AuditError> {
+        let Some(window) = self.window else { return Ok(None) };
+        if !exceeds(&self.unsigned, window) {
+            return Ok(None);
+        }
+        if let Some(problem) = self.read_new_checkpoints()? {
+            return Ok(Some(problem));
+        }
+        if let Some(problem) = self.match_checkpoints(walk) {
+            return Ok(Some(problem));
+        }
+        let window = self.window.unwrap_or(window);
+        if !exceeds(&self.unsigned, window) {
+            return Ok(None);
+        }
+        let Some((earliest, latest)) = time_span(&self.unsigned) else { return Ok(None) };
+        let last = self.unsigned.back().copied();
+        let (seq, segment, line) = match last {
+            Some(u) => (Some(u.seq), walk.segment_name(u.segment).to_owned(), Some(u.line)),
+            None => (None, CHECKPOINT_FILE.to_owned(), None),
+        };
+        Ok(Some(Problem {
+            seq,
+            segment: Some(segment),
+            line,
+            what: format!(
+                "the {} records after the last checkpoint ({}) span {earliest} to {latest}, more than the writer's checkpoint \
+                 interval ({}) plus {}: a running writer would have signed them, so checkpoints were removed",
+                self.unsigned.len(),
+                self.anchor,
+                seconds(window.interval),
+                seconds(checkpoint::WINDOW_TOLERANCE),
+            ),
+        }))
+    }
+}
+
+fn problem_at(line: Option<u64>, what: impl Into<String>) -> Problem {
+    problem(None, CHECKPOINT_FILE, line, what)
+}
+
+/// The earliest and latest time among `records`.
+fn time_span<'a>(records: impl IntoIterator<Item = &'a Unsigned>) -> Option<(Timestamp, Timestamp)> {
+    records.into_iter().filter_map(|u| u.time).fold(None, |span, t| match span {
+        None => Some((t, t)),
+        Some((a, b)) => Some((a.min(t), b.max(t))),
+    })
+}
+
+/// Whether the records' times spread further than a window allows.
+fn exceeds<'a>(records: impl IntoIterator<Item = &'a Unsigned>, window: CheckpointWindow) -> bool {
+    time_span(records).is_some_and(|(a, b)| spread(a, b) > window.span_allowed())
+}
+
+/// The time from `a` to `b` (zero when `b` is earlier).
+pub(crate) fn spread(a: Timestamp, b: Timestamp) -> Duration {
+    Duration::from_millis(u64::try_from(b.unix_millis().saturating_sub(a.unix_millis())).unwrap_or(0))
+}
+
+/// Judges the records after the last checkpoint as the writer does at open: how many, and
+/// how far apart in time. `Err` says what is wrong.
+pub(crate) fn judge_tail(
+    window: CheckpointWindow,
+    count: u64,
+    span: Option<(Timestamp, Timestamp)>,
+) -> Result<(), String> {
+    if count > window.records {
+        return Err(format!(
+            "{count} records follow the last checkpoint, but the writer signs at least every {} records, so a crash leaves at most that many unsigned",
+            window.records
+        ));
+    }
+    if let Some((earliest, latest)) = span
+        && spread(earliest, latest) > window.span_allowed()
+    {
+        return Err(format!(
+            "the {count} records after the last checkpoint span {earliest} to {latest}, more than the checkpoint interval ({}) plus {}: \
+             a running writer would have signed them",
+            seconds(window.interval),
+            seconds(checkpoint::WINDOW_TOLERANCE)
+        ));
+    }
+    Ok(())
 }

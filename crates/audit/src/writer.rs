@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,11 +11,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::chain::{self, ChainFields, Hash, Sealed};
-use crate::checkpoint::{CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint};
-use crate::key::{ReplicaKey, sync_dir};
+use crate::chain::{self, Hash};
+use crate::checkpoint::{
+    CHECKPOINT_FILE, CHECKPOINT_SCHEMA, Checkpoint, CheckpointKind, CheckpointWindow, genesis_link,
+    new_log_id,
+};
+use crate::config::{AuditConfig, Mode, before_sync, before_write};
+use crate::key::{PublicKey, SigningKey, default_signing_key, sync_dir};
 use crate::record::AuditRecord;
-use crate::segment::{self, segment_name};
+use crate::resume;
+use crate::segment::{self, Segment, segment_name};
 use crate::{AuditError, Timestamp};
 
 /// File name of the lock that keeps a second writer out of a log directory.
@@ -23,166 +28,6 @@ pub const LOCK_FILE: &str = ".lock";
 
 /// How often a log that stays unwritable repeats its error.
 const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A callback that receives the duration of every segment fsync (for a histogram).
-pub type FsyncObserver = Arc<dyn Fn(Duration) + Send + Sync>;
-
-/// When [`AuditLog::append`] resolves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Mode {
-    /// The future resolves once the record is durable (written and fsynced), or fails
-    /// with [`AuditError::Unavailable`] when it cannot be made durable. The default: the
-    /// server releases a response only after its record is durable.
-    #[default]
-    Strict,
-    /// The future resolves as soon as the record is queued. A full queue or a failed write
-    /// drops records; drops are counted in [`AuditStats::dropped`]. Opt-in.
-    Relaxed,
-}
-
-/// Settings of an [`AuditLog`]. Start from [`AuditConfig::default`] and change what you need.
-#[derive(Clone)]
-pub struct AuditConfig {
-    /// The replica's id, written in every record and checkpoint; the first record of a new
-    /// log chains from a genesis value derived from it. Default `local`.
-    pub replica_id: String,
-    /// Strict (default) or relaxed durability.
-    pub mode: Mode,
-    /// Records that may wait for the writer (at least 1). In strict mode a full queue
-    /// makes `append` wait; in relaxed mode it drops. Default 16384.
-    pub queue_capacity: usize,
-    /// Most records committed by one write + fsync (at least 1). Default 4096.
-    pub max_batch: usize,
-    /// How long the writer may hold a batch open for records that are on their way (see
-    /// [`AuditLog::announce`]) before it commits. It waits only while some are announced,
-    /// so a lone request never waits; under load, one fsync then covers more records.
-    /// Zero commits at once. Default 250 µs.
-    pub commit_delay: Duration,
-    /// A segment is closed once the next record would take it past this size (a single
-    /// larger record still gets a segment of its own). Default 64 MiB.
-    pub segment_max_bytes: u64,
-    /// A segment is closed before the first write after it has been open this long.
-    /// Default 1 h.
-    pub segment_max_age: Duration,
-    /// A checkpoint is written once this many records are not covered by one (at least 1).
-    /// Default 1000.
-    pub checkpoint_every: u64,
-    /// A checkpoint is written at the latest this long after the first record not covered
-    /// by one was committed. Default 10 s.
-    pub checkpoint_interval: Duration,
-    /// Receives the duration of every segment fsync.
-    pub fsync_observer: Option<FsyncObserver>,
-    /// Test hook: makes writes or fsyncs fail on demand (see [`FaultInjection`]). Leave
-    /// `None` in production.
-    pub fault_injection: Option<FaultInjection>,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self {
-            replica_id: "local".to_owned(),
-            mode: Mode::Strict,
-            queue_capacity: 16_384,
-            max_batch: 4096,
-            commit_delay: Duration::from_micros(250),
-            segment_max_bytes: 64 * 1024 * 1024,
-            segment_max_age: Duration::from_secs(3600),
-            checkpoint_every: 1000,
-            checkpoint_interval: Duration::from_secs(10),
-            fsync_observer: None,
-            fault_injection: None,
-        }
-    }
-}
-
-impl fmt::Debug for AuditConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditConfig")
-            .field("replica_id", &self.replica_id)
-            .field("mode", &self.mode)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("max_batch", &self.max_batch)
-            .field("commit_delay", &self.commit_delay)
-            .field("segment_max_bytes", &self.segment_max_bytes)
-            .field("segment_max_age", &self.segment_max_age)
-            .field("checkpoint_every", &self.checkpoint_every)
-            .field("checkpoint_interval", &self.checkpoint_interval)
-            .field("fsync_observer", &self.fsync_observer.is_some())
-            .field("fault_injection", &self.fault_injection)
-            .finish()
-    }
-}
-
-/// A switchboard for simulating storage failures, shared between a test and the writer.
-///
-/// Tests run as root, so permissions cannot make a directory unwritable; instead the writer
-/// consults this hook right before each write (segment, checkpoint, repair) and each fsync,
-/// and fails that operation with an injected `StorageFull` error while it is armed. The
-/// failure then takes exactly the path a real `ENOSPC` or `EIO` would. It can only make the
-/// log fail, never weaken it, and costs two atomic loads per batch when present.
-#[derive(Debug, Clone, Default)]
-pub struct FaultInjection {
-    faults: Arc<Faults>,
-}
-
-#[derive(Debug, Default)]
-struct Faults {
-    fail_writes: AtomicBool,
-    fail_syncs: AtomicBool,
-    sync_delay_micros: AtomicU64,
-}
-
-impl FaultInjection {
-    /// A hook with nothing armed.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// While `on`, every write fails as if the disk were full.
-    pub fn fail_writes(&self, on: bool) {
-        self.faults.fail_writes.store(on, Ordering::SeqCst);
-    }
-
-    /// While `on`, every fsync fails (after the write succeeded).
-    pub fn fail_syncs(&self, on: bool) {
-        self.faults.fail_syncs.store(on, Ordering::SeqCst);
-    }
-
-    /// Makes every fsync take at least `delay` longer (a slow disk).
-    pub fn delay_syncs(&self, delay: Duration) {
-        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
-        self.faults.sync_delay_micros.store(micros, Ordering::SeqCst);
-    }
-
-    fn before_write(&self) -> io::Result<()> {
-        if self.faults.fail_writes.load(Ordering::SeqCst) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "injected fault: no space left on device",
-            ));
-        }
-        Ok(())
-    }
-
-    fn before_sync(&self) -> io::Result<()> {
-        let delay = self.faults.sync_delay_micros.load(Ordering::SeqCst);
-        if delay > 0 {
-            std::thread::sleep(Duration::from_micros(delay));
-        }
-        if self.faults.fail_syncs.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected fault: fsync failed"));
-        }
-        Ok(())
-    }
-}
-
-fn before_write(faults: Option<&FaultInjection>) -> io::Result<()> {
-    faults.map_or(Ok(()), FaultInjection::before_write)
-}
-
-fn before_sync(faults: Option<&FaultInjection>) -> io::Result<()> {
-    faults.map_or(Ok(()), FaultInjection::before_sync)
-}
 
 /// What an append achieved.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -300,6 +145,9 @@ pub struct AuditLog {
 struct Inner {
     dir: PathBuf,
     mode: Mode,
+    public_key: PublicKey,
+    signing_key: PathBuf,
+    log_id: String,
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
 }
@@ -313,15 +161,26 @@ impl fmt::Debug for AuditLog {
 impl AuditLog {
     /// Opens (or creates) the log in `dir` and starts its writer thread.
     ///
-    /// Creates the directory (mode 0700) and the replica key on first use; takes an
-    /// exclusive lock on the directory; truncates a torn final line left by a crash (it was
-    /// never acknowledged; counted in [`AuditStats::torn_tails_repaired`] and logged);
-    /// resumes the chain from the last record of the last segment. Blocks on file I/O.
+    /// Creates the directory (mode 0700), takes an exclusive lock on it, and truncates a
+    /// torn final line left by a crash (it was never acknowledged; counted in
+    /// [`AuditStats::torn_tails_repaired`] and logged). A new log gets its genesis
+    /// checkpoint (and, if there is none yet, a signing key, see
+    /// [`AuditConfig::signing_key`]). An existing log is resumed only if the writer can
+    /// vouch for its head: its genesis and last checkpoints verify with the key, the chain
+    /// from the last checkpoint links to it, and no more records follow it than one
+    /// checkpoint window (what a crash can leave); those records are then signed in a
+    /// recovery checkpoint. Otherwise it fails with [`AuditError::Untrusted`],
+    /// [`AuditError::Legacy`] (a log written before genesis checkpoints),
+    /// [`AuditError::Key`] or [`AuditError::InsecureKey`], each naming the file and the fix.
+    /// Blocks on file I/O.
     pub fn open(dir: impl AsRef<Path>, config: AuditConfig) -> Result<Self, AuditError> {
         let dir = dir.as_ref().to_path_buf();
         let shared = Arc::new(Shared::default());
         let writer = Writer::open(&dir, config, Arc::clone(&shared))?;
         let mode = writer.config.mode;
+        let public_key = writer.key.public();
+        let signing_key = writer.key.path().to_owned();
+        let log_id = writer.log_id.clone();
         let (tx, rx) = mpsc::channel(writer.config.queue_capacity);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -344,7 +203,7 @@ impl AuditLog {
             Ok(Err(e)) => return Err(AuditError::io(&dir, "cannot start the audit writer's timer", e)),
             Err(_) => return Err(AuditError::Unavailable("the audit writer thread exited at start".into())),
         }
-        Ok(Self { inner: Arc::new(Inner { dir, mode, tx, shared }) })
+        Ok(Self { inner: Arc::new(Inner { dir, mode, public_key, signing_key, log_id, tx, shared }) })
     }
 
     /// Appends a record.
@@ -472,6 +331,21 @@ impl AuditLog {
     pub fn dir(&self) -> &Path {
         &self.inner.dir
     }
+
+    /// The public key the log's checkpoints are signed with (give it to auditors to pin).
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.public_key
+    }
+
+    /// Where the signing key is.
+    pub fn signing_key(&self) -> &Path {
+        &self.inner.signing_key
+    }
+
+    /// The log's id, from its genesis checkpoint.
+    pub fn log_id(&self) -> &str {
+        &self.inner.log_id
+    }
 }
 
 /// The segment being appended to.
@@ -507,6 +381,9 @@ impl fmt::Debug for Announced {
 /// How often a held batch looks for announced records.
 const COMMIT_POLL: Duration = Duration::from_micros(25);
 
+/// How long the timer waits before retrying a failed checkpoint (appends retry at once).
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(1);
+
 /// A record of a batch waiting for its fsync.
 struct Pending {
     reply: Option<Reply>,
@@ -514,14 +391,16 @@ struct Pending {
     hash: Hash,
 }
 
-/// The writer thread's state. Invariant: everything up to `committed_*` is durable;
-/// `next_seq`/`head` run ahead only while a batch is being written.
+/// The writer thread's state. Invariants: everything up to `committed_*` is durable;
+/// `next_seq`/`head` run ahead only while a batch is being written; at most
+/// `window.records` durable records are not covered by a checkpoint.
 struct Writer {
     dir: PathBuf,
     config: AuditConfig,
     shared: Arc<Shared>,
-    key: ReplicaKey,
+    key: SigningKey,
     key_id: String,
+    log_id: String,
     _lock: File,
     segment: Option<OpenSegment>,
     checkpoints: File,
@@ -534,8 +413,15 @@ struct Writer {
     committed_head: Hash,
     last_record_segment: Option<String>,
     needs_repair: bool,
+    /// The seq of the last head signed (`None`: only the genesis).
     checkpointed_seq: Option<u64>,
+    /// The window this writer keeps: the configured one, or until its first checkpoint the
+    /// smaller of that and the one the log's last checkpoint states (the records after it
+    /// are judged by the window it states).
+    window: CheckpointWindow,
     uncovered_since: Option<Instant>,
+    /// After a failed checkpoint, when the timer tries again.
+    checkpoint_retry_at: Option<Instant>,
     last_failure_log: Option<Instant>,
 }
 
@@ -558,8 +444,11 @@ impl Writer {
         config.checkpoint_every = config.checkpoint_every.max(1);
         create_dir(dir)?;
         let lock = lock_dir(dir)?;
-        let key = ReplicaKey::load_or_create(dir)?;
-        let key_id = key.public().key_id();
+        let key_path = match &config.signing_key {
+            Some(path) => path.clone(),
+            None => default_signing_key(dir)?,
+        };
+        resume::key_outside(dir, &key_path)?;
 
         let (segments, odd) = segment::list(dir)?;
         if !odd.is_empty() {
@@ -576,123 +465,154 @@ impl Writer {
                 repaired += 1;
             }
         }
-
-        // Resume the chain from the last record on disk.
-        let mut resume = None;
-        for seg in segments.iter().rev() {
-            if let Some(line) = segment::last_line(&seg.path)? {
-                resume = Some((seg, line));
-                break;
-            }
-        }
-        let last_segment_empty = match (&resume, segments.last()) {
-            (Some((seg, _)), Some(last)) => seg.first_seq != last.first_seq,
-            _ => true,
-        };
-        let (next_seq, head, last_record_segment) = match resume {
-            None => (0, chain::genesis(&config.replica_id), None),
-            Some((seg, line)) => {
-                let corrupt = |what: &str| {
-                    AuditError::corrupt(
-                        &seg.path,
-                        None,
-                        format!("last record: {what}; run `palisade audit verify` before appending"),
-                    )
-                };
-                let record: ChainFields =
-                    serde_json::from_slice(&line).map_err(|e| corrupt(&format!("invalid JSON ({e})")))?;
-                let sealed = Sealed::split(&line).ok_or_else(|| corrupt("no well-formed hash field"))?;
-                let prev =
-                    chain::parse_hash(&record.prev_hash).ok_or_else(|| corrupt("malformed prev_hash"))?;
-                if sealed.compute(&prev) != sealed.claimed() {
-                    return Err(corrupt("hash mismatch"));
-                }
-                let next = record.seq.checked_add(1).ok_or_else(|| corrupt("seq is at its maximum"))?;
-                (next, sealed.claimed(), Some(seg.name.clone()))
-            }
-        };
-
-        let segment = match segments.last() {
-            Some(last) if last.first_seq > next_seq || (last_segment_empty && last.first_seq != next_seq) => {
-                return Err(AuditError::corrupt(
-                    &last.path,
-                    None,
-                    format!(
-                        "segment is named for seq {} but the chain continues at seq {next_seq}",
-                        last.first_seq
-                    ),
-                ));
-            }
-            Some(last) => {
-                let file = OpenOptions::new()
-                    .append(true)
-                    .open(&last.path)
-                    .map_err(|e| AuditError::io(&last.path, "cannot open", e))?;
-                let len = file.metadata().map_err(|e| AuditError::io(&last.path, "cannot stat", e))?.len();
-                Some(OpenSegment {
-                    file,
-                    name: last.name.clone(),
-                    path: last.path.clone(),
-                    len,
-                    committed_len: len,
-                    opened: Instant::now(),
-                })
-            }
-            None => None,
-        };
-
         let checkpoints_path = dir.join(CHECKPOINT_FILE);
+        if checkpoints_path.exists() && segment::repair_torn_tail(&checkpoints_path)? > 0 {
+            tracing::warn!("truncated a torn final audit checkpoint");
+            repaired += 1;
+        }
+        let config_window =
+            CheckpointWindow { records: config.checkpoint_every, interval: config.checkpoint_interval };
+        let found = resume::examine(dir, &segments, &key_path)?;
         let checkpoints = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&checkpoints_path)
             .map_err(|e| AuditError::io(&checkpoints_path, "cannot open", e))?;
-        let removed = segment::repair_torn_tail(&checkpoints_path)?;
-        if removed > 0 {
-            tracing::warn!(bytes = removed, "truncated a torn final audit checkpoint");
-            repaired += 1;
-        }
         let checkpoints_committed_len =
             checkpoints.metadata().map_err(|e| AuditError::io(&checkpoints_path, "cannot stat", e))?.len();
-        let checkpointed_seq = segment::last_line(&checkpoints_path)?
-            .and_then(|line| serde_json::from_slice::<Checkpoint>(&line).ok())
-            .map(|cp| cp.seq);
-        if let Some(seq) = checkpointed_seq.filter(|&seq| seq >= next_seq) {
-            return Err(AuditError::corrupt(
-                &checkpoints_path,
-                None,
-                format!(
-                    "the last checkpoint covers seq {seq} but the log ends before seq {next_seq}: records were removed; \
-                     run `palisade audit verify`, and move the directory aside to start a new chain"
-                ),
-            ));
-        }
-        sync_dir(dir)?;
-
-        shared.torn_tails_repaired.store(repaired, Ordering::Relaxed);
-        shared.next_seq.store(next_seq, Ordering::SeqCst);
-        let uncovered = checkpointed_seq.map_or(next_seq > 0, |seq| seq + 1 < next_seq);
-        Ok(Self {
+        let resume::Found { key, existing } = found;
+        let key_id = key.public().key_id();
+        let mut writer = Self {
             dir: dir.to_path_buf(),
             config,
             shared,
             key,
             key_id,
+            log_id: String::new(),
             _lock: lock,
-            segment,
+            segment: None,
             checkpoints,
             checkpoints_path,
             checkpoints_committed_len,
             checkpoints_need_repair: false,
-            next_seq,
-            head,
-            committed_seq: next_seq,
-            committed_head: head,
-            last_record_segment,
+            next_seq: 0,
+            head: [0; 32],
+            committed_seq: 0,
+            committed_head: [0; 32],
+            last_record_segment: None,
             needs_repair: false,
-            checkpointed_seq,
-            uncovered_since: uncovered.then(Instant::now),
+            checkpointed_seq: None,
+            window: config_window,
+            uncovered_since: None,
+            checkpoint_retry_at: None,
             last_failure_log: None,
+        };
+        match existing {
+            None => writer.start_chain(&segments)?,
+            Some(existing) => writer.resume_chain(existing, &segments)?,
+        }
+        sync_dir(dir)?;
+        writer.shared.torn_tails_repaired.store(repaired, Ordering::Relaxed);
+        writer.shared.next_seq.store(writer.next_seq, Ordering::SeqCst);
+        tracing::info!(
+            dir = %dir.display(), log_id = %writer.log_id, key = %writer.key.path().display(),
+            key_id = %writer.key_id, next_seq = writer.next_seq, "audit log open"
+        );
+        Ok(writer)
+    }
+
+    /// A new log: writes its genesis checkpoint; the first record will link to it.
+    fn start_chain(&mut self, segments: &[Segment]) -> Result<(), AuditError> {
+        self.log_id = new_log_id().map_err(|_| AuditError::Key("cannot draw a random log id".into()))?;
+        let mut genesis = Checkpoint {
+            schema: CHECKPOINT_SCHEMA.to_owned(),
+            kind: CheckpointKind::Genesis,
+            log_id: self.log_id.clone(),
+            seq: None,
+            hash: None,
+            segment: None,
+            recovered_from: None,
+            time: Timestamp::now(),
+            replica_id: self.config.replica_id.clone(),
+            key_id: self.key_id.clone(),
+            every_records: self.window.records,
+            every_ms: u64::try_from(self.window.interval.as_millis()).unwrap_or(u64::MAX),
+            signature: String::new(),
+        };
+        let line = genesis.seal(&self.key).map_err(|e| AuditError::Serialize(e.to_string()))?;
+        self.checkpoints
+            .set_len(0)
+            .and_then(|()| self.checkpoints.write_all(&line))
+            .and_then(|()| self.checkpoints.sync_all())
+            .map_err(|e| AuditError::io(&self.checkpoints_path, "cannot write the genesis checkpoint", e))?;
+        self.checkpoints_committed_len = line.len() as u64;
+        let link = genesis_link(&line[..line.len() - 1]);
+        (self.next_seq, self.head, self.committed_seq, self.committed_head) = (0, link, 0, link);
+        // An empty segment left by a crash before the first record is reused.
+        if let Some(last) = segments.last() {
+            self.segment = Some(self.reopen_segment(last, 0, false)?);
+        }
+        tracing::info!(log_id = %self.log_id, "started a new audit chain (genesis checkpoint written)");
+        Ok(())
+    }
+
+    /// An existing log the writer can vouch for: resumes after its last record and signs
+    /// the records a crash left unsigned.
+    fn resume_chain(&mut self, existing: resume::Existing, segments: &[Segment]) -> Result<(), AuditError> {
+        self.log_id = existing.log_id;
+        self.next_seq = existing.next_seq;
+        self.head = existing.head;
+        self.committed_seq = existing.next_seq;
+        self.committed_head = existing.head;
+        self.last_record_segment = existing.last_record_segment;
+        self.checkpointed_seq = existing.checkpointed_seq;
+        self.window = self.window.min(existing.window);
+        if let Some(last) = segments.last() {
+            self.segment =
+                Some(self.reopen_segment(last, self.next_seq, existing.last_record_in_last_segment)?);
+        }
+        if existing.unsigned > 0 {
+            let from = self.checkpointed_seq.map_or(0, |s| s + 1);
+            tracing::warn!(
+                records = existing.unsigned,
+                from_seq = from,
+                "the audit log was not closed cleanly: signing the records written after its last checkpoint (within one checkpoint window) in a recovery checkpoint"
+            );
+            self.uncovered_since = Some(Instant::now());
+            self.sign_head(CheckpointKind::Recovery, Some(from))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the last segment for appending, after checking that its name fits the chain.
+    fn reopen_segment(
+        &self,
+        last: &Segment,
+        next_seq: u64,
+        holds_last_record: bool,
+    ) -> Result<OpenSegment, AuditError> {
+        if last.first_seq > next_seq || (!holds_last_record && last.first_seq != next_seq) {
+            return Err(AuditError::corrupt(
+                &last.path,
+                None,
+                format!(
+                    "segment is named for seq {} but the chain continues at seq {next_seq}",
+                    last.first_seq
+                ),
+            ));
+        }
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&last.path)
+            .map_err(|e| AuditError::io(&last.path, "cannot open", e))?;
+        let len = file.metadata().map_err(|e| AuditError::io(&last.path, "cannot stat", e))?.len();
+        Ok(OpenSegment {
+            file,
+            name: last.name.clone(),
+            path: last.path.clone(),
+            len,
+            committed_len: len,
+            opened: Instant::now(),
         })
     }
 
@@ -768,6 +688,17 @@ impl Writer {
         let mut pending = Vec::with_capacity(batch.len());
         let mut jobs = batch.into_iter();
         while let Some(Job { mut record, reply }) = jobs.next() {
+            if self.next_seq - self.covered_next() >= self.window.records {
+                // The window is full: sign what is committed before writing more, so that a
+                // crash never leaves more than one window of records unsigned.
+                if let Err(e) = self
+                    .flush(&mut buf, &mut pending)
+                    .and_then(|()| self.sign_head(CheckpointKind::Head, None))
+                {
+                    let rest = std::iter::once(reply).chain(jobs.map(|j| j.reply));
+                    return self.fail(pending, rest, &e);
+                }
+            }
             record.normalize(&self.config.replica_id);
             let (line, hash) = match chain::seal(&mut record, self.next_seq, &self.head) {
                 Ok(sealed) => sealed,
@@ -796,8 +727,13 @@ impl Writer {
         }
     }
 
-    /// Before a batch: cuts back what a failed write left behind, closes an old segment.
+    /// Before a batch: signs the head if a checkpoint is overdue (one failed), cuts back
+    /// what a failed write left behind, closes an old segment.
     fn prepare(&mut self) -> Result<(), AuditError> {
+        if self.uncovered_since.is_some_and(|since| since.elapsed() >= self.window.interval) {
+            // No record goes past the window's interval unsigned either.
+            self.sign_head(CheckpointKind::Head, None)?;
+        }
         if self.needs_repair {
             if let Some(seg) = &mut self.segment {
                 before_write(self.config.fault_injection.as_ref())
@@ -929,43 +865,84 @@ impl Writer {
         }
     }
 
-    /// How long until a checkpoint falls due by time; `None` when every record is covered.
-    fn checkpoint_due_in(&self) -> Option<Duration> {
-        let since = self.uncovered_since?;
-        Some(self.config.checkpoint_interval.saturating_sub(since.elapsed()))
+    /// The seq of the first record not covered by a checkpoint.
+    fn covered_next(&self) -> u64 {
+        self.checkpointed_seq.map_or(0, |s| s + 1)
     }
 
-    fn checkpoint_if_due(&mut self, force: bool) {
+    /// How long until a checkpoint falls due by time (or may be retried after a failure);
+    /// `None` when every record is covered.
+    fn checkpoint_due_in(&self) -> Option<Duration> {
+        let since = self.uncovered_since?;
+        let due = self.window.interval.saturating_sub(since.elapsed());
+        let retry = self
+            .checkpoint_retry_at
+            .map_or(Duration::ZERO, |at| at.saturating_duration_since(Instant::now()));
+        Some(due.max(retry))
+    }
+
+    fn checkpoint_if_due(&mut self, closing: bool) {
         let Some(head_seq) = self.committed_seq.checked_sub(1) else { return };
         if self.checkpointed_seq == Some(head_seq) {
             self.uncovered_since = None;
             return;
         }
-        let uncovered = self.committed_seq - self.checkpointed_seq.map_or(0, |s| s + 1);
-        let late =
-            self.uncovered_since.is_some_and(|since| since.elapsed() >= self.config.checkpoint_interval);
-        if (force || late || uncovered >= self.config.checkpoint_every)
-            && let Err(e) = self.write_checkpoint(head_seq)
-        {
-            let reason = error_chain(&e);
-            Shared::add(&self.shared.checkpoint_errors, 1);
-            self.checkpoints_need_repair = true;
-            // Retry after another interval (or sooner, on the record count).
-            self.uncovered_since = Some(Instant::now());
-            tracing::error!(error = %reason, "cannot write an audit checkpoint");
+        let uncovered = self.committed_seq - self.covered_next();
+        let retry_wait = self.checkpoint_retry_at.is_some_and(|at| Instant::now() < at);
+        let late = self.uncovered_since.is_some_and(|since| since.elapsed() >= self.window.interval);
+        if closing || (!retry_wait && (late || uncovered >= self.window.records)) {
+            let kind = if closing { CheckpointKind::Close } else { CheckpointKind::Head };
+            // A failure is logged and counted; the next batch retries before it writes.
+            let _ = self.sign_head(kind, None);
         }
     }
 
-    fn write_checkpoint(&mut self, head_seq: u64) -> Result<(), AuditError> {
+    /// Signs the committed head (if a record is not covered yet); on failure logs, counts,
+    /// and arranges for the file to be cut back and the timer to retry.
+    fn sign_head(&mut self, kind: CheckpointKind, recovered_from: Option<u64>) -> Result<(), AuditError> {
+        let Some(head_seq) = self.committed_seq.checked_sub(1) else { return Ok(()) };
+        if self.checkpointed_seq == Some(head_seq) {
+            return Ok(());
+        }
+        match self.write_checkpoint(head_seq, kind, recovered_from) {
+            Ok(()) => {
+                self.checkpoint_retry_at = None;
+                Ok(())
+            }
+            Err(e) => {
+                Shared::add(&self.shared.checkpoint_errors, 1);
+                self.checkpoints_need_repair = true;
+                self.checkpoint_retry_at = Some(Instant::now() + CHECKPOINT_RETRY);
+                tracing::error!(error = %error_chain(&e), "cannot write an audit checkpoint");
+                Err(AuditError::Unavailable(format!("cannot write an audit checkpoint: {}", error_chain(&e))))
+            }
+        }
+    }
+
+    fn write_checkpoint(
+        &mut self,
+        head_seq: u64,
+        kind: CheckpointKind,
+        recovered_from: Option<u64>,
+    ) -> Result<(), AuditError> {
         let Some(segment) = self.last_record_segment.clone() else { return Ok(()) };
+        let window = CheckpointWindow {
+            records: self.config.checkpoint_every,
+            interval: self.config.checkpoint_interval,
+        };
         let mut checkpoint = Checkpoint {
             schema: CHECKPOINT_SCHEMA.to_owned(),
-            seq: head_seq,
-            hash: crate::chain::to_hex(&self.committed_head),
-            segment,
+            kind,
+            log_id: self.log_id.clone(),
+            seq: Some(head_seq),
+            hash: Some(crate::chain::to_hex(&self.committed_head)),
+            segment: Some(segment),
+            recovered_from,
             time: Timestamp::now(),
             replica_id: self.config.replica_id.clone(),
             key_id: self.key_id.clone(),
+            every_records: window.records,
+            every_ms: u64::try_from(window.interval.as_millis()).unwrap_or(u64::MAX),
             signature: String::new(),
         };
         let line = checkpoint.seal(&self.key).map_err(|e| AuditError::Serialize(e.to_string()))?;
@@ -985,6 +962,8 @@ impl Writer {
         self.checkpoints_committed_len += line.len() as u64;
         self.checkpointed_seq = Some(head_seq);
         self.uncovered_since = None;
+        // The checkpoint states the configured window; from here on it is the one kept.
+        self.window = window;
         Shared::add(&self.shared.checkpoints, 1);
         Ok(())
     }

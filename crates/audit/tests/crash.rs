@@ -56,7 +56,7 @@ fn crash_child() {
 
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_record() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = log_dir();
     let exe = std::env::current_exe().unwrap();
     let mut acknowledged = BTreeMap::new();
     for round in 0..5 {

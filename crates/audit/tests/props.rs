@@ -12,10 +12,10 @@ use palisade_audit::{AuditConfig, VerifyOptions, verify};
 use proptest::prelude::*;
 
 /// A small closed log (two segments), built once; cases copy it.
-fn template() -> &'static tempfile::TempDir {
-    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
+fn template() -> &'static LogDir {
+    static TEMPLATE: OnceLock<LogDir> = OnceLock::new();
     TEMPLATE.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = log_dir();
         write_log(
             dir.path(),
             AuditConfig { segment_max_bytes: 6 * 1024, checkpoint_every: 4, ..small("p") },
@@ -25,11 +25,17 @@ fn template() -> &'static tempfile::TempDir {
     })
 }
 
-fn copy_of_template() -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    for entry in fs::read_dir(template().path()).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+/// A copy of the template's home: its log and its keys.
+fn copy_of_template() -> LogDir {
+    let copy = log_dir();
+    let keys = copy.key().parent().unwrap().to_owned();
+    fs::create_dir(&keys).unwrap();
+    for (from, to) in [(template().path(), copy.path()), (template().key().parent().unwrap(), keys.as_path())]
+    {
+        for entry in fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
     }
     copy
 }

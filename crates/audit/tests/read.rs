@@ -16,8 +16,8 @@ use palisade_audit::{
 
 const BASE: i64 = 1_795_687_200_000;
 
-fn log_with_50_requests_and_a_config_change() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
+fn log_with_50_requests_and_a_config_change() -> LogDir {
+    let dir = log_dir();
     runtime().block_on(async {
         let log = AuditLog::open(dir.path(), small("r")).unwrap();
         for i in 0..50 {
@@ -91,7 +91,7 @@ fn export_is_the_stored_lines_byte_for_byte() {
 
 #[test]
 fn tail_yields_the_last_records_then_follows_across_rotations() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = log_dir();
     write_log(dir.path(), small("r"), 30);
     assert!(segments(dir.path()).len() > 3);
 
@@ -122,7 +122,7 @@ fn tail_yields_the_last_records_then_follows_across_rotations() {
 
 #[test]
 fn verify_and_query_while_a_writer_appends() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = log_dir();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = std::thread::spawn({
         let (dir, stop) = (dir.path().to_path_buf(), Arc::clone(&stop));

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use palisade_audit::{AuditRecord, Filter, PublicKey, TailOptions, VerifyOptions};
+use palisade_audit::{AuditRecord, Filter, KeySource, PublicKey, TailOptions, VerifyOptions};
 use serde_json::json;
 
 use crate::cli::{AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
@@ -19,26 +19,56 @@ fn dir(home: &Path, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
+/// The key `--public-key` names: a file if one exists there, else base64 text.
+fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
+    let Some(arg) = arg else { return Ok(KeySource::Default) };
+    let path = Path::new(arg);
+    if path.is_file() {
+        return Ok(KeySource::File(path.to_owned()));
+    }
+    match PublicKey::from_base64(arg) {
+        Ok(key) => Ok(KeySource::Pinned(key)),
+        Err(e) => Err(Failure::usage(format!(
+            "--public-key {arg}: neither a readable file nor a base64 Ed25519 public key ({e})"
+        ))
+        .hint("pass the file audit-signing.pub (or a copy of it) or its contents")),
+    }
+}
+
 /// `audit verify`
 pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
     let dir = dir(home, &args.dir)?;
-    let public_key = match &args.public_key {
-        Some(text) => Some(PublicKey::from_base64(text).map_err(Failure::usage)?),
-        None => None,
-    };
-    let report = palisade_audit::verify(&dir, &VerifyOptions { from_seq: args.from, public_key })
-        .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
+    let key = key_source(args.public_key.as_deref())?;
+    let report = palisade_audit::verify(&dir, &VerifyOptions { from_seq: args.from, key }).map_err(|e| {
+        let failure = Failure::other(format!("cannot verify the audit log: {e}"));
+        match e {
+            palisade_audit::AuditError::Key(_) => failure.hint(
+                "the public key is beside the signing key (HOME/keys/audit-signing.pub by default); pass it with --public-key FILE|BASE64",
+            ),
+            _ => failure,
+        }
+    })?;
     match args.output {
         OutputFormat::Json => {
             let problem = report.first_problem.as_ref().map(|p| {
                 json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
             });
+            let window = report.window.map(|w| {
+                json!({"records": w.records, "interval_ms": u64::try_from(w.interval.as_millis()).unwrap_or(u64::MAX)})
+            });
             crate::output::json(&json!({
                 "ok": report.ok,
+                "legacy": report.legacy,
+                "log_id": report.log_id,
+                "created": report.created.map(|t| t.to_string()),
+                "key_id": report.key_id,
+                "key_source": report.key_source,
+                "window": window,
                 "records": report.records,
                 "segments": report.segments,
                 "checkpoints": report.checkpoints,
                 "checkpoints_matched": report.checkpoints_matched,
+                "recoveries": report.recoveries,
                 "first_seq": report.first_seq,
                 "last_seq": report.last_seq,
                 "head": report.head,
@@ -50,12 +80,15 @@ pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
         OutputFormat::Text => print!("{report}"),
     }
     if report.ok {
-        Ok(())
-    } else {
-        let problem = report.first_problem.map(|p| p.to_string()).unwrap_or_default();
-        Err(Failure::data(format!("the audit trail was modified: {problem}"))
-            .hint("see docs/audit.md for what each finding means"))
+        return Ok(());
     }
+    let problem = report.first_problem.map(|p| p.to_string()).unwrap_or_default();
+    if report.legacy {
+        return Err(Failure::data(format!("the audit trail is a legacy log: {problem}"))
+            .hint("archive it (move the directory aside); see docs/audit.md, \"Logs from before genesis checkpoints\""));
+    }
+    Err(Failure::data(format!("the audit trail was modified: {problem}"))
+        .hint("see docs/audit.md for what each finding means"))
 }
 
 fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write) -> Result<(), Failure> {

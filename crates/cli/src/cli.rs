@@ -70,8 +70,8 @@ pub enum Command {
 /// `palisade audit ...`
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain and the signed checkpoints; exits 0 when intact, 65 naming the
-    /// first bad record otherwise.
+    /// Check the genesis checkpoint, the hash chain, the signed checkpoints and the records
+    /// after the last one; exits 0 when intact, 65 naming the first problem otherwise.
     Verify(AuditVerifyArgs),
     /// Print records matching filters (JSON lines with --output json).
     Query(AuditQueryArgs),
@@ -85,9 +85,10 @@ pub struct AuditVerifyArgs {
     /// Start at the segment holding this sequence number (older segments may be archived).
     #[arg(long, value_name = "SEQ")]
     pub from: Option<u64>,
-    /// The replica's public key (base64), obtained out of band [default: the log's
-    /// replica-key.pub].
-    #[arg(long, value_name = "BASE64")]
+    /// The log's public key, to pin it: a file (a copy of audit-signing.pub taken when the
+    /// log was set up) or its base64 text [default: keys/audit-signing.pub beside the audit
+    /// directory, HOME/keys/audit-signing.pub; never a file inside the log directory].
+    #[arg(long, value_name = "FILE|BASE64")]
     pub public_key: Option<String>,
     /// The audit directory [default: HOME/audit].
     #[arg(long, value_name = "DIR")]

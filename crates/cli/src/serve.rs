@@ -80,7 +80,7 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         palisade_server::AuditHandle::open(&home.join("audit"), &security.platform().config.audit, None)
             .map_err(|e| {
                 Failure::other(format!("cannot open the audit log: {e}"))
-                    .hint("check that HOME/audit is writable")
+                    .hint("the message names the file and the fix; see docs/audit.md")
             })?;
     let audit_log = audit.log().clone();
     let state = AppState::new(registry, engine, security.clone(), audit, config).map_err(Failure::other)?;

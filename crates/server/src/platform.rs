@@ -118,6 +118,10 @@ pub struct AuditSettings {
     /// (never when none are); zero commits at once.
     #[serde(default = "commit_delay", deserialize_with = "duration")]
     pub commit_delay: Duration,
+    /// The audit signing key (Ed25519 PKCS#8), outside the log directory (default:
+    /// `<home>/keys/audit-signing.pk8`).
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// Durability of the audit log.
@@ -159,6 +163,7 @@ impl Default for AuditSettings {
             checkpoint_every: thousand(),
             checkpoint_interval: ten_seconds(),
             commit_delay: commit_delay(),
+            signing_key: None,
         }
     }
 }

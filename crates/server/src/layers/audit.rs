@@ -76,6 +76,7 @@ impl AuditHandle {
             checkpoint_every: settings.checkpoint_every,
             checkpoint_interval: settings.checkpoint_interval,
             commit_delay: settings.commit_delay,
+            signing_key: settings.signing_key.clone(),
             fsync_observer: Some(Arc::new(move |d| {
                 if let Some(histogram) = slot.get() {
                     histogram.observe(d.as_secs_f64());
