@@ -75,6 +75,15 @@ class Server:
         self.log.close()
 
 
+def gateway_config(home, extra=""):
+    """A platform config naming `api` a gateway namespace, where the seed platform's
+    RequestAuthentication sits (Istio's ingress gateway ran there), so its rules guard every
+    model as they did. Returns the `--config` arguments."""
+    config = home / "platform.yaml"
+    config.write_text(f"authentication:\n  gatewayNamespaces: [api]\n{extra}")
+    return ["--config", str(config)]
+
+
 def issue_token(home, *args):
     """A token from the home's built-in issuer (`palisade token issue`)."""
     out = subprocess.run(

@@ -1,7 +1,8 @@
 """Single sign-on against a real OpenID provider (npm `oidc-provider`, tests/idp).
 
 The seed platform's RequestAuthentication is loaded as written, except that its jwksUri
-points at the local IdP (whose issuer is the seed's `https://idp.local/auth/realms/ML`).
+points at the local IdP (whose issuer is the seed's `https://idp.local/auth/realms/ML`);
+the platform config names its namespace, `api`, a gateway namespace.
 """
 
 import base64
@@ -17,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, Server, build
+from conftest import ROOT, Server, build, gateway_config
 
 SEED_ISSUER = "https://idp.local/auth/realms/ML"
 IRIS_ROW = json.dumps(
@@ -137,11 +138,9 @@ def sso(tmp_path_factory, idp):
     assert seed.count(idp.info["jwks_uri"]) == 1
     (policies / "request-authentication.yaml").write_text(seed)
     (policies / "allow-authenticated.yaml").write_text(ALLOW_AUTHENTICATED)
-    config = home / "platform.yaml"
-    # A short skew makes expiry observable within the test's time budget.
-    config.write_text("authentication:\n  clockSkew: 1s\n")
     build(home, ROOT / "examples" / "iris")
-    server = Server(home, ["--policy-dir", str(policies), "--config", str(config)])
+    # A short skew makes expiry observable within the test's time budget.
+    server = Server(home, ["--policy-dir", str(policies), *gateway_config(home, "  clockSkew: 1s\n")])
     yield server
     server.stop()
 
@@ -226,7 +225,7 @@ def test_key_rotation_and_outage(tmp_path_factory):
     )
     (policies / "allow.yaml").write_text(ALLOW_AUTHENTICATED)
     build(home, ROOT / "examples" / "iris")
-    server = Server(home, ["--policy-dir", str(policies)])
+    server = Server(home, ["--policy-dir", str(policies), *gateway_config(home)])
     try:
         old = idp.token("ml-rs256")
         assert call(server, old)[0] == 200
@@ -254,7 +253,7 @@ def test_jwks_that_never_loaded_fails_closed(tmp_path_factory):
     )
     (policies / "allow.yaml").write_text(ALLOW_AUTHENTICATED)
     build(home, ROOT / "examples" / "iris")
-    server = Server(home, ["--policy-dir", str(policies)])
+    server = Server(home, ["--policy-dir", str(policies), *gateway_config(home)])
     try:
         status, _, body = call(server, idp.token("ml-rs256"))
         assert status == 401, body

@@ -220,6 +220,7 @@ const GRPC_CODES: &[(u16, Code)] = &[
     (401, Code::Unauthenticated),
     (403, Code::PermissionDenied),
     (404, Code::NotFound),
+    (409, Code::Aborted),
     (429, Code::ResourceExhausted),
     (413, Code::ResourceExhausted),
     (500, Code::Internal),

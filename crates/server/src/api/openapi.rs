@@ -54,6 +54,15 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
             "properties": {"error": {"type": "string", "description": "What went wrong"}},
         }),
     );
+    schemas.insert(
+        "SeldonStatus".into(),
+        json!({
+            "type": "object", "required": ["status"],
+            "properties": {"status": {"type": "object", "properties": {
+                "code": {"type": "integer"}, "info": {"type": "string"}, "reason": {"type": "string"}, "status": {"type": "string", "enum": ["FAILURE"]},
+            }}},
+        }),
+    );
     schemas.insert("ServerMetadata".into(), json!({
         "type": "object",
         "properties": {"name": {"type": "string"}, "version": {"type": "string"}, "extensions": {"type": "array", "items": {"type": "string"}}},
@@ -132,6 +141,7 @@ fn error_responses() -> Value {
         ("413", "Request body too large"),
         ("429", "Server overloaded; retry later"),
         ("500", "Inference failed"),
+        ("503", "Too much request data in flight, or the audit log cannot be written; retry later"),
         ("504", "Inference timed out"),
     ] {
         let mut e = err.clone();
@@ -153,10 +163,22 @@ fn probe(summary: &str) -> Value {
 
 fn probe_for(tag: &str, summary: &str) -> Value {
     let public = tag == "server";
-    let mut op = json!({"tags": [tag], "summary": summary, "responses": {"200": {"description": "Yes"}, "404": {"description": "Unknown model"}, "503": {"description": "Not ready"}}});
-    if public {
-        op["security"] = json!([]);
-    }
+    let mut op = if public {
+        json!({"tags": [tag], "summary": summary, "security": [], "responses": {
+            "200": {"description": "Yes"},
+            "503": {"description": "No"},
+        }})
+    } else {
+        let mut responses = error_responses();
+        responses["200"] = json!({"description": "Yes"});
+        responses["503"] = json!({"description": "Not ready (an upstream model whose server says so)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+        json!({"tags": [tag], "summary": summary, "responses": responses})
+    };
+    op["description"] = json!(if public {
+        "Public by design, so orchestrators can probe without a token. Not audited."
+    } else {
+        "Answered after authentication and authorization, like every model endpoint."
+    });
     json!({"get": op})
 }
 
@@ -164,37 +186,81 @@ fn schema_key(served: &ServedModel, suffix: &str) -> String {
     format!("{}.{suffix}", served.id.name)
 }
 
+/// One element of a tensor of this datatype, within the values the datatype holds.
 fn datatype_item(dt: DataType) -> Value {
     match dt {
         DataType::Bool => json!({"type": "boolean"}),
         DataType::Bytes => json!({"type": "string"}),
-        dt if dt.is_float() => json!({"type": "number"}),
+        // Bounds are where a value would round to infinity (refused): the largest finite
+        // value of the type plus half its last step.
+        DataType::Fp16 => float_range(65520.0),
+        DataType::Fp32 => float_range(3.4028235677973366e38),
+        DataType::Bf16 => float_range(3.39617752923046e38),
+        DataType::Fp64 => json!({"type": "number"}),
+        DataType::Int8 => json!({"type": "integer", "minimum": i8::MIN, "maximum": i8::MAX}),
+        DataType::Int16 => json!({"type": "integer", "minimum": i16::MIN, "maximum": i16::MAX}),
+        DataType::Int32 => json!({"type": "integer", "minimum": i32::MIN, "maximum": i32::MAX}),
+        DataType::Uint8 => json!({"type": "integer", "minimum": 0, "maximum": u8::MAX}),
+        DataType::Uint16 => json!({"type": "integer", "minimum": 0, "maximum": u16::MAX}),
+        DataType::Uint32 => json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}),
+        DataType::Uint64 => json!({"type": "integer", "minimum": 0}),
         _ => json!({"type": "integer"}),
     }
 }
 
-fn tensor_schema(spec: &TensorSpec, with_data: bool) -> Value {
+fn float_range(limit: f64) -> Value {
+    json!({"type": "number", "minimum": -limit, "exclusiveMinimum": true, "maximum": limit, "exclusiveMaximum": true})
+}
+
+/// A tensor in a request (`with_data`) or a response. JSON Schema cannot say that `data`
+/// holds as many elements as `shape` multiplies to, nor which sizes the model fixes; the
+/// description says so, and a request that breaks either is answered 400.
+fn tensor_schema(spec: &TensorSpec, with_data: bool, element_ref: &str) -> Value {
+    let rank = spec.shape.len();
     let mut properties = json!({
         "name": {"type": "string", "enum": [spec.name]},
         "datatype": {"type": "string", "enum": [spec.datatype.as_str()]},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}, "description": format!("Model shape {:?}; -1 is any size", spec.shape_i64())},
-        "parameters": {"type": "object"},
+        "shape": {
+            "type": "array", "minItems": rank, "maxItems": rank,
+            "items": {"type": "integer", "minimum": 0, "maximum": i32::MAX},
+            "description": format!("Model shape {:?} (-1: any size); `data` holds as many elements as the shape multiplies to", spec.shape_i64()),
+        },
+        "parameters": {"type": "object", "nullable": true},
     });
-    let element = datatype_item(spec.datatype);
     properties["data"] = json!({
         "type": "array",
         "description": "Elements in row-major order, flat or nested",
-        "items": {"oneOf": [element, {"type": "array", "items": {}}]},
+        "items": {"$ref": element_ref},
     });
     let mut required = vec!["name", "shape", "datatype"];
     if with_data {
         required.push("data");
     }
     let mut schema = json!({"type": "object", "required": required, "properties": properties});
+    if with_data {
+        schema["additionalProperties"] = json!(false);
+    }
     if let Some(labels) = &spec.labels {
         schema["description"] = json!(format!("Columns are classes {}", labels.join(", ")));
     }
     schema
+}
+
+/// The schema of one item of a tensor's `data`: an element, or an array of items (data may
+/// be nested to any depth), registered as a component so it can refer to itself.
+fn element_schema(
+    schemas: &mut Map<String, Value>,
+    served: &ServedModel,
+    tensor: &str,
+    spec: &TensorSpec,
+) -> String {
+    let key = schema_key(served, &format!("{tensor}.element"));
+    let reference = format!("#/components/schemas/{key}");
+    schemas.insert(
+        key,
+        json!({"oneOf": [datatype_item(spec.datatype), {"type": "array", "items": {"$ref": reference}}]}),
+    );
+    reference
 }
 
 fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
@@ -204,7 +270,8 @@ fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
         .iter()
         .map(|spec| {
             let key = schema_key(served, &format!("input.{}", sanitize(&spec.name)));
-            schemas.insert(key.clone(), tensor_schema(spec, true));
+            let element = element_schema(schemas, served, &format!("input.{}", sanitize(&spec.name)), spec);
+            schemas.insert(key.clone(), tensor_schema(spec, true, &element));
             json!({"$ref": format!("#/components/schemas/{key}")})
         })
         .collect();
@@ -213,7 +280,8 @@ fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
         .iter()
         .map(|spec| {
             let key = schema_key(served, &format!("output.{}", sanitize(&spec.name)));
-            schemas.insert(key.clone(), tensor_schema(spec, false));
+            let element = element_schema(schemas, served, &format!("output.{}", sanitize(&spec.name)), spec);
+            schemas.insert(key.clone(), tensor_schema(spec, false, &element));
             json!({"$ref": format!("#/components/schemas/{key}")})
         })
         .collect();
@@ -221,18 +289,20 @@ fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
         if refs.len() == 1 { refs.into_iter().next().unwrap_or(Value::Null) } else { json!({"oneOf": refs}) }
     };
     let output_names: Vec<&str> = signature.outputs.iter().map(|o| o.name.as_str()).collect();
+    let input_count = signature.inputs.len();
     schemas.insert(
         schema_key(served, "InferenceRequest"),
         json!({
             "type": "object",
             "required": ["inputs"],
+            "additionalProperties": false,
             "properties": {
-                "id": {"type": "string", "description": "Echoed in the response"},
-                "parameters": {"type": "object"},
-                "inputs": {"type": "array", "items": one_of(input_refs)},
-                "outputs": {"type": "array", "description": "Outputs to return (default: all)", "items": {
-                    "type": "object", "required": ["name"],
-                    "properties": {"name": {"type": "string", "enum": output_names}, "parameters": {"type": "object"}},
+                "id": {"type": "string", "nullable": true, "description": "Echoed in the response"},
+                "parameters": {"type": "object", "nullable": true},
+                "inputs": {"type": "array", "minItems": 1, "maxItems": input_count, "items": one_of(input_refs), "description": "Each of the model's inputs, once"},
+                "outputs": {"type": "array", "nullable": true, "maxItems": output_names.len(), "description": "Outputs to return, each once (default: all)", "items": {
+                    "type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {"name": {"type": "string", "enum": output_names}, "parameters": {"type": "object", "nullable": true}},
                 }},
             },
         }),
@@ -304,19 +374,59 @@ fn infer_op(served: &ServedModel, versions: Option<&[String]>) -> Value {
 fn seldon_op(served: &ServedModel) -> Value {
     let name = served.id.name.as_str();
     let example = example_request(served);
-    let row = example["inputs"][0]["data"].clone();
+    let example_row = example["inputs"][0]["data"].clone();
+    let input = served.model.signature().inputs.first();
+    let element = input.map_or(json!({}), |i| datatype_item(i.datatype));
+    let mut row = json!({"type": "array", "minItems": 1, "items": element});
+    if let Some(Dim::Fixed(columns)) = input.filter(|i| i.shape.len() == 2).and_then(|i| i.shape.last()) {
+        row["minItems"] = json!(columns);
+        row["maxItems"] = json!(columns);
+    }
+    let names = json!({"type": "array", "items": {"type": "string"}});
+    let mut responses = Map::new();
+    responses.insert(
+        "200".into(),
+        json!({"description": "Predictions, in the form of the request", "content": {"application/json": {"schema": {"type": "object"}}}}),
+    );
+    for (code, text) in [
+        ("400", "Malformed request or tensor"),
+        ("401", "No valid token"),
+        ("403", "Token not accepted here (audience) or access denied by policy"),
+        ("404", "Unknown model"),
+        ("413", "Request body too large"),
+        ("429", "Server overloaded; retry later"),
+        ("500", "Inference failed"),
+        ("503", "Too much request data in flight, or the audit log cannot be written; retry later"),
+        ("504", "Inference timed out"),
+    ] {
+        responses.insert(
+            code.into(),
+            json!({"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SeldonStatus"}}}}),
+        );
+    }
     json!({"post": {
         "tags": [name],
         "summary": format!("Predict with {name} (Seldon Core v1 protocol)"),
         "operationId": format!("seldon_{}", sanitize(name)),
         "requestBody": {"required": true, "content": {"application/json": {
-            "schema": {"type": "object", "properties": {"data": {"type": "object", "properties": {
-                "names": {"type": "array", "items": {"type": "string"}},
-                "ndarray": {"type": "array", "items": {}},
-                "tensor": {"type": "object", "properties": {"shape": {"type": "array", "items": {"type": "integer"}}, "values": {"type": "array", "items": {}}}},
-            }}, "meta": {"type": "object"}}},
-            "example": {"data": {"ndarray": [row]}},
+            "schema": {"type": "object", "required": ["data"], "additionalProperties": false, "properties": {
+                "meta": {"type": "object", "nullable": true},
+                "data": {"oneOf": [
+                    {"type": "object", "required": ["ndarray"], "additionalProperties": false, "properties": {
+                        "names": names,
+                        "ndarray": {"type": "array", "minItems": 1, "items": row},
+                    }},
+                    {"type": "object", "required": ["tensor"], "additionalProperties": false, "properties": {
+                        "names": names,
+                        "tensor": {"type": "object", "required": ["shape", "values"], "additionalProperties": false, "properties": {
+                            "shape": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": i32::MAX}, "description": "`values` holds as many elements as the shape multiplies to"},
+                            "values": {"type": "array", "items": element},
+                        }},
+                    }},
+                ]},
+            }},
+            "example": {"data": {"ndarray": [example_row]}},
         }}},
-        "responses": {"200": {"description": "Predictions", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        "responses": responses,
     }})
 }
