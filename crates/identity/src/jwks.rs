@@ -39,18 +39,10 @@ impl HttpFetch {
     pub fn new() -> Result<HttpFetch, String> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let Some(first) = attempt.previous().first() else { return attempt.follow() };
-                if attempt.previous().len() > 3 {
-                    return attempt.error("more than 3 redirects");
+                match redirect_allowed(attempt.previous(), attempt.url()) {
+                    Ok(()) => attempt.follow(),
+                    Err(why) => attempt.error(why),
                 }
-                let to = attempt.url();
-                if first.scheme() == "https" && to.scheme() != "https" {
-                    return attempt.error("a redirect from https to plain http");
-                }
-                if to.scheme() == "http" && crate::rules::check_key_url(to.as_str(), false).is_err() {
-                    return attempt.error("a redirect to plain http off loopback");
-                }
-                attempt.follow()
             }))
             .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -88,6 +80,23 @@ impl Fetch for HttpFetch {
             Ok(body)
         })
     }
+}
+
+/// Whether a key fetch may follow a redirect to `to`, after visiting `previous` (the first
+/// is the URL asked for): at most 3 redirects, never from HTTPS to plain HTTP, and plain
+/// HTTP only on loopback.
+fn redirect_allowed(previous: &[reqwest::Url], to: &reqwest::Url) -> Result<(), &'static str> {
+    let Some(first) = previous.first() else { return Ok(()) };
+    if previous.len() > 3 {
+        return Err("more than 3 redirects");
+    }
+    if first.scheme() == "https" && to.scheme() != "https" {
+        return Err("a redirect from https to plain http");
+    }
+    if to.scheme() == "http" && crate::rules::check_key_url(to.as_str(), false).is_err() {
+        return Err("a redirect to plain http off loopback");
+    }
+    Ok(())
 }
 
 fn without_url(err: &reqwest::Error) -> String {
@@ -338,6 +347,26 @@ pub(crate) mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    #[test]
+    fn key_fetches_never_follow_a_redirect_down_to_plain_http() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let https = [url("https://idp.example/keys")];
+        let loopback = [url("http://127.0.0.1:9/keys")];
+        assert!(redirect_allowed(&https, &url("https://cdn.idp.example/keys")).is_ok());
+        assert!(redirect_allowed(&https, &url("http://idp.example/keys")).is_err(), "https to http");
+        assert!(redirect_allowed(&https, &url("http://127.0.0.1/keys")).is_err(), "https to loopback http");
+        assert!(redirect_allowed(&loopback, &url("http://localhost:9/other")).is_ok());
+        assert!(redirect_allowed(&loopback, &url("http://localhost.evil.example/keys")).is_err());
+        assert!(redirect_allowed(&loopback, &url("http://169.254.169.254/latest")).is_err(), "off loopback");
+        let many = [
+            url("https://a.example/1"),
+            url("https://a.example/2"),
+            url("https://a.example/3"),
+            url("https://a.example/4"),
+        ];
+        assert!(redirect_allowed(&many, &url("https://a.example/5")).is_err(), "more than 3");
+    }
 
     /// Serves queued responses and counts requests.
     #[derive(Default)]

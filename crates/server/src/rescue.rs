@@ -57,7 +57,7 @@ pub(crate) fn render(protocol: Protocol, err: &ApiError) -> Response {
     log_error(err);
     let status = err.status();
     let message = err.public_message();
-    let mut response = match protocol {
+    let response = match protocol {
         Protocol::V2Grpc => {
             return with_headers(err.to_grpc().into_http::<Body>(), err);
         }
@@ -87,8 +87,7 @@ pub(crate) fn render(protocol: Protocol, err: &ApiError) -> Response {
             (status, axum::Json(palisade_protocol::v2::ErrorBody { error: message })).into_response()
         }
     };
-    response = with_headers(response, err);
-    response
+    with_headers(response, err)
 }
 
 fn with_headers(mut response: Response, err: &ApiError) -> Response {
