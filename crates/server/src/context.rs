@@ -167,8 +167,9 @@ impl RequestContext {
 
     /// The verified token of the caller, if any.
     pub fn token(&self) -> Option<Arc<VerifiedToken>> {
-        match self.authentication() {
-            Some(Authentication::Authenticated(authenticated)) => authenticated.token().cloned(),
+        let slot = self.authentication.lock().ok()?;
+        match slot.as_ref()? {
+            Authentication::Authenticated(authenticated) => authenticated.token().cloned(),
             _ => None,
         }
     }

@@ -118,13 +118,29 @@ fn protocol_of(protocol: RouteProtocol) -> Protocol {
     }
 }
 
+/// What a message's headers say about its body, for the record.
+struct BodyShape {
+    /// `Content-Length`.
+    length: Option<u64>,
+    /// `Inference-Header-Content-Length`: the JSON part of a binary-extension body.
+    json_len: Option<usize>,
+}
+
+impl BodyShape {
+    fn of(headers: &HeaderMap) -> BodyShape {
+        fn number<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+            headers.get(name)?.to_str().ok()?.trim().parse().ok()
+        }
+        BodyShape {
+            length: number(headers, axum::http::header::CONTENT_LENGTH.as_str()),
+            json_len: number(headers, palisade_protocol::v2::HEADER_CONTENT_LENGTH),
+        }
+    }
+}
+
 /// Body bytes as a JSON payload for the record: the JSON (or, with Triton's binary
 /// extension, its JSON header), else a note of the size. Redacted by the caller.
-fn payload(bytes: &[u8], headers: &HeaderMap) -> Value {
-    let json_len = headers
-        .get(palisade_protocol::v2::HEADER_CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
+fn payload(bytes: &[u8], json_len: Option<usize>) -> Value {
     let json = json_len.and_then(|n| bytes.get(..n)).unwrap_or(bytes);
     serde_json::from_slice(json)
         .unwrap_or_else(|_| Value::String(format!("[{} bytes, not JSON]", bytes.len())))
@@ -141,7 +157,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
     let announced = log.announce();
     let health = log.health();
     let strict = health.mode == palisade_audit::Mode::Strict;
-    let request_headers = req.headers().clone();
+    let declared = BodyShape::of(req.headers());
     let response = if strict && !health.writable {
         // Refuse before running anything: the record could not be made durable.
         let reason = health.last_error.unwrap_or_else(|| "write failed".to_owned());
@@ -180,7 +196,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         return rebuild(parts, response_bytes, trailers);
     }
     let status = crate::api::grpc::effective_status(parts.status, grpc_code).as_u16();
-    let mut record = record_of(&state, &ctx, &request_headers, level, status, grpc_code, &response_bytes);
+    let mut record = record_of(&state, &ctx, &declared, level, status, grpc_code, &response_bytes);
     if level >= Level::Request && ctx.route.addresses_model() {
         let mut fields = state.security().platform().config.audit.redact.clone();
         if let Some(model) = ctx.served() {
@@ -189,9 +205,11 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         fields.extend(ALWAYS_REDACTED.iter().map(|f| (*f).to_owned()));
         let request = ctx
             .captured_body()
-            .map(|bytes| palisade_audit::redact(&payload(bytes, &request_headers), &fields));
-        let response = (level == Level::RequestResponse)
-            .then(|| palisade_audit::redact(&payload(&response_bytes, &parts.headers), &fields));
+            .map(|bytes| palisade_audit::redact(&payload(bytes, declared.json_len), &fields));
+        let response = (level == Level::RequestResponse).then(|| {
+            let json_len = BodyShape::of(&parts.headers).json_len;
+            palisade_audit::redact(&payload(&response_bytes, json_len), &fields)
+        });
         record.payloads = Some(Payloads { request, response });
     }
 
@@ -213,7 +231,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
 fn record_of(
     state: &AppState,
     ctx: &RequestContext,
-    request_headers: &HeaderMap,
+    declared: &BodyShape,
     level: Level,
     status: u16,
     grpc_code: Option<i32>,
@@ -238,13 +256,7 @@ fn record_of(
             record.request_sha256 = Some(body.sha256.clone());
         }
         // Never read (refused first): what the caller announced, with no digest.
-        None => {
-            record.request_bytes = request_headers
-                .get(axum::http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .or(Some(0));
-        }
+        None => record.request_bytes = declared.length.or(Some(0)),
     }
     record.response_bytes = Some(response_bytes.len() as u64);
     record.response_sha256 = Some(palisade_audit::sha256_hex(response_bytes));
