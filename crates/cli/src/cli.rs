@@ -24,7 +24,7 @@ pub enum Command {
     /// content-addressed bundle.
     Build(BuildArgs),
     /// Serve every model in the store over the Open Inference Protocol (REST) and Seldon v1.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, inspect or delete stored models.
     Models {
         #[command(subcommand)]
@@ -492,9 +492,26 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Request body bytes held in memory at once, over all requests; past it, requests are
-    /// refused with 503 (gRPC RESOURCE_EXHAUSTED) before their bodies are read.
-    #[arg(long, value_name = "BYTES", default_value_t = 512 * 1024 * 1024)]
-    pub max_inflight_bytes: usize,
+    /// refused with 503 (gRPC RESOURCE_EXHAUSTED) before their bodies are read [default: a
+    /// quarter of the memory limit of the server's cgroup, else of the machine's memory].
+    #[arg(long, value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
+    /// Seconds a new connection has for its TLS handshake and first complete request head,
+    /// together; silent and trickling connections are closed then.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may stay with no request in flight (HTTP/2: GOAWAY first).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Connections at once [default: what the descriptor limit leaves after a reserve for
+    /// models, the audit log and upstream calls]; past it, unused connections are shed,
+    /// then new ones refused.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Connections at once from one client address; 0 turns the limit off (behind an L4
+    /// load balancer that hides client addresses, every client shares one).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
     /// How long one inference may take, in seconds, before 504.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub inference_timeout: u64,

@@ -10,6 +10,7 @@ mod cli;
 mod failure;
 mod home;
 mod identity;
+mod limits;
 mod models;
 mod output;
 mod policy;
@@ -54,7 +55,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let home = home::resolve(cli.home.as_deref())?;
     match cli.command {
         Command::Build(args) => build::run(&home, &args),
-        Command::Serve(args) => serve::run(&home, args),
+        Command::Serve(args) => serve::run(&home, *args),
         Command::Models { command } => match command {
             ModelsCommand::List(args) => models::list(&home, &args),
             ModelsCommand::Show(args) => models::show(&home, &args),

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::cli::{LogFormat, ServeArgs};
 
 use crate::failure::Failure;
+use crate::limits;
 
 /// Loads and verifies every bundle, starts the engine and the listeners, and serves until
 /// SIGINT or SIGTERM, then drains.
@@ -47,18 +48,29 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     if engine_config.threads == 0 || engine_config.queue_capacity == 0 {
         return Err(Failure::usage("--threads and --queue-capacity must be at least 1"));
     }
-    if args.max_inflight_bytes < args.max_body_bytes {
+    let max_inflight_bytes = args.max_inflight_bytes.unwrap_or_else(limits::default_inflight_bytes);
+    if max_inflight_bytes < args.max_body_bytes {
         return Err(Failure::usage(format!(
-            "--max-inflight-bytes {} is smaller than --max-body-bytes {}: no request of the largest size could ever be read",
-            args.max_inflight_bytes, args.max_body_bytes
+            "--max-inflight-bytes {max_inflight_bytes} is smaller than --max-body-bytes {}: no request of the largest size could ever be read",
+            args.max_body_bytes
         )));
     }
+    if args.header_read_timeout == 0 || args.idle_timeout == 0 {
+        return Err(Failure::usage("--header-read-timeout and --idle-timeout must be at least 1 second"));
+    }
+    let descriptors = limits::raise_descriptor_limit();
+    let front = palisade_server::FrontConfig {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_connections: args.max_connections.unwrap_or_else(|| limits::connection_budget(descriptors.soft)),
+        max_connections_per_ip: args.max_connections_per_ip,
+    };
     let engine = Engine::start(engine_config)
         .map_err(|e| Failure::other(format!("cannot start inference threads: {e}")))?;
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         inference_timeout: Duration::from_secs(args.inference_timeout.max(1)),
-        max_inflight_bytes: args.max_inflight_bytes,
+        max_inflight_bytes,
         dangerous_disable_security: args.dangerous_disable_security,
     };
     if args.dangerous_disable_security && !args.listen.ip().is_loopback() {
@@ -142,6 +154,16 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
                 );
             }
         }
+        println!(
+            "palisade: limits: {} connections ({} per address), descriptors {} (hard {}), {} MiB of request bodies in flight, header read {} s, idle {} s",
+            front.max_connections,
+            if front.max_connections_per_ip == 0 { "no limit".to_owned() } else { front.max_connections_per_ip.to_string() },
+            descriptors.soft,
+            descriptors.hard,
+            max_inflight_bytes / (1024 * 1024),
+            front.header_read_timeout.as_secs(),
+            front.idle_timeout.as_secs(),
+        );
         println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         let (stop_tx, stop_rx) = watch::channel(false);
         let signal_state = state.clone();
@@ -155,19 +177,16 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let router = palisade_server::app(state.clone());
+        let front = state.front(front);
         let api = async {
             match tls {
-                None => palisade_server::serve(listener, router, stopped(stop_rx.clone())).await,
+                None => front.serve(listener, None, router, stopped(stop_rx.clone())).await,
                 Some(tls) => {
                     let port = addr.port();
                     let config = tls.source.config_for(&state, port).map_err(std::io::Error::other)?;
-                    let listener = palisade_tls::TlsListener::new(
-                        listener,
-                        config,
-                        palisade_tls::ListenerOptions::default(),
-                    )?;
-                    tls.source.clone().watch(state.clone(), port, listener.config_handle());
-                    let served = palisade_server::serve_tls(listener, router, stopped(stop_rx.clone())).await;
+                    let handle = palisade_tls::TlsConfigHandle::new(config);
+                    tls.source.clone().watch(state.clone(), port, handle.clone());
+                    let served = front.serve(listener, Some(handle), router, stopped(stop_rx.clone())).await;
                     // The workload certificate keeps renewing until the server stops.
                     drop(tls);
                     served

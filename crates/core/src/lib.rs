@@ -9,6 +9,7 @@ mod error;
 pub mod hex;
 mod ids;
 mod owner;
+pub mod quiet;
 mod rows;
 mod tensor;
 pub mod yaml;

@@ -398,7 +398,13 @@ impl Authenticator {
         // A cached verification skips parsing and the signature; the checks that depend on
         // the request (location, audience) still run.
         for (index, issuer) in applicable() {
-            if let Some(verified) = self.cache.get(&digest, index, now) {
+            // A verification counts only while the key that made it is still published.
+            if let Some(verified) = self.cache.get(&digest, index, now)
+                && verified
+                    .kid
+                    .as_deref()
+                    .is_none_or(|kid| issuer.keys.current().is_some_and(|k| k.has_kid(kid)))
+            {
                 return self.accept(issuer, verified, location);
             }
         }

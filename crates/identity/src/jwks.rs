@@ -116,6 +116,10 @@ pub struct KeyPolicy {
     pub unknown_kid_interval: Duration,
     /// Least time between attempts while no key set was ever loaded (default 5 seconds).
     pub retry_interval: Duration,
+    /// Longest a request waits for a fetch it caused (an unknown key id, keys never
+    /// loaded); the fetch goes on in the background, within the rule's own timeout, and
+    /// later requests use its result (default 1 second).
+    pub request_wait: Duration,
 }
 
 impl Default for KeyPolicy {
@@ -124,6 +128,7 @@ impl Default for KeyPolicy {
             refresh_interval: Duration::from_secs(20 * 60),
             unknown_kid_interval: Duration::from_secs(60),
             retry_interval: Duration::from_secs(5),
+            request_wait: Duration::from_secs(1),
         }
     }
 }
@@ -137,10 +142,17 @@ pub struct KeyChange {
 
 #[derive(Default)]
 struct FetchState {
-    last_unknown_kid_fetch: Option<Instant>,
     last_attempt: Option<Instant>,
     discovered_jwks_uri: Option<String>,
     last_error: Option<String>,
+}
+
+/// Fetches that requests cause, started in the background: when they ran, whether one runs.
+#[derive(Default)]
+struct Demand {
+    last_unknown_kid_fetch: Option<Instant>,
+    last_missing_fetch: Option<Instant>,
+    running: bool,
 }
 
 /// The keys of one issuer.
@@ -152,6 +164,9 @@ pub struct IssuerKeys {
     fetch: Arc<dyn Fetch>,
     current: RwLock<Option<Arc<KeySet>>>,
     fetching: tokio::sync::Mutex<FetchState>,
+    demand: std::sync::Mutex<Demand>,
+    /// Counts the background fetches that finished, so requests can wait for the next.
+    finished: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -182,6 +197,8 @@ impl IssuerKeys {
             fetch,
             current: RwLock::new(current),
             fetching: tokio::sync::Mutex::new(FetchState::default()),
+            demand: std::sync::Mutex::new(Demand::default()),
+            finished: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -288,45 +305,74 @@ impl IssuerKeys {
         Ok(jwks_uri.to_owned())
     }
 
-    /// Called when a token names a key id the set lacks: refetches once, unless another
-    /// request is already doing so (then waits for it) or a refetch happened within
-    /// [`KeyPolicy::unknown_kid_interval`]. Returns the keys to retry with.
-    pub async fn refetch_for_unknown_kid(&self, kid: &str) -> (Option<Arc<KeySet>>, KeyChange) {
+    /// Called when a token names a key id the set lacks. A refetch starts in the background
+    /// (one at a time, and at most once per [`KeyPolicy::unknown_kid_interval`]), and the
+    /// request waits for it at most [`KeyPolicy::request_wait`]: a hung identity provider
+    /// never holds a request longer. Returns the keys to retry with and what the refetch
+    /// changed, if it finished in time.
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>, kid: &str) -> (Option<Arc<KeySet>>, KeyChange) {
         if matches!(self.source, KeySource::Inline(_) | KeySource::Pushed) {
             return (self.current(), KeyChange::default());
         }
-        let mut state = self.fetching.lock().await;
-        // Another request may have refetched while this one waited.
         if let Some(keys) = self.current()
             && keys.has_kid(kid)
         {
             return (Some(keys), KeyChange::default());
         }
-        let recent =
-            state.last_unknown_kid_fetch.is_some_and(|at| at.elapsed() < self.policy.unknown_kid_interval);
-        if recent {
-            return (self.current(), KeyChange::default());
-        }
-        state.last_unknown_kid_fetch = Some(Instant::now());
-        let change = self.fetch_locked(&mut state).await.unwrap_or_default();
+        let change = self
+            .fetch_in_background(
+                |demand| &mut demand.last_unknown_kid_fetch,
+                self.policy.unknown_kid_interval,
+            )
+            .await;
         (self.current(), change)
     }
 
-    /// Called when no keys were ever loaded: tries again, at most once per
-    /// [`KeyPolicy::retry_interval`].
-    pub async fn load_if_missing(&self) -> Option<Arc<KeySet>> {
+    /// Called when no keys were ever loaded: a fetch starts in the background, at most once
+    /// per [`KeyPolicy::retry_interval`], and the request waits for it at most
+    /// [`KeyPolicy::request_wait`].
+    pub async fn load_if_missing(self: &Arc<Self>) -> Option<Arc<KeySet>> {
         if let Some(keys) = self.current() {
             return Some(keys);
         }
-        let mut state = self.fetching.lock().await;
-        if let Some(keys) = self.current() {
-            return Some(keys);
-        }
-        let recent = state.last_attempt.is_some_and(|at| at.elapsed() < self.policy.retry_interval);
-        if !recent {
-            let _ = self.fetch_locked(&mut state).await;
-        }
+        self.fetch_in_background(|demand| &mut demand.last_missing_fetch, self.policy.retry_interval).await;
         self.current()
+    }
+
+    /// Starts a fetch in the background unless one runs or the last one of this kind
+    /// (`last`) was within `interval`, then waits for the running fetch at most
+    /// [`KeyPolicy::request_wait`].
+    async fn fetch_in_background(
+        self: &Arc<Self>,
+        last: impl FnOnce(&mut Demand) -> &mut Option<Instant>,
+        interval: Duration,
+    ) -> KeyChange {
+        let mut finished = self.finished.subscribe();
+        let (changes_tx, mut changes) = tokio::sync::oneshot::channel();
+        let running = {
+            let mut demand = self.demand.lock().unwrap_or_else(|e| e.into_inner());
+            if !demand.running {
+                let last = last(&mut demand);
+                if last.is_none_or(|at| at.elapsed() >= interval) {
+                    *last = Some(Instant::now());
+                    demand.running = true;
+                    let keys = self.clone();
+                    tokio::spawn(async move {
+                        let change = keys.refresh().await.unwrap_or_default();
+                        keys.demand.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+                        let _ = changes_tx.send(change);
+                        keys.finished.send_modify(|n| *n += 1);
+                    });
+                }
+            }
+            demand.running
+        };
+        if running {
+            let _ = tokio::time::timeout(self.policy.request_wait, finished.changed()).await;
+        }
+        // What the fetch changed, when this request started it and it finished in time;
+        // otherwise verification still never trusts a removed key (see `Authenticator`).
+        changes.try_recv().unwrap_or_default()
     }
 
     /// How long until the next periodic refresh should run.

@@ -507,6 +507,43 @@ async fn unknown_kids_refetch_once_rate_limited_and_single_flight() {
     assert_eq!(s.fetch.count.load(Ordering::SeqCst), 2, "no more refetches within the interval");
 }
 
+/// A hung identity provider never holds a request past `KeyPolicy::request_wait`: the
+/// fetch an unknown key id causes goes on in the background, and once it finishes the
+/// new key works without another fetch. The same when keys never loaded.
+#[tokio::test]
+async fn a_hung_identity_provider_holds_no_request() {
+    let old = SigningKey::generate(Algorithm::ES256).unwrap();
+    let new = SigningKey::generate(Algorithm::ES256).unwrap();
+    let mut settings = AuthnSettings::default();
+    settings.keys.request_wait = Duration::from_millis(300);
+    let s = setup_with(&[&old], settings);
+    assert!(check(&s, &old.sign(&claims(), "JWT").unwrap()).await.is_ok());
+    *s.fetch.fallback.lock().unwrap() = Some(Ok(jwks(&[&new, &old])));
+    *s.fetch.delay.lock().unwrap() = Duration::from_millis(1500);
+
+    let started = std::time::Instant::now();
+    let token = new.sign(&claims(), "JWT").unwrap();
+    assert_eq!(invalid(check(&s, &token).await), InvalidToken::UnknownKey);
+    assert!(started.elapsed() < Duration::from_millis(1000), "waited {:?}", started.elapsed());
+    // Known keys keep working while the fetch hangs.
+    assert!(check(&s, &old.sign(&claims(), "JWT").unwrap()).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert!(check(&s, &token).await.is_ok(), "the background fetch brought the new key");
+    assert_eq!(s.fetch.count.load(Ordering::SeqCst), 2, "one load, one refetch");
+
+    // Keys that never loaded: fail closed, quickly.
+    let mut settings = AuthnSettings::default();
+    settings.keys.request_wait = Duration::from_millis(300);
+    let hung = setup_with(&[&old], settings);
+    *hung.fetch.delay.lock().unwrap() = Duration::from_secs(3);
+    let started = std::time::Instant::now();
+    assert_eq!(
+        check(&hung, &old.sign(&claims(), "JWT").unwrap()).await.unwrap_err(),
+        AuthnError::KeysUnavailable
+    );
+    assert!(started.elapsed() < Duration::from_millis(1000), "waited {:?}", started.elapsed());
+}
+
 /// A new key at the issuer is picked up through the unknown-kid refetch, without restart.
 #[tokio::test]
 async fn key_rotation_is_picked_up() {

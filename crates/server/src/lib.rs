@@ -10,6 +10,7 @@ mod certificate;
 pub mod context;
 mod control;
 mod error;
+pub mod front;
 mod layers;
 mod metrics;
 pub mod platform;
@@ -35,6 +36,7 @@ pub use body::BodyBudget;
 pub use certificate::ServingCert;
 pub use context::{ConnInfo, RequestContext};
 pub use error::ApiError;
+pub use front::{Front, FrontConfig};
 pub use layers::AuditHandle;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
@@ -86,6 +88,7 @@ struct Inner {
     metrics: Metrics,
     ready: AtomicBool,
     serving_cert: OnceLock<certificate::Watched>,
+    front: OnceLock<Front>,
 }
 
 impl AppState {
@@ -118,6 +121,7 @@ impl AppState {
                 metrics,
                 ready: AtomicBool::new(true),
                 serving_cert: OnceLock::new(),
+                front: OnceLock::new(),
             }),
         })
     }
@@ -243,6 +247,16 @@ impl AppState {
         if let Some(watched) = self.inner.serving_cert.get() {
             watched.sync();
         }
+    }
+
+    /// The data port's front door with these limits (see [`front`]); the first call makes
+    /// it, later calls return it, and its connections are counted on the admin port.
+    pub fn front(&self, config: FrontConfig) -> Front {
+        self.inner.front.get_or_init(|| Front::new(config, &self.inner.metrics)).clone()
+    }
+
+    pub(crate) fn front_door(&self) -> Option<&Front> {
+        self.inner.front.get()
     }
 
     /// Marks the server as draining: readiness probes fail so load balancers stop sending.

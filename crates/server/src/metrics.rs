@@ -29,6 +29,9 @@ pub struct Metrics {
     audit_dropped: prometheus::IntCounter,
     audit_write_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
+    connections: prometheus::IntGaugeVec,
+    pub(crate) connections_refused: IntCounterVec,
+    pub(crate) connections_closed: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -116,8 +119,32 @@ impl Metrics {
             )
             .buckets(buckets()),
         )?;
+        let connections = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "palisade_connections",
+                "Open data-port connections by state: fresh (no complete request yet), busy, idle.",
+            ),
+            &["state"],
+        )?;
+        let connections_refused = IntCounterVec::new(
+            Opts::new(
+                "palisade_connections_refused_total",
+                "Connections closed at accept: per_ip (the address holds --max-connections-per-ip), global (--max-connections reached and nothing to shed).",
+            ),
+            &["reason"],
+        )?;
+        let connections_closed = IntCounterVec::new(
+            Opts::new(
+                "palisade_connections_closed_total",
+                "Connections the server closed: header_timeout (no complete request head in time), idle_timeout, shed (to make room at --max-connections).",
+            ),
+            &["reason"],
+        )?;
         for collector in [
-            Box::new(audit_refusals.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(connections_refused.clone()),
+            Box::new(connections_closed.clone()),
+            Box::new(audit_refusals.clone()),
             Box::new(audit_queue_depth.clone()),
             Box::new(audit_records.clone()),
             Box::new(audit_dropped.clone()),
@@ -153,7 +180,17 @@ impl Metrics {
             audit_dropped,
             audit_write_errors,
             audit_fsync_seconds,
+            connections,
+            connections_refused,
+            connections_closed,
         })
+    }
+
+    /// Sets the connection gauges from a front door's counts (fresh, busy, idle).
+    pub(crate) fn sync_connections(&self, counts: [usize; 3]) {
+        for (state, count) in ["fresh", "busy", "idle"].iter().zip(counts) {
+            self.connections.with_label_values(&[state]).set(count as i64);
+        }
     }
 
     /// Registers another collector (from other parts of the server).
@@ -257,6 +294,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.queue_depth.set(state.engine().queue_depth() as i64);
     metrics.sync_audit(&state.audit().stats());
+    if let Some(front) = state.front_door() {
+        metrics.sync_connections(front.counts());
+    }
     state.sync_serving_cert();
     let mut out = Vec::new();
     let encoder = TextEncoder::new();

@@ -40,16 +40,33 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Logs a failed request: server errors in full, client errors by kind only.
+/// Logs a failed request: server errors in full, but a run of the same kind of server error
+/// (a full audit disk, a dead upstream) once per interval with a count; client errors by
+/// kind only, at debug level.
 pub(crate) fn log_error(err: &ApiError) {
     let status = err.status();
     if status.is_server_error() {
-        tracing::error!(error = %err, status = status.as_u16(), "request failed");
+        if let Some(report) = quiet_for(err.kind()).note() {
+            tracing::error!(error = %err.public_message(), kind = err.kind(), status = status.as_u16(), suppressed = report.suppressed, "request failed");
+            tracing::debug!(error = %err, "request failed (details)");
+        }
     } else {
         // Client errors can quote the request's own bytes (a JSON parse error shows the
         // offending value), and payloads never go to logs: log the kind only.
         tracing::debug!(kind = err.kind(), status = status.as_u16(), "request refused");
     }
+}
+
+/// The quiet log of one kind of server error (one line per 10 s, with a count).
+fn quiet_for(kind: &'static str) -> Arc<palisade_core::quiet::Quiet> {
+    static QUIET: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<&'static str, Arc<palisade_core::quiet::Quiet>>>,
+    > = std::sync::OnceLock::new();
+    let map = QUIET.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(kind)
+        .or_insert_with(|| Arc::new(palisade_core::quiet::Quiet::new(std::time::Duration::from_secs(10))))
+        .clone()
 }
 
 /// Writes `err` for a caller speaking `protocol`.

@@ -43,7 +43,9 @@ pub use config::{
 };
 pub use error::TlsError;
 pub use identity::{MAX_SPIFFE_ID_BYTES, PeerIdentity, TrustDomain};
-pub use listener::{ListenerOptions, ListenerStats, TlsConfigHandle, TlsConnInfo, TlsIo, TlsListener};
+pub use listener::{
+    ListenerOptions, ListenerStats, TlsConfigHandle, TlsConnInfo, TlsIo, TlsListener, accept_connection,
+};
 pub use peer_authentication::{
     EffectiveMtls, MtlsMode, MtlsRequired, PeerAuthSettings, PeerAuthentication, PeerAuthentications, admit,
     listener_client_auth, parse_peer_authentication,

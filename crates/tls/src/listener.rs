@@ -127,6 +127,11 @@ impl AsyncWrite for TlsIo {
 pub struct TlsConfigHandle(Arc<RwLock<Arc<ServerConfig>>>);
 
 impl TlsConfigHandle {
+    /// A handle holding `config`.
+    pub fn new(config: Arc<ServerConfig>) -> TlsConfigHandle {
+        TlsConfigHandle(Arc::new(RwLock::new(config)))
+    }
+
     /// Uses `config` for the next handshakes.
     pub fn replace(&self, config: Arc<ServerConfig>) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = config;
@@ -199,7 +204,7 @@ impl TlsListener {
         options: ListenerOptions,
     ) -> io::Result<TlsListener> {
         let local = tcp.local_addr()?;
-        let config = TlsConfigHandle(Arc::new(RwLock::new(config)));
+        let config = TlsConfigHandle::new(config);
         let stats = Arc::new(ListenerStats::default());
         let capacity = options.max_concurrent_handshakes.max(1);
         let (tx, incoming) = mpsc::channel(capacity);
@@ -272,24 +277,23 @@ async fn accept_loop(
         }
         // Small responses should not wait for Nagle; failure only costs latency.
         let _ = stream.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(config.current());
-        let (tx, stats, timeout) = (tx.clone(), stats.clone(), options.handshake_timeout);
+        let (config, tx, stats, timeout) =
+            (config.clone(), tx.clone(), stats.clone(), options.handshake_timeout);
         tokio::spawn(async move {
             let local = stream.local_addr().unwrap_or(local);
-            let result = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+            let result = tokio::time::timeout(timeout, handshake(&config, stream, remote, local)).await;
             match result {
-                Ok(Ok(stream)) => {
+                Ok(Ok(io)) => {
                     stats.handshakes.fetch_add(1, Ordering::Relaxed);
-                    let info = conn_info(&stream, remote, local);
                     // The permit is held until the server takes the connection, which bounds
                     // connections in flight. A send error means the listener is gone; the
                     // connection just closes.
-                    let _ = tx.send(TlsIo { stream, info }).await;
+                    let _ = tx.send(io).await;
                     drop(permit);
                 }
                 Ok(Err(error)) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%remote, %error, "TLS handshake failed");
+                    log_handshake_failure(remote, &error);
                 }
                 Err(_) => {
                     stats.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -297,6 +301,45 @@ async fn accept_loop(
                 }
             }
         });
+    }
+}
+
+/// Repeated handshake failures (scanners, clients with the wrong CA, garbage) are logged
+/// once per interval with a count, never once each.
+fn log_handshake_failure(remote: SocketAddr, error: &io::Error) {
+    static QUIET: std::sync::OnceLock<palisade_core::quiet::Quiet> = std::sync::OnceLock::new();
+    let quiet = QUIET.get_or_init(|| palisade_core::quiet::Quiet::new(Duration::from_secs(10)));
+    if let Some(report) = quiet.note() {
+        tracing::info!(%remote, %error, suppressed = report.suppressed, "TLS handshake failed");
+    }
+}
+
+async fn handshake(
+    config: &TlsConfigHandle,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<TlsIo> {
+    let stream = TlsAcceptor::from(config.current()).accept(stream).await?;
+    let info = conn_info(&stream, remote, local);
+    Ok(TlsIo { stream, info })
+}
+
+/// The TLS handshake of one accepted connection, for servers that run their own accept
+/// loop (and bound the handshake's time themselves): `None` when it fails, which is logged
+/// (once per interval, with a count).
+pub async fn accept_connection(
+    config: &TlsConfigHandle,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) -> Option<TlsIo> {
+    match handshake(config, stream, remote, local).await {
+        Ok(io) => Some(io),
+        Err(error) => {
+            log_handshake_failure(remote, &error);
+            None
+        }
     }
 }
 

@@ -161,6 +161,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
     let response = if strict && !health.writable {
         // Refuse before running anything: the record could not be made durable.
         let reason = health.last_error.unwrap_or_else(|| "write failed".to_owned());
+        state.metrics().observe_audit_refusal();
         crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(reason))
     } else {
         next.run(req).await
@@ -215,15 +216,13 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
 
     match log.append_announced(record, Some(announced)).await {
         Ok(_) => rebuild(parts, response_bytes, trailers),
+        // The writer logs the failure itself (once per interval); the refusal is counted,
+        // and logged like every server error, quietly.
         Err(err) if strict => {
-            tracing::error!(error = %err, "AUDIT LOG UNAVAILABLE: refusing to release a response without its record");
             state.metrics().observe_audit_refusal();
             crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(err.to_string()))
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "audit record dropped (relaxed mode)");
-            rebuild(parts, response_bytes, trailers)
-        }
+        Err(_) => rebuild(parts, response_bytes, trailers),
     }
 }
 
