@@ -51,7 +51,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long one inference may take, queue wait included (default 60 s); then 504.
     pub inference_timeout: Duration,
-    /// Request body bytes held in memory at once, over all requests (default 512 MiB);
+    /// Request body bytes held in memory at once, over all requests (512 MiB here; `palisade serve`
+    /// defaults to a quarter of the memory limit);
     /// past it, requests are refused with 503 before their bodies are read.
     pub max_inflight_bytes: usize,
     /// Serve without authentication, authorization and audit (`--dangerous-disable-security`),
