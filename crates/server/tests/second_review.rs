@@ -1,0 +1,205 @@
+//! The second security review's findings (issue 24), each sent as the attack with its
+//! siblings; after each, the server still serves another model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::*;
+use palisade_runtime::EngineConfig;
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::json;
+
+const MB: usize = 1024 * 1024;
+
+const LAB_BOB: &str = "name: bobmodel\nversion: \"1\"\nnamespace: lab\nowners: [bob@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const OTHER_ALICE: &str = "name: other\nversion: \"1\"\nnamespace: elsewhere\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+
+struct Lab {
+    _tmp: tempfile::TempDir,
+    _policy_dir: tempfile::TempDir,
+    app: TestApp,
+    bob: String,
+    eve: String,
+}
+
+fn lab() -> Lab {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BOB, OTHER_ALICE]);
+    let policy_dir = tempfile::tempdir().unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        Platform::defaults(),
+        Some(policy_dir.path().to_owned()),
+    );
+    let bob = token_with(app.state.security(), "bob", json!({"email": "bob@example.com"}));
+    let eve = token_with(app.state.security(), "eve", json!({"email": "eve@example.com"}));
+    Lab { _tmp: tmp, _policy_dir: policy_dir, app, bob, eve }
+}
+
+/// The other team's model answers, and promptly.
+async fn still_serving(app: &TestApp) {
+    let start = Instant::now();
+    let reply = call(app, "POST", "/v2/models/other/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    assert!(start.elapsed() < Duration::from_secs(5), "a prediction took {:?}", start.elapsed());
+}
+
+fn policy_head(namespace: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: attack, namespace: {namespace}}}\n"
+    )
+}
+
+/// The adversarial bodies of finding 2 and their siblings, each about 1 MB.
+fn yaml_attacks(namespace: &str) -> Vec<(&'static str, String)> {
+    let head = policy_head(namespace);
+    let mut laughs = String::from("x: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let mut previous = 'a';
+    for name in 'b'..='k' {
+        let refs = vec![format!("*{previous}"); 10].join(", ");
+        laughs.push_str(&format!("{name}{name}: &{name} [{refs}]\n"));
+        previous = name;
+    }
+    let mut flat = format!("{head}spec:\n  rules: [");
+    while flat.len() < MB - 16 {
+        flat.push_str("{}, ");
+    }
+    flat.push_str("]\n");
+    vec![
+        ("nested [", format!("{head}spec: {}", "[".repeat(MB - head.len() - 8))),
+        ("nested {", format!("{head}spec: {}", "{a: ".repeat((MB - head.len()) / 4 - 4))),
+        ("billion laughs", format!("{head}spec:\n  selector:\n    matchLabels: {{a: b}}\n{laughs}")),
+        ("a megabyte of nodes", flat),
+        ("many documents", format!("{head}spec: {{}}\n{}", "---\na: 1\n".repeat((MB - 256) / 9))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_yaml_from_a_caller_who_owns_nothing_there_is_refused_unparsed() {
+    let s = lab();
+    for (name, body) in yaml_attacks("lab") {
+        let start = Instant::now();
+        let reply = call_as(&s.app, Some(&s.eve), "PUT", "/manage/v1/policies", body).await;
+        let took = start.elapsed();
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{name}: {}", String::from_utf8_lossy(&reply.body));
+        assert!(reply.json()["error"].as_str().unwrap().contains("you own no model in namespace `lab`"));
+        assert!(took < Duration::from_secs(2), "{name} took {took:?}");
+    }
+    // The namespace itself hidden behind an attack is refused within the limits.
+    let body = format!("spec: {}\nmetadata: {{namespace: lab}}\n", "[".repeat(MB - 64));
+    let reply = call_as(&s.app, Some(&s.eve), "PUT", "/manage/v1/policies", body).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.json()["error"].as_str().unwrap().contains("nest deeper than 64"));
+    let reply = call_as(&s.app, Some(&s.eve), "PUT", "/manage/v1/policies", "spec: {}\n").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.json()["error"].as_str().unwrap().contains("metadata.namespace"));
+    still_serving(&s.app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_2_yaml_from_an_owner_is_refused_within_the_limits_while_others_are_served() {
+    let s = lab();
+    for (name, body) in yaml_attacks("lab") {
+        let app = s.app.clone();
+        let bob = s.bob.clone();
+        let attack = tokio::spawn(async move {
+            let start = Instant::now();
+            let reply = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", body).await;
+            (reply, start.elapsed())
+        });
+        // Predictions of another team's model go on while the document is judged.
+        still_serving(&s.app).await;
+        let (reply, took) = tokio::time::timeout(Duration::from_secs(30), attack).await.unwrap().unwrap();
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name}: {}", String::from_utf8_lossy(&reply.body));
+        let error = reply.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.contains("nest deeper")
+                || error.contains("nodes")
+                || error.contains("second document")
+                || error.contains("expands"),
+            "{name}: {error}"
+        );
+        assert!(took < Duration::from_secs(5), "{name} took {took:?}");
+    }
+    // A valid policy from the owner still applies.
+    let ok = format!(
+        "{}spec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [eve@example.com]\n",
+        policy_head("lab")
+    );
+    let reply = call_as(&s.app, Some(&s.bob), "PUT", "/manage/v1/policies", ok).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(
+        call_as(&s.app, Some(&s.eve), "POST", "/v2/models/bobmodel/infer", IRIS_ROW).await.status,
+        StatusCode::OK
+    );
+    still_serving(&s.app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finding_3_a_hostile_policy_file_is_refused_by_the_reload_and_the_previous_rules_stay() {
+    let s = lab();
+    let security = s.app.state.security().clone();
+    let dir = s._policy_dir.path();
+    let allow_eve = format!(
+        "{}spec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [eve@example.com]\n",
+        policy_head("lab").replace("attack", "eve")
+    );
+    std::fs::write(dir.join("eve.yaml"), &allow_eve).unwrap();
+    assert!(security.reload_if_changed());
+    assert_eq!(
+        call_as(&s.app, Some(&s.eve), "POST", "/v2/models/bobmodel/infer", IRIS_ROW).await.status,
+        StatusCode::OK
+    );
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        // 60,000 tiny documents took 3.9 GB and aborted the server.
+        ("tiny-documents.yaml", "a: 1\n---\n".repeat(60_000).into_bytes()),
+        ("too-large.yaml", format!("{allow_eve}# {}\n", "x".repeat(MB)).into_bytes()),
+    ];
+    for (name, body) in yaml_attacks("lab") {
+        files.push((name, body.into_bytes()));
+    }
+    for (name, bytes) in files {
+        let file = dir.join("attack.yaml");
+        std::fs::write(&file, &bytes).unwrap();
+        let failures = security.reload_failures().get();
+        let start = Instant::now();
+        let reloaded = tokio::task::spawn_blocking({
+            let security = security.clone();
+            move || security.reload_if_changed()
+        })
+        .await
+        .unwrap();
+        assert!(!reloaded, "{name}");
+        assert!(start.elapsed() < Duration::from_secs(5), "{name}: reload took {:?}", start.elapsed());
+        assert_eq!(security.reload_failures().get(), failures + 1, "{name}");
+        // The previous rules are still in effect.
+        assert_eq!(
+            call_as(&s.app, Some(&s.eve), "POST", "/v2/models/bobmodel/infer", IRIS_ROW).await.status,
+            StatusCode::OK,
+            "{name}"
+        );
+        still_serving(&s.app).await;
+        std::fs::remove_file(&file).unwrap();
+    }
+}
+
+#[test]
+fn finding_3_the_platform_config_is_bounded_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("platform.yaml");
+    std::fs::write(&file, format!("authentication: {}", "[".repeat(MB - 32))).unwrap();
+    let err = Platform::load(&file).unwrap_err().to_string();
+    assert!(err.contains("nest deeper than 64"), "{err}");
+    std::fs::write(&file, format!("# {}\n", "x".repeat(2 * MB))).unwrap();
+    let err = Platform::load(&file).unwrap_err().to_string();
+    assert!(err.contains("larger than"), "{err}");
+    assert!(Platform::load(Path::new("/nonexistent/platform.yaml")).is_err());
+}
