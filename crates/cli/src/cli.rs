@@ -369,6 +369,19 @@ pub enum KeysCommand {
     /// Start signing with a new key; the old one stays published for the overlap
     /// (`issuer.keyRotationOverlap`, default 24 h).
     Rotate(KeysRotateArgs),
+    /// Remove a key from the published key set at once (a compromised key): tokens it
+    /// signed stop verifying within a second on running servers. Revoking the signing key
+    /// starts a new one.
+    Revoke(KeysRevokeArgs),
+}
+
+/// `palisade keys revoke KID`
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key id (`kid`), as listed in `/.well-known/jwks.json`.
+    pub kid: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `palisade keys rotate`

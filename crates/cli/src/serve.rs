@@ -32,6 +32,9 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         tls_settings(home, &args)?
     };
     let store = Store::open(home)?;
+    for warning in store.warnings() {
+        crate::output::warn(&warning);
+    }
     let upstream = upstream_context(home, &args, tls.as_ref())?;
     let registry = Registry::load_with(&store, &upstream).map_err(|err| match err {
         RegistryError::Bundle(err) => Failure::from(err),

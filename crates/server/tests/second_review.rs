@@ -203,3 +203,119 @@ fn finding_3_the_platform_config_is_bounded_too() {
     assert!(err.contains("larger than"), "{err}");
     assert!(Platform::load(Path::new("/nonexistent/platform.yaml")).is_err());
 }
+
+const LAB_BATCH: &str = "name: batchmodel\nversion: \"1\"\nnamespace: lab\nowners: [serviceaccount:lab/batch]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+
+fn token_form(client_id: &str, secret: &str) -> String {
+    format!("grant_type=client_credentials&client_id={client_id}&client_secret={secret}")
+}
+
+async fn token_request(app: &TestApp, form: String) -> Reply {
+    let req = axum::http::Request::post("/oauth/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(axum::body::Body::from(form))
+        .unwrap();
+    send(app, req).await
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    use tower::ServiceExt;
+    let res = palisade_server::admin_app(app.state.clone())
+        .oneshot(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+fn batch_app() -> (tempfile::TempDir, TestApp) {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BATCH, OTHER_ALICE]);
+    let registry = Registry::load(&store).unwrap();
+    let app = app(store.root(), registry, EngineConfig::default(), ServerConfig::default());
+    (tmp, app)
+}
+
+#[tokio::test]
+async fn finding_7_wrong_secrets_are_throttled_per_client_with_retry_after() {
+    let (_tmp, app) = batch_app();
+    let issuer = app.state.security().issuer().unwrap().clone();
+    let (account, secret) = issuer.create_account("lab".parse().unwrap(), "batch".parse().unwrap()).unwrap();
+    let (other, other_secret) =
+        issuer.create_account("lab".parse().unwrap(), "other".parse().unwrap()).unwrap();
+    let mut statuses = Vec::new();
+    for i in 0..200 {
+        let reply = token_request(&app, token_form(&account.client_id, &format!("guess-{i}"))).await;
+        statuses.push(reply.status);
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = reply.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&retry), "{retry}");
+            assert_eq!(reply.json()["error"], "invalid_request");
+        }
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(unauthorized, 5, "five wrong secrets are checked, then the client id waits");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count(), 195);
+    // While it waits, even the right secret is not checked; the metric counts every failure.
+    let reply = token_request(&app, token_form(&account.client_id, secret.expose())).await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    let metrics = metrics_text(&app).await;
+    let failed = metrics.lines().find(|l| l.contains("reason=\"client_credentials\"")).unwrap_or_default();
+    assert!(failed.ends_with(" 5"), "{metrics}");
+    let throttled =
+        metrics.lines().find(|l| l.contains("reason=\"client_credentials_throttled\"")).unwrap_or_default();
+    assert!(throttled.ends_with(" 196"), "{metrics}");
+    // Another client is not affected, and the server serves.
+    let reply = token_request(&app, token_form(&other.client_id, other_secret.expose())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn finding_7_a_revoked_service_accounts_tokens_are_refused_at_once() {
+    let (_tmp, app) = batch_app();
+    let issuer = app.state.security().issuer().unwrap().clone();
+    let (account, secret) = issuer.create_account("lab".parse().unwrap(), "batch".parse().unwrap()).unwrap();
+    let reply = token_request(&app, token_form(&account.client_id, secret.expose())).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let token = reply.json()["access_token"].as_str().unwrap().to_owned();
+    let infer = || call_as(&app, Some(&token), "POST", "/v2/models/batchmodel/infer", IRIS_ROW);
+    assert_eq!(infer().await.status, StatusCode::OK);
+    assert_eq!(infer().await.status, StatusCode::OK, "now from the verified-token cache");
+    // `palisade sa revoke` writes the accounts file; the server reads it within a second.
+    issuer.revoke_account(&account.namespace, &account.name).unwrap();
+    app.state.security().sync_issuer_keys();
+    let reply = infer().await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", String::from_utf8_lossy(&reply.body));
+    assert!(reply.headers["www-authenticate"].to_str().unwrap().contains("revoked"));
+    // Tokens that name no service account (`palisade token issue`) are not affected.
+    still_serving(&app).await;
+}
+
+#[tokio::test]
+async fn finding_7_a_revoked_signing_key_leaves_the_key_set_at_once() {
+    let (_tmp, app) = batch_app();
+    let issuer = app.state.security().issuer().unwrap().clone();
+    let old_kid = issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let old_token = app.token.clone();
+    issuer.rotate().unwrap();
+    app.state.security().sync_issuer_keys();
+    // Rotation keeps the old key published for the overlap: its tokens still verify.
+    let reply = call(&app, "POST", "/v2/models/other/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // Revocation removes it at once.
+    assert_eq!(issuer.revoke_key(&old_kid).unwrap(), None, "a retired key: no new key started");
+    app.state.security().sync_issuer_keys();
+    let jwks = call(&app, "GET", "/.well-known/jwks.json", "").await.json();
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k["kid"] != old_kid.as_str()), "{jwks}");
+    let reply = call_as(&app, Some(&old_token), "POST", "/v2/models/other/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // Revoking the signing key starts a new one; new tokens work.
+    let active = issuer.jwks()["keys"][0]["kid"].as_str().unwrap().to_owned();
+    let started = issuer.revoke_key(&active).unwrap().unwrap();
+    assert_ne!(started, active);
+    app.state.security().sync_issuer_keys();
+    let fresh = token_for(app.state.security(), "alice", "alice@example.com");
+    let reply = call_as(&app, Some(&fresh), "POST", "/v2/models/other/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(issuer.revoke_key("no-such-kid").is_err());
+}
