@@ -170,6 +170,17 @@ fn check_meta(path: &Path, link: &fs::Metadata, what: &str) -> Result<(), Privat
             Some(parent) if !parent.as_os_str().is_empty() => parent,
             _ => Path::new("."),
         };
+        check_key_dir(dir, what)?;
+    }
+    Ok(())
+}
+
+/// Checks that nobody but its owner can write `dir`, the directory of `what` (they could
+/// replace the key).
+pub fn check_key_dir(dir: &Path, what: &str) -> Result<(), PrivateFileError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
         let dir_mode = fs::metadata(dir)
             .map_err(|e| PrivateFileError::io(dir, "read the key's directory", e))?
             .permissions()
@@ -185,6 +196,8 @@ fn check_meta(path: &Path, link: &fs::Metadata, what: &str) -> Result<(), Privat
             ));
         }
     }
+    #[cfg(not(unix))]
+    let _ = (dir, what);
     Ok(())
 }
 
