@@ -493,8 +493,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Address for the admin port (Prometheus /metrics, /readyz, /livez); off when absent.
+    /// Loopback only, unless --dangerous-plaintext-admin.
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
+    /// Allow --admin-listen on a non-loopback address, in plaintext: anyone on the network
+    /// can read /metrics, which names models and policies.
+    #[arg(long, requires = "admin_listen")]
+    pub dangerous_plaintext_admin: bool,
     /// Inference threads [default: number of CPUs].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

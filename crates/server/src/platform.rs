@@ -41,6 +41,21 @@ pub struct PlatformConfig {
     /// Cross-origin requests from browsers (CORS): which web origins may call the REST API.
     #[serde(default)]
     pub cors: CorsConfig,
+    /// Where upstream models may be reached.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+/// `upstream:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamConfig {
+    /// Hosts, exactly as written in bundles' upstream URLs, that may be loopback,
+    /// link-local or cloud metadata addresses (a model server beside Palisade on
+    /// `127.0.0.1`, say). Every other upstream URL that is, or resolves to, such an address
+    /// is refused at load and at connect time. The server's own ports are refused always.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `cors:`

@@ -319,3 +319,111 @@ async fn finding_7_a_revoked_signing_key_leaves_the_key_set_at_once() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(issuer.revoke_key("no-such-kid").is_err());
 }
+
+const IRIS_IO: &str = "  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: label, datatype: INT64, shape: [-1]}]\n";
+
+/// Builds (checks) and loads an upstream model with this URL, returning the load error if
+/// any. No connection is attempted by either step.
+fn load_upstream(url: &str, egress: palisade_runtime::EgressPolicy, check_only: bool) -> Result<(), String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gw");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("palisade.yaml"),
+        format!("name: gw\nversion: \"1\"\nowners: [alice@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: {url}\n{IRIS_IO}"),
+    )
+    .unwrap();
+    let manifest = palisade_bundle::Manifest::load_dir(&dir).unwrap();
+    let context = palisade_runtime::UpstreamContext {
+        check_only,
+        egress: std::sync::Arc::new(egress),
+        ..palisade_runtime::UpstreamContext::default()
+    };
+    palisade_runtime::prepare_with(&manifest, &dir.join("palisade.yaml"), &context)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn finding_7_upstreams_to_metadata_link_local_loopback_and_own_ports_are_refused_before_connecting() {
+    use palisade_runtime::EgressPolicy;
+    let none = EgressPolicy::default;
+    for url in [
+        "http://169.254.169.254",
+        "http://169.254.169.254:80/latest/meta-data",
+        "http://[fd00:ec2::254]",
+        "http://100.100.100.200",
+        "http://169.254.10.1:8000",
+        "http://[fe80::1]:8000",
+        "http://[::ffff:169.254.169.254]",
+        "http://0.0.0.0:8000",
+    ] {
+        // At build (no platform config) and at load.
+        for check_only in [true, false] {
+            let err = load_upstream(url, none(), check_only).unwrap_err();
+            assert!(
+                err.contains("model.upstream.url") && err.contains("upstream.allowedHosts"),
+                "{url}: {err}"
+            );
+        }
+    }
+    // Loopback: decided at load, where the platform's allowlist is known.
+    for url in ["http://127.0.0.1:8000", "http://[::1]:8000", "http://127.1.2.3:8000"] {
+        assert!(load_upstream(url, none(), true).is_ok(), "{url} builds");
+        let err = load_upstream(url, none(), false).unwrap_err();
+        assert!(err.contains("loopback"), "{url}: {err}");
+    }
+    let allow =
+        |host: &str| EgressPolicy { allowed_hosts: vec![host.to_owned()], own_ports: vec![8080, 9090] };
+    assert!(load_upstream("http://127.0.0.1:8000", allow("127.0.0.1"), false).is_ok());
+    assert!(
+        load_upstream("http://169.254.169.254", allow("169.254.169.254"), false).is_ok(),
+        "allowed by name"
+    );
+    // The server's own ports, allowed host or not.
+    for url in ["http://127.0.0.1:8080", "http://127.0.0.1:9090", "http://0.0.0.0:8080"] {
+        let err = load_upstream(url, allow("127.0.0.1"), false).unwrap_err();
+        assert!(err.contains("own port"), "{url}: {err}");
+    }
+    // Another host is fine, and names are checked when they resolve.
+    assert!(load_upstream("http://models.example.com", none(), false).is_ok());
+    assert!(load_upstream("http://10.0.0.7:8080", allow("127.0.0.1"), false).is_ok());
+}
+
+#[tokio::test]
+async fn finding_7_a_name_that_resolves_to_a_refused_address_is_refused_at_connect_time() {
+    use palisade_runtime::Runnable;
+    // `localhost` resolves to loopback from /etc/hosts, without a packet leaving the
+    // machine; the resolver refuses it before any connection, exactly as it would a name
+    // pointing at 169.254.169.254. It is loaded without complaint: names are judged when
+    // they resolve.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gw");
+    std::fs::create_dir_all(&dir).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::fs::write(
+        dir.join("palisade.yaml"),
+        format!("name: gw\nversion: \"1\"\nowners: [alice@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: http://localhost:{port}\n{IRIS_IO}"),
+    )
+    .unwrap();
+    let manifest = palisade_bundle::Manifest::load_dir(&dir).unwrap();
+    let model = palisade_runtime::prepare_with(
+        &manifest,
+        &dir.join("palisade.yaml"),
+        &palisade_runtime::UpstreamContext::default(),
+    )
+    .unwrap();
+    let Runnable::Upstream(model) = model else { panic!("an upstream model") };
+    let row = palisade_core::Tensor::new(
+        "X",
+        vec![1, 4],
+        palisade_core::TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+    )
+    .unwrap();
+    let err = model.infer(vec![row], palisade_runtime::CallContext::default()).await.unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+    // Nothing reached the listener.
+    assert!(listener.accept().is_err(), "a connection was attempted");
+}
