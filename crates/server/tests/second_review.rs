@@ -427,3 +427,37 @@ async fn finding_7_a_name_that_resolves_to_a_refused_address_is_refused_at_conne
     // Nothing reached the listener.
     assert!(listener.accept().is_err(), "a connection was attempted");
 }
+
+/// Finding 7's last item and item 4: private keys open to others, or replaced by a symbolic
+/// link, are refused naming the fix (the token signing keys were used without a word).
+#[test]
+fn finding_7_keys_open_to_others_or_symlinked_are_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let chmod =
+        |p: &Path, mode: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    let settings = palisade_server::security::issuer_settings(&Platform::defaults());
+    let identity = home.join("identity");
+    palisade_identity::LocalIssuer::open(&identity, settings.clone()).unwrap();
+    assert_eq!(std::fs::metadata(&identity).unwrap().permissions().mode() & 0o777, 0o700);
+    let keys = identity.join("signing-keys.json");
+    assert_eq!(std::fs::metadata(&keys).unwrap().permissions().mode() & 0o777, 0o600);
+    chmod(&keys, 0o644);
+    let err = palisade_identity::LocalIssuer::open(&identity, settings.clone()).unwrap_err().to_string();
+    assert!(err.contains(&format!("chmod 600 {}", keys.display())), "{err}");
+    chmod(&keys, 0o600);
+    let elsewhere = tmp.path().join("keys.json");
+    std::fs::rename(&keys, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &keys).unwrap();
+    let err = palisade_identity::LocalIssuer::open(&identity, settings).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+
+    palisade_tls::Ca::open_or_init(&home, palisade_tls::CaOptions::default()).unwrap();
+    let ca_key = home.join("ca/issuer-key.pem");
+    chmod(&ca_key, 0o640);
+    let err = palisade_tls::Ca::open(&home).unwrap_err().to_string();
+    assert!(err.contains(&format!("chmod 600 {}", ca_key.display())), "{err}");
+    chmod(&ca_key, 0o600);
+    assert!(palisade_tls::Ca::open(&home).is_ok());
+}
