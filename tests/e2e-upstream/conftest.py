@@ -156,6 +156,9 @@ def gateway(tmp_path_factory, mlserver):
         [palisade_bin(), "--home", str(home), "build", str(model_dir)], capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    server = Server(home)
+    # MLServer listens on 127.0.0.1, which the platform must allow by name.
+    config = home / "platform.yaml"
+    config.write_text('upstream:\n  allowedHosts: ["127.0.0.1"]\n')
+    server = Server(home, extra_args=("--config", str(config)))
     yield server
     server.stop()

@@ -207,104 +207,34 @@ fn parent_of(path: &Path) -> Result<&Path, AuditError> {
     }
 }
 
-fn insecure(path: &Path, what: impl Into<String>, fix: impl Into<String>) -> AuditError {
-    AuditError::InsecureKey { path: path.to_owned(), what: what.into(), fix: fix.into() }
-}
+/// What the checks call the key.
+const WHAT: &str = "the signing key";
 
-/// Reads the private key file after checking that it and its directory are private.
+/// Reads the private key file after checking that it and its directory are private
+/// (`palisade_private_files::read_key`, the rule every key of Palisade's follows).
 fn read_private(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
-    let link = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(AuditError::io(path, "cannot read signing key", e)),
-    };
-    if link.file_type().is_symlink() {
-        return Err(insecure(
-            path,
-            "the signing key is a symbolic link; it must be a regular file, so that nobody can point it elsewhere",
-            format!(
-                "replace the link with the file it points to (cp --remove-destination \"$(readlink -f {0})\" {0})",
-                path.display()
-            ),
-        ));
-    }
-    if !link.is_file() {
-        return Err(insecure(path, "the signing key is not a regular file", "put the PKCS#8 key file there"));
-    }
-    check_dir(parent_of(path)?)?;
-    check_private_mode(path, &link)?;
-    let mut file = File::open(path).map_err(|e| AuditError::io(path, "cannot open signing key", e))?;
-    // What was checked is what was opened (no link swapped in between).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let opened = file.metadata().map_err(|e| AuditError::io(path, "cannot stat signing key", e))?;
-        if (opened.dev(), opened.ino()) != (link.dev(), link.ino()) {
-            return Err(insecure(
-                path,
-                "the signing key changed while it was being opened",
-                "retry, and find out what replaces it",
-            ));
-        }
-    }
-    let mut der = Vec::new();
-    (&mut file)
-        .take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut der)
-        .map_err(|e| AuditError::io(path, "cannot read signing key", e))?;
-    if der.len() as u64 > MAX_KEY_FILE {
-        return Err(AuditError::Key(format!("{}: too large for an Ed25519 PKCS#8 key", path.display())));
-    }
-    Ok(Some(der))
+    palisade_private_files::read_key(path, WHAT, MAX_KEY_FILE).map_err(|e| private_error(path, e))
 }
 
-/// Refuses a private key readable or writable by group or others.
-fn check_private_mode(path: &Path, meta: &fs::Metadata) -> Result<(), AuditError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(insecure(
-                path,
-                format!("the signing key is accessible by group or others (mode {mode:04o})"),
-                format!("chmod 600 {}", path.display()),
-            ));
+fn private_error(path: &Path, err: palisade_private_files::PrivateFileError) -> AuditError {
+    use palisade_private_files::PrivateFileError as E;
+    match err {
+        E::Insecure { path, problem, fix } => AuditError::InsecureKey { path, what: problem, fix },
+        E::TooLarge { path, .. } => {
+            AuditError::Key(format!("{}: too large for an Ed25519 PKCS#8 key", path.display()))
         }
+        E::Io { path, action, source } => AuditError::io(&path, action, source),
+        other => AuditError::Key(format!("{}: {other}", path.display())),
     }
-    #[cfg(not(unix))]
-    let _ = (path, meta);
-    Ok(())
 }
 
 /// Refuses a key directory that group or others can write (they could replace the key).
 fn check_dir(dir: &Path) -> Result<(), AuditError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(dir).map_err(|e| AuditError::io(dir, "cannot read key directory", e))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o022 != 0 {
-            return Err(insecure(
-                dir,
-                format!(
-                    "the signing key's directory is writable by group or others (mode {mode:04o}): they could replace the key"
-                ),
-                format!("chmod 700 {}", dir.display()),
-            ));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    palisade_private_files::check_key_dir(dir, WHAT).map_err(|e| private_error(dir, e))
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), AuditError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| AuditError::io(dir, "cannot create", e))
+    palisade_private_files::create_dir_all(dir).map_err(|e| private_error(dir, e))
 }
 
 /// Reads a small file, refusing one larger than [`MAX_KEY_FILE`].

@@ -15,6 +15,12 @@
 //!   tmp/                           staging area; a crash leaves debris here, never a half bundle
 //! ```
 //!
+//! Everything under the home is private: directories are created 0700 and files 0600
+//! (staging, bundles, references), so a model copied from a 0600 file stays unreadable to
+//! other users. Every file a manifest names is opened inside the model directory through a
+//! capability on that directory (`cap_std::fs::Dir`): a path or a symbolic link that leads
+//! out of it is refused naming the path, and the file hashed is the file opened.
+//!
 //! A bundle's digest is the SHA-256 of a canonical listing of its files (path, size and SHA-256
 //! of each, sorted by path), so it changes when any byte, name or file changes. Loading a bundle
 //! recomputes every file's digest and refuses the bundle on any difference, naming the file.
@@ -163,6 +169,21 @@ impl StagedBundle {
         self.add_file(SIGNATURE_FILE, &bytes)
     }
 
+    /// Copies an opened source file to `path` in staging (mode 0600, directories 0700),
+    /// hashing it.
+    fn copy_in(
+        &mut self,
+        path: &BundlePath,
+        input: &mut impl Read,
+        source: &Path,
+    ) -> Result<(u64, String), BundleError> {
+        let destination = path.under(self.dir.path());
+        if let Some(parent) = destination.parent() {
+            palisade_private_files::create_dir_all(parent)?;
+        }
+        copy_hashed(input, source, &destination)
+    }
+
     fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), BundleError> {
         let path = self.dir.path().join(name);
         write_synced(&path, bytes)?;
@@ -177,18 +198,23 @@ impl StagedBundle {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in a Palisade home directory.
+    /// Opens (creating if needed, mode 0700) the store in a Palisade home directory.
     pub fn open(home: &Path) -> Result<Store, BundleError> {
         let store = Store { root: home.to_owned() };
         for dir in [store.bundles_dir(), store.models_dir(), store.tmp_dir()] {
-            fs::create_dir_all(&dir).map_err(|source| BundleError::Io {
-                path: dir.clone(),
-                action: "create the store directory",
-                source,
-            })?;
+            palisade_private_files::create_dir_all(&dir).map_err(BundleError::from)?;
         }
         store.clean_stale_staging();
         Ok(store)
+    }
+
+    /// Warnings about store directories other users may enter (a home made before modes
+    /// were set, or by hand), each with the `chmod` that fixes it.
+    pub fn warnings(&self) -> Vec<String> {
+        [self.root.clone(), self.bundles_dir(), self.models_dir(), self.tmp_dir()]
+            .iter()
+            .filter_map(|dir| palisade_private_files::shared_dir_warning(dir))
+            .collect()
     }
 
     /// The home directory.
@@ -235,54 +261,52 @@ impl Store {
         }
     }
 
-    /// Copies a model directory's manifest and model file into staging, hashing as it goes.
+    /// Copies a model directory's manifest and the files it names into staging, hashing as
+    /// it goes. Every file is opened inside `src` (see the module documentation).
     pub fn stage(&self, src: &Path) -> Result<StagedBundle, BundleError> {
         let manifest_path = src.join(MANIFEST_FILE);
-        let manifest_bytes = read_capped(&manifest_path, crate::manifest::MAX_MANIFEST_BYTES as u64)?;
+        let root =
+            cap_std::fs::Dir::open_ambient_dir(src, cap_std::ambient_authority()).map_err(|source| {
+                BundleError::Io { path: src.to_owned(), action: "open the model directory", source }
+            })?;
+        let mut manifest_file =
+            open_inside(&root, src, MANIFEST_FILE).map_err(|problem| BundleError::ModelFile {
+                manifest: manifest_path.clone(),
+                field: "palisade.yaml",
+                path: manifest_path.clone(),
+                problem,
+            })?;
+        let manifest_bytes =
+            read_capped_from(&mut manifest_file, &manifest_path, crate::manifest::MAX_MANIFEST_BYTES as u64)?;
         let manifest = Manifest::parse(&manifest_path, &manifest_bytes)?;
+        // Every file is opened (and so checked) before anything is staged.
+        let mut opened = Vec::new();
         for (field, path) in manifest.model.files() {
-            let source = path.under(src);
-            match fs::symlink_metadata(&source) {
-                Ok(meta) if meta.is_file() => {}
-                Ok(_) => {
-                    return Err(BundleError::ModelFile {
-                        manifest: manifest_path,
-                        field,
-                        path: source,
-                        problem: "is not a regular file".to_owned(),
-                    });
-                }
-                Err(e) => {
-                    return Err(BundleError::ModelFile {
-                        manifest: manifest_path,
-                        field,
-                        path: source,
-                        problem: format!("cannot be read ({e}); `{field}` is relative to palisade.yaml"),
-                    });
-                }
-            }
+            let file = open_inside(&root, src, path.as_str()).map_err(|problem| BundleError::ModelFile {
+                manifest: manifest_path.clone(),
+                field,
+                path: path.under(src),
+                problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
+            })?;
+            opened.push((path.clone(), file));
         }
-        let dir = tempfile::Builder::new().prefix("build-").tempdir_in(self.tmp_dir()).map_err(|source| {
-            BundleError::Io { path: self.tmp_dir(), action: "create a staging directory", source }
-        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("build-")
+            .permissions(private_dir_permissions())
+            .tempdir_in(self.tmp_dir())
+            .map_err(|source| BundleError::Io {
+                path: self.tmp_dir(),
+                action: "create a staging directory",
+                source,
+            })?;
         let mut staged = StagedBundle { dir, manifest, files: Vec::new() };
         staged.add_file(MANIFEST_FILE, &manifest_bytes)?;
-        let named: Vec<BundlePath> =
-            staged.manifest.model.files().into_iter().map(|(_, p)| p.clone()).collect();
-        for path in named {
-            let destination = path.under(staged.dir.path());
-            if let Some(parent) = destination.parent() {
-                fs::create_dir_all(parent).map_err(|source| BundleError::Io {
-                    path: parent.to_owned(),
-                    action: "create a staging directory",
-                    source,
-                })?;
-            }
-            let (size, sha256) = copy_hashed(&path.under(src), &destination)?;
+        for (path, mut file) in opened {
+            let (size, sha256) = staged.copy_in(&path, &mut file, &path.under(src))?;
             staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
         }
         if let Some(model) = staged.manifest.model.path().cloned() {
-            stage_external_data(&mut staged, src, &manifest_path, &model)?;
+            stage_external_data(&mut staged, &root, src, &manifest_path, &model)?;
         }
         Ok(staged)
     }
@@ -372,11 +396,7 @@ impl Store {
 
     fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), BundleError> {
         let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|source| BundleError::Io {
-            path: dir.to_owned(),
-            action: "create a directory",
-            source,
-        })?;
+        palisade_private_files::create_dir_all(dir)?;
         let mut bytes = serde_json::to_vec_pretty(value).map_err(BundleError::Encode)?;
         bytes.push(b'\n');
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| BundleError::Io {
@@ -591,9 +611,10 @@ impl Store {
 /// Copies the external data files an ONNX model names (PyTorch's `model.onnx.data`) into
 /// staging, hashed like every file. A location must be a plain relative path inside the
 /// model's directory (no `..`, no absolute path, no hidden file) and name a regular file
-/// reached without following a symbolic link.
+/// opened inside the model directory, like every file a manifest names.
 fn stage_external_data(
     staged: &mut StagedBundle,
+    root: &cap_std::fs::Dir,
     src: &Path,
     manifest: &Path,
     model: &BundlePath,
@@ -625,40 +646,54 @@ fn stage_external_data(
         if crate::manifest::RESERVED_FILES.contains(&path.as_str()) {
             return Err(problem(format!("stores tensors in `{location}`, a name Palisade reserves")));
         }
-        let source = path.under(src);
-        let mut walked = src.to_owned();
-        for part in path.as_str().split('/') {
-            walked.push(part);
-            match fs::symlink_metadata(&walked) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(problem(format!(
-                        "stores tensors in `{location}`, but {} is a symbolic link; copy the file next to the model",
-                        walked.display()
-                    )));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(problem(format!(
-                        "stores tensors in `{location}`, which cannot be read ({e}); keep the external data file next to the model, or export with `external_data=False`"
-                    )));
-                }
-            }
-        }
-        if !fs::symlink_metadata(&source).is_ok_and(|m| m.is_file()) {
-            return Err(problem(format!("stores tensors in `{location}`, which is not a regular file")));
-        }
-        let destination = path.under(staged.dir.path());
-        if let Some(parent) = destination.parent() {
-            fs::create_dir_all(parent).map_err(|source| BundleError::Io {
-                path: parent.to_owned(),
-                action: "create a staging directory",
-                source,
-            })?;
-        }
-        let (size, sha256) = copy_hashed(&source, &destination)?;
+        let mut file = open_inside(root, src, path.as_str()).map_err(|e| {
+            problem(format!(
+                "stores tensors in `{location}`, which {e}; keep the external data file next to the model, or export with `external_data=False`"
+            ))
+        })?;
+        let (size, sha256) = staged.copy_in(&path, &mut file, &path.under(src))?;
         staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
     }
     Ok(())
+}
+
+/// Permissions of a private directory (0700).
+fn private_dir_permissions() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(palisade_private_files::DIR_MODE)
+}
+
+/// Opens `relative` inside the directory `root` (opened from `src`): symbolic links are
+/// followed only while they stay inside, and the file must be a regular file. The error
+/// says why, naming the file.
+fn open_inside(root: &cap_std::fs::Dir, src: &Path, relative: &str) -> Result<cap_std::fs::File, String> {
+    let file = root.open(relative).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("cannot be read ({e})"),
+        _ => format!(
+            "cannot be opened inside {} ({e}): it, or a symbolic link on the way to it, leads out of the model directory; copy the file into the directory",
+            src.display()
+        ),
+    })?;
+    let meta = file.metadata().map_err(|e| format!("cannot be read ({e})"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".to_owned());
+    }
+    Ok(file)
+}
+
+impl From<palisade_private_files::PrivateFileError> for BundleError {
+    fn from(err: palisade_private_files::PrivateFileError) -> Self {
+        match err {
+            palisade_private_files::PrivateFileError::Io { path, action, source } => {
+                BundleError::Io { path, action, source }
+            }
+            other => BundleError::Io {
+                path: PathBuf::new(),
+                action: "keep a file private",
+                source: io::Error::other(other.to_string()),
+            },
+        }
+    }
 }
 
 /// The SHA-256 of the canonical listing of a bundle's files (sorted by path).
@@ -723,13 +758,17 @@ fn walk_files(dir: &Path) -> Result<BTreeSet<String>, BundleError> {
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, BundleError> {
-    let file = File::open(path).map_err(|source| BundleError::Io {
+    let mut file = File::open(path).map_err(|source| BundleError::Io {
         path: path.to_owned(),
         action: "open",
         source,
     })?;
+    read_capped_from(&mut file, path, cap)
+}
+
+fn read_capped_from(file: &mut impl Read, path: &Path, cap: u64) -> Result<Vec<u8>, BundleError> {
     let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes).map_err(|source| BundleError::Io {
+    file.by_ref().take(cap + 1).read_to_end(&mut bytes).map_err(|source| BundleError::Io {
         path: path.to_owned(),
         action: "read",
         source,
@@ -764,14 +803,8 @@ fn hash_file(path: &Path) -> Result<(u64, String), BundleError> {
     Ok((size, hex::encode(hasher.finalize())))
 }
 
-fn copy_hashed(src: &Path, dst: &Path) -> Result<(u64, String), BundleError> {
-    let mut input =
-        File::open(src).map_err(|source| BundleError::Io { path: src.to_owned(), action: "open", source })?;
-    let mut output = File::create(dst).map_err(|source| BundleError::Io {
-        path: dst.to_owned(),
-        action: "create",
-        source,
-    })?;
+fn copy_hashed(input: &mut impl Read, src: &Path, dst: &Path) -> Result<(u64, String), BundleError> {
+    let mut output = palisade_private_files::create_new(dst)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     let mut size = 0u64;
@@ -797,11 +830,11 @@ fn copy_hashed(src: &Path, dst: &Path) -> Result<(u64, String), BundleError> {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BundleError> {
-    let mut file = File::create(path).map_err(|source| BundleError::Io {
-        path: path.to_owned(),
-        action: "create",
-        source,
-    })?;
+    let mut file = palisade_private_files::options()
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|source| BundleError::Io { path: path.to_owned(), action: "create", source })?;
     file.write_all(bytes).and_then(|()| file.sync_all()).map_err(|source| BundleError::Io {
         path: path.to_owned(),
         action: "write",

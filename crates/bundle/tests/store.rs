@@ -327,16 +327,127 @@ fn external_data_outside_the_model_directory_is_refused() {
         assert!(err.contains("field `model.path`"), "{location}: {err}");
         assert!(err.contains(&format!("`{location}`")), "{location}: {err}");
     }
-    // A symbolic link, even one that stays inside, is refused: copy the file instead.
-    for target in [tmp.path().join("secret"), PathBuf::from("model.onnx")] {
-        let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("model.onnx.data"));
-        std::os::unix::fs::symlink(&target, dir.join("model.onnx.data")).unwrap();
-        let err = store.stage(&dir).unwrap_err().to_string();
-        assert!(err.contains("symbolic link"), "{err}");
-    }
+    // A symbolic link that leaves the model directory is refused; one that stays inside is
+    // followed (the bundle holds a copy of the file either way).
+    let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("model.onnx.data"));
+    std::os::unix::fs::symlink(tmp.path().join("secret"), dir.join("model.onnx.data")).unwrap();
+    let err = store.stage(&dir).unwrap_err().to_string();
+    assert!(err.contains("symbolic link"), "{err}");
+    let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("model.onnx.data"));
+    std::os::unix::fs::symlink("model.onnx", dir.join("model.onnx.data")).unwrap();
+    let staged = store.stage(&dir).unwrap();
+    assert!(staged.model_path().exists());
     let dir = model_dir(tmp.path(), MANIFEST, &model_with_external_data("sub/w.bin"));
     std::os::unix::fs::symlink(tmp.path(), dir.join("sub")).unwrap();
     fs::write(tmp.path().join("w.bin"), b"w").unwrap();
     let err = store.stage(&dir).unwrap_err().to_string();
     assert!(err.contains("symbolic link"), "{err}");
+}
+
+/// Finding 4 of the second review: a symbolic link to a directory pulled outside files into
+/// a bundle (`model.path: sub/model.onnx` with `sub -> /elsewhere`; an upstream's
+/// `tls.ca: sub/combined.pem` stored a private key from outside). Every path a manifest
+/// names now stays inside the model directory, whatever links lie on the way.
+#[test]
+fn finding_4_links_out_of_the_model_directory_are_refused_naming_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let elsewhere = tmp.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    fs::write(elsewhere.join("model.onnx"), b"outside model").unwrap();
+    fs::write(elsewhere.join("combined.pem"), b"-----BEGIN PRIVATE KEY-----\n").unwrap();
+    let manifests = [
+        ("model.path", MANIFEST.replace("path: model.onnx", "path: sub/model.onnx"), "sub/model.onnx"),
+        (
+            "model.upstream.tls.ca",
+            UPSTREAM.replace("certs/upstream-ca.pem", "sub/combined.pem").replace("1.0.0", "2.0.0"),
+            "sub/combined.pem",
+        ),
+    ];
+    for (field, manifest, named) in &manifests {
+        // The directory link, an absolute link to the file, a relative link that climbs out,
+        // and a link inside that points to a link out.
+        let links: [(&str, PathBuf); 4] = [
+            ("sub", elsewhere.clone()),
+            (named, elsewhere.join(named.rsplit('/').next().unwrap())),
+            (named, PathBuf::from(format!("../../elsewhere/{}", named.rsplit('/').next().unwrap()))),
+            ("sub", PathBuf::from("inner")),
+        ];
+        for (link, target) in links {
+            let dir = model_dir(tmp.path(), manifest, b"model-bytes");
+            if link != "sub" {
+                fs::create_dir_all(dir.join("sub")).unwrap();
+            }
+            if target == Path::new("inner") {
+                std::os::unix::fs::symlink(&elsewhere, dir.join("inner")).unwrap();
+            }
+            std::os::unix::fs::symlink(&target, dir.join(link)).unwrap();
+            let err = store.stage(&dir).unwrap_err().to_string();
+            assert!(err.contains(&format!("field `{field}`")), "{field} via {target:?}: {err}");
+            assert!(err.contains(named), "{field} via {target:?}: {err}");
+            assert!(err.contains("leads out of the model directory"), "{field} via {target:?}: {err}");
+        }
+        // A link that stays inside is followed.
+        let dir = model_dir(tmp.path(), manifest, b"model-bytes");
+        fs::create_dir_all(dir.join("real")).unwrap();
+        fs::write(dir.join("real").join(named.rsplit('/').next().unwrap()), b"inside").unwrap();
+        std::os::unix::fs::symlink("real", dir.join("sub")).unwrap();
+        let bundle = store.load(&build(&store, &dir).unwrap()).unwrap();
+        assert_eq!(fs::read(bundle.dir.join(named)).unwrap(), b"inside", "{field}");
+    }
+    // The manifest itself is read inside the directory too.
+    let dir = model_dir(tmp.path(), MANIFEST, b"model-bytes");
+    fs::write(elsewhere.join("palisade.yaml"), MANIFEST).unwrap();
+    fs::remove_file(dir.join("palisade.yaml")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.join("palisade.yaml"), dir.join("palisade.yaml")).unwrap();
+    let err = store.stage(&dir).unwrap_err().to_string();
+    assert!(err.contains("leads out of the model directory"), "{err}");
+}
+
+/// Finding 5 of the second review: the store made private files public. The home, the
+/// store's directories and every bundle file are private now, whatever the source's modes.
+#[test]
+fn finding_5_the_store_keeps_models_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let store = Store::open(&home).unwrap();
+    assert!(store.warnings().is_empty(), "{:?}", store.warnings());
+    let manifest = MANIFEST.replace("path: model.onnx", "path: net/model.onnx");
+    let dir = model_dir(tmp.path(), &manifest, b"unused");
+    fs::create_dir_all(dir.join("net")).unwrap();
+    fs::write(dir.join("net/model.onnx"), b"secret weights").unwrap();
+    for source in [dir.join("net/model.onnx"), dir.join("palisade.yaml")] {
+        fs::set_permissions(&source, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let record = build(&store, &dir).unwrap();
+    let bundle = store.load(&record).unwrap();
+    for private_dir in [
+        home.clone(),
+        home.join("bundles"),
+        home.join("models"),
+        home.join("tmp"),
+        bundle.dir.clone(),
+        bundle.dir.join("net"),
+        home.join("models/iris"),
+        home.join("models/iris/versions"),
+        home.join("models/iris/tags"),
+    ] {
+        assert_eq!(mode(&private_dir), 0o700, "{}", private_dir.display());
+    }
+    for file in &bundle.files {
+        assert_eq!(mode(&bundle.dir.join(&file.path)), 0o600, "{}", file.path);
+    }
+    for reference in [
+        home.join("models/iris/versions/1.0.0.json"),
+        home.join("models/iris/tags/latest.json"),
+        bundle.dir.join("bundle.json"),
+    ] {
+        assert_eq!(mode(&reference), 0o600, "{}", reference.display());
+    }
+    // A home made open by hand is named, with the fix.
+    fs::set_permissions(&home, fs::Permissions::from_mode(0o755)).unwrap();
+    let warnings = store.warnings();
+    assert!(warnings.iter().any(|w| w.contains(&format!("chmod 700 {}", home.display()))), "{warnings:?}");
 }

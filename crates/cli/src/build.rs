@@ -23,6 +23,9 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         ));
     }
     let store = Store::open(home)?;
+    for warning in store.warnings() {
+        crate::output::warn(&warning);
+    }
     let mut staged = store.stage(&args.dir)?;
     // Upstream models are checked, not contacted: the server's TLS material comes at serve time.
     let check = palisade_runtime::UpstreamContext { check_only: true, ..Default::default() };

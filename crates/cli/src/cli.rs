@@ -369,6 +369,19 @@ pub enum KeysCommand {
     /// Start signing with a new key; the old one stays published for the overlap
     /// (`issuer.keyRotationOverlap`, default 24 h).
     Rotate(KeysRotateArgs),
+    /// Remove a key from the published key set at once (a compromised key): tokens it
+    /// signed stop verifying within a second on running servers. Revoking the signing key
+    /// starts a new one.
+    Revoke(KeysRevokeArgs),
+}
+
+/// `palisade keys revoke KID`
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key id (`kid`), as listed in `/.well-known/jwks.json`.
+    pub kid: String,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// `palisade keys rotate`
@@ -480,8 +493,13 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Address for the admin port (Prometheus /metrics, /readyz, /livez); off when absent.
+    /// Loopback only, unless --dangerous-plaintext-admin.
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin_listen: Option<SocketAddr>,
+    /// Allow --admin-listen on a non-loopback address, in plaintext: anyone on the network
+    /// can read /metrics, which names models and policies.
+    #[arg(long, requires = "admin_listen")]
+    pub dangerous_plaintext_admin: bool,
     /// Inference threads [default: number of CPUs].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,

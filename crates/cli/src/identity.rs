@@ -10,7 +10,8 @@ use palisade_server::security::open_issuer;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    ConfigArgs, KeysRotateArgs, OutputFormat, SaCreateArgs, SaListArgs, SaRevokeArgs, TokenIssueArgs,
+    ConfigArgs, KeysRevokeArgs, KeysRotateArgs, OutputFormat, SaCreateArgs, SaListArgs, SaRevokeArgs,
+    TokenIssueArgs,
 };
 use crate::failure::Failure;
 use crate::output;
@@ -136,6 +137,20 @@ pub fn keys_rotate(home: &Path, args: &KeysRotateArgs) -> Result<(), Failure> {
         "signing with new key {kid}; older keys stay published for {} s so their tokens keep verifying",
         issuer.settings().rotation_overlap.as_secs()
     );
+    Ok(())
+}
+
+/// `keys revoke KID`
+pub fn keys_revoke(home: &Path, args: &KeysRevokeArgs) -> Result<(), Failure> {
+    let issuer = issuer(home, &args.config)?;
+    let started = issuer.revoke_key(&args.kid).map_err(|err| match err {
+        palisade_identity::IdentityError::NotFound(_) => Failure::usage(err),
+        other => Failure::other(other),
+    })?;
+    println!("revoked key {}: no longer published; tokens it signed are refused", args.kid);
+    if let Some(kid) = started {
+        println!("it was the signing key: signing with new key {kid}");
+    }
     Ok(())
 }
 

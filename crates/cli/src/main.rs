@@ -68,6 +68,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::Keys { command } => match command {
             KeysCommand::Rotate(args) => identity::keys_rotate(&home, &args),
+            KeysCommand::Revoke(args) => identity::keys_revoke(&home, &args),
         },
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),

@@ -14,6 +14,12 @@ pub fn json<T: Serialize>(value: &T) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Prints a warning on stderr, where it reaches the person running the command whatever
+/// the log settings.
+pub fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}
+
 /// A Unix timestamp as RFC 3339 (UTC, seconds).
 pub fn timestamp(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()

@@ -82,17 +82,16 @@ pub fn apply(args: &PolicyApplyArgs) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", args.file.display())))?;
     // Validate locally first, so errors name this file's lines.
-    let documents = yaml::documents(&text);
+    let documents = yaml::documents(&args.file, &text).map_err(|e| Failure::usage(e.to_string()))?;
     if documents.is_empty() {
         return Err(Failure::usage(format!("{} holds no policy", args.file.display())));
     }
     for document in &documents {
-        palisade_policy::parse_policy(&document.text, &args.file)
-            .map_err(|e| Failure::usage(e.to_string()))?;
+        palisade_policy::parse_policy(document, &args.file).map_err(|e| Failure::usage(e.to_string()))?;
     }
     let client = Client::new(&args.server)?;
     for document in documents {
-        let body = document.text.trim_start_matches('\n').as_bytes().to_vec();
+        let body = document.text.as_bytes().to_vec();
         let (status, value) = client.send(reqwest::Method::PUT, "/manage/v1/policies", Some(body))?;
         let value = expect_ok(status, value)?;
         let verb = if value["created"] == json!(true) { "created" } else { "updated" };

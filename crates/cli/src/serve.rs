@@ -32,8 +32,21 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         let _runtime = runtime.enter();
         tls_settings(home, &args)?
     };
+    if let Some(admin) = args.admin_listen
+        && !admin.ip().is_loopback()
+        && !args.dangerous_plaintext_admin
+    {
+        return Err(Failure::usage(format!(
+            "--admin-listen {admin} is not a loopback address: /metrics names models and policies, and the admin port has no TLS"
+        ))
+        .hint("listen on 127.0.0.1 or ::1 (and scrape through a local agent), or add --dangerous-plaintext-admin on a trusted network"));
+    }
+    let platform = crate::identity::platform(&args.config)?;
     let store = Store::open(home)?;
-    let upstream = upstream_context(home, &args, tls.as_ref())?;
+    for warning in store.warnings() {
+        crate::output::warn(&warning);
+    }
+    let upstream = upstream_context(home, &args, tls.as_ref(), &platform)?;
     let registry = Registry::load_with(&store, &upstream).map_err(|err| match err {
         RegistryError::Bundle(err) => Failure::from(err),
         other => Failure::usage(other)
@@ -80,7 +93,6 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         ))
         .hint("listen on 127.0.0.1 or ::1, or drop --dangerous-disable-security"));
     }
-    let platform = crate::identity::platform(&args.config)?;
     let model_namespaces: BTreeSet<String> = registry.namespaces().into_iter().map(String::from).collect();
     let security_config =
         SecurityConfig { platform, policy_dir: args.policy_dir.clone(), home: home.to_owned() };
@@ -219,7 +231,12 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
 /// What upstream models need from this server: its client certificate for mutual TLS
 /// (`--workload-cert`/`--workload-key`, else the `--workload-identity` certificate it serves
 /// with) and the built-in CA's trust anchors for upstreams whose manifest names no CA.
-fn upstream_context(home: &Path, args: &ServeArgs, tls: Option<&Tls>) -> Result<UpstreamContext, Failure> {
+fn upstream_context(
+    home: &Path,
+    args: &ServeArgs,
+    tls: Option<&Tls>,
+    platform: &palisade_server::Platform,
+) -> Result<UpstreamContext, Failure> {
     // The built-in CA is optional here: a broken one is reported, and only the models that
     // need it (https without a CA of their own) then fail to load, by name.
     let default_roots = if home.join(palisade_tls::ca::CA_DIR).exists() {
@@ -239,7 +256,15 @@ fn upstream_context(home: &Path, args: &ServeArgs, tls: Option<&Tls>) -> Result<
         ),
         _ => tls.and_then(|tls| tls.workload.as_ref()).map(|workload| workload.resolver()),
     };
-    Ok(UpstreamContext { workload_cert, default_roots, check_only: false })
+    let own_ports = [Some(args.listen.port()), args.admin_listen.map(|a| a.port())]
+        .into_iter()
+        .flatten()
+        .filter(|p| *p != 0);
+    let egress = palisade_runtime::EgressPolicy {
+        allowed_hosts: platform.config.upstream.allowed_hosts.clone(),
+        own_ports: own_ports.collect(),
+    };
+    Ok(UpstreamContext { workload_cert, default_roots, check_only: false, egress: Arc::new(egress) })
 }
 
 /// TLS for the data listener: certificate source, client roots for mutual TLS, and the

@@ -46,10 +46,18 @@ impl Drop for Server {
 }
 
 fn serve(home: &Path, extra: &[&str]) -> Server {
+    // The upstreams of these tests listen on 127.0.0.1, which the platform must allow by name.
+    let mut config = Vec::new();
+    if !extra.contains(&"--config") {
+        let file = home.with_extension("allow-loopback.yaml");
+        std::fs::write(&file, "upstream:\n  allowedHosts: [\"127.0.0.1\"]\n").unwrap();
+        config = vec!["--config".to_owned(), file.to_str().unwrap().to_owned()];
+    }
     let mut child = palisade()
         .arg("--home")
         .arg(home)
         .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(&config)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -123,11 +131,45 @@ fn build_checks_upstream_manifests_and_serve_names_missing_tls_material() {
     let shown = ok(run(&home, &["models", "show", "iris-gw"]));
     assert!(shown.contains("upstream:   https://127.0.0.1:9 model iris (mutual TLS)"), "{shown}");
     assert!(shown.contains("upstream-ca.pem"), "the CA is a bundle file: {shown}");
+    // Without the platform allowing 127.0.0.1 by name, the upstream is refused at load.
     let out =
         palisade().arg("--home").arg(&home).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = stderr(&out);
+    assert!(err.contains("field `model.upstream.url`") && err.contains("upstream.allowedHosts"), "{err}");
+    let config = tmp.path().join("allow.yaml");
+    std::fs::write(&config, "upstream:\n  allowedHosts: [\"127.0.0.1\"]\n").unwrap();
+    let out = palisade()
+        .arg("--home")
+        .arg(&home)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
     assert!(err.contains("field `model.upstream.tls.mutual`") && err.contains("--workload-cert"), "{err}");
+}
+
+/// The admin port names models and policies in /metrics and has no TLS: a non-loopback
+/// address needs an explicit flag, like plaintext on the data port.
+#[test]
+fn admin_listen_off_loopback_needs_an_explicit_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    for admin in ["0.0.0.0:0", "[::]:0", "192.0.2.1:9090"] {
+        let out = palisade()
+            .arg("--home")
+            .arg(&home)
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", admin])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{admin}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("not a loopback address") && err.contains("--dangerous-plaintext-admin"),
+            "{err}"
+        );
+    }
 }
 
 /// The upstream: a `palisade serve` with its own CA, a server certificate for 127.0.0.1,

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::cache::{TokenCache, token_digest};
 use crate::jwks::{Fetch, IssuerKeys, KeyPolicy};
 use crate::keys::SignatureError;
-use crate::rules::{JwtRule, RequestAuthentication};
+use crate::rules::{JwtRule, KeySource, RequestAuthentication};
 use crate::signing::algorithm_name;
 use crate::token::{self, TokenError};
 
@@ -218,6 +218,17 @@ pub enum InvalidToken {
     /// Longer-lived than the platform allows.
     #[error("the token's lifetime exceeds the maximum of {0} s")]
     LifetimeTooLong(u64),
+    /// Issued to a service account that was revoked since.
+    #[error("the token's service account is revoked")]
+    Revoked,
+}
+
+/// Whether a token of Palisade's own issuer still stands, judged at every request (cached
+/// verifications included): a revoked service account's tokens stop at once, not at
+/// expiry.
+pub trait AccountState: Send + Sync {
+    /// `false` refuses the token (401, `revoked`).
+    fn active(&self, token: &VerifiedToken) -> bool;
 }
 
 /// Why a request is not authenticated.
@@ -260,6 +271,7 @@ impl AuthnError {
                 InvalidToken::NotYetValid => "not_yet_valid",
                 InvalidToken::IssuedInFuture => "issued_in_future",
                 InvalidToken::LifetimeTooLong(_) => "lifetime",
+                InvalidToken::Revoked => "revoked",
             },
         }
     }
@@ -282,6 +294,7 @@ pub struct Authenticator {
     locations: Vec<TokenLocation>,
     settings: AuthnSettings,
     cache: TokenCache,
+    accounts: Option<Arc<dyn AccountState>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -346,7 +359,7 @@ impl Authenticator {
             .collect();
         let cache = TokenCache::new(settings.cache_capacity);
         let locations = all_locations(&issuers);
-        Authenticator { issuers, locations, settings, cache }
+        Authenticator { issuers, locations, settings, cache, accounts: None }
     }
 
     /// The settings.
@@ -368,6 +381,13 @@ impl Authenticator {
     /// Forgets cached verifications made with keys that disappeared.
     pub fn forget_keys(&self, issuer: &str, removed: &[String]) {
         self.cache.purge(issuer, removed);
+    }
+
+    /// Consults `accounts` for every token verified by a rule whose keys are pushed (Palisade's
+    /// own issuer), so that revoking a service account refuses its tokens at once.
+    pub fn with_account_state(mut self, accounts: Arc<dyn AccountState>) -> Self {
+        self.accounts = Some(accounts);
+        self
     }
 
     /// The verified-token cache (for metrics).
@@ -445,6 +465,12 @@ impl Authenticator {
             && !verified.audiences.iter().any(|a| issuer.rule.audiences.contains(a))
         {
             return Err(AuthnError::AudienceMismatch);
+        }
+        if let Some(accounts) = &self.accounts
+            && matches!(issuer.rule.keys, KeySource::Pushed)
+            && !accounts.active(&verified)
+        {
+            return Err(AuthnError::Invalid(InvalidToken::Revoked));
         }
         Ok(Authenticated::Token {
             token: verified,

@@ -6,7 +6,6 @@
 //! ([`LocalIssuer::reload_if_changed`]).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
@@ -153,7 +152,7 @@ impl LocalIssuer {
     /// Opens the issuer state in `dir` (usually `$PALISADE_HOME/identity`), creating a first
     /// signing key if there is none.
     pub fn open(dir: &Path, settings: IssuerSettings) -> Result<LocalIssuer, IdentityError> {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, "create", e))?;
+        palisade_private_files::create_dir_all(dir).map_err(|e| IdentityError::Store(e.to_string()))?;
         let keys_path = dir.join(KEYS_FILE);
         if !keys_path.exists() {
             let key = SigningKey::generate(settings.algorithm)?;
@@ -221,7 +220,7 @@ impl LocalIssuer {
     /// keys retired longer ago are deleted. Returns the new key id.
     pub fn rotate(&self) -> Result<String, IdentityError> {
         let path = self.dir.join(KEYS_FILE);
-        let mut file: KeysFile = read_json(&path)?.unwrap_or_default();
+        let mut file: KeysFile = read_keys(&path)?.unwrap_or_default();
         let now = now_secs();
         let overlap = self.settings.rotation_overlap.as_secs();
         for key in &mut file.keys {
@@ -234,6 +233,30 @@ impl LocalIssuer {
         write_private(&path, &file)?;
         self.reload()?;
         Ok(kid)
+    }
+
+    /// Revokes a signing key: it leaves the published key set at once (tokens it signed stop
+    /// verifying as soon as the server syncs, within a second), unlike rotation, which keeps
+    /// a retired key published for the overlap. Revoking the active key starts a new one.
+    /// Returns the new signing key's id when one was started.
+    pub fn revoke_key(&self, kid: &str) -> Result<Option<String>, IdentityError> {
+        let path = self.dir.join(KEYS_FILE);
+        let mut file: KeysFile = read_keys(&path)?.unwrap_or_default();
+        let stored = file.keys.iter().position(|k| k.kid == kid).ok_or_else(|| {
+            IdentityError::NotFound(format!(
+                "no signing key {kid} (see the `kid` of /.well-known/jwks.json); it may already be gone"
+            ))
+        })?;
+        let removed = file.keys.remove(stored);
+        let mut started = None;
+        if removed.retired.is_none() {
+            let key = SigningKey::generate(self.settings.algorithm)?;
+            started = Some(key.kid().to_owned());
+            file.keys.insert(0, key.to_stored(now_secs()));
+        }
+        write_private(&path, &file)?;
+        self.reload()?;
+        Ok(started)
     }
 
     /// Creates a service account; the secret is returned once and only its hash is stored.
@@ -378,7 +401,7 @@ fn stamps(dir: &Path) -> (Stamp, Stamp) {
 fn load(dir: &Path) -> Result<Loaded, IdentityError> {
     let stamp = stamps(dir);
     let keys_path = dir.join(KEYS_FILE);
-    let keys: KeysFile = read_json(&keys_path)?.ok_or_else(|| io_error(&keys_path, "read", "missing"))?;
+    let keys: KeysFile = read_keys(&keys_path)?.ok_or_else(|| io_error(&keys_path, "read", "missing"))?;
     let active = keys.keys.iter().find(|k| k.retired.is_none()).ok_or_else(|| {
         IdentityError::Store(format!(
             "{} has no active signing key; run `palisade keys rotate`",
@@ -388,6 +411,17 @@ fn load(dir: &Path) -> Result<Loaded, IdentityError> {
     let signer = SigningKey::from_stored(active)?;
     let accounts: AccountsFile = read_json(&dir.join(ACCOUNTS_FILE))?.unwrap_or_default();
     Ok(Loaded { keys: keys.keys, signer, accounts: accounts.accounts, stamp })
+}
+
+/// Largest `signing-keys.json` read.
+const MAX_KEYS_FILE: u64 = 1024 * 1024;
+
+/// Reads the signing keys, refusing a file that group or others can read, a symbolic link,
+/// or a directory others can write, naming the `chmod` fix.
+fn read_keys(path: &Path) -> Result<Option<KeysFile>, IdentityError> {
+    let bytes = palisade_private_files::read_key(path, "the token signing keys", MAX_KEYS_FILE)
+        .map_err(|e| IdentityError::Store(e.to_string()))?;
+    bytes.map(|bytes| serde_json::from_slice(&bytes).map_err(|e| io_error(path, "parse", e))).transpose()
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, IdentityError> {
@@ -400,18 +434,18 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Ide
 
 /// Writes a file readable by its owner only, atomically.
 fn write_private<T: Serialize>(path: &Path, value: &T) -> Result<(), IdentityError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io_error(dir, "write in", e))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o600))
-            .map_err(|e| io_error(path, "protect", e))?;
-    }
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| io_error(path, "encode", e))?;
-    tmp.write_all(&bytes).and_then(|()| tmp.as_file().sync_all()).map_err(|e| io_error(path, "write", e))?;
-    tmp.persist(path).map_err(|e| io_error(path, "replace", e.error))?;
-    Ok(())
+    palisade_private_files::write_atomic(path, &bytes).map_err(|e| IdentityError::Store(e.to_string()))
+}
+
+impl crate::AccountState for LocalIssuer {
+    /// A token that names a service account (`client_id`) stands while that account exists
+    /// and is not revoked; a token without one (`palisade token issue`) stands.
+    fn active(&self, token: &crate::VerifiedToken) -> bool {
+        let Some(client_id) = token.claims.get("client_id").and_then(Value::as_str) else { return true };
+        let Ok(state) = self.state.read() else { return false };
+        state.accounts.iter().any(|a| a.client_id == client_id && a.revoked.is_none())
+    }
 }
 
 #[cfg(test)]

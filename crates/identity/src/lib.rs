@@ -7,6 +7,7 @@
 //! - [`authn`]: finding and verifying the request's token, with a verified-token cache.
 //! - [`issuer`]: Palisade's own issuer for service accounts.
 //! - [`secret`]: secrets that redact themselves.
+//! - [`throttle`]: failed client-credential attempts, throttled per client and address.
 
 pub mod authn;
 pub mod cache;
@@ -17,14 +18,15 @@ pub mod rules;
 pub mod secret;
 pub mod signing;
 mod strict_json;
+pub mod throttle;
 pub mod token;
 
 #[cfg(test)]
 mod tests;
 
 pub use authn::{
-    Authenticated, Authenticator, AuthnError, AuthnSettings, InvalidToken, Scope, ScopedRule, Scoping,
-    Target, TokenLocation, VerifiedToken,
+    AccountState, Authenticated, Authenticator, AuthnError, AuthnSettings, InvalidToken, Scope, ScopedRule,
+    Scoping, Target, TokenLocation, VerifiedToken,
 };
 pub use issuer::{IssuerSettings, LocalIssuer, ServiceAccount, TokenRequest};
 pub use jsonwebtoken::Algorithm;
@@ -32,6 +34,7 @@ pub use jwks::{Fetch, HttpFetch, IssuerKeys, KeyPolicy};
 pub use rules::{JwtRule, KeySource, RequestAuthentication};
 pub use secret::Secret;
 pub use signing::SigningKey;
+pub use throttle::CredentialThrottle;
 
 /// Why an identity operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -292,12 +292,12 @@ struct RawSelector {
 }
 
 /// Parses one `RequestAuthentication` document. Errors name the file, line and field.
-pub fn parse_request_authentication(
+pub fn parse_request_authentication<'a>(
     file: &Path,
-    text: &str,
+    source: impl Into<palisade_core::yaml::Source<'a>>,
     allow_insecure_jwks: bool,
 ) -> Result<RequestAuthentication, RuleError> {
-    let raw: RawResource = palisade_core::yaml::from_str(file, text).map_err(|err| {
+    let raw: RawResource = palisade_core::yaml::from_str(file, source).map_err(|err| {
         let at = err.line.map(|l| format!(":{l}:{}", err.column.unwrap_or(1))).unwrap_or_default();
         RuleError { field: format!("{}{at}: {}", file.display(), err.field), message: err.message }
     })?;

@@ -1166,9 +1166,15 @@ impl Condition {
 
 /// Parses one `AuthorizationPolicy` YAML (or JSON) document; `file` names it in errors.
 ///
-/// Multi-document files are split by the caller with [`palisade_core::yaml::documents`],
-/// which keeps line numbers; [`parse_policy_value`] serves callers that dispatch on `kind`.
-pub fn parse_policy(text: &str, file: &Path) -> Result<AuthorizationPolicy, PolicyError> {
+/// Multi-document files are split by the caller with [`palisade_core::yaml::documents`];
+/// a document passed as it comes keeps the file's line numbers. The document is checked
+/// against [`palisade_core::yaml::Limits`] (size, nesting, aliases) before it is parsed; [`parse_policy_value`] serves callers that dispatch on `kind`.
+pub fn parse_policy<'a>(
+    source: impl Into<yaml::Source<'a>>,
+    file: &Path,
+) -> Result<AuthorizationPolicy, PolicyError> {
+    let source = source.into();
+    let text = source.text();
     if text.len() > MAX_POLICY_BYTES {
         return Err(invalid(LocatedError::field(
             file,
@@ -1179,7 +1185,7 @@ pub fn parse_policy(text: &str, file: &Path) -> Result<AuthorizationPolicy, Poli
     if text.trim().is_empty() {
         return Err(invalid(LocatedError::field(file, "", "the document is empty")));
     }
-    let mut policy: AuthorizationPolicy = yaml::from_str(file, text).map_err(invalid)?;
+    let mut policy: AuthorizationPolicy = yaml::from_str(file, source).map_err(invalid)?;
     policy.source_file = file.to_owned();
     Ok(policy)
 }

@@ -578,10 +578,10 @@ fn multi_document_files_keep_line_numbers() {
     let text = format!(
         "{SEED}---\n# second\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: two\n  namespace: foo\nspec:\n  rules:\n  - to:\n    - operation:\n        ports: [\"http\"]\n"
     );
-    let docs = palisade_core::yaml::documents(&text);
+    let docs = palisade_core::yaml::documents(Path::new("multi.yaml"), &text).expect("split");
     assert_eq!(docs.len(), 2);
-    assert!(parse_policy(&docs[0].text, Path::new("multi.yaml")).is_ok());
-    let err = parse_policy(&docs[1].text, Path::new("multi.yaml")).expect_err("bad port");
+    assert!(parse_policy(docs[0], Path::new("multi.yaml")).is_ok());
+    let err = parse_policy(docs[1], Path::new("multi.yaml")).expect_err("bad port");
     let located = err.invalid().expect("located");
     assert_eq!(located.line, Some(30), "{err}");
     assert_eq!(located.field, "spec.rules[0].to[0].operation.ports[0]");

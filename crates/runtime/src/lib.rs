@@ -11,6 +11,7 @@
 
 mod batcher;
 mod dispatch;
+pub mod egress;
 mod engine;
 mod inputs;
 mod loader;
@@ -23,6 +24,7 @@ use palisade_core::{ModelSignature, Tensor};
 
 pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
 pub use dispatch::{Dispatched, Dispatcher, Runnable};
+pub use egress::EgressPolicy;
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::{prepare, prepare_with};

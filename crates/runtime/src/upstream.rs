@@ -46,6 +46,9 @@ pub struct UpstreamContext {
     /// Only check the manifest (for `palisade build`): the TLS material of the serving host
     /// is not needed yet, and nothing is contacted.
     pub check_only: bool,
+    /// Where upstream calls may go (the default refuses loopback, link-local and metadata
+    /// addresses; see [`crate::egress`]).
+    pub egress: Arc<crate::EgressPolicy>,
 }
 
 impl fmt::Debug for UpstreamContext {
@@ -54,6 +57,7 @@ impl fmt::Debug for UpstreamContext {
             .field("workload_cert", &self.workload_cert.as_ref().map(|c| c.cert_path().to_owned()))
             .field("default_roots", &self.default_roots.as_ref().map(|r| r.certificates().len()))
             .field("check_only", &self.check_only)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -220,7 +224,18 @@ impl UpstreamModel {
             None => format!("{} model {model}", spec.url),
         };
 
+        // Refused destinations are refused here, before any connection: an IP address now, a
+        // DNS name by the resolver at every connection. `palisade build` has no platform
+        // config, so loopback (allowed by name or not) is decided when the server loads it.
+        let url = spec.url.as_url();
+        if let Err(refused) = context.egress.check_url(url)
+            && !(context.check_only && is_loopback(spec.url.host()))
+        {
+            return Err(load_error("model.upstream.url", refused));
+        }
+        let port = url.port_or_known_default().unwrap_or(0);
         let mut builder = reqwest::Client::builder()
+            .dns_resolver(context.egress.resolver(port))
             .timeout(spec.timeout)
             .connect_timeout(spec.connect_timeout)
             .pool_max_idle_per_host(spec.pool.max_idle_per_host)
@@ -556,7 +571,11 @@ mod tests {
             inputs: manifest.model.inputs.clone().unwrap(),
             outputs: manifest.model.outputs.clone().unwrap(),
         };
-        UpstreamModel::new("iris", spec, signature, Path::new("."), &UpstreamContext::default()).unwrap()
+        // The test servers listen on 127.0.0.1, which the platform must allow by name.
+        let egress =
+            crate::EgressPolicy { allowed_hosts: vec!["127.0.0.1".to_owned()], own_ports: Vec::new() };
+        let context = UpstreamContext { egress: Arc::new(egress), ..UpstreamContext::default() };
+        UpstreamModel::new("iris", spec, signature, Path::new("."), &context).unwrap()
     }
 
     fn row() -> Vec<Tensor> {

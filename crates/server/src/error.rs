@@ -51,6 +51,12 @@ pub enum ApiError {
     /// The inference queue is full (429).
     #[error("the server is overloaded; retry later")]
     Overloaded,
+    /// Too many failed attempts from this client or address (429 with `Retry-After`).
+    #[error("too many failed attempts; retry in {retry_after} s")]
+    Throttled {
+        /// Seconds until the next attempt is considered.
+        retry_after: u32,
+    },
     /// The request bodies in flight already take the server's memory budget for them
     /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was read.
     #[error("the server is receiving too much request data right now; retry later")]
@@ -106,7 +112,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyBudgetExhausted
             | ApiError::Unavailable
             | ApiError::NotReady(_)
@@ -140,6 +146,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Overloaded => "overloaded",
+            ApiError::Throttled { .. } => "throttled",
             ApiError::BodyBudgetExhausted => "body_budget",
             ApiError::Inference(_) => "inference_failed",
             ApiError::Internal(_) => "internal",
@@ -205,6 +212,7 @@ impl ApiError {
         match self {
             ApiError::Overloaded | ApiError::BodyBudgetExhausted | ApiError::Unavailable => Some(1),
             ApiError::AuditUnavailable(_) => Some(5),
+            ApiError::Throttled { retry_after } => Some(*retry_after),
             _ => None,
         }
     }

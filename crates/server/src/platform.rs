@@ -41,6 +41,21 @@ pub struct PlatformConfig {
     /// Cross-origin requests from browsers (CORS): which web origins may call the REST API.
     #[serde(default)]
     pub cors: CorsConfig,
+    /// Where upstream models may be reached.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+/// `upstream:`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpstreamConfig {
+    /// Hosts, exactly as written in bundles' upstream URLs, that may be loopback,
+    /// link-local or cloud metadata addresses (a model server beside Palisade on
+    /// `127.0.0.1`, say). Every other upstream URL that is, or resolves to, such an address
+    /// is refused at load and at connect time. The server's own ports are refused always.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `cors:`
@@ -363,10 +378,9 @@ impl Platform {
         Platform { config: PlatformConfig::default(), jwt_rules: Vec::new(), file: None }
     }
 
-    /// Reads and validates a configuration file.
+    /// Reads and validates a configuration file (at most [`MAX_CONFIG_FILE_BYTES`]).
     pub fn load(file: &Path) -> Result<Platform, ConfigError> {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| ConfigError(format!("{}: cannot read the platform config: {e}", file.display())))?;
+        let text = read_capped(file, "the platform config")?;
         Platform::parse(file, &text)
     }
 
@@ -397,6 +411,36 @@ impl Platform {
         }
         Ok(Platform { config, jwt_rules, file: Some(file.to_owned()) })
     }
+}
+
+/// The largest platform config or policy-directory file read; past it the file is refused
+/// (a reload keeps the policies in effect).
+pub const MAX_CONFIG_FILE_BYTES: u64 = palisade_core::yaml::MAX_DOCUMENT_BYTES as u64;
+
+/// The most YAML files read from the policy directories together.
+pub const MAX_POLICY_FILES: usize = 10_000;
+
+/// Reads a UTF-8 file of at most [`MAX_CONFIG_FILE_BYTES`], never more into memory.
+fn read_capped(file: &Path, what: &str) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| ConfigError(format!("{}: cannot read {what}: {e}", file.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError(format!(
+            "{}: {what} is larger than {MAX_CONFIG_FILE_BYTES} bytes; split it into several files",
+            file.display()
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        ConfigError(format!(
+            "{}: {what} is not UTF-8 (invalid byte at offset {})",
+            file.display(),
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 /// Everything loaded from the policy directory.
@@ -430,6 +474,12 @@ pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ConfigError> {
             if meta.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+                if files.len() >= MAX_POLICY_FILES {
+                    return Err(ConfigError(format!(
+                        "{}: more than {MAX_POLICY_FILES} policy files; merge them",
+                        dir.display()
+                    )));
+                }
                 files.push((path, meta.len(), meta.modified().ok()));
             }
         }
@@ -464,10 +514,11 @@ fn load_policy_dir_into(
     docs: &mut PolicyDocuments,
 ) -> Result<(), ConfigError> {
     for (file, _, _) in fingerprint(dir)? {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", file.display())))?;
-        for document in yaml::documents(&text) {
-            let head: KindHeader = yaml::from_str(&file, &document.text).map_err(|_| {
+        let text = read_capped(&file, "the policy file")?;
+        for document in yaml::documents(&file, &text)? {
+            // Syntax and the limits (size, nesting, aliases) are reported where they fail.
+            yaml::check(&file, document, yaml::Limits::default())?;
+            let head: KindHeader = yaml::from_str(&file, document).map_err(|_| {
                 ConfigError(format!(
                     "{}:{}: not a Kubernetes resource (apiVersion and kind are required)",
                     file.display(),
@@ -488,17 +539,17 @@ fn load_policy_dir_into(
             }
             match head.kind.as_deref() {
                 Some("RequestAuthentication") => {
-                    let ra = parse_request_authentication(&file, &document.text, allow_insecure_jwks)
+                    let ra = parse_request_authentication(&file, document, allow_insecure_jwks)
                         .map_err(|e| ConfigError(format!("{}: {}", e.field, e.message)))?;
                     docs.request_authentications.push(ra);
                 }
                 Some("AuthorizationPolicy") => {
-                    let policy = palisade_policy::parse_policy(&document.text, &file)
+                    let policy = palisade_policy::parse_policy(document, &file)
                         .map_err(|e| ConfigError(e.to_string()))?;
                     docs.authorization_policies.push(policy);
                 }
                 Some("PeerAuthentication") => {
-                    let policy = palisade_tls::parse_peer_authentication(&document.text, &file)
+                    let policy = palisade_tls::parse_peer_authentication(document, &file)
                         .map_err(|e| ConfigError(e.to_string()))?;
                     docs.peer_authentications.push(policy);
                 }

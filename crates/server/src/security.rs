@@ -44,6 +44,7 @@ pub struct Security {
     peer_auth: RwLock<Arc<palisade_tls::PeerAuthentications>>,
     watched: Mutex<Option<Fingerprint>>,
     reload_failures: prometheus::IntCounter,
+    throttle: palisade_identity::CredentialThrottle,
 }
 
 impl std::fmt::Debug for Security {
@@ -133,6 +134,7 @@ impl Security {
             peer_auth: RwLock::new(Arc::new(peer_auth)),
             watched: Mutex::new(watched),
             reload_failures,
+            throttle: palisade_identity::CredentialThrottle::default(),
         };
         let authn = security.build_authenticator(&policies, &[]);
         if let Ok(mut slot) = security.authn.write() {
@@ -186,6 +188,11 @@ impl Security {
     /// The platform configuration.
     pub fn platform(&self) -> &Platform {
         &self.config.platform
+    }
+
+    /// The throttle of failed client-credential attempts at `/oauth/token`.
+    pub fn credential_throttle(&self) -> &palisade_identity::CredentialThrottle {
+        &self.throttle
     }
 
     /// The counter of refused reloads (registered in the server's metrics).
@@ -247,7 +254,12 @@ impl Security {
             });
             existing.push(keys.clone());
         }
-        Authenticator::new(rules, self.settings(), self.fetch.clone(), &existing)
+        let authn = Authenticator::new(rules, self.settings(), self.fetch.clone(), &existing);
+        match &self.issuer {
+            // Tokens of a revoked service account stop at once, not at expiry.
+            Some(issuer) => authn.with_account_state(issuer.clone()),
+            None => authn,
+        }
     }
 
     /// Loads every remote issuer's keys once, concurrently, each within its timeout. Failures

@@ -97,7 +97,7 @@ async fn strangers_cannot_change_policies() {
     let reply = call_as(&s.app, Some(&s.stranger), "PUT", "/manage/v1/policies", policy).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     assert!(
-        reply.json()["error"].as_str().unwrap().contains("selects none of your models"),
+        reply.json()["error"].as_str().unwrap().contains("you own no model in namespace `example-model`"),
         "{}",
         reply.json()
     );
@@ -275,7 +275,7 @@ async fn an_owners_policy_stays_the_owners() {
     );
     let harmless = guard.replace("action: DENY", "action: AUDIT");
     let reply = call_as(&app, Some(&alice), "PUT", "/manage/v1/policies", harmless).await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&reply.body));
     assert_eq!(
         call_as(&app, Some(&eve), "POST", "/v2/models/bobmodel/infer", ROW).await.status,
         StatusCode::FORBIDDEN

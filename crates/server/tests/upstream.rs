@@ -145,11 +145,18 @@ fn gateway_store(upstream: &str, files: &[(&str, &[u8])]) -> (tempfile::TempDir,
     )
     .unwrap();
     let mut staged = store.stage(&dir).unwrap();
-    let check = UpstreamContext { check_only: true, ..UpstreamContext::default() };
+    let check = UpstreamContext { check_only: true, ..loopback_allowed() };
     let model = palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).unwrap();
     staged.set_signature(model.signature()).unwrap();
     store.commit(staged).unwrap();
     (tmp, store)
+}
+
+/// The upstreams of these tests listen on 127.0.0.1, which the platform must allow by name.
+fn loopback_allowed() -> UpstreamContext {
+    let egress =
+        palisade_runtime::EgressPolicy { allowed_hosts: vec!["127.0.0.1".to_owned()], own_ports: Vec::new() };
+    UpstreamContext { egress: std::sync::Arc::new(egress), ..UpstreamContext::default() }
 }
 
 fn gateway(store: &Store, context: &UpstreamContext) -> TestApp {
@@ -172,7 +179,7 @@ const INFER: &str = "/v2/models/iris-gw/infer";
 async fn plaintext_predictions_pass_through_and_refusals_never_reach_the_upstream() {
     let upstream = start_upstream(None).await;
     let (tmp, store) = gateway_store(&format!("    url: {}\n    timeout: 5s\n", upstream.base), &[]);
-    let gw = gateway(&store, &UpstreamContext::default());
+    let gw = gateway(&store, &loopback_allowed());
 
     let allowed = call(&gw, "POST", INFER, IRIS_ROW).await;
     assert_eq!(allowed.status, 200, "{}", String::from_utf8_lossy(&allowed.body));
@@ -234,7 +241,7 @@ async fn plaintext_predictions_pass_through_and_refusals_never_reach_the_upstrea
 async fn upstream_models_are_not_batched_by_the_platform_default() {
     let upstream = start_upstream(None).await;
     let (_tmp, store) = gateway_store(&format!("    url: {}\n", upstream.base), &[]);
-    let registry = Registry::load_with(&store, &UpstreamContext::default()).unwrap();
+    let registry = Registry::load_with(&store, &loopback_allowed()).unwrap();
     let platform = Platform::parse(Path::new("platform.yaml"), "batching:\n  max_batch_size: 8\n").unwrap();
     let gw = app_with(
         store.root(),
@@ -257,7 +264,7 @@ async fn an_upstream_that_is_down_is_a_502_that_names_no_address() {
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let (_tmp, store) = gateway_store(&format!("    url: {url}\n"), &[]);
-    let gw = gateway(&store, &UpstreamContext::default());
+    let gw = gateway(&store, &loopback_allowed());
     let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
     assert_eq!(reply.status, 502);
     let message = reply.json()["error"].as_str().unwrap().to_owned();
@@ -282,7 +289,7 @@ async fn an_upstream_slower_than_the_timeout_is_a_504() {
         }
     });
     let (_tmp, store) = gateway_store(&format!("    url: {url}\n    timeout: 400ms\n"), &[]);
-    let gw = gateway(&store, &UpstreamContext::default());
+    let gw = gateway(&store, &loopback_allowed());
     let started = Instant::now();
     let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
     assert_eq!(reply.status, 504);
@@ -315,8 +322,7 @@ async fn mutual_tls_to_a_strict_upstream() {
     };
 
     // The right certificate: predictions flow.
-    let context =
-        UpstreamContext { workload_cert: Some(workload(&ca, "gateway")), ..UpstreamContext::default() };
+    let context = UpstreamContext { workload_cert: Some(workload(&ca, "gateway")), ..loopback_allowed() };
     let gw = gateway(&store, &context);
     let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
     assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
@@ -327,8 +333,7 @@ async fn mutual_tls_to_a_strict_upstream() {
     // A certificate from another CA: the upstream refuses the handshake. (Each gateway gets
     // its own home: a home's audit log has one writer.)
     let rogue = Ca::init(&cas.path().join("rogue-home"), CaOptions::default()).unwrap();
-    let context =
-        UpstreamContext { workload_cert: Some(workload(&rogue, "rogue")), ..UpstreamContext::default() };
+    let context = UpstreamContext { workload_cert: Some(workload(&rogue, "rogue")), ..loopback_allowed() };
     let (_tmp1, store) = gateway_store(&mtls, &[("upstream-ca.pem", ca_pem.as_bytes())]);
     let gw = gateway(&store, &context);
     let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
@@ -338,7 +343,7 @@ async fn mutual_tls_to_a_strict_upstream() {
     // No client certificate at all (`mutual: false`): STRICT refuses it as well.
     let tls_only = format!("    url: {}\n    tls: {{ca: upstream-ca.pem}}\n", upstream.base);
     let (_tmp2, store) = gateway_store(&tls_only, &[("upstream-ca.pem", ca_pem.as_bytes())]);
-    let gw = gateway(&store, &UpstreamContext::default());
+    let gw = gateway(&store, &loopback_allowed());
     let reply = call(&gw, "POST", INFER, IRIS_ROW).await;
     assert_eq!(reply.status, 502);
     assert_eq!(upstream.calls(), 1, "no refused handshake reached the upstream's handlers");
@@ -346,7 +351,7 @@ async fn mutual_tls_to_a_strict_upstream() {
     // Not trusting the upstream's CA fails the other way round, also as 502.
     let other_ca = rogue.trust_anchors().to_pem();
     let (_tmp3, store) = gateway_store(&tls_only, &[("upstream-ca.pem", other_ca.as_bytes())]);
-    let gw = gateway(&store, &UpstreamContext::default());
+    let gw = gateway(&store, &loopback_allowed());
     assert_eq!(call(&gw, "POST", INFER, IRIS_ROW).await.status, 502);
 }
 
@@ -368,8 +373,7 @@ async fn tls_failures_are_logged_with_their_cause() {
     std::fs::write(dir.join("palisade.yaml"), &text).unwrap();
     let manifest = palisade_bundle::Manifest::load_dir(&dir).unwrap();
     let model =
-        palisade_runtime::prepare_with(&manifest, &dir.join("palisade.yaml"), &UpstreamContext::default())
-            .unwrap();
+        palisade_runtime::prepare_with(&manifest, &dir.join("palisade.yaml"), &loopback_allowed()).unwrap();
     let row = vec![
         palisade_core::Tensor::new(
             "X",
@@ -401,7 +405,7 @@ async fn grpc_callers_reach_upstream_models_too() {
     drop(closed);
     for (url, expected) in [(upstream.base.clone(), Code::Ok), (down, Code::Unavailable)] {
         let (_tmp, store) = gateway_store(&format!("    url: {url}\n"), &[]);
-        let gw = gateway(&store, &UpstreamContext::default());
+        let gw = gateway(&store, &loopback_allowed());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(palisade_server::serve(listener, gw.router.clone(), std::future::pending()));

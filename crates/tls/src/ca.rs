@@ -286,8 +286,15 @@ impl Ca {
             .map_err(|e| TlsError::io(&config_path, "cannot read", e))?;
         let config: CaConfigFile = palisade_core::yaml::from_str(&config_path, &text)?;
         let key_path = dir.join(ISSUER_KEY_FILE);
-        warn_if_readable_by_others(&key_path);
-        let key_der = parse_private_key(&read_limited(&key_path)?, &key_path)?;
+        // Refused, as ssh refuses keys: a symbolic link, open to group or others, or in a
+        // directory others can write.
+        let key_pem = palisade_private_files::read_key(&key_path, "the CA key", crate::pem::MAX_PEM_BYTES)
+            .map_err(|e| TlsError::Ca { path: key_path.clone(), message: e.to_string() })?
+            .ok_or_else(|| TlsError::Ca {
+                path: key_path.clone(),
+                message: "the CA key is missing; restore it from a backup, or create a new CA".to_owned(),
+            })?;
+        let key_der = parse_private_key(&key_pem, &key_path)?;
         let issuer_path = dir.join(ISSUER_FILE);
         let chain = read_certificates(&issuer_path)?;
         let chain: Vec<_> = match config.kind {
@@ -496,16 +503,4 @@ fn is_self_signed(cert: &CertificateDer<'_>) -> bool {
     x509_parser::parse_x509_certificate(cert)
         .map(|(_, c)| c.tbs_certificate.subject.as_raw() == c.tbs_certificate.issuer.as_raw())
         .unwrap_or(false)
-}
-
-fn warn_if_readable_by_others(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path)
-            && meta.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(key = %path.display(), "the CA key is readable by other users; chmod 600 it");
-        }
-    }
 }

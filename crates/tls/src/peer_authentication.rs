@@ -109,9 +109,14 @@ pub struct PeerAuthentication {
 /// Parses one `PeerAuthentication` document. Unknown fields are errors; errors name the
 /// file, line, column and field, like every Palisade configuration error.
 ///
-/// `text` may be a document cut from a multi-document file by
-/// [`palisade_core::yaml::documents`]; its leading blank lines keep line numbers right.
-pub fn parse_peer_authentication(text: &str, file: &Path) -> Result<PeerAuthentication, TlsError> {
+/// `source` may be a document cut from a multi-document file by
+/// [`palisade_core::yaml::documents`]; errors keep the file's line numbers.
+pub fn parse_peer_authentication<'a>(
+    source: impl Into<yaml::Source<'a>>,
+    file: &Path,
+) -> Result<PeerAuthentication, TlsError> {
+    let source = source.into();
+    let text = source.text();
     if text.len() > MAX_DOCUMENT_BYTES {
         return Err(LocatedError::field(
             file,
@@ -123,7 +128,7 @@ pub fn parse_peer_authentication(text: &str, file: &Path) -> Result<PeerAuthenti
     if text.trim().is_empty() {
         return Err(LocatedError::field(file, "", "the document is empty").into());
     }
-    let raw: Raw = yaml::from_str(file, text).map_err(|mut e| {
+    let raw: Raw = yaml::from_str(file, source).map_err(|mut e| {
         if e.message.starts_with("unknown field") {
             e.message.push_str("; check the spelling against Istio's PeerAuthentication reference");
         }

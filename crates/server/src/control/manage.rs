@@ -203,38 +203,73 @@ async fn apply(
     caller: &Caller,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?;
-    let policy = palisade_policy::parse_policy(text, Path::new("request body"))
-        .map_err(|err| ApiError::BadRequest(err.to_string()))?;
-    let (namespace, name) = (policy.metadata.namespace.to_string(), policy.metadata.name.to_string());
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?
+        .to_owned();
+    // Who may apply in the namespace is decided from one bounded look at the document
+    // (`metadata.namespace`, read within the YAML limits and no further), before the rest
+    // is parsed: a caller who owns no model there never costs the server a full parse.
+    let peeked = palisade_core::yaml::peek_scalar(
+        Path::new("request body"),
+        text.as_str(),
+        &["metadata", "namespace"],
+        palisade_core::yaml::Limits::default(),
+    )
+    .map_err(|err| ApiError::BadRequest(err.to_string()))?
+    .ok_or_else(|| {
+        ApiError::BadRequest(
+            "request body: field `metadata.namespace` is required, written as a plain value (a policy applies in one namespace)"
+                .to_owned(),
+        )
+    })?;
     let root = &state.security().platform().config.authorization.root_namespace;
     if !caller.admin {
-        if &namespace == root {
+        if &peeked == root {
             return Err(ApiError::Forbidden(format!(
                 "policies in the root namespace `{root}` apply to every model: platform administrators only"
             )));
         }
-        if !selected(state, &policy).iter().any(|m| caller.owns(state, &m.target)) {
+        let owns_one = state
+            .registry()
+            .all()
+            .any(|m| m.target.namespace.as_str() == peeked && caller.owns(state, &m.target));
+        if !owns_one {
             return Err(ApiError::Forbidden(format!(
-                "the policy selects none of your models in namespace `{namespace}`: an owner's policy applies only to models its creator owns"
+                "you own no model in namespace `{peeked}`: an owner's policy applies only to models its creator owns"
             )));
         }
     }
+    // Parsing is CPU work bounded by the YAML limits; it runs off the async runtime.
+    let (policy, text) = tokio::task::spawn_blocking(move || {
+        palisade_policy::parse_policy(text.as_str(), Path::new("request body")).map(|policy| (policy, text))
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("policy parsing stopped: {err}")))?
+    .map_err(|err| ApiError::BadRequest(err.to_string()))?;
+    let text = text.as_str();
+    let (namespace, name) = (policy.metadata.namespace.to_string(), policy.metadata.name.to_string());
+    if namespace != peeked {
+        return Err(ApiError::BadRequest(format!(
+            "request body: `metadata.namespace` reads `{peeked}` at first and `{namespace}` once parsed; write it once, as a plain value"
+        )));
+    }
+    if !caller.admin && !selected(state, &policy).iter().any(|m| caller.owns(state, &m.target)) {
+        return Err(ApiError::Forbidden(format!(
+            "the policy selects none of your models in namespace `{namespace}`: an owner's policy applies only to models its creator owns"
+        )));
+    }
     let existing = find(state, &namespace, &name);
     if let Some(existing) = &existing {
-        if !is_managed(state, existing) {
-            return Err(ApiError::Conflict(format!(
-                "{namespace}/{name} is defined by the platform's policy directory; choose another name"
-            )));
-        }
         let reach = reached(state, existing);
-        let may_replace = caller.admin
-            || created(caller, existing)
-            || (!reach.is_empty() && reach.iter().all(|m| caller.owns(state, &m.target)));
+        let may_replace = is_managed(state, existing)
+            && (caller.admin
+                || created(caller, existing)
+                || (!reach.is_empty() && reach.iter().all(|m| caller.owns(state, &m.target))));
         if !may_replace {
-            return Err(ApiError::Forbidden(format!(
-                "a policy named {namespace}/{name} exists and reaches models you do not own; choose another name"
+            // One answer for a platform policy and another owner's: the name is taken,
+            // nothing more is told.
+            return Err(ApiError::Conflict(format!(
+                "the name {namespace}/{name} is taken by a policy you may not replace; choose another name"
             )));
         }
     }
@@ -522,7 +557,7 @@ fn digest(bytes: &[u8]) -> String {
 
 fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    std::fs::create_dir_all(dir)?;
+    palisade_private_files::create_dir_all(dir).map_err(std::io::Error::other)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;

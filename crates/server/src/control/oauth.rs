@@ -74,6 +74,15 @@ pub(crate) async fn token(
             "client authentication is required",
         ));
     };
+    // A client id or an address past its failures is refused before the secret is checked.
+    let address = ctx.conn.as_ref().map(|c| c.remote.ip());
+    let throttle = state.security().credential_throttle();
+    if let Err(wait) = throttle.check(&client_id, address) {
+        state.metrics().observe_authn_failure("client_credentials_throttled");
+        let retry_after = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
+        return Err(ApiError::Throttled { retry_after });
+    }
+    let id = client_id.clone();
     let checked = tokio::task::spawn_blocking(move || {
         let account = issuer.authenticate_client(&client_id, &secret)?;
         Some(issuer.issue_for(&account))
@@ -85,6 +94,7 @@ pub(crate) async fn token(
     match checked {
         None => {
             state.metrics().observe_authn_failure("client_credentials");
+            throttle.failed(&id, address);
             Err(oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
@@ -93,6 +103,7 @@ pub(crate) async fn token(
         }
         Some(Err(err)) => Err(ApiError::Internal(format!("cannot issue a token: {err}"))),
         Some(Ok(issued)) => {
+            throttle.succeeded(&id);
             let mut response = Json(json!({
                 "access_token": issued.token.expose(),
                 "token_type": "Bearer",

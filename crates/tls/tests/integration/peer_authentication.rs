@@ -234,10 +234,10 @@ spec:
 #[test]
 fn documents_of_a_multi_document_file_keep_their_line_numbers() {
     let file = format!("{}---\n{}", ISTIO_EXAMPLES[0], ISTIO_EXAMPLES[2].replace("STRICT", "STRIKT"));
-    let docs = palisade_core::yaml::documents(&file);
+    let docs = palisade_core::yaml::documents(Path::new("all.yaml"), &file).unwrap();
     assert_eq!(docs.len(), 2);
-    parse(&docs[0].text);
-    let err = parse_peer_authentication(&docs[1].text, Path::new("all.yaml")).unwrap_err().to_string();
+    parse(docs[0].text);
+    let err = parse_peer_authentication(docs[1], Path::new("all.yaml")).unwrap_err().to_string();
     // Eight lines of the first document, the separator, then line 11 of the second.
     assert!(err.starts_with("all.yaml:20:"), "{err}");
 }
