@@ -81,6 +81,17 @@ impl Drop for Reservation {
     }
 }
 
+/// What the audit record keeps of a body, and so what reading it must compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// No record will keep anything of it (security off, or the audit level `None`).
+    Nothing,
+    /// Its size and SHA-256.
+    Digest,
+    /// Its size, SHA-256 and the bytes (the payload levels).
+    Payload,
+}
+
 /// A request body read whole, with the reservation that accounts for it.
 #[derive(Debug)]
 pub struct ReadBody {
@@ -95,16 +106,16 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Reads a request body of at most `limit` bytes (413 past it), reserving it from `budget`
-/// first (503 when the budget cannot hold it), hashing it as it streams, and recording its
-/// size and digest in the context (and the bytes too, when `capture`: the payload audit
-/// levels).
+/// first (503 when the budget cannot hold it), and recording in the context what the audit
+/// record keeps of it (`keep`): its size and digest, hashed as it streams, and at the
+/// payload levels the bytes.
 pub(crate) async fn read(
     ctx: &RequestContext,
     budget: &Arc<BodyBudget>,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-    capture: bool,
+    keep: Keep,
 ) -> Result<ReadBody, ApiError> {
     let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
@@ -114,7 +125,7 @@ pub(crate) async fn read(
     // grows with every chunk.
     let upfront = declared.map_or(0, |n| n as usize);
     let mut reservation = Reservation::new(budget, upfront).ok_or(ApiError::BodyBudgetExhausted)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = (keep != Keep::Nothing).then(Sha256::new);
     let mut buffer = BytesMut::with_capacity(upfront.min(limit));
     let mut body = body;
     while let Some(frame) = body.frame().await {
@@ -128,15 +139,19 @@ pub(crate) async fn read(
         if total > reservation.bytes && !reservation.grow(total - reservation.bytes) {
             return Err(ApiError::BodyBudgetExhausted);
         }
-        hasher.update(&chunk);
+        if let Some(hasher) = &mut hasher {
+            hasher.update(&chunk);
+        }
         buffer.extend_from_slice(&chunk);
     }
     let bytes = buffer.freeze();
-    ctx.set_body(BodyFacts {
-        bytes: bytes.len() as u64,
-        sha256: palisade_core::hex::to_hex(&hasher.finalize()),
-    });
-    if capture {
+    if let Some(hasher) = hasher {
+        ctx.set_body(BodyFacts {
+            bytes: bytes.len() as u64,
+            sha256: palisade_core::hex::to_hex(&hasher.finalize()),
+        });
+    }
+    if keep == Keep::Payload {
         ctx.capture_body(&bytes);
     }
     Ok(ReadBody { bytes, _reservation: reservation })

@@ -188,9 +188,15 @@ impl AppState {
         headers: &axum::http::HeaderMap,
         body: axum::body::Body,
     ) -> Result<body::ReadBody, ApiError> {
-        let capture = ctx.route.addresses_model() && self.records_payloads(ctx.served().map(Arc::as_ref));
-        body::read(ctx, &self.inner.body_budget, headers, body, self.inner.config.max_body_bytes, capture)
-            .await
+        let level = self.audit_level(ctx.served().map(Arc::as_ref));
+        let keep = if !self.secured() || level == Level::None {
+            body::Keep::Nothing
+        } else if level >= Level::Request && ctx.route.addresses_model() {
+            body::Keep::Payload
+        } else {
+            body::Keep::Digest
+        };
+        body::read(ctx, &self.inner.body_budget, headers, body, self.inner.config.max_body_bytes, keep).await
     }
 
     /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or

@@ -38,7 +38,9 @@ pub(crate) async fn resolve(
     let (mut parts, body) = req.into_parts();
     // A gRPC frame adds 5 bytes to the message, whose own limit tonic enforces.
     let limit = state.config().max_body_bytes.saturating_add(5);
-    let read = crate::body::read(&ctx, state.body_budget(), &parts.headers, body, limit, false).await?;
+    // The model (and so its audit level) is known only once the message is read.
+    let keep = if state.secured() { crate::body::Keep::Digest } else { crate::body::Keep::Nothing };
+    let read = crate::body::read(&ctx, state.body_budget(), &parts.headers, body, limit, keep).await?;
     let named = palisade_protocol::grpc::named_model(&read.bytes)?;
     let version = (!named.version.is_empty()).then_some(named.version.as_str());
     let target = match state.registry().get(&named.name, version) {
