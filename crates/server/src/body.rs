@@ -157,6 +157,20 @@ pub(crate) async fn read(
     Ok(ReadBody { bytes, _reservation: reservation })
 }
 
+/// Records the size and SHA-256 of a body already read whole (a gRPC message, whose model,
+/// and so whose audit level, is known only once it is read), and keeps the bytes at the
+/// payload levels.
+pub(crate) fn keep_read(ctx: &RequestContext, bytes: &Bytes, keep: Keep) {
+    if keep == Keep::Nothing {
+        return;
+    }
+    let sha256 = palisade_core::hex::to_hex(&Sha256::digest(bytes));
+    ctx.set_body(BodyFacts { bytes: bytes.len() as u64, sha256 });
+    if keep == Keep::Payload {
+        ctx.capture_body(bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -175,9 +175,16 @@ impl AppState {
         layers::audit::level_of(manifest.max(self.security().platform().config.audit.minimum_level))
     }
 
-    /// Whether requests for `model` keep their payloads in the audit record.
-    pub(crate) fn records_payloads(&self, model: Option<&ServedModel>) -> bool {
-        self.secured() && self.audit_level(model) >= Level::Request
+    /// What the audit record of this request keeps of its body.
+    pub(crate) fn keep(&self, ctx: &RequestContext) -> body::Keep {
+        let level = self.audit_level(ctx.served().map(Arc::as_ref));
+        if !self.secured() || level == Level::None {
+            body::Keep::Nothing
+        } else if level >= Level::Request && ctx.route.addresses_model() {
+            body::Keep::Payload
+        } else {
+            body::Keep::Digest
+        }
     }
 
     /// Reads a request body after authorization, within the body limit and the in-flight
@@ -188,15 +195,15 @@ impl AppState {
         headers: &axum::http::HeaderMap,
         body: axum::body::Body,
     ) -> Result<body::ReadBody, ApiError> {
-        let level = self.audit_level(ctx.served().map(Arc::as_ref));
-        let keep = if !self.secured() || level == Level::None {
-            body::Keep::Nothing
-        } else if level >= Level::Request && ctx.route.addresses_model() {
-            body::Keep::Payload
-        } else {
-            body::Keep::Digest
-        };
-        body::read(ctx, &self.inner.body_budget, headers, body, self.inner.config.max_body_bytes, keep).await
+        body::read(
+            ctx,
+            &self.inner.body_budget,
+            headers,
+            body,
+            self.inner.config.max_body_bytes,
+            self.keep(ctx),
+        )
+        .await
     }
 
     /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or

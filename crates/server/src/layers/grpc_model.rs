@@ -38,9 +38,11 @@ pub(crate) async fn resolve(
     let (mut parts, body) = req.into_parts();
     // A gRPC frame adds 5 bytes to the message, whose own limit tonic enforces.
     let limit = state.config().max_body_bytes.saturating_add(5);
-    // The model (and so its audit level) is known only once the message is read.
-    let keep = if state.secured() { crate::body::Keep::Digest } else { crate::body::Keep::Nothing };
-    let read = crate::body::read(&ctx, state.body_budget(), &parts.headers, body, limit, keep).await?;
+    // The model, and so what the audit record keeps of the message, is known only once the
+    // message is read: it is hashed (if at all) afterwards.
+    let read =
+        crate::body::read(&ctx, state.body_budget(), &parts.headers, body, limit, crate::body::Keep::Nothing)
+            .await?;
     let named = palisade_protocol::grpc::named_model(&read.bytes)?;
     let version = (!named.version.is_empty()).then_some(named.version.as_str());
     let target = match state.registry().get(&named.name, version) {
@@ -48,9 +50,7 @@ pub(crate) async fn resolve(
         Err(err) => Target::Missing(err.public_message()),
     };
     ctx.resolve_target(target);
-    if state.records_payloads(ctx.served().map(|s| s.as_ref())) {
-        ctx.capture_body(&read.bytes);
-    }
+    crate::body::keep_read(&ctx, &read.bytes, state.keep(&ctx));
     let bytes = read.bytes.clone();
     parts.extensions.insert(HeldBody(Arc::new(read)));
     Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
