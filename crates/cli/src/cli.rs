@@ -510,7 +510,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Request body bytes held in memory at once, over all requests; past it, requests are
-    /// refused with 503 (gRPC RESOURCE_EXHAUSTED) before their bodies are read [default: a
+    /// refused with 503 (gRPC RESOURCE_EXHAUSTED) without their bodies being held [default: a
     /// quarter of the memory limit of the server's cgroup, else of the machine's memory].
     #[arg(long, value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,

@@ -5,8 +5,10 @@
 //! message after authentication, to learn which model it names, and authorizes before any
 //! tensor is decoded). The bytes are reserved from the [`BodyBudget`] before they are read:
 //! the declared `Content-Length` at once, or chunk by chunk for a body of unknown length.
-//! Past the budget the request is refused with 503 (gRPC `RESOURCE_EXHAUSTED`) and the rest
-//! of the body is never read. The reservation lasts as long as the bytes do.
+//! Past the budget the request is refused with 503 (gRPC `RESOURCE_EXHAUSTED`); the rest of
+//! the body is thrown away as it arrives (for at most 5 s), never held, so a client that
+//! sends without waiting reads the answer instead of a reset. The reservation lasts as long
+//! as the bytes do.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -124,7 +126,10 @@ pub(crate) async fn read(
     // A declared length is reserved whole before a byte is read; otherwise the reservation
     // grows with every chunk.
     let upfront = declared.map_or(0, |n| n as usize);
-    let mut reservation = Reservation::new(budget, upfront).ok_or(ApiError::BodyBudgetExhausted)?;
+    let Some(mut reservation) = Reservation::new(budget, upfront) else {
+        discard(body, limit).await;
+        return Err(ApiError::BodyBudgetExhausted);
+    };
     let mut hasher = (keep != Keep::Nothing).then(Sha256::new);
     let mut buffer = BytesMut::with_capacity(upfront.min(limit));
     let mut body = body;
@@ -137,6 +142,8 @@ pub(crate) async fn read(
             return Err(ApiError::PayloadTooLarge { limit });
         }
         if total > reservation.bytes && !reservation.grow(total - reservation.bytes) {
+            drop(buffer);
+            discard(body, limit - total).await;
             return Err(ApiError::BodyBudgetExhausted);
         }
         if let Some(hasher) = &mut hasher {
@@ -155,6 +162,27 @@ pub(crate) async fn read(
         ctx.capture_body(&bytes);
     }
     Ok(ReadBody { bytes, _reservation: reservation })
+}
+
+/// How long a refused body is read and thrown away at most.
+const DISCARD_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads and throws away what is left of a body the budget refused (at most `limit` more
+/// bytes, for at most 5 s), holding one chunk at a time. A client that sends its body
+/// without waiting for an answer then reads the 503 instead of a connection reset; the
+/// memory the budget protects is never used.
+async fn discard(mut body: Body, limit: usize) {
+    let mut left = limit;
+    let _ = tokio::time::timeout(DISCARD_FOR, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(chunk) = frame.into_data() else { continue };
+            match left.checked_sub(chunk.len()) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// Records the size and SHA-256 of a body already read whole (a gRPC message, whose model,

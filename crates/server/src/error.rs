@@ -58,7 +58,7 @@ pub enum ApiError {
         retry_after: u32,
     },
     /// The request bodies in flight already take the server's memory budget for them
-    /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was read.
+    /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was held.
     #[error("the server is receiving too much request data right now; retry later")]
     BodyBudgetExhausted,
     /// The model failed; details are logged, not returned (500).

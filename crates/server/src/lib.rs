@@ -53,7 +53,7 @@ pub struct ServerConfig {
     pub inference_timeout: Duration,
     /// Request body bytes held in memory at once, over all requests (512 MiB here; `palisade serve`
     /// defaults to a quarter of the memory limit);
-    /// past it, requests are refused with 503 before their bodies are read.
+    /// past it, requests are refused with 503 without their bodies being held.
     pub max_inflight_bytes: usize,
     /// Serve without authentication, authorization and audit (`--dangerous-disable-security`),
     /// for measuring the security layers' cost on loopback. Never the default.
