@@ -12,7 +12,10 @@
 //!   `FeatureVectorizer` ([`FeatureVectorizer`]), `ArrayFeatureExtractor`
 //!   ([`extract_columns`]);
 //! * `SVMClassifier` and `SVMRegressor` (every kernel, Platt probabilities):
-//!   [`SvmClassifier`] and [`SvmRegressor`].
+//!   [`SvmClassifier`] and [`SvmRegressor`];
+//! * the text operators of scikit-learn's text pipelines: `StringNormalizer`
+//!   ([`StringNormalizer`]), com.microsoft `Tokenizer` ([`Tokenizer`], RE2's pattern
+//!   semantics) and `TfIdfVectorizer` ([`TfIdfVectorizer`]).
 //!
 //! Sizes that come from a model or a request are checked before memory is reserved:
 //! results above [`MAX_ELEMENTS`] elements, or that cannot be allocated, are errors
@@ -163,9 +166,12 @@ mod normalizer;
 mod one_hot_encoder;
 mod regressor;
 mod scaler;
+mod string_normalizer;
 mod svm_classifier;
 mod svm_kernel;
 mod svm_regressor;
+mod tfidf_vectorizer;
+mod tokenizer;
 mod transform;
 
 pub use attributes::{
@@ -186,9 +192,12 @@ pub use imputer::Imputer;
 pub use label_encoder::{LabelColumn, LabelEncoder};
 pub use one_hot_encoder::OneHotEncoder;
 pub use scaler::{Scaler, ScalerInput};
+pub use string_normalizer::{CaseChange, StringNormalizer, StringNormalizerAttributes};
 pub use svm_classifier::{SvmClassifier, SvmClassifierAttributes};
 pub use svm_kernel::{Kernel, KernelType};
 pub use svm_regressor::{SvmRegressor, SvmRegressorAttributes};
+pub use tfidf_vectorizer::{NgramPool, TfIdfInput, TfIdfMode, TfIdfVectorizer, TfIdfVectorizerAttributes};
+pub use tokenizer::{Tokenizer, TokenizerAttributes};
 
 /// Trees and columns whose per-call scratch lives on the stack rather than the heap.
 const STACK_TREES: usize = 512;

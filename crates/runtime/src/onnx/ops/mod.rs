@@ -27,6 +27,12 @@
 //!   ([`svm_classifier`], [`svm_regressor`]): tract has none of them; each evaluates
 //!   with [`palisade_onnx_ml`] through the shared plumbing of `kernel`.
 //!
+//! * The text operators of scikit-learn's text pipelines, `StringNormalizer`
+//!   ([`string_normalizer`]), com.microsoft `Tokenizer` ([`tokenizer`]) and
+//!   `TfIdfVectorizer` ([`tfidf_vectorizer`]): tract has none of them. The tokenizer's
+//!   output width (and the normalizer's, with stopwords) depends on the strings: it is
+//!   a symbol of its own, bound at run time.
+//!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
 //! facts are inferred from these ops instead.
@@ -35,6 +41,7 @@ pub mod array_feature_extractor;
 pub mod binarizer;
 pub mod cast;
 pub mod feature_vectorizer;
+mod flatten;
 pub mod imputer;
 mod kernel;
 pub mod label_encoder;
@@ -44,8 +51,11 @@ pub mod normalizer;
 pub mod one_hot_encoder;
 pub mod scaler;
 pub mod softmax;
+pub mod string_normalizer;
 pub mod svm_classifier;
 pub mod svm_regressor;
+pub mod tfidf_vectorizer;
+pub mod tokenizer;
 pub mod tree_ensemble;
 pub mod zipmap;
 
@@ -72,4 +82,8 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("SVMClassifier", svm_classifier::svm_classifier);
     reg.insert("SVMRegressor", svm_regressor::svm_regressor);
     reg.insert("ArrayFeatureExtractor", array_feature_extractor::array_feature_extractor);
+    reg.insert("StringNormalizer", string_normalizer::string_normalizer);
+    reg.insert("TfIdfVectorizer", tfidf_vectorizer::tfidf_vectorizer);
+    reg.insert("Tokenizer", tokenizer::tokenizer);
+    reg.insert("Flatten", flatten::flatten);
 }
