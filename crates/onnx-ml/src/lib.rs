@@ -2,7 +2,8 @@
 //! onnxruntime's CPU kernels:
 //!
 //! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (opsets 1 and 3):
-//!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`];
+//!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`]; `TreeEnsemble` (opset 5),
+//!   rewritten into the latter by [`tree_ensemble`];
 //! * `LinearClassifier` and `LinearRegressor` (opset 1): [`LinearClassifier`] and
 //!   [`LinearRegressor`];
 //! * `Normalizer` (opset 1): [`Normalizer`];
@@ -10,7 +11,7 @@
 //!   `Imputer` ([`Imputer`]), `Binarizer` ([`Binarizer`]), `OneHotEncoder`
 //!   ([`OneHotEncoder`]), `LabelEncoder` (opsets 1, 2 and 4: [`LabelEncoder`]) and
 //!   `FeatureVectorizer` ([`FeatureVectorizer`]), `ArrayFeatureExtractor`
-//!   ([`extract_columns`]);
+//!   ([`extract_columns`]), `CategoryMapper` ([`CategoryMapper`]);
 //! * `SVMClassifier` and `SVMRegressor` (every kernel, Platt probabilities):
 //!   [`SvmClassifier`] and [`SvmRegressor`];
 //! * the text operators of scikit-learn's text pipelines: `StringNormalizer`
@@ -154,6 +155,7 @@ mod alloc;
 mod array_feature_extractor;
 mod attributes;
 mod binarizer;
+mod category_mapper;
 mod classifier;
 mod error;
 mod feature_vectorizer;
@@ -173,6 +175,7 @@ mod svm_regressor;
 mod tfidf_vectorizer;
 mod tokenizer;
 mod transform;
+mod tree_ensemble;
 
 pub use attributes::{
     Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, LinearClassifierAttributes,
@@ -187,6 +190,7 @@ pub use regressor::TreeEnsembleRegressor;
 pub use alloc::{MAX_ELEMENTS, filled};
 pub use array_feature_extractor::extract_columns;
 pub use binarizer::{Binarizer, BinarizerInput};
+pub use category_mapper::CategoryMapper;
 pub use feature_vectorizer::FeatureVectorizer;
 pub use imputer::Imputer;
 pub use label_encoder::{LabelColumn, LabelEncoder};
@@ -198,6 +202,7 @@ pub use svm_kernel::{Kernel, KernelType};
 pub use svm_regressor::{SvmRegressor, SvmRegressorAttributes};
 pub use tfidf_vectorizer::{NgramPool, TfIdfInput, TfIdfMode, TfIdfVectorizer, TfIdfVectorizerAttributes};
 pub use tokenizer::{Tokenizer, TokenizerAttributes};
+pub use tree_ensemble::{TreeEnsembleAttributes, tree_ensemble};
 
 /// Trees and columns whose per-call scratch lives on the stack rather than the heap.
 const STACK_TREES: usize = 512;

@@ -4,7 +4,9 @@
 //!
 //! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` ([`tree_ensemble`]) replace
 //!   tract's classifier and add the regressor; both evaluate with
-//!   [`palisade_onnx_ml`], which reproduces onnxruntime's results.
+//!   [`palisade_onnx_ml`], which reproduces onnxruntime's results; `TreeEnsemble`
+//!   (ai.onnx.ml opset 5) is rewritten into the regressor's ensemble, in the input's
+//!   float type.
 //! * `LinearClassifier` and `LinearRegressor` ([`linear`]) and `Normalizer`
 //!   ([`normalizer`]) replace tract's expansions (a dozen nodes for a classifier) by one
 //!   op each, evaluated with [`palisade_onnx_ml`] in onnxruntime's arithmetic.
@@ -23,7 +25,8 @@
 //!   `Imputer` ([`imputer`]), `Binarizer` ([`binarizer`]), `OneHotEncoder`
 //!   ([`one_hot_encoder`]), `LabelEncoder` ([`label_encoder`]) and `FeatureVectorizer`
 //!   ([`feature_vectorizer`]), `ArrayFeatureExtractor` ([`array_feature_extractor`],
-//!   replacing tract's, which drops the axis of a scalar index), and `SVMClassifier` / `SVMRegressor`
+//!   replacing tract's, which drops the axis of a scalar index), `CategoryMapper`
+//!   ([`category_mapper`], replacing tract's), and `SVMClassifier` / `SVMRegressor`
 //!   ([`svm_classifier`], [`svm_regressor`]): tract has none of them; each evaluates
 //!   with [`palisade_onnx_ml`] through the shared plumbing of `kernel`.
 //!
@@ -40,6 +43,7 @@
 pub mod array_feature_extractor;
 pub mod binarizer;
 pub mod cast;
+pub mod category_mapper;
 pub mod feature_vectorizer;
 mod flatten;
 pub mod imputer;
@@ -67,6 +71,7 @@ pub use tree_ensemble::{CLASSIFIER_OP, REGRESSOR_OP, TreeEnsembleClassifierOp, T
 pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TreeEnsembleClassifier", tree_ensemble::classifier);
     reg.insert("TreeEnsembleRegressor", tree_ensemble::regressor);
+    reg.insert("TreeEnsemble", tree_ensemble::tree_ensemble);
     reg.insert("LinearClassifier", linear::classifier);
     reg.insert("LinearRegressor", linear::regressor);
     reg.insert("Normalizer", normalizer::normalizer);
@@ -86,4 +91,5 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TfIdfVectorizer", tfidf_vectorizer::tfidf_vectorizer);
     reg.insert("Tokenizer", tokenizer::tokenizer);
     reg.insert("Flatten", flatten::flatten);
+    reg.insert("CategoryMapper", category_mapper::category_mapper);
 }
