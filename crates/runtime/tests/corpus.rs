@@ -58,6 +58,8 @@ const FIXTURES: &[&str] = &[
     "torch_mlp",
     "torch_cnn",
     "torch_two_inputs",
+    "torch_lstm",
+    "torch_gru",
 ];
 
 /// Fixtures that do not match yet, with the reason; they are skipped by the comparisons.
