@@ -44,6 +44,15 @@ impl Runnable {
         }
     }
 
+    /// The engine that computes the model: `tract` or `onnxruntime` in-process, `upstream`
+    /// for a model another server runs.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Runnable::InProcess(model) => model.engine(),
+            Runnable::Upstream(_) => "upstream",
+        }
+    }
+
     /// The framework that runs it, as V2 metadata reports it (`onnx`, `upstream`).
     pub fn platform(&self) -> &'static str {
         match self {

@@ -15,6 +15,8 @@ mod engine;
 mod inputs;
 mod loader;
 pub mod onnx;
+pub mod onnxruntime;
+pub mod selftest;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -25,7 +27,7 @@ pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchab
 pub use dispatch::{Dispatched, Dispatcher, Runnable};
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
-pub use loader::{prepare, prepare_with};
+pub use loader::{prepare, prepare_onnx, prepare_with};
 pub use upstream::{CallContext, UpstreamContext, UpstreamError, UpstreamModel};
 
 /// A prepared model, shared by all requests. `run` is called on inference threads only.
@@ -35,6 +37,12 @@ pub trait Model: Send + Sync + 'static {
 
     /// The framework that runs it, as reported in V2 model metadata (`onnx`).
     fn platform(&self) -> &'static str;
+
+    /// The engine that computes it (`tract`, `onnxruntime`), as reported by
+    /// `palisade models show` and in V2 model metadata (`parameters.engine`).
+    fn engine(&self) -> &'static str {
+        "tract"
+    }
 
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.

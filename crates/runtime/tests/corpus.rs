@@ -23,11 +23,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use palisade_bundle::store::BuiltEngine;
 use palisade_core::{Tensor, TensorData};
 use palisade_runtime::Model;
 use palisade_runtime::onnx::OnnxModel;
+use palisade_runtime::onnxruntime::OrtModel;
 use proptest::prelude::*;
 use serde_json::Value;
+
+mod common;
 
 /// Every corpus fixture.
 const FIXTURES: &[&str] = &[
@@ -99,9 +103,20 @@ impl Fixture {
         Fixture { name, doc: serde_json::from_str(&text).unwrap() }
     }
 
-    fn model(&self) -> Arc<OnnxModel> {
+    fn model(&self) -> Arc<dyn Model> {
         let path = corpus().join(format!("{}.onnx", self.name));
         Arc::new(OnnxModel::load(&path).unwrap_or_else(|e| panic!("{}: {e}", self.name)))
+    }
+
+    /// The model on `engine`.
+    fn model_on(&self, engine: BuiltEngine) -> Result<Arc<dyn Model>, String> {
+        let path = corpus().join(format!("{}.onnx", self.name));
+        match engine {
+            BuiltEngine::Tract => Ok(self.model()),
+            BuiltEngine::Onnxruntime => {
+                OrtModel::load(&path).map(|m| Arc::new(m) as Arc<dyn Model>).map_err(|e| e.to_string())
+            }
+        }
     }
 
     /// Whether a batch's answer is its rows' answers stacked (not when an output's
@@ -236,44 +251,63 @@ impl Fixture {
     }
 }
 
+/// The engines the tests run on: tract, and onnxruntime where its library is.
+fn engines() -> Vec<BuiltEngine> {
+    let mut engines = vec![BuiltEngine::Tract];
+    if common::onnxruntime().is_some() {
+        engines.push(BuiltEngine::Onnxruntime);
+    }
+    engines
+}
+
 #[test]
 fn recorded_batches_match_onnxruntime() {
     let mut failures = Vec::new();
-    for name in ready() {
-        let fixture = Fixture::load(name);
-        let model = match std::panic::catch_unwind(|| fixture.model()) {
-            Ok(model) => model,
-            Err(_) => {
-                failures.push(format!("{name}: does not load"));
-                continue;
-            }
-        };
-        let mut worst = 0.0f64;
-        for batch in fixture.doc["batches"].as_array().unwrap() {
-            let (start, size) =
-                (batch["start"].as_u64().unwrap() as usize, batch["size"].as_u64().unwrap() as usize);
-            let what = format!("batch of {size} at row {start}");
-            let result = model
-                .run(fixture.inputs(start, size))
-                .map_err(|e| format!("{name}: {what}: {e}"))
-                .and_then(|out| fixture.check(&what, &out, &batch["outputs"]));
-            match result {
-                Ok(diff) => worst = worst.max(diff),
-                Err(e) => {
-                    failures.push(e);
-                    break;
+    for engine in engines() {
+        for name in ready() {
+            let fixture = Fixture::load(name);
+            let model = match std::panic::catch_unwind(|| fixture.model_on(engine)) {
+                Ok(Ok(model)) => model,
+                Ok(Err(e)) => {
+                    failures.push(format!("{name} on {}: does not load: {e}", engine.as_str()));
+                    continue;
+                }
+                Err(_) => {
+                    failures.push(format!("{name} on {}: does not load", engine.as_str()));
+                    continue;
+                }
+            };
+            assert_eq!(model.engine(), engine.as_str());
+            let mut worst = 0.0f64;
+            for batch in fixture.doc["batches"].as_array().unwrap() {
+                let (start, size) =
+                    (batch["start"].as_u64().unwrap() as usize, batch["size"].as_u64().unwrap() as usize);
+                let what = format!("batch of {size} at row {start} on {}", engine.as_str());
+                let result = model
+                    .run(fixture.inputs(start, size))
+                    .map_err(|e| format!("{name}: {what}: {e}"))
+                    .and_then(|out| fixture.check(&what, &out, &batch["outputs"]));
+                match result {
+                    Ok(diff) => worst = worst.max(diff),
+                    Err(e) => {
+                        failures.push(e);
+                        break;
+                    }
                 }
             }
+            eprintln!(
+                "{name} on {}: max |palisade - onnxruntime| over recorded batches = {worst:e}",
+                engine.as_str()
+            );
         }
-        eprintln!("{name}: max |palisade - onnxruntime| over recorded batches = {worst:e}");
     }
     assert!(failures.is_empty(), "{} fixtures differ:\n{}", failures.len(), failures.join("\n"));
 }
 
 /// Every ready fixture with one prepared model, shared by all cases of the property test
 /// (so states are reused across cases too).
-fn prepared() -> &'static [(Fixture, Arc<OnnxModel>)] {
-    static PREPARED: OnceLock<Vec<(Fixture, Arc<OnnxModel>)>> = OnceLock::new();
+fn prepared() -> &'static [(Fixture, Arc<dyn Model>)] {
+    static PREPARED: OnceLock<Vec<(Fixture, Arc<dyn Model>)>> = OnceLock::new();
     PREPARED.get_or_init(|| {
         ready()
             .map(|name| {
@@ -308,41 +342,74 @@ proptest! {
     }
 }
 
+/// Each fixture built as `palisade build` does: staged, prepared and self-tested with
+/// `runtime: auto` (and compared with onnxruntime where its library is), committed with
+/// its engine, loaded back from the store on that engine. Also `runtime: onnxruntime`
+/// where the library is. Prints the self-test time of each.
 #[test]
 fn every_fixture_builds_as_a_bundle() {
     let tmp = tempfile::tempdir().unwrap();
     let store = palisade_bundle::Store::open(&tmp.path().join("home")).unwrap();
-    for name in ready() {
-        let dir = tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(corpus().join(format!("{name}.onnx")), dir.join("model.onnx")).unwrap();
-        let data = corpus().join(format!("{name}.onnx.data"));
-        // torch writes an empty data file when every tensor is small enough to stay inline.
-        let external = data.metadata().is_ok_and(|m| m.len() > 0);
-        if external {
-            // The model names its data file by the name it was exported under.
-            std::fs::copy(&data, dir.join(format!("{name}.onnx.data"))).unwrap();
-        }
-        let manifest = format!(
-            "name: {}\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
-            name.replace('_', "-")
-        );
-        std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
-        let mut staged = store.stage(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        staged.set_signature(model.signature()).unwrap();
-        let record = store.commit(staged).unwrap();
-        let bundle = store.load(&record).unwrap();
-        let served = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())
-            .unwrap_or_else(|e| panic!("{name}: from the store: {e}"));
-        assert_eq!(served.signature(), model.signature(), "{name}");
-        if external {
-            assert!(
-                bundle.files.iter().any(|f| f.path.ends_with(".onnx.data")),
-                "{name}: {:?}",
-                bundle.files
+    let ort = common::onnxruntime().is_some();
+    let mut runtimes = vec![("auto", BuiltEngine::Tract)];
+    if ort {
+        runtimes.push(("onnxruntime", BuiltEngine::Onnxruntime));
+    }
+    let mut slowest = (std::time::Duration::ZERO, "");
+    for (runtime, expected) in runtimes {
+        for name in ready() {
+            let dir = tmp.path().join(format!("{name}-{runtime}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(corpus().join(format!("{name}.onnx")), dir.join("model.onnx")).unwrap();
+            let data = corpus().join(format!("{name}.onnx.data"));
+            // torch writes an empty data file when every tensor is small enough to stay inline.
+            let external = data.metadata().is_ok_and(|m| m.len() > 0);
+            if external {
+                // The model names its data file by the name it was exported under.
+                std::fs::copy(&data, dir.join(format!("{name}.onnx.data"))).unwrap();
+            }
+            let manifest = format!(
+                "name: {}\nversion: \"1.0.0-{runtime}\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n  runtime: {runtime}\n",
+                name.replace('_', "-")
             );
+            std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+            let mut staged = store.stage(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let built = palisade_runtime::selftest::build(
+                staged.manifest(),
+                &staged.model_path(),
+                &Default::default(),
+            )
+            .unwrap_or_else(|e| panic!("{name} ({runtime}): {e}"));
+            eprintln!(
+                "{name} ({runtime}): engine {:?}, self-test {:?}, compared with the other engine: {}, notes: {:?}",
+                built.engine, built.self_test, built.compared, built.notes
+            );
+            assert_eq!(built.engine, Some(expected), "{name} ({runtime})");
+            assert_eq!(built.compared, ort && runtime == "auto", "{name} ({runtime}): {:?}", built.notes);
+            if built.self_test > slowest.0 {
+                slowest = (built.self_test, name);
+            }
+            let model = built.runnable;
+            staged.set_signature(model.signature()).unwrap();
+            staged.set_engine(expected).unwrap();
+            let record = store.commit(staged).unwrap();
+            let bundle = store.load(&record).unwrap();
+            assert_eq!(bundle.engine, Some(expected));
+            let served = palisade_runtime::prepare(&bundle.manifest, &bundle.model_path())
+                .unwrap_or_else(|e| panic!("{name}: from the store: {e}"));
+            assert_eq!(served.signature(), model.signature(), "{name}");
+            let palisade_runtime::Runnable::InProcess(served) = served else {
+                panic!("{name}: not in-process")
+            };
+            assert_eq!(served.engine(), expected.as_str(), "{name}");
+            if external {
+                assert!(
+                    bundle.files.iter().any(|f| f.path.ends_with(".onnx.data")),
+                    "{name}: {:?}",
+                    bundle.files
+                );
+            }
         }
     }
+    eprintln!("slowest self-test: {} in {:?} (debug build)", slowest.1, slowest.0);
 }
