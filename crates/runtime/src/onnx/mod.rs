@@ -88,6 +88,17 @@ impl OnnxModel {
         let (proto, facts) = read(path, bytes, &onnx)?;
         let ModelFacts { inputs, labels, dir, .. } = facts;
         let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
+        let bf16 = |v: &pb::ValueInfoProto| {
+            matches!(v.r#type.as_ref().and_then(|t| t.value.as_ref()),
+                Some(pb::type_proto::Value::TensorType(t)) if t.elem_type == 16)
+        };
+        if let Some(v) = graph.input.iter().chain(&graph.output).find(|v| bf16(v)) {
+            return Err(fail(format!(
+                "`{}` is a bfloat16 tensor, and tract has no bfloat16 type; onnxruntime runs BF16 models \
+                 (`model.runtime: onnxruntime`, or `auto` with the onnxruntime library present)",
+                v.name
+            )));
+        }
         let min_batch_rows = min_batch_rows(graph);
         let dir_name = dir.as_deref();
 
@@ -450,6 +461,7 @@ fn onnx_data_type(code: i32) -> Option<DataType> {
         11 => DataType::Fp64,
         12 => DataType::Uint32,
         13 => DataType::Uint64,
+        16 => DataType::Bf16,
         _ => return None,
     })
 }
@@ -469,7 +481,13 @@ fn datum_type(dt: DataType) -> Result<DatumType, String> {
         DataType::Fp32 => DatumType::F32,
         DataType::Fp64 => DatumType::F64,
         DataType::Bytes => DatumType::String,
-        DataType::Bf16 => return Err("BF16 tensors are not supported by the ONNX runtime".to_owned()),
+        DataType::Bf16 => {
+            return Err(
+                "tract has no bfloat16 type; onnxruntime runs BF16 models (`model.runtime: onnxruntime`, \
+                        or `auto` with the onnxruntime library present)"
+                    .to_owned(),
+            );
+        }
     })
 }
 
@@ -513,9 +531,7 @@ fn to_tract(tensor: Tensor) -> Result<TValue, RuntimeError> {
         TensorData::Fp32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
         TensorData::Fp64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
         TensorData::Bf16(_) => {
-            return Err(RuntimeError::InvalidInput(format!(
-                "input `{name}`: BF16 is not supported by ONNX models"
-            )));
+            return Err(RuntimeError::InvalidInput(format!("input `{name}`: tract has no bfloat16 type")));
         }
         TensorData::Bytes(v) => {
             let strings =

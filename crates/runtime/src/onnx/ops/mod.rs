@@ -36,6 +36,10 @@
 //!   output width (and the normalizer's, with stopwords) depends on the strings: it is
 //!   a symbol of its own, bound at run time.
 //!
+//! * `Gemm` ([`gemm`]) and `Flatten` ([`flatten`]) are tract's with a fix each: `alpha`
+//!   and `beta` in the operands' type (tract's `f32` constants broke `float16` networks),
+//!   and a rank-2 flatten that keeps two symbolic dimensions.
+//!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
 //! facts are inferred from these ops instead.
@@ -46,6 +50,7 @@ pub mod cast;
 pub mod category_mapper;
 pub mod feature_vectorizer;
 mod flatten;
+mod gemm;
 pub mod imputer;
 mod kernel;
 pub mod label_encoder;
@@ -91,5 +96,6 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TfIdfVectorizer", tfidf_vectorizer::tfidf_vectorizer);
     reg.insert("Tokenizer", tokenizer::tokenizer);
     reg.insert("Flatten", flatten::flatten);
+    reg.insert("Gemm", gemm::gemm);
     reg.insert("CategoryMapper", category_mapper::category_mapper);
 }
