@@ -78,7 +78,24 @@ pub struct Manifest {
     /// sets a default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<BatchingSection>,
+    /// Limits of this model's requests, where they differ from the platform's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSection>,
 }
+
+/// The `limits:` section: this model's own request limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSection {
+    /// Largest request body, in bytes (1024 to 4 GiB), replacing the platform's body limit
+    /// (`--max-body-bytes`, default 32 MiB) for this model's REST requests; bodies in flight
+    /// still count against the server's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The range of `limits.maxBodyBytes`.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(4 << 30);
 
 /// The `batching:` section: requests that arrive together run as one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -751,6 +768,16 @@ impl Manifest {
         {
             return Err(invalid(field, None, None, message));
         }
+        if let Some(max) = manifest.limits.and_then(|l| l.max_body_bytes)
+            && !MAX_BODY_BYTES_RANGE.contains(&max)
+        {
+            return Err(invalid(
+                "limits.maxBodyBytes",
+                None,
+                None,
+                format!("{max} is out of range: use 1024 to 4294967296 bytes (4 GiB)"),
+            ));
+        }
         if manifest.batching.is_some() && manifest.model.upstream().is_some() {
             return Err(invalid(
                 "batching",
@@ -1004,6 +1031,21 @@ mod tests {
             Err(BundleError::Manifest(e)) => Err(e),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn limits_set_the_body_limit() {
+        assert_eq!(parse(MINIMAL).unwrap().limits, None);
+        let m = parse(&format!("{MINIMAL}limits: {{maxBodyBytes: 268435456}}\n")).unwrap();
+        assert_eq!(m.limits.and_then(|l| l.max_body_bytes), Some(256 << 20));
+        for bad in
+            ["limits: {maxBodyBytes: 10}", "limits: {maxBodyBytes: 9999999999}", "limits: {maxBodyBytes: -1}"]
+        {
+            let e = parse(&format!("{MINIMAL}{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("maxBodyBytes"), "{bad}: {e}");
+        }
+        let e = parse(&format!("{MINIMAL}limits: {{max_body_bytes: 2048}}\n")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `max_body_bytes`"), "{e}");
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub trait Model: Send + Sync + 'static {
     fn min_batch_rows(&self) -> usize {
         1
     }
+
+    /// The model's own request body limit in bytes (`limits.maxBodyBytes` in its
+    /// manifest), replacing the server's; `None` for the server's.
+    fn max_body_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// Why a model could not be loaded or run.

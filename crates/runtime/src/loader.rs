@@ -36,6 +36,66 @@ pub fn prepare_with(
     model_path: &Path,
     context: &UpstreamContext,
 ) -> Result<Runnable, RuntimeError> {
+    let limit = max_body_bytes(manifest);
+    Ok(match prepare_engine(manifest, model_path, context)? {
+        Runnable::InProcess(model) => Runnable::InProcess(with_limits(model, limit)),
+        Runnable::Upstream(model) => match Arc::try_unwrap(model) {
+            Ok(model) => Runnable::Upstream(Arc::new(model.with_max_body_bytes(limit))),
+            Err(shared) => Runnable::Upstream(shared),
+        },
+    })
+}
+
+/// The manifest's `limits.maxBodyBytes`, in bytes.
+fn max_body_bytes(manifest: &Manifest) -> Option<usize> {
+    manifest.limits.and_then(|l| l.max_body_bytes).map(|b| usize::try_from(b).unwrap_or(usize::MAX))
+}
+
+/// `model` with the manifest's limits, when it sets any.
+pub(crate) fn with_limits(model: Arc<dyn Model>, max_body_bytes: Option<usize>) -> Arc<dyn Model> {
+    match max_body_bytes {
+        Some(limit) => Arc::new(Limited { model, max_body_bytes: limit }),
+        None => model,
+    }
+}
+
+/// A model with its manifest's request limits.
+struct Limited {
+    model: Arc<dyn Model>,
+    max_body_bytes: usize,
+}
+
+impl Model for Limited {
+    fn signature(&self) -> &ModelSignature {
+        self.model.signature()
+    }
+
+    fn platform(&self) -> &'static str {
+        self.model.platform()
+    }
+
+    fn engine(&self) -> &'static str {
+        self.model.engine()
+    }
+
+    fn run(&self, inputs: Vec<palisade_core::Tensor>) -> Result<Vec<palisade_core::Tensor>, RuntimeError> {
+        self.model.run(inputs)
+    }
+
+    fn min_batch_rows(&self) -> usize {
+        self.model.min_batch_rows()
+    }
+
+    fn max_body_bytes(&self) -> Option<usize> {
+        Some(self.max_body_bytes)
+    }
+}
+
+fn prepare_engine(
+    manifest: &Manifest,
+    model_path: &Path,
+    context: &UpstreamContext,
+) -> Result<Runnable, RuntimeError> {
     match &manifest.model.source {
         ModelSource::Onnx { runtime, .. } => {
             let engine = match (recorded_engine(manifest, model_path), runtime) {

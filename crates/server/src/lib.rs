@@ -184,8 +184,10 @@ impl AppState {
         body: axum::body::Body,
     ) -> Result<body::ReadBody, ApiError> {
         let capture = ctx.route.addresses_model() && self.records_payloads(ctx.served().map(Arc::as_ref));
-        body::read(ctx, &self.inner.body_budget, headers, body, self.inner.config.max_body_bytes, capture)
-            .await
+        // A model's manifest may set its own body limit (`limits.maxBodyBytes`).
+        let limit =
+            ctx.served().and_then(|s| s.model.max_body_bytes()).unwrap_or(self.inner.config.max_body_bytes);
+        body::read(ctx, &self.inner.body_budget, headers, body, limit, capture).await
     }
 
     /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or
