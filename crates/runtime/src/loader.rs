@@ -140,8 +140,13 @@ pub fn prepare_onnx(
 ) -> Result<Arc<dyn Model>, RuntimeError> {
     let user_path =
         manifest.model.path().map_or_else(|| model_path.to_owned(), |p| PathBuf::from(p.as_str()));
+    // onnxruntime's messages quote the file it was given: the staging or bundle copy.
+    let copy = model_path.display().to_string();
     let rename = |e: RuntimeError| match e {
-        RuntimeError::Load { message, .. } => RuntimeError::Load { path: user_path.clone(), message },
+        RuntimeError::Load { message, .. } => RuntimeError::Load {
+            path: user_path.clone(),
+            message: message.replace(&copy, &user_path.display().to_string()),
+        },
         other => other,
     };
     let declared = declared(manifest);
