@@ -56,6 +56,12 @@ impl Library {
         &self.path
     }
 
+    /// The onnxruntime environment, for sessions made outside Palisade's models (the
+    /// benchmarks' onnxruntime-alone baseline).
+    pub fn environment(&self) -> &ort::environment::Environment {
+        &self.environment
+    }
+
     /// onnxruntime's version, as it reports it.
     pub fn version(&self) -> String {
         ort::info()

@@ -67,6 +67,7 @@ const FIXTURES: &[&str] = &[
     "torch_mlp_fp16",
     "torch_mlp_fp64",
     "torch_mlp_bf16",
+    "torch_cnn_cifar",
 ];
 
 /// Fixtures only onnxruntime runs, with the reason; tract must refuse them with a load
