@@ -93,7 +93,14 @@ def fixture_batch(fixture):
 
 
 def test_build_reports_engines(served):
-    _, built = served
+    srv, built = served
+    show = subprocess.run(
+        [palisade_bin(), "--home", str(srv.home), "models", "show", "torch-mlp-bf16", "--output", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(show.stdout)["engine"] == "onnxruntime"
     assert built["torch_mlp_fp16"]["engine"] == "tract"
     assert built["torch_mlp_fp64"]["engine"] == "tract"
     assert built["torch_mlp_fp16"]["selfTest"]["comparedEngines"] is True
