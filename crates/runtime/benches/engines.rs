@@ -107,7 +107,8 @@ fn engines(c: &mut Criterion) {
             let values = data(rows, &case.row);
             let mut shape = vec![rows];
             shape.extend(&case.row);
-            let tensor = Tensor::new(case.input, shape.clone(), TensorData::Fp32(values.clone())).expect("tensor");
+            let tensor =
+                Tensor::new(case.input, shape.clone(), TensorData::Fp32(values.clone())).expect("tensor");
             for (engine, model) in [("tract", &tract), ("palisade-onnxruntime", &palisade_ort)] {
                 group.bench_function(format!("{engine}/{rows}"), |b| {
                     b.iter_batched(
@@ -119,8 +120,8 @@ fn engines(c: &mut Criterion) {
             }
             group.bench_function(format!("onnxruntime/{rows}"), |b| {
                 b.iter(|| {
-                    let input =
-                        ort::value::TensorRef::from_array_view((shape.clone(), values.as_slice())).expect("tensor");
+                    let input = ort::value::TensorRef::from_array_view((shape.clone(), values.as_slice()))
+                        .expect("tensor");
                     let outputs = session.run(ort::inputs![case.input => input]).expect("run");
                     let (_, first) = outputs[0].try_extract_tensor::<f32>().expect("f32 output");
                     black_box(first.first().copied());
@@ -156,10 +157,15 @@ fn self_test(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(10));
     for (name, dir) in dirs {
         let manifest_path = dir.join("palisade.yaml");
-        let manifest = palisade_bundle::Manifest::parse(&manifest_path, &std::fs::read(&manifest_path).expect("read"))
-            .expect("manifest");
+        let manifest =
+            palisade_bundle::Manifest::parse(&manifest_path, &std::fs::read(&manifest_path).expect("read"))
+                .expect("manifest");
         let model_path = manifest.model.path().expect("onnx").under(&dir);
-        let size: u64 = std::fs::read_dir(&dir).expect("dir").filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum();
+        let size: u64 = std::fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
         eprintln!("selftest/{name}: {:.1} MB on disk", size as f64 / 1e6);
         group.bench_function(format!("{name}/build"), |b| {
             b.iter(|| {

@@ -58,7 +58,9 @@ impl std::fmt::Debug for Built {
 /// Prepares the model of a manifest for `palisade build`: chooses its engine
 /// (`model.runtime`; `auto` takes tract where it prepares and passes the self-test, or
 /// onnxruntime where [`onnxruntime::PREFER_ENV`] asks for it for a neural network and it
-/// passes), self-tests it, and compares the engines when both can run it.
+/// passes), self-tests it, and with `auto` compares the engines when both can run it (an
+/// explicit `tract` or `onnxruntime` runs that engine only: the way to serve a model the
+/// engines disagree on, once the data scientist has checked which one is right).
 pub fn build(
     manifest: &Manifest,
     model_path: &Path,
@@ -88,7 +90,8 @@ pub fn build(
             Ok((model, answers))
         })
     });
-    let ort = library.as_ref().ok().map(|_| {
+    // An explicit engine is the way out of a disagreement: only `auto` runs both.
+    let ort = library.as_ref().ok().filter(|_| *runtime != EngineChoice::Tract).map(|_| {
         prepare_onnx(manifest, model_path, BuiltEngine::Onnxruntime).and_then(|model| {
             let answers = self_test(model.as_ref()).map_err(|e| fail(format!("onnxruntime: {e}")))?;
             Ok((model, answers))
@@ -113,6 +116,7 @@ pub fn build(
         (None, Some(Ok((model, _)))) => (model, BuiltEngine::Onnxruntime),
         (Some(Ok((model, _))), ort) => {
             match &ort {
+                None if *runtime == EngineChoice::Tract => {}
                 None => notes.push(missing_library_note(&library, network)),
                 Some(Err(e)) => {
                     notes.push(format!("onnxruntime could not run it, so its answers were not compared: {e}"))
