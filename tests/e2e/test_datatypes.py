@@ -77,7 +77,9 @@ def served(tmp_path_factory):
     built["imputer"] = build(home, model_dir(root, "imputer_logreg", "imputer"), env)
     build(home, model_dir(root, "torch_mlp", "mlp-small-bodies", "limits: {maxBodyBytes: 2048}\n"), env)
     build(home, model_dir(root, "torch_mlp", "mlp"), env)
-    srv = Server(home, env={"PALISADE_ONNXRUNTIME_LIB": env["PALISADE_ONNXRUNTIME_LIB"]})
+    srv = Server(
+        home, ["--admin-listen", "127.0.0.1:0"], env={"PALISADE_ONNXRUNTIME_LIB": env["PALISADE_ONNXRUNTIME_LIB"]}
+    )
     yield srv, built
     srv.stop()
 
@@ -101,6 +103,10 @@ def test_build_reports_engines(served):
         check=True,
     )
     assert json.loads(show.stdout)["engine"] == "onnxruntime"
+    with urllib.request.urlopen(srv.admin + "/metrics", timeout=10) as resp:
+        metrics = resp.read().decode()
+    assert 'palisade_model_engine{engine="onnxruntime",model="torch-mlp-bf16",version="1.0.0"} 1' in metrics, metrics
+    assert 'palisade_model_engine{engine="tract",model="torch-mlp-fp16",version="1.0.0"} 1' in metrics
     assert built["torch_mlp_fp16"]["engine"] == "tract"
     assert built["torch_mlp_fp64"]["engine"] == "tract"
     assert built["torch_mlp_fp16"]["selfTest"]["comparedEngines"] is True
