@@ -43,8 +43,8 @@ import json, pathlib
 root = pathlib.Path("target/criterion")
 
 def mean_ns(group, engine, rows):
-    path = root / group / engine / str(rows) / "new" / "estimates.json"
-    return json.loads(path.read_text())["mean"]["point_estimate"]
+    path = root / group / f"{engine}_{rows}" / "new" / "estimates.json"
+    return json.loads(path.read_text())["median"]["point_estimate"]
 
 def fmt(ns):
     return f"{ns / 1000:.1f} µs" if ns < 1e6 else f"{ns / 1e6:.2f} ms"
@@ -63,6 +63,7 @@ for group, label in [("iris_rf", "iris RandomForest-100"), ("cnn_cifar", "CNN 3x
     t, p, o = (32 / (mean_ns(group, e, 32) / 1e9) for e in ("tract", "palisade-onnxruntime", "onnxruntime"))
     print(f"| {label} | {t:,.0f} | {p:,.0f} | {o:,.0f} |")
 print()
-for path in sorted((root / "selftest").glob("*/build/new/estimates.json")):
-    print(f"self-test {path.parts[-4]}: {fmt(json.loads(path.read_text())['mean']['point_estimate'])} per build (both engines, compared)")
+for path in sorted((root / "selftest").glob("*_build/new/estimates.json")):
+    name = path.parts[-3].removesuffix("_build")
+    print(f"self-test {name}: {fmt(json.loads(path.read_text())['median']['point_estimate'])} per build (both engines, compared)")
 PY

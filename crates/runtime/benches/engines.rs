@@ -123,8 +123,10 @@ fn engines(c: &mut Criterion) {
                     let input = ort::value::TensorRef::from_array_view((shape.clone(), values.as_slice()))
                         .expect("tensor");
                     let outputs = session.run(ort::inputs![case.input => input]).expect("run");
-                    let (_, first) = outputs[0].try_extract_tensor::<f32>().expect("f32 output");
-                    black_box(first.first().copied());
+                    // The float output: the probabilities of the forest, the CNN's logits.
+                    let (_, values) =
+                        outputs[outputs.len() - 1].try_extract_tensor::<f32>().expect("f32 output");
+                    black_box(values.first().copied());
                 })
             });
         }

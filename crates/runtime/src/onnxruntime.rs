@@ -18,8 +18,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 
-use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
 
@@ -202,6 +202,8 @@ pub struct OrtModel {
     pool: Mutex<(Vec<Session>, usize)>,
     returned: Condvar,
     library: &'static Library,
+    /// Whether the signature's inputs and outputs are the session's, in its order.
+    positional: bool,
 }
 
 impl std::fmt::Debug for OrtModel {
@@ -224,12 +226,18 @@ impl OrtModel {
         let facts = onnx::inspect(path, &bytes)?;
         let session = new_session(library, path).map_err(&fail)?;
         let signature = signature(&session, &facts).map_err(&fail)?;
+        let same = |names: Vec<&str>, specs: &[TensorSpec]| {
+            names.iter().copied().eq(specs.iter().map(|s| s.name.as_str()))
+        };
+        let positional = same(session.inputs().iter().map(|o| o.name()).collect(), &signature.inputs)
+            && same(session.outputs().iter().map(|o| o.name()).collect(), &signature.outputs);
         Ok(OrtModel {
             path: path.to_owned(),
             signature,
             pool: Mutex::new((vec![session], 1)),
             returned: Condvar::new(),
             library,
+            positional,
         })
     }
 
@@ -418,14 +426,29 @@ impl Model for OrtModel {
         let mut session = self.take()?;
         let result = {
             let run = std::panic::AssertUnwindSafe(|| -> Result<Vec<Tensor>, RuntimeError> {
-                let outputs = session.run(values).map_err(|e| RuntimeError::Execution(e.to_string()))?;
+                let failed = |e: ort::Error| RuntimeError::Execution(e.to_string());
+                // Inputs by position when they are in the session's order (no name lookups).
+                let outputs = if self.positional {
+                    let values: Vec<SessionInputValue<'_>> =
+                        values.into_iter().map(|(_, v)| v.into()).collect();
+                    session.run(values.as_slice()).map_err(failed)?
+                } else {
+                    session.run(values).map_err(failed)?
+                };
                 self.signature
                     .outputs
                     .iter()
-                    .map(|spec| {
-                        let value = outputs.get(spec.name.as_str()).ok_or_else(|| {
-                            RuntimeError::Execution(format!("onnxruntime returned no output `{}`", spec.name))
-                        })?;
+                    .enumerate()
+                    .map(|(ix, spec)| {
+                        let value = (self.positional && ix < outputs.len())
+                            .then(|| &outputs[ix])
+                            .or_else(|| outputs.get(spec.name.as_str()))
+                            .ok_or_else(|| {
+                                RuntimeError::Execution(format!(
+                                    "onnxruntime returned no output `{}`",
+                                    spec.name
+                                ))
+                            })?;
                         from_ort(&spec.name, value)
                     })
                     .collect()
