@@ -35,7 +35,7 @@ if [ -f "$work/large/palisade.yaml" ]; then
 fi
 
 rm -rf target/criterion/iris_rf target/criterion/cnn_cifar target/criterion/selftest
-cargo bench -p palisade-runtime --bench engines 2>&1 | grep -E "^(onnxruntime|selftest/)|time:" || true
+cargo bench -p palisade-runtime --bench engines 2>&1 | tee bench/.work/engines/bench.log | grep -E "^(onnxruntime|selftest/|overhead/)|time:" || true
 
 python3 - <<'PY'
 import json, pathlib
@@ -62,6 +62,10 @@ print("|---|---|---|---|")
 for group, label in [("iris_rf", "iris RandomForest-100"), ("cnn_cifar", "CNN 3x32x32")]:
     t, p, o = (32 / (mean_ns(group, e, 32) / 1e9) for e in ("tract", "palisade-onnxruntime", "onnxruntime"))
     print(f"| {label} | {t:,.0f} | {p:,.0f} | {o:,.0f} |")
+print()
+for line in pathlib.Path("bench/.work/engines/bench.log").read_text().splitlines():
+    if line.startswith("overhead/"):
+        print("Palisade on onnxruntime / onnxruntime alone, interleaved:", line.removeprefix("overhead/"))
 print()
 for path in sorted((root / "selftest").glob("*_build/new/estimates.json")):
     name = path.parts[-3].removesuffix("_build")

@@ -134,6 +134,65 @@ fn engines(c: &mut Criterion) {
     }
 }
 
+/// Palisade's overhead over onnxruntime alone, measured so that a shared machine's load
+/// falls on both alike: 200 rounds, each timing a burst of `OrtModel::run` then a burst
+/// of the bare session (in alternating order), and the median of the per-round ratios.
+/// Printed as `overhead/<model>/<rows>: <ratio>` (criterion's sequential runs drift by
+/// more than the overhead on a busy machine).
+fn interleaved_overhead(_: &mut Criterion) {
+    use std::time::Instant;
+    for case in cases() {
+        let palisade_ort = OrtModel::load(&case.file).expect("onnxruntime loads");
+        let mut session = bare_session(&case.file);
+        for rows in [1usize, 32] {
+            let values = data(rows, &case.row);
+            let mut shape = vec![rows];
+            shape.extend(&case.row);
+            let tensor =
+                Tensor::new(case.input, shape.clone(), TensorData::Fp32(values.clone())).expect("tensor");
+            let burst = if rows == 1 { 2000 / case.row.iter().product::<usize>().clamp(1, 100) } else { 20 };
+            let burst = burst.max(5);
+            let palisade = || {
+                let inputs: Vec<Vec<Tensor>> = (0..burst).map(|_| vec![tensor.clone()]).collect();
+                let start = Instant::now();
+                for inputs in inputs {
+                    black_box(palisade_ort.run(inputs).expect("run"));
+                }
+                start.elapsed()
+            };
+            let mut bare = || {
+                let start = Instant::now();
+                for _ in 0..burst {
+                    let input = ort::value::TensorRef::from_array_view((shape.clone(), values.as_slice()))
+                        .expect("tensor");
+                    let outputs = session.run(ort::inputs![case.input => input]).expect("run");
+                    let (_, out) =
+                        outputs[outputs.len() - 1].try_extract_tensor::<f32>().expect("f32 output");
+                    black_box(out.first().copied());
+                }
+                start.elapsed()
+            };
+            let mut ratios: Vec<f64> = (0..200)
+                .map(|round| {
+                    let (p, b) = if round % 2 == 0 {
+                        let p = palisade();
+                        (p, bare())
+                    } else {
+                        let b = bare();
+                        (palisade(), b)
+                    };
+                    p.as_secs_f64() / b.as_secs_f64()
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            eprintln!(
+                "overhead/{}/{rows}: {:.3} (quartiles {:.3} to {:.3})",
+                case.name, ratios[100], ratios[50], ratios[150]
+            );
+        }
+    }
+}
+
 /// `palisade build`'s self-test (both engines and their comparison) on the CNN, and on
 /// `BENCH_SELFTEST_MODEL` when set.
 fn self_test(c: &mut Criterion) {
@@ -187,6 +246,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .sample_size(40);
-    targets = engines, self_test
+    targets = engines, interleaved_overhead, self_test
 }
 criterion_main!(benches);
