@@ -236,7 +236,8 @@ impl Tokenizer {
                 let mut start = 0;
                 while start <= s.len() {
                     let Some((from, to)) = pattern.find(s, start) else { break };
-                    let token = &s[from..to];
+                    // Matches of a UTF-8 pattern on text fall on character boundaries.
+                    let Some(token) = s.get(from..to) else { break };
                     if token.chars().count() >= self.mincharnum {
                         tokens.push(token);
                         start = to;
@@ -258,7 +259,7 @@ impl Tokenizer {
                         loop {
                             match pattern.find(text, start) {
                                 Some((from, to)) => {
-                                    let piece = &text[start..from];
+                                    let piece = text.get(start..from).unwrap_or_default();
                                     if piece.chars().count() >= self.mincharnum {
                                         pieces.push(piece);
                                     }
@@ -268,7 +269,7 @@ impl Tokenizer {
                                     }
                                 }
                                 None => {
-                                    let piece = &text[start..];
+                                    let piece = text.get(start..).unwrap_or_default();
                                     if piece.chars().count() >= self.mincharnum {
                                         pieces.push(piece);
                                     }
