@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
 # Debian's chromium (Swagger UI browser test), prometheus (promtool) and wrk (benchmark smoke), a Python virtualenv with the third-party
-# clients (tritonclient, playwright driving that chromium, pytest), and the npm oidc-provider
-# test identity provider. Safe to run again.
+# clients (tritonclient, playwright driving that chromium, pytest) and onnxruntime (the second
+# engine's library, which the Rust tests load from .venv/e2e), and the npm oidc-provider test
+# identity provider. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,9 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
+# onnxruntime's shared library (onnxruntime/capi/libonnxruntime.so.*), Palisade's second
+# engine: the Rust tests load it from this venv and fail without it.
+"$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime==1.32.0
 
 echo "== installing the test identity provider (npm oidc-provider)"
 npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error

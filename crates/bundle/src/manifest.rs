@@ -78,7 +78,24 @@ pub struct Manifest {
     /// sets a default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batching: Option<BatchingSection>,
+    /// Limits of this model's requests, where they differ from the platform's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSection>,
 }
+
+/// The `limits:` section: this model's own request limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsSection {
+    /// Largest request body, in bytes (1024 to 4 GiB), replacing the platform's body limit
+    /// (`--max-body-bytes`, default 32 MiB) for this model's REST requests; bodies in flight
+    /// still count against the server's budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<u64>,
+}
+
+/// The range of `limits.maxBodyBytes`.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(4 << 30);
 
 /// The `batching:` section: requests that arrive together run as one batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,9 +206,40 @@ pub enum ModelSource {
     Onnx {
         /// Path of the model file, relative to the manifest.
         path: BundlePath,
+        /// The engine that runs it (`model.runtime`).
+        runtime: EngineChoice,
     },
     /// An Open Inference Protocol (V2) server that Palisade calls on the caller's behalf.
     Upstream(Box<UpstreamSpec>),
+}
+
+/// Which engine runs an ONNX model (`model.runtime`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// tract (pure Rust, always available) where it prepares the model and passes the
+    /// build-time self-test; onnxruntime otherwise, when its library is present.
+    #[default]
+    Auto,
+    /// tract only.
+    Tract,
+    /// onnxruntime only (its library must be present at build and serve time).
+    Onnxruntime,
+}
+
+impl EngineChoice {
+    /// The value as written in `palisade.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Tract => "tract",
+            EngineChoice::Onnxruntime => "onnxruntime",
+        }
+    }
+
+    fn is_auto(&self) -> bool {
+        *self == EngineChoice::Auto
+    }
 }
 
 /// A model format Palisade can serve (`model.format`).
@@ -216,7 +264,15 @@ impl ModelSection {
     /// The model file, for models run in-process.
     pub fn path(&self) -> Option<&BundlePath> {
         match &self.source {
-            ModelSource::Onnx { path } => Some(path),
+            ModelSource::Onnx { path, .. } => Some(path),
+            ModelSource::Upstream(_) => None,
+        }
+    }
+
+    /// The engine asked for, for models run in-process.
+    pub fn runtime(&self) -> Option<EngineChoice> {
+        match &self.source {
+            ModelSource::Onnx { runtime, .. } => Some(*runtime),
             ModelSource::Upstream(_) => None,
         }
     }
@@ -234,7 +290,7 @@ impl ModelSection {
     /// digest.
     pub fn files(&self) -> Vec<(&'static str, &BundlePath)> {
         match &self.source {
-            ModelSource::Onnx { path } => vec![("model.path", path)],
+            ModelSource::Onnx { path, .. } => vec![("model.path", path)],
             ModelSource::Upstream(upstream) => upstream
                 .tls
                 .as_ref()
@@ -254,6 +310,8 @@ struct RawModelSection {
     path: Option<BundlePath>,
     format: ModelFormat,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    runtime: Option<EngineChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     upstream: Option<UpstreamSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     inputs: Option<Vec<TensorSpec>>,
@@ -265,8 +323,16 @@ impl TryFrom<RawModelSection> for ModelSection {
     type Error = String;
 
     fn try_from(raw: RawModelSection) -> Result<Self, String> {
+        if raw.format == ModelFormat::Upstream && raw.runtime.is_some() {
+            return Err(
+                "`model.runtime` chooses the engine of an ONNX model; an upstream model runs on its server: remove it"
+                    .to_owned(),
+            );
+        }
         let source = match (raw.format, raw.path, raw.upstream) {
-            (ModelFormat::Onnx, Some(path), None) => ModelSource::Onnx { path },
+            (ModelFormat::Onnx, Some(path), None) => {
+                ModelSource::Onnx { path, runtime: raw.runtime.unwrap_or_default() }
+            }
             (ModelFormat::Onnx, None, _) => {
                 return Err("`model.path` is required: the ONNX file, relative to palisade.yaml".to_owned());
             }
@@ -306,11 +372,11 @@ impl TryFrom<RawModelSection> for ModelSection {
 impl From<ModelSection> for RawModelSection {
     fn from(section: ModelSection) -> Self {
         let format = section.format();
-        let (path, upstream) = match section.source {
-            ModelSource::Onnx { path } => (Some(path), None),
-            ModelSource::Upstream(upstream) => (None, Some(*upstream)),
+        let (path, runtime, upstream) = match section.source {
+            ModelSource::Onnx { path, runtime } => (Some(path), Some(runtime).filter(|r| !r.is_auto()), None),
+            ModelSource::Upstream(upstream) => (None, None, Some(*upstream)),
         };
-        RawModelSection { path, format, upstream, inputs: section.inputs, outputs: section.outputs }
+        RawModelSection { path, format, runtime, upstream, inputs: section.inputs, outputs: section.outputs }
     }
 }
 
@@ -702,6 +768,16 @@ impl Manifest {
         {
             return Err(invalid(field, None, None, message));
         }
+        if let Some(max) = manifest.limits.and_then(|l| l.max_body_bytes)
+            && !MAX_BODY_BYTES_RANGE.contains(&max)
+        {
+            return Err(invalid(
+                "limits.maxBodyBytes",
+                None,
+                None,
+                format!("{max} is out of range: use 1024 to 4294967296 bytes (4 GiB)"),
+            ));
+        }
         if manifest.batching.is_some() && manifest.model.upstream().is_some() {
             return Err(invalid(
                 "batching",
@@ -881,7 +957,8 @@ impl<'de> Deserialize<'de> for Labels {
 pub struct BundlePath(String);
 
 /// Names Palisade writes itself into every bundle.
-pub const RESERVED_FILES: [&str; 3] = [MANIFEST_FILE, crate::store::INDEX_FILE, crate::store::SIGNATURE_FILE];
+pub const RESERVED_FILES: [&str; 4] =
+    [MANIFEST_FILE, crate::store::INDEX_FILE, crate::store::SIGNATURE_FILE, crate::store::ENGINE_FILE];
 
 impl BundlePath {
     /// Parses a bundle-relative path.
@@ -954,6 +1031,40 @@ mod tests {
             Err(BundleError::Manifest(e)) => Err(e),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn limits_set_the_body_limit() {
+        assert_eq!(parse(MINIMAL).unwrap().limits, None);
+        let m = parse(&format!("{MINIMAL}limits: {{maxBodyBytes: 268435456}}\n")).unwrap();
+        assert_eq!(m.limits.and_then(|l| l.max_body_bytes), Some(256 << 20));
+        for bad in
+            ["limits: {maxBodyBytes: 10}", "limits: {maxBodyBytes: 9999999999}", "limits: {maxBodyBytes: -1}"]
+        {
+            let e = parse(&format!("{MINIMAL}{bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("maxBodyBytes"), "{bad}: {e}");
+        }
+        let e = parse(&format!("{MINIMAL}limits: {{max_body_bytes: 2048}}\n")).unwrap_err().to_string();
+        assert!(e.contains("unknown field `max_body_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn model_runtime_chooses_the_engine() {
+        let m = parse(MINIMAL).unwrap();
+        assert_eq!(m.model.runtime(), Some(EngineChoice::Auto));
+        for (text, engine) in [
+            ("tract", EngineChoice::Tract),
+            ("onnxruntime", EngineChoice::Onnxruntime),
+            ("auto", EngineChoice::Auto),
+        ] {
+            let m = parse(&format!("{MINIMAL}  runtime: {text}\n")).unwrap();
+            assert_eq!(m.model.runtime(), Some(engine));
+        }
+        let e = parse(&format!("{MINIMAL}  runtime: torch\n")).unwrap_err().to_string();
+        assert!(e.contains("model.runtime") && e.contains("unknown variant `torch`"), "{e}");
+        let upstream = "name: iris\nversion: \"1\"\nowners: [a@b.c]\nmodel:\n  format: upstream\n  runtime: tract\n  upstream: {url: http://h:1}\n  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: Y, datatype: FP32, shape: [-1]}]\n";
+        let e = parse(upstream).unwrap_err().to_string();
+        assert!(e.contains("`model.runtime` chooses the engine of an ONNX model"), "{e}");
     }
 
     #[test]

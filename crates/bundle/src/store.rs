@@ -9,6 +9,7 @@
 //!                                  next to the model file
 //!     <model.upstream.tls.ca>      an upstream model's trust anchors, when named
 //!     signature.json               the resolved inputs/outputs (written by `palisade build`)
+//!     engine.json                  the engine `palisade build` chose for an ONNX model
 //!     bundle.json                  the index: every other file with its size and SHA-256
 //!   models/<name>/versions/<version>.json   version -> digest
 //!   models/<name>/tags/latest.json          the most recently built version
@@ -42,6 +43,34 @@ use crate::{BundleDigest, BundleError};
 pub const INDEX_FILE: &str = "bundle.json";
 /// The resolved signature file inside a bundle.
 pub const SIGNATURE_FILE: &str = "signature.json";
+/// The file recording the engine chosen at build time (`{"engine": "tract"}`).
+pub const ENGINE_FILE: &str = "engine.json";
+
+/// The engine `palisade build` chose for an ONNX model, after its self-test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltEngine {
+    /// tract.
+    Tract,
+    /// onnxruntime.
+    Onnxruntime,
+}
+
+impl BuiltEngine {
+    /// The engine's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuiltEngine::Tract => "tract",
+            BuiltEngine::Onnxruntime => "onnxruntime",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineRecord {
+    engine: BuiltEngine,
+}
 const INDEX_SCHEMA: &str = "palisade.bundle/v1";
 const LATEST_TAG: &str = "latest";
 const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
@@ -121,6 +150,9 @@ pub struct VerifiedBundle {
     pub manifest: Manifest,
     /// The resolved signature recorded at build time, if any.
     pub signature: Option<ModelSignature>,
+    /// The engine chosen at build time, if recorded (bundles built before engines were
+    /// recorded have none).
+    pub engine: Option<BuiltEngine>,
     /// Every file, as indexed.
     pub files: Vec<FileEntry>,
 }
@@ -131,6 +163,16 @@ impl VerifiedBundle {
     pub fn model_path(&self) -> PathBuf {
         defining_file(&self.manifest, &self.dir)
     }
+}
+
+/// Reads the engine recorded in the bundle whose model file is `model_path` (as
+/// [`VerifiedBundle::model_path`] gives it), for loaders that are handed the model file
+/// only. `None` when the bundle records none, or the file is not in a bundle.
+pub fn recorded_engine(manifest: &Manifest, model_path: &Path) -> Option<BuiltEngine> {
+    let depth = manifest.model.path()?.as_str().split('/').count();
+    let root = model_path.ancestors().nth(depth)?;
+    let bytes = read_capped(&root.join(ENGINE_FILE), MAX_INDEX_BYTES).ok()?;
+    serde_json::from_slice::<EngineRecord>(&bytes).ok().map(|r| r.engine)
 }
 
 fn defining_file(manifest: &Manifest, dir: &Path) -> PathBuf {
@@ -182,6 +224,14 @@ impl StagedBundle {
             palisade_private_files::create_dir_all(parent)?;
         }
         copy_hashed(input, source, &destination)
+    }
+
+    /// Records the engine chosen after the build-time self-test as `engine.json`, covered
+    /// by the digest.
+    pub fn set_engine(&mut self, engine: BuiltEngine) -> Result<(), BundleError> {
+        let mut bytes = serde_json::to_vec(&EngineRecord { engine }).map_err(BundleError::Encode)?;
+        bytes.push(b'\n');
+        self.add_file(ENGINE_FILE, &bytes)
     }
 
     fn add_file(&mut self, name: &str, bytes: &[u8]) -> Result<(), BundleError> {
@@ -575,7 +625,22 @@ impl Store {
         } else {
             None
         };
-        Ok(VerifiedBundle { dir: dir.to_owned(), digest: digest.clone(), manifest, signature, files: sorted })
+        let engine = if listed.contains(ENGINE_FILE) {
+            let bytes = read_capped(&dir.join(ENGINE_FILE), MAX_INDEX_BYTES)?;
+            let record: EngineRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| tampered(ENGINE_FILE, format!("it is not a valid engine record ({e})")))?;
+            Some(record.engine)
+        } else {
+            None
+        };
+        Ok(VerifiedBundle {
+            dir: dir.to_owned(),
+            digest: digest.clone(),
+            manifest,
+            signature,
+            engine,
+            files: sorted,
+        })
     }
 
     /// Removes `name:version`; the bundle directory goes when no version refers to it.

@@ -10,8 +10,9 @@ use crate::cli::{BuildArgs, OutputFormat};
 use crate::failure::Failure;
 use crate::output;
 
-/// Validates the model directory, prepares the model once (so a broken model never becomes a
-/// bundle), records its signature and commits the bundle.
+/// Validates the model directory, prepares the model on its engine and self-tests it (so a
+/// broken model never becomes a bundle, see `palisade_runtime::selftest`), records its
+/// signature and engine, and commits the bundle.
 pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
     if !args.dir.is_dir() {
         return Err(Failure::usage(format!("{} is not a directory", args.dir.display()))
@@ -29,7 +30,7 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
     let mut staged = store.stage(&args.dir)?;
     // Upstream models are checked, not contacted: the server's TLS material comes at serve time.
     let check = palisade_runtime::UpstreamContext { check_only: true, ..Default::default() };
-    let model = palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).map_err(|err| {
+    let built = palisade_runtime::selftest::build(staged.manifest(), &staged.model_path(), &check).map_err(|err| {
         let hint = match staged.manifest().model.format() {
             ModelFormat::Onnx => {
                 "Palisade serves ONNX models; check the export (skl2onnx, tf2onnx, torch.onnx) and model.path"
@@ -38,7 +39,7 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         };
         Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(hint)
     })?;
-    let signature = model.signature().clone();
+    let signature = built.runnable.signature().clone();
     if staged.manifest().batching.is_some()
         && let Err(err) = palisade_runtime::check_batchable(&signature)
     {
@@ -49,7 +50,11 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         .hint("declare the inputs with a -1 first dimension under model.inputs, or remove `batching:`"));
     }
     staged.set_signature(&signature)?;
+    if let Some(engine) = built.engine {
+        staged.set_engine(engine)?;
+    }
     let record = store.commit(staged)?;
+    let self_test_ms = built.self_test.as_secs_f64() * 1000.0;
     match args.output {
         OutputFormat::Json => output::json(&json!({
             "name": record.name,
@@ -58,10 +63,23 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
             "digest": record.digest,
             "inputs": signature.inputs,
             "outputs": signature.outputs,
+            "engine": built.engine.map(|e| e.as_str()),
+            "selfTest": built.engine.map(|_| json!({
+                "milliseconds": self_test_ms,
+                "comparedEngines": built.compared,
+            })),
+            "notes": built.notes,
         })),
         OutputFormat::Text => {
             println!("built {}:{} {}", record.name, record.version, record.digest);
             println!("  namespace: {}", record.namespace);
+            if let Some(engine) = built.engine {
+                let compared = if built.compared { ", answers match the other engine's" } else { "" };
+                println!(
+                    "  engine:    {} (self-test passed in {self_test_ms:.0} ms{compared})",
+                    engine.as_str()
+                );
+            }
             for input in &signature.inputs {
                 println!("  input:  {}", output::tensor(input));
             }
@@ -69,6 +87,9 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
                 println!("  output: {}", output::tensor(out));
             }
             println!("  store:  {}", home.display());
+            for note in &built.notes {
+                println!("  note:   {note}");
+            }
             Ok(())
         }
     }

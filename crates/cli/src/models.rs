@@ -78,6 +78,10 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             value["labels"] = json!(manifest.labels);
             value["owners"] = json!(manifest.owners);
             value["format"] = json!(manifest.model.format());
+            value["engine"] = json!(engine(&bundle));
+            if let Some(runtime) = manifest.model.runtime() {
+                value["runtime"] = json!(runtime.as_str());
+            }
             if let Some(upstream) = manifest.model.upstream() {
                 value["upstream"] = json!(upstream);
             }
@@ -100,6 +104,12 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             }
             let owners: Vec<String> = manifest.owners.as_slice().iter().map(ToString::to_string).collect();
             println!("  owners:     {}", owners.join(", "));
+            match manifest.model.runtime() {
+                Some(runtime) => {
+                    println!("  engine:     {} (model.runtime: {})", engine(&bundle), runtime.as_str())
+                }
+                None => println!("  engine:     {}", engine(&bundle)),
+            }
             if let Some(upstream) = manifest.model.upstream() {
                 let name = upstream.model.as_deref().unwrap_or(record.name.as_str());
                 let mtls = upstream.tls.as_ref().is_some_and(|tls| tls.mutual);
@@ -123,6 +133,19 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             }
             Ok(())
         }
+    }
+}
+
+/// The engine that serves the bundle's model: as built, `upstream` for an upstream model,
+/// or what `model.runtime` asks for in a bundle built before engines were recorded.
+fn engine(bundle: &palisade_bundle::VerifiedBundle) -> &'static str {
+    match (bundle.engine, bundle.manifest.model.runtime()) {
+        (Some(engine), _) => engine.as_str(),
+        (None, None) => "upstream",
+        (None, Some(runtime)) => match runtime {
+            palisade_bundle::manifest::EngineChoice::Auto => "auto (chosen when served)",
+            other => other.as_str(),
+        },
     }
 }
 

@@ -2,7 +2,8 @@
 //! onnxruntime's CPU kernels:
 //!
 //! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (opsets 1 and 3):
-//!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`];
+//!   [`TreeEnsembleClassifier`] and [`TreeEnsembleRegressor`]; `TreeEnsemble` (opset 5),
+//!   rewritten into the latter by [`tree_ensemble`];
 //! * `LinearClassifier` and `LinearRegressor` (opset 1): [`LinearClassifier`] and
 //!   [`LinearRegressor`];
 //! * `Normalizer` (opset 1): [`Normalizer`];
@@ -10,9 +11,12 @@
 //!   `Imputer` ([`Imputer`]), `Binarizer` ([`Binarizer`]), `OneHotEncoder`
 //!   ([`OneHotEncoder`]), `LabelEncoder` (opsets 1, 2 and 4: [`LabelEncoder`]) and
 //!   `FeatureVectorizer` ([`FeatureVectorizer`]), `ArrayFeatureExtractor`
-//!   ([`extract_columns`]);
+//!   ([`extract_columns`]), `CategoryMapper` ([`CategoryMapper`]);
 //! * `SVMClassifier` and `SVMRegressor` (every kernel, Platt probabilities):
-//!   [`SvmClassifier`] and [`SvmRegressor`].
+//!   [`SvmClassifier`] and [`SvmRegressor`];
+//! * the text operators of scikit-learn's text pipelines: `StringNormalizer`
+//!   ([`StringNormalizer`]), com.microsoft `Tokenizer` ([`Tokenizer`], RE2's pattern
+//!   semantics) and `TfIdfVectorizer` ([`TfIdfVectorizer`]).
 //!
 //! Sizes that come from a model or a request are checked before memory is reserved:
 //! results above [`MAX_ELEMENTS`] elements, or that cannot be allocated, are errors
@@ -151,6 +155,7 @@ mod alloc;
 mod array_feature_extractor;
 mod attributes;
 mod binarizer;
+mod category_mapper;
 mod classifier;
 mod error;
 mod feature_vectorizer;
@@ -163,10 +168,14 @@ mod normalizer;
 mod one_hot_encoder;
 mod regressor;
 mod scaler;
+mod string_normalizer;
 mod svm_classifier;
 mod svm_kernel;
 mod svm_regressor;
+mod tfidf_vectorizer;
+mod tokenizer;
 mod transform;
+mod tree_ensemble;
 
 pub use attributes::{
     Aggregate, ClassLabels, ClassifierAttributes, LeafAttributes, LinearClassifierAttributes,
@@ -181,14 +190,19 @@ pub use regressor::TreeEnsembleRegressor;
 pub use alloc::{MAX_ELEMENTS, filled};
 pub use array_feature_extractor::extract_columns;
 pub use binarizer::{Binarizer, BinarizerInput};
+pub use category_mapper::CategoryMapper;
 pub use feature_vectorizer::FeatureVectorizer;
 pub use imputer::Imputer;
 pub use label_encoder::{LabelColumn, LabelEncoder};
 pub use one_hot_encoder::OneHotEncoder;
 pub use scaler::{Scaler, ScalerInput};
+pub use string_normalizer::{CaseChange, StringNormalizer, StringNormalizerAttributes};
 pub use svm_classifier::{SvmClassifier, SvmClassifierAttributes};
 pub use svm_kernel::{Kernel, KernelType};
 pub use svm_regressor::{SvmRegressor, SvmRegressorAttributes};
+pub use tfidf_vectorizer::{NgramPool, TfIdfInput, TfIdfMode, TfIdfVectorizer, TfIdfVectorizerAttributes};
+pub use tokenizer::{Tokenizer, TokenizerAttributes};
+pub use tree_ensemble::{TreeEnsembleAttributes, tree_ensemble};
 
 /// Trees and columns whose per-call scratch lives on the stack rather than the heap.
 const STACK_TREES: usize = 512;

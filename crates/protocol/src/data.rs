@@ -104,6 +104,24 @@ impl<T> Sink for FloatSink<T> {
         self.0.push((self.1)(v));
         Ok(())
     }
+    /// JSON has no NaN or infinity: they are sent as the strings `"NaN"`, `"Infinity"` and
+    /// `"-Infinity"` (as JavaScript's and Python's JSON writers name them). Whether an input
+    /// accepts them is the model's signature's business (`allow_nan`), checked later.
+    fn push_str(&mut self, v: &str) -> Result<(), String> {
+        let value = match v {
+            "NaN" => f64::NAN,
+            "Infinity" => f64::INFINITY,
+            "-Infinity" => f64::NEG_INFINITY,
+            _ => {
+                return Err(
+                    "expected a number, found a string (only \"NaN\", \"Infinity\" and \"-Infinity\" stand for numbers)"
+                        .to_owned(),
+                );
+            }
+        };
+        self.0.push((self.1)(value));
+        Ok(())
+    }
 }
 
 struct BytesSink(Vec<Vec<u8>>);
@@ -383,6 +401,33 @@ mod tests {
             decode_json(DataType::Bytes, "[\"héllo\"]").unwrap(),
             TensorData::Bytes(vec!["héllo".into()])
         );
+    }
+
+    #[test]
+    fn nan_and_infinities_are_strings() {
+        let TensorData::Fp32(v) =
+            decode_json(DataType::Fp32, r#"[1, "NaN", "Infinity", "-Infinity"]"#).unwrap()
+        else {
+            panic!("not FP32")
+        };
+        assert_eq!(v[0], 1.0);
+        assert!(v[1].is_nan());
+        assert_eq!(v[2], f32::INFINITY);
+        assert_eq!(v[3], f32::NEG_INFINITY);
+        let TensorData::Fp64(v) = decode_json(DataType::Fp64, r#"[["NaN"], [-0.5]]"#).unwrap() else {
+            panic!("not FP64")
+        };
+        assert!(v[0].is_nan() && v[1] == -0.5);
+        let TensorData::Fp16(v) = decode_json(DataType::Fp16, r#"["-Infinity"]"#).unwrap() else { panic!() };
+        assert_eq!(v[0], f16::NEG_INFINITY);
+        let TensorData::Bf16(v) = decode_json(DataType::Bf16, r#"["NaN"]"#).unwrap() else { panic!() };
+        assert!(v[0].is_nan());
+        for bad in [r#"["nan"]"#, r#"["inf"]"#, r#"["+Infinity"]"#, r#"["1.5"]"#] {
+            let err = decode_json(DataType::Fp32, bad).unwrap_err();
+            assert!(err.message.contains("only \"NaN\""), "{bad}: {}", err.message);
+        }
+        // Integers take no such strings.
+        assert!(decode_json(DataType::Int64, r#"["NaN"]"#).is_err());
     }
 
     #[test]

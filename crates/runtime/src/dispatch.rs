@@ -44,6 +44,23 @@ impl Runnable {
         }
     }
 
+    /// The model's own request body limit in bytes (`limits.maxBodyBytes`), if it has one.
+    pub fn max_body_bytes(&self) -> Option<usize> {
+        match self {
+            Runnable::InProcess(model) => model.max_body_bytes(),
+            Runnable::Upstream(model) => model.max_body_bytes(),
+        }
+    }
+
+    /// The engine that computes the model: `tract` or `onnxruntime` in-process, `upstream`
+    /// for a model another server runs.
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Runnable::InProcess(model) => model.engine(),
+            Runnable::Upstream(_) => "upstream",
+        }
+    }
+
     /// The framework that runs it, as V2 metadata reports it (`onnx`, `upstream`).
     pub fn platform(&self) -> &'static str {
         match self {

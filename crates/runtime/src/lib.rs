@@ -16,6 +16,8 @@ mod engine;
 mod inputs;
 mod loader;
 pub mod onnx;
+pub mod onnxruntime;
+pub mod selftest;
 pub mod upstream;
 
 use std::path::PathBuf;
@@ -27,7 +29,7 @@ pub use dispatch::{Dispatched, Dispatcher, Runnable};
 pub use egress::EgressPolicy;
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
-pub use loader::{prepare, prepare_with};
+pub use loader::{prepare, prepare_onnx, prepare_with};
 pub use upstream::{CallContext, UpstreamContext, UpstreamError, UpstreamModel};
 
 /// A prepared model, shared by all requests. `run` is called on inference threads only.
@@ -38,6 +40,12 @@ pub trait Model: Send + Sync + 'static {
     /// The framework that runs it, as reported in V2 model metadata (`onnx`).
     fn platform(&self) -> &'static str;
 
+    /// The engine that computes it (`tract`, `onnxruntime`), as reported by
+    /// `palisade models show` and in V2 model metadata (`parameters.engine`).
+    fn engine(&self) -> &'static str {
+        "tract"
+    }
+
     /// Runs the model on inputs already checked by [`check_inputs`] (in signature order).
     /// Returns every output, in signature order.
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError>;
@@ -47,6 +55,12 @@ pub trait Model: Send + Sync + 'static {
     /// request's result never depends on whether it was batched. 1 for most models.
     fn min_batch_rows(&self) -> usize {
         1
+    }
+
+    /// The model's own request body limit in bytes (`limits.maxBodyBytes` in its
+    /// manifest), replacing the server's; `None` for the server's.
+    fn max_body_bytes(&self) -> Option<usize> {
+        None
     }
 }
 

@@ -188,6 +188,7 @@ pub struct UpstreamModel {
     timeout: Duration,
     in_flight: tokio::sync::Semaphore,
     max_concurrency: usize,
+    max_body_bytes: Option<usize>,
 }
 
 impl fmt::Debug for UpstreamModel {
@@ -197,6 +198,17 @@ impl fmt::Debug for UpstreamModel {
 }
 
 impl UpstreamModel {
+    /// Sets the model's own request body limit (`limits.maxBodyBytes`).
+    pub fn with_max_body_bytes(mut self, limit: Option<usize>) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// The model's own request body limit, if it has one.
+    pub fn max_body_bytes(&self) -> Option<usize> {
+        self.max_body_bytes
+    }
+
     /// Builds the client for `spec`, serving the model `name` (the upstream model name when
     /// the spec has none) with the declared `signature`. `dir` is the bundle directory, where
     /// the CA file the manifest names was copied. Nothing is contacted.
@@ -297,6 +309,7 @@ impl UpstreamModel {
             timeout: spec.timeout,
             in_flight: tokio::sync::Semaphore::new(spec.max_concurrency),
             max_concurrency: spec.max_concurrency,
+            max_body_bytes: None,
         })
     }
 

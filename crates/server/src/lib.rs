@@ -195,15 +195,10 @@ impl AppState {
         headers: &axum::http::HeaderMap,
         body: axum::body::Body,
     ) -> Result<body::ReadBody, ApiError> {
-        body::read(
-            ctx,
-            &self.inner.body_budget,
-            headers,
-            body,
-            self.inner.config.max_body_bytes,
-            self.keep(ctx),
-        )
-        .await
+        // A model's manifest may set its own body limit (`limits.maxBodyBytes`).
+        let limit =
+            ctx.served().and_then(|s| s.model.max_body_bytes()).unwrap_or(self.inner.config.max_body_bytes);
+        body::read(ctx, &self.inner.body_budget, headers, body, limit, self.keep(ctx)).await
     }
 
     /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or

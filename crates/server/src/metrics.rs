@@ -73,6 +73,13 @@ impl Metrics {
         let queue_depth =
             IntGauge::new("palisade_inference_queue_depth", "Inference jobs waiting for a thread.")?;
         let served = IntGauge::new("palisade_models_served", "Model versions being served.")?;
+        let engines = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "palisade_model_engine",
+                "1 for each served model version, labelled with the engine that computes it (tract, onnxruntime, upstream).",
+            ),
+            &["model", "version", "engine"],
+        )?;
         let authn_failures = IntCounterVec::new(
             Opts::new("palisade_authn_failures_total", "Requests refused by authentication, by reason."),
             &["reason"],
@@ -160,6 +167,12 @@ impl Metrics {
         registry.register(Box::new(batch_rows.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(served.clone()))?;
+        registry.register(Box::new(engines.clone()))?;
+        for model in models.all() {
+            engines
+                .with_label_values(&[model.id.name.as_str(), model.id.version.as_str(), model.model.engine()])
+                .set(1);
+        }
         #[cfg(target_os = "linux")]
         registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         served.set(models.all().count() as i64);

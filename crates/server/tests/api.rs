@@ -46,6 +46,7 @@ async fn health_metadata_and_versions() {
     let v1 = call(&app, "GET", "/v2/models/iris/versions/1.0.0", "").await.json();
     assert_eq!(v1["outputs"][1]["parameters"]["labels"], json!(["0", "1", "2"]), "LinearClassifier labels");
     assert!(meta["parameters"]["bundle_digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(meta["parameters"]["engine"], "tract");
 
     assert_eq!(call(&app, "GET", "/v2/models/iris/ready", "").await.status, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/v2/models/iris/versions/1.0.0", "").await.json()["name"], "iris");

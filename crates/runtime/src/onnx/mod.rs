@@ -84,47 +84,23 @@ impl OnnxModel {
 
     fn prepare(path: &Path, bytes: &[u8]) -> Result<OnnxModel, RuntimeError> {
         let fail = |message: String| load_error(path, message);
-        if let Some(message) = diagnose::foreign_format(bytes) {
-            return Err(fail(message));
-        }
         let onnx = framework();
-        let proto = onnx
-            .proto_model_for_read(&mut &bytes[..])
-            .map_err(|e| {
-                fail(format!(
-                    "not a valid ONNX file ({e}); ONNX files come from skl2onnx, torch.onnx.export, \
-                     onnxmltools, or tf2onnx (a TensorFlow SavedModel: `python -m tf2onnx.convert --saved-model DIR --output model.onnx`)"
-                ))
-            })?;
-        if let Some(message) = diagnose::not_a_model(&proto) {
-            return Err(fail(message));
-        }
+        let (proto, facts) = read(path, bytes, &onnx)?;
+        let ModelFacts { inputs, labels, dir, .. } = facts;
         let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let external = external::check(graph, dir).map_err(&fail)?;
-        let min_batch_rows = min_batch_rows(graph);
-
-        let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let declared_inputs: Vec<&pb::ValueInfoProto> =
-            graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
-        let mut inputs = Vec::with_capacity(declared_inputs.len());
-        // A model that imputes missing values (NaN) expects NaN in its float inputs.
-        let imputes_nan = graph.node.iter().any(ops::imputer::replaces_nan);
-        for input in &declared_inputs {
-            let mut spec = input_spec(input).map_err(&fail)?;
-            spec.allow_nan =
-                imputes_nan && matches!(spec.datatype, DataType::Fp32 | DataType::Fp64 | DataType::Fp16);
-            inputs.push(spec);
-        }
-        let dir_name = match dir.to_str() {
-            Some(name) => Some(name),
-            None if external > 0 => {
-                return Err(fail(
-                    "the model's directory name is not UTF-8, so its external data cannot be read".to_owned(),
-                ));
-            }
-            None => None,
+        let bf16 = |v: &pb::ValueInfoProto| {
+            matches!(v.r#type.as_ref().and_then(|t| t.value.as_ref()),
+                Some(pb::type_proto::Value::TensorType(t)) if t.elem_type == 16)
         };
+        if let Some(v) = graph.input.iter().chain(&graph.output).find(|v| bf16(v)) {
+            return Err(fail(format!(
+                "`{}` is a bfloat16 tensor, and tract has no bfloat16 type; onnxruntime runs BF16 models \
+                 (`model.runtime: onnxruntime`, or `auto` with the onnxruntime library present)",
+                v.name
+            )));
+        }
+        let min_batch_rows = min_batch_rows(graph);
+        let dir_name = dir.as_deref();
 
         // The exporter's value_info is a hint: when it contradicts what the operators
         // compute, the graph is prepared again without it. Unnamed leading dims get a
@@ -156,7 +132,6 @@ impl OnnxModel {
             return Err(fail(message));
         };
 
-        let labels = probability_labels(graph);
         let mut outputs = Vec::with_capacity(graph.output.len());
         for (ix, output) in graph.output.iter().enumerate() {
             let fact = typed.output_fact(ix).map_err(|e| fail(format!("output `{}`: {e:#}", output.name)))?;
@@ -192,49 +167,7 @@ impl OnnxModel {
     /// Replaces the inferred signature's input and output specs by declared ones (from the
     /// manifest), after checking they describe the same tensors.
     pub fn declare(&mut self, declared: &ModelSignature) -> Result<(), String> {
-        fn merge(kind: &str, inferred: &mut [TensorSpec], declared: &[TensorSpec]) -> Result<(), String> {
-            if declared.is_empty() {
-                return Ok(());
-            }
-            if declared.len() != inferred.len() {
-                return Err(format!(
-                    "the manifest declares {} {kind}s but the model has {}: {:?}",
-                    declared.len(),
-                    inferred.len(),
-                    inferred.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
-                ));
-            }
-            for spec in declared {
-                let Some(actual) = inferred.iter_mut().find(|s| s.name == spec.name) else {
-                    return Err(format!("the model has no {kind} named `{}`", spec.name));
-                };
-                if actual.datatype != spec.datatype {
-                    return Err(format!(
-                        "{kind} `{}` is {} in the model, not {}",
-                        spec.name, actual.datatype, spec.datatype
-                    ));
-                }
-                let compatible = actual.shape.len() == spec.shape.len()
-                    && actual.shape.iter().zip(&spec.shape).all(|(a, d)| match (a, d) {
-                        (Dim::Fixed(a), Dim::Fixed(d)) => a == d,
-                        (Dim::Fixed(_), Dim::Dynamic) => false,
-                        (Dim::Dynamic, _) => true,
-                    });
-                if !compatible {
-                    return Err(format!(
-                        "{kind} `{}` has shape {:?} in the model, which does not fit the declared {:?}",
-                        spec.name,
-                        actual.shape_i64(),
-                        spec.shape_i64()
-                    ));
-                }
-                let labels = spec.labels.clone().or(actual.labels.take());
-                *actual = TensorSpec { labels, ..spec.clone() };
-            }
-            Ok(())
-        }
-        merge("input", &mut self.signature.inputs, &declared.inputs)?;
-        merge("output", &mut self.signature.outputs, &declared.outputs)
+        merge_declared(&mut self.signature, declared)
     }
 
     /// Whether runs reuse pooled states; `false` for plans with operators that keep state
@@ -292,6 +225,134 @@ impl Model for OnnxModel {
             .map(|(value, spec)| from_tract(&spec.name, &value))
             .collect()
     }
+}
+
+/// What Palisade reads from an ONNX file before either engine prepares it.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelFacts {
+    /// The graph's inputs (initializers excluded), NaN allowed where the model imputes it.
+    pub inputs: Vec<TensorSpec>,
+    /// Class labels of probability outputs, by output name.
+    pub labels: HashMap<String, Vec<String>>,
+    /// The model's directory, where its external data is, as tract's parser wants it
+    /// (`None` when the name is not UTF-8 and the model has no external data).
+    pub dir: Option<String>,
+}
+
+/// Checks an ONNX file as both engines need it (ONNX at all, a model, external data only
+/// from its directory) and reads its facts.
+pub(crate) fn inspect(path: &Path, bytes: &[u8]) -> Result<ModelFacts, RuntimeError> {
+    let onnx = framework();
+    diagnose::catch(|| read(path, bytes, &onnx).map(|(_, facts)| facts)).unwrap_or_else(|panic| {
+        Err(load_error(path, format!("the ONNX file could not be read (an internal error: {panic})")))
+    })
+}
+
+/// The `(domain, op_type)` of every node of an ONNX file, for choosing an engine; empty
+/// when the file cannot be parsed.
+pub fn operator_types(bytes: &[u8]) -> HashSet<(String, String)> {
+    framework()
+        .proto_model_for_read(&mut &bytes[..])
+        .ok()
+        .and_then(|proto| proto.graph)
+        .map(|graph| graph.node.iter().map(|n| (n.domain.clone(), n.op_type.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn read(
+    path: &Path,
+    bytes: &[u8],
+    onnx: &tract_onnx::Onnx,
+) -> Result<(pb::ModelProto, ModelFacts), RuntimeError> {
+    let fail = |message: String| load_error(path, message);
+    if let Some(message) = diagnose::foreign_format(bytes) {
+        return Err(fail(message));
+    }
+    let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| {
+        fail(format!(
+            "not a valid ONNX file ({e}); ONNX files come from skl2onnx, torch.onnx.export, \
+             onnxmltools, or tf2onnx (a TensorFlow SavedModel: `python -m tf2onnx.convert --saved-model DIR --output model.onnx`)"
+        ))
+    })?;
+    if let Some(message) = diagnose::not_a_model(&proto) {
+        return Err(fail(message));
+    }
+    let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let external = external::check(graph, dir).map_err(&fail)?;
+    let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    // A model that imputes missing values (NaN) expects NaN in its float inputs.
+    let imputes_nan = graph.node.iter().any(ops::imputer::replaces_nan);
+    let mut inputs = Vec::new();
+    for input in graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())) {
+        let mut spec = input_spec(input).map_err(&fail)?;
+        spec.allow_nan =
+            imputes_nan && matches!(spec.datatype, DataType::Fp32 | DataType::Fp64 | DataType::Fp16);
+        inputs.push(spec);
+    }
+    let dir = match dir.to_str() {
+        Some(name) => Some(name.to_owned()),
+        None if external > 0 => {
+            return Err(fail(
+                "the model's directory name is not UTF-8, so its external data cannot be read".to_owned(),
+            ));
+        }
+        None => None,
+    };
+    let labels = probability_labels(graph).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let facts = ModelFacts { inputs, labels, dir };
+    Ok((proto, facts))
+}
+
+/// Replaces a signature's input and output specs by declared ones (from the manifest),
+/// after checking they describe the same tensors.
+pub(crate) fn merge_declared(
+    signature: &mut ModelSignature,
+    declared: &ModelSignature,
+) -> Result<(), String> {
+    fn merge(kind: &str, inferred: &mut [TensorSpec], declared: &[TensorSpec]) -> Result<(), String> {
+        if declared.is_empty() {
+            return Ok(());
+        }
+        if declared.len() != inferred.len() {
+            return Err(format!(
+                "the manifest declares {} {kind}s but the model has {}: {:?}",
+                declared.len(),
+                inferred.len(),
+                inferred.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+            ));
+        }
+        for spec in declared {
+            let Some(actual) = inferred.iter_mut().find(|s| s.name == spec.name) else {
+                return Err(format!("the model has no {kind} named `{}`", spec.name));
+            };
+            if actual.datatype != spec.datatype {
+                return Err(format!(
+                    "{kind} `{}` is {} in the model, not {}",
+                    spec.name, actual.datatype, spec.datatype
+                ));
+            }
+            let compatible = actual.shape.len() == spec.shape.len()
+                && actual.shape.iter().zip(&spec.shape).all(|(a, d)| match (a, d) {
+                    (Dim::Fixed(a), Dim::Fixed(d)) => a == d,
+                    (Dim::Fixed(_), Dim::Dynamic) => false,
+                    (Dim::Dynamic, _) => true,
+                });
+            if !compatible {
+                return Err(format!(
+                    "{kind} `{}` has shape {:?} in the model, which does not fit the declared {:?}",
+                    spec.name,
+                    actual.shape_i64(),
+                    spec.shape_i64()
+                ));
+            }
+            let labels = spec.labels.clone().or(actual.labels.take());
+            *actual = TensorSpec { labels, ..spec.clone() };
+        }
+        Ok(())
+    }
+    merge("input", &mut signature.inputs, &declared.inputs)?;
+    merge("output", &mut signature.outputs, &declared.outputs)
 }
 
 /// Parses the graph and optimizes it for the given inputs. A dynamic input dim whose
@@ -400,6 +461,7 @@ fn onnx_data_type(code: i32) -> Option<DataType> {
         11 => DataType::Fp64,
         12 => DataType::Uint32,
         13 => DataType::Uint64,
+        16 => DataType::Bf16,
         _ => return None,
     })
 }
@@ -419,7 +481,13 @@ fn datum_type(dt: DataType) -> Result<DatumType, String> {
         DataType::Fp32 => DatumType::F32,
         DataType::Fp64 => DatumType::F64,
         DataType::Bytes => DatumType::String,
-        DataType::Bf16 => return Err("BF16 tensors are not supported by the ONNX runtime".to_owned()),
+        DataType::Bf16 => {
+            return Err(
+                "tract has no bfloat16 type; onnxruntime runs BF16 models (`model.runtime: onnxruntime`, \
+                        or `auto` with the onnxruntime library present)"
+                    .to_owned(),
+            );
+        }
     })
 }
 
@@ -463,9 +531,7 @@ fn to_tract(tensor: Tensor) -> Result<TValue, RuntimeError> {
         TensorData::Fp32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
         TensorData::Fp64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v),
         TensorData::Bf16(_) => {
-            return Err(RuntimeError::InvalidInput(format!(
-                "input `{name}`: BF16 is not supported by ONNX models"
-            )));
+            return Err(RuntimeError::InvalidInput(format!("input `{name}`: tract has no bfloat16 type")));
         }
         TensorData::Bytes(v) => {
             let strings =

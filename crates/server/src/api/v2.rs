@@ -135,6 +135,7 @@ pub(crate) fn metadata(state: &AppState, served: &ServedModel) -> ModelMetadata 
     let mut parameters = json!({
         "namespace": served.id.namespace.as_str(),
         "bundle_digest": served.digest.to_string(),
+        "engine": served.model.engine(),
     });
     if let Some(description) = &served.description {
         parameters["description"] = json!(description);

@@ -16,6 +16,11 @@ pub(super) trait Kernel: Debug + Clone + PartialEq + Send + Sync + 'static {
     fn n_outputs(&self) -> usize {
         1
     }
+    /// Whether an output dimension depends on the input's values (a symbol of its own,
+    /// bound by tract from the actual output at run time).
+    fn mints_symbols(&self) -> bool {
+        false
+    }
     /// tract's inference rules (types and shapes) for the ONNX node.
     fn rules<'r, 'p: 'r, 's: 'r>(
         &'s self,
@@ -46,6 +51,10 @@ impl<K: Kernel> Eq for KernelOp<K> {}
 impl<K: Kernel> Op for KernelOp<K> {
     fn name(&self) -> StaticName {
         self.0.typed_name().into()
+    }
+
+    fn mints_runtime_symbols(&self) -> bool {
+        self.0.mints_symbols()
     }
 
     op_as_typed_op!();

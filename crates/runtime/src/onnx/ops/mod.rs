@@ -4,7 +4,9 @@
 //!
 //! * `TreeEnsembleClassifier` and `TreeEnsembleRegressor` ([`tree_ensemble`]) replace
 //!   tract's classifier and add the regressor; both evaluate with
-//!   [`palisade_onnx_ml`], which reproduces onnxruntime's results.
+//!   [`palisade_onnx_ml`], which reproduces onnxruntime's results; `TreeEnsemble`
+//!   (ai.onnx.ml opset 5) is rewritten into the regressor's ensemble, in the input's
+//!   float type.
 //! * `LinearClassifier` and `LinearRegressor` ([`linear`]) and `Normalizer`
 //!   ([`normalizer`]) replace tract's expansions (a dozen nodes for a classifier) by one
 //!   op each, evaluated with [`palisade_onnx_ml`] in onnxruntime's arithmetic.
@@ -23,9 +25,20 @@
 //!   `Imputer` ([`imputer`]), `Binarizer` ([`binarizer`]), `OneHotEncoder`
 //!   ([`one_hot_encoder`]), `LabelEncoder` ([`label_encoder`]) and `FeatureVectorizer`
 //!   ([`feature_vectorizer`]), `ArrayFeatureExtractor` ([`array_feature_extractor`],
-//!   replacing tract's, which drops the axis of a scalar index), and `SVMClassifier` / `SVMRegressor`
+//!   replacing tract's, which drops the axis of a scalar index), `CategoryMapper`
+//!   ([`category_mapper`], replacing tract's), and `SVMClassifier` / `SVMRegressor`
 //!   ([`svm_classifier`], [`svm_regressor`]): tract has none of them; each evaluates
 //!   with [`palisade_onnx_ml`] through the shared plumbing of `kernel`.
+//!
+//! * The text operators of scikit-learn's text pipelines, `StringNormalizer`
+//!   ([`string_normalizer`]), com.microsoft `Tokenizer` ([`tokenizer`]) and
+//!   `TfIdfVectorizer` ([`tfidf_vectorizer`]): tract has none of them. The tokenizer's
+//!   output width (and the normalizer's, with stopwords) depends on the strings: it is
+//!   a symbol of its own, bound at run time.
+//!
+//! * `Gemm` ([`gemm`]) and `Flatten` ([`flatten`]) are tract's with a fix each: `alpha`
+//!   and `beta` in the operands' type (tract's `f32` constants broke `float16` networks),
+//!   and a rank-2 flatten that keeps two symbolic dimensions.
 //!
 //! Graph outputs declared as sequences of maps have no tract type; the loader parses
 //! with `with_ignore_output_types(true)` and `with_ignore_output_shapes(true)` so their
@@ -34,7 +47,10 @@
 pub mod array_feature_extractor;
 pub mod binarizer;
 pub mod cast;
+pub mod category_mapper;
 pub mod feature_vectorizer;
+mod flatten;
+mod gemm;
 pub mod imputer;
 mod kernel;
 pub mod label_encoder;
@@ -44,8 +60,11 @@ pub mod normalizer;
 pub mod one_hot_encoder;
 pub mod scaler;
 pub mod softmax;
+pub mod string_normalizer;
 pub mod svm_classifier;
 pub mod svm_regressor;
+pub mod tfidf_vectorizer;
+pub mod tokenizer;
 pub mod tree_ensemble;
 pub mod zipmap;
 
@@ -57,6 +76,7 @@ pub use tree_ensemble::{CLASSIFIER_OP, REGRESSOR_OP, TreeEnsembleClassifierOp, T
 pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TreeEnsembleClassifier", tree_ensemble::classifier);
     reg.insert("TreeEnsembleRegressor", tree_ensemble::regressor);
+    reg.insert("TreeEnsemble", tree_ensemble::tree_ensemble);
     reg.insert("LinearClassifier", linear::classifier);
     reg.insert("LinearRegressor", linear::regressor);
     reg.insert("Normalizer", normalizer::normalizer);
@@ -72,4 +92,10 @@ pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("SVMClassifier", svm_classifier::svm_classifier);
     reg.insert("SVMRegressor", svm_regressor::svm_regressor);
     reg.insert("ArrayFeatureExtractor", array_feature_extractor::array_feature_extractor);
+    reg.insert("StringNormalizer", string_normalizer::string_normalizer);
+    reg.insert("TfIdfVectorizer", tfidf_vectorizer::tfidf_vectorizer);
+    reg.insert("Tokenizer", tokenizer::tokenizer);
+    reg.insert("Flatten", flatten::flatten);
+    reg.insert("Gemm", gemm::gemm);
+    reg.insert("CategoryMapper", category_mapper::category_mapper);
 }

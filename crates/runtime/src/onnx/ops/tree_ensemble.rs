@@ -306,3 +306,96 @@ impl TypedOp for TreeEnsembleRegressorOp {
 
     as_op!();
 }
+
+/// Builds a `TreeEnsemble` (ai.onnx.ml opset 5) from an ONNX node: the same compiled
+/// regressor, with the input cast to `f32` and the output cast back to the input's type.
+pub(super) fn tree_ensemble(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let tensor = |name: &str| -> TractResult<Vec<f64>> {
+        match node.get_attr_opt::<&tract_onnx::pb::TensorProto>(name)? {
+            Some(proto) => {
+                let t = ctx.load_tensor(proto).with_context(|| format!("attribute `{name}`"))?;
+                let t = t.cast_to::<f64>()?;
+                Ok(t.try_as_plain_ram()?.as_slice::<f64>()?.to_vec())
+            }
+            None => Ok(vec![]),
+        }
+    };
+    let modes = match node.get_attr_opt::<&tract_onnx::pb::TensorProto>("nodes_modes")? {
+        Some(proto) => {
+            let t = ctx.load_tensor(proto).context("attribute `nodes_modes`")?;
+            let t = t.cast_to::<u8>()?;
+            t.try_as_plain_ram()?.as_slice::<u8>()?.to_vec()
+        }
+        None => vec![],
+    };
+    let model = palisade_onnx_ml::tree_ensemble(palisade_onnx_ml::TreeEnsembleAttributes {
+        n_targets: node.get_attr_opt::<i64>("n_targets")?.unwrap_or(0),
+        aggregate_function: node.get_attr_opt::<i64>("aggregate_function")?.unwrap_or(1),
+        post_transform: node.get_attr_opt::<i64>("post_transform")?.unwrap_or(0),
+        tree_roots: ints(node, "tree_roots")?,
+        nodes_featureids: ints(node, "nodes_featureids")?,
+        nodes_splits: tensor("nodes_splits")?,
+        nodes_modes: modes,
+        nodes_truenodeids: ints(node, "nodes_truenodeids")?,
+        nodes_trueleafs: ints(node, "nodes_trueleafs")?,
+        nodes_falsenodeids: ints(node, "nodes_falsenodeids")?,
+        nodes_falseleafs: ints(node, "nodes_falseleafs")?,
+        nodes_missing_value_tracks_true: ints(node, "nodes_missing_value_tracks_true")?,
+        leaf_targetids: ints(node, "leaf_targetids")?,
+        leaf_weights: tensor("leaf_weights")?,
+        membership_values: tensor("membership_values")?,
+    })?;
+    Ok((expand(TreeEnsembleExpansion { model: Arc::new(model) }), vec![]))
+}
+
+#[derive(Debug, Clone)]
+struct TreeEnsembleExpansion {
+    model: Arc<TreeEnsembleRegressor>,
+}
+
+impl Expansion for TreeEnsembleExpansion {
+    fn name(&self) -> StaticName {
+        "TreeEnsemble".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&inputs[0].rank, 2)?;
+        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+        s.equals(&outputs[0].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], self.model.n_targets().to_dim())?;
+        Ok(())
+    }
+
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+        let dt = model.outlet_fact(inputs[0])?.datum_type;
+        ensure!(
+            matches!(dt, DatumType::F32 | DatumType::F64 | DatumType::F16),
+            "TreeEnsemble takes float, double or float16 inputs, not {dt:?}"
+        );
+        let x = if dt == DatumType::F32 {
+            inputs[0]
+        } else {
+            model.wire_node(
+                format!("{prefix}.cast_to_f32"),
+                tract_onnx::tract_core::ops::cast::cast(f32::datum_type()),
+                &[inputs[0]],
+            )?[0]
+        };
+        let y = model.wire_node(prefix, TreeEnsembleRegressorOp { model: self.model.clone() }, &[x])?;
+        if dt == DatumType::F32 {
+            return Ok(y);
+        }
+        model.wire_node(format!("{prefix}.cast_back"), tract_onnx::tract_core::ops::cast::cast(dt), &y)
+    }
+}

@@ -3,7 +3,7 @@
 //! ONNX's `ZipMap` turns an `f32 [N, C]` tensor into a sequence of N maps from class
 //! label to probability. The V2 protocol has no map type, so Palisade serves the tensor
 //! itself: the graph output keeps its name (`output_probability` in skl2onnx exports),
-//! its type is `f32 [N, C]`, and its columns are in the order of the node's
+//! its type is `f32 [N, C]` (`f64` for double probabilities), and its columns are in the order of the node's
 //! `classlabels_int64s` / `classlabels_strings`. The op is an identity, which the
 //! optimizer removes (the output name moves to the tensor that fed it).
 
@@ -27,7 +27,8 @@ pub(super) fn zipmap(
     Ok((expand(ZipMap { n_labels }), vec![]))
 }
 
-/// `ZipMap` at inference level: checks an `f32 [N, C]` input with one column per label.
+/// `ZipMap` at inference level: checks an `f32` or `f64 [N, C]` input with one column per
+/// label.
 #[derive(Debug, Clone)]
 struct ZipMap {
     n_labels: usize,
@@ -46,8 +47,16 @@ impl Expansion for ZipMap {
     ) -> InferenceResult {
         check_input_arity(inputs, 1)?;
         check_output_arity(outputs, 1)?;
-        s.equals(&inputs[0].datum_type, DatumType::F32)?;
-        s.equals(&outputs[0].datum_type, DatumType::F32)?;
+        // skl2onnx writes a ZipMap over doubles for float64 training data (onnxruntime
+        // refuses that graph); Palisade serves the tensor in its own type.
+        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+        s.given(&inputs[0].datum_type, |_, dt| {
+            ensure!(
+                matches!(dt, DatumType::F32 | DatumType::F64),
+                "ZipMap takes float or double probabilities"
+            );
+            Ok(())
+        })?;
         s.equals(&inputs[0].rank, 2)?;
         s.equals(&outputs[0].shape, &inputs[0].shape)?;
         s.equals(&inputs[0].shape[1], self.n_labels.to_dim())?;
