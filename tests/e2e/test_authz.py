@@ -119,7 +119,7 @@ def test_owner_self_service_with_the_cli(seeded, tmp_path):
     stranger = issue_token(home, "--email", "stranger@company.com")
     refused = palisade("apply", "-f", str(policy), token=stranger, server=server)
     assert refused.returncode == 64, refused.stderr
-    assert "selects none of your models" in refused.stderr
+    assert "you own no model in namespace" in refused.stderr
 
     applied = palisade("apply", "-f", str(policy), token=owner, server=server)
     assert applied.returncode == 0, applied.stderr

@@ -55,6 +55,13 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
         }),
     );
     schemas.insert(
+        "OAuthError".into(),
+        json!({
+            "type": "object", "required": ["error"],
+            "properties": {"error": {"type": "string", "description": "RFC 6749 error code"}, "error_description": {"type": "string"}},
+        }),
+    );
+    schemas.insert(
         "SeldonStatus".into(),
         json!({
             "type": "object", "required": ["status"],
@@ -124,8 +131,11 @@ fn token_op(issuer: &str) -> Value {
             "200": {"description": "A bearer token", "content": {"application/json": {"schema": {"type": "object", "properties": {
                 "access_token": {"type": "string"}, "token_type": {"type": "string"}, "expires_in": {"type": "integer"},
             }}}}},
-            "400": {"description": "Unsupported grant type or malformed request"},
-            "401": {"description": "Unknown client, wrong secret, or revoked"},
+            "400": {"description": "Unsupported grant type or malformed request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
+            "401": {"description": "Unknown client, wrong secret, or revoked", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
+            "413": {"description": "Request body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
+            "429": {"description": "Too many failed attempts for this client or from this address; retry after `Retry-After` seconds", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
+            "503": {"description": "The audit log cannot be written, or too much request data in flight; retry later", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}},
         },
     }})
 }
