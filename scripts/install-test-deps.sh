@@ -2,8 +2,10 @@
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
 # Debian's chromium (Swagger UI browser test), prometheus (promtool) and wrk (benchmark smoke), a Python virtualenv with the third-party
 # clients (tritonclient, playwright driving that chromium, pytest) and onnxruntime (the second
-# engine's library, which the Rust tests load from .venv/e2e), and the npm oidc-provider test
-# identity provider. Safe to run again.
+# engine's library, which the Rust tests load from .venv/e2e), one virtualenv each for the
+# KServe SDK and Seldon's client (their protobuf pins clash with tritonclient's and each
+# other's; seldon-core needs Python >= 3.12), and the npm oidc-provider test identity provider.
+# Safe to run again; a client virtualenv is reinstalled only when its requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +33,41 @@ fi
 # onnxruntime's shared library (onnxruntime/capi/libonnxruntime.so.*), Palisade's second
 # engine: the Rust tests load it from this venv and fail without it.
 "$venv/bin/pip" install --quiet --disable-pip-version-check onnxruntime==1.32.0
+
+# A Python >= 3.12 for seldon-core: pyenv's (this image kind ships 3.12 and 3.13), else a
+# python3 that is new enough, else Debian's python3.13 where the release packages it.
+python_312() {
+  local candidate
+  for candidate in "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/3.1[2-9]*/bin/python3 \
+      "$(command -v python3.13 || true)" "$(command -v python3.12 || true)" "$(command -v python3 || true)"; do
+    if [ -x "$candidate" ] && "$candidate" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then
+      echo "$candidate"; return
+    fi
+  done
+  if apt-cache show python3.13-venv >/dev/null 2>&1; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3.13 python3.13-venv >&2
+    command -v python3.13; return
+  fi
+  echo "error: seldon-core needs Python >= 3.12: none found (pyenv, python3.13, Debian's python3.13)" >&2
+  exit 1
+}
+
+# One virtualenv per client, pinned by its requirements file; pip runs only when the file
+# changed since the last install (its hash is kept in the virtualenv).
+client_venv() { # NAME PYTHON REQUIREMENTS
+  local dir=".venv/$1" python=$2 requirements=$3 want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
+    return
+  fi
+  echo "== installing $requirements into $dir"
+  [ -x "$dir/bin/python" ] || "$python" -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$dir/.requirements.sha256"
+}
+client_venv kserve python3 tests/e2e/clients/kserve-requirements.txt
+seldon_python=$(python_312)
+client_venv seldon "$seldon_python" tests/e2e/clients/seldon-requirements.txt
 
 echo "== installing the test identity provider (npm oidc-provider)"
 npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Palisade test on a fresh machine: installs the test dependencies, checks
 # formatting and lints, runs the Rust tests, then the end-to-end tests with real
-# third-party clients (tritonclient, headless Chromium) against the real binary, and a
+# third-party clients (tritonclient, the KServe SDK and SeldonClient from their own
+# virtualenvs, headless Chromium) against the real binary, and a
 # few-second smoke run of the benchmark harness so it cannot rot (not a benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."

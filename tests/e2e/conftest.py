@@ -96,6 +96,35 @@ def build(home, model_dir):
     subprocess.run([palisade_bin(), "--home", str(home), "build", str(model_dir)], check=True, capture_output=True)
 
 
+def run_client(venv, script, spec):
+    """Runs a client driver (tests/e2e/clients/SCRIPT) with the Python of .venv/VENV, which
+    scripts/install-test-deps.sh makes (clients whose dependencies clash with tritonclient's
+    live in their own virtualenvs). Sends SPEC as JSON, returns the JSON it prints."""
+    python = ROOT / ".venv" / venv / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run scripts/install-test-deps.sh")
+    result = subprocess.run(
+        [str(python), str(ROOT / "tests" / "e2e" / "clients" / script)],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+def audit_records(home, *args):
+    """Audit records of the server's home (`palisade audit query ... --output json`)."""
+    out = subprocess.run(
+        [palisade_bin(), "--home", str(home), "audit", "query", *args, "--output", "json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """Serves the shipped iris example, as the README's first command does."""

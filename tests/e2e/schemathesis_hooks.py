@@ -1,9 +1,10 @@
 """Schemathesis hooks for Palisade's OpenAPI document (tests/e2e/test_openapi.py).
 
 JSON Schema cannot say that a tensor's `data` holds as many elements as its `shape`
-multiplies to, which dimensions the model fixes, nor that `inputs` names each of the model's
-inputs exactly once and `outputs` each output at most once (the schema's descriptions say all three, and the server answers 400 when
-a request breaks them). For *positive* cases only (schema-valid requests, which the server
+multiplies to, which dimensions the model fixes, that `inputs` names each of the model's
+inputs exactly once and `outputs` each output at most once, nor that a `model_version` in the
+body is the version the path serves (the schema's descriptions say all four, and the server
+answers 400 when a request breaks them). For *positive* cases only (schema-valid requests, which the server
 must accept), this hook makes each generated request obey those rules, using the model's own
 metadata: the first tensor (and requested output) of each name is kept, dynamic dimensions take a small batch size
 drawn from the generated shape, and the generated elements are repeated or cut to the right
@@ -85,6 +86,15 @@ def map_case(ctx, case):
                 seen.add(tensor.get("name"))
                 kept.append(tensor)
         case.body["inputs"] = kept
+        # `model_version`, when given, must be the version the path serves (the route
+        # chooses the model; the body may only agree with it).
+        version = case.body.get("model_version")
+        if isinstance(version, str) and version:
+            path_version = (case.path_parameters or {}).get("version")
+            if path_version:
+                case.body["model_version"] = path_version
+            else:
+                del case.body["model_version"]
         if isinstance(case.body.get("outputs"), list):
             named = set()
             wanted = []
@@ -101,11 +111,13 @@ def map_case(ctx, case):
             flat = _flatten(tensor["data"])
             tensor["shape"] = shape
             tensor["data"] = _fit(flat, _product(shape), 0)
-    elif parts[0] == "seldon" and len(parts) >= 3:
+    elif parts[0] == "seldon" and len(parts) >= 5:
+        # /seldon/{namespace}/{model}/api/v1.0/predictions or /seldon/{model}/api/v1.0/predictions
+        model = parts[2] if len(parts) == 6 else parts[1]
         data = case.body.get("data") or {}
         tensor = data.get("tensor")
         if isinstance(tensor, dict) and isinstance(tensor.get("values"), list):
-            (model_shape,) = _signature(base, parts[2]).values()
+            (model_shape,) = _signature(base, model).values()
             shape = _shape_for(model_shape, tensor.get("shape") or [])
             tensor["shape"] = shape
             tensor["values"] = _fit(tensor["values"], _product(shape), 0)

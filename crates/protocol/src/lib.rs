@@ -1,5 +1,6 @@
 //! Palisade's wire protocols: the Open Inference Protocol V2 over REST (with Triton's binary
-//! tensor extension) and over gRPC, and the Seldon Core v1 prediction protocol.
+//! tensor extension) and over gRPC, KServe's V1 prediction protocol, and the Seldon Core v1
+//! prediction protocol over REST and gRPC.
 //!
 //! Parsers here take untrusted bytes: they never panic, and every error says what to fix.
 //! Model-specific checks (does the input exist, is the datatype right) belong to the caller,
@@ -7,6 +8,8 @@
 
 mod data;
 pub mod grpc;
+mod json;
+pub mod kserve_v1;
 pub mod seldon;
 pub mod v2;
 

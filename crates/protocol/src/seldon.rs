@@ -9,8 +9,9 @@ use palisade_core::{DataType, Tensor, TensorData};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::ProtocolError;
-use crate::data::{self, JsonData};
+use crate::{ProtocolError, data, json};
+
+pub mod grpc;
 
 /// Which payload form a request used; the response answers in the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,7 @@ pub struct SeldonRequest {
     pub meta: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRequest {
     #[serde(default)]
@@ -49,7 +50,7 @@ struct RawRequest {
     json_data: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawData {
     #[serde(default)]
@@ -77,6 +78,11 @@ pub fn parse_request(
 ) -> Result<SeldonRequest, ProtocolError> {
     crate::expect_object(body)?;
     let raw: RawRequest = serde_json::from_slice(body).map_err(|e| ProtocolError::json(&e))?;
+    from_raw(raw, input_name, datatype)
+}
+
+/// A request's parts, as both the JSON body and the gRPC message carry them.
+fn from_raw(raw: RawRequest, input_name: &str, datatype: DataType) -> Result<SeldonRequest, ProtocolError> {
     if raw.str_data.is_some() || raw.bin_data.is_some() || raw.json_data.is_some() {
         return Err(ProtocolError::new(
             "only `data.ndarray` and `data.tensor` payloads are supported; strData, binData and jsonData are not",
@@ -93,7 +99,14 @@ pub fn parse_request(
             return Err(ProtocolError::new("send either `data.ndarray` or `data.tensor`, not both"));
         }
         (None, None) => return Err(ProtocolError::new("`data` needs `ndarray` or `tensor`")),
-        (Some(array), None) => (ndarray_shape(&array)?, array, Form::Ndarray),
+        (Some(array), None) => {
+            if !array.is_array() {
+                return Err(ProtocolError::new("`data.ndarray` must be an array"));
+            }
+            let shape = json::nested_shape(&array)
+                .map_err(|e| ProtocolError::new(format!("`data.ndarray` is ragged: {e}")))?;
+            (shape, array, Form::Ndarray)
+        }
         (None, Some(tensor)) => {
             let shape = tensor
                 .shape
@@ -112,32 +125,6 @@ pub fn parse_request(
     Ok(SeldonRequest { tensor, names: data.names, form, meta: raw.meta.unwrap_or_default() })
 }
 
-/// The shape of a nested JSON array; ragged arrays are refused.
-fn ndarray_shape(value: &Value) -> Result<Vec<usize>, ProtocolError> {
-    fn walk(value: &Value, depth: usize, shape: &mut Vec<usize>) -> Result<(), ProtocolError> {
-        match value {
-            Value::Array(items) => {
-                if depth == shape.len() {
-                    shape.push(items.len());
-                } else if shape.get(depth) != Some(&items.len()) {
-                    return Err(ProtocolError::new("`data.ndarray` is ragged: rows have different lengths"));
-                }
-                items.iter().try_for_each(|item| walk(item, depth + 1, shape))
-            }
-            _ if depth != shape.len() => {
-                Err(ProtocolError::new("`data.ndarray` is ragged: rows nest to different depths"))
-            }
-            _ => Ok(()),
-        }
-    }
-    if !value.is_array() {
-        return Err(ProtocolError::new("`data.ndarray` must be an array"));
-    }
-    let mut shape = Vec::new();
-    walk(value, 0, &mut shape)?;
-    Ok(shape)
-}
-
 /// Encodes a Seldon response for one output tensor.
 pub fn encode_response(
     output: &Tensor,
@@ -147,59 +134,16 @@ pub fn encode_response(
     model_version: &str,
     tags: Option<&Value>,
 ) -> Value {
-    let values = json_values(output.data());
+    let values = json::values(output.data());
     let data = match form {
         Form::Tensor => json!({"names": names, "tensor": {"shape": output.shape(), "values": values}}),
-        Form::Ndarray => json!({"names": names, "ndarray": nest(values, output.shape())}),
+        Form::Ndarray => json!({"names": names, "ndarray": json::nest(values, output.shape())}),
     };
     let mut meta = json!({"requestPath": {model_name: model_version}});
     if let (Some(tags), Some(obj)) = (tags, meta.as_object_mut()) {
         obj.insert("tags".to_owned(), tags.clone());
     }
     json!({"data": data, "meta": meta})
-}
-
-/// Tensor elements as JSON values; 32- and 16-bit floats keep their shortest decimal form
-/// (`0.8`, not `0.800000011920929`).
-fn json_values(data: &TensorData) -> Value {
-    fn short(x: f32) -> Value {
-        x.to_string()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::Null, Value::Number)
-    }
-    match data {
-        TensorData::Fp32(v) => Value::Array(v.iter().map(|&x| short(x)).collect()),
-        TensorData::Fp16(v) => Value::Array(v.iter().map(|x| short(x.to_f32())).collect()),
-        TensorData::Bf16(v) => Value::Array(v.iter().map(|x| short(x.to_f32())).collect()),
-        other => serde_json::to_value(JsonData(other)).unwrap_or(Value::Null),
-    }
-}
-
-/// Reshapes a flat JSON array into nested arrays of the given shape.
-fn nest(flat: Value, shape: &[usize]) -> Value {
-    let Value::Array(items) = flat else { return flat };
-    if shape.len() <= 1 {
-        return Value::Array(items);
-    }
-    let mut level: Vec<Value> = items;
-    for &dim in shape[1..].iter().rev() {
-        if dim == 0 {
-            break;
-        }
-        let mut grouped = Vec::with_capacity(level.len() / dim);
-        let mut iter = level.into_iter();
-        loop {
-            let chunk: Vec<Value> = iter.by_ref().take(dim).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            grouped.push(Value::Array(chunk));
-        }
-        level = grouped;
-    }
-    Value::Array(level)
 }
 
 /// Whether a tensor holds a datatype Seldon callers can read as numbers.

@@ -31,6 +31,11 @@ pub type Parameters = Map<String, Value>;
 pub struct InferRequest {
     /// The caller's request id, echoed in the response.
     pub id: Option<String>,
+    /// The top-level `model_name` KServe's and Triton's clients add to the body. The route
+    /// chooses the model; the server only compares this with it.
+    pub model_name: Option<String>,
+    /// The top-level `model_version`, compared with the route's version like `model_name`.
+    pub model_version: Option<String>,
     /// Request parameters.
     pub parameters: Parameters,
     /// Input tensors, in request order, with unique names.
@@ -60,6 +65,10 @@ impl InferRequest {
 struct RawRequest<'a> {
     #[serde(default)]
     id: Option<String>,
+    #[serde(default)]
+    model_name: Option<String>,
+    #[serde(default)]
+    model_version: Option<String>,
     #[serde(default)]
     parameters: Option<Parameters>,
     #[serde(borrow)]
@@ -163,7 +172,14 @@ pub fn parse_infer_request(body: &[u8], json_len: Option<usize>) -> Result<Infer
         };
         outputs.push(RequestedOutput { name: output.name, binary });
     }
-    Ok(InferRequest { id: raw.id, parameters, inputs, outputs })
+    Ok(InferRequest {
+        id: raw.id,
+        model_name: raw.model_name,
+        model_version: raw.model_version,
+        parameters,
+        inputs,
+        outputs,
+    })
 }
 
 fn decode_input(input: &RawInput<'_>, binary: &mut &[u8]) -> Result<Tensor, ProtocolError> {
@@ -479,5 +495,23 @@ mod tests {
         let header: Value = serde_json::from_slice(&bin.body[..n]).unwrap();
         assert_eq!(header["outputs"][0]["parameters"]["binary_data_size"], 8);
         assert_eq!(&bin.body[n..n + 4], &0.8f32.to_le_bytes());
+    }
+
+    #[test]
+    fn keeps_the_model_name_and_version_clients_add_and_refuses_other_fields() {
+        let req = parse(
+            r#"{"id":"k","model_name":"iris","model_version":"1.0.0","inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.model_name.as_deref(), Some("iris"));
+        assert_eq!(req.model_version.as_deref(), Some("1.0.0"));
+        let req = parse(r#"{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]}]}"#).unwrap();
+        assert_eq!((req.model_name, req.model_version), (None, None));
+        for body in [
+            r#"{"model":"iris","inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+            r#"{"model_name":7,"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]}]}"#,
+        ] {
+            assert!(parse(body).is_err(), "{body}");
+        }
     }
 }

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::request_id::{self, Current, RequestId, TraceContext};
-use crate::route::{Protocol, Route, RouteOptions, SeldonTarget};
+use crate::route::{Protocol, Route, RouteOptions, SeldonMethod, SeldonTarget};
 use crate::{ApiError, AppState, ServedModel};
 
 /// What is known of the connection a request arrived on.
@@ -238,11 +238,17 @@ pub(crate) fn is_grpc_content(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
-/// Resolves the model a route names, once. Routes that name none resolve to `None`; gRPC
-/// methods name theirs inside the message (see [`crate::layers::authz`]).
-fn target_of(state: &AppState, route: &Route) -> Option<Target> {
+/// Resolves the model a route names, once. Routes that name none resolve to `None`; V2
+/// gRPC methods name theirs inside the message (see [`crate::layers::grpc_model`]); a
+/// Seldon gRPC call names its deployment in its metadata, read here and nowhere else.
+fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Target> {
     let found = match route {
         Route::Model { name, version, .. } => state.registry().get(name, version.as_deref()),
+        Route::KServe { name, .. } => state.registry().get(name, None),
+        Route::SeldonGrpc(SeldonMethod::Predict) => match seldon_metadata(headers) {
+            Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
+            Err(message) => Err(ApiError::NotFound(message.to_owned())),
+        },
         Route::Seldon(SeldonTarget::Single) => state.registry().single().cloned().ok_or_else(|| {
             ApiError::NotFound(
                 "several models are served: use /seldon/{namespace}/{model}/api/v1.0/predictions to name one"
@@ -258,6 +264,28 @@ fn target_of(state: &AppState, route: &Route) -> Option<Target> {
         Ok(served) => Target::Served(served),
         Err(err) => Target::Missing(err.public_message()),
     })
+}
+
+/// The deployment a Seldon gRPC call names: the `seldon` metadata, in the `namespace` the
+/// metadata gives or else the namespace `default` (what Seldon's client sends with and
+/// without a namespace). Each may appear once.
+fn seldon_metadata(headers: &HeaderMap) -> Result<(String, String), &'static str> {
+    fn one<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, &'static str> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(value), None) => {
+                value.to_str().map(Some).map_err(|_| "the `seldon` or `namespace` metadata is not text")
+            }
+            (Some(_), Some(_)) => Err("the `seldon` or `namespace` metadata appears more than once"),
+        }
+    }
+    let name = one(headers, "seldon")?.filter(|name| !name.is_empty()).ok_or(
+        "name the Seldon deployment (the model) in the `seldon` metadata, and its namespace in `namespace`",
+    )?;
+    let namespace = one(headers, "namespace")?.filter(|ns| !ns.is_empty());
+    let namespace = namespace.map_or_else(|| palisade_core::Namespace::default().to_string(), str::to_owned);
+    Ok((namespace, name.to_owned()))
 }
 
 /// The outermost layer: builds the request's context (see the module docs), runs the
@@ -307,7 +335,7 @@ pub(crate) async fn establish(
         .unwrap_or_else(|| TraceContext::from_header(incoming.as_deref()));
     span.record("trace_id", trace.trace_id.as_str());
 
-    let target = target_of(&state, &route);
+    let target = target_of(&state, &route, req.headers());
     let context = RequestContext {
         id: RequestId(id.clone()),
         trace: trace.clone(),

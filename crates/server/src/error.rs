@@ -39,6 +39,10 @@ pub enum ApiError {
     /// The route exists but not for this method (405); the methods it takes.
     #[error("this endpoint takes {0}")]
     MethodNotAllowed(&'static str),
+    /// The endpoint exists but what it asks for is not served (501): explanations, Seldon
+    /// feedback.
+    #[error("{0}")]
+    NotImplemented(String),
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Overloaded | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyBudgetExhausted
@@ -144,6 +149,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",
+            ApiError::NotImplemented(_) => "not_implemented",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Overloaded => "overloaded",
             ApiError::Throttled { .. } => "throttled",

@@ -9,7 +9,7 @@
 //! | V2 REST, management | `{"error": "..."}`, `application/json` |
 //! | Seldon v1 | `{"status": {"code", "info", "reason", "status": "FAILURE"}}` |
 //! | OAuth2 token endpoint | `{"error": code, "error_description": "..."}`, `no-store` |
-//! | V2 gRPC | a trailers-only response: `grpc-status`, `grpc-message` |
+//! | V2 gRPC, Seldon gRPC | a trailers-only response: `grpc-status`, `grpc-message` |
 //!
 //! Status, gRPC code and message come from [`ApiError`] alone; so do `WWW-Authenticate`,
 //! `Retry-After` and `Allow`. Nothing is parsed back out of a body.
@@ -75,7 +75,7 @@ pub(crate) fn render(protocol: Protocol, err: &ApiError) -> Response {
     let status = err.status();
     let message = err.public_message();
     let response = match protocol {
-        Protocol::V2Grpc => {
+        Protocol::V2Grpc | Protocol::SeldonGrpc => {
             return with_headers(err.to_grpc().into_http::<Body>(), err);
         }
         Protocol::SeldonV1 => {

@@ -56,12 +56,33 @@ impl GrpcMethod {
     }
 }
 
+/// What a request to a KServe V1 model route does (`/v1/models/{m}[:verb]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KServeOp {
+    /// `GET /v1/models/{m}`: `{"name", "ready"}`.
+    Ready,
+    /// `POST /v1/models/{m}:predict`
+    Predict,
+    /// `POST /v1/models/{m}:explain`: no explainer is served yet (501).
+    Explain,
+}
+
+/// A method of the Seldon Core v1 gRPC service (`seldon.protos.Seldon`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeldonMethod {
+    /// `Predict`: the deployment is named in the `seldon` metadata (and `namespace`).
+    Predict,
+    /// `SendFeedback`: not served (UNIMPLEMENTED).
+    SendFeedback,
+}
+
 /// Which Seldon Core v1 deployment a prediction is for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeldonTarget {
     /// `/api/v1.0/predictions`: the one model served.
     Single,
-    /// `/seldon/{namespace}/{deployment}/api/v1.0/predictions`.
+    /// `/seldon/{namespace}/{deployment}/api/v1.0/predictions`, and
+    /// `/seldon/{deployment}/api/v1.0/predictions` in the namespace `default`.
     Named {
         /// The namespace, decoded.
         namespace: String,
@@ -115,6 +136,17 @@ pub enum Route {
     },
     /// `POST` a Seldon Core v1 prediction.
     Seldon(SeldonTarget),
+    /// `POST /seldon.protos.Seldon/{method}` (gRPC).
+    SeldonGrpc(SeldonMethod),
+    /// `GET /`: KServe V1's liveness probe, `{"status": "alive"}` (public).
+    Alive,
+    /// A KServe V1 model endpoint, the model name decoded.
+    KServe {
+        /// The model name as the path gives it.
+        name: String,
+        /// What the request does.
+        op: KServeOp,
+    },
     /// `POST /inference.GRPCInferenceService/{method}`.
     Grpc(GrpcMethod),
     /// `GET /openapi.json`
@@ -147,16 +179,38 @@ pub struct RouteOptions {
 /// The protocol a request speaks, which decides how its errors are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    /// Open Inference Protocol V2 over REST, and the other JSON endpoints.
+    /// Open Inference Protocol V2 over REST, KServe V1 (whose errors are the same
+    /// `{"error": "..."}` body), and the other JSON endpoints.
     V2Rest,
     /// Open Inference Protocol V2 over gRPC.
     V2Grpc,
     /// Seldon Core v1 (`{"status": {...}}` errors).
     SeldonV1,
+    /// Seldon Core v1 over gRPC (`seldon.protos.Seldon`): errors as gRPC statuses.
+    SeldonGrpc,
     /// The OAuth2 token endpoint and discovery (RFC 6749 errors).
     OAuth,
     /// The owner self-service API.
     Admin,
+}
+
+impl Protocol {
+    /// Whether the protocol is gRPC (errors in trailers; no CORS).
+    pub fn is_grpc(self) -> bool {
+        matches!(self, Protocol::V2Grpc | Protocol::SeldonGrpc)
+    }
+}
+
+/// A KServe V1 model segment: `{m}` (readiness), `{m}:predict` or `{m}:explain`. Model
+/// names cannot hold `:`, so the last one separates the verb; any other verb is no route.
+fn kserve(method: &Method, segment: &str) -> Route {
+    let route = |name: &str, op| Route::KServe { name: name.to_owned(), op };
+    match segment.rsplit_once(':') {
+        None => get(method, route(segment, KServeOp::Ready)),
+        Some((name, "predict")) => post(method, route(name, KServeOp::Predict)),
+        Some((name, "explain")) => post(method, route(name, KServeOp::Explain)),
+        Some(_) => Route::NotFound,
+    }
 }
 
 const GET: &str = "GET, HEAD";
@@ -207,6 +261,8 @@ impl Route {
             op,
         };
         match s.as_slice() {
+            [""] => get(method, Route::Alive),
+            ["v1", "models", m] => kserve(method, m),
             ["v2"] => get(method, Route::ServerMetadata),
             ["v2", "health", "live"] => get(method, Route::Live),
             ["v2", "health", "ready"] => get(method, Route::Ready),
@@ -217,6 +273,13 @@ impl Route {
             ["v2", "models", m, "versions", v, "ready"] => get(method, model(m, Some(v), ModelOp::Ready)),
             ["v2", "models", m, "versions", v, "infer"] => post(method, model(m, Some(v), ModelOp::Infer)),
             ["api", "v1.0", "predictions"] => post(method, Route::Seldon(SeldonTarget::Single)),
+            ["seldon", name, "api", "v1.0", "predictions"] => post(
+                method,
+                Route::Seldon(SeldonTarget::Named {
+                    namespace: palisade_core::Namespace::default().as_str().to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
             ["seldon", namespace, name, "api", "v1.0", "predictions"] => post(
                 method,
                 Route::Seldon(SeldonTarget::Named {
@@ -224,6 +287,11 @@ impl Route {
                     name: (*name).to_owned(),
                 }),
             ),
+            [service, name] if *service == palisade_protocol::seldon::grpc::SERVICE_NAME => match *name {
+                "Predict" => post(method, Route::SeldonGrpc(SeldonMethod::Predict)),
+                "SendFeedback" => post(method, Route::SeldonGrpc(SeldonMethod::SendFeedback)),
+                _ => Route::NotFound,
+            },
             [service, name] if *service == palisade_protocol::grpc::SERVICE_NAME => {
                 match GrpcMethod::parse(name) {
                     Some(grpc) => post(method, Route::Grpc(grpc)),
@@ -270,6 +338,7 @@ impl Route {
         match self {
             Route::Live
             | Route::Ready
+            | Route::Alive
             | Route::Grpc(GrpcMethod::ServerLive | GrpcMethod::ServerReady)
             | Route::OAuthToken
             | Route::Discovery
@@ -287,6 +356,7 @@ impl Route {
             self,
             Route::Live
                 | Route::Ready
+                | Route::Alive
                 | Route::Grpc(GrpcMethod::ServerLive | GrpcMethod::ServerReady)
                 | Route::OpenApi
                 | Route::DocsRedirect
@@ -299,7 +369,8 @@ impl Route {
     /// Whether the route addresses a model (named in the path, or in a gRPC message).
     pub fn addresses_model(&self) -> bool {
         match self {
-            Route::Model { .. } | Route::Seldon(_) => true,
+            Route::Model { .. } | Route::Seldon(_) | Route::KServe { .. } => true,
+            Route::SeldonGrpc(method) => *method == SeldonMethod::Predict,
             Route::Grpc(method) => method.names_model(),
             _ => false,
         }
@@ -311,6 +382,7 @@ impl Route {
         match self {
             Route::Grpc(_) => Protocol::V2Grpc,
             Route::Seldon(_) => Protocol::SeldonV1,
+            Route::SeldonGrpc(_) => Protocol::SeldonGrpc,
             Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
             Route::Manage(_) => Protocol::Admin,
             Route::NotFound | Route::Invalid(_) | Route::MethodNotAllowed(_) if grpc_content_type => {
@@ -358,6 +430,55 @@ mod tests {
     }
 
     #[test]
+    fn kserve_v1_routes_split_the_verb_after_decoding() {
+        let kserve = |name: &str, op| Route::KServe { name: name.into(), op };
+        assert_eq!(r(Method::GET, "/v1/models/iris"), kserve("iris", KServeOp::Ready));
+        assert_eq!(r(Method::POST, "/v1/models/iris:predict"), kserve("iris", KServeOp::Predict));
+        assert_eq!(r(Method::POST, "/v1/models/iris:explain"), kserve("iris", KServeOp::Explain));
+        // The request context routes the normalized path, where `%3A` is already `:`.
+        let normalized = palisade_policy::normalize_path("/v1/models/iris%3Apredict").unwrap();
+        assert_eq!(normalized, "/v1/models/iris:predict");
+        assert_eq!(r(Method::POST, &normalized), kserve("iris", KServeOp::Predict));
+        assert_eq!(r(Method::POST, "/v1/models/%69ris:predict"), kserve("iris", KServeOp::Predict));
+        // An escaped `%` stays a name character: no verb, a model no one can be called.
+        assert_eq!(r(Method::GET, "/v1/models/iris%253Apredict"), kserve("iris%3Apredict", KServeOp::Ready));
+        assert_eq!(r(Method::GET, "/v1/models/iris:predict"), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::POST, "/v1/models/iris"), Route::MethodNotAllowed("GET, HEAD"));
+        assert_eq!(r(Method::POST, "/v1/models/iris:classify"), Route::NotFound);
+        assert_eq!(r(Method::POST, "/v1/models/a:b:predict"), kserve("a:b", KServeOp::Predict));
+        assert_eq!(r(Method::GET, "/"), Route::Alive);
+        assert!(r(Method::GET, "/").is_public(false) && !r(Method::GET, "/").is_audited());
+        for path in ["/v1/models/iris", "/v1/models/iris:predict", "/v1/models/iris:explain"] {
+            for method in [Method::GET, Method::POST] {
+                let route = r(method.clone(), path);
+                assert!(!route.is_public(true), "{method} {path}");
+                assert!(route.is_audited(), "{method} {path}");
+            }
+            assert!(r(Method::POST, path).addresses_model() || path == "/v1/models/iris");
+        }
+    }
+
+    #[test]
+    fn seldon_routes_with_and_without_namespace_and_over_grpc() {
+        let named = |namespace: &str, name: &str| {
+            Route::Seldon(SeldonTarget::Named { namespace: namespace.into(), name: name.into() })
+        };
+        assert_eq!(r(Method::POST, "/seldon/team/iris/api/v1.0/predictions"), named("team", "iris"));
+        assert_eq!(r(Method::POST, "/seldon/iris/api/v1.0/predictions"), named("default", "iris"));
+        assert_eq!(r(Method::GET, "/seldon/iris/api/v1.0/predictions"), Route::MethodNotAllowed("POST"));
+        let predict = r(Method::POST, "/seldon.protos.Seldon/Predict");
+        assert_eq!(predict, Route::SeldonGrpc(SeldonMethod::Predict));
+        assert!(predict.addresses_model() && predict.is_audited() && !predict.is_public(true));
+        assert_eq!(predict.protocol(true), Protocol::SeldonGrpc);
+        assert!(predict.protocol(false).is_grpc());
+        let feedback = r(Method::POST, "/seldon.protos.Seldon/SendFeedback");
+        assert_eq!(feedback, Route::SeldonGrpc(SeldonMethod::SendFeedback));
+        assert!(!feedback.addresses_model() && feedback.is_audited() && !feedback.is_public(true));
+        assert_eq!(r(Method::OPTIONS, "/seldon.protos.Seldon/Predict"), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::POST, "/seldon.protos.Seldon/ModelMetadata"), Route::NotFound);
+    }
+
+    #[test]
     fn issuer_and_manage_routes_exist_only_with_security() {
         let off = RouteOptions { secured: false };
         assert_eq!(Route::resolve(&Method::POST, "/oauth/token", off), Route::NotFound);
@@ -391,7 +512,7 @@ mod tests {
         #[test]
         fn routes_are_stable_and_model_routes_audited(
             method in proptest::sample::select(vec![Method::GET, Method::POST, Method::PUT, Method::OPTIONS, Method::HEAD]),
-            raw in "(/|%2[eEfF]|%5[cC]|%2[bB]|\\\\|\\.|v2|models|iris|versions|infer|ready|health|live|docs|inference\\.GRPCInferenceService|ModelInfer|ServerLive|[a-z%0-9+]){0,24}",
+            raw in "(/|%2[eEfF]|%5[cC]|%2[bB]|%3[aA]|:|\\\\|\\.|v1|v2|models|iris|versions|infer|ready|health|live|docs|predict|seldon|seldon\\.protos\\.Seldon|Predict|inference\\.GRPCInferenceService|ModelInfer|ServerLive|[a-z%0-9+]){0,24}",
         ) {
             if let Ok(path) = palisade_policy::normalize_path(&raw) {
                 let again = palisade_policy::normalize_path(&path);

@@ -386,6 +386,18 @@ async fn openapi_examples_run() {
     // /api/v1.0/predictions needs a single model; the namespaced path is what the doc lists.
     let reply = call(&app, "POST", "/seldon/default/iris/api/v1.0/predictions", example.to_string()).await;
     assert_eq!(reply.status, StatusCode::OK);
+    let reply = call(&app, "POST", "/seldon/iris/api/v1.0/predictions", example.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(doc["paths"]["/seldon/iris/api/v1.0/predictions"]["post"].is_object());
+    let v1 = &doc["paths"]["/v1/models/iris:predict"]["post"];
+    let example = v1["requestBody"]["content"]["application/json"]["example"].clone();
+    let reply = call(&app, "POST", "/v1/models/iris:predict", example.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.json()["predictions"].as_array().unwrap().len(), 1);
+    assert!(doc["paths"]["/v1/models/iris"]["get"].is_object());
+    let properties = &doc["components"]["schemas"]["iris.InferenceRequest"]["properties"];
+    assert_eq!(properties["model_name"]["enum"], json!(["iris", null]));
+    assert_eq!(properties["model_version"]["enum"], json!(["1.0.0", "2.0.0", "", null]));
 }
 
 #[tokio::test]

@@ -340,6 +340,19 @@ pub struct NamedModel {
 /// that many bytes of protobuf. Compressed messages, trailing bytes and a frame that is cut
 /// short are refused.
 pub fn named_model(body: &[u8]) -> Result<NamedModel, ProtocolError> {
+    let message = unframe(body)?;
+    let named = <NamedModel as prost::Message>::decode(message)
+        .map_err(|e| ProtocolError::new(format!("invalid gRPC message: {e}")))?;
+    if named.name.is_empty() {
+        return Err(ProtocolError::new("the request names no model"));
+    }
+    Ok(named)
+}
+
+/// The protobuf bytes of a unary request body: one gRPC message frame (a zero compression
+/// flag, a 4-byte big-endian length, exactly that many bytes). Compressed messages,
+/// trailing bytes and a frame that is cut short are refused.
+pub fn unframe(body: &[u8]) -> Result<&[u8], ProtocolError> {
     let Some((&[flag, a, b, c, d], message)) = body.split_first_chunk::<5>() else {
         return Err(ProtocolError::new("the gRPC message frame is incomplete"));
     };
@@ -353,12 +366,7 @@ pub fn named_model(body: &[u8]) -> Result<NamedModel, ProtocolError> {
             message.len()
         )));
     }
-    let named = <NamedModel as prost::Message>::decode(message)
-        .map_err(|e| ProtocolError::new(format!("invalid gRPC message: {e}")))?;
-    if named.name.is_empty() {
-        return Err(ProtocolError::new("the request names no model"));
-    }
-    Ok(named)
+    Ok(message)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 pub(crate) mod docs;
 pub(crate) mod grpc;
+pub(crate) mod kserve;
 pub(crate) mod openapi;
 pub(crate) mod seldon;
 pub(crate) mod v2;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::context::{Ctx, Target};
 use crate::registry::clip;
-use crate::route::{ModelOp, Route};
+use crate::route::{KServeOp, ModelOp, Route, SeldonMethod};
 use crate::{ApiError, AppState, ServedModel};
 
 /// The served model of a model route, or the 404 the route earned. Authorization has
@@ -47,6 +48,20 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
         },
         Route::Seldon(_) => match served(&ctx) {
             Ok(served) => seldon::predict(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
+        Route::SeldonGrpc(SeldonMethod::Predict) => match served(&ctx) {
+            Ok(served) => seldon::predict_grpc(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
+        Route::SeldonGrpc(SeldonMethod::SendFeedback) => Err(seldon::feedback_unsupported()),
+        Route::Alive => Ok(kserve::alive()),
+        Route::KServe { op, .. } => match served(&ctx) {
+            Ok(served) => match op {
+                KServeOp::Ready => kserve::ready(&served).await,
+                KServeOp::Predict => kserve::predict(&state, &ctx, &served, req).await,
+                KServeOp::Explain => Err(kserve::explain(&served)),
+            },
             Err(err) => Err(err),
         },
         Route::Grpc(_) => Ok(grpc::serve(&state, req).await),

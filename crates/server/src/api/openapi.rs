@@ -15,8 +15,12 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
     ];
 
     paths.insert("/v2".into(), get_op("server", "Server metadata", "ServerMetadata"));
-    paths.insert("/v2/health/live".into(), probe("Liveness: the process is up"));
-    paths.insert("/v2/health/ready".into(), probe("Readiness: every model is loaded"));
+    paths.insert("/v2/health/live".into(), probe("Liveness: the process is up", "live"));
+    paths.insert("/v2/health/ready".into(), probe("Readiness: every model is loaded", "ready"));
+    let mut alive = probe("Liveness for KServe V1 clients: the process is up", "status");
+    alive["get"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["status"] =
+        json!({"type": "string", "enum": ["alive"]});
+    paths.insert("/".into(), alive);
 
     for served in registry.latest() {
         let name = served.id.name.as_str();
@@ -26,7 +30,7 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
             "name": name,
             "description": served.description.clone().unwrap_or_else(|| format!("Model {name}, namespace {}", served.id.namespace)),
         }));
-        add_model_schemas(&mut schemas, served);
+        add_model_schemas(&mut schemas, served, &versions);
         let infer = infer_op(served, None);
         paths.insert(
             format!("/v2/models/{name}"),
@@ -39,11 +43,20 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
             format!("/v2/models/{name}/versions/{{version}}/infer"),
             infer_op(served, Some(&versions)),
         );
+        paths.insert(format!("/v1/models/{name}"), kserve_ready_op(name));
         if served.model.signature().inputs.len() == 1 {
             paths.insert(
                 format!("/seldon/{}/{name}/api/v1.0/predictions", served.id.namespace),
                 seldon_op(served),
             );
+            if served.id.namespace == palisade_core::Namespace::default() {
+                let mut short = seldon_op(served);
+                short["post"]["operationId"] = json!(format!("seldon_default_{}", sanitize(name)));
+                paths.insert(format!("/seldon/{name}/api/v1.0/predictions"), short);
+            }
+            if let Some(op) = kserve_predict_op(served) {
+                paths.insert(format!("/v1/models/{name}:predict"), op);
+            }
         }
     }
 
@@ -167,8 +180,21 @@ fn get_op(tag: &str, summary: &str, schema: &str) -> Value {
     json!({"get": {"tags": [tag], "summary": summary, "responses": responses}})
 }
 
-fn probe(summary: &str) -> Value {
-    probe_for("server", summary)
+fn probe(summary: &str, field: &str) -> Value {
+    let mut op = probe_for("server", summary);
+    let body = |value: bool| {
+        json!({"application/json": {"schema": {
+            "type": "object", "required": [field],
+            "properties": {field: {"type": "boolean", "enum": [value]}},
+        }}})
+    };
+    op["get"]["responses"]["200"]["content"] = body(true);
+    if field == "ready" {
+        op["get"]["responses"]["503"]["content"] = body(false);
+    } else if let Some(responses) = op["get"]["responses"].as_object_mut() {
+        responses.remove("503");
+    }
+    op
 }
 
 fn probe_for(tag: &str, summary: &str) -> Value {
@@ -273,7 +299,7 @@ fn element_schema(
     reference
 }
 
-fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
+fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel, versions: &[String]) {
     let signature = served.model.signature();
     let input_refs: Vec<Value> = signature
         .inputs
@@ -300,6 +326,8 @@ fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
     };
     let output_names: Vec<&str> = signature.outputs.iter().map(|o| o.name.as_str()).collect();
     let input_count = signature.inputs.len();
+    let mut version_enum: Vec<Value> = versions.iter().map(|v| json!(v)).collect();
+    version_enum.extend([json!(""), Value::Null]);
     schemas.insert(
         schema_key(served, "InferenceRequest"),
         json!({
@@ -308,6 +336,8 @@ fn add_model_schemas(schemas: &mut Map<String, Value>, served: &ServedModel) {
             "additionalProperties": false,
             "properties": {
                 "id": {"type": "string", "nullable": true, "description": "Echoed in the response"},
+                "model_name": {"type": "string", "nullable": true, "enum": [served.id.name.as_str(), null], "description": "Optional (KServe's and Triton's clients send it): when present, the model of the path, or 400. The path chooses the model."},
+                "model_version": {"type": "string", "nullable": true, "enum": version_enum, "description": "Optional: when present and not empty, the version the path serves (the latest when the path names none), or 400."},
                 "parameters": {"type": "object", "nullable": true},
                 "inputs": {"type": "array", "minItems": 1, "maxItems": input_count, "items": one_of(input_refs), "description": "Each of the model's inputs, once"},
                 "outputs": {"type": "array", "nullable": true, "maxItems": output_names.len(), "description": "Outputs to return, each once (default: all)", "items": {
@@ -379,6 +409,50 @@ fn infer_op(served: &ServedModel, versions: Option<&[String]>) -> Value {
         }]);
     }
     json!({"post": op})
+}
+
+fn kserve_ready_op(name: &str) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "Ready", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["name", "ready"],
+        "properties": {"name": {"type": "string", "enum": [name]}, "ready": {"type": "boolean"}},
+    }}}});
+    responses["503"] = json!({"description": "Not ready (an upstream model whose server says so)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    json!({"get": {
+        "tags": [name],
+        "summary": format!("Whether {name} is ready (KServe V1 protocol)"),
+        "operationId": format!("kserve_ready_{}", sanitize(name)),
+        "responses": responses,
+    }})
+}
+
+/// `:predict` for a model whose one input is a batch of fixed-width rows (rank 2), the
+/// form JSON Schema can state exactly.
+fn kserve_predict_op(served: &ServedModel) -> Option<Value> {
+    let name = served.id.name.as_str();
+    let input = served.model.signature().inputs.first().filter(|i| i.shape.len() == 2)?;
+    let Some(Dim::Fixed(columns)) = input.shape.last() else { return None };
+    let row = json!({"type": "array", "minItems": columns, "maxItems": columns, "items": datatype_item(input.datatype)});
+    let rows = json!({"type": "array", "minItems": 1, "items": row});
+    let example_row = example_request(served)["inputs"][0]["data"].clone();
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "One prediction per row: the output's row, or an object keyed by output name when the model has several outputs", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["predictions"],
+        "properties": {"predictions": {"type": "array"}},
+    }}}});
+    Some(json!({"post": {
+        "tags": [name],
+        "summary": format!("Predict with {name} (KServe V1 protocol)"),
+        "operationId": format!("kserve_predict_{}", sanitize(name)),
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"oneOf": [
+                {"type": "object", "required": ["instances"], "additionalProperties": false, "properties": {"instances": rows}},
+                {"type": "object", "required": ["inputs"], "additionalProperties": false, "properties": {"inputs": rows}},
+            ]},
+            "example": {"instances": [example_row]},
+        }}},
+        "responses": responses,
+    }}))
 }
 
 fn seldon_op(served: &ServedModel) -> Value {

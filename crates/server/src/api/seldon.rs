@@ -1,22 +1,31 @@
 //! Seldon Core v1 prediction endpoints, for callers migrating from Seldon Core.
 //!
-//! `POST /api/v1.0/predictions` works when exactly one model is served (as in a
-//! SeldonDeployment); `POST /seldon/{namespace}/{model}/api/v1.0/predictions` is Seldon's
-//! ingress path and names the model. The request context resolves which; errors are
-//! written in Seldon's `status` body by the one renderer ([`crate::rescue`]).
+//! REST: `POST /api/v1.0/predictions` works when exactly one model is served (as in a
+//! SeldonDeployment); `POST /seldon/{namespace}/{model}/api/v1.0/predictions` (Seldon's
+//! ingress path) and `/seldon/{model}/api/v1.0/predictions` (the namespace `default`) name
+//! the model. gRPC: `seldon.protos.Seldon/Predict` on the same port, the deployment named
+//! in the `seldon` (and `namespace`) metadata. The request context resolves which model,
+//! for every form; errors are written in Seldon's `status` body (REST) or as gRPC statuses
+//! by the one renderer ([`crate::rescue`]).
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use palisade_core::{ModelSignature, TensorSpec};
-use palisade_protocol::seldon;
+use palisade_protocol::grpc::tonic::{self, Status};
+use palisade_protocol::seldon::grpc::protos::{Feedback, SeldonMessage};
+use palisade_protocol::seldon::grpc::{Seldon, SeldonServer};
+use palisade_protocol::seldon::{self, SeldonRequest};
+use serde_json::Value;
+use tower::ServiceExt;
 
 use crate::context::RequestContext;
 use crate::{ApiError, AppState, ServedModel};
 
-/// `POST /api/v1.0/predictions` and `POST /seldon/{namespace}/{model}/api/v1.0/predictions`,
+/// `POST /api/v1.0/predictions` and `POST /seldon/[{namespace}/]{model}/api/v1.0/predictions`,
 /// for the model the context resolved.
 pub(crate) async fn predict(
     state: &AppState,
@@ -26,22 +35,70 @@ pub(crate) async fn predict(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let body = state.read_body(ctx, &parts.headers, body).await?;
+    let input = single_input(served)?;
+    let request = seldon::parse_request(&body.bytes, &input.name, input.datatype)?;
+    Ok(Json(run(state, served, request).await?).into_response())
+}
+
+/// `POST /seldon.protos.Seldon/Predict`, for the model the context resolved from the call's
+/// metadata. The message is read here, after authorization, like a REST body (limit,
+/// in-flight budget, digest), and handed to the generated gRPC server.
+pub(crate) async fn predict_grpc(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let read = state.read_body(ctx, &parts.headers, body).await?;
+    // Decoded once here to answer a malformed message as the caller's error (tonic calls
+    // it INTERNAL); tonic decodes the same bytes for the service below.
+    seldon::grpc::decode_frame(&read.bytes)?;
+    let service = SeldonServer::new(Service { state: state.clone(), served: served.clone() })
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let request = Request::from_parts(parts, Body::from(read.bytes.clone()));
+    let response = match service.oneshot(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(never) => match never {},
+    };
+    // The bytes stay reserved from the in-flight budget until the message is decoded.
+    drop(read);
+    Ok(response)
+}
+
+/// The feedback a Seldon client sends for a router or bandit: none is served.
+pub(crate) fn feedback_unsupported() -> ApiError {
+    ApiError::NotImplemented(
+        "Seldon feedback is not supported: Palisade serves no routers or bandits to reward; only Predict is served"
+            .to_owned(),
+    )
+}
+
+/// The model's one input: the Seldon protocol carries one tensor.
+fn single_input(served: &ServedModel) -> Result<&TensorSpec, ApiError> {
     let signature = served.model.signature();
-    let [input] = signature.inputs.as_slice() else {
-        return Err(ApiError::BadRequest(format!(
+    match signature.inputs.as_slice() {
+        [input] => Ok(input),
+        inputs => Err(ApiError::BadRequest(format!(
             "model `{}` has {} inputs; the Seldon protocol carries one: use the V2 endpoint",
             served.id.name,
-            signature.inputs.len()
-        )));
-    };
-    let request = seldon::parse_request(&body.bytes, &input.name, input.datatype)?;
+            inputs.len()
+        ))),
+    }
+}
+
+/// Runs a parsed request and writes Seldon's JSON response (the gRPC form is converted
+/// from it, so both transports answer the same).
+async fn run(state: &AppState, served: &Arc<ServedModel>, request: SeldonRequest) -> Result<Value, ApiError> {
+    let signature = served.model.signature();
     let tags = request.meta.get("tags").cloned();
     let outputs = state.infer(served, vec![request.tensor]).await?;
     let (index, spec) = primary_output(signature)
         .ok_or_else(|| ApiError::Inference("the model has no outputs".to_owned()))?;
     let output = outputs.get(index).ok_or_else(|| ApiError::Inference("an output is missing".to_owned()))?;
     let names = column_names(spec, output.shape());
-    Ok(Json(seldon::encode_response(
+    Ok(seldon::encode_response(
         output,
         &names,
         request.form,
@@ -49,7 +106,40 @@ pub(crate) async fn predict(
         served.id.version.as_str(),
         tags.as_ref(),
     ))
-    .into_response())
+}
+
+/// `seldon.protos.Seldon` for one request's model, resolved by the request context.
+struct Service {
+    state: AppState,
+    served: Arc<ServedModel>,
+}
+
+/// Logs an error the way REST does and turns it into a status.
+fn status(err: ApiError) -> Status {
+    crate::rescue::log_error(&err);
+    err.to_grpc()
+}
+
+#[tonic::async_trait]
+impl Seldon for Service {
+    async fn predict(
+        &self,
+        request: tonic::Request<SeldonMessage>,
+    ) -> Result<tonic::Response<SeldonMessage>, Status> {
+        let input = single_input(&self.served).map_err(status)?;
+        let request = seldon::grpc::parse_message(request.into_inner(), &input.name, input.datatype)
+            .map_err(|e| status(e.into()))?;
+        let response = run(&self.state, &self.served, request).await.map_err(status)?;
+        let message = seldon::grpc::response_message(&response).map_err(|e| status(e.into()))?;
+        Ok(tonic::Response::new(message))
+    }
+
+    async fn send_feedback(
+        &self,
+        _: tonic::Request<Feedback>,
+    ) -> Result<tonic::Response<SeldonMessage>, Status> {
+        Err(status(feedback_unsupported()))
+    }
 }
 
 /// The output a Seldon caller gets: the only one, else the class probabilities (the output

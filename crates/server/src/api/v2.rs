@@ -31,17 +31,19 @@ pub(crate) fn server_metadata_value() -> ServerMetadata {
     }
 }
 
-/// `GET /v2/health/live`: the process is up. Public by design, like all health probes.
+/// `GET /v2/health/live`: `{"live": true}` while the process is up (KServe's SDK reads the
+/// body, Triton's clients the status). Public by design, like all health probes.
 pub(crate) fn live() -> Response {
-    StatusCode::OK.into_response()
+    Json(json!({"live": true})).into_response()
 }
 
-/// `GET /v2/health/ready`: every model is loaded and the server is not draining.
+/// `GET /v2/health/ready`: `{"ready": true}` when every model is loaded and the server is not
+/// draining, else 503 `{"ready": false}`.
 pub(crate) fn ready(state: &AppState) -> Response {
     if state.is_ready() {
-        StatusCode::OK.into_response()
+        Json(json!({"ready": true})).into_response()
     } else {
-        StatusCode::SERVICE_UNAVAILABLE.into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false}))).into_response()
     }
 }
 
@@ -53,11 +55,18 @@ pub(crate) fn model_metadata(state: &AppState, served: &ServedModel) -> Response
 /// `GET /v2/models/{model}[/versions/{version}]/ready`: a local model is ready once
 /// loaded; an upstream model when its server says so (503 otherwise, the reason logged).
 pub(crate) async fn model_ready(served: &ServedModel) -> Result<Response, ApiError> {
+    check_ready(served).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Whether a model is ready: a local model once loaded; an upstream model when its server
+/// says so (503 otherwise, the reason logged).
+pub(crate) async fn check_ready(served: &ServedModel) -> Result<(), ApiError> {
     let Some(upstream) = served.model.upstream() else {
-        return Ok(StatusCode::OK.into_response());
+        return Ok(());
     };
     match upstream.ready().await {
-        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Ok(()) => Ok(()),
         Err(err) => {
             tracing::warn!(error = %err, model = %served.id.name, "upstream model is not ready");
             Err(ApiError::NotReady(format!(
@@ -87,6 +96,7 @@ pub(crate) async fn infer(
         }
     };
     let request = v2::parse_infer_request(&body.bytes, json_len)?;
+    same_model(served, request.model_name.as_deref(), request.model_version.as_deref())?;
     let signature = served.model.signature();
     for wanted in &request.outputs {
         if signature.output(&wanted.name).is_none() {
@@ -130,6 +140,35 @@ pub(crate) async fn infer(
     })
 }
 
+/// The route chooses the model; a body that names one (KServe's and Triton's clients add
+/// `model_name`, some `model_version`) must name the same, or the request is refused. An
+/// empty version says nothing, as in V2 gRPC.
+pub(crate) fn same_model(
+    served: &ServedModel,
+    model_name: Option<&str>,
+    model_version: Option<&str>,
+) -> Result<(), ApiError> {
+    let (name, version) = (served.id.name.as_str(), served.id.version.as_str());
+    if let Some(named) = model_name
+        && named != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the body's model_name `{}` is not the route's model `{name}`: the path chooses the model",
+            clip(named)
+        )));
+    }
+    if let Some(named) = model_version.filter(|v| !v.is_empty())
+        && named != version
+    {
+        return Err(ApiError::BadRequest(format!(
+            "the body's model_version `{}` is not the version the route serves, `{name}` version `{version}`: name the version in the path (/v2/models/{name}/versions/{{version}}/infer)",
+            clip(named)
+        )));
+    }
+    Ok(())
+}
+
+/// The model's metadata (REST and gRPC).
 pub(crate) fn metadata(state: &AppState, served: &ServedModel) -> ModelMetadata {
     let signature = served.model.signature();
     let mut parameters = json!({

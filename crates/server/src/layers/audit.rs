@@ -112,7 +112,8 @@ fn protocol_of(protocol: RouteProtocol) -> Protocol {
     match protocol {
         RouteProtocol::V2Rest => Protocol::V2Rest,
         RouteProtocol::V2Grpc => Protocol::V2Grpc,
-        RouteProtocol::SeldonV1 => Protocol::SeldonV1,
+        // The record's protocol names the prediction protocol; the path says the transport.
+        RouteProtocol::SeldonV1 | RouteProtocol::SeldonGrpc => Protocol::SeldonV1,
         RouteProtocol::OAuth => Protocol::Oauth,
         RouteProtocol::Admin => Protocol::Admin,
     }

@@ -16,7 +16,7 @@ use axum::response::Response;
 
 use crate::AppState;
 use crate::context::Ctx;
-use crate::route::{Protocol, Route, RouteOptions};
+use crate::route::{Route, RouteOptions};
 
 /// The layer (see the module docs).
 pub(crate) async fn cors(State(state): State<AppState>, ctx: Ctx, req: Request, next: Next) -> Response {
@@ -35,7 +35,7 @@ pub(crate) async fn cors(State(state): State<AppState>, ctx: Ctx, req: Request, 
     {
         let route = Route::resolve(&method, &ctx.path, RouteOptions { secured: state.secured() });
         let rest = !matches!(route, Route::NotFound | Route::Invalid(_) | Route::MethodNotAllowed(_))
-            && route.protocol(false) != Protocol::V2Grpc;
+            && !route.protocol(false).is_grpc();
         if rest {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;
@@ -54,7 +54,7 @@ pub(crate) async fn cors(State(state): State<AppState>, ctx: Ctx, req: Request, 
         return next.run(req).await;
     }
     let mut response = next.run(req).await;
-    if ctx.protocol != Protocol::V2Grpc {
+    if !ctx.protocol.is_grpc() {
         let headers = response.headers_mut();
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin_value);
         headers.insert(
