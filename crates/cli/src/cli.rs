@@ -404,7 +404,8 @@ pub struct TokenIssueArgs {
     /// A service account, as NAMESPACE/NAME: the token is what `/oauth/token` would give it.
     #[arg(long, value_name = "NS/NAME", conflicts_with = "subject")]
     pub service_account: Option<String>,
-    /// The subject (`sub`) of a developer token [default: the current user].
+    /// The subject (`sub`) of a developer token [default: the email, so that each person has their
+    /// own request principal; else the current user].
     #[arg(long)]
     pub subject: Option<String>,
     /// An `email` claim (marked verified), to call models you own.

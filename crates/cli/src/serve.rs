@@ -120,6 +120,8 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         security.load_keys().await;
         security.spawn_tasks();
+        // Versions built, tagged or deleted while serving appear and go without a restart.
+        state.watch_store(store.clone(), upstream.clone(), Duration::from_secs(1));
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
