@@ -213,9 +213,14 @@ pub struct CertIssueArgs {
 /// How the CLI reaches a running server's management API.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// The server's base URL.
-    #[arg(long, env = "PALISADE_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    /// The server's base URL. Default: the server last started with this home (its
+    /// `server.json`), else http://127.0.0.1:8080.
+    #[arg(long, env = "PALISADE_SERVER")]
+    pub server: Option<String>,
+    /// A PEM certificate to trust for the server's TLS (default: the one the server last
+    /// started with this home recorded, such as its self-signed certificate).
+    #[arg(long, env = "PALISADE_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Your bearer token (from your identity provider, or `palisade token issue`).
     #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -243,6 +248,12 @@ pub struct PolicyApplyArgs {
     /// The policy file.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
+    /// Print who would gain and lose access, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply even when an owner would lose access to their own model.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -263,6 +274,12 @@ pub struct PolicyDeleteArgs {
     /// NAMESPACE/NAME of the policy.
     #[arg(value_name = "NAMESPACE/NAME")]
     pub policy: String,
+    /// Print who would gain and lose access, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete even when an owner would lose access to their own model.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -552,6 +569,18 @@ pub enum ModelsCommand {
     Show(ShowArgs),
     /// Delete a model version (NAME:VERSION or NAME:latest).
     Delete(DeleteArgs),
+    /// The model versions the running server serves now (those you own or may call).
+    Served(ServedArgs),
+}
+
+/// `palisade models served`
+#[derive(Debug, Args)]
+pub struct ServedArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `palisade models list`
