@@ -174,11 +174,14 @@ impl Metrics {
         let model_loads = IntCounterVec::new(
             Opts::new(
                 "palisade_model_loads_total",
-                "Model versions the running server loaded (loaded), stopped serving (unloaded), or could not load (failed) as its store changed.",
+                "Model versions loaded (at startup and as the store changed), stopped serving (unloaded), or refused while serving (failed: the bundle did not verify or prepare; the other versions kept serving).",
             ),
             &["result"],
         )?;
         registry.register(Box::new(model_loads.clone()))?;
+        model_loads.with_label_values(&["loaded"]).inc_by(models.all().count() as u64);
+        model_loads.with_label_values(&["unloaded"]).reset();
+        model_loads.with_label_values(&["failed"]).reset();
         for model in models.all() {
             engines
                 .with_label_values(&[model.id.name.as_str(), model.id.version.as_str(), model.model.engine()])
