@@ -60,11 +60,38 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Check model manifests, the platform configuration and policy files without serving:
+    /// each error names the file, line and field.
+    Validate(ValidateArgs),
     /// Read and verify the tamper-evident audit trail (works while the server runs).
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `palisade validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The files (a `palisade.yaml`, a `--config` file, policy files); a directory holding
+    /// `palisade.yaml` stands for its manifest.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// What the files are (default: told apart by their content: `apiVersion` is a policy
+    /// resource, a top-level `model` a manifest, anything else the platform configuration).
+    #[arg(long, value_enum)]
+    pub kind: Option<FileKind>,
+}
+
+/// What `palisade validate` reads a file as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileKind {
+    /// A model's `palisade.yaml`.
+    Manifest,
+    /// The platform configuration (`serve --config`).
+    Platform,
+    /// Istio resources of a policy directory (`serve --policy-dir`).
+    Policy,
 }
 
 /// `palisade audit ...`

@@ -16,6 +16,7 @@ mod models;
 mod output;
 mod policy;
 mod serve;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -75,6 +76,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),
         },
+        Command::Validate(args) => validate::run(&args),
         Command::Audit { command } => match command {
             AuditCommand::Verify(args) => audit::verify(&home, &args),
             AuditCommand::Query(args) => audit::query(&home, &args),
