@@ -878,6 +878,13 @@ impl<'de> Deserialize<'de> for Owners {
     }
 }
 
+/// The label every model carries with its name as the value, so a policy can select one
+/// model (`selector: {matchLabels: {palisade.dev/model: iris}}`). Manifests cannot set it.
+pub const MODEL_NAME_LABEL: &str = "palisade.dev/model";
+
+/// Label keys under this prefix are Palisade's own: a manifest that sets one is refused.
+pub const RESERVED_LABEL_PREFIX: &str = "palisade.dev/";
+
 /// Kubernetes-style labels: keys `[prefix/]name`, values of at most 63 characters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Labels(BTreeMap<String, String>);
@@ -936,6 +943,12 @@ impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let map = BTreeMap::<String, String>::deserialize(d)?;
         for (key, value) in &map {
+            if key.starts_with(RESERVED_LABEL_PREFIX) {
+                return Err(serde::de::Error::custom(format!(
+                    "label key `{key}` is reserved: Palisade sets the labels under `{RESERVED_LABEL_PREFIX}` itself \
+                     (every model carries `{MODEL_NAME_LABEL}: <its name>`); remove it"
+                )));
+            }
             if !label_key_ok(key) {
                 return Err(serde::de::Error::custom(format!(
                     "label key `{key}` is invalid: use [prefix/]name, name at most 63 characters of letters, digits, '-', '_' or '.'"
@@ -1140,6 +1153,15 @@ model:
         let err = parse(&MINIMAL.replace("owners: [alice@example.com]\n", "")).unwrap_err();
         assert!(err.message.contains("missing field `owners`"), "{err}");
         assert!(err.message.contains("every model needs owners"), "{err}");
+    }
+
+    #[test]
+    fn refuses_palisades_own_label_keys() {
+        for key in ["palisade.dev/model", "palisade.dev/anything"] {
+            let err = parse(&format!("{MINIMAL}labels: {{{key}: other}}\n")).unwrap_err();
+            assert_eq!(err.field, "labels", "{err}");
+            assert!(err.to_string().contains(&format!("label key `{key}` is reserved")), "{err}");
+        }
     }
 
     #[test]

@@ -121,10 +121,8 @@ pub fn sa_revoke(home: &Path, args: &SaRevokeArgs) -> Result<(), Failure> {
         other => Failure::other(other),
     })?;
     println!(
-        "service account {}/{} revoked: no new tokens; tokens already issued expire within {} s",
-        account.namespace,
-        account.name,
-        issuer.settings().token_ttl.as_secs()
+        "service account {}/{} revoked: no new tokens, and running servers refuse the tokens it already holds within a second",
+        account.namespace, account.name
     );
     Ok(())
 }

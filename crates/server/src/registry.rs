@@ -24,7 +24,8 @@ pub struct ServedModel {
     pub owners: Owners,
     /// The prepared model.
     pub model: Runnable,
-    /// What authorization knows of the model: namespace, name, labels, owners.
+    /// What authorization knows of the model: namespace, name, labels (the manifest's and
+    /// `palisade.dev/model: NAME`), owners.
     pub target: Arc<palisade_policy::TargetModel>,
     /// What the audit log keeps of the model's requests (the manifest's `audit:`).
     pub audit: palisade_bundle::manifest::AuditSection,
@@ -42,11 +43,6 @@ impl std::fmt::Debug for ServedModel {
 }
 
 impl ServedModel {
-    /// The labels as a map (matched by policy selectors).
-    pub fn label_map(&self) -> &std::collections::BTreeMap<String, String> {
-        self.labels.as_map()
-    }
-
     /// The model as token rules see it: namespace and labels (for namespace-scoped issuers).
     pub fn identity_target(&self) -> palisade_identity::Target<'_> {
         palisade_identity::Target { namespace: self.target.namespace.as_str(), labels: &self.target.labels }
@@ -64,10 +60,12 @@ impl ServedModel {
     ) -> Result<ServedModel, RuntimeError> {
         let model = palisade_runtime::prepare_with(&bundle.manifest, &bundle.model_path(), upstream)?;
         let manifest = &bundle.manifest;
+        let mut labels = manifest.labels.as_map().clone();
+        labels.insert(palisade_bundle::manifest::MODEL_NAME_LABEL.to_owned(), manifest.name.to_string());
         let target = Arc::new(palisade_policy::TargetModel {
             namespace: manifest.namespace.clone(),
             name: manifest.name.clone(),
-            labels: manifest.labels.as_map().clone(),
+            labels,
             owners: manifest.owners.as_slice().to_vec(),
         });
         Ok(ServedModel {

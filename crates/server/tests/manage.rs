@@ -479,3 +479,28 @@ async fn served_models_are_listed_to_those_who_own_or_may_call_them() {
     assert!(names(call_as(&app, Some(&eve), "GET", "/manage/v1/models", "").await.json()).is_empty());
     assert_eq!(call_as(&app, None, "GET", "/manage/v1/models", "").await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Every model carries `palisade.dev/model: NAME`, so an owner's policy can name one model
+/// of a namespace where they own several; the others keep their own access rules.
+#[tokio::test]
+async fn a_policy_selects_one_model_by_its_name_label() {
+    const LAB_BOB_OTHER: &str = "name: bobother\nversion: \"1\"\nnamespace: lab\nowners: [bob@lab.example]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+    let (_tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BOB, LAB_BOB_OTHER]);
+    let app = lab_app(&store);
+    let (bob, _alice, _eve, _admin) = lab_tokens(&app);
+    let carol = token_with(app.state.security(), "carol", json!({"email": "carol@lab.example"}));
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: carol-may-call, namespace: lab}\nspec:\n  selector:\n    matchLabels: {palisade.dev/model: bobmodel}\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [carol@lab.example, bob@lab.example]\n";
+    let preview = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies?dryRun=true", policy).await.json();
+    assert_eq!(preview["selects"], json!(["lab/bobmodel:1"]), "{preview}");
+    assert_eq!(preview["owners_lose_access"], false);
+    let applied = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", policy).await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    let infer = |model: &'static str, token: String| {
+        let app = &app;
+        async move { call_as(app, Some(&token), "POST", &format!("/v2/models/{model}/infer"), ROW).await.status }
+    };
+    assert_eq!(infer("bobmodel", carol.clone()).await, StatusCode::OK);
+    assert_eq!(infer("bobother", carol).await, StatusCode::FORBIDDEN, "the other model is not selected");
+    assert_eq!(infer("bobmodel", bob.clone()).await, StatusCode::OK);
+    assert_eq!(infer("bobother", bob).await, StatusCode::OK, "owners-only still holds for the other model");
+}
