@@ -338,7 +338,18 @@ fn declared_output_size(facts: &ModelFacts, signature: &ModelSignature) -> Outpu
 
 /// The signature: inputs from the graph (as tract's models read them), outputs from the
 /// session, each a tensor.
+///
+/// onnxruntime does not check the shapes a file declares for its outputs, and converters
+/// get them wrong: onnxmltools declares a LightGBM classifier's `label` as `[1]`, though it
+/// has one label per row. When the inputs have a dynamic leading (batch) dimension, an
+/// output's leading dimension declared 1 is therefore taken as dynamic too.
 fn signature(session: &Session, facts: &ModelFacts) -> Result<ModelSignature, String> {
+    let batched = facts.inputs.iter().any(|i| i.shape.first() == Some(&Dim::Dynamic));
+    let dim = |axis: usize, d: i64| match d {
+        1 if axis == 0 && batched => Dim::Dynamic,
+        d if d >= 0 => Dim::Fixed(d as u64),
+        _ => Dim::Dynamic,
+    };
     let mut outputs = Vec::with_capacity(session.outputs().len());
     for outlet in session.outputs() {
         let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
@@ -356,7 +367,7 @@ fn signature(session: &Session, facts: &ModelFacts) -> Result<ModelSignature, St
         outputs.push(TensorSpec {
             name: outlet.name().to_owned(),
             datatype,
-            shape: shape.iter().map(|&d| if d >= 0 { Dim::Fixed(d as u64) } else { Dim::Dynamic }).collect(),
+            shape: shape.iter().enumerate().map(|(axis, &d)| dim(axis, d)).collect(),
             allow_nan: false,
             labels: facts.labels.get(outlet.name()).cloned(),
         });

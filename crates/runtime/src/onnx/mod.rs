@@ -479,7 +479,25 @@ fn optimize(
             .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
             .map_err(|e| format!("input `{}`: {e:#}", spec.name))?;
     }
-    model.into_optimized().map_err(|e| format!("{e:#}"))
+    let mut typed = model.into_typed().map_err(|e| format!("{e:#}"))?;
+    declutter(&mut typed).map_err(|e| format!("{e:#}"))?;
+    typed.optimize().map_err(|e| format!("{e:#}"))?;
+    Ok(typed)
+}
+
+/// tract's declutter passes without `FoldUniformMask`, which computes wrong shapes for a
+/// boolean `And` of a comparison on a `Range` (tract 0.23.9: `And(true, arange(n) >= 0)`
+/// unsqueezed to `[1, 1, n, 1]` came out `[1, 1, 1, 1]`, and with `>= 3` two rows). Every
+/// Hugging Face model exported with transformers 5 builds its attention mask this way. The
+/// pass is an optimization only; the other passes fold what it would where that is correct.
+fn declutter(model: &mut TypedModel) -> TractResult<()> {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    optimizer.passes.retain(|pass| !format!("{pass:?}").starts_with("FoldUniformMask"));
+    debug_assert_eq!(
+        optimizer.passes.len(),
+        tract_onnx::tract_core::optim::Optimizer::declutter().passes.len() - 1
+    );
+    optimizer.optimize(model)
 }
 
 /// Rows a batch needs for its rows to be computed as in any larger batch (see
