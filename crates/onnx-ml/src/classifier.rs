@@ -49,7 +49,7 @@ impl TreeEnsembleClassifier {
     /// Validates the attributes and compiles the trees.
     pub fn new(attributes: ClassifierAttributes) -> Result<Self, OnnxMlError> {
         let ClassifierAttributes { nodes, leaves, class_labels, base_values, post_transform } = attributes;
-        let n_classes = class_labels.len();
+        let n_classes = crate::alloc::width("classlabels", class_labels.len())?;
         if n_classes < 2 {
             return Err(OnnxMlError::InvalidAttribute {
                 attribute: match class_labels {
@@ -122,8 +122,8 @@ impl TreeEnsembleClassifier {
         n_rows: usize,
         n_features: usize,
     ) -> Result<Classification, OnnxMlError> {
-        let mut labels = vec![0; n_rows];
-        let mut scores = vec![0.0; n_rows.saturating_mul(self.n_classes())];
+        let mut labels = crate::filled(n_rows, 0)?;
+        let mut scores = crate::filled(crate::alloc::product(n_rows, self.n_classes())?, 0.0)?;
         self.predict_into(features, n_rows, n_features, &mut labels, &mut scores)?;
         Ok(Classification { labels, scores })
     }
@@ -155,11 +155,11 @@ impl TreeEnsembleClassifier {
             return Ok(());
         }
         let (mut leaves_stack, mut leaves_heap) = ([0u32; crate::STACK_TREES], Vec::new());
-        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees());
+        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees())?;
         let (mut sums_stack, mut sums_heap) = ([0.0f32; crate::STACK_COLUMNS], Vec::new());
-        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, n_classes);
+        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, n_classes)?;
         let (mut has_stack, mut has_heap) = ([false; crate::STACK_COLUMNS], Vec::new());
-        let has = crate::scratch(&mut has_stack, &mut has_heap, n_classes);
+        let has = crate::scratch(&mut has_stack, &mut has_heap, n_classes)?;
         let outputs = scores.chunks_exact_mut(n_classes).zip(labels.iter_mut());
         for (row_index, (out, label)) in outputs.enumerate() {
             let row = &features[row_index * n_features..(row_index + 1) * n_features];

@@ -387,8 +387,13 @@ impl Forest {
         weights: &[LeafWeight],
         n_columns: usize,
     ) -> Option<Vec<f32>> {
-        let mut dense = vec![0.0f32; weights.len()];
-        let mut seen = vec![false; n_columns];
+        // Every leaf weights each column once, so the weights outnumber the columns; both
+        // buffers are then as long as an attribute of the model file.
+        if n_columns > weights.len() {
+            return None;
+        }
+        let mut dense = crate::filled(weights.len(), 0.0f32).ok()?;
+        let mut seen = crate::filled(n_columns, false).ok()?;
         for (mode, span) in modes.iter().zip(spans) {
             if *mode != NodeMode::Leaf {
                 continue;

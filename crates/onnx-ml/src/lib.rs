@@ -197,7 +197,7 @@ pub use label_encoder::{LabelColumn, LabelEncoder};
 pub use one_hot_encoder::OneHotEncoder;
 pub use scaler::{Scaler, ScalerInput};
 pub use string_normalizer::{CaseChange, StringNormalizer, StringNormalizerAttributes};
-pub use svm_classifier::{SvmClassifier, SvmClassifierAttributes};
+pub use svm_classifier::{MAX_CLASSES, SvmClassifier, SvmClassifierAttributes};
 pub use svm_kernel::{Kernel, KernelType};
 pub use svm_regressor::{SvmRegressor, SvmRegressorAttributes};
 pub use tfidf_vectorizer::{NgramPool, TfIdfInput, TfIdfMode, TfIdfVectorizer, TfIdfVectorizerAttributes};
@@ -208,13 +208,18 @@ pub use tree_ensemble::{TreeEnsembleAttributes, tree_ensemble};
 const STACK_TREES: usize = 512;
 const STACK_COLUMNS: usize = 32;
 
-/// `len` elements of `stack` when it is long enough, else of `heap` grown to `len`.
-fn scratch<'a, T: Copy + Default>(stack: &'a mut [T], heap: &'a mut Vec<T>, len: usize) -> &'a mut [T] {
+/// `len` elements of `stack` when it is long enough, else of `heap` grown to `len`
+/// (fallibly: `len` comes from the model's attributes).
+fn scratch<'a, T: Copy + Default>(
+    stack: &'a mut [T],
+    heap: &'a mut Vec<T>,
+    len: usize,
+) -> Result<&'a mut [T], OnnxMlError> {
     match stack.get_mut(..len) {
-        Some(slice) => slice,
+        Some(slice) => Ok(slice),
         None => {
-            heap.resize(len, T::default());
-            heap
+            alloc::grow(heap, len, T::default())?;
+            Ok(heap)
         }
     }
 }

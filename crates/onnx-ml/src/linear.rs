@@ -167,8 +167,8 @@ impl LinearClassifier {
         n_rows: usize,
         n_features: usize,
     ) -> Result<Classification, OnnxMlError> {
-        let mut labels = vec![0; n_rows];
-        let mut scores = vec![0.0; n_rows.saturating_mul(self.n_classes())];
+        let mut labels = crate::filled(n_rows, 0)?;
+        let mut scores = crate::filled(crate::alloc::product(n_rows, self.n_classes())?, 0.0)?;
         self.predict_into(features, n_rows, n_features, &mut labels, &mut scores)?;
         Ok(Classification { labels, scores })
     }
@@ -249,7 +249,7 @@ impl LinearRegressor {
     pub fn new(attributes: LinearRegressorAttributes) -> Result<Self, OnnxMlError> {
         let LinearRegressorAttributes { coefficients, intercepts, targets, post_transform } = attributes;
         let n_targets = match usize::try_from(targets) {
-            Ok(n) if n > 0 => n,
+            Ok(n) if n > 0 => crate::alloc::width("targets", n)?,
             _ => {
                 return Err(OnnxMlError::InvalidAttribute {
                     attribute: "targets",
@@ -294,7 +294,7 @@ impl LinearRegressor {
         n_rows: usize,
         n_features: usize,
     ) -> Result<Vec<f32>, OnnxMlError> {
-        let mut values = vec![0.0; n_rows.saturating_mul(self.n_targets())];
+        let mut values = crate::filled(crate::alloc::product(n_rows, self.n_targets())?, 0.0)?;
         self.predict_into(features, n_rows, n_features, &mut values)?;
         Ok(values)
     }

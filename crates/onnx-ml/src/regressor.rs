@@ -35,7 +35,7 @@ impl TreeEnsembleRegressor {
         let RegressorAttributes { nodes, leaves, n_targets, base_values, post_transform, aggregate_function } =
             attributes;
         let n_targets = match usize::try_from(n_targets) {
-            Ok(n) if n > 0 && n <= u32::MAX as usize => n,
+            Ok(n) if n > 0 => crate::alloc::width("n_targets", n)?,
             _ => {
                 return Err(OnnxMlError::InvalidAttribute {
                     attribute: "n_targets",
@@ -95,7 +95,7 @@ impl TreeEnsembleRegressor {
         n_rows: usize,
         n_features: usize,
     ) -> Result<Vec<f32>, OnnxMlError> {
-        let mut values = vec![0.0; n_rows.saturating_mul(self.n_targets)];
+        let mut values = crate::filled(crate::alloc::product(n_rows, self.n_targets)?, 0.0)?;
         self.predict_into(features, n_rows, n_features, &mut values)?;
         Ok(values)
     }
@@ -118,7 +118,7 @@ impl TreeEnsembleRegressor {
             return Ok(());
         }
         let (mut leaves_stack, mut leaves_heap) = ([0u32; crate::STACK_TREES], Vec::new());
-        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees());
+        let leaves = crate::scratch(&mut leaves_stack, &mut leaves_heap, self.forest.n_trees())?;
         let row = |r: usize| &features[r * n_features..(r + 1) * n_features];
         if self.n_targets == 1 {
             for (r, out) in values.iter_mut().enumerate() {
@@ -129,9 +129,9 @@ impl TreeEnsembleRegressor {
             return Ok(());
         }
         let (mut sums_stack, mut sums_heap) = ([0.0f32; crate::STACK_COLUMNS], Vec::new());
-        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, self.n_targets);
+        let sums = crate::scratch(&mut sums_stack, &mut sums_heap, self.n_targets)?;
         let (mut has_stack, mut has_heap) = ([false; crate::STACK_COLUMNS], Vec::new());
-        let has = crate::scratch(&mut has_stack, &mut has_heap, self.n_targets);
+        let has = crate::scratch(&mut has_stack, &mut has_heap, self.n_targets)?;
         for (r, out) in values.chunks_exact_mut(self.n_targets).enumerate() {
             self.forest.leaves(row(r), leaves);
             if matches!(self.aggregate, Aggregate::Sum | Aggregate::Average) {

@@ -3,6 +3,10 @@
 use crate::svm_kernel::{Kernel, KernelType};
 use crate::{ClassLabels, Classification, OnnxMlError, PostTransform};
 
+/// Most classes an SVM classifier may have: its probabilities take `classes^2` values per
+/// row, held to [`crate::MAX_ELEMENTS`].
+pub const MAX_CLASSES: usize = 1 << 14;
+
 /// Everything `SVMClassifier` (ai.onnx.ml opset 1) is configured with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SvmClassifierAttributes {
@@ -75,6 +79,13 @@ impl SvmClassifier {
             return Err(OnnxMlError::InvalidAttribute {
                 attribute: "classlabels_ints",
                 reason: "a classifier needs at least two classes".into(),
+            });
+        }
+        // Probabilities couple every pair of classes in an n x n matrix per row.
+        if n_classes > MAX_CLASSES {
+            return Err(OnnxMlError::InvalidAttribute {
+                attribute: "classlabels_ints",
+                reason: format!("{n_classes} classes is more than the limit of {MAX_CLASSES}"),
             });
         }
         if a.coefficients.is_empty() {
@@ -207,8 +218,11 @@ impl SvmClassifier {
         let n = self.labels.len();
         let f = self.n_features.max(1);
         let mut kernels = crate::alloc::filled(self.n_vectors, 0.0f32)?;
-        let mut votes = vec![0usize; n];
-        let mut decisions = vec![0.0f32; n * (n - 1) / 2];
+        let mut votes = crate::filled(n, 0usize)?;
+        let mut decisions = crate::filled(n * (n - 1) / 2, 0.0f32)?;
+        let mut pairwise = if self.prob_a.is_empty() { Vec::new() } else { crate::filled(n * n, 0.0f32)? };
+        let mut coupling =
+            if self.prob_a.is_empty() { Vec::new() } else { crate::filled(n * n + n, 0.0f32)? };
         for ((x, row), label) in features.chunks(f).zip(scores.chunks_mut(columns)).zip(labels.iter_mut()) {
             if !self.svc {
                 for (c, s) in row.iter_mut().enumerate() {
@@ -278,7 +292,7 @@ impl SvmClassifier {
                     crate::transform::apply(self.post_transform, row);
                 }
             } else {
-                let mut pairwise = vec![0.0f32; n * n];
+                pairwise.fill(0.0);
                 let mut pair = 0;
                 for i in 0..n - 1 {
                     for j in i + 1..n {
@@ -289,7 +303,7 @@ impl SvmClassifier {
                         pair += 1;
                     }
                 }
-                coupled_probabilities(n, &pairwise, row);
+                coupled_probabilities(n, &pairwise, row, &mut coupling);
                 crate::transform::apply(self.post_transform, row);
             }
         }
@@ -315,9 +329,10 @@ fn sigmoid_probability(score: f32, a: f32, b: f32) -> f32 {
 
 /// libsvm's pairwise coupling (Wu, Lin and Weng, method 2), in onnxruntime's `f32`
 /// arithmetic: `r[i * n + j]` is the probability of `i` against `j`.
-fn coupled_probabilities(n: usize, r: &[f32], p: &mut [f32]) {
-    let mut q = vec![0.0f32; n * n];
-    let mut qp = vec![0.0f32; n];
+/// `scratch` holds `n * n + n` values.
+fn coupled_probabilities(n: usize, r: &[f32], p: &mut [f32], scratch: &mut [f32]) {
+    scratch.fill(0.0);
+    let (q, qp) = scratch.split_at_mut(n * n);
     let eps = 0.005 / n as f32;
     for i in 0..n {
         p[i] = 1.0 / n as f32;

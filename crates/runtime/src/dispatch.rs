@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use palisade_core::{ModelRef, ModelSignature, Tensor};
 
 use crate::upstream::{CallContext, UpstreamModel};
-use crate::{BatchConfig, BatchObserver, Batcher, Engine, Model, RuntimeError, check_inputs};
+use crate::{BatchConfig, BatchObserver, Batcher, Engine, Model, OutputSize, RuntimeError, check_inputs};
 
 /// A prepared model, as the dispatcher runs it.
 #[derive(Clone)]
@@ -49,6 +49,32 @@ impl Runnable {
         match self {
             Runnable::InProcess(model) => model.max_body_bytes(),
             Runnable::Upstream(model) => model.max_body_bytes(),
+        }
+    }
+
+    /// The bytes the model's outputs take for a request with these inputs (in signature
+    /// order), to reserve from the server's memory budget before it runs (see
+    /// [`OutputSize::bytes`]). 0 for an upstream model: its server computes, and its
+    /// answer is read within its own response limit.
+    pub fn output_bytes(&self, inputs: &[Tensor]) -> u64 {
+        match self {
+            Runnable::InProcess(model) => match model.output_size() {
+                Some(size) => size.bytes(inputs),
+                None => OutputSize::from_signature(model.signature()).bytes(inputs),
+            },
+            Runnable::Upstream(_) => 0,
+        }
+    }
+
+    /// The bytes the outputs of one input row take, every dynamic dim 1 (see
+    /// [`OutputSize::bytes_per_row`]); 0 for an upstream model.
+    pub fn output_bytes_per_row(&self) -> u64 {
+        match self {
+            Runnable::InProcess(model) => match model.output_size() {
+                Some(size) => size.bytes_per_row(),
+                None => OutputSize::from_signature(model.signature()).bytes_per_row(),
+            },
+            Runnable::Upstream(_) => 0,
         }
     }
 

@@ -17,6 +17,7 @@ mod inputs;
 mod loader;
 pub mod onnx;
 pub mod onnxruntime;
+mod output_size;
 pub mod selftest;
 pub mod upstream;
 
@@ -30,6 +31,7 @@ pub use egress::EgressPolicy;
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;
 pub use loader::{prepare, prepare_onnx, prepare_with};
+pub use output_size::{MAX_ROW_BYTES, OutputSize};
 pub use upstream::{CallContext, UpstreamContext, UpstreamError, UpstreamModel};
 
 /// A prepared model, shared by all requests. `run` is called on inference threads only.
@@ -60,6 +62,13 @@ pub trait Model: Send + Sync + 'static {
     /// The model's own request body limit in bytes (`limits.maxBodyBytes` in its
     /// manifest), replacing the server's; `None` for the server's.
     fn max_body_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The model's output shapes as expressions of its input dims, for the memory a
+    /// request's outputs take ([`Runnable::output_bytes`]); `None` to work it out from
+    /// the signature ([`OutputSize::from_signature`]).
+    fn output_size(&self) -> Option<&OutputSize> {
         None
     }
 }

@@ -89,6 +89,10 @@ impl Model for Limited {
     fn max_body_bytes(&self) -> Option<usize> {
         Some(self.max_body_bytes)
     }
+
+    fn output_size(&self) -> Option<&crate::OutputSize> {
+        self.model.output_size()
+    }
 }
 
 fn prepare_engine(

@@ -23,8 +23,10 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
 
+use tract_onnx::prelude::{SymbolScope, TDim};
+
 use crate::onnx::{self, ModelFacts};
-use crate::{Model, RuntimeError};
+use crate::{Model, OutputSize, RuntimeError};
 
 /// The environment variable naming the onnxruntime library file.
 pub const LIBRARY_ENV: &str = "PALISADE_ONNXRUNTIME_LIB";
@@ -204,6 +206,9 @@ pub struct OrtModel {
     library: &'static Library,
     /// Whether the signature's inputs and outputs are the session's, in its order.
     positional: bool,
+    /// The outputs' shapes as expressions of the inputs' dims, from the file's declared
+    /// shapes.
+    output_size: OutputSize,
 }
 
 impl std::fmt::Debug for OrtModel {
@@ -226,6 +231,9 @@ impl OrtModel {
         let facts = onnx::inspect(path, &bytes)?;
         let session = new_session(library, path).map_err(&fail)?;
         let signature = signature(&session, &facts).map_err(&fail)?;
+        let output_size =
+            tract_output_size(path, &signature).unwrap_or_else(|| declared_output_size(&facts, &signature));
+        onnx::check_row_bytes(&output_size).map_err(&fail)?;
         let same = |names: Vec<&str>, specs: &[TensorSpec]| {
             names.iter().copied().eq(specs.iter().map(|s| s.name.as_str()))
         };
@@ -238,6 +246,7 @@ impl OrtModel {
             returned: Condvar::new(),
             library,
             positional,
+            output_size,
         })
     }
 
@@ -290,9 +299,57 @@ fn new_session(library: &Library, path: &Path) -> Result<Session, String> {
     }
 }
 
+/// The output size tract works out for the same file, when it prepares it: the operators'
+/// own shapes, which the file's declarations may leave open (a tree ensemble's width is
+/// its `n_targets`, whatever the output declares).
+fn tract_output_size(path: &Path, signature: &ModelSignature) -> Option<OutputSize> {
+    let model = onnx::OnnxModel::load(path).ok()?;
+    let have: Vec<&str> = model.signature().outputs.iter().map(|s| s.name.as_str()).collect();
+    let want: Vec<&str> = signature.outputs.iter().map(|s| s.name.as_str()).collect();
+    model.output_size()?.select(&have, &want)
+}
+
+/// The output size from the file's declared dims (the session's shapes where the file
+/// declares none): outputs that reuse an input's `dim_param` are computed from the
+/// request, other dynamic dims estimated (see [`OutputSize`]).
+fn declared_output_size(facts: &ModelFacts, signature: &ModelSignature) -> OutputSize {
+    let scope = SymbolScope::default();
+    let mut unnamed = 0usize;
+    let mut dims = |name: &str, spec: &TensorSpec| -> Vec<TDim> {
+        match facts.declared.get(name) {
+            Some(dims) if dims.len() == spec.shape.len() => dims.clone(),
+            _ => spec
+                .shape
+                .iter()
+                .map(|d| match d {
+                    Dim::Fixed(n) => TDim::Val(i64::try_from(*n).unwrap_or(i64::MAX)),
+                    Dim::Dynamic => {
+                        unnamed += 1;
+                        TDim::Sym(scope.sym(&format!("session_unnamed_{unnamed}")))
+                    }
+                })
+                .collect(),
+        }
+    };
+    let inputs: Vec<Vec<TDim>> = signature.inputs.iter().map(|s| dims(&s.name, s)).collect();
+    let outputs = signature.outputs.iter().map(|s| (s.datatype, dims(&s.name, s))).collect();
+    OutputSize::new(&inputs, outputs)
+}
+
 /// The signature: inputs from the graph (as tract's models read them), outputs from the
 /// session, each a tensor.
+///
+/// onnxruntime does not check the shapes a file declares for its outputs, and converters
+/// get them wrong: onnxmltools declares a LightGBM classifier's `label` as `[1]`, though it
+/// has one label per row. When the inputs have a dynamic leading (batch) dimension, an
+/// output's leading dimension declared 1 is therefore taken as dynamic too.
 fn signature(session: &Session, facts: &ModelFacts) -> Result<ModelSignature, String> {
+    let batched = facts.inputs.iter().any(|i| i.shape.first() == Some(&Dim::Dynamic));
+    let dim = |axis: usize, d: i64| match d {
+        1 if axis == 0 && batched => Dim::Dynamic,
+        d if d >= 0 => Dim::Fixed(d as u64),
+        _ => Dim::Dynamic,
+    };
     let mut outputs = Vec::with_capacity(session.outputs().len());
     for outlet in session.outputs() {
         let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
@@ -310,7 +367,7 @@ fn signature(session: &Session, facts: &ModelFacts) -> Result<ModelSignature, St
         outputs.push(TensorSpec {
             name: outlet.name().to_owned(),
             datatype,
-            shape: shape.iter().map(|&d| if d >= 0 { Dim::Fixed(d as u64) } else { Dim::Dynamic }).collect(),
+            shape: shape.iter().enumerate().map(|(axis, &d)| dim(axis, d)).collect(),
             allow_nan: false,
             labels: facts.labels.get(outlet.name()).cloned(),
         });
@@ -419,6 +476,10 @@ impl Model for OrtModel {
 
     fn engine(&self) -> &'static str {
         "onnxruntime"
+    }
+
+    fn output_size(&self) -> Option<&OutputSize> {
+        Some(&self.output_size)
     }
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {

@@ -430,8 +430,10 @@ fn generate(signature: &ModelSignature, rows: usize) -> Result<Vec<Tensor>, Stri
                 DataType::Uint64 => TensorData::Uint64((0..n).map(|i| (i % 4) as u64).collect()),
                 DataType::Int8 => TensorData::Int8((0..n).map(|i| (i % 4) as i8).collect()),
                 DataType::Int16 => TensorData::Int16((0..n).map(|i| (i % 4) as i16).collect()),
-                DataType::Int32 => TensorData::Int32((0..n).map(|i| (i % 4) as i32).collect()),
-                DataType::Int64 => TensorData::Int64((0..n).map(|i| ((i * 7 + 3) % 4) as i64).collect()),
+                // Integer inputs are often indices into an embedding (token ids, and token
+                // types, of which BERT has two): 0 and 1 are valid for any of them.
+                DataType::Int32 => TensorData::Int32((0..n).map(|i| ((i * 7 + 3) % 2) as i32).collect()),
+                DataType::Int64 => TensorData::Int64((0..n).map(|i| ((i * 7 + 3) % 2) as i64).collect()),
                 DataType::Fp16 => TensorData::Fp16((0..n).map(|_| half::f16::from_f64(unit())).collect()),
                 DataType::Bf16 => TensorData::Bf16((0..n).map(|_| half::bf16::from_f64(unit())).collect()),
                 DataType::Fp32 => TensorData::Fp32((0..n).map(|_| unit() as f32).collect()),

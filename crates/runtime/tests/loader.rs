@@ -215,3 +215,83 @@ fn stateful_plans_get_a_fresh_state_every_run() {
     }
     assert_eq!(run(&rows[..1]), alone[0]);
 }
+
+/// The attention mask of a Hugging Face model exported by torch.onnx's dynamo exporter:
+/// `And(true, arange(sequence)[None, None, :, None] >= k)`. tract 0.23.9's
+/// `FoldUniformMask` pass computed it as `[1, 1, 1, 1]` (k = 0) or 2 rows (k = 3) instead of
+/// `[1, 1, sequence, 1]`; Palisade declutters without that pass.
+#[test]
+fn a_boolean_mask_over_a_range_keeps_its_shape_and_values() {
+    use tract_onnx::pb::{AttributeProto, NodeProto, TensorProto, tensor_shape_proto, type_proto};
+    let node = |op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>| NodeProto {
+        op_type: op.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    };
+    let int = |name: &str, i: i64| AttributeProto { name: name.into(), i, r#type: 2, ..Default::default() };
+    let ints = |name: &str, dims: Vec<i64>, values: Vec<i64>| TensorProto {
+        name: name.into(),
+        data_type: 7,
+        dims,
+        int64_data: values,
+        ..Default::default()
+    };
+    let info = |name: &str, dims: Vec<tensor_shape_proto::dimension::Value>| tract_onnx::pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(tract_onnx::pb::TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: 7,
+                shape: Some(tract_onnx::pb::TensorShapeProto {
+                    dim: dims
+                        .into_iter()
+                        .map(|v| tensor_shape_proto::Dimension { value: Some(v), ..Default::default() })
+                        .collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    use tensor_shape_proto::dimension::Value::DimParam;
+    for threshold in [0i64, 3] {
+        let proto = tract_onnx::pb::ModelProto {
+            ir_version: 9,
+            opset_import: vec![tract_onnx::pb::OperatorSetIdProto { domain: String::new(), version: 20 }],
+            graph: Some(tract_onnx::pb::GraphProto {
+                node: vec![
+                    node("Shape", &["ids"], "shape", vec![int("start", 1), int("end", 2)]),
+                    node("Squeeze", &["shape"], "n", vec![]),
+                    node("Range", &["zero", "n", "one"], "range", vec![]),
+                    node("Unsqueeze", &["range", "axes"], "column", vec![]),
+                    node("GreaterOrEqual", &["column", "threshold"], "ge", vec![]),
+                    node("And", &["true", "ge"], "mask", vec![]),
+                    node("Cast", &["mask"], "y", vec![int("to", 7)]),
+                ],
+                initializer: vec![
+                    ints("zero", vec![], vec![0]),
+                    ints("one", vec![], vec![1]),
+                    ints("threshold", vec![], vec![threshold]),
+                    ints("axes", vec![3], vec![0, 1, 3]),
+                    TensorProto {
+                        name: "true".into(),
+                        data_type: 9,
+                        int32_data: vec![1],
+                        ..Default::default()
+                    },
+                ],
+                input: vec![info("ids", vec![DimParam("batch".into()), DimParam("sequence".into())])],
+                output: vec![info("y", vec![])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let model = OnnxModel::from_bytes(Path::new("mask.onnx"), &encode(&proto)).unwrap();
+        let ids = Tensor::new("ids", vec![1, 8], TensorData::Int64(vec![0; 8])).unwrap();
+        let out = model.run(vec![ids]).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 8, 1], "threshold {threshold}");
+        let want: Vec<i64> = (0..8).map(|i| i64::from(i >= threshold)).collect();
+        assert_eq!(out[0].data(), &TensorData::Int64(want), "threshold {threshold}");
+    }
+}

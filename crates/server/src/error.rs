@@ -65,6 +65,17 @@ pub enum ApiError {
     /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was held.
     #[error("the server is receiving too much request data right now; retry later")]
     BodyBudgetExhausted,
+    /// The outputs this request would make do not fit the server's in-flight memory budget
+    /// (`--max-inflight-bytes`, shared with request bodies): 413 when they are larger than
+    /// the whole budget (fewer rows may fit), else 503 with `Retry-After` while other
+    /// requests hold it. `RESOURCE_EXHAUSTED` over gRPC either way. Nothing ran.
+    #[error("{}", output_budget_message(*needed, *limit))]
+    OutputBudget {
+        /// Bytes the outputs would take.
+        needed: u64,
+        /// The budget, in bytes.
+        limit: usize,
+    },
     /// The model failed; details are logged, not returned (500).
     #[error("inference failed: {0}")]
     Inference(String),
@@ -117,6 +128,10 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::OutputBudget { needed, limit } if *needed > *limit as u64 => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::OutputBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Overloaded | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyBudgetExhausted
             | ApiError::Unavailable
@@ -133,7 +148,7 @@ impl ApiError {
     /// where gRPC has a better word (a memory budget is `RESOURCE_EXHAUSTED`).
     pub fn grpc_code(&self) -> Code {
         match self {
-            ApiError::BodyBudgetExhausted => Code::ResourceExhausted,
+            ApiError::BodyBudgetExhausted | ApiError::OutputBudget { .. } => Code::ResourceExhausted,
             ApiError::MethodNotAllowed(_) => Code::Unimplemented,
             other => grpc_code_for(other.status()),
         }
@@ -154,6 +169,7 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::Throttled { .. } => "throttled",
             ApiError::BodyBudgetExhausted => "body_budget",
+            ApiError::OutputBudget { .. } => "output_budget",
             ApiError::Inference(_) => "inference_failed",
             ApiError::Internal(_) => "internal",
             ApiError::Timeout(_) => "timeout",
@@ -219,8 +235,24 @@ impl ApiError {
             ApiError::Overloaded | ApiError::BodyBudgetExhausted | ApiError::Unavailable => Some(1),
             ApiError::AuditUnavailable(_) => Some(5),
             ApiError::Throttled { retry_after } => Some(*retry_after),
+            ApiError::OutputBudget { needed, limit } if *needed <= *limit as u64 => Some(1),
             _ => None,
         }
+    }
+}
+
+/// What a caller reads when a request's outputs do not fit the memory budget.
+fn output_budget_message(needed: u64, limit: usize) -> String {
+    if needed > limit as u64 {
+        format!(
+            "the model's outputs for this request would take {needed} bytes, more than the server's \
+             limit of {limit} bytes for data in flight; send fewer rows"
+        )
+    } else {
+        format!(
+            "the model's outputs for this request would take {needed} bytes, and the server's memory \
+             for data in flight is in use right now; retry later"
+        )
     }
 }
 

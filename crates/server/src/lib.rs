@@ -307,6 +307,17 @@ impl AppState {
             request_id: current.as_ref().map(|c| c.id.as_str()),
             traceparent: traceparent.as_deref(),
         };
+        // The outputs are reserved from the in-flight memory budget before the model runs
+        // (sizes from a model are budgets, not allocations); the reservation lasts the run.
+        let needed = served.model.output_bytes(&inputs);
+        let budget = &self.inner.body_budget;
+        let limit = budget.limit();
+        let refused = ApiError::OutputBudget { needed, limit };
+        let bytes = usize::try_from(needed).map_err(|_| ApiError::OutputBudget { needed, limit })?;
+        if bytes > limit {
+            return Err(refused);
+        }
+        let _outputs = body::Reservation::new(budget, bytes).ok_or(refused)?;
         let done = self.inner.dispatcher.dispatch(&served.id, &served.model, inputs, call).await?;
         self.metrics().observe_inference(served.id.name.as_str(), done.queue_wait, done.compute);
         Ok(done.outputs)

@@ -11,18 +11,22 @@
 
 mod diagnose;
 mod external;
+pub mod limits;
 pub mod ops;
+
+/// The ONNX protobuf types, as tract reads them (for tools and tests that write models).
+pub use tract_onnx::pb;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
-use tract_onnx::pb;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::{Factoid, InferenceFact};
 use tract_onnx::tract_hir::internal::{DimLike, SimpleState};
 
+use crate::output_size::{MAX_ROW_BYTES, OutputSize};
 use crate::{Model, RuntimeError};
 
 /// States kept for reuse per model; more concurrent runs than this allocate a fresh one.
@@ -40,6 +44,8 @@ pub struct OnnxModel {
     /// 1, 2); such plans get a fresh state for every run.
     poolable: bool,
     states: Mutex<Vec<TypedSimpleState>>,
+    /// The outputs' shapes as expressions of the inputs' dims, from the typed plan.
+    output_size: OutputSize,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -151,6 +157,8 @@ impl OnnxModel {
                 labels: labels.get(output.name.as_str()).cloned(),
             });
         }
+        let output_size = typed_output_size(&typed, &outputs).map_err(&fail)?;
+        check_row_bytes(&output_size).map_err(&fail)?;
         let plan = typed.into_runnable().map_err(|e| fail(format!("{e:#}")))?;
         let first = SimpleState::new(&plan).map_err(|e| fail(format!("{e:#}")))?;
         let poolable = first.op_states.iter().all(Option::is_none);
@@ -161,6 +169,7 @@ impl OnnxModel {
             signature: ModelSignature { inputs, outputs },
             poolable,
             states: Mutex::new(states),
+            output_size,
         })
     }
 
@@ -201,6 +210,10 @@ impl Model for OnnxModel {
         self.min_batch_rows
     }
 
+    fn output_size(&self) -> Option<&OutputSize> {
+        Some(&self.output_size)
+    }
+
     fn signature(&self) -> &ModelSignature {
         &self.signature
     }
@@ -237,6 +250,10 @@ pub(crate) struct ModelFacts {
     /// The model's directory, where its external data is, as tract's parser wants it
     /// (`None` when the name is not UTF-8 and the model has no external data).
     pub dir: Option<String>,
+    /// The declared dims of the graph's inputs and outputs, by name: a `dim_value` as a
+    /// value, a `dim_param` as the symbol of that name (shared by every value that uses
+    /// it), an unnamed dim as a symbol of its own.
+    pub declared: HashMap<String, Vec<TDim>>,
 }
 
 /// Checks an ONNX file as both engines need it (ONNX at all, a model, external data only
@@ -278,6 +295,7 @@ fn read(
         return Err(fail(message));
     }
     let graph = proto.graph.as_ref().ok_or_else(|| fail("the ONNX file has no graph".to_owned()))?;
+    limits::check(graph).map_err(|e| fail(format!("the model asks for too much memory: {e}")))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let external = external::check(graph, dir).map_err(&fail)?;
     let initializers: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -300,8 +318,71 @@ fn read(
         None => None,
     };
     let labels = probability_labels(graph).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let facts = ModelFacts { inputs, labels, dir };
+    let declared = declared_dims(graph);
+    let facts = ModelFacts { inputs, labels, dir, declared };
     Ok((proto, facts))
+}
+
+/// The declared dims of the graph's inputs and outputs (see [`ModelFacts::declared`]).
+fn declared_dims(graph: &pb::GraphProto) -> HashMap<String, Vec<TDim>> {
+    use pb::tensor_shape_proto::dimension::Value;
+    let scope = SymbolScope::default();
+    let mut unnamed = 0usize;
+    let mut dims = HashMap::new();
+    for value in graph.input.iter().chain(&graph.output) {
+        let Some(pb::type_proto::Value::TensorType(tensor)) =
+            value.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            continue;
+        };
+        let Some(shape) = &tensor.shape else { continue };
+        let mut fresh = || {
+            unnamed += 1;
+            TDim::Sym(scope.sym(&format!("palisade_unnamed_{unnamed}")))
+        };
+        let value_dims = shape
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(Value::DimValue(n)) if *n >= 0 => TDim::Val(*n),
+                Some(Value::DimParam(name))
+                    if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') =>
+                {
+                    TDim::Sym(scope.sym(name))
+                }
+                _ => fresh(),
+            })
+            .collect();
+        dims.insert(value.name.clone(), value_dims);
+    }
+    dims
+}
+
+/// The output size of a typed plan: its input and output facts' dims.
+fn typed_output_size(typed: &TypedModel, outputs: &[TensorSpec]) -> Result<OutputSize, String> {
+    let mut inputs = Vec::with_capacity(typed.inputs.len());
+    for ix in 0..typed.inputs.len() {
+        let fact = typed.input_fact(ix).map_err(|e| format!("{e:#}"))?;
+        inputs.push(fact.shape.iter().cloned().collect::<Vec<TDim>>());
+    }
+    let mut dims = Vec::with_capacity(outputs.len());
+    for (ix, spec) in outputs.iter().enumerate() {
+        let fact = typed.output_fact(ix).map_err(|e| format!("{e:#}"))?;
+        dims.push((spec.datatype, fact.shape.iter().cloned().collect::<Vec<TDim>>()));
+    }
+    Ok(OutputSize::new(&inputs, dims))
+}
+
+/// Refuses a model whose one-row outputs would take more than [`MAX_ROW_BYTES`].
+pub(crate) fn check_row_bytes(size: &OutputSize) -> Result<(), String> {
+    let bytes = size.bytes_per_row();
+    if bytes > MAX_ROW_BYTES {
+        return Err(format!(
+            "the model asks for too much memory: the outputs of one input row would take {bytes} bytes, \
+             more than the limit of {MAX_ROW_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 /// Replaces a signature's input and output specs by declared ones (from the manifest),
@@ -398,7 +479,25 @@ fn optimize(
             .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
             .map_err(|e| format!("input `{}`: {e:#}", spec.name))?;
     }
-    model.into_optimized().map_err(|e| format!("{e:#}"))
+    let mut typed = model.into_typed().map_err(|e| format!("{e:#}"))?;
+    declutter(&mut typed).map_err(|e| format!("{e:#}"))?;
+    typed.optimize().map_err(|e| format!("{e:#}"))?;
+    Ok(typed)
+}
+
+/// tract's declutter passes without `FoldUniformMask`, which computes wrong shapes for a
+/// boolean `And` of a comparison on a `Range` (tract 0.23.9: `And(true, arange(n) >= 0)`
+/// unsqueezed to `[1, 1, n, 1]` came out `[1, 1, 1, 1]`, and with `>= 3` two rows). Every
+/// Hugging Face model exported with transformers 5 builds its attention mask this way. The
+/// pass is an optimization only; the other passes fold what it would where that is correct.
+fn declutter(model: &mut TypedModel) -> TractResult<()> {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    optimizer.passes.retain(|pass| !format!("{pass:?}").starts_with("FoldUniformMask"));
+    debug_assert_eq!(
+        optimizer.passes.len(),
+        tract_onnx::tract_core::optim::Optimizer::declutter().passes.len() - 1
+    );
+    optimizer.optimize(model)
 }
 
 /// Rows a batch needs for its rows to be computed as in any larger batch (see

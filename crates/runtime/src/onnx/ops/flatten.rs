@@ -1,11 +1,13 @@
-//! `Flatten`: tract's, except that a flatten which keeps a rank-2 input as it is (axis 1)
-//! accepts two symbolic dimensions. A tokenizer's output `[N, tokens]` has two, and
-//! tract refuses to multiply symbols ("square of symbols") even when nothing is multiplied.
+//! `Flatten`: like tract's, but with any number of symbolic dimensions. tract refuses to
+//! multiply symbols ("square of symbols"), and real graphs flatten `[batch, sequence]`: a
+//! tokenizer's output `[N, tokens]` (axis 1, which changes nothing), and the attention
+//! mask of a Hugging Face BERT exported by the TorchScript exporter (axis 2, giving
+//! `[batch * sequence, 1]`).
 
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_hir::internal::*;
-use tract_onnx::tract_hir::ops::array::Flatten;
 
 /// Builds the flatten from an ONNX node.
 pub(super) fn flatten(
@@ -13,16 +15,28 @@ pub(super) fn flatten(
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let axis = node.get_attr_opt::<i64>("axis")?.unwrap_or(1);
-    Ok((expand(PalisadeFlatten(Flatten::new(axis))), vec![]))
+    Ok((expand(PalisadeFlatten { axis }), vec![]))
 }
 
 #[derive(Debug, Clone)]
-struct PalisadeFlatten(Flatten);
+struct PalisadeFlatten {
+    axis: i64,
+}
 
 impl PalisadeFlatten {
-    /// Whether flattening a tensor of `rank` changes nothing.
-    fn is_identity(&self, rank: usize) -> bool {
-        rank == 2 && (self.0.axis == 1 || self.0.axis == -1)
+    /// The axis as an index in `0..=rank`.
+    fn axis(&self, rank: usize) -> TractResult<usize> {
+        let axis = if self.axis < 0 { self.axis + rank as i64 } else { self.axis };
+        match usize::try_from(axis) {
+            Ok(axis) if axis <= rank => Ok(axis),
+            _ => bail!("Flatten axis {} out of range for rank {rank}", self.axis),
+        }
+    }
+
+    /// `[product of dims before axis, product of dims from axis]`.
+    fn compute_shape(&self, shape: &[TDim]) -> TractResult<[TDim; 2]> {
+        let axis = self.axis(shape.len())?;
+        Ok([shape[..axis].iter().product(), shape[axis..].iter().product()])
     }
 }
 
@@ -38,23 +52,27 @@ impl Expansion for PalisadeFlatten {
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
         s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
-        s.given(&inputs[0].rank, move |s, rank| {
-            if self.is_identity(rank as usize) {
-                s.equals(&outputs[0].shape, &inputs[0].shape)?;
-            } else {
-                s.given(&inputs[0].shape, move |s, shape| {
-                    let [shape_0, shape_1] = self.0.compute_shape(&shape)?;
-                    s.equals(&outputs[0].shape, ShapeFactoid::from(vec![shape_0, shape_1]))
-                })?;
-            }
-            Ok(())
+        s.equals(&outputs[0].rank, 2)?;
+        s.given(&inputs[0].shape, move |s, shape| {
+            let [shape_0, shape_1] = self.compute_shape(&shape)?;
+            s.equals(&outputs[0].shape, ShapeFactoid::from(vec![shape_0, shape_1]))
         })
     }
 
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        if self.is_identity(model.outlet_fact(inputs[0])?.rank()) {
-            return Ok(inputs.into());
+        let shape = model.outlet_fact(inputs[0])?.shape.to_tvec();
+        let axis = self.axis(shape.len())?;
+        // The dims before the axis become axis 0, the others axis 1.
+        let group = |dims: &[TDim], at: usize| match dims.len() {
+            0 => Some(AxisOp::Add(at)),
+            1 => None,
+            _ => Some(AxisOp::Reshape(at, dims.into(), tvec!(dims.iter().product()))),
+        };
+        let ops = [group(&shape[..axis], 0), group(&shape[axis..], 1)];
+        let mut wire = tvec!(inputs[0]);
+        for (ix, op) in ops.into_iter().flatten().enumerate() {
+            wire = model.wire_node(format!("{prefix}.{ix}"), op, &wire)?;
         }
-        self.0.wire(prefix, model, inputs)
+        Ok(wire)
     }
 }

@@ -16,7 +16,9 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-use super::node::{class_labels, floats, label_tensor, label_type, parse, rows_and_features, wire_f32_input};
+use super::node::{
+    class_labels, floats, label_tensor, label_type, parse, rows_and_features, wire_f32_input, zero_rows,
+};
 
 /// Name of the typed classifier op in optimized models.
 pub const LINEAR_CLASSIFIER_OP: &str = "PalisadeLinearClassifier";
@@ -183,8 +185,8 @@ impl EvalOp for LinearClassifierOp {
         let x = input.cast_to::<f32>()?;
         let (n_rows, n_features) = rows_and_features(LINEAR_CLASSIFIER_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut scores = Tensor::zero::<f32>(&[n_rows, self.model.n_classes()])?;
-        let mut indices = vec![0usize; n_rows];
+        let mut scores = zero_rows(&self.name(), n_rows, self.model.n_classes())?;
+        let mut indices = palisade_onnx_ml::filled(n_rows, 0usize)?;
         self.model.predict_into(
             features,
             n_rows,
@@ -253,7 +255,7 @@ impl EvalOp for LinearRegressorOp {
         let x = input.cast_to::<f32>()?;
         let (n_rows, n_features) = rows_and_features(LINEAR_REGRESSOR_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut values = Tensor::zero::<f32>(&[n_rows, self.model.n_targets()])?;
+        let mut values = zero_rows(&self.name(), n_rows, self.model.n_targets())?;
         self.model.predict_into(
             features,
             n_rows,

@@ -93,6 +93,18 @@ pub(super) fn wire_f32_input(
     }
 }
 
+/// A zero-filled `f32 [rows, width]` output, refused (never an abort) past
+/// [`palisade_onnx_ml::MAX_ELEMENTS`] elements: `width` comes from the model's attributes.
+pub(super) fn zero_rows(op: &str, rows: usize, width: usize) -> TractResult<Tensor> {
+    match rows.checked_mul(width) {
+        Some(n) if n <= palisade_onnx_ml::MAX_ELEMENTS => Tensor::zero::<f32>(&[rows, width]),
+        _ => bail!(
+            "{op}: {rows} rows of {width} values is more than the {} one result may hold",
+            palisade_onnx_ml::MAX_ELEMENTS
+        ),
+    }
+}
+
 /// `[N, F]` as two usizes.
 pub(super) fn rows_and_features(op: &str, x: &Tensor) -> TractResult<(usize, usize)> {
     match *x.shape() {

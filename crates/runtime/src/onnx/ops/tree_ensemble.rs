@@ -17,7 +17,7 @@ use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
 use super::node::{
-    class_labels, floats, ints, label_tensor, label_type, parse, rows_and_features, wire_f32_input,
+    class_labels, floats, ints, label_tensor, label_type, parse, rows_and_features, wire_f32_input, zero_rows,
 };
 
 /// Name of the typed classifier op in optimized models.
@@ -216,8 +216,8 @@ impl EvalOp for TreeEnsembleClassifierOp {
         let x = input.cast_to::<f32>()?;
         let (n_rows, n_features) = rows_and_features(CLASSIFIER_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut scores = Tensor::zero::<f32>(&[n_rows, self.model.n_classes()])?;
-        let mut indices = vec![0usize; n_rows];
+        let mut scores = zero_rows(&self.name(), n_rows, self.model.n_classes())?;
+        let mut indices = palisade_onnx_ml::filled(n_rows, 0usize)?;
         self.model.predict_into(
             features,
             n_rows,
@@ -287,7 +287,7 @@ impl EvalOp for TreeEnsembleRegressorOp {
         let x = input.cast_to::<f32>()?;
         let (n_rows, n_features) = rows_and_features(REGRESSOR_OP, &x)?;
         let features = x.try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut values = Tensor::zero::<f32>(&[n_rows, self.model.n_targets()])?;
+        let mut values = zero_rows(&self.name(), n_rows, self.model.n_targets())?;
         self.model.predict_into(
             features,
             n_rows,
