@@ -21,8 +21,9 @@ use crate::failure::Failure;
 pub fn run(home: &Path, args: &PredictArgs) -> Result<(), Failure> {
     let body = read_input(&args.input)?;
     let request = v2::parse_infer_request(&body, None).map_err(|err| {
-        Failure::usage(format!("{}: {err}", args.input))
-            .hint("the file holds a V2 inference request, the body of POST /v2/models/NAME/infer (docs/serving.md)")
+        Failure::usage(format!("{}: {err}", args.input)).hint(
+            "the file holds a V2 inference request, the body of POST /v2/models/NAME/infer (docs/serving.md)",
+        )
     })?;
     let model = load(home, &args.model)?;
     let Runnable::InProcess(runnable) = &model.runnable else {
@@ -93,7 +94,10 @@ fn select(outputs: Vec<Tensor>, wanted: &[v2::RequestedOutput]) -> Result<Vec<Re
     for want in wanted {
         let Some(tensor) = outputs.iter().find(|t| t.name() == want.name) else {
             let names: Vec<&str> = outputs.iter().map(Tensor::name).collect();
-            return Err(Failure::usage(format!("unknown output `{}`: the model's outputs are {names:?}", want.name)));
+            return Err(Failure::usage(format!(
+                "unknown output `{}`: the model's outputs are {names:?}",
+                want.name
+            )));
         };
         selected.push(ResponseOutput { tensor: tensor.clone(), binary: false });
     }
