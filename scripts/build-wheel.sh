@@ -25,5 +25,5 @@ case "${1:-}" in
   *) echo "usage: scripts/build-wheel.sh [--release]" >&2; exit 64 ;;
 esac
 rm -f target/wheels/palisade-*.whl
-"$venv/bin/maturin" build --locked "${profile[@]}" -m python/pyproject.toml --out target/wheels
+(cd python && "../$venv/bin/maturin" build --locked "${profile[@]}" --out ../target/wheels)
 ls target/wheels/palisade-*.whl

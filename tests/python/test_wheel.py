@@ -19,7 +19,7 @@ def test_the_package_is_the_installed_one_not_the_source_tree():
 
 def test_the_binary_is_installed_beside_the_package():
     binary = pathlib.Path(palisade.find_palisade_bin())
-    assert binary.parent == pathlib.Path(sys.executable).parent, binary
+    assert binary.parent == pathlib.Path(os.path.normpath(sys.executable)).parent, binary
     assert shutil.which("palisade", path=str(binary.parent)) == str(binary)
     out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, check=True).stdout
     assert out.startswith("palisade ")
