@@ -124,6 +124,10 @@ def test_owner_self_service_with_the_cli(seeded, tmp_path):
     applied = palisade("apply", "-f", str(policy), token=owner, server=server)
     assert applied.returncode == 0, applied.stderr
     assert "example-model/marketing-analysts created" in applied.stdout
+    # The impact before the change: the model it selects, who gains access (the platform's
+    # ALLOW policy already keeps the owner out, so no owner loses anything here).
+    assert "example-model/marketing-analysts selects example-model/iris:" in applied.stdout, applied.stdout
+    assert "gains access: group:marketing" in applied.stdout, applied.stdout
     assert call(server, person_c)[0] == 200, "person_c is in the marketing group"
     check = palisade("check", "--model", "iris", "--claims", json.dumps({"groups": ["marketing"]}), token=owner, server=server)
     assert check.returncode == 0 and "ALLOW" in check.stdout, check.stdout

@@ -53,6 +53,13 @@ def test_metrics_pass_promtool(observed):
     with urllib.request.urlopen(observed.admin + "/metrics", timeout=10) as resp:
         text = resp.read()
     assert b'palisade_requests_total{code="200",model="iris"} 1' in text
+    # Refusals on a model route carry the model: the 401 (bad token) and the 400.
+    assert b'palisade_requests_total{code="401",model="iris"} 1' in text
+    assert b'palisade_requests_total{code="400",model="iris"} 1' in text
+    # A model that is not served is counted under "-", so the label stays bounded.
+    assert b'palisade_requests_total{code="404",model="-"} 1' in text
+    assert b'palisade_models_served 1' in text
+    assert b'palisade_model_loads_total{result="loaded"} 1' in text
     assert b"palisade_authn_failures_total" in text
     assert b"palisade_audit_fsync_seconds_bucket" in text
     check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)

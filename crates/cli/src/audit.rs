@@ -98,12 +98,20 @@ fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write
             .and_then(|()| writeln!(out)),
         OutputFormat::Text => {
             let time = record.received.or(record.completed).map(|t| t.to_string()).unwrap_or_default();
-            let who = record
+            let principal = record
                 .request_principal
                 .clone()
                 .or_else(|| record.peer_identity.clone())
                 .or_else(|| record.config.as_ref().map(|c| c.who.clone()))
                 .unwrap_or_else(|| "-".to_owned());
+            // The email or the service account beside the issuer's principal: tokens of one
+            // issuer can share a subject, people should still be told apart.
+            let who = match record.email.as_ref().or(record.service_account.as_ref()) {
+                Some(person) if !principal.ends_with(&format!("/{person}")) => {
+                    format!("{principal} ({person})")
+                }
+                _ => principal,
+            };
             let model = record
                 .model
                 .as_ref()

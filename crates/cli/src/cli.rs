@@ -64,11 +64,38 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Check model manifests, the platform configuration and policy files without serving:
+    /// each error names the file, line and field.
+    Validate(ValidateArgs),
     /// Read and verify the tamper-evident audit trail (works while the server runs).
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
     },
+}
+
+/// `palisade validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The files (a `palisade.yaml`, a `--config` file, policy files); a directory holding
+    /// `palisade.yaml` stands for its manifest.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// What the files are (default: told apart by their content: `apiVersion` is a policy
+    /// resource, a top-level `model` a manifest, anything else the platform configuration).
+    #[arg(long, value_enum)]
+    pub kind: Option<FileKind>,
+}
+
+/// What `palisade validate` reads a file as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FileKind {
+    /// A model's `palisade.yaml`.
+    Manifest,
+    /// The platform configuration (`serve --config`).
+    Platform,
+    /// Istio resources of a policy directory (`serve --policy-dir`).
+    Policy,
 }
 
 /// `palisade audit ...`
@@ -217,9 +244,14 @@ pub struct CertIssueArgs {
 /// How the CLI reaches a running server's management API.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// The server's base URL.
-    #[arg(long, env = "PALISADE_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    /// The server's base URL. Default: the server last started with this home (its
+    /// `server.json`), else http://127.0.0.1:8080.
+    #[arg(long, env = "PALISADE_SERVER")]
+    pub server: Option<String>,
+    /// A PEM certificate to trust for the server's TLS (default: the one the server last
+    /// started with this home recorded, such as its self-signed certificate).
+    #[arg(long, env = "PALISADE_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
     /// Your bearer token (from your identity provider, or `palisade token issue`).
     #[arg(long, env = "PALISADE_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -247,6 +279,12 @@ pub struct PolicyApplyArgs {
     /// The policy file.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
+    /// Print who would gain and lose access, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply even when an owner would lose access to their own model.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -267,6 +305,12 @@ pub struct PolicyDeleteArgs {
     /// NAMESPACE/NAME of the policy.
     #[arg(value_name = "NAMESPACE/NAME")]
     pub policy: String,
+    /// Print who would gain and lose access, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete even when an owner would lose access to their own model.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -408,7 +452,8 @@ pub struct TokenIssueArgs {
     /// A service account, as NAMESPACE/NAME: the token is what `/oauth/token` would give it.
     #[arg(long, value_name = "NS/NAME", conflicts_with = "subject")]
     pub service_account: Option<String>,
-    /// The subject (`sub`) of a developer token [default: the current user].
+    /// The subject (`sub`) of a developer token [default: the email, so that each person has their
+    /// own request principal; else the current user].
     #[arg(long)]
     pub subject: Option<String>,
     /// An `email` claim (marked verified), to call models you own.
@@ -567,6 +612,18 @@ pub enum ModelsCommand {
     Show(ShowArgs),
     /// Delete a model version (NAME:VERSION or NAME:latest).
     Delete(DeleteArgs),
+    /// The model versions the running server serves now (those you own or may call).
+    Served(ServedArgs),
+}
+
+/// `palisade models served`
+#[derive(Debug, Args)]
+pub struct ServedArgs {
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// `palisade models list`

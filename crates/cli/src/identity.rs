@@ -184,9 +184,12 @@ pub fn token_issue(home: &Path, args: &TokenIssueArgs) -> Result<(), Failure> {
                 })?;
             (account.subject(), Some(account.client_id))
         }
+        // Each email gets its own subject, so the audit trail and policies tell callers
+        // apart (`iss/sub` is the request principal); `--subject` overrides it.
         None => (
             args.subject
                 .clone()
+                .or_else(|| args.email.clone())
                 .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "developer".to_owned())),
             None,
         ),

@@ -7,6 +7,7 @@ mod audit;
 mod build;
 mod certs;
 mod cli;
+mod endpoint;
 mod failure;
 mod home;
 mod identity;
@@ -16,6 +17,7 @@ mod output;
 mod policy;
 mod predict;
 mod serve;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -62,6 +64,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ModelsCommand::List(args) => models::list(&home, &args),
             ModelsCommand::Show(args) => models::show(&home, &args),
             ModelsCommand::Delete(args) => models::delete(&home, &args),
+            ModelsCommand::Served(args) => models::served(&home, &args),
         },
         Command::Sa { command } => match command {
             SaCommand::Create(args) => identity::sa_create(&home, &args),
@@ -75,6 +78,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Token { command } => match command {
             TokenCommand::Issue(args) => identity::token_issue(&home, &args),
         },
+        Command::Validate(args) => validate::run(&args),
         Command::Audit { command } => match command {
             AuditCommand::Verify(args) => audit::verify(&home, &args),
             AuditCommand::Query(args) => audit::query(&home, &args),
@@ -87,11 +91,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             CertCommand::Issue(args) => certs::cert_issue(&home, &args),
         },
         Command::Policy { command } => match command {
-            PolicyCommand::Apply(args) => policy::apply(&args),
-            PolicyCommand::List(args) => policy::list(&args),
-            PolicyCommand::Delete(args) => policy::delete(&args),
-            PolicyCommand::Explain(args) => policy::explain(&args),
-            PolicyCommand::Check(args) => policy::check(&args),
+            PolicyCommand::Apply(args) => policy::apply(&home, &args),
+            PolicyCommand::List(args) => policy::list(&home, &args),
+            PolicyCommand::Delete(args) => policy::delete(&home, &args),
+            PolicyCommand::Explain(args) => policy::explain(&home, &args),
+            PolicyCommand::Check(args) => policy::check(&home, &args),
         },
     }
 }

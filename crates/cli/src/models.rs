@@ -6,7 +6,7 @@ use palisade_bundle::{BundleRecord, Store};
 use palisade_core::ModelName;
 use serde_json::json;
 
-use crate::cli::{DeleteArgs, ListArgs, OutputFormat, ShowArgs};
+use crate::cli::{DeleteArgs, ListArgs, OutputFormat, ServedArgs, ShowArgs};
 use crate::failure::Failure;
 use crate::output;
 
@@ -160,4 +160,37 @@ pub fn delete(home: &Path, args: &DeleteArgs) -> Result<(), Failure> {
     let record = store.delete(&name, &version)?;
     println!("deleted {}:{} {}", record.name, record.version, record.digest);
     Ok(())
+}
+
+/// `models served`: what the running server serves now, from its management API.
+pub fn served(home: &Path, args: &ServedArgs) -> Result<(), Failure> {
+    let client = crate::policy::Client::new(home, &args.server)?;
+    let (status, value) = client.send(reqwest::Method::GET, "/manage/v1/models", None)?;
+    let value = crate::policy::expect_ok(status, value)?;
+    match args.output {
+        OutputFormat::Json => output::json(&value),
+        OutputFormat::Text => {
+            let models = value["models"].as_array().cloned().unwrap_or_default();
+            if models.is_empty() {
+                println!("the server serves no model you own or may call");
+                return Ok(());
+            }
+            let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+            let rows: Vec<Vec<String>> = models
+                .iter()
+                .map(|m| {
+                    vec![
+                        text(&m["namespace"]),
+                        text(&m["name"]),
+                        text(&m["version"]),
+                        if m["latest"] == json!(true) { "latest".to_owned() } else { String::new() },
+                        text(&m["engine"]),
+                        text(&m["digest"]).chars().take(19).collect(),
+                    ]
+                })
+                .collect();
+            output::table(&["NAMESPACE", "NAME", "VERSION", "", "ENGINE", "DIGEST"], &rows);
+            Ok(())
+        }
+    }
 }

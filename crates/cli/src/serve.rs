@@ -1,6 +1,6 @@
 //! `palisade serve`
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use palisade_bundle::Store;
@@ -120,6 +120,8 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         security.load_keys().await;
         security.spawn_tasks();
+        // Versions built, tagged or deleted while serving appear and go without a restart.
+        state.watch_store(store.clone(), upstream.clone(), Duration::from_secs(1));
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -176,7 +178,19 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             front.header_read_timeout.as_secs(),
             front.idle_timeout.as_secs(),
         );
+        if let Some(trust) = tls.as_ref().and_then(|tls| tls.trust.as_ref()) {
+            println!("palisade: clients trust {} (curl --cacert {0})", trust.display());
+        }
         println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
+        // The CLI's clients (`palisade policy`, `palisade models served`) find the server here.
+        crate::endpoint::write(
+            home,
+            &crate::endpoint::Endpoint {
+                url: crate::endpoint::local_url(scheme, addr),
+                trust: tls.as_ref().and_then(|tls| tls.trust.clone()),
+                pid: std::process::id(),
+            },
+        )?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let signal_state = state.clone();
         tokio::spawn(async move {
@@ -223,6 +237,7 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             tracing::error!(error = %err, "cannot close the audit log cleanly");
         }
         api.and(admin).map_err(|e| Failure::other(format!("server error: {e}")))?;
+        crate::endpoint::remove(home);
         println!("palisade: stopped");
         Ok(())
     })
@@ -274,6 +289,9 @@ struct Tls {
     workload: Option<palisade_tls::WorkloadCert>,
     cert_label: String,
     fingerprint: String,
+    /// The PEM file clients trust, when Palisade made the certificate (self-signed, or from
+    /// the built-in CA).
+    trust: Option<PathBuf>,
 }
 
 /// What the listener's rustls config is built from.
@@ -337,6 +355,7 @@ fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
         return workload_tls(home, args, identity).map(Some);
     }
     let non_loopback = !args.listen.ip().is_loopback();
+    let mut trust = None;
     let (source, label, fingerprint) = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let source = palisade_tls::CertSource::Files { cert: cert.clone(), key: key.clone() };
@@ -346,6 +365,7 @@ fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
             let files = palisade_tls::self_signed_localhost(&home.join("tls"))
                 .map_err(|e| Failure::other(format!("cannot create the self-signed certificate: {e}")))?;
             let label = format!("{} (self-signed for localhost)", files.cert.display());
+            trust = Some(files.cert.clone());
             (
                 palisade_tls::CertSource::Files { cert: files.cert, key: files.key },
                 label,
@@ -368,7 +388,7 @@ fn tls_settings(home: &Path, args: &ServeArgs) -> Result<Option<Tls>, Failure> {
         Some(_) => client_ca_roots(args)?,
         None => palisade_tls::Ca::open(home).ok().map(|ca| ca.client_roots()),
     };
-    Ok(Some(Tls { source: TlsSource { cert, roots }, workload: None, cert_label: label, fingerprint }))
+    Ok(Some(Tls { source: TlsSource { cert, roots }, workload: None, cert_label: label, fingerprint, trust }))
 }
 
 /// `--client-ca FILE` with `--trust-domain`.
@@ -422,11 +442,13 @@ fn workload_tls(home: &Path, args: &ServeArgs, identity: &str) -> Result<Tls, Fa
     let cert_label =
         format!("{} (workload certificate from {})", workload.files().cert.display(), ca.dir().display());
     let fingerprint = workload.resolver().fingerprint();
+    let trust = workload.files().cert.parent().map(|dir| dir.join(palisade_tls::ca::WORKLOAD_CA_FILE));
     Ok(Tls {
         source: TlsSource { cert: workload.resolver(), roots },
         workload: Some(workload),
         cert_label,
         fingerprint,
+        trust,
     })
 }
 

@@ -100,8 +100,9 @@ pub struct Dispatched {
 /// Runs models for requests: the engine, the batchers of the models that batch, and the
 /// timeout of one inference.
 pub struct Dispatcher {
-    // Batchers feed the engine: declared before it, so they stop first.
-    batchers: HashMap<ModelRef, Batcher>,
+    // Batchers feed the engine: declared before it, so they stop first. Models come and go
+    // while serving, and so do their batchers; a request holds its batcher until it is done.
+    batchers: std::sync::RwLock<HashMap<ModelRef, Arc<Batcher>>>,
     engine: Engine,
     timeout: Duration,
 }
@@ -110,7 +111,7 @@ impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatcher")
             .field("engine", &self.engine)
-            .field("batched", &self.batchers.keys().collect::<Vec<_>>())
+            .field("batched", &self.batchers.read().map(|b| b.len()).unwrap_or_default())
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -119,13 +120,13 @@ impl std::fmt::Debug for Dispatcher {
 impl Dispatcher {
     /// A dispatcher over `engine`; one inference may take `timeout`, queue wait included.
     pub fn new(engine: Engine, timeout: Duration) -> Dispatcher {
-        Dispatcher { batchers: HashMap::new(), engine, timeout }
+        Dispatcher { batchers: std::sync::RwLock::default(), engine, timeout }
     }
 
     /// Batches the requests of model version `id` from now on. Upstream models are not
     /// batched here (their server batches, if it does).
     pub fn batch(
-        &mut self,
+        &self,
         id: ModelRef,
         model: &Runnable,
         config: BatchConfig,
@@ -137,14 +138,22 @@ impl Dispatcher {
                     .to_owned(),
             ));
         };
-        let batcher = Batcher::start(&self.engine, model.clone(), config, observer)?;
-        self.batchers.insert(id, batcher);
+        let batcher = Arc::new(Batcher::start(&self.engine, model.clone(), config, observer)?);
+        let replaced = self.batchers.write().unwrap_or_else(|e| e.into_inner()).insert(id, batcher);
+        drop(replaced);
         Ok(())
     }
 
+    /// Stops batching model version `id` (it is no longer served). Requests already queued
+    /// in its batcher still run; its thread stops once the last of them holds it no more.
+    pub fn unbatch(&self, id: &ModelRef) {
+        let removed = self.batchers.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+        drop(removed);
+    }
+
     /// The batcher of a model version, if its requests are batched.
-    pub fn batcher(&self, id: &ModelRef) -> Option<&Batcher> {
-        self.batchers.get(id)
+    pub fn batcher(&self, id: &ModelRef) -> Option<Arc<Batcher>> {
+        self.batchers.read().ok()?.get(id).cloned()
     }
 
     /// The engine.
@@ -172,7 +181,7 @@ impl Dispatcher {
         let started = Instant::now();
         match model {
             Runnable::InProcess(model) => {
-                let output = match self.batchers.get(id) {
+                let output = match self.batcher(id) {
                     Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,
                     None => tokio::time::timeout(timeout, self.engine.infer(model.clone(), inputs)).await,
                 }
@@ -270,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn runs_in_process_models_with_and_without_batching() {
         let model = Runnable::InProcess(doubler());
-        let mut dispatcher = dispatcher(Duration::from_secs(5));
+        let dispatcher = dispatcher(Duration::from_secs(5));
         let out =
             dispatcher.dispatch(&id(), &model, vec![row([1.0, 2.0])], CallContext::default()).await.unwrap();
         assert_eq!(out.outputs[0].data(), &TensorData::Fp32(vec![2.0, 4.0]));

@@ -80,11 +80,12 @@ pub struct AppState {
 struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
-    registry: Registry,
+    /// The models served now: replaced whole when the store changes, read once per request.
+    registry: std::sync::RwLock<Arc<Registry>>,
     dispatcher: Dispatcher,
     config: ServerConfig,
     body_budget: Arc<BodyBudget>,
-    openapi: bytes::Bytes,
+    openapi: std::sync::RwLock<bytes::Bytes>,
     docs: Arc<utoipa_swagger_ui::Config<'static>>,
     metrics: Metrics,
     ready: AtomicBool,
@@ -104,8 +105,10 @@ impl AppState {
         let openapi = bytes::Bytes::from(api::openapi::document(&registry, &security).to_string());
         let metrics = Metrics::new(&registry)?;
         metrics.register(Box::new(security.reload_failures().clone()))?;
-        let mut dispatcher = Dispatcher::new(engine, config.inference_timeout);
-        start_batchers(&registry, &mut dispatcher, &security, &metrics)?;
+        let dispatcher = Dispatcher::new(engine, config.inference_timeout);
+        for served in registry.all() {
+            start_batching(served, &dispatcher, &security, &metrics)?;
+        }
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
@@ -113,11 +116,11 @@ impl AppState {
             inner: Arc::new(Inner {
                 security,
                 audit,
-                registry,
+                registry: std::sync::RwLock::new(Arc::new(registry)),
                 dispatcher,
                 config,
                 body_budget,
-                openapi,
+                openapi: std::sync::RwLock::new(openapi),
                 docs: api::docs::config(),
                 metrics,
                 ready: AtomicBool::new(true),
@@ -142,9 +145,99 @@ impl AppState {
         self.inner.security.platform().config.docs.public
     }
 
-    /// The served models.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
+    /// The models served now (a snapshot: a request reads it once, and keeps serving the
+    /// versions it resolved even when the store changes meanwhile).
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner.registry.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The OpenAPI document of the models served now.
+    pub(crate) fn openapi(&self) -> bytes::Bytes {
+        self.inner.openapi.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Serves `next` from now on: batchers start for the versions loaded and stop for those
+    /// unloaded, the OpenAPI document and metrics follow, and each load and unload leaves an
+    /// audit record. Requests in flight finish on the versions they resolved.
+    pub async fn replace_models(&self, next: Registry, changes: &registry::Changes) {
+        for served in &changes.unloaded {
+            self.inner.dispatcher.unbatch(&served.id);
+        }
+        for served in &changes.loaded {
+            if let Err(error) =
+                start_batching(served, &self.inner.dispatcher, self.security(), self.metrics())
+            {
+                tracing::warn!(model = %served.id, %error, "served without batching");
+            }
+        }
+        let document = bytes::Bytes::from(api::openapi::document(&next, self.security()).to_string());
+        let served = next.all().count();
+        *self.inner.openapi.write().unwrap_or_else(|e| e.into_inner()) = document;
+        *self.inner.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        self.metrics().observe_models(changes, served);
+        for (what, list) in [("loaded", &changes.loaded), ("unloaded", &changes.unloaded)] {
+            for model in list {
+                tracing::info!(model = %model.id, digest = %model.digest, "model {what}");
+                let change = palisade_audit::ConfigChange {
+                    who: "palisade serve (store watch)".to_owned(),
+                    what: format!("model {}:{} {what}", model.id.name, model.id.version),
+                    before_digest: (what == "unloaded").then(|| model.digest.to_string()),
+                    after_digest: (what == "loaded").then(|| model.digest.to_string()),
+                };
+                if let Err(error) =
+                    self.audit().append(palisade_audit::AuditRecord::config_change(change)).await
+                {
+                    tracing::error!(%error, "the audit record of a model change could not be written");
+                }
+            }
+        }
+        for (model, error) in &changes.failed {
+            tracing::error!(%model, %error, "model not loaded; the other models keep serving");
+        }
+    }
+
+    /// Watches `store` (every `every`) and serves what it holds: versions built, tagged or
+    /// deleted while serving appear and go without a restart (see [`AppState::replace_models`]).
+    /// Verification and loading run off the request path. Call once, on the runtime.
+    pub fn watch_store(
+        &self,
+        store: palisade_bundle::Store,
+        upstream: palisade_runtime::UpstreamContext,
+        every: Duration,
+    ) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut seen = store.list().ok();
+            let mut ticker = tokio::time::interval(every);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let now = match store.list() {
+                    Ok(records) => records,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot list the store; serving what is loaded");
+                        continue;
+                    }
+                };
+                if seen.as_ref() == Some(&now) {
+                    continue;
+                }
+                let (current, store2, upstream2) = (state.registry(), store.clone(), upstream.clone());
+                let reloaded = tokio::task::spawn_blocking(move || current.reload(&store2, &upstream2)).await;
+                match reloaded {
+                    Ok(Ok((next, changes))) => {
+                        state.replace_models(next, &changes).await;
+                        seen = Some(now);
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "cannot reload the store; serving what is loaded")
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "the store reload panicked; serving what is loaded")
+                    }
+                }
+            }
+        });
     }
 
     /// The inference engine.
@@ -153,7 +246,7 @@ impl AppState {
     }
 
     /// The batcher of a model version, if its requests are batched.
-    pub fn batcher(&self, model: &palisade_core::ModelRef) -> Option<&palisade_runtime::Batcher> {
+    pub fn batcher(&self, model: &palisade_core::ModelRef) -> Option<Arc<palisade_runtime::Batcher>> {
         self.inner.dispatcher.batcher(model)
     }
 
@@ -290,34 +383,32 @@ pub enum StateError {
     },
 }
 
-/// Batches every model version with batching: the manifest's `batching:`, else the
-/// platform's default (skipped, with a log line, for models that cannot be batched).
-fn start_batchers(
-    registry: &Registry,
-    dispatcher: &mut Dispatcher,
+/// Batches a model version if it should: the manifest's `batching:`, else the platform's
+/// default (skipped, with a log line, for models that cannot be batched).
+fn start_batching(
+    served: &ServedModel,
+    dispatcher: &Dispatcher,
     security: &Security,
     metrics: &Metrics,
 ) -> Result<(), StateError> {
-    let default = security.platform().config.batching;
-    for served in registry.all() {
-        let Some(section) = served.batching.or(default) else { continue };
-        let config = palisade_runtime::BatchConfig {
-            max_batch_size: section.max_batch_size as usize,
-            max_latency: Duration::from_micros(section.max_latency_us),
-            queue_size: section.queue_size as usize,
-        };
-        let observer = metrics.batch_observer(served.id.name.as_str());
-        match dispatcher.batch(served.id.clone(), &served.model, config, Some(observer)) {
-            Ok(()) => {
-                tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
-            }
-            Err(error) if served.batching.is_none() => {
-                tracing::info!(model = %served.id.name, %error, "the platform's batching default does not apply");
-            }
-            Err(error) => return Err(StateError::Batching { model: served.id.to_string(), error }),
+    let Some(section) = served.batching.or(security.platform().config.batching) else { return Ok(()) };
+    let config = palisade_runtime::BatchConfig {
+        max_batch_size: section.max_batch_size as usize,
+        max_latency: Duration::from_micros(section.max_latency_us),
+        queue_size: section.queue_size as usize,
+    };
+    let observer = metrics.batch_observer(served.id.name.as_str());
+    match dispatcher.batch(served.id.clone(), &served.model, config, Some(observer)) {
+        Ok(()) => {
+            tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
+            Ok(())
         }
+        Err(error) if served.batching.is_none() => {
+            tracing::info!(model = %served.id.name, %error, "the platform's batching default does not apply");
+            Ok(())
+        }
+        Err(error) => Err(StateError::Batching { model: served.id.to_string(), error }),
     }
-    Ok(())
 }
 
 /// The data-plane router: one handler ([`api::dispatch`]) behind the layers, outermost

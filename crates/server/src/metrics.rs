@@ -30,6 +30,9 @@ pub struct Metrics {
     audit_write_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
     connections: prometheus::IntGaugeVec,
+    models_served: IntGauge,
+    model_engines: prometheus::IntGaugeVec,
+    model_loads: IntCounterVec,
     pub(crate) connections_refused: IntCounterVec,
     pub(crate) connections_closed: IntCounterVec,
 }
@@ -168,6 +171,17 @@ impl Metrics {
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(served.clone()))?;
         registry.register(Box::new(engines.clone()))?;
+        let model_loads = IntCounterVec::new(
+            Opts::new(
+                "palisade_model_loads_total",
+                "Model versions loaded (at startup and as the store changed), stopped serving (unloaded), or refused while serving (failed: the bundle did not verify or prepare; the other versions kept serving).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(model_loads.clone()))?;
+        model_loads.with_label_values(&["loaded"]).inc_by(models.all().count() as u64);
+        model_loads.with_label_values(&["unloaded"]).reset();
+        model_loads.with_label_values(&["failed"]).reset();
         for model in models.all() {
             engines
                 .with_label_values(&[model.id.name.as_str(), model.id.version.as_str(), model.model.engine()])
@@ -194,9 +208,29 @@ impl Metrics {
             audit_write_errors,
             audit_fsync_seconds,
             connections,
+            models_served: served,
+            model_engines: engines,
+            model_loads,
             connections_refused,
             connections_closed,
         })
+    }
+
+    /// Counts what a change of the served models did, and follows the served set.
+    pub(crate) fn observe_models(&self, changes: &crate::registry::Changes, served: usize) {
+        for model in &changes.loaded {
+            self.model_engines
+                .with_label_values(&[model.id.name.as_str(), model.id.version.as_str(), model.model.engine()])
+                .set(1);
+        }
+        for model in &changes.unloaded {
+            let labels = [model.id.name.as_str(), model.id.version.as_str(), model.model.engine()];
+            let _ = self.model_engines.remove_label_values(&labels);
+        }
+        self.model_loads.with_label_values(&["loaded"]).inc_by(changes.loaded.len() as u64);
+        self.model_loads.with_label_values(&["unloaded"]).inc_by(changes.unloaded.len() as u64);
+        self.model_loads.with_label_values(&["failed"]).inc_by(changes.failed.len() as u64);
+        self.models_served.set(served as i64);
     }
 
     /// Sets the connection gauges from a front door's counts (fresh, busy, idle).

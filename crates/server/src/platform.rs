@@ -514,51 +514,65 @@ fn load_policy_dir_into(
     docs: &mut PolicyDocuments,
 ) -> Result<(), ConfigError> {
     for (file, _, _) in fingerprint(dir)? {
-        let text = read_capped(&file, "the policy file")?;
-        for document in yaml::documents(&file, &text)? {
-            // Syntax and the limits (size, nesting, aliases) are reported where they fail.
-            yaml::check(&file, document, yaml::Limits::default())?;
-            let head: KindHeader = yaml::from_str(&file, document).map_err(|_| {
-                ConfigError(format!(
-                    "{}:{}: not a Kubernetes resource (apiVersion and kind are required)",
-                    file.display(),
-                    document.first_line
-                ))
-            })?;
-            let at = |message: String| {
-                ConfigError(format!("{}:{}: {message}", file.display(), document.first_line))
-            };
-            if !matches!(
-                head.api_version.as_deref(),
-                Some("security.istio.io/v1" | "security.istio.io/v1beta1")
-            ) {
-                return Err(at(format!(
-                    "apiVersion {:?} is not security.istio.io/v1 or v1beta1",
-                    head.api_version.unwrap_or_default()
-                )));
+        load_policy_file_into(&file, allow_insecure_jwks, docs)?;
+    }
+    Ok(())
+}
+
+/// Reads one policy file as `--policy-dir` reads each of its files (what
+/// `palisade validate` checks).
+pub fn load_policy_file(file: &Path, allow_insecure_jwks: bool) -> Result<PolicyDocuments, ConfigError> {
+    let mut docs = PolicyDocuments::default();
+    load_policy_file_into(file, allow_insecure_jwks, &mut docs)?;
+    Ok(docs)
+}
+
+fn load_policy_file_into(
+    file: &Path,
+    allow_insecure_jwks: bool,
+    docs: &mut PolicyDocuments,
+) -> Result<(), ConfigError> {
+    let text = read_capped(file, "the policy file")?;
+    for document in yaml::documents(file, &text)? {
+        // Syntax and the limits (size, nesting, aliases) are reported where they fail.
+        yaml::check(file, document, yaml::Limits::default())?;
+        let head: KindHeader = yaml::from_str(file, document).map_err(|_| {
+            ConfigError(format!(
+                "{}:{}: not a Kubernetes resource (apiVersion and kind are required)",
+                file.display(),
+                document.first_line
+            ))
+        })?;
+        let at =
+            |message: String| ConfigError(format!("{}:{}: {message}", file.display(), document.first_line));
+        if !matches!(head.api_version.as_deref(), Some("security.istio.io/v1" | "security.istio.io/v1beta1"))
+        {
+            return Err(at(format!(
+                "apiVersion {:?} is not security.istio.io/v1 or v1beta1",
+                head.api_version.unwrap_or_default()
+            )));
+        }
+        match head.kind.as_deref() {
+            Some("RequestAuthentication") => {
+                let ra = parse_request_authentication(file, document, allow_insecure_jwks)
+                    .map_err(|e| ConfigError(format!("{}: {}", e.field, e.message)))?;
+                docs.request_authentications.push(ra);
             }
-            match head.kind.as_deref() {
-                Some("RequestAuthentication") => {
-                    let ra = parse_request_authentication(&file, document, allow_insecure_jwks)
-                        .map_err(|e| ConfigError(format!("{}: {}", e.field, e.message)))?;
-                    docs.request_authentications.push(ra);
-                }
-                Some("AuthorizationPolicy") => {
-                    let policy = palisade_policy::parse_policy(document, &file)
-                        .map_err(|e| ConfigError(e.to_string()))?;
-                    docs.authorization_policies.push(policy);
-                }
-                Some("PeerAuthentication") => {
-                    let policy = palisade_tls::parse_peer_authentication(document, &file)
-                        .map_err(|e| ConfigError(e.to_string()))?;
-                    docs.peer_authentications.push(policy);
-                }
-                other => {
-                    return Err(at(format!(
-                        "kind {:?} is not one Palisade reads here (RequestAuthentication, AuthorizationPolicy, PeerAuthentication)",
-                        other.unwrap_or_default()
-                    )));
-                }
+            Some("AuthorizationPolicy") => {
+                let policy =
+                    palisade_policy::parse_policy(document, file).map_err(|e| ConfigError(e.to_string()))?;
+                docs.authorization_policies.push(policy);
+            }
+            Some("PeerAuthentication") => {
+                let policy = palisade_tls::parse_peer_authentication(document, file)
+                    .map_err(|e| ConfigError(e.to_string()))?;
+                docs.peer_authentications.push(policy);
+            }
+            other => {
+                return Err(at(format!(
+                    "kind {:?} is not one Palisade reads here (RequestAuthentication, AuthorizationPolicy, PeerAuthentication)",
+                    other.unwrap_or_default()
+                )));
             }
         }
     }

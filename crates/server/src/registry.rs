@@ -101,6 +101,24 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// What a [`Registry::reload`] changed.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Model versions newly served (new, or rebuilt with another bundle).
+    pub loaded: Vec<Arc<ServedModel>>,
+    /// Model versions no longer served (deleted, or replaced by a rebuild).
+    pub unloaded: Vec<Arc<ServedModel>>,
+    /// Model versions that could not be loaded (`name:version`, why).
+    pub failed: Vec<(String, String)>,
+}
+
+impl Changes {
+    /// Whether nothing was loaded or unloaded.
+    pub fn is_empty(&self) -> bool {
+        self.loaded.is_empty() && self.unloaded.is_empty()
+    }
+}
+
 /// Why the store could not be served.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -139,6 +157,11 @@ impl Registry {
 
     /// Adds a model version; `latest` makes it the version served without an explicit one.
     pub fn insert(&mut self, model: ServedModel, latest: bool) {
+        self.insert_shared(Arc::new(model), latest);
+    }
+
+    /// [`Registry::insert`] for a model already shared (served before a reload).
+    fn insert_shared(&mut self, model: Arc<ServedModel>, latest: bool) {
         let version = model.id.version.clone();
         let entry = self
             .models
@@ -147,7 +170,61 @@ impl Registry {
         if latest {
             entry.latest = version.clone();
         }
-        entry.by_version.insert(version, Arc::new(model));
+        entry.by_version.insert(version, model);
+    }
+
+    /// The served version `version` of `name`, if any.
+    fn lookup(&self, name: &ModelName, version: &Version) -> Option<&Arc<ServedModel>> {
+        self.models.get(name).and_then(|v| v.by_version.get(version))
+    }
+
+    /// The models of `store` as it is now: the versions served already (same name, version
+    /// and bundle digest) are kept as they are, the others verified and prepared. A bundle
+    /// that fails is left out and reported, and the rest are served. Blocking work: call it
+    /// off the async runtime.
+    pub fn reload(
+        &self,
+        store: &Store,
+        upstream: &UpstreamContext,
+    ) -> Result<(Registry, Changes), RegistryError> {
+        let mut next = Registry::default();
+        let mut changes = Changes::default();
+        for record in store.list()? {
+            let kept = self.lookup(&record.name, &record.version).filter(|m| m.digest == record.digest);
+            let served = match kept {
+                Some(served) => served.clone(),
+                None => {
+                    let loaded = store.load(&record).map_err(RegistryError::from).and_then(|bundle| {
+                        ServedModel::from_bundle_with(&bundle, upstream).map_err(|source| {
+                            RegistryError::Model {
+                                model: format!("{}:{}", record.name, record.version),
+                                source,
+                            }
+                        })
+                    });
+                    match loaded {
+                        Ok(served) => {
+                            let served = Arc::new(served);
+                            changes.loaded.push(served.clone());
+                            served
+                        }
+                        Err(error) => {
+                            changes
+                                .failed
+                                .push((format!("{}:{}", record.name, record.version), error.to_string()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            next.insert_shared(served, record.latest);
+        }
+        changes.unloaded = self
+            .all()
+            .filter(|m| next.lookup(&m.id.name, &m.id.version).is_none_or(|n| !Arc::ptr_eq(n, m)))
+            .cloned()
+            .collect();
+        Ok((next, changes))
     }
 
     /// The named model at a version, or at its latest version.

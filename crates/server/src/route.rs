@@ -105,6 +105,8 @@ pub enum ManageOp {
         /// The policy's name, decoded.
         name: String,
     },
+    /// `GET /manage/v1/models`
+    ListModels,
     /// `GET /manage/v1/models/{model}/explain`
     Explain {
         /// The model name, decoded.
@@ -323,6 +325,7 @@ impl Route {
                     Route::MethodNotAllowed("DELETE")
                 }
             }
+            ["manage", "v1", "models"] if options.secured => get(method, Route::Manage(ManageOp::ListModels)),
             ["manage", "v1", "models", m, "explain"] if options.secured => {
                 get(method, Route::Manage(ManageOp::Explain { model: (*m).to_owned() }))
             }

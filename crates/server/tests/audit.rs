@@ -208,8 +208,12 @@ async fn payload_levels_keep_redacted_payloads() {
 #[tokio::test]
 async fn policy_changes_are_audited() {
     let s = setup(MANIFEST, ServerConfig::default());
+    // The policy leaves alice, the model's owner, out: confirmed, as `--yes` does.
     let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: analysts, namespace: ml}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [analyst@example.com]\n";
-    assert_eq!(call(&s.app, "PUT", "/manage/v1/policies", policy).await.status, StatusCode::CREATED);
+    assert_eq!(
+        call(&s.app, "PUT", "/manage/v1/policies?confirm=true", policy).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(call(&s.app, "DELETE", "/manage/v1/policies/ml/analysts", "").await.status, StatusCode::OK);
     let dir = s.tmp.path().join("home/audit");
     let changes: Vec<_> = palisade_audit::query(&dir, Filter::default())
@@ -225,7 +229,7 @@ async fn policy_changes_are_audited() {
     assert!(changes[1].after_digest.is_none());
 
     s.faults.fail_syncs(true);
-    let reply = call(&s.app, "PUT", "/manage/v1/policies", policy).await;
+    let reply = call(&s.app, "PUT", "/manage/v1/policies?confirm=true", policy).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "an unaudited change is undone");
     s.faults.fail_syncs(false);
     assert!(s.app.state.security().policies().authorization_policies.is_empty());

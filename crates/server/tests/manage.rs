@@ -368,3 +368,114 @@ async fn co_owners_may_delete_and_explain_covers_every_version() {
         StatusCode::FORBIDDEN
     );
 }
+
+/// Issue 25, item 2: a policy for a colleague that would lock the owner out is shown as such
+/// and needs confirmation; a dry run changes nothing; the impact names who gains and loses.
+#[tokio::test]
+async fn policy_changes_show_who_gains_and_loses_access() {
+    let (_tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BOB, LAB_ALICE]);
+    let app = lab_app(&store);
+    let (bob, alice, eve, _admin) = lab_tokens(&app);
+    let carol = token_with(app.state.security(), "carol", json!({"email": "carol@lab.example"}));
+    let infer = |token: String| {
+        let app = &app;
+        async move { call_as(app, Some(&token), "POST", "/v2/models/bobmodel/infer", ROW).await.status }
+    };
+    let only_carol = allow_email("lab", "carol-may-call", "carol@lab.example");
+
+    // The dry run: who gains and who loses, and nothing changes.
+    let preview =
+        call_as(&app, Some(&bob), "PUT", "/manage/v1/policies?dryRun=true", only_carol.clone()).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", String::from_utf8_lossy(&preview.body));
+    let preview = preview.json();
+    assert_eq!(preview["dry_run"], true);
+    assert_eq!(preview["selects"], json!(["lab/alicesecret:1", "lab/bobmodel:1"]));
+    assert_eq!(preview["owners_lose_access"], true);
+    let impact = preview["impact"].as_array().unwrap();
+    assert_eq!(impact.len(), 1, "bob's policy reaches bob's model only: {impact:?}");
+    assert_eq!(impact[0]["model"], "lab/bobmodel:1");
+    assert_eq!(impact[0]["gains"], json!(["carol@lab.example"]));
+    let loses: Vec<&str> =
+        impact[0]["loses"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(loses.contains(&"bob@lab.example"), "{loses:?}");
+    assert!(
+        loses.iter().any(|l| l.starts_with("you (")),
+        "the caller is judged by their own token: {loses:?}"
+    );
+    assert!(impact[0]["owners_losing"].as_array().unwrap().contains(&json!("bob@lab.example")));
+    assert_eq!(infer(carol.clone()).await, StatusCode::FORBIDDEN, "a dry run changes nothing");
+    assert_eq!(infer(bob.clone()).await, StatusCode::OK);
+
+    // Without confirmation the owner is not locked out.
+    let refused = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", only_carol.clone()).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let message = refused.json()["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("lab/bobmodel:1") && message.contains("confirm=true"), "{message}");
+    assert_eq!(infer(carol.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(infer(bob.clone()).await, StatusCode::OK);
+
+    // A policy that keeps the owner needs no confirmation.
+    let keeping = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: carol-may-call, namespace: lab}\nspec:\n  selector:\n    matchLabels: {}\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [carol@lab.example, bob@lab.example]\n";
+    let applied = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies", keeping).await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    assert_eq!(applied.json()["impact"][0]["gains"], json!(["carol@lab.example"]));
+    assert_eq!(infer(carol.clone()).await, StatusCode::OK);
+    assert_eq!(infer(bob.clone()).await, StatusCode::OK);
+    assert_eq!(infer(eve.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call_as(&app, Some(&alice), "POST", "/v2/models/alicesecret/infer", ROW).await.status,
+        StatusCode::OK,
+        "alice's model in the same namespace is untouched"
+    );
+
+    // Replacing it by the owner-dropping one, confirmed: bob said so.
+    let confirmed = call_as(&app, Some(&bob), "PUT", "/manage/v1/policies?confirm=true", only_carol).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", String::from_utf8_lossy(&confirmed.body));
+    assert_eq!(infer(bob.clone()).await, StatusCode::FORBIDDEN);
+
+    // Deleting it gives bob his access back (and takes carol's): the impact says so.
+    let deleted =
+        call_as(&app, Some(&bob), "DELETE", "/manage/v1/policies/lab/carol-may-call?dryRun=true", "").await;
+    assert_eq!(deleted.status, StatusCode::OK);
+    let impact = &deleted.json()["impact"][0];
+    assert!(impact["gains"].as_array().unwrap().contains(&json!("bob@lab.example")), "{impact}");
+    assert_eq!(impact["loses"], json!(["carol@lab.example"]));
+    assert_eq!(
+        call_as(&app, Some(&bob), "DELETE", "/manage/v1/policies/lab/carol-may-call", "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(infer(bob).await, StatusCode::OK);
+    assert_eq!(infer(carol).await, StatusCode::FORBIDDEN);
+
+    // Unknown or malformed flags are refused, not ignored.
+    for query in ["dryrun=true", "dryRun=yes", "confirm=1"] {
+        let reply = call_as(&app, Some(&alice), "PUT", &format!("/manage/v1/policies?{query}"), "x").await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+}
+
+/// `GET /manage/v1/models`: what is served, to those who own it or may call it.
+#[tokio::test]
+async fn served_models_are_listed_to_those_who_own_or_may_call_them() {
+    let (_tmp, store) = store_with_manifests("iris_lr_nozipmap", &[LAB_BOB, LAB_ALICE]);
+    let app = lab_app(&store);
+    let (bob, _alice, eve, admin) = lab_tokens(&app);
+    let names = |reply: serde_json::Value| -> Vec<String> {
+        reply["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}:{}", m["name"].as_str().unwrap(), m["version"].as_str().unwrap()))
+            .collect()
+    };
+    let all = call_as(&app, Some(&admin), "GET", "/manage/v1/models", "").await;
+    assert_eq!(all.status, StatusCode::OK);
+    let all = all.json();
+    assert_eq!(names(all.clone()), ["alicesecret:1", "bobmodel:1"]);
+    assert_eq!(all["models"][1]["latest"], true);
+    assert_eq!(all["models"][1]["owners"], json!(["bob@lab.example"]));
+    assert!(all["models"][1]["digest"].as_str().unwrap().starts_with("sha256:"), "{all}");
+    assert_eq!(names(call_as(&app, Some(&bob), "GET", "/manage/v1/models", "").await.json()), ["bobmodel:1"]);
+    assert!(names(call_as(&app, Some(&eve), "GET", "/manage/v1/models", "").await.json()).is_empty());
+    assert_eq!(call_as(&app, None, "GET", "/manage/v1/models", "").await.status, StatusCode::UNAUTHORIZED);
+}

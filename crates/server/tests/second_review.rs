@@ -129,9 +129,9 @@ async fn finding_2_yaml_from_an_owner_is_refused_within_the_limits_while_others_
         );
         assert!(took < Duration::from_secs(5), "{name} took {took:?}");
     }
-    // A valid policy from the owner still applies.
+    // A valid policy from the owner still applies (keeping the owner's own access).
     let ok = format!(
-        "{}spec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [eve@example.com]\n",
+        "{}spec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [eve@example.com, bob@example.com]\n",
         policy_head("lab")
     );
     let reply = call_as(&s.app, Some(&s.bob), "PUT", "/manage/v1/policies", ok).await;

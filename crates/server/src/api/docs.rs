@@ -20,7 +20,7 @@ pub(crate) fn config() -> Arc<utoipa_swagger_ui::Config<'static>> {
 
 /// `GET /openapi.json`
 pub(crate) fn openapi(state: &AppState) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], state.inner.openapi.clone()).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi()).into_response()
 }
 
 /// `GET /docs` -> `/docs/`, so the UI's relative asset paths resolve.

@@ -6,6 +6,7 @@
 //! | `GET /manage/v1/policies` | the policies that reach the caller's models (all, for administrators) |
 //! | `PUT /manage/v1/policies` | create or replace a policy (body: the YAML or JSON resource) |
 //! | `DELETE /manage/v1/policies/{namespace}/{name}` | delete an owner-managed policy |
+//! | `GET /manage/v1/models` | the model versions the server serves now |
 //! | `GET /manage/v1/models/{model}/explain` | who can call each version of the model, and why |
 //! | `POST /manage/v1/check` | dry evaluation for a token or a claim set |
 //!
@@ -20,6 +21,11 @@
 //! administrators (`authorization.admins`). Owner-managed policies live in
 //! `$PALISADE_HOME/owner-policies/NAMESPACE/NAME.yaml`, with the creator in
 //! `NAME.creator.json` beside it.
+//!
+//! Applying and deleting answer with the change's impact: per model version, who gains and
+//! who loses access compared with now. `?dryRun=true` answers the impact and changes
+//! nothing. A change that takes an owner's own access away is refused (409) unless the
+//! request says `?confirm=true`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +39,7 @@ use palisade_policy::{AuthorizationPolicy, Request as PolicyRequest, TargetModel
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::impact::{self, Impact};
 use crate::context::RequestContext;
 use crate::route::ManageOp;
 use crate::{ApiError, AppState, ServedModel};
@@ -73,6 +80,11 @@ impl Caller {
         self.token.as_ref().map(|t| t.principal())
     }
 
+    /// The caller's principal and verified claims, if authenticated.
+    fn identity(&self) -> Option<(String, Arc<Map<String, Value>>)> {
+        self.token.as_ref().map(|t| (t.principal(), t.claims.clone()))
+    }
+
     /// Whether the caller is an owner of this model version.
     fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
         let set = state.security().policy_set();
@@ -99,14 +111,18 @@ pub(crate) async fn handle(
     req: Request,
 ) -> Result<Response, ApiError> {
     let caller = caller(state, ctx);
+    let mode = Mode::from_query(req.uri().query())?;
     match op {
         ManageOp::ListPolicies => Ok(list(state, &caller)),
+        ManageOp::ListModels => Ok(models(state, &caller)),
         ManageOp::ApplyPolicy => {
             let (parts, body) = req.into_parts();
             let body = state.read_body(ctx, &parts.headers, body).await?;
-            apply(state, ctx, &caller, &body.bytes).await
+            apply(state, ctx, &caller, &body.bytes, mode).await
         }
-        ManageOp::DeletePolicy { namespace, name } => delete(state, ctx, &caller, namespace, name).await,
+        ManageOp::DeletePolicy { namespace, name } => {
+            delete(state, ctx, &caller, namespace, name, mode).await
+        }
         ManageOp::Explain { model } => explain(state, &caller, model),
         ManageOp::Check => {
             let (parts, body) = req.into_parts();
@@ -114,6 +130,116 @@ pub(crate) async fn handle(
             check(state, &caller, &body.bytes).await
         }
     }
+}
+
+/// How a change is asked for: `?dryRun=true` (answer the impact, change nothing) and
+/// `?confirm=true` (an owner may lose access to their own model).
+#[derive(Debug, Clone, Copy, Default)]
+struct Mode {
+    dry_run: bool,
+    confirm: bool,
+}
+
+impl Mode {
+    fn from_query(query: Option<&str>) -> Result<Mode, ApiError> {
+        let mut mode = Mode::default();
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+            .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
+        for (key, value) in pairs {
+            let flag = match value.as_str() {
+                "true" | "All" | "" => true,
+                "false" => false,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "query parameter `{key}`: `{other}` is not `true` or `false`"
+                    )));
+                }
+            };
+            match key.as_str() {
+                "dryRun" => mode.dry_run = flag,
+                "confirm" => mode.confirm = flag,
+                other => {
+                    return Err(ApiError::BadRequest(format!(
+                        "unknown query parameter `{other}`: expected `dryRun` or `confirm`"
+                    )));
+                }
+            }
+        }
+        Ok(mode)
+    }
+}
+
+/// Decides on a change from its impact: the dry run's answer, the refusal of a change that
+/// takes an owner's access away unconfirmed, or `None` to go ahead.
+fn judge(
+    what: &str,
+    selects: &[Arc<ServedModel>],
+    impact: &Impact,
+    mode: Mode,
+) -> Option<Result<Response, ApiError>> {
+    if mode.dry_run {
+        return Some(Ok(Json(json!({
+            "dry_run": true,
+            "policy": what,
+            "selects": model_names(selects),
+            "impact": impact.to_json(),
+            "owners_lose_access": impact.owners_lose(),
+        }))
+        .into_response()));
+    }
+    if impact.owners_lose() && !mode.confirm {
+        let lost: Vec<String> = impact
+            .models
+            .iter()
+            .filter(|m| !m.owners_losing.is_empty())
+            .map(|m| format!("{} ({})", m.model, m.owners_losing.join(", ")))
+            .collect();
+        return Some(Err(ApiError::Conflict(format!(
+            "this change takes owners' access to their own model away: {}; add the owners to the policy's rules to keep it, or confirm with `?confirm=true` (`palisade policy apply --yes`)",
+            lost.join("; ")
+        ))));
+    }
+    None
+}
+
+fn model_names(models: &[Arc<ServedModel>]) -> Vec<String> {
+    models.iter().map(|m| format!("{}/{}:{}", m.id.namespace, m.id.name, m.id.version)).collect()
+}
+
+/// `GET /manage/v1/models`: the model versions the server serves now that the caller owns
+/// or may call (all, for administrators).
+fn models(state: &AppState, caller: &Caller) -> Response {
+    let registry = state.registry();
+    let set = state.security().policy_set();
+    let visible = |m: &ServedModel| {
+        caller.admin || caller.owns(state, &m.target) || {
+            let mut request = PolicyRequest::new(m.target.clone());
+            request.claims = caller.claims().cloned();
+            request.method = "POST".to_owned();
+            request.path = format!("/v2/models/{}/infer", m.id.name);
+            set.evaluate(&request).allowed
+        }
+    };
+    let mut served: Vec<&Arc<ServedModel>> = registry.all().filter(|m| visible(m)).collect();
+    served.sort_by(|a, b| {
+        (a.id.namespace.as_str(), a.id.name.as_str()).cmp(&(b.id.namespace.as_str(), b.id.name.as_str()))
+    });
+    let models: Vec<Value> = served
+        .iter()
+        .map(|m| {
+            let latest = registry.get(m.id.name.as_str(), None).is_ok_and(|l| l.id.version == m.id.version);
+            json!({
+                "namespace": m.id.namespace.as_str(),
+                "name": m.id.name.as_str(),
+                "version": m.id.version.as_str(),
+                "latest": latest,
+                "digest": m.digest.to_string(),
+                "engine": m.model.engine(),
+                "owners": m.target.owners.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(json!({"models": models})).into_response()
 }
 
 /// Every served model version a policy document selects by namespace and labels, whoever
@@ -202,6 +328,7 @@ async fn apply(
     ctx: &RequestContext,
     caller: &Caller,
     body: &[u8],
+    mode: Mode,
 ) -> Result<Response, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::BadRequest("the body is not UTF-8".to_owned()))?
@@ -273,13 +400,22 @@ async fn apply(
             )));
         }
     }
-    let dir = state.security().managed_dir().join(&namespace);
-    let file = dir.join(format!("{name}.yaml"));
     let creator = CreatorRecord {
         principal: caller.principal().unwrap_or_else(|| "anonymous".to_owned()),
         claims: creator_claims(state, caller),
         admin: caller.admin,
     };
+    let mut next = policy.clone();
+    next.creator = (!creator.admin).then(|| palisade_policy::Creator {
+        principal: creator.principal.clone(),
+        claims: Arc::new(creator.claims.clone()),
+    });
+    let impact = impact::impact(state, caller.identity(), &namespace, &name, Some(next))?;
+    if let Some(answer) = judge(&format!("{namespace}/{name}"), &selected(state, &policy), &impact, mode) {
+        return answer;
+    }
+    let dir = state.security().managed_dir().join(&namespace);
+    let file = dir.join(format!("{name}.yaml"));
     let previous = Stored::read(&file);
     let creator_json = serde_json::to_vec_pretty(&creator).map_err(|e| ApiError::Internal(e.to_string()))?;
     let written = write_atomically(&dir, &creator_file(&file), &creator_json)
@@ -313,7 +449,16 @@ async fn apply(
     let created = previous.policy.is_none();
     tracing::info!(policy = %format!("{namespace}/{name}"), created, "policy applied through the management API");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(json!({"applied": format!("{namespace}/{name}"), "created": created}))).into_response())
+    Ok((
+        status,
+        Json(json!({
+            "applied": format!("{namespace}/{name}"),
+            "created": created,
+            "selects": model_names(&selected(state, &policy)),
+            "impact": impact.to_json(),
+        })),
+    )
+        .into_response())
 }
 
 /// `DELETE /manage/v1/policies/{namespace}/{name}`
@@ -323,6 +468,7 @@ async fn delete(
     caller: &Caller,
     namespace: &str,
     name: &str,
+    mode: Mode,
 ) -> Result<Response, ApiError> {
     // The same answer whether the policy is missing or not the caller's to manage: nobody
     // learns of policies they may not manage.
@@ -340,6 +486,10 @@ async fn delete(
         return Err(ApiError::Forbidden(format!(
             "{namespace}/{name} comes from the platform's policy directory; change it there"
         )));
+    }
+    let impact = impact::impact(state, caller.identity(), namespace, name, None)?;
+    if let Some(answer) = judge(&format!("{namespace}/{name}"), &reached(state, &policy), &impact, mode) {
+        return answer;
     }
     let file = policy.source_file.clone();
     let dir = file.parent().map(Path::to_owned).unwrap_or_default();
@@ -362,7 +512,7 @@ async fn delete(
         tracing::error!(error = %err, "reload after a policy deletion failed");
     }
     tracing::info!(policy = %format!("{namespace}/{name}"), "policy deleted through the management API");
-    Ok(Json(json!({"deleted": format!("{namespace}/{name}")})).into_response())
+    Ok(Json(json!({"deleted": format!("{namespace}/{name}"), "impact": impact.to_json()})).into_response())
 }
 
 /// `GET /manage/v1/models/{model}/explain`: for every served version of the model.
