@@ -133,6 +133,11 @@ def _write_rows(directory: Path, stem: str, rows: Any, sample: Any) -> str:
     return file
 
 
+def _short(err: object, limit: int = 600) -> str:
+    text = str(err).strip()
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
 def _labels(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind in "iufb":
         return values.astype(np.float64).reshape(-1)
@@ -211,6 +216,23 @@ def _build(directory: Path, home: str | os.PathLike[str] | None, kept: str | Non
     )
 
 
+def _model_files(directory: Path) -> dict[str, bytes]:
+    """The files an export writes (model.onnx, its external data, palisade.yaml)."""
+    return {
+        p.name: p.read_bytes()
+        for p in directory.iterdir()
+        if p.is_file() and (p.name.startswith(_export.MODEL_FILE) or p.name == "palisade.yaml")
+    }
+
+
+def _restore(directory: Path, files: dict[str, bytes]) -> None:
+    """Puts an earlier attempt's files back, so the directory holds the export reported."""
+    for old in _model_files(directory):
+        (directory / old).unlink()
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
 def _v2_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A signature entry of ``palisade build --output json`` in V2 metadata's form."""
     entry = dict(spec)
@@ -277,14 +299,16 @@ def save(
         directory = Path(tempfile.mkdtemp(prefix=f"palisade-save-{name}-"))
     keep = False  # a failed export's directory is kept for inspection
     try:
-        attempts: list[tuple[str, _export.Export, list[str]]] = []
+        attempts: list[tuple[str, _export.Export, list[str], dict[str, bytes]]] = []
+        why_not = ""  # why a later precision could not be checked
         for precision in _export.precisions(model, sample):
             try:
                 export = _export.export(
                     model, sample, directory, list(classes) if classes is not None else None, precision
                 )
-            except ExportError:
+            except ExportError as err:
                 if attempts:  # no float64 export: report the float32 one's difference
+                    why_not = f"\nA {precision} export was tried too, but the converter failed: {_short(err)}"
                     break
                 raise
             inputs, outputs = _onnx_specs(directory / _export.MODEL_FILE)
@@ -297,19 +321,23 @@ def save(
             keep = True
             try:
                 answered = _predict(directory, request, home)
-            except CommandError:
+            except CommandError as err:
                 if attempts:  # the float32 export ran; report its difference
+                    why_not = (f"\nA {precision} export was tried too, but Palisade does not run it: "
+                               f"{_short(err.stderr)}")
                     break
                 raise
             problems = compare(export.expected, answered, atol, rtol)
-            attempts.append((precision, export, problems))
+            attempts.append((precision, export, problems, _model_files(directory)))
             if not problems:
                 break
-        precision, export, problems = attempts[0] if attempts[-1][2] else attempts[-1]
+        precision, export, problems, files = attempts[0] if attempts[-1][2] else attempts[-1]
+        if attempts[-1][0] != precision or why_not:
+            _restore(directory, files)  # the directory holds the export that is reported
         if problems:
-            also = ""
+            also = why_not
             if len(attempts) > 1 and attempts[1][2]:
-                also = "\nA float64 export differs too:\n  - " + "\n  - ".join(attempts[1][2])
+                also = f"\nA {attempts[1][0]} export differs too:\n  - " + "\n  - ".join(attempts[1][2])
             raise ExportMismatchError(
                 f"the ONNX export of this {export.framework} {export.summary} answers differently from the "
                 f"original model on the sample, so it was not stored:\n  - " + "\n  - ".join(problems) + also +

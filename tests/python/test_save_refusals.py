@@ -82,3 +82,48 @@ def test_a_bad_manifest_field_names_the_field(tmp_path):
     with pytest.raises(palisade.ExportError) as refused:
         palisade.save(model, X, name="Not A DNS Label", version="1", owners=[OWNER], home=tmp_path / "home")
     assert "palisade.yaml" in str(refused.value) and "`name`" in str(refused.value)
+
+
+def test_an_unfitted_model_is_refused():
+    need("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    with pytest.raises(palisade.ExportError) as refused:
+        palisade.save(LogisticRegression(), np.zeros((3, 2)), name="x", version="1", owners=[OWNER])
+    assert "is not fitted: call fit(X, y)" in str(refused.value)
+
+
+def test_a_sample_without_a_training_column_names_it(tmp_path):
+    need("skl2onnx")
+    pd = need("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "s": ["a", "b", "a", "b"]})
+    model = Pipeline([("pre", ColumnTransformer([("s", OneHotEncoder(), ["s"])], remainder="passthrough")),
+                      ("lr", LogisticRegression())]).fit(frame, [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="the sample has no column 's'"):
+        palisade.save(model, frame[["x"]], name="x", version="1", owners=[OWNER], home=tmp_path / "home")
+    with pytest.raises(ValueError, match="pass the sample as a DataFrame"):
+        palisade.save(model, frame.to_numpy(), name="x", version="1", owners=[OWNER], home=tmp_path / "home")
+
+
+def test_text_with_missing_values_says_how_to_fill_it(tmp_path):
+    need("skl2onnx")
+    pd = need("pandas")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame = pd.DataFrame({"city": ["paris", None, "lyon", "paris", "nice", None]})
+    text = make_pipeline(SimpleImputer(strategy="constant", fill_value="missing"), OneHotEncoder())
+    model = Pipeline([("pre", ColumnTransformer([("city", text, ["city"])])),
+                      ("lr", LogisticRegression())]).fit(frame, [0, 1, 0, 1, 0, 1])
+    with pytest.raises(palisade.ExportError) as refused:
+        palisade.save(model, frame, name="x", version="1", owners=[OWNER], home=tmp_path / "home")
+    message = str(refused.value)
+    assert "fillna('missing')" in message and "['city']" in message

@@ -154,6 +154,71 @@ def _label_kind(values: np.ndarray) -> str:
     return "label" if values.dtype.kind in "iubOUS" else "value"
 
 
+def _short(err: object, limit: int = 600) -> str:
+    """A converter's message, cut: some print whole node attribute dictionaries."""
+    text = str(err).strip()
+    return text if len(text) <= limit else text[:limit] + " [...]"
+
+
+def _hint(err: Exception, model: Any, sample: Any) -> str:
+    """What to do about converter failures data scientists commonly hit."""
+    text = str(err)
+    if "missing values are string" in text:
+        columns = []
+        if is_dataframe(sample):
+            columns = [str(c) for c in sample.columns if sample[c].dtype.kind == "O" and sample[c].isna().any()]
+        where = f" (in this sample: {columns})" if columns else ""
+        return (
+            "Text columns with missing values (None/NaN) have no ONNX form: fill them with a string before "
+            f"training and serving, e.g. df[col] = df[col].fillna('missing'){where}.\n"
+        )
+    if any(type(m).__name__.startswith("HistGradientBoosting") for m in _nested(model)):
+        return (
+            "HistGradientBoosting models convert only with a skl2onnx release that supports this "
+            "scikit-learn and numpy (and protobuf<7); GradientBoosting, RandomForest, XGBoost and LightGBM "
+            "convert with the pinned converters.\n"
+        )
+    return ""
+
+
+def _check_fitted(model: Any) -> None:
+    """Refuses a model that was never fitted, before a converter fails on it obscurely."""
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    try:
+        check_is_fitted(model)
+    except NotFittedError as err:
+        raise ExportError(f"this {_describe(model)} is not fitted: call fit(X, y) before palisade.save") from err
+    except TypeError:  # not an estimator scikit-learn knows how to check
+        pass
+
+
+def _training_columns(model: Any, sample: Any) -> Any:
+    """The sample with the columns the model was fitted on, in that order (scikit-learn
+    records them in ``feature_names_in_`` when fitted on a DataFrame): extra columns
+    would become inputs every caller must send, a missing one cannot be converted."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return sample
+    names = [str(n) for n in names]
+    if not is_dataframe(sample):
+        if _takes_columns(model):
+            raise ValueError(
+                f"this {_describe(model)} was fitted on a DataFrame with columns {names}: pass the sample as a "
+                "DataFrame with these columns (e.g. X_train[:20]), so the model's inputs get their names"
+            )
+        return sample
+    by_name = {str(c): c for c in sample.columns}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(
+            f"the sample has no column {missing[0]!r}: this {_describe(model)} was fitted on the columns "
+            f"{names}; pass rows of the training data (its columns: {[str(c) for c in sample.columns]})"
+        )
+    return sample[[by_name[n] for n in names]]
+
+
 def has_floats(sample: Any) -> bool:
     """Whether the sample has floating-point features (which a float64 export can carry
     more exactly)."""
@@ -177,6 +242,8 @@ def export(model: Any, sample: Any, directory: Path, framework: str, precision: 
             f"(XGBClassifier/XGBRegressor, LGBMClassifier/LGBMRegressor), not a {type(model).__name__}: "
             "train with those classes, or export by hand with onnxmltools (docs/python.md)"
         )
+    _check_fitted(model)
+    sample = _training_columns(model, sample)
     _register_boosting(model)
     work = _convertible(model)
 
@@ -226,9 +293,10 @@ def export(model: Any, sample: Any, directory: Path, framework: str, precision: 
             raise
         except Exception as err:
             raise ExportError(
-                f"skl2onnx cannot convert this {_describe(model)}: {type(err).__name__}: {err}\n"
+                f"skl2onnx cannot convert this {_describe(model)}: {type(err).__name__}: {_short(err)}\n"
+                f"{_hint(err, model, sample)}"
                 "Models skl2onnx supports: https://onnx.ai/sklearn-onnx/supported.html; otherwise export it "
-                "by hand (docs/python.md)"
+                "by hand (docs/python.md, \"Exporting by hand\")"
             ) from err
     if is_dataframe(sample):
         _rename_inputs(onx, columns)
