@@ -2,7 +2,8 @@
 # Runs every Palisade test on a fresh machine: installs the test dependencies, checks
 # formatting and lints, runs the Rust tests, then the end-to-end tests with real
 # third-party clients (tritonclient, the KServe SDK and SeldonClient from their own
-# virtualenvs, headless Chromium) against the real binary, and a
+# virtualenvs, headless Chromium) against the real binary, the Python wheel and SDK from a
+# fresh virtualenv, and a
 # few-second smoke run of the benchmark harness so it cannot rot (not a benchmark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 echo "== end-to-end tests (tests/e2e)"
 cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
+
+echo "== the palisade wheel (scripts/test-python.sh: built from target/debug, tested from a fresh venv; PyTorch as its own step)"
+scripts/test-python.sh
 
 echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
 bench/run.sh --smoke

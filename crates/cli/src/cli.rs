@@ -25,6 +25,10 @@ pub enum Command {
     Build(BuildArgs),
     /// Serve every model in the store over the Open Inference Protocol (REST) and Seldon v1.
     Serve(Box<ServeArgs>),
+    /// Run a model once, in this process, on a V2 inference request read from a file, and
+    /// print the V2 response (a model directory is prepared and self-tested as `build` does,
+    /// and not stored).
+    Predict(PredictArgs),
     /// List, inspect or delete stored models.
     Models {
         #[command(subcommand)]
@@ -477,6 +481,18 @@ pub struct BuildArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// `palisade predict`
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A model directory (palisade.yaml and the model file), or a stored NAME[:VERSION].
+    #[arg(value_name = "DIR|MODEL")]
+    pub model: String,
+    /// The V2 inference request (the body of POST /v2/models/NAME/infer, JSON); `-` reads
+    /// standard input.
+    #[arg(long, short, value_name = "FILE")]
+    pub input: String,
 }
 
 /// `palisade serve`

@@ -15,6 +15,7 @@ mod limits;
 mod models;
 mod output;
 mod policy;
+mod predict;
 mod serve;
 mod validate;
 
@@ -58,6 +59,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Build(args) => build::run(&home, &args),
         Command::Serve(args) => serve::run(&home, *args),
+        Command::Predict(args) => predict::run(&home, &args),
         Command::Models { command } => match command {
             ModelsCommand::List(args) => models::list(&home, &args),
             ModelsCommand::Show(args) => models::show(&home, &args),

@@ -9,9 +9,12 @@
 //! the output, the element and the difference.
 //!
 //! Generated inputs: floats uniform in [-1, 1), integers in [0, 4), booleans alternating,
-//! strings from a few short phrases; dynamic dimensions other than the first are 3.
+//! strings from a few short phrases; dynamic dimensions other than the first are 3. An
+//! input that a categorical operator reads (`OneHotEncoder`, `LabelEncoder`,
+//! `CategoryMapper`) takes that operator's own categories instead, in turn: scikit-learn's
+//! default `OneHotEncoder` refuses any value it was not fitted on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,7 @@ use palisade_bundle::manifest::{EngineChoice, ModelSource};
 use palisade_bundle::store::BuiltEngine;
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData};
 
+use crate::onnx::Vocabulary;
 use crate::onnxruntime;
 use crate::upstream::UpstreamContext;
 use crate::{Model, Runnable, RuntimeError, prepare_onnx, prepare_with};
@@ -82,18 +86,21 @@ pub fn build(
     let bytes = std::fs::read(model_path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
     let ops = crate::onnx::operator_types(&bytes);
     let network = onnxruntime::is_network(&ops);
+    let vocabularies = crate::onnx::input_vocabularies(&bytes);
     let library = onnxruntime::library();
 
     let tract = (*runtime != EngineChoice::Onnxruntime).then(|| {
         prepare_onnx(manifest, model_path, BuiltEngine::Tract).and_then(|model| {
-            let answers = self_test(model.as_ref()).map_err(|e| fail(format!("tract: {e}")))?;
+            let answers =
+                self_test_with(model.as_ref(), &vocabularies).map_err(|e| fail(format!("tract: {e}")))?;
             Ok((model, answers))
         })
     });
     // An explicit engine is the way out of a disagreement: only `auto` runs both.
     let ort = library.as_ref().ok().filter(|_| *runtime != EngineChoice::Tract).map(|_| {
         prepare_onnx(manifest, model_path, BuiltEngine::Onnxruntime).and_then(|model| {
-            let answers = self_test(model.as_ref()).map_err(|e| fail(format!("onnxruntime: {e}")))?;
+            let answers = self_test_with(model.as_ref(), &vocabularies)
+                .map_err(|e| fail(format!("onnxruntime: {e}")))?;
             Ok((model, answers))
         })
     });
@@ -198,10 +205,19 @@ pub struct Answers {
 /// Runs the self-test on a prepared model: [`CALL_SIZES`] (or, for a model without a
 /// dynamic first dimension, its fixed shape six times) on generated inputs.
 pub fn self_test(model: &dyn Model) -> Result<Answers, String> {
+    self_test_with(model, &HashMap::new())
+}
+
+/// [`self_test`] with the categories the model's categorical operators know, by input
+/// ([`crate::onnx::input_vocabularies`]), fed to those inputs instead of made-up values.
+pub fn self_test_with(
+    model: &dyn Model,
+    vocabularies: &HashMap<String, Vocabulary>,
+) -> Result<Answers, String> {
     let signature = model.signature();
     let batchable = signature.inputs.iter().all(|s| matches!(s.shape.first(), Some(Dim::Dynamic)));
     let sizes: Vec<usize> = if batchable { CALL_SIZES.to_vec() } else { vec![0; CALL_SIZES.len()] };
-    let pool = generate(signature, 7)?;
+    let pool = generate(signature, 7, vocabularies)?;
     let mut by_size: BTreeMap<usize, Vec<Tensor>> = BTreeMap::new();
     for (call, &size) in sizes.iter().enumerate() {
         let what =
@@ -397,7 +413,11 @@ fn check_outputs(signature: &ModelSignature, outputs: &[Tensor]) -> Result<(), S
 }
 
 /// Generated inputs of `rows` rows (the first dimension, when dynamic).
-fn generate(signature: &ModelSignature, rows: usize) -> Result<Vec<Tensor>, String> {
+fn generate(
+    signature: &ModelSignature,
+    rows: usize,
+    vocabularies: &HashMap<String, Vocabulary>,
+) -> Result<Vec<Tensor>, String> {
     const WORDS: &[&str] = &["cat", "dog sat", "a quick brown fox", "", "mat", "hello world", "x"];
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
@@ -422,6 +442,13 @@ fn generate(signature: &ModelSignature, rows: usize) -> Result<Vec<Tensor>, Stri
                 .collect();
             let n: usize = shape.iter().product();
             let mut unit = || ((next() >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0;
+            let known = vocabularies.get(&spec.name);
+            let int = |i: usize| match known {
+                Some(Vocabulary::Ints(values)) if !values.is_empty() => {
+                    Some(values[(i * 7 + 3) % values.len()])
+                }
+                _ => None,
+            };
             let data = match spec.datatype {
                 DataType::Bool => TensorData::Bool((0..n).map(|i| i % 2 == 0).collect()),
                 DataType::Uint8 => TensorData::Uint8((0..n).map(|i| (i % 4) as u8).collect()),
@@ -431,16 +458,30 @@ fn generate(signature: &ModelSignature, rows: usize) -> Result<Vec<Tensor>, Stri
                 DataType::Int8 => TensorData::Int8((0..n).map(|i| (i % 4) as i8).collect()),
                 DataType::Int16 => TensorData::Int16((0..n).map(|i| (i % 4) as i16).collect()),
                 // Integer inputs are often indices into an embedding (token ids, and token
-                // types, of which BERT has two): 0 and 1 are valid for any of them.
-                DataType::Int32 => TensorData::Int32((0..n).map(|i| ((i * 7 + 3) % 2) as i32).collect()),
-                DataType::Int64 => TensorData::Int64((0..n).map(|i| ((i * 7 + 3) % 2) as i64).collect()),
+                // types, of which BERT has two): 0 and 1 are valid for any of them, unless an
+                // operator reading the input names its own categories.
+                DataType::Int32 => TensorData::Int32(
+                    (0..n)
+                        .map(|i| {
+                            int(i).and_then(|v| i32::try_from(v).ok()).unwrap_or(((i * 7 + 3) % 2) as i32)
+                        })
+                        .collect(),
+                ),
+                DataType::Int64 => {
+                    TensorData::Int64((0..n).map(|i| int(i).unwrap_or(((i * 7 + 3) % 2) as i64)).collect())
+                }
                 DataType::Fp16 => TensorData::Fp16((0..n).map(|_| half::f16::from_f64(unit())).collect()),
                 DataType::Bf16 => TensorData::Bf16((0..n).map(|_| half::bf16::from_f64(unit())).collect()),
                 DataType::Fp32 => TensorData::Fp32((0..n).map(|_| unit() as f32).collect()),
                 DataType::Fp64 => TensorData::Fp64((0..n).map(|_| unit()).collect()),
-                DataType::Bytes => {
-                    TensorData::Bytes((0..n).map(|i| WORDS[i % WORDS.len()].as_bytes().to_vec()).collect())
-                }
+                DataType::Bytes => match known {
+                    Some(Vocabulary::Strings(values)) if !values.is_empty() => {
+                        TensorData::Bytes((0..n).map(|i| values[i % values.len()].clone()).collect())
+                    }
+                    _ => TensorData::Bytes(
+                        (0..n).map(|i| WORDS[i % WORDS.len()].as_bytes().to_vec()).collect(),
+                    ),
+                },
             };
             Tensor::new(spec.name.clone(), shape, data).map_err(|e| format!("input `{}`: {e}", spec.name))
         })

@@ -276,6 +276,79 @@ pub fn operator_types(bytes: &[u8]) -> HashSet<(String, String)> {
         .unwrap_or_default()
 }
 
+/// Values a categorical operator knows for one graph input: the categories of a
+/// `OneHotEncoder`, the keys of a `LabelEncoder` or `CategoryMapper` of `ai.onnx.ml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Vocabulary {
+    /// String categories.
+    Strings(Vec<Vec<u8>>),
+    /// Integer categories.
+    Ints(Vec<i64>),
+}
+
+/// Operators that pass a column through unchanged in value (a cast, a column pick, a
+/// reshape) between a graph input and the categorical operator that reads it.
+const VALUE_PRESERVING: &[&str] =
+    &["Cast", "Gather", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "ArrayFeatureExtractor"];
+
+/// The categories that the model's categorical operators know, by the graph input they
+/// read (directly or through [`VALUE_PRESERVING`] operators). The build's self-test feeds
+/// them instead of made-up values: scikit-learn's default `OneHotEncoder`
+/// (`handle_unknown="error"`) is exported as an operator that fails on any other value.
+/// An input read by operators with different vocabularies is left out; so is everything
+/// when the file cannot be parsed.
+pub fn input_vocabularies(bytes: &[u8]) -> HashMap<String, Vocabulary> {
+    let Some(graph) = framework().proto_model_for_read(&mut &bytes[..]).ok().and_then(|proto| proto.graph)
+    else {
+        return HashMap::new();
+    };
+    let producers: HashMap<&str, &pb::NodeProto> =
+        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let inputs: HashSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    let mut found: HashMap<String, Option<Vocabulary>> = HashMap::new();
+    for node in &graph.node {
+        let keys: &[&str] = match (node.domain.as_str(), node.op_type.as_str()) {
+            ("ai.onnx.ml", "OneHotEncoder" | "CategoryMapper") => &["cats_strings", "cats_int64s"],
+            ("ai.onnx.ml", "LabelEncoder") => &["keys_strings", "keys_int64s"],
+            _ => continue,
+        };
+        let vocabulary = node.attribute.iter().filter(|a| keys.contains(&a.name.as_str())).find_map(|a| {
+            if !a.strings.is_empty() {
+                Some(Vocabulary::Strings(a.strings.clone()))
+            } else if !a.ints.is_empty() {
+                Some(Vocabulary::Ints(a.ints.clone()))
+            } else {
+                None
+            }
+        });
+        let (Some(vocabulary), Some(mut tensor)) = (vocabulary, node.input.first().map(String::as_str))
+        else {
+            continue;
+        };
+        // Walk back to a graph input; at most a few steps (a graph is acyclic, but bounded anyway).
+        for _ in 0..16 {
+            match producers.get(tensor) {
+                Some(p) if VALUE_PRESERVING.contains(&p.op_type.as_str()) && !p.input.is_empty() => {
+                    tensor = p.input[0].as_str();
+                }
+                _ => break,
+            }
+        }
+        if !inputs.contains(tensor) {
+            continue;
+        }
+        found
+            .entry(tensor.to_owned())
+            .and_modify(|seen| {
+                if seen.as_ref() != Some(&vocabulary) {
+                    *seen = None;
+                }
+            })
+            .or_insert(Some(vocabulary));
+    }
+    found.into_iter().filter_map(|(name, v)| v.map(|v| (name, v))).collect()
+}
+
 fn read(
     path: &Path,
     bytes: &[u8],

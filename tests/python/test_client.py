@@ -1,0 +1,131 @@
+"""palisade.Client against a server with security on: tokens from an argument, the
+environment or a service account (renewed before expiry), and errors that carry the
+server's message and request id."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+import palisade
+from conftest import OWNER, need
+
+#: Service-account tokens live 2 s here, so the test sees one renewed.
+PLATFORM = "issuer:\n  tokenLifetime: 2s\n"
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    need("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    home = tmp_path_factory.mktemp("home")
+    config = home.parent / "platform.yaml"
+    config.write_text(PLATFORM)
+    X = np.random.default_rng(3).normal(size=(50, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    palisade.save(model, X[:10], name="scorer", version="1.0.0", home=home,
+                  owners=[OWNER, "serviceaccount:default/batch"])
+    account = json.loads(palisade._binary.run(
+        ["sa", "create", "batch", "--namespace", "default", "--config", str(config), "--output", "json"], home=home))
+    with palisade.serve(home=home, config=config) as server:
+        yield server, model, X, account
+
+
+def test_a_token_from_an_argument(secured):
+    server, model, X, _ = secured
+    answer = palisade.Client(server.url, token=server.token(OWNER)).predict("scorer", X)
+    np.testing.assert_array_equal(answer["label"], model.predict(X))
+
+
+def test_a_token_from_the_environment(secured, monkeypatch):
+    server, model, X, _ = secured
+    monkeypatch.setenv("PALISADE_TOKEN", server.token(OWNER))
+    answer = palisade.Client(server.url).predict("scorer", X[:3])
+    np.testing.assert_array_equal(answer["label"], model.predict(X[:3]))
+
+
+def test_401_carries_the_server_message_and_request_id(secured, monkeypatch):
+    server, _, X, _ = secured
+    monkeypatch.delenv("PALISADE_TOKEN", raising=False)
+    with pytest.raises(palisade.AuthenticationError) as refused:
+        palisade.Client(server.url).predict("scorer", X)
+    err = refused.value
+    assert err.status == 401
+    assert "authentication required: send a bearer token" in err.message
+    assert "no token was sent" in err.message
+    assert err.request_id and len(err.request_id) == 36
+    assert err.request_id in str(err)
+
+    with pytest.raises(palisade.AuthenticationError) as refused:
+        palisade.Client(server.url, token="not-a-jwt").predict("scorer", X)
+    assert "authentication failed" in refused.value.message
+
+
+def test_403_carries_the_server_message(secured):
+    server, _, X, _ = secured
+    with pytest.raises(palisade.PermissionDeniedError) as refused:
+        server.client("bob@example.com").predict("scorer", X)
+    assert refused.value.status == 403
+    assert refused.value.message == "RBAC: access denied"
+    assert refused.value.request_id
+
+
+def test_404_for_an_unknown_model(secured):
+    server, _, X, _ = secured
+    with pytest.raises(palisade.NotFoundError) as refused:
+        server.client(OWNER).predict("nothing-here", X)
+    assert "nothing-here" in refused.value.message
+
+
+def test_a_bad_request_says_which_input(secured):
+    server, _, _, _ = secured
+    with pytest.raises(palisade.ApiError) as refused:
+        server.client(OWNER).predict("scorer", {"X": np.zeros((2, 5), dtype=np.float32)})
+    assert refused.value.status == 400 and "X" in refused.value.message
+
+
+def test_the_service_account_token_is_renewed_before_it_expires(secured):
+    server, model, X, account = secured
+    client = palisade.Client.from_service_account(server.url, account["client_id"], account["client_secret"])
+    first = client.predict("scorer", X)
+    np.testing.assert_array_equal(first["label"], model.predict(X))
+    token = client._token
+    assert token.fetched == 1
+    client.predict("scorer", X[:2])
+    assert token.fetched == 1, "a fresh token is reused"
+    time.sleep(1.8)  # past four fifths of its 2 s lifetime
+    again = client.predict("scorer", X)
+    assert token.fetched == 2, "the token was renewed before it expired"
+    np.testing.assert_array_equal(again["label"], model.predict(X))
+
+
+def test_a_wrong_service_account_secret_is_an_authentication_error(secured):
+    server, _, X, account = secured
+    client = palisade.Client.from_service_account(server.url, account["client_id"], "wrong")
+    with pytest.raises(palisade.AuthenticationError) as refused:
+        client.predict("scorer", X)
+    assert "invalid_client" in refused.value.message
+
+
+def test_explain_says_explanations_are_not_served_yet(secured):
+    server, _, X, _ = secured
+    with pytest.raises(NotImplementedError) as refused:
+        server.client(OWNER).explain("scorer", X)
+    assert isinstance(refused.value, palisade.PalisadeError)
+    assert "not serve explanations yet" in str(refused.value)
+
+
+def test_metadata_and_models(secured):
+    server, _, _, _ = secured
+    client = server.client(OWNER)
+    info = client.metadata("scorer")
+    assert info.versions == ("1.0.0",)
+    assert [s.name for s in info.inputs] == ["X"] and info.inputs[0].datatype == "FP32"
+    assert [m.name for m in client.models()] == ["scorer"]
+    # Models the caller may not call are listed without their signature.
+    (hidden,) = server.client("bob@example.com").models()
+    assert hidden.name == "scorer" and hidden.inputs == ()
