@@ -100,6 +100,31 @@ def test_column_transformer_pipeline_round_trip(served):
     assert_same_classification(answer, pipeline, rows)
 
 
+def test_an_unknown_category_for_a_strict_encoder_is_a_400_naming_it(served):
+    """`plan` and `visits` use scikit-learn's default OneHotEncoder (handle_unknown="error"):
+    a category it never saw is refused as scikit-learn refuses it, with a 400 that names the
+    input, the row and the value, and never answered."""
+    pipeline, frame = served["pipeline"]
+    rows = frame[:4].copy()
+    rows.loc[2, "plan"] = "premium"
+    with pytest.raises(ValueError):
+        pipeline.predict(rows)
+    with pytest.raises(palisade.ApiError) as caught:
+        served["client"].predict("churn", rows)
+    err = caught.value
+    assert err.status == 400, err
+    assert err.message.startswith('input `plan`, row 2: unknown category "premium"'), err.message
+    assert err.request_id
+    rows = frame[:2].copy()
+    rows.loc[1, "visits"] = 42
+    with pytest.raises(palisade.ApiError) as caught:
+        served["client"].predict("churn", rows)
+    assert caught.value.status == 400
+    assert caught.value.message.startswith("input `visits`, row 1: unknown category 42"), caught.value.message
+    # Known categories still get their answers.
+    assert_same_classification(served["client"].predict("churn", frame[:4]), pipeline, frame[:4])
+
+
 def test_columns_are_matched_by_name_not_position(served):
     pipeline, frame = served["pipeline"]
     shuffled = frame[["visits", "plan", "city", "income", "age"]]

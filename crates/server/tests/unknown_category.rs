@@ -24,6 +24,7 @@ use palisade_protocol::grpc::tonic::{self, Code, Request};
 use palisade_protocol::grpc::{self as grpc, GrpcInferenceServiceClient};
 use palisade_runtime::EngineConfig;
 use palisade_runtime::onnx::pb;
+use palisade_runtime::onnxruntime;
 use palisade_server::{Platform, Registry, ServerConfig};
 use prost::Message;
 use serde_json::{Value, json};
@@ -50,7 +51,7 @@ fn strict_model() -> Vec<u8> {
     model.encode_to_vec()
 }
 
-fn store(batching: &str) -> (tempfile::TempDir, Store) {
+fn store(runtime: &str, batching: &str) -> (tempfile::TempDir, Store) {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("home")).unwrap();
     let dir = tmp.path().join("src");
@@ -59,7 +60,7 @@ fn store(batching: &str) -> (tempfile::TempDir, Store) {
     std::fs::write(
         dir.join("palisade.yaml"),
         format!(
-            "name: shop\nversion: \"1\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n  runtime: tract\n{batching}"
+            "name: shop\nversion: \"1\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n  runtime: {runtime}\n{batching}"
         ),
     )
     .unwrap();
@@ -70,8 +71,8 @@ fn store(batching: &str) -> (tempfile::TempDir, Store) {
     (tmp, store)
 }
 
-fn app_for(batching: &str, threads: usize) -> (tempfile::TempDir, TestApp) {
-    let (tmp, store) = store(batching);
+fn app_for(runtime: &str, batching: &str, threads: usize) -> (tempfile::TempDir, TestApp) {
+    let (tmp, store) = store(runtime, batching);
     let registry = Registry::load(&store).unwrap();
     let app = app_with(
         store.root(),
@@ -116,7 +117,7 @@ const KNOWN: [(&str, &str, i64); 2] = [("paris", "pro", 1), ("lyon", "basic", 3)
 
 #[tokio::test]
 async fn an_unknown_category_is_a_400_naming_the_input_the_row_and_the_value() {
-    let (_tmp, app) = app_for("", 2);
+    let (_tmp, app) = app_for("tract", "", 2);
     let ok = call(&app, "POST", URI, body(&KNOWN)).await;
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
 
@@ -149,7 +150,7 @@ async fn an_unknown_category_is_a_400_naming_the_input_the_row_and_the_value() {
 
 #[tokio::test]
 async fn over_grpc_an_unknown_category_is_invalid_argument() {
-    let (_tmp, app) = app_for("", 2);
+    let (_tmp, app) = app_for("tract", "", 2);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(palisade_server::serve(listener, app.router.clone(), std::future::pending()));
@@ -173,8 +174,9 @@ async fn over_grpc_an_unknown_category_is_invalid_argument() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_requests_each_get_their_own_outcome() {
-    let (_alone_tmp, alone) = app_for("", 1);
-    let (_batched_tmp, batched) = app_for("batching: {max_batch_size: 64, max_latency_us: 20000}\n", 1);
+    let (_alone_tmp, alone) = app_for("tract", "", 1);
+    let (_batched_tmp, batched) =
+        app_for("tract", "batching: {max_batch_size: 64, max_latency_us: 20000}\n", 1);
     let requests: Vec<Vec<(&str, &str, i64)>> = (0..12)
         .map(|i| match i {
             4 => vec![("nice", "pro", 2), ("atlantis", "pro", 2)],
@@ -205,4 +207,40 @@ async fn batched_requests_each_get_their_own_outcome() {
             assert_eq!(reply.json()["error"], json["error"], "request {i}");
         }
     }
+}
+
+/// Set to `1` to run without onnxruntime on a machine that lacks it (CI never sets it).
+const SKIP_ENV: &str = "PALISADE_SKIP_ONNXRUNTIME_TESTS";
+
+/// Loads the onnxruntime library from `PALISADE_ONNXRUNTIME_LIB` or the repository's test
+/// environments; `false` only when it is missing and [`SKIP_ENV`] is `1`.
+fn with_onnxruntime() -> bool {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = onnxruntime::library_path().or_else(|| {
+        ["e2e", "fixtures"]
+            .iter()
+            .find_map(|venv| onnxruntime::find_in_environment(&repo.join(".venv").join(venv)))
+    });
+    match path {
+        Some(path) => {
+            onnxruntime::load(&path).unwrap();
+            true
+        }
+        None if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => false,
+        None => panic!("onnxruntime is needed: run scripts/install-test-deps.sh or set {SKIP_ENV}=1"),
+    }
+}
+
+#[tokio::test]
+async fn on_onnxruntime_an_unknown_category_is_a_400_too() {
+    if !with_onnxruntime() {
+        return;
+    }
+    let (_tmp, app) = app_for("onnxruntime", "", 2);
+    let ok = call(&app, "POST", URI, body(&KNOWN)).await;
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    let reply = call(&app, "POST", URI, body(&[("paris", "pro", 1), ("atlantis", "basic", 3)])).await;
+    assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(&reply.body));
+    let error = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("handle_unknown=\"error\""), "{error}");
 }
