@@ -137,7 +137,9 @@ pub enum OnnxMlError {
     /// (`OneHotEncoder` with `zeros = 0`, scikit-learn's `handle_unknown="error"`). The
     /// value is the caller's, so the caller may be shown it; this error names its
     /// position only.
-    #[error("input value {index} is not one of the {categories} categories and the model refuses unknown ones")]
+    #[error(
+        "input value {index} is not one of the {categories} categories and the model refuses unknown ones"
+    )]
     UnknownCategory {
         /// Position of the value in the operator's input.
         index: usize,

@@ -331,7 +331,8 @@ fn run_alone(target: &Target, request: Alone) {
             out
         }));
     }));
-    let job = Job { model: target.model.clone(), inputs, reply: Reply::Done(done), span, enqueued: Instant::now() };
+    let job =
+        Job { model: target.model.clone(), inputs, reply: Reply::Done(done), span, enqueued: Instant::now() };
     if let Err(err) = submit(&target.engine, job) {
         tracing::warn!(error = %err, "batched request refused by the engine");
     }
@@ -341,7 +342,12 @@ fn run_alone(target: &Target, request: Alone) {
 /// refused a value of one request ([`RuntimeError::InputRefused`]), each request of a batch
 /// of several runs again alone: the others get their answers, and only the request that
 /// carried the value hears about it.
-fn split(result: Result<InferenceOutput, RuntimeError>, counts: &[usize], requests: Vec<Alone>, target: &Target) {
+fn split(
+    result: Result<InferenceOutput, RuntimeError>,
+    counts: &[usize],
+    requests: Vec<Alone>,
+    target: &Target,
+) {
     let output = match result {
         Ok(output) => output,
         Err(RuntimeError::InputRefused(_)) if requests.len() > 1 => {

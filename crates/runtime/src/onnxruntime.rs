@@ -487,7 +487,9 @@ impl Model for OrtModel {
         let mut session = self.take()?;
         let result = {
             let run = std::panic::AssertUnwindSafe(|| -> Result<Vec<Tensor>, RuntimeError> {
-                let failed = |e: ort::Error| refused_value(&e).unwrap_or_else(|| RuntimeError::Execution(e.to_string()));
+                let failed = |e: ort::Error| {
+                    refused_value(&e).unwrap_or_else(|| RuntimeError::Execution(e.to_string()))
+                };
                 // Inputs by position when they are in the session's order (no name lookups).
                 let outputs = if self.positional {
                     let values: Vec<SessionInputValue<'_>> =

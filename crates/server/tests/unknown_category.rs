@@ -33,7 +33,8 @@ const URI: &str = "/v2/models/shop/infer";
 
 /// The corpus's column transformer with `zeros = 0` on every `OneHotEncoder`.
 fn strict_model() -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/corpus/column_transformer.onnx");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/corpus/column_transformer.onnx");
     let mut model = pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
     let graph = model.graph.as_mut().unwrap();
     let mut encoders = 0;
@@ -92,17 +93,17 @@ fn tensors(rows: &[(&str, &str, i64)]) -> Vec<Tensor> {
     vec![
         Tensor::new("age", vec![n, 1], floats(30.0)).unwrap(),
         Tensor::new("income", vec![n, 1], floats(20000.0)).unwrap(),
-        Tensor::new("city", vec![n, 1], TensorData::Bytes(rows.iter().map(|r| r.0.into()).collect())).unwrap(),
-        Tensor::new("plan", vec![n, 1], TensorData::Bytes(rows.iter().map(|r| r.1.into()).collect())).unwrap(),
+        Tensor::new("city", vec![n, 1], TensorData::Bytes(rows.iter().map(|r| r.0.into()).collect()))
+            .unwrap(),
+        Tensor::new("plan", vec![n, 1], TensorData::Bytes(rows.iter().map(|r| r.1.into()).collect()))
+            .unwrap(),
         Tensor::new("visits", vec![n, 1], TensorData::Int64(rows.iter().map(|r| r.2).collect())).unwrap(),
     ]
 }
 
 fn body(rows: &[(&str, &str, i64)]) -> String {
     let n = rows.len();
-    let column = |name: &str, datatype: &str, data: Value| {
-        json!({"name": name, "shape": [n, 1], "datatype": datatype, "data": data})
-    };
+    let column = |name: &str, datatype: &str, data: Value| json!({"name": name, "shape": [n, 1], "datatype": datatype, "data": data});
     json!({"inputs": [
         column("age", "FP32", json!((0..n).map(|i| 30.0 + i as f64).collect::<Vec<_>>())),
         column("income", "FP32", json!((0..n).map(|i| 20000.0 + i as f64).collect::<Vec<_>>())),
@@ -122,7 +123,10 @@ async fn an_unknown_category_is_a_400_naming_the_input_the_row_and_the_value() {
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
 
     let cases: [(&[(&str, &str, i64)], &str); 3] = [
-        (&[("paris", "pro", 1), ("atlantis", "basic", 3)], "input `city`, row 1: unknown category \"atlantis\""),
+        (
+            &[("paris", "pro", 1), ("atlantis", "basic", 3)],
+            "input `city`, row 1: unknown category \"atlantis\"",
+        ),
         (&[("paris", "premium", 1)], "input `plan`, row 0: unknown category \"premium\""),
         // `visits` reaches its encoder through a Cast: the caller's name is still used.
         (&[("lyon", "basic", 999)], "input `visits`, row 0: unknown category 999"),
@@ -162,14 +166,20 @@ async fn over_grpc_an_unknown_category_is_invalid_argument() {
         .unwrap();
     let mut client = GrpcInferenceServiceClient::new(channel);
     let request = |rows: &[(&str, &str, i64)]| {
-        let mut request = Request::new(grpc::encode_infer_request("shop", None, Some("r"), &tensors(rows), true));
+        let mut request =
+            Request::new(grpc::encode_infer_request("shop", None, Some("r"), &tensors(rows), true));
         request.metadata_mut().insert("authorization", format!("Bearer {}", app.token).parse().unwrap());
         request
     };
     client.model_infer(request(&KNOWN)).await.unwrap();
-    let err = client.model_infer(request(&[("paris", "pro", 1), ("atlantis", "basic", 3)])).await.unwrap_err();
+    let err =
+        client.model_infer(request(&[("paris", "pro", 1), ("atlantis", "basic", 3)])).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().starts_with("input `city`, row 1: unknown category \"atlantis\""), "{}", err.message());
+    assert!(
+        err.message().starts_with("input `city`, row 1: unknown category \"atlantis\""),
+        "{}",
+        err.message()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,9 +128,8 @@ pub(super) fn caller_name(ctx: &ParsingContext, node: &NodeProto) -> String {
         "Unsqueeze",
         "ArrayFeatureExtractor",
     ];
-    let picks_columns = |n: &NodeProto| {
-        n.op_type == "Gather" && n.attribute.iter().any(|a| a.name == "axis" && a.i == 1)
-    };
+    let picks_columns =
+        |n: &NodeProto| n.op_type == "Gather" && n.attribute.iter().any(|a| a.name == "axis" && a.i == 1);
     let first = node.input.first().cloned().unwrap_or_default();
     let Some(graph) = ctx.model.graph.as_ref() else { return first };
     let mut name = first.as_str();
@@ -141,7 +140,10 @@ pub(super) fn caller_name(ctx: &ParsingContext, node: &NodeProto) -> String {
         }
         let producer = graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
         match producer {
-            Some(p) if (PASS_THROUGH.contains(&p.op_type.as_str()) || picks_columns(p)) && !p.input.is_empty() => {
+            Some(p)
+                if (PASS_THROUGH.contains(&p.op_type.as_str()) || picks_columns(p))
+                    && !p.input.is_empty() =>
+            {
                 name = &p.input[0];
             }
             _ => break,

@@ -5,8 +5,8 @@ use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-use super::kernel::{Kernel, expansion, tensor, zeros};
 use super::RefusedValue;
+use super::kernel::{Kernel, expansion, tensor, zeros};
 use super::node::{caller_name, ints};
 
 /// Name of the typed op in optimized models.
@@ -120,7 +120,9 @@ impl Kernel for OneHotKernel {
         let plain = x.try_as_plain_ram()?;
         let encoded = match x.datum_type() {
             DatumType::String => encoder.encode_strings(plain.as_slice::<String>()?, &mut out),
-            DatumType::I64 => encoder.encode_ints(plain.as_slice::<i64>()?.iter().map(|&v| Some(v)), &mut out),
+            DatumType::I64 => {
+                encoder.encode_ints(plain.as_slice::<i64>()?.iter().map(|&v| Some(v)), &mut out)
+            }
             DatumType::I32 => {
                 encoder.encode_ints(plain.as_slice::<i32>()?.iter().map(|&v| Some(i64::from(v))), &mut out)
             }
