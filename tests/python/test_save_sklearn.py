@@ -125,6 +125,27 @@ def test_an_unknown_category_for_a_strict_encoder_is_a_400_naming_it(served):
     assert_same_classification(served["client"].predict("churn", frame[:4]), pipeline, frame[:4])
 
 
+def test_an_ordinal_encoder_that_refuses_unknowns_is_warned_about(tmp_path):
+    """skl2onnx exports OrdinalEncoder(handle_unknown="error") as -1 for unknown categories:
+    save says so, and the served model answers as warned."""
+    need("skl2onnx")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+    frame, y = tabular()
+    model = Pipeline(
+        [
+            ("pre", ColumnTransformer([("num", StandardScaler(), ["age"]), ("cat", OrdinalEncoder(), ["city"])])),
+            ("lr", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(frame[["age", "city"]], y)
+    with pytest.warns(UserWarning, match=r'OrdinalEncoder\(handle_unknown="error"\).*-1'):
+        palisade.save(model, frame[["age", "city"]][:20], name="ordinal", version="1", owners=[OWNER],
+                      home=tmp_path / "home")
+
+
 def test_columns_are_matched_by_name_not_position(served):
     pipeline, frame = served["pipeline"]
     shuffled = frame[["visits", "plan", "city", "income", "age"]]
