@@ -100,6 +100,52 @@ def test_column_transformer_pipeline_round_trip(served):
     assert_same_classification(answer, pipeline, rows)
 
 
+def test_an_unknown_category_for_a_strict_encoder_is_a_400_naming_it(served):
+    """`plan` and `visits` use scikit-learn's default OneHotEncoder (handle_unknown="error"):
+    a category it never saw is refused as scikit-learn refuses it, with a 400 that names the
+    input, the row and the value, and never answered."""
+    pipeline, frame = served["pipeline"]
+    rows = frame[:4].copy()
+    rows.loc[2, "plan"] = "premium"
+    with pytest.raises(ValueError):
+        pipeline.predict(rows)
+    with pytest.raises(palisade.ApiError) as caught:
+        served["client"].predict("churn", rows)
+    err = caught.value
+    assert err.status == 400, err
+    assert err.message.startswith('input `plan`, row 2: unknown category "premium"'), err.message
+    assert err.request_id
+    rows = frame[:2].copy()
+    rows.loc[1, "visits"] = 42
+    with pytest.raises(palisade.ApiError) as caught:
+        served["client"].predict("churn", rows)
+    assert caught.value.status == 400
+    assert caught.value.message.startswith("input `visits`, row 1: unknown category 42"), caught.value.message
+    # Known categories still get their answers.
+    assert_same_classification(served["client"].predict("churn", frame[:4]), pipeline, frame[:4])
+
+
+def test_an_ordinal_encoder_that_refuses_unknowns_is_warned_about(tmp_path):
+    """skl2onnx exports OrdinalEncoder(handle_unknown="error") as -1 for unknown categories:
+    save says so, and the served model answers as warned."""
+    need("skl2onnx")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+    frame, y = tabular()
+    model = Pipeline(
+        [
+            ("pre", ColumnTransformer([("num", StandardScaler(), ["age"]), ("cat", OrdinalEncoder(), ["city"])])),
+            ("lr", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(frame[["age", "city"]], y)
+    with pytest.warns(UserWarning, match=r'OrdinalEncoder\(handle_unknown="error"\).*-1'):
+        palisade.save(model, frame[["age", "city"]][:20], name="ordinal", version="1", owners=[OWNER],
+                      home=tmp_path / "home")
+
+
 def test_columns_are_matched_by_name_not_position(served):
     pipeline, frame = served["pipeline"]
     shuffled = frame[["visits", "plan", "city", "income", "age"]]

@@ -129,10 +129,23 @@ pub enum OnnxMlError {
         /// Length of the buffer.
         actual: usize,
     },
-    /// An input value the operator refuses (NaN where onnxruntime fails on NaN, an
-    /// unknown category where the model asks for an error).
+    /// An input value the operator refuses (NaN where onnxruntime fails on NaN).
     #[error("{0}")]
     InvalidInput(String),
+    /// The input value at `index` (row-major, in the operator's input) is not one of the
+    /// operator's categories, and the model asks for an error rather than a default
+    /// (`OneHotEncoder` with `zeros = 0`, scikit-learn's `handle_unknown="error"`). The
+    /// value is the caller's, so the caller may be shown it; this error names its
+    /// position only.
+    #[error(
+        "input value {index} is not one of the {categories} categories and the model refuses unknown ones"
+    )]
+    UnknownCategory {
+        /// Position of the value in the operator's input.
+        index: usize,
+        /// Number of categories the operator knows.
+        categories: usize,
+    },
     /// An output or working buffer would exceed [`crate::MAX_ELEMENTS`] elements, or
     /// could not be allocated.
     #[error("the result would hold {elements} elements, more than this operator can allocate")]

@@ -10,7 +10,8 @@ use crate::OnnxMlError;
 /// As in onnxruntime: categories are `cats_int64s` or `cats_strings`; numeric inputs are
 /// truncated to `int64` before lookup (NaN and values outside `int64` match nothing); a
 /// category listed twice takes its last position; an unknown value gives a row of zeros
-/// when `zeros` is 1 (the default) and fails the run when it is 0.
+/// when `zeros` is 1 (the default) and fails the run when it is 0, with
+/// [`OnnxMlError::UnknownCategory`] naming the first unknown value's position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OneHotEncoder {
     ints: HashMap<i64, usize>,
@@ -51,10 +52,10 @@ impl OneHotEncoder {
         let n = input.len();
         crate::check_output("Y", output.len(), crate::alloc::product(n, self.categories)?)?;
         output.fill(0.0);
-        for (value, row) in input.zip(output.chunks_mut(self.categories.max(1))) {
+        for (index, (value, row)) in input.zip(output.chunks_mut(self.categories.max(1))).enumerate() {
             match value.and_then(|v| self.ints.get(&v)) {
                 Some(&ix) => row[ix] = 1.0,
-                None => self.unknown()?,
+                None => self.unknown(index)?,
             }
         }
         Ok(())
@@ -74,20 +75,20 @@ impl OneHotEncoder {
     pub fn encode_strings<S: AsRef<str>>(&self, input: &[S], output: &mut [f32]) -> Result<(), OnnxMlError> {
         crate::check_output("Y", output.len(), crate::alloc::product(input.len(), self.categories)?)?;
         output.fill(0.0);
-        for (value, row) in input.iter().zip(output.chunks_mut(self.categories.max(1))) {
+        for (index, (value, row)) in input.iter().zip(output.chunks_mut(self.categories.max(1))).enumerate() {
             match self.strings.get(value.as_ref()) {
                 Some(&ix) => row[ix] = 1.0,
-                None => self.unknown()?,
+                None => self.unknown(index)?,
             }
         }
         Ok(())
     }
 
-    fn unknown(&self) -> Result<(), OnnxMlError> {
+    fn unknown(&self, index: usize) -> Result<(), OnnxMlError> {
         if self.zeros {
             Ok(())
         } else {
-            Err(OnnxMlError::InvalidInput("OneHotEncoder: unknown category and zeros = 0".into()))
+            Err(OnnxMlError::UnknownCategory { index, categories: self.categories })
         }
     }
 }

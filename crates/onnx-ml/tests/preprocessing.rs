@@ -67,6 +67,17 @@ fn one_hot_encoder_unknowns_and_sizes() {
     assert_eq!(out, [0.0, 1.0, 1.0, 0.0]);
     assert!(strict.encode_ints([Some(4)].into_iter(), &mut out[..2]).is_err());
     assert!(strict.encode_floats([f64::NAN].into_iter(), &mut out[..2]).is_err());
+    // The error names the first unknown value by position, never by value.
+    let mut out = vec![0.0f32; 6];
+    assert_eq!(
+        strict.encode_ints([Some(3), Some(7), Some(8)].into_iter(), &mut out),
+        Err(OnnxMlError::UnknownCategory { index: 1, categories: 2 })
+    );
+    let strict = OneHotEncoder::new(vec![], vec!["paris".into(), "lyon".into()], false).unwrap();
+    assert_eq!(
+        strict.encode_strings(&["lyon", "lyon", "berlin"], &mut out),
+        Err(OnnxMlError::UnknownCategory { index: 2, categories: 2 })
+    );
     assert!(OneHotEncoder::new(vec![], vec![], true).is_err());
 }
 

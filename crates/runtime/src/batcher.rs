@@ -168,6 +168,7 @@ pub fn check_batchable(signature: &ModelSignature) -> Result<(), RuntimeError> {
 }
 
 /// Where a batcher's batches go, and how many of them are running.
+#[derive(Clone)]
 struct Target {
     engine: Sender<Job>,
     model: Arc<dyn Model>,
@@ -177,6 +178,7 @@ struct Target {
 
 /// The batches (or lone requests) of one batcher queued or running on the engine, and a
 /// signal each sends when it finishes.
+#[derive(Clone)]
 struct Running {
     count: Arc<AtomicUsize>,
     limit: usize,
@@ -282,32 +284,22 @@ fn run_batch(batch: Vec<Pending>, target: &Target) {
     let Ok(stacked) = stacked else {
         // Requests whose other dimensions differ cannot share a batch: run each alone.
         for (reply, waited, _, inputs, span) in replies {
-            let done =
-                target.running.track(Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
-                    let _ = reply.send(result.map(|mut out| {
-                        out.queue_wait += waited;
-                        out
-                    }));
-                }));
-            let job = Job {
-                model: model.clone(),
-                inputs,
-                reply: Reply::Done(done),
-                span,
-                enqueued: Instant::now(),
-            };
-            if let Err(err) = submit(engine, job) {
-                tracing::warn!(error = %err, "batched request refused by the engine");
-            }
+            run_alone(target, Alone { reply, waited, inputs, span });
         }
         return;
     };
     if let Some(observe) = &target.observer {
         observe(&BatchStats { requests: replies.len(), rows, padding_rows: padded - rows });
     }
-    let targets: Vec<(ReplyTo, Duration)> = replies.into_iter().map(|(r, w, _, _, _)| (r, w)).collect();
+    // Each request keeps its inputs until the batch is done, to run alone if the model
+    // refuses a value of one of them (`split`).
+    let requests: Vec<Alone> = replies
+        .into_iter()
+        .map(|(reply, waited, _, inputs, span)| Alone { reply, waited, inputs, span })
+        .collect();
+    let retry = target.clone();
     let done = target.running.track(Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
-        split(result, &counts, targets)
+        split(result, &counts, requests, &retry)
     }));
     let job = Job {
         model: model.clone(),
@@ -322,14 +314,52 @@ fn run_batch(batch: Vec<Pending>, target: &Target) {
     }
 }
 
-/// Hands each request its rows of every output, or the batch's error.
-fn split(result: Result<InferenceOutput, RuntimeError>, counts: &[usize], targets: Vec<(ReplyTo, Duration)>) {
+/// A request of a batch that runs on its own.
+struct Alone {
+    reply: ReplyTo,
+    waited: Duration,
+    inputs: Vec<Tensor>,
+    span: tracing::Span,
+}
+
+/// Queues one request on the engine by itself.
+fn run_alone(target: &Target, request: Alone) {
+    let Alone { reply, waited, inputs, span } = request;
+    let done = target.running.track(Box::new(move |result: Result<InferenceOutput, RuntimeError>| {
+        let _ = reply.send(result.map(|mut out| {
+            out.queue_wait += waited;
+            out
+        }));
+    }));
+    let job =
+        Job { model: target.model.clone(), inputs, reply: Reply::Done(done), span, enqueued: Instant::now() };
+    if let Err(err) = submit(&target.engine, job) {
+        tracing::warn!(error = %err, "batched request refused by the engine");
+    }
+}
+
+/// Hands each request its rows of every output, or the batch's error. When the model
+/// refused a value of one request ([`RuntimeError::InputRefused`]), each request of a batch
+/// of several runs again alone: the others get their answers, and only the request that
+/// carried the value hears about it.
+fn split(
+    result: Result<InferenceOutput, RuntimeError>,
+    counts: &[usize],
+    requests: Vec<Alone>,
+    target: &Target,
+) {
     let output = match result {
         Ok(output) => output,
+        Err(RuntimeError::InputRefused(_)) if requests.len() > 1 => {
+            for request in requests {
+                run_alone(target, request);
+            }
+            return;
+        }
         Err(err) => {
             let message = err.to_string();
-            for (reply, _) in targets {
-                let _ = reply.send(Err(same_error(&err, &message)));
+            for request in requests {
+                let _ = request.reply.send(Err(same_error(&err, &message)));
             }
             return;
         }
@@ -346,17 +376,17 @@ fn split(result: Result<InferenceOutput, RuntimeError>, counts: &[usize], target
                 let message = format!(
                     "cannot split the batch's outputs back ({err}); turn batching off for this model"
                 );
-                for (reply, _) in targets {
-                    let _ = reply.send(Err(RuntimeError::Execution(message.clone())));
+                for request in requests {
+                    let _ = request.reply.send(Err(RuntimeError::Execution(message.clone())));
                 }
                 return;
             }
         }
     }
-    for ((reply, waited), outputs) in targets.into_iter().zip(per_request) {
-        let _ = reply.send(Ok(InferenceOutput {
+    for (request, outputs) in requests.into_iter().zip(per_request) {
+        let _ = request.reply.send(Ok(InferenceOutput {
             outputs,
-            queue_wait: waited + output.queue_wait,
+            queue_wait: request.waited + output.queue_wait,
             compute: output.compute,
         }));
     }
@@ -368,6 +398,7 @@ fn same_error(err: &RuntimeError, message: &str) -> RuntimeError {
         RuntimeError::Overloaded => RuntimeError::Overloaded,
         RuntimeError::Unavailable => RuntimeError::Unavailable,
         RuntimeError::InvalidInput(m) => RuntimeError::InvalidInput(m.clone()),
+        RuntimeError::InputRefused(m) => RuntimeError::InputRefused(m.clone()),
         _ => RuntimeError::Execution(message.to_owned()),
     }
 }

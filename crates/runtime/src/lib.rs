@@ -91,6 +91,12 @@ pub enum RuntimeError {
     /// The inference queue is full; the caller should retry later.
     #[error("the server is overloaded: the inference queue is full")]
     Overloaded,
+    /// The model refused a value of the inputs while running: a category its encoder was
+    /// not trained on, where the model asks for an error (scikit-learn's
+    /// `OneHotEncoder(handle_unknown="error")`). The caller's fault, and specific to the
+    /// rows that carry the value: the message names the input, the row and the value.
+    #[error("{0}")]
+    InputRefused(String),
     /// The engine is shutting down.
     #[error("the inference engine is shutting down")]
     Unavailable,

@@ -487,7 +487,9 @@ impl Model for OrtModel {
         let mut session = self.take()?;
         let result = {
             let run = std::panic::AssertUnwindSafe(|| -> Result<Vec<Tensor>, RuntimeError> {
-                let failed = |e: ort::Error| RuntimeError::Execution(e.to_string());
+                let failed = |e: ort::Error| {
+                    refused_value(&e).unwrap_or_else(|| RuntimeError::Execution(e.to_string()))
+                };
                 // Inputs by position when they are in the session's order (no name lookups).
                 let outputs = if self.positional {
                     let values: Vec<SessionInputValue<'_>> =
@@ -531,4 +533,19 @@ impl Model for OrtModel {
             }
         }
     }
+}
+
+/// onnxruntime's refusal of a category its `OneHotEncoder` does not know (`zeros = 0`,
+/// scikit-learn's `handle_unknown="error"`), as the caller's error. onnxruntime says
+/// neither the input nor the value; its message is matched as onnxruntime 1.32 writes it
+/// (`onehotencoder.cc`).
+fn refused_value(err: &ort::Error) -> Option<RuntimeError> {
+    err.to_string().contains("Unknown Category and zeros = 0").then(|| {
+        RuntimeError::InputRefused(
+            "a value is not one of the categories the model's OneHotEncoder knows, and the model \
+             refuses unknown ones (scikit-learn's handle_unknown=\"error\"); this model runs on \
+             onnxruntime, which does not say which input or row"
+                .to_owned(),
+        )
+    })
 }

@@ -269,3 +269,88 @@ fn batching_needs_a_dynamic_first_dimension() {
     let err = Batcher::start(&engine, model("iris_rf_nozipmap"), config(0, 1), None).unwrap_err();
     assert!(err.to_string().contains("at least 1"), "{err}");
 }
+
+/// Refuses a request whose first feature is negative, as a model refuses a category it was
+/// not trained on ([`RuntimeError::InputRefused`]), wherever the row sits in a batch.
+struct Refusing {
+    inner: Arc<dyn Model>,
+}
+
+impl Model for Refusing {
+    fn signature(&self) -> &palisade_core::ModelSignature {
+        self.inner.signature()
+    }
+    fn platform(&self) -> &'static str {
+        "test"
+    }
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+        let TensorData::Fp32(x) = inputs[0].data() else { panic!("FP32 inputs") };
+        let features = inputs[0].shape()[1];
+        if let Some(row) = x.chunks(features).position(|r| r[0] < 0.0) {
+            return Err(RuntimeError::InputRefused(format!("input `X`, row {row}: refused")));
+        }
+        self.inner.run(inputs)
+    }
+}
+
+// The gate is a std mutex on purpose: it blocks the inference thread, not the test task.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_value_fails_only_the_request_that_sent_it() {
+    let engine = Arc::new(
+        Engine::start(EngineConfig { threads: 1, queue_capacity: 64, ..EngineConfig::default() }).unwrap(),
+    );
+    let inner = model("iris_rf_nozipmap");
+    let stats: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+    let seen = stats.clone();
+    let observer = Arc::new(move |s: &BatchStats| seen.lock().unwrap().push(*s));
+    let model: Arc<dyn Model> = Arc::new(Refusing { inner: inner.clone() });
+    let batcher = Arc::new(Batcher::start(&engine, model, config(64, 20), Some(observer)).unwrap());
+    let rows = iris_rows();
+    let mut bad = rows[3].clone();
+    bad[0] = -1.0;
+    let requests: Vec<Vec<Tensor>> = (0..8)
+        .map(|i| {
+            let row = if i == 5 { bad.clone() } else { rows[i].clone() };
+            request_for(inner.as_ref(), &[rows[i + 10].clone(), row])
+        })
+        .collect();
+    let mut alone = Vec::new();
+    for inputs in &requests {
+        alone.push(batcher.infer(inputs.clone()).await.map(|out| bits(&out.outputs)));
+    }
+    assert!(matches!(&alone[5], Err(RuntimeError::InputRefused(m)) if m == "input `X`, row 1: refused"));
+
+    // All at once while the engine's thread is held, so that they form one batch.
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let blocker: Arc<dyn Model> = Arc::new(Gated { inner: inner.clone(), gate: gate.clone() });
+    let blocked = {
+        let (engine, inputs) = (engine.clone(), requests[0].clone());
+        tokio::spawn(async move { engine.infer(blocker, inputs).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = stats.lock().unwrap().len();
+    let tasks: Vec<_> = requests
+        .iter()
+        .map(|inputs| {
+            let (batcher, inputs) = (batcher.clone(), inputs.clone());
+            tokio::spawn(async move { batcher.infer(inputs).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(held);
+    blocked.await.unwrap().unwrap();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let together = task.await.unwrap().map(|out| bits(&out.outputs));
+        match (&together, &alone[i]) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "request {i}"),
+            (Err(RuntimeError::InputRefused(got)), Err(RuntimeError::InputRefused(want))) => {
+                assert_eq!(got, want, "the refusal names the request's own row");
+            }
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    let stats = stats.lock().unwrap();
+    assert!(stats[before..].iter().any(|s| s.requests > 1), "the requests were batched: {stats:?}");
+}

@@ -313,7 +313,9 @@ impl From<ProtocolError> for ApiError {
 impl From<RuntimeError> for ApiError {
     fn from(err: RuntimeError) -> Self {
         match err {
-            RuntimeError::InvalidInput(message) => ApiError::BadRequest(message),
+            RuntimeError::InvalidInput(message) | RuntimeError::InputRefused(message) => {
+                ApiError::BadRequest(message)
+            }
             RuntimeError::Overloaded => ApiError::Overloaded,
             RuntimeError::Unavailable => ApiError::Unavailable,
             RuntimeError::Timeout(timeout) => ApiError::Timeout(timeout),
@@ -345,6 +347,9 @@ mod tests {
         assert_eq!(err.status(), StatusCode::BAD_REQUEST);
         assert_eq!(err.public_message(), "input `X`: shape");
         assert_eq!(ApiError::from(RuntimeError::Overloaded).status(), StatusCode::TOO_MANY_REQUESTS);
+        let err = ApiError::from(RuntimeError::InputRefused("input `city`, row 0: unknown category".into()));
+        assert_eq!((err.status(), err.grpc_code()), (StatusCode::BAD_REQUEST, Code::InvalidArgument));
+        assert_eq!(err.public_message(), "input `city`, row 0: unknown category");
     }
 
     #[test]

@@ -219,6 +219,23 @@ def _training_columns(model: Any, sample: Any) -> Any:
     return sample[[by_name[n] for n in names]]
 
 
+def _warn_lenient_exports(model: Any) -> None:
+    """Warns where the export will answer requests scikit-learn refuses: skl2onnx writes an
+    ``OrdinalEncoder(handle_unknown="error")`` as a LabelEncoder that encodes every unknown
+    category as -1. (A ``OneHotEncoder``'s refusal is kept: the server answers 400.)"""
+    for step in _nested(model):
+        if type(step).__name__ == "OrdinalEncoder" and getattr(step, "handle_unknown", None) == "error":
+            warnings.warn(
+                'this model has an OrdinalEncoder(handle_unknown="error"): skl2onnx exports it as a '
+                "LabelEncoder that encodes a category it never saw as -1, so the served model answers "
+                "requests scikit-learn refuses. To refuse them, use OneHotEncoder (unknown categories "
+                'get a 400); to choose the value, use handle_unknown="use_encoded_value"',
+                UserWarning,
+                stacklevel=4,
+            )
+            return
+
+
 def has_floats(sample: Any) -> bool:
     """Whether the sample has floating-point features (which a float64 export can carry
     more exactly)."""
@@ -243,6 +260,7 @@ def export(model: Any, sample: Any, directory: Path, framework: str, precision: 
             "train with those classes, or export by hand with onnxmltools (docs/python.md)"
         )
     _check_fitted(model)
+    _warn_lenient_exports(model)
     sample = _training_columns(model, sample)
     _register_boosting(model)
     work = _convertible(model)

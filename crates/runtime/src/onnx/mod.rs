@@ -230,7 +230,10 @@ impl Model for OnnxModel {
             .map_err(|panic| {
                 RuntimeError::Execution(format!("the model stopped with an internal error: {panic}"))
             })?
-            .map_err(|e| RuntimeError::Execution(format!("{e:#}")))?;
+            .map_err(|e| match e.chain().find_map(|cause| cause.downcast_ref::<ops::RefusedValue>()) {
+                Some(refused) => RuntimeError::InputRefused(refused.to_string()),
+                None => RuntimeError::Execution(format!("{e:#}")),
+            })?;
         self.return_state(state);
         outputs
             .into_iter()

@@ -72,6 +72,14 @@ pub use linear::{LINEAR_CLASSIFIER_OP, LINEAR_REGRESSOR_OP, LinearClassifierOp, 
 pub use normalizer::{NORMALIZER_OP, NormalizerOp};
 pub use tree_ensemble::{CLASSIFIER_OP, REGRESSOR_OP, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp};
 
+/// A value of the caller's inputs that an operator refuses while the model runs (a
+/// category its encoder was not trained on), raised inside tract's run and turned into
+/// [`crate::RuntimeError::InputRefused`] by the model's run. The message names the input,
+/// the row and the value: it is for the caller, who sent the value.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RefusedValue(String);
+
 /// Registers Palisade's operators, replacing tract's where it has them.
 pub fn register(reg: &mut tract_onnx::model::OnnxOpRegister) {
     reg.insert("TreeEnsembleClassifier", tree_ensemble::classifier);

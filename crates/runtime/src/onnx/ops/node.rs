@@ -112,3 +112,42 @@ pub(super) fn rows_and_features(op: &str, x: &Tensor) -> TractResult<(usize, usi
         _ => bail!("{op} expects an input of shape [N, F], got {:?}", x.shape()),
     }
 }
+
+/// What callers call the tensor a node reads first: the graph input whose values it holds,
+/// directly or through operators that change only their type or shape (`Cast`, `Reshape`,
+/// ...) or pick some of its columns (`Gather` on axis 1, `ArrayFeatureExtractor`), as
+/// skl2onnx wires a `ColumnTransformer`'s columns; else the tensor's own name.
+pub(super) fn caller_name(ctx: &ParsingContext, node: &NodeProto) -> String {
+    const PASS_THROUGH: &[&str] = &[
+        "Cast",
+        "CastLike",
+        "Reshape",
+        "Identity",
+        "Flatten",
+        "Squeeze",
+        "Unsqueeze",
+        "ArrayFeatureExtractor",
+    ];
+    let picks_columns =
+        |n: &NodeProto| n.op_type == "Gather" && n.attribute.iter().any(|a| a.name == "axis" && a.i == 1);
+    let first = node.input.first().cloned().unwrap_or_default();
+    let Some(graph) = ctx.model.graph.as_ref() else { return first };
+    let mut name = first.as_str();
+    // Bounded: a malformed graph may loop through its pass-through nodes.
+    for _ in 0..16 {
+        if graph.input.iter().any(|input| input.name == name) {
+            return name.to_owned();
+        }
+        let producer = graph.node.iter().find(|n| n.output.iter().any(|o| o == name));
+        match producer {
+            Some(p)
+                if (PASS_THROUGH.contains(&p.op_type.as_str()) || picks_columns(p))
+                    && !p.input.is_empty() =>
+            {
+                name = &p.input[0];
+            }
+            _ => break,
+        }
+    }
+    first
+}
