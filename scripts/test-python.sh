@@ -5,9 +5,7 @@
 # Python (the installed package and the binary the wheel put on its PATH, not the source
 # tree). Then, as a separate step, the PyTorch round trip in a virtualenv of its own.
 #
-# The PyTorch virtualenv is 5.5 GB (torch from PyPI brings NVIDIA's CUDA libraries) and
-# takes about 2.5 minutes to install, so it is kept between runs, outside the work tree:
-# $PALISADE_TORCH_VENV, default ~/.cache/palisade-test/torch-<hash of its requirements>;
+# The PyTorch virtualenv is 5.5 GB and kept between runs (scripts/install-torch-venv.sh);
 # the wheel is reinstalled into it every run. PALISADE_TEST_TORCH=0 skips that step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,17 +34,7 @@ PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q -p no:cachepro
 if [ "${PALISADE_TEST_TORCH:-1}" = 0 ]; then
   echo "== PyTorch round trip skipped (PALISADE_TEST_TORCH=0)"
 else
-  requirements=tests/python/torch-requirements.txt
-  hash=$(sha256sum "$requirements" | cut -c1-12)
-  torch_venv=${PALISADE_TORCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade-test/torch-$hash}
-  if [ ! -x "$torch_venv/bin/python" ] || [ ! -f "$torch_venv/.complete" ]; then
-    echo "== creating $torch_venv (torch from PyPI: about 3 GB to download, 5.5 GB on disk)"
-    rm -rf "$torch_venv"
-    mkdir -p "$(dirname "$torch_venv")"
-    python3 -m venv "$torch_venv"
-    "$torch_venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-    touch "$torch_venv/.complete"
-  fi
+  torch_venv=$(scripts/install-torch-venv.sh | tail -n 1)
   "$torch_venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$wheel"
   echo "== PyTorch round trip (tests/python/test_save_torch.py, $torch_venv)"
   (cd tests/python && PALISADE_TEST_REQUIRE_ALL=1 "$torch_venv/bin/python" -m pytest -q -p no:cacheprovider \

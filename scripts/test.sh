@@ -13,6 +13,14 @@ export CARGO_INCREMENTAL=0
 
 scripts/install-test-deps.sh
 
+# The PyTorch virtualenv (3 GB from PyPI) downloads while Rust compiles; test-python.sh
+# waits for it below.
+if [ "${PALISADE_TEST_TORCH:-1}" != 0 ]; then
+  mkdir -p target
+  scripts/install-torch-venv.sh > target/install-torch-venv.log 2>&1 &
+  torch_install=$!
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -30,6 +38,10 @@ cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
 
 echo "== the palisade wheel (scripts/test-python.sh: built from target/debug, tested from a fresh venv; PyTorch as its own step)"
+if [ -n "${torch_install:-}" ] && ! wait "$torch_install"; then
+  cat target/install-torch-venv.log >&2
+  exit 1
+fi
 scripts/test-python.sh
 
 echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
