@@ -42,6 +42,9 @@ pub enum Error {
     /// The finalizer could not be added or removed, or its cleanup failed.
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// This replica lost the leader Lease.
+    #[error("lease: {0}")]
+    Lease(String),
 }
 
 /// The `ModelDeployment` CustomResourceDefinition as YAML.

@@ -11,6 +11,8 @@ use http::{Request, Response};
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
+use k8s_openapi::api::coordination::v1::Lease;
+use palisade_k8s::lease::LeaderLease;
 use palisade_k8s::operator::{self, Context, FINALIZER};
 use palisade_k8s::{Error, ModelDeployment};
 use serde_json::{Value, json};
@@ -135,6 +137,20 @@ fn answer(state: &mut State, call: Call) -> (u16, Value) {
             }
             state.objects.insert(path.to_owned(), object.clone());
             (200, object)
+        }
+        "POST" => {
+            let name = call.body["metadata"]["name"].as_str().unwrap_or_default();
+            let key = format!("{path}/{name}");
+            if state.objects.contains_key(&key) {
+                return (409, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "exists", "reason": "AlreadyExists", "code": 409}));
+            }
+            state.objects.insert(key, call.body.clone());
+            (201, call.body)
+        }
+        "PUT" => {
+            state.objects.insert(path.to_owned(), call.body.clone());
+            (200, call.body)
         }
         "DELETE" => match state.objects.remove(path) {
             Some(object) => (200, object),
@@ -411,4 +427,52 @@ async fn reconcile_time_for_100_deployments() {
         first / 100,
         again / 100
     );
+}
+
+const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/palisade-system/leases/palisade-operator";
+
+fn lease(client: &Client, identity: &str) -> LeaderLease {
+    let api = kube::Api::<Lease>::namespaced(client.clone(), "palisade-system");
+    LeaderLease::new(api, "palisade-operator", identity, Duration::from_secs(3))
+}
+
+fn held_by(identity: &str, renewed: &str) -> Value {
+    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "palisade-operator", "namespace": "palisade-system", "resourceVersion": "1"},
+        "spec": {"holderIdentity": identity, "leaseDurationSeconds": 3, "renewTime": renewed,
+            "acquireTime": renewed, "leaseTransitions": 4}})
+}
+
+#[tokio::test]
+async fn the_first_replica_creates_the_lease_and_leads() {
+    let (fake, client) = Fake::start(&one_variant());
+    lease(&client, "operator-a").acquire().await.unwrap();
+    let stored = fake.0.lock().unwrap().objects.get(LEASE).cloned().unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "operator-a");
+    assert_eq!(stored["spec"]["leaseDurationSeconds"], 3);
+}
+
+#[tokio::test]
+async fn a_lease_renewed_by_another_replica_is_not_taken() {
+    let (fake, client) = Fake::start(&one_variant());
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    fake.set(|s| {
+        s.objects.insert(LEASE.into(), held_by("operator-b", &now));
+    });
+    let waited = tokio::time::timeout(Duration::from_millis(300), lease(&client, "operator-a").acquire()).await;
+    assert!(waited.is_err(), "took a lease another replica holds");
+    assert!(fake.calls().iter().all(|c| c.method == "GET"));
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let (fake, client) = Fake::start(&one_variant());
+    fake.set(|s| {
+        s.objects.insert(LEASE.into(), held_by("operator-b", "2026-01-01T00:00:00Z"));
+    });
+    lease(&client, "operator-a").acquire().await.unwrap();
+    let stored = fake.0.lock().unwrap().objects.get(LEASE).cloned().unwrap();
+    assert_eq!(stored["spec"]["holderIdentity"], "operator-a");
+    assert_eq!(stored["spec"]["leaseTransitions"], 5);
+    assert_eq!(stored["metadata"]["resourceVersion"], "1", "the replace is conditional on the version read");
 }
