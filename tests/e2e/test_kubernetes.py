@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 
 import pytest
@@ -55,6 +56,32 @@ def test_crd_and_deploy_validate_strictly(crd):
     deploy = [p for p in sorted((ROOT / "deploy").rglob("*.yaml")) if p.name != "kustomization.yaml"]
     validate([crd, *deploy])
     assert crd.read_text() == (ROOT / "deploy" / "crd.yaml").read_text()
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (for its kustomize)")
+def test_the_kustomization_builds_and_validates(tmp_path):
+    built = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")], capture_output=True, text=True, check=True)
+    documents = [d for d in yaml.safe_load_all(built.stdout) if d]
+    kinds = sorted(d["kind"] for d in documents)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Namespace",
+                     "Role", "RoleBinding", "ServiceAccount"], kinds
+    operator = next(d for d in documents if d["kind"] == "Deployment")
+    assert operator["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/palisade/operator:0.1.0"
+    path = tmp_path / "deploy.yaml"
+    path.write_text(built.stdout)
+    validate([path])
+
+
+def test_rbac_is_least_privilege():
+    """No wildcard, no Secrets, deletes only of workloads, Leases in its namespace only."""
+    documents = list(yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()))
+    cluster = next(d for d in documents if d["kind"] == "ClusterRole")
+    for rule in cluster["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
+        assert "secrets" not in rule["resources"], rule
+        if "delete" in rule["verbs"]:
+            assert rule["resources"] == ["deployments", "statefulsets"], rule
+    assert not any("leases" in rule["resources"] for rule in cluster["rules"])
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

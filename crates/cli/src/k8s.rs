@@ -53,19 +53,25 @@ pub fn run(command: &K8sCommand) -> Result<(), Failure> {
         K8sCommand::Render(args) => {
             let text = std::fs::read_to_string(&args.file)
                 .map_err(|err| Failure::usage(format!("{}: {err}", args.file.display())))?;
-            let md = palisade_k8s::parse(&text).map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
-            let objects = palisade_k8s::render(&md, &[]).map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
+            let md = palisade_k8s::parse(&text)
+                .map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
+            let objects = palisade_k8s::render(&md, &[])
+                .map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
             print!("{}", palisade_k8s::to_yaml(&objects).map_err(Failure::other)?);
             Ok(())
         }
     }
 }
 
-/// Runs `palisade operator` until SIGTERM or Ctrl-C.
+/// Runs `palisade operator` until SIGTERM or Ctrl-C; JSON logs on stderr, filtered by
+/// `PALISADE_LOG`.
 pub fn operator(args: &OperatorArgs) -> Result<(), Failure> {
-    tracing_subscriber::fmt().with_env_filter(
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-    ).json().init();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PALISADE_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .json()
+        .init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(Failure::other)?;
     runtime.block_on(async {
         let client = kube::Client::try_default()

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
-use k8s_openapi::api::coordination::v1::Lease;
 use palisade_k8s::lease::LeaderLease;
 use palisade_k8s::operator::{self, Context, FINALIZER};
 use palisade_k8s::{Error, ModelDeployment};
@@ -142,8 +142,11 @@ fn answer(state: &mut State, call: Call) -> (u16, Value) {
             let name = call.body["metadata"]["name"].as_str().unwrap_or_default();
             let key = format!("{path}/{name}");
             if state.objects.contains_key(&key) {
-                return (409, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": "exists", "reason": "AlreadyExists", "code": 409}));
+                return (
+                    409,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": "exists", "reason": "AlreadyExists", "code": 409}),
+                );
             }
             state.objects.insert(key, call.body.clone());
             (201, call.body)
@@ -459,7 +462,8 @@ async fn a_lease_renewed_by_another_replica_is_not_taken() {
     fake.set(|s| {
         s.objects.insert(LEASE.into(), held_by("operator-b", &now));
     });
-    let waited = tokio::time::timeout(Duration::from_millis(300), lease(&client, "operator-a").acquire()).await;
+    let waited =
+        tokio::time::timeout(Duration::from_millis(300), lease(&client, "operator-a").acquire()).await;
     assert!(waited.is_err(), "took a lease another replica holds");
     assert!(fake.calls().iter().all(|c| c.method == "GET"));
 }
