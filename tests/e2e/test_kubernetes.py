@@ -58,6 +58,35 @@ def test_crd_and_deploy_validate_strictly(crd):
     assert crd.read_text() == (ROOT / "deploy" / "crd.yaml").read_text()
 
 
+def test_the_crd_schema_is_structural_and_explained(crd):
+    """What the API server requires of a CRD schema (structural: a type on every node, no
+    references or unions of types) and what `kubectl explain` shows (a description on every
+    field), checked offline since no API server runs here."""
+    document = yaml.safe_load(crd.read_text())
+    root = document["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    problems = []
+
+    def walk(node, path, named):
+        if not (node.get("type") or node.get("x-kubernetes-preserve-unknown-fields")
+                or node.get("x-kubernetes-int-or-string")):
+            problems.append(f"{path}: no type")
+        for key in ("$ref", "oneOf", "not"):
+            if key in node:
+                problems.append(f"{path}: {key}")
+        if "properties" in node and node.get("additionalProperties") is not None:
+            problems.append(f"{path}: properties with additionalProperties")
+        if named and not node.get("description") and path.count(".") > 1:
+            problems.append(f"{path}: no description")
+        for name, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{name}", True)
+        if "items" in node:
+            walk(node["items"], f"{path}[]", False)
+
+    walk(root["properties"]["spec"], "spec", True)
+    walk(root["properties"]["status"], "status", True)
+    assert problems == []
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (for its kustomize)")
 def test_the_kustomization_builds_and_validates(tmp_path):
     built = subprocess.run(["kubectl", "kustomize", str(ROOT / "deploy")], capture_output=True, text=True, check=True)

@@ -117,12 +117,11 @@ pub fn render(md: &ModelDeployment, cluster_policies: &[serde_json::Value]) -> R
         });
     }
     md.spec.check()?;
-    let r = Renderer { md, name, namespace: namespace(md) };
-    let mut objects = vec![
-        r.object(&r.service_account())?,
-        r.object(&r.policies(cluster_policies)?)?,
-        r.object(&r.platform())?,
-    ];
+    let mut r = Renderer { md, name, namespace: namespace(md), config_digest: String::new() };
+    let policies = r.policies(cluster_policies)?;
+    let platform = r.platform();
+    r.config_digest = config_digest(&[&policies, &platform])?;
+    let mut objects = vec![r.object(&r.service_account())?, r.object(&policies)?, r.object(&platform)?];
     if has_router(md) {
         objects.push(r.object(&r.traffic()?)?);
     }
@@ -150,6 +149,23 @@ struct Renderer<'a> {
     md: &'a ModelDeployment,
     name: &'a str,
     namespace: String,
+    /// SHA-256 of the ConfigMaps the pods read, in their template: a change of policies
+    /// rolls the pods. (The kubelet updates a mounted ConfigMap by swapping a hidden
+    /// symbolic link, which the policy directory's change check does not follow.)
+    config_digest: String,
+}
+
+/// The annotation on pod templates that carries [`Renderer::config_digest`].
+pub const CONFIG_DIGEST_ANNOTATION: &str = "palisade.dev/config-digest";
+
+fn config_digest(maps: &[&ConfigMap]) -> Result<String, Error> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for map in maps {
+        let data = serde_json::to_vec(&map.data).map_err(|err| Error::Render(err.to_string()))?;
+        hasher.update(data);
+    }
+    Ok(hex::encode(hasher.finalize()))
 }
 
 impl Renderer<'_> {
@@ -660,7 +676,14 @@ impl Renderer<'_> {
             ..Container::default()
         };
         PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some(self.labels(Some(variant))), ..ObjectMeta::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some(self.labels(Some(variant))),
+                annotations: Some(BTreeMap::from([(
+                    CONFIG_DIGEST_ANNOTATION.to_owned(),
+                    self.config_digest.clone(),
+                )])),
+                ..ObjectMeta::default()
+            }),
             spec: Some(PodSpec {
                 service_account_name: Some(self.name.to_owned()),
                 automount_service_account_token: Some(false),

@@ -315,6 +315,12 @@ async fn a_cluster_policy_change_applies_the_policies_again() {
     let (fake, client) = Fake::start(&one_variant());
     fake.set(|s| s.ready = true);
     reconcile(&fake, &client).await.unwrap();
+    let digest = |fake: &Fake| {
+        let state = fake.0.lock().unwrap();
+        let deployment = &state.objects["/apis/apps/v1/namespaces/ml/deployments/iris-v1"];
+        deployment["spec"]["template"]["metadata"]["annotations"]["palisade.dev/config-digest"].clone()
+    };
+    let before = digest(&fake);
     fake.set(|s| {
         s.policies = vec![json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
             "metadata": {"name": "analysts", "namespace": "ml", "resourceVersion": "7"},
@@ -327,6 +333,10 @@ async fn a_cluster_policy_change_applies_the_policies_again() {
         applies(&calls).into_iter().find(|c| c.body["metadata"]["name"] == "iris-policies").unwrap();
     let file = policies.body["data"]["cluster-analysts.yaml"].as_str().unwrap();
     assert!(file.contains("analysts") && !file.contains("resourceVersion"), "{file}");
+    // The pods roll, so that every replica serves the new policies.
+    let after = digest(&fake);
+    assert_eq!(before.as_str().unwrap().len(), 64);
+    assert_ne!(before, after);
 }
 
 #[tokio::test]
