@@ -262,7 +262,7 @@ def test_on_a_cluster(tmp_path):
         time.sleep(2)
         request = urllib.request.Request(
             "https://127.0.0.1:18080/v2/models/iris/infer",
-            data=json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32",
+            data=json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32",
                                          "data": [5.1, 3.5, 1.4, 0.2]}]}).encode(),
             headers={"Authorization": f"Bearer {os.environ['PALISADE_E2E_TOKEN']}",
                      "Content-Type": "application/json"},

@@ -46,7 +46,13 @@ impl Fake {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let state = fake.0.clone();
         tokio::spawn(async move {
+            // Watches are left open and silent: the controller then works from its lists.
+            let mut watches = Vec::new();
             while let Some((request, send)) = handle.next_request().await {
+                if request.uri().query().is_some_and(|q| q.contains("watch=true")) {
+                    watches.push(send);
+                    continue;
+                }
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.unwrap();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
@@ -116,9 +122,18 @@ fn answer(state: &mut State, call: Call) -> (u16, Value) {
         }
         return (200, state.md.clone());
     }
+    if call.method == "GET" && path.ends_with("/modeldeployments") {
+        let list = json!({"apiVersion": "palisade.dev/v1alpha1", "kind": "ModelDeploymentList",
+            "metadata": {"resourceVersion": "1"}, "items": [state.md]});
+        return (200, list);
+    }
+    if call.method == "GET" && (path.ends_with("/deployments") || path.ends_with("/statefulsets")) {
+        let list = json!({"apiVersion": "apps/v1", "kind": "List", "metadata": {"resourceVersion": "1"}, "items": []});
+        return (200, list);
+    }
     if path.ends_with("/authorizationpolicies") {
         let list = json!({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicyList",
-            "metadata": {}, "items": state.policies});
+            "metadata": {"resourceVersion": "1"}, "items": state.policies});
         return (200, list);
     }
     match call.method.as_str() {
@@ -201,6 +216,35 @@ fn condition(md: &ModelDeployment, type_: &str) -> (String, String) {
     let status = md.status.as_ref().unwrap();
     let c = status.conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test]
+async fn the_controller_reconciles_what_it_lists_and_stops_on_shutdown() {
+    let (fake, client) = Fake::start(&one_variant());
+    fake.set(|s| s.ready = true);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = tokio::spawn(operator::run(client, async move {
+        let _ = stopped.await;
+    }));
+    for _ in 0..200 {
+        if fake.md().status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(condition(&fake.md(), "Ready").0, "True");
+    let calls = fake.calls();
+    assert_eq!(applies(&calls).len(), 8, "{calls:?}");
+    let watched: Vec<&str> = calls.iter().filter(|c| c.method == "GET").map(|c| c.path.as_str()).collect();
+    for path in [
+        "/apis/palisade.dev/v1alpha1/modeldeployments",
+        "/apis/apps/v1/deployments",
+        "/apis/security.istio.io/v1/authorizationpolicies",
+    ] {
+        assert!(watched.contains(&path), "{path} not listed: {watched:?}");
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), controller).await.unwrap().unwrap();
 }
 
 #[tokio::test]
