@@ -71,6 +71,8 @@ client_venv kserve python3 tests/e2e/clients/kserve-requirements.txt
 client_venv kubernetes python3 tests/e2e/clients/kubernetes-requirements.txt
 seldon_python=$(python_312)
 client_venv seldon "$seldon_python" tests/e2e/clients/seldon-requirements.txt
+# MLServer: the upstream gateway test, and docs/upstream.md's walkthrough (tests/e2e/test_docs.py).
+client_venv mlserver python3 tests/e2e-upstream/requirements.txt
 
 echo "== installing the test identity provider (npm oidc-provider)"
 npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error

@@ -30,6 +30,9 @@ echo "== Python SDK tests (tests/python, against the installed wheel)"
 (cd tests/python && PALISADE_TEST_REQUIRE_ALL=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
   --ignore test_save_torch.py .)
 
+echo "== the Python pages of the docs, run as written with the installed wheel (tests/e2e/test_docs.py -k sdk)"
+PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q -p no:cacheprovider tests/e2e/test_docs.py -k sdk_session
+
 if [ "${PALISADE_TEST_TORCH:-1}" = 0 ]; then
   echo "== PyTorch round trip skipped (PALISADE_TEST_TORCH=0)"
 else

@@ -7,7 +7,7 @@ read; every other block is a command or a file, and is executed or loaded:
 |---|---|
 | `sh` | runs in the page's session (below), in order, with `bash -e -o pipefail` |
 | `python` | runs in the session with `.venv/e2e`'s Python (or `venv=NAME`) |
-| `yaml` | `palisade validate` (kind told apart by content, or `kind=`); `fragment=manifest` or `fragment=platform` validates it merged into a minimal document; `kubernetes`: each document with a `kind` is checked as `kubectl apply` would be: a `ModelDeployment` by `palisade k8s render`, Istio's security resources by `palisade validate`, Kubernetes' own kinds by `kubernetes-validate --strict` (a warning fails), a `SeldonDeployment` only parsed (no schema here); documents without a `kind` (fragments) are only parsed |
+| `yaml` | `palisade validate` (kind told apart by content, or `kind=`); `fragment=manifest`, `fragment=upstream` (a manifest of an upstream model) or `fragment=platform` validates it merged into a minimal document; `kubernetes`: each document with a `kind` is checked as `kubectl apply` would be: a `ModelDeployment` by `palisade k8s render`, Istio's security resources by `palisade validate`, Kubernetes' own kinds by `kubernetes-validate --strict` (a warning fails), a `SeldonDeployment` only parsed (no schema here); documents without a `kind` (fragments) are only parsed |
 | `json` | parsed; with `request=METHOD PATH` sent to the session's server, which must answer 200 |
 | `promql` | checked by `promtool check rules` as a recording rule's expression |
 
@@ -293,6 +293,17 @@ FRAGMENT_BASES = {
         "model": {"path": "model.onnx", "format": "onnx"},
     },
     "platform": {},
+    "upstream": {
+        "name": "fragment",
+        "version": "1.0.0",
+        "owners": ["alice@example.com"],
+        "model": {
+            "format": "upstream",
+            "upstream": {"url": "http://127.0.0.1:9000"},
+            "inputs": [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}],
+            "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1, 1]}],
+        },
+    },
 }
 
 
@@ -386,8 +397,8 @@ def load_yaml(block, session):
     target = session.dir / f"block-{block.page.stem}-{block.line}.yaml"
     kind = d.get("kind")
     if "fragment" in d:
-        kind = d["fragment"]
-        merged = deep_merge(json.loads(json.dumps(FRAGMENT_BASES[kind])), documents[0])
+        kind = "manifest" if d["fragment"] == "upstream" else d["fragment"]
+        merged = deep_merge(json.loads(json.dumps(FRAGMENT_BASES[d["fragment"]])), documents[0])
         target.write_text(yaml.safe_dump(merged, sort_keys=False))
     else:
         target.write_text(block.text)

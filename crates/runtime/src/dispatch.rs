@@ -35,6 +35,10 @@ impl std::fmt::Debug for Runnable {
     }
 }
 
+/// Inputs checked against a model's signature, in signature order ([`Runnable::check`]).
+#[derive(Debug)]
+pub struct CheckedInputs(Vec<Tensor>);
+
 impl Runnable {
     /// The model's inputs and outputs.
     pub fn signature(&self) -> &ModelSignature {
@@ -52,11 +56,19 @@ impl Runnable {
         }
     }
 
-    /// The bytes the model's outputs take for a request with these inputs (in signature
-    /// order), to reserve from the server's memory budget before it runs (see
-    /// [`OutputSize::bytes`]). 0 for an upstream model: its server computes, and its
-    /// answer is read within its own response limit.
-    pub fn output_bytes(&self, inputs: &[Tensor]) -> u64 {
+    /// Checks `inputs` against the model's signature (names, datatypes, shapes) and puts
+    /// them in signature order: what [`Runnable::output_bytes`] and
+    /// [`Dispatcher::dispatch`] take, so neither sees unchecked inputs.
+    pub fn check(&self, inputs: Vec<Tensor>) -> Result<CheckedInputs, RuntimeError> {
+        check_inputs(self.signature(), inputs).map(CheckedInputs)
+    }
+
+    /// The bytes the model's outputs take for a request with these inputs, to reserve
+    /// from the server's memory budget before it runs (see [`OutputSize::bytes`]). 0 for
+    /// an upstream model: its server computes, and its answer is read within its own
+    /// response limit.
+    pub fn output_bytes(&self, inputs: &CheckedInputs) -> u64 {
+        let inputs = &inputs.0;
         match self {
             Runnable::InProcess(model) => match model.output_size() {
                 Some(size) => size.bytes(inputs),
@@ -192,17 +204,17 @@ impl Dispatcher {
         self.timeout
     }
 
-    /// Checks `inputs` against the model's signature, runs model version `id`, and waits
-    /// for its outputs within the timeout. `call` identifies the request to upstream
-    /// servers (request id, trace context).
+    /// Runs model version `id` on inputs [`Runnable::check`] accepted, and waits for its
+    /// outputs within the timeout. `call` identifies the request to upstream servers
+    /// (request id, trace context).
     pub async fn dispatch(
         &self,
         id: &ModelRef,
         model: &Runnable,
-        inputs: Vec<Tensor>,
+        inputs: CheckedInputs,
         call: CallContext<'_>,
     ) -> Result<Dispatched, RuntimeError> {
-        let inputs = check_inputs(model.signature(), inputs)?;
+        let CheckedInputs(inputs) = inputs;
         let timeout = self.timeout;
         let started = Instant::now();
         match model {
@@ -306,15 +318,19 @@ mod tests {
     async fn runs_in_process_models_with_and_without_batching() {
         let model = Runnable::InProcess(doubler());
         let dispatcher = dispatcher(Duration::from_secs(5));
-        let out =
-            dispatcher.dispatch(&id(), &model, vec![row([1.0, 2.0])], CallContext::default()).await.unwrap();
+        let out = dispatcher
+            .dispatch(&id(), &model, model.check(vec![row([1.0, 2.0])]).unwrap(), CallContext::default())
+            .await
+            .unwrap();
         assert_eq!(out.outputs[0].data(), &TensorData::Fp32(vec![2.0, 4.0]));
 
         let config = BatchConfig { max_batch_size: 4, max_latency: Duration::from_millis(1), queue_size: 8 };
         dispatcher.batch(id(), &model, config, None).unwrap();
         assert!(dispatcher.batcher(&id()).is_some());
-        let out =
-            dispatcher.dispatch(&id(), &model, vec![row([3.0, 4.0])], CallContext::default()).await.unwrap();
+        let out = dispatcher
+            .dispatch(&id(), &model, model.check(vec![row([3.0, 4.0])]).unwrap(), CallContext::default())
+            .await
+            .unwrap();
         assert_eq!(out.outputs[0].data(), &TensorData::Fp32(vec![6.0, 8.0]));
     }
 
@@ -323,13 +339,10 @@ mod tests {
     #[tokio::test]
     async fn inputs_are_checked_before_anything_runs() {
         let model = doubler();
-        let dispatcher = dispatcher(Duration::from_secs(5));
         // The gate is held: a run would block, so an answer proves nothing ran.
         let _held = model.gate.lock().unwrap();
         let wrong = Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![1.0; 3])).unwrap();
-        let refused = dispatcher
-            .dispatch(&id(), &Runnable::InProcess(model.clone()), vec![wrong], CallContext::default())
-            .await;
+        let refused = Runnable::InProcess(model.clone()).check(vec![wrong]);
         assert!(matches!(refused, Err(RuntimeError::InvalidInput(_))), "{refused:?}");
     }
 
@@ -340,14 +353,9 @@ mod tests {
         let model = doubler();
         let dispatcher = dispatcher(Duration::from_millis(100));
         let held = model.gate.lock().unwrap();
-        let result = dispatcher
-            .dispatch(
-                &id(),
-                &Runnable::InProcess(model.clone()),
-                vec![row([1.0, 1.0])],
-                CallContext::default(),
-            )
-            .await;
+        let runnable = Runnable::InProcess(model.clone());
+        let inputs = runnable.check(vec![row([1.0, 1.0])]).unwrap();
+        let result = dispatcher.dispatch(&id(), &runnable, inputs, CallContext::default()).await;
         drop(held);
         assert!(
             matches!(result, Err(RuntimeError::Timeout(t)) if t == Duration::from_millis(100)),

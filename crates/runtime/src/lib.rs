@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use palisade_core::{ModelSignature, Tensor};
 
 pub use batcher::{BatchConfig, BatchObserver, BatchStats, Batcher, check_batchable};
-pub use dispatch::{Dispatched, Dispatcher, Runnable};
+pub use dispatch::{CheckedInputs, Dispatched, Dispatcher, Runnable};
 pub use egress::EgressPolicy;
 pub use engine::{Engine, EngineConfig, InferenceOutput};
 pub use inputs::check_inputs;

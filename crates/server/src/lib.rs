@@ -307,8 +307,10 @@ impl AppState {
             request_id: current.as_ref().map(|c| c.id.as_str()),
             traceparent: traceparent.as_deref(),
         };
-        // The outputs are reserved from the in-flight memory budget before the model runs
-        // (sizes from a model are budgets, not allocations); the reservation lasts the run.
+        // Inputs are checked first (a wrong shape is the caller's 400, whatever it implies);
+        // then the outputs are reserved from the in-flight memory budget before the model
+        // runs (sizes from a model are budgets, not allocations), for the length of the run.
+        let inputs = served.model.check(inputs)?;
         let needed = served.model.output_bytes(&inputs);
         let budget = &self.inner.body_budget;
         let limit = budget.limit();

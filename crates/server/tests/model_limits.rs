@@ -362,6 +362,33 @@ async fn finding_1_outputs_are_reserved_from_the_budget_and_other_models_keep_se
     assert_eq!(reply.status, StatusCode::OK);
 }
 
+/// Inputs are checked before outputs are sized: a shape the model does not take is the
+/// caller's 400 (naming the input), even when the rows it claims would not fit the budget
+/// (schemathesis sent `[2147483648, 0]` with no data to iris).
+#[tokio::test]
+async fn a_wrong_shape_is_a_400_before_the_outputs_are_sized() {
+    let (_tmp, store, scratch) = home();
+    iris(&store, &scratch);
+    let app = common::app(
+        store.root(),
+        Registry::load(&store).unwrap(),
+        EngineConfig::default(),
+        ServerConfig::default(),
+    );
+    for shape in ["[2147483648, 0]", "[2147483647, 0]", "[0, 2147483648]", "[4294967296, 4]"] {
+        let body = format!(r#"{{"inputs":[{{"name":"X","shape":{shape},"datatype":"FP32","data":[]}}]}}"#);
+        let reply = call(&app, "POST", "/v2/models/iris/infer", body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{shape}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(reply.json()["error"].as_str().unwrap().contains('X'), "{shape}: the input is named");
+    }
+    assert_eq!(app.state.body_budget().in_use(), 0);
+}
+
 /// A request in flight that holds `bytes` of the server's budget: its declared body length,
 /// reserved before it is read, while the body trickles.
 struct Hold {
