@@ -75,8 +75,9 @@ pub struct ModelDeploymentSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Variant {
-    /// The variant's name, a DNS label (`a-z`, `0-9`, `-`), unique in the deployment.
-    #[schemars(length(min = 1, max = 30), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
+    /// The variant's name, a DNS label (`a-z`, `0-9`, `-`) of at most 20 characters,
+    /// unique in the deployment, and not `router`.
+    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"))]
     pub name: String,
     /// The bundle image (`palisade image build`), by tag or digest.
     #[schemars(length(min = 1))]
@@ -298,10 +299,17 @@ impl ModelDeploymentSpec {
         }
         let mut names = BTreeSet::new();
         for (i, variant) in self.variants.iter().enumerate() {
-            if !is_dns_label(&variant.name) || variant.name.len() > 30 {
+            // NAME-VARIANT names a StatefulSet, whose pods' revision label allows 52.
+            if !is_dns_label(&variant.name) || variant.name.len() > 20 {
                 return invalid(
                     &format!("spec.variants[{i}].name"),
-                    format!("`{}` is not a DNS label of at most 30 characters (a-z, 0-9, -)", variant.name),
+                    format!("`{}` is not a DNS label of at most 20 characters (a-z, 0-9, -)", variant.name),
+                );
+            }
+            if variant.name == crate::render::ROUTER {
+                return invalid(
+                    &format!("spec.variants[{i}].name"),
+                    "`router` is the name of Palisade's traffic router; choose another".into(),
                 );
             }
             if !names.insert(variant.name.as_str()) {
