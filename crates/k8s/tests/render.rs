@@ -79,7 +79,10 @@ fn invalid_resources_are_refused_with_the_field_and_the_reason() {
     let mut md = parse(&example("iris.yaml")).unwrap();
     md.spec.variants[0].name = "router".into();
     let err = md.spec.check().unwrap_err().to_string();
-    assert_eq!(err, "field `spec.variants[0].name`: `router` is the name of Palisade's traffic router; choose another");
+    assert_eq!(
+        err,
+        "field `spec.variants[0].name`: `router` is the name of Palisade's traffic router; choose another"
+    );
     md.spec.variants[0].name = "a-variant-name-too-long".into();
     assert!(md.spec.check().unwrap_err().to_string().contains("at most 20 characters"));
     let policy = invalid("bad-policy.yaml");
