@@ -4,7 +4,8 @@
 # clients (tritonclient, playwright driving that chromium, pytest) and onnxruntime (the second
 # engine's library, which the Rust tests load from .venv/e2e), one virtualenv each for the
 # KServe SDK and Seldon's client (their protobuf pins clash with tritonclient's and each
-# other's; seldon-core needs Python >= 3.12), and the npm oidc-provider test identity provider.
+# other's; seldon-core needs Python >= 3.12), one for kubernetes-validate, and the npm oidc-provider
+# test identity provider.
 # Safe to run again; a client virtualenv is reinstalled only when its requirements change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,8 @@ client_venv() { # NAME PYTHON REQUIREMENTS
   echo "$want" > "$dir/.requirements.sha256"
 }
 client_venv kserve python3 tests/e2e/clients/kserve-requirements.txt
+# kubernetes-validate: rendered manifests and the CRD checked offline (tests/e2e/test_kubernetes.py).
+client_venv kubernetes python3 tests/e2e/clients/kubernetes-requirements.txt
 seldon_python=$(python_312)
 client_venv seldon "$seldon_python" tests/e2e/clients/seldon-requirements.txt
 # MLServer: the upstream gateway test, and docs/upstream.md's walkthrough (tests/e2e/test_docs.py).

@@ -7,7 +7,7 @@ read; every other block is a command or a file, and is executed or loaded:
 |---|---|
 | `sh` | runs in the page's session (below), in order, with `bash -e -o pipefail` |
 | `python` | runs in the session with `.venv/e2e`'s Python (or `venv=NAME`) |
-| `yaml` | `palisade validate` (kind told apart by content, or `kind=`); `fragment=manifest`, `fragment=upstream` (a manifest of an upstream model) or `fragment=platform` validates it merged into a minimal document; `kubernetes` parses it (the manifests' schemas come with the Kubernetes issue) |
+| `yaml` | `palisade validate` (kind told apart by content, or `kind=`); `fragment=manifest`, `fragment=upstream` (a manifest of an upstream model) or `fragment=platform` validates it merged into a minimal document; `kubernetes`: each document with a `kind` is checked as `kubectl apply` would be: a `ModelDeployment` by `palisade k8s render`, Istio's security resources by `palisade validate`, Kubernetes' own kinds by `kubernetes-validate --strict` (a warning fails), a `SeldonDeployment` only parsed (no schema here); documents without a `kind` (fragments) are only parsed |
 | `json` | parsed; with `request=METHOD PATH` sent to the session's server, which must answer 200 |
 | `promql` | checked by `promtool check rules` as a recording rule's expression |
 
@@ -360,6 +360,30 @@ def run_block(block, session, venvs):
         assert d["expect"] in out, f"{block.where}: the output lacks {d['expect']!r}:\n{out}"
 
 
+def check_kubernetes(block, session, documents):
+    """Checks each Kubernetes resource of a block as the cluster would (see the table)."""
+    import yaml
+
+    out = ""
+    for i, doc in enumerate(documents):
+        api_version, kind = doc.get("apiVersion", ""), doc.get("kind")
+        if not kind or api_version.startswith("machinelearning.seldon.io/"):
+            continue
+        target = session.dir / f"block-{block.page.stem}-{block.line}-{i}.yaml"
+        target.write_text(yaml.safe_dump(doc, sort_keys=False))
+        if kind == "ModelDeployment":
+            command = ["palisade", "k8s", "render", str(target)]
+        elif api_version.startswith("security.istio.io/"):
+            command = ["palisade", "validate", str(target)]
+        else:
+            command = [str(ROOT / ".venv" / "kubernetes" / "bin" / "kubernetes-validate"), "--strict", str(target)]
+        proc = subprocess.run(command, cwd=session.dir, env=session.env, capture_output=True, text=True)
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "WARN" not in output, f"{block.where}: {kind} refused:\n{output}"
+        out += proc.stdout
+    return out
+
+
 def load_yaml(block, session):
     import yaml  # PyYAML comes with schemathesis in .venv/e2e
 
@@ -369,7 +393,7 @@ def load_yaml(block, session):
     if "kubernetes" in d:
         for doc in documents:
             assert isinstance(doc, dict), f"{block.where}: not a mapping"
-        return ""
+        return check_kubernetes(block, session, documents)
     target = session.dir / f"block-{block.page.stem}-{block.line}.yaml"
     kind = d.get("kind")
     if "fragment" in d:

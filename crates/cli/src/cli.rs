@@ -72,6 +72,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Kubernetes: the ModelDeployment CRD, and the objects a ModelDeployment becomes.
+    K8s {
+        #[command(subcommand)]
+        command: crate::k8s::K8sCommand,
+    },
+    /// The Kubernetes operator: reconciles ModelDeployments into running, secured models.
+    Operator(crate::k8s::OperatorArgs),
 }
 
 /// `palisade validate`

@@ -11,6 +11,7 @@ mod endpoint;
 mod failure;
 mod home;
 mod identity;
+mod k8s;
 mod limits;
 mod models;
 mod output;
@@ -97,5 +98,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             PolicyCommand::Explain(args) => policy::explain(&home, &args),
             PolicyCommand::Check(args) => policy::check(&home, &args),
         },
+        Command::K8s { command } => k8s::run(&command),
+        Command::Operator(args) => k8s::operator(&args),
     }
 }
