@@ -466,9 +466,17 @@ pub fn fingerprint(dir: &Path) -> Result<Fingerprint, ConfigError> {
             .map_err(|e| ConfigError(format!("{}: cannot read the policy directory: {e}", path.display())))?;
         for entry in entries.flatten() {
             let path = entry.path();
-            let Ok(meta) = entry.metadata() else { continue };
             let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let Ok(kind) = entry.file_type() else { continue };
             if hidden {
+                continue;
+            }
+            // A symlinked file is judged by its target, which is what is read: a Kubernetes
+            // ConfigMap volume updates by swapping a hidden `..data` link, so only the
+            // targets' size and time change. Symlinked directories are not descended.
+            let meta = if kind.is_symlink() { std::fs::metadata(&path) } else { entry.metadata() };
+            let Ok(meta) = meta else { continue };
+            if kind.is_symlink() && meta.is_dir() {
                 continue;
             }
             if meta.is_dir() {
@@ -589,6 +597,37 @@ struct KindHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A ConfigMap volume: `policy.yaml -> ..data/policy.yaml`, `..data -> ..v1`; an update
+    /// writes `..v2` and swaps `..data`. The change must be seen, and the file read through
+    /// its links.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn a_configmap_style_symlink_swap_changes_the_fingerprint() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let policy = |name: &str| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: ns}}\nspec: {{}}\n"
+            )
+        };
+        std::fs::create_dir(root.join("..v1")).unwrap();
+        std::fs::write(root.join("..v1/policy.yaml"), policy("first")).unwrap();
+        symlink("..v1", root.join("..data")).unwrap();
+        symlink("..data/policy.yaml", root.join("policy.yaml")).unwrap();
+        let before = fingerprint(root).unwrap();
+        assert_eq!(before.len(), 1, "the hidden directories are not read: {before:?}");
+
+        std::fs::create_dir(root.join("..v2")).unwrap();
+        std::fs::write(root.join("..v2/policy.yaml"), policy("second-and-longer")).unwrap();
+        symlink("..v2", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        let after = fingerprint(root).unwrap();
+        assert_ne!(before, after, "the swap is a change");
+        let docs = load_policy_dirs(&[root], false).unwrap();
+        assert_eq!(docs.authorization_policies[0].metadata.name, "second-and-longer");
+    }
 
     #[test]
     fn defaults_are_secure() {
