@@ -35,6 +35,9 @@ scripts/test-python.sh
 echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
 bench/run.sh --smoke
 
+echo "== container image (scripts/test-image.sh: a static release build, then the unpacked image serves)"
+scripts/test-image.sh
+
 echo "== upstream gateway (a separate step: real MLServer in its own venv)"
 scripts/test-upstream.sh
 

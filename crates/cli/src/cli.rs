@@ -72,6 +72,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Container images of stored models (OCI, built without a daemon).
+    Image {
+        #[command(subcommand)]
+        command: crate::image::ImageCommand,
+    },
 }
 
 /// `palisade validate`

@@ -11,6 +11,7 @@ mod endpoint;
 mod failure;
 mod home;
 mod identity;
+mod image;
 mod limits;
 mod models;
 mod output;
@@ -97,5 +98,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
             PolicyCommand::Explain(args) => policy::explain(&home, &args),
             PolicyCommand::Check(args) => policy::check(&home, &args),
         },
+        Command::Image { command } => image::run(&home, command),
     }
 }

@@ -31,6 +31,7 @@ mod rootfs;
 
 use std::path::{Path, PathBuf};
 
+use palisade_bundle::store::BuiltEngine;
 use palisade_bundle::{BundleError, BundleRecord, Store};
 
 pub use elf::{Arch, check_static};
@@ -158,6 +159,14 @@ pub enum ImageError {
         /// Why it cannot be used.
         problem: String,
     },
+    /// The bundle needs an engine the image cannot hold.
+    #[error(
+        "{model} was built to run on onnxruntime, a shared library that a FROM scratch image with a static binary cannot load; only models on the built-in tract engine can be packaged"
+    )]
+    Engine {
+        /// `NAME:VERSION`.
+        model: String,
+    },
     /// The CA roots file is not a PEM bundle of certificates.
     #[error("{}: not a PEM file of CA certificates (at most 16 MiB)", path.display())]
     CaRoots {
@@ -226,6 +235,9 @@ pub fn build(
 ) -> Result<BuiltImage, ImageError> {
     progress.step("verifying the bundle", 0);
     let bundle = store.load(&spec.record)?;
+    if bundle.engine == Some(BuiltEngine::Onnxruntime) {
+        return Err(ImageError::Engine { model: format!("{}:{}", spec.record.name, spec.record.version) });
+    }
     let arch = check_static(&spec.binary)?;
     let staging = layout::Staging::create(out)?;
     let layers = rootfs::layers(&spec.record, &bundle, spec)?;
