@@ -23,6 +23,24 @@ pub enum ImageCommand {
     /// manifest digest; the same bundle and binary give the same digest (SOURCE_DATE_EPOCH
     /// sets every timestamp, default 0).
     Build(ImageBuildArgs),
+    /// Push an image layout written by `image build` to REGISTRY/REPOSITORY[:TAG] over the OCI
+    /// distribution API (HTTPS; plain HTTP for a loopback registry); credentials from
+    /// PALISADE_REGISTRY_USERNAME and PALISADE_REGISTRY_PASSWORD. Prints the digest.
+    Push(ImagePushArgs),
+}
+
+/// `palisade image push`
+#[derive(Debug, Args)]
+pub struct ImagePushArgs {
+    /// The OCI image layout directory.
+    #[arg(value_name = "DIR")]
+    pub layout: PathBuf,
+    /// Where to: REGISTRY/REPOSITORY[:TAG] [default tag: the image's version].
+    #[arg(value_name = "REF")]
+    pub target: String,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade image build`
@@ -60,6 +78,38 @@ pub struct ImageBuildArgs {
 pub fn run(home: &Path, command: ImageCommand) -> Result<(), Failure> {
     match command {
         ImageCommand::Build(args) => build(home, &args),
+        ImageCommand::Push(args) => push(&args),
+    }
+}
+
+fn push(args: &ImagePushArgs) -> Result<(), Failure> {
+    let layout = palisade_image::read_layout(&args.layout).map_err(failure)?;
+    let version =
+        layout.parsed.annotations.get("org.opencontainers.image.version").map_or("latest", String::as_str);
+    let target =
+        ImageRef::parse(&args.target, &palisade_image::reference::version_tag(version)).map_err(failure)?;
+    let mut progress = Bar::new();
+    let pushed =
+        palisade_image::push(&layout, &target, credentials().as_ref(), &mut progress).map_err(failure)?;
+    progress.clear();
+    let pushed = json!({
+        "reference": pushed.reference.to_string(),
+        "digest": pushed.digest,
+        "uploaded": pushed.uploaded,
+        "skipped": pushed.skipped,
+    });
+    match args.output {
+        OutputFormat::Json => crate::output::json(&pushed),
+        OutputFormat::Text => {
+            println!("{}", layout.manifest.digest);
+            eprintln!(
+                "palisade: pushed {} ({} blobs uploaded, {} already there)",
+                pushed["reference"].as_str().unwrap_or_default(),
+                pushed["uploaded"],
+                pushed["skipped"]
+            );
+            Ok(())
+        }
     }
 }
 
@@ -220,8 +270,8 @@ impl Bar {
             return;
         }
         self.drawn = Some(Instant::now());
-        let line = if self.total > 0 {
-            let filled = (self.done.min(self.total) * 30 / self.total) as usize;
+        let line = if let Some(filled) = (self.done.min(self.total) * 30).checked_div(self.total) {
+            let filled = filled as usize;
             format!(
                 "{:<24} [{}{}] {} / {}",
                 self.step,

@@ -293,6 +293,21 @@ fn push_to_a_registry_on_loopback() {
     assert_eq!(again["pushed"]["uploaded"], 0);
     assert_eq!(again["pushed"]["skipped"], 4, "a rebuild uploads nothing");
 
+    // `image push` sends a layout built earlier, under another tag.
+    let out = ok(
+        palisade()
+            .env("PALISADE_REGISTRY_USERNAME", "robot")
+            .env("PALISADE_REGISTRY_PASSWORD", "palisade-test-password")
+            .args(["image", "push"])
+            .arg(tmp.path().join("out"))
+            .arg(format!("{}/models/iris:stable", registry.addr))
+            .output()
+            .unwrap(),
+        "image push",
+    );
+    assert_eq!(stdout(&out).trim(), digest);
+    assert!(stderr(&out).contains("0 blobs uploaded, 4 already there"), "{}", stderr(&out));
+
     let out = palisade()
         .env("PALISADE_REGISTRY_USERNAME", "robot")
         .env("PALISADE_REGISTRY_PASSWORD", "wrong")

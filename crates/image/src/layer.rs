@@ -26,13 +26,20 @@ pub(crate) const ROOT: Owner = Owner { uid: 0, gid: 0 };
 enum Content {
     Dir,
     Bytes(Vec<u8>),
-    /// A file copied from the host; `sha256`, when known, is checked as it is read.
-    File {
-        source: PathBuf,
-        size: u64,
-        sha256: Option<String>,
-        label: String,
-    },
+    File(HostFile),
+}
+
+/// A file copied from the host when the layer is written.
+#[derive(Debug)]
+pub(crate) struct HostFile {
+    /// Where it is read from.
+    pub source: PathBuf,
+    /// Exactly this many bytes are copied.
+    pub size: u64,
+    /// When known, the SHA-256 (hex) the bytes must have, checked as they are read.
+    pub sha256: Option<String>,
+    /// Its name in errors.
+    pub label: String,
 }
 
 #[derive(Debug)]
@@ -74,7 +81,7 @@ impl Layer {
             .map(|e| match &e.content {
                 Content::Dir => 0,
                 Content::Bytes(b) => b.len() as u64,
-                Content::File { size, .. } => *size,
+                Content::File(file) => file.size,
             })
             .sum()
     }
@@ -91,21 +98,10 @@ impl Layer {
         self.entries.insert(path.to_owned(), Entry { owner, mode, content: Content::Bytes(bytes) });
     }
 
-    /// Adds a file read from `source` when the layer is written: exactly `size` bytes, whose
-    /// SHA-256 must be `sha256` when given. `label` names it in errors.
-    pub fn file(
-        &mut self,
-        path: &str,
-        owner: Owner,
-        mode: u32,
-        source: PathBuf,
-        size: u64,
-        sha256: Option<String>,
-        label: String,
-    ) {
+    /// Adds a file read from the host when the layer is written.
+    pub fn file(&mut self, path: &str, owner: Owner, mode: u32, file: HostFile) {
         self.parents(path, owner);
-        let content = Content::File { source, size, sha256, label };
-        self.entries.insert(path.to_owned(), Entry { owner, mode, content });
+        self.entries.insert(path.to_owned(), Entry { owner, mode, content: Content::File(file) });
     }
 
     /// Missing parent directories: private (0700) when a non-root user owns them, else 0755.
@@ -157,7 +153,7 @@ impl Layer {
                             .map_err(ImageError::io(&tmp_path, "write"))?;
                         progress.advance(bytes.len() as u64);
                     }
-                    Content::File { source, size, sha256, label } => {
+                    Content::File(HostFile { source, size, sha256, label }) => {
                         header.set_entry_type(tar::EntryType::Regular);
                         header.set_size(*size);
                         let file = File::open(source).map_err(ImageError::io(source, "open"))?;

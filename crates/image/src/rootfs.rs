@@ -5,7 +5,7 @@ use std::path::Path;
 use palisade_bundle::store::INDEX_FILE;
 use palisade_bundle::{BundleRecord, Store, VerifiedBundle};
 
-use crate::layer::{Layer, Owner, ROOT};
+use crate::layer::{HostFile, Layer, Owner, ROOT};
 use crate::{BINARY, CA_ROOTS, HOME, ImageError, ImageSpec, USER_ID};
 
 /// The server's user: owns the home, nothing else.
@@ -66,7 +66,8 @@ fn binary(spec: &ImageSpec) -> Result<Layer, ImageError> {
     let mut layer = Layer::new("binary");
     let size = std::fs::metadata(&spec.binary).map_err(ImageError::io(&spec.binary, "read"))?.len();
     let label = spec.binary.display().to_string();
-    layer.file(relative(BINARY), ROOT, 0o755, spec.binary.clone(), size, None, label);
+    let file = HostFile { source: spec.binary.clone(), size, sha256: None, label };
+    layer.file(relative(BINARY), ROOT, 0o755, file);
     Ok(layer)
 }
 
@@ -83,15 +84,13 @@ fn home(record: &BundleRecord, bundle: &VerifiedBundle, epoch: u64) -> Result<La
     layer.dir(&bundle_dir, USER, 0o700);
     layer.bytes(&format!("{bundle_dir}/{INDEX_FILE}"), USER, 0o600, bundle.index_bytes.clone());
     for file in &bundle.files {
-        layer.file(
-            &format!("{bundle_dir}/{}", file.path),
-            USER,
-            0o600,
-            bundle.dir.join(&file.path),
-            file.size,
-            Some(file.sha256.clone()),
-            file.path.clone(),
-        );
+        let host = HostFile {
+            source: bundle.dir.join(&file.path),
+            size: file.size,
+            sha256: Some(file.sha256.clone()),
+            label: file.path.clone(),
+        };
+        layer.file(&format!("{bundle_dir}/{}", file.path), USER, 0o600, host);
     }
     for (path, bytes) in Store::reference_files(record, epoch)? {
         layer.bytes(&format!("{home}/{path}"), USER, 0o600, bytes);

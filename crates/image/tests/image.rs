@@ -85,8 +85,11 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// A layer's entries: path -> (mode, uid, gid, mtime, content).
-fn layer_entries(gz: &[u8]) -> (Vec<u8>, BTreeMap<String, (u32, u64, u64, u64, Vec<u8>)>) {
+/// One tar entry: (mode, uid, gid, mtime, content).
+type TarEntry = (u32, u64, u64, u64, Vec<u8>);
+
+/// A layer's uncompressed bytes and its entries by path.
+fn layer_entries(gz: &[u8]) -> (Vec<u8>, BTreeMap<String, TarEntry>) {
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
     let mut entries = BTreeMap::new();
@@ -333,4 +336,152 @@ fn a_layout_reads_back_for_pushing() {
     std::fs::write(image.blob_path(&built.manifest), b"{}").unwrap();
     let err = palisade_image::read_layout(&built.layout).unwrap_err().to_string();
     assert!(err.contains("does not hash"), "{err}");
+}
+
+/// A registry that wants a bearer token from its token service, as Docker Hub, GHCR and
+/// distribution's token auth do (the Debian registry in crates/cli/tests/image.rs covers
+/// basic authentication).
+mod bearer_registry {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::extract::{RawQuery, State};
+    use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use sha2::{Digest, Sha256};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub blobs: HashMap<String, Vec<u8>>,
+        pub manifests: HashMap<String, Vec<u8>>,
+        pub token_queries: Vec<String>,
+    }
+
+    #[derive(Clone)]
+    struct Fake {
+        base: String,
+        seen: Arc<Mutex<Seen>>,
+    }
+
+    const TOKEN: &str = "fake-registry-token";
+
+    async fn token(State(fake): State<Fake>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+        // robot:hunter2
+        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+            != Some("Basic cm9ib3Q6aHVudGVyMg==")
+        {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        fake.seen.lock().unwrap().token_queries.push(query.unwrap_or_default());
+        axum::Json(serde_json::json!({"token": TOKEN})).into_response()
+    }
+
+    async fn registry(
+        State(fake): State<Fake>,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Response {
+        if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {TOKEN}"))
+        {
+            let challenge = format!(
+                r#"Bearer realm="{}/token",service="fake-registry",scope="repository:models/iris:pull""#,
+                fake.base
+            );
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, challenge)],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+            )
+                .into_response();
+        }
+        let path = uri.path();
+        let mut seen = fake.seen.lock().unwrap();
+        if let Some(rest) = path.strip_prefix("/v2/models/iris/") {
+            if method == Method::HEAD && rest.starts_with("blobs/sha256:") {
+                let digest = rest.trim_start_matches("blobs/");
+                let status =
+                    if seen.blobs.contains_key(digest) { StatusCode::OK } else { StatusCode::NOT_FOUND };
+                return status.into_response();
+            }
+            if method == Method::POST && rest == "blobs/uploads/" {
+                return (
+                    StatusCode::ACCEPTED,
+                    [(header::LOCATION, "/v2/models/iris/blobs/uploads/session-1?state=x")],
+                )
+                    .into_response();
+            }
+            if method == Method::PUT && rest.starts_with("blobs/uploads/") {
+                let query = uri.query().unwrap_or_default();
+                assert!(query.starts_with("state=x&digest="), "{query}");
+                let digest = query.trim_start_matches("state=x&digest=").replace("%3A", ":");
+                let actual = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+                if actual != digest {
+                    return StatusCode::BAD_REQUEST.into_response();
+                }
+                seen.blobs.insert(digest, body.to_vec());
+                return StatusCode::CREATED.into_response();
+            }
+            if method == Method::PUT && rest.starts_with("manifests/") {
+                assert_eq!(headers[header::CONTENT_TYPE], palisade_image::oci::MEDIA_MANIFEST);
+                let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+                seen.manifests.insert(rest.trim_start_matches("manifests/").to_owned(), body.to_vec());
+                return (StatusCode::CREATED, [("docker-content-digest", digest)]).into_response();
+            }
+        }
+        StatusCode::NOT_FOUND.into_response()
+    }
+
+    /// Starts the fake on an ephemeral loopback port; returns `host:port` and what it saw.
+    pub fn start() -> (String, Arc<Mutex<Seen>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let fake = Fake { base: format!("http://{addr}"), seen: seen.clone() };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().route("/token", get(token)).fallback(registry).with_state(fake);
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        (addr, seen)
+    }
+}
+
+#[test]
+fn push_follows_a_bearer_challenge_to_the_token_service() {
+    let f = fixture();
+    let built = f.build("out").unwrap();
+    let layout = palisade_image::read_layout(&built.layout).unwrap();
+    let (addr, seen) = bearer_registry::start();
+    let target = palisade_image::ImageRef::parse(&format!("{addr}/models/iris:1.0.0"), "x").unwrap();
+
+    let err = palisade_image::push(&layout, &target, None, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("PALISADE_REGISTRY_USERNAME"), "{err}");
+
+    let credentials = palisade_image::Credentials::new("robot", "hunter2");
+    let pushed = palisade_image::push(&layout, &target, Some(&credentials), &mut Silent).unwrap();
+    assert_eq!(pushed.digest, built.manifest.digest);
+    assert_eq!((pushed.uploaded, pushed.skipped), (4, 0));
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.manifests["1.0.0"], layout.manifest_bytes);
+        for blob in layout.parsed.layers.iter().chain([&layout.parsed.config]) {
+            assert_eq!(seen.blobs[&blob.digest], std::fs::read(layout.blob_path(blob)).unwrap());
+        }
+        assert_eq!(seen.token_queries.len(), 1, "one token for the whole push: {:?}", seen.token_queries);
+        assert_eq!(
+            seen.token_queries[0],
+            "service=fake-registry&scope=repository%3Amodels%2Firis%3Apull%2Cpush"
+        );
+    }
+    let again = palisade_image::push(&layout, &target, Some(&credentials), &mut Silent).unwrap();
+    assert_eq!((again.uploaded, again.skipped), (0, 4));
 }
