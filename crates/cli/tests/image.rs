@@ -325,6 +325,16 @@ fn push_to_a_registry_on_loopback() {
     assert!(!stderr(&out).contains("wrong"), "the password is never printed: {}", stderr(&out));
 }
 
+/// A child process that is killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| stdout(&o).trim() == "0")
 }
@@ -341,7 +351,13 @@ fn in_rootfs(rootfs: &Path, args: &[&str]) -> Command {
         c.args(["-r", "chroot"]).arg(rootfs);
         c
     };
-    command.args(args).env_clear().env("PALISADE_HOME", "/home/palisade").env("HOME", "/home/palisade");
+    // The image's environment only (PATH finds chroot and unshare on the host side).
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("PALISADE_HOME", "/home/palisade")
+        .env("HOME", "/home/palisade");
     command
 }
 
@@ -377,8 +393,15 @@ fn the_unpacked_image_serves_a_prediction() {
     // ephemeral loopback ports instead of 8080 and 9090.
     let mut args: Vec<&str> = entrypoint.iter().map(String::as_str).collect();
     args.extend(["--listen", "127.0.0.1:0", "--tls", "--admin-listen", "127.0.0.1:0"]);
-    let mut child = in_rootfs(&rootfs, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout_pipe = child.stdout.take().unwrap();
+    let log = tmp.path().join("serve.log");
+    let mut server = KillOnDrop(
+        in_rootfs(&rootfs, &args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout_pipe = server.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout_pipe).lines();
     let mut base = None;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -391,9 +414,11 @@ fn the_unpacked_image_serves_a_prediction() {
     }
     std::thread::spawn(move || for _ in lines {});
     let Some(base) = base else {
-        let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        panic!("the server in the image did not start: {}", stderr(&out));
+        drop(server);
+        panic!(
+            "the server in the image did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     };
     let token = stdout(&ok(
         in_rootfs(&rootfs, &["/usr/local/bin/palisade", "token", "issue", "--email", "alice@example.com"])
@@ -419,8 +444,7 @@ fn the_unpacked_image_serves_a_prediction() {
     let refused = stdout(&curl(&[]));
     assert!(refused.ends_with("401"), "no token, no prediction: {refused}");
     let answered = stdout(&curl(&["-H", &format!("authorization: Bearer {token}")]));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     let (json, status) = answered.rsplit_once('\n').unwrap();
     assert_eq!(status, "200", "{answered}");
     let reply: Value = serde_json::from_str(json).unwrap();
