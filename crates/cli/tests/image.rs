@@ -340,7 +340,8 @@ fn is_root() -> bool {
 }
 
 /// How the unpacked root filesystem is entered: `chroot` as root (as uid 65532, like the
-/// image's config), else `unshare -r chroot` (a user namespace maps us to root in it).
+/// image's config), else `unshare -rm` (a user namespace maps us to root in it) with the
+/// devices bind-mounted, then `chroot`.
 fn in_rootfs(rootfs: &Path, args: &[&str]) -> Command {
     let mut command = if is_root() {
         let mut c = Command::new("chroot");
@@ -348,7 +349,14 @@ fn in_rootfs(rootfs: &Path, args: &[&str]) -> Command {
         c
     } else {
         let mut c = Command::new("unshare");
-        c.args(["-r", "chroot"]).arg(rootfs);
+        c.args([
+            "-rm",
+            "sh",
+            "-c",
+            r#"root=$1; shift; for d in null random urandom; do : > "$root/dev/$d"; mount --bind "/dev/$d" "$root/dev/$d"; done; exec chroot "$root" "$@""#,
+            "sh",
+        ])
+        .arg(rootfs);
         c
     };
     // The image's environment only (PATH finds chroot and unshare on the host side).
@@ -359,6 +367,29 @@ fn in_rootfs(rootfs: &Path, args: &[&str]) -> Command {
         .env("PALISADE_HOME", "/home/palisade")
         .env("HOME", "/home/palisade");
     command
+}
+
+/// `/dev/null`, `/dev/random` and `/dev/urandom`, which every container runtime provides and a bare
+/// chroot lacks: a static glibc binary cannot find the `getrandom` symbol at run time, so
+/// the getrandom crate polls `/dev/random` and reads `/dev/urandom` instead (docs/image.md).
+fn provide_devices(rootfs: &Path) {
+    std::fs::create_dir_all(rootfs.join("dev")).unwrap();
+    if is_root() {
+        for (name, minor) in [("null", "3"), ("random", "8"), ("urandom", "9")] {
+            let path = rootfs.join("dev").join(name);
+            if !path.exists() {
+                ok(
+                    Command::new("mknod")
+                        .args(["-m", "0666"])
+                        .arg(&path)
+                        .args(["c", "1", minor])
+                        .output()
+                        .unwrap(),
+                    "mknod",
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -384,6 +415,7 @@ fn the_unpacked_image_serves_a_prediction() {
         "umoci unpack",
     );
     let rootfs = bundle.join("rootfs");
+    provide_devices(&rootfs);
     let runtime: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     let entrypoint: Vec<String> = runtime["process"]["args"].as_array().unwrap()[..2]
         .iter()
