@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Palisade's tests need on a fresh machine, from the registries only:
-# Debian's chromium (Swagger UI browser test), prometheus (promtool) and wrk (benchmark smoke), a Python virtualenv with the third-party
+# Debian's chromium (Swagger UI browser test), prometheus (promtool), wrk (benchmark smoke),
+# skopeo, umoci and docker-registry (container image tests), a Python virtualenv with the third-party
 # clients (tritonclient, playwright driving that chromium, pytest) and onnxruntime (the second
 # engine's library, which the Rust tests load from .venv/e2e), one virtualenv each for the
 # KServe SDK and Seldon's client (their protobuf pins clash with tritonclient's and each
@@ -19,10 +20,17 @@ missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)      # Swagger UI browser test
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)    # promtool check metrics
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)                # benchmark harness smoke (bench/run.sh)
+command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)          # image tests: skopeo inspect oci:DIR, docker://
+command -v umoci >/dev/null 2>&1 || missing+=(umoci)            # image tests: umoci unpack
+command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry) # image push test (a registry on loopback)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${missing[*]}"
   as_root apt-get update -q
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The package starts a registry on :5000 where systemd runs; the tests start their own.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 venv=.venv/e2e

@@ -47,6 +47,7 @@ scripts/test-python.sh
 echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
 bench/run.sh --smoke
 
+
 echo "== upstream gateway (a separate step: real MLServer in its own venv)"
 scripts/test-upstream.sh
 

@@ -155,6 +155,9 @@ pub struct VerifiedBundle {
     pub engine: Option<BuiltEngine>,
     /// Every file, as indexed.
     pub files: Vec<FileEntry>,
+    /// The index file (`bundle.json`) exactly as read and checked against the digest, so a
+    /// copy of the bundle (an image layer) holds the bytes that were verified.
+    pub index_bytes: Vec<u8>,
 }
 
 impl VerifiedBundle {
@@ -447,8 +450,7 @@ impl Store {
     fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), BundleError> {
         let dir = path.parent().unwrap_or(&self.root);
         palisade_private_files::create_dir_all(dir)?;
-        let mut bytes = serde_json::to_vec_pretty(value).map_err(BundleError::Encode)?;
-        bytes.push(b'\n');
+        let bytes = pretty_json(value)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|source| BundleError::Io {
             path: dir.to_owned(),
             action: "create a temporary file",
@@ -465,6 +467,23 @@ impl Store {
             source: e.error,
         })?;
         sync_dir(dir)
+    }
+
+    /// The reference files that make `record` the only version of its model, and its
+    /// `latest`, in another home (a container image's): each a path relative to the home
+    /// and its bytes, in the format the store reads. `created` replaces the build time, so
+    /// that a copy made from the same bundle is the same bytes wherever it was built.
+    pub fn reference_files(
+        record: &BundleRecord,
+        created: u64,
+    ) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+        let version =
+            VersionRef { digest: record.digest.clone(), namespace: record.namespace.clone(), created };
+        let tag = TagRef { version: record.version.clone() };
+        Ok(vec![
+            (format!("models/{}/versions/{}.json", record.name, record.version), pretty_json(&version)?),
+            (format!("models/{}/tags/{LATEST_TAG}.json", record.name), pretty_json(&tag)?),
+        ])
     }
 
     /// Every version of one model, oldest first.
@@ -640,6 +659,7 @@ impl Store {
             signature,
             engine,
             files: sorted,
+            index_bytes,
         })
     }
 
@@ -923,4 +943,11 @@ fn read_json_opt<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>,
         Err(BundleError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(other) => Err(other),
     }
+}
+
+/// Pretty JSON with a final newline, as the store writes its reference files.
+fn pretty_json<T: Serialize>(value: &T) -> Result<Vec<u8>, BundleError> {
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(BundleError::Encode)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }

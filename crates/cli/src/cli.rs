@@ -79,6 +79,11 @@ pub enum Command {
     },
     /// The Kubernetes operator: reconciles ModelDeployments into running, secured models.
     Operator(crate::k8s::OperatorArgs),
+    /// Container images of stored models (OCI, built without a daemon).
+    Image {
+        #[command(subcommand)]
+        command: crate::image::ImageCommand,
+    },
 }
 
 /// `palisade validate`

@@ -12,6 +12,7 @@ mod failure;
 mod home;
 mod identity;
 mod k8s;
+mod image;
 mod limits;
 mod models;
 mod output;
@@ -100,5 +101,6 @@ fn run(cli: Cli) -> Result<(), Failure> {
         },
         Command::K8s { command } => k8s::run(&command),
         Command::Operator(args) => k8s::operator(&args),
+        Command::Image { command } => image::run(&home, command),
     }
 }

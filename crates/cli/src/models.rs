@@ -11,7 +11,7 @@ use crate::failure::Failure;
 use crate::output;
 
 /// Splits `NAME[:VERSION]`; the version defaults to `latest`.
-fn parse_reference(text: &str) -> Result<(ModelName, String), Failure> {
+pub(crate) fn parse_reference(text: &str) -> Result<(ModelName, String), Failure> {
     let (name, version) = text.split_once(':').unwrap_or((text, "latest"));
     let name = ModelName::new(name)
         .map_err(|e| Failure::usage(e).hint("write NAME, NAME:VERSION or NAME:latest"))?;
