@@ -17,35 +17,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use axum::http::StatusCode;
-use common::{IRIS_ROW, call, fixture};
+use common::{IRIS_ROW, call, fixture, with_onnxruntime};
 use palisade_bundle::Store;
 use palisade_runtime::EngineConfig;
 use palisade_runtime::onnx::pb;
-use palisade_runtime::onnxruntime;
 use palisade_server::{Registry, ServerConfig};
 use prost::Message;
-
-/// Set to `1` to run without onnxruntime on a machine that lacks it (CI never sets it).
-const SKIP_ENV: &str = "PALISADE_SKIP_ONNXRUNTIME_TESTS";
-
-/// Loads the onnxruntime library from `PALISADE_ONNXRUNTIME_LIB` or the repository's test
-/// environments; `false` only when it is missing and [`SKIP_ENV`] is `1`.
-fn with_onnxruntime() -> bool {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = onnxruntime::library_path().or_else(|| {
-        ["e2e", "fixtures"]
-            .iter()
-            .find_map(|venv| onnxruntime::find_in_environment(&repo.join(".venv").join(venv)))
-    });
-    match path {
-        Some(path) => {
-            onnxruntime::load(&path).unwrap();
-            true
-        }
-        None if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => false,
-        None => panic!("onnxruntime is needed: run scripts/install-test-deps.sh or set {SKIP_ENV}=1"),
-    }
-}
 
 /// The engines a model may be built for here: tract always, onnxruntime when present.
 fn engines() -> Vec<&'static str> {

@@ -24,7 +24,6 @@ use palisade_protocol::grpc::tonic::{self, Code, Request};
 use palisade_protocol::grpc::{self as grpc, GrpcInferenceServiceClient};
 use palisade_runtime::EngineConfig;
 use palisade_runtime::onnx::pb;
-use palisade_runtime::onnxruntime;
 use palisade_server::{Platform, Registry, ServerConfig};
 use prost::Message;
 use serde_json::{Value, json};
@@ -219,28 +218,6 @@ async fn batched_requests_each_get_their_own_outcome() {
         } else {
             assert_eq!(reply.json()["error"], json["error"], "request {i}");
         }
-    }
-}
-
-/// Set to `1` to run without onnxruntime on a machine that lacks it (CI never sets it).
-const SKIP_ENV: &str = "PALISADE_SKIP_ONNXRUNTIME_TESTS";
-
-/// Loads the onnxruntime library from `PALISADE_ONNXRUNTIME_LIB` or the repository's test
-/// environments; `false` only when it is missing and [`SKIP_ENV`] is `1`.
-fn with_onnxruntime() -> bool {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = onnxruntime::library_path().or_else(|| {
-        ["e2e", "fixtures"]
-            .iter()
-            .find_map(|venv| onnxruntime::find_in_environment(&repo.join(".venv").join(venv)))
-    });
-    match path {
-        Some(path) => {
-            onnxruntime::load(&path).unwrap();
-            true
-        }
-        None if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => false,
-        None => panic!("onnxruntime is needed: run scripts/install-test-deps.sh or set {SKIP_ENV}=1"),
     }
 }
 

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade_bundle::Store;
 use palisade_identity::{HttpFetch, TokenRequest};
-use palisade_runtime::{Engine, EngineConfig};
+use palisade_runtime::{Engine, EngineConfig, onnxruntime};
 use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -197,4 +197,26 @@ pub fn token_with(security: &Security, subject: &str, extra: Value) -> String {
         .token
         .expose()
         .to_owned()
+}
+
+/// Set to `1` to run without onnxruntime on a machine that lacks it (CI never sets it).
+pub const SKIP_ENV: &str = "PALISADE_SKIP_ONNXRUNTIME_TESTS";
+
+/// Loads the onnxruntime library from `PALISADE_ONNXRUNTIME_LIB` or the repository's test
+/// environments; `false` only when it is missing and [`SKIP_ENV`] is `1`.
+pub fn with_onnxruntime() -> bool {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = onnxruntime::library_path().or_else(|| {
+        ["e2e", "fixtures"]
+            .iter()
+            .find_map(|venv| onnxruntime::find_in_environment(&repo.join(".venv").join(venv)))
+    });
+    match path {
+        Some(path) => {
+            onnxruntime::load(&path).unwrap();
+            true
+        }
+        None if std::env::var(SKIP_ENV).is_ok_and(|v| v == "1") => false,
+        None => panic!("onnxruntime is needed: run scripts/install-test-deps.sh or set {SKIP_ENV}=1"),
+    }
 }
