@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 started=$SECONDS
 # A test run builds once: incremental caches would only add gigabytes to the target dir.
 export CARGO_INCREMENTAL=0
+# Each step's heading says when it started, so a slow CI run shows where its time went.
+step() { echo "== $* (at $((SECONDS - started)) s)"; }
 
 scripts/install-test-deps.sh
 
@@ -21,34 +23,34 @@ if [ "${PALISADE_TEST_TORCH:-1}" != 0 ]; then
   torch_install=$!
 fi
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 
-echo "== cargo nextest (unit, property, integration tests)"
+step "cargo nextest (unit, property, integration tests)"
 cargo nextest run --locked --workspace --no-fail-fast
 
-echo "== fuzz targets build (fuzz/)"
+step "fuzz targets build (fuzz/)"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins
 
-echo "== end-to-end tests (tests/e2e)"
+step "end-to-end tests (tests/e2e)"
 cargo build --locked -p palisade-cli
 PALISADE_BIN="$PWD/target/debug/palisade" .venv/e2e/bin/pytest -q tests/e2e
 
-echo "== the palisade wheel (scripts/test-python.sh: built from target/debug, tested from a fresh venv; PyTorch as its own step)"
+step "the palisade wheel (scripts/test-python.sh: built from target/debug, tested from a fresh venv; PyTorch as its own step)"
 if [ -n "${torch_install:-}" ] && ! wait "$torch_install"; then
   cat target/install-torch-venv.log >&2
   exit 1
 fi
 scripts/test-python.sh
 
-echo "== benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
+step "benchmark harness smoke (bench/run.sh --smoke: Palisade only, 1 s cells)"
 bench/run.sh --smoke
 
 
-echo "== upstream gateway (a separate step: real MLServer in its own venv)"
+step "upstream gateway (a separate step: real MLServer in its own venv)"
 scripts/test-upstream.sh
 
 echo "== all tests passed in $((SECONDS - started)) s; build output on disk: $(du -sh target fuzz/target 2>/dev/null | awk '{print $1}' | paste -sd+)"
