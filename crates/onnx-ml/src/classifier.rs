@@ -109,6 +109,28 @@ impl TreeEnsembleClassifier {
         self.forest.required_features()
     }
 
+    /// The trees, for algorithms that walk them (TreeSHAP).
+    pub fn trees(&self) -> crate::Trees<'_> {
+        self.forest.view()
+    }
+
+    /// The base values, as given (empty, one, or one per class).
+    pub fn base_values(&self) -> &[f32] {
+        &self.base_values
+    }
+
+    /// Whether this is a 2-class model whose weights all name one class id: onnxruntime
+    /// then writes a single score `v` as two columns (see
+    /// [`TreeEnsembleClassifier::predict_into`]).
+    pub fn single_class_weights(&self) -> bool {
+        self.binary_case
+    }
+
+    /// Whether no class weight is negative.
+    pub fn weights_all_positive(&self) -> bool {
+        self.weights_all_positive
+    }
+
     /// The post-transform applied to the scores.
     pub fn post_transform(&self) -> PostTransform {
         self.post_transform

@@ -43,7 +43,7 @@ struct Span {
 
 /// One weight of a leaf: `value` adds to output column `column`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct LeafWeight {
+pub struct LeafWeight {
     /// Output column (class index or target index).
     pub column: u32,
     /// The weight.
@@ -99,6 +99,10 @@ pub(crate) struct Forest {
     walker: Walker,
     /// One more than the highest feature a reachable branch node reads; 0 if none.
     required_features: usize,
+    /// Per node, its position in the `nodes_*` attributes.
+    source: Vec<u32>,
+    /// Number of nodes in the `nodes_*` attributes (reachable or not).
+    n_source: usize,
 }
 
 fn check_len(
@@ -377,6 +381,8 @@ impl Forest {
             pad_leaf,
             walker,
             required_features,
+            source: order.iter().map(|&v| index(v)).collect(),
+            n_source: n,
         })
     }
 
@@ -426,6 +432,11 @@ impl Forest {
     /// accumulated densely (same additions in the same order) with [`Forest::leaf_dense`].
     pub(crate) fn has_dense_weights(&self) -> bool {
         self.dense.is_some()
+    }
+
+    /// A read-only view of the trees, for algorithms that walk them themselves.
+    pub(crate) fn view(&self) -> Trees<'_> {
+        Trees { forest: self }
     }
 
     /// Number of trees.
@@ -522,6 +533,122 @@ impl Forest {
                 leaves[tree as usize] = lane;
             }
         }
+    }
+}
+
+/// A read-only view of a compiled ensemble's trees, for algorithms that walk the trees
+/// themselves (TreeSHAP, node statistics), with the same branch semantics as evaluation.
+///
+/// Nodes are numbered `0..n_nodes()` across all trees; a tree's nodes are contiguous and
+/// its root comes first. Only nodes a root reaches are present. A node may be reached
+/// from more than one parent only if the model's tree shares a subtree.
+#[derive(Debug, Clone, Copy)]
+pub struct Trees<'a> {
+    forest: &'a Forest,
+}
+
+/// One node of [`Trees`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TreeNode<'a> {
+    /// A branch node.
+    Branch(Branch),
+    /// A leaf.
+    Leaf {
+        /// The leaf's weights, in attribute order: `(output column, weight)`.
+        weights: &'a [LeafWeight],
+        /// What a single-target regressor adds for this leaf: its first weight, or its
+        /// `nodes_values` entry when it has none.
+        value: f32,
+    },
+}
+
+/// A branch node of [`Trees`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Branch {
+    /// The feature it reads.
+    pub feature: usize,
+    /// The threshold.
+    pub threshold: f32,
+    /// The comparison.
+    pub mode: NodeMode,
+    /// Whether a NaN feature goes to the true child.
+    pub missing_tracks_true: bool,
+    /// The node taken when the comparison does not hold.
+    pub false_child: u32,
+    /// The node taken when the comparison holds.
+    pub true_child: u32,
+}
+
+impl Branch {
+    /// Whether `x` goes to the true child, exactly as evaluation decides.
+    #[inline]
+    pub fn goes_true(&self, x: f32) -> bool {
+        let holds = match self.mode {
+            NodeMode::BranchLeq => x <= self.threshold,
+            NodeMode::BranchLt => x < self.threshold,
+            NodeMode::BranchGte => x >= self.threshold,
+            NodeMode::BranchGt => x > self.threshold,
+            NodeMode::BranchEq => x == self.threshold,
+            NodeMode::BranchNeq => x != self.threshold,
+            NodeMode::Leaf => false,
+        };
+        holds || (self.missing_tracks_true && x.is_nan())
+    }
+
+    /// The child `x` goes to.
+    #[inline]
+    pub fn next(&self, x: f32) -> u32 {
+        if self.goes_true(x) { self.true_child } else { self.false_child }
+    }
+}
+
+impl<'a> Trees<'a> {
+    /// Number of trees, in attribute order.
+    pub fn n_trees(&self) -> usize {
+        self.forest.roots.len()
+    }
+
+    /// Number of nodes of all trees.
+    pub fn n_nodes(&self) -> usize {
+        self.forest.nodes.len()
+    }
+
+    /// The root node of tree `tree`.
+    pub fn root(&self, tree: usize) -> Option<u32> {
+        self.forest.roots.get(tree).copied()
+    }
+
+    /// Node `index`.
+    pub fn node(&self, index: u32) -> Option<TreeNode<'a>> {
+        let i = index as usize;
+        let node = self.forest.nodes.get(i)?;
+        let mode = *self.forest.modes.get(i)?;
+        if mode == NodeMode::Leaf {
+            return Some(TreeNode::Leaf { weights: self.forest.leaf_weights(index), value: node.value });
+        }
+        Some(TreeNode::Branch(Branch {
+            feature: (node.feature & FEATURE_MASK) as usize,
+            threshold: node.value,
+            mode,
+            missing_tracks_true: node.feature & MISSING_TRUE != 0,
+            false_child: node.children[0],
+            true_child: node.children[1],
+        }))
+    }
+
+    /// The position of node `index` in the model's `nodes_*` attributes.
+    pub fn attribute_position(&self, index: u32) -> Option<usize> {
+        self.forest.source.get(index as usize).map(|&p| p as usize)
+    }
+
+    /// Number of entries of the model's `nodes_*` attributes, reachable or not.
+    pub fn n_attribute_nodes(&self) -> usize {
+        self.forest.n_source
+    }
+
+    /// Features a row must have at least: one more than the highest feature read.
+    pub fn required_features(&self) -> usize {
+        self.forest.required_features
     }
 }
 

@@ -183,6 +183,7 @@ pub use attributes::{
 };
 pub use classifier::{Classification, TreeEnsembleClassifier};
 pub use error::OnnxMlError;
+pub use forest::{Branch, LeafWeight, TreeNode, Trees};
 pub use linear::{LinearClassifier, LinearRegressor};
 pub use normalizer::{Normalizer, NormalizerInput};
 pub use regressor::TreeEnsembleRegressor;

@@ -77,6 +77,16 @@ impl TreeEnsembleRegressor {
         self.forest.required_features()
     }
 
+    /// The trees, for algorithms that walk them (TreeSHAP).
+    pub fn trees(&self) -> crate::Trees<'_> {
+        self.forest.view()
+    }
+
+    /// The base values, as given (empty or one per target).
+    pub fn base_values(&self) -> &[f32] {
+        &self.base_values
+    }
+
     /// The post-transform applied to the values.
     pub fn post_transform(&self) -> PostTransform {
         self.post_transform

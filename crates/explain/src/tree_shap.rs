@@ -1,0 +1,437 @@
+//! Exact path-dependent TreeSHAP (Lundberg, Erion and Lee, "Consistent Individualized
+//! Feature Attribution for Tree Ensembles", 2018, Algorithm 2), over [`TreeEnsemble`]s.
+//!
+//! # The game
+//!
+//! For a row `x` and a set `S` of features, a tree's value is the expected leaf value when
+//! the features in `S` follow `x` and every other split sends the row down both sides in
+//! proportion to the *covers* (how much data reached each child). SHAP values are the
+//! Shapley values of that game; they sum, with the expected value (the cover-weighted mean
+//! leaf value), to the tree's output for `x`. An ensemble's values are the sums of its
+//! trees', mapped to the raw margin by [`TreeEnsemble`]'s affine map.
+//!
+//! # Covers
+//!
+//! ONNX stores no covers. [`covers_from_background`] routes background rows through every
+//! tree with the model's own branch rules (modes, thresholds, missing-value tracking) and
+//! counts the rows per node: the expected value is then the mean raw margin over the
+//! background. A node no background row reaches splits its weight evenly between its
+//! children (there is no data to say otherwise); only rows that reach such a node through
+//! features of the coalition see the difference.
+//!
+//! # Algorithm
+//!
+//! Per tree, a depth-first walk keeps the path of *unique* features from the root, each
+//! with `z` (the fraction of cover that follows the path at its splits) and `o` (whether
+//! `x` follows the path there), and the weights `w[k]` of the path's subsets of each size
+//! `k`: `w[k] = e_k · k!(n-k)!/(n+1)!` where `e_k` sums, over the subsets of `k` path
+//! features, the products of `o` over the subset and `z` over the rest. Extending the path
+//! by a feature updates the weights in O(n) (`w'[k] = z·w[k]·(n+1-k)/(n+2) + o·w[k-1]·k/(n+2)`);
+//! at a leaf with value `v`, feature `i`'s SHAP value gains `v·(o_i - z_i)·Σ w⁻ⁱ`, where the
+//! weights without `i` come from inverting that recurrence (from the top when `o_i ≠ 0`,
+//! else from the bottom). A feature met twice on a path is first removed and re-added with
+//! the product of its fractions. Subtrees that neither `x` nor any data reaches are
+//! skipped. Cost per row: O(leaves · D²) with D the path's unique features (≤ the number of
+//! features). All arithmetic is `f64`.
+
+use palisade_onnx_ml::PostTransform;
+
+use crate::ExplainError;
+use crate::ensemble::{Node, TreeEnsemble};
+use crate::error::{MAX_ELEMENTS, check_shape, filled, product};
+
+/// Background rows routed through the trees: how many reached each node.
+///
+/// Stored in the model's attribute order (one entry per `nodes_*` attribute, 0 for nodes
+/// no root reaches), so they stay valid for the same ONNX file whatever the compiled
+/// layout; this is what `palisade build` writes into the bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Covers {
+    counts: Vec<f64>,
+}
+
+impl Covers {
+    /// Covers as stored (in attribute order), checked against the ensemble: one
+    /// non-negative finite count per attribute node, every root with the same positive
+    /// count, and every branch's count equal to its children's sum (within 1e-9).
+    pub fn from_counts(ensemble: &TreeEnsemble, counts: Vec<f64>) -> Result<Covers, ExplainError> {
+        if counts.len() != ensemble.n_attribute_nodes {
+            return Err(ExplainError::InvalidCovers(format!(
+                "{} counts for {} nodes",
+                counts.len(),
+                ensemble.n_attribute_nodes
+            )));
+        }
+        if let Some(i) = counts.iter().position(|c| !c.is_finite() || *c < 0.0) {
+            return Err(ExplainError::InvalidCovers(format!("count {i} is negative or not finite")));
+        }
+        let covers = Covers { counts };
+        let get = |n: u32| covers.node(ensemble, n);
+        let total = ensemble.trees.first().map_or(0.0, |t| get(t.root));
+        if total <= 0.0 {
+            return Err(ExplainError::InvalidCovers("the roots have no count".into()));
+        }
+        for tree in &ensemble.trees {
+            if get(tree.root) != total {
+                return Err(ExplainError::InvalidCovers("trees' roots have different counts".into()));
+            }
+        }
+        for (i, node) in ensemble.nodes.iter().enumerate() {
+            if let Node::Branch(b) = node {
+                let (c, f, t) = (get(crate::ensemble_index(i)), get(b.false_child), get(b.true_child));
+                if (c - f - t).abs() > 1e-9 * c.max(1.0) {
+                    return Err(ExplainError::InvalidCovers(format!(
+                        "a branch's count {c} is not its children's {f} + {t}"
+                    )));
+                }
+            }
+        }
+        Ok(covers)
+    }
+
+    /// The counts in attribute order, to store.
+    pub fn counts(&self) -> &[f64] {
+        &self.counts
+    }
+
+    /// The count of ensemble node `n`.
+    fn node(&self, ensemble: &TreeEnsemble, n: u32) -> f64 {
+        let position = ensemble.attribute_position.get(n as usize).copied().unwrap_or(0) as usize;
+        self.counts.get(position).copied().unwrap_or(0.0)
+    }
+}
+
+/// Counts, per node, the background rows (`n_rows` rows of `n_features`, row-major) that
+/// reach it, with the model's own branch rules. Rows may hold NaN (missing values go where
+/// the model sends them).
+pub fn covers_from_background(
+    ensemble: &TreeEnsemble,
+    rows: &[f32],
+    n_rows: usize,
+    n_features: usize,
+) -> Result<Covers, ExplainError> {
+    check_shape("background", rows.len(), n_rows, n_features)?;
+    if n_rows == 0 {
+        return Err(ExplainError::TooFewRows { what: "background", min: 1, actual: 0 });
+    }
+    if n_features < ensemble.required_features {
+        return Err(ExplainError::TooFewFeatures {
+            required: ensemble.required_features,
+            actual: n_features,
+        });
+    }
+    let mut by_node = filled("covers", ensemble.nodes.len(), MAX_ELEMENTS, 0.0f64)?;
+    for row in rows.chunks_exact(n_features) {
+        for tree in &ensemble.trees {
+            let mut at = tree.root;
+            loop {
+                by_node[at as usize] += 1.0;
+                match ensemble.nodes.get(at as usize) {
+                    Some(Node::Branch(b)) => at = b.next(row[b.feature]),
+                    _ => break,
+                }
+            }
+        }
+    }
+    let mut counts = filled("covers", ensemble.n_attribute_nodes, MAX_ELEMENTS, 0.0f64)?;
+    for (n, &c) in by_node.iter().enumerate() {
+        if let Some(slot) = counts.get_mut(ensemble.attribute_position[n] as usize) {
+            *slot = c;
+        }
+    }
+    Ok(Covers { counts })
+}
+
+/// SHAP values of a batch: `shap_values` is `[output][row][feature]` (Alibi's list of one
+/// rows × features matrix per output), `expected_value` one per output, and `margins`
+/// `[row][output]` the raw margins explained (`expected + Σ shap = margin`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explanation {
+    /// Rows explained.
+    pub n_rows: usize,
+    /// Outputs (classes or targets).
+    pub n_outputs: usize,
+    /// Features per row.
+    pub n_features: usize,
+    /// `[output][row][feature]`.
+    pub shap_values: Vec<f64>,
+    /// One per output.
+    pub expected_value: Vec<f64>,
+    /// `[row][output]`: what the values explain (for TreeSHAP, the raw margin).
+    pub margins: Vec<f64>,
+}
+
+impl Explanation {
+    /// The SHAP value of `feature` for `row` and `output`.
+    pub fn value(&self, output: usize, row: usize, feature: usize) -> Option<f64> {
+        if row >= self.n_rows || feature >= self.n_features {
+            return None;
+        }
+        self.shap_values.get((output * self.n_rows + row) * self.n_features + feature).copied()
+    }
+}
+
+/// An ensemble with its covers, ready to explain rows (immutable, `Send + Sync`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeShap {
+    ensemble: TreeEnsemble,
+    /// Per node: `[false child, true child]` fractions of its cover (branches only).
+    split: Vec<[f64; 2]>,
+    /// Per source: the cover-weighted mean of the sum of leaf values.
+    expected_sources: Vec<f64>,
+    expected: Vec<f64>,
+}
+
+/// Marks the path's dummy first element.
+const NO_FEATURE: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Element {
+    feature: u32,
+    z: f64,
+    o: f64,
+    w: f64,
+}
+
+impl TreeShap {
+    /// Prepares `ensemble` with `covers` (from [`covers_from_background`] or stored).
+    pub fn new(ensemble: TreeEnsemble, covers: &Covers) -> Result<TreeShap, ExplainError> {
+        if covers.counts.len() != ensemble.n_attribute_nodes {
+            return Err(ExplainError::InvalidCovers(format!(
+                "{} counts for {} nodes",
+                covers.counts.len(),
+                ensemble.n_attribute_nodes
+            )));
+        }
+        let mut split = vec![[0.5, 0.5]; ensemble.nodes.len()];
+        for (i, node) in ensemble.nodes.iter().enumerate() {
+            if let Node::Branch(b) = node {
+                let c = covers.node(&ensemble, crate::ensemble_index(i));
+                if c > 0.0 {
+                    split[i] =
+                        [covers.node(&ensemble, b.false_child) / c, covers.node(&ensemble, b.true_child) / c];
+                }
+            }
+        }
+        let mut expected_sources = vec![0.0f64; ensemble.n_sources];
+        for tree in &ensemble.trees {
+            let mut stack = vec![(tree.root, 1.0f64)];
+            while let Some((at, p)) = stack.pop() {
+                match ensemble.nodes[at as usize] {
+                    Node::Branch(b) => {
+                        let [f, t] = split[at as usize];
+                        stack.push((b.false_child, p * f));
+                        stack.push((b.true_child, p * t));
+                    }
+                    Node::Leaf { values } => {
+                        for (k, &s) in tree.sources.iter().enumerate() {
+                            expected_sources[s as usize] += p * ensemble.leaf_values[values as usize + k];
+                        }
+                    }
+                }
+            }
+        }
+        let mut expected = vec![0.0; ensemble.n_outputs()];
+        ensemble.apply_outputs(&expected_sources, &mut expected);
+        Ok(TreeShap { ensemble, split, expected_sources, expected })
+    }
+
+    /// The ensemble explained.
+    pub fn ensemble(&self) -> &TreeEnsemble {
+        &self.ensemble
+    }
+
+    /// The expected raw margin per output (the mean over the background).
+    pub fn expected_value(&self) -> &[f64] {
+        &self.expected
+    }
+
+    /// The post-transform the model applies after the explained raw margin.
+    pub fn post_transform(&self) -> PostTransform {
+        self.ensemble.post_transform
+    }
+
+    /// Explains `n_rows` rows of `n_features` (row-major `f32`, NaN for missing values).
+    pub fn explain(
+        &self,
+        rows: &[f32],
+        n_rows: usize,
+        n_features: usize,
+    ) -> Result<Explanation, ExplainError> {
+        check_shape("rows", rows.len(), n_rows, n_features)?;
+        if n_features < self.ensemble.required_features {
+            return Err(ExplainError::TooFewFeatures {
+                required: self.ensemble.required_features,
+                actual: n_features,
+            });
+        }
+        let n_outputs = self.ensemble.n_outputs();
+        let n_sources = self.ensemble.n_sources;
+        let total = product(product(n_rows, n_outputs), n_features);
+        let mut shap_values = filled("SHAP values", total, MAX_ELEMENTS, 0.0f64)?;
+        let mut margins = filled("margins", product(n_rows, n_outputs), MAX_ELEMENTS, 0.0f64)?;
+        let mut phi = filled("SHAP values", product(n_features, n_sources), MAX_ELEMENTS, 0.0f64)?;
+        // One path segment per depth; a path holds at most every feature once plus the dummy.
+        let width = self.ensemble.max_depth.min(n_features) + 2;
+        let mut path = vec![Element::default(); width * (self.ensemble.max_depth + 2)];
+        let mut mapped = vec![0.0f64; n_outputs];
+        let mut column = vec![0.0f64; n_sources];
+        for (r, row) in rows.chunks_exact(n_features).enumerate() {
+            phi.fill(0.0);
+            for tree in 0..self.ensemble.trees.len() {
+                let mut walk = Walk { shap: self, tree, row, path: &mut path, width, phi: &mut phi };
+                walk.recurse(self.ensemble.trees[tree].root, 0, 0, 1.0, 1.0, NO_FEATURE);
+            }
+            for f in 0..n_features {
+                column.copy_from_slice(&phi[f * n_sources..(f + 1) * n_sources]);
+                self.ensemble.apply_linear(&column, &mut mapped);
+                for (o, &v) in mapped.iter().enumerate() {
+                    shap_values[(o * n_rows + r) * n_features + f] = v;
+                }
+            }
+            self.ensemble.margin(row, &mut margins[r * n_outputs..(r + 1) * n_outputs])?;
+        }
+        Ok(Explanation {
+            n_rows,
+            n_outputs,
+            n_features,
+            shap_values,
+            expected_value: self.expected.clone(),
+            margins,
+        })
+    }
+
+    /// The expected value of each source (the leaf sums, before the output map).
+    pub fn expected_sources(&self) -> &[f64] {
+        &self.expected_sources
+    }
+}
+
+/// One tree's walk for one row.
+struct Walk<'a> {
+    shap: &'a TreeShap,
+    tree: usize,
+    row: &'a [f32],
+    path: &'a mut [Element],
+    width: usize,
+    /// `[feature][source]`.
+    phi: &'a mut [f64],
+}
+
+impl Walk<'_> {
+    /// Visits `node` at `depth`, extending the parent's path (of `len` elements) by
+    /// `feature` with fractions `z` (cover) and `o` (the row).
+    fn recurse(&mut self, node: u32, depth: usize, len: usize, z: f64, o: f64, feature: u32) {
+        let width = self.width;
+        let start = depth * width;
+        if depth > 0 {
+            self.path.copy_within(start - width..start - width + len, start);
+        }
+        let path = &mut self.path[start..start + width];
+        extend(path, len, z, o, feature);
+        let len = len + 1;
+        let ensemble = &self.shap.ensemble;
+        match ensemble.nodes[node as usize] {
+            Node::Leaf { values } => {
+                let sources = &ensemble.trees[self.tree].sources;
+                let n_sources = ensemble.n_sources;
+                let leaf = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+                for i in 1..len {
+                    let e = path[i];
+                    if e.o == e.z {
+                        continue;
+                    }
+                    let scale = unwound_sum(path, len, i) * (e.o - e.z);
+                    let base = e.feature as usize * n_sources;
+                    for (&s, &v) in sources.iter().zip(leaf) {
+                        self.phi[base + s as usize] += scale * v;
+                    }
+                }
+            }
+            Node::Branch(b) => {
+                let x = self.row[b.feature];
+                let goes_true = b.goes_true(x);
+                let [f_false, f_true] = self.shap.split[node as usize];
+                let (hot, cold, p_hot, p_cold) = if goes_true {
+                    (b.true_child, b.false_child, f_true, f_false)
+                } else {
+                    (b.false_child, b.true_child, f_false, f_true)
+                };
+                let feature = b.feature as u32;
+                let (mut iz, mut io, mut len) = (1.0, 1.0, len);
+                if let Some(k) = (1..len).find(|&k| path[k].feature == feature) {
+                    iz = path[k].z;
+                    io = path[k].o;
+                    unwind(path, len, k);
+                    len -= 1;
+                }
+                if iz * p_hot != 0.0 || io != 0.0 {
+                    self.recurse(hot, depth + 1, len, iz * p_hot, io, feature);
+                }
+                if iz * p_cold != 0.0 {
+                    self.recurse(cold, depth + 1, len, iz * p_cold, 0.0, feature);
+                }
+            }
+        }
+    }
+}
+
+/// Adds an element to a path of `len` elements and updates the subset weights.
+#[inline]
+fn extend(path: &mut [Element], len: usize, z: f64, o: f64, feature: u32) {
+    path[len] = Element { feature, z, o, w: if len == 0 { 1.0 } else { 0.0 } };
+    let denominator = (len + 1) as f64;
+    for i in (0..len).rev() {
+        let w = path[i].w;
+        path[i + 1].w += o * w * (i + 1) as f64 / denominator;
+        path[i].w = z * w * (len - i) as f64 / denominator;
+    }
+}
+
+/// Removes element `i` from a path of `len` elements, restoring the weights it had before
+/// that element was added.
+fn unwind(path: &mut [Element], len: usize, i: usize) {
+    let Element { z, o, .. } = path[i];
+    let l = len as f64;
+    if o != 0.0 {
+        let mut next = path[len - 1].w;
+        for j in (0..len - 1).rev() {
+            let w = next * l / ((j + 1) as f64 * o);
+            next = path[j].w - w * z * (len - 1 - j) as f64 / l;
+            path[j].w = w;
+        }
+    } else {
+        for (j, e) in path[..len - 1].iter_mut().enumerate() {
+            e.w = e.w * l / (z * (len - 1 - j) as f64);
+        }
+    }
+    for j in i..len - 1 {
+        path[j].feature = path[j + 1].feature;
+        path[j].z = path[j + 1].z;
+        path[j].o = path[j + 1].o;
+    }
+}
+
+/// The sum of the weights [`unwind`] would leave after removing element `i`, without
+/// changing the path.
+#[inline]
+fn unwound_sum(path: &[Element], len: usize, i: usize) -> f64 {
+    let Element { z, o, .. } = path[i];
+    let l = len as f64;
+    let mut total = 0.0;
+    if o != 0.0 {
+        let mut next = path[len - 1].w;
+        let lo = l / o;
+        for j in (0..len - 1).rev() {
+            let w = next * lo / (j + 1) as f64;
+            total += w;
+            next = path[j].w - w * z * (len - 1 - j) as f64 / l;
+        }
+    } else {
+        let lz = l / z;
+        for (j, e) in path[..len - 1].iter().enumerate() {
+            total += e.w * lz / (len - 1 - j) as f64;
+        }
+    }
+    total
+}
