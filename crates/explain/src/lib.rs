@@ -40,7 +40,9 @@ mod tree_shap;
 
 pub use ensemble::{MAX_DEPTH, TreeEnsemble};
 pub use error::{ExplainError, MAX_ELEMENTS};
+pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions};
 
+pub use mahalanobis::{Inverse, Mahalanobis};
 pub use tree_shap::{Covers, Explanation, TreeShap, covers_from_background};
 
 /// Converts an ensemble node index (below onnx-ml's node limit of 2^31) to `u32`.

@@ -1,7 +1,7 @@
 //! TreeSHAP against shap.TreeExplainer (path-dependent) on the very trees of skl2onnx
 //! exports, with the same background-derived covers (fixtures/explain.py), and additivity.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop, missing_docs)]
 
 use std::path::PathBuf;
 
