@@ -38,6 +38,7 @@ mod mahalanobis;
 mod rng;
 mod tree_shap;
 
+pub use drift::{DriftMonitor, DriftReport, EXACT_MAX_N, FeatureDrift, KsResult, ks_2samp};
 pub use ensemble::{MAX_DEPTH, TreeEnsemble};
 pub use error::{ExplainError, MAX_ELEMENTS};
 pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions};
