@@ -33,6 +33,7 @@ mod drift;
 mod ensemble;
 mod error;
 mod kernel_shap;
+mod leaf_tables;
 mod linalg;
 mod mahalanobis;
 mod rng;
@@ -42,6 +43,7 @@ pub use drift::{DriftMonitor, DriftReport, EXACT_MAX_N, FeatureDrift, KsResult, 
 pub use ensemble::{MAX_DEPTH, TreeEnsemble};
 pub use error::{ExplainError, MAX_ELEMENTS};
 pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions};
+pub use leaf_tables::MAX_TABLE_ENTRIES;
 
 pub use mahalanobis::{Inverse, Mahalanobis};
 pub use tree_shap::{Covers, Explanation, TreeShap, covers_from_background};

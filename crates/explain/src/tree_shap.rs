@@ -180,6 +180,8 @@ pub struct TreeShap {
     /// Per source: the cover-weighted mean of the sum of leaf values.
     expected_sources: Vec<f64>,
     expected: Vec<f64>,
+    /// Precomputed per-leaf contributions, for the trees that fit the budget.
+    tables: crate::leaf_tables::Tables,
 }
 
 /// Marks the path's dummy first element.
@@ -194,8 +196,19 @@ struct Element {
 }
 
 impl TreeShap {
-    /// Prepares `ensemble` with `covers` (from [`covers_from_background`] or stored).
+    /// Prepares `ensemble` with `covers` (from [`covers_from_background`] or stored), with
+    /// per-leaf tables for the trees that fit [`MAX_TABLE_ENTRIES`](crate::MAX_TABLE_ENTRIES).
     pub fn new(ensemble: TreeEnsemble, covers: &Covers) -> Result<TreeShap, ExplainError> {
+        Self::with_table_budget(ensemble, covers, crate::MAX_TABLE_ENTRIES)
+    }
+
+    /// [`TreeShap::new`] with at most `max_table_entries` precomputed `f64` values (0: every
+    /// tree is walked recursively per row; same values, more time per row, less memory).
+    pub fn with_table_budget(
+        ensemble: TreeEnsemble,
+        covers: &Covers,
+        max_table_entries: usize,
+    ) -> Result<TreeShap, ExplainError> {
         if covers.counts.len() != ensemble.n_attribute_nodes {
             return Err(ExplainError::InvalidCovers(format!(
                 "{} counts for {} nodes",
@@ -233,7 +246,8 @@ impl TreeShap {
         }
         let mut expected = vec![0.0; ensemble.n_outputs()];
         ensemble.apply_outputs(&expected_sources, &mut expected);
-        Ok(TreeShap { ensemble, split, expected_sources, expected })
+        let tables = crate::leaf_tables::build(&ensemble, &split, max_table_entries);
+        Ok(TreeShap { ensemble, split, expected_sources, expected, tables })
     }
 
     /// The ensemble explained.
@@ -274,13 +288,36 @@ impl TreeShap {
         // One path segment per depth; a path holds at most every feature once plus the dummy.
         let width = self.ensemble.max_depth.min(n_features) + 2;
         let mut path = vec![Element::default(); width * (self.ensemble.max_depth + 2)];
+        let inv: Vec<f64> = (0..width + 2).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
         let mut mapped = vec![0.0f64; n_outputs];
         let mut column = vec![0.0f64; n_sources];
+        let tabled = self.tables.trees.iter().any(Option::is_some);
+        let mut goes_true = vec![false; if tabled { self.ensemble.nodes.len() } else { 0 }];
         for (r, row) in rows.chunks_exact(n_features).enumerate() {
             phi.fill(0.0);
+            if tabled {
+                for (g, node) in goes_true.iter_mut().zip(&self.ensemble.nodes) {
+                    if let Node::Branch(b) = node {
+                        *g = b.goes_true(row[b.feature]);
+                    }
+                }
+            }
             for tree in 0..self.ensemble.trees.len() {
-                let mut walk = Walk { shap: self, tree, row, path: &mut path, width, phi: &mut phi };
-                walk.recurse(self.ensemble.trees[tree].root, 0, 0, 1.0, 1.0, NO_FEATURE);
+                match self.tables.trees[tree] {
+                    Some(leaves) => self.tabled_tree(tree, leaves, &goes_true, &mut phi),
+                    None => {
+                        let mut walk = Walk {
+                            shap: self,
+                            tree,
+                            row,
+                            path: &mut path,
+                            width,
+                            phi: &mut phi,
+                            shap_inv: &inv,
+                        };
+                        walk.recurse(self.ensemble.trees[tree].root, 0, 0, 1.0, 1.0, NO_FEATURE);
+                    }
+                }
             }
             for f in 0..n_features {
                 column.copy_from_slice(&phi[f * n_sources..(f + 1) * n_sources]);
@@ -301,6 +338,36 @@ impl TreeShap {
         })
     }
 
+    /// Adds one tabled tree's contributions for a row whose branch decisions are `goes_true`.
+    fn tabled_tree(&self, tree: usize, (first, last): (u32, u32), goes_true: &[bool], phi: &mut [f64]) {
+        let t = &self.tables;
+        let ensemble = &self.ensemble;
+        let sources = &ensemble.trees[tree].sources;
+        let n_sources = ensemble.n_sources;
+        for leaf in &t.leaves[first as usize..last as usize] {
+            let features = &t.features[leaf.features.0 as usize..leaf.features.1 as usize];
+            let d = features.len();
+            let mut pattern = (1usize << d) - 1;
+            for &(node, took_true, u) in &t.splits[leaf.splits.0 as usize..leaf.splits.1 as usize] {
+                if goes_true[node as usize] != took_true {
+                    pattern &= !(1usize << u);
+                }
+            }
+            let Node::Leaf { values } = ensemble.nodes[leaf.node as usize] else { continue };
+            let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+            let entries = &t.table[leaf.table + pattern * d..leaf.table + (pattern + 1) * d];
+            for (&c, &feature) in entries.iter().zip(features) {
+                if c == 0.0 {
+                    continue;
+                }
+                let base = feature as usize * n_sources;
+                for (&s, &v) in sources.iter().zip(values) {
+                    phi[base + s as usize] += c * v;
+                }
+            }
+        }
+    }
+
     /// The expected value of each source (the leaf sums, before the output map).
     pub fn expected_sources(&self) -> &[f64] {
         &self.expected_sources
@@ -316,6 +383,8 @@ struct Walk<'a> {
     width: usize,
     /// `[feature][source]`.
     phi: &'a mut [f64],
+    /// `shap_inv[k] = 1 / k` (`shap_inv[0]` unused).
+    shap_inv: &'a [f64],
 }
 
 impl Walk<'_> {
@@ -328,7 +397,7 @@ impl Walk<'_> {
             self.path.copy_within(start - width..start - width + len, start);
         }
         let path = &mut self.path[start..start + width];
-        extend(path, len, z, o, feature);
+        extend(path, len, z, o, feature, self.shap_inv);
         let len = len + 1;
         let ensemble = &self.shap.ensemble;
         match ensemble.nodes[node as usize] {
@@ -336,12 +405,20 @@ impl Walk<'_> {
                 let sources = &ensemble.trees[self.tree].sources;
                 let n_sources = ensemble.n_sources;
                 let leaf = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+                let inv = &self.shap_inv;
+                // For elements the row does not follow (o = 0) the unwound sum is
+                // Σ_j w_j / (len-1-j) times len / z: the sum is shared.
+                let shared: f64 =
+                    path[..len - 1].iter().enumerate().map(|(j, e)| e.w * inv[len - 1 - j]).sum();
+                let l = len as f64;
                 for i in 1..len {
                     let e = path[i];
                     if e.o == e.z {
                         continue;
                     }
-                    let scale = unwound_sum(path, len, i) * (e.o - e.z);
+                    let unwound =
+                        if e.o == 0.0 { shared * l / e.z } else { unwound_sum_followed(path, len, e.z, inv) };
+                    let scale = unwound * (e.o - e.z);
                     let base = e.feature as usize * n_sources;
                     for (&s, &v) in sources.iter().zip(leaf) {
                         self.phi[base + s as usize] += scale * v;
@@ -362,7 +439,7 @@ impl Walk<'_> {
                 if let Some(k) = (1..len).find(|&k| path[k].feature == feature) {
                     iz = path[k].z;
                     io = path[k].o;
-                    unwind(path, len, k);
+                    unwind(path, len, k, self.shap_inv);
                     len -= 1;
                 }
                 if iz * p_hot != 0.0 || io != 0.0 {
@@ -376,33 +453,36 @@ impl Walk<'_> {
     }
 }
 
-/// Adds an element to a path of `len` elements and updates the subset weights.
+/// Adds an element to a path of `len` elements and updates the subset weights
+/// (`inv[k] = 1 / k`).
 #[inline]
-fn extend(path: &mut [Element], len: usize, z: f64, o: f64, feature: u32) {
+fn extend(path: &mut [Element], len: usize, z: f64, o: f64, feature: u32, inv: &[f64]) {
     path[len] = Element { feature, z, o, w: if len == 0 { 1.0 } else { 0.0 } };
-    let denominator = (len + 1) as f64;
+    let scale = inv[len + 1];
     for i in (0..len).rev() {
-        let w = path[i].w;
-        path[i + 1].w += o * w * (i + 1) as f64 / denominator;
-        path[i].w = z * w * (len - i) as f64 / denominator;
+        let w = path[i].w * scale;
+        path[i + 1].w += o * w * (i + 1) as f64;
+        path[i].w = z * w * (len - i) as f64;
     }
 }
 
 /// Removes element `i` from a path of `len` elements, restoring the weights it had before
 /// that element was added.
-fn unwind(path: &mut [Element], len: usize, i: usize) {
+fn unwind(path: &mut [Element], len: usize, i: usize, inv: &[f64]) {
     let Element { z, o, .. } = path[i];
     let l = len as f64;
     if o != 0.0 {
+        // `o` is 1 here: the product of the row's 0/1 choices.
         let mut next = path[len - 1].w;
         for j in (0..len - 1).rev() {
-            let w = next * l / ((j + 1) as f64 * o);
-            next = path[j].w - w * z * (len - 1 - j) as f64 / l;
+            let w = next * l * inv[j + 1] / o;
+            next = path[j].w - w * z * (len - 1 - j) as f64 * inv[len];
             path[j].w = w;
         }
     } else {
+        let lz = l / z;
         for (j, e) in path[..len - 1].iter_mut().enumerate() {
-            e.w = e.w * l / (z * (len - 1 - j) as f64);
+            e.w *= lz * inv[len - 1 - j];
         }
     }
     for j in i..len - 1 {
@@ -412,26 +492,70 @@ fn unwind(path: &mut [Element], len: usize, i: usize) {
     }
 }
 
-/// The sum of the weights [`unwind`] would leave after removing element `i`, without
-/// changing the path.
+/// The sum of the weights [`unwind`] would leave after removing an element the row
+/// follows (`o = 1`) with cover fraction `z`, without changing the path.
 #[inline]
-fn unwound_sum(path: &[Element], len: usize, i: usize) -> f64 {
-    let Element { z, o, .. } = path[i];
+fn unwound_sum_followed(path: &[Element], len: usize, z: f64, inv: &[f64]) -> f64 {
     let l = len as f64;
+    let zl = z * inv[len];
     let mut total = 0.0;
-    if o != 0.0 {
-        let mut next = path[len - 1].w;
-        let lo = l / o;
-        for j in (0..len - 1).rev() {
-            let w = next * lo / (j + 1) as f64;
-            total += w;
-            next = path[j].w - w * z * (len - 1 - j) as f64 / l;
-        }
-    } else {
-        let lz = l / z;
-        for (j, e) in path[..len - 1].iter().enumerate() {
-            total += e.w * lz / (len - 1 - j) as f64;
-        }
+    let mut next = path[len - 1].w;
+    for j in (0..len - 1).rev() {
+        let w = next * l * inv[j + 1];
+        total += w;
+        next = path[j].w - w * zl * (len - 1 - j) as f64;
     }
     total
+}
+
+/// The sum of the weights [`unwind`] would leave after removing element `i`, computed
+/// from the definition (tests compare the shortcuts with it).
+#[cfg(test)]
+fn unwound_sum(path: &[Element], len: usize, i: usize) -> f64 {
+    let mut copy = path.to_vec();
+    let inv: Vec<f64> = (0..len + 2).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
+    unwind(&mut copy, len, i, &inv);
+    copy[..len - 1].iter().map(|e| e.w).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Extending then unwinding restores the weights; the leaf shortcuts equal the sums.
+    #[test]
+    fn unwinding_inverts_extending_and_shortcuts_agree() {
+        let inv: Vec<f64> = (0..20).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
+        let mut path = vec![Element::default(); 16];
+        extend(&mut path, 0, 1.0, 1.0, NO_FEATURE, &inv);
+        let steps = [(0.3, 1.0), (0.6, 0.0), (0.25, 1.0), (0.9, 0.0), (0.5, 1.0), (0.125, 0.0)];
+        for (k, &(z, o)) in steps.iter().enumerate() {
+            extend(&mut path, k + 1, z, o, k as u32, &inv);
+        }
+        let len = steps.len() + 1;
+        let shared: f64 = path[..len - 1].iter().enumerate().map(|(j, e)| e.w * inv[len - 1 - j]).sum();
+        for i in 1..len {
+            let e = path[i];
+            let fast = if e.o == 0.0 {
+                shared * len as f64 / e.z
+            } else {
+                unwound_sum_followed(&path, len, e.z, &inv)
+            };
+            let slow = unwound_sum(&path, len, i);
+            assert!((fast - slow).abs() < 1e-12 * slow.abs().max(1.0), "{i}: {fast} vs {slow}");
+            // Re-extending what was unwound gives the path back.
+            let mut copy = path.clone();
+            unwind(&mut copy, len, i, &inv);
+            extend(&mut copy, len - 1, e.z, e.o, e.feature, &inv);
+            let mut sorted_w: Vec<f64> = copy[..len].iter().map(|e| e.w).collect();
+            let mut want: Vec<f64> = path[..len].iter().map(|e| e.w).collect();
+            sorted_w.sort_by(f64::total_cmp);
+            want.sort_by(f64::total_cmp);
+            for (a, b) in sorted_w.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12);
+            }
+        }
+    }
 }

@@ -134,49 +134,55 @@ fn shap_values_match_shap_tree_explainer_and_add_up() {
         let covers =
             covers_from_background(&m.ensemble, &background, background.len() / n_features, n_features)
                 .unwrap();
-        let shap = TreeShap::new(m.ensemble.clone(), &covers).unwrap();
         let x = rows(&f["rows"]);
         let n_rows = x.len() / n_features;
-        let e = shap.explain(&x, n_rows, n_features).unwrap();
-        let oracle = f["shap_values"].as_array().unwrap();
-        let expected: Vec<f64> =
-            f["expected_value"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert_eq!(e.n_outputs, oracle.len(), "{name}");
-        let mut worst = 0.0f64;
-        for (o, per_output) in oracle.iter().enumerate() {
-            assert!((e.expected_value[o] - expected[o]).abs() < 1e-6, "{name} expected {o}");
-            for (r, per_row) in per_output.as_array().unwrap().iter().enumerate() {
-                for (j, v) in per_row.as_array().unwrap().iter().enumerate() {
-                    let got = e.value(o, r, j).unwrap();
-                    worst = worst.max((got - v.as_f64().unwrap()).abs());
+        // Per-leaf tables, some trees tabled, and the recursive walk alone.
+        for budget in [palisade_explain::MAX_TABLE_ENTRIES, 3000, 0] {
+            let shap = TreeShap::with_table_budget(m.ensemble.clone(), &covers, budget).unwrap();
+            let e = shap.explain(&x, n_rows, n_features).unwrap();
+            let oracle = f["shap_values"].as_array().unwrap();
+            let expected: Vec<f64> =
+                f["expected_value"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(e.n_outputs, oracle.len(), "{name}");
+            let mut worst = 0.0f64;
+            for (o, per_output) in oracle.iter().enumerate() {
+                assert!((e.expected_value[o] - expected[o]).abs() < 1e-6, "{name} expected {o}");
+                for (r, per_row) in per_output.as_array().unwrap().iter().enumerate() {
+                    for (j, v) in per_row.as_array().unwrap().iter().enumerate() {
+                        let got = e.value(o, r, j).unwrap();
+                        worst = worst.max((got - v.as_f64().unwrap()).abs());
+                    }
                 }
             }
-        }
-        assert!(worst < 1e-6, "{name}: largest difference from shap {worst:e}");
+            assert!(worst < 1e-6, "{name}: largest difference from shap {worst:e}");
 
-        // Additivity: expected + sum of values = the margin, to 1e-6.
-        let ort = rows(&f["onnxruntime_raw_margins"]);
-        let onnx_ml = (m.scores_none)(&x, n_rows, n_features);
-        for r in 0..n_rows {
-            for o in 0..e.n_outputs {
-                let sum: f64 =
-                    (0..n_features).map(|j| e.value(o, r, j).unwrap()).sum::<f64>() + e.expected_value[o];
-                let margin = e.margins[r * e.n_outputs + o];
-                assert!((sum - margin).abs() < 1e-6, "{name} row {r} output {o}: {sum} vs {margin}");
-                // The f64 margin is onnxruntime's f32 score with post_transform NONE, and
-                // onnx-ml's, up to f32 rounding of the sums.
-                let tolerance = 1e-5 * margin.abs().max(1.0);
-                assert!(
-                    (margin - f64::from(ort[r * e.n_outputs + o])).abs() < tolerance,
-                    "{name} ort {r} {o}"
-                );
-                assert!(
-                    (margin - f64::from(onnx_ml[r * e.n_outputs + o])).abs() < tolerance,
-                    "{name} onnx-ml {r} {o}"
-                );
+            // Additivity: expected + sum of values = the margin, to 1e-6.
+            let ort = rows(&f["onnxruntime_raw_margins"]);
+            let onnx_ml = (m.scores_none)(&x, n_rows, n_features);
+            for r in 0..n_rows {
+                for o in 0..e.n_outputs {
+                    let sum: f64 =
+                        (0..n_features).map(|j| e.value(o, r, j).unwrap()).sum::<f64>() + e.expected_value[o];
+                    let margin = e.margins[r * e.n_outputs + o];
+                    assert!((sum - margin).abs() < 1e-6, "{name} row {r} output {o}: {sum} vs {margin}");
+                    // The f64 margin is onnxruntime's f32 score with post_transform NONE, and
+                    // onnx-ml's, up to f32 rounding of the sums.
+                    let tolerance = 1e-5 * margin.abs().max(1.0);
+                    assert!(
+                        (margin - f64::from(ort[r * e.n_outputs + o])).abs() < tolerance,
+                        "{name} ort {r} {o}"
+                    );
+                    assert!(
+                        (margin - f64::from(onnx_ml[r * e.n_outputs + o])).abs() < tolerance,
+                        "{name} onnx-ml {r} {o}"
+                    );
+                }
             }
+            println!(
+                "{name} (table budget {budget}): {} outputs, largest |TreeSHAP - shap| {worst:.2e}",
+                e.n_outputs
+            );
         }
-        println!("{name}: {} outputs, largest |TreeSHAP - shap| {worst:.2e}", e.n_outputs);
     }
 }
 

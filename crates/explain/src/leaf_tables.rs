@@ -1,0 +1,169 @@
+//! Per-leaf tables that turn TreeSHAP's per-row work into lookups (the idea of Yang's
+//! "Fast TreeSHAP" v2, 2021).
+//!
+//! A leaf's contribution to feature `i` is `v · (o_i - z_i) · Σ w⁻ⁱ`, where along the leaf's
+//! path each unique feature has a cover fraction `z` (fixed once the covers are known) and
+//! a bit `o` (whether the row follows every split on that feature). So the contributions
+//! depend on the row only through the path's `D` bits: for each of the `2^D` patterns they
+//! are computed once, at load, with the same extend/unwind arithmetic as the recursive
+//! walk. Per row, a leaf then costs its path's split tests and `D` multiply-adds per output.
+//! Trees whose tables would pass [`MAX_TABLE_ENTRIES`] in all (deep paths) keep the
+//! recursive walk.
+
+use crate::ensemble::{Node, TreeEnsemble};
+
+/// Most table entries (`f64`) all trees of an ensemble may precompute (256 MiB).
+pub const MAX_TABLE_ENTRIES: usize = 1 << 25;
+
+/// Longest path (in unique features) a table is built for.
+const MAX_UNIQUE: usize = 16;
+
+/// One leaf of a tabled tree.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TabledLeaf {
+    /// The leaf's node (its values).
+    pub node: u32,
+    /// Splits on its path: `(branch node, whether the path takes its true child, unique
+    /// feature index)`, a range of [`Tables::splits`].
+    pub splits: (u32, u32),
+    /// Unique features of the path, a range of [`Tables::features`].
+    pub features: (u32, u32),
+    /// Start of its `2^D × D` table in [`Tables::table`].
+    pub table: usize,
+}
+
+/// Tables of the trees that have them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Tables {
+    /// Per tree: its leaves, a range of `leaves` (`None`: walk it recursively).
+    pub trees: Vec<Option<(u32, u32)>>,
+    pub leaves: Vec<TabledLeaf>,
+    pub splits: Vec<(u32, bool, u8)>,
+    pub features: Vec<u32>,
+    pub table: Vec<f64>,
+}
+
+/// Builds the tables that fit `budget` entries; `split[n]` are node `n`'s child fractions.
+pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) -> Tables {
+    let mut tables = Tables { trees: vec![None; ensemble.trees.len()], ..Tables::default() };
+    let mut budget = budget.min(MAX_TABLE_ENTRIES);
+    for (t, tree) in ensemble.trees.iter().enumerate() {
+        // Paths of this tree: (leaf, splits).
+        let mut paths: Vec<(u32, Vec<(u32, bool)>)> = Vec::new();
+        let mut stack = vec![(tree.root, Vec::new())];
+        while let Some((at, path)) = stack.pop() {
+            match ensemble.nodes[at as usize] {
+                Node::Leaf { .. } => paths.push((at, path)),
+                Node::Branch(b) => {
+                    let mut f = path.clone();
+                    f.push((at, false));
+                    stack.push((b.false_child, f));
+                    let mut tr = path;
+                    tr.push((at, true));
+                    stack.push((b.true_child, tr));
+                }
+            }
+        }
+        let mut entries = 0usize;
+        let mut fits = true;
+        let mut per_leaf = Vec::with_capacity(paths.len());
+        for (_, path) in &paths {
+            let mut unique: Vec<u32> = Vec::new();
+            for &(node, _) in path {
+                if let Node::Branch(b) = ensemble.nodes[node as usize] {
+                    let f = b.feature as u32;
+                    if !unique.contains(&f) {
+                        unique.push(f);
+                    }
+                }
+            }
+            let d = unique.len();
+            if d > MAX_UNIQUE {
+                fits = false;
+                break;
+            }
+            entries = entries.saturating_add((1usize << d) * d.max(1));
+            per_leaf.push(unique);
+        }
+        if !fits || entries > budget {
+            continue;
+        }
+        budget -= entries;
+        let first_leaf = tables.leaves.len() as u32;
+        for ((leaf, path), unique) in paths.iter().zip(per_leaf) {
+            let d = unique.len();
+            let split_start = tables.splits.len() as u32;
+            let mut z = vec![1.0f64; d];
+            for &(node, took_true) in path {
+                if let Node::Branch(b) = ensemble.nodes[node as usize] {
+                    let u = unique.iter().position(|&f| f == b.feature as u32).unwrap_or(0);
+                    z[u] *= split[node as usize][usize::from(took_true)];
+                    tables.splits.push((node, took_true, u as u8));
+                }
+            }
+            let feature_start = tables.features.len() as u32;
+            tables.features.extend_from_slice(&unique);
+            let table = tables.table.len();
+            tables.table.resize(table + (1usize << d) * d, 0.0);
+            for pattern in 0..(1usize << d) {
+                let out = &mut tables.table[table + pattern * d..table + (pattern + 1) * d];
+                contributions(&z, pattern, out);
+            }
+            tables.leaves.push(TabledLeaf {
+                node: *leaf,
+                splits: (split_start, tables.splits.len() as u32),
+                features: (feature_start, tables.features.len() as u32),
+                table,
+            });
+        }
+        tables.trees[t] = Some((first_leaf, tables.leaves.len() as u32));
+    }
+    tables
+}
+
+/// `(o_k - z_k) · Σ w⁻ᵏ` for every unique feature `k` of a path with fractions `z` and the
+/// row's bits `pattern` (bit `k` set: `o_k = 1`).
+fn contributions(z: &[f64], pattern: usize, out: &mut [f64]) {
+    let d = z.len();
+    out.fill(0.0);
+    // A feature neither the row nor any data follows zeroes every term.
+    if (0..d).any(|k| pattern >> k & 1 == 0 && z[k] == 0.0) {
+        return;
+    }
+    // Subset weights of the d features (index 0..=d), built as the walk builds them.
+    let mut w = vec![0.0f64; d + 1];
+    w[0] = 1.0;
+    for (n, &zk) in z.iter().enumerate() {
+        let o = (pattern >> n & 1) as f64;
+        // Extending a set of n features to n + 1.
+        let denominator = (n + 2) as f64;
+        for i in (0..=n).rev() {
+            let wi = w[i];
+            w[i + 1] += o * wi * (i + 1) as f64 / denominator;
+            w[i] = zk * wi * (n + 1 - i) as f64 / denominator;
+        }
+    }
+    // The dummy element makes the path length d + 1.
+    let len = d + 1;
+    let l = len as f64;
+    let shared: f64 = (0..len - 1).map(|j| w[j] / (len - 1 - j) as f64).sum();
+    for k in 0..d {
+        let o = (pattern >> k & 1) as f64;
+        if o == z[k] {
+            continue;
+        }
+        let unwound = if o == 0.0 {
+            shared * l / z[k]
+        } else {
+            let mut total = 0.0;
+            let mut next = w[len - 1];
+            for j in (0..len - 1).rev() {
+                let wj = next * l / (j + 1) as f64;
+                total += wj;
+                next = w[j] - wj * z[k] * (len - 1 - j) as f64 / l;
+            }
+            total
+        };
+        out[k] = unwound * (o - z[k]);
+    }
+}
