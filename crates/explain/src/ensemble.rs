@@ -382,15 +382,20 @@ impl TreeEnsemble {
         crate::error::check_shape("margin output", out.len(), 1, self.n_outputs())?;
         let mut sums = vec![0.0f64; self.n_sources];
         for t in 0..self.trees.len() {
-            let leaf = self.leaf(t, row);
-            if let Some(Node::Leaf { values }) = self.nodes.get(leaf as usize) {
-                for (k, &s) in self.trees[t].sources.iter().enumerate() {
-                    sums[s as usize] += self.leaf_values[*values as usize + k];
-                }
-            }
+            self.add_leaf(t, row, &mut sums);
         }
         self.apply_outputs(&sums, out);
         Ok(())
+    }
+
+    /// Adds the values of the leaf `row` reaches in tree `t` to `sums` (per source).
+    pub(crate) fn add_leaf(&self, t: usize, row: &[f32], sums: &mut [f64]) {
+        let leaf = self.leaf(t, row);
+        if let Some(Node::Leaf { values }) = self.nodes.get(leaf as usize) {
+            for (k, &s) in self.trees[t].sources.iter().enumerate() {
+                sums[s as usize] += self.leaf_values[*values as usize + k];
+            }
+        }
     }
 
     /// Maps per-source sums to outputs: `out[o] = offset + factor * sums[source]`.

@@ -41,11 +41,18 @@ pub(crate) struct Tables {
     pub splits: Vec<(u32, bool, u8)>,
     pub features: Vec<u32>,
     pub table: Vec<f64>,
+    /// Per ensemble node of a tabled tree: for a branch, the bit of its feature in the
+    /// path's unique features; for a leaf, its index in `leaves`.
+    pub slot: Vec<u32>,
 }
 
 /// Builds the tables that fit `budget` entries; `split[n]` are node `n`'s child fractions.
 pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) -> Tables {
-    let mut tables = Tables { trees: vec![None; ensemble.trees.len()], ..Tables::default() };
+    let mut tables = Tables {
+        trees: vec![None; ensemble.trees.len()],
+        slot: vec![0; ensemble.nodes.len()],
+        ..Tables::default()
+    };
     let mut budget = budget.min(MAX_TABLE_ENTRIES);
     for (t, tree) in ensemble.trees.iter().enumerate() {
         // Paths of this tree: (leaf, splits).
@@ -99,8 +106,12 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
                     let u = unique.iter().position(|&f| f == b.feature as u32).unwrap_or(0);
                     z[u] *= split[node as usize][usize::from(took_true)];
                     tables.splits.push((node, took_true, u as u8));
+                    // The same for every path through this node: unique features are
+                    // numbered in order of first appearance from the root.
+                    tables.slot[node as usize] = u as u32;
                 }
             }
+            tables.slot[*leaf as usize] = tables.leaves.len() as u32;
             let feature_start = tables.features.len() as u32;
             tables.features.extend_from_slice(&unique);
             let table = tables.table.len();

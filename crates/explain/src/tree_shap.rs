@@ -291,21 +291,16 @@ impl TreeShap {
         let inv: Vec<f64> = (0..width + 2).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
         let mut mapped = vec![0.0f64; n_outputs];
         let mut column = vec![0.0f64; n_sources];
-        let tabled = self.tables.trees.iter().any(Option::is_some);
-        let mut goes_true = vec![false; if tabled { self.ensemble.nodes.len() } else { 0 }];
+        let mut stack = Vec::with_capacity(self.ensemble.max_depth + 2);
+        let mut sums = vec![0.0f64; n_sources];
         for (r, row) in rows.chunks_exact(n_features).enumerate() {
             phi.fill(0.0);
-            if tabled {
-                for (g, node) in goes_true.iter_mut().zip(&self.ensemble.nodes) {
-                    if let Node::Branch(b) = node {
-                        *g = b.goes_true(row[b.feature]);
-                    }
-                }
-            }
+            sums.fill(0.0);
             for tree in 0..self.ensemble.trees.len() {
                 match self.tables.trees[tree] {
-                    Some(leaves) => self.tabled_tree(tree, leaves, &goes_true, &mut phi),
+                    Some(_) => self.tabled_tree(tree, row, &mut stack, &mut phi, &mut sums),
                     None => {
+                        self.ensemble.add_leaf(tree, row, &mut sums);
                         let mut walk = Walk {
                             shap: self,
                             tree,
@@ -326,7 +321,7 @@ impl TreeShap {
                     shap_values[(o * n_rows + r) * n_features + f] = v;
                 }
             }
-            self.ensemble.margin(row, &mut margins[r * n_outputs..(r + 1) * n_outputs])?;
+            self.ensemble.apply_outputs(&sums, &mut margins[r * n_outputs..(r + 1) * n_outputs]);
         }
         Ok(Explanation {
             n_rows,
@@ -338,31 +333,72 @@ impl TreeShap {
         })
     }
 
-    /// Adds one tabled tree's contributions for a row whose branch decisions are `goes_true`.
-    fn tabled_tree(&self, tree: usize, (first, last): (u32, u32), goes_true: &[bool], phi: &mut [f64]) {
+    /// Adds one tabled tree's contributions for `row`: a walk of the whole tree that
+    /// carries each path's pattern (bit `k` cleared once the row leaves the path at a
+    /// split on its `k`-th unique feature) down to the leaves, which look it up.
+    /// Also adds the leaf the row reaches (the one whose pattern is full) to `sums`.
+    fn tabled_tree(
+        &self,
+        tree: usize,
+        row: &[f32],
+        stack: &mut Vec<(u32, u32)>,
+        phi: &mut [f64],
+        sums: &mut [f64],
+    ) {
         let t = &self.tables;
         let ensemble = &self.ensemble;
         let sources = &ensemble.trees[tree].sources;
         let n_sources = ensemble.n_sources;
-        for leaf in &t.leaves[first as usize..last as usize] {
-            let features = &t.features[leaf.features.0 as usize..leaf.features.1 as usize];
-            let d = features.len();
-            let mut pattern = (1usize << d) - 1;
-            for &(node, took_true, u) in &t.splits[leaf.splits.0 as usize..leaf.splits.1 as usize] {
-                if goes_true[node as usize] != took_true {
-                    pattern &= !(1usize << u);
+        stack.clear();
+        stack.push((ensemble.trees[tree].root, u32::MAX));
+        while let Some((at, pattern)) = stack.pop() {
+            match ensemble.nodes[at as usize] {
+                Node::Branch(b) => {
+                    let cleared = pattern & !(1u32 << t.slot[at as usize]);
+                    let (on, off) = if b.goes_true(row[b.feature]) {
+                        (b.true_child, b.false_child)
+                    } else {
+                        (b.false_child, b.true_child)
+                    };
+                    stack.push((off, cleared));
+                    stack.push((on, pattern));
                 }
-            }
-            let Node::Leaf { values } = ensemble.nodes[leaf.node as usize] else { continue };
-            let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
-            let entries = &t.table[leaf.table + pattern * d..leaf.table + (pattern + 1) * d];
-            for (&c, &feature) in entries.iter().zip(features) {
-                if c == 0.0 {
-                    continue;
-                }
-                let base = feature as usize * n_sources;
-                for (&s, &v) in sources.iter().zip(values) {
-                    phi[base + s as usize] += c * v;
+                Node::Leaf { values } => {
+                    let leaf = &t.leaves[t.slot[at as usize] as usize];
+                    let features = &t.features[leaf.features.0 as usize..leaf.features.1 as usize];
+                    let d = features.len();
+                    let full = (1usize << d) - 1;
+                    let pattern = pattern as usize & full;
+                    let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+                    if pattern == full {
+                        for (&s, &v) in sources.iter().zip(values) {
+                            sums[s as usize] += v;
+                        }
+                    }
+                    let entries = &t.table[leaf.table + pattern * d..leaf.table + (pattern + 1) * d];
+                    // Zero entries (features the row treats as the data does) add nothing;
+                    // adding them anyway is cheaper than the branch.
+                    if let ([s], [v]) = (sources.as_slice(), values) {
+                        let s = *s as usize;
+                        for (&c, &feature) in entries.iter().zip(features) {
+                            phi[feature as usize * n_sources + s] += c * v;
+                        }
+                    } else if sources.len() == n_sources {
+                        // Every source: a contiguous run of `phi`.
+                        for (&c, &feature) in entries.iter().zip(features) {
+                            let base = feature as usize * n_sources;
+                            for (p, &v) in phi[base..base + n_sources].iter_mut().zip(values) {
+                                *p += c * v;
+                            }
+                        }
+                    } else {
+                        for (&c, &feature) in entries.iter().zip(features) {
+                            let base = feature as usize * n_sources;
+                            for (&s, &v) in sources.iter().zip(values) {
+                                phi[base + s as usize] += c * v;
+                            }
+                        }
+                    }
                 }
             }
         }
