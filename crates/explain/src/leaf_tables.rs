@@ -44,15 +44,36 @@ pub(crate) struct Tables {
     /// Per ensemble node of a tabled tree: for a branch, the bit of its feature in the
     /// path's unique features; for a leaf, its index in `leaves`.
     pub slot: Vec<u32>,
+    /// Per tabled tree: its nodes, a contiguous range in preorder (parents first).
+    pub node_range: Vec<(u32, u32)>,
+    /// Per node but a root: its parent.
+    pub parent: Vec<u32>,
+    /// Per node but a root: whether it is its parent's true child.
+    pub is_true_child: Vec<bool>,
+    /// Per node but a root: the pattern mask that clears its parent's feature bit.
+    pub leave_mask: Vec<u32>,
 }
 
 /// Builds the tables that fit `budget` entries; `split[n]` are node `n`'s child fractions.
 pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) -> Tables {
+    let n = ensemble.nodes.len();
     let mut tables = Tables {
         trees: vec![None; ensemble.trees.len()],
-        slot: vec![0; ensemble.nodes.len()],
+        slot: vec![0; n],
+        node_range: vec![(0, 0); ensemble.trees.len()],
+        parent: vec![u32::MAX; n],
+        is_true_child: vec![false; n],
+        leave_mask: vec![u32::MAX; n],
         ..Tables::default()
     };
+    for (i, node) in ensemble.nodes.iter().enumerate() {
+        if let Node::Branch(b) = node {
+            for (child, is_true) in [(b.false_child, false), (b.true_child, true)] {
+                tables.parent[child as usize] = i as u32;
+                tables.is_true_child[child as usize] = is_true;
+            }
+        }
+    }
     let mut budget = budget.min(MAX_TABLE_ENTRIES);
     for (t, tree) in ensemble.trees.iter().enumerate() {
         // Paths of this tree: (leaf, splits).
@@ -71,8 +92,16 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
                 }
             }
         }
+        // The tree's nodes must be a contiguous preorder run from the root (onnx-ml's
+        // layout), for the per-row pass that computes the patterns in one sweep.
+        let root = tree.root as usize;
+        let mut end = root + 1;
+        while end < n && tables.parent[end] != u32::MAX && (tables.parent[end] as usize) >= root {
+            end += 1;
+        }
         let mut entries = 0usize;
-        let mut fits = true;
+        let mut fits = paths.len() == (end - root).div_ceil(2)
+            && (root + 1..end).all(|k| (tables.parent[k] as usize) < k);
         let mut per_leaf = Vec::with_capacity(paths.len());
         for (_, path) in &paths {
             let mut unique: Vec<u32> = Vec::new();
@@ -128,6 +157,11 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
             });
         }
         tables.trees[t] = Some((first_leaf, tables.leaves.len() as u32));
+        tables.node_range[t] = (root as u32, end as u32);
+        for k in root + 1..end {
+            let p = tables.parent[k] as usize;
+            tables.leave_mask[k] = !(1u32 << tables.slot[p]);
+        }
     }
     tables
 }

@@ -291,14 +291,16 @@ impl TreeShap {
         let inv: Vec<f64> = (0..width + 2).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
         let mut mapped = vec![0.0f64; n_outputs];
         let mut column = vec![0.0f64; n_sources];
-        let mut stack = Vec::with_capacity(self.ensemble.max_depth + 2);
+        let tabled = self.tables.trees.iter().any(Option::is_some);
+        let n_scratch = if tabled { self.ensemble.nodes.len() } else { 0 };
+        let mut scratch = Scratch { patterns: vec![0; n_scratch], goes_true: vec![false; n_scratch] };
         let mut sums = vec![0.0f64; n_sources];
         for (r, row) in rows.chunks_exact(n_features).enumerate() {
             phi.fill(0.0);
             sums.fill(0.0);
             for tree in 0..self.ensemble.trees.len() {
                 match self.tables.trees[tree] {
-                    Some(_) => self.tabled_tree(tree, row, &mut stack, &mut phi, &mut sums),
+                    Some(_) => self.tabled_tree(tree, row, &mut scratch, &mut phi, &mut sums),
                     None => {
                         self.ensemble.add_leaf(tree, row, &mut sums);
                         let mut walk = Walk {
@@ -333,15 +335,15 @@ impl TreeShap {
         })
     }
 
-    /// Adds one tabled tree's contributions for `row`: a walk of the whole tree that
-    /// carries each path's pattern (bit `k` cleared once the row leaves the path at a
-    /// split on its `k`-th unique feature) down to the leaves, which look it up.
-    /// Also adds the leaf the row reaches (the one whose pattern is full) to `sums`.
+    /// Adds one tabled tree's contributions for `row`: one sweep over the tree's nodes in
+    /// preorder gives each node its pattern (its parent's, with the parent's feature bit
+    /// cleared when the row goes the other way), then each leaf looks its pattern up. Also
+    /// adds the leaf the row reaches (the one whose pattern is full) to `sums`.
     fn tabled_tree(
         &self,
         tree: usize,
         row: &[f32],
-        stack: &mut Vec<(u32, u32)>,
+        scratch: &mut Scratch,
         phi: &mut [f64],
         sums: &mut [f64],
     ) {
@@ -349,55 +351,55 @@ impl TreeShap {
         let ensemble = &self.ensemble;
         let sources = &ensemble.trees[tree].sources;
         let n_sources = ensemble.n_sources;
-        stack.clear();
-        stack.push((ensemble.trees[tree].root, u32::MAX));
-        while let Some((at, pattern)) = stack.pop() {
-            match ensemble.nodes[at as usize] {
-                Node::Branch(b) => {
-                    let cleared = pattern & !(1u32 << t.slot[at as usize]);
-                    let (on, off) = if b.goes_true(row[b.feature]) {
-                        (b.true_child, b.false_child)
-                    } else {
-                        (b.false_child, b.true_child)
-                    };
-                    stack.push((off, cleared));
-                    stack.push((on, pattern));
+        let (start, end) = t.node_range[tree];
+        let (start, end) = (start as usize, end as usize);
+        let patterns = &mut scratch.patterns[start..end];
+        let goes = &mut scratch.goes_true[start..end];
+        patterns[0] = u32::MAX;
+        for k in 0..end - start {
+            if k > 0 {
+                let p = t.parent[start + k] as usize - start;
+                let follows = goes[p] == t.is_true_child[start + k];
+                patterns[k] = patterns[p] & if follows { u32::MAX } else { t.leave_mask[start + k] };
+            }
+            if let Node::Branch(b) = &ensemble.nodes[start + k] {
+                goes[k] = b.goes_true(row[b.feature]);
+            }
+        }
+        let Some((first, last)) = t.trees[tree] else { return };
+        for leaf in &t.leaves[first as usize..last as usize] {
+            let features = &t.features[leaf.features.0 as usize..leaf.features.1 as usize];
+            let d = features.len();
+            let full = (1usize << d) - 1;
+            let pattern = patterns[leaf.node as usize - start] as usize & full;
+            let Node::Leaf { values } = ensemble.nodes[leaf.node as usize] else { continue };
+            let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+            if pattern == full {
+                for (&s, &v) in sources.iter().zip(values) {
+                    sums[s as usize] += v;
                 }
-                Node::Leaf { values } => {
-                    let leaf = &t.leaves[t.slot[at as usize] as usize];
-                    let features = &t.features[leaf.features.0 as usize..leaf.features.1 as usize];
-                    let d = features.len();
-                    let full = (1usize << d) - 1;
-                    let pattern = pattern as usize & full;
-                    let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
-                    if pattern == full {
-                        for (&s, &v) in sources.iter().zip(values) {
-                            sums[s as usize] += v;
-                        }
+            }
+            let entries = &t.table[leaf.table + pattern * d..leaf.table + (pattern + 1) * d];
+            // Zero entries (features the row treats as the data does) add nothing; adding
+            // them anyway is cheaper than the branch.
+            if let ([s], [v]) = (sources.as_slice(), values) {
+                let s = *s as usize;
+                for (&c, &feature) in entries.iter().zip(features) {
+                    phi[feature as usize * n_sources + s] += c * v;
+                }
+            } else if sources.len() == n_sources {
+                // Every source: a contiguous run of `phi`.
+                for (&c, &feature) in entries.iter().zip(features) {
+                    let base = feature as usize * n_sources;
+                    for (p, &v) in phi[base..base + n_sources].iter_mut().zip(values) {
+                        *p += c * v;
                     }
-                    let entries = &t.table[leaf.table + pattern * d..leaf.table + (pattern + 1) * d];
-                    // Zero entries (features the row treats as the data does) add nothing;
-                    // adding them anyway is cheaper than the branch.
-                    if let ([s], [v]) = (sources.as_slice(), values) {
-                        let s = *s as usize;
-                        for (&c, &feature) in entries.iter().zip(features) {
-                            phi[feature as usize * n_sources + s] += c * v;
-                        }
-                    } else if sources.len() == n_sources {
-                        // Every source: a contiguous run of `phi`.
-                        for (&c, &feature) in entries.iter().zip(features) {
-                            let base = feature as usize * n_sources;
-                            for (p, &v) in phi[base..base + n_sources].iter_mut().zip(values) {
-                                *p += c * v;
-                            }
-                        }
-                    } else {
-                        for (&c, &feature) in entries.iter().zip(features) {
-                            let base = feature as usize * n_sources;
-                            for (&s, &v) in sources.iter().zip(values) {
-                                phi[base + s as usize] += c * v;
-                            }
-                        }
+                }
+            } else {
+                for (&c, &feature) in entries.iter().zip(features) {
+                    let base = feature as usize * n_sources;
+                    for (&s, &v) in sources.iter().zip(values) {
+                        phi[base + s as usize] += c * v;
                     }
                 }
             }
@@ -408,6 +410,12 @@ impl TreeShap {
     pub fn expected_sources(&self) -> &[f64] {
         &self.expected_sources
     }
+}
+
+/// Per-row buffers of the tabled trees, indexed by node.
+struct Scratch {
+    patterns: Vec<u32>,
+    goes_true: Vec<bool>,
 }
 
 /// One tree's walk for one row.

@@ -232,3 +232,21 @@ fn bad_inputs_are_errors() {
     }
     let _ = NodeMode::Leaf;
 }
+
+/// A fixed amount of work for `perf stat -e cycles:u` comparisons (run by hand with
+/// `--ignored`; cycles count only this process, unlike wall time on a shared machine).
+#[test]
+#[ignore]
+fn wine_rf_explains_2000_rows() {
+    let f = fixture("wine_rf");
+    let m = model(&f["attributes"]);
+    let background = rows(&f["background"]);
+    let covers = covers_from_background(&m.ensemble, &background, background.len() / 13, 13).unwrap();
+    let budget =
+        std::env::var("TABLE_BUDGET").map_or(palisade_explain::MAX_TABLE_ENTRIES, |v| v.parse().unwrap());
+    let shap = TreeShap::with_table_budget(m.ensemble, &covers, budget).unwrap();
+    let x: Vec<f32> = background.iter().cycle().take(100 * 13).copied().collect();
+    for _ in 0..20 {
+        std::hint::black_box(shap.explain(&x, 100, 13).unwrap());
+    }
+}
