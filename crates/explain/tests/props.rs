@@ -31,9 +31,8 @@ impl Lcg {
 const MODES: [NodeMode; 4] =
     [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
 
-/// A random regressor of `n_trees` trees over `m` features, and its trees as plain data
-/// for the brute force: per tree, nodes `(feature, threshold, mode, tracks, false, true)`
-/// or a leaf value.
+/// A random single-target regressor of `n_trees` trees over `m` features (mixed modes,
+/// repeated features, random missing-value tracking).
 fn random_model(seed: u64, m: usize, n_trees: usize) -> TreeEnsembleRegressor {
     let mut rng = Lcg(seed);
     let mut nodes = NodeAttributes::default();
@@ -78,7 +77,7 @@ fn random_model(seed: u64, m: usize, n_trees: usize) -> TreeEnsembleRegressor {
         n_targets: 1,
         base_values: vec![0.25],
         post_transform: PostTransform::None,
-        aggregate_function: if seed % 2 == 0 { Aggregate::Sum } else { Aggregate::Average },
+        aggregate_function: if seed.is_multiple_of(2) { Aggregate::Sum } else { Aggregate::Average },
     })
     .unwrap()
 }
