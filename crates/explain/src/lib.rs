@@ -18,16 +18,53 @@
 //! Every function that takes rows or sizes from outside returns an [`ExplainError`] rather
 //! than panicking, and checks sizes against a limit before reserving memory.
 //!
+//! # What is explained
+//!
+//! TreeSHAP explains the tree ensemble's **raw margin**, as shap does for tree models: the
+//! scores before `LOGISTIC`, `SOFTMAX` or `PROBIT` (log-odds for a boosted binary
+//! classifier, per-class scores for a multiclass one, averaged probabilities for a random
+//! forest, the prediction for a regressor). [`TreeShap::post_transform`] says which
+//! transform the model applies after it. KernelSHAP explains whatever the model closure
+//! returns (usually the probabilities the model serves).
+//!
 //! # Wiring (for the server and `palisade build`)
 //!
-//! * Build: parse the model's tree-ensemble node with onnx-ml, make a [`TreeEnsemble`],
-//!   compute [`covers_from_background`] from the background file, and store
-//!   [`Covers::counts`] (attribute order) in the bundle. For KernelSHAP store the background
-//!   rows; for Mahalanobis store [`Mahalanobis::mean`], the inverse and the threshold (or the
-//!   reference rows); for drift, the reference columns.
-//! * Serve: load once ([`Covers::from_counts`] checks the counts belong to the model), keep
-//!   the [`TreeShap`] / [`KernelShap`] / [`Mahalanobis`] next to the prepared model (all
-//!   `Send + Sync`), and call them on the inference threads, never on the async runtime.
+//! * **`palisade build`** with `explainer.type: TreeShap`: read the background file and check
+//!   it against the signature; take the model's `TreeEnsembleClassifier`/`Regressor` node
+//!   (the runtime parses it into onnx-ml; a pipeline with preprocessing before the trees
+//!   must be refused, or the background transformed the same way first), build a
+//!   [`TreeEnsemble`] (refusals are [`ExplainError::Unsupported`]), compute
+//!   [`covers_from_background`] and store [`Covers::counts`] in the bundle (one `f64` per
+//!   `nodes_*` attribute entry, in attribute order), covered by the bundle digest. With
+//!   `KernelShap`: store the background rows (few: each costs `2^M` model rows per explained
+//!   row). With `monitoring.outliers.method: mahalanobis`: [`Mahalanobis::fit`] on the
+//!   reference, store [`Mahalanobis::mean`], [`Mahalanobis::inverse_covariance`] and the
+//!   threshold from [`Mahalanobis::quantile_of_reference`]. With `monitoring.drift`: store
+//!   the reference rows (at most [`EXACT_MAX_N`], subsampled with a fixed seed).
+//! * **Load** (`palisade serve`): rebuild the [`TreeEnsemble`] from the prepared model,
+//!   [`Covers::from_counts`] (refuses counts that do not belong to the trees), then
+//!   [`TreeShap::new`] once per model version; [`KernelShap::new`],
+//!   [`Mahalanobis::from_parts`], [`DriftMonitor::new`]. All but the drift monitor are
+//!   immutable and `Send + Sync`: share them in an `Arc` next to the prepared model.
+//! * **Explain** (`POST .../explain`, after authorization on the explain path): on an
+//!   inference thread, never on the async runtime. TreeSHAP: [`TreeShap::explain`] on the
+//!   request's rows. KernelSHAP: [`KernelShap::explain`] with a closure that runs the model
+//!   **once** on the whole synthetic batch (the engine's `infer` on
+//!   `n_rows × KernelShap::evaluations_per_row` rows); check
+//!   [`KernelShapOptions::max_batch_values`] against the server's limits, and refuse a
+//!   request whose batch would pass it (the error says so before anything is allocated).
+//!   The [`Explanation`] maps onto Alibi's shape: `data.shap_values` is one
+//!   `rows × features` matrix per output (`shap_values` is laid out `[output][row][feature]`),
+//!   `data.expected_value` is [`Explanation::expected_value`], `data.raw.prediction` the
+//!   model's served prediction (run it as for `infer`).
+//! * **Outliers**: after each prediction, on the inference thread, [`Mahalanobis::scores`]
+//!   on the request's rows (O(features²) per row) → `parameters.outlier_score`, and
+//!   `is_outlier` when above the stored threshold. An IsolationForest needs nothing here:
+//!   its skl2onnx export is a model Palisade already runs; its output is the score.
+//! * **Drift**: a [`DriftMonitor`] per model behind a mutex; push each request's rows
+//!   (cheap copy into the ring); for `GET .../drift` and the Prometheus gauges, clone the
+//!   monitor under the lock (bounded: window × features) and call
+//!   [`DriftMonitor::report`] outside it, off the async runtime.
 
 mod drift;
 mod ensemble;
