@@ -55,12 +55,16 @@ const T_9995: [f64; 31] = [
 /// Most features KernelSHAP accepts (coalitions are `u64` bit masks).
 const MAX_FEATURES: usize = 64;
 
+/// Most sampled coalitions per call ([`KernelShapOptions::samples`]).
+pub const MAX_SAMPLES: usize = 1 << 20;
+
 /// Settings of [`KernelShap`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct KernelShapOptions {
     /// Enumerate every coalition up to this many features (at most 20); sample above.
     pub exact_max_features: usize,
-    /// Coalitions evaluated per row above `exact_max_features` (at least `2 × features`).
+    /// Coalitions evaluated per row above `exact_max_features` (at least `2 × features`, at
+    /// most [`MAX_SAMPLES`]).
     pub samples: usize,
     /// Seed of the coalition sampler.
     pub seed: u64,
@@ -139,10 +143,12 @@ impl KernelShap {
                 reason: "at most 20 (2^20 coalitions)".into(),
             });
         }
-        if n_features > options.exact_max_features && options.samples < 2 * n_features {
+        if n_features > options.exact_max_features
+            && !(2 * n_features..=MAX_SAMPLES).contains(&options.samples)
+        {
             return Err(ExplainError::InvalidArgument {
                 what: "samples",
-                reason: format!("at least {} for {n_features} features", 2 * n_features),
+                reason: format!("{} to {MAX_SAMPLES} for {n_features} features", 2 * n_features),
             });
         }
         if let Some(i) = background.iter().position(|v| !v.is_finite()) {
@@ -160,8 +166,8 @@ impl KernelShap {
         self.n_features
     }
 
-    /// Model rows one explained row costs (the batch grows by this per row, plus the
-    /// background once).
+    /// Model rows one explained row costs at most (the batch grows by this per row, plus
+    /// the background once).
     pub fn evaluations_per_row(&self) -> usize {
         let m = self.n_features;
         let coalitions = if m <= self.options.exact_max_features {

@@ -79,7 +79,7 @@ mod tree_shap;
 pub use drift::{DriftMonitor, DriftReport, EXACT_MAX_N, FeatureDrift, KsResult, ks_2samp};
 pub use ensemble::{MAX_DEPTH, TreeEnsemble};
 pub use error::{ExplainError, MAX_ELEMENTS};
-pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions};
+pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions, MAX_SAMPLES};
 pub use leaf_tables::MAX_TABLE_ENTRIES;
 
 pub use mahalanobis::{Inverse, Mahalanobis};

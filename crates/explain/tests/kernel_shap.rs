@@ -284,6 +284,8 @@ fn bad_inputs_and_models_are_errors() {
     assert!(matches!(shap.explain(&[1.0; 3], 1, wrong), Err(ExplainError::Model(_))));
     let failing = |_: &[f32], _: usize| Err::<Vec<f64>, _>("model is down");
     assert!(matches!(shap.explain(&[1.0; 3], 1, failing), Err(ExplainError::Model(m)) if m.contains("down")));
+    let huge = KernelShapOptions { samples: usize::MAX, ..KernelShapOptions::default() };
+    assert!(KernelShap::new(vec![0.0; 13], 1, 13, huge).is_err());
     let small = KernelShapOptions { max_batch_values: 100, ..KernelShapOptions::default() };
     let shap = KernelShap::new(vec![0.0; 60], 20, 3, small).unwrap();
     assert!(matches!(shap.explain(&[1.0; 3], 1, ok), Err(ExplainError::TooLarge { .. })));
