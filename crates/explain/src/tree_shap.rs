@@ -287,7 +287,9 @@ impl TreeShap {
         let mut phi = filled("SHAP values", product(n_features, n_sources), MAX_ELEMENTS, 0.0f64)?;
         // One path segment per depth; a path holds at most every feature once plus the dummy.
         let width = self.ensemble.max_depth.min(n_features) + 2;
-        let mut path = vec![Element::default(); width * (self.ensemble.max_depth + 2)];
+        let walked = self.tables.trees.iter().any(Option::is_none);
+        let mut path =
+            vec![Element::default(); if walked { width * (self.ensemble.max_depth + 2) } else { 0 }];
         let inv: Vec<f64> = (0..width + 2).map(|k| if k == 0 { 0.0 } else { 1.0 / k as f64 }).collect();
         let mut mapped = vec![0.0f64; n_outputs];
         let mut column = vec![0.0f64; n_sources];
@@ -303,15 +305,8 @@ impl TreeShap {
                     Some(_) => self.tabled_tree(tree, row, &mut scratch, &mut phi, &mut sums),
                     None => {
                         self.ensemble.add_leaf(tree, row, &mut sums);
-                        let mut walk = Walk {
-                            shap: self,
-                            tree,
-                            row,
-                            path: &mut path,
-                            width,
-                            phi: &mut phi,
-                            shap_inv: &inv,
-                        };
+                        let mut walk =
+                            Walk { shap: self, tree, row, path: &mut path, width, phi: &mut phi, inv: &inv };
                         walk.recurse(self.ensemble.trees[tree].root, 0, 0, 1.0, 1.0, NO_FEATURE);
                     }
                 }
@@ -427,8 +422,8 @@ struct Walk<'a> {
     width: usize,
     /// `[feature][source]`.
     phi: &'a mut [f64],
-    /// `shap_inv[k] = 1 / k` (`shap_inv[0]` unused).
-    shap_inv: &'a [f64],
+    /// `inv[k] = 1 / k` (`inv[0]` unused).
+    inv: &'a [f64],
 }
 
 impl Walk<'_> {
@@ -441,7 +436,7 @@ impl Walk<'_> {
             self.path.copy_within(start - width..start - width + len, start);
         }
         let path = &mut self.path[start..start + width];
-        extend(path, len, z, o, feature, self.shap_inv);
+        extend(path, len, z, o, feature, self.inv);
         let len = len + 1;
         let ensemble = &self.shap.ensemble;
         match ensemble.nodes[node as usize] {
@@ -449,7 +444,7 @@ impl Walk<'_> {
                 let sources = &ensemble.trees[self.tree].sources;
                 let n_sources = ensemble.n_sources;
                 let leaf = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
-                let inv = &self.shap_inv;
+                let inv = &self.inv;
                 // For elements the row does not follow (o = 0) the unwound sum is
                 // Σ_j w_j / (len-1-j) times len / z: the sum is shared.
                 let shared: f64 =
@@ -483,7 +478,7 @@ impl Walk<'_> {
                 if let Some(k) = (1..len).find(|&k| path[k].feature == feature) {
                     iz = path[k].z;
                     io = path[k].o;
-                    unwind(path, len, k, self.shap_inv);
+                    unwind(path, len, k, self.inv);
                     len -= 1;
                 }
                 if iz * p_hot != 0.0 || io != 0.0 {
