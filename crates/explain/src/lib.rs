@@ -18,6 +18,54 @@
 //! Every function that takes rows or sizes from outside returns an [`ExplainError`] rather
 //! than panicking, and checks sizes against a limit before reserving memory.
 //!
+//! ```
+//! use palisade_explain::{KernelShap, KernelShapOptions, TreeEnsemble, TreeShap, covers_from_background};
+//! use palisade_onnx_ml::{
+//!     Aggregate, LeafAttributes, NodeAttributes, NodeMode, PostTransform, RegressorAttributes,
+//!     TreeEnsembleRegressor,
+//! };
+//!
+//! // One stump: feature 0 <= 0.5 gives 1.0, otherwise 3.0.
+//! let model = TreeEnsembleRegressor::new(RegressorAttributes {
+//!     nodes: NodeAttributes {
+//!         tree_ids: vec![0, 0, 0],
+//!         node_ids: vec![0, 1, 2],
+//!         feature_ids: vec![0, 0, 0],
+//!         values: vec![0.5, 0.0, 0.0],
+//!         modes: vec![NodeMode::BranchLeq, NodeMode::Leaf, NodeMode::Leaf],
+//!         true_node_ids: vec![1, 0, 0],
+//!         false_node_ids: vec![2, 0, 0],
+//!         missing_value_tracks_true: vec![],
+//!     },
+//!     leaves: LeafAttributes { tree_ids: vec![0, 0], node_ids: vec![1, 2], ids: vec![0, 0], weights: vec![1.0, 3.0] },
+//!     n_targets: 1,
+//!     base_values: vec![],
+//!     post_transform: PostTransform::None,
+//!     aggregate_function: Aggregate::Sum,
+//! })?;
+//! let ensemble = TreeEnsemble::from_regressor(&model)?;
+//! // Background: three rows go left, one goes right (2 features each).
+//! let background = [0.0, 9.0, 0.1, 9.0, 0.2, 9.0, 0.9, 9.0];
+//! let covers = covers_from_background(&ensemble, &background, 4, 2)?;
+//! let shap = TreeShap::new(ensemble, &covers)?;
+//! let e = shap.explain(&[0.9, 0.0], 1, 2)?;
+//! assert_eq!(e.expected_value, vec![1.5]); // (1 + 1 + 1 + 3) / 4
+//! assert_eq!(e.value(0, 0, 0), Some(1.5)); // feature 0 moves 1.5 to 3.0
+//! assert_eq!(e.value(0, 0, 1), Some(0.0)); // feature 1 is never read
+//! assert_eq!(e.margins, vec![3.0]);
+//!
+//! // KernelSHAP on any model: here f(x) = 2·x0 + x0·x1, one call for the whole batch.
+//! let kernel = KernelShap::new(vec![0.0, 0.0, 1.0, 1.0], 2, 2, KernelShapOptions::default())?;
+//! let e = kernel.explain(&[1.0, 2.0], 1, |rows: &[f32], n: usize| {
+//!     let out: Vec<f64> = rows.chunks_exact(2).map(|x| f64::from(2.0 * x[0] + x[0] * x[1])).collect();
+//!     assert_eq!(out.len(), n);
+//!     Ok::<_, std::convert::Infallible>(out)
+//! })?;
+//! let sum: f64 = e.explanation.shap_values.iter().sum::<f64>() + e.explanation.expected_value[0];
+//! assert!((sum - 4.0).abs() < 1e-12 && e.exact);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # What is explained
 //!
 //! TreeSHAP explains the tree ensemble's **raw margin**, as shap does for tree models: the
