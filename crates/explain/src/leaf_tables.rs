@@ -21,8 +21,10 @@ const MAX_UNIQUE: usize = 16;
 /// One leaf of a tabled tree.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct TabledLeaf {
-    /// The leaf's node (its values).
+    /// The leaf's node.
     pub node: u32,
+    /// Where its values start in the ensemble's leaf values.
+    pub values: u32,
     /// Splits on its path: `(branch node, whether the path takes its true child, unique
     /// feature index)`, a range of [`Tables::splits`].
     pub splits: (u32, u32),
@@ -52,6 +54,14 @@ pub(crate) struct Tables {
     pub is_true_child: Vec<bool>,
     /// Per node but a root: the pattern mask that clears its parent's feature bit.
     pub leave_mask: Vec<u32>,
+    /// Whether every branch is `BRANCH_LEQ` without missing-value tracking (skl2onnx's
+    /// trees): the per-row sweep then compares `row[feature[n]] <= threshold[n]` for every
+    /// node without looking at its kind (a leaf's answer is never read).
+    pub all_leq: bool,
+    /// Per node: the feature a branch reads (0 for a leaf).
+    pub feature: Vec<u32>,
+    /// Per node: a branch's threshold (0 for a leaf).
+    pub threshold: Vec<f32>,
 }
 
 /// Builds the tables that fit `budget` entries; `split[n]` are node `n`'s child fractions.
@@ -66,8 +76,14 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
         leave_mask: vec![u32::MAX; n],
         ..Tables::default()
     };
+    tables.all_leq = true;
+    tables.feature = vec![0; n];
+    tables.threshold = vec![0.0; n];
     for (i, node) in ensemble.nodes.iter().enumerate() {
         if let Node::Branch(b) = node {
+            tables.all_leq &= b.mode == palisade_onnx_ml::NodeMode::BranchLeq && !b.missing_tracks_true;
+            tables.feature[i] = b.feature as u32;
+            tables.threshold[i] = b.threshold;
             for (child, is_true) in [(b.false_child, false), (b.true_child, true)] {
                 tables.parent[child as usize] = i as u32;
                 tables.is_true_child[child as usize] = is_true;
@@ -149,8 +165,13 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
                 let out = &mut tables.table[table + pattern * d..table + (pattern + 1) * d];
                 contributions(&z, pattern, out);
             }
+            let values = match ensemble.nodes[*leaf as usize] {
+                Node::Leaf { values } => values,
+                Node::Branch(_) => 0,
+            };
             tables.leaves.push(TabledLeaf {
                 node: *leaf,
+                values,
                 splits: (split_start, tables.splits.len() as u32),
                 features: (feature_start, tables.features.len() as u32),
                 table,

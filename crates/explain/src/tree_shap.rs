@@ -350,16 +350,26 @@ impl TreeShap {
         let (start, end) = (start as usize, end as usize);
         let patterns = &mut scratch.patterns[start..end];
         let goes = &mut scratch.goes_true[start..end];
+        if t.all_leq {
+            let features = &t.feature[start..end];
+            let thresholds = &t.threshold[start..end];
+            for ((g, &f), &threshold) in goes.iter_mut().zip(features).zip(thresholds) {
+                *g = row[f as usize] <= threshold;
+            }
+        } else {
+            for (g, node) in goes.iter_mut().zip(&ensemble.nodes[start..end]) {
+                if let Node::Branch(b) = node {
+                    *g = b.goes_true(row[b.feature]);
+                }
+            }
+        }
         patterns[0] = u32::MAX;
-        for k in 0..end - start {
-            if k > 0 {
-                let p = t.parent[start + k] as usize - start;
-                let follows = goes[p] == t.is_true_child[start + k];
-                patterns[k] = patterns[p] & if follows { u32::MAX } else { t.leave_mask[start + k] };
-            }
-            if let Node::Branch(b) = &ensemble.nodes[start + k] {
-                goes[k] = b.goes_true(row[b.feature]);
-            }
+        let parents = &t.parent[start + 1..end];
+        let sides = &t.is_true_child[start + 1..end];
+        let masks = &t.leave_mask[start + 1..end];
+        for (k, ((&p, &side), &mask)) in parents.iter().zip(sides).zip(masks).enumerate() {
+            let p = p as usize - start;
+            patterns[k + 1] = patterns[p] & if goes[p] == side { u32::MAX } else { mask };
         }
         let Some((first, last)) = t.trees[tree] else { return };
         for leaf in &t.leaves[first as usize..last as usize] {
@@ -367,8 +377,7 @@ impl TreeShap {
             let d = features.len();
             let full = (1usize << d) - 1;
             let pattern = patterns[leaf.node as usize - start] as usize & full;
-            let Node::Leaf { values } = ensemble.nodes[leaf.node as usize] else { continue };
-            let values = &ensemble.leaf_values[values as usize..values as usize + sources.len()];
+            let values = &ensemble.leaf_values[leaf.values as usize..leaf.values as usize + sources.len()];
             if pattern == full {
                 for (&s, &v) in sources.iter().zip(values) {
                     sums[s as usize] += v;
@@ -383,11 +392,18 @@ impl TreeShap {
                     phi[feature as usize * n_sources + s] += c * v;
                 }
             } else if sources.len() == n_sources {
-                // Every source: a contiguous run of `phi`.
-                for (&c, &feature) in entries.iter().zip(features) {
-                    let base = feature as usize * n_sources;
-                    for (p, &v) in phi[base..base + n_sources].iter_mut().zip(values) {
-                        *p += c * v;
+                // Every source: a contiguous run of `phi`, unrolled for small class counts.
+                match n_sources {
+                    2 => add_dense::<2>(entries, features, values, phi),
+                    3 => add_dense::<3>(entries, features, values, phi),
+                    4 => add_dense::<4>(entries, features, values, phi),
+                    _ => {
+                        for (&c, &feature) in entries.iter().zip(features) {
+                            let base = feature as usize * n_sources;
+                            for (p, &v) in phi[base..base + n_sources].iter_mut().zip(values) {
+                                *p += c * v;
+                            }
+                        }
                     }
                 }
             } else {
@@ -404,6 +420,21 @@ impl TreeShap {
     /// The expected value of each source (the leaf sums, before the output map).
     pub fn expected_sources(&self) -> &[f64] {
         &self.expected_sources
+    }
+}
+
+/// `phi[feature][..N] += c × values` for each entry `c` of a leaf's pattern row, with
+/// `N` sources laid out contiguously per feature.
+#[inline(always)]
+fn add_dense<const N: usize>(entries: &[f64], features: &[u32], values: &[f64], phi: &mut [f64]) {
+    let Ok(values) = <&[f64; N]>::try_from(values) else { return };
+    for (&c, &feature) in entries.iter().zip(features) {
+        let base = feature as usize * N;
+        if let Some(Ok(dst)) = phi.get_mut(base..base + N).map(<&mut [f64; N]>::try_from) {
+            for k in 0..N {
+                dst[k] += c * values[k];
+            }
+        }
     }
 }
 

@@ -246,7 +246,9 @@ fn wine_rf_explains_2000_rows() {
         std::env::var("TABLE_BUDGET").map_or(palisade_explain::MAX_TABLE_ENTRIES, |v| v.parse().unwrap());
     let shap = TreeShap::with_table_budget(m.ensemble, &covers, budget).unwrap();
     let x: Vec<f32> = background.iter().cycle().take(100 * 13).copied().collect();
-    for _ in 0..20 {
+    // LOOPS=0 measures the setup alone.
+    let loops = std::env::var("LOOPS").map_or(20, |v| v.parse().unwrap());
+    for _ in 0..loops {
         std::hint::black_box(shap.explain(&x, 100, 13).unwrap());
     }
 }
