@@ -12,11 +12,12 @@
 
 use crate::ensemble::{Node, TreeEnsemble};
 
-/// Most table entries (`f64`) all trees of an ensemble may precompute (256 MiB).
-pub const MAX_TABLE_ENTRIES: usize = 1 << 25;
+/// Most table entries (`f64`) all trees of an ensemble may precompute by default (32 MiB;
+/// the wine forest of BENCHMARKS.md needs 82,404).
+pub const MAX_TABLE_ENTRIES: usize = 1 << 22;
 
-/// Longest path (in unique features) a table is built for.
-const MAX_UNIQUE: usize = 16;
+/// Longest path (in unique features) a table is built for (`2^12 × 12` entries per leaf).
+const MAX_UNIQUE: usize = 12;
 
 /// One leaf of a tabled tree.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +91,7 @@ pub(crate) fn build(ensemble: &TreeEnsemble, split: &[[f64; 2]], budget: usize) 
             }
         }
     }
-    let mut budget = budget.min(MAX_TABLE_ENTRIES);
+    let mut budget = budget;
     for (t, tree) in ensemble.trees.iter().enumerate() {
         // Paths of this tree: (leaf, splits).
         let mut paths: Vec<(u32, Vec<(u32, bool)>)> = Vec::new();

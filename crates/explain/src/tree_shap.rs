@@ -204,6 +204,8 @@ impl TreeShap {
 
     /// [`TreeShap::new`] with at most `max_table_entries` precomputed `f64` values (0: every
     /// tree is walked recursively per row; same values, more time per row, less memory).
+    /// Trees are tabled in order while they fit; a tree with a leaf deeper than 12 unique
+    /// features is always walked.
     pub fn with_table_budget(
         ensemble: TreeEnsemble,
         covers: &Covers,
