@@ -270,6 +270,24 @@ fn sampled_values_are_within_their_error_bound() {
 }
 
 #[test]
+fn sixty_four_features_are_sampled_and_add_up() {
+    let m = 64;
+    let model = Poly::random(m, 64);
+    let background: Vec<f32> = (0..2 * m).map(|i| (i % 5) as f32 / 5.0).collect();
+    let x: Vec<f32> = (0..m).map(|i| (i % 3) as f32).collect();
+    let options = KernelShapOptions { samples: 512, ..KernelShapOptions::default() };
+    let e = KernelShap::new(background, 2, m, options).unwrap();
+    let e = e.explain(&x, 1, |b, n| Ok::<_, Infallible>(model.batch(b, n))).unwrap();
+    assert!(!e.exact);
+    for o in 0..2 {
+        let s: f64 = (0..m).map(|j| e.explanation.value(o, 0, j).unwrap()).sum::<f64>()
+            + e.explanation.expected_value[o];
+        assert!((s - e.explanation.margins[o]).abs() < 1e-9);
+    }
+    assert!(e.error_bound.iter().all(|b| b.is_finite() && *b >= 0.0));
+}
+
+#[test]
 fn bad_inputs_and_models_are_errors() {
     let model = Poly::random(3, 1);
     let ok = |b: &[f32], n: usize| Ok::<_, Infallible>(model.batch(b, n));
