@@ -321,3 +321,37 @@ fn many_trees_of_uneven_depth_keep_their_summation_order() {
     let out = m.predict(&rows, 3, 1).unwrap();
     assert_same(&out, &expected);
 }
+
+/// The `Trees` view walks to the leaves evaluation reaches (modes, NaN tracking), and maps
+/// nodes back to their attribute positions.
+#[test]
+fn the_trees_view_walks_as_evaluation_does() {
+    for tracks in [&[][..], &[1, 0, 0, 1, 0, 0][..]] {
+        let nodes = two_stumps("BRANCH_LEQ", "BRANCH_LT", tracks);
+        let m = regressor(nodes, two_stump_leaves(), 1, &[], PostTransform::None, Aggregate::Sum);
+        let trees = m.trees();
+        assert_eq!((trees.n_trees(), trees.n_nodes(), trees.n_attribute_nodes()), (2, 6, 6));
+        assert_eq!(trees.required_features(), m.required_features());
+        for row in ROWS.chunks_exact(2) {
+            let mut sum = 0.0;
+            for t in 0..trees.n_trees() {
+                let mut at = trees.root(t).unwrap();
+                loop {
+                    match trees.node(at).unwrap() {
+                        palisade_onnx_ml::TreeNode::Branch(b) => at = b.next(row[b.feature]),
+                        palisade_onnx_ml::TreeNode::Leaf { value, weights } => {
+                            assert_eq!(weights.first().map(|w| w.value), Some(value));
+                            sum += value;
+                            break;
+                        }
+                    }
+                }
+            }
+            assert_eq!(sum, m.predict(row, 1, 2).unwrap()[0]);
+        }
+        let mut positions: Vec<usize> = (0..6).map(|n| trees.attribute_position(n).unwrap()).collect();
+        positions.sort_unstable();
+        assert_eq!(positions, (0..6).collect::<Vec<_>>());
+        assert!(trees.node(6).is_none() && trees.root(2).is_none());
+    }
+}
