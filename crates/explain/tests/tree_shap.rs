@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use palisade_explain::{Covers, TreeEnsemble, TreeShap, covers_from_background};
 use palisade_onnx_ml::{
-    ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, NodeMode, PostTransform,
-    RegressorAttributes, TreeEnsembleClassifier, TreeEnsembleRegressor,
+    ClassLabels, ClassifierAttributes, LeafAttributes, NodeAttributes, PostTransform, RegressorAttributes,
+    TreeEnsembleClassifier, TreeEnsembleRegressor,
 };
 use serde_json::Value;
 
@@ -230,7 +230,6 @@ fn bad_inputs_are_errors() {
             assert!((s - e.margins[r * 3 + o]).abs() < 1e-9);
         }
     }
-    let _ = NodeMode::Leaf;
 }
 
 /// A fixed amount of work for `perf stat -e cycles:u` comparisons (run by hand with
