@@ -9,6 +9,8 @@
 //! verify(dir, &VerifyOptions) -> VerifyReport (genesis, chain, seq continuity, checkpoint
 //!                                              signatures, unsigned records within one window)
 //! query(dir, Filter) -> Query                 (streaming, filtered)
+//! find_trails(dir) -> Trails                  (one log, or a directory of replicas' trails)
+//! query_replicas(&trails, Filter)             (several replicas' records, merged by time)
 //! tail(dir, follow) -> Tail                   (last records, then new ones)
 //! write_jsonl(records, out)                   (export for SIEMs)
 //! redact(payload, fields)                     (payload levels)
@@ -70,8 +72,10 @@ mod key;
 mod read;
 mod record;
 mod redact;
+mod replicas;
 mod resume;
 mod segment;
+mod ship;
 mod time;
 mod verify;
 mod walk;
@@ -93,6 +97,8 @@ pub use record::{
     Protocol, RecordKind, SCHEMA, sha256_hex,
 };
 pub use redact::{REDACTED, Redactor, redact};
+pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};
+pub use ship::{ShipOptions, ShipStats, Shipper};
 pub use time::Timestamp;
 pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};
 pub use writer::{Announced, Appended, AuditLog, AuditStats, Health, LOCK_FILE};
