@@ -1,22 +1,38 @@
 //! `palisade audit verify|query|tail`: the auditor's view of the trail. Read-only, so they
-//! work while a server is writing.
+//! work while a server is writing. `verify` and `query` also read a directory of replicas'
+//! trails (see [`replicas`]).
+
+mod replicas;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use palisade_audit::{AuditRecord, Filter, KeySource, PublicKey, TailOptions, VerifyOptions};
+use palisade_audit::{
+    AuditRecord, Filter, KeySource, PublicKey, TailOptions, Trails, VerifyOptions, VerifyReport,
+};
 use serde_json::json;
 
 use crate::cli::{AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
 use crate::failure::Failure;
 
-fn dir(home: &Path, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
-    let dir = flag.clone().unwrap_or_else(|| home.join("audit"));
+/// The directory named by `DIR` or `--dir`, else `HOME/audit`.
+fn dir(home: &Path, positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+    let dir = positional.clone().or_else(|| flag.clone()).unwrap_or_else(|| home.join("audit"));
     if !dir.is_dir() {
         return Err(Failure::usage(format!("no audit log at {}", dir.display()))
-            .hint("the server writes it under HOME/audit; pass --home or --dir"));
+            .hint("the server writes it under HOME/audit; pass --home, or the directory (a trail, or a directory of replicas' trails)"));
     }
     Ok(dir)
+}
+
+/// One trail, or a directory of replicas' trails.
+fn trails(dir: &Path) -> Result<Trails, Failure> {
+    palisade_audit::find_trails(dir).map_err(|e| match e {
+        palisade_audit::AuditError::AmbiguousTrails { what, fix } => {
+            Failure::usage(format!("ambiguous audit trails: {what}")).hint(fix)
+        }
+        other => Failure::other(format!("cannot read {}: {other}", dir.display())),
+    })
 }
 
 /// The key `--public-key` names: a file if one exists there, else base64 text.
@@ -37,9 +53,25 @@ fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
 
 /// `audit verify`
 pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
-    let dir = dir(home, &args.dir)?;
-    let key = key_source(args.public_key.as_deref())?;
-    let report = palisade_audit::verify(&dir, &VerifyOptions { from_seq: args.from, key }).map_err(|e| {
+    let dir = dir(home, &args.trail, &args.dir)?;
+    let (trails, skipped) = match trails(&dir)? {
+        Trails::One(dir) => return verify_one(&dir, args),
+        Trails::Replicas { trails, skipped } => (trails, skipped),
+    };
+    replicas::verify(&dir, &trails, &skipped, args)
+}
+
+/// `audit verify` of one trail.
+fn verify_one(dir: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
+    let key = match args.public_key.as_slice() {
+        [] => KeySource::Default,
+        [one] => key_source(Some(one))?,
+        _ => {
+            return Err(Failure::usage(format!("{} holds one trail: pass one --public-key", dir.display()))
+                .hint("several keys are for a directory of replicas' trails (REPLICA=KEY)"));
+        }
+    };
+    let report = palisade_audit::verify(dir, &VerifyOptions { from_seq: args.from, key }).map_err(|e| {
         let failure = Failure::other(format!("cannot verify the audit log: {e}"));
         match e {
             palisade_audit::AuditError::Key(_) => failure.hint(
@@ -49,34 +81,7 @@ pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
         }
     })?;
     match args.output {
-        OutputFormat::Json => {
-            let problem = report.first_problem.as_ref().map(|p| {
-                json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
-            });
-            let window = report.window.map(|w| {
-                json!({"records": w.records, "interval_ms": u64::try_from(w.interval.as_millis()).unwrap_or(u64::MAX)})
-            });
-            crate::output::json(&json!({
-                "ok": report.ok,
-                "legacy": report.legacy,
-                "log_id": report.log_id,
-                "created": report.created.map(|t| t.to_string()),
-                "key_id": report.key_id,
-                "key_source": report.key_source,
-                "window": window,
-                "records": report.records,
-                "segments": report.segments,
-                "checkpoints": report.checkpoints,
-                "checkpoints_matched": report.checkpoints_matched,
-                "recoveries": report.recoveries,
-                "first_seq": report.first_seq,
-                "last_seq": report.last_seq,
-                "head": report.head,
-                "unsigned_records": report.unsigned_records,
-                "incomplete_tail": report.incomplete_tail,
-                "first_problem": problem,
-            }))?;
-        }
+        OutputFormat::Json => crate::output::json(&report_json(&report))?,
         OutputFormat::Text => print!("{report}"),
     }
     if report.ok {
@@ -91,7 +96,44 @@ pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
         .hint("see docs/audit.md for what each finding means"))
 }
 
-fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write) -> Result<(), Failure> {
+/// A verification report as JSON (`verify --output json`).
+fn report_json(report: &VerifyReport) -> serde_json::Value {
+    let problem = report.first_problem.as_ref().map(|p| {
+        json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
+    });
+    let window = report.window.map(|w| {
+        json!({"records": w.records, "interval_ms": u64::try_from(w.interval.as_millis()).unwrap_or(u64::MAX)})
+    });
+    json!({
+        "ok": report.ok,
+        "legacy": report.legacy,
+        "log_id": report.log_id,
+        "created": report.created.map(|t| t.to_string()),
+        "key_id": report.key_id,
+        "key_source": report.key_source,
+        "window": window,
+        "records": report.records,
+        "segments": report.segments,
+        "checkpoints": report.checkpoints,
+        "checkpoints_matched": report.checkpoints_matched,
+        "recoveries": report.recoveries,
+        "first_seq": report.first_seq,
+        "last_seq": report.last_seq,
+        "head": report.head,
+        "unsigned_records": report.unsigned_records,
+        "incomplete_tail": report.incomplete_tail,
+        "first_problem": problem,
+    })
+}
+
+/// Prints a record: as stored (JSON), or as one line of text, with its replica when the
+/// records come from several.
+fn print_record(
+    record: &AuditRecord,
+    format: OutputFormat,
+    with_replica: bool,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
     let result = match format {
         OutputFormat::Json => serde_json::to_writer(&mut *out, record)
             .map_err(std::io::Error::other)
@@ -125,9 +167,10 @@ fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write
                     record.path.as_deref().unwrap_or("-")
                 ),
             };
+            let replica = if with_replica { format!("{} ", record.replica_id) } else { String::new() };
             writeln!(
                 out,
-                "{time} #{} {} {what} {model} {decision} who={who} request_id={}",
+                "{time} {replica}#{} {} {what} {model} {decision} who={who} request_id={}",
                 record.seq,
                 record.status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
                 record.request_id.as_deref().unwrap_or("-"),
@@ -139,7 +182,7 @@ fn print_record(record: &AuditRecord, format: OutputFormat, out: &mut impl Write
 
 /// `audit query`
 pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
-    let dir = dir(home, &args.dir)?;
+    let dir = dir(home, &args.trail, &args.dir)?;
     let parse_time = |t: &Option<String>, flag: &str| -> Result<_, Failure> {
         t.as_deref().map(|t| t.parse().map_err(|e| Failure::usage(format!("--{flag}: {e}")))).transpose()
     };
@@ -154,12 +197,22 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
         kind: None,
         limit: args.limit,
     };
-    let records = palisade_audit::query(&dir, filter)
-        .map_err(|e| Failure::other(format!("cannot read the audit log: {e}")))?;
+    let cannot_read =
+        |e: palisade_audit::AuditError| Failure::other(format!("cannot read the audit log: {e}"));
+    let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match trails(&dir)? {
+        Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
+        Trails::Replicas { trails, .. } => {
+            (Box::new(palisade_audit::query_replicas(&trails, filter).map_err(|e| match e {
+                palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!("cannot read a record: {e}"))
+                    .hint("run `palisade audit verify` on the directory to see which replica's trail was modified"),
+                other => cannot_read(other),
+            })?), true)
+        }
+    };
     let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in records {
         let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
-        print_record(&record, format, &mut out)?;
+        print_record(&record, format, merged, &mut out)?;
     }
     out.flush().map_err(|e| Failure::other(format!("cannot write: {e}")))
 }
@@ -180,7 +233,20 @@ fn sink(export: Option<&Path>, output: OutputFormat) -> Result<(Box<dyn Write>, 
 
 /// `audit tail [-f]`
 pub fn tail(home: &Path, args: &AuditTailArgs) -> Result<(), Failure> {
-    let dir = dir(home, &args.dir)?;
+    let dir = dir(home, &args.trail, &args.dir)?;
+    if let Trails::Replicas { trails, .. } = trails(&dir)? {
+        let example = trails.first().map_or_else(|| dir.join("REPLICA"), |t| t.dir.clone());
+        return Err(Failure::usage(format!(
+            "{} holds the trails of {} replicas; tail follows one trail",
+            dir.display(),
+            trails.len()
+        ))
+        .hint(format!(
+            "tail one replica (palisade audit tail {}), or read all of them merged by time with `palisade audit query {}`",
+            example.display(),
+            dir.display()
+        )));
+    }
     let tail = palisade_audit::Tail::open(
         &dir,
         TailOptions { last: args.lines, follow: args.follow, ..TailOptions::default() },
@@ -189,7 +255,7 @@ pub fn tail(home: &Path, args: &AuditTailArgs) -> Result<(), Failure> {
     let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in tail {
         let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
-        print_record(&record, format, &mut out)?;
+        print_record(&record, format, false, &mut out)?;
         out.flush().map_err(|e| Failure::other(format!("cannot write: {e}")))?;
     }
     Ok(())
