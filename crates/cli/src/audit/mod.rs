@@ -202,11 +202,16 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
     let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match trails(&dir)? {
         Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
         Trails::Replicas { trails, .. } => {
-            (Box::new(palisade_audit::query_replicas(&trails, filter).map_err(|e| match e {
-                palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!("cannot read a record: {e}"))
-                    .hint("run `palisade audit verify` on the directory to see which replica's trail was modified"),
+            let merged = palisade_audit::query_replicas(&trails, filter).map_err(|e| match e {
+                palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!(
+                    "cannot read a record: {e}"
+                ))
+                .hint(
+                    "run `palisade audit verify` on the directory to see which replica's trail was modified",
+                ),
                 other => cannot_read(other),
-            })?), true)
+            })?;
+            (Box::new(merged), true)
         }
     };
     let (mut out, format) = sink(args.export.as_deref(), args.output)?;
