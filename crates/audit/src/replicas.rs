@@ -22,12 +22,12 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use crate::AuditError;
 use crate::checkpoint::CHECKPOINT_FILE;
 use crate::read::Filter;
 use crate::record::AuditRecord;
 use crate::segment::{self, Segment};
 use crate::walk::{Line, Lines, first_record};
+use crate::{AuditError, KEYS_DIR};
 
 /// Where a replica's log sits in its directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +94,8 @@ pub fn is_log_dir(dir: &Path) -> bool {
     segment::list(dir).is_ok_and(|(segments, odd)| !segments.is_empty() || !odd.is_empty())
 }
 
-/// Looks at `dir`: a log itself (or an empty directory) is [`Trails::One`]; a directory
+/// Looks at `dir`: a log itself (or an empty directory), or one replica's home or volume
+/// (`audit/` or `trail/` beside `keys/`), is [`Trails::One`]; a directory
 /// whose subdirectories hold logs (`<replica>/`, `<replica>/audit/` or
 /// `<replica>/trail/`) is [`Trails::Replicas`]. Fails with [`AuditError::AmbiguousTrails`]
 /// when two trails state the same replica id or log id, or one subdirectory holds more
@@ -102,6 +103,14 @@ pub fn is_log_dir(dir: &Path) -> bool {
 pub fn find_trails(dir: &Path) -> Result<Trails, AuditError> {
     if is_log_dir(dir) {
         return Ok(Trails::One(dir.to_path_buf()));
+    }
+    // One replica's home or volume: its trail beside its keys.
+    if dir.join(KEYS_DIR).is_dir() {
+        let logs: Vec<PathBuf> =
+            ["audit", "trail"].iter().map(|name| dir.join(name)).filter(|p| is_log_dir(p)).collect();
+        if let [log] = logs.as_slice() {
+            return Ok(Trails::One(log.clone()));
+        }
     }
     let entries = std::fs::read_dir(dir).map_err(|e| AuditError::io(dir, "cannot list", e))?;
     let mut trails = Vec::new();

@@ -53,6 +53,11 @@ fn a_single_log_and_an_empty_directory_are_one_trail() {
     assert_eq!(find_trails(log.path()).unwrap(), Trails::One(log.path().to_owned()));
     write_log(log.path(), small("r"), 3);
     assert_eq!(find_trails(log.path()).unwrap(), Trails::One(log.path().to_owned()));
+    // A home (audit/ beside keys/) and a replica's volume (trail/ beside keys/) are one trail.
+    assert_eq!(find_trails(log.home()).unwrap(), Trails::One(log.path().to_owned()));
+    let root = tempfile::tempdir().unwrap();
+    replica(root.path(), "pod", "r0", &[1]);
+    assert_eq!(find_trails(&root.path().join("pod")).unwrap(), Trails::One(root.path().join("pod/trail")));
 }
 
 #[test]
