@@ -28,6 +28,12 @@
 //!   Ed25519 key;
 //! - `.lock`: held by the one writer.
 //!
+//! Several replicas keep one log each. [`find_trails`] reads a directory of their logs (as
+//! copied off their volumes), refusing two logs of one replica or two copies of one log, and
+//! [`query_replicas`] merges their records by time. A [`Shipper`] set in
+//! [`AuditConfig::ship`] gets a copy of every line once it is durable (for a log collector on
+//! stdout), through a bounded queue the writer never waits on.
+//!
 //! The signing key is **not** in the log directory: by default it is
 //! `$PALISADE_HOME/keys/audit-signing.pk8` (PKCS#8, mode 0600, directory 0700), with the
 //! public key beside it (`audit-signing.pub`, raw key in base64) for auditors. The writer
