@@ -177,3 +177,20 @@ def test_the_same_trail_twice_is_refused(trails, tmp_path):
     out = run("audit", "verify", doubled)
     assert out.returncode == 64
     assert "the same log" in out.stderr and "pod-0-copy" in out.stderr, out.stderr
+
+
+def test_the_collectors_copy_rebuilds_into_trails_that_verify_with_pinned_keys(replicas, trails, tmp_path):
+    collected = tmp_path / "collector.log"
+    collected.write_bytes(b"".join(server.stdout_path.read_bytes() for server in replicas))
+    keys = tmp_path / "pinned"
+    keys.mkdir()
+    for server in replicas:
+        shutil.copy(server.home / "keys" / "audit-signing.pub", keys / f"{server.replica_id}.pub")
+    out = run("audit", "import", collected, "--out", tmp_path / "rebuilt")
+    assert out.returncode == 0, out.stderr
+    assert "replica palisade-iris-0: 4 records, 2 checkpoints" in out.stdout, out.stdout
+    verified = run("audit", "verify", tmp_path / "rebuilt", "--public-key", keys)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "OK: 2 replicas, 8 records, every chain intact" in verified.stdout
+    query = lambda d: run("audit", "query", d, "--output", "json").stdout  # noqa: E731
+    assert query(tmp_path / "rebuilt") == query(trails)

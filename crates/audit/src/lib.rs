@@ -11,6 +11,7 @@
 //! query(dir, Filter) -> Query                 (streaming, filtered)
 //! find_trails(dir) -> Trails                  (one log, or a directory of replicas' trails)
 //! query_replicas(&trails, Filter)             (several replicas' records, merged by time)
+//! import_shipped(lines, out)                  (shipped lines back into trails, to verify them)
 //! tail(dir, follow) -> Tail                   (last records, then new ones)
 //! write_jsonl(records, out)                   (export for SIEMs)
 //! redact(payload, fields)                     (payload levels)
@@ -74,6 +75,7 @@ mod chain;
 mod checkpoint;
 mod config;
 mod error;
+mod import;
 mod key;
 mod read;
 mod record;
@@ -93,6 +95,7 @@ pub use checkpoint::{
 };
 pub use config::{AuditConfig, FaultInjection, FsyncObserver, Mode};
 pub use error::AuditError;
+pub use import::{ImportReport, ImportedTrail, import_shipped};
 pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
     SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,

@@ -122,6 +122,24 @@ pub enum AuditCommand {
     Query(AuditQueryArgs),
     /// Print the last records, and with -f new ones as they are written.
     Tail(AuditTailArgs),
+    /// Rebuild replicas' trails from the lines they shipped on stdout (as a log collector
+    /// stored them), so that `verify` and `query` can check and read that copy.
+    Import(AuditImportArgs),
+}
+
+/// `palisade audit import`
+#[derive(Debug, Args)]
+pub struct AuditImportArgs {
+    /// Files of shipped lines, one line as the replica wrote it per line, in the order they
+    /// were written ("-" for standard input); other lines are ignored and counted.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the trails (OUT/REPLICA/trail); must not hold them yet.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade audit verify`

@@ -12,7 +12,7 @@ use palisade_audit::{
 };
 use serde_json::json;
 
-use crate::cli::{AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
+use crate::cli::{AuditImportArgs, AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
 use crate::failure::Failure;
 
 /// The directory named by `DIR` or `--dir`, else `HOME/audit`.
@@ -262,6 +262,71 @@ pub fn tail(home: &Path, args: &AuditTailArgs) -> Result<(), Failure> {
         let record = record.map_err(|e| Failure::data(format!("cannot read a record: {e}")))?;
         print_record(&record, format, false, &mut out)?;
         out.flush().map_err(|e| Failure::other(format!("cannot write: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `audit import`
+pub fn import(args: &AuditImportArgs) -> Result<(), Failure> {
+    let mut inputs: Vec<(String, Box<dyn std::io::BufRead>)> = Vec::new();
+    for file in &args.files {
+        if file.as_os_str() == "-" {
+            inputs.push(("<stdin>".to_owned(), Box::new(std::io::BufReader::new(std::io::stdin()))));
+            continue;
+        }
+        let opened = std::fs::File::open(file).map_err(|e| {
+            Failure::usage(format!("{}: {e}", file.display())).hint("give files of shipped lines")
+        })?;
+        inputs.push((file.display().to_string(), Box::new(std::io::BufReader::new(opened))));
+    }
+    let report = palisade_audit::import_shipped(inputs, &args.out).map_err(|e| match e {
+        palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!("cannot import: {e}")),
+        palisade_audit::AuditError::AmbiguousTrails { what, fix } => {
+            Failure::usage(format!("cannot import: {what}")).hint(fix)
+        }
+        other => Failure::other(format!("cannot import: {other}")),
+    })?;
+    match args.output {
+        OutputFormat::Json => {
+            let trails: Vec<serde_json::Value> = report
+                .trails
+                .iter()
+                .map(|t| {
+                    json!({
+                        "replica_id": t.replica_id,
+                        "log_id": t.log_id,
+                        "path": t.dir.display().to_string(),
+                        "records": t.records,
+                        "checkpoints": t.checkpoints,
+                        "duplicates": t.duplicates,
+                    })
+                })
+                .collect();
+            crate::output::json(&json!({"trails": trails, "ignored_lines": report.ignored}))?;
+        }
+        OutputFormat::Text => {
+            for t in &report.trails {
+                println!(
+                    "replica {}: {} records, {} checkpoints{} -> {}",
+                    t.replica_id,
+                    t.records,
+                    t.checkpoints,
+                    if t.duplicates > 0 {
+                        format!(" ({} duplicate lines dropped)", t.duplicates)
+                    } else {
+                        String::new()
+                    },
+                    t.dir.display()
+                );
+            }
+            if report.ignored > 0 {
+                println!("ignored {} lines that are not audit lines", report.ignored);
+            }
+            println!(
+                "verify them with each replica's pinned key: palisade audit verify {} --public-key KEYDIR",
+                args.out.display()
+            );
+        }
     }
     Ok(())
 }
