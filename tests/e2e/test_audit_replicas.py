@@ -24,7 +24,7 @@ class Replica:
     """`palisade serve` as a replica: audit records on stdout (a file here, the container's
     log stream in a cluster), its own messages on stderr."""
 
-    def __init__(self, home, replica_id):
+    def __init__(self, home, replica_id, broken_stdout=False):
         self.home = home
         self.replica_id = replica_id
         build(home, ROOT / "examples" / "iris")
@@ -32,15 +32,23 @@ class Replica:
         config.write_text(f"audit:\n  replicaId: {replica_id}\n  ship:\n    stdout: true\n")
         self.stdout_path = home / "stdout.jsonl"
         self.stderr_path = home / "stderr.log"
+        command = [palisade_bin(), "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--config", str(config)]
+        command += ["--admin-listen", "127.0.0.1:0"]
         self.proc = subprocess.Popen(
-            [palisade_bin(), "--home", str(home), "serve", "--listen", "127.0.0.1:0", "--config", str(config)],
-            stdout=open(self.stdout_path, "wb"),
+            command,
+            stdout=subprocess.PIPE if broken_stdout else open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"),
         )
+        if broken_stdout:
+            # The collector went away: every write to stdout fails (EPIPE).
+            self.proc.stdout.close()
         self.base = None
+        self.admin = None
         deadline = time.monotonic() + 60
         while self.base is None:
             for line in self.stderr_path.read_text().splitlines():
+                if line.startswith("palisade: admin listening on "):
+                    self.admin = line.split()[4]
                 if line.startswith("palisade: listening on "):
                     self.base = line.split()[3]
             if self.proc.poll() is not None:
@@ -61,6 +69,13 @@ class Replica:
                 return response.status
         except urllib.error.HTTPError as error:
             return error.code
+
+    def metric(self, name):
+        with urllib.request.urlopen(f"{self.admin}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        return None
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -92,6 +107,13 @@ def replicas(tmp_path_factory):
                 statuses.append(server.infer(bob if round_ == 2 else alice))
                 time.sleep(0.005)
         assert statuses == [200] * 4 + [403] * 2 + [200] * 2, statuses
+        # Every line (genesis and four records) went to stdout, and is counted.
+        for server in servers:
+            deadline = time.monotonic() + 10
+            while server.metric("palisade_audit_shipped_lines_total") != 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.metric("palisade_audit_shipped_lines_total") == 5
+            assert server.metric("palisade_audit_ship_dropped_lines_total") == 0
     finally:
         for server in servers:
             if server.proc.poll() is None:
@@ -194,3 +216,22 @@ def test_the_collectors_copy_rebuilds_into_trails_that_verify_with_pinned_keys(r
     assert "OK: 2 replicas, 8 records, every chain intact" in verified.stdout
     query = lambda d: run("audit", "query", d, "--output", "json").stdout  # noqa: E731
     assert query(tmp_path / "rebuilt") == query(trails)
+
+
+def test_a_stdout_nobody_reads_costs_shipped_lines_never_records_or_responses(tmp_path):
+    server = Replica(tmp_path / "home", "palisade-iris-9", broken_stdout=True)
+    try:
+        alice = issue_token(server.home, "--email", "alice@example.com")
+        assert [server.infer(alice) for _ in range(5)] == [200] * 5
+        deadline = time.monotonic() + 10
+        while not server.metric("palisade_audit_ship_errors_total") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.metric("palisade_audit_ship_errors_total") > 0
+        assert server.metric("palisade_audit_shipped_lines_total") == 0
+        assert server.metric("palisade_audit_records_total") == 5
+    finally:
+        server.stop()
+    assert "cannot ship audit lines to the stream; the local audit log is unaffected" in server.stderr_path.read_text()
+    out = run("audit", "verify", server.home / "audit")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "records checked: 5" in out.stdout
