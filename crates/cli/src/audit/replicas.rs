@@ -122,9 +122,12 @@ pub(super) fn verify(
             Outcome { trail, result }
         })
         .collect();
-    let modified: Vec<&Outcome<'_>> =
-        outcomes.iter().filter(|o| o.result.as_ref().is_ok_and(|r| !r.ok)).collect();
-    let unverified: Vec<&Outcome<'_>> = outcomes.iter().filter(|o| o.result.is_err()).collect();
+    let modified: Vec<(&Trail, &VerifyReport)> = outcomes
+        .iter()
+        .filter_map(|o| o.result.as_ref().ok().filter(|r| !r.ok).map(|r| (o.trail, r)))
+        .collect();
+    let unverified: Vec<(&Trail, &String)> =
+        outcomes.iter().filter_map(|o| o.result.as_ref().err().map(|e| (o.trail, e))).collect();
     let ok = modified.is_empty() && unverified.is_empty();
     match args.output {
         OutputFormat::Json => {
@@ -151,28 +154,30 @@ pub(super) fn verify(
         }
         OutputFormat::Text => print!("{}", text(&outcomes, skipped)),
     }
-    if let Some(first) = modified.first() {
-        let Ok(report) = &first.result else { return Err(Failure::other("unreachable")) };
+    if let Some((trail, report)) = modified.first() {
         let problem = report.first_problem.as_ref().map(ToString::to_string).unwrap_or_default();
         let what = if report.legacy { "is a legacy log" } else { "was modified" };
         let mut message = format!(
             "the audit trail of replica {} ({}) {what}: {problem}",
-            first.trail.label(),
-            first.trail.dir.display()
+            trail.label(),
+            trail.dir.display()
         );
-        let others: Vec<&str> =
-            modified.iter().skip(1).chain(unverified.iter()).map(|o| o.trail.label()).collect();
+        let others: Vec<&str> = modified
+            .iter()
+            .skip(1)
+            .map(|(t, _)| t.label())
+            .chain(unverified.iter().map(|(t, _)| t.label()))
+            .collect();
         if !others.is_empty() {
             message.push_str(&format!(" (also failed: {})", others.join(", ")));
         }
         return Err(Failure::data(message).hint("see docs/audit.md for what each finding means"));
     }
-    if let Some(first) = unverified.first() {
-        let error = first.result.as_ref().err().cloned().unwrap_or_default();
+    if let Some((trail, error)) = unverified.first() {
         return Err(Failure::other(format!(
             "cannot verify the audit trail of replica {} ({}): {error}",
-            first.trail.label(),
-            first.trail.dir.display()
+            trail.label(),
+            trail.dir.display()
         ))
         .hint("pass each replica's public key: --public-key REPLICA=FILE|BASE64, or a directory of REPLICA.pub files"));
     }
