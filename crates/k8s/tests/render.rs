@@ -159,6 +159,21 @@ fn variants_and_a_shadow_get_a_router_statefulsets_and_autoscalers() {
 }
 
 #[test]
+fn audit_records_are_shipped_on_stdout_unless_the_spec_says_not() {
+    let platform = |objects: &[Object]| {
+        let map = objects.iter().find(|o| o.kind == "ConfigMap" && o.name.ends_with("-platform")).unwrap();
+        map.value["data"]["platform.yaml"].as_str().unwrap().to_owned()
+    };
+    let shipped = platform(&rendered("iris.yaml"));
+    assert!(shipped.contains("  ship:\n    stdout: true\n"), "{shipped}");
+    assert!(shipped.contains("signingKey: /home/palisade/audit-keys/audit-signing.pk8"), "{shipped}");
+    let off =
+        example("canary.yaml").replace("    storage: 5Gi\n", "    storage: 5Gi\n    shipToStdout: false\n");
+    let objects = render(&parse(&off).unwrap(), &[]).unwrap();
+    assert!(platform(&objects).contains("    stdout: false\n"));
+}
+
+#[test]
 fn every_pod_is_locked_down_and_probed_on_the_admin_port() {
     for name in ["iris.yaml", "canary.yaml", "rps.yaml"] {
         for object in rendered(name) {

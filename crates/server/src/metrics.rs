@@ -28,6 +28,9 @@ pub struct Metrics {
     audit_records: prometheus::IntCounter,
     audit_dropped: prometheus::IntCounter,
     audit_write_errors: prometheus::IntCounter,
+    audit_shipped: prometheus::IntCounter,
+    audit_ship_dropped: prometheus::IntCounter,
+    audit_ship_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
@@ -122,6 +125,18 @@ impl Metrics {
             "palisade_audit_write_errors_total",
             "Failed audit segment writes or fsyncs.",
         )?;
+        let audit_shipped = prometheus::IntCounter::new(
+            "palisade_audit_shipped_lines_total",
+            "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
+        )?;
+        let audit_ship_dropped = prometheus::IntCounter::new(
+            "palisade_audit_ship_dropped_lines_total",
+            "Audit lines not copied to stdout (queue full or stdout failed); they are in the local trail.",
+        )?;
+        let audit_ship_errors = prometheus::IntCounter::new(
+            "palisade_audit_ship_errors_total",
+            "Failed writes of audit lines to stdout.",
+        )?;
         let audit_fsync_seconds = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "palisade_audit_fsync_seconds",
@@ -159,6 +174,9 @@ impl Metrics {
             Box::new(audit_records.clone()),
             Box::new(audit_dropped.clone()),
             Box::new(audit_write_errors.clone()),
+            Box::new(audit_shipped.clone()),
+            Box::new(audit_ship_dropped.clone()),
+            Box::new(audit_ship_errors.clone()),
             Box::new(audit_fsync_seconds.clone()),
         ] {
             registry.register(collector)?;
@@ -206,6 +224,9 @@ impl Metrics {
             audit_records,
             audit_dropped,
             audit_write_errors,
+            audit_shipped,
+            audit_ship_dropped,
+            audit_ship_errors,
             audit_fsync_seconds,
             connections,
             models_served: served,
@@ -292,6 +313,9 @@ impl Metrics {
         catch_up(&self.audit_records, stats.records_written);
         catch_up(&self.audit_dropped, stats.dropped);
         catch_up(&self.audit_write_errors, stats.write_errors);
+        catch_up(&self.audit_shipped, stats.ship.shipped);
+        catch_up(&self.audit_ship_dropped, stats.ship.dropped);
+        catch_up(&self.audit_ship_errors, stats.ship.errors);
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.

@@ -83,6 +83,13 @@ impl AuditHandle {
                 }
             })),
             fault_injection: faults,
+            ship: match settings.ship.stdout {
+                true => Some(palisade_audit::Shipper::stdout(palisade_audit::ShipOptions {
+                    checkpoints: settings.ship.checkpoints,
+                    queue_bytes: settings.ship.queue_bytes,
+                })?),
+                false => None,
+            },
             ..palisade_audit::AuditConfig::default()
         };
         let log = palisade_audit::AuditLog::open(dir, config)?;
