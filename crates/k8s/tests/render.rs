@@ -169,7 +169,7 @@ fn audit_records_are_shipped_on_stdout_unless_the_spec_says_not() {
     assert!(shipped.contains("signingKey: /home/palisade/audit-keys/audit-signing.pk8"), "{shipped}");
     let off =
         example("canary.yaml").replace("    storage: 5Gi\n", "    storage: 5Gi\n    shipToStdout: false\n");
-    let objects = render(&parse(&off).unwrap(), &[]).unwrap();
+    let objects = render(&parse(Path::new("off.yaml"), &off).unwrap(), &[]).unwrap();
     assert!(platform(&objects).contains("    stdout: false\n"));
 }
 
