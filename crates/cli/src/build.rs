@@ -98,29 +98,6 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
     }
 }
 
-/// The models of the store, as a graph being built sees them: each one's recorded
-/// signature, and the models it serves when it is a graph itself.
-struct StoreCatalog<'a>(&'a Store);
-
-impl palisade_graph::Catalog for StoreCatalog<'_> {
-    fn lookup(
-        &self,
-        target: &palisade_bundle::graph::ModelTarget,
-    ) -> Result<palisade_graph::CatalogEntry, String> {
-        let version = target.version.as_ref().map_or("latest", |v| v.as_str());
-        let record = self.0.resolve(&target.name, version).map_err(|e| {
-            format!("model `{target}` is not in the store ({e}); build it first with `palisade build`")
-        })?;
-        let bundle = self.0.load(&record).map_err(|e| format!("model `{target}`: {e}"))?;
-        let signature = bundle.signature.clone().ok_or_else(|| {
-            format!(
-                "model `{target}` has no recorded signature; build it again with this version of palisade"
-            )
-        })?;
-        Ok(palisade_graph::CatalogEntry { signature, uses: palisade_graph::uses_of(&bundle.manifest) })
-    }
-}
-
 /// Builds a bundle with `graph:` or `traffic:`: every model it names must be in the store,
 /// tensors must fit from node to node, and no cycle may lead back to it. Its signature is
 /// the graph's.
@@ -131,10 +108,11 @@ fn build_graph(
     args: &BuildArgs,
 ) -> Result<(), Failure> {
     let manifest_path = args.dir.join(MANIFEST_FILE);
-    let graph = palisade_graph::compile(staged.manifest(), &StoreCatalog(store), None).map_err(|err| {
-        Failure::usage(format!("{}: field `{}`: {}", manifest_path.display(), err.field, err.message))
-            .hint("see docs/graphs.md")
-    })?;
+    let graph = palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+        .map_err(|err| {
+            Failure::usage(format!("{}: field `{}`: {}", manifest_path.display(), err.field, err.message))
+                .hint("see docs/graphs.md")
+        })?;
     let signature = graph.signature().clone();
     staged.set_signature(&signature)?;
     let record = store.commit(staged)?;

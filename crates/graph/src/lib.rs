@@ -29,7 +29,7 @@ pub use builtin::Builtin;
 pub use combine::Combiner;
 pub use exec::{Hop, HopFuture, Outcome, RouteTaken, RunError, Shadowed};
 pub use feedback::{FeedbackLog, Remembered};
-pub use plan::{Call, Catalog, CatalogEntry, Graph, Node, Router, Step, compile, uses_of};
+pub use plan::{Call, Catalog, CatalogEntry, Graph, Node, Router, Step, StoreCatalog, compile, uses_of};
 pub use router::{Choice, Weights, sticky_key, sticky_point};
 
 /// Why a graph does not compile: the manifest field and what is wrong.

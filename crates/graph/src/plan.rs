@@ -33,6 +33,27 @@ pub struct CatalogEntry {
     pub uses: Vec<ModelTarget>,
 }
 
+/// The models of a store, as a graph being built sees them: each one's recorded signature,
+/// and the models it serves when it is a graph itself. Every bundle is verified as read.
+#[derive(Debug)]
+pub struct StoreCatalog<'a>(pub &'a palisade_bundle::Store);
+
+impl Catalog for StoreCatalog<'_> {
+    fn lookup(&self, target: &ModelTarget) -> Result<CatalogEntry, String> {
+        let version = target.version.as_ref().map_or("latest", |v| v.as_str());
+        let record = self.0.resolve(&target.name, version).map_err(|e| {
+            format!("model `{target}` is not in the store ({e}); build it first with `palisade build`")
+        })?;
+        let bundle = self.0.load(&record).map_err(|e| format!("model `{target}`: {e}"))?;
+        let signature = bundle.signature.clone().ok_or_else(|| {
+            format!(
+                "model `{target}` has no recorded signature; build it again with this version of palisade"
+            )
+        })?;
+        Ok(CatalogEntry { signature, uses: uses_of(&bundle.manifest) })
+    }
+}
+
 /// A call of a stored model: which one, and which of the incoming tensors it takes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {

@@ -73,5 +73,12 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
         Route::Jwks => crate::control::oauth::jwks(&state),
         Route::Manage(op) => crate::control::manage::handle(&state, &ctx, op, req).await,
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    // Sticky clients learn their arm; every protocol gets it (gRPC as metadata).
+    if let Some(route) = ctx.graph().map(|g| g.route_header()).filter(|r| !r.is_empty())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&route)
+    {
+        response.headers_mut().insert("x-palisade-route", value);
+    }
+    response
 }

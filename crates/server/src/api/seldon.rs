@@ -22,7 +22,7 @@ use palisade_protocol::seldon::{self, SeldonRequest};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::context::RequestContext;
+use crate::context::{Ctx, RequestContext};
 use crate::{ApiError, AppState, ServedModel};
 
 /// `POST /api/v1.0/predictions` and `POST /seldon/[{namespace}/]{model}/api/v1.0/predictions`,
@@ -37,7 +37,7 @@ pub(crate) async fn predict(
     let body = state.read_body(ctx, &parts.headers, body).await?;
     let input = single_input(served)?;
     let request = seldon::parse_request(&body.bytes, &input.name, input.datatype)?;
-    Ok(Json(run(state, served, request).await?).into_response())
+    Ok(Json(run(state, ctx, served, request).await?).into_response())
 }
 
 /// `POST /seldon.protos.Seldon/Predict`, for the model the context resolved from the call's
@@ -45,7 +45,7 @@ pub(crate) async fn predict(
 /// in-flight budget, digest), and handed to the generated gRPC server.
 pub(crate) async fn predict_grpc(
     state: &AppState,
-    ctx: &RequestContext,
+    ctx: &Ctx,
     served: &Arc<ServedModel>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -54,9 +54,10 @@ pub(crate) async fn predict_grpc(
     // Decoded once here to answer a malformed message as the caller's error (tonic calls
     // it INTERNAL); tonic decodes the same bytes for the service below.
     seldon::grpc::decode_frame(&read.bytes)?;
-    let service = SeldonServer::new(Service { state: state.clone(), served: served.clone() })
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    let service =
+        SeldonServer::new(Service { state: state.clone(), ctx: ctx.clone(), served: served.clone() })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
     let request = Request::from_parts(parts, Body::from(read.bytes.clone()));
     let response = match service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
@@ -90,27 +91,39 @@ fn single_input(served: &ServedModel) -> Result<&TensorSpec, ApiError> {
 
 /// Runs a parsed request and writes Seldon's JSON response (the gRPC form is converted
 /// from it, so both transports answer the same).
-async fn run(state: &AppState, served: &Arc<ServedModel>, request: SeldonRequest) -> Result<Value, ApiError> {
+async fn run(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    request: SeldonRequest,
+) -> Result<Value, ApiError> {
     let signature = served.model.signature();
     let tags = request.meta.get("tags").cloned();
-    let outputs = state.infer(served, vec![request.tensor]).await?;
+    let outputs = state.infer(ctx, served, vec![request.tensor]).await?;
     let (index, spec) = primary_output(signature)
         .ok_or_else(|| ApiError::Inference("the model has no outputs".to_owned()))?;
     let output = outputs.get(index).ok_or_else(|| ApiError::Inference("an output is missing".to_owned()))?;
     let names = column_names(spec, output.shape());
-    Ok(seldon::encode_response(
+    let mut response = seldon::encode_response(
         output,
         &names,
         request.form,
         served.id.name.as_str(),
         served.id.version.as_str(),
         tags.as_ref(),
-    ))
+    );
+    // Seldon's executor reports routers' choices in `meta.routing`.
+    if let (Some(graph), Some(meta)) = (ctx.graph(), response.get_mut("meta").and_then(Value::as_object_mut))
+    {
+        meta.insert("routing".to_owned(), graph.routing_json());
+    }
+    Ok(response)
 }
 
 /// `seldon.protos.Seldon` for one request's model, resolved by the request context.
 struct Service {
     state: AppState,
+    ctx: Ctx,
     served: Arc<ServedModel>,
 }
 
@@ -129,7 +142,7 @@ impl Seldon for Service {
         let input = single_input(&self.served).map_err(status)?;
         let request = seldon::grpc::parse_message(request.into_inner(), &input.name, input.datatype)
             .map_err(|e| status(e.into()))?;
-        let response = run(&self.state, &self.served, request).await.map_err(status)?;
+        let response = run(&self.state, &self.ctx, &self.served, request).await.map_err(status)?;
         let message = seldon::grpc::response_message(&response).map_err(|e| status(e.into()))?;
         Ok(tonic::Response::new(message))
     }
