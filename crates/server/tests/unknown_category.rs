@@ -122,7 +122,8 @@ async fn an_unknown_category_is_a_400_naming_the_input_the_row_and_the_value() {
     let ok = call(&app, "POST", URI, body(&KNOWN)).await;
     assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
 
-    let cases: [(&[(&str, &str, i64)], &str); 3] = [
+    type Rows<'a> = &'a [(&'a str, &'a str, i64)];
+    let cases: [(Rows, &str); 3] = [
         (
             &[("paris", "pro", 1), ("atlantis", "basic", 3)],
             "input `city`, row 1: unknown category \"atlantis\"",
