@@ -13,6 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::response::IntoResponse;
 use palisade_audit::{AuditRecord, Authz, Decision};
 use palisade_bundle::graph::{CallAs, ModelTarget};
 use palisade_core::Tensor;
@@ -419,4 +420,97 @@ fn spawn_shadow(
             }
         }
     });
+}
+
+/// A reward for one of a graph's requests. Only these fields are read: a route sent back
+/// by the client (Seldon's `routing`) is ignored, the server's memory of the request says
+/// which arms it took.
+#[derive(Debug, serde::Deserialize)]
+struct V2Feedback {
+    request_id: String,
+    reward: f64,
+}
+
+/// `POST /v2/models/{graph}/feedback` with `{"request_id": ..., "reward": ...}`.
+pub(crate) async fn feedback_v2(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let feedback: V2Feedback = serde_json::from_slice(&body.bytes).map_err(|e| {
+        ApiError::BadRequest(format!("feedback is {{\"request_id\": \"...\", \"reward\": 1.0}}: {e}"))
+    })?;
+    let answer = reward(state, ctx, served, &feedback.request_id, feedback.reward)?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /api/v1.0/feedback` (Seldon): the request id is the `meta.puid` of the response
+/// the client got; the reward is `reward`.
+pub(crate) async fn feedback_seldon(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::BadRequest(format!("Seldon feedback is a JSON object: {e}")))?;
+    let puid = value["response"]["meta"]["puid"].as_str().ok_or_else(|| {
+        ApiError::BadRequest(
+            "Seldon feedback needs `response.meta.puid`: the puid of the response being rewarded".to_owned(),
+        )
+    })?;
+    let reward_value = value["reward"]
+        .as_f64()
+        .ok_or_else(|| ApiError::BadRequest("Seldon feedback needs a numeric `reward`".to_owned()))?;
+    reward(state, ctx, served, puid, reward_value)?;
+    Ok(axum::Json(serde_json::json!({"meta": {"puid": puid}, "data": {"names": [], "ndarray": []}}))
+        .into_response())
+}
+
+/// Rewards the arms one remembered request took: only its caller, or the graph's owners.
+fn reward(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    request_id: &str,
+    reward: f64,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(graph) = served.model.graph() else {
+        return Err(ApiError::BadRequest(format!(
+            "model `{}` is not a graph: feedback rewards the routers of a graph",
+            served.id.name
+        )));
+    };
+    if !reward.is_finite() {
+        return Err(ApiError::BadRequest("the reward must be a finite number".to_owned()));
+    }
+    let unknown = || {
+        ApiError::NotFound(format!(
+            "no request `{}` of `{}` is remembered: unknown, rewarded already, or older than an hour",
+            crate::registry::clip(request_id),
+            served.id.name
+        ))
+    };
+    let remembered = state.feedback().get(request_id).ok_or_else(unknown)?;
+    if remembered.graph != served.id.to_string() {
+        return Err(unknown());
+    }
+    let caller = Caller::of(ctx).principal();
+    let owner = ctx.policy_request().is_some_and(|request| {
+        let policies = state.security().policy_set();
+        served.owners.as_slice().iter().any(|owner| policies.is_owner(owner, request))
+    });
+    if caller != remembered.caller && !owner {
+        tracing::info!(graph = %served.id.name, "feedback refused: not the request's caller nor an owner");
+        return Err(ApiError::AccessDenied);
+    }
+    let remembered = state.feedback().forget(request_id).ok_or_else(unknown)?;
+    let rewarded = graph.reward(&remembered.routing, reward);
+    let facts = GraphFacts { routing: remembered.routing, failed_node: None };
+    Ok(serde_json::json!({"request_id": request_id, "rewarded": rewarded, "routing": facts.routing_json()}))
 }

@@ -531,3 +531,60 @@ fn graph_bundles_that_do_not_fit_are_refused_with_the_field() {
     .unwrap_err();
     assert!(err.contains("cycle: g1 -> g2 -> g1"), "{err}");
 }
+
+/// Allows bob, carol and alice to call every model of the namespace (feedback is decided
+/// by the graph: the request's caller or an owner).
+const BOTH_ON_BANDIT: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bandit, namespace: default}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [bob@example.com, carol@example.com, alice@example.com]\n";
+
+#[tokio::test]
+async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forged_routes() {
+    let s = setup(
+        &[&graph(
+            "bandit",
+            "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  parameters: [{name: epsilon, value: '0.1', type: FLOAT}]\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+        )],
+        &[("bandit.yaml", BOTH_ON_BANDIT)],
+    );
+    let bob = s.token("bob@example.com");
+    // Bob's request; alice owns the graph; carol is neither.
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let taken = reply.json()["parameters"]["routing"]["bandit"].as_i64().unwrap();
+    let forged = 1 - taken;
+    let body = json!({"request_id": id, "reward": 1.0, "routing": {"bandit": forged}}).to_string();
+    let carol = s.token("carol@example.com");
+    let refused = call_as(&s.app, Some(&carol), "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(refused.status, 403);
+    // Bob's own feedback counts for the arm his request took, not the one the body names.
+    let accepted = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(accepted.status, 200, "{}", String::from_utf8_lossy(&accepted.body));
+    assert_eq!(accepted.json()["routing"], json!({"bandit": taken}));
+    // One reward per request.
+    let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
+    assert_eq!(again.status, 404);
+
+    // The owner rewards rf whenever it is chosen (Seldon's feedback route, by puid): the
+    // bandit converges on rf.
+    let mut rf_late = 0;
+    for round in 0..300 {
+        let reply = call(
+            &s.app,
+            "POST",
+            "/seldon/default/bandit/api/v1.0/predictions",
+            r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        let reply = reply.json();
+        let chose_rf = reply["meta"]["routing"]["bandit"] == 1;
+        let feedback = json!({"response": {"meta": {"puid": reply["meta"]["puid"], "routing": {"bandit": 1}}}, "reward": if chose_rf { 1.0 } else { 0.0 }});
+        let sent =
+            call(&s.app, "POST", "/seldon/default/bandit/api/v1.0/feedback", feedback.to_string()).await;
+        assert_eq!(sent.status, 200, "{}", String::from_utf8_lossy(&sent.body));
+        if round >= 200 && chose_rf {
+            rf_late += 1;
+        }
+    }
+    assert!(rf_late >= 80, "{rf_late} of the last 100 requests went to the rewarded arm");
+}

@@ -43,11 +43,16 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
                 ModelOp::Metadata => Ok(v2::model_metadata(&state, &served)),
                 ModelOp::Ready => v2::model_ready(&served).await,
                 ModelOp::Infer => v2::infer(&state, &ctx, &served, req).await,
+                ModelOp::Feedback => crate::graphs::feedback_v2(&state, &ctx, &served, req).await,
             },
             Err(err) => Err(err),
         },
         Route::Seldon(_) => match served(&ctx) {
             Ok(served) => seldon::predict(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
+        Route::SeldonFeedback(_) => match served(&ctx) {
+            Ok(served) => crate::graphs::feedback_seldon(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
         Route::SeldonGrpc(SeldonMethod::Predict) => match served(&ctx) {

@@ -71,7 +71,7 @@ pub(crate) async fn predict_grpc(
 /// The feedback a Seldon client sends for a router or bandit: none is served.
 pub(crate) fn feedback_unsupported() -> ApiError {
     ApiError::NotImplemented(
-        "Seldon feedback is not supported: Palisade serves no routers or bandits to reward; only Predict is served"
+        "Seldon feedback over gRPC is not supported: send it over REST, POST /api/v1.0/feedback (or /seldon/{namespace}/{model}/api/v1.0/feedback)"
             .to_owned(),
     )
 }
@@ -116,6 +116,8 @@ async fn run(
     if let (Some(graph), Some(meta)) = (ctx.graph(), response.get_mut("meta").and_then(Value::as_object_mut))
     {
         meta.insert("routing".to_owned(), graph.routing_json());
+        // What a Seldon client sends back with its feedback.
+        meta.insert("puid".to_owned(), Value::from(ctx.id.as_str()));
     }
     Ok(response)
 }
