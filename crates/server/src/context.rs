@@ -160,6 +160,13 @@ impl GraphFacts {
         serde_json::Value::Object(map)
     }
 
+    /// The routes as Seldon reports them in `meta.routing`: every router by the index of
+    /// the child it chose (a traffic split's arm too, in `traffic:` order).
+    pub fn seldon_routing(&self) -> serde_json::Value {
+        let map = self.routing.iter().map(|t| (t.node.clone(), serde_json::Value::from(t.choice.as_index())));
+        serde_json::Value::Object(map.collect())
+    }
+
     /// The `x-palisade-route` header: `node=choice` pairs, comma-separated.
     pub fn route_header(&self) -> String {
         let pairs: Vec<String> = self

@@ -222,7 +222,20 @@ impl Hop for Hops {
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
     ) -> HopFuture<'a, ApiError> {
-        Box::pin(async move {
+        // One span per hop, a child of the request's (an OpenTelemetry span when tracing is on).
+        let span = tracing::info_span!("hop", graph = %self.graph.id.name, node, model = %model);
+        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs), span))
+    }
+}
+
+impl Hops {
+    async fn call_inner(
+        &self,
+        node: &str,
+        model: &ModelTarget,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        {
             let started = Instant::now();
             let received = palisade_audit::Timestamp::now();
             let served = self.registry.get(model.name.as_str(), model.version.as_ref().map(|v| v.as_str()));
@@ -276,7 +289,7 @@ impl Hop for Hops {
                 records.push(record);
             }
             result
-        })
+        }
     }
 }
 

@@ -322,7 +322,8 @@ async fn a_caller_refused_by_a_node_is_refused_through_the_graph_in_every_protoc
         r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#,
     )
     .await;
-    assert_eq!(routing_of_seldon(&seldon), json!({"traffic": "iris-rf"}));
+    assert_eq!(routing_of_seldon(&seldon), json!({"traffic": 1}));
+    assert_eq!(seldon.json()["meta"]["requestPath"]["traffic"], "iris-rf");
 
     // The hop record names the node and links to the caller's request.
     let records = s.records();
@@ -350,6 +351,25 @@ async fn a_caller_refused_by_a_node_is_refused_through_the_graph_in_every_protoc
     let hop = records.iter().find(|r| r.parent_request_id.as_deref() == Some(id.as_str())).unwrap();
     assert_eq!(hop.request_principal.as_deref(), Some("graph:default/as-graph"));
     assert_eq!(hop.status, Some(200));
+
+    // `policy explain` shows both: who may call the graph, and what its hops need.
+    let explained = call(&s.app, "GET", "/manage/v1/models/as-graph-lr/explain", "").await;
+    assert_eq!(explained.status, 200, "{}", String::from_utf8_lossy(&explained.body));
+    let text = explained.json()["text"].to_string();
+    assert!(text.contains("as `graph:default/as-graph-lr` (callAs: graph)"), "{text}");
+    assert!(text.contains("iris-lr: does NOT allow graph:default/as-graph-lr"), "{text}");
+    let explained = call(&s.app, "GET", "/manage/v1/models/as-graph/explain", "").await.json();
+    assert!(
+        explained["text"].to_string().contains("iris-rf: allows graph:default/as-graph"),
+        "{}",
+        explained["text"]
+    );
+    let explained = call(&s.app, "GET", "/manage/v1/models/split/explain", "").await.json();
+    assert!(
+        explained["text"].to_string().contains("as the caller (callAs: caller)"),
+        "{}",
+        explained["text"]
+    );
 
     // gRPC, on a real socket.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -115,7 +115,14 @@ async fn run(
     // Seldon's executor reports routers' choices in `meta.routing`.
     if let (Some(graph), Some(meta)) = (ctx.graph(), response.get_mut("meta").and_then(Value::as_object_mut))
     {
-        meta.insert("routing".to_owned(), graph.routing_json());
+        meta.insert("routing".to_owned(), graph.seldon_routing());
+        // The model that answered, where Seldon names the units that ran.
+        if let Some(arm) = graph.routing.iter().find(|t| t.node == "traffic").and_then(|t| t.child.clone()) {
+            let path = meta.entry("requestPath").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(path) = path.as_object_mut() {
+                path.insert("traffic".to_owned(), Value::from(arm));
+            }
+        }
         // What a Seldon client sends back with its feedback.
         meta.insert("puid".to_owned(), Value::from(ctx.id.as_str()));
     }
