@@ -34,7 +34,10 @@ fn add(store: &Store, scratch: &Path, manifest: &str, model: Option<&str>) {
     let signature = if model.is_some() {
         palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap().signature().clone()
     } else {
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None).unwrap().signature().clone()
+        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+            .unwrap()
+            .signature()
+            .clone()
     };
     staged.set_signature(&signature).unwrap();
     store.commit(staged).unwrap();
@@ -60,27 +63,53 @@ fn chain(n: usize) -> String {
 fn bench(c: &mut Criterion) {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("home")).unwrap();
-    let model = |name: &str| format!("name: {name}\nversion: \"1\"\nowners: [alice@example.com]\nmodel: {{path: model.onnx, format: onnx}}\n");
+    let model = |name: &str| {
+        format!(
+            "name: {name}\nversion: \"1\"\nowners: [alice@example.com]\nmodel: {{path: model.onnx, format: onnx}}\n"
+        )
+    };
     add(&store, tmp.path(), &model("scaler"), Some("graphs/scaler"));
-    for (name, fixture) in [("iris-lr", "iris_lr_nozipmap"), ("iris-rf", "iris_rf_nozipmap"), ("iris-mlp", "iris_mlp_nozipmap")] {
+    for (name, fixture) in
+        [("iris-lr", "iris_lr_nozipmap"), ("iris-rf", "iris_rf_nozipmap"), ("iris-mlp", "iris_mlp_nozipmap")]
+    {
         add(&store, tmp.path(), &model(name), Some(fixture));
     }
     add(&store, tmp.path(), &chain(1), None);
     add(&store, tmp.path(), &chain(4), None);
     add(&store, tmp.path(), "name: split\nversion: \"1\"\nowners: [alice@example.com]\ntraffic: [{model: iris-lr, weight: 90}, {model: iris-lr-b, weight: 10}]\n".replace("iris-lr-b", "iris-mlp").as_str(), None);
-    add(&store, tmp.path(), "name: mean\nversion: \"1\"\nowners: [alice@example.com]\ngraph:\n  name: mean\n  implementation: AVERAGE_COMBINER\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n  - {name: mlp, model: iris-mlp}\n", None);
+    add(
+        &store,
+        tmp.path(),
+        "name: mean\nversion: \"1\"\nowners: [alice@example.com]\ngraph:\n  name: mean\n  implementation: AVERAGE_COMBINER\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n  - {name: mlp, model: iris-mlp}\n",
+        None,
+    );
 
     let registry = Registry::load(&store).unwrap();
     let platform = Platform::parse(Path::new("platform.yaml"), "audit: {mode: relaxed}\n").unwrap();
-    let audit = palisade_server::AuditHandle::open(&tmp.path().join("audit"), &platform.config.audit, None).unwrap();
+    let audit =
+        palisade_server::AuditHandle::open(&tmp.path().join("audit"), &platform.config.audit, None).unwrap();
     let namespaces = registry.namespaces().into_iter().map(String::from).collect();
     let config = SecurityConfig { platform, policy_dir: None, home: store.root().to_owned() };
     let security = Arc::new(Security::new(config, namespaces, Arc::new(HttpFetch::new().unwrap())).unwrap());
     let mut extra = serde_json::Map::new();
     extra.insert("email".into(), "alice@example.com".into());
     extra.insert("email_verified".into(), true.into());
-    let token = security.issuer().unwrap().issue(TokenRequest { subject: "alice".into(), extra, ..TokenRequest::default() }).unwrap().token.expose().to_owned();
-    let state = AppState::new(registry, Engine::start(EngineConfig::default()).unwrap(), security, audit, ServerConfig::default()).unwrap();
+    let token = security
+        .issuer()
+        .unwrap()
+        .issue(TokenRequest { subject: "alice".into(), extra, ..TokenRequest::default() })
+        .unwrap()
+        .token
+        .expose()
+        .to_owned();
+    let state = AppState::new(
+        registry,
+        Engine::start(EngineConfig::default()).unwrap(),
+        security,
+        audit,
+        ServerConfig::default(),
+    )
+    .unwrap();
     let router = palisade_server::app(state);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let row = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;

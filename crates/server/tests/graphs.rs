@@ -608,3 +608,43 @@ async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forg
     }
     assert!(rf_late >= 80, "{rf_late} of the last 100 requests went to the rewarded arm");
 }
+
+#[tokio::test]
+async fn sticky_callers_keep_their_arm_by_claim_and_metrics_show_the_split_served() {
+    let s = setup(
+        &[&graph(
+            "by-claim",
+            "traffic: [{model: iris-lr, weight: 50}, {model: iris-rf, weight: 50}]\nsticky: {claim: email}\n",
+        )],
+        &[("all.yaml", BOTH_ON_BANDIT)],
+    );
+    let mut arms = std::collections::BTreeMap::new();
+    for caller in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        let token = s.token(caller);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let reply = call_as(&s.app, Some(&token), "POST", "/v2/models/by-claim/infer", IRIS_ROW).await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            seen.insert(reply.headers["x-palisade-route"].to_str().unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 1, "{caller}: {seen:?}");
+        *arms.entry(seen.into_iter().next().unwrap()).or_insert(0u32) += 5;
+    }
+    let admin = palisade_server::admin_app(s.app.state.clone());
+    let res = tower::ServiceExt::oneshot(admin, Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    for (route, count) in arms {
+        let arm = route.trim_start_matches("traffic=");
+        let line = format!(
+            "palisade_graph_routes_total{{arm=\"{arm}\",graph=\"by-claim\",router=\"traffic\"}} {count}"
+        );
+        assert!(text.contains(&line), "no `{line}` in\n{text}");
+    }
+    assert!(text.contains("palisade_graph_hops_total{graph=\"by-claim\""), "{text}");
+    assert!(text.contains("palisade_graph_hop_duration_seconds_bucket{graph=\"by-claim\""), "{text}");
+}
