@@ -648,3 +648,39 @@ async fn sticky_callers_keep_their_arm_by_claim_and_metrics_show_the_split_serve
     assert!(text.contains("palisade_graph_hops_total{graph=\"by-claim\""), "{text}");
     assert!(text.contains("palisade_graph_hop_duration_seconds_bucket{graph=\"by-claim\""), "{text}");
 }
+
+#[test]
+fn graphs_follow_the_models_they_name_across_reloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[&model("iris-lr")]);
+    add_graph(&store, tmp.path(), &graph("split", "traffic: [{model: iris-lr, weight: 1}]\n")).unwrap();
+    let upstream = UpstreamContext::default();
+    let first = Registry::load(&store).unwrap();
+    let graph_before = first.get("split", None).unwrap();
+    assert!(graph_before.model.graph().is_some());
+    // A new version of the component with the same signature: the graph is kept as it is
+    // (its routers' state too).
+    add_bundles(
+        &store,
+        tmp.path(),
+        "iris_lr_nozipmap",
+        &[
+            "name: iris-lr\nversion: \"2\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
+        ],
+    );
+    let (second, changes) = first.reload(&store, &upstream).unwrap();
+    assert!(changes.failed.is_empty(), "{:?}", changes.failed);
+    assert!(std::sync::Arc::ptr_eq(&second.get("split", None).unwrap(), &graph_before));
+    // The component gone: the graph is not served, and the reload says why.
+    store.delete(&"iris-lr".parse().unwrap(), "1").unwrap();
+    store.delete(&"iris-lr".parse().unwrap(), "2").unwrap();
+    let (third, changes) = second.reload(&store, &upstream).unwrap();
+    assert!(third.get("split", None).is_err());
+    assert!(
+        changes.failed.iter().any(|(model, why)| model == "split:1" && why.contains("traffic[0].model")),
+        "{:?}",
+        changes.failed
+    );
+    assert!(changes.unloaded.iter().any(|m| m.id.name.as_str() == "split"));
+}
