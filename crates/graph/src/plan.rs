@@ -217,9 +217,10 @@ pub fn compile(manifest: &Manifest, catalog: &dyn Catalog, seed: Option<u64>) ->
     for (field, target) in &targets {
         resolved.push((target.clone(), resolve(manifest, catalog, field, target)?));
     }
+    // Only targets resolved above are looked up; the empty entry is never used.
+    let empty = CatalogEntry { signature: ModelSignature::default(), uses: Vec::new() };
     let entry = |target: &ModelTarget| -> &CatalogEntry {
-        // Only targets resolved above are looked up, so `resolved` is not empty.
-        resolved.iter().find(|(t, _)| t == target).map(|(_, e)| e).unwrap_or(&resolved[0].1)
+        resolved.iter().find(|(t, _)| t == target).map_or(&empty, |(_, e)| e)
     };
     let mut bandits = Vec::new();
     let (root, inputs, outputs, traffic) = if let Some(graph) = &manifest.graph {
