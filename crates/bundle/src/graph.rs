@@ -25,6 +25,7 @@
 //! sticky: {header: x-user}
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use palisade_core::{ModelName, Version};
@@ -336,6 +337,63 @@ impl GraphNode {
         }
         out
     }
+}
+
+/// `pipeline:`: Seldon Core 2's pipeline syntax, an alternative to `graph:`. Each step
+/// runs a model on tensors of earlier steps (`inputs: [STEP.outputs.TENSOR]`, renamed for
+/// the model by `tensorMap`); steps without `inputs` get the pipeline's inputs; the answer
+/// is what the `output` steps answer (the last step's by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// The steps, in any order (they run when their inputs are ready).
+    pub steps: Vec<PipelineStep>,
+    /// Which steps answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<PipelineOutput>,
+}
+
+/// One step of `pipeline:`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineStep {
+    /// The step's name; also its model's, unless `model` says otherwise (Seldon Core 2
+    /// names a step by its model).
+    pub name: NodeName,
+    /// The stored model the step runs (default: the step's name, latest version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelTarget>,
+    /// Where its tensors come from: `STEP.outputs.TENSOR`, `STEP.outputs` (all of them),
+    /// `STEP.inputs[.TENSOR]`, or `PIPELINE.inputs[.TENSOR]` (the request's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// Renames: a reference (as in `inputs`) to the model input it feeds.
+    #[serde(default, rename = "tensorMap", skip_serializing_if = "BTreeMap::is_empty")]
+    pub tensor_map: BTreeMap<String, String>,
+    /// Only `inner` (every input present): requests are synchronous here.
+    #[serde(default, rename = "inputsJoinType", skip_serializing_if = "Option::is_none")]
+    pub inputs_join_type: Option<String>,
+}
+
+impl PipelineStep {
+    /// The model the step runs.
+    pub fn target(&self) -> Result<ModelTarget, String> {
+        match &self.model {
+            Some(model) => Ok(model.clone()),
+            None => ModelTarget::parse(self.name.as_str()),
+        }
+    }
+}
+
+/// `pipeline.output`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineOutput {
+    /// The steps whose outputs are the answer, joined.
+    pub steps: Vec<String>,
+    /// Renames of the answer's tensors: a reference (`STEP.outputs.TENSOR`) to its name.
+    #[serde(default, rename = "tensorMap", skip_serializing_if = "BTreeMap::is_empty")]
+    pub tensor_map: BTreeMap<String, String>,
 }
 
 /// One arm of `traffic:`.

@@ -42,7 +42,7 @@ use palisade_core::{ModelName, ModelRef, Namespace, Owner, TensorSpec, Version};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::BundleError;
-use crate::graph::{CallAs, GraphNode, Shadow, Sticky, TrafficArm};
+use crate::graph::{CallAs, GraphNode, Pipeline, Shadow, Sticky, TrafficArm};
 
 /// The manifest's file name inside a model directory and a bundle.
 pub const MANIFEST_FILE: &str = "palisade.yaml";
@@ -77,6 +77,9 @@ pub struct Manifest {
     /// An inference graph over stored models (Seldon Core v1 syntax; see [`crate::graph`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphNode>,
+    /// Seldon Core 2's pipeline syntax over stored models (see [`crate::graph::Pipeline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
     /// Weighted arms over stored model versions (a canary, an A/B test).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<Vec<TrafficArm>>,
@@ -829,6 +832,7 @@ fn check_kind(manifest: &Manifest) -> Result<(), (String, String)> {
     let given: Vec<&str> = [
         ("model", manifest.model.is_some()),
         ("graph", manifest.graph.is_some()),
+        ("pipeline", manifest.pipeline.is_some()),
         ("traffic", manifest.traffic.is_some()),
     ]
     .into_iter()
@@ -838,7 +842,7 @@ fn check_kind(manifest: &Manifest) -> Result<(), (String, String)> {
         [] => {
             return Err((
                 "model".to_owned(),
-                "missing field `model`: say what the bundle serves: `model:` (a model file or an upstream server), `graph:` (an inference graph over stored models) or `traffic:` (weighted arms over stored versions); see docs/manifest.md and docs/graphs.md".to_owned(),
+                "missing field `model`: say what the bundle serves: `model:` (a model file or an upstream server), `graph:` or `pipeline:` (an inference graph over stored models) or `traffic:` (weighted arms over stored versions); see docs/manifest.md and docs/graphs.md".to_owned(),
             ));
         }
         [_] => {}
@@ -874,11 +878,14 @@ fn check_kind(manifest: &Manifest) -> Result<(), (String, String)> {
             "a traffic bundle's inputs are its arms'; remove `inputs:`".to_owned(),
         ));
     }
-    if (manifest.traffic.is_some() || manifest.graph.is_some()) && manifest.batching.is_some() {
+    if manifest.model.is_none() && manifest.batching.is_some() {
         return Err((
             "batching".to_owned(),
             "a graph or traffic bundle runs other models, which batch on their own: remove `batching:` here and set it in their manifests".to_owned(),
         ));
+    }
+    if let Some(pipeline) = &manifest.pipeline {
+        check_pipeline(pipeline)?;
     }
     crate::graph::check_syntax(
         manifest.graph.as_ref(),
@@ -886,6 +893,35 @@ fn check_kind(manifest: &Manifest) -> Result<(), (String, String)> {
         manifest.shadow.as_ref(),
         manifest.sticky.as_ref(),
     )
+}
+
+fn check_pipeline(pipeline: &Pipeline) -> Result<(), (String, String)> {
+    if pipeline.steps.is_empty() || pipeline.steps.len() > crate::graph::MAX_NODES {
+        return Err(("pipeline.steps".to_owned(), format!("list 1 to {} steps", crate::graph::MAX_NODES)));
+    }
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        if pipeline.steps[..i].iter().any(|s| s.name == step.name) {
+            return Err((
+                format!("pipeline.steps[{i}].name"),
+                format!("step `{}` is listed twice", step.name),
+            ));
+        }
+        if let Err(message) = step.target() {
+            return Err((
+                format!("pipeline.steps[{i}].name"),
+                format!("{message}; name a stored model with `model:`"),
+            ));
+        }
+        if let Some(join) = step.inputs_join_type.as_deref().filter(|j| *j != "inner") {
+            return Err((
+                format!("pipeline.steps[{i}].inputsJoinType"),
+                format!(
+                    "`{join}` joins asynchronous streams; requests here are synchronous: use `inner` (every input present)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Adds a fix to the messages users hit most.

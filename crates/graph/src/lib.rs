@@ -23,6 +23,7 @@ mod params;
 mod plan;
 pub mod rng;
 mod router;
+mod steps;
 
 pub use bandit::{Bandit, BanditKind};
 pub use builtin::Builtin;
@@ -31,6 +32,7 @@ pub use exec::{Hop, HopFuture, Outcome, RouteTaken, RunError, Shadowed};
 pub use feedback::{FeedbackLog, Remembered};
 pub use plan::{Call, Catalog, CatalogEntry, Graph, Node, Router, Step, StoreCatalog, compile, uses_of};
 pub use router::{Choice, Weights, sticky_key, sticky_point};
+pub use steps::Steps;
 
 /// Why a graph does not compile: the manifest field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -117,6 +117,7 @@ pub struct Graph {
     call_as: CallAs,
     traffic: bool,
     bandits: Vec<(String, Arc<Bandit>)>,
+    pub(crate) steps: Option<crate::steps::Steps>,
     pub(crate) rng: Mutex<Rng>,
 }
 
@@ -189,6 +190,7 @@ pub fn uses_of(manifest: &Manifest) -> Vec<ModelTarget> {
         .filter_map(|(_, node)| node.model.clone())
         .chain(manifest.traffic.iter().flatten().map(|arm| arm.model.clone()))
         .chain(manifest.shadow.iter().map(|s| s.model.clone()))
+        .chain(manifest.pipeline.iter().flat_map(|p| p.steps.iter().filter_map(|s| s.target().ok())))
         .collect();
     uses.sort();
     uses.dedup();
@@ -213,6 +215,11 @@ pub fn compile(manifest: &Manifest, catalog: &dyn Catalog, seed: Option<u64>) ->
     if let Some(shadow) = &manifest.shadow {
         targets.push(("shadow.model".to_owned(), shadow.model.clone()));
     }
+    for (i, step) in manifest.pipeline.iter().flat_map(|p| p.steps.iter()).enumerate() {
+        let target = step.target().map_err(|e| GraphError::new(format!("pipeline.steps[{i}].name"), e))?;
+        let field = if step.model.is_some() { "model" } else { "name" };
+        targets.push((format!("pipeline.steps[{i}].{field}"), target));
+    }
     let mut resolved = Vec::new();
     for (field, target) in &targets {
         resolved.push((target.clone(), resolve(manifest, catalog, field, target)?));
@@ -223,7 +230,19 @@ pub fn compile(manifest: &Manifest, catalog: &dyn Catalog, seed: Option<u64>) ->
         resolved.iter().find(|(t, _)| t == target).map_or(&empty, |(_, e)| e)
     };
     let mut bandits = Vec::new();
-    let (root, inputs, outputs, traffic) = if let Some(graph) = &manifest.graph {
+    let mut steps = None;
+    let (root, inputs, outputs, traffic) = if let Some(pipeline) = &manifest.pipeline {
+        let (planned, inputs, outputs) =
+            crate::steps::compile(manifest.name.as_str(), pipeline, manifest.inputs.as_deref(), &entry)?;
+        steps = Some(planned);
+        let root = Node {
+            name: "pipeline".to_owned(),
+            kind: NodeType::Model,
+            step: Step::Transform(Builtin::Rename(vec![])),
+            children: vec![],
+        };
+        (root, inputs, outputs, false)
+    } else if let Some(graph) = &manifest.graph {
         let inputs = match &manifest.inputs {
             Some(inputs) => inputs.clone(),
             None => needs(graph, "graph", &entry)?.ok_or_else(|| {
@@ -276,7 +295,7 @@ pub fn compile(manifest: &Manifest, catalog: &dyn Catalog, seed: Option<u64>) ->
         };
         (root, first.inputs, first.outputs, true)
     } else {
-        return Err(GraphError::new("graph", "the bundle has neither `graph:` nor `traffic:`"));
+        return Err(GraphError::new("graph", "the bundle has none of `graph:`, `pipeline:` or `traffic:`"));
     };
     if let Some(shadow) = &manifest.shadow {
         let signature = &entry(&shadow.model).signature;
@@ -295,6 +314,7 @@ pub fn compile(manifest: &Manifest, catalog: &dyn Catalog, seed: Option<u64>) ->
         call_as: manifest.call_as,
         traffic,
         bandits,
+        steps,
         rng: Mutex::new(rng),
     })
 }

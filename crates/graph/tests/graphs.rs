@@ -135,8 +135,15 @@ fn graph(body: &str) -> Graph {
 }
 
 fn build_error(body: &str) -> (String, String) {
-    let err = compile(&manifest(body), &Models::new(), Some(42)).unwrap_err();
-    (err.field, err.message)
+    let text = format!("name: outer\nversion: \"1\"\nowners: [alice@example.com]\n{body}");
+    match Manifest::parse(Path::new("graph/palisade.yaml"), text.as_bytes()) {
+        Err(palisade_bundle::BundleError::Manifest(err)) => (err.field, err.message),
+        Err(other) => panic!("{other}"),
+        Ok(manifest) => {
+            let err = compile(&manifest, &Models::new(), Some(42)).unwrap_err();
+            (err.field, err.message)
+        }
+    }
 }
 
 fn row() -> Vec<Tensor> {
@@ -359,4 +366,40 @@ fn build_errors_name_the_field() {
     assert!(message.contains("interchangeable"), "{message}");
     let (field, _) = build_error("graph:\n  name: s\n  implementation: SCALE\n");
     assert_eq!(field, "inputs");
+}
+
+#[tokio::test]
+async fn seldon_core_2_pipelines_run_steps_by_their_inputs() {
+    let g = graph(
+        "pipeline:\n  steps:\n  - name: double\n  - {name: plus1, inputs: [double.outputs.X]}\n  - {name: probs-a, inputs: [double.outputs]}\n  - {name: again, model: plus1, inputs: [plus1.outputs.Y], tensorMap: {plus1.outputs.Y: X}}\n  output:\n    steps: [again, probs-a]\n",
+    );
+    let names: Vec<&str> = g.signature().outputs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Y", "label", "probabilities"]);
+    assert_eq!(g.signature().inputs[0].name, "X");
+    let hops = Hops::default();
+    let out = run(&g, &hops).await;
+    // (x * 2 + 1) + 1
+    assert_eq!(data(&out.outputs[0]), vec![4.0, 6.0, 8.0, 10.0]);
+    assert_eq!(out.outputs[1].data(), &TensorData::Int64(vec![0]));
+    let called: Vec<String> = hops.calls.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(called[0], "double");
+    assert_eq!(called.last().unwrap(), "again");
+    assert_eq!(called.len(), 4);
+
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - {name: double, inputs: [plus1.outputs.Y]}\n  - {name: plus1, inputs: [double.outputs.X]}\n",
+    );
+    assert_eq!(field, "pipeline.steps");
+    assert!(message.contains("a cycle"), "{message}");
+    let (field, message) =
+        build_error("pipeline:\n  steps:\n  - {name: plus1, inputs: [nowhere.outputs.Y]}\n");
+    assert_eq!(field, "pipeline.steps[0].inputs");
+    assert!(message.contains("no step `nowhere`"), "{message}");
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: plus1\n  - {name: again, model: plus1, inputs: [plus1.outputs.Y]}\n",
+    );
+    assert_eq!(field, "pipeline.steps[1].inputs");
+    assert!(message.contains("takes tensor `X`"), "{message}");
+    let (field, _) = build_error("pipeline:\n  steps:\n  - {name: plus1, inputsJoinType: any}\n");
+    assert_eq!(field, "pipeline.steps[0].inputsJoinType");
 }

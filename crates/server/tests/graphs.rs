@@ -151,23 +151,32 @@ fn graph(name: &str, body: &str) -> String {
 #[tokio::test]
 async fn a_transformer_then_a_model_matches_onnxruntime() {
     let s = setup(
-        &[&graph(
-            "pipeline",
-            "graph:\n  name: scale\n  type: TRANSFORMER\n  model: scaler\n  children:\n  - name: rename\n    implementation: RENAME\n    parameters: [{name: scaled, value: X}]\n    children:\n    - {name: classify, type: MODEL, model: scaled-lr}\n",
-        )],
+        &[
+            &graph(
+                "pipeline",
+                "graph:\n  name: scale\n  type: TRANSFORMER\n  model: scaler\n  children:\n  - name: rename\n    implementation: RENAME\n    parameters: [{name: scaled, value: X}]\n    children:\n    - {name: classify, type: MODEL, model: scaled-lr}\n",
+            ),
+            &graph(
+                "steps",
+                "pipeline:\n  steps:\n  - name: scaler\n  - {name: scaled-lr, inputs: [scaler.outputs.scaled], tensorMap: {scaler.outputs.scaled: X}}\n",
+            ),
+        ],
         &[],
     );
-    let reply = call(&s.app, "POST", "/v2/models/pipeline/infer", iris_rows()).await;
-    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
-    let reply = reply.json();
     let reference = expected("graphs/expected.json");
-    assert_eq!(output(&reply, "label")["data"], reference["label"]);
-    assert_close(
-        &floats(&output(&reply, "probabilities")["data"]),
-        &floats(&reference["probabilities"]),
-        1e-5,
-        "probabilities",
-    );
+    // The same, in Seldon Core 2's pipeline syntax.
+    for model in ["pipeline", "steps"] {
+        let reply = call(&s.app, "POST", &format!("/v2/models/{model}/infer"), iris_rows()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let reply = reply.json();
+        assert_eq!(output(&reply, "label")["data"], reference["label"], "{model}");
+        assert_close(
+            &floats(&output(&reply, "probabilities")["data"]),
+            &floats(&reference["probabilities"]),
+            1e-5,
+            model,
+        );
+    }
     // Metadata: clients cannot tell a graph from a model, beyond its platform.
     let meta = call(&s.app, "GET", "/v2/models/pipeline", "").await.json();
     assert_eq!(meta["inputs"][0]["name"], "X");
