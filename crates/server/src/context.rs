@@ -323,10 +323,12 @@ fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Tar
     let found = match route {
         Route::Model { name, version, .. } => state.registry().get(name, version.as_deref()),
         Route::KServe { name, .. } => state.registry().get(name, None),
-        Route::SeldonGrpc(SeldonMethod::Predict) => match seldon_metadata(headers) {
-            Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
-            Err(message) => Err(ApiError::NotFound(message.to_owned())),
-        },
+        Route::SeldonGrpc(SeldonMethod::Predict | SeldonMethod::SendFeedback) => {
+            match seldon_metadata(headers) {
+                Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
+                Err(message) => Err(ApiError::NotFound(message.to_owned())),
+            }
+        }
         Route::Seldon(SeldonTarget::Single) | Route::SeldonFeedback(SeldonTarget::Single) => {
             state.registry().single().cloned().ok_or_else(|| {
                 ApiError::NotFound(

@@ -486,7 +486,7 @@ pub(crate) async fn feedback_seldon(
 }
 
 /// Rewards the arms one remembered request took: only its caller, or the graph's owners.
-fn reward(
+pub(crate) fn reward(
     state: &AppState,
     ctx: &RequestContext,
     served: &Arc<ServedModel>,

@@ -396,7 +396,7 @@ impl Route {
     pub fn addresses_model(&self) -> bool {
         match self {
             Route::Model { .. } | Route::Seldon(_) | Route::SeldonFeedback(_) | Route::KServe { .. } => true,
-            Route::SeldonGrpc(method) => *method == SeldonMethod::Predict,
+            Route::SeldonGrpc(_) => true,
             Route::Grpc(method) => method.names_model(),
             _ => false,
         }

@@ -693,3 +693,81 @@ fn graphs_follow_the_models_they_name_across_reloads() {
     );
     assert!(changes.unloaded.iter().any(|m| m.id.name.as_str() == "split"));
 }
+
+/// One Seldon gRPC call through the router: (grpc-status, the answer).
+async fn seldon_grpc(
+    app: &TestApp,
+    rpc: &str,
+    message: Vec<u8>,
+    token: &str,
+    model: &str,
+) -> (i32, Option<palisade_protocol::seldon::grpc::protos::SeldonMessage>) {
+    use prost::Message;
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/seldon.protos.Seldon/{rpc}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .header("seldon", model)
+        .header("namespace", "default")
+        .body(Body::from(body))
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
+    let headers = res.headers().clone();
+    let collected = http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let bytes = collected.to_bytes();
+    let code =
+        |map: &axum::http::HeaderMap| map.get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
+    let status = code(&headers).or_else(|| code(&trailers)).expect("a gRPC status");
+    let message = (bytes.len() > 5)
+        .then(|| palisade_protocol::seldon::grpc::protos::SeldonMessage::decode(&bytes[5..]).unwrap());
+    (status, message)
+}
+
+#[tokio::test]
+async fn seldon_grpc_feedback_rewards_the_route_the_server_remembers() {
+    use palisade_protocol::seldon::grpc::protos::{Feedback, Meta, SeldonMessage};
+    use prost::Message;
+    let s = setup(
+        &[&graph(
+            "bandit",
+            "graph:\n  name: bandit\n  implementation: THOMPSON_SAMPLING\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+        )],
+        &[("all.yaml", BOTH_ON_BANDIT)],
+    );
+    // A request has the shape of an answer: `data.ndarray`.
+    let request = palisade_protocol::seldon::grpc::response_message(
+        &json!({"data": {"names": [], "ndarray": [[5.1, 3.5, 1.4, 0.2]]}, "meta": {}}),
+    )
+    .unwrap();
+    let (code, answer) =
+        seldon_grpc(&s.app, "Predict", request.encode_to_vec(), &s.app.token, "bandit").await;
+    assert_eq!(code, 0);
+    let meta = answer.unwrap().meta.unwrap();
+    assert!(meta.routing.contains_key("bandit"), "{meta:?}");
+    let feedback = |puid: &str| {
+        Feedback {
+            response: Some(SeldonMessage {
+                meta: Some(Meta { puid: puid.to_owned(), ..Default::default() }),
+                ..Default::default()
+            }),
+            reward: 1.0,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let carol = s.token("carol@example.com");
+    let (code, _) = seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &carol, "bandit").await;
+    assert_eq!(code, 7, "another caller's feedback is PERMISSION_DENIED");
+    let (code, answer) =
+        seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &s.app.token, "bandit").await;
+    assert_eq!(code, 0);
+    assert_eq!(answer.unwrap().meta.unwrap().puid, meta.puid);
+    let (code, _) = seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &s.app.token, "bandit").await;
+    assert_eq!(code, 5, "one reward per request: NOT_FOUND after");
+}

@@ -59,7 +59,10 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
             Ok(served) => seldon::predict_grpc(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
-        Route::SeldonGrpc(SeldonMethod::SendFeedback) => Err(seldon::feedback_unsupported()),
+        Route::SeldonGrpc(SeldonMethod::SendFeedback) => match served(&ctx) {
+            Ok(served) => seldon::predict_grpc(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
         Route::Alive => Ok(kserve::alive()),
         Route::KServe { op, .. } => match served(&ctx) {
             Ok(served) => match op {

@@ -53,7 +53,9 @@ pub(crate) async fn predict_grpc(
     let read = state.read_body(ctx, &parts.headers, body).await?;
     // Decoded once here to answer a malformed message as the caller's error (tonic calls
     // it INTERNAL); tonic decodes the same bytes for the service below.
-    seldon::grpc::decode_frame(&read.bytes)?;
+    if ctx.route == crate::route::Route::SeldonGrpc(crate::route::SeldonMethod::Predict) {
+        seldon::grpc::decode_frame(&read.bytes)?;
+    }
     let service =
         SeldonServer::new(Service { state: state.clone(), ctx: ctx.clone(), served: served.clone() })
             .max_decoding_message_size(usize::MAX)
@@ -68,12 +70,12 @@ pub(crate) async fn predict_grpc(
     Ok(response)
 }
 
-/// The feedback a Seldon client sends for a router or bandit: none is served.
-pub(crate) fn feedback_unsupported() -> ApiError {
-    ApiError::NotImplemented(
-        "Seldon feedback over gRPC is not supported: send it over REST, POST /api/v1.0/feedback (or /seldon/{namespace}/{model}/api/v1.0/feedback)"
-            .to_owned(),
-    )
+/// Feedback for a model that is not a graph: nothing to reward.
+pub(crate) fn feedback_unsupported(served: &ServedModel) -> ApiError {
+    ApiError::NotImplemented(format!(
+        "Seldon feedback rewards the routers of an inference graph; model `{}` is not one",
+        served.id.name
+    ))
 }
 
 /// The model's one input: the Seldon protocol carries one tensor.
@@ -158,9 +160,23 @@ impl Seldon for Service {
 
     async fn send_feedback(
         &self,
-        _: tonic::Request<Feedback>,
+        request: tonic::Request<Feedback>,
     ) -> Result<tonic::Response<SeldonMessage>, Status> {
-        Err(status(feedback_unsupported()))
+        if self.served.model.graph().is_none() {
+            return Err(status(feedback_unsupported(&self.served)));
+        }
+        let feedback = request.into_inner();
+        let puid = feedback.response.and_then(|r| r.meta).map(|m| m.puid).unwrap_or_default();
+        if puid.is_empty() {
+            return Err(status(ApiError::BadRequest(
+                "Seldon feedback needs `response.meta.puid`: the puid of the response being rewarded"
+                    .to_owned(),
+            )));
+        }
+        crate::graphs::reward(&self.state, &self.ctx, &self.served, &puid, f64::from(feedback.reward))
+            .map_err(status)?;
+        let meta = palisade_protocol::seldon::grpc::protos::Meta { puid, ..Default::default() };
+        Ok(tonic::Response::new(SeldonMessage { meta: Some(meta), ..Default::default() }))
     }
 }
 
