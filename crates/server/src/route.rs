@@ -509,7 +509,7 @@ mod tests {
         assert_eq!(r(Method::GET, "/v2/models/g/feedback"), Route::MethodNotAllowed("POST"));
         let feedback = r(Method::POST, "/seldon.protos.Seldon/SendFeedback");
         assert_eq!(feedback, Route::SeldonGrpc(SeldonMethod::SendFeedback));
-        assert!(!feedback.addresses_model() && feedback.is_audited() && !feedback.is_public(true));
+        assert!(feedback.addresses_model() && feedback.is_audited() && !feedback.is_public(true));
         assert_eq!(r(Method::OPTIONS, "/seldon.protos.Seldon/Predict"), Route::MethodNotAllowed("POST"));
         assert_eq!(r(Method::POST, "/seldon.protos.Seldon/ModelMetadata"), Route::NotFound);
     }
