@@ -37,6 +37,9 @@ pub struct Metrics {
     model_engines: prometheus::IntGaugeVec,
     model_loads: IntCounterVec,
     pub(crate) connections_refused: IntCounterVec,
+    hops: IntCounterVec,
+    hop_seconds: HistogramVec,
+    routes: IntCounterVec,
     pub(crate) connections_closed: IntCounterVec,
 }
 
@@ -181,6 +184,31 @@ impl Metrics {
         ] {
             registry.register(collector)?;
         }
+        let hops = IntCounterVec::new(
+            Opts::new(
+                "palisade_graph_hops_total",
+                "Model calls made by inference graph nodes, by graph, node, model and outcome (ok, denied, error); shadow calls under node `shadow`.",
+            ),
+            &["graph", "node", "model", "outcome"],
+        )?;
+        let hop_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_graph_hop_duration_seconds",
+                "Time of one graph node's model call, authorization and queueing included.",
+            )
+            .buckets(buckets()),
+            &["graph", "node"],
+        )?;
+        let routes = IntCounterVec::new(
+            Opts::new(
+                "palisade_graph_routes_total",
+                "Requests by the arm a graph's router or traffic split served them with: the traffic split actually served.",
+            ),
+            &["graph", "router", "arm"],
+        )?;
+        registry.register(Box::new(hops.clone()))?;
+        registry.register(Box::new(hop_seconds.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
@@ -233,6 +261,9 @@ impl Metrics {
             model_engines: engines,
             model_loads,
             connections_refused,
+            hops,
+            hop_seconds,
+            routes,
             connections_closed,
         })
     }
@@ -322,6 +353,24 @@ impl Metrics {
     pub fn batch_observer(&self, model: &str) -> palisade_runtime::BatchObserver {
         let histogram = self.batch_rows.with_label_values(&[model]);
         std::sync::Arc::new(move |stats: &palisade_runtime::BatchStats| histogram.observe(stats.rows as f64))
+    }
+
+    /// Counts and times one hop of a graph.
+    pub(crate) fn observe_hop(
+        &self,
+        graph: &str,
+        node: &str,
+        model: &str,
+        outcome: &str,
+        took: std::time::Duration,
+    ) {
+        self.hops.with_label_values(&[graph, node, model, outcome]).inc();
+        self.hop_seconds.with_label_values(&[graph, node]).observe(took.as_secs_f64());
+    }
+
+    /// Counts the arm a router chose.
+    pub(crate) fn observe_route(&self, graph: &str, router: &str, arm: &str) {
+        self.routes.with_label_values(&[graph, router, arm]).inc();
     }
 
     /// Records one inference's queue wait and compute time.
