@@ -166,25 +166,26 @@ impl<'a> From<Document<'a>> for Source<'a> {
 }
 
 /// Reads a YAML file of at most [`MAX_DOCUMENT_BYTES`] as UTF-8, never more into memory
-/// (a larger file is refused before it is parsed); errors name the file.
-pub fn read_file(file: &Path) -> Result<String, LocatedError> {
+/// (a larger file is refused before it is parsed); errors name the file and `what` it
+/// holds ("the platform config").
+pub fn read_file(file: &Path, what: &str) -> Result<String, LocatedError> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(file)
         .and_then(|f| f.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut bytes))
-        .map_err(|e| LocatedError::field(file, "", format!("cannot read the file: {e}")))?;
+        .map_err(|e| LocatedError::field(file, "", format!("cannot read {what}: {e}")))?;
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(LocatedError::field(
             file,
             "",
-            format!("larger than {MAX_DOCUMENT_BYTES} bytes; split it into several files"),
+            format!("{what} is larger than {MAX_DOCUMENT_BYTES} bytes; split it into several files"),
         ));
     }
     String::from_utf8(bytes).map_err(|e| {
         LocatedError::field(
             file,
             "",
-            format!("not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+            format!("{what} is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
         )
     })
 }

@@ -58,7 +58,7 @@ pub fn crd_yaml() -> Result<String, Error> {
 /// Reads a `ModelDeployment` from a YAML file of at most 1 MiB and checks it; errors name
 /// the file and the field.
 pub fn parse_file(file: &Path) -> Result<ModelDeployment, Error> {
-    let text = yaml::read_file(file).map_err(|err| Error::Parse(err.to_string()))?;
+    let text = yaml::read_file(file, "the ModelDeployment").map_err(|err| Error::Parse(err.to_string()))?;
     parse(file, &text)
 }
 

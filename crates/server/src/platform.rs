@@ -454,25 +454,7 @@ pub const MAX_POLICY_FILES: usize = 10_000;
 
 /// Reads a UTF-8 file of at most [`MAX_CONFIG_FILE_BYTES`], never more into memory.
 fn read_capped(file: &Path, what: &str) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| ConfigError(format!("{}: cannot read {what}: {e}", file.display()));
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(ConfigError(format!(
-            "{}: {what} is larger than {MAX_CONFIG_FILE_BYTES} bytes; split it into several files",
-            file.display()
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        ConfigError(format!(
-            "{}: {what} is not UTF-8 (invalid byte at offset {})",
-            file.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    palisade_core::yaml::read_file(file, what).map_err(|e| ConfigError(e.to_string()))
 }
 
 /// Everything loaded from the policy directory.
