@@ -1,4 +1,5 @@
-//! `palisade.yaml` parsing: any bytes give a manifest or an error naming the file, never a panic.
+//! `palisade.yaml` parsing (models and graphs): any bytes give a manifest or an error naming
+//! the file, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,10 +9,23 @@ fuzz_target!(|data: &[u8]| {
     match palisade_bundle::Manifest::parse(path, data) {
         Ok(manifest) => {
             let _ = manifest.model_ref().to_string();
-            let _ = manifest.model.files();
-            if let Some(upstream) = manifest.model.upstream() {
-                let name = upstream.model.as_deref().unwrap_or(manifest.name.as_str());
-                let _ = upstream.url.join(&["v2", "models", name, "infer"]);
+            if let Some(model) = &manifest.model {
+                let _ = model.files();
+                if let Some(upstream) = model.upstream() {
+                    let name = upstream.model.as_deref().unwrap_or(manifest.name.as_str());
+                    let _ = upstream.url.join(&["v2", "models", name, "infer"]);
+                }
+            }
+            // A graph: every node; a pipeline: the stored model each step runs.
+            if let Some(graph) = &manifest.graph {
+                for (path, node) in graph.walk() {
+                    let _ = (path, node.node_type());
+                }
+            }
+            if let Some(pipeline) = &manifest.pipeline {
+                for step in &pipeline.steps {
+                    let _ = step.target();
+                }
             }
         }
         Err(err) => assert!(err.to_string().starts_with("fuzz/palisade.yaml")),

@@ -14,8 +14,14 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(request) = grpc::parse_message(message, "X", datatype) {
         assert_eq!(request.tensor.datatype(), datatype);
         let names = request.names.clone();
-        let response =
-            seldon::encode_response(&request.tensor, &names, request.form, "m", "1", request.meta.get("tags"));
+        let response = seldon::encode_response(
+            &request.tensor,
+            &names,
+            request.form,
+            "m",
+            "1",
+            request.meta.get("tags"),
+        );
         let _ = grpc::response_message(&response);
     }
 });

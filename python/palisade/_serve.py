@@ -48,19 +48,39 @@ class Server:
         self.log_path = Path(self._logdir.name) / "server.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed by stop()
         self._lines: queue.Queue[str | None] = queue.Queue()
+        self._started = threading.Event()
         self.ca_file: str | None = None
         command = [_binary.find_palisade_bin(), *_binary.home_args(home), "serve", *args]
         self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, text=True
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
         self.url = self._wait(startup_timeout)
+        self._started.set()
 
-    def _read(self) -> None:
+    # The startup lines come on stdout, or on stderr when the platform config ships audit
+    # records on stdout (audit.ship.stdout): both are watched until the server listens.
+    # After that stdout is read and dropped (so that the server never blocks on it and
+    # shipped records do not pile up here), and stderr goes on into the log.
+    def _read_stdout(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
-            self._lines.put(line.rstrip("\n"))
+            if not self._started.is_set():
+                self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
+
+    def _read_stderr(self) -> None:
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            try:
+                self._log.write(line.encode())
+                self._log.flush()
+            except ValueError:  # the log was closed by stop()
+                pass
+            if not self._started.is_set():
+                self._lines.put(line.rstrip("\n"))
 
     def _wait(self, timeout: float) -> str:
         deadline = time.monotonic() + timeout
@@ -75,6 +95,7 @@ class Server:
                 continue
             if line is None:
                 code = self._process.wait()
+                self._stderr_reader.join(timeout=5)
                 self._log.close()
                 raise PalisadeError(f"palisade serve exited with status {code}{self._log_tail()}")
             if line.startswith("palisade: TLS certificate "):
@@ -130,6 +151,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._stderr_reader.join(timeout=5)
         if not self._log.closed:
             self._log.close()
 

@@ -129,3 +129,23 @@ def test_metadata_and_models(secured):
     # Models the caller may not call are listed without their signature.
     (hidden,) = server.client("bob@example.com").models()
     assert hidden.name == "scorer" and hidden.inputs == ()
+
+
+def test_serve_starts_when_audit_records_are_shipped_on_stdout(tmp_path):
+    """With audit.ship.stdout the server's own lines go to stderr: palisade.serve finds the
+    address there, the server answers, and its log (stderr) holds the startup lines."""
+    need("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    home = tmp_path / "home"
+    config = tmp_path / "platform.yaml"
+    config.write_text("audit:\n  ship:\n    stdout: true\n")
+    X = np.random.default_rng(5).normal(size=(40, 2))
+    model = LogisticRegression().fit(X, (X[:, 1] > 0).astype(int))
+    palisade.save(model, X[:5], name="shipped", version="1.0.0", home=home, owners=[OWNER])
+    with palisade.serve(home=home, config=config) as server:
+        for _ in range(3):
+            answer = server.client(OWNER).predict("shipped", X[:4])
+            np.testing.assert_array_equal(answer["label"], model.predict(X[:4]))
+        assert "palisade: listening on" in server.log_path.read_text()
+    assert not server.running

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use palisade_audit::{
     AuditConfig, AuditLog, AuditRecord, Authn, AuthnOutcome, Authz, Decision, Level, Mode, ModelInfo,
-    Protocol, sha256_hex,
+    Protocol, ShipOptions, Shipper, sha256_hex,
 };
 
 fn record(i: u64) -> AuditRecord {
@@ -57,8 +57,8 @@ fn report(name: &str, log: &AuditLog) {
     let fsyncs_per_batch = s.fsyncs as f64 / s.batches.max(1) as f64;
     let mean_fsync = s.fsync_time / u32::try_from(s.fsyncs.max(1)).unwrap_or(u32::MAX);
     eprintln!(
-        "{name}: {} records, {} batches, {} fsyncs: {per_fsync:.1} records/fsync, {fsyncs_per_batch:.2} fsyncs/batch, mean fsync {mean_fsync:?}, dropped {}",
-        s.records_written, s.batches, s.fsyncs, s.dropped
+        "{name}: {} records, {} batches, {} fsyncs: {per_fsync:.1} records/fsync, {fsyncs_per_batch:.2} fsyncs/batch, mean fsync {mean_fsync:?}, dropped {}, shipped {} (dropped {})",
+        s.records_written, s.batches, s.fsyncs, s.dropped, s.ship.shipped, s.ship.dropped
     );
 }
 
@@ -68,11 +68,17 @@ fn bench_append(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
 
-    for appenders in [1u64, 16, 64] {
+    // The same, with a copy of every durable line shipped to a stream (`audit.ship.stdout`;
+    // here a sink, so that only the shipping itself is measured).
+    let shipped = [(1u64, false), (16, false), (64, false), (1, true), (16, true)];
+    for (appenders, ship) in shipped {
         // The log in HOME/audit, so that its key goes to HOME/keys inside the temporary home.
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let log = AuditLog::open(home.path().join("audit"), AuditConfig::default()).unwrap();
-        let name = format!("strict_{appenders}_appenders");
+        let ship = ship.then(|| Shipper::start(std::io::sink(), ShipOptions::default()).unwrap());
+        let shipping = ship.is_some();
+        let config = AuditConfig { ship, ..AuditConfig::default() };
+        let log = AuditLog::open(home.path().join("audit"), config).unwrap();
+        let name = format!("strict_{appenders}_appenders{}", if shipping { "_shipping" } else { "" });
         group.bench_function(&name, |b| {
             b.iter_custom(|iters| {
                 runtime.block_on(async {

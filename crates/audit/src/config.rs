@@ -69,6 +69,12 @@ pub struct AuditConfig {
     /// Test hook: makes writes or fsyncs fail on demand (see [`FaultInjection`]). Leave
     /// `None` in production.
     pub fault_injection: Option<FaultInjection>,
+    /// A copy of every record (and checkpoint, if the shipper asks for them) for a log
+    /// collector, handed over once it is durable in the log (see [`Shipper`]). `None` (the
+    /// default): no copy.
+    ///
+    /// [`Shipper`]: crate::Shipper
+    pub ship: Option<crate::Shipper>,
 }
 
 impl Default for AuditConfig {
@@ -86,6 +92,7 @@ impl Default for AuditConfig {
             signing_key: None,
             fsync_observer: None,
             fault_injection: None,
+            ship: None,
         }
     }
 }
@@ -105,6 +112,7 @@ impl fmt::Debug for AuditConfig {
             .field("signing_key", &self.signing_key)
             .field("fsync_observer", &self.fsync_observer.is_some())
             .field("fault_injection", &self.fault_injection)
+            .field("ship", &self.ship)
             .finish()
     }
 }

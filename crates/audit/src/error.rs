@@ -91,6 +91,15 @@ pub enum AuditError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A directory of replicas' trails cannot be read as one: two trails claim the same
+    /// replica or log, or one replica's directory holds several trails.
+    #[error("{what}; fix: {fix}")]
+    AmbiguousTrails {
+        /// What is ambiguous, naming the paths.
+        what: String,
+        /// How to resolve it.
+        fix: String,
+    },
     /// A query filter or a time value could not be parsed.
     #[error("{0}")]
     InvalidFilter(String),

@@ -9,6 +9,9 @@
 //! verify(dir, &VerifyOptions) -> VerifyReport (genesis, chain, seq continuity, checkpoint
 //!                                              signatures, unsigned records within one window)
 //! query(dir, Filter) -> Query                 (streaming, filtered)
+//! find_trails(dir) -> Trails                  (one log, or a directory of replicas' trails)
+//! query_replicas(&trails, Filter)             (several replicas' records, merged by time)
+//! import_shipped(lines, out)                  (shipped lines back into trails, to verify them)
 //! tail(dir, follow) -> Tail                   (last records, then new ones)
 //! write_jsonl(records, out)                   (export for SIEMs)
 //! redact(payload, fields)                     (payload levels)
@@ -25,6 +28,12 @@
 //!   every 1000 records or 10 s, and on close, the chain head signed with the log's
 //!   Ed25519 key;
 //! - `.lock`: held by the one writer.
+//!
+//! Several replicas keep one log each. [`find_trails`] reads a directory of their logs (as
+//! copied off their volumes), refusing two logs of one replica or two copies of one log, and
+//! [`query_replicas`] merges their records by time. A [`Shipper`] set in
+//! [`AuditConfig::ship`] gets a copy of every line once it is durable (for a log collector on
+//! stdout), through a bounded queue the writer never waits on.
 //!
 //! The signing key is **not** in the log directory: by default it is
 //! `$PALISADE_HOME/keys/audit-signing.pk8` (PKCS#8, mode 0600, directory 0700), with the
@@ -66,12 +75,15 @@ mod chain;
 mod checkpoint;
 mod config;
 mod error;
+mod import;
 mod key;
 mod read;
 mod record;
 mod redact;
+mod replicas;
 mod resume;
 mod segment;
+mod ship;
 mod time;
 mod verify;
 mod walk;
@@ -83,6 +95,7 @@ pub use checkpoint::{
 };
 pub use config::{AuditConfig, FaultInjection, FsyncObserver, Mode};
 pub use error::AuditError;
+pub use import::{ImportReport, ImportedTrail, import_shipped};
 pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
     SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,
@@ -93,6 +106,8 @@ pub use record::{
     Protocol, RecordKind, SCHEMA, sha256_hex,
 };
 pub use redact::{REDACTED, Redactor, redact};
+pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};
+pub use ship::{ShipOptions, ShipStats, Shipper};
 pub use time::Timestamp;
 pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};
 pub use writer::{Announced, Appended, AuditLog, AuditStats, Health, LOCK_FILE};

@@ -38,6 +38,15 @@ pub struct AuditRecord {
     /// The request id the client received (`x-request-id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// For a hop of an inference graph (one node's model call, shadow calls included):
+    /// the request id the caller received for the graph request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_request_id: Option<String>,
+    /// For a hop of an inference graph: the node's name (for a traffic split, the arm's
+    /// model; `shadow` for a shadow call). On the graph request's own record: the node
+    /// where the request was refused or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The W3C trace id (32 hex digits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
@@ -135,6 +144,8 @@ impl Default for AuditRecord {
             kind: RecordKind::Request,
             event_id: Uuid::nil(),
             request_id: None,
+            parent_request_id: None,
+            node: None,
             trace_id: None,
             received: None,
             completed: None,

@@ -87,6 +87,9 @@ pub struct AuditStats {
     pub checkpoint_errors: u64,
     /// Torn final lines (never acknowledged) truncated when the log was opened.
     pub torn_tails_repaired: u64,
+    /// Lines copied to the shipping stream ([`AuditConfig::ship`]), and lines that could
+    /// not be (queue full or the stream failed), with failed writes; zero without one.
+    pub ship: crate::ShipStats,
 }
 
 #[derive(Default)]
@@ -150,6 +153,7 @@ struct Inner {
     log_id: String,
     tx: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    ship: Option<crate::Shipper>,
 }
 
 impl fmt::Debug for AuditLog {
@@ -181,6 +185,7 @@ impl AuditLog {
         let public_key = writer.key.public();
         let signing_key = writer.key.path().to_owned();
         let log_id = writer.log_id.clone();
+        let ship = writer.config.ship.clone();
         let (tx, rx) = mpsc::channel(writer.config.queue_capacity);
         let (started_tx, started_rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -203,7 +208,7 @@ impl AuditLog {
             Ok(Err(e)) => return Err(AuditError::io(&dir, "cannot start the audit writer's timer", e)),
             Err(_) => return Err(AuditError::Unavailable("the audit writer thread exited at start".into())),
         }
-        Ok(Self { inner: Arc::new(Inner { dir, mode, public_key, signing_key, log_id, tx, shared }) })
+        Ok(Self { inner: Arc::new(Inner { dir, mode, public_key, signing_key, log_id, tx, shared, ship }) })
     }
 
     /// Appends a record.
@@ -324,6 +329,7 @@ impl AuditLog {
             checkpoints: get(&s.checkpoints),
             checkpoint_errors: get(&s.checkpoint_errors),
             torn_tails_repaired: get(&s.torn_tails_repaired),
+            ship: self.inner.ship.as_ref().map(crate::Shipper::stats).unwrap_or_default(),
         }
     }
 
@@ -377,6 +383,9 @@ impl fmt::Debug for Announced {
         f.write_str("Announced")
     }
 }
+
+/// How long closing waits for the shipping stream to take the last lines.
+const SHIP_DRAIN: Duration = Duration::from_secs(5);
 
 /// How often a held batch looks for announced records.
 const COMMIT_POLL: Duration = Duration::from_micros(25);
@@ -547,6 +556,7 @@ impl Writer {
             .map_err(|e| AuditError::io(&self.checkpoints_path, "cannot write the genesis checkpoint", e))?;
         self.checkpoints_committed_len = line.len() as u64;
         let link = genesis_link(&line[..line.len() - 1]);
+        self.ship_checkpoint(line);
         (self.next_seq, self.head, self.committed_seq, self.committed_head) = (0, link, 0, link);
         // An empty segment left by a crash before the first record is reused.
         if let Some(last) = segments.last() {
@@ -667,6 +677,14 @@ impl Writer {
         };
         self.shared.closed.store(true, Ordering::SeqCst);
         let result = self.finish();
+        if let Some(ship) = &self.config.ship
+            && !ship.drain(SHIP_DRAIN)
+        {
+            tracing::warn!(
+                "the audit shipping stream did not take the last lines within {} s; they are in the local log",
+                SHIP_DRAIN.as_secs()
+            );
+        }
         let shared = Arc::clone(&self.shared);
         // Files and the directory lock are released before anyone hears that we closed.
         drop(self);
@@ -818,12 +836,17 @@ impl Writer {
         if let Some(observe) = &self.config.fsync_observer {
             observe(took);
         }
+        let lines = pending.len() as u64;
         for p in pending.drain(..) {
             if let Some(reply) = p.reply {
                 let _ = reply.send(Ok(Appended::Durable { seq: p.seq, hash: crate::chain::to_hex(&p.hash) }));
             }
         }
-        buf.clear();
+        // The copy for the log collector: only what is durable, handed over without waiting.
+        match &self.config.ship {
+            Some(ship) => ship.send(std::mem::take(buf), lines),
+            None => buf.clear(),
+        }
         Ok(())
     }
 
@@ -960,12 +983,20 @@ impl Writer {
             .and_then(|()| self.checkpoints.sync_data())
             .map_err(|e| AuditError::io(path, "cannot write checkpoint", e))?;
         self.checkpoints_committed_len += line.len() as u64;
+        self.ship_checkpoint(line);
         self.checkpointed_seq = Some(head_seq);
         self.uncovered_since = None;
         // The checkpoint states the configured window; from here on it is the one kept.
         self.window = window;
         Shared::add(&self.shared.checkpoints, 1);
         Ok(())
+    }
+
+    /// Hands a durable checkpoint line to the shipper, if it ships checkpoints.
+    fn ship_checkpoint(&self, line: Vec<u8>) {
+        if let Some(ship) = self.config.ship.as_ref().filter(|s| s.ships_checkpoints()) {
+            ship.send(line, 1);
+        }
     }
 
     /// On close: a final checkpoint over everything committed.

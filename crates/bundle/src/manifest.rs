@@ -42,6 +42,7 @@ use palisade_core::{ModelName, ModelRef, Namespace, Owner, TensorSpec, Version};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::BundleError;
+use crate::graph::{CallAs, GraphNode, Pipeline, Shadow, Sticky, TrafficArm};
 
 /// The manifest's file name inside a model directory and a bundle.
 pub const MANIFEST_FILE: &str = "palisade.yaml";
@@ -69,8 +70,32 @@ pub struct Manifest {
     pub labels: Labels,
     /// Who owns the model: by default the only callers allowed.
     pub owners: Owners,
-    /// The model file and its interface.
-    pub model: ModelSection,
+    /// The model file and its interface; absent in a bundle that serves other models
+    /// (`graph:` or `traffic:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelSection>,
+    /// An inference graph over stored models (Seldon Core v1 syntax; see [`crate::graph`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphNode>,
+    /// Seldon Core 2's pipeline syntax over stored models (see [`crate::graph::Pipeline`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
+    /// Weighted arms over stored model versions (a canary, an A/B test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Vec<TrafficArm>>,
+    /// A model mirrored a share of the requests of the graph or traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+    /// What keeps a caller in one arm of `traffic:` and the random routers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<Sticky>,
+    /// Whose authority a graph's nodes run with (default: the caller's).
+    #[serde(default, rename = "callAs", skip_serializing_if = "CallAs::is_caller")]
+    pub call_as: CallAs,
+    /// A graph's inputs, when its first node does not determine them (a built-in
+    /// transformer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Vec<TensorSpec>>,
     /// What the audit log keeps of this model's requests (the platform's minimum wins).
     #[serde(default, skip_serializing_if = "AuditSection::is_default")]
     pub audit: AuditSection,
@@ -778,7 +803,8 @@ impl Manifest {
                 format!("{max} is out of range: use 1024 to 4294967296 bytes (4 GiB)"),
             ));
         }
-        if manifest.batching.is_some() && manifest.model.upstream().is_some() {
+        check_kind(&manifest).map_err(|(field, message)| invalid(&field, None, None, message))?;
+        if manifest.batching.is_some() && manifest.model.as_ref().is_some_and(|m| m.upstream().is_some()) {
             return Err(invalid(
                 "batching",
                 None,
@@ -789,10 +815,113 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// Whether the bundle serves other models (`graph:` or `traffic:`) rather than its own.
+    pub fn is_composite(&self) -> bool {
+        self.model.is_none()
+    }
+
     /// The model version this manifest describes.
     pub fn model_ref(&self) -> ModelRef {
         ModelRef { namespace: self.namespace.clone(), name: self.name.clone(), version: self.version.clone() }
     }
+}
+
+/// A manifest serves exactly one of `model:`, `graph:` or `traffic:`; the sections of a
+/// composite bundle appear only with one.
+fn check_kind(manifest: &Manifest) -> Result<(), (String, String)> {
+    let given: Vec<&str> = [
+        ("model", manifest.model.is_some()),
+        ("graph", manifest.graph.is_some()),
+        ("pipeline", manifest.pipeline.is_some()),
+        ("traffic", manifest.traffic.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    match given.as_slice() {
+        [] => {
+            return Err((
+                "model".to_owned(),
+                "missing field `model`: say what the bundle serves: `model:` (a model file or an upstream server), `graph:` or `pipeline:` (an inference graph over stored models) or `traffic:` (weighted arms over stored versions); see docs/manifest.md and docs/graphs.md".to_owned(),
+            ));
+        }
+        [_] => {}
+        [first, second, ..] => {
+            return Err((
+                (*second).to_owned(),
+                format!(
+                    "`{first}:` and `{second}:` are both given; a bundle serves one of `model:`, `graph:` or `traffic:`"
+                ),
+            ));
+        }
+    }
+    if manifest.model.is_some() {
+        for (field, present) in [
+            ("shadow", manifest.shadow.is_some()),
+            ("sticky", manifest.sticky.is_some()),
+            ("callAs", !manifest.call_as.is_caller()),
+            ("inputs", manifest.inputs.is_some()),
+        ] {
+            if present {
+                return Err((
+                    field.to_owned(),
+                    format!(
+                        "`{field}:` belongs to a bundle with `graph:` or `traffic:`; declare a model's inputs under `model.inputs`"
+                    ),
+                ));
+            }
+        }
+    }
+    if manifest.inputs.is_some() && manifest.traffic.is_some() {
+        return Err((
+            "inputs".to_owned(),
+            "a traffic bundle's inputs are its arms'; remove `inputs:`".to_owned(),
+        ));
+    }
+    if manifest.model.is_none() && manifest.batching.is_some() {
+        return Err((
+            "batching".to_owned(),
+            "a graph or traffic bundle runs other models, which batch on their own: remove `batching:` here and set it in their manifests".to_owned(),
+        ));
+    }
+    if let Some(pipeline) = &manifest.pipeline {
+        check_pipeline(pipeline)?;
+    }
+    crate::graph::check_syntax(
+        manifest.graph.as_ref(),
+        manifest.traffic.as_deref(),
+        manifest.shadow.as_ref(),
+        manifest.sticky.as_ref(),
+    )
+}
+
+fn check_pipeline(pipeline: &Pipeline) -> Result<(), (String, String)> {
+    if pipeline.steps.is_empty() || pipeline.steps.len() > crate::graph::MAX_NODES {
+        return Err(("pipeline.steps".to_owned(), format!("list 1 to {} steps", crate::graph::MAX_NODES)));
+    }
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        if pipeline.steps[..i].iter().any(|s| s.name == step.name) {
+            return Err((
+                format!("pipeline.steps[{i}].name"),
+                format!("step `{}` is listed twice", step.name),
+            ));
+        }
+        if let Err(message) = step.target() {
+            return Err((
+                format!("pipeline.steps[{i}].name"),
+                format!("{message}; name a stored model with `model:`"),
+            ));
+        }
+        if let Some(join) = step.inputs_join_type.as_deref().filter(|j| *j != "inner") {
+            return Err((
+                format!("pipeline.steps[{i}].inputsJoinType"),
+                format!(
+                    "`{join}` joins asynchronous streams; requests here are synchronous: use `inner` (every input present)"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Adds a fix to the messages users hit most.
@@ -1064,14 +1193,14 @@ mod tests {
     #[test]
     fn model_runtime_chooses_the_engine() {
         let m = parse(MINIMAL).unwrap();
-        assert_eq!(m.model.runtime(), Some(EngineChoice::Auto));
+        assert_eq!(m.model.as_ref().unwrap().runtime(), Some(EngineChoice::Auto));
         for (text, engine) in [
             ("tract", EngineChoice::Tract),
             ("onnxruntime", EngineChoice::Onnxruntime),
             ("auto", EngineChoice::Auto),
         ] {
             let m = parse(&format!("{MINIMAL}  runtime: {text}\n")).unwrap();
-            assert_eq!(m.model.runtime(), Some(engine));
+            assert_eq!(m.model.as_ref().unwrap().runtime(), Some(engine));
         }
         let e = parse(&format!("{MINIMAL}  runtime: torch\n")).unwrap_err().to_string();
         assert!(e.contains("model.runtime") && e.contains("unknown variant `torch`"), "{e}");
@@ -1087,10 +1216,10 @@ mod tests {
         assert_eq!(m.version.as_str(), "1.0.0");
         assert_eq!(m.namespace.as_str(), "default");
         assert_eq!(m.owners.as_slice(), &[Owner::Email("alice@example.com".into())]);
-        assert_eq!(m.model.path().map(BundlePath::as_str), Some("model.onnx"));
-        assert_eq!(m.model.format(), ModelFormat::Onnx);
-        assert!(m.model.upstream().is_none());
-        assert!(m.model.inputs.is_none());
+        assert_eq!(m.model.as_ref().unwrap().path().map(BundlePath::as_str), Some("model.onnx"));
+        assert_eq!(m.model.as_ref().unwrap().format(), ModelFormat::Onnx);
+        assert!(m.model.as_ref().unwrap().upstream().is_none());
+        assert!(m.model.as_ref().unwrap().inputs.is_none());
     }
 
     #[test]
@@ -1114,7 +1243,7 @@ model:
         assert_eq!(m.namespace.as_str(), "risk");
         assert_eq!(m.labels.get("app.kubernetes.io/part-of"), Some("payments"));
         assert_eq!(m.owners.as_slice().len(), 3);
-        assert!(m.model.inputs.as_ref().unwrap()[0].allow_nan);
+        assert!(m.model.as_ref().unwrap().inputs.as_ref().unwrap()[0].allow_nan);
     }
 
     #[test]
@@ -1186,10 +1315,10 @@ model:
     #[test]
     fn upstream_model_with_defaults() {
         let m = parse(UPSTREAM).unwrap();
-        assert_eq!(m.model.format(), ModelFormat::Upstream);
-        assert!(m.model.path().is_none());
-        assert!(m.model.files().is_empty());
-        let up = m.model.upstream().unwrap();
+        assert_eq!(m.model.as_ref().unwrap().format(), ModelFormat::Upstream);
+        assert!(m.model.as_ref().unwrap().path().is_none());
+        assert!(m.model.as_ref().unwrap().files().is_empty());
+        let up = m.model.as_ref().unwrap().upstream().unwrap();
         assert_eq!(up.url.to_string(), "http://127.0.0.1:8080");
         assert_eq!(up.model, None);
         assert_eq!(up.timeout, Duration::from_secs(30));
@@ -1198,7 +1327,7 @@ model:
             &UPSTREAM.replace("    url: http://127.0.0.1:8080\n", "    url: http://h:1\n    timeout: 2s\n"),
         )
         .unwrap();
-        assert_eq!(short.model.upstream().unwrap().connect_timeout, Duration::from_secs(2));
+        assert_eq!(short.model.as_ref().unwrap().upstream().unwrap().connect_timeout, Duration::from_secs(2));
         assert_eq!(up.pool, UpstreamPool::default());
         assert_eq!(up.max_concurrency, 64);
         assert!(up.tls.is_none());
@@ -1215,7 +1344,7 @@ model:
             "    url: https://mlserver.ml.svc:8443/prefix/\n    model: iris-sklearn\n    version: \"v1\"\n    timeout: 1m30s\n    connectTimeout: 250ms\n    pool: {maxIdlePerHost: 4, idleTimeout: 10s}\n    maxConcurrency: 8\n    tls: {ca: certs/ca.pem, mutual: true}\n",
         );
         let m = parse(&text).unwrap();
-        let up = m.model.upstream().unwrap();
+        let up = m.model.as_ref().unwrap().upstream().unwrap();
         assert!(up.url.is_https());
         assert_eq!(up.url.host(), "mlserver.ml.svc");
         assert_eq!(up.model.as_deref(), Some("iris-sklearn"));
@@ -1226,7 +1355,10 @@ model:
         assert_eq!(up.max_concurrency, 8);
         let tls = up.tls.as_ref().unwrap();
         assert!(tls.mutual);
-        assert_eq!(m.model.files(), vec![("model.upstream.tls.ca", tls.ca.as_ref().unwrap())]);
+        assert_eq!(
+            m.model.as_ref().unwrap().files(),
+            vec![("model.upstream.tls.ca", tls.ca.as_ref().unwrap())]
+        );
         // Segments are encoded, and the prefix kept.
         assert_eq!(
             up.url.join(&["v2", "models", "a b", "ready"]).as_str(),
@@ -1237,7 +1369,7 @@ model:
         assert_eq!(parse(&yaml).unwrap(), m, "{yaml}");
         // An https URL without a tls section gets the defaults (the built-in CA, no client certificate).
         let m = parse(&UPSTREAM.replace("http://", "https://")).unwrap();
-        assert_eq!(m.model.upstream().unwrap().tls, Some(UpstreamTls::default()));
+        assert_eq!(m.model.as_ref().unwrap().upstream().unwrap().tls, Some(UpstreamTls::default()));
     }
 
     #[test]

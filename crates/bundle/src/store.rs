@@ -172,14 +172,14 @@ impl VerifiedBundle {
 /// [`VerifiedBundle::model_path`] gives it), for loaders that are handed the model file
 /// only. `None` when the bundle records none, or the file is not in a bundle.
 pub fn recorded_engine(manifest: &Manifest, model_path: &Path) -> Option<BuiltEngine> {
-    let depth = manifest.model.path()?.as_str().split('/').count();
+    let depth = manifest.model.as_ref()?.path()?.as_str().split('/').count();
     let root = model_path.ancestors().nth(depth)?;
     let bytes = read_capped(&root.join(ENGINE_FILE), MAX_INDEX_BYTES).ok()?;
     serde_json::from_slice::<EngineRecord>(&bytes).ok().map(|r| r.engine)
 }
 
 fn defining_file(manifest: &Manifest, dir: &Path) -> PathBuf {
-    match manifest.model.path() {
+    match manifest.model.as_ref().and_then(|m| m.path()) {
         Some(path) => path.under(dir),
         None => dir.join(MANIFEST_FILE),
     }
@@ -334,7 +334,7 @@ impl Store {
         let manifest = Manifest::parse(&manifest_path, &manifest_bytes)?;
         // Every file is opened (and so checked) before anything is staged.
         let mut opened = Vec::new();
-        for (field, path) in manifest.model.files() {
+        for (field, path) in manifest.model.iter().flat_map(|m| m.files()) {
             let file = open_inside(&root, src, path.as_str()).map_err(|problem| BundleError::ModelFile {
                 manifest: manifest_path.clone(),
                 field,
@@ -358,7 +358,7 @@ impl Store {
             let (size, sha256) = staged.copy_in(&path, &mut file, &path.under(src))?;
             staged.files.push(FileEntry { path: path.as_str().to_owned(), size, sha256 });
         }
-        if let Some(model) = staged.manifest.model.path().cloned() {
+        if let Some(model) = staged.manifest.model.as_ref().and_then(|m| m.path()).cloned() {
             stage_external_data(&mut staged, &root, src, &manifest_path, &model)?;
         }
         Ok(staged)
@@ -627,7 +627,7 @@ impl Store {
         }
         let manifest_path = dir.join(MANIFEST_FILE);
         let manifest = Manifest::parse(&manifest_path, &read_capped(&manifest_path, MAX_INDEX_BYTES)?)?;
-        for (field, path) in manifest.model.files() {
+        for (field, path) in manifest.model.iter().flat_map(|m| m.files()) {
             if !listed.contains(path.as_str()) {
                 return Err(tampered(
                     path.as_str(),

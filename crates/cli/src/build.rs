@@ -28,14 +28,17 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         crate::output::warn(&warning);
     }
     let mut staged = store.stage(&args.dir)?;
+    if staged.manifest().is_composite() {
+        return build_graph(home, &store, staged, args);
+    }
     // Upstream models are checked, not contacted: the server's TLS material comes at serve time.
     let check = palisade_runtime::UpstreamContext { check_only: true, ..Default::default() };
     let built = palisade_runtime::selftest::build(staged.manifest(), &staged.model_path(), &check).map_err(|err| {
-        let hint = match staged.manifest().model.format() {
-            ModelFormat::Onnx => {
+        let hint = match staged.manifest().model.as_ref().map(|m| m.format()) {
+            Some(ModelFormat::Onnx) | None => {
                 "Palisade serves ONNX models; check the export (skl2onnx, tf2onnx, torch.onnx) and model.path"
             }
-            ModelFormat::Upstream => "check `model.upstream` against docs/upstream.md",
+            Some(ModelFormat::Upstream) => "check `model.upstream` against docs/upstream.md",
         };
         Failure::usage(format!("{}: {err}", args.dir.join(MANIFEST_FILE).display())).hint(hint)
     })?;
@@ -90,6 +93,52 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
             for note in &built.notes {
                 println!("  note:   {note}");
             }
+            Ok(())
+        }
+    }
+}
+
+/// Builds a bundle with `graph:` or `traffic:`: every model it names must be in the store,
+/// tensors must fit from node to node, and no cycle may lead back to it. Its signature is
+/// the graph's.
+fn build_graph(
+    home: &Path,
+    store: &Store,
+    mut staged: palisade_bundle::StagedBundle,
+    args: &BuildArgs,
+) -> Result<(), Failure> {
+    let manifest_path = args.dir.join(MANIFEST_FILE);
+    let graph = palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+        .map_err(|err| {
+            Failure::usage(format!("{}: field `{}`: {}", manifest_path.display(), err.field, err.message))
+                .hint("see docs/graphs.md")
+        })?;
+    let signature = graph.signature().clone();
+    staged.set_signature(&signature)?;
+    let record = store.commit(staged)?;
+    let uses: Vec<String> = graph.uses().iter().map(ToString::to_string).collect();
+    match args.output {
+        OutputFormat::Json => output::json(&json!({
+            "name": record.name,
+            "version": record.version,
+            "namespace": record.namespace,
+            "digest": record.digest,
+            "inputs": signature.inputs,
+            "outputs": signature.outputs,
+            "engine": "graph",
+            "uses": uses,
+        })),
+        OutputFormat::Text => {
+            println!("built {}:{} {}", record.name, record.version, record.digest);
+            println!("  namespace: {}", record.namespace);
+            println!("  graph:     {} nodes over {}", graph.nodes().len(), uses.join(", "));
+            for input in &signature.inputs {
+                println!("  input:  {}", output::tensor(input));
+            }
+            for out in &signature.outputs {
+                println!("  output: {}", output::tensor(out));
+            }
+            println!("  store:  {}", home.display());
             Ok(())
         }
     }

@@ -114,12 +114,32 @@ pub enum FileKind {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the genesis checkpoint, the hash chain, the signed checkpoints and the records
-    /// after the last one; exits 0 when intact, 65 naming the first problem otherwise.
+    /// after the last one (of each replica, for a directory of replicas' trails); exits 0
+    /// when intact, 65 naming the replica and the first problem otherwise.
     Verify(AuditVerifyArgs),
-    /// Print records matching filters (JSON lines with --output json).
+    /// Print records matching filters (JSON lines with --output json); from a directory of
+    /// replicas' trails, merged by time.
     Query(AuditQueryArgs),
     /// Print the last records, and with -f new ones as they are written.
     Tail(AuditTailArgs),
+    /// Rebuild replicas' trails from the lines they shipped on stdout (as a log collector
+    /// stored them), so that `verify` and `query` can check and read that copy.
+    Import(AuditImportArgs),
+}
+
+/// `palisade audit import`
+#[derive(Debug, Args)]
+pub struct AuditImportArgs {
+    /// Files of shipped lines, one line as the replica wrote it per line, in the order they
+    /// were written ("-" for standard input); other lines are ignored and counted.
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// Where to write the trails (OUT/REPLICA/trail); must not hold them yet.
+    #[arg(long, value_name = "OUT")]
+    pub out: PathBuf,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade audit verify`
@@ -130,12 +150,18 @@ pub struct AuditVerifyArgs {
     pub from: Option<u64>,
     /// The log's public key, to pin it: a file (a copy of audit-signing.pub taken when the
     /// log was set up) or its base64 text [default: keys/audit-signing.pub beside the audit
-    /// directory, HOME/keys/audit-signing.pub; never a file inside the log directory].
-    #[arg(long, value_name = "FILE|BASE64")]
-    pub public_key: Option<String>,
+    /// directory, HOME/keys/audit-signing.pub; never a file inside the log directory]. For
+    /// a directory of replicas' trails: REPLICA=FILE|BASE64 (repeat it), or a directory of
+    /// pinned keys named REPLICA.pub [default: each replica's keys/ beside its trail].
+    #[arg(long, value_name = "FILE|BASE64|REPLICA=KEY|KEYDIR")]
+    pub public_key: Vec<String>,
     /// The audit directory [default: HOME/audit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "dir", value_name = "DIR", conflicts_with = "trail")]
     pub dir: Option<PathBuf>,
+    /// The audit directory, or a directory of replicas' trails (REPLICA/, REPLICA/trail/
+    /// or REPLICA/audit/ in each subdirectory) [default: HOME/audit].
+    #[arg(value_name = "DIR")]
+    pub trail: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -165,12 +191,16 @@ pub struct AuditQueryArgs {
     /// The request id a client received in x-request-id.
     #[arg(long)]
     pub request_id: Option<String>,
-    /// At most this many records.
+    /// At most this many records (the earliest, across replicas).
     #[arg(long)]
     pub limit: Option<usize>,
     /// The audit directory [default: HOME/audit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "dir", value_name = "DIR", conflicts_with = "trail")]
     pub dir: Option<PathBuf>,
+    /// The audit directory, or a directory of replicas' trails, whose records are merged
+    /// by time [default: HOME/audit].
+    #[arg(value_name = "DIR")]
+    pub trail: Option<PathBuf>,
     /// Output format (json: one record per line, for SIEMs).
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -189,8 +219,11 @@ pub struct AuditTailArgs {
     #[arg(long, short = 'n', default_value_t = 10)]
     pub lines: usize,
     /// The audit directory [default: HOME/audit].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long = "dir", value_name = "DIR", conflicts_with = "trail")]
     pub dir: Option<PathBuf>,
+    /// The audit directory (one trail) [default: HOME/audit].
+    #[arg(value_name = "DIR")]
+    pub trail: Option<PathBuf>,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

@@ -51,10 +51,10 @@ pub fn run(command: &K8sCommand) -> Result<(), Failure> {
             Ok(())
         }
         K8sCommand::Render(args) => {
-            let text = std::fs::read_to_string(&args.file)
-                .map_err(|err| Failure::usage(format!("{}: {err}", args.file.display())))?;
-            let md = palisade_k8s::parse(&text)
-                .map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
+            let md = palisade_k8s::parse_file(&args.file).map_err(|err| match err {
+                palisade_k8s::Error::Parse(message) => Failure::data(message),
+                other => Failure::data(format!("{}: {other}", args.file.display())),
+            })?;
             let objects = palisade_k8s::render(&md, &[])
                 .map_err(|err| Failure::data(format!("{}: {err}", args.file.display())))?;
             print!("{}", palisade_k8s::to_yaml(&objects).map_err(Failure::other)?);

@@ -85,6 +85,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             AuditCommand::Verify(args) => audit::verify(&home, &args),
             AuditCommand::Query(args) => audit::query(&home, &args),
             AuditCommand::Tail(args) => audit::tail(&home, &args),
+            AuditCommand::Import(args) => audit::import(&args),
         },
         Command::Ca { command } => match command {
             CaCommand::Init(args) => certs::ca_init(&home, &args),

@@ -77,12 +77,15 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             value["description"] = json!(manifest.description);
             value["labels"] = json!(manifest.labels);
             value["owners"] = json!(manifest.owners);
-            value["format"] = json!(manifest.model.format());
+            value["format"] = json!(manifest.model.as_ref().map_or("graph", |m| match m.format() {
+                palisade_bundle::manifest::ModelFormat::Onnx => "onnx",
+                palisade_bundle::manifest::ModelFormat::Upstream => "upstream",
+            }));
             value["engine"] = json!(engine(&bundle));
-            if let Some(runtime) = manifest.model.runtime() {
+            if let Some(runtime) = manifest.model.as_ref().and_then(|m| m.runtime()) {
                 value["runtime"] = json!(runtime.as_str());
             }
-            if let Some(upstream) = manifest.model.upstream() {
+            if let Some(upstream) = manifest.model.as_ref().and_then(|m| m.upstream()) {
                 value["upstream"] = json!(upstream);
             }
             value["inputs"] = json!(signature.inputs);
@@ -104,13 +107,13 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
             }
             let owners: Vec<String> = manifest.owners.as_slice().iter().map(ToString::to_string).collect();
             println!("  owners:     {}", owners.join(", "));
-            match manifest.model.runtime() {
+            match manifest.model.as_ref().and_then(|m| m.runtime()) {
                 Some(runtime) => {
                     println!("  engine:     {} (model.runtime: {})", engine(&bundle), runtime.as_str())
                 }
                 None => println!("  engine:     {}", engine(&bundle)),
             }
-            if let Some(upstream) = manifest.model.upstream() {
+            if let Some(upstream) = manifest.model.as_ref().and_then(|m| m.upstream()) {
                 let name = upstream.model.as_deref().unwrap_or(record.name.as_str());
                 let mtls = upstream.tls.as_ref().is_some_and(|tls| tls.mutual);
                 println!(
@@ -139,7 +142,7 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
 /// The engine that serves the bundle's model: as built, `upstream` for an upstream model,
 /// or what `model.runtime` asks for in a bundle built before engines were recorded.
 fn engine(bundle: &palisade_bundle::VerifiedBundle) -> &'static str {
-    match (bundle.engine, bundle.manifest.model.runtime()) {
+    match (bundle.engine, bundle.manifest.model.as_ref().and_then(|m| m.runtime())) {
         (Some(engine), _) => engine.as_str(),
         (None, None) => "upstream",
         (None, Some(runtime)) => match runtime {

@@ -18,10 +18,17 @@ use crate::cli::{LogFormat, ServeArgs};
 use crate::failure::Failure;
 use crate::limits;
 
+/// Prints a line about the server: on stdout, or on stderr when stdout carries audit lines.
+macro_rules! say {
+    ($to_stderr:expr, $($arg:tt)*) => {
+        if $to_stderr { eprintln!($($arg)*) } else { println!($($arg)*) }
+    };
+}
+
 /// Loads and verifies every bundle, starts the engine and the listeners, and serves until
 /// SIGINT or SIGTERM, then drains.
 pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
-    let _tracing = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
+    let (_tracing, tracing_notice) = init_logging(args.log_format, args.otlp_endpoint.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("palisade-io")
@@ -42,6 +49,11 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         .hint("listen on 127.0.0.1 or ::1 (and scrape through a local agent), or add --dangerous-plaintext-admin on a trusted network"));
     }
     let platform = crate::identity::platform(&args.config)?;
+    // With `audit.ship.stdout`, stdout carries audit lines only: everything else goes to stderr.
+    let stdout_is_audit = platform.config.audit.ship.stdout;
+    if let Some(notice) = tracing_notice {
+        say!(stdout_is_audit, "{notice}");
+    }
     let store = Store::open(home)?;
     for warning in store.warnings() {
         crate::output::warn(&warning);
@@ -126,19 +138,25 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         let addr = listener.local_addr().map_err(Failure::other)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         if served.is_empty() {
-            println!("palisade: no models in {} yet; build one with `palisade build DIR`", home.display());
+            say!(
+                stdout_is_audit,
+                "palisade: no models in {} yet; build one with `palisade build DIR`",
+                home.display()
+            );
         } else {
-            println!("palisade: serving {}", served.join(", "));
+            say!(stdout_is_audit, "palisade: serving {}", served.join(", "));
         }
         let authn = &security.platform().config.authentication;
         if args.dangerous_disable_security {
-            println!(
+            say!(
+                stdout_is_audit,
                 "palisade: WARNING: security is disabled (--dangerous-disable-security): \
                  no authentication, no authorization, no audit"
             );
             tracing::warn!("security disabled: no authentication, authorization or audit");
         }
-        println!(
+        say!(
+            stdout_is_audit,
             "palisade: authentication: {}; {} trusted issuer(s); built-in issuer {}",
             if authn.require_token { "token required" } else { "token optional (requireToken: false)" },
             security.authenticator().key_holders().len(),
@@ -148,17 +166,18 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             Some(admin_addr) => {
                 let admin = bind(admin_addr).await?;
                 let local = admin.local_addr().map_err(Failure::other)?;
-                println!("palisade: admin listening on http://{local} (/metrics, /readyz, /livez)");
+                say!(stdout_is_audit, "palisade: admin listening on http://{local} (/metrics, /readyz, /livez)");
                 Some(admin)
             }
             None => None,
         };
 
         if let Some(tls) = &tls {
-            println!("palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
+            say!(stdout_is_audit, "palisade: TLS certificate {} (sha256 {})", tls.cert_label, tls.fingerprint);
             if let Some(workload) = &tls.workload {
                 let status = workload.status();
-                println!(
+                say!(
+                    stdout_is_audit,
                     "palisade: workload identity {} (certificate valid until {}, renewed every {})",
                     workload.identity(),
                     crate::output::timestamp(
@@ -168,7 +187,8 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
                 );
             }
         }
-        println!(
+        say!(
+            stdout_is_audit,
             "palisade: limits: {} connections ({} per address), descriptors {} (hard {}), {} MiB of request bodies in flight, header read {} s, idle {} s",
             front.max_connections,
             if front.max_connections_per_ip == 0 { "no limit".to_owned() } else { front.max_connections_per_ip.to_string() },
@@ -179,9 +199,9 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             front.idle_timeout.as_secs(),
         );
         if let Some(trust) = tls.as_ref().and_then(|tls| tls.trust.as_ref()) {
-            println!("palisade: clients trust {} (curl --cacert {0})", trust.display());
+            say!(stdout_is_audit, "palisade: clients trust {} (curl --cacert {0})", trust.display());
         }
-        println!("palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
+        say!(stdout_is_audit, "palisade: listening on {scheme}://{addr} (API docs: {scheme}://{addr}/docs)");
         // The CLI's clients (`palisade policy`, `palisade models served`) find the server here.
         crate::endpoint::write(
             home,
@@ -238,7 +258,7 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         }
         api.and(admin).map_err(|e| Failure::other(format!("server error: {e}")))?;
         crate::endpoint::remove(home);
-        println!("palisade: stopped");
+        say!(stdout_is_audit, "palisade: stopped");
         Ok(())
     })
 }
@@ -497,7 +517,11 @@ async fn shutdown_signal() {
 
 /// Logs to stderr, filtered by `PALISADE_LOG`; with an OTLP endpoint, also exports spans
 /// (the request spans and what runs inside them). The returned provider flushes on drop.
-fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracing, Failure> {
+/// Also returns a line to print about where traces go.
+fn init_logging(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> Result<(Tracing, Option<String>), Failure> {
     use opentelemetry::trace::TracerProvider as _;
     use opentelemetry_otlp::WithExportConfig as _;
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -513,6 +537,7 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracin
         LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).with_filter(filter).boxed(),
         LogFormat::Text => fmt.with_filter(filter).boxed(),
     };
+    let mut notice = None;
     let provider = match otlp_endpoint {
         None => None,
         Some(endpoint) => {
@@ -533,7 +558,7 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracin
             opentelemetry::global::set_text_map_propagator(
                 opentelemetry_sdk::propagation::TraceContextPropagator::new(),
             );
-            println!("palisade: exporting traces to {url}");
+            notice = Some(format!("palisade: exporting traces to {url}"));
             Some(provider)
         }
     };
@@ -543,7 +568,7 @@ fn init_logging(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tracin
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     let _ = tracing_subscriber::registry().with(fmt).with(otel).try_init();
-    Ok(Tracing(provider))
+    Ok((Tracing(provider), notice))
 }
 
 /// Flushes and stops the trace exporter when serving ends.

@@ -30,7 +30,9 @@ fn detect(file: &Path) -> Result<FileKind, Failure> {
     };
     Ok(if top_level("apiVersion") || top_level("kind") {
         FileKind::Policy
-    } else if top_level("model") || file.file_name().is_some_and(|n| n == MANIFEST_FILE) {
+    } else if ["model", "graph", "pipeline", "traffic"].into_iter().any(top_level)
+        || file.file_name().is_some_and(|n| n == MANIFEST_FILE)
+    {
         FileKind::Manifest
     } else {
         FileKind::Platform

@@ -84,6 +84,58 @@ fn bad_manifest_names_file_line_and_field() {
     assert!(err.contains("unknown variant `pickle`"), "{err}");
 }
 
+/// `palisade build` of graph bundles: the models named must be built, the tensors must fit,
+/// and cycles are refused, each error naming the file and the field (exit 64).
+#[test]
+fn graph_bundles_build_only_when_their_models_exist_fit_and_make_no_cycle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let write = |dir: &str, manifest: &str| {
+        let dir = tmp.path().join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+        dir
+    };
+    let graph = |name: &str, version: &str, body: &str| {
+        format!("name: {name}\nversion: \"{version}\"\nowners: [alice@example.com]\n{body}")
+    };
+    let split = write("split", &graph("split", "1", "traffic: [{model: iris, weight: 1}]\n"));
+    let out = run(&home, &["build", split.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = stderr(&out);
+    assert!(
+        err.contains("split/palisade.yaml: field `traffic[0].model`: model `iris` is not in the store"),
+        "{err}"
+    );
+
+    let iris = example_copy(tmp.path());
+    assert!(run(&home, &["build", iris.to_str().unwrap()]).status.success());
+    let out = run(&home, &["build", split.to_str().unwrap(), "--output", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(built["engine"], "graph");
+    assert_eq!(built["inputs"][0]["name"], "X");
+
+    let misfit = write(
+        "misfit",
+        &graph("misfit", "1", "graph:\n  name: a\n  model: iris\n  children:\n  - {name: b, model: iris}\n"),
+    );
+    let out = run(&home, &["build", misfit.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        stderr(&out).contains("field `graph.children[0].model`: node `b` (model `iris`) takes tensor"),
+        "{}",
+        stderr(&out)
+    );
+
+    let outer = write("outer", &graph("outer", "1", "graph:\n  name: a\n  model: split\n"));
+    assert!(run(&home, &["build", outer.to_str().unwrap()]).status.success());
+    let cycle = write("cycle", &graph("split", "2", "graph:\n  name: a\n  model: outer\n"));
+    let out = run(&home, &["build", cycle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("a cycle: split -> outer -> split"), "{}", stderr(&out));
+}
+
 #[test]
 fn a_broken_model_never_becomes_a_bundle() {
     let tmp = tempfile::tempdir().unwrap();

@@ -165,6 +165,31 @@ impl<'a> From<Document<'a>> for Source<'a> {
     }
 }
 
+/// Reads a YAML file of at most [`MAX_DOCUMENT_BYTES`] as UTF-8, never more into memory
+/// (a larger file is refused before it is parsed); errors name the file and `what` it
+/// holds ("the platform config").
+pub fn read_file(file: &Path, what: &str) -> Result<String, LocatedError> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(MAX_DOCUMENT_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| LocatedError::field(file, "", format!("cannot read {what}: {e}")))?;
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(LocatedError::field(
+            file,
+            "",
+            format!("{what} is larger than {MAX_DOCUMENT_BYTES} bytes; split it into several files"),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        LocatedError::field(
+            file,
+            "",
+            format!("{what} is not UTF-8 (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        )
+    })
+}
+
 /// Deserializes one YAML document, reporting the failing field's path and position. The
 /// document is checked against the default [`Limits`] first.
 pub fn from_str<'a, T: DeserializeOwned>(

@@ -37,7 +37,7 @@ use palisade_bundle::{BundleError, BundleRecord, Store};
 pub use elf::{Arch, check_static};
 pub use layout::read_layout;
 pub use oci::Descriptor;
-pub use push::{Credentials, PushOutcome, push};
+pub use push::{Challenge, Credentials, PushOutcome, push};
 pub use reference::ImageRef;
 
 /// The user (and group) id the server runs as in the image: not root, and the id

@@ -205,7 +205,8 @@ impl<'a> Session<'a> {
 
     /// The `Authorization` value that answers a `WWW-Authenticate` challenge.
     fn answer(&self, challenge: &str) -> Result<String, ImageError> {
-        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        let challenge = Challenge::parse(challenge);
+        let scheme = challenge.scheme.as_str();
         let needs_credentials = || {
             self.error(
                 "it asks for credentials: set PALISADE_REGISTRY_USERNAME and PALISADE_REGISTRY_PASSWORD"
@@ -218,9 +219,7 @@ impl<'a> Session<'a> {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(self.error(format!("it asks for unsupported authentication `{scheme}`")));
         }
-        let params = challenge_params(params);
-        let param =
-            |name: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
+        let param = |name: &str| challenge.param(name);
         let realm =
             param("realm").ok_or_else(|| self.error("its Bearer challenge names no realm".to_owned()))?;
         let mut url = Url::parse(realm)
@@ -318,24 +317,65 @@ fn small_body(response: Response) -> Vec<u8> {
     bytes
 }
 
-/// `key="value", key=value` parameters of a challenge.
-fn challenge_params(text: &str) -> Vec<(String, String)> {
+/// A `WWW-Authenticate` challenge as a registry sends it (RFC 7235): a scheme and its
+/// parameters. Quoted values may hold commas and backslash-escaped quotes; parameter names
+/// compare without case. Any text parses (what cannot be read is left out), so a hostile
+/// registry gets an error about what is missing, never a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `Basic`, `Bearer`, ...
+    pub scheme: String,
+    /// The parameters in order, names as sent.
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// Reads a challenge header's value.
+    pub fn parse(header: &str) -> Challenge {
+        let header = header.trim();
+        let (scheme, rest) = header.split_once([' ', '\t']).unwrap_or((header, ""));
+        Challenge { scheme: scheme.to_owned(), params: parse_params(rest) }
+    }
+
+    /// The value of parameter `name` (any case), if sent.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// `name=value` or `name="quoted, \"value\""` pairs separated by commas.
+fn parse_params(text: &str) -> Vec<(String, String)> {
     let mut params = Vec::new();
-    let mut rest = text.trim();
+    let mut rest = text.trim_start();
     while !rest.is_empty() {
         let Some((key, after)) = rest.split_once('=') else { break };
         let key = key.trim().trim_start_matches(',').trim().to_owned();
         let after = after.trim_start();
-        let (value, remaining) = if let Some(quoted) = after.strip_prefix('"') {
-            match quoted.find('"') {
-                Some(end) => (quoted[..end].to_owned(), &quoted[end + 1..]),
-                None => (quoted.to_owned(), ""),
+        let (value, remaining) = match after.strip_prefix('"') {
+            Some(quoted) => {
+                let mut value = String::new();
+                let mut chars = quoted.char_indices();
+                let mut end = quoted.len();
+                while let Some((at, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            if let Some((_, escaped)) = chars.next() {
+                                value.push(escaped);
+                            }
+                        }
+                        '"' => {
+                            end = at + 1;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                (value, &quoted[end..])
             }
-        } else {
-            match after.find(',') {
+            None => match after.find(',') {
                 Some(end) => (after[..end].trim().to_owned(), &after[end..]),
                 None => (after.trim().to_owned(), ""),
-            }
+            },
         };
         params.push((key, value));
         rest = remaining.trim_start().trim_start_matches(',').trim_start();
@@ -349,18 +389,53 @@ mod tests {
 
     #[test]
     fn challenges_parse() {
-        let params = challenge_params(
-            r#"realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push""#,
+        let challenge = Challenge::parse(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull,push""#,
         );
+        assert_eq!(challenge.scheme, "Bearer");
         assert_eq!(
-            params,
+            challenge.params,
             vec![
                 ("realm".to_owned(), "https://auth.example.com/token".to_owned()),
                 ("service".to_owned(), "registry.example.com".to_owned()),
                 ("scope".to_owned(), "repository:a/b:pull,push".to_owned()),
             ]
         );
-        assert_eq!(challenge_params(r#"realm="x""#), vec![("realm".to_owned(), "x".to_owned())]);
+        assert_eq!(challenge.param("REALM"), Some("https://auth.example.com/token"));
+        let basic = Challenge::parse(r#"Basic realm="x""#);
+        assert_eq!((basic.scheme.as_str(), basic.param("realm")), ("Basic", Some("x")));
+        // Escaped quotes, unquoted values, stray commas and spaces.
+        let odd = Challenge::parse(r#"Bearer  , realm = "a\"b,c" , service=svc,, error=insufficient_scope"#);
+        assert_eq!(odd.param("realm"), Some(r#"a"b,c"#));
+        assert_eq!(odd.param("service"), Some("svc"));
+        assert_eq!(odd.param("error"), Some("insufficient_scope"));
+        // An unterminated quote keeps what there is; no scheme, no parameters.
+        assert_eq!(Challenge::parse(r#"Bearer realm="https://x"#).param("realm"), Some("https://x"));
+        assert_eq!(Challenge::parse("").params, vec![]);
+        assert_eq!(Challenge::parse("Bearer").params, vec![]);
+    }
+
+    proptest::proptest! {
+        /// Any text parses; parameters written by a registry read back as written.
+        #[test]
+        fn any_challenge_parses(text in "\\PC{0,200}") {
+            let challenge = Challenge::parse(&text);
+            proptest::prop_assert!(text.trim().starts_with(challenge.scheme.as_str()));
+        }
+
+        #[test]
+        fn written_parameters_read_back(
+            params in proptest::collection::vec(("[a-z]{1,8}", "[ -~]{0,20}"), 0..5)
+        ) {
+            let header = params
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let challenge = Challenge::parse(&format!("Bearer {header}"));
+            proptest::prop_assert_eq!(challenge.scheme.as_str(), "Bearer");
+            proptest::prop_assert_eq!(challenge.params, params);
+        }
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub mod resource;
 pub use render::{Object, render, to_yaml};
 pub use resource::{ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus};
 
+use std::path::Path;
+
 use kube::CustomResourceExt;
+use palisade_core::yaml;
 
 /// What can go wrong here.
 #[derive(Debug, thiserror::Error)]
@@ -52,14 +55,24 @@ pub fn crd_yaml() -> Result<String, Error> {
     serde_yaml::to_string(&ModelDeployment::crd()).map_err(|err| Error::Render(err.to_string()))
 }
 
-/// Reads a `ModelDeployment` from YAML and checks it; errors name the field.
-pub fn parse(text: &str) -> Result<ModelDeployment, Error> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|err| Error::Parse(err.to_string()))?;
+/// Reads a `ModelDeployment` from a YAML file of at most 1 MiB and checks it; errors name
+/// the file and the field.
+pub fn parse_file(file: &Path) -> Result<ModelDeployment, Error> {
+    let text = yaml::read_file(file, "the ModelDeployment").map_err(|err| Error::Parse(err.to_string()))?;
+    parse(file, &text)
+}
+
+/// Reads a `ModelDeployment` from YAML (`file` names it in errors) and checks it. The text
+/// goes through Palisade's bounded YAML reader (size, nesting, nodes and alias expansion
+/// limited before anything is built), as every other configuration does.
+pub fn parse(file: &Path, text: &str) -> Result<ModelDeployment, Error> {
+    let value: serde_yaml::Value = yaml::from_str(file, text).map_err(|err| Error::Parse(err.to_string()))?;
     let api_version = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
     let kind = value.get("kind").and_then(|v| v.as_str()).unwrap_or_default();
     if api_version != "palisade.dev/v1alpha1" || kind != "ModelDeployment" {
         return Err(Error::Parse(format!(
-            "expected apiVersion palisade.dev/v1alpha1 and kind ModelDeployment, found `{api_version}` `{kind}`"
+            "{}: expected apiVersion palisade.dev/v1alpha1 and kind ModelDeployment, found `{api_version}` `{kind}`",
+            file.display()
         )));
     }
     let md: ModelDeployment = serde_path_to_error::deserialize(value).map_err(|err| {

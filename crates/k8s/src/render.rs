@@ -269,17 +269,22 @@ impl Renderer<'_> {
         })
     }
 
-    /// The platform file (`palisade serve --config`): the audit level.
+    /// The platform file (`palisade serve --config`): the audit level, the signing key, and
+    /// whether records are shipped on stdout (by default they are: the trail of a pod
+    /// without `audit.storage` goes with the pod).
     fn platform(&self) -> ConfigMap {
-        let level = self.md.spec.audit.as_ref().map(|a| a.level).unwrap_or_default();
+        let audit = self.md.spec.audit.as_ref();
+        let level = audit.map(|a| a.level).unwrap_or_default();
+        let ship = audit.is_none_or(|a| a.ship_to_stdout);
         let level = match level {
             AuditLevel::None => "None",
             AuditLevel::Metadata => "Metadata",
             AuditLevel::Request => "Request",
             AuditLevel::RequestResponse => "RequestResponse",
         };
-        let text =
-            format!("audit:\n  minimumLevel: {level}\n  signingKey: {HOME}/audit-keys/audit-signing.pk8\n");
+        let text = format!(
+            "audit:\n  minimumLevel: {level}\n  signingKey: {HOME}/audit-keys/audit-signing.pk8\n  ship:\n    stdout: {ship}\n"
+        );
         ConfigMap {
             metadata: self.meta(format!("{}-platform", self.name), None),
             data: Some(BTreeMap::from([("platform.yaml".to_owned(), text)])),

@@ -210,6 +210,15 @@ pub struct Audit {
     /// The storage class of the volumes [default: the cluster's].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
+    /// Also write every record and checkpoint, once durable in the replica's trail, as one
+    /// JSON line on the container's stdout, where the cluster's log collector reads it (the
+    /// server's own logs are on stderr). The local trail stays the record of truth.
+    #[serde(default = "ship_to_stdout")]
+    pub ship_to_stdout: bool,
+}
+
+fn ship_to_stdout() -> bool {
+    true
 }
 
 /// Audit levels, as in Kubernetes auditing.

@@ -1,7 +1,7 @@
 //! The resource's checks, the CRD, and what a ModelDeployment renders into.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use palisade_k8s::{Object, parse, render};
 use serde_json::Value;
@@ -15,12 +15,12 @@ fn example(name: &str) -> String {
 }
 
 fn rendered(name: &str) -> Vec<Object> {
-    render(&parse(&example(name)).unwrap(), &[]).unwrap()
+    render(&parse(Path::new(name), &example(name)).unwrap(), &[]).unwrap()
 }
 
 fn invalid(name: &str) -> String {
     let text = std::fs::read_to_string(root().join("crates/k8s/tests/invalid").join(name)).unwrap();
-    parse(&text).unwrap_err().to_string()
+    parse(Path::new(name), &text).unwrap_err().to_string()
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn the_crd_has_status_scale_and_descriptions_for_kubectl_explain() {
 #[test]
 fn examples_parse() {
     for name in ["iris.yaml", "canary.yaml", "rps.yaml"] {
-        parse(&example(name)).unwrap_or_else(|err| panic!("{name}: {err}"));
+        parse(Path::new(name), &example(name)).unwrap_or_else(|err| panic!("{name}: {err}"));
     }
 }
 
@@ -76,7 +76,7 @@ fn invalid_resources_are_refused_with_the_field_and_the_reason() {
         invalid("replicas-and-autoscaling.yaml"),
         "field `spec.replicas`: set `replicas` or `autoscaling`, not both"
     );
-    let mut md = parse(&example("iris.yaml")).unwrap();
+    let mut md = parse(Path::new("iris.yaml"), &example("iris.yaml")).unwrap();
     md.spec.variants[0].name = "router".into();
     let err = md.spec.check().unwrap_err().to_string();
     assert_eq!(
@@ -159,6 +159,21 @@ fn variants_and_a_shadow_get_a_router_statefulsets_and_autoscalers() {
 }
 
 #[test]
+fn audit_records_are_shipped_on_stdout_unless_the_spec_says_not() {
+    let platform = |objects: &[Object]| {
+        let map = objects.iter().find(|o| o.kind == "ConfigMap" && o.name.ends_with("-platform")).unwrap();
+        map.value["data"]["platform.yaml"].as_str().unwrap().to_owned()
+    };
+    let shipped = platform(&rendered("iris.yaml"));
+    assert!(shipped.contains("  ship:\n    stdout: true\n"), "{shipped}");
+    assert!(shipped.contains("signingKey: /home/palisade/audit-keys/audit-signing.pk8"), "{shipped}");
+    let off =
+        example("canary.yaml").replace("    storage: 5Gi\n", "    storage: 5Gi\n    shipToStdout: false\n");
+    let objects = render(&parse(Path::new("off.yaml"), &off).unwrap(), &[]).unwrap();
+    assert!(platform(&objects).contains("    stdout: false\n"));
+}
+
+#[test]
 fn every_pod_is_locked_down_and_probed_on_the_admin_port() {
     for name in ["iris.yaml", "canary.yaml", "rps.yaml"] {
         for object in rendered(name) {
@@ -197,4 +212,43 @@ fn yaml_output_is_multi_document() {
         yaml.starts_with("---\napiVersion: v1\nkind: ServiceAccount\n")
             || yaml.contains("kind: ServiceAccount")
     );
+}
+
+/// A ModelDeployment file is attacker-sized YAML like any other: the bounded reader refuses
+/// nesting, alias bombs and oversized files before anything is built, quickly, naming the
+/// file.
+#[test]
+fn hostile_yaml_is_refused_before_it_is_parsed() {
+    let file = Path::new("hostile.yaml");
+    let started = std::time::Instant::now();
+    let nested =
+        format!("apiVersion: palisade.dev/v1alpha1\nkind: ModelDeployment\nspec: {}", "[".repeat(200_000));
+    let laughs = {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let previous = format!("*a{}", level - 1);
+            text += &format!("a{level}: &a{level} [{}]\n", [previous.as_str(); 10].join(", "));
+        }
+        text + "apiVersion: palisade.dev/v1alpha1\nkind: ModelDeployment\n"
+    };
+    let two_documents = "apiVersion: palisade.dev/v1alpha1\nkind: ModelDeployment\n---\nkind: Other\n";
+    for (what, text, expected) in [
+        ("nesting", nested.as_str(), "nest deeper"),
+        ("billion laughs", laughs.as_str(), "alias"),
+        ("two documents", two_documents, "document"),
+    ] {
+        let error = parse(file, text).unwrap_err().to_string();
+        assert!(error.starts_with("hostile.yaml:"), "{what}: {error}");
+        assert!(error.contains(expected), "{what}: {error}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+
+    // A file past 1 MiB is not read whole.
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.yaml");
+    std::fs::write(&big, format!("apiVersion: palisade.dev/v1alpha1\n#{}\n", "x".repeat(2 << 20))).unwrap();
+    let error = palisade_k8s::parse_file(&big).unwrap_err().to_string();
+    assert!(error.contains("big.yaml") && error.contains("larger than 1048576 bytes"), "{error}");
+    let missing = palisade_k8s::parse_file(&tmp.path().join("missing.yaml")).unwrap_err().to_string();
+    assert!(missing.contains("missing.yaml") && missing.contains("cannot read"), "{missing}");
 }

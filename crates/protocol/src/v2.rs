@@ -270,6 +270,8 @@ struct ResponseJson<'a> {
     model_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<&'a Value>,
     outputs: Vec<OutputJson<'a>>,
 }
 
@@ -291,6 +293,18 @@ pub fn encode_infer_response(
     id: Option<&str>,
     outputs: &[ResponseOutput],
 ) -> EncodedResponse {
+    encode_infer_response_with(model_name, model_version, id, None, outputs)
+}
+
+/// [`encode_infer_response`] with the response's `parameters` (an inference graph's
+/// `routing`).
+pub fn encode_infer_response_with(
+    model_name: &str,
+    model_version: &str,
+    id: Option<&str>,
+    parameters: Option<&Value>,
+    outputs: &[ResponseOutput],
+) -> EncodedResponse {
     let mut binary = Vec::new();
     let mut json_outputs = Vec::with_capacity(outputs.len());
     for output in outputs {
@@ -310,7 +324,7 @@ pub fn encode_infer_response(
             data,
         });
     }
-    let response = ResponseJson { model_name, model_version, id, outputs: json_outputs };
+    let response = ResponseJson { model_name, model_version, id, parameters, outputs: json_outputs };
     // Serializing plain structs of strings and numbers to a Vec cannot fail.
     let mut body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
     let json_len = (!binary.is_empty() || outputs.iter().any(|o| o.binary)).then_some(body.len());

@@ -221,7 +221,7 @@ fn self_test(c: &mut Criterion) {
         let manifest =
             palisade_bundle::Manifest::parse(&manifest_path, &std::fs::read(&manifest_path).expect("read"))
                 .expect("manifest");
-        let model_path = manifest.model.path().expect("onnx").under(&dir);
+        let model_path = manifest.model.as_ref().and_then(|m| m.path()).expect("onnx").under(&dir);
         let size: u64 = std::fs::read_dir(&dir)
             .expect("dir")
             .filter_map(|e| e.ok()?.metadata().ok())

@@ -100,7 +100,10 @@ fn prepare_engine(
     model_path: &Path,
     context: &UpstreamContext,
 ) -> Result<Runnable, RuntimeError> {
-    match &manifest.model.source {
+    let Some(section) = &manifest.model else {
+        return Err(composite(model_path));
+    };
+    match &section.source {
         ModelSource::Onnx { runtime, .. } => {
             let engine = match (recorded_engine(manifest, model_path), runtime) {
                 (Some(engine), _) => engine,
@@ -142,8 +145,11 @@ pub fn prepare_onnx(
     model_path: &Path,
     engine: BuiltEngine,
 ) -> Result<Arc<dyn Model>, RuntimeError> {
-    let user_path =
-        manifest.model.path().map_or_else(|| model_path.to_owned(), |p| PathBuf::from(p.as_str()));
+    let user_path = manifest
+        .model
+        .as_ref()
+        .and_then(|m| m.path())
+        .map_or_else(|| model_path.to_owned(), |p| PathBuf::from(p.as_str()));
     // onnxruntime's messages quote the file it was given: the staging or bundle copy.
     let copy = model_path.display().to_string();
     let rename = |e: RuntimeError| match e {
@@ -173,8 +179,20 @@ pub fn prepare_onnx(
 }
 
 fn declared(manifest: &Manifest) -> ModelSignature {
+    let section = manifest.model.as_ref();
     ModelSignature {
-        inputs: manifest.model.inputs.clone().unwrap_or_default(),
-        outputs: manifest.model.outputs.clone().unwrap_or_default(),
+        inputs: section.and_then(|m| m.inputs.clone()).unwrap_or_default(),
+        outputs: section.and_then(|m| m.outputs.clone()).unwrap_or_default(),
+    }
+}
+
+/// The error for a bundle that serves other models (`graph:`, `traffic:`): it has no model
+/// of its own to prepare; the server runs it over the models it names.
+pub(crate) fn composite(model_path: &Path) -> RuntimeError {
+    RuntimeError::Load {
+        path: model_path.to_owned(),
+        message:
+            "the bundle serves other models (`graph:` or `traffic:`); it has no model of its own to prepare"
+                .to_owned(),
     }
 }

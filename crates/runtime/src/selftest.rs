@@ -70,7 +70,10 @@ pub fn build(
     model_path: &Path,
     context: &UpstreamContext,
 ) -> Result<Built, RuntimeError> {
-    let ModelSource::Onnx { runtime, .. } = &manifest.model.source else {
+    let Some(section) = &manifest.model else {
+        return Err(crate::loader::composite(model_path));
+    };
+    let ModelSource::Onnx { runtime, .. } = &section.source else {
         let runnable = prepare_with(manifest, model_path, context)?;
         return Ok(Built {
             runnable,
@@ -81,7 +84,7 @@ pub fn build(
         });
     };
     let started = Instant::now();
-    let user_path = manifest.model.path().map_or_else(|| model_path.to_owned(), |p| p.as_str().into());
+    let user_path = section.path().map_or_else(|| model_path.to_owned(), |p| p.as_str().into());
     let fail = |message: String| RuntimeError::Load { path: user_path.clone(), message };
     let bytes = std::fs::read(model_path).map_err(|e| fail(format!("cannot read the file: {e}")))?;
     let ops = crate::onnx::operator_types(&bytes);

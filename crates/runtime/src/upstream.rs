@@ -579,10 +579,10 @@ mod tests {
             "name: iris\nversion: \"1\"\nowners: [a@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: {url}\n    model: iris-sk\n    timeout: {timeout}\n{extra}  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs:\n    - {{name: predict, datatype: INT64, shape: [-1, 1]}}\n    - {{name: predict_proba, datatype: FP64, shape: [-1, 3]}}\n"
         );
         let manifest = Manifest::parse(Path::new("palisade.yaml"), text.as_bytes()).unwrap();
-        let spec = manifest.model.upstream().unwrap();
+        let spec = manifest.model.as_ref().unwrap().upstream().unwrap();
         let signature = ModelSignature {
-            inputs: manifest.model.inputs.clone().unwrap(),
-            outputs: manifest.model.outputs.clone().unwrap(),
+            inputs: manifest.model.as_ref().unwrap().inputs.clone().unwrap(),
+            outputs: manifest.model.as_ref().unwrap().outputs.clone().unwrap(),
         };
         // The test servers listen on 127.0.0.1, which the platform must allow by name.
         let egress =
@@ -764,7 +764,7 @@ mod tests {
     fn tls_settings_that_cannot_work_are_refused_at_load_naming_the_field() {
         let text = "name: iris\nversion: \"1\"\nowners: [a@example.com]\nmodel:\n  format: upstream\n  upstream:\n    url: https://up:1\n    tls: {mutual: true}\n  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: y, datatype: FP32, shape: [-1]}]\n";
         let manifest = Manifest::parse(Path::new("palisade.yaml"), text.as_bytes()).unwrap();
-        let spec = manifest.model.upstream().unwrap();
+        let spec = manifest.model.as_ref().unwrap().upstream().unwrap();
         let build = |context: &UpstreamContext| {
             UpstreamModel::new("iris", spec, ModelSignature::default(), Path::new("/b"), context).map(|_| ())
         };

@@ -131,6 +131,54 @@ pub struct RequestContext {
     admission: OnceLock<Admission>,
     body: OnceLock<BodyFacts>,
     captured: OnceLock<bytes::Bytes>,
+    policy_request: OnceLock<palisade_policy::Request>,
+    graph: OnceLock<GraphFacts>,
+    hops: Mutex<Vec<palisade_audit::AuditRecord>>,
+}
+
+/// What an inference graph did with a request: the routes it took and where it stopped.
+#[derive(Debug, Clone, Default)]
+pub struct GraphFacts {
+    /// Every router's choice (a traffic split's names the arm's model).
+    pub routing: Vec<palisade_graph::RouteTaken>,
+    /// The node where the request was refused or failed, if it was.
+    pub failed_node: Option<String>,
+}
+
+impl GraphFacts {
+    /// The routes as the response reports them: `{"node": index}` for routers (Seldon's
+    /// `meta.routing`), `{"traffic": "iris:1.0.0"}` for a traffic split.
+    pub fn routing_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for taken in &self.routing {
+            let value = match (&taken.child, taken.node == "traffic") {
+                (Some(child), true) => serde_json::Value::from(child.clone()),
+                _ => serde_json::Value::from(taken.choice.as_index()),
+            };
+            map.insert(taken.node.clone(), value);
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// The routes as Seldon reports them in `meta.routing`: every router by the index of
+    /// the child it chose (a traffic split's arm too, in `traffic:` order).
+    pub fn seldon_routing(&self) -> serde_json::Value {
+        let map = self.routing.iter().map(|t| (t.node.clone(), serde_json::Value::from(t.choice.as_index())));
+        serde_json::Value::Object(map.collect())
+    }
+
+    /// The `x-palisade-route` header: `node=choice` pairs, comma-separated.
+    pub fn route_header(&self) -> String {
+        let pairs: Vec<String> = self
+            .routing
+            .iter()
+            .map(|t| match (&t.child, t.node == "traffic") {
+                (Some(child), true) => format!("{}={child}", t.node),
+                _ => format!("{}={}", t.node, t.choice.as_index()),
+            })
+            .collect();
+        pairs.join(",")
+    }
 }
 
 impl RequestContext {
@@ -201,6 +249,36 @@ impl RequestContext {
         let _ = self.captured.set(bytes.clone());
     }
 
+    /// The request as authorization evaluated it (what a graph's hops are authorized as).
+    pub fn policy_request(&self) -> Option<&palisade_policy::Request> {
+        self.policy_request.get()
+    }
+
+    pub(crate) fn set_policy_request(&self, request: palisade_policy::Request) {
+        let _ = self.policy_request.set(request);
+    }
+
+    /// What an inference graph did with the request, if one served it.
+    pub fn graph(&self) -> Option<&GraphFacts> {
+        self.graph.get()
+    }
+
+    pub(crate) fn set_graph(&self, facts: GraphFacts) {
+        let _ = self.graph.set(facts);
+    }
+
+    /// Adds the audit records of a graph's hops, written before the request's own.
+    pub(crate) fn add_hops(&self, records: Vec<palisade_audit::AuditRecord>) {
+        if let Ok(mut hops) = self.hops.lock() {
+            hops.extend(records);
+        }
+    }
+
+    /// Takes the audit records of the graph's hops.
+    pub(crate) fn take_hops(&self) -> Vec<palisade_audit::AuditRecord> {
+        self.hops.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default()
+    }
+
     /// The model's name as a metric label: a served model's name, else `-` (bounded).
     pub fn model_label(&self) -> &str {
         self.served().map_or("-", |m| m.id.name.as_str())
@@ -245,17 +323,22 @@ fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Tar
     let found = match route {
         Route::Model { name, version, .. } => state.registry().get(name, version.as_deref()),
         Route::KServe { name, .. } => state.registry().get(name, None),
-        Route::SeldonGrpc(SeldonMethod::Predict) => match seldon_metadata(headers) {
-            Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
-            Err(message) => Err(ApiError::NotFound(message.to_owned())),
-        },
-        Route::Seldon(SeldonTarget::Single) => state.registry().single().cloned().ok_or_else(|| {
-            ApiError::NotFound(
+        Route::SeldonGrpc(SeldonMethod::Predict | SeldonMethod::SendFeedback) => {
+            match seldon_metadata(headers) {
+                Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
+                Err(message) => Err(ApiError::NotFound(message.to_owned())),
+            }
+        }
+        Route::Seldon(SeldonTarget::Single) | Route::SeldonFeedback(SeldonTarget::Single) => {
+            state.registry().single().cloned().ok_or_else(|| {
+                ApiError::NotFound(
                 "several models are served: use /seldon/{namespace}/{model}/api/v1.0/predictions to name one"
                     .to_owned(),
             )
-        }),
-        Route::Seldon(SeldonTarget::Named { namespace, name }) => {
+            })
+        }
+        Route::Seldon(SeldonTarget::Named { namespace, name })
+        | Route::SeldonFeedback(SeldonTarget::Named { namespace, name }) => {
             state.registry().in_namespace(namespace, name)
         }
         _ => return None,
@@ -352,6 +435,9 @@ pub(crate) async fn establish(
         admission: OnceLock::new(),
         body: OnceLock::new(),
         captured: OnceLock::new(),
+        policy_request: OnceLock::new(),
+        graph: OnceLock::new(),
+        hops: Mutex::new(Vec::new()),
     };
     req.extensions_mut().insert(Ctx(Arc::new(context)));
     let current = Current { id: RequestId(id.clone()), trace: trace.clone() };

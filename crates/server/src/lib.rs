@@ -11,6 +11,7 @@ pub mod context;
 mod control;
 mod error;
 pub mod front;
+mod graphs;
 mod layers;
 mod metrics;
 pub mod platform;
@@ -40,7 +41,7 @@ pub use front::{Front, FrontConfig};
 pub use layers::AuditHandle;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
-pub use registry::{Registry, RegistryError, ServedModel};
+pub use registry::{Registry, RegistryError, Servable, ServedModel};
 pub use request_id::{RequestId, TraceContext};
 pub use security::{Security, SecurityConfig};
 
@@ -71,6 +72,11 @@ impl Default for ServerConfig {
     }
 }
 
+/// Graph requests remembered for feedback (their routes and callers), at most.
+const FEEDBACK_CAPACITY: usize = 100_000;
+/// How long a graph request can be given feedback.
+const FEEDBACK_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// Everything handlers share.
 #[derive(Clone)]
 pub struct AppState {
@@ -91,6 +97,7 @@ struct Inner {
     ready: AtomicBool,
     serving_cert: OnceLock<certificate::Watched>,
     front: OnceLock<Front>,
+    feedback: palisade_graph::FeedbackLog,
 }
 
 impl AppState {
@@ -126,6 +133,7 @@ impl AppState {
                 ready: AtomicBool::new(true),
                 serving_cert: OnceLock::new(),
                 front: OnceLock::new(),
+                feedback: palisade_graph::FeedbackLog::new(FEEDBACK_CAPACITY, FEEDBACK_MAX_AGE),
             }),
         })
     }
@@ -294,11 +302,31 @@ impl AppState {
         body::read(ctx, &self.inner.body_budget, headers, body, limit, self.keep(ctx)).await
     }
 
-    /// Runs `served` on `inputs` through the one dispatcher (checks, batching, engine or
-    /// upstream, timeout), recording where the time went.
+    /// Serves `inputs` with the request's model: a model through the one dispatcher, a
+    /// graph through its nodes (each hop authorized and audited, see [`graphs`]).
     pub(crate) async fn infer(
         &self,
+        ctx: &RequestContext,
+        served: &Arc<ServedModel>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        match &served.model {
+            registry::Servable::Model(runnable) => self.run_model(served, runnable, inputs).await,
+            registry::Servable::Graph(graph) => graphs::run(self, ctx, served, graph, inputs).await,
+        }
+    }
+
+    /// What the server remembers of graph requests, for feedback.
+    pub(crate) fn feedback(&self) -> &palisade_graph::FeedbackLog {
+        &self.inner.feedback
+    }
+
+    /// Runs a model on `inputs` through the one dispatcher (checks, batching, engine or
+    /// upstream, timeout), recording where the time went.
+    pub(crate) async fn run_model(
+        &self,
         served: &ServedModel,
+        model: &palisade_runtime::Runnable,
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ApiError> {
         let current = request_id::Current::get();
@@ -310,8 +338,8 @@ impl AppState {
         // Inputs are checked first (a wrong shape is the caller's 400, whatever it implies);
         // then the outputs are reserved from the in-flight memory budget before the model
         // runs (sizes from a model are budgets, not allocations), for the length of the run.
-        let inputs = served.model.check(inputs)?;
-        let needed = served.model.output_bytes(&inputs);
+        let inputs = model.check(inputs)?;
+        let needed = model.output_bytes(&inputs);
         let budget = &self.inner.body_budget;
         let limit = budget.limit();
         let refused = ApiError::OutputBudget { needed, limit };
@@ -320,7 +348,7 @@ impl AppState {
             return Err(refused);
         }
         let _outputs = body::Reservation::new(budget, bytes).ok_or(refused)?;
-        let done = self.inner.dispatcher.dispatch(&served.id, &served.model, inputs, call).await?;
+        let done = self.inner.dispatcher.dispatch(&served.id, model, inputs, call).await?;
         self.metrics().observe_inference(served.id.name.as_str(), done.queue_wait, done.compute);
         Ok(done.outputs)
     }
@@ -404,6 +432,7 @@ fn start_batching(
     security: &Security,
     metrics: &Metrics,
 ) -> Result<(), StateError> {
+    let Some(model) = served.model.runnable() else { return Ok(()) };
     let Some(section) = served.batching.or(security.platform().config.batching) else { return Ok(()) };
     let config = palisade_runtime::BatchConfig {
         max_batch_size: section.max_batch_size as usize,
@@ -411,7 +440,7 @@ fn start_batching(
         queue_size: section.queue_size as usize,
     };
     let observer = metrics.batch_observer(served.id.name.as_str());
-    match dispatcher.batch(served.id.clone(), &served.model, config, Some(observer)) {
+    match dispatcher.batch(served.id.clone(), model, config, Some(observer)) {
         Ok(()) => {
             tracing::info!(model = %served.id.name, version = %served.id.version, ?config, "adaptive batching on");
             Ok(())

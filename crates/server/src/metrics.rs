@@ -28,12 +28,18 @@ pub struct Metrics {
     audit_records: prometheus::IntCounter,
     audit_dropped: prometheus::IntCounter,
     audit_write_errors: prometheus::IntCounter,
+    audit_shipped: prometheus::IntCounter,
+    audit_ship_dropped: prometheus::IntCounter,
+    audit_ship_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
     model_loads: IntCounterVec,
     pub(crate) connections_refused: IntCounterVec,
+    hops: IntCounterVec,
+    hop_seconds: HistogramVec,
+    routes: IntCounterVec,
     pub(crate) connections_closed: IntCounterVec,
 }
 
@@ -122,6 +128,18 @@ impl Metrics {
             "palisade_audit_write_errors_total",
             "Failed audit segment writes or fsyncs.",
         )?;
+        let audit_shipped = prometheus::IntCounter::new(
+            "palisade_audit_shipped_lines_total",
+            "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
+        )?;
+        let audit_ship_dropped = prometheus::IntCounter::new(
+            "palisade_audit_ship_dropped_lines_total",
+            "Audit lines not copied to stdout (queue full or stdout failed); they are in the local trail.",
+        )?;
+        let audit_ship_errors = prometheus::IntCounter::new(
+            "palisade_audit_ship_errors_total",
+            "Failed writes of audit lines to stdout.",
+        )?;
         let audit_fsync_seconds = prometheus::Histogram::with_opts(
             HistogramOpts::new(
                 "palisade_audit_fsync_seconds",
@@ -159,10 +177,38 @@ impl Metrics {
             Box::new(audit_records.clone()),
             Box::new(audit_dropped.clone()),
             Box::new(audit_write_errors.clone()),
+            Box::new(audit_shipped.clone()),
+            Box::new(audit_ship_dropped.clone()),
+            Box::new(audit_ship_errors.clone()),
             Box::new(audit_fsync_seconds.clone()),
         ] {
             registry.register(collector)?;
         }
+        let hops = IntCounterVec::new(
+            Opts::new(
+                "palisade_graph_hops_total",
+                "Model calls made by inference graph nodes, by graph, node, model and outcome (ok, denied, error); shadow calls under node `shadow`.",
+            ),
+            &["graph", "node", "model", "outcome"],
+        )?;
+        let hop_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_graph_hop_duration_seconds",
+                "Time of one graph node's model call, authorization and queueing included.",
+            )
+            .buckets(buckets()),
+            &["graph", "node"],
+        )?;
+        let routes = IntCounterVec::new(
+            Opts::new(
+                "palisade_graph_routes_total",
+                "Requests by the arm a graph's router or traffic split served them with: the traffic split actually served.",
+            ),
+            &["graph", "router", "arm"],
+        )?;
+        registry.register(Box::new(hops.clone()))?;
+        registry.register(Box::new(hop_seconds.clone()))?;
+        registry.register(Box::new(routes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(queue_wait_seconds.clone()))?;
@@ -206,12 +252,18 @@ impl Metrics {
             audit_records,
             audit_dropped,
             audit_write_errors,
+            audit_shipped,
+            audit_ship_dropped,
+            audit_ship_errors,
             audit_fsync_seconds,
             connections,
             models_served: served,
             model_engines: engines,
             model_loads,
             connections_refused,
+            hops,
+            hop_seconds,
+            routes,
             connections_closed,
         })
     }
@@ -292,12 +344,33 @@ impl Metrics {
         catch_up(&self.audit_records, stats.records_written);
         catch_up(&self.audit_dropped, stats.dropped);
         catch_up(&self.audit_write_errors, stats.write_errors);
+        catch_up(&self.audit_shipped, stats.ship.shipped);
+        catch_up(&self.audit_ship_dropped, stats.ship.dropped);
+        catch_up(&self.audit_ship_errors, stats.ship.errors);
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
     pub fn batch_observer(&self, model: &str) -> palisade_runtime::BatchObserver {
         let histogram = self.batch_rows.with_label_values(&[model]);
         std::sync::Arc::new(move |stats: &palisade_runtime::BatchStats| histogram.observe(stats.rows as f64))
+    }
+
+    /// Counts and times one hop of a graph.
+    pub(crate) fn observe_hop(
+        &self,
+        graph: &str,
+        node: &str,
+        model: &str,
+        outcome: &str,
+        took: std::time::Duration,
+    ) {
+        self.hops.with_label_values(&[graph, node, model, outcome]).inc();
+        self.hop_seconds.with_label_values(&[graph, node]).observe(took.as_secs_f64());
+    }
+
+    /// Counts the arm a router chose.
+    pub(crate) fn observe_route(&self, graph: &str, router: &str, arm: &str) {
+        self.routes.with_label_values(&[graph, router, arm]).inc();
     }
 
     /// Records one inference's queue wait and compute time.

@@ -137,6 +137,37 @@ pub struct AuditSettings {
     /// `<home>/keys/audit-signing.pk8`).
     #[serde(default)]
     pub signing_key: Option<PathBuf>,
+    /// Copies of the trail for a log collector.
+    #[serde(default)]
+    pub ship: ShipSettings,
+}
+
+/// `audit.ship:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ShipSettings {
+    /// Also write every record, once it is durable in the local trail, as one JSON line on
+    /// stdout (the stored line, byte for byte), for the cluster's log collector. The
+    /// server's own messages then go to stderr only. Never instead of the local trail: a
+    /// stdout that blocks or fails costs shipped lines (counted), never records.
+    #[serde(default)]
+    pub stdout: bool,
+    /// Ship the signed checkpoints too (lines of schema `palisade.audit.checkpoint/v2`).
+    #[serde(default = "yes")]
+    pub checkpoints: bool,
+    /// Bytes of lines that may wait for stdout; past it, lines are dropped from the copy.
+    #[serde(default = "ship_queue_bytes")]
+    pub queue_bytes: u64,
+}
+
+fn ship_queue_bytes() -> u64 {
+    palisade_audit::ShipOptions::default().queue_bytes
+}
+
+impl Default for ShipSettings {
+    fn default() -> Self {
+        ShipSettings { stdout: false, checkpoints: true, queue_bytes: ship_queue_bytes() }
+    }
 }
 
 /// Durability of the audit log.
@@ -179,6 +210,7 @@ impl Default for AuditSettings {
             checkpoint_interval: ten_seconds(),
             commit_delay: commit_delay(),
             signing_key: None,
+            ship: ShipSettings::default(),
         }
     }
 }
@@ -422,25 +454,7 @@ pub const MAX_POLICY_FILES: usize = 10_000;
 
 /// Reads a UTF-8 file of at most [`MAX_CONFIG_FILE_BYTES`], never more into memory.
 fn read_capped(file: &Path, what: &str) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let cannot = |e: std::io::Error| ConfigError(format!("{}: cannot read {what}: {e}", file.display()));
-    let mut bytes = Vec::new();
-    std::fs::File::open(file)
-        .and_then(|f| f.take(MAX_CONFIG_FILE_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(cannot)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(ConfigError(format!(
-            "{}: {what} is larger than {MAX_CONFIG_FILE_BYTES} bytes; split it into several files",
-            file.display()
-        )));
-    }
-    String::from_utf8(bytes).map_err(|e| {
-        ConfigError(format!(
-            "{}: {what} is not UTF-8 (invalid byte at offset {})",
-            file.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    palisade_core::yaml::read_file(file, what).map_err(|e| ConfigError(e.to_string()))
 }
 
 /// Everything loaded from the policy directory.
@@ -664,6 +678,19 @@ docs: {public: false}
         assert_eq!(p.config.issuer.algorithm, "EdDSA");
         assert_eq!(p.config.authorization.groups_claim, "roles");
         assert!(!p.config.docs.public);
+    }
+
+    #[test]
+    fn audit_shipping_is_off_by_default_and_parses() {
+        let ship = &Platform::defaults().config.audit.ship;
+        assert!(!ship.stdout && ship.checkpoints);
+        let p = Platform::parse(Path::new("p.yaml"), "audit:\n  ship: {stdout: true, checkpoints: false}\n")
+            .unwrap();
+        assert!(p.config.audit.ship.stdout && !p.config.audit.ship.checkpoints);
+        let err = Platform::parse(Path::new("p.yaml"), "audit:\n  ship: {stdout: yes please}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("p.yaml:2:") && err.contains("audit.ship.stdout"), "{err}");
     }
 
     #[test]

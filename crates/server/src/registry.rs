@@ -22,8 +22,8 @@ pub struct ServedModel {
     pub labels: Labels,
     /// The manifest's owners.
     pub owners: Owners,
-    /// The prepared model.
-    pub model: Runnable,
+    /// What serves the requests: the prepared model, or an inference graph over others.
+    pub model: Servable,
     /// What authorization knows of the model: namespace, name, labels (the manifest's and
     /// `palisade.dev/model: NAME`), owners.
     pub target: Arc<palisade_policy::TargetModel>,
@@ -39,6 +39,74 @@ impl std::fmt::Debug for ServedModel {
             .field("id", &self.id)
             .field("digest", &self.digest)
             .finish_non_exhaustive()
+    }
+}
+
+/// What serves a bundle's requests.
+#[derive(Debug, Clone)]
+pub enum Servable {
+    /// A model of its own, prepared (in-process or upstream).
+    Model(Runnable),
+    /// An inference graph or traffic split over other served models (`graph:`,
+    /// `traffic:`), compiled against the models served with it.
+    Graph(Arc<palisade_graph::Graph>),
+}
+
+impl Servable {
+    /// The inputs and outputs clients see.
+    pub fn signature(&self) -> &palisade_core::ModelSignature {
+        match self {
+            Servable::Model(model) => model.signature(),
+            Servable::Graph(graph) => graph.signature(),
+        }
+    }
+
+    /// The model's own request body limit, if it has one.
+    pub fn max_body_bytes(&self) -> Option<usize> {
+        match self {
+            Servable::Model(model) => model.max_body_bytes(),
+            Servable::Graph(_) => None,
+        }
+    }
+
+    /// The engine that computes it (`graph` for a graph).
+    pub fn engine(&self) -> &'static str {
+        match self {
+            Servable::Model(model) => model.engine(),
+            Servable::Graph(_) => "graph",
+        }
+    }
+
+    /// The platform V2 metadata reports (`graph` for a graph).
+    pub fn platform(&self) -> &'static str {
+        match self {
+            Servable::Model(model) => model.platform(),
+            Servable::Graph(_) => "graph",
+        }
+    }
+
+    /// The upstream model, if it is one.
+    pub fn upstream(&self) -> Option<&Arc<palisade_runtime::UpstreamModel>> {
+        match self {
+            Servable::Model(model) => model.upstream(),
+            Servable::Graph(_) => None,
+        }
+    }
+
+    /// The prepared model, unless this is a graph.
+    pub fn runnable(&self) -> Option<&Runnable> {
+        match self {
+            Servable::Model(model) => Some(model),
+            Servable::Graph(_) => None,
+        }
+    }
+
+    /// The graph, if this is one.
+    pub fn graph(&self) -> Option<&Arc<palisade_graph::Graph>> {
+        match self {
+            Servable::Model(_) => None,
+            Servable::Graph(graph) => Some(graph),
+        }
     }
 }
 
@@ -58,7 +126,24 @@ impl ServedModel {
         bundle: &VerifiedBundle,
         upstream: &UpstreamContext,
     ) -> Result<ServedModel, RuntimeError> {
-        let model = palisade_runtime::prepare_with(&bundle.manifest, &bundle.model_path(), upstream)?;
+        let model = Servable::Model(palisade_runtime::prepare_with(
+            &bundle.manifest,
+            &bundle.model_path(),
+            upstream,
+        )?);
+        Ok(ServedModel::with(bundle, model))
+    }
+
+    /// Compiles a bundle with `graph:` or `traffic:` against the models `catalog` serves.
+    pub fn graph_from_bundle(
+        bundle: &VerifiedBundle,
+        catalog: &dyn palisade_graph::Catalog,
+    ) -> Result<ServedModel, palisade_graph::GraphError> {
+        let graph = palisade_graph::compile(&bundle.manifest, catalog, None)?;
+        Ok(ServedModel::with(bundle, Servable::Graph(Arc::new(graph))))
+    }
+
+    fn with(bundle: &VerifiedBundle, model: Servable) -> ServedModel {
         let manifest = &bundle.manifest;
         let mut labels = manifest.labels.as_map().clone();
         labels.insert(palisade_bundle::manifest::MODEL_NAME_LABEL.to_owned(), manifest.name.to_string());
@@ -68,7 +153,7 @@ impl ServedModel {
             labels,
             owners: manifest.owners.as_slice().to_vec(),
         });
-        Ok(ServedModel {
+        ServedModel {
             target,
             audit: manifest.audit.clone(),
             batching: manifest.batching,
@@ -78,7 +163,7 @@ impl ServedModel {
             labels: bundle.manifest.labels.clone(),
             owners: bundle.manifest.owners.clone(),
             model,
-        })
+        }
     }
 }
 
@@ -124,6 +209,14 @@ pub enum RegistryError {
     /// A bundle is missing, corrupt or tampered with.
     #[error(transparent)]
     Bundle(#[from] BundleError),
+    /// A graph does not compile against the models served.
+    #[error("{model}: {error}")]
+    Graph {
+        /// Which graph version.
+        model: String,
+        /// Why.
+        error: String,
+    },
     /// A model could not be prepared.
     #[error("{model}: {source}")]
     Model {
@@ -143,14 +236,47 @@ impl Registry {
     /// [`Registry::load`], with the TLS material upstream models may need.
     pub fn load_with(store: &Store, upstream: &UpstreamContext) -> Result<Registry, RegistryError> {
         let mut registry = Registry::default();
+        let mut graphs = Vec::new();
         for record in store.list()? {
             let bundle = store.load(&record)?;
+            if bundle.manifest.is_composite() {
+                graphs.push((bundle, record.latest));
+                continue;
+            }
             let served = ServedModel::from_bundle_with(&bundle, upstream).map_err(|source| {
                 RegistryError::Model { model: format!("{}:{}", record.name, record.version), source }
             })?;
             registry.insert(served, record.latest);
         }
-        Ok(registry)
+        match registry.link(graphs).into_iter().next() {
+            Some((model, error)) => Err(RegistryError::Graph { model, error }),
+            None => Ok(registry),
+        }
+    }
+
+    /// Compiles graph bundles against the models served, graphs over graphs after the graphs
+    /// they name. Returns those that do not compile (`name:version`, why).
+    fn link(&mut self, mut pending: Vec<(VerifiedBundle, bool)>) -> Vec<(String, String)> {
+        let mut failures = Vec::new();
+        loop {
+            failures.clear();
+            let before = pending.len();
+            let mut waiting = Vec::new();
+            for (bundle, latest) in pending {
+                match ServedModel::graph_from_bundle(&bundle, &*self) {
+                    Ok(served) => self.insert(served, latest),
+                    Err(error) => {
+                        let id = format!("{}:{}", bundle.manifest.name, bundle.manifest.version);
+                        failures.push((id, format!("{}: {error}", palisade_bundle::manifest::MANIFEST_FILE)));
+                        waiting.push((bundle, latest));
+                    }
+                }
+            }
+            pending = waiting;
+            if pending.is_empty() || pending.len() == before {
+                return failures;
+            }
+        }
     }
 
     /// Adds a model version; `latest` makes it the version served without an explicit one.
@@ -187,13 +313,23 @@ impl Registry {
     ) -> Result<(Registry, Changes), RegistryError> {
         let mut next = Registry::default();
         let mut changes = Changes::default();
+        let mut graphs = Vec::new();
+        let mut kept_graphs = Vec::new();
         for record in store.list()? {
             let kept = self.lookup(&record.name, &record.version).filter(|m| m.digest == record.digest);
             let served = match kept {
+                // A graph is compiled again below: the models it names may have changed.
+                Some(served) if served.model.graph().is_some() => {
+                    kept_graphs.push((served.clone(), record.clone()));
+                    continue;
+                }
                 Some(served) => served.clone(),
                 None => {
                     let loaded = store.load(&record).map_err(RegistryError::from).and_then(|bundle| {
-                        ServedModel::from_bundle_with(&bundle, upstream).map_err(|source| {
+                        if bundle.manifest.is_composite() {
+                            return Ok(Err(bundle));
+                        }
+                        ServedModel::from_bundle_with(&bundle, upstream).map(Ok).map_err(|source| {
                             RegistryError::Model {
                                 model: format!("{}:{}", record.name, record.version),
                                 source,
@@ -201,10 +337,14 @@ impl Registry {
                         })
                     });
                     match loaded {
-                        Ok(served) => {
+                        Ok(Ok(served)) => {
                             let served = Arc::new(served);
                             changes.loaded.push(served.clone());
                             served
+                        }
+                        Ok(Err(bundle)) => {
+                            graphs.push((bundle, record.latest));
+                            continue;
                         }
                         Err(error) => {
                             changes
@@ -217,6 +357,25 @@ impl Registry {
             };
             next.insert_shared(served, record.latest);
         }
+        // Graphs served already stay as they are (their bandits keep learning) when they
+        // still compile to the same signature against the new models; else they are loaded
+        // again, like new graphs.
+        for (served, record) in kept_graphs {
+            match store.load(&record) {
+                Ok(bundle) => match ServedModel::graph_from_bundle(&bundle, &next) {
+                    Ok(fresh) if fresh.model.signature() == served.model.signature() => {
+                        next.insert_shared(served, record.latest)
+                    }
+                    _ => graphs.push((bundle, record.latest)),
+                },
+                Err(error) => {
+                    changes.failed.push((format!("{}:{}", record.name, record.version), error.to_string()))
+                }
+            }
+        }
+        let before: Vec<ModelRef> = next.all().map(|m| m.id.clone()).collect();
+        changes.failed.extend(next.link(graphs));
+        changes.loaded.extend(next.all().filter(|m| !before.contains(&m.id)).cloned());
         changes.unloaded = self
             .all()
             .filter(|m| next.lookup(&m.id.name, &m.id.version).is_none_or(|n| !Arc::ptr_eq(n, m)))
@@ -308,4 +467,18 @@ impl Registry {
 /// Names echoed in messages are cut short: they come from the caller.
 pub(crate) fn clip(text: &str) -> String {
     text.chars().take(64).collect()
+}
+
+/// The served models, as a graph being loaded sees them.
+impl palisade_graph::Catalog for Registry {
+    fn lookup(
+        &self,
+        target: &palisade_bundle::graph::ModelTarget,
+    ) -> Result<palisade_graph::CatalogEntry, String> {
+        let served = self
+            .get(target.name.as_str(), target.version.as_ref().map(Version::as_str))
+            .map_err(|e| format!("model `{target}` is not served: {}", e.public_message()))?;
+        let uses = served.model.graph().map(|g| g.uses().to_vec()).unwrap_or_default();
+        Ok(palisade_graph::CatalogEntry { signature: served.model.signature().clone(), uses })
+    }
 }

@@ -18,6 +18,8 @@ pub enum ModelOp {
     Ready,
     /// `POST /v2/models/{m}[/versions/{v}]/infer`
     Infer,
+    /// `POST /v2/models/{m}[/versions/{v}]/feedback`: a reward for a graph's request.
+    Feedback,
 }
 
 /// A method of `inference.GRPCInferenceService`.
@@ -138,6 +140,8 @@ pub enum Route {
     },
     /// `POST` a Seldon Core v1 prediction.
     Seldon(SeldonTarget),
+    /// `POST` Seldon Core v1 feedback (`/api/v1.0/feedback`, `/seldon/.../api/v1.0/feedback`).
+    SeldonFeedback(SeldonTarget),
     /// `POST /seldon.protos.Seldon/{method}` (gRPC).
     SeldonGrpc(SeldonMethod),
     /// `GET /`: KServe V1's liveness probe, `{"status": "alive"}` (public).
@@ -274,6 +278,25 @@ impl Route {
             ["v2", "models", m, "versions", v] => get(method, model(m, Some(v), ModelOp::Metadata)),
             ["v2", "models", m, "versions", v, "ready"] => get(method, model(m, Some(v), ModelOp::Ready)),
             ["v2", "models", m, "versions", v, "infer"] => post(method, model(m, Some(v), ModelOp::Infer)),
+            ["v2", "models", m, "feedback"] => post(method, model(m, None, ModelOp::Feedback)),
+            ["v2", "models", m, "versions", v, "feedback"] => {
+                post(method, model(m, Some(v), ModelOp::Feedback))
+            }
+            ["api", "v1.0", "feedback"] => post(method, Route::SeldonFeedback(SeldonTarget::Single)),
+            ["seldon", name, "api", "v1.0", "feedback"] => post(
+                method,
+                Route::SeldonFeedback(SeldonTarget::Named {
+                    namespace: palisade_core::Namespace::default().as_str().to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            ["seldon", namespace, name, "api", "v1.0", "feedback"] => post(
+                method,
+                Route::SeldonFeedback(SeldonTarget::Named {
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
             ["api", "v1.0", "predictions"] => post(method, Route::Seldon(SeldonTarget::Single)),
             ["seldon", name, "api", "v1.0", "predictions"] => post(
                 method,
@@ -372,8 +395,8 @@ impl Route {
     /// Whether the route addresses a model (named in the path, or in a gRPC message).
     pub fn addresses_model(&self) -> bool {
         match self {
-            Route::Model { .. } | Route::Seldon(_) | Route::KServe { .. } => true,
-            Route::SeldonGrpc(method) => *method == SeldonMethod::Predict,
+            Route::Model { .. } | Route::Seldon(_) | Route::SeldonFeedback(_) | Route::KServe { .. } => true,
+            Route::SeldonGrpc(_) => true,
             Route::Grpc(method) => method.names_model(),
             _ => false,
         }
@@ -384,7 +407,7 @@ impl Route {
     pub fn protocol(&self, grpc_content_type: bool) -> Protocol {
         match self {
             Route::Grpc(_) => Protocol::V2Grpc,
-            Route::Seldon(_) => Protocol::SeldonV1,
+            Route::Seldon(_) | Route::SeldonFeedback(_) => Protocol::SeldonV1,
             Route::SeldonGrpc(_) => Protocol::SeldonGrpc,
             Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
             Route::Manage(_) => Protocol::Admin,
@@ -474,9 +497,19 @@ mod tests {
         assert!(predict.addresses_model() && predict.is_audited() && !predict.is_public(true));
         assert_eq!(predict.protocol(true), Protocol::SeldonGrpc);
         assert!(predict.protocol(false).is_grpc());
+        assert_eq!(
+            r(Method::POST, "/seldon/team/iris/api/v1.0/feedback"),
+            Route::SeldonFeedback(SeldonTarget::Named { namespace: "team".into(), name: "iris".into() })
+        );
+        assert_eq!(r(Method::POST, "/api/v1.0/feedback"), Route::SeldonFeedback(SeldonTarget::Single));
+        assert_eq!(
+            r(Method::POST, "/v2/models/g/feedback"),
+            Route::Model { name: "g".into(), version: None, op: ModelOp::Feedback }
+        );
+        assert_eq!(r(Method::GET, "/v2/models/g/feedback"), Route::MethodNotAllowed("POST"));
         let feedback = r(Method::POST, "/seldon.protos.Seldon/SendFeedback");
         assert_eq!(feedback, Route::SeldonGrpc(SeldonMethod::SendFeedback));
-        assert!(!feedback.addresses_model() && feedback.is_audited() && !feedback.is_public(true));
+        assert!(feedback.addresses_model() && feedback.is_audited() && !feedback.is_public(true));
         assert_eq!(r(Method::OPTIONS, "/seldon.protos.Seldon/Predict"), Route::MethodNotAllowed("POST"));
         assert_eq!(r(Method::POST, "/seldon.protos.Seldon/ModelMetadata"), Route::NotFound);
     }

@@ -234,7 +234,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             description: None,
             labels: Default::default(),
             owners: palisade_bundle::manifest::Owners::new(vec![owner]).unwrap(),
-            model: palisade_runtime::Runnable::InProcess(model),
+            model: palisade_server::Servable::Model(palisade_runtime::Runnable::InProcess(model)),
             target,
             audit: Default::default(),
             batching: None,

@@ -447,7 +447,8 @@ async fn seldon_grpc_names_the_model_in_metadata_read_once_by_the_context() {
     let empty = SeldonMessage::default().encode_to_vec();
     let (code, text, _, _) = seldon_call(&s, "Predict", &empty, Some(&s.alice), &iris).await;
     assert_eq!((code, text.as_str()), (3, "the request has no `data`"));
-    // Feedback: authenticated, audited, UNIMPLEMENTED with a reason.
+    // Feedback for a model that is not a graph: authenticated, audited, UNIMPLEMENTED with
+    // a reason.
     let (code, _, _, _) = seldon_call(&s, "SendFeedback", &[], None, &iris).await;
     assert_eq!(code, 16);
     let (code, text, _, request_id) = seldon_call(&s, "SendFeedback", &[], Some(&s.alice), &iris).await;

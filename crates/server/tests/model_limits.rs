@@ -274,7 +274,7 @@ fn finding_1_wide_models_load_within_the_limits_and_report_their_row_size() {
     for engine in engines() {
         let served = registry.get(&format!("wide-{engine}"), None).unwrap();
         assert_eq!(served.model.engine(), engine);
-        assert_eq!(served.model.output_bytes_per_row(), 4 << 20, "{engine}");
+        assert_eq!(served.model.runnable().unwrap().output_bytes_per_row(), 4 << 20, "{engine}");
     }
 }
 
@@ -296,7 +296,11 @@ async fn finding_1_outputs_are_reserved_from_the_budget_and_other_models_keep_se
     }
     let registry = Registry::load(&store).unwrap();
     for (name, per_row) in &wide {
-        assert_eq!(registry.get(name, None).unwrap().model.output_bytes_per_row(), *per_row, "{name}");
+        assert_eq!(
+            registry.get(name, None).unwrap().model.runnable().unwrap().output_bytes_per_row(),
+            *per_row,
+            "{name}"
+        );
     }
     let config = ServerConfig { max_inflight_bytes: budget, ..ServerConfig::default() };
     let app = common::app(store.root(), registry, EngineConfig::default(), config);

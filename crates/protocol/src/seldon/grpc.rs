@@ -185,9 +185,17 @@ pub fn response_message(response: &Value) -> Result<SeldonMessage, ProtocolError
         .collect();
     let tags =
         meta["tags"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), from_json(v))).collect();
+    // An inference graph's routers, by index, and the request id feedback names.
+    let routing = meta["routing"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), i32::try_from(v.as_i64()?).ok()?)))
+        .collect();
+    let puid = meta["puid"].as_str().unwrap_or_default().to_owned();
     Ok(SeldonMessage {
         status: None,
-        meta: Some(Meta { request_path, tags, ..Meta::default() }),
+        meta: Some(Meta { puid, request_path, tags, routing, ..Meta::default() }),
         data_oneof: Some(DataOneof::Data(DefaultData { names, data_oneof: Some(payload) })),
     })
 }

@@ -139,6 +139,10 @@ impl GrpcInferenceService for Service {
     ) -> Result<tonic::Response<ModelInferResponse>, Status> {
         let (_, extensions, message) = request.into_parts();
         let served = served(&extensions)?;
+        let ctx = extensions
+            .get::<Ctx>()
+            .cloned()
+            .ok_or_else(|| status(ApiError::Internal("a gRPC call without its context".to_owned())))?;
         let parsed = grpc::parse_infer_request(message).map_err(|e| status(e.into()))?;
         let signature = served.model.signature();
         for wanted in &parsed.outputs {
@@ -150,7 +154,7 @@ impl GrpcInferenceService for Service {
                 ))));
             }
         }
-        let mut outputs = self.state.infer(&served, parsed.inputs).await.map_err(status)?;
+        let mut outputs = self.state.infer(&ctx, &served, parsed.inputs).await.map_err(status)?;
         let selected: Vec<Tensor> = if parsed.outputs.is_empty() {
             outputs
         } else {
@@ -163,13 +167,19 @@ impl GrpcInferenceService for Service {
                 })
                 .collect()
         };
-        let response = grpc::encode_infer_response(
+        let mut response = grpc::encode_infer_response(
             served.id.name.as_str(),
             served.id.version.as_str(),
             parsed.id.as_deref(),
             &selected,
             true,
         );
+        if let Some(parameter) = ctx
+            .graph()
+            .and_then(|g| grpc::parameter_from_json(&serde_json::Value::String(g.routing_json().to_string())))
+        {
+            response.parameters.insert("routing".to_owned(), parameter);
+        }
         Ok(tonic::Response::new(response))
     }
 }

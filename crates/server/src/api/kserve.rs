@@ -40,7 +40,7 @@ pub(crate) async fn predict(
     let inputs: Vec<Input<'_>> =
         signature.inputs.iter().map(|spec| Input { name: &spec.name, datatype: spec.datatype }).collect();
     let tensors = kserve_v1::parse_predict_request(&body.bytes, &inputs)?;
-    let outputs = state.infer(served, tensors).await?;
+    let outputs = state.infer(ctx, served, tensors).await?;
     Ok(Json(kserve_v1::encode_predictions(&outputs)?).into_response())
 }
 

@@ -43,6 +43,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
                 ModelOp::Metadata => Ok(v2::model_metadata(&state, &served)),
                 ModelOp::Ready => v2::model_ready(&served).await,
                 ModelOp::Infer => v2::infer(&state, &ctx, &served, req).await,
+                ModelOp::Feedback => crate::graphs::feedback_v2(&state, &ctx, &served, req).await,
             },
             Err(err) => Err(err),
         },
@@ -50,11 +51,18 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
             Ok(served) => seldon::predict(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
+        Route::SeldonFeedback(_) => match served(&ctx) {
+            Ok(served) => crate::graphs::feedback_seldon(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
         Route::SeldonGrpc(SeldonMethod::Predict) => match served(&ctx) {
             Ok(served) => seldon::predict_grpc(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
-        Route::SeldonGrpc(SeldonMethod::SendFeedback) => Err(seldon::feedback_unsupported()),
+        Route::SeldonGrpc(SeldonMethod::SendFeedback) => match served(&ctx) {
+            Ok(served) => seldon::predict_grpc(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
         Route::Alive => Ok(kserve::alive()),
         Route::KServe { op, .. } => match served(&ctx) {
             Ok(served) => match op {
@@ -73,5 +81,12 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
         Route::Jwks => crate::control::oauth::jwks(&state),
         Route::Manage(op) => crate::control::manage::handle(&state, &ctx, op, req).await,
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    // Sticky clients learn their arm; every protocol gets it (gRPC as metadata).
+    if let Some(route) = ctx.graph().map(|g| g.route_header()).filter(|r| !r.is_empty())
+        && let Ok(value) = axum::http::HeaderValue::from_str(&route)
+    {
+        response.headers_mut().insert("x-palisade-route", value);
+    }
+    response
 }

@@ -22,7 +22,7 @@ use palisade_protocol::seldon::{self, SeldonRequest};
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::context::RequestContext;
+use crate::context::{Ctx, RequestContext};
 use crate::{ApiError, AppState, ServedModel};
 
 /// `POST /api/v1.0/predictions` and `POST /seldon/[{namespace}/]{model}/api/v1.0/predictions`,
@@ -37,7 +37,7 @@ pub(crate) async fn predict(
     let body = state.read_body(ctx, &parts.headers, body).await?;
     let input = single_input(served)?;
     let request = seldon::parse_request(&body.bytes, &input.name, input.datatype)?;
-    Ok(Json(run(state, served, request).await?).into_response())
+    Ok(Json(run(state, ctx, served, request).await?).into_response())
 }
 
 /// `POST /seldon.protos.Seldon/Predict`, for the model the context resolved from the call's
@@ -45,7 +45,7 @@ pub(crate) async fn predict(
 /// in-flight budget, digest), and handed to the generated gRPC server.
 pub(crate) async fn predict_grpc(
     state: &AppState,
-    ctx: &RequestContext,
+    ctx: &Ctx,
     served: &Arc<ServedModel>,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -53,10 +53,13 @@ pub(crate) async fn predict_grpc(
     let read = state.read_body(ctx, &parts.headers, body).await?;
     // Decoded once here to answer a malformed message as the caller's error (tonic calls
     // it INTERNAL); tonic decodes the same bytes for the service below.
-    seldon::grpc::decode_frame(&read.bytes)?;
-    let service = SeldonServer::new(Service { state: state.clone(), served: served.clone() })
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
+    if ctx.route == crate::route::Route::SeldonGrpc(crate::route::SeldonMethod::Predict) {
+        seldon::grpc::decode_frame(&read.bytes)?;
+    }
+    let service =
+        SeldonServer::new(Service { state: state.clone(), ctx: ctx.clone(), served: served.clone() })
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
     let request = Request::from_parts(parts, Body::from(read.bytes.clone()));
     let response = match service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
@@ -67,12 +70,12 @@ pub(crate) async fn predict_grpc(
     Ok(response)
 }
 
-/// The feedback a Seldon client sends for a router or bandit: none is served.
-pub(crate) fn feedback_unsupported() -> ApiError {
-    ApiError::NotImplemented(
-        "Seldon feedback is not supported: Palisade serves no routers or bandits to reward; only Predict is served"
-            .to_owned(),
-    )
+/// Feedback for a model that is not a graph: nothing to reward.
+pub(crate) fn feedback_unsupported(served: &ServedModel) -> ApiError {
+    ApiError::NotImplemented(format!(
+        "Seldon feedback rewards the routers of an inference graph; model `{}` is not one",
+        served.id.name
+    ))
 }
 
 /// The model's one input: the Seldon protocol carries one tensor.
@@ -90,27 +93,48 @@ fn single_input(served: &ServedModel) -> Result<&TensorSpec, ApiError> {
 
 /// Runs a parsed request and writes Seldon's JSON response (the gRPC form is converted
 /// from it, so both transports answer the same).
-async fn run(state: &AppState, served: &Arc<ServedModel>, request: SeldonRequest) -> Result<Value, ApiError> {
+async fn run(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    request: SeldonRequest,
+) -> Result<Value, ApiError> {
     let signature = served.model.signature();
     let tags = request.meta.get("tags").cloned();
-    let outputs = state.infer(served, vec![request.tensor]).await?;
+    let outputs = state.infer(ctx, served, vec![request.tensor]).await?;
     let (index, spec) = primary_output(signature)
         .ok_or_else(|| ApiError::Inference("the model has no outputs".to_owned()))?;
     let output = outputs.get(index).ok_or_else(|| ApiError::Inference("an output is missing".to_owned()))?;
     let names = column_names(spec, output.shape());
-    Ok(seldon::encode_response(
+    let mut response = seldon::encode_response(
         output,
         &names,
         request.form,
         served.id.name.as_str(),
         served.id.version.as_str(),
         tags.as_ref(),
-    ))
+    );
+    // Seldon's executor reports routers' choices in `meta.routing`.
+    if let (Some(graph), Some(meta)) = (ctx.graph(), response.get_mut("meta").and_then(Value::as_object_mut))
+    {
+        meta.insert("routing".to_owned(), graph.seldon_routing());
+        // The model that answered, where Seldon names the units that ran.
+        if let Some(arm) = graph.routing.iter().find(|t| t.node == "traffic").and_then(|t| t.child.clone()) {
+            let path = meta.entry("requestPath").or_insert_with(|| Value::Object(Default::default()));
+            if let Some(path) = path.as_object_mut() {
+                path.insert("traffic".to_owned(), Value::from(arm));
+            }
+        }
+        // What a Seldon client sends back with its feedback.
+        meta.insert("puid".to_owned(), Value::from(ctx.id.as_str()));
+    }
+    Ok(response)
 }
 
 /// `seldon.protos.Seldon` for one request's model, resolved by the request context.
 struct Service {
     state: AppState,
+    ctx: Ctx,
     served: Arc<ServedModel>,
 }
 
@@ -129,16 +153,30 @@ impl Seldon for Service {
         let input = single_input(&self.served).map_err(status)?;
         let request = seldon::grpc::parse_message(request.into_inner(), &input.name, input.datatype)
             .map_err(|e| status(e.into()))?;
-        let response = run(&self.state, &self.served, request).await.map_err(status)?;
+        let response = run(&self.state, &self.ctx, &self.served, request).await.map_err(status)?;
         let message = seldon::grpc::response_message(&response).map_err(|e| status(e.into()))?;
         Ok(tonic::Response::new(message))
     }
 
     async fn send_feedback(
         &self,
-        _: tonic::Request<Feedback>,
+        request: tonic::Request<Feedback>,
     ) -> Result<tonic::Response<SeldonMessage>, Status> {
-        Err(status(feedback_unsupported()))
+        if self.served.model.graph().is_none() {
+            return Err(status(feedback_unsupported(&self.served)));
+        }
+        let feedback = request.into_inner();
+        let puid = feedback.response.and_then(|r| r.meta).map(|m| m.puid).unwrap_or_default();
+        if puid.is_empty() {
+            return Err(status(ApiError::BadRequest(
+                "Seldon feedback needs `response.meta.puid`: the puid of the response being rewarded"
+                    .to_owned(),
+            )));
+        }
+        crate::graphs::reward(&self.state, &self.ctx, &self.served, &puid, f64::from(feedback.reward))
+            .map_err(status)?;
+        let meta = palisade_protocol::seldon::grpc::protos::Meta { puid, ..Default::default() };
+        Ok(tonic::Response::new(SeldonMessage { meta: Some(meta), ..Default::default() }))
     }
 }
 

@@ -108,7 +108,7 @@ pub(crate) async fn infer(
         }
     }
     let binary_default = request.binary_output_default();
-    let outputs = state.infer(served, request.inputs).await?;
+    let outputs = state.infer(ctx, served, request.inputs).await?;
     let selected: Vec<ResponseOutput> = if request.outputs.is_empty() {
         outputs.into_iter().map(|tensor| ResponseOutput { tensor, binary: binary_default }).collect()
     } else {
@@ -122,10 +122,12 @@ pub(crate) async fn infer(
             })
             .collect()
     };
-    let encoded = v2::encode_infer_response(
+    let parameters = ctx.graph().map(|g| serde_json::json!({ "routing": g.routing_json() }));
+    let encoded = v2::encode_infer_response_with(
         served.id.name.as_str(),
         served.id.version.as_str(),
         request.id.as_deref(),
+        parameters.as_ref(),
         &selected,
     );
     Ok(match encoded.json_len {

@@ -562,9 +562,65 @@ fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, A
         );
         per_version.push(one);
     }
+    if let Some(graph) = latest.model.graph() {
+        let (hops, lines) = explain_hops(state, &latest, graph);
+        body["graph"] = hops;
+        text.extend(lines);
+    }
     body["versions"] = json!(per_version);
     body["text"] = json!(text);
     Ok(Json(body).into_response())
+}
+
+/// Who a graph's hops run as, and what the models they call allow: with `callAs: caller`,
+/// a caller also needs each model's access (listed); with `callAs: graph`, each model's
+/// policies must allow the principal `graph:NAMESPACE/NAME` (evaluated here).
+fn explain_hops(
+    state: &AppState,
+    served: &ServedModel,
+    graph: &palisade_graph::Graph,
+) -> (Value, Vec<String>) {
+    let set = state.security().policy_set();
+    let registry = state.registry();
+    let principal = crate::graphs::graph_principal(served);
+    let as_graph = graph.call_as() == palisade_bundle::graph::CallAs::Graph;
+    let mut lines = vec![if as_graph {
+        format!(
+            "graph: its nodes call their models as `{principal}` (callAs: graph); callers need access to the graph only"
+        )
+    } else {
+        "graph: its nodes call their models as the caller (callAs: caller); a caller also needs access to each:".to_owned()
+    }];
+    let mut models = Vec::new();
+    for target in graph.uses() {
+        let Ok(model) = registry.get(target.name.as_str(), target.version.as_ref().map(|v| v.as_str()))
+        else {
+            lines.push(format!("  {target}: not served"));
+            continue;
+        };
+        let explanation = set.explain(&model.target);
+        let allowed = as_graph.then(|| {
+            let mut request = palisade_policy::Request::new(model.target.clone());
+            request.source_principal = Some(principal.clone());
+            request.method = "POST".to_owned();
+            request.path = format!("/v2/models/{}/versions/{}/infer", model.id.name, model.id.version);
+            set.evaluate(&request).allowed
+        });
+        match allowed {
+            Some(true) => lines.push(format!("  {target}: allows {principal}")),
+            Some(false) => {
+                lines.push(format!("  {target}: does NOT allow {principal}: its calls are refused (403)"))
+            }
+            None => {
+                lines.push(format!("  {target}:"));
+                lines.extend(explanation.lines().into_iter().map(|l| format!("    {l}")));
+            }
+        }
+        models
+            .push(json!({"model": target.to_string(), "allows_graph": allowed, "text": explanation.lines()}));
+    }
+    let call_as = if as_graph { "graph" } else { "caller" };
+    (json!({"call_as": call_as, "principal": principal, "models": models}), lines)
 }
 
 #[derive(Deserialize)]

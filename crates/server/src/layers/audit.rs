@@ -83,6 +83,13 @@ impl AuditHandle {
                 }
             })),
             fault_injection: faults,
+            ship: match settings.ship.stdout {
+                true => Some(palisade_audit::Shipper::stdout(palisade_audit::ShipOptions {
+                    checkpoints: settings.ship.checkpoints,
+                    queue_bytes: settings.ship.queue_bytes,
+                })?),
+                false => None,
+            },
             ..palisade_audit::AuditConfig::default()
         };
         let log = palisade_audit::AuditLog::open(dir, config)?;
@@ -108,7 +115,7 @@ pub(crate) fn level_of(manifest: AuditLevel) -> Level {
     }
 }
 
-fn protocol_of(protocol: RouteProtocol) -> Protocol {
+pub(crate) fn protocol_of(protocol: RouteProtocol) -> Protocol {
     match protocol {
         RouteProtocol::V2Rest => Protocol::V2Rest,
         RouteProtocol::V2Grpc => Protocol::V2Grpc,
@@ -199,6 +206,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
     }
     let status = crate::api::grpc::effective_status(parts.status, grpc_code).as_u16();
     let mut record = record_of(&state, &ctx, &declared, level, status, grpc_code, &response_bytes);
+    record.node = ctx.graph().and_then(|g| g.failed_node.clone());
     if level >= Level::Request && ctx.route.addresses_model() {
         let mut fields = state.security().platform().config.audit.redact.clone();
         if let Some(model) = ctx.served() {
@@ -215,7 +223,16 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         record.payloads = Some(Payloads { request, response });
     }
 
-    match log.append_announced(record, Some(announced)).await {
+    // A graph's hops are written before the request's own record, in order: the writer
+    // takes appends in the order they are first polled, and one commit can cover them all.
+    let hops: Vec<_> = ctx.take_hops().into_iter().map(|hop| log.append(hop)).collect();
+    let (hops, own) = futures_util::future::join(
+        futures_util::future::join_all(hops),
+        log.append_announced(record, Some(announced)),
+    )
+    .await;
+    let written = hops.into_iter().find(Result::is_err).unwrap_or(own);
+    match written {
         Ok(_) => rebuild(parts, response_bytes, trailers),
         // The writer logs the failure itself (once per interval); the refusal is counted,
         // and logged like every server error, quietly.
@@ -274,27 +291,10 @@ fn record_of(
         }
     });
     if let Some(token) = ctx.token() {
-        record.request_principal = Some(token.principal());
-        record.email = token.claims.get("email").and_then(Value::as_str).map(str::to_owned);
-        let groups_claim = &state.security().platform().config.authorization.groups_claim;
-        record.groups = match token.claims.get(groups_claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-            Some(Value::String(group)) => vec![group.clone()],
-            _ => Vec::new(),
-        };
-        record.client_id = token.claims.get("client_id").and_then(Value::as_str).map(str::to_owned);
-        record.service_account =
-            token.subject.as_deref().filter(|s| s.starts_with("system:serviceaccount:")).map(str::to_owned);
-        record.jwt =
-            Some(JwtInfo { kid: token.kid.clone(), alg: Some(token.alg.to_owned()), jti: token.jti.clone() });
+        caller_fields(state, &mut record, &token);
     }
     if let Some(model) = ctx.served() {
-        record.model = Some(ModelInfo {
-            namespace: model.id.namespace.to_string(),
-            name: model.id.name.to_string(),
-            version: Some(model.id.version.to_string()),
-            digest: Some(model.digest.to_string()),
-        });
+        record.model = Some(model_info(model));
     }
     record.authz = Some(match ctx.admission() {
         Some(admission) => authz_of(&admission.decision),
@@ -309,7 +309,40 @@ fn record_of(
     record
 }
 
-fn authz_of(decision: &palisade_policy::Decision) -> Authz {
+/// The record's model fields.
+pub(crate) fn model_info(model: &crate::ServedModel) -> ModelInfo {
+    ModelInfo {
+        namespace: model.id.namespace.to_string(),
+        name: model.id.name.to_string(),
+        version: Some(model.id.version.to_string()),
+        digest: Some(model.digest.to_string()),
+    }
+}
+
+/// The record's caller fields, from the verified token.
+pub(crate) fn caller_fields(
+    state: &AppState,
+    record: &mut AuditRecord,
+    token: &palisade_identity::VerifiedToken,
+) {
+    {
+        record.request_principal = Some(token.principal());
+        record.email = token.claims.get("email").and_then(Value::as_str).map(str::to_owned);
+        let groups_claim = &state.security().platform().config.authorization.groups_claim;
+        record.groups = match token.claims.get(groups_claim) {
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+            Some(Value::String(group)) => vec![group.clone()],
+            _ => Vec::new(),
+        };
+        record.client_id = token.claims.get("client_id").and_then(Value::as_str).map(str::to_owned);
+        record.service_account =
+            token.subject.as_deref().filter(|s| s.starts_with("system:serviceaccount:")).map(str::to_owned);
+        record.jwt =
+            Some(JwtInfo { kid: token.kid.clone(), alg: Some(token.alg.to_owned()), jti: token.jti.clone() });
+    }
+}
+
+pub(crate) fn authz_of(decision: &palisade_policy::Decision) -> Authz {
     use palisade_policy::DecisionReason as R;
     let (policy, rule) = match &decision.reason {
         R::DeniedByPolicy { policy, rule_index } | R::AllowedByPolicy { policy, rule_index } => {

@@ -170,6 +170,7 @@ pub(crate) fn decide(
     request.path = ctx.path.clone();
 
     let decision = Arc::new(state.security().policy_set().evaluate(&request));
+    ctx.set_policy_request(request);
     for (policy, would_allow) in &decision.dry_run {
         tracing::info!(policy = %policy, would_allow, "dry-run policy evaluated (not enforced)");
     }

@@ -1,0 +1,405 @@
+//! Graphs compiled against a catalog and run with hops that compute in the test: each node
+//! type, routers, combiners, traffic splits, and the build-time errors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use palisade_bundle::Manifest;
+use palisade_bundle::graph::ModelTarget;
+use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
+use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, RunError, compile};
+
+fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
+    TensorSpec {
+        name: name.into(),
+        datatype,
+        shape: shape.iter().map(|&d| if d < 0 { Dim::Dynamic } else { Dim::Fixed(d as u64) }).collect(),
+        allow_nan: false,
+        labels: None,
+    }
+}
+
+/// Models of the test: `double` (X -> X*2), `plus1` (X -> Y = X+1), `probs-a/b/c` (X ->
+/// probabilities, label), `route` (X -> index), `nested` (a graph naming `outer`).
+struct Models {
+    uses: BTreeMap<String, Vec<ModelTarget>>,
+}
+
+impl Models {
+    fn new() -> Models {
+        let mut uses = BTreeMap::new();
+        uses.insert("nested".to_owned(), vec![ModelTarget::parse("outer").unwrap()]);
+        Models { uses }
+    }
+}
+
+impl Catalog for Models {
+    fn lookup(&self, target: &ModelTarget) -> Result<CatalogEntry, String> {
+        let x = spec("X", DataType::Fp32, &[-1, 4]);
+        let signature = match target.name.as_str() {
+            "double" | "nested" => ModelSignature { inputs: vec![x.clone()], outputs: vec![x] },
+            "plus1" => ModelSignature { inputs: vec![x], outputs: vec![spec("Y", DataType::Fp32, &[-1, 4])] },
+            "probs-a" | "probs-b" | "probs-c" => ModelSignature {
+                inputs: vec![x],
+                outputs: vec![
+                    spec("label", DataType::Int64, &[-1]),
+                    spec("probabilities", DataType::Fp32, &[-1, 3]),
+                ],
+            },
+            "route" => {
+                ModelSignature { inputs: vec![x], outputs: vec![spec("index", DataType::Int64, &[1])] }
+            }
+            "fp64" => ModelSignature { inputs: vec![spec("X", DataType::Fp64, &[-1, 4])], outputs: vec![] },
+            other => return Err(format!("model `{other}` is not in the store; build it first")),
+        };
+        Ok(CatalogEntry { signature, uses: self.uses.get(target.name.as_str()).cloned().unwrap_or_default() })
+    }
+}
+
+/// Computes the test models, recording each call.
+#[derive(Default)]
+struct Hops {
+    calls: Mutex<Vec<(String, String)>>,
+    route: Mutex<i64>,
+}
+
+fn data(t: &Tensor) -> Vec<f32> {
+    match t.data() {
+        TensorData::Fp32(v) => v.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+impl Hop for Hops {
+    type Error = String;
+    fn call<'a>(
+        &'a self,
+        node: &'a str,
+        model: &'a ModelTarget,
+        inputs: Vec<Tensor>,
+    ) -> HopFuture<'a, String> {
+        Box::pin(async move {
+            self.calls.lock().unwrap().push((node.to_owned(), model.to_string()));
+            let x = inputs.iter().find(|t| t.name() == "X").ok_or("no X")?;
+            let rows = x.shape()[0];
+            let v = data(x);
+            Ok(match model.name.as_str() {
+                "double" => vec![
+                    Tensor::new(
+                        "X",
+                        x.shape().to_vec(),
+                        TensorData::Fp32(v.iter().map(|a| a * 2.0).collect()),
+                    )
+                    .unwrap(),
+                ],
+                "plus1" => vec![
+                    Tensor::new(
+                        "Y",
+                        x.shape().to_vec(),
+                        TensorData::Fp32(v.iter().map(|a| a + 1.0).collect()),
+                    )
+                    .unwrap(),
+                ],
+                "probs-a" | "probs-b" | "probs-c" => {
+                    let (p, label) = match model.name.as_str() {
+                        "probs-a" => ([0.6, 0.3, 0.1], 0),
+                        "probs-b" => ([0.2, 0.5, 0.3], 1),
+                        _ => ([0.1, 0.3, 0.6], 1),
+                    };
+                    vec![
+                        Tensor::new("label", vec![rows], TensorData::Int64(vec![label; rows])).unwrap(),
+                        Tensor::new("probabilities", vec![rows, 3], TensorData::Fp32(p.repeat(rows)))
+                            .unwrap(),
+                    ]
+                }
+                "route" => vec![
+                    Tensor::new("index", vec![1], TensorData::Int64(vec![*self.route.lock().unwrap()]))
+                        .unwrap(),
+                ],
+                other => return Err(format!("no model {other}")),
+            })
+        })
+    }
+}
+
+fn manifest(body: &str) -> Manifest {
+    let text = format!("name: outer\nversion: \"1\"\nowners: [alice@example.com]\n{body}");
+    Manifest::parse(Path::new("graph/palisade.yaml"), text.as_bytes()).unwrap()
+}
+
+fn graph(body: &str) -> Graph {
+    compile(&manifest(body), &Models::new(), Some(42)).unwrap()
+}
+
+fn build_error(body: &str) -> (String, String) {
+    let text = format!("name: outer\nversion: \"1\"\nowners: [alice@example.com]\n{body}");
+    match Manifest::parse(Path::new("graph/palisade.yaml"), text.as_bytes()) {
+        Err(palisade_bundle::BundleError::Manifest(err)) => (err.field, err.message),
+        Err(other) => panic!("{other}"),
+        Ok(manifest) => {
+            let err = compile(&manifest, &Models::new(), Some(42)).unwrap_err();
+            (err.field, err.message)
+        }
+    }
+}
+
+fn row() -> Vec<Tensor> {
+    vec![Tensor::new("X", vec![1, 4], TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])).unwrap()]
+}
+
+async fn run(graph: &Graph, hops: &Hops) -> palisade_graph::Outcome {
+    graph.run(hops, row(), None).await.map_err(|e| format!("{e:?}")).unwrap()
+}
+
+#[tokio::test]
+async fn a_transformer_then_a_model() {
+    let g = graph(
+        "graph:\n  name: t\n  type: TRANSFORMER\n  model: double\n  children:\n  - {name: m, type: MODEL, model: plus1}\n",
+    );
+    assert_eq!(g.signature().inputs[0].name, "X");
+    assert_eq!(g.signature().outputs[0].name, "Y");
+    let hops = Hops::default();
+    let out = run(&g, &hops).await;
+    assert_eq!(data(&out.outputs[0]), vec![3.0, 5.0, 7.0, 9.0]);
+    assert_eq!(
+        *hops.calls.lock().unwrap(),
+        vec![("t".to_owned(), "double".to_owned()), ("m".to_owned(), "plus1".to_owned())]
+    );
+}
+
+#[tokio::test]
+async fn built_in_transformers_and_output_transformers() {
+    let g = graph(
+        "graph:\n  name: out\n  type: OUTPUT_TRANSFORMER\n  implementation: SCALE\n  parameters: [{name: scale, value: '10', type: FLOAT}]\n  children:\n  - name: m\n    model: plus1\n    children:\n    - {name: r, implementation: RENAME, parameters: [{name: Y, value: Z}]}\n",
+    );
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(out.outputs[0].name(), "Z");
+    assert_eq!(data(&out.outputs[0]), vec![20.0, 30.0, 40.0, 50.0]);
+}
+
+#[tokio::test]
+async fn combiners_over_three_models() {
+    let children = "  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: probs-b}\n  - {name: c, model: probs-c}\n";
+    let g = graph(&format!(
+        "graph:\n  name: avg\n  type: COMBINER\n  implementation: AVERAGE_COMBINER\n{children}"
+    ));
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(out.outputs.len(), 1);
+    let p = data(&out.outputs[0]);
+    for (got, want) in p.iter().zip([0.3f32, 0.366_666_7, 0.333_333_34]) {
+        assert!((got - want).abs() < 1e-6, "{p:?}");
+    }
+    let g = graph(&format!("graph:\n  name: vote\n  implementation: MAJORITY_VOTE\n{children}"));
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(out.outputs[0].data(), &TensorData::Int64(vec![1]));
+    let g = graph(&format!(
+        "graph:\n  name: cat\n  implementation: CONCAT_COMBINER\n  parameters: [{{name: tensors, value: probabilities}}]\n{children}"
+    ));
+    assert_eq!(g.signature().outputs[0].shape, vec![Dim::Dynamic, Dim::Fixed(9)]);
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(out.outputs[0].shape(), &[1, 9]);
+}
+
+#[tokio::test]
+async fn a_router_model_routes_per_index() {
+    let g = graph(
+        "graph:\n  name: r\n  type: ROUTER\n  model: route\n  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: probs-b}\n",
+    );
+    let hops = Hops::default();
+    for (index, first_label) in [(0, Some(0)), (1, Some(1)), (-1, Some(0)), (-2, None)] {
+        *hops.route.lock().unwrap() = index;
+        hops.calls.lock().unwrap().clear();
+        let out = run(&g, &hops).await;
+        let want = Choice::from_index(index, 2).unwrap();
+        assert_eq!(out.routing[0].choice, want);
+        match first_label {
+            Some(label) => assert_eq!(out.outputs[0].data(), &TensorData::Int64(vec![label])),
+            // -2: the router's input is the answer.
+            None => assert_eq!(out.outputs[0].name(), "X"),
+        }
+        let called: Vec<String> = hops.calls.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+        let expected: Vec<&str> = match index {
+            0 => vec!["r", "a"],
+            1 => vec!["r", "b"],
+            -1 => vec!["r", "a", "b"],
+            _ => vec!["r"],
+        };
+        assert_eq!(called, expected, "index {index}");
+    }
+    *hops.route.lock().unwrap() = 2;
+    let err = g.run(&hops, row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Node { ref node, .. } if node == "r"), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_failing_hop_fails_the_graph() {
+    let g = graph("graph:\n  name: t\n  model: double\n");
+    struct Refuse;
+    impl Hop for Refuse {
+        type Error = String;
+        fn call<'a>(&'a self, node: &'a str, _: &'a ModelTarget, _: Vec<Tensor>) -> HopFuture<'a, String> {
+            Box::pin(async move { Err(format!("403 at {node}")) })
+        }
+    }
+    let err = g.run(&Refuse, row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Hop(ref m) if m == "403 at t"), "{err:?}");
+}
+
+/// Pearson's chi-square statistic of observed counts against expected shares.
+fn chi_square(counts: &[u64], shares: &[f64]) -> f64 {
+    let n: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .zip(shares)
+        .map(|(&c, &s)| {
+            let e = n as f64 * s;
+            (c as f64 - e).powi(2) / e
+        })
+        .sum()
+}
+
+async fn split(g: &Graph, arms: &[&str], n: usize) -> Vec<u64> {
+    let hops = Hops::default();
+    let mut counts = vec![0u64; arms.len()];
+    for _ in 0..n {
+        let out = run(g, &hops).await;
+        let child = out.routing[0].child.clone().unwrap();
+        counts[arms.iter().position(|a| *a == child).unwrap()] += 1;
+    }
+    counts
+}
+
+// Critical values of chi-square at the 0.001 level: 10.828 (1 degree of freedom), 13.816 (2).
+#[tokio::test]
+async fn traffic_splits_pass_a_chi_square_test() {
+    let g = graph("traffic: [{model: 'probs-a', weight: 90}, {model: 'probs-b', weight: 10}]\n");
+    let counts = split(&g, &["probs-a", "probs-b"], 10_000).await;
+    let stat = chi_square(&counts, &[0.9, 0.1]);
+    assert!(stat < 10.828, "{counts:?}: chi-square {stat}");
+    let g = graph(
+        "traffic: [{model: 'probs-a', weight: 50}, {model: 'probs-b', weight: 30}, {model: 'probs-c', weight: 20}]\n",
+    );
+    let counts = split(&g, &["probs-a", "probs-b", "probs-c"], 10_000).await;
+    let stat = chi_square(&counts, &[0.5, 0.3, 0.2]);
+    assert!(stat < 13.816, "{counts:?}: chi-square {stat}");
+    let g = graph(
+        "graph:\n  name: ab\n  implementation: RANDOM_ABTEST\n  parameters: [{name: ratioA, value: '0.25', type: FLOAT}]\n  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: probs-b}\n",
+    );
+    let counts = split(&g, &["a", "b"], 10_000).await;
+    let stat = chi_square(&counts, &[0.25, 0.75]);
+    assert!(stat < 10.828, "{counts:?}: chi-square {stat}");
+}
+
+#[tokio::test]
+async fn sticky_callers_stay_in_one_arm_and_spread_over_arms() {
+    let g = graph(
+        "traffic: [{model: 'probs-a', weight: 50}, {model: 'probs-b', weight: 50}]\nsticky: {header: x-user}\n",
+    );
+    let hops = Hops::default();
+    let mut per_arm = [0u32; 2];
+    for user in 0..200 {
+        let key = format!("user-{user}");
+        let mut arms = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let out = g.run(&hops, row(), Some(key.as_bytes())).await.map_err(|e| format!("{e:?}")).unwrap();
+            arms.insert(out.routing[0].child.clone().unwrap());
+        }
+        assert_eq!(arms.len(), 1, "{key} moved between arms: {arms:?}");
+        per_arm[usize::from(arms.contains("probs-b"))] += 1;
+    }
+    assert!(per_arm[0] > 70 && per_arm[1] > 70, "{per_arm:?}");
+}
+
+#[tokio::test]
+async fn bandits_learn_from_feedback_on_the_route_taken() {
+    let g = graph(
+        "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  parameters: [{name: epsilon, value: '0.1', type: FLOAT}]\n  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: probs-b}\n",
+    );
+    let hops = Hops::default();
+    let mut b_late = 0;
+    for i in 0..1500 {
+        let out = run(&g, &hops).await;
+        let chose_b = out.routing[0].choice == Choice::Child(1);
+        // Arm b always pays; a never does.
+        g.reward(&out.routing, if chose_b { 1.0 } else { 0.0 });
+        if i >= 1000 && chose_b {
+            b_late += 1;
+        }
+    }
+    assert!(b_late >= 425, "{b_late} of the last 500 went to the better arm");
+}
+
+#[test]
+fn build_errors_name_the_field() {
+    let (field, message) = build_error("graph:\n  name: a\n  model: missing\n");
+    assert_eq!(field, "graph.model");
+    assert!(message.contains("not in the store"), "{message}");
+    let (field, message) =
+        build_error("graph:\n  name: a\n  model: plus1\n  children:\n  - {name: b, model: plus1}\n");
+    assert_eq!(field, "graph.children[0].model");
+    assert!(message.contains("takes tensor `X`"), "{message}");
+    let (field, message) =
+        build_error("graph:\n  name: a\n  model: double\n  children:\n  - {name: b, model: fp64}\n");
+    assert_eq!(field, "graph.children[0].model");
+    assert!(message.contains("FP64"), "{message}");
+    let (field, message) = build_error("graph:\n  name: a\n  model: nested\n");
+    assert_eq!(field, "graph.model");
+    assert!(message.contains("cycle: outer -> nested -> outer"), "{message}");
+    let (field, _) = build_error("graph:\n  name: a\n  model: outer\n");
+    assert_eq!(field, "graph.model");
+    let (field, message) = build_error(
+        "graph:\n  name: r\n  implementation: RANDOM_ABTEST\n  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: plus1}\n  parameters: [{name: ratioA, value: '0.5'}]\n",
+    );
+    assert_eq!(field, "graph.children[1]");
+    assert!(message.contains("must answer alike"), "{message}");
+    let (field, message) = build_error(
+        "graph:\n  name: r\n  implementation: RANDOM_ABTEST\n  children:\n  - {name: a, model: probs-a}\n  - {name: b, model: probs-b}\n  parameters: [{name: ratio, value: '0.5'}]\n",
+    );
+    assert_eq!(field, "graph.parameters");
+    assert!(message.contains("ratioA"), "{message}");
+    let (field, message) =
+        build_error("traffic: [{model: 'probs-a', weight: 1}, {model: plus1, weight: 1}]\n");
+    assert_eq!(field, "traffic[1].model");
+    assert!(message.contains("interchangeable"), "{message}");
+    let (field, _) = build_error("graph:\n  name: s\n  implementation: SCALE\n");
+    assert_eq!(field, "inputs");
+}
+
+#[tokio::test]
+async fn seldon_core_2_pipelines_run_steps_by_their_inputs() {
+    let g = graph(
+        "pipeline:\n  steps:\n  - name: double\n  - {name: plus1, inputs: [double.outputs.X]}\n  - {name: probs-a, inputs: [double.outputs]}\n  - {name: again, model: plus1, inputs: [plus1.outputs.Y], tensorMap: {plus1.outputs.Y: X}}\n  output:\n    steps: [again, probs-a]\n",
+    );
+    let names: Vec<&str> = g.signature().outputs.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Y", "label", "probabilities"]);
+    assert_eq!(g.signature().inputs[0].name, "X");
+    let hops = Hops::default();
+    let out = run(&g, &hops).await;
+    // (x * 2 + 1) + 1
+    assert_eq!(data(&out.outputs[0]), vec![4.0, 6.0, 8.0, 10.0]);
+    assert_eq!(out.outputs[1].data(), &TensorData::Int64(vec![0]));
+    let called: Vec<String> = hops.calls.lock().unwrap().iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(called[0], "double");
+    assert_eq!(called.last().unwrap(), "again");
+    assert_eq!(called.len(), 4);
+
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - {name: double, inputs: [plus1.outputs.Y]}\n  - {name: plus1, inputs: [double.outputs.X]}\n",
+    );
+    assert_eq!(field, "pipeline.steps");
+    assert!(message.contains("a cycle"), "{message}");
+    let (field, message) =
+        build_error("pipeline:\n  steps:\n  - {name: plus1, inputs: [nowhere.outputs.Y]}\n");
+    assert_eq!(field, "pipeline.steps[0].inputs");
+    assert!(message.contains("no step `nowhere`"), "{message}");
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: plus1\n  - {name: again, model: plus1, inputs: [plus1.outputs.Y]}\n",
+    );
+    assert_eq!(field, "pipeline.steps[1].inputs");
+    assert!(message.contains("takes tensor `X`"), "{message}");
+    let (field, _) = build_error("pipeline:\n  steps:\n  - {name: plus1, inputsJoinType: any}\n");
+    assert_eq!(field, "pipeline.steps[0].inputsJoinType");
+}

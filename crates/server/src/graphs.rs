@@ -1,0 +1,529 @@
+//! Serving inference graphs and traffic splits: the [`Hop`] every node's model call goes
+//! through (resolve, authorize as the caller or as the graph, audit, run), the shadow, and
+//! what the request context learns (routes taken, the node that refused).
+//!
+//! Security hop by hop: by default each hop is authorized as the original caller, with the
+//! request authorization evaluated (token claims, connection, headers), against the node
+//! model's policies and for its own path `/v2/models/NAME/versions/V/infer`; a graph can
+//! never reach a model its caller may not call directly. With `callAs: graph` the hops are
+//! authorized as the principal `graph:NAMESPACE/NAME` (Istio's `principals`), without the
+//! caller's token. Every hop leaves an audit record linked to the caller's request
+//! (`parent_request_id`, `node`), shadow calls included.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::response::IntoResponse;
+use palisade_audit::{AuditRecord, Authz, Decision};
+use palisade_bundle::graph::{CallAs, ModelTarget};
+use palisade_core::Tensor;
+use palisade_graph::{Graph, Hop, HopFuture, RunError};
+use palisade_identity::{Authenticated, VerifiedToken};
+
+use crate::context::{Authentication, GraphFacts, RequestContext};
+use crate::layers::audit::{authz_of, caller_fields, model_info, protocol_of};
+use crate::registry::Registry;
+use crate::route::Protocol;
+use crate::{ApiError, AppState, ServedModel};
+
+/// How deep graphs may nest (a graph whose node is a graph, ...).
+const MAX_NESTING: usize = 8;
+
+/// Who sent the graph request, as every hop is authorized and audited: taken once from the
+/// request context.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    request_id: String,
+    trace_id: String,
+    policy: Option<palisade_policy::Request>,
+    authenticated: Option<Authenticated>,
+    token: Option<Arc<VerifiedToken>>,
+    source_ip: Option<std::net::IpAddr>,
+    peer: Option<String>,
+    protocol: Protocol,
+}
+
+impl Caller {
+    pub(crate) fn of(ctx: &RequestContext) -> Caller {
+        let authenticated = match ctx.authentication() {
+            Some(Authentication::Authenticated(authenticated)) => Some(authenticated),
+            _ => None,
+        };
+        Caller {
+            request_id: ctx.id.as_str().to_owned(),
+            trace_id: ctx.trace.trace_id.clone(),
+            policy: ctx.policy_request().cloned(),
+            token: ctx.token(),
+            authenticated,
+            source_ip: ctx.conn.as_ref().map(|c| c.remote.ip()),
+            peer: ctx.admission().and_then(|a| a.peer.clone()),
+            protocol: ctx.protocol,
+        }
+    }
+
+    /// The value a sticky graph keeps callers in one arm by.
+    fn sticky(&self, graph: &Graph) -> Option<Vec<u8>> {
+        let sticky = graph.sticky()?;
+        if let Some(claim) = &sticky.claim {
+            let value = self.token.as_ref()?.claims.get(claim)?;
+            return Some(match value {
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                other => other.to_string().into_bytes(),
+            });
+        }
+        let header = sticky.header.as_deref()?;
+        self.policy.as_ref()?.headers.get_all(header).next().map(|v| v.as_bytes().to_vec())
+    }
+
+    /// Who the caller is, for feedback: the token's principal, else the client address.
+    pub(crate) fn principal(&self) -> String {
+        match (&self.token, self.source_ip) {
+            (Some(token), _) => token.principal(),
+            (None, Some(ip)) => format!("anonymous@{ip}"),
+            (None, None) => "anonymous".to_owned(),
+        }
+    }
+}
+
+/// A hop refused: the error, and the policy decision when one was taken.
+type Refusal = (ApiError, Option<Arc<palisade_policy::Decision>>);
+
+/// The hops of one graph request.
+struct Hops {
+    state: AppState,
+    caller: Arc<Caller>,
+    graph: Arc<ServedModel>,
+    registry: Arc<Registry>,
+    depth: usize,
+    records: Arc<Mutex<Vec<AuditRecord>>>,
+}
+
+impl Hops {
+    /// Authorizes a hop to `served`: `Ok(None)` when security is off.
+    fn authorize(&self, served: &ServedModel) -> Result<Option<Arc<palisade_policy::Decision>>, Refusal> {
+        if !self.state.secured() {
+            return Ok(None);
+        }
+        let graph = match &self.graph.model {
+            crate::registry::Servable::Graph(graph) => graph,
+            crate::registry::Servable::Model(_) => {
+                return Err((ApiError::Internal("a hop outside a graph".into()), None));
+            }
+        };
+        let mut request = match graph.call_as() {
+            CallAs::Caller => {
+                // A namespace's own issuer never vouches for callers outside its namespace.
+                if let Some(authenticated) = &self.caller.authenticated
+                    && !authenticated.applies_to(served.identity_target())
+                {
+                    return Err((ApiError::AccessDenied, None));
+                }
+                // Fails closed: a graph request is always authorized before it runs.
+                let Some(request) = self.caller.policy.clone() else {
+                    return Err((ApiError::AccessDenied, None));
+                };
+                // A STRICT model refuses connections without a client certificate, through a
+                // graph as directly.
+                let mode = self.state.security().peer_auth().mtls_mode_for(
+                    served.target.namespace.as_str(),
+                    &served.target.labels,
+                    request.port,
+                );
+                if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
+                    return Err((ApiError::AccessDenied, None));
+                }
+                request
+            }
+            CallAs::Graph => {
+                let mut request = palisade_policy::Request::new(served.target.clone());
+                request.source_principal = Some(graph_principal(&self.graph));
+                request
+            }
+        };
+        request.model = served.target.clone();
+        request.method = "POST".to_owned();
+        request.path = format!("/v2/models/{}/versions/{}/infer", served.id.name, served.id.version);
+        let decision = Arc::new(self.state.security().policy_set().evaluate(&request));
+        self.state.metrics().observe_decision(&decision);
+        if decision.allowed {
+            Ok(Some(decision))
+        } else {
+            tracing::info!(graph = %self.graph.id.name, model = %served.id.name, reason = %decision.reason, "a graph hop was denied");
+            Err((ApiError::AccessDenied, Some(decision)))
+        }
+    }
+
+    /// The audit record of one hop.
+    fn record(
+        &self,
+        node: &str,
+        served: Option<&ServedModel>,
+        decision: Option<&palisade_policy::Decision>,
+        status: u16,
+        received: palisade_audit::Timestamp,
+        took: Duration,
+    ) -> Option<AuditRecord> {
+        if !self.state.secured() {
+            return None;
+        }
+        let level = self.state.audit_level(served);
+        if level == palisade_audit::Level::None {
+            return None;
+        }
+        let mut record = AuditRecord::request();
+        record.request_id = Some(uuid::Uuid::now_v7().to_string());
+        record.parent_request_id = Some(self.caller.request_id.clone());
+        record.node = Some(node.to_owned());
+        record.trace_id = Some(self.caller.trace_id.clone());
+        record.received = Some(received);
+        record.completed = Some(palisade_audit::Timestamp::now());
+        record.source_ip = self.caller.source_ip;
+        record.peer_identity = self.caller.peer.clone();
+        record.protocol = Some(protocol_of(self.caller.protocol));
+        record.method = Some("POST".to_owned());
+        record.status = Some(status);
+        record.latency_ms = Some(took.as_secs_f64() * 1000.0);
+        record.level = palisade_audit::Level::Metadata.min(level);
+        if let Some(served) = served {
+            record.path = Some(format!("/v2/models/{}/versions/{}/infer", served.id.name, served.id.version));
+            record.model = Some(model_info(served));
+        }
+        let call_as = self.graph.model.graph().map_or(CallAs::Caller, |g| g.call_as());
+        match (call_as, &self.caller.token) {
+            (CallAs::Graph, _) => record.request_principal = Some(graph_principal(&self.graph)),
+            (CallAs::Caller, Some(token)) => caller_fields(&self.state, &mut record, token),
+            (CallAs::Caller, None) => {}
+        }
+        record.authz = Some(match decision {
+            Some(decision) => authz_of(decision),
+            None => Authz {
+                decision: if status == 403 { Decision::Deny } else { Decision::Skipped },
+                policy: None,
+                rule: None,
+                audit_marks: vec![],
+                dry_run: vec![],
+            },
+        });
+        Some(record)
+    }
+}
+
+/// The principal of a graph's own calls (`callAs: graph`): `graph:NAMESPACE/NAME`.
+pub(crate) fn graph_principal(graph: &ServedModel) -> String {
+    format!("graph:{}/{}", graph.id.namespace, graph.id.name)
+}
+
+impl Hop for Hops {
+    type Error = ApiError;
+
+    fn call<'a>(
+        &'a self,
+        node: &'a str,
+        model: &'a ModelTarget,
+        inputs: Vec<Tensor>,
+    ) -> HopFuture<'a, ApiError> {
+        // One span per hop, a child of the request's (an OpenTelemetry span when tracing is on).
+        let span = tracing::info_span!("hop", graph = %self.graph.id.name, node, model = %model);
+        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs), span))
+    }
+}
+
+impl Hops {
+    async fn call_inner(
+        &self,
+        node: &str,
+        model: &ModelTarget,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, ApiError> {
+        {
+            let started = Instant::now();
+            let received = palisade_audit::Timestamp::now();
+            let served = self.registry.get(model.name.as_str(), model.version.as_ref().map(|v| v.as_str()));
+            let (result, served, decision) = match served {
+                Err(_) => {
+                    let error = ApiError::NotReady(format!(
+                        "node `{node}` of graph `{}`: model `{model}` is not served",
+                        self.graph.id.name
+                    ));
+                    (Err(error), None, None)
+                }
+                Ok(served) => match self.authorize(&served) {
+                    Err((error, decision)) => (Err(error), Some(served), decision),
+                    Ok(decision) => {
+                        let result = if self.depth >= MAX_NESTING {
+                            Err(ApiError::Internal(format!("graphs nested deeper than {MAX_NESTING}")))
+                        } else {
+                            run_served(
+                                &self.state,
+                                &self.caller,
+                                &self.registry,
+                                &served,
+                                inputs,
+                                self.depth + 1,
+                                &self.records,
+                            )
+                            .await
+                        };
+                        (result, Some(served), decision)
+                    }
+                },
+            };
+            let took = started.elapsed();
+            let status = match &result {
+                Ok(_) => 200,
+                Err(error) => error.status().as_u16(),
+            };
+            let outcome = match status {
+                200 => "ok",
+                403 => "denied",
+                _ => "error",
+            };
+            let model_label = served
+                .as_ref()
+                .map_or_else(|| model.to_string(), |s| format!("{}:{}", s.id.name, s.id.version));
+            self.state.metrics().observe_hop(self.graph.id.name.as_str(), node, &model_label, outcome, took);
+            if let Some(record) =
+                self.record(node, served.as_deref(), decision.as_deref(), status, received, took)
+                && let Ok(mut records) = self.records.lock()
+            {
+                records.push(record);
+            }
+            result
+        }
+    }
+}
+
+/// Runs a served model or graph for a hop (nested graphs keep the caller and the records).
+fn run_served<'a>(
+    state: &'a AppState,
+    caller: &'a Arc<Caller>,
+    registry: &'a Arc<Registry>,
+    served: &'a Arc<ServedModel>,
+    inputs: Vec<Tensor>,
+    depth: usize,
+    records: &'a Arc<Mutex<Vec<AuditRecord>>>,
+) -> HopFuture<'a, ApiError> {
+    Box::pin(async move {
+        match &served.model {
+            crate::registry::Servable::Model(runnable) => state.run_model(served, runnable, inputs).await,
+            crate::registry::Servable::Graph(graph) => {
+                let hops = Hops {
+                    state: state.clone(),
+                    caller: caller.clone(),
+                    graph: served.clone(),
+                    registry: registry.clone(),
+                    depth,
+                    records: records.clone(),
+                };
+                let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
+                let sticky = caller.sticky(graph);
+                match graph.run(&hops, inputs, sticky.as_deref()).await {
+                    Ok(outcome) => Ok(outcome.outputs),
+                    Err(RunError::Hop(error)) => Err(error),
+                    Err(RunError::Node { node, message }) => {
+                        Err(ApiError::Inference(format!("node `{node}`: {message}")))
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Serves a request with a graph: the routes taken and the hops' audit records go into the
+/// request context; a shadow copy, when due, runs on its own task and never touches the
+/// caller's answer, status or latency.
+pub(crate) async fn run(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    graph: &Arc<Graph>,
+    inputs: Vec<Tensor>,
+) -> Result<Vec<Tensor>, ApiError> {
+    let caller = Arc::new(Caller::of(ctx));
+    let registry = state.registry();
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let hops = Hops {
+        state: state.clone(),
+        caller: caller.clone(),
+        graph: served.clone(),
+        registry: registry.clone(),
+        depth: 0,
+        records: records.clone(),
+    };
+    let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
+    if let Some(shadowed) = graph.shadow_for(&inputs) {
+        spawn_shadow(state, caller.clone(), served.clone(), registry, shadowed);
+    }
+    let sticky = caller.sticky(graph);
+    let result = graph.run(&hops, inputs, sticky.as_deref()).await;
+    let records = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+    // The node of the last hop that did not answer: the one that stopped the request.
+    let failed = records.iter().rev().find(|r| r.status != Some(200)).and_then(|r| r.node.clone());
+    ctx.add_hops(records);
+    match result {
+        Ok(outcome) => {
+            for taken in &outcome.routing {
+                let arm = taken.child.clone().unwrap_or_else(|| taken.choice.as_index().to_string());
+                state.metrics().observe_route(served.id.name.as_str(), &taken.node, &arm);
+            }
+            if !outcome.routing.is_empty() {
+                state.feedback().remember(
+                    ctx.id.as_str().to_owned(),
+                    palisade_graph::Remembered {
+                        graph: served.id.to_string(),
+                        caller: caller.principal(),
+                        routing: outcome.routing.clone(),
+                        at: Instant::now(),
+                    },
+                );
+            }
+            ctx.set_graph(GraphFacts { routing: outcome.routing, failed_node: None });
+            Ok(outcome.outputs)
+        }
+        Err(RunError::Hop(error)) => {
+            ctx.set_graph(GraphFacts { routing: vec![], failed_node: failed });
+            Err(error)
+        }
+        Err(RunError::Node { node, message }) => {
+            ctx.set_graph(GraphFacts { routing: vec![], failed_node: Some(node.clone()) });
+            Err(ApiError::Inference(format!("node `{node}`: {message}")))
+        }
+    }
+}
+
+/// Mirrors a request to the shadow on its own task, within the inference timeout: its
+/// answer is dropped, its failure only logged and counted, its hop audited.
+fn spawn_shadow(
+    state: &AppState,
+    caller: Arc<Caller>,
+    graph: Arc<ServedModel>,
+    registry: Arc<Registry>,
+    shadowed: palisade_graph::Shadowed,
+) {
+    let state = state.clone();
+    let timeout = state.config().inference_timeout;
+    tokio::spawn(async move {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let hops = Hops { state: state.clone(), caller, graph, registry, depth: 0, records: records.clone() };
+        let (started, received) = (Instant::now(), palisade_audit::Timestamp::now());
+        let call = hops.call("shadow", &shadowed.target, shadowed.inputs);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::info!(%error, model = %shadowed.target, "the shadow call failed (the caller was answered without it)")
+            }
+            Err(_) => {
+                tracing::info!(model = %shadowed.target, "the shadow call timed out (the caller was answered without it)");
+                let served = hops
+                    .registry
+                    .get(shadowed.target.name.as_str(), shadowed.target.version.as_ref().map(|v| v.as_str()))
+                    .ok();
+                if let Some(record) =
+                    hops.record("shadow", served.as_deref(), None, 504, received, started.elapsed())
+                    && let Ok(mut records) = records.lock()
+                {
+                    records.push(record);
+                }
+            }
+        }
+        let records = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
+        for record in records {
+            if let Err(error) = state.audit().append(record).await {
+                tracing::warn!(%error, "the audit record of a shadow call could not be written");
+            }
+        }
+    });
+}
+
+/// A reward for one of a graph's requests. Only these fields are read: a route sent back
+/// by the client (Seldon's `routing`) is ignored, the server's memory of the request says
+/// which arms it took.
+#[derive(Debug, serde::Deserialize)]
+struct V2Feedback {
+    request_id: String,
+    reward: f64,
+}
+
+/// `POST /v2/models/{graph}/feedback` with `{"request_id": ..., "reward": ...}`.
+pub(crate) async fn feedback_v2(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let feedback: V2Feedback = serde_json::from_slice(&body.bytes).map_err(|e| {
+        ApiError::BadRequest(format!("feedback is {{\"request_id\": \"...\", \"reward\": 1.0}}: {e}"))
+    })?;
+    let answer = reward(state, ctx, served, &feedback.request_id, feedback.reward)?;
+    Ok(axum::Json(answer).into_response())
+}
+
+/// `POST /api/v1.0/feedback` (Seldon): the request id is the `meta.puid` of the response
+/// the client got; the reward is `reward`.
+pub(crate) async fn feedback_seldon(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: axum::extract::Request,
+) -> Result<axum::response::Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let value: serde_json::Value = serde_json::from_slice(&body.bytes)
+        .map_err(|e| ApiError::BadRequest(format!("Seldon feedback is a JSON object: {e}")))?;
+    let puid = value["response"]["meta"]["puid"].as_str().ok_or_else(|| {
+        ApiError::BadRequest(
+            "Seldon feedback needs `response.meta.puid`: the puid of the response being rewarded".to_owned(),
+        )
+    })?;
+    let reward_value = value["reward"]
+        .as_f64()
+        .ok_or_else(|| ApiError::BadRequest("Seldon feedback needs a numeric `reward`".to_owned()))?;
+    reward(state, ctx, served, puid, reward_value)?;
+    Ok(axum::Json(serde_json::json!({"meta": {"puid": puid}, "data": {"names": [], "ndarray": []}}))
+        .into_response())
+}
+
+/// Rewards the arms one remembered request took: only its caller, or the graph's owners.
+pub(crate) fn reward(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    request_id: &str,
+    reward: f64,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(graph) = served.model.graph() else {
+        return Err(ApiError::BadRequest(format!(
+            "model `{}` is not a graph: feedback rewards the routers of a graph",
+            served.id.name
+        )));
+    };
+    if !reward.is_finite() {
+        return Err(ApiError::BadRequest("the reward must be a finite number".to_owned()));
+    }
+    let unknown = || {
+        ApiError::NotFound(format!(
+            "no request `{}` of `{}` is remembered: unknown, rewarded already, or older than an hour",
+            crate::registry::clip(request_id),
+            served.id.name
+        ))
+    };
+    let remembered = state.feedback().get(request_id).ok_or_else(unknown)?;
+    if remembered.graph != served.id.to_string() {
+        return Err(unknown());
+    }
+    let caller = Caller::of(ctx).principal();
+    let owner = ctx.policy_request().is_some_and(|request| {
+        let policies = state.security().policy_set();
+        served.owners.as_slice().iter().any(|owner| policies.is_owner(owner, request))
+    });
+    if caller != remembered.caller && !owner {
+        tracing::info!(graph = %served.id.name, "feedback refused: not the request's caller nor an owner");
+        return Err(ApiError::AccessDenied);
+    }
+    let remembered = state.feedback().forget(request_id).ok_or_else(unknown)?;
+    let rewarded = graph.reward(&remembered.routing, reward);
+    let facts = GraphFacts { routing: remembered.routing, failed_node: None };
+    Ok(serde_json::json!({"request_id": request_id, "rewarded": rewarded, "routing": facts.routing_json()}))
+}

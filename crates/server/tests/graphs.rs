@@ -1,0 +1,773 @@
+//! Inference graphs and traffic splits through the real router, engine, policies and audit
+//! log: each node type against onnxruntime's answers on the component models, routing in
+//! every protocol's response, security hop by hop (REST, Seldon and gRPC), shadows that
+//! fail or hang, and hop records linked to the caller's request.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use common::*;
+use palisade_audit::{AuditRecord, Filter};
+use palisade_bundle::Store;
+use palisade_protocol::grpc::{self, GrpcInferenceServiceClient};
+use palisade_runtime::{EngineConfig, UpstreamContext};
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::{Value, json};
+
+const OWNER: &str = "owners: [alice@example.com]\n";
+
+fn model(name: &str) -> String {
+    format!("name: {name}\nversion: \"1\"\n{OWNER}model:\n  path: model.onnx\n  format: onnx\n")
+}
+
+/// Builds a graph bundle the way `palisade build` does: compiled against the store.
+fn add_graph(store: &Store, scratch: &Path, manifest: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+    let mut staged = store.stage(dir.path()).map_err(|e| e.to_string())?;
+    let graph = palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+        .map_err(|e| e.to_string())?;
+    staged.set_signature(graph.signature()).unwrap();
+    store.commit(staged).unwrap();
+    Ok(())
+}
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    _policies: tempfile::TempDir,
+    app: TestApp,
+}
+
+impl Setup {
+    fn records(&self) -> Vec<AuditRecord> {
+        palisade_audit::query(&self.tmp.path().join("home/audit"), Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|r| r.config.is_none())
+            .collect()
+    }
+
+    fn token(&self, email: &str) -> String {
+        token_with(self.app.state.security(), email, json!({"email": email, "email_verified": true}))
+    }
+}
+
+/// A store with the iris models (`iris-lr`, `iris-rf`, `iris-mlp`), the graph fixtures
+/// (`scaler`, `scaled-lr`, `router`) and the given graphs; served with `policies`.
+fn setup(graphs: &[&str], policies: &[(&str, &str)]) -> Setup {
+    setup_with(graphs, policies, |_, _| {}, &UpstreamContext::default())
+}
+
+fn setup_with(
+    graphs: &[&str],
+    policies: &[(&str, &str)],
+    more: impl FnOnce(&Store, &Path),
+    upstream: &UpstreamContext,
+) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    for (fixture, name) in [
+        ("iris_lr_nozipmap", "iris-lr"),
+        ("iris_rf_nozipmap", "iris-rf"),
+        ("iris_mlp_nozipmap", "iris-mlp"),
+        ("graphs/scaler", "scaler"),
+        ("graphs/scaled_lr", "scaled-lr"),
+        ("graphs/router", "router"),
+    ] {
+        add_bundles(&store, tmp.path(), fixture, &[&model(name)]);
+    }
+    more(&store, tmp.path());
+    for graph in graphs {
+        add_graph(&store, tmp.path(), graph).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in policies {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let registry = Registry::load_with(&store, upstream).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        Platform::parse(Path::new("platform.yaml"), "{}").unwrap(),
+        Some(dir.path().to_owned()),
+    );
+    Setup { tmp, _policies: dir, app }
+}
+
+fn expected(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name);
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// All 150 iris rows as a V2 request.
+fn iris_rows() -> String {
+    let iris = expected("iris.json");
+    let rows = iris["rows"].as_array().unwrap();
+    let data: Vec<f64> =
+        rows.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect();
+    json!({"inputs": [{"name": "X", "shape": [rows.len(), 4], "datatype": "FP32", "data": data}]}).to_string()
+}
+
+fn output<'a>(reply: &'a Value, name: &str) -> &'a Value {
+    reply["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {reply}"))
+}
+
+fn floats(value: &Value) -> Vec<f64> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| match v.as_array() {
+            Some(row) => row.iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>(),
+            None => vec![v.as_f64().unwrap()],
+        })
+        .collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64], tolerance: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tolerance, "{what}[{i}]: {g} vs onnxruntime's {w}");
+    }
+}
+
+fn graph(name: &str, body: &str) -> String {
+    format!("name: {name}\nversion: \"1\"\n{OWNER}{body}")
+}
+
+#[tokio::test]
+async fn a_transformer_then_a_model_matches_onnxruntime() {
+    let s = setup(
+        &[
+            &graph(
+                "pipeline",
+                "graph:\n  name: scale\n  type: TRANSFORMER\n  model: scaler\n  children:\n  - name: rename\n    implementation: RENAME\n    parameters: [{name: scaled, value: X}]\n    children:\n    - {name: classify, type: MODEL, model: scaled-lr}\n",
+            ),
+            &graph(
+                "steps",
+                "pipeline:\n  steps:\n  - name: scaler\n  - {name: scaled-lr, inputs: [scaler.outputs.scaled], tensorMap: {scaler.outputs.scaled: X}}\n",
+            ),
+        ],
+        &[],
+    );
+    let reference = expected("graphs/expected.json");
+    // The same, in Seldon Core 2's pipeline syntax.
+    for model in ["pipeline", "steps"] {
+        let reply = call(&s.app, "POST", &format!("/v2/models/{model}/infer"), iris_rows()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let reply = reply.json();
+        assert_eq!(output(&reply, "label")["data"], reference["label"], "{model}");
+        assert_close(
+            &floats(&output(&reply, "probabilities")["data"]),
+            &floats(&reference["probabilities"]),
+            1e-5,
+            model,
+        );
+    }
+    // Metadata: clients cannot tell a graph from a model, beyond its platform.
+    let meta = call(&s.app, "GET", "/v2/models/pipeline", "").await.json();
+    assert_eq!(meta["inputs"][0]["name"], "X");
+    assert_eq!(meta["platform"], "graph");
+}
+
+#[tokio::test]
+async fn combiners_over_three_models_match_onnxruntime() {
+    let children = "  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n  - {name: mlp, model: iris-mlp}\n";
+    let s = setup(
+        &[
+            &graph(
+                "avg",
+                &format!(
+                    "graph:\n  name: avg\n  type: COMBINER\n  implementation: AVERAGE_COMBINER\n{children}"
+                ),
+            ),
+            &graph(
+                "vote",
+                &format!(
+                    "graph:\n  name: vote\n  implementation: MAJORITY_VOTE\n  parameters: [{{name: tensor, value: label}}]\n{children}"
+                ),
+            ),
+        ],
+        &[],
+    );
+    let refs: Vec<Value> = ["iris_lr_nozipmap", "iris_rf_nozipmap", "iris_mlp_nozipmap"]
+        .iter()
+        .map(|m| expected(&format!("{m}.expected.json")))
+        .collect();
+    let probabilities: Vec<Vec<f64>> = refs.iter().map(|r| floats(&r["probabilities"])).collect();
+    let mean: Vec<f64> =
+        (0..probabilities[0].len()).map(|i| probabilities.iter().map(|p| p[i]).sum::<f64>() / 3.0).collect();
+    let reply = call(&s.app, "POST", "/v2/models/avg/infer", iris_rows()).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_close(&floats(&output(&reply.json(), "probabilities")["data"]), &mean, 1e-5, "mean probabilities");
+
+    let labels: Vec<Vec<i64>> = refs
+        .iter()
+        .map(|r| r["label"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect())
+        .collect();
+    let majority: Vec<i64> = (0..labels[0].len())
+        .map(|row| {
+            let votes = |l: i64| labels.iter().filter(|c| c[row] == l).count();
+            // Ties go to the earliest child's label.
+            let mut best = labels[0][row];
+            for child in &labels {
+                if votes(child[row]) > votes(best) {
+                    best = child[row];
+                }
+            }
+            best
+        })
+        .collect();
+    let reply = call(&s.app, "POST", "/v2/models/vote/infer", iris_rows()).await.json();
+    assert_eq!(output(&reply, "label")["data"], json!(majority));
+}
+
+#[tokio::test]
+async fn a_router_model_routes_per_index_and_says_so() {
+    let s = setup(
+        &[&graph(
+            "routed",
+            "graph:\n  name: router\n  type: ROUTER\n  model: router\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+        )],
+        &[],
+    );
+    let row = |first: f64| {
+        json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [first, 3.0, 1.0, 0.2]}]}).to_string()
+    };
+    for (index, direct) in [(0, Some("iris-lr")), (1, Some("iris-rf")), (-1, Some("iris-lr")), (-2, None)] {
+        let reply = call(&s.app, "POST", "/v2/models/routed/infer", row(index as f64)).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.headers["x-palisade-route"], format!("router={index}").as_str());
+        let body = reply.json();
+        assert_eq!(body["parameters"]["routing"], json!({"router": index}));
+        match direct {
+            Some(model) => {
+                let alone = call(&s.app, "POST", &format!("/v2/models/{model}/infer"), row(index as f64))
+                    .await
+                    .json();
+                assert_eq!(body["outputs"], alone["outputs"], "index {index}");
+            }
+            // -2: the router's input is the answer.
+            None => assert_eq!(body["outputs"][0]["name"], "X"),
+        }
+    }
+    let reply = call(&s.app, "POST", "/v2/models/routed/infer", row(2.0)).await;
+    // Index 2 of two children: the node failed, which its record says.
+    assert_eq!(reply.status, 500);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let own = s.records().into_iter().find(|r| r.request_id.as_deref() == Some(id.as_str())).unwrap();
+    assert_eq!(own.node.as_deref(), Some("router"));
+}
+
+fn routing_of_seldon(reply: &Reply) -> Value {
+    reply.json()["meta"]["routing"].clone()
+}
+
+/// Allows bob (and alice, their owner) to call the graphs, not the models they run.
+const BOB_ON_GRAPHS: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bob-graphs, namespace: default}\nspec:\n  selector: {matchLabels: {app: graph}}\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [bob@example.com, alice@example.com]\n";
+
+/// Allows the graph `as-graph` to call iris-rf.
+const GRAPH_ON_RF: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: graph-on-rf, namespace: default}\nspec:\n  selector: {matchLabels: {palisade.dev/model: iris-rf}}\n  rules:\n  - from:\n    - source: {principals: [\"graph:default/as-graph\"]}\n  - when:\n    - key: request.auth.claims[email]\n      values: [alice@example.com]\n";
+
+fn labelled_graph(name: &str, body: &str) -> String {
+    format!("name: {name}\nversion: \"1\"\nlabels: {{app: graph}}\n{OWNER}{body}")
+}
+
+#[tokio::test]
+async fn a_caller_refused_by_a_node_is_refused_through_the_graph_in_every_protocol() {
+    let s = setup(
+        &[
+            &labelled_graph("split", "traffic: [{model: iris-lr, weight: 0}, {model: iris-rf, weight: 1}]\n"),
+            &labelled_graph(
+                "as-graph",
+                "traffic: [{model: iris-lr, weight: 0}, {model: iris-rf, weight: 1}]\ncallAs: graph\n",
+            ),
+            &labelled_graph(
+                "as-graph-lr",
+                "traffic: [{model: iris-lr, weight: 1}, {model: iris-rf, weight: 0}]\ncallAs: graph\n",
+            ),
+        ],
+        &[("bob.yaml", BOB_ON_GRAPHS), ("graph.yaml", GRAPH_ON_RF)],
+    );
+    let bob = s.token("bob@example.com");
+    // Bob may not call iris-rf directly...
+    let direct = call_as(&s.app, Some(&bob), "POST", "/v2/models/iris-rf/infer", IRIS_ROW).await;
+    assert_eq!(direct.status, 403);
+    // ...nor through the graph, over REST V2 and Seldon.
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/split/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 403, "{}", String::from_utf8_lossy(&reply.body));
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let seldon = call_as(
+        &s.app,
+        Some(&bob),
+        "POST",
+        "/seldon/default/split/api/v1.0/predictions",
+        r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#,
+    )
+    .await;
+    assert_eq!(seldon.status, 403, "{}", String::from_utf8_lossy(&seldon.body));
+    // The owner gets through, and learns the arm.
+    let owner = call(&s.app, "POST", "/v2/models/split/infer", IRIS_ROW).await;
+    assert_eq!(owner.status, 200);
+    assert_eq!(owner.json()["parameters"]["routing"], json!({"traffic": "iris-rf"}));
+    assert_eq!(owner.headers["x-palisade-route"], "traffic=iris-rf");
+    let seldon = call(
+        &s.app,
+        "POST",
+        "/seldon/default/split/api/v1.0/predictions",
+        r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#,
+    )
+    .await;
+    assert_eq!(routing_of_seldon(&seldon), json!({"traffic": 1}));
+    assert_eq!(seldon.json()["meta"]["requestPath"]["traffic"], "iris-rf");
+
+    // The hop record names the node and links to the caller's request.
+    let records = s.records();
+    let hop = records
+        .iter()
+        .find(|r| r.parent_request_id.as_deref() == Some(request_id.as_str()))
+        .expect("a hop record");
+    assert_eq!(hop.node.as_deref(), Some("iris-rf"));
+    assert_eq!(hop.status, Some(403));
+    assert_eq!(hop.model.as_ref().unwrap().name, "iris-rf");
+    assert_eq!(hop.request_principal.as_deref().map(|p| p.ends_with("/bob@example.com")), Some(true));
+    let own = records.iter().find(|r| r.request_id.as_deref() == Some(request_id.as_str())).unwrap();
+    assert_eq!(own.status, Some(403));
+    assert_eq!(own.node.as_deref(), Some("iris-rf"));
+    assert_eq!(own.model.as_ref().unwrap().name, "split");
+
+    // callAs: graph: iris-rf's policy allows the graph's principal, so bob gets through;
+    // iris-lr's does not, so the graph over iris-lr is refused.
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/as-graph/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/as-graph-lr/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 403);
+    let records = s.records();
+    let hop = records.iter().find(|r| r.parent_request_id.as_deref() == Some(id.as_str())).unwrap();
+    assert_eq!(hop.request_principal.as_deref(), Some("graph:default/as-graph"));
+    assert_eq!(hop.status, Some(200));
+
+    // `policy explain` shows both: who may call the graph, and what its hops need.
+    let explained = call(&s.app, "GET", "/manage/v1/models/as-graph-lr/explain", "").await;
+    assert_eq!(explained.status, 200, "{}", String::from_utf8_lossy(&explained.body));
+    let text = explained.json()["text"].to_string();
+    assert!(text.contains("as `graph:default/as-graph-lr` (callAs: graph)"), "{text}");
+    assert!(text.contains("iris-lr: does NOT allow graph:default/as-graph-lr"), "{text}");
+    let explained = call(&s.app, "GET", "/manage/v1/models/as-graph/explain", "").await.json();
+    assert!(
+        explained["text"].to_string().contains("iris-rf: allows graph:default/as-graph"),
+        "{}",
+        explained["text"]
+    );
+    let explained = call(&s.app, "GET", "/manage/v1/models/split/explain", "").await.json();
+    assert!(
+        explained["text"].to_string().contains("as the caller (callAs: caller)"),
+        "{}",
+        explained["text"]
+    );
+
+    // gRPC, on a real socket.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(palisade_server::serve(listener, s.app.router.clone(), std::future::pending()));
+    let channel =
+        tonic::transport::Channel::from_shared(format!("http://{addr}")).unwrap().connect().await.unwrap();
+    let mut client = GrpcInferenceServiceClient::new(channel);
+    let x = palisade_core::Tensor::new(
+        "X",
+        vec![1, 4],
+        palisade_core::TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+    )
+    .unwrap();
+    let message = |token: &str| {
+        let mut request = tonic::Request::new(grpc::encode_infer_request(
+            "split",
+            None,
+            None,
+            std::slice::from_ref(&x),
+            true,
+        ));
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let refused = client.model_infer(message(&bob)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let answered = client.model_infer(message(&s.app.token)).await.unwrap();
+    assert_eq!(answered.metadata().get("x-palisade-route").unwrap(), "traffic=iris-rf");
+    let routing = &answered.into_inner().parameters["routing"];
+    let Some(grpc::inference::infer_parameter::ParameterChoice::StringParam(text)) =
+        &routing.parameter_choice
+    else {
+        panic!("{routing:?}")
+    };
+    assert_eq!(serde_json::from_str::<Value>(text).unwrap(), json!({"traffic": "iris-rf"}));
+}
+
+/// A socket that accepts connections and never answers.
+async fn silent_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_shadow_that_fails_or_hangs_changes_nothing_for_the_caller() {
+    let url = silent_upstream().await;
+    let egress =
+        palisade_runtime::EgressPolicy { allowed_hosts: vec!["127.0.0.1".to_owned()], own_ports: Vec::new() };
+    let upstream = UpstreamContext { egress: std::sync::Arc::new(egress), ..UpstreamContext::default() };
+    let hanging = format!(
+        "name: hangs\nversion: \"1\"\n{OWNER}model:\n  format: upstream\n  upstream:\n    url: {url}\n    timeout: 1h\n  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs: [{{name: label, datatype: INT64, shape: [-1]}}]\n"
+    );
+    let check = UpstreamContext { check_only: true, ..upstream.clone() };
+    let s = setup_with(
+        &[
+            &graph("plain", "traffic: [{model: iris-lr, weight: 1}]\n"),
+            &graph(
+                "hanging",
+                "traffic: [{model: iris-lr, weight: 1}]\nshadow: {model: hangs, percent: 100}\n",
+            ),
+            // Only alice owns the shadow's model `refusing`: bob's copies are refused.
+            &labelled_graph(
+                "refused",
+                "traffic: [{model: iris-lr, weight: 1}]\nshadow: {model: iris-rf, percent: 100}\n",
+            ),
+        ],
+        &[
+            ("bob.yaml", BOB_ON_GRAPHS),
+            (
+                "bob-lr.yaml",
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bob-lr, namespace: default}\nspec:\n  selector: {matchLabels: {palisade.dev/model: iris-lr}}\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [bob@example.com, alice@example.com]\n",
+            ),
+        ],
+        |store, scratch| {
+            let dir = tempfile::tempdir_in(scratch).unwrap();
+            std::fs::write(dir.path().join("palisade.yaml"), &hanging).unwrap();
+            let mut staged = store.stage(dir.path()).unwrap();
+            let model =
+                palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).unwrap();
+            staged.set_signature(model.signature()).unwrap();
+            store.commit(staged).unwrap();
+        },
+        &upstream,
+    );
+    let plain = call(&s.app, "POST", "/v2/models/plain/infer", IRIS_ROW).await;
+    assert_eq!(plain.status, 200);
+    let started = Instant::now();
+    for _ in 0..5 {
+        let reply = call(&s.app, "POST", "/v2/models/hanging/infer", IRIS_ROW).await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.json()["outputs"], plain.json()["outputs"]);
+    }
+    // Five answers while every shadow call hangs (for up to an hour).
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+
+    let bob = s.token("bob@example.com");
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/refused/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert_eq!(reply.json()["outputs"], plain.json()["outputs"]);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    // The shadow's refusal is audited, linked to bob's request, under the node `shadow`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let records = s.records();
+        if let Some(shadow) = records.iter().find(|r| {
+            r.parent_request_id.as_deref() == Some(id.as_str()) && r.node.as_deref() == Some("shadow")
+        }) {
+            assert_eq!(shadow.status, Some(403));
+            assert_eq!(shadow.model.as_ref().unwrap().name, "iris-rf");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no shadow record");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sticky_callers_keep_their_arm_by_header() {
+    let s = setup(
+        &[&graph(
+            "sticky",
+            "traffic: [{model: iris-lr, weight: 50}, {model: iris-rf, weight: 50}]\nsticky: {header: x-user}\n",
+        )],
+        &[],
+    );
+    let mut arms = std::collections::BTreeMap::new();
+    for user in 0..40 {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/v2/models/sticky/infer")
+                .header("authorization", format!("Bearer {}", s.app.token))
+                .header("x-user", format!("user-{user}"))
+                .body(Body::from(IRIS_ROW))
+                .unwrap();
+            let reply = send(&s.app, req).await;
+            seen.insert(reply.headers["x-palisade-route"].to_str().unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 1, "user-{user}: {seen:?}");
+        *arms.entry(seen.into_iter().next().unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(arms.len(), 2, "{arms:?}");
+}
+
+#[test]
+fn graph_bundles_that_do_not_fit_are_refused_with_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[&model("iris-lr")]);
+    add_bundles(&store, tmp.path(), "graphs/scaler", &[&model("scaler")]);
+    let err =
+        add_graph(&store, tmp.path(), &graph("g", "graph:\n  name: a\n  model: iris-nope\n")).unwrap_err();
+    assert!(err.contains("field `graph.model`") && err.contains("not in the store"), "{err}");
+    // The scaler answers `scaled`; iris-lr takes `X`.
+    let err = add_graph(
+        &store,
+        tmp.path(),
+        &graph("g", "graph:\n  name: a\n  model: scaler\n  children:\n  - {name: b, model: iris-lr}\n"),
+    )
+    .unwrap_err();
+    assert!(err.contains("field `graph.children[0].model`") && err.contains("takes tensor `X`"), "{err}");
+    // g1 -> g2 -> g1 (latest): a cycle.
+    add_graph(&store, tmp.path(), &graph("g1", "graph:\n  name: a\n  model: iris-lr\n")).unwrap();
+    add_graph(&store, tmp.path(), &graph("g2", "graph:\n  name: a\n  model: g1\n")).unwrap();
+    let err = add_graph(
+        &store,
+        tmp.path(),
+        "name: g1\nversion: \"2\"\nowners: [alice@example.com]\ngraph:\n  name: a\n  model: g2\n",
+    )
+    .unwrap_err();
+    assert!(err.contains("cycle: g1 -> g2 -> g1"), "{err}");
+}
+
+/// Allows bob, carol and alice to call every model of the namespace (feedback is decided
+/// by the graph: the request's caller or an owner).
+const BOTH_ON_BANDIT: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: bandit, namespace: default}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [bob@example.com, carol@example.com, alice@example.com]\n";
+
+#[tokio::test]
+async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forged_routes() {
+    let s = setup(
+        &[&graph(
+            "bandit",
+            "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  parameters: [{name: epsilon, value: '0.1', type: FLOAT}]\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+        )],
+        &[("bandit.yaml", BOTH_ON_BANDIT)],
+    );
+    let bob = s.token("bob@example.com");
+    // Bob's request; alice owns the graph; carol is neither.
+    let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let taken = reply.json()["parameters"]["routing"]["bandit"].as_i64().unwrap();
+    let forged = 1 - taken;
+    let body = json!({"request_id": id, "reward": 1.0, "routing": {"bandit": forged}}).to_string();
+    let carol = s.token("carol@example.com");
+    let refused = call_as(&s.app, Some(&carol), "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(refused.status, 403);
+    // Bob's own feedback counts for the arm his request took, not the one the body names.
+    let accepted = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(accepted.status, 200, "{}", String::from_utf8_lossy(&accepted.body));
+    assert_eq!(accepted.json()["routing"], json!({"bandit": taken}));
+    // One reward per request.
+    let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
+    assert_eq!(again.status, 404);
+
+    // The owner rewards rf whenever it is chosen (Seldon's feedback route, by puid): the
+    // bandit converges on rf.
+    let mut rf_late = 0;
+    for round in 0..300 {
+        let reply = call(
+            &s.app,
+            "POST",
+            "/seldon/default/bandit/api/v1.0/predictions",
+            r#"{"data":{"ndarray":[[5.1,3.5,1.4,0.2]]}}"#,
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+        let reply = reply.json();
+        let chose_rf = reply["meta"]["routing"]["bandit"] == 1;
+        let feedback = json!({"response": {"meta": {"puid": reply["meta"]["puid"], "routing": {"bandit": 1}}}, "reward": if chose_rf { 1.0 } else { 0.0 }});
+        let sent =
+            call(&s.app, "POST", "/seldon/default/bandit/api/v1.0/feedback", feedback.to_string()).await;
+        assert_eq!(sent.status, 200, "{}", String::from_utf8_lossy(&sent.body));
+        if round >= 200 && chose_rf {
+            rf_late += 1;
+        }
+    }
+    assert!(rf_late >= 80, "{rf_late} of the last 100 requests went to the rewarded arm");
+}
+
+#[tokio::test]
+async fn sticky_callers_keep_their_arm_by_claim_and_metrics_show_the_split_served() {
+    let s = setup(
+        &[&graph(
+            "by-claim",
+            "traffic: [{model: iris-lr, weight: 50}, {model: iris-rf, weight: 50}]\nsticky: {claim: email}\n",
+        )],
+        &[("all.yaml", BOTH_ON_BANDIT)],
+    );
+    let mut arms = std::collections::BTreeMap::new();
+    for caller in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        let token = s.token(caller);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..5 {
+            let reply = call_as(&s.app, Some(&token), "POST", "/v2/models/by-claim/infer", IRIS_ROW).await;
+            assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+            seen.insert(reply.headers["x-palisade-route"].to_str().unwrap().to_owned());
+        }
+        assert_eq!(seen.len(), 1, "{caller}: {seen:?}");
+        *arms.entry(seen.into_iter().next().unwrap()).or_insert(0u32) += 5;
+    }
+    let admin = palisade_server::admin_app(s.app.state.clone());
+    let res = tower::ServiceExt::oneshot(admin, Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    for (route, count) in arms {
+        let arm = route.trim_start_matches("traffic=");
+        let line = format!(
+            "palisade_graph_routes_total{{arm=\"{arm}\",graph=\"by-claim\",router=\"traffic\"}} {count}"
+        );
+        assert!(text.contains(&line), "no `{line}` in\n{text}");
+    }
+    assert!(text.contains("palisade_graph_hops_total{graph=\"by-claim\""), "{text}");
+    assert!(text.contains("palisade_graph_hop_duration_seconds_bucket{graph=\"by-claim\""), "{text}");
+}
+
+#[test]
+fn graphs_follow_the_models_they_name_across_reloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[&model("iris-lr")]);
+    add_graph(&store, tmp.path(), &graph("split", "traffic: [{model: iris-lr, weight: 1}]\n")).unwrap();
+    let upstream = UpstreamContext::default();
+    let first = Registry::load(&store).unwrap();
+    let graph_before = first.get("split", None).unwrap();
+    assert!(graph_before.model.graph().is_some());
+    // A new version of the component with the same signature: the graph is kept as it is
+    // (its routers' state too).
+    add_bundles(
+        &store,
+        tmp.path(),
+        "iris_lr_nozipmap",
+        &[
+            "name: iris-lr\nversion: \"2\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
+        ],
+    );
+    let (second, changes) = first.reload(&store, &upstream).unwrap();
+    assert!(changes.failed.is_empty(), "{:?}", changes.failed);
+    assert!(std::sync::Arc::ptr_eq(&second.get("split", None).unwrap(), &graph_before));
+    // The component gone: the graph is not served, and the reload says why.
+    store.delete(&"iris-lr".parse().unwrap(), "1").unwrap();
+    store.delete(&"iris-lr".parse().unwrap(), "2").unwrap();
+    let (third, changes) = second.reload(&store, &upstream).unwrap();
+    assert!(third.get("split", None).is_err());
+    assert!(
+        changes.failed.iter().any(|(model, why)| model == "split:1" && why.contains("traffic[0].model")),
+        "{:?}",
+        changes.failed
+    );
+    assert!(changes.unloaded.iter().any(|m| m.id.name.as_str() == "split"));
+}
+
+/// One Seldon gRPC call through the router: (grpc-status, the answer).
+async fn seldon_grpc(
+    app: &TestApp,
+    rpc: &str,
+    message: Vec<u8>,
+    token: &str,
+    model: &str,
+) -> (i32, Option<palisade_protocol::seldon::grpc::protos::SeldonMessage>) {
+    use prost::Message;
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(&message);
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/seldon.protos.Seldon/{rpc}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {token}"))
+        .header("seldon", model)
+        .header("namespace", "default")
+        .body(Body::from(body))
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req).await.unwrap();
+    let headers = res.headers().clone();
+    let collected = http_body_util::BodyExt::collect(res.into_body()).await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let bytes = collected.to_bytes();
+    let code =
+        |map: &axum::http::HeaderMap| map.get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
+    let status = code(&headers).or_else(|| code(&trailers)).expect("a gRPC status");
+    let message = (bytes.len() > 5)
+        .then(|| palisade_protocol::seldon::grpc::protos::SeldonMessage::decode(&bytes[5..]).unwrap());
+    (status, message)
+}
+
+#[tokio::test]
+async fn seldon_grpc_feedback_rewards_the_route_the_server_remembers() {
+    use palisade_protocol::seldon::grpc::protos::{Feedback, Meta, SeldonMessage};
+    use prost::Message;
+    let s = setup(
+        &[&graph(
+            "bandit",
+            "graph:\n  name: bandit\n  implementation: THOMPSON_SAMPLING\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+        )],
+        &[("all.yaml", BOTH_ON_BANDIT)],
+    );
+    // A request has the shape of an answer: `data.ndarray`.
+    let request = palisade_protocol::seldon::grpc::response_message(
+        &json!({"data": {"names": [], "ndarray": [[5.1, 3.5, 1.4, 0.2]]}, "meta": {}}),
+    )
+    .unwrap();
+    let (code, answer) =
+        seldon_grpc(&s.app, "Predict", request.encode_to_vec(), &s.app.token, "bandit").await;
+    assert_eq!(code, 0);
+    let meta = answer.unwrap().meta.unwrap();
+    assert!(meta.routing.contains_key("bandit"), "{meta:?}");
+    let feedback = |puid: &str| {
+        Feedback {
+            response: Some(SeldonMessage {
+                meta: Some(Meta { puid: puid.to_owned(), ..Default::default() }),
+                ..Default::default()
+            }),
+            reward: 1.0,
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let carol = s.token("carol@example.com");
+    let (code, _) = seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &carol, "bandit").await;
+    assert_eq!(code, 7, "another caller's feedback is PERMISSION_DENIED");
+    let (code, answer) =
+        seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &s.app.token, "bandit").await;
+    assert_eq!(code, 0);
+    assert_eq!(answer.unwrap().meta.unwrap().puid, meta.puid);
+    let (code, _) = seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &s.app.token, "bandit").await;
+    assert_eq!(code, 5, "one reward per request: NOT_FOUND after");
+}
