@@ -101,6 +101,17 @@ impl Covers {
     }
 }
 
+/// Refuses rows without features (even for a model that reads none).
+fn no_features(n_features: usize) -> Result<(), ExplainError> {
+    if n_features == 0 {
+        return Err(ExplainError::InvalidArgument {
+            what: "features",
+            reason: "rows have no features".into(),
+        });
+    }
+    Ok(())
+}
+
 /// Counts, per node, the background rows (`n_rows` rows of `n_features`, row-major) that
 /// reach it, with the model's own branch rules. Rows may hold NaN (missing values go where
 /// the model sends them).
@@ -111,6 +122,7 @@ pub fn covers_from_background(
     n_features: usize,
 ) -> Result<Covers, ExplainError> {
     check_shape("background", rows.len(), n_rows, n_features)?;
+    no_features(n_features)?;
     if n_rows == 0 {
         return Err(ExplainError::TooFewRows { what: "background", min: 1, actual: 0 });
     }
@@ -275,6 +287,7 @@ impl TreeShap {
         n_features: usize,
     ) -> Result<Explanation, ExplainError> {
         check_shape("rows", rows.len(), n_rows, n_features)?;
+        no_features(n_features)?;
         if n_features < self.ensemble.required_features {
             return Err(ExplainError::TooFewFeatures {
                 required: self.ensemble.required_features,

@@ -222,6 +222,8 @@ fn bad_inputs_are_errors() {
     assert!(shap.explain(&[1.0; 7], 2, 4).is_err());
     assert!(shap.explain(&[1.0; 3], 1, 3).is_err());
     assert!(shap.explain(&[], usize::MAX, 0).is_err());
+    assert!(shap.explain(&[], 3, 0).is_err());
+    assert!(covers_from_background(&m.ensemble, &[], 3, 0).is_err());
     // A node no background row reaches still gives finite, additive values.
     let e = shap.explain(&[7.0, 3.0, 6.0, 2.0, f32::NAN, 1.0, 1.0, 0.1], 2, 4).unwrap();
     for r in 0..2 {
