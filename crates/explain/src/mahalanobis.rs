@@ -181,7 +181,8 @@ impl Mahalanobis {
         self.n_features
     }
 
-    /// The score of one row (NaN if the row holds NaN).
+    /// The score of one row: NaN if the row holds NaN, NaN or infinite if it holds an
+    /// infinity (the caller decides how such rows count; they are never scored as inliers).
     pub fn score(&self, row: &[f32]) -> Result<f64, ExplainError> {
         check_shape("row", row.len(), 1, self.n_features)?;
         Ok(self.score_unchecked(row))
@@ -199,8 +200,9 @@ impl Mahalanobis {
             }
             total += di * s;
         }
-        // Rounding can leave a tiny negative for a row at the mean.
-        total.max(0.0).sqrt()
+        // Rounding can leave a tiny negative for a row at the mean; NaN stays NaN (f64::max
+        // would turn it into 0, an inlier).
+        if total.is_nan() { f64::NAN } else { total.max(0.0).sqrt() }
     }
 
     /// Scores `n_rows` rows into `out`.

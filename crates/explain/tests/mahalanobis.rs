@@ -64,6 +64,13 @@ fn bad_inputs_are_errors() {
     assert!(Mahalanobis::fit(&[1.0; 4], 2, 2, Inverse::Ridge { lambda: 0.0 }).is_err());
     assert!(Mahalanobis::fit(&[1.0; 4], 2, 2, Inverse::Pseudo { rtol: f64::NAN }).is_err());
     assert!(Mahalanobis::fit(&[], usize::MAX, 2, ok).is_err());
+    // A NaN feature is never an inlier.
+    let s = Mahalanobis::fit(&[0.0, 1.0, 1.0, 0.0, 2.0, 2.0], 3, 2, ok).unwrap();
+    assert!(s.score(&[f32::NAN, 1.0]).unwrap().is_nan());
+    assert!(
+        s.score(&[f32::INFINITY, 1.0]).unwrap().is_infinite()
+            || s.score(&[f32::INFINITY, 1.0]).unwrap().is_nan()
+    );
     // A constant reference: every direction dropped, every score 0.
     let s = Mahalanobis::fit(&[1.0; 6], 3, 2, ok).unwrap();
     assert_eq!(s.score(&[5.0, -3.0]).unwrap(), 0.0);
