@@ -232,6 +232,11 @@ impl Mahalanobis {
         if n_rows == 0 {
             return Err(ExplainError::TooFewRows { what: "reference", min: 1, actual: 0 });
         }
+        check_shape("reference", reference.len(), n_rows, self.n_features)?;
+        if let Some(i) = reference.iter().position(|v| !v.is_finite()) {
+            let f = self.n_features;
+            return Err(ExplainError::NotFinite { what: "reference", row: i / f, column: i % f });
+        }
         let mut scores = filled("reference scores", n_rows, crate::MAX_ELEMENTS, 0.0)?;
         self.scores(reference, n_rows, &mut scores)?;
         scores.sort_by(f64::total_cmp);

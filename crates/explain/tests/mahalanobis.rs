@@ -67,6 +67,7 @@ fn bad_inputs_are_errors() {
     // A NaN feature is never an inlier.
     let s = Mahalanobis::fit(&[0.0, 1.0, 1.0, 0.0, 2.0, 2.0], 3, 2, ok).unwrap();
     assert!(s.score(&[f32::NAN, 1.0]).unwrap().is_nan());
+    assert!(s.quantile_of_reference(&[0.0, f32::NAN], 1, 0.5).is_err());
     assert!(
         s.score(&[f32::INFINITY, 1.0]).unwrap().is_infinite()
             || s.score(&[f32::INFINITY, 1.0]).unwrap().is_nan()
