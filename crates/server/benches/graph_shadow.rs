@@ -1,7 +1,8 @@
-//! Does a shadow add to the caller's latency? The same one-row request, 20,000 times one
-//! after the other, to a traffic split without a shadow, with a shadow model that runs
-//! (iris RandomForest-100) and with a shadow that never answers (an upstream socket that
-//! accepts and stays silent): p50 and p99 of each, in-process as in `graph_hops`.
+//! What a hop and a shadow add to the caller's latency. The same one-row request, 20,000
+//! times one after the other, to `iris-lr` directly, to a traffic split over it (one hop)
+//! without a shadow, with a shadow model that runs (iris RandomForest-100) and with a
+//! shadow that never answers (an upstream socket that accepts and stays silent): p50 and
+//! p99 of each, in-process as in `graph_hops`.
 //! `cargo bench -p palisade-server --bench graph_shadow`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -146,7 +147,7 @@ fn main() {
     println!("| graph | p50 (µs) | p99 (µs) | mean (µs) |");
     println!("|---|---:|---:|---:|");
     for round in 0..2 {
-        for model in ["plain", "shadowed", "hanging"] {
+        for model in ["iris-lr", "plain", "shadowed", "hanging"] {
             let mut latencies = Vec::with_capacity(requests);
             for _ in 0..requests {
                 let request = Request::builder()
