@@ -589,6 +589,10 @@ async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forg
     let accepted = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body.clone()).await;
     assert_eq!(accepted.status, 200, "{}", String::from_utf8_lossy(&accepted.body));
     assert_eq!(accepted.json()["routing"], json!({"bandit": taken}));
+    // The OpenAPI document describes the route for graphs.
+    let document = call(&s.app, "GET", "/openapi.json", "").await.json();
+    assert!(document["paths"]["/v2/models/bandit/feedback"]["post"].is_object());
+    assert!(document["paths"]["/v2/models/iris-lr/feedback"].is_null());
     // One reward per request.
     let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
     assert_eq!(again.status, 404);
