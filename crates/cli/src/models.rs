@@ -140,8 +140,12 @@ pub fn show(home: &Path, args: &ShowArgs) -> Result<(), Failure> {
 }
 
 /// The engine that serves the bundle's model: as built, `upstream` for an upstream model,
+/// `graph` for a bundle that serves other models,
 /// or what `model.runtime` asks for in a bundle built before engines were recorded.
 fn engine(bundle: &palisade_bundle::VerifiedBundle) -> &'static str {
+    if bundle.manifest.is_composite() {
+        return "graph";
+    }
     match (bundle.engine, bundle.manifest.model.as_ref().and_then(|m| m.runtime())) {
         (Some(engine), _) => engine.as_str(),
         (None, None) => "upstream",

@@ -115,6 +115,13 @@ fn graph_bundles_build_only_when_their_models_exist_fit_and_make_no_cycle() {
     let built: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(built["engine"], "graph");
     assert_eq!(built["inputs"][0]["name"], "X");
+    let out = run(&home, &["models", "show", "split", "--output", "json"]);
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (shown["format"].as_str(), shown["engine"].as_str()),
+        (Some("graph"), Some("graph")),
+        "{shown}"
+    );
 
     let misfit = write(
         "misfit",

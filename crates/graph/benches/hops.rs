@@ -48,12 +48,14 @@ fn graph(body: &str) -> Graph {
 fn chain(n: usize) -> String {
     let mut body = String::from("graph:\n");
     for i in 0..n {
-        let indent = "  ".repeat(2 * i + 1);
-        if i > 0 {
-            body.push_str(&format!("{}children:\n", "  ".repeat(2 * i)));
-            body.push_str(&format!("{}- name: n{i}\n{indent}  model: m\n", "  ".repeat(2 * i)));
+        let fields = " ".repeat(2 * i + 2);
+        if i == 0 {
+            body.push_str("  name: n0\n  model: m\n");
         } else {
-            body.push_str(&format!("  name: n{i}\n  model: m\n"));
+            body.push_str(&format!("{}- name: n{i}\n{fields}model: m\n", " ".repeat(2 * i)));
+        }
+        if i + 1 < n {
+            body.push_str(&format!("{fields}children:\n"));
         }
     }
     body

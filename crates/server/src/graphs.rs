@@ -410,10 +410,10 @@ fn spawn_shadow(
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
-                tracing::info!(%error, model = %shadowed.target, "the shadow call failed (the caller was answered without it)")
+                tracing::debug!(%error, model = %shadowed.target, "the shadow call failed (the caller was answered without it)")
             }
             Err(_) => {
-                tracing::info!(model = %shadowed.target, "the shadow call timed out (the caller was answered without it)");
+                tracing::debug!(model = %shadowed.target, "the shadow call timed out (the caller was answered without it)");
                 let served = hops
                     .registry
                     .get(shadowed.target.name.as_str(), shadowed.target.version.as_ref().map(|v| v.as_str()))

@@ -589,6 +589,10 @@ async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forg
     let accepted = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body.clone()).await;
     assert_eq!(accepted.status, 200, "{}", String::from_utf8_lossy(&accepted.body));
     assert_eq!(accepted.json()["routing"], json!({"bandit": taken}));
+    // The OpenAPI document describes the route for graphs.
+    let document = call(&s.app, "GET", "/openapi.json", "").await.json();
+    assert!(document["paths"]["/v2/models/bandit/feedback"]["post"].is_object());
+    assert!(document["paths"]["/v2/models/iris-lr/feedback"].is_null());
     // One reward per request.
     let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
     assert_eq!(again.status, 404);
@@ -770,4 +774,55 @@ async fn seldon_grpc_feedback_rewards_the_route_the_server_remembers() {
     assert_eq!(answer.unwrap().meta.unwrap().puid, meta.puid);
     let (code, _) = seldon_grpc(&s.app, "SendFeedback", feedback(&meta.puid), &s.app.token, "bandit").await;
     assert_eq!(code, 5, "one reward per request: NOT_FOUND after");
+}
+
+#[tokio::test]
+async fn built_in_transformers_and_combiners_match_onnxruntime() {
+    let children = "  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n  - {name: mlp, model: iris-mlp}\n";
+    let s = setup(
+        &[
+            &graph(
+                "halved",
+                "inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\ngraph:\n  name: scale\n  implementation: SCALE\n  parameters: [{name: scale, value: '0.5', type: FLOAT}, {name: offset, value: '0.1', type: FLOAT}]\n  children:\n  - {name: lr, model: iris-lr}\n",
+            ),
+            &graph(
+                "probs64",
+                "graph:\n  name: select\n  type: OUTPUT_TRANSFORMER\n  implementation: SELECT\n  parameters: [{name: tensors, value: probabilities}]\n  children:\n  - name: cast\n    type: OUTPUT_TRANSFORMER\n    implementation: CAST\n    parameters: [{name: datatype, value: FP64}, {name: tensors, value: probabilities}]\n    children:\n    - {name: lr, model: iris-lr}\n",
+            ),
+            &graph(
+                "joined",
+                &format!(
+                    "graph:\n  name: joined\n  implementation: CONCAT_COMBINER\n  parameters: [{{name: tensors, value: probabilities}}]\n{children}"
+                ),
+            ),
+        ],
+        &[],
+    );
+    let reference = expected("graphs/expected.json");
+    let reply = call(&s.app, "POST", "/v2/models/halved/infer", iris_rows()).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let reply = reply.json();
+    assert_eq!(output(&reply, "label")["data"], reference["scale_then_lr"]["label"]);
+    assert_close(
+        &floats(&output(&reply, "probabilities")["data"]),
+        &floats(&reference["scale_then_lr"]["probabilities"]),
+        1e-5,
+        "SCALE then iris-lr",
+    );
+
+    let lr = expected("iris_lr_nozipmap.expected.json");
+    let reply = call(&s.app, "POST", "/v2/models/probs64/infer", iris_rows()).await.json();
+    assert_eq!(reply["outputs"].as_array().unwrap().len(), 1, "{reply}");
+    assert_eq!(reply["outputs"][0]["datatype"], "FP64");
+    assert_close(&floats(&reply["outputs"][0]["data"]), &floats(&lr["probabilities"]), 1e-5, "CAST, SELECT");
+
+    let parts: Vec<Vec<f64>> = ["iris_lr_nozipmap", "iris_rf_nozipmap", "iris_mlp_nozipmap"]
+        .iter()
+        .map(|m| floats(&expected(&format!("{m}.expected.json"))["probabilities"]))
+        .collect();
+    let joined: Vec<f64> =
+        (0..150).flat_map(|row| parts.iter().flat_map(move |p| p[row * 3..row * 3 + 3].to_vec())).collect();
+    let reply = call(&s.app, "POST", "/v2/models/joined/infer", iris_rows()).await.json();
+    assert_eq!(reply["outputs"][0]["shape"], json!([150, 9]));
+    assert_close(&floats(&reply["outputs"][0]["data"]), &joined, 1e-5, "CONCAT_COMBINER");
 }

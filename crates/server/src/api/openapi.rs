@@ -44,6 +44,9 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
             infer_op(served, Some(&versions)),
         );
         paths.insert(format!("/v1/models/{name}"), kserve_ready_op(name));
+        if served.model.graph().is_some() {
+            paths.insert(format!("/v2/models/{name}/feedback"), feedback_op(name));
+        }
         if served.model.signature().inputs.len() == 1 {
             paths.insert(
                 format!("/seldon/{}/{name}/api/v1.0/predictions", served.id.namespace),
@@ -172,6 +175,32 @@ fn error_responses() -> Value {
         out.insert(code.into(), e);
     }
     Value::Object(out)
+}
+
+/// `POST /v2/models/{graph}/feedback`: a reward for one of the graph's requests.
+fn feedback_op(name: &str) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "Rewarded: the routes the request took, as the server remembers them", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["request_id", "rewarded", "routing"],
+        "properties": {
+            "request_id": {"type": "string"},
+            "rewarded": {"type": "integer", "description": "Bandits rewarded"},
+            "routing": {"type": "object", "description": "Router node to the child it chose"},
+        },
+    }}}});
+    json!({"post": {
+        "tags": [name],
+        "summary": format!("Reward one of {name}'s requests (its caller or the graph's owners only)"),
+        "operationId": format!("feedback_{}", sanitize(name)),
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "required": ["request_id", "reward"],
+            "properties": {
+                "request_id": {"type": "string", "description": "The x-request-id of the answer"},
+                "reward": {"type": "number"},
+            },
+        }}}},
+        "responses": responses,
+    }})
 }
 
 fn get_op(tag: &str, summary: &str, schema: &str) -> Value {
