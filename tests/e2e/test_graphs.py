@@ -32,6 +32,8 @@ GRAPHS = {
     "pipeline": "graph:\n  name: scale\n  type: TRANSFORMER\n  model: scaler\n  children:\n"
     "    - name: rename\n      implementation: RENAME\n      parameters: [{name: scaled, value: X}]\n"
     "      children:\n        - {name: classify, model: scaled-lr}\n",
+    "bandit": "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  children:\n"
+    "    - {name: lr, model: iris-lr}\n    - {name: rf, model: iris-rf}\n",
     "canary": "traffic: [{model: iris-lr, weight: 1}, {model: iris-mlp, weight: 0}]\nshadow: {model: iris-rf, percent: 100}\n",
 }
 
@@ -128,6 +130,30 @@ def test_seldon_client_gets_the_graphs_answer_and_route(graphs):
             assert meta["routing"] == {"traffic": 0}, meta
             assert meta["requestPath"]["traffic"] == "iris-lr", meta
             assert meta["puid"]
+
+
+def test_seldon_clients_feedback_reaches_the_bandit_only_from_the_caller(graphs):
+    from conftest import issue_token
+
+    bob = issue_token(graphs.home, "--email", "bob@example.com")
+    x = rows()[:1].tolist()
+    calls = [
+        {"gateway": "istio", "transport": transport, "namespace": "default", "payload_type": "ndarray",
+         "deployment": "bandit", "rows": x, "token": graphs.token, "feedback": {"reward": 1.0, "token": token}}
+        for transport in ["rest", "grpc"]
+        for token in [None, bob]
+    ]
+    results = run_client("seldon", "seldon_calls.py", {"endpoint": graphs.host_port, "calls": calls})
+    for call, result in zip(calls, results):
+        assert result["success"], result["msg"]
+        assert "bandit" in result["response"]["meta"]["routing"]
+        feedback = result["feedback"]
+        if call["feedback"]["token"] is None:
+            assert feedback["success"], feedback["msg"]
+        else:
+            # Another caller's feedback is refused (403 over REST, PERMISSION_DENIED over gRPC).
+            assert not feedback["success"], feedback
+            assert "403" in feedback["msg"] or "PERMISSION_DENIED" in feedback["msg"] or "RBAC" in feedback["msg"], feedback
 
 
 def test_every_hop_is_audited_under_the_callers_request_id(graphs):

@@ -126,6 +126,9 @@ pub struct RequestContext {
     pub received: palisade_audit::Timestamp,
     /// When the request arrived, for latencies.
     pub started: Instant,
+    /// The served models as they were when the request arrived: the request's model, a
+    /// gRPC message's model and a graph's nodes are all resolved in this one snapshot.
+    registry: Arc<crate::Registry>,
     target: OnceLock<Target>,
     authentication: Mutex<Option<Authentication>>,
     admission: OnceLock<Admission>,
@@ -182,6 +185,11 @@ impl GraphFacts {
 }
 
 impl RequestContext {
+    /// The served models as they were when the request arrived (see the field).
+    pub fn registry(&self) -> &Arc<crate::Registry> {
+        &self.registry
+    }
+
     /// The model the request addresses: set once, from the path when the context is made,
     /// or from a gRPC message by authorization. `None` for routes that address no model.
     pub fn target(&self) -> Option<&Target> {
@@ -319,18 +327,18 @@ pub(crate) fn is_grpc_content(headers: &HeaderMap) -> bool {
 /// Resolves the model a route names, once. Routes that name none resolve to `None`; V2
 /// gRPC methods name theirs inside the message (see [`crate::layers::grpc_model`]); a
 /// Seldon gRPC call names its deployment in its metadata, read here and nowhere else.
-fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Target> {
+fn target_of(registry: &crate::Registry, route: &Route, headers: &HeaderMap) -> Option<Target> {
     let found = match route {
-        Route::Model { name, version, .. } => state.registry().get(name, version.as_deref()),
-        Route::KServe { name, .. } => state.registry().get(name, None),
+        Route::Model { name, version, .. } => registry.get(name, version.as_deref()),
+        Route::KServe { name, .. } => registry.get(name, None),
         Route::SeldonGrpc(SeldonMethod::Predict | SeldonMethod::SendFeedback) => {
             match seldon_metadata(headers) {
-                Ok((namespace, name)) => state.registry().in_namespace(&namespace, &name),
+                Ok((namespace, name)) => registry.in_namespace(&namespace, &name),
                 Err(message) => Err(ApiError::NotFound(message.to_owned())),
             }
         }
         Route::Seldon(SeldonTarget::Single) | Route::SeldonFeedback(SeldonTarget::Single) => {
-            state.registry().single().cloned().ok_or_else(|| {
+            registry.single().cloned().ok_or_else(|| {
                 ApiError::NotFound(
                 "several models are served: use /seldon/{namespace}/{model}/api/v1.0/predictions to name one"
                     .to_owned(),
@@ -339,7 +347,7 @@ fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Tar
         }
         Route::Seldon(SeldonTarget::Named { namespace, name })
         | Route::SeldonFeedback(SeldonTarget::Named { namespace, name }) => {
-            state.registry().in_namespace(namespace, name)
+            registry.in_namespace(namespace, name)
         }
         _ => return None,
     };
@@ -418,7 +426,8 @@ pub(crate) async fn establish(
         .unwrap_or_else(|| TraceContext::from_header(incoming.as_deref()));
     span.record("trace_id", trace.trace_id.as_str());
 
-    let target = target_of(&state, &route, req.headers());
+    let registry = state.registry();
+    let target = target_of(&registry, &route, req.headers());
     let context = RequestContext {
         id: RequestId(id.clone()),
         trace: trace.clone(),
@@ -430,6 +439,7 @@ pub(crate) async fn establish(
         path,
         received: palisade_audit::Timestamp::now(),
         started: Instant::now(),
+        registry,
         target: target.map(OnceLock::from).unwrap_or_default(),
         authentication: Mutex::new(None),
         admission: OnceLock::new(),

@@ -340,7 +340,7 @@ pub(crate) async fn run(
     inputs: Vec<Tensor>,
 ) -> Result<Vec<Tensor>, ApiError> {
     let caller = Arc::new(Caller::of(ctx));
-    let registry = state.registry();
+    let registry = ctx.registry().clone();
     let records = Arc::new(Mutex::new(Vec::new()));
     let hops = Hops {
         state: state.clone(),

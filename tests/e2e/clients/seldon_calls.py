@@ -3,9 +3,11 @@ running Palisade and reports what it returned, as JSON on stdout.
 
 Reads {"endpoint": "host:port", "calls": [...]} on stdin. Each call is {"gateway",
 "transport": "rest" | "grpc", "deployment", "namespace": str | null, "payload_type":
-"ndarray" | "tensor", "rows", "token": str | null}; the
-answer is a list of {"success", "msg", "response"} (the client's own result object, with
-the response as a dict). Run by tests/e2e/test_seldon.py; seldon-core needs Python >= 3.12
+"ndarray" | "tensor", "rows", "token": str | null, and optionally "feedback": {"reward",
+"token"}}; the answer is a list of {"success", "msg", "response"} (the client's own result
+object, with the response as a dict), with "feedback": {"success", "msg", "response"} when
+asked: the reward sent with seldon_core's own feedback functions for the transport (the
+`SeldonClient.feedback` method takes no headers, so no token), naming the answer's puid. Run by tests/e2e/test_seldon.py; seldon-core needs Python >= 3.12
 and its own virtualenv.
 """
 
@@ -34,7 +36,32 @@ def run(call, endpoint):
         from google.protobuf.json_format import MessageToDict
 
         response = MessageToDict(response)
-    return {"success": result.success, "msg": result.msg, "response": response}
+    answer = {"success": result.success, "msg": result.msg, "response": response}
+    if call.get("feedback") is not None and response is not None:
+        answer["feedback"] = feedback(call, endpoint, response)
+    return answer
+
+
+def feedback(call, endpoint, response):
+    from seldon_core.seldon_client import grpc_feedback_gateway, rest_feedback_gateway
+
+    send = rest_feedback_gateway if call["transport"] == "rest" else grpc_feedback_gateway
+    token = call["feedback"].get("token") or call.get("token")
+    raw = {"response": {"meta": {"puid": response["meta"]["puid"]}}, "reward": call["feedback"]["reward"]}
+    result = send(
+        raw_request=raw,
+        deployment_name=call["deployment"],
+        namespace=call.get("namespace"),
+        gateway_endpoint=endpoint,
+        headers={"authorization": f"Bearer {token}"},
+        client_return_type="dict",
+    )
+    body = result.response
+    if body is not None and not isinstance(body, dict):
+        from google.protobuf.json_format import MessageToDict
+
+        body = MessageToDict(body)
+    return {"success": result.success, "msg": result.msg, "response": body}
 
 
 def main():

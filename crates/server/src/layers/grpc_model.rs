@@ -45,7 +45,7 @@ pub(crate) async fn resolve(
             .await?;
     let named = palisade_protocol::grpc::named_model(&read.bytes)?;
     let version = (!named.version.is_empty()).then_some(named.version.as_str());
-    let target = match state.registry().get(&named.name, version) {
+    let target = match ctx.registry().get(&named.name, version) {
         Ok(served) => Target::Served(served),
         Err(err) => Target::Missing(err.public_message()),
     };
