@@ -20,6 +20,9 @@ pub enum ModelOp {
     Infer,
     /// `POST /v2/models/{m}[/versions/{v}]/feedback`: a reward for a graph's request.
     Feedback,
+    /// `POST /v2/models/{m}[/versions/{v}]/explain`: SHAP values of the request's rows
+    /// (authorized on its own path, never as `infer`).
+    Explain,
 }
 
 /// A method of `inference.GRPCInferenceService`.
@@ -65,7 +68,7 @@ pub enum KServeOp {
     Ready,
     /// `POST /v1/models/{m}:predict`
     Predict,
-    /// `POST /v1/models/{m}:explain`: no explainer is served yet (501).
+    /// `POST /v1/models/{m}:explain`: the V2 `explain`, with KServe V1's body.
     Explain,
 }
 
@@ -278,6 +281,10 @@ impl Route {
             ["v2", "models", m, "versions", v] => get(method, model(m, Some(v), ModelOp::Metadata)),
             ["v2", "models", m, "versions", v, "ready"] => get(method, model(m, Some(v), ModelOp::Ready)),
             ["v2", "models", m, "versions", v, "infer"] => post(method, model(m, Some(v), ModelOp::Infer)),
+            ["v2", "models", m, "explain"] => post(method, model(m, None, ModelOp::Explain)),
+            ["v2", "models", m, "versions", v, "explain"] => {
+                post(method, model(m, Some(v), ModelOp::Explain))
+            }
             ["v2", "models", m, "feedback"] => post(method, model(m, None, ModelOp::Feedback)),
             ["v2", "models", m, "versions", v, "feedback"] => {
                 post(method, model(m, Some(v), ModelOp::Feedback))
