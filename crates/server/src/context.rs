@@ -329,16 +329,17 @@ fn target_of(state: &AppState, route: &Route, headers: &HeaderMap) -> Option<Tar
                 Err(message) => Err(ApiError::NotFound(message.to_owned())),
             }
         }
-        Route::Seldon(SeldonTarget::Single) | Route::SeldonFeedback(SeldonTarget::Single) => {
-            state.registry().single().cloned().ok_or_else(|| {
-                ApiError::NotFound(
+        Route::Seldon(SeldonTarget::Single)
+        | Route::SeldonFeedback(SeldonTarget::Single)
+        | Route::SeldonExplain(SeldonTarget::Single) => state.registry().single().cloned().ok_or_else(|| {
+            ApiError::NotFound(
                 "several models are served: use /seldon/{namespace}/{model}/api/v1.0/predictions to name one"
                     .to_owned(),
             )
-            })
-        }
+        }),
         Route::Seldon(SeldonTarget::Named { namespace, name })
-        | Route::SeldonFeedback(SeldonTarget::Named { namespace, name }) => {
+        | Route::SeldonFeedback(SeldonTarget::Named { namespace, name })
+        | Route::SeldonExplain(SeldonTarget::Named { namespace, name }) => {
             state.registry().in_namespace(namespace, name)
         }
         _ => return None,

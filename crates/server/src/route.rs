@@ -145,6 +145,9 @@ pub enum Route {
     Seldon(SeldonTarget),
     /// `POST` Seldon Core v1 feedback (`/api/v1.0/feedback`, `/seldon/.../api/v1.0/feedback`).
     SeldonFeedback(SeldonTarget),
+    /// `POST` a Seldon Core v1 explanation (`/api/v1.0/explain`,
+    /// `/seldon/.../api/v1.0/explain`): the V2 `explain`, with Seldon's body.
+    SeldonExplain(SeldonTarget),
     /// `POST /seldon.protos.Seldon/{method}` (gRPC).
     SeldonGrpc(SeldonMethod),
     /// `GET /`: KServe V1's liveness probe, `{"status": "alive"}` (public).
@@ -304,6 +307,21 @@ impl Route {
                     name: (*name).to_owned(),
                 }),
             ),
+            ["api", "v1.0", "explain"] => post(method, Route::SeldonExplain(SeldonTarget::Single)),
+            ["seldon", name, "api", "v1.0", "explain"] => post(
+                method,
+                Route::SeldonExplain(SeldonTarget::Named {
+                    namespace: palisade_core::Namespace::default().as_str().to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            ["seldon", namespace, name, "api", "v1.0", "explain"] => post(
+                method,
+                Route::SeldonExplain(SeldonTarget::Named {
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
             ["api", "v1.0", "predictions"] => post(method, Route::Seldon(SeldonTarget::Single)),
             ["seldon", name, "api", "v1.0", "predictions"] => post(
                 method,
@@ -402,7 +420,11 @@ impl Route {
     /// Whether the route addresses a model (named in the path, or in a gRPC message).
     pub fn addresses_model(&self) -> bool {
         match self {
-            Route::Model { .. } | Route::Seldon(_) | Route::SeldonFeedback(_) | Route::KServe { .. } => true,
+            Route::Model { .. }
+            | Route::Seldon(_)
+            | Route::SeldonFeedback(_)
+            | Route::SeldonExplain(_)
+            | Route::KServe { .. } => true,
             Route::SeldonGrpc(_) => true,
             Route::Grpc(method) => method.names_model(),
             _ => false,
@@ -414,7 +436,7 @@ impl Route {
     pub fn protocol(&self, grpc_content_type: bool) -> Protocol {
         match self {
             Route::Grpc(_) => Protocol::V2Grpc,
-            Route::Seldon(_) | Route::SeldonFeedback(_) => Protocol::SeldonV1,
+            Route::Seldon(_) | Route::SeldonFeedback(_) | Route::SeldonExplain(_) => Protocol::SeldonV1,
             Route::SeldonGrpc(_) => Protocol::SeldonGrpc,
             Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
             Route::Manage(_) => Protocol::Admin,
@@ -509,6 +531,19 @@ mod tests {
             Route::SeldonFeedback(SeldonTarget::Named { namespace: "team".into(), name: "iris".into() })
         );
         assert_eq!(r(Method::POST, "/api/v1.0/feedback"), Route::SeldonFeedback(SeldonTarget::Single));
+        assert_eq!(r(Method::POST, "/api/v1.0/explain"), Route::SeldonExplain(SeldonTarget::Single));
+        assert_eq!(
+            r(Method::POST, "/seldon/team/iris/api/v1.0/explain"),
+            Route::SeldonExplain(SeldonTarget::Named { namespace: "team".into(), name: "iris".into() })
+        );
+        assert_eq!(r(Method::GET, "/api/v1.0/explain"), Route::MethodNotAllowed("POST"));
+        let explain = r(Method::POST, "/v2/models/iris/versions/2/explain");
+        assert_eq!(
+            explain,
+            Route::Model { name: "iris".into(), version: Some("2".into()), op: ModelOp::Explain }
+        );
+        assert!(explain.addresses_model() && explain.is_audited() && !explain.is_public(true));
+        assert_eq!(r(Method::POST, "/v2/models/iris/explain/x"), Route::NotFound);
         assert_eq!(
             r(Method::POST, "/v2/models/g/feedback"),
             Route::Model { name: "g".into(), version: None, op: ModelOp::Feedback }

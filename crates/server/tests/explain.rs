@@ -257,6 +257,16 @@ async fn kserve_alias_and_version_path_answer_the_same() {
     let kserve = call(&s.app, "POST", "/v1/models/diabetes:explain", instances).await;
     assert_eq!(kserve.status, StatusCode::OK, "{}", String::from_utf8_lossy(&kserve.body));
     assert_eq!(kserve.json()["data"]["shap_values"], v2["data"]["shap_values"]);
+    let seldon = json!({"data": {"ndarray": rows}}).to_string();
+    for path in ["/seldon/default/diabetes/api/v1.0/explain", "/seldon/diabetes/api/v1.0/explain"] {
+        let reply = call(&s.app, "POST", path, seldon.clone()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.json()["data"]["shap_values"], v2["data"]["shap_values"], "{path}");
+    }
+    // Several models are served: the unnamed Seldon route names none (Seldon's error body).
+    let single = call(&s.app, "POST", "/api/v1.0/explain", seldon).await;
+    assert_eq!(single.status, StatusCode::NOT_FOUND);
+    assert!(single.json()["status"].is_object());
     // A model without an explainer: 501, after authorization.
     let plain = call(&s.app, "POST", "/v2/models/plain/explain", IRIS_ROW).await;
     assert_eq!(plain.status, StatusCode::NOT_IMPLEMENTED);
@@ -283,7 +293,7 @@ spec:
       to:
         - operation:
             methods: ["POST"]
-            paths: ["/v2/models/wine/infer", "/v1/models/wine:predict"]
+            paths: ["/v2/models/wine/infer", "/v1/models/wine:predict", "/seldon/default/wine/api/v1.0/predictions"]
       when:
         - key: "request.auth.claims[email]"
           values: ["person_a@company.com"]
@@ -335,6 +345,14 @@ async fn a_policy_that_allows_infer_does_not_allow_explain() {
         call_as(app, a, "POST", "/v1/models/wine:predict", instances.clone()).await.status,
         StatusCode::OK
     );
+    let seldon = json!({"data": {"ndarray": &rows[..1]}}).to_string();
+    let predictions = "/seldon/default/wine/api/v1.0/predictions";
+    assert_eq!(call_as(app, a, "POST", predictions, seldon.clone()).await.status, StatusCode::OK);
+    for path in ["/seldon/default/wine/api/v1.0/explain", "/seldon/wine/api/v1.0/explain"] {
+        let reply = call_as(app, a, "POST", path, seldon.clone()).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(reply.json()["status"].is_object(), "Seldon's error body");
+    }
     for path in [
         "/v2/models/wine/explain",
         "/v2/models/wine/versions/1/explain",

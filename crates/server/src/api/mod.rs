@@ -52,6 +52,10 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
             Ok(served) => seldon::predict(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
+        Route::SeldonExplain(_) => match served(&ctx) {
+            Ok(served) => seldon::explain(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
         Route::SeldonFeedback(_) => match served(&ctx) {
             Ok(served) => crate::graphs::feedback_seldon(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
