@@ -48,6 +48,11 @@ impl std::fmt::Debug for Explainer {
 /// coalitions × background rows × features): 16 Mi values, 64 MiB of `f32`.
 pub const MAX_KERNEL_BATCH_VALUES: usize = 1 << 24;
 
+/// Most rows one explanation request may hold: an explanation costs far more than a
+/// prediction (TreeSHAP walks every tree's paths, KernelSHAP runs the model on every
+/// coalition), and holds an inference thread while it runs.
+pub const MAX_EXPLAIN_ROWS: usize = 1000;
+
 impl Explainer {
     /// Rebuilds the explainer `palisade build` recorded, against the bundle's model file
     /// (TreeSHAP's covers must belong to its trees) and signature.
@@ -302,6 +307,11 @@ pub(crate) async fn serve(
     // as for a prediction; KernelSHAP's synthetic batch is bounded by
     // `MAX_KERNEL_BATCH_VALUES` (refused before anything is allocated).
     let rows = inputs.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
+    if rows > MAX_EXPLAIN_ROWS {
+        return Err(ApiError::BadRequest(format!(
+            "{rows} rows: an explanation request takes at most {MAX_EXPLAIN_ROWS}; split the rows over several requests"
+        )));
+    }
     let outputs = match &explainer.method {
         Method::Tree(shap) => shap.ensemble().n_outputs(),
         Method::Kernel { width, .. } => *width,

@@ -274,6 +274,10 @@ async fn kserve_alias_and_version_path_answer_the_same() {
     // Bad bodies are the caller's error.
     let bad = call(&s.app, "POST", "/v2/models/diabetes/explain", IRIS_ROW).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", String::from_utf8_lossy(&bad.body));
+    let many = body(&vec![rows[0].clone(); palisade_server::explain::MAX_EXPLAIN_ROWS + 1]);
+    let too_many = call(&s.app, "POST", "/v2/models/diabetes/explain", many).await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&too_many.body).contains("at most 1000"));
     let get = call(&s.app, "GET", "/v2/models/diabetes/explain", "").await;
     assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
 }
