@@ -157,3 +157,36 @@ fn bad_backgrounds_and_models_are_refused_naming_file_field_and_fix() {
     let err = refused(iris, "KernelShap", "../bg.csv", "a,b,c,d\n1,2,3,4\n");
     assert!(err.contains("explainer.background"), "{err}");
 }
+
+#[test]
+fn a_changed_explainer_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oracle = fixture("diabetes_gb");
+    let features: Vec<String> = (0..10).map(|i| format!("f{i}")).collect();
+    let text = csv(&features, oracle["background"].as_array().unwrap());
+    let dir = model_dir(
+        tmp.path(),
+        &repo().join("fixtures/explain/diabetes_gb.onnx"),
+        "TreeShap",
+        "bg.csv",
+        text.as_bytes(),
+    );
+    let home = tmp.path().join("home");
+    let out = build(&home, &dir);
+    let record = stored_record(&home, &out);
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let digest = built["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    let file = home.join("bundles").join(digest).join("explainer.json");
+    let mut changed = record.clone();
+    changed["covers"][0] = serde_json::json!(1e9);
+    std::fs::write(&file, serde_json::to_vec(&changed).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("--home")
+        .arg(&home)
+        .args(["models", "show", "m"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was modified and is refused: file `explainer.json`"), "{err}");
+}
