@@ -544,6 +544,9 @@ mod tests {
         );
         assert!(explain.addresses_model() && explain.is_audited() && !explain.is_public(true));
         assert_eq!(r(Method::POST, "/v2/models/iris/explain/x"), Route::NotFound);
+        // No gRPC method explains: V2 gRPC and Seldon gRPC have none.
+        assert_eq!(r(Method::POST, "/inference.GRPCInferenceService/ModelExplain"), Route::NotFound);
+        assert_eq!(r(Method::POST, "/seldon.protos.Seldon/Explain"), Route::NotFound);
         assert_eq!(
             r(Method::POST, "/v2/models/g/feedback"),
             Route::Model { name: "g".into(), version: None, op: ModelOp::Feedback }
