@@ -89,7 +89,7 @@ def test_rest_v1_predicts_like_onnxruntime(server, iris, tokens):
         )
     explain = error(results[5])
     assert explain["status"] == 501
-    assert "does not serve explanations" in explain["message"]
+    assert "has no explainer" in explain["message"]
 
 
 @pytest.mark.parametrize("api", ["v1", "v2", "grpc"])

@@ -4,6 +4,7 @@
 //! artifacts, addressed by the SHA-256 of all its files. See [`store`] for the layout and
 //! [`manifest`] for the manifest format.
 
+pub mod explainer;
 pub mod graph;
 pub mod manifest;
 mod onnx_data;

@@ -106,6 +106,42 @@ pub struct Manifest {
     /// Limits of this model's requests, where they differ from the platform's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSection>,
+    /// SHAP explanations of this model's predictions (`POST .../explain`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explainer: Option<ExplainerSection>,
+}
+
+/// The `explainer:` section: which SHAP explainer serves `POST .../explain`, and the
+/// background rows it is computed against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainerSection {
+    /// `TreeShap` or `KernelShap`.
+    #[serde(rename = "type")]
+    pub kind: ExplainerKind,
+    /// Rows of model inputs, relative to palisade.yaml: a CSV file whose header names the
+    /// features, or a 2-D `.npy` array. `palisade build` reads it and stores what the
+    /// explainer needs (TreeSHAP's node covers, KernelSHAP's rows) in the bundle.
+    pub background: BundlePath,
+}
+
+/// The kinds of explainer (`explainer.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExplainerKind {
+    /// Exact path-dependent TreeSHAP over the model's tree ensemble.
+    TreeShap,
+    /// Model-agnostic KernelSHAP (exact up to 12 features, sampled above).
+    KernelShap,
+}
+
+impl ExplainerKind {
+    /// The name as written in `palisade.yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExplainerKind::TreeShap => "TreeShap",
+            ExplainerKind::KernelShap => "KernelShap",
+        }
+    }
 }
 
 /// The `limits:` section: this model's own request limits.
@@ -804,6 +840,14 @@ impl Manifest {
             ));
         }
         check_kind(&manifest).map_err(|(field, message)| invalid(&field, None, None, message))?;
+        if manifest.explainer.is_some() && manifest.model.as_ref().and_then(ModelSection::path).is_none() {
+            return Err(invalid(
+                "explainer",
+                None,
+                None,
+                "an explainer needs a model Palisade runs itself (`model.path`, an ONNX file); remove `explainer:` from a graph, a traffic split or an upstream model".to_owned(),
+            ));
+        }
         if manifest.batching.is_some() && manifest.model.as_ref().is_some_and(|m| m.upstream().is_some()) {
             return Err(invalid(
                 "batching",
@@ -933,6 +977,11 @@ fn hint_for(field: &str, message: String) -> String {
     }
     if message.starts_with("unknown field") {
         return format!("{message}; check the spelling (see docs/manifest.md)");
+    }
+    if field == "explainer.type" {
+        return format!(
+            "{message}; use `TreeShap` (tree ensembles) or `KernelShap` (any model), see docs/explain.md"
+        );
     }
     if field == "model.format" {
         return format!(
@@ -1173,6 +1222,27 @@ mod tests {
             Err(BundleError::Manifest(e)) => Err(e),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn explainer_names_its_type_and_background() {
+        assert_eq!(parse(MINIMAL).unwrap().explainer, None);
+        let m = parse(&format!("{MINIMAL}explainer: {{type: TreeShap, background: data/bg.csv}}\n")).unwrap();
+        let explainer = m.explainer.unwrap();
+        assert_eq!((explainer.kind, explainer.background.as_str()), (ExplainerKind::TreeShap, "data/bg.csv"));
+        let e = parse(&format!("{MINIMAL}explainer: {{type: Anchors, background: bg.csv}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("explainer.type") && e.contains("`TreeShap`"), "{e}");
+        let e = parse(&format!("{MINIMAL}explainer: {{type: KernelShap, background: ../bg.csv}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("explainer.background"), "{e}");
+        let e = parse(&format!("{MINIMAL}explainer: {{type: KernelShap}}\n")).unwrap_err().to_string();
+        assert!(e.contains("background"), "{e}");
+        let upstream = "name: iris\nversion: \"1\"\nowners: [a@b.c]\nmodel:\n  format: upstream\n  upstream: {url: http://h:1}\n  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: Y, datatype: FP32, shape: [-1]}]\nexplainer: {type: KernelShap, background: bg.csv}\n";
+        let e = parse(upstream).unwrap_err().to_string();
+        assert!(e.contains("explainer") && e.contains("model Palisade runs itself"), "{e}");
     }
 
     #[test]

@@ -153,6 +153,9 @@ pub struct VerifiedBundle {
     /// The engine chosen at build time, if recorded (bundles built before engines were
     /// recorded have none).
     pub engine: Option<BuiltEngine>,
+    /// What `palisade build` computed for the manifest's `explainer:` (present exactly
+    /// when the manifest has one).
+    pub explainer: Option<crate::explainer::ExplainerRecord>,
     /// Every file, as indexed.
     pub files: Vec<FileEntry>,
     /// The index file (`bundle.json`) exactly as read and checked against the digest, so a
@@ -193,6 +196,7 @@ pub struct StagedBundle {
     dir: tempfile::TempDir,
     manifest: Manifest,
     files: Vec<FileEntry>,
+    background: Option<Vec<u8>>,
 }
 
 impl StagedBundle {
@@ -205,6 +209,22 @@ impl StagedBundle {
     /// the source): the model file, or for an upstream model the manifest.
     pub fn model_path(&self) -> PathBuf {
         defining_file(&self.manifest, self.dir.path())
+    }
+
+    /// The bytes of the manifest's `explainer.background` file, read (inside the model
+    /// directory, at most [`crate::explainer::MAX_BACKGROUND_BYTES`]) when staging. The
+    /// file is not part of the bundle: [`StagedBundle::set_explainer`] stores what the
+    /// explainer needs of it.
+    pub fn background(&self) -> Option<&[u8]> {
+        self.background.as_deref()
+    }
+
+    /// Records what the explainer needs as [`crate::explainer::EXPLAINER_FILE`], covered
+    /// by the digest.
+    pub fn set_explainer(&mut self, record: &crate::explainer::ExplainerRecord) -> Result<(), BundleError> {
+        let mut bytes = serde_json::to_vec(record).map_err(BundleError::Encode)?;
+        bytes.push(b'\n');
+        self.add_file(crate::explainer::EXPLAINER_FILE, &bytes)
     }
 
     /// Records the resolved signature as `signature.json`, covered by the digest.
@@ -343,6 +363,31 @@ impl Store {
             })?;
             opened.push((path.clone(), file));
         }
+        let background = match &manifest.explainer {
+            None => None,
+            Some(explainer) => {
+                let field = "explainer.background";
+                let path = explainer.background.under(src);
+                let mut file = open_inside(&root, src, explainer.background.as_str()).map_err(|problem| {
+                    BundleError::ModelFile {
+                        manifest: manifest_path.clone(),
+                        field,
+                        path: path.clone(),
+                        problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
+                    }
+                })?;
+                let cap = crate::explainer::MAX_BACKGROUND_BYTES;
+                let bytes = read_capped_from(&mut file, &path, cap).map_err(|_| BundleError::ModelFile {
+                    manifest: manifest_path.clone(),
+                    field,
+                    path: path.clone(),
+                    problem: format!(
+                        "cannot be read, or is larger than {cap} bytes; a background needs a few hundred rows"
+                    ),
+                })?;
+                Some(bytes)
+            }
+        };
         let dir = tempfile::Builder::new()
             .prefix("build-")
             .permissions(private_dir_permissions())
@@ -352,7 +397,7 @@ impl Store {
                 action: "create a staging directory",
                 source,
             })?;
-        let mut staged = StagedBundle { dir, manifest, files: Vec::new() };
+        let mut staged = StagedBundle { dir, manifest, files: Vec::new(), background };
         staged.add_file(MANIFEST_FILE, &manifest_bytes)?;
         for (path, mut file) in opened {
             let (size, sha256) = staged.copy_in(&path, &mut file, &path.under(src))?;
@@ -652,12 +697,32 @@ impl Store {
         } else {
             None
         };
+        let explainer_file = crate::explainer::EXPLAINER_FILE;
+        let explainer = match (&manifest.explainer, listed.contains(explainer_file)) {
+            (None, false) => None,
+            (Some(_), true) => {
+                let bytes = read_capped(&dir.join(explainer_file), crate::explainer::MAX_EXPLAINER_BYTES)?;
+                Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    tampered(explainer_file, format!("it is not a valid explainer record ({e})"))
+                })?)
+            }
+            (Some(_), false) => {
+                return Err(tampered(
+                    explainer_file,
+                    "the manifest declares `explainer:` but the bundle has no explainer file".to_owned(),
+                ));
+            }
+            (None, true) => {
+                return Err(tampered(explainer_file, "the manifest declares no `explainer:`".to_owned()));
+            }
+        };
         Ok(VerifiedBundle {
             dir: dir.to_owned(),
             digest: digest.clone(),
             manifest,
             signature,
             engine,
+            explainer,
             files: sorted,
             index_bytes,
         })

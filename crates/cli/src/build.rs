@@ -53,6 +53,9 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
         .hint("declare the inputs with a -1 first dimension under model.inputs, or remove `batching:`"));
     }
     staged.set_signature(&signature)?;
+    let explainer_note = crate::explainer::stage(&args.dir, &mut staged, &signature)?;
+    let mut notes = built.notes.clone();
+    notes.extend(explainer_note);
     if let Some(engine) = built.engine {
         staged.set_engine(engine)?;
     }
@@ -71,7 +74,7 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
                 "milliseconds": self_test_ms,
                 "comparedEngines": built.compared,
             })),
-            "notes": built.notes,
+            "notes": notes,
         })),
         OutputFormat::Text => {
             println!("built {}:{} {}", record.name, record.version, record.digest);
@@ -90,7 +93,7 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
                 println!("  output: {}", output::tensor(out));
             }
             println!("  store:  {}", home.display());
-            for note in &built.notes {
+            for note in &notes {
                 println!("  note:   {note}");
             }
             Ok(())

@@ -8,6 +8,7 @@ mod build;
 mod certs;
 mod cli;
 mod endpoint;
+mod explainer;
 mod failure;
 mod home;
 mod identity;

@@ -170,6 +170,12 @@ pub fn encode_predictions(outputs: &[Tensor]) -> Result<Value, ProtocolError> {
     Ok(json!({ "predictions": predictions }))
 }
 
+/// A tensor as nested JSON arrays of its shape (floats in their shortest form; NaN as
+/// `null`), as predictions carry it.
+pub fn tensor_value(tensor: &Tensor) -> Value {
+    json::nest(json::values(tensor.data()), tensor.shape())
+}
+
 #[cfg(test)]
 mod tests {
     use palisade_core::TensorData;

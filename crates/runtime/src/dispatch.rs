@@ -39,6 +39,13 @@ impl std::fmt::Debug for Runnable {
 #[derive(Debug)]
 pub struct CheckedInputs(Vec<Tensor>);
 
+impl CheckedInputs {
+    /// The checked tensors, in signature order.
+    pub fn into_inner(self) -> Vec<Tensor> {
+        self.0
+    }
+}
+
 impl Runnable {
     /// The model's inputs and outputs.
     pub fn signature(&self) -> &ModelSignature {

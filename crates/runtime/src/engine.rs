@@ -145,6 +145,27 @@ impl Engine {
         Ok(output)
     }
 
+    /// Runs a model on an inference thread, whatever its cost (explanations: never on the
+    /// calling task), awaited without blocking the async runtime; a full queue is refused
+    /// at once.
+    pub async fn infer_on_thread(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<InferenceOutput, RuntimeError> {
+        let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
+        let (reply, result) = oneshot::channel();
+        let job = Job {
+            model,
+            inputs,
+            reply: Reply::Caller(reply),
+            span: tracing::Span::current(),
+            enqueued: Instant::now(),
+        };
+        submit(queue, job)?;
+        result.await.map_err(|_| RuntimeError::Unavailable)?
+    }
+
     /// The queue, for batchers that feed it.
     pub(crate) fn queue(&self) -> Option<Sender<Job>> {
         self.queue.clone()

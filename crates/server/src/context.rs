@@ -337,16 +337,17 @@ fn target_of(registry: &crate::Registry, route: &Route, headers: &HeaderMap) -> 
                 Err(message) => Err(ApiError::NotFound(message.to_owned())),
             }
         }
-        Route::Seldon(SeldonTarget::Single) | Route::SeldonFeedback(SeldonTarget::Single) => {
-            registry.single().cloned().ok_or_else(|| {
-                ApiError::NotFound(
+        Route::Seldon(SeldonTarget::Single)
+        | Route::SeldonFeedback(SeldonTarget::Single)
+        | Route::SeldonExplain(SeldonTarget::Single) => registry.single().cloned().ok_or_else(|| {
+            ApiError::NotFound(
                 "several models are served: use /seldon/{namespace}/{model}/api/v1.0/predictions to name one"
                     .to_owned(),
             )
-            })
-        }
+        }),
         Route::Seldon(SeldonTarget::Named { namespace, name })
-        | Route::SeldonFeedback(SeldonTarget::Named { namespace, name }) => {
+        | Route::SeldonFeedback(SeldonTarget::Named { namespace, name })
+        | Route::SeldonExplain(SeldonTarget::Named { namespace, name }) => {
             registry.in_namespace(namespace, name)
         }
         _ => return None,

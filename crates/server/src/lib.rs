@@ -10,6 +10,7 @@ mod certificate;
 pub mod context;
 mod control;
 mod error;
+pub mod explain;
 pub mod front;
 mod graphs;
 mod layers;

@@ -31,6 +31,8 @@ pub struct ServedModel {
     pub audit: palisade_bundle::manifest::AuditSection,
     /// The manifest's `batching:`.
     pub batching: Option<palisade_bundle::manifest::BatchingSection>,
+    /// The explainer of `POST .../explain`, when the bundle has one.
+    pub explainer: Option<Arc<crate::explain::Explainer>>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -126,12 +128,21 @@ impl ServedModel {
         bundle: &VerifiedBundle,
         upstream: &UpstreamContext,
     ) -> Result<ServedModel, RuntimeError> {
-        let model = Servable::Model(palisade_runtime::prepare_with(
-            &bundle.manifest,
-            &bundle.model_path(),
-            upstream,
-        )?);
-        Ok(ServedModel::with(bundle, model))
+        let runnable = palisade_runtime::prepare_with(&bundle.manifest, &bundle.model_path(), upstream)?;
+        let explainer = match &bundle.explainer {
+            None => None,
+            Some(record) => Some(Arc::new(
+                crate::explain::Explainer::load(record, &bundle.model_path(), runnable.signature()).map_err(
+                    |message| RuntimeError::Load {
+                        path: bundle.model_path(),
+                        message: format!("its explainer cannot be loaded: {message}"),
+                    },
+                )?,
+            )),
+        };
+        let mut served = ServedModel::with(bundle, Servable::Model(runnable));
+        served.explainer = explainer;
+        Ok(served)
     }
 
     /// Compiles a bundle with `graph:` or `traffic:` against the models `catalog` serves.
@@ -163,6 +174,7 @@ impl ServedModel {
             labels: bundle.manifest.labels.clone(),
             owners: bundle.manifest.owners.clone(),
             model,
+            explainer: None,
         }
     }
 }

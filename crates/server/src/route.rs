@@ -20,6 +20,9 @@ pub enum ModelOp {
     Infer,
     /// `POST /v2/models/{m}[/versions/{v}]/feedback`: a reward for a graph's request.
     Feedback,
+    /// `POST /v2/models/{m}[/versions/{v}]/explain`: SHAP values of the request's rows
+    /// (authorized on its own path, never as `infer`).
+    Explain,
 }
 
 /// A method of `inference.GRPCInferenceService`.
@@ -65,7 +68,7 @@ pub enum KServeOp {
     Ready,
     /// `POST /v1/models/{m}:predict`
     Predict,
-    /// `POST /v1/models/{m}:explain`: no explainer is served yet (501).
+    /// `POST /v1/models/{m}:explain`: the V2 `explain`, with KServe V1's body.
     Explain,
 }
 
@@ -142,6 +145,9 @@ pub enum Route {
     Seldon(SeldonTarget),
     /// `POST` Seldon Core v1 feedback (`/api/v1.0/feedback`, `/seldon/.../api/v1.0/feedback`).
     SeldonFeedback(SeldonTarget),
+    /// `POST` a Seldon Core v1 explanation (`/api/v1.0/explain`,
+    /// `/seldon/.../api/v1.0/explain`): the V2 `explain`, with Seldon's body.
+    SeldonExplain(SeldonTarget),
     /// `POST /seldon.protos.Seldon/{method}` (gRPC).
     SeldonGrpc(SeldonMethod),
     /// `GET /`: KServe V1's liveness probe, `{"status": "alive"}` (public).
@@ -278,6 +284,10 @@ impl Route {
             ["v2", "models", m, "versions", v] => get(method, model(m, Some(v), ModelOp::Metadata)),
             ["v2", "models", m, "versions", v, "ready"] => get(method, model(m, Some(v), ModelOp::Ready)),
             ["v2", "models", m, "versions", v, "infer"] => post(method, model(m, Some(v), ModelOp::Infer)),
+            ["v2", "models", m, "explain"] => post(method, model(m, None, ModelOp::Explain)),
+            ["v2", "models", m, "versions", v, "explain"] => {
+                post(method, model(m, Some(v), ModelOp::Explain))
+            }
             ["v2", "models", m, "feedback"] => post(method, model(m, None, ModelOp::Feedback)),
             ["v2", "models", m, "versions", v, "feedback"] => {
                 post(method, model(m, Some(v), ModelOp::Feedback))
@@ -293,6 +303,21 @@ impl Route {
             ["seldon", namespace, name, "api", "v1.0", "feedback"] => post(
                 method,
                 Route::SeldonFeedback(SeldonTarget::Named {
+                    namespace: (*namespace).to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            ["api", "v1.0", "explain"] => post(method, Route::SeldonExplain(SeldonTarget::Single)),
+            ["seldon", name, "api", "v1.0", "explain"] => post(
+                method,
+                Route::SeldonExplain(SeldonTarget::Named {
+                    namespace: palisade_core::Namespace::default().as_str().to_owned(),
+                    name: (*name).to_owned(),
+                }),
+            ),
+            ["seldon", namespace, name, "api", "v1.0", "explain"] => post(
+                method,
+                Route::SeldonExplain(SeldonTarget::Named {
                     namespace: (*namespace).to_owned(),
                     name: (*name).to_owned(),
                 }),
@@ -395,7 +420,11 @@ impl Route {
     /// Whether the route addresses a model (named in the path, or in a gRPC message).
     pub fn addresses_model(&self) -> bool {
         match self {
-            Route::Model { .. } | Route::Seldon(_) | Route::SeldonFeedback(_) | Route::KServe { .. } => true,
+            Route::Model { .. }
+            | Route::Seldon(_)
+            | Route::SeldonFeedback(_)
+            | Route::SeldonExplain(_)
+            | Route::KServe { .. } => true,
             Route::SeldonGrpc(_) => true,
             Route::Grpc(method) => method.names_model(),
             _ => false,
@@ -407,7 +436,7 @@ impl Route {
     pub fn protocol(&self, grpc_content_type: bool) -> Protocol {
         match self {
             Route::Grpc(_) => Protocol::V2Grpc,
-            Route::Seldon(_) | Route::SeldonFeedback(_) => Protocol::SeldonV1,
+            Route::Seldon(_) | Route::SeldonFeedback(_) | Route::SeldonExplain(_) => Protocol::SeldonV1,
             Route::SeldonGrpc(_) => Protocol::SeldonGrpc,
             Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
             Route::Manage(_) => Protocol::Admin,
@@ -502,6 +531,22 @@ mod tests {
             Route::SeldonFeedback(SeldonTarget::Named { namespace: "team".into(), name: "iris".into() })
         );
         assert_eq!(r(Method::POST, "/api/v1.0/feedback"), Route::SeldonFeedback(SeldonTarget::Single));
+        assert_eq!(r(Method::POST, "/api/v1.0/explain"), Route::SeldonExplain(SeldonTarget::Single));
+        assert_eq!(
+            r(Method::POST, "/seldon/team/iris/api/v1.0/explain"),
+            Route::SeldonExplain(SeldonTarget::Named { namespace: "team".into(), name: "iris".into() })
+        );
+        assert_eq!(r(Method::GET, "/api/v1.0/explain"), Route::MethodNotAllowed("POST"));
+        let explain = r(Method::POST, "/v2/models/iris/versions/2/explain");
+        assert_eq!(
+            explain,
+            Route::Model { name: "iris".into(), version: Some("2".into()), op: ModelOp::Explain }
+        );
+        assert!(explain.addresses_model() && explain.is_audited() && !explain.is_public(true));
+        assert_eq!(r(Method::POST, "/v2/models/iris/explain/x"), Route::NotFound);
+        // No gRPC method explains: V2 gRPC and Seldon gRPC have none.
+        assert_eq!(r(Method::POST, "/inference.GRPCInferenceService/ModelExplain"), Route::NotFound);
+        assert_eq!(r(Method::POST, "/seldon.protos.Seldon/Explain"), Route::NotFound);
         assert_eq!(
             r(Method::POST, "/v2/models/g/feedback"),
             Route::Model { name: "g".into(), version: None, op: ModelOp::Feedback }

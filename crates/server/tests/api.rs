@@ -238,6 +238,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             target,
             audit: Default::default(),
             batching: None,
+            explainer: None,
         },
         true,
     );

@@ -273,7 +273,7 @@ async fn kserve_v1_predicts_through_every_layer() {
     refusals(&s, "POST", "/v1/models/iris:explain", "/v1/models/nothere:explain", V1_ROWS, v2_error).await;
     let explain = call_as(&s.app, Some(&s.alice), "POST", "/v1/models/iris:explain", V1_ROWS).await;
     assert_eq!(explain.status, StatusCode::NOT_IMPLEMENTED);
-    assert!(v2_error(&assert_json(&explain)).contains("explanations"));
+    assert!(v2_error(&assert_json(&explain)).contains("has no explainer"));
     // Malformed bodies: 400 with the reason.
     let bad =
         call_as(&s.app, Some(&s.alice), "POST", "/v1/models/iris:predict", r#"{"instances": [[1, 2]]}"#)

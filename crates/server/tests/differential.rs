@@ -28,11 +28,15 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+/// Every model explains too (KernelShap), so that an explain path that reached `secret`
+/// would be answered, not refused for want of an explainer.
 const MANIFESTS: [&str; 3] = [
-    "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
-    "name: iris\nversion: \"2.0.0+build.1\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
-    "name: secret\nversion: \"1\"\nnamespace: team\nowners: [bob@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n",
+    "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\nexplainer: {type: KernelShap, background: bg.csv}\n",
+    "name: iris\nversion: \"2.0.0+build.1\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\nexplainer: {type: KernelShap, background: bg.csv}\n",
+    "name: secret\nversion: \"1\"\nnamespace: team\nowners: [bob@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\nexplainer: {type: KernelShap, background: bg.csv}\n",
 ];
+
+const BACKGROUND: &str = "a,b,c,d\n5.1,3.5,1.4,0.2\n6.2,2.9,4.3,1.3\n";
 
 struct World {
     tmp: tempfile::TempDir,
@@ -44,7 +48,9 @@ struct World {
 fn world() -> World {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _guard = runtime.enter();
-    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &MANIFESTS);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = palisade_bundle::Store::open(&tmp.path().join("home")).unwrap();
+    add_explained_bundles(&store, tmp.path(), "iris_lr_nozipmap", &MANIFESTS, BACKGROUND);
     let app = app_with(
         store.root(),
         Registry::load(&store).unwrap(),
@@ -98,7 +104,7 @@ fn canonical() -> impl Strategy<Value = String> {
         ("secret", Some("2.0.0+build.1")),
     ]);
     let target = prop_oneof![4 => served, 1 => unserved];
-    let op = prop::sample::select(vec!["infer", "infer", "", "ready"]);
+    let op = prop::sample::select(vec!["infer", "infer", "", "ready", "explain"]);
     (target, op).prop_map(|((model, version), op)| {
         let mut path = format!("/v2/models/{model}");
         if let Some(v) = version {
@@ -166,8 +172,13 @@ fn respell(path: &str, choices: &[u8]) -> String {
     out
 }
 
-/// What a response says it served: (model, version) from a V2 infer or metadata answer.
+/// What a response says it served: (model, version) from a V2 infer or metadata answer,
+/// or an explanation's `meta.model`.
 fn served_by(body: &Value) -> Option<(String, Option<String>)> {
+    if let Some(model) = body.pointer("/meta/model") {
+        let name = model.get("name").and_then(Value::as_str)?;
+        return Some((name.to_owned(), model.get("version").and_then(Value::as_str).map(str::to_owned)));
+    }
     if let Some(name) = body.get("model_name").and_then(Value::as_str) {
         return Some((name.to_owned(), body.get("model_version").and_then(Value::as_str).map(str::to_owned)));
     }
@@ -284,7 +295,7 @@ proptest! {
     ) {
         thread_local! { static WORLD: World = world(); }
         let raw = format!("{disguise}{}", respell(&canonical, &choices));
-        let method = if canonical.ends_with("/infer") { "POST" } else { "GET" };
+        let method = if canonical.ends_with("/infer") || canonical.ends_with("/explain") { "POST" } else { "GET" };
         WORLD.with(|w| rest_case(w, &raw, method));
     }
 
@@ -316,9 +327,27 @@ fn known_disguises() {
         "/.well-known/%2e%2e/v2/models/secret/infer",
         "/v2/models/iris%2Finfer",
         "/v2/models/secr%65t/infer",
+        "/v2/models/iris/explain",
+        "/v2/models/iris/versions/2.0.0%2Bbuild.1/explain",
+        "/v2/models/secret/explain",
+        "/v2/models/secr%65t/%65xplain",
+        "/v2/health/%2e%2e/models/secret/explain",
+        "/v2/models/iris/infer/../../secret/explain",
+        "/v2/models/iris%2Fexplain",
     ] {
         rest_case(&world, raw, "POST");
     }
+    // The explain route serves (the cases above would otherwise prove little).
+    let req = Request::post("/v2/models/iris/versions/2.0.0%2Bbuild.1/explain")
+        .header("authorization", format!("Bearer {}", world.alice))
+        .body(Body::from(IRIS_ROW))
+        .unwrap();
+    let body = world.runtime.block_on(async {
+        let res = world.app.router.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        serde_json::from_slice::<Value>(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    });
+    assert_eq!(served_by(&body), Some(("iris".to_owned(), Some("2.0.0+build.1".to_owned()))));
     grpc_case(&world, "/inference.GRPCInferenceService/ModelInfer", "secret", "");
     grpc_case(&world, "/v2/health/../inference.GRPCInferenceService/ModelInfer", "iris", "2.0.0+build.1");
 }

@@ -44,11 +44,22 @@ pub(crate) async fn predict(
     Ok(Json(kserve_v1::encode_predictions(&outputs)?).into_response())
 }
 
-/// `POST /v1/models/{model}:explain`: answered, after authentication and authorization
-/// like any model call, with 501 until explainers are served.
-pub(crate) fn explain(served: &ServedModel) -> ApiError {
-    ApiError::NotImplemented(format!(
-        "model `{}` has no explainer: Palisade does not serve explanations yet; use :predict",
-        served.id.name
-    ))
+/// `POST /v1/models/{model}:explain`: the model's explanation of the `:predict` body
+/// (authorized on its own path; 501 for a model without an explainer).
+pub(crate) async fn explain(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if served.explainer.is_none() {
+        return Err(crate::explain::no_explainer(served));
+    }
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let signature = served.model.signature();
+    let inputs: Vec<Input<'_>> =
+        signature.inputs.iter().map(|spec| Input { name: &spec.name, datatype: spec.datatype }).collect();
+    let tensors = kserve_v1::parse_predict_request(&body.bytes, &inputs)?;
+    Ok(Json(crate::explain::serve(state, served, tensors).await?).into_response())
 }

@@ -44,11 +44,16 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
                 ModelOp::Ready => v2::model_ready(&served).await,
                 ModelOp::Infer => v2::infer(&state, &ctx, &served, req).await,
                 ModelOp::Feedback => crate::graphs::feedback_v2(&state, &ctx, &served, req).await,
+                ModelOp::Explain => v2::explain(&state, &ctx, &served, req).await,
             },
             Err(err) => Err(err),
         },
         Route::Seldon(_) => match served(&ctx) {
             Ok(served) => seldon::predict(&state, &ctx, &served, req).await,
+            Err(err) => Err(err),
+        },
+        Route::SeldonExplain(_) => match served(&ctx) {
+            Ok(served) => seldon::explain(&state, &ctx, &served, req).await,
             Err(err) => Err(err),
         },
         Route::SeldonFeedback(_) => match served(&ctx) {
@@ -68,7 +73,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
             Ok(served) => match op {
                 KServeOp::Ready => kserve::ready(&served).await,
                 KServeOp::Predict => kserve::predict(&state, &ctx, &served, req).await,
-                KServeOp::Explain => Err(kserve::explain(&served)),
+                KServeOp::Explain => kserve::explain(&state, &ctx, &served, req).await,
             },
             Err(err) => Err(err),
         },

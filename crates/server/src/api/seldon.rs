@@ -40,6 +40,25 @@ pub(crate) async fn predict(
     Ok(Json(run(state, ctx, served, request).await?).into_response())
 }
 
+/// `POST /api/v1.0/explain` (and `/seldon/.../api/v1.0/explain`): the model's explanation
+/// of a prediction body, as Alibi's `Explanation` JSON (authorized on its own path; 501
+/// for a model without an explainer).
+pub(crate) async fn explain(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if served.explainer.is_none() {
+        return Err(crate::explain::no_explainer(served));
+    }
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let input = single_input(served)?;
+    let request = seldon::parse_request(&body.bytes, &input.name, input.datatype)?;
+    Ok(Json(crate::explain::serve(state, served, vec![request.tensor]).await?).into_response())
+}
+
 /// `POST /seldon.protos.Seldon/Predict`, for the model the context resolved from the call's
 /// metadata. The message is read here, after authorization, like a REST body (limit,
 /// in-flight budget, digest), and handed to the generated gRPC server.

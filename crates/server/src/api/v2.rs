@@ -142,6 +142,32 @@ pub(crate) async fn infer(
     })
 }
 
+/// `POST /v2/models/{model}[/versions/{version}]/explain`: the same body as `infer`;
+/// answers Alibi's `Explanation` JSON (see [`crate::explain`]).
+pub(crate) async fn explain(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if served.explainer.is_none() {
+        return Err(crate::explain::no_explainer(served));
+    }
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let json_len = match parts.headers.get(HEADER_CONTENT_LENGTH) {
+        None => None,
+        Some(value) => {
+            Some(value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
+                ApiError::BadRequest("Inference-Header-Content-Length must be a byte count".to_owned())
+            })?)
+        }
+    };
+    let request = v2::parse_infer_request(&body.bytes, json_len)?;
+    same_model(served, request.model_name.as_deref(), request.model_version.as_deref())?;
+    Ok(Json(crate::explain::serve(state, served, request.inputs).await?).into_response())
+}
+
 /// The route chooses the model; a body that names one (KServe's and Triton's clients add
 /// `model_name`, some `model_version`) must name the same, or the request is refused. An
 /// empty version says nothing, as in V2 gRPC.

@@ -70,7 +70,10 @@ pub mod zipmap;
 
 pub use linear::{LINEAR_CLASSIFIER_OP, LINEAR_REGRESSOR_OP, LinearClassifierOp, LinearRegressorOp};
 pub use normalizer::{NORMALIZER_OP, NormalizerOp};
-pub use tree_ensemble::{CLASSIFIER_OP, REGRESSOR_OP, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp};
+pub use tree_ensemble::{
+    CLASSIFIER_OP, FoundEnsemble, REGRESSOR_OP, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp,
+    find_ensemble,
+};
 
 /// A value of the caller's inputs that an operator refuses while the model runs (a
 /// category its encoder was not trained on), raised inside tract's run and turned into

@@ -399,3 +399,120 @@ impl Expansion for TreeEnsembleExpansion {
         model.wire_node(format!("{prefix}.cast_back"), tract_onnx::tract_core::ops::cast::cast(dt), &y)
     }
 }
+
+/// The tree ensemble of a model file, for TreeSHAP (`palisade build` with
+/// `explainer.type: TreeShap`).
+#[derive(Debug)]
+pub enum FoundEnsemble {
+    /// A `TreeEnsembleClassifier`.
+    Classifier(TreeEnsembleClassifier),
+    /// A `TreeEnsembleRegressor`.
+    Regressor(TreeEnsembleRegressor),
+}
+
+/// Operators a model may have besides its tree ensemble and still be explained by
+/// TreeSHAP: they change no feature value before the trees (a cast of the input) and no
+/// score after them (the label's cast, a ZipMap, an identity).
+const AROUND_TREES: &[&str] = &["Cast", "Identity", "ZipMap"];
+
+/// Finds the one `TreeEnsembleClassifier`/`TreeEnsembleRegressor` (ai.onnx.ml) of an ONNX
+/// file, reading the graph's one input directly (or through a `Cast`). Refuses, with a
+/// message saying why, models with no ensemble or several, and models where another
+/// operator (a `Scaler`, an `Imputer`, a `OneHotEncoder`...) transforms the features
+/// before the trees or the scores after them: TreeSHAP's covers and values are over the
+/// trees' own inputs, which the background would then not be.
+pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
+    let onnx = super::super::framework();
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| format!("the ONNX file cannot be read: {e}"))?;
+    let graph = proto.graph.as_ref().ok_or("the ONNX file has no graph")?;
+    let initializers: std::collections::HashSet<&str> =
+        graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&str> =
+        graph.input.iter().map(|i| i.name.as_str()).filter(|name| !initializers.contains(name)).collect();
+    let trees: Vec<&NodeProto> = graph
+        .node
+        .iter()
+        .filter(|n| {
+            matches!(n.op_type.as_str(), "TreeEnsembleClassifier" | "TreeEnsembleRegressor" | "TreeEnsemble")
+        })
+        .collect();
+    let node = match trees[..] {
+        [] => {
+            return Err(
+                "the model has no TreeEnsembleClassifier or TreeEnsembleRegressor: TreeShap explains tree ensembles (random forests, gradient boosting); use `type: KernelShap` for other models".to_owned(),
+            );
+        }
+        [node] => node,
+        _ => {
+            return Err(format!(
+                "the model has {} tree ensembles; TreeShap explains a model with one: use `type: KernelShap`",
+                trees.len()
+            ));
+        }
+    };
+    if node.op_type == "TreeEnsemble" {
+        return Err("the model uses ai.onnx.ml `TreeEnsemble` (opset 5), which TreeShap does not read yet: export with ai.onnx.ml opset 3 or lower (skl2onnx's default), or use `type: KernelShap`".to_owned());
+    }
+    if let Some(other) =
+        graph.node.iter().find(|n| !std::ptr::eq(*n, node) && !AROUND_TREES.contains(&n.op_type.as_str()))
+    {
+        return Err(format!(
+            "the model runs `{}` besides its trees: TreeShap explains the trees' own inputs, and a preprocessing step (or a change of the scores) would make the background and the explanations disagree with the model; export the trees alone, or use `type: KernelShap`",
+            other.op_type
+        ));
+    }
+    let [input] = inputs[..] else {
+        return Err(format!(
+            "the model has {} inputs; TreeShap explains a model with one input of features",
+            inputs.len()
+        ));
+    };
+    let mut source = node.input.first().map(String::as_str).unwrap_or("");
+    if let Some(cast) =
+        graph.node.iter().find(|n| n.op_type == "Cast" && n.output.iter().any(|o| o == source))
+    {
+        source = cast.input.first().map(String::as_str).unwrap_or("");
+    }
+    if source != input {
+        return Err(format!(
+            "the trees read `{source}`, not the model's input `{input}`: TreeShap explains trees that read the input directly"
+        ));
+    }
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(1, |o| o.version);
+    let ctx = ParsingContext {
+        onnx_operator_set_version: opset,
+        framework: &onnx,
+        model: &proto,
+        parent_graphs: vec![],
+        model_dir: None,
+        template: InferenceModel::default(),
+    };
+    let built = if node.op_type == "TreeEnsembleClassifier" {
+        TreeEnsembleClassifier::new(ClassifierAttributes {
+            nodes: node_attributes(&ctx, node).map_err(|e| format!("{e:#}"))?,
+            leaves: leaf_attributes(&ctx, node, "class").map_err(|e| format!("{e:#}"))?,
+            class_labels: class_labels(node, "classlabels_int64s").map_err(|e| format!("{e:#}"))?,
+            base_values: floats(&ctx, node, "base_values").map_err(|e| format!("{e:#}"))?,
+            post_transform: parse(node, "post_transform", "NONE").map_err(|e| format!("{e:#}"))?,
+        })
+        .map(FoundEnsemble::Classifier)
+    } else {
+        TreeEnsembleRegressor::new(RegressorAttributes {
+            nodes: node_attributes(&ctx, node).map_err(|e| format!("{e:#}"))?,
+            leaves: leaf_attributes(&ctx, node, "target").map_err(|e| format!("{e:#}"))?,
+            n_targets: node.get_attr_opt::<i64>("n_targets").map_err(|e| format!("{e:#}"))?.unwrap_or(0),
+            base_values: floats(&ctx, node, "base_values").map_err(|e| format!("{e:#}"))?,
+            post_transform: parse(node, "post_transform", "NONE").map_err(|e| format!("{e:#}"))?,
+            aggregate_function: parse::<Aggregate>(node, "aggregate_function", "SUM")
+                .map_err(|e| format!("{e:#}"))?,
+        })
+        .map(FoundEnsemble::Regressor)
+    };
+    built.map_err(|e| format!("the tree ensemble is invalid: {e}"))
+}
