@@ -121,7 +121,7 @@ def _manifest(
 
 def _write_rows(directory: Path, stem: str, rows: Any, sample: Any) -> str:
     """Background or reference rows: a CSV with the columns' names for a DataFrame (as
-    issue 15's `explainer.background` will read them), else a ``.npy`` array."""
+    `explainer.background` reads them), else a ``.npy`` array."""
     if _tensors.is_dataframe(rows):
         if _tensors.is_dataframe(sample) and list(rows.columns) != list(sample.columns):
             raise ValueError(f"{stem} rows must have the sample's columns {list(sample.columns)}")
@@ -278,8 +278,9 @@ def save(
     - ``path``: the directory to write the model and ``palisade.yaml`` into, kept
       (default: a temporary directory, removed once built).
     - ``background`` / ``reference``: rows kept beside the model in ``path``
-      (``background.csv`` for a DataFrame, else ``.npy``), for explanations and outlier
-      detection.
+      (``background.csv`` for a DataFrame, else ``background.npy``), for explanations
+      (name the file in ``explainer={"type": "KernelShap", "background": "background.npy"}``)
+      and outlier detection.
     - ``home``: the Palisade home (default: ``$PALISADE_HOME``, else ``~/.palisade``).
     """
     if not isinstance(owners, (list, tuple)) or not owners or not all(isinstance(o, str) for o in owners):
@@ -287,7 +288,7 @@ def save(
     if (background is not None or reference is not None) and path is None:
         raise ValueError(
             "background and reference rows are written beside the model: pass path=DIR to keep them "
-            "(bundles will carry them once palisade.yaml can name them)"
+            "(name them in explainer= to build an explainer, docs/explain.md)"
         )
     if path is not None:
         directory = Path(path)
@@ -299,6 +300,11 @@ def save(
         directory = Path(tempfile.mkdtemp(prefix=f"palisade-save-{name}-"))
     keep = False  # a failed export's directory is kept for inspection
     try:
+        # Written first: the export's check runs palisade.yaml, whose explainer: may name them.
+        if background is not None:
+            _write_rows(directory, "background", background, sample)
+        if reference is not None:
+            _write_rows(directory, "reference", reference, sample)
         attempts: list[tuple[str, _export.Export, list[str], dict[str, bytes]]] = []
         why_not = ""  # why a later precision could not be checked
         for precision in _export.precisions(model, sample):
@@ -347,10 +353,6 @@ def save(
                 "above; if the difference is acceptable, pass a larger atol=/rtol= to palisade.save.",
                 problems,
             )
-        if background is not None:
-            _write_rows(directory, "background", background, sample)
-        if reference is not None:
-            _write_rows(directory, "reference", reference, sample)
         ref = _build(directory, home, os.fspath(directory) if path is not None else None)
         keep = False
         return ref

@@ -328,10 +328,31 @@ class Client:
                 found.append(ModelInfo(name, (), "", (), (), {}))
         return found
 
-    def explain(self, name: str, X: Any, **_: Any) -> Any:
-        """Explanations (SHAP values) of the model's answers on ``X``: not served yet."""
-        raise ExplanationsUnavailableError(
-            f"explanations of model {name!r} are not available: Palisade does not serve explanations yet "
-            "(the server answers its explain endpoints with 501 Not Implemented); compute them locally "
-            "with shap on the original model meanwhile"
-        )
+    def explain(self, name: str, X: Any, *, version: str | None = None) -> dict[str, Any]:
+        """SHAP values of the model's answers on ``X``, for a model built with ``explainer:``
+        in its palisade.yaml (docs/explain.md). Returns Alibi's Explanation as a dict, with
+        ``data.shap_values`` as a list of numpy arrays (one per output class, or one for a
+        regressor; rows x features) and ``data.expected_value`` as a numpy array. ``X`` is
+        bound to the inputs as in :meth:`predict`. A model without an explainer raises
+        :class:`ExplanationsUnavailableError`; a caller the model's policies do not allow to
+        explain, :class:`PermissionDeniedError`."""
+        info = self.metadata(name, version)
+        arrays = _tensors.bind_inputs(info.inputs, X, where=f"model {name!r}: ")
+        datatypes = {spec.name: spec.datatype for spec in info.inputs}
+        body, headers = _tensors.encode_request(arrays, datatypes, binary=False, outputs=None)
+        try:
+            _, data = self._call("POST", self._model_path(name, version) + "/explain", body, headers)
+        except ApiError as error:
+            if error.status == 501:
+                raise ExplanationsUnavailableError(
+                    f"model {name!r} has no explainer ({error.message}): add `explainer:` to its palisade.yaml "
+                    "and build it again (docs/explain.md)"
+                ) from error
+            raise
+        explanation = json.loads(data)
+        found = explanation.get("data") or {}
+        if "shap_values" in found:
+            found["shap_values"] = [np.asarray(v, dtype=np.float64) for v in found["shap_values"]]
+        if "expected_value" in found:
+            found["expected_value"] = np.asarray(found["expected_value"], dtype=np.float64)
+        return explanation

@@ -76,7 +76,7 @@ class NotFoundError(ApiError):
 
 
 class ExplanationsUnavailableError(PalisadeError, NotImplementedError):
-    """Explanations are not served yet."""
+    """The model has no explainer (the server answers its explain endpoint with 501)."""
 
 
 def for_status(status: int) -> type[ApiError]:

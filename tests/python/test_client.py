@@ -111,12 +111,37 @@ def test_a_wrong_service_account_secret_is_an_authentication_error(secured):
     assert "invalid_client" in refused.value.message
 
 
-def test_explain_says_explanations_are_not_served_yet(secured):
+def test_explain_without_an_explainer_says_how_to_add_one(secured):
     server, _, X, _ = secured
-    with pytest.raises(NotImplementedError) as refused:
+    with pytest.raises(palisade.ExplanationsUnavailableError) as refused:
         server.client(OWNER).explain("scorer", X)
-    assert isinstance(refused.value, palisade.PalisadeError)
-    assert "not serve explanations yet" in str(refused.value)
+    assert isinstance(refused.value, NotImplementedError)
+    assert "has no explainer" in str(refused.value) and "explainer:" in str(refused.value)
+
+
+def test_explain_answers_shap_values_that_add_up_to_the_prediction(tmp_path):
+    """A model built with `explainer: KernelShap`: the SDK's explain gives one array per
+    class, rows x features, and expected value + SHAP values = the predicted probability."""
+    need("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    home = tmp_path / "home"
+    X = np.random.default_rng(7).normal(size=(60, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] + X[:, 2] > 0).astype(int))
+    palisade.save(model, X[:5], name="scored", version="1.0.0", home=home, owners=[OWNER],
+                  path=tmp_path / "bundle", background=X[:8],
+                  explainer={"type": "KernelShap", "background": "background.npy"})
+    with palisade.serve(home=home) as server:
+        client = server.client(OWNER)
+        explanation = client.explain("scored", X[10:14])
+        shap_values = explanation["data"]["shap_values"]
+        expected = explanation["data"]["expected_value"]
+        proba = client.predict("scored", X[10:14])
+    assert len(shap_values) == 2 and all(v.shape == (4, 3) for v in shap_values)
+    probabilities = next(v for k, v in proba.items() if v.ndim == 2)
+    for c in range(2):
+        np.testing.assert_allclose(expected[c] + shap_values[c].sum(axis=1), probabilities[:, c], atol=1e-5)
+    np.testing.assert_allclose(probabilities, model.predict_proba(X[10:14]), atol=1e-5)
 
 
 def test_metadata_and_models(secured):
