@@ -78,13 +78,15 @@ pub(crate) async fn check_ready(served: &ServedModel) -> Result<(), ApiError> {
     }
 }
 
-/// `POST /v2/models/{model}[/versions/{version}]/infer`
-pub(crate) async fn infer(
+/// Reads a V2 infer body (JSON, or with the binary extension when
+/// `Inference-Header-Content-Length` says where the JSON ends), for `infer` and `explain`
+/// alike; a body naming another model than the route's is refused.
+async fn read_infer_request(
     state: &AppState,
     ctx: &RequestContext,
-    served: &Arc<ServedModel>,
+    served: &ServedModel,
     req: Request,
-) -> Result<Response, ApiError> {
+) -> Result<v2::InferRequest, ApiError> {
     let (parts, body) = req.into_parts();
     let body = state.read_body(ctx, &parts.headers, body).await?;
     let json_len = match parts.headers.get(HEADER_CONTENT_LENGTH) {
@@ -97,6 +99,17 @@ pub(crate) async fn infer(
     };
     let request = v2::parse_infer_request(&body.bytes, json_len)?;
     same_model(served, request.model_name.as_deref(), request.model_version.as_deref())?;
+    Ok(request)
+}
+
+/// `POST /v2/models/{model}[/versions/{version}]/infer`
+pub(crate) async fn infer(
+    state: &AppState,
+    ctx: &RequestContext,
+    served: &Arc<ServedModel>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let request = read_infer_request(state, ctx, served, req).await?;
     let signature = served.model.signature();
     for wanted in &request.outputs {
         if signature.output(&wanted.name).is_none() {
@@ -153,18 +166,7 @@ pub(crate) async fn explain(
     if served.explainer.is_none() {
         return Err(crate::explain::no_explainer(served));
     }
-    let (parts, body) = req.into_parts();
-    let body = state.read_body(ctx, &parts.headers, body).await?;
-    let json_len = match parts.headers.get(HEADER_CONTENT_LENGTH) {
-        None => None,
-        Some(value) => {
-            Some(value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| {
-                ApiError::BadRequest("Inference-Header-Content-Length must be a byte count".to_owned())
-            })?)
-        }
-    };
-    let request = v2::parse_infer_request(&body.bytes, json_len)?;
-    same_model(served, request.model_name.as_deref(), request.model_version.as_deref())?;
+    let request = read_infer_request(state, ctx, served, req).await?;
     Ok(Json(crate::explain::serve(state, served, request.inputs).await?).into_response())
 }
 
