@@ -389,3 +389,29 @@ async fn a_policy_that_allows_infer_does_not_allow_explain() {
     // The explicit policy replaced the owner default: the owner is refused too.
     assert_eq!(call(app, "POST", "/v2/models/wine/explain", row).await.status, StatusCode::FORBIDDEN);
 }
+
+/// The OpenAPI document lists `explain` for the models that have an explainer, and only
+/// for them; its example runs and answers what the document says.
+#[tokio::test]
+async fn openapi_lists_explain_for_explained_models_and_its_example_runs() {
+    let s = setup(&[]);
+    let doc = call(&s.app, "GET", "/openapi.json", "").await.json();
+    let paths = doc["paths"].as_object().unwrap();
+    for name in ["wine", "diabetes", "iris"] {
+        let op = &paths[&format!("/v2/models/{name}/explain")]["post"];
+        assert_eq!(op["operationId"], format!("explain_{name}"));
+        let example = op["requestBody"]["content"]["application/json"]["example"].to_string();
+        let reply = call(&s.app, "POST", &format!("/v2/models/{name}/explain"), example).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}: {}", String::from_utf8_lossy(&reply.body));
+        let e = reply.json();
+        let schema = &op["responses"]["200"]["content"]["application/json"]["schema"];
+        for field in schema["required"].as_array().unwrap() {
+            assert!(e.get(field.as_str().unwrap()).is_some(), "{name}: {field} missing");
+        }
+        for field in schema["properties"]["data"]["required"].as_array().unwrap() {
+            assert!(e["data"][field.as_str().unwrap()].is_array(), "{name}: data.{field}");
+        }
+    }
+    assert!(!paths.contains_key("/v2/models/plain/explain"), "plain has no explainer");
+    assert!(paths.contains_key("/v2/models/plain/infer"));
+}

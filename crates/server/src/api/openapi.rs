@@ -47,6 +47,9 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
         if served.model.graph().is_some() {
             paths.insert(format!("/v2/models/{name}/feedback"), feedback_op(name));
         }
+        if served.explainer.is_some() {
+            paths.insert(format!("/v2/models/{name}/explain"), explain_op(served));
+        }
         if served.model.signature().inputs.len() == 1 {
             paths.insert(
                 format!("/seldon/{}/{name}/api/v1.0/predictions", served.id.namespace),
@@ -199,6 +202,36 @@ fn feedback_op(name: &str) -> Value {
                 "reward": {"type": "number"},
             },
         }}}},
+        "responses": responses,
+    }})
+}
+
+/// `POST /v2/models/{name}/explain` for a model with an explainer: the infer body, and
+/// Alibi's `Explanation` back (docs/explain.md).
+fn explain_op(served: &ServedModel) -> Value {
+    let name = served.id.name.as_str();
+    let number_rows = json!({"type": "array", "items": {"type": "array", "items": {"type": "number"}}});
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "SHAP values of the model's answers, as Alibi's Explanation", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["meta", "data"],
+        "properties": {
+            "meta": {"type": "object", "description": "The explainer (`name`: TreeShap or KernelShap) and its parameters"},
+            "data": {"type": "object", "required": ["shap_values", "expected_value"], "properties": {
+                "shap_values": {"type": "array", "description": "One matrix per output class (one for a regressor): rows x features", "items": number_rows},
+                "expected_value": {"type": "array", "items": {"type": "number"}, "description": "Per output class: the value the SHAP values of a row add to"},
+                "feature_names": {"type": "array", "items": {"type": "string"}},
+                "raw": {"type": "object", "description": "The model's answers on the rows explained"},
+            }},
+        },
+    }}}});
+    json!({"post": {
+        "tags": [name],
+        "summary": format!("Explain {name}'s answers (SHAP values; authorized on this path of its own)"),
+        "operationId": format!("explain_{}", sanitize(name)),
+        "requestBody": {"required": true, "content": {"application/json": {
+            "schema": {"$ref": format!("#/components/schemas/{}", schema_key(served, "InferenceRequest"))},
+            "example": example_request(served),
+        }}},
         "responses": responses,
     }})
 }
