@@ -130,16 +130,7 @@ impl Engine {
             let outputs = run_guarded(model.as_ref(), inputs)?;
             InferenceOutput { outputs, queue_wait: Duration::ZERO, compute: started.elapsed() }
         } else {
-            let (reply, result) = oneshot::channel();
-            let job = Job {
-                model,
-                inputs,
-                reply: Reply::Caller(reply),
-                span: tracing::Span::current(),
-                enqueued: Instant::now(),
-            };
-            submit(queue, job)?;
-            result.await.map_err(|_| RuntimeError::Unavailable)??
+            run_queued(queue, model, inputs).await?
         };
         self.costs.record(key, elements, output.compute);
         Ok(output)
@@ -154,22 +145,32 @@ impl Engine {
         inputs: Vec<Tensor>,
     ) -> Result<InferenceOutput, RuntimeError> {
         let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
-        let (reply, result) = oneshot::channel();
-        let job = Job {
-            model,
-            inputs,
-            reply: Reply::Caller(reply),
-            span: tracing::Span::current(),
-            enqueued: Instant::now(),
-        };
-        submit(queue, job)?;
-        result.await.map_err(|_| RuntimeError::Unavailable)?
+        run_queued(queue, model, inputs).await
     }
 
     /// The queue, for batchers that feed it.
     pub(crate) fn queue(&self) -> Option<Sender<Job>> {
         self.queue.clone()
     }
+}
+
+/// Queues a run for an inference thread and awaits its answer without blocking the async
+/// runtime; a full queue is refused at once.
+async fn run_queued(
+    queue: &Sender<Job>,
+    model: Arc<dyn Model>,
+    inputs: Vec<Tensor>,
+) -> Result<InferenceOutput, RuntimeError> {
+    let (reply, result) = oneshot::channel();
+    let job = Job {
+        model,
+        inputs,
+        reply: Reply::Caller(reply),
+        span: tracing::Span::current(),
+        enqueued: Instant::now(),
+    };
+    submit(queue, job)?;
+    result.await.map_err(|_| RuntimeError::Unavailable)?
 }
 
 /// Queues a job, refusing at once when the queue is full. A refused job's completion

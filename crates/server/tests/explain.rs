@@ -40,7 +40,7 @@ fn csv(n_features: usize, rows: &[Value]) -> String {
     text
 }
 
-/// Builds a bundle with an explainer, as `palisade build` does, into `store`.
+/// Builds a bundle with an explainer of `kind`, as `palisade build` does, into `store`.
 fn add_explained(
     store: &Store,
     scratch: &Path,
@@ -49,25 +49,8 @@ fn add_explained(
     kind: ExplainerKind,
     background: &str,
 ) {
-    let dir = tempfile::tempdir_in(scratch).unwrap();
-    std::fs::copy(onnx, dir.path().join("model.onnx")).unwrap();
-    std::fs::write(dir.path().join("bg.csv"), background).unwrap();
     let manifest = format!("{manifest}explainer:\n  type: {}\n  background: bg.csv\n", kind.as_str());
-    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
-    let mut staged = store.stage(dir.path()).unwrap();
-    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
-    staged.set_signature(model.signature()).unwrap();
-    let bytes = std::fs::read(staged.model_path()).unwrap();
-    let (record, _) = palisade_server::explain::build_record(
-        kind,
-        "bg.csv",
-        staged.background().unwrap(),
-        &bytes,
-        model.signature(),
-    )
-    .unwrap();
-    staged.set_explainer(&record).unwrap();
-    store.commit(staged).unwrap();
+    common::add_explained(store, scratch, onnx, &manifest, background);
 }
 
 const OWNER: &str = "owners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";

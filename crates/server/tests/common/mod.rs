@@ -193,26 +193,32 @@ pub fn add_explained_bundles(
     background: &str,
 ) {
     for manifest in manifests {
-        let dir = tempfile::tempdir_in(scratch).unwrap();
-        std::fs::copy(fixture(fixture_name), dir.path().join("model.onnx")).unwrap();
-        std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
-        std::fs::write(dir.path().join("bg.csv"), background).unwrap();
-        let mut staged = store.stage(dir.path()).unwrap();
-        let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
-        staged.set_signature(model.signature()).unwrap();
-        let kind = staged.manifest().explainer.as_ref().unwrap().kind;
-        let bytes = std::fs::read(staged.model_path()).unwrap();
-        let (record, _) = palisade_server::explain::build_record(
-            kind,
-            "bg.csv",
-            staged.background().unwrap(),
-            &bytes,
-            model.signature(),
-        )
-        .unwrap();
-        staged.set_explainer(&record).unwrap();
-        store.commit(staged).unwrap();
+        add_explained(store, scratch, &fixture(fixture_name), manifest, background);
     }
+}
+
+/// Builds one bundle of `onnx` whose manifest declares an explainer over `bg.csv`
+/// (`background`), computing what `palisade build` stores for it.
+pub fn add_explained(store: &Store, scratch: &Path, onnx: &Path, manifest: &str, background: &str) {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::copy(onnx, dir.path().join("model.onnx")).unwrap();
+    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+    std::fs::write(dir.path().join("bg.csv"), background).unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    let kind = staged.manifest().explainer.as_ref().unwrap().kind;
+    let bytes = std::fs::read(staged.model_path()).unwrap();
+    let (record, _) = palisade_server::explain::build_record(
+        kind,
+        "bg.csv",
+        staged.background().unwrap(),
+        &bytes,
+        model.signature(),
+    )
+    .unwrap();
+    staged.set_explainer(&record).unwrap();
+    store.commit(staged).unwrap();
 }
 
 /// A token from the server's issuer with arbitrary extra claims.
