@@ -16,6 +16,25 @@ pub enum K8sCommand {
     /// Print the objects the operator would apply for a ModelDeployment, as multi-document
     /// YAML, without a cluster.
     Render(RenderArgs),
+    /// Prepare a pod's volumes before `palisade serve` starts (the init container that
+    /// `render` adds): private directories made 0700 with their files 0600 again after the
+    /// kubelet's `fsGroup` change, and the built-in CA copied out of its Secret volume.
+    InitPod(InitPodArgs),
+}
+
+/// `palisade k8s init-pod`
+#[derive(Debug, Args)]
+pub struct InitPodArgs {
+    /// A directory to create, or take back, as private to this user (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub private_dir: Vec<PathBuf>,
+    /// The mounted Secret that holds the built-in CA (the files of `palisade ca init`'s
+    /// `ca/` directory).
+    #[arg(long, value_name = "DIR", requires = "ca_home")]
+    pub ca_from: Option<PathBuf>,
+    /// Where to import it: the CA lands in `DIR/ca/`, mounted as the server's `HOME/ca`.
+    #[arg(long, value_name = "DIR", requires = "ca_from")]
+    pub ca_home: Option<PathBuf>,
 }
 
 /// `palisade k8s render`
@@ -60,7 +79,30 @@ pub fn run(command: &K8sCommand) -> Result<(), Failure> {
             print!("{}", palisade_k8s::to_yaml(&objects).map_err(Failure::other)?);
             Ok(())
         }
+        K8sCommand::InitPod(args) => init_pod(args),
     }
+}
+
+fn init_pod(args: &InitPodArgs) -> Result<(), Failure> {
+    for dir in &args.private_dir {
+        let changed = palisade_private_files::secure_tree(dir).map_err(|e| {
+            Failure::usage(e)
+                .hint("the pod's securityContext runs as uid 65532; its volumes must be writable by it")
+        })?;
+        println!("{}: private ({changed} modes changed)", dir.display());
+    }
+    if let (Some(from), Some(home)) = (&args.ca_from, &args.ca_home) {
+        let ca = palisade_tls::Ca::import(home, from).map_err(|e| {
+            Failure::usage(e).hint("the Secret must hold the files of `palisade ca init`'s ca/ directory")
+        })?;
+        println!(
+            "{}: CA imported from {} (trust domain {})",
+            ca.dir().display(),
+            from.display(),
+            ca.trust_domain()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `palisade operator` until SIGTERM or Ctrl-C; JSON logs on stderr, filtered by

@@ -6,7 +6,9 @@
 //! variant or a shadow, a router (Palisade itself, `palisade serve --traffic FILE`) stands in
 //! front of the variants and splits the traffic; the variants then accept calls from the
 //! router only. The policies (issuers, access rules) are a ConfigMap that every pod reads
-//! as `--policy-dir`; the TLS certificate is a Secret reference.
+//! as `--policy-dir`; the TLS certificate is a Secret reference. Each pod's init container
+//! (`palisade k8s init-pod`) makes the directories the server keeps keys in private and
+//! copies the built-in CA out of its Secret volume, whose layout the key rules refuse.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +53,12 @@ pub const VARIANT_LABEL: &str = "palisade.dev/variant";
 const POLICY_DIR: &str = "/etc/palisade/policies";
 /// Where the platform ConfigMap is mounted.
 const PLATFORM_DIR: &str = "/etc/palisade/platform";
+/// Where the init container mounts the pod's `state` volume.
+const INIT_STATE: &str = "/var/run/palisade/state";
+/// Where the init container mounts the audit volume.
+const INIT_AUDIT: &str = "/var/run/palisade/audit";
+/// Where the init container mounts the built-in CA's Secret.
+const CA_SECRET_DIR: &str = "/etc/palisade/ca-secret";
 /// Where the traffic ConfigMap is mounted (router only).
 const TRAFFIC_DIR: &str = "/etc/palisade/traffic";
 /// The router's pseudo-variant name.
@@ -584,33 +592,36 @@ impl Renderer<'_> {
             config_volume("policies", format!("{}-policies", self.name)),
             config_volume("platform", format!("{}-platform", self.name)),
             empty_dir("tmp"),
-            empty_dir("identity"),
-            empty_dir("owner-policies"),
+            empty_dir("state"),
         ];
         let mut mounts = vec![
             mount("policies", POLICY_DIR, true),
             mount("platform", PLATFORM_DIR, true),
             mount("tmp", "/tmp", false),
-            mount("identity", &format!("{HOME}/identity"), false),
-            mount("owner-policies", &format!("{HOME}/owner-policies"), false),
         ];
+        // What the server writes and keeps private (its keys, its workload certificate, the
+        // owners' policies, the audit trail) lives in subdirectories the init container
+        // creates 0700 (a volume's own root is open to all, and the kubelet's `fsGroup`
+        // change makes files group-readable): each is mounted by `subPath` where the
+        // server expects it.
+        let mut private = Vec::new();
+        for dir in ["identity", "tls", "owner-policies"] {
+            mounts.push(sub_mount("state", &format!("{HOME}/{dir}"), dir, false));
+            private.push(format!("{INIT_STATE}/{dir}"));
+        }
         // The audit trail and its signing key: a volume per replica (StatefulSet) or one
         // that lives as long as the pod.
         if WorkloadKind::of(self.md) == WorkloadKind::Deployment {
             volumes.push(empty_dir("audit"));
         }
-        mounts.push(VolumeMount {
-            name: "audit".into(),
-            mount_path: format!("{HOME}/audit"),
-            sub_path: Some("trail".into()),
-            ..VolumeMount::default()
-        });
-        mounts.push(VolumeMount {
-            name: "audit".into(),
-            mount_path: format!("{HOME}/audit-keys"),
-            sub_path: Some("keys".into()),
-            ..VolumeMount::default()
-        });
+        mounts.push(sub_mount("audit", &format!("{HOME}/audit"), "trail", false));
+        mounts.push(sub_mount("audit", &format!("{HOME}/audit-keys"), "keys", false));
+        private.extend([format!("{INIT_AUDIT}/trail"), format!("{INIT_AUDIT}/keys")]);
+        let mut init_args: Vec<String> = vec!["k8s".into(), "init-pod".into()];
+        for dir in private {
+            init_args.extend(["--private-dir".to_owned(), dir]);
+        }
+        let mut init_mounts = vec![mount("state", INIT_STATE, false), mount("audit", INIT_AUDIT, false)];
         if let Some(secret) = &spec.tls.secret_name {
             volumes.push(secret_volume("tls", secret));
             mounts.push(mount("tls", "/etc/palisade/tls", true));
@@ -619,8 +630,12 @@ impl Renderer<'_> {
                     .map(String::from),
             );
         } else if let Some(ca) = &spec.tls.built_in_ca {
-            volumes.push(secret_volume("ca", &ca.secret_name));
-            mounts.push(mount("ca", &format!("{HOME}/ca"), true));
+            // The CA key is read only from a private file: the init container copies it out
+            // of the Secret volume (links, group-readable) into the private `state/ca`.
+            volumes.push(secret_volume("ca-secret", &ca.secret_name));
+            init_mounts.push(mount("ca-secret", CA_SECRET_DIR, true));
+            init_args.extend(["--ca-from", CA_SECRET_DIR, "--ca-home", INIT_STATE].map(String::from));
+            mounts.push(sub_mount("state", &format!("{HOME}/ca"), "ca", true));
             args.push("--workload-identity".into());
             args.push(format!("{}/{}", self.namespace, self.name));
             for dns in [self.name.to_owned(), variant_name(self.md, variant)] {
@@ -668,16 +683,17 @@ impl Renderer<'_> {
                 limits: r.limits.as_ref().map(quantities),
                 ..ResourceRequirements::default()
             }),
-            security_context: Some(SecurityContext {
-                allow_privilege_escalation: Some(false),
-                privileged: Some(false),
-                read_only_root_filesystem: Some(true),
-                run_as_non_root: Some(true),
-                capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-                seccomp_profile: Some(runtime_default()),
-                ..SecurityContext::default()
-            }),
+            security_context: Some(container_security()),
             volume_mounts: Some(mounts),
+            ..Container::default()
+        };
+        let init = Container {
+            name: "init".into(),
+            image: Some(image.to_owned()),
+            command: Some(vec![BINARY.to_owned()]),
+            args: Some(init_args),
+            security_context: Some(container_security()),
+            volume_mounts: Some(init_mounts),
             ..Container::default()
         };
         PodTemplateSpec {
@@ -697,14 +713,30 @@ impl Renderer<'_> {
                     run_as_user: Some(65532),
                     run_as_group: Some(65532),
                     fs_group: Some(65532),
+                    // The init container takes the private directories back after a change;
+                    // changing only when the root does not match keeps restarts quick.
+                    fs_group_change_policy: Some("OnRootMismatch".into()),
                     seccomp_profile: Some(runtime_default()),
                     ..PodSecurityContext::default()
                 }),
+                init_containers: Some(vec![init]),
                 containers: vec![container],
                 volumes: Some(volumes),
                 ..PodSpec::default()
             }),
         }
+    }
+}
+
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
     }
 }
 
@@ -754,6 +786,10 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
         read_only: read_only.then_some(true),
         ..VolumeMount::default()
     }
+}
+
+fn sub_mount(name: &str, path: &str, sub_path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount { sub_path: Some(sub_path.into()), ..mount(name, path, read_only) }
 }
 
 fn yaml(value: &impl Serialize) -> Result<String, Error> {

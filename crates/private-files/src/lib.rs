@@ -201,6 +201,54 @@ pub fn check_key_dir(dir: &Path, what: &str) -> Result<(), PrivateFileError> {
     Ok(())
 }
 
+/// Makes `dir` a private tree for this process: creates it (and missing parents) 0700,
+/// then sets every directory under it to 0700 and every file to at most 0600, without
+/// following links. For volumes another program prepared, such as a Kubernetes volume
+/// whose `fsGroup` ownership change made everything group-readable and group-writable:
+/// afterwards the keys in it pass [`check_key`] again. Refuses an entry owned by another
+/// user or a symbolic link (either could hold or point at a key someone else controls).
+/// Returns how many modes it changed.
+pub fn secure_tree(dir: &Path) -> Result<usize, PrivateFileError> {
+    create_dir_all(dir)?;
+    let mut changed = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(path) = pending.pop() {
+        let meta = fs::symlink_metadata(&path).map_err(|e| PrivateFileError::io(&path, "read", e))?;
+        if meta.file_type().is_symlink() {
+            return Err(PrivateFileError::insecure(
+                &path,
+                "a symbolic link in a private directory",
+                format!("remove it (rm {}); private directories hold regular files only", path.display()),
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let uid = rustix::process::geteuid().as_raw();
+            if meta.uid() != uid {
+                return Err(PrivateFileError::insecure(
+                    &path,
+                    format!("owned by uid {}, not by this process (uid {uid})", meta.uid()),
+                    format!("chown {uid} {}, or run as its owner", path.display()),
+                ));
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            let wanted = if meta.is_dir() { DIR_MODE } else { mode & 0o700 };
+            if mode != wanted {
+                fs::set_permissions(&path, fs::Permissions::from_mode(wanted))
+                    .map_err(|e| PrivateFileError::io(&path, "set the mode of", e))?;
+                changed += 1;
+            }
+        }
+        if meta.is_dir() {
+            for entry in fs::read_dir(&path).map_err(|e| PrivateFileError::io(&path, "list", e))? {
+                pending.push(entry.map_err(|e| PrivateFileError::io(&path, "list", e))?.path());
+            }
+        }
+    }
+    Ok(changed)
+}
+
 /// Reads a private key of at most `limit` bytes after [`check_key`]; the file opened is
 /// the file checked (a link swapped in between is refused). `Ok(None)` when it does not
 /// exist.
@@ -263,6 +311,31 @@ mod tests {
         assert!(shared_dir_warning(&dir).is_none());
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         assert!(shared_dir_warning(&dir).unwrap().contains("chmod 700"));
+    }
+
+    #[test]
+    fn secure_tree_takes_back_what_a_volume_owner_change_opened() {
+        // What the kubelet leaves after an fsGroup change: directories 2777/2770, files 0660.
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("volume/keys");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        let key = root.join("sub/key.pem");
+        fs::write(&key, b"secret").unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o660)).unwrap();
+        fs::set_permissions(root.join("sub"), fs::Permissions::from_mode(0o2770)).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o2777)).unwrap();
+        assert!(read_key(&key, "the key", 64).is_err());
+        assert_eq!(secure_tree(&root).unwrap(), 3);
+        assert_eq!((mode(&root), mode(&root.join("sub")), mode(&key)), (0o700, 0o700, 0o600));
+        assert_eq!(read_key(&key, "the key", 64).unwrap().unwrap(), b"secret");
+        // Nothing left to change; a missing directory is created private.
+        assert_eq!(secure_tree(&root).unwrap(), 0);
+        secure_tree(&tmp.path().join("volume/trail")).unwrap();
+        assert_eq!(mode(&tmp.path().join("volume/trail")), 0o700);
+        // A link inside is refused, not followed.
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        let err = secure_tree(&root).unwrap_err().to_string();
+        assert!(err.contains("symbolic link") && err.contains("rm "), "{err}");
     }
 
     #[test]

@@ -272,6 +272,78 @@ impl Ca {
         Ca::open(home)
     }
 
+    /// Adopts a copy of a CA directory made by `palisade ca init` elsewhere, as a secret
+    /// store hands it over (a Kubernetes Secret volume: each file a link into a hidden
+    /// directory, group-readable under `fsGroup`), into `home/ca/` with this home's modes.
+    /// The copy is checked as [`Ca::open`] checks a CA (the key is the issuer's, the issuer
+    /// a CA, not expired) before anything is written. The source key may not be open to
+    /// everyone (mode `o+r`). Importing the same CA again changes nothing; a different one
+    /// is refused, as `init` never overwrites.
+    pub fn import(home: &Path, from: &Path) -> Result<Ca, TlsError> {
+        let source = |name: &str| from.join(name);
+        let key_path = source(ISSUER_KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_path)
+                .map_err(|e| TlsError::io(&key_path, "cannot read", e))?
+                .permissions()
+                .mode();
+            if mode & 0o004 != 0 {
+                return Err(TlsError::Ca {
+                    path: key_path,
+                    message: format!(
+                        "the CA key is readable by everyone (mode {:04o}); give the Secret volume `defaultMode: 0400` (or chmod o-r the file)",
+                        mode & 0o777
+                    ),
+                });
+            }
+        }
+        let files: Vec<(&str, Vec<u8>)> = [CONFIG_FILE, ROOTS_FILE, ISSUER_FILE, ISSUER_KEY_FILE]
+            .into_iter()
+            .map(|name| read_limited(&source(name)).map(|bytes| (name, bytes)))
+            .collect::<Result<_, _>>()?;
+        let bytes = |name: &str| {
+            files.iter().find(|(n, _)| *n == name).map(|(_, b)| b.as_slice()).unwrap_or_default()
+        };
+        let config_path = source(CONFIG_FILE);
+        let text = std::str::from_utf8(bytes(CONFIG_FILE))
+            .map_err(|_| TlsError::Ca { path: config_path.clone(), message: "not UTF-8 text".to_owned() })?;
+        let config: CaConfigFile = palisade_core::yaml::from_str(&config_path, text)?;
+        let issuer_path = source(ISSUER_FILE);
+        let chain = crate::pem::parse_certificates(bytes(ISSUER_FILE), &issuer_path)?;
+        let chain: Vec<_> = match config.kind {
+            CaKind::Root => chain,
+            CaKind::Intermediate => chain.into_iter().filter(|c| !is_self_signed(c)).collect(),
+        };
+        let key_der = parse_private_key(bytes(ISSUER_KEY_FILE), &key_path)?;
+        let roots_path = source(ROOTS_FILE);
+        let roots =
+            TrustAnchors::from_certificates(crate::pem::parse_certificates(bytes(ROOTS_FILE), &roots_path)?)?;
+        Ca::assemble(from.to_owned(), config.trust_domain, config.kind, chain, key_der, roots, &issuer_path)?;
+
+        let dir = ca_dir(home);
+        if dir.join(CONFIG_FILE).exists() {
+            let same =
+                files.iter().all(|(name, wanted)| std::fs::read(dir.join(name)).is_ok_and(|b| &b == wanted));
+            if !same {
+                return Err(already(&dir));
+            }
+            return Ca::open(home);
+        }
+        let dir = prepare_dir(home)?;
+        for (name, contents) in &files {
+            let mode = if *name == ISSUER_KEY_FILE { 0o600 } else { 0o644 };
+            // ca.yaml last: its presence means the CA is complete.
+            if *name != CONFIG_FILE {
+                write_atomic(&dir.join(name), contents, mode)?;
+            }
+        }
+        write_atomic(&dir.join(CONFIG_FILE), bytes(CONFIG_FILE), 0o644)?;
+        tracing::info!(dir = %dir.display(), from = %from.display(), "imported the CA");
+        Ca::open(home)
+    }
+
     /// Opens the CA in `home/ca/`.
     pub fn open(home: &Path) -> Result<Ca, TlsError> {
         let dir = ca_dir(home);

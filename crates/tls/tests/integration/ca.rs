@@ -282,3 +282,84 @@ fn issued_chains_verify_with_webpki() {
     let leaf: CertificateDer<'_> = issued.cert_der.clone();
     assert!(verifier.verify_client_cert(&leaf, &[], rustls_pki_types::UnixTime::now()).is_ok());
 }
+
+/// A Secret volume as the kubelet writes it: the files in a hidden timestamped directory,
+/// `..data` a link to it, each name a link through `..data`, group-readable (fsGroup).
+fn secret_volume(from: &Path, to: &Path, key_mode: u32) {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let data = to.join("..2026_12_07_15_00_00.123");
+    std::fs::create_dir_all(&data).unwrap();
+    for file in ["ca.yaml", "ca.pem", "issuer.pem", "issuer-key.pem"] {
+        std::fs::copy(from.join(file), data.join(file)).unwrap();
+        let mode = if file == "issuer-key.pem" { key_mode } else { 0o440 };
+        std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(mode)).unwrap();
+        symlink(format!("..data/{file}"), to.join(file)).unwrap();
+    }
+    symlink("..2026_12_07_15_00_00.123", to.join("..data")).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o3777)).unwrap();
+}
+
+#[test]
+fn a_ca_from_a_secret_volume_is_imported_private_and_issues_like_the_original() {
+    let origin = tempfile::tempdir().unwrap();
+    let original = Ca::init(origin.path(), CaOptions::default()).unwrap();
+    let mounts = tempfile::tempdir().unwrap();
+    let secret = mounts.path().join("secret");
+    secret_volume(&origin.path().join("ca"), &secret, 0o440);
+
+    // Opened where it is mounted, the key is refused (a link, group-readable)...
+    let pod_home = mounts.path().join("home");
+    std::fs::create_dir_all(&pod_home).unwrap();
+    std::os::unix::fs::symlink(&secret, pod_home.join("ca")).unwrap();
+    let err = Ca::open(&pod_home).unwrap_err().to_string();
+    assert!(err.contains("symbolic link") || err.contains("group"), "{err}");
+    std::fs::remove_file(pod_home.join("ca")).unwrap();
+
+    // ...imported, it is a private copy that opens and issues from the same root.
+    let ca = Ca::import(&pod_home, &secret).unwrap();
+    let dir = pod_home.join("ca");
+    assert_eq!(
+        (mode(&dir), mode(&dir.join("issuer-key.pem")), mode(&dir.join("ca.pem"))),
+        (0o700, 0o600, 0o644)
+    );
+    assert!(!std::fs::symlink_metadata(dir.join("issuer-key.pem")).unwrap().file_type().is_symlink());
+    assert_eq!(ca.trust_anchors().certificates(), original.trust_anchors().certificates());
+    let issued = ca.issue_workload(&WorkloadRequest::new("payments", "fraud")).unwrap();
+    let verifier = ClientAuth::Required(original.client_roots()).verifier().unwrap();
+    verifier.verify_client_cert(&issued.cert_der, &[], rustls_pki_types::UnixTime::now()).unwrap();
+
+    // Again (an init container restarted): nothing changes. Another CA: refused.
+    Ca::import(&pod_home, &secret).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    Ca::init(other.path(), CaOptions::default()).unwrap();
+    let other_secret = mounts.path().join("other-secret");
+    secret_volume(&other.path().join("ca"), &other_secret, 0o440);
+    let err = Ca::import(&pod_home, &other_secret).unwrap_err().to_string();
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn an_import_refuses_a_key_open_to_everyone_or_not_matching_its_certificate() {
+    let origin = tempfile::tempdir().unwrap();
+    Ca::init(origin.path(), CaOptions::default()).unwrap();
+    let mounts = tempfile::tempdir().unwrap();
+    let open = mounts.path().join("open");
+    secret_volume(&origin.path().join("ca"), &open, 0o644);
+    let home = mounts.path().join("home");
+    let err = Ca::import(&home, &open).unwrap_err().to_string();
+    assert!(err.contains("readable by everyone") && err.contains("defaultMode: 0400"), "{err}");
+    assert!(!home.join("ca").exists());
+
+    // Another CA's key with this CA's certificate: refused before anything is written.
+    let stranger = tempfile::tempdir().unwrap();
+    Ca::init(stranger.path(), CaOptions::default()).unwrap();
+    let mixed = mounts.path().join("mixed-src");
+    std::fs::create_dir_all(&mixed).unwrap();
+    for file in ["ca.yaml", "ca.pem", "issuer.pem"] {
+        std::fs::copy(origin.path().join("ca").join(file), mixed.join(file)).unwrap();
+    }
+    std::fs::copy(stranger.path().join("ca/issuer-key.pem"), mixed.join("issuer-key.pem")).unwrap();
+    let err = Ca::import(&home, &mixed).unwrap_err().to_string();
+    assert!(err.contains("does not belong"), "{err}");
+    assert!(!home.join("ca").exists());
+}
