@@ -208,6 +208,7 @@ def test_the_schema_refuses_out_of_range_values(schema):
         ("unknown-field.yaml", "field `spec.replica`: unknown field `replica`"),
         ("replicas-and-autoscaling.yaml", "field `spec.replicas`: set `replicas` or `autoscaling`, not both"),
         ("bad-policy.yaml", "spec.authorization.policies[0]"),
+        ("router-without-ca.yaml", "field `spec.tls`: several variants are served behind Palisade's router"),
     ],
 )
 def test_render_refuses_what_the_schema_cannot_express(name, message):

@@ -565,6 +565,12 @@ pub struct ServeArgs {
     /// servers.
     #[arg(long, value_name = "NS/SA", conflicts_with_all = ["tls_cert", "tls", "dangerous_plaintext"])]
     pub workload_identity: Option<String>,
+    /// Serve as the router in front of a ModelDeployment's variants: FILE lists each
+    /// variant's URL and traffic share (and the shadow), as `palisade k8s render` writes it.
+    /// The home's one model becomes a traffic split over the variants, each called with the
+    /// caller's token over mutual TLS (docs/kubernetes.md, "The traffic split").
+    #[arg(long, value_name = "FILE")]
+    pub traffic: Option<PathBuf>,
     /// Lifetime of each workload certificate, such as 24h (the default), 1h or 10s; it is
     /// renewed when half of it has passed.
     #[arg(long, value_name = "DURATION", requires = "workload_identity")]

@@ -59,11 +59,20 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         crate::output::warn(&warning);
     }
     let upstream = upstream_context(home, &args, tls.as_ref(), &platform)?;
-    let registry = Registry::load_with(&store, &upstream).map_err(|err| match err {
-        RegistryError::Bundle(err) => Failure::from(err),
-        other => Failure::usage(other)
-            .hint("rebuild the model with `palisade build`, or delete it with `palisade models delete`"),
-    })?;
+    let traffic = match &args.traffic {
+        Some(path) => Some(palisade_server::router::TrafficFile::read(path).map_err(Failure::data)?),
+        None => None,
+    };
+    let registry = match &traffic {
+        Some(traffic) => palisade_server::router::registry(&store, traffic, &upstream).map_err(|e| {
+            Failure::usage(e).hint("the router runs from the first variant's image, with the traffic file `palisade k8s render` writes")
+        })?,
+        None => Registry::load_with(&store, &upstream).map_err(|err| match err {
+            RegistryError::Bundle(err) => Failure::from(err),
+            other => Failure::usage(other)
+                .hint("rebuild the model with `palisade build`, or delete it with `palisade models delete`"),
+        })?,
+    };
     let served: Vec<String> =
         registry.all().map(|m| format!("{}:{} ({})", m.id.name, m.id.version, m.digest.short())).collect();
     let mut engine_config = EngineConfig { queue_capacity: args.queue_capacity, ..EngineConfig::default() };
@@ -132,8 +141,11 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
     runtime.block_on(async move {
         security.load_keys().await;
         security.spawn_tasks();
-        // Versions built, tagged or deleted while serving appear and go without a restart.
-        state.watch_store(store.clone(), upstream.clone(), Duration::from_secs(1));
+        // Versions built, tagged or deleted while serving appear and go without a restart
+        // (a router's models come from its traffic file, not from the store).
+        if traffic.is_none() {
+            state.watch_store(store.clone(), upstream.clone(), Duration::from_secs(1));
+        }
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -328,13 +328,25 @@ fn resolve(
     target: &ModelTarget,
 ) -> Result<CatalogEntry, GraphError> {
     let own = &manifest.name;
-    if &target.name == own {
+    // Another version of the same name is allowed when it is a model, not a graph (a
+    // canary served as the model's own new version; the router's variants): named without
+    // a version, or by this version, it is this bundle itself.
+    let other_version = target.version.as_ref().is_some_and(|v| v != &manifest.version);
+    if &target.name == own && !other_version {
         return Err(GraphError::new(
             field,
             format!("`{target}` is this bundle itself: a graph cannot call itself (a cycle)"),
         ));
     }
     let entry = catalog.lookup(target).map_err(|e| GraphError::new(field, e))?;
+    if &target.name == own && !entry.uses.is_empty() {
+        return Err(GraphError::new(
+            field,
+            format!(
+                "`{target}` is another graph of this name: a graph may name its own model's other versions only when they are models"
+            ),
+        ));
+    }
     // Depth-first over the graphs it names: a path back to this bundle is a cycle.
     let mut stack: Vec<(ModelTarget, Vec<String>)> =
         entry.uses.iter().map(|u| (u.clone(), vec![own.to_string(), target.to_string()])).collect();

@@ -403,3 +403,37 @@ async fn seldon_core_2_pipelines_run_steps_by_their_inputs() {
     let (field, _) = build_error("pipeline:\n  steps:\n  - {name: plus1, inputsJoinType: any}\n");
     assert_eq!(field, "pipeline.steps[0].inputsJoinType");
 }
+
+/// A catalog where `outer:0` is a model and `outer:2` a graph (the router's case: the
+/// model's own versions as arms of its traffic split).
+struct OwnVersions;
+
+impl Catalog for OwnVersions {
+    fn lookup(&self, target: &ModelTarget) -> Result<CatalogEntry, String> {
+        let x = spec("X", DataType::Fp32, &[-1, 4]);
+        let signature = ModelSignature { inputs: vec![x.clone()], outputs: vec![x] };
+        match (target.name.as_str(), target.version.as_ref().map(|v| v.as_str())) {
+            ("outer" | "double", Some("0")) => Ok(CatalogEntry { signature, uses: vec![] }),
+            ("outer", Some("2")) => {
+                Ok(CatalogEntry { signature, uses: vec![ModelTarget::parse("double:0").unwrap()] })
+            }
+            _ => Err(format!("`{target}` is not in the store")),
+        }
+    }
+}
+
+#[test]
+fn a_split_may_name_its_own_models_other_versions_but_never_itself() {
+    let compile_own =
+        |body: &str| compile(&manifest(body), &OwnVersions, Some(1)).map_err(|e| (e.field, e.message));
+    compile_own("traffic: [{model: 'outer:0', weight: 9}, {model: 'double:0', weight: 1}]\n").unwrap();
+    for (body, want) in [
+        ("traffic: [{model: outer, weight: 1}]\n", "is this bundle itself"),
+        ("traffic: [{model: 'outer:1', weight: 1}]\n", "is this bundle itself"),
+        ("traffic: [{model: 'outer:2', weight: 1}]\n", "another graph of this name"),
+    ] {
+        let (field, message) = compile_own(body).unwrap_err();
+        assert_eq!(field, "traffic[0].model");
+        assert!(message.contains(want), "{body} -> {message}");
+    }
+}

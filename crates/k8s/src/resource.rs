@@ -397,6 +397,12 @@ impl ModelDeploymentSpec {
         if self.tls.secret_name.is_some() == self.tls.built_in_ca.is_some() {
             return invalid("spec.tls", "set exactly one of `secretName` and `builtInCa`".into());
         }
+        if self.tls.built_in_ca.is_none() && (self.variants.len() > 1) {
+            return invalid(
+                "spec.tls",
+                "several variants are served behind Palisade's router, which calls them over mutual TLS with workload certificates: use `builtInCa` (a `secretName` certificate cannot prove to the variants that a call comes from the router)".into(),
+            );
+        }
         if let Some(authorization) = &self.authorization {
             for (i, policy) in authorization.policies.iter().enumerate() {
                 check_policy(i, policy)?;

@@ -332,12 +332,14 @@ async fn an_update_and_a_scale_apply_again() {
     assert_eq!(deployment.body["spec"]["replicas"], 5);
     assert_eq!(fake.md().status.unwrap().replicas, 5);
 
-    // An update: a second variant takes 10% of the traffic behind a router.
+    // An update: a second variant takes 10% of the traffic behind a router (which calls
+    // the variants with workload certificates from the built-in CA).
     fake.set(|s| {
         s.md["spec"]["variants"] = json!([
             {"name": "v1", "image": "registry.example.com/iris:1", "traffic": 90},
             {"name": "v2", "image": "registry.example.com/iris:2", "traffic": 10},
         ]);
+        s.md["spec"]["tls"] = json!({"builtInCa": {"secretName": "palisade-ca"}});
         s.md["metadata"]["generation"] = json!(3);
         s.calls.clear();
     });

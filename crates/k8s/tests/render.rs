@@ -85,6 +85,7 @@ fn invalid_resources_are_refused_with_the_field_and_the_reason() {
     );
     md.spec.variants[0].name = "a-variant-name-too-long".into();
     assert!(md.spec.check().unwrap_err().to_string().contains("at most 20 characters"));
+    assert!(invalid("router-without-ca.yaml").starts_with("field `spec.tls`: several variants"));
     let policy = invalid("bad-policy.yaml");
     assert!(policy.contains("spec.authorization.policies[0]") && policy.contains("claimz"), "{policy}");
 }

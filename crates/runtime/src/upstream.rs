@@ -70,6 +70,9 @@ pub struct CallContext<'a> {
     pub request_id: Option<&'a str>,
     /// The W3C trace context naming Palisade's span, as the upstream's parent.
     pub traceparent: Option<&'a str>,
+    /// The caller's verified bearer token, sent on (as `Authorization: Bearer`) only by an
+    /// upstream model made with [`UpstreamModel::forwarding_credentials`].
+    pub credential: Option<&'a str>,
 }
 
 /// Why an upstream call failed. The `Display` form names the upstream and is for the log;
@@ -189,6 +192,7 @@ pub struct UpstreamModel {
     in_flight: tokio::sync::Semaphore,
     max_concurrency: usize,
     max_body_bytes: Option<usize>,
+    forward_credentials: bool,
 }
 
 impl fmt::Debug for UpstreamModel {
@@ -207,6 +211,20 @@ impl UpstreamModel {
     /// The model's own request body limit, if it has one.
     pub fn max_body_bytes(&self) -> Option<usize> {
         self.max_body_bytes
+    }
+
+    /// Sends the caller's bearer token on with each call, so that the upstream (another
+    /// Palisade: a variant behind Palisade's router) authenticates, authorizes and audits
+    /// the same caller again. Never for a manifest's upstream: a third-party server has no
+    /// business with the caller's token.
+    pub fn forwarding_credentials(mut self) -> Self {
+        self.forward_credentials = true;
+        self
+    }
+
+    /// Whether calls carry the caller's token ([`UpstreamModel::forwarding_credentials`]).
+    pub fn forwards_credentials(&self) -> bool {
+        self.forward_credentials
     }
 
     /// Builds the client for `spec`, serving the model `name` (the upstream model name when
@@ -310,6 +328,7 @@ impl UpstreamModel {
             in_flight: tokio::sync::Semaphore::new(spec.max_concurrency),
             max_concurrency: spec.max_concurrency,
             max_body_bytes: None,
+            forward_credentials: false,
         })
     }
 
@@ -352,6 +371,11 @@ impl UpstreamModel {
         }
         if let Some(traceparent) = call.traceparent {
             request = request.header("traceparent", traceparent);
+        }
+        if self.forward_credentials
+            && let Some(token) = call.credential
+        {
+            request = request.bearer_auth(token);
         }
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
@@ -610,6 +634,8 @@ mod tests {
                 CallContext {
                     request_id: Some("req-1"),
                     traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                    // A manifest's upstream never gets the caller's token.
+                    credential: Some("caller-token"),
                 },
             )
             .await
@@ -631,6 +657,18 @@ mod tests {
         // Connections are pooled: a second call reuses the first one.
         model.infer(row(), CallContext::default()).await.unwrap();
         assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn only_a_forwarding_upstream_gets_the_callers_token() {
+        let (url, seen) = upstream(answer("200 OK", GOOD)).await;
+        let model = model(&url, "").forwarding_credentials();
+        let call = CallContext { credential: Some("caller-token"), ..CallContext::default() };
+        model.infer(row(), call).await.unwrap();
+        model.infer(row(), CallContext::default()).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen[0].contains("authorization: Bearer caller-token\r\n"), "{}", seen[0]);
+        assert!(!seen[1].to_ascii_lowercase().contains("authorization"), "{}", seen[1]);
     }
 
     #[tokio::test]

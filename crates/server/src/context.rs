@@ -137,6 +137,25 @@ pub struct RequestContext {
     policy_request: OnceLock<palisade_policy::Request>,
     graph: OnceLock<GraphFacts>,
     hops: Mutex<Vec<palisade_audit::AuditRecord>>,
+    credential: OnceLock<Credential>,
+}
+
+/// The caller's verified bearer token, kept only for an upstream that forwards it (a
+/// variant behind Palisade's router); never logged, never audited.
+#[derive(Clone)]
+pub struct Credential(Arc<str>);
+
+impl Credential {
+    /// The token.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential([redacted])")
+    }
 }
 
 /// What an inference graph did with a request: the routes it took and where it stopped.
@@ -273,6 +292,15 @@ impl RequestContext {
 
     pub(crate) fn set_graph(&self, facts: GraphFacts) {
         let _ = self.graph.set(facts);
+    }
+
+    /// The caller's verified bearer token (see [`Credential`]).
+    pub fn credential(&self) -> Option<&Credential> {
+        self.credential.get()
+    }
+
+    pub(crate) fn set_credential(&self, token: &str) {
+        let _ = self.credential.set(Credential(Arc::from(token)));
     }
 
     /// Adds the audit records of a graph's hops, written before the request's own.
@@ -449,6 +477,7 @@ pub(crate) async fn establish(
         policy_request: OnceLock::new(),
         graph: OnceLock::new(),
         hops: Mutex::new(Vec::new()),
+        credential: OnceLock::new(),
     };
     req.extensions_mut().insert(Ctx(Arc::new(context)));
     let current = Current { id: RequestId(id.clone()), trace: trace.clone() };

@@ -41,6 +41,9 @@ pub(crate) struct Caller {
     source_ip: Option<std::net::IpAddr>,
     peer: Option<String>,
     protocol: Protocol,
+    /// Sent on only by upstreams that forward it: a router's variants, in a traffic graph
+    /// that always calls as the caller.
+    credential: Option<crate::context::Credential>,
 }
 
 impl Caller {
@@ -58,6 +61,7 @@ impl Caller {
             source_ip: ctx.conn.as_ref().map(|c| c.remote.ip()),
             peer: ctx.admission().and_then(|a| a.peer.clone()),
             protocol: ctx.protocol,
+            credential: ctx.credential().cloned(),
         }
     }
 
@@ -305,7 +309,9 @@ fn run_served<'a>(
 ) -> HopFuture<'a, ApiError> {
     Box::pin(async move {
         match &served.model {
-            crate::registry::Servable::Model(runnable) => state.run_model(served, runnable, inputs).await,
+            crate::registry::Servable::Model(runnable) => {
+                state.run_model(served, runnable, inputs, caller.credential.as_ref()).await
+            }
             crate::registry::Servable::Graph(graph) => {
                 let hops = Hops {
                     state: state.clone(),

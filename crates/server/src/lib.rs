@@ -20,6 +20,7 @@ pub mod registry;
 mod request_id;
 mod rescue;
 pub mod route;
+pub mod router;
 pub mod security;
 
 use std::future::Future;
@@ -312,7 +313,9 @@ impl AppState {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ApiError> {
         match &served.model {
-            registry::Servable::Model(runnable) => self.run_model(served, runnable, inputs).await,
+            registry::Servable::Model(runnable) => {
+                self.run_model(served, runnable, inputs, ctx.credential()).await
+            }
             registry::Servable::Graph(graph) => graphs::run(self, ctx, served, graph, inputs).await,
         }
     }
@@ -329,12 +332,14 @@ impl AppState {
         served: &ServedModel,
         model: &palisade_runtime::Runnable,
         inputs: Vec<Tensor>,
+        credential: Option<&context::Credential>,
     ) -> Result<Vec<Tensor>, ApiError> {
         let current = request_id::Current::get();
         let traceparent = current.as_ref().map(|c| c.trace.traceparent());
         let call = CallContext {
             request_id: current.as_ref().map(|c| c.id.as_str()),
             traceparent: traceparent.as_deref(),
+            credential: credential.map(context::Credential::expose),
         };
         // Inputs are checked first (a wrong shape is the caller's 400, whatever it implies);
         // then the outputs are reserved from the in-flight memory budget before the model

@@ -154,7 +154,7 @@ impl ServedModel {
         Ok(ServedModel::with(bundle, Servable::Graph(Arc::new(graph))))
     }
 
-    fn with(bundle: &VerifiedBundle, model: Servable) -> ServedModel {
+    pub(crate) fn with(bundle: &VerifiedBundle, model: Servable) -> ServedModel {
         let manifest = &bundle.manifest;
         let mut labels = manifest.labels.as_map().clone();
         labels.insert(palisade_bundle::manifest::MODEL_NAME_LABEL.to_owned(), manifest.name.to_string());
@@ -188,6 +188,7 @@ struct Versions {
 #[derive(Default)]
 pub struct Registry {
     models: BTreeMap<ModelName, Versions>,
+    forwards_credentials: bool,
 }
 
 impl std::fmt::Debug for Registry {
@@ -298,6 +299,7 @@ impl Registry {
 
     /// [`Registry::insert`] for a model already shared (served before a reload).
     fn insert_shared(&mut self, model: Arc<ServedModel>, latest: bool) {
+        self.forwards_credentials |= model.model.upstream().is_some_and(|u| u.forwards_credentials());
         let version = model.id.version.clone();
         let entry = self
             .models
@@ -307,6 +309,12 @@ impl Registry {
             entry.latest = version.clone();
         }
         entry.by_version.insert(version, model);
+    }
+
+    /// Whether a served model sends the caller's token on (a router's variants): only then
+    /// does authentication keep it in the request context.
+    pub fn forwards_credentials(&self) -> bool {
+        self.forwards_credentials
     }
 
     /// The served version `version` of `name`, if any.

@@ -45,6 +45,20 @@ pub(crate) async fn authenticate(
     let authn = state.security().authenticator();
     match authn.authenticate(req.headers(), req.uri().query(), scoping(&ctx)).await {
         Ok(authenticated) => {
+            if ctx.registry().forwards_credentials()
+                && let Authenticated::Token { location, .. } = &authenticated
+                && let Some((_, token)) = palisade_identity::authn::find_tokens(
+                    req.headers(),
+                    req.uri().query(),
+                    std::slice::from_ref(location),
+                )
+                .into_iter()
+                .next()
+            {
+                // Kept for a router's variants (`CallContext::credential`), read where the
+                // verified token was found, before the header is stripped.
+                ctx.set_credential(&token);
+            }
             apply_rule_outputs(&mut req, &authenticated);
             ctx.set_authentication(Authentication::Authenticated(authenticated));
             Ok(next.run(req).await)
