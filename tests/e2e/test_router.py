@@ -181,3 +181,35 @@ def test_a_bad_traffic_file_is_refused_with_the_field(tmp_path):
     )
     assert result.returncode != 0
     assert "variants[].traffic" in result.stderr and "sum to 100, not 110" in result.stderr, result.stderr
+
+
+def test_grpc_and_seldon_callers_are_routed_with_their_token_sent_on(deployment):
+    """The same split for the other protocols a caller may speak to the router (the router
+    always calls the variants over V2 REST): tritonclient over gRPC with TLS, and Seldon
+    v1 REST. Each reaches a variant as alice."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    servers, alice, _, cafile = deployment
+    router = servers["router"]
+    before = {v: len(records(servers[v].home)) for v in ["v1", "v2"]}
+    client = grpcclient.InferenceServerClient(
+        url=router.host_port.removeprefix("https://"), ssl=True, root_certificates=cafile
+    )
+    x = np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32)
+    inp = grpcclient.InferInput("X", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x)
+    result = client.infer("iris", [inp], headers={"authorization": f"Bearer {alice}"})
+    routing = json.loads(result.get_response(as_json=True)["parameters"]["routing"]["string_param"])
+    assert routing["traffic"] in ("iris:v1", "iris:v2")
+    with pytest.raises(Exception, match="403|PERMISSION_DENIED|denied"):
+        client.infer("iris", [inp], headers={"authorization": f"Bearer {deployment[2]}"})
+
+    status, body = post(
+        router.base, "/seldon/default/iris/api/v1.0/predictions", alice, {"data": {"ndarray": [[5.1, 3.5, 1.4, 0.2]]}}, cafile
+    )
+    assert status == 200, body
+    after = {v: records(servers[v].home)[before[v]:] for v in ["v1", "v2"]}
+    new = [r for v in after.values() for r in v]
+    assert len(new) == 2, new
+    assert all(r["email"] == "alice@example.com" and r["status"] == 200 for r in new), new
