@@ -213,3 +213,45 @@ def test_grpc_and_seldon_callers_are_routed_with_their_token_sent_on(deployment)
     new = [r for v in after.values() for r in v]
     assert len(new) == 2, new
     assert all(r["email"] == "alice@example.com" and r["status"] == 200 for r in new), new
+
+
+def test_a_router_from_a_graph_image_serves_the_graph_it_was_built_for(tmp_path):
+    """An image of a graph carries the models the graph names (each its name's latest):
+    the router picks the one no other bundle serves through."""
+    home = tmp_path / "home"
+    for name in ["iris-a", "iris-b"]:
+        src = tmp_path / name
+        shutil.copytree(ROOT / "examples" / "iris", src)
+        manifest = (src / "palisade.yaml").read_text().replace("name: iris", f"name: {name}", 1)
+        (src / "palisade.yaml").write_text(manifest)
+        build(home, src)
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "palisade.yaml").write_text(
+        'name: canary\nversion: "1.0.0"\nowners: [alice@example.com]\n'
+        "traffic:\n  - {model: iris-a, weight: 50}\n  - {model: iris-b, weight: 50}\n"
+    )
+    build(home, canary)
+    traffic = tmp_path / "traffic.yaml"
+    traffic.write_text(
+        "variants:\n- {name: v1, url: 'http://127.0.0.1:9', traffic: 100}\n"
+    )
+    (tmp_path / "platform.yaml").write_text('upstream:\n  allowedHosts: ["127.0.0.1"]\n')
+    server = Server(home, ["--traffic", str(traffic), "--config", str(tmp_path / "platform.yaml")])
+    try:
+        request = urllib.request.Request(
+            f"{server.base}/v2/models/canary", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            metadata = json.loads(response.read())
+        assert metadata["name"] == "canary"
+        assert sorted(metadata["versions"]) == ["traffic", "v1"], metadata
+        # The components are not served by the router: only the split and its variants.
+        request = urllib.request.Request(
+            f"{server.base}/v2/models/iris-a", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 404
+    finally:
+        server.stop()

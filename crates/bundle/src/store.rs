@@ -72,7 +72,8 @@ struct EngineRecord {
     engine: BuiltEngine,
 }
 const INDEX_SCHEMA: &str = "palisade.bundle/v1";
-const LATEST_TAG: &str = "latest";
+/// The tag naming a model's latest version (`NAME:latest`).
+pub const LATEST_TAG: &str = "latest";
 const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
 const MAX_FILES: usize = 10_000;
 /// Largest model file read to find its external data files (protobuf's own limit is 2 GiB).

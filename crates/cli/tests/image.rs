@@ -483,3 +483,115 @@ fn the_unpacked_image_serves_a_prediction() {
     assert_eq!(reply["model_name"], "iris");
     assert_eq!(reply["outputs"][0]["data"], serde_json::json!([0]));
 }
+
+/// A copy of examples/iris named `name`, built into `home`.
+fn build_iris_as(home: &Path, tmp: &Path, name: &str) {
+    let dir = tmp.join(format!("src-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/iris")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let manifest = std::fs::read_to_string(dir.join("palisade.yaml")).unwrap();
+    std::fs::write(dir.join("palisade.yaml"), manifest.replacen("name: iris", &format!("name: {name}"), 1))
+        .unwrap();
+    ok(palisade().arg("--home").arg(home).arg("build").arg(&dir).output().unwrap(), "palisade build");
+}
+
+#[test]
+fn a_graph_image_carries_the_models_it_serves_and_its_home_serves_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    for name in ["iris-a", "iris-b", "unrelated"] {
+        build_iris_as(&home, tmp.path(), name);
+    }
+    let canary = tmp.path().join("src-canary");
+    std::fs::create_dir_all(&canary).unwrap();
+    std::fs::write(
+        canary.join("palisade.yaml"),
+        "name: canary\nversion: \"1.0.0\"\nowners: [alice@example.com]\n\
+         traffic:\n  - {model: iris-a, weight: 90}\n  - {model: 'iris-b:1.0.0', weight: 10}\n",
+    )
+    .unwrap();
+    ok(
+        palisade().arg("--home").arg(&home).arg("build").arg(&canary).output().unwrap(),
+        "palisade build canary",
+    );
+    let binary = tmp.path().join("palisade-static");
+    fake_static_binary(&binary);
+    let layout = tmp.path().join("canary-image");
+    let out = palisade()
+        .arg("--home")
+        .arg(&home)
+        .args(["image", "build", "canary:1.0.0", "--binary"])
+        .arg(&binary)
+        .arg("--out")
+        .arg(&layout)
+        .output()
+        .unwrap();
+    ok(out, "image build canary");
+
+    let unpacked = tmp.path().join("unpacked");
+    let mut umoci = tool("umoci");
+    umoci.arg("unpack");
+    if !is_root() {
+        umoci.arg("--rootless");
+    }
+    ok(
+        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&unpacked).output().unwrap(),
+        "umoci",
+    );
+    let image_home = unpacked.join("rootfs/home/palisade");
+    // The split and the two models it names, each its name's latest; nothing else.
+    let listed = ok(
+        palisade()
+            .arg("--home")
+            .arg(&image_home)
+            .args(["models", "list", "--output", "json"])
+            .output()
+            .unwrap(),
+        "models list",
+    );
+    let text = stdout(&listed);
+    let listed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert!(listed.iter().all(|m| m["latest"] == true), "{text}");
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|m| format!("{}:{}", m["name"].as_str().unwrap(), m["version"].as_str().unwrap()))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["canary:1.0.0", "iris-a:1.0.0", "iris-b:1.0.0"], "{text}");
+    for name in ["canary", "iris-a", "iris-b"] {
+        assert!(image_home.join(format!("models/{name}/tags/latest.json")).is_file(), "{name}");
+    }
+    // The server loads that home: the split compiles against the models beside it.
+    let mut server = palisade()
+        .arg("--home")
+        .arg(&image_home)
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for line in lines {
+        let line = line.unwrap();
+        let listening = line.starts_with("palisade: listening on ");
+        seen.push(line);
+        if listening || Instant::now() > deadline {
+            break;
+        }
+    }
+    server.kill().unwrap();
+    let output = server.wait_with_output().unwrap();
+    assert!(
+        seen.last().is_some_and(|l| l.starts_with("palisade: listening on ")),
+        "{seen:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(seen.iter().any(|l| l.contains("canary:1.0.0")), "{seen:?}");
+}

@@ -222,6 +222,32 @@ impl ImageError {
     }
 }
 
+/// The bundles a graph or traffic bundle serves through, and theirs (each verified): an
+/// image of a composite bundle carries them, as the server loads them from its home.
+/// Versions named without a version are the store's latest, as `palisade build` resolved
+/// them.
+fn components(
+    store: &Store,
+    record: &BundleRecord,
+    bundle: &palisade_bundle::VerifiedBundle,
+) -> Result<Vec<(BundleRecord, palisade_bundle::VerifiedBundle)>, ImageError> {
+    let mut seen = std::collections::BTreeSet::from([(record.name.clone(), record.version.clone())]);
+    let mut pending = palisade_graph::uses_of(&bundle.manifest);
+    let mut found = Vec::new();
+    while let Some(target) = pending.pop() {
+        let version = target.version.as_ref().map_or(palisade_bundle::store::LATEST_TAG, |v| v.as_str());
+        let component = store.resolve(&target.name, version)?;
+        if !seen.insert((component.name.clone(), component.version.clone())) {
+            continue;
+        }
+        let loaded = store.load(&component)?;
+        pending.extend(palisade_graph::uses_of(&loaded.manifest));
+        found.push((component, loaded));
+    }
+    found.sort_by(|a, b| (&a.0.name, &a.0.version).cmp(&(&b.0.name, &b.0.version)));
+    Ok(found)
+}
+
 /// Builds the image of `spec.record` from `store` into the layout directory `out` and the
 /// tar `tar`. `out` is replaced when it holds an earlier layout; anything else there is
 /// refused. The bundle is verified against its digest, and every file is hashed again as
@@ -235,12 +261,17 @@ pub fn build(
 ) -> Result<BuiltImage, ImageError> {
     progress.step("verifying the bundle", 0);
     let bundle = store.load(&spec.record)?;
-    if bundle.engine == Some(BuiltEngine::Onnxruntime) {
-        return Err(ImageError::Engine { model: format!("{}:{}", spec.record.name, spec.record.version) });
+    let components = components(store, &spec.record, &bundle)?;
+    for (record, bundle) in
+        std::iter::once((&spec.record, &bundle)).chain(components.iter().map(|(r, b)| (r, b)))
+    {
+        if bundle.engine == Some(BuiltEngine::Onnxruntime) {
+            return Err(ImageError::Engine { model: format!("{}:{}", record.name, record.version) });
+        }
     }
     let arch = check_static(&spec.binary)?;
     let staging = layout::Staging::create(out)?;
-    let layers = rootfs::layers(&spec.record, &bundle, spec)?;
+    let layers = rootfs::layers(&spec.record, &bundle, &components, spec)?;
     let mut descriptors = Vec::with_capacity(layers.len());
     let mut diff_ids = Vec::with_capacity(layers.len());
     for layer in layers {

@@ -15,9 +15,10 @@ const USER: Owner = Owner { uid: USER_ID, gid: USER_ID };
 pub(crate) fn layers(
     record: &BundleRecord,
     bundle: &VerifiedBundle,
+    components: &[(BundleRecord, VerifiedBundle)],
     spec: &ImageSpec,
 ) -> Result<Vec<Layer>, ImageError> {
-    Ok(vec![base(spec)?, binary(spec)?, home(record, bundle, spec.epoch)?])
+    Ok(vec![base(spec)?, binary(spec)?, home(record, bundle, components, spec.epoch)?])
 }
 
 fn relative(path: &str) -> &str {
@@ -71,8 +72,16 @@ fn binary(spec: &ImageSpec) -> Result<Layer, ImageError> {
     Ok(layer)
 }
 
-/// The home as the store lays it out, with this one bundle: private, owned by the user.
-fn home(record: &BundleRecord, bundle: &VerifiedBundle, epoch: u64) -> Result<Layer, ImageError> {
+/// The home as the store lays it out, with this bundle (the latest of its name) and the
+/// bundles it serves through: private, owned by the user. A component is its name's latest
+/// when it is the store's latest (graphs name those without a version), or else the only
+/// version of its name in the image.
+fn home(
+    record: &BundleRecord,
+    bundle: &VerifiedBundle,
+    components: &[(BundleRecord, VerifiedBundle)],
+    epoch: u64,
+) -> Result<Layer, ImageError> {
     let mut layer = Layer::new("home");
     let home = relative(HOME);
     layer.dir("home", ROOT, 0o755);
@@ -80,20 +89,32 @@ fn home(record: &BundleRecord, bundle: &VerifiedBundle, epoch: u64) -> Result<La
     for dir in ["bundles", "models", "tmp"] {
         layer.dir(&format!("{home}/{dir}"), USER, 0o700);
     }
-    let bundle_dir = format!("{home}/bundles/{}", bundle.digest.hex());
-    layer.dir(&bundle_dir, USER, 0o700);
-    layer.bytes(&format!("{bundle_dir}/{INDEX_FILE}"), USER, 0o600, bundle.index_bytes.clone());
-    for file in &bundle.files {
-        let host = HostFile {
-            source: bundle.dir.join(&file.path),
-            size: file.size,
-            sha256: Some(file.sha256.clone()),
-            label: file.path.clone(),
-        };
-        layer.file(&format!("{bundle_dir}/{}", file.path), USER, 0o600, host);
+    let mut latest = std::collections::BTreeSet::from([record.name.clone()]);
+    let mut entries = vec![(record, bundle, true)];
+    for (component, loaded) in components.iter().filter(|(c, _)| c.latest) {
+        entries.push((component, loaded, latest.insert(component.name.clone())));
     }
-    for (path, bytes) in Store::reference_files(record, epoch)? {
-        layer.bytes(&format!("{home}/{path}"), USER, 0o600, bytes);
+    for (component, loaded) in components.iter().filter(|(c, _)| !c.latest) {
+        entries.push((component, loaded, latest.insert(component.name.clone())));
+    }
+    for (record, bundle, is_latest) in entries {
+        let bundle_dir = format!("{home}/bundles/{}", bundle.digest.hex());
+        layer.dir(&bundle_dir, USER, 0o700);
+        layer.bytes(&format!("{bundle_dir}/{INDEX_FILE}"), USER, 0o600, bundle.index_bytes.clone());
+        for file in &bundle.files {
+            let host = HostFile {
+                source: bundle.dir.join(&file.path),
+                size: file.size,
+                sha256: Some(file.sha256.clone()),
+                label: file.path.clone(),
+            };
+            layer.file(&format!("{bundle_dir}/{}", file.path), USER, 0o600, host);
+        }
+        for (path, bytes) in Store::reference_files(record, epoch)? {
+            if is_latest || !path.contains("/tags/") {
+                layer.bytes(&format!("{home}/{path}"), USER, 0o600, bytes);
+            }
+        }
     }
     Ok(layer)
 }

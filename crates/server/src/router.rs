@@ -128,24 +128,30 @@ pub fn registry(
     upstream: &UpstreamContext,
 ) -> Result<Registry, RouterError> {
     let records = store.list().map_err(|e| RouterError(e.to_string()))?;
-    let mut latest = records.iter().filter(|r| r.latest);
-    let (Some(record), None) = (latest.next(), latest.next()) else {
+    // The model the image was built for: the home's latest that no other bundle serves
+    // through (an image of a graph carries the models it names, too).
+    let mut loaded = Vec::new();
+    for record in records.iter().filter(|r| r.latest) {
+        loaded.push(store.load(record).map_err(|e| RouterError(e.to_string()))?);
+    }
+    let used: Vec<ModelTarget> = loaded.iter().flat_map(|b| palisade_graph::uses_of(&b.manifest)).collect();
+    let mut roots: Vec<VerifiedBundle> =
+        loaded.into_iter().filter(|b| !used.iter().any(|u| u.name == b.manifest.name)).collect();
+    if roots.len() != 1 {
         return Err(RouterError(format!(
-            "the router serves the one model of its home (the first variant's image), and {} holds {} models",
+            "the router serves the one model its home was built for (the first variant's image), and {} holds {} models that no other serves through",
             store.root().display(),
-            records.iter().filter(|r| r.latest).count()
+            roots.len()
         )));
-    };
-    let bundle = store.load(record).map_err(|e| RouterError(e.to_string()))?;
+    }
+    let bundle = roots.remove(0);
     let signature = signature_of(&bundle)?;
     let mut registry = Registry::default();
     for variant in &traffic.variants {
         registry.insert(variant_model(&bundle, &signature, variant, upstream)?, false);
     }
-    let mut manifest = bundle.manifest.clone();
+    let mut manifest = served_through(&bundle.manifest);
     manifest.version = version(TRAFFIC_VERSION)?;
-    manifest.model = None;
-    manifest.explainer = None;
     let arm = |v: &VariantEntry| -> Result<ModelTarget, RouterError> {
         Ok(ModelTarget { name: manifest.name.clone(), version: Some(version(&v.name)?) })
     };
@@ -163,6 +169,23 @@ pub fn registry(
         .map_err(|e| RouterError(format!("the traffic split does not compile: {e}")))?;
     registry.insert(served, true);
     Ok(registry)
+}
+
+/// The model's manifest (name, namespace, owners, labels, audit and limits: what policies
+/// and records see) without what it runs: the router runs none of it itself.
+fn served_through(manifest: &palisade_bundle::Manifest) -> palisade_bundle::Manifest {
+    palisade_bundle::Manifest {
+        model: None,
+        graph: None,
+        pipeline: None,
+        traffic: None,
+        shadow: None,
+        sticky: None,
+        call_as: Default::default(),
+        inputs: None,
+        explainer: None,
+        ..manifest.clone()
+    }
 }
 
 fn version(text: &str) -> Result<Version, RouterError> {
@@ -200,9 +223,8 @@ fn variant_model(
     let model = UpstreamModel::new(name, &spec, signature.clone(), &bundle.dir, upstream)
         .map_err(|e| RouterError(format!("variant `{}`: {e}", variant.name)))?
         .forwarding_credentials();
-    let mut manifest = bundle.manifest.clone();
+    let mut manifest = served_through(&bundle.manifest);
     manifest.version = version(&variant.name)?;
-    manifest.explainer = None;
     manifest.model = Some(ModelSection {
         source: ModelSource::Upstream(Box::new(spec)),
         inputs: Some(signature.inputs.clone()),
