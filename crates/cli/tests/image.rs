@@ -414,7 +414,6 @@ fn the_unpacked_image_serves_a_prediction() {
         umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&bundle).output().unwrap(),
         "umoci unpack",
     );
-    let rootfs = bundle.join("rootfs");
     serves_a_prediction(tmp.path(), &bundle);
 }
 
