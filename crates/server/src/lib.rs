@@ -16,6 +16,7 @@ mod graphs;
 mod layers;
 mod metrics;
 pub mod platform;
+pub mod rate;
 pub mod registry;
 mod request_id;
 mod rescue;
