@@ -21,7 +21,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use palisade_bundle::rate::Budget;
+use palisade_bundle::rate::{Budget, RateSection};
 
 /// Shards of the table (a power of two): requests of different callers rarely share a lock.
 const SHARDS: usize = 16;
@@ -46,6 +46,43 @@ impl Kind {
             Kind::Explain => "explain",
         }
     }
+}
+
+/// The budget a model's callers get for `kind`: the platform's and the manifest's, each
+/// field the tighter of the two (a manifest only ever tightens); `None` when neither sets a
+/// rate (no limit).
+pub fn budget_for(platform: Option<&RateSection>, model: Option<&RateSection>, kind: Kind) -> Option<Budget> {
+    let of = |rate: &RateSection| match kind {
+        Kind::Requests => rate.requests,
+        Kind::Explain => rate.explain_budget(),
+    };
+    match (platform.map(of), model.map(of)) {
+        (Some(platform), Some(model)) => Some(platform.tightest(model)),
+        (platform, model) => platform.or(model),
+    }
+}
+
+/// What a manifest's `limits.rate` asks for beyond the platform's (which then applies), one
+/// sentence per budget, for the warning logged when the model loads.
+pub fn loosenings(platform: Option<&RateSection>, model: Option<&RateSection>) -> Vec<String> {
+    let (Some(platform), Some(model)) = (platform, model) else { return Vec::new() };
+    [Kind::Requests, Kind::Explain]
+        .into_iter()
+        .filter_map(|kind| {
+            let wanted = budget_for(None, Some(model), kind)?;
+            let allowed = budget_for(Some(platform), None, kind)?;
+            wanted.looser_than(allowed).then(|| {
+                format!(
+                    "limits.rate ({} budget: {} per second, burst {}) is looser than the platform's ({} per second, burst {}); the tighter value of each applies",
+                    kind.as_str(),
+                    wanted.requests_per_second,
+                    wanted.burst.get(),
+                    allowed.requests_per_second,
+                    allowed.burst.get()
+                )
+            })
+        })
+        .collect()
 }
 
 /// A refusal: how long until the caller's next request would be admitted.
@@ -126,21 +163,15 @@ impl Limiter {
         u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 
-    /// Takes one request from `caller`'s `kind` budget for `model`, now.
-    pub fn check(&self, model: &str, kind: Kind, caller: &str, budget: Budget) -> Result<(), Refused> {
-        self.check_at(model, kind, caller, budget, self.now())
+    /// Takes one request from the bucket of `key` (the model, the [`Kind`] of budget and
+    /// the caller), now.
+    pub fn check<K: Hash + ?Sized>(&self, key: &K, budget: Budget) -> Result<(), Refused> {
+        self.check_at(key, budget, self.now())
     }
 
-    /// Takes one request from a bucket at time `now` (ns on the limiter's clock).
-    pub fn check_at(
-        &self,
-        model: &str,
-        kind: Kind,
-        caller: &str,
-        budget: Budget,
-        now: u64,
-    ) -> Result<(), Refused> {
-        let key = self.digest(model, kind, caller);
+    /// Takes one request from the bucket of `key` at time `now` (ns on the limiter's clock).
+    pub fn check_at<K: Hash + ?Sized>(&self, key: &K, budget: Budget, now: u64) -> Result<(), Refused> {
+        let key = self.digest(key);
         let cell = Cell::of(budget);
         // The low bits pick the shard; the map's own hash uses other bits of the same digest.
         let shard = &self.shards[(key as usize) & (SHARDS - 1)];
@@ -163,15 +194,8 @@ impl Limiter {
 
     /// Two independent keyed hashes of the key, as one 128-bit digest. The keys are random
     /// per process, so nobody can aim two callers at one bucket.
-    fn digest(&self, model: &str, kind: Kind, caller: &str) -> u128 {
-        let half = |state: &std::collections::hash_map::RandomState| {
-            let mut h = state.build_hasher();
-            model.hash(&mut h);
-            kind.hash(&mut h);
-            caller.hash(&mut h);
-            h.finish()
-        };
-        (u128::from(half(&self.keys[0])) << 64) | u128::from(half(&self.keys[1]))
+    fn digest<K: Hash + ?Sized>(&self, key: &K) -> u128 {
+        (u128::from(self.keys[0].hash_one(key)) << 64) | u128::from(self.keys[1].hash_one(key))
     }
 }
 
@@ -244,20 +268,20 @@ mod tests {
         let b = budget(2.0, 3);
         let t0 = 5 * SECOND;
         for _ in 0..3 {
-            assert_eq!(limiter.check_at("iris", Kind::Requests, "alice", b, t0), Ok(()));
+            assert_eq!(limiter.check_at(&("iris", Kind::Requests, "alice"), b, t0), Ok(()));
         }
-        let refused = limiter.check_at("iris", Kind::Requests, "alice", b, t0).unwrap_err();
+        let refused = limiter.check_at(&("iris", Kind::Requests, "alice"), b, t0).unwrap_err();
         assert_eq!(refused.wait, Duration::from_millis(500), "one token refills in 1/rate");
         assert_eq!(refused.retry_after_secs(), 1);
         // Refusals take nothing: just before the refill still refused, at it admitted.
         let just_before = t0 + 500_000_000 - 1;
-        assert!(limiter.check_at("iris", Kind::Requests, "alice", b, just_before).is_err());
-        assert_eq!(limiter.check_at("iris", Kind::Requests, "alice", b, t0 + 500_000_000), Ok(()));
-        assert!(limiter.check_at("iris", Kind::Requests, "alice", b, t0 + 500_000_000).is_err());
+        assert!(limiter.check_at(&("iris", Kind::Requests, "alice"), b, just_before).is_err());
+        assert_eq!(limiter.check_at(&("iris", Kind::Requests, "alice"), b, t0 + 500_000_000), Ok(()));
+        assert!(limiter.check_at(&("iris", Kind::Requests, "alice"), b, t0 + 500_000_000).is_err());
         // After a long rest the whole burst is back, never more.
         let later = t0 + 60 * SECOND;
         let admitted =
-            (0..10).filter(|_| limiter.check_at("iris", Kind::Requests, "alice", b, later).is_ok());
+            (0..10).filter(|_| limiter.check_at(&("iris", Kind::Requests, "alice"), b, later).is_ok());
         assert_eq!(admitted.count(), 3);
     }
 
@@ -265,8 +289,8 @@ mod tests {
     fn retry_after_rounds_up_to_whole_seconds() {
         let limiter = Limiter::new(10);
         let slow = budget(0.4, 1);
-        limiter.check_at("m", Kind::Requests, "c", slow, 0).unwrap();
-        let refused = limiter.check_at("m", Kind::Requests, "c", slow, SECOND / 10).unwrap_err();
+        limiter.check_at(&("m", Kind::Requests, "c"), slow, 0).unwrap();
+        let refused = limiter.check_at(&("m", Kind::Requests, "c"), slow, SECOND / 10).unwrap_err();
         assert_eq!(refused.wait, Duration::from_millis(2400));
         assert_eq!(refused.retry_after_secs(), 3);
         assert_eq!(Refused { wait: Duration::from_secs(2) }.retry_after_secs(), 2);
@@ -277,12 +301,12 @@ mod tests {
     fn callers_models_and_budgets_have_their_own_buckets() {
         let limiter = Limiter::new(1000);
         let one = budget(1.0, 1);
-        limiter.check_at("iris", Kind::Requests, "alice", one, 0).unwrap();
-        assert!(limiter.check_at("iris", Kind::Requests, "alice", one, 0).is_err());
-        limiter.check_at("iris", Kind::Requests, "bob", one, 0).unwrap();
-        limiter.check_at("wine", Kind::Requests, "alice", one, 0).unwrap();
-        limiter.check_at("iris", Kind::Explain, "alice", one, 0).unwrap();
-        assert!(limiter.check_at("iris", Kind::Explain, "alice", one, 0).is_err());
+        limiter.check_at(&("iris", Kind::Requests, "alice"), one, 0).unwrap();
+        assert!(limiter.check_at(&("iris", Kind::Requests, "alice"), one, 0).is_err());
+        limiter.check_at(&("iris", Kind::Requests, "bob"), one, 0).unwrap();
+        limiter.check_at(&("wine", Kind::Requests, "alice"), one, 0).unwrap();
+        limiter.check_at(&("iris", Kind::Explain, "alice"), one, 0).unwrap();
+        assert!(limiter.check_at(&("iris", Kind::Explain, "alice"), one, 0).is_err());
     }
 
     #[test]
@@ -290,10 +314,10 @@ mod tests {
         let limiter = Limiter::new(1024);
         let b = budget(1.0, 5);
         // A steady caller, then a flood of new addresses, all active at once.
-        limiter.check_at("iris", Kind::Requests, "alice", b, 0).unwrap();
+        limiter.check_at(&("iris", Kind::Requests, "alice"), b, 0).unwrap();
         for i in 0..200_000u32 {
             let caller = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
-            limiter.check_at("iris", Kind::Requests, &caller, b, 0).unwrap();
+            limiter.check_at(&("iris", Kind::Requests, &caller), b, 0).unwrap();
             if i % 4096 == 0 {
                 assert!(limiter.tracked() <= limiter.capacity(), "{limiter:?}");
             }
@@ -302,7 +326,7 @@ mod tests {
         assert!(limiter.capacity() < 1024 + SHARDS, "{limiter:?}");
         // Over time the flood goes idle and its buckets are dropped as room is needed.
         for i in 0..5000u32 {
-            limiter.check_at("iris", Kind::Requests, &format!("late{i}"), b, 100 * SECOND).unwrap();
+            limiter.check_at(&("iris", Kind::Requests, &format!("late{i}")), b, 100 * SECOND).unwrap();
         }
         assert!(limiter.tracked() <= limiter.capacity());
     }
@@ -319,8 +343,8 @@ mod tests {
         for step in 0..20_000u64 {
             now += (step * 7919) % 70_000_000;
             let caller = format!("caller{}", (step * 31) % 97);
-            let s = small.check_at("m", Kind::Requests, &caller, b, now).is_ok();
-            let l = large.check_at("m", Kind::Requests, &caller, b, now).is_ok();
+            let s = small.check_at(&("m", Kind::Requests, &caller), b, now).is_ok();
+            let l = large.check_at(&("m", Kind::Requests, &caller), b, now).is_ok();
             evicting += usize::from(s != l);
             refusals += usize::from(!l);
             // The small table may only ever be looser (a busy bucket evicted), never stricter.
@@ -347,12 +371,12 @@ mod tests {
             let mut admitted = Vec::new();
             for gap in gaps {
                 now += gap;
-                match limiter.check_at("m", Kind::Requests, "c", b, now) {
+                match limiter.check_at(&("m", Kind::Requests, "c"), b, now) {
                     Ok(()) => admitted.push(now),
                     Err(refused) => {
                         let wait = u64::try_from(refused.wait.as_nanos()).unwrap();
                         prop_assert!(wait > 0);
-                        prop_assert!(limiter.check_at("m", Kind::Requests, "c", b, now + wait - 1).is_err());
+                        prop_assert!(limiter.check_at(&("m", Kind::Requests, "c"), b, now + wait - 1).is_err());
                     }
                 }
             }
@@ -373,7 +397,7 @@ mod tests {
             let b = budget(per_second, burst);
             let interval = (1e9 / per_second).ceil() as u64;
             for i in 0..n as u64 {
-                prop_assert!(limiter.check_at("m", Kind::Requests, "c", b, i * interval).is_ok());
+                prop_assert!(limiter.check_at(&("m", Kind::Requests, "c"), b, i * interval).is_ok());
             }
         }
     }
