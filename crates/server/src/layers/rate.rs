@@ -34,7 +34,7 @@ pub(crate) async fn limit(
     let model = served.target.as_ref();
     let caller = caller_key(&ctx);
     let key = (model.namespace.as_str(), model.name.as_str(), kind, caller.as_str());
-    match state.limiter().check(&key, budget) {
+    match state.limiter().check(&key, crate::rate::rate_of(budget)) {
         Ok(()) => Ok(next.run(req).await),
         Err(refused) => {
             let retry_after = refused.retry_after_secs();
