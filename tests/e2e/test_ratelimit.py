@@ -18,7 +18,7 @@ def limited(tmp_path_factory):
     build(home, ROOT / "examples" / "iris")
     config = home / "platform.yaml"
     config.write_text("limits:\n  rate: {requestsPerSecond: 0.01, burst: 2}\n")
-    srv = Server(home, ["--config", str(config)])
+    srv = Server(home, ["--config", str(config), "--admin-listen", "127.0.0.1:0"])
     yield srv
     srv.stop()
 
@@ -29,8 +29,8 @@ def curl(url, token, body=None):
     if body is not None:
         args += ["-H", "Content-Type: application/json", "--data-binary", body]
     out = subprocess.run(args, check=True, capture_output=True, text=True, timeout=30).stdout
-    head, _, payload = out.partition("\r\n\r\n")
-    lines = head.split("\r\n")
+    head, _, payload = out.partition("\n\n")  # text mode: curl's CRLFs read as newlines
+    lines = head.splitlines()
     headers = dict((k.strip().lower(), v.strip()) for k, _, v in (l.partition(":") for l in lines[1:]))
     return int(lines[0].split()[1]), headers, payload
 
@@ -51,5 +51,5 @@ def test_a_burst_past_the_budget_is_429_with_retry_after(limited):
     assert refused[0]["status"] == 429
     assert refused[0]["rate_limit"] == {"budget": "requests", "retry_after_s": int(headers["retry-after"])}
 
-    metrics = subprocess.run(["curl", "-s", f"http://{limited.admin}/metrics"], check=True, capture_output=True, text=True).stdout
+    metrics = subprocess.run(["curl", "-s", f"{limited.admin}/metrics"], check=True, capture_output=True, text=True).stdout
     assert 'palisade_rate_limited_total{endpoint="v2_infer",model="iris"} 1' in metrics

@@ -44,7 +44,8 @@ struct Setup {
 }
 
 /// iris (KernelSHAP explainer), tight (manifest: burst 1), loose (manifest asks for more
-/// than the platform allows), all owned by `group:ml`.
+/// than the platform allows), canary (a traffic split over iris, burst 2), all owned by
+/// `group:ml`.
 fn setup(platform: &str) -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(&tmp.path().join("home")).unwrap();
@@ -58,6 +59,15 @@ fn setup(platform: &str) -> Setup {
         "name: loose\nversion: \"1\"\n{MODEL}limits:\n  rate: {{requestsPerSecond: 1000, burst: 1000}}\n"
     );
     add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[&tight, &loose]);
+    // A traffic split over iris with a limit of its own (burst 2).
+    let dir = tempfile::tempdir_in(tmp.path()).unwrap();
+    let canary = "name: canary\nversion: \"1\"\nowners: [group:ml]\ntraffic: [{model: iris, weight: 1}]\nlimits:\n  rate: {requestsPerSecond: 0.01, burst: 2}\n";
+    std::fs::write(dir.path().join("palisade.yaml"), canary).unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let graph =
+        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(&store), None).unwrap();
+    staged.set_signature(graph.signature()).unwrap();
+    store.commit(staged).unwrap();
     let app = app_with(
         store.root(),
         Registry::load(&store).unwrap(),
@@ -425,4 +435,18 @@ async fn a_refused_request_is_not_read() {
     assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "refused before the body is parsed (no 400)");
     let record = record_of(&s, &id(&refused));
     assert!(record.request_sha256.is_none() && record.rate_limit.is_some());
+}
+
+#[tokio::test]
+async fn a_graph_is_limited_by_its_own_budget() {
+    let s = setup(PLATFORM);
+    let kim = member(&s, "kim");
+    let replies = burst(&s, &kim, "POST", "/v2/models/canary/infer", IRIS_ROW, 3).await;
+    assert_eq!(statuses(&replies), [200, 200, 429], "the graph's manifest: burst 2");
+    let record = record_of(&s, &id(&replies[2]));
+    assert_eq!(record.model.as_ref().unwrap().name, "canary");
+    assert_eq!(record.rate_limit.unwrap().budget, "requests");
+    assert_eq!(counted(&metrics(&s).await, "canary", "v2_infer"), 1);
+    let seldon = burst(&s, &kim, "POST", "/seldon/default/canary/api/v1.0/predictions", SELDON_ROW, 1).await;
+    assert_eq!(statuses(&seldon), [429], "one budget for the graph over every protocol");
 }
