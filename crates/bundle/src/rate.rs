@@ -228,6 +228,19 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_through_json() {
+        for text in [
+            "{requestsPerSecond: 2.5, burst: 5}",
+            "{requestsPerSecond: 2.5, burst: 5, explain: {requestsPerSecond: 0.5, burst: 1}}",
+        ] {
+            let rate = parse(text).unwrap();
+            let json = serde_json::to_string(&rate).unwrap();
+            assert!(json.starts_with(r#"{"requestsPerSecond":2.5,"burst":5"#), "{json}");
+            assert_eq!(serde_json::from_str::<RateSection>(&json).unwrap(), rate);
+        }
+    }
+
+    #[test]
     fn tightest_takes_each_field_from_the_tighter_side() {
         let a = parse("{requestsPerSecond: 10, burst: 2}").unwrap().requests;
         let b = parse("{requestsPerSecond: 3, burst: 8}").unwrap().requests;
