@@ -450,3 +450,33 @@ async fn a_graph_is_limited_by_its_own_budget() {
     let seldon = burst(&s, &kim, "POST", "/seldon/default/canary/api/v1.0/predictions", SELDON_ROW, 1).await;
     assert_eq!(statuses(&seldon), [429], "one budget for the graph over every protocol");
 }
+
+/// The log lines written while a closure runs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_looser_manifest_is_clamped_with_a_warning_when_it_loads() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _s = tracing::subscriber::with_default(subscriber, || setup(PLATFORM));
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("is looser than the platform's")).collect();
+    // `loose` asks for 1000/s, burst 1000 (explain: a tenth, 100/s, burst 100); `tight`
+    // and `iris` ask for nothing looser.
+    assert_eq!(warnings.len(), 2, "{log}");
+    assert!(warnings.iter().all(|l| l.contains("WARN") && l.contains("loose")), "{warnings:?}");
+    assert!(warnings[0].contains("requests budget: 1000 per second, burst 1000"), "{warnings:?}");
+    assert!(warnings[1].contains("explain budget: 100 per second, burst 100"), "{warnings:?}");
+}
