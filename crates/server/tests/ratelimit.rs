@@ -480,3 +480,38 @@ fn a_looser_manifest_is_clamped_with_a_warning_when_it_loads() {
     assert!(warnings[0].contains("requests budget: 1000 per second, burst 1000"), "{warnings:?}");
     assert!(warnings[1].contains("explain budget: 100 per second, burst 100"), "{warnings:?}");
 }
+
+#[tokio::test]
+async fn a_graph_pays_its_node_models_budgets_too() {
+    let s = setup(PLATFORM);
+    // `relay` forwards to `tight` (burst 1): a graph is no way around a model's limit.
+    let store = Store::open(&s.tmp.path().join("home")).unwrap();
+    let dir = tempfile::tempdir_in(s.tmp.path()).unwrap();
+    let relay = "name: relay\nversion: \"1\"\nowners: [group:ml]\ntraffic: [{model: tight, weight: 1}]\n";
+    std::fs::write(dir.path().join("palisade.yaml"), relay).unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let graph =
+        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(&store), None).unwrap();
+    staged.set_signature(graph.signature()).unwrap();
+    store.commit(staged).unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let changes = palisade_server::registry::Changes {
+        loaded: vec![registry.get("relay", None).unwrap()],
+        ..Default::default()
+    };
+    s.app.state.replace_models(registry, &changes).await;
+
+    let leo = member(&s, "leo");
+    let replies = burst(&s, &leo, "POST", "/v2/models/relay/infer", IRIS_ROW, 2).await;
+    assert_eq!(statuses(&replies), [200, 429], "the hop to `tight` (burst 1) is refused");
+    assert!(retry_after(&replies[1], 1000) > 900, "tight's rate");
+    let direct = burst(&s, &leo, "POST", "/v2/models/tight/infer", IRIS_ROW, 1).await;
+    assert_eq!(statuses(&direct), [429], "the graph's hop used leo's budget on `tight`");
+    let all = records(&s);
+    let own = all.iter().find(|r| r.request_id.as_deref() == Some(id(&replies[1]).as_str())).unwrap();
+    assert_eq!(own.status, Some(429));
+    assert_eq!(own.rate_limit.as_ref().unwrap().budget, "requests");
+    let hop = all.iter().find(|r| r.parent_request_id.as_deref() == Some(id(&replies[1]).as_str())).unwrap();
+    assert_eq!((hop.status, hop.model.as_ref().unwrap().name.as_str()), (Some(429), "tight"));
+    assert_eq!(counted(&metrics(&s).await, "tight", "graph_hop"), 1);
+}

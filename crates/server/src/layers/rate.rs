@@ -6,7 +6,9 @@
 //! [`crate::rate::budget_for`]); explanations draw from the separate explain budget. The
 //! caller is the verified token's principal (`iss/sub`), else the mTLS peer's SPIFFE id,
 //! else the client address (an IPv6 client by its /64, which one subscriber usually
-//! holds whole). Routes that address no served model pass untouched.
+//! holds whole). Routes that address no served model pass untouched. A graph's call of a
+//! node model ([`crate::graphs`]) pays that model's request budget too, as the caller (or,
+//! with `callAs: graph`, as the graph).
 
 use std::net::IpAddr;
 
@@ -16,7 +18,7 @@ use axum::response::Response;
 
 use crate::context::{Ctx, RateLimited, RequestContext};
 use crate::rate::Kind;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, ServedModel};
 
 /// The layer (see the module docs).
 pub(crate) async fn limit(
@@ -27,22 +29,33 @@ pub(crate) async fn limit(
 ) -> Result<Response, ApiError> {
     let Some(served) = ctx.served() else { return Ok(next.run(req).await) };
     let kind = if ctx.route.is_explain() { Kind::Explain } else { Kind::Requests };
-    let platform = state.security().platform().config.limits.rate.as_ref();
-    let Some(budget) = crate::rate::budget_for(platform, served.rate.as_ref(), kind) else {
-        return Ok(next.run(req).await);
-    };
-    let model = served.target.as_ref();
-    let caller = caller_key(&ctx);
-    let key = (model.namespace.as_str(), model.name.as_str(), kind, caller.as_str());
-    match state.limiter().check(&key, crate::rate::rate_of(budget)) {
+    match charge(&state, served, kind, &caller_key(&ctx), ctx.route.endpoint_label()) {
         Ok(()) => Ok(next.run(req).await),
-        Err(refused) => {
-            let retry_after = refused.retry_after_secs();
+        Err(retry_after) => {
             ctx.set_rate_limited(RateLimited { budget: kind, retry_after });
-            state.metrics().observe_rate_limited(served.id.name.as_str(), ctx.route.endpoint_label());
             Err(ApiError::RateLimited { budget: kind.as_str(), retry_after })
         }
     }
+}
+
+/// Takes one request from `caller`'s `kind` budget for `served` (no budget: nothing to
+/// take). A refusal is counted under `endpoint` and returns its `Retry-After` in seconds.
+/// Also what a graph's hop to a model pays (see [`crate::graphs`]).
+pub(crate) fn charge(
+    state: &AppState,
+    served: &ServedModel,
+    kind: Kind,
+    caller: &str,
+    endpoint: &'static str,
+) -> Result<(), u32> {
+    let platform = state.security().platform().config.limits.rate.as_ref();
+    let Some(budget) = crate::rate::budget_for(platform, served.rate.as_ref(), kind) else { return Ok(()) };
+    let model = served.target.as_ref();
+    let key = (model.namespace.as_str(), model.name.as_str(), kind, caller);
+    state.limiter().check(&key, crate::rate::rate_of(budget)).map_err(|refused| {
+        state.metrics().observe_rate_limited(served.id.name.as_str(), endpoint);
+        refused.retry_after_secs()
+    })
 }
 
 /// Whose bucket a request draws from (see the module docs).
