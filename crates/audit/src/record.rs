@@ -98,6 +98,9 @@ pub struct AuditRecord {
     /// Authorization decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authz: Option<Authz>,
+    /// The per-caller rate limit that refused the request (429), if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
     /// The HTTP status of the response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -163,6 +166,7 @@ impl Default for AuditRecord {
             path: None,
             authn: None,
             authz: None,
+            rate_limit: None,
             status: None,
             grpc_code: None,
             latency_ms: None,
@@ -385,6 +389,15 @@ pub struct Authz {
     /// Dry-run policies that would have changed the decision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dry_run: Vec<String>,
+}
+
+/// A refusal by the per-caller rate limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// The budget that was used up: `requests` or `explain`.
+    pub budget: String,
+    /// The `Retry-After` the caller was given, in seconds.
+    pub retry_after_s: u32,
 }
 
 /// How much of a request the log keeps, as in Kubernetes auditing. Ordered: a platform

@@ -8,6 +8,7 @@ pub mod explainer;
 pub mod graph;
 pub mod manifest;
 mod onnx_data;
+pub mod rate;
 pub mod store;
 
 use std::fmt;

@@ -153,6 +153,11 @@ pub struct LimitsSection {
     /// still count against the server's budget.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<u64>,
+    /// Each caller's rate limit for this model (see [`crate::rate`]). It can only tighten
+    /// the platform's `limits.rate`: a looser value is clamped to the platform's at serve
+    /// time, with a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<crate::rate::RateSection>,
 }
 
 /// The range of `limits.maxBodyBytes`.
@@ -1258,6 +1263,23 @@ mod tests {
         }
         let e = parse(&format!("{MINIMAL}limits: {{max_body_bytes: 2048}}\n")).unwrap_err().to_string();
         assert!(e.contains("unknown field `max_body_bytes`"), "{e}");
+    }
+
+    #[test]
+    fn limits_set_a_rate() {
+        let m = parse(&format!("{MINIMAL}limits:\n  rate: {{requestsPerSecond: 5, burst: 10, explain: {{requestsPerSecond: 0.5, burst: 1}}}}\n")).unwrap();
+        let rate = m.limits.and_then(|l| l.rate).unwrap();
+        assert_eq!((rate.requests.burst.get(), rate.explain_budget().burst.get()), (10, 1));
+        let e = parse(&format!("{MINIMAL}limits:\n  rate: {{requestsPerSecond: 5, burst: 0}}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.rate") && e.contains("out of range"), "{e}");
+        let e = parse(&format!(
+            "{MINIMAL}limits:\n  rate: {{requestsPerSecond: 5, burst: 10, explain: {{requestsPerSecond: 6, burst: 1}}}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("limits.rate") && e.contains("looser"), "{e}");
     }
 
     #[test]

@@ -210,6 +210,19 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
             front.header_read_timeout.as_secs(),
             front.idle_timeout.as_secs(),
         );
+        if let Some(rate) = &security.platform().config.limits.rate
+            && !args.dangerous_disable_security
+        {
+            let explain = rate.explain_budget();
+            say!(
+                stdout_is_audit,
+                "palisade: rate limit per caller and model (this replica): {}/s, burst {}; explain {}/s, burst {}",
+                rate.requests.requests_per_second,
+                rate.requests.burst.get(),
+                explain.requests_per_second,
+                explain.burst.get(),
+            );
+        }
         if let Some(trust) = tls.as_ref().and_then(|tls| tls.trust.as_ref()) {
             say!(stdout_is_audit, "palisade: clients trust {} (curl --cacert {0})", trust.display());
         }

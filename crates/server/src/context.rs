@@ -103,6 +103,16 @@ pub struct BodyFacts {
     pub sha256: String,
 }
 
+/// A refusal by the per-caller rate limit (see [`crate::layers::rate`]), for the audit
+/// record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimited {
+    /// The budget that was used up.
+    pub budget: crate::rate::Kind,
+    /// The `Retry-After` the caller was given, in seconds.
+    pub retry_after: u32,
+}
+
 /// Everything known about one request (see the module docs).
 #[derive(Debug)]
 pub struct RequestContext {
@@ -136,6 +146,7 @@ pub struct RequestContext {
     captured: OnceLock<bytes::Bytes>,
     policy_request: OnceLock<palisade_policy::Request>,
     graph: OnceLock<GraphFacts>,
+    rate_limited: OnceLock<RateLimited>,
     hops: Mutex<Vec<palisade_audit::AuditRecord>>,
     credential: OnceLock<Credential>,
 }
@@ -301,6 +312,15 @@ impl RequestContext {
 
     pub(crate) fn set_credential(&self, token: &str) {
         let _ = self.credential.set(Credential(Arc::from(token)));
+    }
+
+    /// The rate-limit refusal of the request, if it was refused for its rate.
+    pub fn rate_limited(&self) -> Option<&RateLimited> {
+        self.rate_limited.get()
+    }
+
+    pub(crate) fn set_rate_limited(&self, refusal: RateLimited) {
+        let _ = self.rate_limited.set(refusal);
     }
 
     /// Adds the audit records of a graph's hops, written before the request's own.
@@ -476,6 +496,7 @@ pub(crate) async fn establish(
         captured: OnceLock::new(),
         policy_request: OnceLock::new(),
         graph: OnceLock::new(),
+        rate_limited: OnceLock::new(),
         hops: Mutex::new(Vec::new()),
         credential: OnceLock::new(),
     };

@@ -61,6 +61,18 @@ pub enum ApiError {
         /// Seconds until the next attempt is considered.
         retry_after: u32,
     },
+    /// The caller has used its rate budget for this model (429 with `Retry-After`,
+    /// `RESOURCE_EXHAUSTED` over gRPC): `limits.rate` in the platform config or the
+    /// model's manifest.
+    #[error(
+        "rate limit exceeded: this caller's {budget} budget for the model is used up; retry in {retry_after} s"
+    )]
+    RateLimited {
+        /// Which budget: `requests` or `explain`.
+        budget: &'static str,
+        /// Seconds until the next request would be admitted, rounded up.
+        retry_after: u32,
+    },
     /// The request bodies in flight already take the server's memory budget for them
     /// (503, `RESOURCE_EXHAUSTED` over gRPC); nothing of this body was held.
     #[error("the server is receiving too much request data right now; retry later")]
@@ -132,7 +144,9 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             ApiError::OutputBudget { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Overloaded | ApiError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Overloaded | ApiError::Throttled { .. } | ApiError::RateLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::BodyBudgetExhausted
             | ApiError::Unavailable
             | ApiError::NotReady(_)
@@ -168,6 +182,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::Overloaded => "overloaded",
             ApiError::Throttled { .. } => "throttled",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::BodyBudgetExhausted => "body_budget",
             ApiError::OutputBudget { .. } => "output_budget",
             ApiError::Inference(_) => "inference_failed",
@@ -234,7 +249,9 @@ impl ApiError {
         match self {
             ApiError::Overloaded | ApiError::BodyBudgetExhausted | ApiError::Unavailable => Some(1),
             ApiError::AuditUnavailable(_) => Some(5),
-            ApiError::Throttled { retry_after } => Some(*retry_after),
+            ApiError::Throttled { retry_after } | ApiError::RateLimited { retry_after, .. } => {
+                Some(*retry_after)
+            }
             ApiError::OutputBudget { needed, limit } if *needed <= *limit as u64 => Some(1),
             _ => None,
         }
@@ -418,6 +435,13 @@ mod tests {
         assert_eq!(grpc_code_for(StatusCode::PAYLOAD_TOO_LARGE), Code::ResourceExhausted);
         assert_eq!(grpc_code_for(StatusCode::IM_A_TEAPOT), Code::Unknown);
         assert_eq!(ApiError::Overloaded.to_grpc().code(), Code::ResourceExhausted);
+        let limited = ApiError::RateLimited { budget: "explain", retry_after: 3 };
+        assert_eq!(
+            (limited.status(), limited.grpc_code()),
+            (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted)
+        );
+        assert_eq!(limited.retry_after(), Some(3));
+        assert!(limited.public_message().contains("explain budget"), "{}", limited.public_message());
         let hidden = ApiError::Inference("tract: /srv/model.onnx".into()).to_grpc();
         assert_eq!(hidden.code(), Code::Internal);
         assert!(!hidden.message().contains("tract"));

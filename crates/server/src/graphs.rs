@@ -44,6 +44,8 @@ pub(crate) struct Caller {
     /// Sent on only by upstreams that forward it: a router's variants, in a traffic graph
     /// that always calls as the caller.
     credential: Option<crate::context::Credential>,
+    /// Whose rate budgets the hops draw from (see [`crate::layers::rate`]).
+    rate_key: String,
 }
 
 impl Caller {
@@ -62,6 +64,7 @@ impl Caller {
             peer: ctx.admission().and_then(|a| a.peer.clone()),
             protocol: ctx.protocol,
             credential: ctx.credential().cloned(),
+            rate_key: crate::layers::rate::caller_key(ctx),
         }
     }
 
@@ -114,7 +117,7 @@ impl Hops {
                 return Err((ApiError::Internal("a hop outside a graph".into()), None));
             }
         };
-        let mut request = match graph.call_as() {
+        let (mut request, rate_key) = match graph.call_as() {
             CallAs::Caller => {
                 // A namespace's own issuer never vouches for callers outside its namespace.
                 if let Some(authenticated) = &self.caller.authenticated
@@ -136,12 +139,12 @@ impl Hops {
                 if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
                     return Err((ApiError::AccessDenied, None));
                 }
-                request
+                (request, self.caller.rate_key.clone())
             }
             CallAs::Graph => {
                 let mut request = palisade_policy::Request::new(served.target.clone());
                 request.source_principal = Some(graph_principal(&self.graph));
-                request
+                (request, graph_principal(&self.graph))
             }
         };
         request.model = served.target.clone();
@@ -149,7 +152,21 @@ impl Hops {
         request.path = format!("/v2/models/{}/versions/{}/infer", served.id.name, served.id.version);
         let decision = Arc::new(self.state.security().policy_set().evaluate(&request));
         self.state.metrics().observe_decision(&decision);
-        if decision.allowed {
+        // A graph is no way around a node model's rate limit: the hop pays it, unless the
+        // node is a version of the graph's own model (the router's variants, a canary of
+        // its own versions), whose bucket the request paid already.
+        let same_bucket = served.target.namespace == self.graph.target.namespace
+            && served.target.name == self.graph.target.name
+            && matches!(self.graph.model.graph().map(|g| g.call_as()), Some(CallAs::Caller));
+        if decision.allowed && same_bucket {
+            Ok(Some(decision))
+        } else if decision.allowed {
+            let kind = crate::rate::Kind::Requests;
+            crate::layers::rate::charge(&self.state, served, kind, &rate_key, "graph_hop").map_err(
+                |retry_after| {
+                    (ApiError::RateLimited { budget: kind.as_str(), retry_after }, Some(decision.clone()))
+                },
+            )?;
             Ok(Some(decision))
         } else {
             tracing::info!(graph = %self.graph.id.name, model = %served.id.name, reason = %decision.reason, "a graph hop was denied");
@@ -387,6 +404,10 @@ pub(crate) async fn run(
             Ok(outcome.outputs)
         }
         Err(RunError::Hop(error)) => {
+            if let ApiError::RateLimited { retry_after, .. } = error {
+                let budget = crate::rate::Kind::Requests;
+                ctx.set_rate_limited(crate::context::RateLimited { budget, retry_after });
+            }
             ctx.set_graph(GraphFacts { routing: vec![], failed_node: failed });
             Err(error)
         }

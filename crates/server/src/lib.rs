@@ -16,6 +16,7 @@ mod graphs;
 mod layers;
 mod metrics;
 pub mod platform;
+pub mod rate;
 pub mod registry;
 mod request_id;
 mod rescue;
@@ -100,6 +101,7 @@ struct Inner {
     serving_cert: OnceLock<certificate::Watched>,
     front: OnceLock<Front>,
     feedback: palisade_graph::FeedbackLog,
+    limiter: rate::Limiter,
 }
 
 impl AppState {
@@ -117,7 +119,9 @@ impl AppState {
         let dispatcher = Dispatcher::new(engine, config.inference_timeout);
         for served in registry.all() {
             start_batching(served, &dispatcher, &security, &metrics)?;
+            warn_rate_loosenings(served, &security);
         }
+        let limiter = rate::Limiter::new(security.platform().config.limits.max_tracked_callers);
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
@@ -136,6 +140,7 @@ impl AppState {
                 serving_cert: OnceLock::new(),
                 front: OnceLock::new(),
                 feedback: palisade_graph::FeedbackLog::new(FEEDBACK_CAPACITY, FEEDBACK_MAX_AGE),
+                limiter,
             }),
         })
     }
@@ -179,6 +184,7 @@ impl AppState {
             {
                 tracing::warn!(model = %served.id, %error, "served without batching");
             }
+            warn_rate_loosenings(served, self.security());
         }
         let document = bytes::Bytes::from(api::openapi::document(&next, self.security()).to_string());
         let served = next.all().count();
@@ -320,6 +326,11 @@ impl AppState {
         }
     }
 
+    /// The per-caller rate limiter (see [`rate`]).
+    pub(crate) fn limiter(&self) -> &rate::Limiter {
+        &self.inner.limiter
+    }
+
     /// What the server remembers of graph requests, for feedback.
     pub(crate) fn feedback(&self) -> &palisade_graph::FeedbackLog {
         &self.inner.feedback
@@ -430,6 +441,15 @@ pub enum StateError {
     },
 }
 
+/// Logs, when a model loads, each way its manifest's `limits.rate` asks for more than the
+/// platform allows (the platform's value applies; a manifest only tightens).
+fn warn_rate_loosenings(served: &ServedModel, security: &Security) {
+    let platform = security.platform().config.limits.rate.as_ref();
+    for message in rate::loosenings(platform, served.rate.as_ref()) {
+        tracing::warn!(model = %served.id, "{message}");
+    }
+}
+
 /// Batches a model version if it should: the manifest's `batching:`, else the platform's
 /// default (skipped, with a log line, for models that cannot be batched).
 fn start_batching(
@@ -479,17 +499,20 @@ fn start_batching(
 ///    limit and budget, and resolved into the context;
 /// 8. authorization: the model's PeerAuthentication mode and policies, or 403 `RBAC: access
 ///    denied`; a model route naming no served model is a 404 here, after authentication;
-/// 9. the handler, which reads the body (413 past the limit, 503 past the in-flight
-///    budget) and runs the model through the dispatcher (429 when full, 504 on timeout).
+/// 9. rate: the caller (known now) takes a token from its bucket for the model (known now,
+///    gRPC's too), or 429 with `Retry-After`, before the handler reads any body;
+/// 10. the handler, which reads the body (413 past the limit, 503 past the in-flight
+///     budget) and runs the model through the dispatcher (429 when full, 504 on timeout).
 ///
 /// With [`ServerConfig::dangerous_disable_security`] a different stack is built: steps 3,
-/// 6 and 8 are left out, and so are the issuer and `/manage` routes. No handler branches
-/// on the switch.
+/// 6, 8 and 9 are left out (there is no caller to limit), and so are the issuer and
+/// `/manage` routes. No handler branches on the switch.
 pub fn app(state: AppState) -> Router {
     let s = || state.clone();
     let router = Router::new().fallback(api::dispatch).with_state(state.clone());
     let router = if state.secured() {
         router
+            .layer(from_fn_with_state(s(), layers::rate::limit))
             .layer(from_fn_with_state(s(), layers::authz::authorize))
             .layer(from_fn_with_state(s(), layers::grpc_model::resolve))
             .layer(from_fn_with_state(s(), layers::authn::authenticate))

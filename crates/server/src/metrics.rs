@@ -41,6 +41,7 @@ pub struct Metrics {
     hop_seconds: HistogramVec,
     routes: IntCounterVec,
     pub(crate) connections_closed: IntCounterVec,
+    rate_limited: IntCounterVec,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -225,6 +226,14 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(model_loads.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "palisade_rate_limited_total",
+                "Requests refused with 429 by a caller's rate limit (limits.rate), by model and endpoint.",
+            ),
+            &["model", "endpoint"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         model_loads.with_label_values(&["loaded"]).inc_by(models.all().count() as u64);
         model_loads.with_label_values(&["unloaded"]).reset();
         model_loads.with_label_values(&["failed"]).reset();
@@ -265,6 +274,7 @@ impl Metrics {
             hop_seconds,
             routes,
             connections_closed,
+            rate_limited,
         })
     }
 
@@ -295,6 +305,12 @@ impl Metrics {
     /// Registers another collector (from other parts of the server).
     pub fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> Result<(), prometheus::Error> {
         self.registry.register(collector)
+    }
+
+    /// Counts a request refused by a caller's rate limit. Labels are bounded: served model
+    /// names and the route's endpoint name.
+    pub(crate) fn observe_rate_limited(&self, model: &str, endpoint: &'static str) {
+        self.rate_limited.with_label_values(&[model, endpoint]).inc();
     }
 
     /// Counts a refused authentication (`reason` is a bounded label).

@@ -44,6 +44,35 @@ pub struct PlatformConfig {
     /// Where upstream models may be reached.
     #[serde(default)]
     pub upstream: UpstreamConfig,
+    /// Per-caller limits on model requests.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `limits:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsConfig {
+    /// Each caller's token bucket for each model (`requestsPerSecond`, `burst`, and an
+    /// `explain` budget, a tenth of the request budget when absent); no rate limit when
+    /// absent. A model's `limits.rate` may only tighten it. Held per replica.
+    #[serde(default)]
+    pub rate: Option<palisade_bundle::rate::RateSection>,
+    /// The most (model, budget, caller) buckets the rate limiter tracks at once (16 to
+    /// 10,000,000; default 100,000, about 5 MB). Past it, idle buckets are forgotten, then
+    /// those nearest to full.
+    #[serde(default = "max_tracked_callers")]
+    pub max_tracked_callers: usize,
+}
+
+fn max_tracked_callers() -> usize {
+    crate::rate::DEFAULT_MAX_KEYS
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { rate: None, max_tracked_callers: max_tracked_callers() }
+    }
 }
 
 /// `upstream:`
@@ -441,6 +470,13 @@ impl Platform {
         {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
+        if !(16..=10_000_000).contains(&config.limits.max_tracked_callers) {
+            return Err(ConfigError(format!(
+                "{}: field `limits.maxTrackedCallers`: {} is out of range: use 16 to 10000000",
+                file.display(),
+                config.limits.max_tracked_callers
+            )));
+        }
         Ok(Platform { config, jwt_rules, file: Some(file.to_owned()) })
     }
 }
@@ -714,6 +750,32 @@ docs: {public: false}
         let err =
             Platform::parse(Path::new("p.yaml"), "issuer:\n  algorithm: HS256\n").unwrap_err().to_string();
         assert!(err.contains("issuer.algorithm"), "{err}");
+    }
+
+    #[test]
+    fn rate_limits_parse_and_errors_name_the_field() {
+        assert!(Platform::defaults().config.limits.rate.is_none(), "no rate limit unless configured");
+        let p = Platform::parse(
+            Path::new("p.yaml"),
+            "limits:\n  rate: {requestsPerSecond: 50, burst: 100}\n  maxTrackedCallers: 5000\n",
+        )
+        .unwrap();
+        let rate = p.config.limits.rate.unwrap();
+        assert_eq!((rate.requests.burst.get(), rate.explain_budget().burst.get()), (100, 10));
+        assert_eq!(p.config.limits.max_tracked_callers, 5000);
+        for (text, field) in [
+            ("limits:\n  rate: {requestsPerSecond: 50}\n", "limits.rate"),
+            ("limits:\n  rate:\n    requestsPerSecond: 50\n    burst: 1.5\n", "limits.rate.burst"),
+            (
+                "limits:\n  rate: {requestsPerSecond: 5, burst: 5, explain: {requestsPerSecond: 9, burst: 1}}\n",
+                "limits.rate",
+            ),
+            ("limits:\n  maxTrackedCallers: 3\n", "limits.maxTrackedCallers"),
+            ("limits:\n  rates: {}\n", "limits.rates"),
+        ] {
+            let err = Platform::parse(Path::new("p.yaml"), text).unwrap_err().to_string();
+            assert!(err.contains("p.yaml") && err.contains(field), "{text}: {err}");
+        }
     }
 
     #[test]

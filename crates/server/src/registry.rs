@@ -33,6 +33,8 @@ pub struct ServedModel {
     pub batching: Option<palisade_bundle::manifest::BatchingSection>,
     /// The explainer of `POST .../explain`, when the bundle has one.
     pub explainer: Option<Arc<crate::explain::Explainer>>,
+    /// The manifest's `limits.rate`: each caller's budget, tightening the platform's.
+    pub rate: Option<palisade_bundle::rate::RateSection>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -175,6 +177,7 @@ impl ServedModel {
             owners: bundle.manifest.owners.clone(),
             model,
             explainer: None,
+            rate: manifest.limits.and_then(|l| l.rate),
         }
     }
 }

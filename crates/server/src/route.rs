@@ -431,6 +431,44 @@ impl Route {
         }
     }
 
+    /// Whether the route asks for an explanation (V2 `/explain`, KServe `:explain`, Seldon's
+    /// `explain`): such requests draw from the model's explain rate budget.
+    pub fn is_explain(&self) -> bool {
+        matches!(
+            self,
+            Route::Model { op: ModelOp::Explain, .. }
+                | Route::KServe { op: KServeOp::Explain, .. }
+                | Route::SeldonExplain(_)
+        )
+    }
+
+    /// A bounded name of a model endpoint, for metric labels (`-` for other routes).
+    pub fn endpoint_label(&self) -> &'static str {
+        match self {
+            Route::Model { op, .. } => match op {
+                ModelOp::Metadata => "v2_metadata",
+                ModelOp::Ready => "v2_ready",
+                ModelOp::Infer => "v2_infer",
+                ModelOp::Feedback => "v2_feedback",
+                ModelOp::Explain => "v2_explain",
+            },
+            Route::KServe { op, .. } => match op {
+                KServeOp::Ready => "kserve_ready",
+                KServeOp::Predict => "kserve_predict",
+                KServeOp::Explain => "kserve_explain",
+            },
+            Route::Seldon(_) => "seldon_predict",
+            Route::SeldonFeedback(_) => "seldon_feedback",
+            Route::SeldonExplain(_) => "seldon_explain",
+            Route::SeldonGrpc(SeldonMethod::Predict) => "seldon_grpc_predict",
+            Route::SeldonGrpc(SeldonMethod::SendFeedback) => "seldon_grpc_feedback",
+            Route::Grpc(GrpcMethod::ModelInfer) => "grpc_model_infer",
+            Route::Grpc(GrpcMethod::ModelMetadata) => "grpc_model_metadata",
+            Route::Grpc(GrpcMethod::ModelReady) => "grpc_model_ready",
+            _ => "-",
+        }
+    }
+
     /// The protocol of a request to this route. A request to no route is answered in gRPC
     /// when it says it speaks gRPC.
     pub fn protocol(&self, grpc_content_type: bool) -> Protocol {

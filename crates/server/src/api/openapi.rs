@@ -168,7 +168,10 @@ fn error_responses() -> Value {
         ("403", "Token not accepted here (audience) or access denied by policy"),
         ("404", "Unknown model or version"),
         ("413", "Request body too large"),
-        ("429", "Server overloaded; retry later"),
+        (
+            "429",
+            "Server overloaded, or this caller has used its rate budget for the model (`limits.rate`); retry after `Retry-After` seconds",
+        ),
         ("500", "Inference failed"),
         ("503", "Too much request data in flight, or the audit log cannot be written; retry later"),
         ("504", "Inference timed out"),
@@ -540,7 +543,10 @@ fn seldon_op(served: &ServedModel) -> Value {
         ("403", "Token not accepted here (audience) or access denied by policy"),
         ("404", "Unknown model"),
         ("413", "Request body too large"),
-        ("429", "Server overloaded; retry later"),
+        (
+            "429",
+            "Server overloaded, or this caller has used its rate budget for the model (`limits.rate`); retry after `Retry-After` seconds",
+        ),
         ("500", "Inference failed"),
         ("503", "Too much request data in flight, or the audit log cannot be written; retry later"),
         ("504", "Inference timed out"),

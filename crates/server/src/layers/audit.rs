@@ -306,6 +306,10 @@ fn record_of(
             dry_run: Vec::new(),
         },
     });
+    record.rate_limit = ctx.rate_limited().map(|limited| palisade_audit::RateLimit {
+        budget: limited.budget.as_str().to_owned(),
+        retry_after_s: limited.retry_after,
+    });
     record
 }
 

@@ -6,5 +6,6 @@ pub(crate) mod authn;
 pub(crate) mod authz;
 pub(crate) mod cors;
 pub(crate) mod grpc_model;
+pub(crate) mod rate;
 
 pub use audit::AuditHandle;
