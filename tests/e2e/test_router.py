@@ -20,7 +20,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import ROOT, Server, build, issue_token, palisade_bin
+from conftest import ROOT, Server, audit_records as records, build, issue_token, palisade_bin
 
 ROW = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
 REQUESTS = 60
@@ -38,16 +38,6 @@ def post(base, path, token, body=ROW, cafile=None):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
-
-
-def records(home, *args):
-    out = subprocess.run(
-        [palisade_bin(), "--home", str(home), "audit", "query", *args, "--output", "json"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

@@ -180,15 +180,7 @@ fn skopeo_and_umoci_read_the_image() {
     );
 
     let bundle = tmp.path().join("unpacked");
-    let mut umoci = tool("umoci");
-    umoci.arg("unpack");
-    if !is_root() {
-        umoci.arg("--rootless");
-    }
-    ok(
-        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&bundle).output().unwrap(),
-        "umoci unpack",
-    );
+    unpack(&layout, &bundle);
     let rootfs = bundle.join("rootfs");
     assert!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap().contains(":65532:65532:"));
     assert!(rootfs.join("usr/local/bin/palisade").is_file());
@@ -335,6 +327,19 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// `umoci unpack` of the layout's `1.0.0` into `into` (rootless unless root).
+fn unpack(layout: &Path, into: &Path) {
+    let mut umoci = tool("umoci");
+    umoci.arg("unpack");
+    if !is_root() {
+        umoci.arg("--rootless");
+    }
+    ok(
+        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(into).output().unwrap(),
+        "umoci unpack",
+    );
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| stdout(&o).trim() == "0")
 }
@@ -405,15 +410,7 @@ fn the_unpacked_image_serves_a_prediction() {
     assert_eq!(first, again, "a rebuild gives the same digest");
 
     let bundle = tmp.path().join("unpacked");
-    let mut umoci = tool("umoci");
-    umoci.arg("unpack");
-    if !is_root() {
-        umoci.arg("--rootless");
-    }
-    ok(
-        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&bundle).output().unwrap(),
-        "umoci unpack",
-    );
+    unpack(&layout, &bundle);
     serves_a_prediction(tmp.path(), &bundle);
 }
 
@@ -431,15 +428,7 @@ fn the_unpacked_image_serves_a_prediction_with_the_debug_build_inside() {
     let layout = tmp.path().join("image");
     ok(image_build(&home, &stand_in, &layout, &[]), "image build");
     let bundle = tmp.path().join("unpacked");
-    let mut umoci = tool("umoci");
-    umoci.arg("unpack");
-    if !is_root() {
-        umoci.arg("--rootless");
-    }
-    ok(
-        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&bundle).output().unwrap(),
-        "umoci unpack",
-    );
+    unpack(&layout, &bundle);
     let rootfs = bundle.join("rootfs");
     let debug = PathBuf::from(env!("CARGO_BIN_EXE_palisade"));
     let inside = rootfs.join("usr/local/bin/palisade");
@@ -580,15 +569,7 @@ fn a_graph_image_carries_the_models_it_serves_and_its_home_serves_it() {
     ok(out, "image build canary");
 
     let unpacked = tmp.path().join("unpacked");
-    let mut umoci = tool("umoci");
-    umoci.arg("unpack");
-    if !is_root() {
-        umoci.arg("--rootless");
-    }
-    ok(
-        umoci.arg("--image").arg(format!("{}:1.0.0", layout.display())).arg(&unpacked).output().unwrap(),
-        "umoci",
-    );
+    unpack(&layout, &unpacked);
     let image_home = unpacked.join("rootfs/home/palisade");
     // The split and the two models it names, each its name's latest; nothing else.
     let listed = ok(

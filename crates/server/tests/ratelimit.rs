@@ -60,14 +60,8 @@ fn setup(platform: &str) -> Setup {
     );
     add_bundles(&store, tmp.path(), "iris_lr_nozipmap", &[&tight, &loose]);
     // A traffic split over iris with a limit of its own (burst 2).
-    let dir = tempfile::tempdir_in(tmp.path()).unwrap();
     let canary = "name: canary\nversion: \"1\"\nowners: [group:ml]\ntraffic: [{model: iris, weight: 1}]\nlimits:\n  rate: {requestsPerSecond: 0.01, burst: 2}\n";
-    std::fs::write(dir.path().join("palisade.yaml"), canary).unwrap();
-    let mut staged = store.stage(dir.path()).unwrap();
-    let graph =
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(&store), None).unwrap();
-    staged.set_signature(graph.signature()).unwrap();
-    store.commit(staged).unwrap();
+    add_graph(&store, tmp.path(), canary).unwrap();
     let app = app_with(
         store.root(),
         Registry::load(&store).unwrap(),
@@ -486,14 +480,8 @@ async fn a_graph_pays_its_node_models_budgets_too() {
     let s = setup(PLATFORM);
     // `relay` forwards to `tight` (burst 1): a graph is no way around a model's limit.
     let store = Store::open(&s.tmp.path().join("home")).unwrap();
-    let dir = tempfile::tempdir_in(s.tmp.path()).unwrap();
     let relay = "name: relay\nversion: \"1\"\nowners: [group:ml]\ntraffic: [{model: tight, weight: 1}]\n";
-    std::fs::write(dir.path().join("palisade.yaml"), relay).unwrap();
-    let mut staged = store.stage(dir.path()).unwrap();
-    let graph =
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(&store), None).unwrap();
-    staged.set_signature(graph.signature()).unwrap();
-    store.commit(staged).unwrap();
+    add_graph(&store, s.tmp.path(), relay).unwrap();
     let registry = Registry::load(&store).unwrap();
     let changes = palisade_server::registry::Changes {
         loaded: vec![registry.get("relay", None).unwrap()],
@@ -522,14 +510,8 @@ async fn a_split_over_its_own_models_versions_pays_once() {
     // variants): one bucket for the model, paid by the request, not again by the hop.
     let s = setup(PLATFORM);
     let store = Store::open(&s.tmp.path().join("home")).unwrap();
-    let dir = tempfile::tempdir_in(s.tmp.path()).unwrap();
     let split = "name: iris\nversion: \"2\"\nowners: [group:ml]\ntraffic: [{model: 'iris:1', weight: 1}]\n";
-    std::fs::write(dir.path().join("palisade.yaml"), split).unwrap();
-    let mut staged = store.stage(dir.path()).unwrap();
-    let graph =
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(&store), None).unwrap();
-    staged.set_signature(graph.signature()).unwrap();
-    store.commit(staged).unwrap();
+    add_graph(&store, s.tmp.path(), split).unwrap();
     let registry = Registry::load(&store).unwrap();
     let changes = palisade_server::registry::Changes {
         loaded: vec![registry.get("iris", Some("2")).unwrap()],

@@ -258,3 +258,16 @@ pub fn with_onnxruntime() -> bool {
         None => panic!("onnxruntime is needed: run scripts/install-test-deps.sh or set {SKIP_ENV}=1"),
     }
 }
+
+/// Builds a graph or traffic bundle the way `palisade build` does: compiled against the
+/// store, its signature recorded.
+pub fn add_graph(store: &Store, scratch: &Path, manifest: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+    let mut staged = store.stage(dir.path()).map_err(|e| e.to_string())?;
+    let graph = palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+        .map_err(|e| e.to_string())?;
+    staged.set_signature(graph.signature()).unwrap();
+    store.commit(staged).unwrap();
+    Ok(())
+}
