@@ -41,12 +41,7 @@ fn setup(manifest: &str, config: ServerConfig) -> Setup {
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    let dir = s.tmp.path().join("home/audit");
-    palisade_audit::query(&dir, Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 fn request_id(reply: &Reply) -> String {

@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use http_body_util::BodyExt;
-use palisade_audit::{AuditRecord, Decision, Filter};
+use palisade_audit::{AuditRecord, Decision};
 use palisade_protocol::grpc::prost::Message;
 use palisade_protocol::seldon::grpc::protos::{
     DefaultData, SeldonMessage, Tensor, default_data, seldon_message,
@@ -55,11 +55,7 @@ fn setup() -> Setup {
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    palisade_audit::query(&s.tmp.path().join("home/audit"), Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 /// The one record of a request (by its `x-request-id`).

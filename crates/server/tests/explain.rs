@@ -12,7 +12,7 @@ use std::path::Path;
 
 use axum::http::StatusCode;
 use common::*;
-use palisade_audit::{AuditRecord, Filter};
+use palisade_audit::AuditRecord;
 use palisade_bundle::Store;
 use palisade_bundle::manifest::ExplainerKind;
 use palisade_runtime::EngineConfig;
@@ -287,11 +287,7 @@ spec:
 "#;
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    palisade_audit::query(&s.tmp.path().join("home/audit"), Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use palisade_audit::{AuditRecord, Filter};
+use palisade_audit::AuditRecord;
 use palisade_core::{Tensor, TensorData};
 use palisade_protocol::grpc::inference::{
     ModelMetadataRequest, ModelReadyRequest, ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
@@ -91,11 +91,7 @@ fn iris_request(model: &str, rows: usize) -> ModelInferRequest {
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    palisade_audit::query(&s.tmp.path().join("home/audit"), Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 fn token(s: &Setup, email: &str) -> String {

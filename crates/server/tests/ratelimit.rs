@@ -79,11 +79,7 @@ fn member(s: &Setup, subject: &str) -> String {
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    palisade_audit::query(&s.tmp.path().join("home/audit"), Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 fn record_of(s: &Setup, request_id: &str) -> AuditRecord {

@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
 use http_body_util::BodyExt;
-use palisade_audit::{AuditRecord, FaultInjection, Filter};
+use palisade_audit::{AuditRecord, FaultInjection};
 use palisade_core::{Tensor, TensorData};
 use palisade_protocol::grpc;
 use palisade_protocol::grpc::prost::Message;
@@ -63,11 +63,7 @@ fn setup() -> Setup {
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
-    palisade_audit::query(&s.tmp.path().join("home/audit"), Filter::default())
-        .unwrap()
-        .map(Result::unwrap)
-        .filter(|r| r.config.is_none())
-        .collect()
+    request_records(&s.tmp.path().join("home"))
 }
 
 fn record_of<'a>(records: &'a [AuditRecord], reply: &Reply) -> &'a AuditRecord {

@@ -271,3 +271,12 @@ pub fn add_graph(store: &Store, scratch: &Path, manifest: &str) -> Result<(), St
     store.commit(staged).unwrap();
     Ok(())
 }
+
+/// The request records (config records left out) of the audit trail in `home/audit`.
+pub fn request_records(home: &Path) -> Vec<palisade_audit::AuditRecord> {
+    palisade_audit::query(&home.join("audit"), palisade_audit::Filter::default())
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|r| r.config.is_none())
+        .collect()
+}
