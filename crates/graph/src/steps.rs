@@ -8,7 +8,7 @@ use palisade_bundle::graph::{ModelTarget, Pipeline};
 use palisade_core::{Tensor, TensorSpec};
 
 use crate::GraphError;
-use crate::exec::{Hop, RunError};
+use crate::exec::{Hop, Placement, RunError, placement_of};
 use crate::fit::{check_feeds, merge_needs};
 use crate::plan::CatalogEntry;
 
@@ -274,7 +274,7 @@ impl Steps {
             let mut results: Vec<(Vec<Tensor>, Vec<Tensor>)> = vec![(vec![], vec![]); self.steps.len()];
             for wave in &self.waves {
                 let mut calls = Vec::with_capacity(wave.len());
-                for &i in wave {
+                for (n, &i) in wave.iter().enumerate() {
                     let step = &self.steps[i];
                     let fed = take(&step.sources, &step.renames, &inputs, &results);
                     let mut selected = Vec::with_capacity(step.inputs.len());
@@ -289,7 +289,10 @@ impl Steps {
                             }
                         }
                     }
-                    calls.push(async move { (i, fed, hop.call(&step.name, &step.target, selected).await) });
+                    let placement = placement_of(n, wave.len(), Placement::Inline);
+                    calls.push(async move {
+                        (i, fed, hop.call(&step.name, &step.target, selected, placement).await)
+                    });
                 }
                 for (i, fed, answer) in futures_util::future::join_all(calls).await {
                     results[i] = (fed, answer.map_err(RunError::Hop)?);

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use palisade_bundle::Manifest;
 use palisade_bundle::graph::ModelTarget;
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
-use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, RunError, compile};
+use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, Placement, RunError, compile};
 
 fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
     TensorSpec {
@@ -63,6 +63,7 @@ impl Catalog for Models {
 #[derive(Default)]
 struct Hops {
     calls: Mutex<Vec<(String, String)>>,
+    placements: Mutex<Vec<(String, Placement)>>,
     route: Mutex<i64>,
 }
 
@@ -80,7 +81,9 @@ impl Hop for Hops {
         node: &'a str,
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
+        placement: Placement,
     ) -> HopFuture<'a, String> {
+        self.placements.lock().unwrap().push((node.to_owned(), placement));
         Box::pin(async move {
             self.calls.lock().unwrap().push((node.to_owned(), model.to_string()));
             let x = inputs.iter().find(|t| t.name() == "X").ok_or("no X")?;
@@ -203,6 +206,96 @@ async fn combiners_over_three_models() {
     assert_eq!(out.outputs[0].shape(), &[1, 9]);
 }
 
+/// The placement each node's hop was asked for, by node.
+fn placements(hops: &Hops) -> Vec<(String, Placement)> {
+    let mut placed = hops.placements.lock().unwrap().clone();
+    placed.sort_by(|a, b| a.0.cmp(&b.0));
+    placed
+}
+
+#[tokio::test]
+async fn children_started_together_run_off_the_calling_task_but_the_last() {
+    use Placement::{Alongside, Inline};
+    let own = |list: &[(&str, Placement)]| -> Vec<(String, Placement)> {
+        list.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()
+    };
+    // Three children at once: the first two go to the inference threads, the last may run
+    // on the task while they compute. A lone child, before and after, runs inline.
+    let g = graph(
+        "graph:
+  name: t
+  model: double
+  children:
+  - name: avg
+    implementation: AVERAGE_COMBINER
+    children:
+    - {name: a, model: probs-a}
+    - {name: b, model: probs-b}
+    - {name: c, model: probs-c}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(placements(&hops), own(&[("a", Alongside), ("b", Alongside), ("c", Inline), ("t", Inline)]));
+    // A child's whole branch runs alongside (its chain of hops), and a nested group inside a
+    // branch that runs alongside stays alongside, its last child included.
+    let g = graph(
+        "graph:
+  name: avg
+  implementation: AVERAGE_COMBINER
+  children:
+  - name: a
+    type: TRANSFORMER
+    model: double
+    children:
+    - name: inner
+      implementation: AVERAGE_COMBINER
+      children:
+      - {name: a1, model: probs-a}
+      - {name: a2, model: probs-b}
+  - {name: b, model: probs-b}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(
+        placements(&hops),
+        own(&[("a", Alongside), ("a1", Alongside), ("a2", Alongside), ("b", Inline)])
+    );
+    // A router that runs one child runs it as its own hop would run.
+    let g = graph(
+        "graph:
+  name: r
+  implementation: RANDOM_ABTEST
+  parameters: [{name: ratioA, value: '1', type: FLOAT}]
+  children:
+  - {name: a, model: probs-a}
+  - {name: b, model: probs-b}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(placements(&hops), own(&[("a", Inline)]));
+    // A pipeline's steps that are ready together are placed like children.
+    let g = graph(
+        "pipeline:
+  steps:
+  - name: double
+  - {name: plus1, inputs: [double.outputs.X]}
+  - {name: probs-a, inputs: [double.outputs]}
+  - {name: probs-b, inputs: [double.outputs]}
+  output:
+    steps: [plus1, probs-a]
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(
+        placements(&hops),
+        own(&[("double", Inline), ("plus1", Alongside), ("probs-a", Alongside), ("probs-b", Inline)])
+    );
+}
+
 #[tokio::test]
 async fn a_router_model_routes_per_index() {
     let g = graph(
@@ -240,7 +333,13 @@ async fn a_failing_hop_fails_the_graph() {
     struct Refuse;
     impl Hop for Refuse {
         type Error = String;
-        fn call<'a>(&'a self, node: &'a str, _: &'a ModelTarget, _: Vec<Tensor>) -> HopFuture<'a, String> {
+        fn call<'a>(
+            &'a self,
+            node: &'a str,
+            _: &'a ModelTarget,
+            _: Vec<Tensor>,
+            _: Placement,
+        ) -> HopFuture<'a, String> {
             Box::pin(async move { Err(format!("403 at {node}")) })
         }
     }

@@ -121,11 +121,32 @@ impl Engine {
         model: Arc<dyn Model>,
         inputs: Vec<Tensor>,
     ) -> Result<InferenceOutput, RuntimeError> {
+        self.infer_placed(model, inputs, true).await
+    }
+
+    /// Runs a model on an inference thread even when the run is cheap: for a run that starts
+    /// alongside others of the same request (the children of a graph node), which would
+    /// otherwise wait for it on the calling task and run one after the other.
+    pub async fn infer_alongside(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<InferenceOutput, RuntimeError> {
+        self.infer_placed(model, inputs, false).await
+    }
+
+    async fn infer_placed(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+        may_inline: bool,
+    ) -> Result<InferenceOutput, RuntimeError> {
         let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
         let key = CostTable::key(&model);
         let elements = inputs.iter().map(|t| t.shape().iter().product::<usize>()).sum::<usize>().max(1);
         let estimate = self.costs.estimate(key, elements);
-        let output = if estimate.is_some_and(|nanos| nanos < self.config.inline_below.as_nanos()) {
+        let cheap = estimate.is_some_and(|nanos| nanos < self.config.inline_below.as_nanos());
+        let output = if may_inline && cheap {
             let started = Instant::now();
             let outputs = run_guarded(model.as_ref(), inputs)?;
             InferenceOutput { outputs, queue_wait: Duration::ZERO, compute: started.elapsed() }
@@ -391,6 +412,23 @@ mod tests {
         assert!(on_pool(&threads[0]), "the first run measures the model on a thread: {threads:?}");
         assert!(!on_pool(&threads[1]) && !on_pool(&threads[2]), "cheap runs stay on the task: {threads:?}");
         assert!(on_pool(&threads[3]), "a large run goes to a thread: {threads:?}");
+    }
+
+    #[tokio::test]
+    async fn runs_alongside_others_go_to_a_thread_however_cheap() {
+        let engine = roomy_engine();
+        let model =
+            Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
+        for _ in 0..2 {
+            engine.infer(model.clone(), vec![tensor()]).await.unwrap();
+        }
+        let out = engine.infer_alongside(model.clone(), vec![tensor()]).await.unwrap();
+        assert_eq!(out.outputs, vec![tensor()]);
+        engine.infer(model.clone(), vec![tensor()]).await.unwrap();
+        let threads = model.threads.lock().unwrap().clone();
+        assert!(!on_pool(&threads[1]), "a cheap run alone stays on the task: {threads:?}");
+        assert!(on_pool(&threads[2]), "a cheap run alongside others goes to a thread: {threads:?}");
+        assert!(!on_pool(&threads[3]), "and the next one alone stays on the task again: {threads:?}");
     }
 
     #[tokio::test]

@@ -62,14 +62,19 @@ impl fmt::Debug for UpstreamContext {
     }
 }
 
-/// On whose behalf an upstream call is made: passed on in headers (`x-request-id`,
-/// `traceparent`) and as the V2 request `id`, so the two servers' logs and traces join up.
+/// How a model call is made. On whose behalf: passed on to an upstream in headers
+/// (`x-request-id`, `traceparent`) and as the V2 request `id`, so the two servers' logs and
+/// traces join up. And whether other calls of the same request run alongside it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallContext<'a> {
     /// The caller's request id at Palisade.
     pub request_id: Option<&'a str>,
     /// The W3C trace context naming Palisade's span, as the upstream's parent.
     pub traceparent: Option<&'a str>,
+    /// Other calls of the same request run alongside this one (a graph node's children):
+    /// an in-process model then runs on an inference thread even when it is cheap, so that
+    /// the calling task does not run the calls one after the other.
+    pub alongside: bool,
 }
 
 /// Why an upstream call failed. The `Display` form names the upstream and is for the log;
@@ -610,6 +615,7 @@ mod tests {
                 CallContext {
                     request_id: Some("req-1"),
                     traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+                    alongside: false,
                 },
             )
             .await

@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use palisade_audit::{AuditRecord, Authz, Decision};
 use palisade_bundle::graph::{CallAs, ModelTarget};
 use palisade_core::Tensor;
-use palisade_graph::{Graph, Hop, HopFuture, RunError};
+use palisade_graph::{Graph, Hop, HopFuture, Placement, RunError};
 use palisade_identity::{Authenticated, VerifiedToken};
 
 use crate::context::{Authentication, GraphFacts, RequestContext};
@@ -96,6 +96,9 @@ struct Hops {
     registry: Arc<Registry>,
     depth: usize,
     records: Arc<Mutex<Vec<AuditRecord>>>,
+    /// This graph runs as a hop alongside others (a nested graph in a node's children):
+    /// every one of its own hops runs alongside too.
+    alongside: bool,
 }
 
 impl Hops {
@@ -221,10 +224,12 @@ impl Hop for Hops {
         node: &'a str,
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
+        placement: Placement,
     ) -> HopFuture<'a, ApiError> {
         // One span per hop, a child of the request's (an OpenTelemetry span when tracing is on).
         let span = tracing::info_span!("hop", graph = %self.graph.id.name, node, model = %model);
-        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs), span))
+        let alongside = self.alongside || placement == Placement::Alongside;
+        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs, alongside), span))
     }
 }
 
@@ -234,6 +239,7 @@ impl Hops {
         node: &str,
         model: &ModelTarget,
         inputs: Vec<Tensor>,
+        alongside: bool,
     ) -> Result<Vec<Tensor>, ApiError> {
         {
             let started = Instant::now();
@@ -259,7 +265,7 @@ impl Hops {
                                 &self.registry,
                                 &served,
                                 inputs,
-                                self.depth + 1,
+                                Nested { depth: self.depth + 1, alongside },
                                 &self.records,
                             )
                             .await
@@ -293,6 +299,13 @@ impl Hops {
     }
 }
 
+/// Where a hop runs: how deep in nested graphs, and whether alongside other hops.
+#[derive(Debug, Clone, Copy)]
+struct Nested {
+    depth: usize,
+    alongside: bool,
+}
+
 /// Runs a served model or graph for a hop (nested graphs keep the caller and the records).
 fn run_served<'a>(
     state: &'a AppState,
@@ -300,20 +313,23 @@ fn run_served<'a>(
     registry: &'a Arc<Registry>,
     served: &'a Arc<ServedModel>,
     inputs: Vec<Tensor>,
-    depth: usize,
+    nested: Nested,
     records: &'a Arc<Mutex<Vec<AuditRecord>>>,
 ) -> HopFuture<'a, ApiError> {
     Box::pin(async move {
         match &served.model {
-            crate::registry::Servable::Model(runnable) => state.run_model(served, runnable, inputs).await,
+            crate::registry::Servable::Model(runnable) => {
+                state.run_model_placed(served, runnable, inputs, nested.alongside).await
+            }
             crate::registry::Servable::Graph(graph) => {
                 let hops = Hops {
                     state: state.clone(),
                     caller: caller.clone(),
                     graph: served.clone(),
                     registry: registry.clone(),
-                    depth,
+                    depth: nested.depth,
                     records: records.clone(),
+                    alongside: nested.alongside,
                 };
                 let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
                 let sticky = caller.sticky(graph);
@@ -349,6 +365,7 @@ pub(crate) async fn run(
         registry: registry.clone(),
         depth: 0,
         records: records.clone(),
+        alongside: false,
     };
     let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
     if let Some(shadowed) = graph.shadow_for(&inputs) {
@@ -404,9 +421,18 @@ fn spawn_shadow(
     let timeout = state.config().inference_timeout;
     tokio::spawn(async move {
         let records = Arc::new(Mutex::new(Vec::new()));
-        let hops = Hops { state: state.clone(), caller, graph, registry, depth: 0, records: records.clone() };
+        let hops = Hops {
+            state: state.clone(),
+            caller,
+            graph,
+            registry,
+            depth: 0,
+            records: records.clone(),
+            alongside: false,
+        };
         let (started, received) = (Instant::now(), palisade_audit::Timestamp::now());
-        let call = hops.call("shadow", &shadowed.target, shadowed.inputs);
+        // The shadow's own task: nothing else of it is pending, so a cheap model runs here.
+        let call = hops.call("shadow", &shadowed.target, shadowed.inputs, Placement::Inline);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
