@@ -59,7 +59,7 @@ impl Setup {
 }
 
 /// A store with the iris models (`iris-lr`, `iris-rf`, `iris-mlp`), the graph fixtures
-/// (`scaler`, `scaled-lr`, `router`) and the given graphs; served with `policies`.
+/// (`scaler`, `scaled-lr`, `router`, `gate`) and the given graphs; served with `policies`.
 fn setup(graphs: &[&str], policies: &[(&str, &str)]) -> Setup {
     setup_with(graphs, policies, |_, _| {}, &UpstreamContext::default())
 }
@@ -79,6 +79,7 @@ fn setup_with(
         ("graphs/scaler", "scaler"),
         ("graphs/scaled_lr", "scaled-lr"),
         ("graphs/router", "router"),
+        ("graphs/gate", "gate"),
     ] {
         add_bundles(&store, tmp.path(), fixture, &[&model(name)]);
     }
@@ -181,6 +182,50 @@ async fn a_transformer_then_a_model_matches_onnxruntime() {
     let meta = call(&s.app, "GET", "/v2/models/pipeline", "").await.json();
     assert_eq!(meta["inputs"][0]["name"], "X");
     assert_eq!(meta["platform"], "graph");
+}
+
+#[tokio::test]
+async fn a_pipeline_with_triggers_runs_the_branch_onnxruntime_runs() {
+    // Seldon Core 2's conditional pipeline: `gate` answers the rows with a long petal as
+    // `long` and the others as `short` (no rows: absent); `iris-rf` runs on the long rows,
+    // `iris-lr` on the request when triggered by short rows; the first that ran answers.
+    let s = setup(
+        &[&graph(
+            "conditional",
+            "pipeline:\n  steps:\n  - name: gate\n  - {name: iris-rf, inputs: [gate.outputs.long], tensorMap: {gate.outputs.long: X}}\n  - {name: iris-lr, inputs: [conditional.inputs.X], triggers: [gate.outputs.short]}\n  output:\n    steps: [iris-rf, iris-lr]\n    stepsJoin: any\n",
+        )],
+        &[],
+    );
+    let reference = expected("graphs/expected.json")["conditional"].clone();
+    let rows = expected("iris.json")["rows"].clone();
+    let mut branches = std::collections::BTreeSet::new();
+    for i in [0usize, 1, 49, 50, 51, 99, 100, 149] {
+        let row = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": rows[i]}]});
+        let reply = call(&s.app, "POST", "/v2/models/conditional/infer", row.to_string()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        let reply = reply.json();
+        assert_eq!(output(&reply, "label")["data"], json!([reference["label"][i]]), "row {i}");
+        assert_close(
+            &floats(&output(&reply, "probabilities")["data"]),
+            &floats(&reference["probabilities"][i]),
+            1e-5,
+            &format!("row {i}"),
+        );
+        // Only the branch taken was called, each call a hop of its own.
+        let branch = reference["branch"][i].as_str().unwrap();
+        branches.insert(branch.to_owned());
+        let mut nodes: Vec<String> = s
+            .records()
+            .into_iter()
+            .filter(|r| r.parent_request_id.as_deref() == Some(id.as_str()))
+            .filter_map(|r| r.node)
+            .collect();
+        nodes.sort();
+        let want = if branch == "long" { ["gate", "iris-rf"] } else { ["gate", "iris-lr"] };
+        assert_eq!(nodes, want, "row {i}");
+    }
+    assert_eq!(branches.len(), 2, "the rows chosen take both branches");
 }
 
 #[tokio::test]
