@@ -113,6 +113,22 @@ impl Hops {
                 return Err((ApiError::Internal("a hop outside a graph".into()), None));
             }
         };
+        // Mutual TLS is about the connection the request's bytes came on, and a graph
+        // request comes on one: the caller's (a hop in the process opens none). So a STRICT
+        // model refuses a graph request whose connection presented no verified client
+        // certificate, through a graph as directly and whoever the hop runs as; its port
+        // exceptions are those of the caller's listener port.
+        let port = self.caller.policy.as_ref().map_or(0, |request| request.port);
+        let mode = self.state.security().peer_auth().mtls_mode_for(
+            served.target.namespace.as_str(),
+            &served.target.labels,
+            port,
+        );
+        if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
+            let refused = palisade_tls::MtlsRequired.to_string();
+            tracing::info!(graph = %self.graph.id.name, model = %served.id.name, "a graph hop was refused: the model is mTLS STRICT and the caller's connection has no client certificate");
+            return Err((ApiError::Forbidden(refused), None));
+        }
         let mut request = match graph.call_as() {
             CallAs::Caller => {
                 // A namespace's own issuer never vouches for callers outside its namespace.
@@ -125,16 +141,6 @@ impl Hops {
                 let Some(request) = self.caller.policy.clone() else {
                     return Err((ApiError::AccessDenied, None));
                 };
-                // A STRICT model refuses connections without a client certificate, through a
-                // graph as directly.
-                let mode = self.state.security().peer_auth().mtls_mode_for(
-                    served.target.namespace.as_str(),
-                    &served.target.labels,
-                    request.port,
-                );
-                if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
-                    return Err((ApiError::AccessDenied, None));
-                }
                 request
             }
             CallAs::Graph => {

@@ -871,3 +871,80 @@ async fn built_in_transformers_and_combiners_match_onnxruntime() {
     assert_eq!(reply["outputs"][0]["shape"], json!([150, 9]));
     assert_close(&floats(&reply["outputs"][0]["data"]), &joined, 1e-5, "CONCAT_COMBINER");
 }
+
+/// mTLS STRICT through a graph: the graph request arrives on one connection, the caller's,
+/// and that is the connection a STRICT component model judges (hops open none), whoever
+/// the hop runs as; a STRICT graph refuses before any hop. The connection facts are what
+/// the TLS listener attaches (the handshakes are tested with curl in the cli crate).
+#[tokio::test]
+async fn strict_components_and_strict_graphs_judge_the_callers_connection() {
+    let strict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict-tier, namespace: default}\nspec:\n  selector:\n    matchLabels: {tier: strict}\n  mtls: {mode: STRICT}\n";
+    let allow_graph = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: as-graph, namespace: default}\nspec:\n  selector:\n    matchLabels: {palisade.dev/model: strict-b}\n  rules:\n  - from:\n    - source: {principals: [\"graph:default/via-graph\"]}\n";
+    let labelled = |name: &str| format!("{}labels: {{tier: strict}}\n", model(name));
+    let s = setup_with(
+        &[
+            &graph("open-graph", "traffic: [{model: iris-lr, weight: 1}]\n"),
+            &graph("via-caller", "traffic: [{model: strict-a, weight: 1}]\n"),
+            &graph("via-graph", "callAs: graph\ntraffic: [{model: strict-b, weight: 1}]\n"),
+            &graph("strict-graph", "labels: {tier: strict}\ntraffic: [{model: iris-lr, weight: 1}]\n"),
+        ],
+        &[("strict.yaml", strict), ("allow-graph.yaml", allow_graph)],
+        |store, scratch| {
+            add_bundles(store, scratch, "iris_lr_nozipmap", &[&labelled("strict-a"), &labelled("strict-b")]);
+        },
+        &UpstreamContext::default(),
+    );
+    let infer = |graph: &str, verified: bool| {
+        let mut req = Request::post(format!("/v2/models/{graph}/infer"))
+            .header("authorization", format!("Bearer {}", s.app.token))
+            .body(Body::from(IRIS_ROW))
+            .unwrap();
+        let peer = verified.then(|| {
+            palisade_tls::PeerIdentity::new(&palisade_tls::TrustDomain::default(), "billing", "batch")
+                .unwrap()
+        });
+        let conn = palisade_server::ConnInfo {
+            remote: "10.0.0.7:50000".parse().unwrap(),
+            local: "10.0.0.1:8443".parse().unwrap(),
+            peer,
+            sni: None,
+            tls: true,
+        };
+        req.extensions_mut().insert(axum::extract::ConnectInfo(conn));
+        send(&s.app, req)
+    };
+    let hops_of = |reply: &Reply| -> Vec<AuditRecord> {
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        s.records().into_iter().filter(|r| r.parent_request_id.as_deref() == Some(id.as_str())).collect()
+    };
+    for graph in ["open-graph", "via-caller", "via-graph", "strict-graph"] {
+        let with_cert = infer(graph, true).await;
+        assert_eq!(with_cert.status, 200, "{graph}: {}", String::from_utf8_lossy(&with_cert.body));
+        let without = infer(graph, false).await;
+        if graph == "open-graph" {
+            assert_eq!(
+                without.status, 200,
+                "a graph of PERMISSIVE models serves TLS without a client certificate"
+            );
+            continue;
+        }
+        assert_eq!(without.status, 403, "{graph}");
+        let body = String::from_utf8_lossy(&without.body);
+        assert!(body.contains("mutual TLS is required"), "{graph}: {body}");
+        let hops = hops_of(&without);
+        match graph {
+            // Refused at the graph's own door: no hop ran.
+            "strict-graph" => assert!(hops.is_empty(), "{hops:?}"),
+            // Refused at the STRICT node, whose record says so.
+            _ => {
+                assert_eq!(hops.len(), 1, "{hops:?}");
+                assert_eq!(hops[0].status, Some(403));
+                assert!(
+                    hops[0].node.as_deref().is_some_and(|n| n.starts_with("strict-")),
+                    "{:?}",
+                    hops[0].node
+                );
+            }
+        }
+    }
+}
