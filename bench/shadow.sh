@@ -104,7 +104,9 @@ for shadow in iris-rf shadow-slow shadow-fail shadow-hang; do
 shadow: {model: $shadow, percent: 100}
 "
 done
-printf 'upstream:\n  allowedHosts: ["127.0.0.1"]\naudit:\n  mode: strict\n' >"$work/platform.yaml"
+# Relaxed audit: in strict mode every answer waits for its record's fsync, which on a shared
+# disk drowns the difference being measured (the records are written all the same).
+printf 'upstream:\n  allowedHosts: ["127.0.0.1"]\naudit:\n  mode: relaxed\n' >"$work/platform.yaml"
 token=$("${P[@]}" token issue --email alice@example.com --ttl 1h --config "$work/platform.yaml")
 
 "${P[@]}" serve --config "$work/platform.yaml" --listen 127.0.0.1:0 >"$work/serve.log" 2>&1 &
