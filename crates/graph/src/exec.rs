@@ -20,9 +20,9 @@ pub enum Placement {
     /// calling task.
     Inline,
     /// Other hops of the request run alongside this one (a node's children, a pipeline's
-    /// steps that are ready together): the model must run off the calling task (an
-    /// in-process model on an inference thread), or the calling task would run the hops
-    /// one after the other.
+    /// steps that are ready together): the model should run off the calling task (an
+    /// in-process model on an inference thread, unless it is so cheap that the hand-off
+    /// costs more), or the calling task would run the hops one after the other.
     Alongside,
 }
 

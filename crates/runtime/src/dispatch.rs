@@ -214,7 +214,8 @@ impl Dispatcher {
     /// Runs model version `id` on inputs [`Runnable::check`] accepted, and waits for its
     /// outputs within the timeout. `call` identifies the request to upstream servers
     /// (request id, trace context) and says whether the run starts alongside others of the
-    /// same request (then an in-process model runs on an inference thread, however cheap).
+    /// same request (then an in-process model runs on an inference thread unless trivially
+    /// cheap).
     pub async fn dispatch(
         &self,
         id: &ModelRef,

@@ -72,8 +72,9 @@ pub struct CallContext<'a> {
     /// The W3C trace context naming Palisade's span, as the upstream's parent.
     pub traceparent: Option<&'a str>,
     /// Other calls of the same request run alongside this one (a graph node's children):
-    /// an in-process model then runs on an inference thread even when it is cheap, so that
-    /// the calling task does not run the calls one after the other.
+    /// an in-process model then runs on an inference thread unless it is trivially cheap
+    /// (see `Engine::infer_alongside`), so that the calling task does not run the calls one
+    /// after the other.
     pub alongside: bool,
 }
 

@@ -335,7 +335,7 @@ impl AppState {
 
     /// Runs a model like [`AppState::run_model`]; `alongside`: other model calls of the
     /// same request run at the same time (a graph node's children), so an in-process run
-    /// goes to the inference threads however cheap it is.
+    /// goes to the inference threads unless trivially cheap.
     pub(crate) async fn run_model_placed(
         &self,
         served: &ServedModel,
