@@ -31,7 +31,8 @@ pub struct EngineConfig {
     /// Jobs that may wait for a thread before new ones are refused (default 1024).
     pub queue_capacity: usize,
     /// Runs estimated to take less than this run on the calling task instead of a thread
-    /// (default 20 µs; zero sends every run to the threads).
+    /// (default 20 µs; zero sends every run to the threads); half of it for a run that
+    /// starts alongside others of the same request ([`Engine::infer_alongside`]).
     pub inline_below: Duration,
 }
 
