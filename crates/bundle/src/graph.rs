@@ -370,9 +370,31 @@ pub struct PipelineStep {
     /// Renames: a reference (as in `inputs`) to the model input it feeds.
     #[serde(default, rename = "tensorMap", skip_serializing_if = "BTreeMap::is_empty")]
     pub tensor_map: BTreeMap<String, String>,
-    /// Only `inner` (every input present): requests are synchronous here.
+    /// How the step joins its `inputs` (default `inner`: every one present).
     #[serde(default, rename = "inputsJoinType", skip_serializing_if = "Option::is_none")]
-    pub inputs_join_type: Option<String>,
+    pub inputs_join_type: Option<JoinType>,
+    /// References (as in `inputs`) that must be present for the step to run; their data is
+    /// not passed to the model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<String>,
+    /// How the step joins its `triggers` (default `inner`: every one present).
+    #[serde(default, rename = "triggersJoinType", skip_serializing_if = "Option::is_none")]
+    pub triggers_join_type: Option<JoinType>,
+}
+
+/// How a pipeline step joins the references it reads (Seldon Core 2's `inputsJoinType`,
+/// `triggersJoinType` and `output.stepsJoin`). A reference is present when the step it
+/// names ran and, for one tensor, answered it with at least one element.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinType {
+    /// Every reference present, else the step does not run.
+    #[default]
+    Inner,
+    /// At least one present; those present are joined.
+    Outer,
+    /// At least one present; the first present, in the order written, is used alone.
+    Any,
 }
 
 impl PipelineStep {
@@ -394,6 +416,9 @@ pub struct PipelineOutput {
     /// Renames of the answer's tensors: a reference (`STEP.outputs.TENSOR`) to its name.
     #[serde(default, rename = "tensorMap", skip_serializing_if = "BTreeMap::is_empty")]
     pub tensor_map: BTreeMap<String, String>,
+    /// How the output steps join (default `inner`: every one ran; `any`: the first that ran).
+    #[serde(default, rename = "stepsJoin", skip_serializing_if = "Option::is_none")]
+    pub steps_join: Option<JoinType>,
 }
 
 /// One arm of `traffic:`.

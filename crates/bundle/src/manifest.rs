@@ -961,14 +961,21 @@ fn check_pipeline(pipeline: &Pipeline) -> Result<(), (String, String)> {
                 format!("{message}; name a stored model with `model:`"),
             ));
         }
-        if let Some(join) = step.inputs_join_type.as_deref().filter(|j| *j != "inner") {
+        if step.triggers_join_type.is_some() && step.triggers.is_empty() {
             return Err((
-                format!("pipeline.steps[{i}].inputsJoinType"),
-                format!(
-                    "`{join}` joins asynchronous streams; requests here are synchronous: use `inner` (every input present)"
-                ),
+                format!("pipeline.steps[{i}].triggersJoinType"),
+                "the step has no `triggers` to join: add `triggers: [STEP.outputs.TENSOR]` or remove it"
+                    .to_owned(),
             ));
         }
+    }
+    if let Some(output) = &pipeline.output
+        && output.steps_join == Some(crate::graph::JoinType::Outer)
+    {
+        return Err((
+            "pipeline.output.stepsJoin".to_owned(),
+            "`outer` would answer different tensors from one request to the next; use `inner` (every output step) or `any` (the first output step that ran)".to_owned(),
+        ));
     }
     Ok(())
 }

@@ -445,3 +445,83 @@ fn ca_rotation_with_a_trust_bundle() {
         assert!(call(&server, &new_ca, Some(&client_new)));
     }
 }
+
+/// mTLS STRICT through an inference graph, with curl as the caller over real handshakes: a
+/// graph request comes on one connection, the caller's, and a STRICT component (or a STRICT
+/// graph) refuses it when that connection presented no client certificate; a graph of
+/// PERMISSIVE models serves it (docs/graphs.md, "Security, hop by hop").
+#[test]
+fn graphs_over_mtls_with_and_without_a_client_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    init_ca(&home);
+    let onnx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models/iris_lr_nozipmap.onnx");
+    let build = |name: &str, body: &str, model: bool| {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if model {
+            std::fs::copy(&onnx, dir.join("model.onnx")).unwrap();
+        }
+        let manifest = format!("name: {name}\nversion: \"1\"\nowners: [alice@example.com]\n{body}");
+        std::fs::write(dir.join("palisade.yaml"), manifest).unwrap();
+        let out = run(&home, &["build", &path(&dir)]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let onnx_model = "model: {path: model.onnx, format: onnx}\n";
+    build("iris-open", onnx_model, true);
+    build("iris-strict", &format!("labels: {{tier: strict}}\n{onnx_model}"), true);
+    build("open-graph", "traffic: [{model: iris-open, weight: 1}]\n", false);
+    build("via-caller", "traffic: [{model: iris-strict, weight: 1}]\n", false);
+    build("strict-graph", "labels: {tier: strict}\ntraffic: [{model: iris-open, weight: 1}]\n", false);
+    let policies = tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("strict.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict-tier, namespace: default}\nspec:\n  selector:\n    matchLabels: {tier: strict}\n  mtls: {mode: STRICT}\n",
+    )
+    .unwrap();
+    let client = tmp.path().join("client");
+    let out = run(
+        &home,
+        &["cert", "issue", "--namespace", "billing", "--service-account", "batch", "--out", &path(&client)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&home, &["token", "issue", "--email", "alice@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let server = serve_with(&home, &["--policy-dir", &path(&policies)]);
+
+    // curl trusting the built-in CA, with or without the client certificate: the status and
+    // the body.
+    let infer = |graph: &str, with_cert: bool| -> (String, String) {
+        let body = tmp.path().join(format!("{graph}-{with_cert}.json"));
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--max-time", "20", "-o", &path(&body), "-w", "%{http_code}"]);
+        curl.args(["--cacert", &path(&home.join("ca/ca.pem"))]);
+        if with_cert {
+            curl.args(["--cert", &path(&client.join("cert.pem")), "--key", &path(&client.join("key.pem"))]);
+        }
+        curl.args(["-H", &format!("Authorization: Bearer {token}"), "-H", "Content-Type: application/json"]);
+        curl.args([
+            "-d",
+            r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#,
+        ]);
+        let out =
+            curl.arg(format!("https://localhost:{}/v2/models/{graph}/infer", server.port)).output().unwrap();
+        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), std::fs::read_to_string(&body).unwrap_or_default())
+    };
+    for graph in ["open-graph", "via-caller", "strict-graph"] {
+        let (status, body) = infer(graph, true);
+        assert_eq!(status, "200", "{graph} with a client certificate: {body}\n{}", server.log());
+        assert!(body.contains(r#""routing":{"traffic":"#), "{graph}: {body}");
+        let (status, body) = infer(graph, false);
+        if graph == "open-graph" {
+            assert_eq!(status, "200", "PERMISSIVE models serve TLS without a client certificate: {body}");
+        } else {
+            assert_eq!(status, "403", "{graph} without a client certificate: {body}");
+            assert!(body.contains("mutual TLS is required"), "{graph}: {body}");
+        }
+    }
+}

@@ -10,7 +10,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_bundle::Manifest;
 use palisade_bundle::graph::ModelTarget;
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
-use palisade_graph::{Catalog, CatalogEntry, Graph, Hop, HopFuture, compile};
+use palisade_graph::{Catalog, CatalogEntry, Graph, Hop, HopFuture, Placement, compile};
 
 struct Same;
 
@@ -35,7 +35,13 @@ struct Echo;
 
 impl Hop for Echo {
     type Error = ();
-    fn call<'a>(&'a self, _: &'a str, _: &'a ModelTarget, inputs: Vec<Tensor>) -> HopFuture<'a, ()> {
+    fn call<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a ModelTarget,
+        inputs: Vec<Tensor>,
+        _: Placement,
+    ) -> HopFuture<'a, ()> {
         Box::pin(async move { Ok(inputs) })
     }
 }

@@ -13,19 +13,42 @@ use crate::router::{Choice, sticky_key};
 /// A hop's pending answer.
 pub type HopFuture<'a, E> = Pin<Box<dyn Future<Output = Result<Vec<Tensor>, E>> + Send + 'a>>;
 
+/// Where a hop's model may run, as the executor knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// No other hop of the request is pending: a cheap in-process model may run on the
+    /// calling task.
+    Inline,
+    /// Other hops of the request run alongside this one (a node's children, a pipeline's
+    /// steps that are ready together): the model should run off the calling task (an
+    /// in-process model on an inference thread, unless it is so cheap that the hand-off
+    /// costs more), or the calling task would run the hops one after the other.
+    Alongside,
+}
+
 /// Runs one model for a node: the server resolves the model, authorizes the call (as the
 /// caller, or as the graph), audits it, and runs it through its dispatcher.
 pub trait Hop: Send + Sync {
     /// Why a hop failed (the server's error, returned to the caller as it is).
     type Error: Send;
 
-    /// Runs `model` for node `node` on `inputs` (the tensors the model takes, by name).
+    /// Runs `model` for node `node` on `inputs` (the tensors the model takes, by name),
+    /// placed as `placement` says.
     fn call<'a>(
         &'a self,
         node: &'a str,
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
+        placement: Placement,
     ) -> HopFuture<'a, Self::Error>;
+}
+
+/// The placement of `i`-th of `n` hops started together, within a branch placed `outer`:
+/// all but the last run alongside the others; the last, polled after the others have
+/// started, keeps the branch's placement (a cheap model runs on the calling task while the
+/// others compute on the inference threads).
+pub(crate) fn placement_of(i: usize, n: usize, outer: Placement) -> Placement {
+    if i + 1 < n { Placement::Alongside } else { outer }
 }
 
 /// Which way a router sent a request.
@@ -87,7 +110,7 @@ impl Graph {
         if let Some(steps) = &self.steps {
             return Ok(Outcome { outputs: steps.run(hop, inputs).await?, routing: vec![] });
         }
-        let (outputs, routing) = self.run_node(self.root(), hop, inputs, sticky).await?;
+        let (outputs, routing) = self.run_node(self.root(), hop, inputs, sticky, Placement::Inline).await?;
         Ok(Outcome { outputs, routing })
     }
 
@@ -131,13 +154,14 @@ impl Graph {
         hop: &'a H,
         input: Vec<Tensor>,
         sticky: Option<&'a [u8]>,
+        placement: Placement,
     ) -> NodeFuture<'a, H::Error> {
         Box::pin(async move {
             let fail = |message: String| RunError::Node { node: node.name.clone(), message };
             let mut routing = Vec::new();
             // 1. Transform the input.
             let transformed = match &node.step {
-                Step::Run(call) => call_model(hop, &node.name, call, input).await?,
+                Step::Run(call) => call_model(hop, &node.name, call, input, placement).await?,
                 Step::Transform(builtin) => builtin.apply(input).map_err(fail)?,
                 _ => input,
             };
@@ -147,7 +171,8 @@ impl Graph {
             } else {
                 let choice = match &node.step {
                     Step::Route(Router::Model(call)) => {
-                        let answer = call_model(hop, &node.name, call, transformed.clone()).await?;
+                        let answer =
+                            call_model(hop, &node.name, call, transformed.clone(), placement).await?;
                         let index = first_index(&answer).ok_or_else(|| {
                             fail("the router model's first output is not an integer".to_owned())
                         })?;
@@ -172,7 +197,7 @@ impl Graph {
                     Choice::Input => transformed,
                     Choice::Child(i) => {
                         let child = node.children.get(i).ok_or_else(|| fail(format!("no child {i}")))?;
-                        let (out, more) = self.run_node(child, hop, transformed, sticky).await?;
+                        let (out, more) = self.run_node(child, hop, transformed, sticky, placement).await?;
                         routing.extend(more);
                         out
                     }
@@ -180,11 +205,10 @@ impl Graph {
                         let last = node.children.len() - 1;
                         let mut copies: Vec<Vec<Tensor>> = (0..last).map(|_| transformed.clone()).collect();
                         copies.push(transformed);
-                        let runs = node
-                            .children
-                            .iter()
-                            .zip(copies)
-                            .map(|(child, input)| self.run_node(child, hop, input, sticky));
+                        let count = node.children.len();
+                        let runs = node.children.iter().zip(copies).enumerate().map(|(i, (child, input))| {
+                            self.run_node(child, hop, input, sticky, placement_of(i, count, placement))
+                        });
                         let mut answers = Vec::with_capacity(node.children.len());
                         for result in futures_util::future::join_all(runs).await {
                             let (out, more) = result?;
@@ -201,7 +225,7 @@ impl Graph {
             };
             // 3. Transform the output.
             let answer = match &node.step {
-                Step::RunOutput(call) => call_model(hop, &node.name, call, aggregated).await?,
+                Step::RunOutput(call) => call_model(hop, &node.name, call, aggregated, placement).await?,
                 Step::TransformOutput(builtin) => builtin.apply(aggregated).map_err(fail)?,
                 _ => aggregated,
             };
@@ -216,6 +240,7 @@ async fn call_model<H: Hop>(
     node: &str,
     call: &Call,
     input: Vec<Tensor>,
+    placement: Placement,
 ) -> Result<Vec<Tensor>, RunError<H::Error>> {
     let mut input = input;
     let mut taken = Vec::with_capacity(call.inputs.len());
@@ -230,7 +255,7 @@ async fn call_model<H: Hop>(
             }
         }
     }
-    hop.call(node, &call.target, taken).await.map_err(RunError::Hop)
+    hop.call(node, &call.target, taken, placement).await.map_err(RunError::Hop)
 }
 
 fn first_index(answer: &[Tensor]) -> Option<i64> {

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use palisade_bundle::graph::{ModelTarget, Pipeline};
+use palisade_bundle::graph::{JoinType, ModelTarget, Pipeline};
 use palisade_core::{Tensor, TensorSpec};
 
 use crate::GraphError;
-use crate::exec::{Hop, RunError};
+use crate::exec::{Hop, Placement, RunError, placement_of};
 use crate::fit::{check_feeds, merge_needs};
 use crate::plan::CatalogEntry;
 
@@ -31,16 +31,21 @@ pub(crate) struct PlannedStep {
     name: String,
     target: ModelTarget,
     sources: Vec<Source>,
+    join: JoinType,
+    triggers: Vec<Source>,
+    trigger_join: JoinType,
     renames: BTreeMap<String, String>,
     inputs: Vec<String>,
 }
 
-/// A compiled pipeline: steps in an order where each comes after its sources, in waves.
+/// A compiled pipeline: steps in an order where each comes after its sources and
+/// triggers, in waves.
 #[derive(Debug)]
 pub struct Steps {
     steps: Vec<PlannedStep>,
     waves: Vec<Vec<usize>>,
     output: Vec<Source>,
+    output_join: JoinType,
     output_renames: BTreeMap<String, String>,
 }
 
@@ -124,23 +129,37 @@ pub(crate) fn compile<'e>(
                 .collect::<Result<_, _>>()
                 .map_err(|e| GraphError::new(format!("{field}.inputs"), e))?
         };
+        let triggers = step
+            .triggers
+            .iter()
+            .map(|w| parse_source(w, own, &names))
+            .collect::<Result<_, _>>()
+            .map_err(|e| GraphError::new(format!("{field}.triggers"), e))?;
         let inputs = entry(&target).signature.inputs.iter().map(|t| t.name.clone()).collect();
         planned.push(PlannedStep {
             name: names[i].clone(),
             target,
             sources,
+            join: step.inputs_join_type.unwrap_or_default(),
+            triggers,
+            trigger_join: step.triggers_join_type.unwrap_or_default(),
             renames: step.tensor_map.clone(),
             inputs,
         });
     }
-    // Waves: a step runs once every step it reads has run; what never becomes ready is a cycle.
+    // Waves: a step runs once every step it reads or is triggered by has run (or was
+    // skipped); what never becomes ready is a cycle.
     let mut done = BTreeSet::new();
     let mut waves = Vec::new();
     while done.len() < planned.len() {
         let wave: Vec<usize> = (0..planned.len())
             .filter(|i| {
                 !done.contains(i)
-                    && planned[*i].sources.iter().all(|s| s.step.is_none_or(|d| done.contains(&d)))
+                    && planned[*i]
+                        .sources
+                        .iter()
+                        .chain(&planned[*i].triggers)
+                        .all(|s| s.step.is_none_or(|d| done.contains(&d)))
             })
             .collect();
         if wave.is_empty() {
@@ -192,12 +211,31 @@ pub(crate) fn compile<'e>(
             let fed = gather(&step.sources, &step.renames, &inputs, &specs)
                 .map_err(|e| GraphError::new(format!("{field}.inputs"), e))?;
             let model = &entry(&step.target).signature;
-            check_feeds(&fed, &model.inputs, &format!("step `{}` (model `{}`)", step.name, step.target))
-                .map_err(|e| GraphError::new(format!("{field}.inputs"), e))?;
+            let what = format!("step `{}` (model `{}`)", step.name, step.target);
+            if step.join == JoinType::Any {
+                // One input is passed alone: each must feed the model by itself.
+                for source in &step.sources {
+                    let alone = gather(std::slice::from_ref(source), &step.renames, &inputs, &specs)
+                        .map_err(|e| GraphError::new(format!("{field}.inputs"), e))?;
+                    check_feeds(&alone, &model.inputs, &what).map_err(|e| {
+                        GraphError::new(
+                            format!("{field}.inputs"),
+                            format!("with `inputsJoinType: any`, `{}` is passed alone: {e}", source.written),
+                        )
+                    })?;
+                }
+            } else {
+                check_feeds(&fed, &model.inputs, &what)
+                    .map_err(|e| GraphError::new(format!("{field}.inputs"), e))?;
+            }
+            for trigger in &step.triggers {
+                gather(std::slice::from_ref(trigger), &BTreeMap::new(), &inputs, &specs)
+                    .map_err(|e| GraphError::new(format!("{field}.triggers"), e))?;
+            }
             specs[i] = (fed, model.outputs.clone());
         }
     }
-    let (output, output_renames) = match &pipeline.output {
+    let (output, output_renames, output_join) = match &pipeline.output {
         Some(out) => {
             let sources = out
                 .steps
@@ -211,7 +249,7 @@ pub(crate) fn compile<'e>(
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| GraphError::new("pipeline.output.steps", e))?;
-            (sources, out.tensor_map.clone())
+            (sources, out.tensor_map.clone(), out.steps_join.unwrap_or_default())
         }
         None => {
             let last = waves.last().and_then(|w| w.last()).copied().unwrap_or(0);
@@ -223,16 +261,82 @@ pub(crate) fn compile<'e>(
                     written: format!("{}.outputs", names[last]),
                 }],
                 BTreeMap::new(),
+                JoinType::Inner,
             )
         }
     };
-    let outputs = gather(&output, &output_renames, &inputs, &specs)
-        .map_err(|e| GraphError::new("pipeline.output", e))?;
-    Ok((Steps { steps: planned, waves, output, output_renames }, inputs, outputs))
+    let outputs = match output_join {
+        JoinType::Any => {
+            // The first output step that ran answers: every one must answer alike.
+            let mut first: Option<Vec<TensorSpec>> = None;
+            for source in &output {
+                let alone = gather(std::slice::from_ref(source), &output_renames, &inputs, &specs)
+                    .map_err(|e| GraphError::new("pipeline.output", e))?;
+                match &first {
+                    None => first = Some(alone),
+                    Some(want) if !same_tensors(want, &alone) => {
+                        return Err(GraphError::new(
+                            "pipeline.output.steps",
+                            format!(
+                                "with `stepsJoin: any` one of the output steps answers, so they must answer the same tensors: `{}` answers {:?}, `{}` answers {:?}",
+                                output[0].written,
+                                want.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+                                source.written,
+                                alone.iter().map(|t| t.name.as_str()).collect::<Vec<_>>()
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            first.unwrap_or_default()
+        }
+        _ => gather(&output, &output_renames, &inputs, &specs)
+            .map_err(|e| GraphError::new("pipeline.output", e))?,
+    };
+    Ok((Steps { steps: planned, waves, output, output_join, output_renames }, inputs, outputs))
 }
 
-fn take(
-    sources: &[Source],
+/// Whether two answers have the same tensors (names and datatypes, in order).
+fn same_tensors(a: &[TensorSpec], b: &[TensorSpec]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.datatype == y.datatype)
+}
+
+/// Whether a reference is present in this request: its step ran and, for one tensor, the
+/// tensor is there with at least one element (Seldon Core 2's steps answer only the
+/// tensors they have; an ONNX model answers every output, so an empty one counts as absent).
+fn present(source: &Source, ran: &[bool], results: &[(Vec<Tensor>, Vec<Tensor>)]) -> bool {
+    let Some(i) = source.step else { return true };
+    if !ran.get(i).copied().unwrap_or(false) {
+        return false;
+    }
+    let Some(name) = &source.tensor else { return true };
+    let pool = if source.outputs { &results[i].1 } else { &results[i].0 };
+    pool.iter().any(|t| t.name() == name && t.shape().iter().product::<usize>() > 0)
+}
+
+/// The references a join passes on, or `None` when the join is not met.
+fn joined<'s>(
+    join: JoinType,
+    sources: &'s [Source],
+    ran: &[bool],
+    results: &[(Vec<Tensor>, Vec<Tensor>)],
+) -> Option<Vec<&'s Source>> {
+    let mut here = sources.iter().filter(|s| present(s, ran, results));
+    match join {
+        JoinType::Inner => {
+            (sources.iter().all(|s| present(s, ran, results))).then(|| sources.iter().collect())
+        }
+        JoinType::Outer => {
+            let all: Vec<&Source> = here.collect();
+            (!all.is_empty()).then_some(all)
+        }
+        JoinType::Any => here.next().map(|s| vec![s]),
+    }
+}
+
+fn take<'s>(
+    sources: impl IntoIterator<Item = &'s Source>,
     renames: &BTreeMap<String, String>,
     inputs: &[Tensor],
     results: &[(Vec<Tensor>, Vec<Tensor>)],
@@ -263,39 +367,78 @@ fn take(
 }
 
 impl Steps {
-    /// Runs the steps wave by wave (a wave's steps at once) and answers the output steps'
-    /// tensors.
+    /// Runs the steps wave by wave (a wave's steps at once): a step runs when its triggers
+    /// and its inputs are joined as its join types say, else it is skipped and what it
+    /// would answer is absent. Answers the output steps' tensors.
     pub(crate) async fn run<H: Hop>(
         &self,
         hop: &H,
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, RunError<H::Error>> {
-        {
-            let mut results: Vec<(Vec<Tensor>, Vec<Tensor>)> = vec![(vec![], vec![]); self.steps.len()];
-            for wave in &self.waves {
-                let mut calls = Vec::with_capacity(wave.len());
-                for &i in wave {
-                    let step = &self.steps[i];
-                    let fed = take(&step.sources, &step.renames, &inputs, &results);
-                    let mut selected = Vec::with_capacity(step.inputs.len());
-                    for name in &step.inputs {
-                        match fed.iter().find(|t| t.name() == name) {
-                            Some(t) => selected.push(t.clone()),
-                            None => {
-                                return Err(RunError::Node {
-                                    node: step.name.clone(),
-                                    message: format!("tensor `{name}` is missing"),
-                                });
-                            }
+        let mut results: Vec<(Vec<Tensor>, Vec<Tensor>)> = vec![(vec![], vec![]); self.steps.len()];
+        let mut ran = vec![false; self.steps.len()];
+        for wave in &self.waves {
+            let mut due = Vec::with_capacity(wave.len());
+            for &i in wave {
+                let step = &self.steps[i];
+                if !step.triggers.is_empty()
+                    && joined(step.trigger_join, &step.triggers, &ran, &results).is_none()
+                {
+                    continue;
+                }
+                let Some(sources) = joined(step.join, &step.sources, &ran, &results) else { continue };
+                let fed = take(sources, &step.renames, &inputs, &results);
+                let mut selected = Vec::with_capacity(step.inputs.len());
+                for name in &step.inputs {
+                    match fed.iter().find(|t| t.name() == name) {
+                        Some(t) => selected.push(t.clone()),
+                        None => {
+                            return Err(RunError::Node {
+                                node: step.name.clone(),
+                                message: format!("tensor `{name}` is missing"),
+                            });
                         }
                     }
-                    calls.push(async move { (i, fed, hop.call(&step.name, &step.target, selected).await) });
                 }
-                for (i, fed, answer) in futures_util::future::join_all(calls).await {
-                    results[i] = (fed, answer.map_err(RunError::Hop)?);
+                due.push((i, fed, selected));
+            }
+            let count = due.len();
+            let calls = due.into_iter().enumerate().map(|(n, (i, fed, selected))| {
+                let step = &self.steps[i];
+                let placement = placement_of(n, count, Placement::Inline);
+                async move { (i, fed, hop.call(&step.name, &step.target, selected, placement).await) }
+            });
+            for (i, fed, answer) in futures_util::future::join_all(calls).await {
+                results[i] = (fed, answer.map_err(RunError::Hop)?);
+                ran[i] = true;
+            }
+        }
+        let ran_any = |s: &&Source| s.step.is_none_or(|i| ran[i]);
+        let answer: Vec<&Source> = match self.output_join {
+            JoinType::Any => self.output.iter().find(ran_any).into_iter().collect(),
+            _ => {
+                if self.output.iter().all(|s| ran_any(&s)) {
+                    self.output.iter().collect()
+                } else {
+                    vec![]
                 }
             }
-            Ok(take(&self.output, &self.output_renames, &inputs, &results))
+        };
+        if answer.is_empty() {
+            let skipped: Vec<&str> = self
+                .output
+                .iter()
+                .filter_map(|s| s.step)
+                .filter(|&i| !ran[i])
+                .map(|i| self.steps[i].name.as_str())
+                .collect();
+            return Err(RunError::Node {
+                node: "output".to_owned(),
+                message: format!(
+                    "output step(s) {skipped:?} did not run for this request (their triggers or inputs were absent), so the pipeline has no answer"
+                ),
+            });
         }
+        Ok(take(answer, &self.output_renames, &inputs, &results))
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use palisade_bundle::Manifest;
 use palisade_bundle::graph::ModelTarget;
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
-use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, RunError, compile};
+use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, Placement, RunError, compile};
 
 fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
     TensorSpec {
@@ -23,7 +23,9 @@ fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
 }
 
 /// Models of the test: `double` (X -> X*2), `plus1` (X -> Y = X+1), `probs-a/b/c` (X ->
-/// probabilities, label), `route` (X -> index), `nested` (a graph naming `outer`).
+/// probabilities, label), `route` (X -> index), `nested` (a graph naming `outer`), `gate`
+/// (X -> big, small: the rows whose first value is at least 2, and the others; a tensor of
+/// no rows when there are none).
 struct Models {
     uses: BTreeMap<String, Vec<ModelTarget>>,
 }
@@ -52,6 +54,10 @@ impl Catalog for Models {
             "route" => {
                 ModelSignature { inputs: vec![x], outputs: vec![spec("index", DataType::Int64, &[1])] }
             }
+            "gate" => ModelSignature {
+                inputs: vec![x],
+                outputs: vec![spec("big", DataType::Fp32, &[-1, 4]), spec("small", DataType::Fp32, &[-1, 4])],
+            },
             "fp64" => ModelSignature { inputs: vec![spec("X", DataType::Fp64, &[-1, 4])], outputs: vec![] },
             other => return Err(format!("model `{other}` is not in the store; build it first")),
         };
@@ -63,6 +69,7 @@ impl Catalog for Models {
 #[derive(Default)]
 struct Hops {
     calls: Mutex<Vec<(String, String)>>,
+    placements: Mutex<Vec<(String, Placement)>>,
     route: Mutex<i64>,
 }
 
@@ -80,7 +87,9 @@ impl Hop for Hops {
         node: &'a str,
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
+        placement: Placement,
     ) -> HopFuture<'a, String> {
+        self.placements.lock().unwrap().push((node.to_owned(), placement));
         Box::pin(async move {
             self.calls.lock().unwrap().push((node.to_owned(), model.to_string()));
             let x = inputs.iter().find(|t| t.name() == "X").ok_or("no X")?;
@@ -113,6 +122,16 @@ impl Hop for Hops {
                         Tensor::new("label", vec![rows], TensorData::Int64(vec![label; rows])).unwrap(),
                         Tensor::new("probabilities", vec![rows, 3], TensorData::Fp32(p.repeat(rows)))
                             .unwrap(),
+                    ]
+                }
+                "gate" => {
+                    let (mut big, mut small) = (Vec::new(), Vec::new());
+                    for r in v.chunks(4) {
+                        if r[0] >= 2.0 { big.extend_from_slice(r) } else { small.extend_from_slice(r) }
+                    }
+                    vec![
+                        Tensor::new("big", vec![big.len() / 4, 4], TensorData::Fp32(big)).unwrap(),
+                        Tensor::new("small", vec![small.len() / 4, 4], TensorData::Fp32(small)).unwrap(),
                     ]
                 }
                 "route" => vec![
@@ -203,6 +222,96 @@ async fn combiners_over_three_models() {
     assert_eq!(out.outputs[0].shape(), &[1, 9]);
 }
 
+/// The placement each node's hop was asked for, by node.
+fn placements(hops: &Hops) -> Vec<(String, Placement)> {
+    let mut placed = hops.placements.lock().unwrap().clone();
+    placed.sort_by(|a, b| a.0.cmp(&b.0));
+    placed
+}
+
+#[tokio::test]
+async fn children_started_together_run_off_the_calling_task_but_the_last() {
+    use Placement::{Alongside, Inline};
+    let own = |list: &[(&str, Placement)]| -> Vec<(String, Placement)> {
+        list.iter().map(|(n, p)| ((*n).to_owned(), *p)).collect()
+    };
+    // Three children at once: the first two go to the inference threads, the last may run
+    // on the task while they compute. A lone child, before and after, runs inline.
+    let g = graph(
+        "graph:
+  name: t
+  model: double
+  children:
+  - name: avg
+    implementation: AVERAGE_COMBINER
+    children:
+    - {name: a, model: probs-a}
+    - {name: b, model: probs-b}
+    - {name: c, model: probs-c}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(placements(&hops), own(&[("a", Alongside), ("b", Alongside), ("c", Inline), ("t", Inline)]));
+    // A child's whole branch runs alongside (its chain of hops), and a nested group inside a
+    // branch that runs alongside stays alongside, its last child included.
+    let g = graph(
+        "graph:
+  name: avg
+  implementation: AVERAGE_COMBINER
+  children:
+  - name: a
+    type: TRANSFORMER
+    model: double
+    children:
+    - name: inner
+      implementation: AVERAGE_COMBINER
+      children:
+      - {name: a1, model: probs-a}
+      - {name: a2, model: probs-b}
+  - {name: b, model: probs-b}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(
+        placements(&hops),
+        own(&[("a", Alongside), ("a1", Alongside), ("a2", Alongside), ("b", Inline)])
+    );
+    // A router that runs one child runs it as its own hop would run.
+    let g = graph(
+        "graph:
+  name: r
+  implementation: RANDOM_ABTEST
+  parameters: [{name: ratioA, value: '1', type: FLOAT}]
+  children:
+  - {name: a, model: probs-a}
+  - {name: b, model: probs-b}
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(placements(&hops), own(&[("a", Inline)]));
+    // A pipeline's steps that are ready together are placed like children.
+    let g = graph(
+        "pipeline:
+  steps:
+  - name: double
+  - {name: plus1, inputs: [double.outputs.X]}
+  - {name: probs-a, inputs: [double.outputs]}
+  - {name: probs-b, inputs: [double.outputs]}
+  output:
+    steps: [plus1, probs-a]
+",
+    );
+    let hops = Hops::default();
+    run(&g, &hops).await;
+    assert_eq!(
+        placements(&hops),
+        own(&[("double", Inline), ("plus1", Alongside), ("probs-a", Alongside), ("probs-b", Inline)])
+    );
+}
+
 #[tokio::test]
 async fn a_router_model_routes_per_index() {
     let g = graph(
@@ -240,7 +349,13 @@ async fn a_failing_hop_fails_the_graph() {
     struct Refuse;
     impl Hop for Refuse {
         type Error = String;
-        fn call<'a>(&'a self, node: &'a str, _: &'a ModelTarget, _: Vec<Tensor>) -> HopFuture<'a, String> {
+        fn call<'a>(
+            &'a self,
+            node: &'a str,
+            _: &'a ModelTarget,
+            _: Vec<Tensor>,
+            _: Placement,
+        ) -> HopFuture<'a, String> {
             Box::pin(async move { Err(format!("403 at {node}")) })
         }
     }
@@ -400,8 +515,148 @@ async fn seldon_core_2_pipelines_run_steps_by_their_inputs() {
     );
     assert_eq!(field, "pipeline.steps[1].inputs");
     assert!(message.contains("takes tensor `X`"), "{message}");
-    let (field, _) = build_error("pipeline:\n  steps:\n  - {name: plus1, inputsJoinType: any}\n");
+}
+
+/// The names of the steps called, in call order.
+fn called(hops: &Hops) -> Vec<String> {
+    hops.calls.lock().unwrap().iter().map(|(n, _)| n.clone()).collect()
+}
+
+fn rows(values: &[[f32; 4]]) -> Vec<Tensor> {
+    let flat: Vec<f32> = values.iter().flatten().copied().collect();
+    vec![Tensor::new("X", vec![values.len(), 4], TensorData::Fp32(flat)).unwrap()]
+}
+
+#[tokio::test]
+async fn pipeline_triggers_run_a_step_only_when_their_tensors_are_present() {
+    // Seldon Core 2's conditional pipeline: `gate` answers `big` or `small` rows; each
+    // branch runs only when its trigger has rows, on the request's X (the trigger's data is
+    // not passed), and `stepsJoin: any` answers with the first output step that ran.
+    let g = graph(
+        "pipeline:\n  steps:\n  - name: gate\n  - {name: on-big, model: double, inputs: [outer.inputs.X], triggers: [gate.outputs.big]}\n  - {name: on-small, model: plus1, inputs: [outer.inputs.X], triggers: [gate.outputs.small], tensorMap: {}}\n  - {name: small-y, model: double, inputs: [on-small.outputs.Y], tensorMap: {on-small.outputs.Y: X}}\n  output:\n    steps: [on-big, small-y]\n    stepsJoin: any\n",
+    );
+    assert_eq!(g.signature().outputs[0].name, "X");
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0, 0.0, 0.0, 1.0]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![6.0, 0.0, 0.0, 2.0]);
+    assert_eq!(called(&hops), ["gate", "on-big"]);
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[1.0, 0.0, 0.0, 1.0]]), None).await.unwrap();
+    // (x + 1) * 2, through the small branch.
+    assert_eq!(data(&out.outputs[0]), vec![4.0, 2.0, 2.0, 4.0]);
+    assert_eq!(called(&hops), ["gate", "on-small", "small-y"]);
+    // Both present: both branches run; `any` answers with the first output step listed.
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![6.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
+    assert_eq!(called(&hops).len(), 4);
+
+    // triggersJoinType: inner needs every trigger, outer or any one of them.
+    let two_triggers = |join: &str| {
+        graph(&format!(
+            "pipeline:\n  steps:\n  - name: gate\n  - {{name: both, model: double, inputs: [outer.inputs.X], triggers: [gate.outputs.big, gate.outputs.small], triggersJoinType: {join}}}\n  - {{name: pre, model: double}}\n  - {{name: always, model: double, inputs: [pre.outputs.X]}}\n  output:\n    steps: [both, always]\n    stepsJoin: any\n",
+        ))
+    };
+    for (join, one_row, two_rows) in [("inner", false, true), ("outer", true, true), ("any", true, true)] {
+        let g = two_triggers(join);
+        for (input, runs) in [(rows(&[[3.0; 4]]), one_row), (rows(&[[3.0; 4], [1.0; 4]]), two_rows)] {
+            let hops = Hops::default();
+            let out = g.run(&hops, input, None).await.unwrap();
+            assert_eq!(called(&hops).contains(&"both".to_owned()), runs, "{join}: {:?}", called(&hops));
+            // `both` doubles the request; `always` (the fallback) doubles it twice.
+            let want = if runs { 6.0 } else { 12.0 };
+            assert_eq!(data(&out.outputs[0])[0], want, "{join}");
+        }
+    }
+    // An inner output whose step was skipped: no answer, and the error says which step.
+    let g = graph(
+        "pipeline:\n  steps:\n  - name: gate\n  - {name: on-big, model: double, inputs: [outer.inputs.X], triggers: [gate.outputs.big]}\n",
+    );
+    let err = g.run(&Hops::default(), rows(&[[1.0; 4]]), None).await.unwrap_err();
+    match err {
+        RunError::Node { node, message } => {
+            assert_eq!(node, "output");
+            assert!(message.contains("on-big") && message.contains("did not run"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pipeline_input_joins_inner_outer_and_any() {
+    // `join` reads `gate.outputs.big` (as X) and `gate.outputs.small` (as Z, which it does
+    // not take); with one row, only one of them is present.
+    let pipeline = |join: &str, first: &str| {
+        graph(&format!(
+            "pipeline:\n  steps:\n  - name: gate\n  - name: join\n    model: double\n    inputs: [{first}, gate.outputs.small]\n    tensorMap: {{gate.outputs.big: X, gate.outputs.small: X}}\n    inputsJoinType: {join}\n  - {{name: pre, model: double}}\n  - {{name: fallback, model: double, inputs: [pre.outputs.X]}}\n  output:\n    steps: [join, fallback]\n    stepsJoin: any\n",
+        ))
+    };
+    // inner: both must be present, else the step is skipped.
+    let g = pipeline("inner", "gate.outputs.big");
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0, 1.0, 1.0, 1.0]]), None).await.unwrap();
+    assert!(!called(&hops).contains(&"join".to_owned()), "{:?}", called(&hops));
+    assert_eq!(data(&out.outputs[0]), vec![12.0, 4.0, 4.0, 4.0], "the fallback answers");
+    // outer: those present are joined (here the big rows alone).
+    let g = pipeline("outer", "gate.outputs.big");
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0, 1.0, 1.0, 1.0]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![6.0, 2.0, 2.0, 2.0]);
+    // With both present, outer joins both; the later one's X wins, as tensorMap renames
+    // both to X (Seldon's join keeps one tensor per name).
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0; 4], [1.0; 4]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![2.0; 4]);
+    // any: the first present in the order written, alone.
+    let g = pipeline("any", "gate.outputs.big");
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[3.0; 4], [1.0; 4]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![6.0; 4]);
+    let hops = Hops::default();
+    let out = g.run(&hops, rows(&[[1.0, 0.0, 0.0, 0.0]]), None).await.unwrap();
+    assert_eq!(data(&out.outputs[0]), vec![2.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn invalid_joins_and_triggers_are_refused_at_build_time() {
+    let (field, message) = build_error("pipeline:\n  steps:\n  - {name: plus1, inputsJoinType: sometimes}\n");
     assert_eq!(field, "pipeline.steps[0].inputsJoinType");
+    assert!(message.contains("inner") && message.contains("outer") && message.contains("any"), "{message}");
+    let (field, message) = build_error("pipeline:\n  steps:\n  - {name: plus1, triggersJoinType: any}\n");
+    assert_eq!(field, "pipeline.steps[0].triggersJoinType");
+    assert!(message.contains("no `triggers`"), "{message}");
+    let (field, message) =
+        build_error("pipeline:\n  steps:\n  - {name: plus1, triggers: [gate.outputs.big]}\n");
+    assert_eq!(field, "pipeline.steps[0].triggers");
+    assert!(message.contains("no step `gate`"), "{message}");
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: gate\n  - {name: plus1, triggers: [gate.outputs.huge]}\n",
+    );
+    assert_eq!(field, "pipeline.steps[1].triggers");
+    assert!(message.contains("gate.outputs.huge"), "{message}");
+    // A trigger cycle is a cycle.
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - {name: double, triggers: [plus1.outputs.Y]}\n  - {name: plus1, inputs: [double.outputs.X]}\n",
+    );
+    assert_eq!(field, "pipeline.steps");
+    assert!(message.contains("a cycle"), "{message}");
+    // `any` passes one input alone: each must feed the model by itself.
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: gate\n  - {name: plus1, inputs: [gate.outputs.big, gate.outputs.small], tensorMap: {gate.outputs.big: X}, inputsJoinType: any}\n",
+    );
+    assert_eq!(field, "pipeline.steps[1].inputs");
+    assert!(message.contains("inputsJoinType: any") && message.contains("gate.outputs.small"), "{message}");
+    // `stepsJoin: any` answers one step's tensors: they must answer alike.
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: double\n  - name: plus1\n  output:\n    steps: [double, plus1]\n    stepsJoin: any\n",
+    );
+    assert_eq!(field, "pipeline.output.steps");
+    assert!(message.contains("the same tensors"), "{message}");
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: double\n  - name: plus1\n  output:\n    steps: [double, plus1]\n    stepsJoin: outer\n",
+    );
+    assert_eq!(field, "pipeline.output.stepsJoin");
+    assert!(message.contains("`any`"), "{message}");
 }
 
 /// A catalog where `outer:0` is a model and `outer:2` a graph (the router's case: the

@@ -213,7 +213,9 @@ impl Dispatcher {
 
     /// Runs model version `id` on inputs [`Runnable::check`] accepted, and waits for its
     /// outputs within the timeout. `call` identifies the request to upstream servers
-    /// (request id, trace context).
+    /// (request id, trace context) and says whether the run starts alongside others of the
+    /// same request (then an in-process model runs on an inference thread unless trivially
+    /// cheap).
     pub async fn dispatch(
         &self,
         id: &ModelRef,
@@ -228,6 +230,10 @@ impl Dispatcher {
             Runnable::InProcess(model) => {
                 let output = match self.batcher(id) {
                     Some(batcher) => tokio::time::timeout(timeout, batcher.infer(inputs)).await,
+                    None if call.alongside => {
+                        tokio::time::timeout(timeout, self.engine.infer_alongside(model.clone(), inputs))
+                            .await
+                    }
                     None => tokio::time::timeout(timeout, self.engine.infer(model.clone(), inputs)).await,
                 }
                 .map_err(|_| RuntimeError::Timeout(timeout))??;

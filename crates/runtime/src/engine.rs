@@ -31,7 +31,8 @@ pub struct EngineConfig {
     /// Jobs that may wait for a thread before new ones are refused (default 1024).
     pub queue_capacity: usize,
     /// Runs estimated to take less than this run on the calling task instead of a thread
-    /// (default 20 µs; zero sends every run to the threads).
+    /// (default 20 µs; zero sends every run to the threads); half of it for a run that
+    /// starts alongside others of the same request ([`Engine::infer_alongside`]).
     pub inline_below: Duration,
 }
 
@@ -121,11 +122,35 @@ impl Engine {
         model: Arc<dyn Model>,
         inputs: Vec<Tensor>,
     ) -> Result<InferenceOutput, RuntimeError> {
+        self.infer_placed(model, inputs, true).await
+    }
+
+    /// Runs a model that starts alongside others of the same request (the children of a
+    /// graph node): on an inference thread unless the run is estimated below half of
+    /// [`EngineConfig::inline_below`]. Such a run would make its siblings wait for it on the
+    /// calling task; below that bound, the thread hand-off (two wake-ups) costs more than
+    /// the wait it saves (measured: BENCHMARKS.md, "parallel children").
+    pub async fn infer_alongside(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<InferenceOutput, RuntimeError> {
+        self.infer_placed(model, inputs, false).await
+    }
+
+    async fn infer_placed(
+        &self,
+        model: Arc<dyn Model>,
+        inputs: Vec<Tensor>,
+        may_inline: bool,
+    ) -> Result<InferenceOutput, RuntimeError> {
         let queue = self.queue.as_ref().ok_or(RuntimeError::Unavailable)?;
         let key = CostTable::key(&model);
         let elements = inputs.iter().map(|t| t.shape().iter().product::<usize>()).sum::<usize>().max(1);
         let estimate = self.costs.estimate(key, elements);
-        let output = if estimate.is_some_and(|nanos| nanos < self.config.inline_below.as_nanos()) {
+        let bound = if may_inline { self.config.inline_below } else { self.config.inline_below / 2 };
+        let cheap = estimate.is_some_and(|nanos| nanos < bound.as_nanos());
+        let output = if cheap {
             let started = Instant::now();
             let outputs = run_guarded(model.as_ref(), inputs)?;
             InferenceOutput { outputs, queue_wait: Duration::ZERO, compute: started.elapsed() }
@@ -391,6 +416,55 @@ mod tests {
         assert!(on_pool(&threads[0]), "the first run measures the model on a thread: {threads:?}");
         assert!(!on_pool(&threads[1]) && !on_pool(&threads[2]), "cheap runs stay on the task: {threads:?}");
         assert!(on_pool(&threads[3]), "a large run goes to a thread: {threads:?}");
+    }
+
+    /// Sleeps 12 ms, then echoes its input, noting the thread it ran on.
+    struct Sleepy(WhereRan);
+
+    impl Model for Sleepy {
+        fn signature(&self) -> &ModelSignature {
+            self.0.signature()
+        }
+        fn platform(&self) -> &'static str {
+            "test"
+        }
+        fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, RuntimeError> {
+            std::thread::sleep(Duration::from_millis(12));
+            self.0.run(inputs)
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_alongside_others_go_to_a_thread_unless_trivially_cheap() {
+        // Bound 20 ms: a 12 ms run alone stays on the task; alongside others (half the
+        // bound, 10 ms) it goes to a thread. A trivial run stays on the task either way.
+        let engine = Engine::start(EngineConfig {
+            threads: 1,
+            queue_capacity: 2,
+            inline_below: Duration::from_millis(20),
+        })
+        .unwrap();
+        let sleepy = Arc::new(Sleepy(WhereRan {
+            signature: ModelSignature::default(),
+            threads: Mutex::new(Vec::new()),
+        }));
+        for _ in 0..2 {
+            engine.infer(sleepy.clone(), vec![tensor()]).await.unwrap();
+        }
+        let out = engine.infer_alongside(sleepy.clone(), vec![tensor()]).await.unwrap();
+        assert_eq!(out.outputs, vec![tensor()]);
+        engine.infer(sleepy.clone(), vec![tensor()]).await.unwrap();
+        let threads = sleepy.0.threads.lock().unwrap().clone();
+        assert!(!on_pool(&threads[1]), "a run under the bound alone stays on the task: {threads:?}");
+        assert!(on_pool(&threads[2]), "alongside others it goes to a thread: {threads:?}");
+        assert!(!on_pool(&threads[3]), "and the next one alone stays on the task again: {threads:?}");
+
+        let trivial =
+            Arc::new(WhereRan { signature: ModelSignature::default(), threads: Mutex::new(Vec::new()) });
+        engine.infer(trivial.clone(), vec![tensor()]).await.unwrap();
+        engine.infer_alongside(trivial.clone(), vec![tensor()]).await.unwrap();
+        let threads = trivial.threads.lock().unwrap().clone();
+        assert!(!on_pool(&threads[1]), "a trivial run alongside others stays on the task: {threads:?}");
     }
 
     #[tokio::test]

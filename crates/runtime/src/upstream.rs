@@ -62,8 +62,9 @@ impl fmt::Debug for UpstreamContext {
     }
 }
 
-/// On whose behalf an upstream call is made: passed on in headers (`x-request-id`,
-/// `traceparent`) and as the V2 request `id`, so the two servers' logs and traces join up.
+/// How a model call is made. On whose behalf: passed on to an upstream in headers
+/// (`x-request-id`, `traceparent`) and as the V2 request `id`, so the two servers' logs and
+/// traces join up. And whether other calls of the same request run alongside it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CallContext<'a> {
     /// The caller's request id at Palisade.
@@ -73,6 +74,11 @@ pub struct CallContext<'a> {
     /// The caller's verified bearer token, sent on (as `Authorization: Bearer`) only by an
     /// upstream model made with [`UpstreamModel::forwarding_credentials`].
     pub credential: Option<&'a str>,
+    /// Other calls of the same request run alongside this one (a graph node's children):
+    /// an in-process model then runs on an inference thread unless it is trivially cheap
+    /// (see `Engine::infer_alongside`), so that the calling task does not run the calls one
+    /// after the other.
+    pub alongside: bool,
 }
 
 /// Why an upstream call failed. The `Display` form names the upstream and is for the log;
@@ -636,6 +642,7 @@ mod tests {
                     traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
                     // A manifest's upstream never gets the caller's token.
                     credential: Some("caller-token"),
+                    alongside: false,
                 },
             )
             .await

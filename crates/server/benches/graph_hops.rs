@@ -127,7 +127,7 @@ fn bench(c: &mut Criterion) {
             response.into_body().collect().await.unwrap();
         })
     };
-    for model in ["scaler", "chain1", "chain4", "iris-lr", "split", "iris-rf", "mean"] {
+    for model in ["scaler", "chain1", "chain4", "iris-lr", "split", "iris-rf", "iris-mlp", "mean"] {
         c.bench_function(&format!("POST /v2/models/{model}/infer"), |b| b.iter(|| call(model)));
     }
 }

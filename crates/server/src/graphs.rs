@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use palisade_audit::{AuditRecord, Authz, Decision};
 use palisade_bundle::graph::{CallAs, ModelTarget};
 use palisade_core::Tensor;
-use palisade_graph::{Graph, Hop, HopFuture, RunError};
+use palisade_graph::{Graph, Hop, HopFuture, Placement, RunError};
 use palisade_identity::{Authenticated, VerifiedToken};
 
 use crate::context::{Authentication, GraphFacts, RequestContext};
@@ -103,6 +103,9 @@ struct Hops {
     registry: Arc<Registry>,
     depth: usize,
     records: Arc<Mutex<Vec<AuditRecord>>>,
+    /// This graph runs as a hop alongside others (a nested graph in a node's children):
+    /// every one of its own hops runs alongside too.
+    alongside: bool,
 }
 
 impl Hops {
@@ -117,6 +120,22 @@ impl Hops {
                 return Err((ApiError::Internal("a hop outside a graph".into()), None));
             }
         };
+        // Mutual TLS is about the connection the request's bytes came on, and a graph
+        // request comes on one: the caller's (a hop in the process opens none). So a STRICT
+        // model refuses a graph request whose connection presented no verified client
+        // certificate, through a graph as directly and whoever the hop runs as; its port
+        // exceptions are those of the caller's listener port.
+        let port = self.caller.policy.as_ref().map_or(0, |request| request.port);
+        let mode = self.state.security().peer_auth().mtls_mode_for(
+            served.target.namespace.as_str(),
+            &served.target.labels,
+            port,
+        );
+        if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
+            let refused = palisade_tls::MtlsRequired.to_string();
+            tracing::info!(graph = %self.graph.id.name, model = %served.id.name, "a graph hop was refused: the model is mTLS STRICT and the caller's connection has no client certificate");
+            return Err((ApiError::Forbidden(refused), None));
+        }
         let (mut request, rate_key) = match graph.call_as() {
             CallAs::Caller => {
                 // A namespace's own issuer never vouches for callers outside its namespace.
@@ -129,16 +148,6 @@ impl Hops {
                 let Some(request) = self.caller.policy.clone() else {
                     return Err((ApiError::AccessDenied, None));
                 };
-                // A STRICT model refuses connections without a client certificate, through a
-                // graph as directly.
-                let mode = self.state.security().peer_auth().mtls_mode_for(
-                    served.target.namespace.as_str(),
-                    &served.target.labels,
-                    request.port,
-                );
-                if mode == palisade_tls::MtlsMode::Strict && self.caller.peer.is_none() {
-                    return Err((ApiError::AccessDenied, None));
-                }
                 (request, self.caller.rate_key.clone())
             }
             CallAs::Graph => {
@@ -242,10 +251,12 @@ impl Hop for Hops {
         node: &'a str,
         model: &'a ModelTarget,
         inputs: Vec<Tensor>,
+        placement: Placement,
     ) -> HopFuture<'a, ApiError> {
         // One span per hop, a child of the request's (an OpenTelemetry span when tracing is on).
         let span = tracing::info_span!("hop", graph = %self.graph.id.name, node, model = %model);
-        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs), span))
+        let alongside = self.alongside || placement == Placement::Alongside;
+        Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs, alongside), span))
     }
 }
 
@@ -255,6 +266,7 @@ impl Hops {
         node: &str,
         model: &ModelTarget,
         inputs: Vec<Tensor>,
+        alongside: bool,
     ) -> Result<Vec<Tensor>, ApiError> {
         {
             let started = Instant::now();
@@ -280,7 +292,7 @@ impl Hops {
                                 &self.registry,
                                 &served,
                                 inputs,
-                                self.depth + 1,
+                                Nested { depth: self.depth + 1, alongside },
                                 &self.records,
                             )
                             .await
@@ -314,6 +326,13 @@ impl Hops {
     }
 }
 
+/// Where a hop runs: how deep in nested graphs, and whether alongside other hops.
+#[derive(Debug, Clone, Copy)]
+struct Nested {
+    depth: usize,
+    alongside: bool,
+}
+
 /// Runs a served model or graph for a hop (nested graphs keep the caller and the records).
 fn run_served<'a>(
     state: &'a AppState,
@@ -321,13 +340,15 @@ fn run_served<'a>(
     registry: &'a Arc<Registry>,
     served: &'a Arc<ServedModel>,
     inputs: Vec<Tensor>,
-    depth: usize,
+    nested: Nested,
     records: &'a Arc<Mutex<Vec<AuditRecord>>>,
 ) -> HopFuture<'a, ApiError> {
     Box::pin(async move {
         match &served.model {
             crate::registry::Servable::Model(runnable) => {
-                state.run_model(served, runnable, inputs, caller.credential.as_ref()).await
+                state
+                    .run_model_placed(served, runnable, inputs, caller.credential.as_ref(), nested.alongside)
+                    .await
             }
             crate::registry::Servable::Graph(graph) => {
                 let hops = Hops {
@@ -335,8 +356,9 @@ fn run_served<'a>(
                     caller: caller.clone(),
                     graph: served.clone(),
                     registry: registry.clone(),
-                    depth,
+                    depth: nested.depth,
                     records: records.clone(),
+                    alongside: nested.alongside,
                 };
                 let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
                 let sticky = caller.sticky(graph);
@@ -372,6 +394,7 @@ pub(crate) async fn run(
         registry: registry.clone(),
         depth: 0,
         records: records.clone(),
+        alongside: false,
     };
     let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
     if let Some(shadowed) = graph.shadow_for(&inputs) {
@@ -431,9 +454,18 @@ fn spawn_shadow(
     let timeout = state.config().inference_timeout;
     tokio::spawn(async move {
         let records = Arc::new(Mutex::new(Vec::new()));
-        let hops = Hops { state: state.clone(), caller, graph, registry, depth: 0, records: records.clone() };
+        let hops = Hops {
+            state: state.clone(),
+            caller,
+            graph,
+            registry,
+            depth: 0,
+            records: records.clone(),
+            alongside: false,
+        };
         let (started, received) = (Instant::now(), palisade_audit::Timestamp::now());
-        let call = hops.call("shadow", &shadowed.target, shadowed.inputs);
+        // The shadow's own task: nothing else of it is pending, so a cheap model runs here.
+        let call = hops.call("shadow", &shadowed.target, shadowed.inputs, Placement::Inline);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {

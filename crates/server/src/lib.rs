@@ -345,12 +345,27 @@ impl AppState {
         inputs: Vec<Tensor>,
         credential: Option<&context::Credential>,
     ) -> Result<Vec<Tensor>, ApiError> {
+        self.run_model_placed(served, model, inputs, credential, false).await
+    }
+
+    /// Runs a model like [`AppState::run_model`]; `alongside`: other model calls of the
+    /// same request run at the same time (a graph node's children), so an in-process run
+    /// goes to the inference threads unless trivially cheap.
+    pub(crate) async fn run_model_placed(
+        &self,
+        served: &ServedModel,
+        model: &palisade_runtime::Runnable,
+        inputs: Vec<Tensor>,
+        credential: Option<&context::Credential>,
+        alongside: bool,
+    ) -> Result<Vec<Tensor>, ApiError> {
         let current = request_id::Current::get();
         let traceparent = current.as_ref().map(|c| c.trace.traceparent());
         let call = CallContext {
             request_id: current.as_ref().map(|c| c.id.as_str()),
             traceparent: traceparent.as_deref(),
             credential: credential.map(context::Credential::expose),
+            alongside,
         };
         // Inputs are checked first (a wrong shape is the caller's 400, whatever it implies);
         // then the outputs are reserved from the in-flight memory budget before the model

@@ -59,7 +59,7 @@ impl Setup {
 }
 
 /// A store with the iris models (`iris-lr`, `iris-rf`, `iris-mlp`), the graph fixtures
-/// (`scaler`, `scaled-lr`, `router`) and the given graphs; served with `policies`.
+/// (`scaler`, `scaled-lr`, `router`, `gate`) and the given graphs; served with `policies`.
 fn setup(graphs: &[&str], policies: &[(&str, &str)]) -> Setup {
     setup_with(graphs, policies, |_, _| {}, &UpstreamContext::default())
 }
@@ -79,6 +79,7 @@ fn setup_with(
         ("graphs/scaler", "scaler"),
         ("graphs/scaled_lr", "scaled-lr"),
         ("graphs/router", "router"),
+        ("graphs/gate", "gate"),
     ] {
         add_bundles(&store, tmp.path(), fixture, &[&model(name)]);
     }
@@ -181,6 +182,50 @@ async fn a_transformer_then_a_model_matches_onnxruntime() {
     let meta = call(&s.app, "GET", "/v2/models/pipeline", "").await.json();
     assert_eq!(meta["inputs"][0]["name"], "X");
     assert_eq!(meta["platform"], "graph");
+}
+
+#[tokio::test]
+async fn a_pipeline_with_triggers_runs_the_branch_onnxruntime_runs() {
+    // Seldon Core 2's conditional pipeline: `gate` answers the rows with a long petal as
+    // `long` and the others as `short` (no rows: absent); `iris-rf` runs on the long rows,
+    // `iris-lr` on the request when triggered by short rows; the first that ran answers.
+    let s = setup(
+        &[&graph(
+            "conditional",
+            "pipeline:\n  steps:\n  - name: gate\n  - {name: iris-rf, inputs: [gate.outputs.long], tensorMap: {gate.outputs.long: X}}\n  - {name: iris-lr, inputs: [conditional.inputs.X], triggers: [gate.outputs.short]}\n  output:\n    steps: [iris-rf, iris-lr]\n    stepsJoin: any\n",
+        )],
+        &[],
+    );
+    let reference = expected("graphs/expected.json")["conditional"].clone();
+    let rows = expected("iris.json")["rows"].clone();
+    let mut branches = std::collections::BTreeSet::new();
+    for i in [0usize, 1, 49, 50, 51, 99, 100, 149] {
+        let row = json!({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": rows[i]}]});
+        let reply = call(&s.app, "POST", "/v2/models/conditional/infer", row.to_string()).await;
+        assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        let reply = reply.json();
+        assert_eq!(output(&reply, "label")["data"], json!([reference["label"][i]]), "row {i}");
+        assert_close(
+            &floats(&output(&reply, "probabilities")["data"]),
+            &floats(&reference["probabilities"][i]),
+            1e-5,
+            &format!("row {i}"),
+        );
+        // Only the branch taken was called, each call a hop of its own.
+        let branch = reference["branch"][i].as_str().unwrap();
+        branches.insert(branch.to_owned());
+        let mut nodes: Vec<String> = s
+            .records()
+            .into_iter()
+            .filter(|r| r.parent_request_id.as_deref() == Some(id.as_str()))
+            .filter_map(|r| r.node)
+            .collect();
+        nodes.sort();
+        let want = if branch == "long" { ["gate", "iris-rf"] } else { ["gate", "iris-lr"] };
+        assert_eq!(nodes, want, "row {i}");
+    }
+    assert_eq!(branches.len(), 2, "the rows chosen take both branches");
 }
 
 #[tokio::test]
@@ -825,4 +870,81 @@ async fn built_in_transformers_and_combiners_match_onnxruntime() {
     let reply = call(&s.app, "POST", "/v2/models/joined/infer", iris_rows()).await.json();
     assert_eq!(reply["outputs"][0]["shape"], json!([150, 9]));
     assert_close(&floats(&reply["outputs"][0]["data"]), &joined, 1e-5, "CONCAT_COMBINER");
+}
+
+/// mTLS STRICT through a graph: the graph request arrives on one connection, the caller's,
+/// and that is the connection a STRICT component model judges (hops open none), whoever
+/// the hop runs as; a STRICT graph refuses before any hop. The connection facts are what
+/// the TLS listener attaches (the handshakes are tested with curl in the cli crate).
+#[tokio::test]
+async fn strict_components_and_strict_graphs_judge_the_callers_connection() {
+    let strict = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: strict-tier, namespace: default}\nspec:\n  selector:\n    matchLabels: {tier: strict}\n  mtls: {mode: STRICT}\n";
+    let allow_graph = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: as-graph, namespace: default}\nspec:\n  selector:\n    matchLabels: {palisade.dev/model: strict-b}\n  rules:\n  - from:\n    - source: {principals: [\"graph:default/via-graph\"]}\n";
+    let labelled = |name: &str| format!("{}labels: {{tier: strict}}\n", model(name));
+    let s = setup_with(
+        &[
+            &graph("open-graph", "traffic: [{model: iris-lr, weight: 1}]\n"),
+            &graph("via-caller", "traffic: [{model: strict-a, weight: 1}]\n"),
+            &graph("via-graph", "callAs: graph\ntraffic: [{model: strict-b, weight: 1}]\n"),
+            &graph("strict-graph", "labels: {tier: strict}\ntraffic: [{model: iris-lr, weight: 1}]\n"),
+        ],
+        &[("strict.yaml", strict), ("allow-graph.yaml", allow_graph)],
+        |store, scratch| {
+            add_bundles(store, scratch, "iris_lr_nozipmap", &[&labelled("strict-a"), &labelled("strict-b")]);
+        },
+        &UpstreamContext::default(),
+    );
+    let infer = |graph: &str, verified: bool| {
+        let mut req = Request::post(format!("/v2/models/{graph}/infer"))
+            .header("authorization", format!("Bearer {}", s.app.token))
+            .body(Body::from(IRIS_ROW))
+            .unwrap();
+        let peer = verified.then(|| {
+            palisade_tls::PeerIdentity::new(&palisade_tls::TrustDomain::default(), "billing", "batch")
+                .unwrap()
+        });
+        let conn = palisade_server::ConnInfo {
+            remote: "10.0.0.7:50000".parse().unwrap(),
+            local: "10.0.0.1:8443".parse().unwrap(),
+            peer,
+            sni: None,
+            tls: true,
+        };
+        req.extensions_mut().insert(axum::extract::ConnectInfo(conn));
+        send(&s.app, req)
+    };
+    let hops_of = |reply: &Reply| -> Vec<AuditRecord> {
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        s.records().into_iter().filter(|r| r.parent_request_id.as_deref() == Some(id.as_str())).collect()
+    };
+    for graph in ["open-graph", "via-caller", "via-graph", "strict-graph"] {
+        let with_cert = infer(graph, true).await;
+        assert_eq!(with_cert.status, 200, "{graph}: {}", String::from_utf8_lossy(&with_cert.body));
+        let without = infer(graph, false).await;
+        if graph == "open-graph" {
+            assert_eq!(
+                without.status, 200,
+                "a graph of PERMISSIVE models serves TLS without a client certificate"
+            );
+            continue;
+        }
+        assert_eq!(without.status, 403, "{graph}");
+        let body = String::from_utf8_lossy(&without.body);
+        assert!(body.contains("mutual TLS is required"), "{graph}: {body}");
+        let hops = hops_of(&without);
+        match graph {
+            // Refused at the graph's own door: no hop ran.
+            "strict-graph" => assert!(hops.is_empty(), "{hops:?}"),
+            // Refused at the STRICT node, whose record says so.
+            _ => {
+                assert_eq!(hops.len(), 1, "{hops:?}");
+                assert_eq!(hops[0].status, Some(403));
+                assert!(
+                    hops[0].node.as_deref().is_some_and(|n| n.starts_with("strict-")),
+                    "{:?}",
+                    hops[0].node
+                );
+            }
+        }
+    }
 }
