@@ -5,6 +5,7 @@
 //! [`manifest`] for the manifest format.
 
 pub mod explainer;
+pub mod monitoring;
 pub mod graph;
 pub mod manifest;
 mod onnx_data;
