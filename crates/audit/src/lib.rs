@@ -102,7 +102,7 @@ pub use key::{
 };
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
-    AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Payloads,
+    AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers, Payloads,
     Protocol, RecordKind, SCHEMA, sha256_hex,
 };
 pub use redact::{REDACTED, Redactor, redact};

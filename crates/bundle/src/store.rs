@@ -224,6 +224,11 @@ impl StagedBundle {
         self.background.as_deref()
     }
 
+    /// The staging directory (files the manifest names are under it, as in the bundle).
+    pub fn dir_path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
     /// The bytes of the reference file a `monitoring:` field names (its field, as
     /// `monitoring.drift.reference`), read inside the model directory when staging; not
     /// part of the bundle.

@@ -136,6 +136,7 @@ pub struct RequestContext {
     captured: OnceLock<bytes::Bytes>,
     policy_request: OnceLock<palisade_policy::Request>,
     graph: OnceLock<GraphFacts>,
+    outliers: OnceLock<crate::monitoring::OutlierFacts>,
     hops: Mutex<Vec<palisade_audit::AuditRecord>>,
 }
 
@@ -273,6 +274,16 @@ impl RequestContext {
 
     pub(crate) fn set_graph(&self, facts: GraphFacts) {
         let _ = self.graph.set(facts);
+    }
+
+    /// The outlier scores of the request's rows, when its model scores them
+    /// (`monitoring.outliers`) and the prediction succeeded.
+    pub fn outliers(&self) -> Option<&crate::monitoring::OutlierFacts> {
+        self.outliers.get()
+    }
+
+    pub(crate) fn set_outliers(&self, facts: crate::monitoring::OutlierFacts) {
+        let _ = self.outliers.set(facts);
     }
 
     /// Adds the audit records of a graph's hops, written before the request's own.
@@ -448,6 +459,7 @@ pub(crate) async fn establish(
         captured: OnceLock::new(),
         policy_request: OnceLock::new(),
         graph: OnceLock::new(),
+        outliers: OnceLock::new(),
         hops: Mutex::new(Vec::new()),
     };
     req.extensions_mut().insert(Ctx(Arc::new(context)));

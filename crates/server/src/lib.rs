@@ -11,6 +11,7 @@ pub mod context;
 mod control;
 mod error;
 pub mod explain;
+pub mod monitoring;
 pub mod front;
 mod graphs;
 mod layers;
@@ -312,7 +313,23 @@ impl AppState {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ApiError> {
         match &served.model {
-            registry::Servable::Model(runnable) => self.run_model(served, runnable, inputs).await,
+            registry::Servable::Model(runnable) => match &served.monitor {
+                None => self.run_model(served, runnable, inputs).await,
+                Some(monitor) => {
+                    // The rows are taken before the model has the inputs, and only used
+                    // once the model accepted them.
+                    let rows = monitor.rows(&inputs);
+                    let outputs = self.run_model(served, runnable, inputs).await?;
+                    if let Some(rows) = rows {
+                        monitor.push(&rows);
+                        if let Some(facts) = monitor.score(self, rows).await? {
+                            self.metrics().observe_outliers(served.id.name.as_str(), &facts.scores);
+                            ctx.set_outliers(facts);
+                        }
+                    }
+                    Ok(outputs)
+                }
+            },
             registry::Servable::Graph(graph) => graphs::run(self, ctx, served, graph, inputs).await,
         }
     }

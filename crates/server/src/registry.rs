@@ -33,6 +33,8 @@ pub struct ServedModel {
     pub batching: Option<palisade_bundle::manifest::BatchingSection>,
     /// The explainer of `POST .../explain`, when the bundle has one.
     pub explainer: Option<Arc<crate::explain::Explainer>>,
+    /// Outlier scores and drift of its inputs, when the bundle has `monitoring:`.
+    pub monitor: Option<Arc<crate::monitoring::Monitor>>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -140,8 +142,18 @@ impl ServedModel {
                 )?,
             )),
         };
+        let monitor = match &bundle.monitoring {
+            None => None,
+            Some(record) => Some(Arc::new(crate::monitoring::Monitor::load(record, &bundle.dir).map_err(
+                |message| RuntimeError::Load {
+                    path: bundle.model_path(),
+                    message: format!("its monitoring cannot be loaded: {message}"),
+                },
+            )?)),
+        };
         let mut served = ServedModel::with(bundle, Servable::Model(runnable));
         served.explainer = explainer;
+        served.monitor = monitor;
         Ok(served)
     }
 
@@ -175,6 +187,7 @@ impl ServedModel {
             owners: bundle.manifest.owners.clone(),
             model,
             explainer: None,
+            monitor: None,
         }
     }
 }
