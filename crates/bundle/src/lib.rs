@@ -5,9 +5,9 @@
 //! [`manifest`] for the manifest format.
 
 pub mod explainer;
-pub mod monitoring;
 pub mod graph;
 pub mod manifest;
+pub mod monitoring;
 mod onnx_data;
 pub mod store;
 

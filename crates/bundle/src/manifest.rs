@@ -195,7 +195,9 @@ impl MonitoringSection {
             Some(OutliersSection::Mahalanobis { quantile, .. }) if !(*quantile > 0.0 && *quantile <= 1.0) => {
                 return Err((
                     "monitoring.outliers.quantile",
-                    format!("{quantile} is not in (0, 1]; 0.99 flags the 1% of reference rows that score highest"),
+                    format!(
+                        "{quantile} is not in (0, 1]; 0.99 flags the 1% of reference rows that score highest"
+                    ),
                 ));
             }
             Some(OutliersSection::IsolationForest { offset, .. }) if !offset.is_finite() => {
@@ -1391,7 +1393,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             m.outliers,
-            Some(OutliersSection::Mahalanobis { reference: BundlePath::new("ref.csv").unwrap(), quantile: 0.99 })
+            Some(OutliersSection::Mahalanobis {
+                reference: BundlePath::new("ref.csv").unwrap(),
+                quantile: 0.99
+            })
         );
         let drift = m.drift.clone().unwrap();
         assert_eq!((drift.reference.as_str(), drift.window, drift.alpha), ("data/ref.npy", 1000, 0.05));

@@ -112,7 +112,11 @@ mod tests {
         let record = MonitoringRecord {
             features: vec!["a".into(), "b".into()],
             outliers: Some(OutlierRecord::IsolationForest { model: "if.onnx".into(), offset: -0.5 }),
-            drift: Some(DriftRecord { window: 10, alpha: 0.05, columns: vec![vec![1.0, 2.0], vec![3.0, 4.0]] }),
+            drift: Some(DriftRecord {
+                window: 10,
+                alpha: 0.05,
+                columns: vec![vec![1.0, 2.0], vec![3.0, 4.0]],
+            }),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert!(json.contains("\"method\":\"isolation_forest\""), "{json}");

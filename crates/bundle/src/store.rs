@@ -238,7 +238,10 @@ impl StagedBundle {
 
     /// Records what monitoring needs as [`crate::monitoring::MONITORING_FILE`], covered by
     /// the digest.
-    pub fn set_monitoring(&mut self, record: &crate::monitoring::MonitoringRecord) -> Result<(), BundleError> {
+    pub fn set_monitoring(
+        &mut self,
+        record: &crate::monitoring::MonitoringRecord,
+    ) -> Result<(), BundleError> {
         let mut bytes = serde_json::to_vec(record).map_err(BundleError::Encode)?;
         bytes.push(b'\n');
         self.add_file(crate::monitoring::MONITORING_FILE, &bytes)
@@ -401,18 +404,21 @@ impl Store {
         let mut references = Vec::new();
         for (field, reference) in manifest.monitoring.iter().flat_map(|m| m.references()) {
             let path = reference.under(src);
-            let mut file = open_inside(&root, src, reference.as_str()).map_err(|problem| BundleError::ModelFile {
-                manifest: manifest_path.clone(),
-                field,
-                path: path.clone(),
-                problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
-            })?;
+            let mut file =
+                open_inside(&root, src, reference.as_str()).map_err(|problem| BundleError::ModelFile {
+                    manifest: manifest_path.clone(),
+                    field,
+                    path: path.clone(),
+                    problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
+                })?;
             let cap = crate::explainer::MAX_BACKGROUND_BYTES;
             let bytes = read_capped_from(&mut file, &path, cap).map_err(|_| BundleError::ModelFile {
                 manifest: manifest_path.clone(),
                 field,
                 path: path.clone(),
-                problem: format!("cannot be read, or is larger than {cap} bytes; subsample the reference rows"),
+                problem: format!(
+                    "cannot be read, or is larger than {cap} bytes; subsample the reference rows"
+                ),
             })?;
             references.push((field, bytes));
         }

@@ -11,13 +11,17 @@ use palisade_core::ModelSignature;
 use crate::failure::Failure;
 
 /// Computes and stages the monitoring record; returns notes for the build's output.
-pub fn stage(dir: &Path, staged: &mut StagedBundle, signature: &ModelSignature) -> Result<Vec<String>, Failure> {
+pub fn stage(
+    dir: &Path,
+    staged: &mut StagedBundle,
+    signature: &ModelSignature,
+) -> Result<Vec<String>, Failure> {
     let Some(section) = staged.manifest().monitoring.clone() else { return Ok(Vec::new()) };
     let forest = section.forest_model().map(|path| path.under(&staged.dir_path()));
     let reference = |field: &'static str| staged.reference(field).map(<[u8]>::to_vec);
     let (record, notes) =
-        palisade_server::monitoring::build_record(&section, &reference, forest.as_deref(), signature).map_err(
-            |refusal| {
+        palisade_server::monitoring::build_record(&section, &reference, forest.as_deref(), signature)
+            .map_err(|refusal| {
                 let file = section
                     .references()
                     .into_iter()
@@ -32,8 +36,7 @@ pub fn stage(dir: &Path, staged: &mut StagedBundle, signature: &ModelSignature) 
                     refusal.message
                 ))
                 .hint(refusal.hint)
-            },
-        )?;
+            })?;
     staged.set_monitoring(&record)?;
     Ok(notes)
 }

@@ -83,7 +83,8 @@ pub struct OutlierFacts {
 impl OutlierFacts {
     /// `parameters.outlier_score` / `is_outlier` as JSON (NaN as `null`).
     pub fn json(&self) -> (Value, Value) {
-        let scores = self.scores.iter().map(|&s| serde_json::Number::from_f64(s).map_or(Value::Null, Value::Number));
+        let scores =
+            self.scores.iter().map(|&s| serde_json::Number::from_f64(s).map_or(Value::Null, Value::Number));
         (Value::Array(scores.collect()), json!(self.is_outlier))
     }
 
@@ -92,7 +93,12 @@ impl OutlierFacts {
         palisade_audit::Outliers {
             rows: self.scores.len() as u64,
             outlier_rows: self.is_outlier.iter().filter(|o| **o).count() as u64,
-            scores: self.scores.iter().take(MAX_AUDITED_SCORES).map(|s| s.is_finite().then_some(*s)).collect(),
+            scores: self
+                .scores
+                .iter()
+                .take(MAX_AUDITED_SCORES)
+                .map(|s| s.is_finite().then_some(*s))
+                .collect(),
         }
     }
 }
@@ -114,7 +120,8 @@ impl Monitor {
                 if mean.len() != n_features {
                     return Err(format!("the outlier mean has {} features, not {n_features}", mean.len()));
                 }
-                let scorer = Mahalanobis::from_parts(mean.clone(), inverse.clone()).map_err(|e| e.to_string())?;
+                let scorer =
+                    Mahalanobis::from_parts(mean.clone(), inverse.clone()).map_err(|e| e.to_string())?;
                 Some(Outliers::Mahalanobis { scorer: Arc::new(scorer), threshold: *threshold })
             }
             Some(OutlierRecord::IsolationForest { model, offset }) => {
@@ -184,7 +191,11 @@ impl Monitor {
 
     /// The outlier scores of the rows: Mahalanobis on the request's task (off it for large
     /// requests), an IsolationForest on the engine's threads.
-    pub(crate) async fn score(&self, state: &crate::AppState, rows: Rows) -> Result<Option<OutlierFacts>, ApiError> {
+    pub(crate) async fn score(
+        &self,
+        state: &crate::AppState,
+        rows: Rows,
+    ) -> Result<Option<OutlierFacts>, ApiError> {
         let Some(outliers) = &self.outliers else { return Ok(None) };
         let m = self.features.len();
         match outliers {
@@ -223,13 +234,17 @@ impl Monitor {
                     .outputs
                     .get(*output)
                     .map(|t| match t.data() {
-                        TensorData::Fp32(v) => Ok(v.iter().map(|&x| f64::from(x) + offset).collect::<Vec<_>>()),
+                        TensorData::Fp32(v) => {
+                            Ok(v.iter().map(|&x| f64::from(x) + offset).collect::<Vec<_>>())
+                        }
                         TensorData::Fp64(v) => Ok(v.iter().map(|&x| x + offset).collect()),
                         _ => Err(ApiError::Internal("the outlier model's scores are not floats".to_owned())),
                     })
                     .transpose()?
                     .filter(|s| s.len() == rows.n)
-                    .ok_or_else(|| ApiError::Internal("the outlier model answered no score per row".to_owned()))?;
+                    .ok_or_else(|| {
+                        ApiError::Internal("the outlier model answered no score per row".to_owned())
+                    })?;
                 // scikit-learn's `predict`: an outlier when `decision_function < 0`.
                 let is_outlier = scores.iter().map(|s| !(*s >= *offset)).collect();
                 Ok(Some(OutlierFacts { scores, is_outlier }))
@@ -245,7 +260,12 @@ impl Monitor {
             Ok(w) => w.clone(),
             Err(_) => return Some(Err("the drift window is unavailable".to_owned())),
         };
-        Some(window.report(drift.alpha).map(|r| (r, drift.alpha, window_capacity(&window))).map_err(|e| e.to_string()))
+        Some(
+            window
+                .report(drift.alpha)
+                .map(|r| (r, drift.alpha, window_capacity(&window)))
+                .map_err(|e| e.to_string()),
+        )
     }
 }
 
@@ -254,7 +274,10 @@ fn window_capacity(window: &DriftMonitor) -> usize {
 }
 
 /// The input and `scores` output of a skl2onnx IsolationForest taking `n_features`.
-fn forest_interface(signature: &ModelSignature, n_features: usize) -> Result<((String, DataType), usize), String> {
+fn forest_interface(
+    signature: &ModelSignature,
+    n_features: usize,
+) -> Result<((String, DataType), usize), String> {
     let [input] = &signature.inputs[..] else {
         return Err(format!(
             "it has {} inputs; a skl2onnx IsolationForest has one (rows of features)",
@@ -266,10 +289,15 @@ fn forest_interface(signature: &ModelSignature, n_features: usize) -> Result<((S
     }
     match input.shape[..] {
         [_, Dim::Fixed(m)] if m != n_features as u64 => {
-            return Err(format!("its input `{}` takes {m} features per row; the model takes {n_features}", input.name));
+            return Err(format!(
+                "its input `{}` takes {m} features per row; the model takes {n_features}",
+                input.name
+            ));
         }
         [_, _] => {}
-        _ => return Err(format!("its input `{}` has shape {:?}, not [-1, M]", input.name, input.shape_i64())),
+        _ => {
+            return Err(format!("its input `{}` has shape {:?}, not [-1, M]", input.name, input.shape_i64()));
+        }
     }
     let output = signature
         .outputs
@@ -374,7 +402,8 @@ pub fn build_record(
             let field = "monitoring.outliers.model";
             let forest_hint = "export the fitted IsolationForest with skl2onnx (to_onnx(forest, X[:1].astype(numpy.float32))); see docs/monitoring.md";
             let path = forest.ok_or_else(|| refuse(field, "it was not staged".to_owned(), forest_hint))?;
-            let loaded = palisade_runtime::onnx::OnnxModel::load(path).map_err(|e| refuse(field, e.to_string(), forest_hint))?;
+            let loaded = palisade_runtime::onnx::OnnxModel::load(path)
+                .map_err(|e| refuse(field, e.to_string(), forest_hint))?;
             let m = model_features(signature).ok_or_else(|| {
                 refuse(field, "the model does not take one input of [-1, M] features".to_owned(), forest_hint)
             })?;
@@ -428,7 +457,10 @@ fn no_drift(served: &crate::ServedModel) -> ApiError {
 
 /// `GET /v2/models/{model}[/versions/{version}]/drift`: per feature, the two-sample
 /// Kolmogorov-Smirnov test of the window against the reference, Bonferroni corrected.
-pub(crate) async fn drift(state: &crate::AppState, served: &Arc<crate::ServedModel>) -> Result<Value, ApiError> {
+pub(crate) async fn drift(
+    state: &crate::AppState,
+    served: &Arc<crate::ServedModel>,
+) -> Result<Value, ApiError> {
     let Some(monitor) = served.monitor.clone().filter(|m| m.tests_drift()) else {
         return Err(no_drift(served));
     };
@@ -440,7 +472,12 @@ pub(crate) async fn drift(state: &crate::AppState, served: &Arc<crate::ServedMod
     .map_err(|e| ApiError::Internal(format!("drift report: {e}")))?;
     let (monitor, report) = report;
     let (report, alpha, window) = report.ok_or_else(|| no_drift(served))?.map_err(ApiError::Internal)?;
-    state.metrics().set_drift(served.id.name.as_str(), served.id.version.as_str(), monitor.features(), &report);
+    state.metrics().set_drift(
+        served.id.name.as_str(),
+        served.id.version.as_str(),
+        monitor.features(),
+        &report,
+    );
     Ok(report_json(served, &monitor, &report, alpha, window))
 }
 
@@ -486,7 +523,12 @@ pub(crate) fn refresh_gauges(registry: &crate::Registry, metrics: &crate::metric
         if let Some(monitor) = &served.monitor
             && let Some(Ok((report, _, _))) = monitor.report()
         {
-            metrics.set_drift(served.id.name.as_str(), served.id.version.as_str(), monitor.features(), &report);
+            metrics.set_drift(
+                served.id.name.as_str(),
+                served.id.version.as_str(),
+                monitor.features(),
+                &report,
+            );
         }
     }
 }

@@ -144,12 +144,14 @@ impl ServedModel {
         };
         let monitor = match &bundle.monitoring {
             None => None,
-            Some(record) => Some(Arc::new(crate::monitoring::Monitor::load(record, &bundle.dir).map_err(
-                |message| RuntimeError::Load {
-                    path: bundle.model_path(),
-                    message: format!("its monitoring cannot be loaded: {message}"),
-                },
-            )?)),
+            Some(record) => {
+                Some(Arc::new(crate::monitoring::Monitor::load(record, &bundle.dir).map_err(|message| {
+                    RuntimeError::Load {
+                        path: bundle.model_path(),
+                        message: format!("its monitoring cannot be loaded: {message}"),
+                    }
+                })?))
+            }
         };
         let mut served = ServedModel::with(bundle, Servable::Model(runnable));
         served.explainer = explainer;

@@ -184,7 +184,9 @@ impl GrpcInferenceService for Service {
         if let Some(outliers) = ctx.outliers() {
             let (scores, flags) = outliers.json();
             for (name, value) in [("outlier_score", scores), ("is_outlier", flags)] {
-                if let Some(parameter) = grpc::parameter_from_json(&serde_json::Value::String(value.to_string())) {
+                if let Some(parameter) =
+                    grpc::parameter_from_json(&serde_json::Value::String(value.to_string()))
+                {
                     response.parameters.insert(name.to_owned(), parameter);
                 }
             }

@@ -134,7 +134,9 @@ async fn run(
         tags.as_ref(),
     );
     // Seldon Core's outlier detectors reported their scores in `meta.tags`.
-    if let (Some(outliers), Some(meta)) = (ctx.outliers(), response.get_mut("meta").and_then(Value::as_object_mut)) {
+    if let (Some(outliers), Some(meta)) =
+        (ctx.outliers(), response.get_mut("meta").and_then(Value::as_object_mut))
+    {
         let (scores, flags) = outliers.json();
         let tags = meta.entry("tags").or_insert_with(|| Value::Object(Default::default()));
         if let Some(tags) = tags.as_object_mut() {
