@@ -206,7 +206,8 @@ impl Monitor {
                     move || -> Result<OutlierFacts, String> {
                         let mut scores = vec![0.0f64; rows.n];
                         scorer.scores(&rows.values, rows.n, &mut scores).map_err(|e| e.to_string())?;
-                        let is_outlier = scores.iter().map(|s| !(*s <= threshold)).collect();
+                        // A NaN score (a row with NaN) is an outlier, never an inlier.
+                        let is_outlier = scores.iter().map(|s| s.is_nan() || *s > threshold).collect();
                         Ok(OutlierFacts { scores, is_outlier })
                     }
                 };
@@ -246,7 +247,7 @@ impl Monitor {
                         ApiError::Internal("the outlier model answered no score per row".to_owned())
                     })?;
                 // scikit-learn's `predict`: an outlier when `decision_function < 0`.
-                let is_outlier = scores.iter().map(|s| !(*s >= *offset)).collect();
+                let is_outlier = scores.iter().map(|s| s.is_nan() || *s < *offset).collect();
                 Ok(Some(OutlierFacts { scores, is_outlier }))
             }
         }

@@ -239,6 +239,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             audit: Default::default(),
             batching: None,
             explainer: None,
+            monitor: None,
         },
         true,
     );

@@ -237,7 +237,7 @@ async fn grpc_responses_carry_the_scores() {
     let x = Tensor::new("X", vec![probes.len(), 4], TensorData::Fp32(data)).unwrap();
     for (model, want) in [("mahal", "mahalanobis"), ("forest", "iforest_score_samples")] {
         let mut request =
-            Request::new(grpc::encode_infer_request(model, None, Some("g"), &[x.clone()], true));
+            Request::new(grpc::encode_infer_request(model, None, Some("g"), std::slice::from_ref(&x), true));
         request.metadata_mut().insert("authorization", format!("Bearer {}", s.app.token).parse().unwrap());
         let reply = client.model_infer(request).await.unwrap().into_inner();
         let text = |name: &str| match &reply.parameters[name].parameter_choice {
