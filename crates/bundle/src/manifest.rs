@@ -992,6 +992,19 @@ impl Manifest {
         }
         if let Some(monitoring) = &manifest.monitoring {
             monitoring.validate().map_err(|(field, message)| invalid(field, None, None, message))?;
+            if let (Some(forest), Some(model)) = (monitoring.forest_model(), manifest.model.as_ref())
+                && model.files().iter().any(|(_, file)| *file == forest)
+            {
+                return Err(invalid(
+                    "monitoring.outliers.model",
+                    None,
+                    None,
+                    format!(
+                        "`{}` is a file of the model itself; name the IsolationForest's own skl2onnx export",
+                        forest.as_str()
+                    ),
+                ));
+            }
             if manifest.model.as_ref().and_then(ModelSection::path).is_none() {
                 return Err(invalid(
                     "monitoring",
@@ -1408,6 +1421,12 @@ mod tests {
         .monitoring
         .unwrap();
         assert_eq!(m.forest_model().unwrap().as_str(), "iforest.onnx");
+        let e = parse(&format!(
+            "{MINIMAL}monitoring:\n  outliers: {{method: isolation_forest, model: model.onnx}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("monitoring.outliers.model") && e.contains("model itself"), "{e}");
         let err = |yaml: &str| parse(&format!("{MINIMAL}{yaml}")).unwrap_err().to_string();
         let e = err("monitoring:\n  outliers: {method: lof, reference: r.csv}\n");
         assert!(e.contains("monitoring.outliers") && e.contains("mahalanobis"), "{e}");

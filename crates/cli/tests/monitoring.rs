@@ -134,10 +134,10 @@ fn bad_references_are_refused_naming_file_field_and_fix() {
     let err = refused("  drift: {reference: missing.csv}\n", "ref.csv", "a,b,c,d\n1,2,3,4\n");
     assert!(err.contains("monitoring.drift.reference") && err.contains("missing.csv"), "{err}");
     let err = refused("  outliers: {method: isolation_forest, model: model.onnx}\n", "ref.csv", "");
-    assert!(
-        err.contains("field `monitoring.outliers.model`") && err.contains("no float output `scores`"),
-        "{err}"
-    );
+    assert!(err.contains("monitoring.outliers.model") && err.contains("a file of the model itself"), "{err}");
+    // An empty file is no ONNX model.
+    let err = refused("  outliers: {method: isolation_forest, model: forest.onnx}\n", "forest.onnx", "");
+    assert!(err.contains("field `monitoring.outliers.model`") && err.contains("skl2onnx"), "{err}");
     let err = refused("  drift: {reference: ref.csv, window: 20000}\n", "ref.csv", "a,b,c,d\n1,2,3,4\n");
     assert!(err.contains("monitoring.drift.window") && err.contains("1 to 10000"), "{err}");
 }
