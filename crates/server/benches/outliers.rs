@@ -121,6 +121,33 @@ fn bench(c: &mut Criterion) {
             });
         }
     }
+    // A drift report over a full window of 1,000 rows like the reference (150 rows, 4
+    // features): the per-scrape cost of the gauges too.
+    let text = std::fs::read_to_string(repo().join("fixtures/monitoring/reference.csv")).unwrap();
+    let reference: Vec<f64> =
+        text.lines().skip(1).flat_map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap())).collect();
+    let rows: Vec<f64> = reference.iter().copied().cycle().take(1000 * 4).collect();
+    let body =
+        serde_json::json!({"inputs": [{"name": "X", "shape": [1000, 4], "datatype": "FP32", "data": rows}]})
+            .to_string();
+    let send = |method: &str, uri: &str, body: String| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(body))
+            .unwrap();
+        let router = router.clone();
+        runtime.block_on(async move {
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        })
+    };
+    send("POST", "/v2/models/mahalanobis-drift/infer", body);
+    group.bench_function("GET /v2/models/mahalanobis-drift/drift (window of 1000 rows)", |b| {
+        b.iter(|| send("GET", "/v2/models/mahalanobis-drift/drift", String::new()))
+    });
     group.finish();
 }
 
