@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
                     let _ = (path, node.node_type());
                 }
             }
+            if let Some(monitoring) = &manifest.monitoring {
+                let _ = (monitoring.references(), monitoring.forest_model());
+            }
             if let Some(pipeline) = &manifest.pipeline {
                 for step in &pipeline.steps {
                     let _ = step.target();

@@ -102,8 +102,8 @@ pub use key::{
 };
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
-    AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Payloads,
-    Protocol, RateLimit, RecordKind, SCHEMA, sha256_hex,
+    AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers,
+    Payloads, Protocol, RateLimit, RecordKind, SCHEMA, sha256_hex,
 };
 pub use redact::{REDACTED, Redactor, redact};
 pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};

@@ -122,6 +122,9 @@ pub struct AuditRecord {
     /// SHA-256 of the response body, lowercase hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_sha256: Option<String>,
+    /// The outlier scores of a monitored model's prediction (`monitoring.outliers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outliers: Option<Outliers>,
     /// The audit level the record was written at.
     pub level: Level,
     /// The (redacted) payloads, only at levels `Request` and `RequestResponse`.
@@ -174,6 +177,7 @@ impl Default for AuditRecord {
             response_bytes: None,
             request_sha256: None,
             response_sha256: None,
+            outliers: None,
             level: Level::Metadata,
             payloads: None,
             config: None,
@@ -429,6 +433,19 @@ impl FromStr for Level {
             ))),
         }
     }
+}
+
+/// A prediction's outlier scores, as the model's `monitoring.outliers` scored its rows.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outliers {
+    /// Rows scored.
+    pub rows: u64,
+    /// Rows that are outliers.
+    pub outlier_rows: u64,
+    /// The scores of the first rows (at most 1000), in row order; `null` for a row that
+    /// could not be scored (a NaN feature).
+    pub scores: Vec<Option<f64>>,
 }
 
 /// Payloads kept at levels `Request` and `RequestResponse`, after redaction.

@@ -7,6 +7,7 @@
 pub mod explainer;
 pub mod graph;
 pub mod manifest;
+pub mod monitoring;
 mod onnx_data;
 pub mod rate;
 pub mod store;

@@ -109,6 +109,148 @@ pub struct Manifest {
     /// SHAP explanations of this model's predictions (`POST .../explain`); none when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explainer: Option<ExplainerSection>,
+    /// Outlier scores and drift of this model's inputs (docs/monitoring.md); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSection>,
+}
+
+/// The `monitoring:` section: outlier scores of every prediction's rows and drift of the
+/// recent inputs against reference data (docs/monitoring.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSection {
+    /// Outlier scores (`parameters.outlier_score`, `is_outlier`) of every prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outliers: Option<OutliersSection>,
+    /// Drift of a window of recent inputs against the reference (`GET .../drift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSection>,
+}
+
+/// How outlier scores are computed (`monitoring.outliers.method`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OutliersSection {
+    /// The Mahalanobis distance of each row to the reference's mean, under the
+    /// (pseudo-)inverse of its covariance; an outlier above the `quantile` of the
+    /// reference's own distances.
+    Mahalanobis {
+        /// Rows of model inputs (CSV with a header of feature names, or a 2-D `.npy`),
+        /// relative to palisade.yaml.
+        reference: BundlePath,
+        /// The threshold, as a quantile of the reference's own scores (0 < q ≤ 1).
+        #[serde(default = "default_quantile")]
+        quantile: f64,
+    },
+    /// An IsolationForest exported by skl2onnx, scored in scikit-learn's `score_samples`
+    /// convention (lower is more abnormal); an outlier below `offset`.
+    IsolationForest {
+        /// The skl2onnx export, relative to palisade.yaml; copied into the bundle.
+        model: BundlePath,
+        /// The fitted forest's `offset_` (-0.5 with `contamination='auto'`).
+        #[serde(default = "default_offset")]
+        offset: f64,
+    },
+}
+
+fn default_quantile() -> f64 {
+    0.99
+}
+
+fn default_offset() -> f64 {
+    -0.5
+}
+
+/// `monitoring.drift`: per-feature Kolmogorov-Smirnov tests of a window of recent rows
+/// against the reference, Bonferroni corrected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftSection {
+    /// Rows of model inputs (CSV with a header of feature names, or a 2-D `.npy`),
+    /// relative to palisade.yaml; at most 10,000 rows are kept (a fixed subsample above).
+    pub reference: BundlePath,
+    /// Rows of recent inputs tested (1 to 10,000).
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// The family-wise significance level (0 < alpha < 1), divided among the features.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+fn default_window() -> usize {
+    1000
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+/// Most rows `monitoring.drift.window` may keep.
+pub const MAX_DRIFT_WINDOW: usize = 10_000;
+
+impl MonitoringSection {
+    /// Checks values serde cannot: ranges. Returns the field and the message.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        match &self.outliers {
+            Some(OutliersSection::Mahalanobis { quantile, .. }) if !(*quantile > 0.0 && *quantile <= 1.0) => {
+                return Err((
+                    "monitoring.outliers.quantile",
+                    format!(
+                        "{quantile} is not in (0, 1]; 0.99 flags the 1% of reference rows that score highest"
+                    ),
+                ));
+            }
+            Some(OutliersSection::IsolationForest { offset, .. }) if !offset.is_finite() => {
+                return Err((
+                    "monitoring.outliers.offset",
+                    "must be a finite number: the fitted forest's `offset_`".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(drift) = &self.drift {
+            if !(1..=MAX_DRIFT_WINDOW).contains(&drift.window) {
+                return Err((
+                    "monitoring.drift.window",
+                    format!("{} rows is out of range: use 1 to {MAX_DRIFT_WINDOW}", drift.window),
+                ));
+            }
+            if !(drift.alpha > 0.0 && drift.alpha < 1.0) {
+                return Err((
+                    "monitoring.drift.alpha",
+                    format!("{} is not in (0, 1); 0.05 is usual", drift.alpha),
+                ));
+            }
+        }
+        if self.outliers.is_none() && self.drift.is_none() {
+            return Err((
+                "monitoring",
+                "it names neither `outliers` nor `drift`; add one, or remove `monitoring:`".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The files it names, with their fields: reference files (read at build, not
+    /// copied) and the IsolationForest model (copied into the bundle).
+    pub fn references(&self) -> Vec<(&'static str, &BundlePath)> {
+        let mut out = Vec::new();
+        if let Some(OutliersSection::Mahalanobis { reference, .. }) = &self.outliers {
+            out.push(("monitoring.outliers.reference", reference));
+        }
+        if let Some(drift) = &self.drift {
+            out.push(("monitoring.drift.reference", &drift.reference));
+        }
+        out
+    }
+
+    /// The IsolationForest model file, if outliers are scored by one.
+    pub fn forest_model(&self) -> Option<&BundlePath> {
+        match &self.outliers {
+            Some(OutliersSection::IsolationForest { model, .. }) => Some(model),
+            _ => None,
+        }
+    }
 }
 
 /// The `explainer:` section: which SHAP explainer serves `POST .../explain`, and the
@@ -853,6 +995,30 @@ impl Manifest {
                 "an explainer needs a model Palisade runs itself (`model.path`, an ONNX file); remove `explainer:` from a graph, a traffic split or an upstream model".to_owned(),
             ));
         }
+        if let Some(monitoring) = &manifest.monitoring {
+            monitoring.validate().map_err(|(field, message)| invalid(field, None, None, message))?;
+            if let (Some(forest), Some(model)) = (monitoring.forest_model(), manifest.model.as_ref())
+                && model.files().iter().any(|(_, file)| *file == forest)
+            {
+                return Err(invalid(
+                    "monitoring.outliers.model",
+                    None,
+                    None,
+                    format!(
+                        "`{}` is a file of the model itself; name the IsolationForest's own skl2onnx export",
+                        forest.as_str()
+                    ),
+                ));
+            }
+            if manifest.model.as_ref().and_then(ModelSection::path).is_none() {
+                return Err(invalid(
+                    "monitoring",
+                    None,
+                    None,
+                    "monitoring needs a model Palisade runs itself (`model.path`, an ONNX file); remove `monitoring:` from a graph, a traffic split or an upstream model and declare it on the models it calls".to_owned(),
+                ));
+            }
+        }
         if manifest.batching.is_some() && manifest.model.as_ref().is_some_and(|m| m.upstream().is_some()) {
             return Err(invalid(
                 "batching",
@@ -993,6 +1159,11 @@ fn hint_for(field: &str, message: String) -> String {
     if field == "explainer.type" {
         return format!(
             "{message}; use `TreeShap` (tree ensembles) or `KernelShap` (any model), see docs/explain.md"
+        );
+    }
+    if field == "monitoring.outliers" && message.starts_with("unknown variant") {
+        return format!(
+            "{message}; use `method: mahalanobis` (with `reference:`) or `method: isolation_forest` (with `model:`), see docs/monitoring.md"
         );
     }
     if field == "model.format" {
@@ -1234,6 +1405,60 @@ mod tests {
             Err(BundleError::Manifest(e)) => Err(e),
             Err(other) => panic!("unexpected error {other}"),
         }
+    }
+
+    #[test]
+    fn monitoring_parses_with_defaults_and_names_bad_fields() {
+        assert_eq!(parse(MINIMAL).unwrap().monitoring, None);
+        let m = parse(&format!(
+            "{MINIMAL}monitoring:\n  outliers: {{method: mahalanobis, reference: ref.csv}}\n  drift: {{reference: data/ref.npy}}\n"
+        ))
+        .unwrap()
+        .monitoring
+        .unwrap();
+        assert_eq!(
+            m.outliers,
+            Some(OutliersSection::Mahalanobis {
+                reference: BundlePath::new("ref.csv").unwrap(),
+                quantile: 0.99
+            })
+        );
+        let drift = m.drift.clone().unwrap();
+        assert_eq!((drift.reference.as_str(), drift.window, drift.alpha), ("data/ref.npy", 1000, 0.05));
+        assert_eq!(m.references().len(), 2);
+        let m = parse(&format!(
+            "{MINIMAL}monitoring:\n  outliers: {{method: isolation_forest, model: iforest.onnx, offset: -0.4}}\n"
+        ))
+        .unwrap()
+        .monitoring
+        .unwrap();
+        assert_eq!(m.forest_model().unwrap().as_str(), "iforest.onnx");
+        let e = parse(&format!(
+            "{MINIMAL}monitoring:\n  outliers: {{method: isolation_forest, model: model.onnx}}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("monitoring.outliers.model") && e.contains("model itself"), "{e}");
+        let err = |yaml: &str| parse(&format!("{MINIMAL}{yaml}")).unwrap_err().to_string();
+        let e = err("monitoring:\n  outliers: {method: lof, reference: r.csv}\n");
+        assert!(e.contains("monitoring.outliers") && e.contains("mahalanobis"), "{e}");
+        let e = err("monitoring:\n  outliers: {method: mahalanobis, reference: r.csv, quantile: 1.5}\n");
+        assert!(e.contains("monitoring.outliers.quantile") && e.contains("1.5"), "{e}");
+        let e = err("monitoring:\n  outliers: {method: mahalanobis, reference: ../r.csv}\n");
+        assert!(e.contains("monitoring.outliers"), "{e}");
+        let e = err("monitoring:\n  outliers: {method: mahalanobis}\n");
+        assert!(e.contains("reference"), "{e}");
+        let e = err("monitoring:\n  drift: {reference: r.csv, window: 0}\n");
+        assert!(e.contains("monitoring.drift.window") && e.contains("1 to 10000"), "{e}");
+        let e = err("monitoring:\n  drift: {reference: r.csv, alpha: 0}\n");
+        assert!(e.contains("monitoring.drift.alpha"), "{e}");
+        let e = err("monitoring:\n  drift: {reference: r.csv, windw: 5}\n");
+        assert!(e.contains("windw"), "{e}");
+        let e = err("monitoring: {}\n");
+        assert!(e.contains("neither"), "{e}");
+        let upstream = "name: iris\nversion: \"1\"\nowners: [a@b.c]\nmodel:\n  format: upstream\n  upstream: {url: http://h:1}\n  inputs: [{name: X, datatype: FP32, shape: [-1, 4]}]\n  outputs: [{name: Y, datatype: FP32, shape: [-1]}]\nmonitoring: {drift: {reference: r.csv}}\n";
+        let e = parse(upstream).unwrap_err().to_string();
+        assert!(e.contains("monitoring") && e.contains("model Palisade runs itself"), "{e}");
     }
 
     #[test]

@@ -157,6 +157,9 @@ pub struct VerifiedBundle {
     /// What `palisade build` computed for the manifest's `explainer:` (present exactly
     /// when the manifest has one).
     pub explainer: Option<crate::explainer::ExplainerRecord>,
+    /// What `palisade build` computed for the manifest's `monitoring:` (present exactly
+    /// when the manifest has one).
+    pub monitoring: Option<crate::monitoring::MonitoringRecord>,
     /// Every file, as indexed.
     pub files: Vec<FileEntry>,
     /// The index file (`bundle.json`) exactly as read and checked against the digest, so a
@@ -198,6 +201,8 @@ pub struct StagedBundle {
     manifest: Manifest,
     files: Vec<FileEntry>,
     background: Option<Vec<u8>>,
+    /// The `monitoring:` reference files read at staging, by field.
+    references: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl StagedBundle {
@@ -218,6 +223,29 @@ impl StagedBundle {
     /// explainer needs of it.
     pub fn background(&self) -> Option<&[u8]> {
         self.background.as_deref()
+    }
+
+    /// The staging directory (files the manifest names are under it, as in the bundle).
+    pub fn dir_path(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// The bytes of the reference file a `monitoring:` field names (its field, as
+    /// `monitoring.drift.reference`), read inside the model directory when staging; not
+    /// part of the bundle.
+    pub fn reference(&self, field: &str) -> Option<&[u8]> {
+        self.references.iter().find(|(f, _)| *f == field).map(|(_, bytes)| bytes.as_slice())
+    }
+
+    /// Records what monitoring needs as [`crate::monitoring::MONITORING_FILE`], covered by
+    /// the digest.
+    pub fn set_monitoring(
+        &mut self,
+        record: &crate::monitoring::MonitoringRecord,
+    ) -> Result<(), BundleError> {
+        let mut bytes = serde_json::to_vec(record).map_err(BundleError::Encode)?;
+        bytes.push(b'\n');
+        self.add_file(crate::monitoring::MONITORING_FILE, &bytes)
     }
 
     /// Records what the explainer needs as [`crate::explainer::EXPLAINER_FILE`], covered
@@ -364,6 +392,37 @@ impl Store {
             })?;
             opened.push((path.clone(), file));
         }
+        if let Some(path) = manifest.monitoring.as_ref().and_then(|m| m.forest_model()) {
+            let field = "monitoring.outliers.model";
+            let file = open_inside(&root, src, path.as_str()).map_err(|problem| BundleError::ModelFile {
+                manifest: manifest_path.clone(),
+                field,
+                path: path.under(src),
+                problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
+            })?;
+            opened.push((path.clone(), file));
+        }
+        let mut references = Vec::new();
+        for (field, reference) in manifest.monitoring.iter().flat_map(|m| m.references()) {
+            let path = reference.under(src);
+            let mut file =
+                open_inside(&root, src, reference.as_str()).map_err(|problem| BundleError::ModelFile {
+                    manifest: manifest_path.clone(),
+                    field,
+                    path: path.clone(),
+                    problem: format!("{problem}; `{field}` is relative to palisade.yaml"),
+                })?;
+            let cap = crate::explainer::MAX_BACKGROUND_BYTES;
+            let bytes = read_capped_from(&mut file, &path, cap).map_err(|_| BundleError::ModelFile {
+                manifest: manifest_path.clone(),
+                field,
+                path: path.clone(),
+                problem: format!(
+                    "cannot be read, or is larger than {cap} bytes; subsample the reference rows"
+                ),
+            })?;
+            references.push((field, bytes));
+        }
         let background = match &manifest.explainer {
             None => None,
             Some(explainer) => {
@@ -398,7 +457,7 @@ impl Store {
                 action: "create a staging directory",
                 source,
             })?;
-        let mut staged = StagedBundle { dir, manifest, files: Vec::new(), background };
+        let mut staged = StagedBundle { dir, manifest, files: Vec::new(), background, references };
         staged.add_file(MANIFEST_FILE, &manifest_bytes)?;
         for (path, mut file) in opened {
             let (size, sha256) = staged.copy_in(&path, &mut file, &path.under(src))?;
@@ -717,7 +776,35 @@ impl Store {
                 return Err(tampered(explainer_file, "the manifest declares no `explainer:`".to_owned()));
             }
         };
+        if let Some(path) = manifest.monitoring.as_ref().and_then(|m| m.forest_model())
+            && !listed.contains(path.as_str())
+        {
+            return Err(tampered(
+                path.as_str(),
+                "the file the manifest names in `monitoring.outliers.model` is not in the bundle".to_owned(),
+            ));
+        }
+        let monitoring_file = crate::monitoring::MONITORING_FILE;
+        let monitoring = match (&manifest.monitoring, listed.contains(monitoring_file)) {
+            (None, false) => None,
+            (Some(_), true) => {
+                let bytes = read_capped(&dir.join(monitoring_file), crate::monitoring::MAX_MONITORING_BYTES)?;
+                Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    tampered(monitoring_file, format!("it is not a valid monitoring record ({e})"))
+                })?)
+            }
+            (Some(_), false) => {
+                return Err(tampered(
+                    monitoring_file,
+                    "the manifest declares `monitoring:` but the bundle has no monitoring file".to_owned(),
+                ));
+            }
+            (None, true) => {
+                return Err(tampered(monitoring_file, "the manifest declares no `monitoring:`".to_owned()));
+            }
+        };
         Ok(VerifiedBundle {
+            monitoring,
             dir: dir.to_owned(),
             digest: digest.clone(),
             manifest,

@@ -54,8 +54,10 @@ pub fn run(home: &Path, args: &BuildArgs) -> Result<(), Failure> {
     }
     staged.set_signature(&signature)?;
     let explainer_note = crate::explainer::stage(&args.dir, &mut staged, &signature)?;
+    let monitoring_notes = crate::monitoring::stage(&args.dir, &mut staged, &signature)?;
     let mut notes = built.notes.clone();
     notes.extend(explainer_note);
+    notes.extend(monitoring_notes);
     if let Some(engine) = built.engine {
         staged.set_engine(engine)?;
     }

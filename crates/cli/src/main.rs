@@ -16,6 +16,7 @@ mod image;
 mod k8s;
 mod limits;
 mod models;
+mod monitoring;
 mod output;
 mod policy;
 mod predict;

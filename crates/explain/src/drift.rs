@@ -270,6 +270,11 @@ impl DriftMonitor {
         Ok(())
     }
 
+    /// Most rows the window keeps.
+    pub fn window_capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Rows in the window.
     pub fn window_rows(&self) -> usize {
         self.rows

@@ -147,6 +147,7 @@ pub struct RequestContext {
     policy_request: OnceLock<palisade_policy::Request>,
     graph: OnceLock<GraphFacts>,
     rate_limited: OnceLock<RateLimited>,
+    outliers: OnceLock<crate::monitoring::OutlierFacts>,
     hops: Mutex<Vec<palisade_audit::AuditRecord>>,
     credential: OnceLock<Credential>,
 }
@@ -323,6 +324,16 @@ impl RequestContext {
         let _ = self.rate_limited.set(refusal);
     }
 
+    /// The outlier scores of the request's rows, when its model scores them
+    /// (`monitoring.outliers`) and the prediction succeeded.
+    pub fn outliers(&self) -> Option<&crate::monitoring::OutlierFacts> {
+        self.outliers.get()
+    }
+
+    pub(crate) fn set_outliers(&self, facts: crate::monitoring::OutlierFacts) {
+        let _ = self.outliers.set(facts);
+    }
+
     /// Adds the audit records of a graph's hops, written before the request's own.
     pub(crate) fn add_hops(&self, records: Vec<palisade_audit::AuditRecord>) {
         if let Ok(mut hops) = self.hops.lock() {
@@ -497,6 +508,7 @@ pub(crate) async fn establish(
         policy_request: OnceLock::new(),
         graph: OnceLock::new(),
         rate_limited: OnceLock::new(),
+        outliers: OnceLock::new(),
         hops: Mutex::new(Vec::new()),
         credential: OnceLock::new(),
     };

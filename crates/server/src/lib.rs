@@ -15,6 +15,7 @@ pub mod front;
 mod graphs;
 mod layers;
 mod metrics;
+pub mod monitoring;
 pub mod platform;
 pub mod rate;
 pub mod registry;
@@ -319,9 +320,23 @@ impl AppState {
         inputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>, ApiError> {
         match &served.model {
-            registry::Servable::Model(runnable) => {
-                self.run_model(served, runnable, inputs, ctx.credential()).await
-            }
+            registry::Servable::Model(runnable) => match &served.monitor {
+                None => self.run_model(served, runnable, inputs, ctx.credential()).await,
+                Some(monitor) => {
+                    // The rows are taken before the model has the inputs, and only used
+                    // once the model accepted them.
+                    let rows = monitor.rows(&inputs);
+                    let outputs = self.run_model(served, runnable, inputs, ctx.credential()).await?;
+                    if let Some(rows) = rows {
+                        monitor.push(&rows);
+                        if let Some(facts) = monitor.score(self, rows).await? {
+                            self.metrics().observe_outliers(served.id.name.as_str(), &facts.scores);
+                            ctx.set_outliers(facts);
+                        }
+                    }
+                    Ok(outputs)
+                }
+            },
             registry::Servable::Graph(graph) => graphs::run(self, ctx, served, graph, inputs).await,
         }
     }

@@ -42,6 +42,8 @@ pub struct Metrics {
     routes: IntCounterVec,
     pub(crate) connections_closed: IntCounterVec,
     rate_limited: IntCounterVec,
+    outlier_score: HistogramVec,
+    drift_p_value: prometheus::GaugeVec,
 }
 
 /// Latency buckets from 50 µs to about 13 s.
@@ -207,6 +209,26 @@ impl Metrics {
             ),
             &["graph", "router", "arm"],
         )?;
+        let outlier_score = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_outlier_score",
+                "Outlier scores of predicted rows by model (monitoring.outliers): Mahalanobis distances (higher is more abnormal) or IsolationForest score_samples (in [-1, 0], lower is more abnormal).",
+            )
+            .buckets(vec![
+                -1.0, -0.8, -0.7, -0.6, -0.55, -0.5, -0.45, -0.4, -0.3, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5,
+                10.0, 20.0, 50.0,
+            ]),
+            &["model"],
+        )?;
+        let drift_p_value = prometheus::GaugeVec::new(
+            Opts::new(
+                "palisade_drift_p_value",
+                "Two-sample Kolmogorov-Smirnov p-value (not corrected) of each feature's recent window against the model's reference (monitoring.drift), as of the last scrape or drift report.",
+            ),
+            &["model", "version", "feature"],
+        )?;
+        registry.register(Box::new(outlier_score.clone()))?;
+        registry.register(Box::new(drift_p_value.clone()))?;
         registry.register(Box::new(hops.clone()))?;
         registry.register(Box::new(hop_seconds.clone()))?;
         registry.register(Box::new(routes.clone()))?;
@@ -275,7 +297,30 @@ impl Metrics {
             routes,
             connections_closed,
             rate_limited,
+            outlier_score,
+            drift_p_value,
         })
+    }
+
+    /// Records one prediction's outlier scores (NaN scores are left out).
+    pub(crate) fn observe_outliers(&self, model: &str, scores: &[f64]) {
+        let histogram = self.outlier_score.with_label_values(&[model]);
+        for score in scores.iter().filter(|s| s.is_finite()) {
+            histogram.observe(*score);
+        }
+    }
+
+    /// Sets a model version's drift gauges from a report.
+    pub(crate) fn set_drift(
+        &self,
+        model: &str,
+        version: &str,
+        features: &[String],
+        report: &palisade_explain::DriftReport,
+    ) {
+        for (name, feature) in features.iter().zip(&report.features) {
+            self.drift_p_value.with_label_values(&[model, version, name]).set(feature.test.p_value);
+        }
     }
 
     /// Counts what a change of the served models did, and follows the served set.
@@ -434,6 +479,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
         metrics.sync_connections(front.counts());
     }
     state.sync_serving_cert();
+    let (registry, copy) = (state.registry(), metrics.clone());
+    // Drift tests sort and walk each window: off the async runtime.
+    let _ = tokio::task::spawn_blocking(move || crate::monitoring::refresh_gauges(&registry, &copy)).await;
     let mut out = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&metrics.registry.gather(), &mut out) {

@@ -35,6 +35,8 @@ pub struct ServedModel {
     pub explainer: Option<Arc<crate::explain::Explainer>>,
     /// The manifest's `limits.rate`: each caller's budget, tightening the platform's.
     pub rate: Option<palisade_bundle::rate::RateSection>,
+    /// Outlier scores and drift of its inputs, when the bundle has `monitoring:`.
+    pub monitor: Option<Arc<crate::monitoring::Monitor>>,
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -142,8 +144,20 @@ impl ServedModel {
                 )?,
             )),
         };
+        let monitor = match &bundle.monitoring {
+            None => None,
+            Some(record) => {
+                Some(Arc::new(crate::monitoring::Monitor::load(record, &bundle.dir).map_err(|message| {
+                    RuntimeError::Load {
+                        path: bundle.model_path(),
+                        message: format!("its monitoring cannot be loaded: {message}"),
+                    }
+                })?))
+            }
+        };
         let mut served = ServedModel::with(bundle, Servable::Model(runnable));
         served.explainer = explainer;
+        served.monitor = monitor;
         Ok(served)
     }
 
@@ -178,6 +192,7 @@ impl ServedModel {
             model,
             explainer: None,
             rate: manifest.limits.and_then(|l| l.rate),
+            monitor: None,
         }
     }
 }

@@ -23,6 +23,9 @@ pub enum ModelOp {
     /// `POST /v2/models/{m}[/versions/{v}]/explain`: SHAP values of the request's rows
     /// (authorized on its own path, never as `infer`).
     Explain,
+    /// `GET /v2/models/{m}[/versions/{v}]/drift`: the drift of recent inputs against the
+    /// model's reference (authorized on its own path).
+    Drift,
 }
 
 /// A method of `inference.GRPCInferenceService`.
@@ -288,6 +291,8 @@ impl Route {
             ["v2", "models", m, "versions", v, "explain"] => {
                 post(method, model(m, Some(v), ModelOp::Explain))
             }
+            ["v2", "models", m, "drift"] => get(method, model(m, None, ModelOp::Drift)),
+            ["v2", "models", m, "versions", v, "drift"] => get(method, model(m, Some(v), ModelOp::Drift)),
             ["v2", "models", m, "feedback"] => post(method, model(m, None, ModelOp::Feedback)),
             ["v2", "models", m, "versions", v, "feedback"] => {
                 post(method, model(m, Some(v), ModelOp::Feedback))
@@ -451,6 +456,7 @@ impl Route {
                 ModelOp::Infer => "v2_infer",
                 ModelOp::Feedback => "v2_feedback",
                 ModelOp::Explain => "v2_explain",
+                ModelOp::Drift => "v2_drift",
             },
             Route::KServe { op, .. } => match op {
                 KServeOp::Ready => "kserve_ready",

@@ -184,6 +184,7 @@ fn served_through(manifest: &palisade_bundle::Manifest) -> palisade_bundle::Mani
         call_as: Default::default(),
         inputs: None,
         explainer: None,
+        monitoring: None,
         ..manifest.clone()
     }
 }

@@ -240,6 +240,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
             batching: None,
             explainer: None,
             rate: None,
+            monitor: None,
         },
         true,
     );

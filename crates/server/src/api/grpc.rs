@@ -180,6 +180,17 @@ impl GrpcInferenceService for Service {
         {
             response.parameters.insert("routing".to_owned(), parameter);
         }
+        // gRPC parameters hold scalars: the per-row lists are JSON arrays in string parameters.
+        if let Some(outliers) = ctx.outliers() {
+            let (scores, flags) = outliers.json();
+            for (name, value) in [("outlier_score", scores), ("is_outlier", flags)] {
+                if let Some(parameter) =
+                    grpc::parameter_from_json(&serde_json::Value::String(value.to_string()))
+                {
+                    response.parameters.insert(name.to_owned(), parameter);
+                }
+            }
+        }
         Ok(tonic::Response::new(response))
     }
 }

@@ -45,6 +45,9 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
                 ModelOp::Infer => v2::infer(&state, &ctx, &served, req).await,
                 ModelOp::Feedback => crate::graphs::feedback_v2(&state, &ctx, &served, req).await,
                 ModelOp::Explain => v2::explain(&state, &ctx, &served, req).await,
+                ModelOp::Drift => {
+                    crate::monitoring::drift(&state, &served).await.map(|v| axum::Json(v).into_response())
+                }
             },
             Err(err) => Err(err),
         },

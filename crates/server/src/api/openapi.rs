@@ -50,6 +50,9 @@ pub(crate) fn document(registry: &Registry, security: &Security) -> Value {
         if served.explainer.is_some() {
             paths.insert(format!("/v2/models/{name}/explain"), explain_op(served));
         }
+        if served.monitor.as_ref().is_some_and(|m| m.tests_drift()) {
+            paths.insert(format!("/v2/models/{name}/drift"), drift_op(name));
+        }
         if served.model.signature().inputs.len() == 1 {
             paths.insert(
                 format!("/seldon/{}/{name}/api/v1.0/predictions", served.id.namespace),
@@ -235,6 +238,38 @@ fn explain_op(served: &ServedModel) -> Value {
             "schema": {"$ref": format!("#/components/schemas/{}", schema_key(served, "InferenceRequest"))},
             "example": example_request(served),
         }}},
+        "responses": responses,
+    }})
+}
+
+/// `GET /v2/models/{name}/drift` for a model with `monitoring.drift` (docs/monitoring.md).
+fn drift_op(name: &str) -> Value {
+    let mut responses = error_responses();
+    responses["200"] = json!({"description": "Per feature, the Kolmogorov-Smirnov test of the recent inputs against the reference", "content": {"application/json": {"schema": {
+        "type": "object", "required": ["model_name", "model_version", "alpha", "window", "window_rows", "drift", "features"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string"},
+            "test": {"type": "string", "enum": ["ks_2samp"]},
+            "correction": {"type": "string", "enum": ["bonferroni"]},
+            "alpha": {"type": "number"},
+            "window": {"type": "integer", "description": "Most rows the window keeps"},
+            "window_rows": {"type": "integer", "description": "Rows in the window now"},
+            "drift": {"type": "boolean", "description": "Whether any feature drifted"},
+            "features": {"type": "array", "items": {"type": "object", "required": ["name", "statistic", "p_value", "corrected_p_value", "drift"], "properties": {
+                "name": {"type": "string"},
+                "statistic": {"type": "number"},
+                "p_value": {"type": "number"},
+                "corrected_p_value": {"type": "number", "description": "min(1, p_value x features)"},
+                "drift": {"type": "boolean"},
+                "window_values": {"type": "integer"},
+            }}},
+        },
+    }}}});
+    json!({"get": {
+        "tags": [name],
+        "summary": format!("Drift of {name}'s recent inputs (authorized on this path of its own)"),
+        "operationId": format!("drift_{}", sanitize(name)),
         "responses": responses,
     }})
 }

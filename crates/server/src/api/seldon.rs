@@ -133,6 +133,17 @@ async fn run(
         served.id.version.as_str(),
         tags.as_ref(),
     );
+    // Seldon Core's outlier detectors reported their scores in `meta.tags`.
+    if let (Some(outliers), Some(meta)) =
+        (ctx.outliers(), response.get_mut("meta").and_then(Value::as_object_mut))
+    {
+        let (scores, flags) = outliers.json();
+        let tags = meta.entry("tags").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(tags) = tags.as_object_mut() {
+            tags.insert("outlier_score".to_owned(), scores);
+            tags.insert("is_outlier".to_owned(), flags);
+        }
+    }
     // Seldon's executor reports routers' choices in `meta.routing`.
     if let (Some(graph), Some(meta)) = (ctx.graph(), response.get_mut("meta").and_then(Value::as_object_mut))
     {

@@ -135,7 +135,7 @@ pub(crate) async fn infer(
             })
             .collect()
     };
-    let parameters = ctx.graph().map(|g| serde_json::json!({ "routing": g.routing_json() }));
+    let parameters = response_parameters(ctx);
     let encoded = v2::encode_infer_response_with(
         served.id.name.as_str(),
         served.id.version.as_str(),
@@ -153,6 +153,21 @@ pub(crate) async fn infer(
             response
         }
     })
+}
+
+/// The response's `parameters`: a graph's `routing`; `outlier_score` and `is_outlier`
+/// (one per row) for a monitored model.
+fn response_parameters(ctx: &RequestContext) -> Option<serde_json::Value> {
+    let mut map = serde_json::Map::new();
+    if let Some(graph) = ctx.graph() {
+        map.insert("routing".to_owned(), graph.routing_json());
+    }
+    if let Some(outliers) = ctx.outliers() {
+        let (scores, flags) = outliers.json();
+        map.insert("outlier_score".to_owned(), scores);
+        map.insert("is_outlier".to_owned(), flags);
+    }
+    (!map.is_empty()).then_some(serde_json::Value::Object(map))
 }
 
 /// `POST /v2/models/{model}[/versions/{version}]/explain`: the same body as `infer`;

@@ -207,6 +207,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
     let status = crate::api::grpc::effective_status(parts.status, grpc_code).as_u16();
     let mut record = record_of(&state, &ctx, &declared, level, status, grpc_code, &response_bytes);
     record.node = ctx.graph().and_then(|g| g.failed_node.clone());
+    record.outliers = ctx.outliers().map(crate::monitoring::OutlierFacts::audit);
     if level >= Level::Request && ctx.route.addresses_model() {
         let mut fields = state.security().platform().config.audit.redact.clone();
         if let Some(model) = ctx.served() {

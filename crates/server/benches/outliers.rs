@@ -1,0 +1,155 @@
+//! What monitoring adds to a prediction (docs/monitoring.md): the same iris request served
+//! by the same model without monitoring, with Mahalanobis outlier scores, with Mahalanobis
+//! scores and the drift window, and with an IsolationForest (a second model run), through
+//! the whole server in-process (the router of `palisade_server::app` called with `oneshot`:
+//! context, authentication, authorization, audit, engine, response). The audit log runs in
+//! relaxed mode so that fsyncs do not drown the difference.
+//! `cargo bench -p palisade-server --bench outliers`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::BodyExt;
+use palisade_bundle::Store;
+use palisade_identity::{HttpFetch, TokenRequest};
+use palisade_runtime::{Engine, EngineConfig};
+use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
+use tower::ServiceExt;
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+/// Builds the iris classifier with `monitoring` (YAML lines under `monitoring:`, or none).
+fn add(store: &Store, scratch: &Path, name: &str, monitoring: Option<&str>) {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::copy(repo().join("fixtures/models/iris_lr_nozipmap.onnx"), dir.path().join("model.onnx"))
+        .unwrap();
+    for file in ["reference.csv", "iforest.onnx"] {
+        std::fs::copy(repo().join("fixtures/monitoring").join(file), dir.path().join(file)).unwrap();
+    }
+    let section = monitoring.map(|m| format!("monitoring:\n{m}")).unwrap_or_default();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "name: {name}\nversion: \"1\"\nowners: [alice@example.com]\nmodel: {{path: model.onnx, format: onnx}}\n{section}"
+        ),
+    )
+    .unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    if let Some(section) = staged.manifest().monitoring.clone() {
+        let forest = section.forest_model().map(|p| p.under(&staged.dir_path()));
+        let reference = |field: &'static str| staged.reference(field).map(<[u8]>::to_vec);
+        let (record, _) = palisade_server::monitoring::build_record(
+            &section,
+            &reference,
+            forest.as_deref(),
+            model.signature(),
+        )
+        .unwrap();
+        staged.set_monitoring(&record).unwrap();
+    }
+    store.commit(staged).unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let mahalanobis = "  outliers: {method: mahalanobis, reference: reference.csv}\n";
+    let drift = "  drift: {reference: reference.csv, window: 1000}\n";
+    add(&store, tmp.path(), "plain", None);
+    add(&store, tmp.path(), "mahalanobis", Some(mahalanobis));
+    add(&store, tmp.path(), "mahalanobis-drift", Some(&format!("{mahalanobis}{drift}")));
+    add(&store, tmp.path(), "forest", Some("  outliers: {method: isolation_forest, model: iforest.onnx}\n"));
+
+    let registry = Registry::load(&store).unwrap();
+    let platform = Platform::parse(Path::new("platform.yaml"), "audit: {mode: relaxed}\n").unwrap();
+    let audit =
+        palisade_server::AuditHandle::open(&tmp.path().join("audit"), &platform.config.audit, None).unwrap();
+    let namespaces = registry.namespaces().into_iter().map(String::from).collect();
+    let config = SecurityConfig { platform, policy_dir: None, home: store.root().to_owned() };
+    let security = Arc::new(Security::new(config, namespaces, Arc::new(HttpFetch::new().unwrap())).unwrap());
+    let mut extra = serde_json::Map::new();
+    extra.insert("email".into(), "alice@example.com".into());
+    extra.insert("email_verified".into(), true.into());
+    let token = security
+        .issuer()
+        .unwrap()
+        .issue(TokenRequest { subject: "alice".into(), extra, ..TokenRequest::default() })
+        .unwrap()
+        .token
+        .expose()
+        .to_owned();
+    let state = AppState::new(
+        registry,
+        Engine::start(EngineConfig::default()).unwrap(),
+        security,
+        audit,
+        ServerConfig::default(),
+    )
+    .unwrap();
+    let router = palisade_server::app(state);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let row = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let call = |model: &str| {
+        let request = Request::builder()
+            .method("POST")
+            .uri(format!("/v2/models/{model}/infer"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(row))
+            .unwrap();
+        let router = router.clone();
+        runtime.block_on(async move {
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        })
+    };
+    let mut group = c.benchmark_group("monitoring");
+    // Interleaved rounds, so that load from other work on the machine falls on every model.
+    for round in 0..2 {
+        for model in ["plain", "mahalanobis", "mahalanobis-drift", "forest"] {
+            group.bench_function(format!("round {round}: POST /v2/models/{model}/infer"), |b| {
+                b.iter(|| call(model))
+            });
+        }
+    }
+    // A drift report over a full window of 1,000 rows like the reference (150 rows, 4
+    // features): the per-scrape cost of the gauges too.
+    let text = std::fs::read_to_string(repo().join("fixtures/monitoring/reference.csv")).unwrap();
+    let reference: Vec<f64> =
+        text.lines().skip(1).flat_map(|l| l.split(',').map(|v| v.parse::<f64>().unwrap())).collect();
+    let rows: Vec<f64> = reference.iter().copied().cycle().take(1000 * 4).collect();
+    let body =
+        serde_json::json!({"inputs": [{"name": "X", "shape": [1000, 4], "datatype": "FP32", "data": rows}]})
+            .to_string();
+    let send = |method: &str, uri: &str, body: String| {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(body))
+            .unwrap();
+        let router = router.clone();
+        runtime.block_on(async move {
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        })
+    };
+    send("POST", "/v2/models/mahalanobis-drift/infer", body);
+    group.bench_function("GET /v2/models/mahalanobis-drift/drift (window of 1000 rows)", |b| {
+        b.iter(|| send("GET", "/v2/models/mahalanobis-drift/drift", String::new()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
