@@ -26,18 +26,6 @@ fn model(name: &str) -> String {
     format!("name: {name}\nversion: \"1\"\n{OWNER}model:\n  path: model.onnx\n  format: onnx\n")
 }
 
-/// Builds a graph bundle the way `palisade build` does: compiled against the store.
-fn add_graph(store: &Store, scratch: &Path, manifest: &str) -> Result<(), String> {
-    let dir = tempfile::tempdir_in(scratch).unwrap();
-    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
-    let mut staged = store.stage(dir.path()).map_err(|e| e.to_string())?;
-    let graph = palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
-        .map_err(|e| e.to_string())?;
-    staged.set_signature(graph.signature()).unwrap();
-    store.commit(staged).unwrap();
-    Ok(())
-}
-
 struct Setup {
     tmp: tempfile::TempDir,
     _policies: tempfile::TempDir,
