@@ -15,10 +15,11 @@ use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
 use palisade_bundle::Store;
-use palisade_identity::{HttpFetch, TokenRequest};
-use palisade_runtime::{Engine, EngineConfig, UpstreamContext};
-use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
+use palisade_runtime::UpstreamContext;
+use palisade_server::Registry;
 use tower::ServiceExt;
+
+mod support;
 
 /// Requests per graph and round (`GRAPH_SHADOW_REQUESTS` overrides, for a quick check).
 fn requests() -> usize {
@@ -116,32 +117,7 @@ fn main() {
     );
 
     let registry = Registry::load_with(&store, &upstream).unwrap();
-    let platform = Platform::parse(Path::new("platform.yaml"), "audit: {mode: relaxed}\n").unwrap();
-    let audit =
-        palisade_server::AuditHandle::open(&tmp.path().join("audit"), &platform.config.audit, None).unwrap();
-    let namespaces = registry.namespaces().into_iter().map(String::from).collect();
-    let config = SecurityConfig { platform, policy_dir: None, home: store.root().to_owned() };
-    let security = Arc::new(Security::new(config, namespaces, Arc::new(HttpFetch::new().unwrap())).unwrap());
-    let mut extra = serde_json::Map::new();
-    extra.insert("email".into(), "alice@example.com".into());
-    extra.insert("email_verified".into(), true.into());
-    let token = security
-        .issuer()
-        .unwrap()
-        .issue(TokenRequest { subject: "alice".into(), extra, ..TokenRequest::default() })
-        .unwrap()
-        .token
-        .expose()
-        .to_owned();
-    let state = AppState::new(
-        registry,
-        Engine::start(EngineConfig::default()).unwrap(),
-        security,
-        audit,
-        ServerConfig::default(),
-    )
-    .unwrap();
-    let router = palisade_server::app(state);
+    let (router, token) = support::serve(&store, registry, &tmp.path().join("audit"));
     let row = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
     let requests = requests();
     println!("| graph | p50 (µs) | p99 (µs) | mean (µs) |");
