@@ -757,25 +757,14 @@ impl Store {
         } else {
             None
         };
-        let explainer_file = crate::explainer::EXPLAINER_FILE;
-        let explainer = match (&manifest.explainer, listed.contains(explainer_file)) {
-            (None, false) => None,
-            (Some(_), true) => {
-                let bytes = read_capped(&dir.join(explainer_file), crate::explainer::MAX_EXPLAINER_BYTES)?;
-                Some(serde_json::from_slice(&bytes).map_err(|e| {
-                    tampered(explainer_file, format!("it is not a valid explainer record ({e})"))
-                })?)
-            }
-            (Some(_), false) => {
-                return Err(tampered(
-                    explainer_file,
-                    "the manifest declares `explainer:` but the bundle has no explainer file".to_owned(),
-                ));
-            }
-            (None, true) => {
-                return Err(tampered(explainer_file, "the manifest declares no `explainer:`".to_owned()));
-            }
-        };
+        let explainer = record_for_section(
+            dir,
+            &listed,
+            manifest.explainer.is_some(),
+            crate::explainer::EXPLAINER_FILE,
+            "explainer",
+            crate::explainer::MAX_EXPLAINER_BYTES,
+        )?;
         if let Some(path) = manifest.monitoring.as_ref().and_then(|m| m.forest_model())
             && !listed.contains(path.as_str())
         {
@@ -784,25 +773,14 @@ impl Store {
                 "the file the manifest names in `monitoring.outliers.model` is not in the bundle".to_owned(),
             ));
         }
-        let monitoring_file = crate::monitoring::MONITORING_FILE;
-        let monitoring = match (&manifest.monitoring, listed.contains(monitoring_file)) {
-            (None, false) => None,
-            (Some(_), true) => {
-                let bytes = read_capped(&dir.join(monitoring_file), crate::monitoring::MAX_MONITORING_BYTES)?;
-                Some(serde_json::from_slice(&bytes).map_err(|e| {
-                    tampered(monitoring_file, format!("it is not a valid monitoring record ({e})"))
-                })?)
-            }
-            (Some(_), false) => {
-                return Err(tampered(
-                    monitoring_file,
-                    "the manifest declares `monitoring:` but the bundle has no monitoring file".to_owned(),
-                ));
-            }
-            (None, true) => {
-                return Err(tampered(monitoring_file, "the manifest declares no `monitoring:`".to_owned()));
-            }
-        };
+        let monitoring = record_for_section(
+            dir,
+            &listed,
+            manifest.monitoring.is_some(),
+            crate::monitoring::MONITORING_FILE,
+            "monitoring",
+            crate::monitoring::MAX_MONITORING_BYTES,
+        )?;
         Ok(VerifiedBundle {
             monitoring,
             dir: dir.to_owned(),
@@ -993,6 +971,33 @@ fn walk_files(dir: &Path) -> Result<BTreeSet<String>, BundleError> {
         }
     }
     Ok(found)
+}
+
+/// What `palisade build` computed for a manifest section (`explainer:`, `monitoring:`),
+/// stored as `file` in the bundle: present exactly when the manifest declares `section`.
+fn record_for_section<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    listed: &std::collections::BTreeSet<String>,
+    declared: bool,
+    file: &str,
+    section: &str,
+    cap: u64,
+) -> Result<Option<T>, BundleError> {
+    let tampered =
+        |problem: String| BundleError::Tampered { bundle: dir.to_owned(), file: file.to_owned(), problem };
+    match (declared, listed.contains(file)) {
+        (false, false) => Ok(None),
+        (true, true) => {
+            let bytes = read_capped(&dir.join(file), cap)?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| tampered(format!("it is not a valid {section} record ({e})")))
+        }
+        (true, false) => {
+            Err(tampered(format!("the manifest declares `{section}:` but the bundle has no {section} file")))
+        }
+        (false, true) => Err(tampered(format!("the manifest declares no `{section}:`"))),
+    }
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, BundleError> {
