@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from . import _tensors
-from .errors import ApiError, AuthenticationError, ExplanationsUnavailableError, for_status
+from .errors import ApiError, AuthenticationError, DriftUnavailableError, ExplanationsUnavailableError, for_status
 
 #: Environment variable read for a token when none is given.
 TOKEN_ENV = "PALISADE_TOKEN"
@@ -327,6 +327,24 @@ class Client:
                     raise
                 found.append(ModelInfo(name, (), "", (), (), {}))
         return found
+
+    def drift(self, name: str, *, version: str | None = None) -> dict[str, Any]:
+        """The drift report of the model's recent inputs against its reference, for a model
+        built with ``monitoring.drift`` (docs/monitoring.md): ``window_rows``, ``drift``
+        (whether any feature drifts at the Bonferroni-corrected ``alpha``) and ``features``,
+        each with its KS ``statistic``, ``p_value`` and ``corrected_p_value``. A model
+        without drift monitoring raises :class:`DriftUnavailableError`; a caller its
+        policies do not allow to read ``/drift``, :class:`PermissionDeniedError`."""
+        try:
+            _, data = self._call("GET", self._model_path(name, version) + "/drift", None, {})
+        except ApiError as error:
+            if error.status == 501:
+                raise DriftUnavailableError(
+                    f"model {name!r} has no drift monitoring ({error.message}): add `monitoring: {{drift: ...}}` "
+                    "to its palisade.yaml and build it again (docs/monitoring.md)"
+                ) from error
+            raise
+        return json.loads(data)
 
     def explain(self, name: str, X: Any, *, version: str | None = None) -> dict[str, Any]:
         """SHAP values of the model's answers on ``X``, for a model built with ``explainer:``

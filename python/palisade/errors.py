@@ -79,6 +79,10 @@ class ExplanationsUnavailableError(PalisadeError, NotImplementedError):
     """The model has no explainer (the server answers its explain endpoint with 501)."""
 
 
+class DriftUnavailableError(PalisadeError, NotImplementedError):
+    """The model has no ``monitoring.drift`` (the server answers its drift endpoint with 501)."""
+
+
 def for_status(status: int) -> type[ApiError]:
     """The exception class for an HTTP status."""
     return {401: AuthenticationError, 403: PermissionDeniedError, 404: NotFoundError}.get(status, ApiError)

@@ -174,3 +174,33 @@ def test_serve_starts_when_audit_records_are_shipped_on_stdout(tmp_path):
             np.testing.assert_array_equal(answer["label"], model.predict(X[:4]))
         assert "palisade: listening on" in server.log_path.read_text()
     assert not server.running
+
+
+def test_drift_reports_the_inputs_against_the_reference(tmp_path):
+    """A model saved with reference rows and `monitoring: {drift: ...}`: the SDK's drift()
+    reads the report; inputs shifted far from the reference drift, and a model without
+    drift monitoring says how to add it."""
+    need("skl2onnx")
+    from sklearn.linear_model import LogisticRegression
+
+    home = tmp_path / "home"
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    palisade.save(model, X[:5], name="watched", version="1.0.0", home=home, owners=[OWNER],
+                  path=tmp_path / "bundle", reference=X,
+                  monitoring={"drift": {"reference": "reference.npy", "window": 40}})
+    palisade.save(model, X[:5], name="unwatched", version="1.0.0", home=home, owners=[OWNER])
+    with palisade.serve(home=home) as server:
+        client = server.client(OWNER)
+        client.predict("watched", X[:40])
+        calm = client.drift("watched")
+        client.predict("watched", X[:40] + 5.0)
+        shifted = client.drift("watched")
+        with pytest.raises(palisade.DriftUnavailableError) as refused:
+            client.drift("unwatched")
+    assert calm["window_rows"] == 40 and calm["drift"] is False, calm
+    assert shifted["drift"] is True, shifted
+    assert len(shifted["features"]) == 3
+    assert all(f["corrected_p_value"] < 0.05 for f in shifted["features"]), shifted
+    assert isinstance(refused.value, NotImplementedError) and "monitoring:" in str(refused.value)
