@@ -13,13 +13,14 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from ._binary import find_palisade_bin
-from .client import Client, ModelInfo, ServiceAccountToken
+from .client import Client, ModelInfo, OutlierScores, ServiceAccountToken
 from .errors import (
     ApiError,
     AuthenticationError,
     CommandError,
     DriftUnavailableError,
     ExplanationsUnavailableError,
+    OutliersUnavailableError,
     ExportError,
     ExportMismatchError,
     NotFoundError,
@@ -43,6 +44,8 @@ __all__ = [
     "CommandError",
     "DriftUnavailableError",
     "ExplanationsUnavailableError",
+    "OutliersUnavailableError",
+    "OutlierScores",
     "ExportError",
     "ExportMismatchError",
     "ModelInfo",

@@ -331,6 +331,14 @@ def _from_json(data: Any, datatype: str, shape: Sequence[int]) -> np.ndarray:
 
 def decode_response(body: bytes, json_len: int | None) -> dict[str, np.ndarray]:
     """The outputs of a V2 inference response, by name, in the response's order."""
+    return decode_response_and_parameters(body, json_len)[0]
+
+
+def decode_response_and_parameters(
+    body: bytes, json_len: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The outputs of a V2 inference response (see :func:`decode_response`) and the
+    response's own ``parameters`` (routing, outlier scores)."""
     head = body if json_len is None else body[:json_len]
     rest = b"" if json_len is None else body[json_len:]
     document = json.loads(head)
@@ -344,4 +352,4 @@ def decode_response(body: bytes, json_len: int | None) -> dict[str, np.ndarray]:
             offset += int(size)
         else:
             outputs[name] = _from_json(output.get("data", []), datatype, shape)
-    return outputs
+    return outputs, dict(document.get("parameters") or {})

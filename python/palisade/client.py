@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from . import _tensors
-from .errors import ApiError, AuthenticationError, DriftUnavailableError, ExplanationsUnavailableError, for_status
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    DriftUnavailableError,
+    ExplanationsUnavailableError,
+    OutliersUnavailableError,
+    for_status,
+)
 
 #: Environment variable read for a token when none is given.
 TOKEN_ENV = "PALISADE_TOKEN"
@@ -36,6 +43,16 @@ class ModelInfo:
     inputs: tuple[_tensors.TensorSpec, ...]
     outputs: tuple[_tensors.TensorSpec, ...]
     parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OutlierScores:
+    """What :meth:`Client.outliers` returns: one score and one outlier flag per row of the
+    request, and the model's outputs."""
+
+    scores: np.ndarray
+    is_outlier: np.ndarray
+    outputs: dict[str, np.ndarray]
 
 
 class ServiceAccountToken:
@@ -298,6 +315,30 @@ class Client:
         binary tensor extension (``binary=True`` forces it, ``False`` forces JSON).
         ``outputs`` selects outputs; ``version`` a version (default: the latest).
         """
+        return self._infer(name, X, version, outputs, binary)[0]
+
+    def outliers(self, name: str, X: Any, *, version: str | None = None) -> OutlierScores:
+        """Runs the model on ``X`` like :meth:`predict` and returns the outlier scores the
+        server computed for each row, for a model built with ``monitoring.outliers``
+        (docs/monitoring.md): ``scores`` (higher is more unusual for Mahalanobis; sklearn's
+        ``score_samples`` sign, lower is more unusual, for an IsolationForest),
+        ``is_outlier`` per row, and the model's ``outputs``. A model without outlier
+        scoring raises :class:`OutliersUnavailableError`."""
+        outputs, parameters = self._infer(name, X, version, None, None)
+        if "outlier_score" not in parameters:
+            raise OutliersUnavailableError(
+                f"model {name!r} scores no outliers: add `monitoring: {{outliers: ...}}` to its palisade.yaml "
+                "and build it again (docs/monitoring.md)"
+            )
+        return OutlierScores(
+            np.asarray(parameters["outlier_score"], dtype=np.float64),
+            np.asarray(parameters.get("is_outlier", []), dtype=bool),
+            outputs,
+        )
+
+    def _infer(
+        self, name: str, X: Any, version: str | None, outputs: Sequence[str] | None, binary: bool | None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         info = self.metadata(name, version)
         where = f"model {name!r}: "
         arrays = _tensors.bind_inputs(info.inputs, X, where=where)
@@ -305,7 +346,7 @@ class Client:
         body, headers = _tensors.encode_request(arrays, datatypes, binary=binary, outputs=outputs)
         answer_headers, data = self._call("POST", self._model_path(name, version) + "/infer", body, headers)
         json_len = answer_headers.get("Inference-Header-Content-Length")
-        return _tensors.decode_response(data, int(json_len) if json_len is not None else None)
+        return _tensors.decode_response_and_parameters(data, int(json_len) if json_len is not None else None)
 
     def models(self) -> list[ModelInfo]:
         """Every model the server serves (from its OpenAPI document), with its metadata.

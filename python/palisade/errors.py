@@ -79,6 +79,10 @@ class ExplanationsUnavailableError(PalisadeError, NotImplementedError):
     """The model has no explainer (the server answers its explain endpoint with 501)."""
 
 
+class OutliersUnavailableError(PalisadeError, NotImplementedError):
+    """The model scores no outliers (its palisade.yaml has no ``monitoring.outliers``)."""
+
+
 class DriftUnavailableError(PalisadeError, NotImplementedError):
     """The model has no ``monitoring.drift`` (the server answers its drift endpoint with 501)."""
 

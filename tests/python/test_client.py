@@ -204,3 +204,34 @@ def test_drift_reports_the_inputs_against_the_reference(tmp_path):
     assert len(shifted["features"]) == 3
     assert all(f["corrected_p_value"] < 0.05 for f in shifted["features"]), shifted
     assert isinstance(refused.value, NotImplementedError) and "monitoring:" in str(refused.value)
+
+
+def test_outliers_score_each_row_against_the_reference(tmp_path):
+    """`monitoring: {outliers: mahalanobis}`: the SDK's outliers() gives one score per row,
+    equal to scipy's Mahalanobis distance against the reference's mean and covariance, and
+    flags the row far from the reference."""
+    need("skl2onnx")
+    need("scipy")
+    from scipy.spatial.distance import mahalanobis
+    from sklearn.linear_model import LogisticRegression
+
+    home = tmp_path / "home"
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 3))
+    model = LogisticRegression().fit(X, (X[:, 1] > 0).astype(int))
+    palisade.save(model, X[:5], name="scored-rows", version="1.0.0", home=home, owners=[OWNER],
+                  path=tmp_path / "bundle", reference=X,
+                  monitoring={"outliers": {"method": "mahalanobis", "reference": "reference.npy"}})
+    palisade.save(model, X[:5], name="plain-rows", version="1.0.0", home=home, owners=[OWNER])
+    rows = np.vstack([X[:3], [[9.0, -9.0, 9.0]]])
+    with palisade.serve(home=home) as server:
+        client = server.client(OWNER)
+        scored = client.outliers("scored-rows", rows)
+        with pytest.raises(palisade.OutliersUnavailableError):
+            client.outliers("plain-rows", rows)
+    reference = np.load(tmp_path / "bundle" / "reference.npy").astype(np.float64)
+    inverse = np.linalg.pinv(np.cov(reference, rowvar=False))
+    expected = [mahalanobis(r, reference.mean(axis=0), inverse) for r in rows.astype(np.float32).astype(np.float64)]
+    np.testing.assert_allclose(scored.scores, expected, rtol=1e-4)
+    assert scored.is_outlier.tolist() == [False, False, False, True]
+    assert any(v.shape[0] == 4 for v in scored.outputs.values())
