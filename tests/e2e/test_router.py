@@ -245,3 +245,30 @@ def test_a_router_from_a_graph_image_serves_the_graph_it_was_built_for(tmp_path)
         assert refused.value.code == 404
     finally:
         server.stop()
+
+
+def test_a_router_from_an_image_of_a_split_over_its_own_versions(tmp_path):
+    """iris:2.0.0 is a traffic split over iris:1.0.0 (a canary of its own versions): the
+    model is not a component of itself, so the router serves iris."""
+    home = tmp_path / "home"
+    build(home, ROOT / "examples" / "iris")
+    split = tmp_path / "split"
+    split.mkdir()
+    (split / "palisade.yaml").write_text(
+        'name: iris\nversion: "2.0.0"\nowners: [alice@example.com]\n'
+        "traffic:\n  - {model: 'iris:1.0.0', weight: 100}\n"
+    )
+    build(home, split)
+    traffic = tmp_path / "traffic.yaml"
+    traffic.write_text("variants:\n- {name: v1, url: 'http://127.0.0.1:9', traffic: 100}\n")
+    (tmp_path / "platform.yaml").write_text('upstream:\n  allowedHosts: ["127.0.0.1"]\n')
+    server = Server(home, ["--traffic", str(traffic), "--config", str(tmp_path / "platform.yaml")])
+    try:
+        request = urllib.request.Request(
+            f"{server.base}/v2/models/iris", headers={"Authorization": f"Bearer {server.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            metadata = json.loads(response.read())
+        assert sorted(metadata["versions"]) == ["traffic", "v1"], metadata
+    finally:
+        server.stop()

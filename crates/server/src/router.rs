@@ -134,9 +134,16 @@ pub fn registry(
     for record in records.iter().filter(|r| r.latest) {
         loaded.push(store.load(record).map_err(|e| RouterError(e.to_string()))?);
     }
-    let used: Vec<ModelTarget> = loaded.iter().flat_map(|b| palisade_graph::uses_of(&b.manifest)).collect();
-    let mut roots: Vec<VerifiedBundle> =
-        loaded.into_iter().filter(|b| !used.iter().any(|u| u.name == b.manifest.name)).collect();
+    // What each model's latest serves through, from other models (a split over its own
+    // versions does not make a model a component of itself).
+    let used: Vec<(palisade_core::ModelName, ModelTarget)> = loaded
+        .iter()
+        .flat_map(|b| palisade_graph::uses_of(&b.manifest).into_iter().map(|u| (b.manifest.name.clone(), u)))
+        .collect();
+    let mut roots: Vec<VerifiedBundle> = loaded
+        .into_iter()
+        .filter(|b| !used.iter().any(|(by, u)| u.name == b.manifest.name && by != &b.manifest.name))
+        .collect();
     if roots.len() != 1 {
         return Err(RouterError(format!(
             "the router serves the one model its home was built for (the first variant's image), and {} holds {} models that no other serves through",
