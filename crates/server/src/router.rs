@@ -101,7 +101,19 @@ impl TrafficFile {
             if file.variants[..i].iter().any(|v| v.name == variant.name) {
                 return Err(fail(&at("name"), format!("`{}` is listed twice", variant.name)));
             }
-            palisade_bundle::manifest::UpstreamUrl::new(&variant.url).map_err(|e| fail(&at("url"), e))?;
+            let url =
+                palisade_bundle::manifest::UpstreamUrl::new(&variant.url).map_err(|e| fail(&at("url"), e))?;
+            // The caller's token travels with every call: never in clear text off this host.
+            let loopback = matches!(url.host(), "localhost" | "127.0.0.1" | "[::1]" | "::1");
+            if url.as_url().scheme() != "https" && !loopback {
+                return Err(fail(
+                    &at("url"),
+                    format!(
+                        "{} is plaintext, and the router sends each caller's token to the variant: use https (the variants' workload certificates)",
+                        variant.url
+                    ),
+                ));
+            }
             if variant.shadow {
                 shadows += 1;
                 if variant.traffic != 0 {
@@ -293,6 +305,10 @@ mod tests {
             (format!("variants:\n{}", one("traffic", url, 100, false)), "names the split itself"),
             (format!("variants:\n{}", one("v/1", url, 100, false)), "variants[0].name"),
             (format!("variants:\n{}", one("v1", "ftp://a", 100, false)), "variants[0].url"),
+            (
+                format!("variants:\n{}", one("v1", "http://fraud-v1.payments.svc:8080", 100, false)),
+                "is plaintext",
+            ),
             ("variants:\n- {name: v1, url: 'https://a', traffic: 100, weight: 3}\n".to_owned(), "weight"),
             ("variants: {}\n".to_owned(), "variants"),
         ] {
