@@ -9,7 +9,15 @@ if body_file and body_file ~= "" then
   wrk.body = f:read("*a")
   f:close()
   wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
+  -- $BENCH_BINARY_HEADER_LENGTH: the body uses the binary tensor extension, its JSON part
+  -- being that many bytes.
+  local header_length = os.getenv("BENCH_BINARY_HEADER_LENGTH")
+  if header_length and header_length ~= "" then
+    wrk.headers["Content-Type"] = "application/octet-stream"
+    wrk.headers["Inference-Header-Content-Length"] = header_length
+  else
+    wrk.headers["Content-Type"] = "application/json"
+  end
 end
 
 local token = os.getenv("BENCH_TOKEN")

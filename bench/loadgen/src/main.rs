@@ -45,6 +45,20 @@ struct Args {
     /// One row of FP32 features, comma-separated.
     #[arg(long, default_value = "5.1,3.5,1.4,0.2", value_delimiter = ',')]
     input: Vec<f32>,
+    /// Rows per request: `--input` repeated, shape `[ROWS, features]`.
+    #[arg(long, default_value_t = 1)]
+    rows: usize,
+    /// The input tensor from a file of little-endian FP32 values (replaces `--input` and
+    /// `--rows`); needs `--shape`.
+    #[arg(long, requires = "shape")]
+    input_file: Option<std::path::PathBuf>,
+    /// The input's shape for `--input-file`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    shape: Option<Vec<i64>>,
+    /// Send the tensor as `raw_input_contents` (as tritonclient does) instead of
+    /// `fp32_contents`.
+    #[arg(long)]
+    raw: bool,
     /// HTTP/2 connections.
     #[arg(long, default_value_t = 1)]
     connections: usize,
@@ -63,9 +77,31 @@ struct Args {
     /// Client runtime threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
-    /// Send one request and exit 0 if it succeeds, 3 if not.
+    /// Send one request and exit 0 if it succeeds, 3 if not; prints the outputs' FP32
+    /// values.
     #[arg(long)]
     probe: bool,
+}
+
+/// The request's one input: its shape and FP32 values.
+fn input_tensor(args: &Args) -> anyhow::Result<(Vec<i64>, Vec<f32>)> {
+    let Some(path) = &args.input_file else {
+        let values: Vec<f32> =
+            args.input.iter().copied().cycle().take(args.input.len() * args.rows.max(1)).collect();
+        return Ok((vec![args.rows.max(1) as i64, args.input.len() as i64], values));
+    };
+    let shape = args.shape.clone().context("--input-file needs --shape")?;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() % 4 != 0 {
+        bail!("{}: {} bytes is not a whole number of FP32 values", path.display(), bytes.len());
+    }
+    let values: Vec<f32> =
+        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let elements: i64 = shape.iter().product();
+    if usize::try_from(elements).ok() != Some(values.len()) {
+        bail!("{}: {} values do not fill the shape {shape:?}", path.display(), values.len());
+    }
+    Ok((shape, values))
 }
 
 /// A duration written as `10s`, `1.5s`, `500ms` or plain seconds.
@@ -124,16 +160,23 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.connections == 0 || args.streams == 0 {
         bail!("--connections and --streams must be at least 1");
     }
+    let (shape, values) = input_tensor(&args)?;
+    let (contents, raw_input_contents) = if args.raw {
+        (None, vec![values.iter().flat_map(|v| v.to_le_bytes()).collect()])
+    } else {
+        (Some(InferTensorContents { fp32_contents: values, ..Default::default() }), Vec::new())
+    };
     let request = ModelInferRequest {
         model_name: args.model.clone(),
         model_version: args.model_version.clone(),
         inputs: vec![InferInputTensor {
             name: args.input_name.clone(),
             datatype: "FP32".into(),
-            shape: vec![1, args.input.len() as i64],
-            contents: Some(InferTensorContents { fp32_contents: args.input.clone(), ..Default::default() }),
+            shape,
+            contents,
             ..Default::default()
         }],
+        raw_input_contents,
         ..Default::default()
     };
     let authorization = match &args.token {
@@ -146,7 +189,9 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let endpoint = Endpoint::from_shared(args.addr.clone())
         .with_context(|| format!("`{}` is not a URI", args.addr))?
         .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(5));
+        .connect_timeout(Duration::from_secs(5))
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20));
 
     if args.probe {
         return probe(&endpoint, request, authorization).await;
@@ -164,7 +209,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut workers = Vec::new();
     for channel in &channels {
         for _ in 0..args.streams {
-            let client = GrpcInferenceServiceClient::new(channel.clone());
+            let client = GrpcInferenceServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20);
             workers.push(tokio::spawn(worker(
                 client,
                 request.clone(),
@@ -215,7 +260,7 @@ async fn probe(
             return Ok(ExitCode::from(3));
         }
     };
-    let mut client = GrpcInferenceServiceClient::new(channel);
+    let mut client = GrpcInferenceServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let mut call = tonic::Request::new(request);
     call.set_timeout(Duration::from_secs(10));
     if let Some(value) = authorization {
@@ -223,7 +268,15 @@ async fn probe(
     }
     match client.model_infer(call).await {
         Ok(response) if !response.get_ref().outputs.is_empty() => {
-            println!("{}", json!({"ok": true, "outputs": response.get_ref().outputs.len()}));
+            let response = response.get_ref();
+            // Each output's values (FP32 or INT64), from typed contents or from raw bytes.
+            let values: BTreeMap<&str, Vec<f64>> = response
+                .outputs
+                .iter()
+                .enumerate()
+                .map(|(i, out)| (out.name.as_str(), output_values(out, response.raw_output_contents.get(i))))
+                .collect();
+            println!("{}", json!({"ok": true, "outputs": response.outputs.len(), "values": values}));
             Ok(ExitCode::SUCCESS)
         }
         Ok(_) => {
@@ -237,6 +290,26 @@ async fn probe(
             );
             Ok(ExitCode::from(3))
         }
+    }
+}
+
+/// An output's FP32 or INT64 values as f64 (empty for other datatypes).
+fn output_values(out: &palisade_protocol::grpc::InferOutputTensor, raw: Option<&Vec<u8>>) -> Vec<f64> {
+    match (out.datatype.as_str(), raw) {
+        ("FP32", Some(raw)) => {
+            raw.chunks_exact(4).map(|c| f64::from(f32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect()
+        }
+        ("INT64", Some(raw)) => raw
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
+            .collect(),
+        ("FP32", None) => {
+            out.contents.iter().flat_map(|c| c.fp32_contents.iter().map(|v| f64::from(*v))).collect()
+        }
+        ("INT64", None) => {
+            out.contents.iter().flat_map(|c| c.int64_contents.iter().map(|v| *v as f64)).collect()
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -93,7 +93,10 @@ struct AccountsFile {
 }
 
 struct Loaded {
-    keys: Vec<StoredKey>,
+    /// Each stored key's public JWK and when it was retired, derived once per load: parsing
+    /// a private key (an RSA key's consistency check above all) costs milliseconds, and the
+    /// server reads the published set every second.
+    published: Vec<(Option<u64>, Value)>,
     signer: SigningKey,
     accounts: Vec<ServiceAccount>,
     stamp: (Stamp, Stamp),
@@ -201,12 +204,11 @@ impl LocalIssuer {
         let now = now_secs();
         let overlap = self.settings.rotation_overlap.as_secs();
         let Ok(state) = self.state.read() else { return json!({"keys": []}) };
-        let keys: Vec<Value> = state
-            .keys
+        let keys: Vec<&Value> = state
+            .published
             .iter()
-            .filter(|k| k.retired.is_none_or(|r| r + overlap > now))
-            .filter_map(|k| SigningKey::from_stored(k).ok())
-            .map(|k| k.public_jwk())
+            .filter(|(retired, _)| retired.is_none_or(|r| r + overlap > now))
+            .map(|(_, jwk)| jwk)
             .collect();
         json!({ "keys": keys })
     }
@@ -410,7 +412,12 @@ fn load(dir: &Path) -> Result<Loaded, IdentityError> {
     })?;
     let signer = SigningKey::from_stored(active)?;
     let accounts: AccountsFile = read_json(&dir.join(ACCOUNTS_FILE))?.unwrap_or_default();
-    Ok(Loaded { keys: keys.keys, signer, accounts: accounts.accounts, stamp })
+    let published = keys
+        .keys
+        .iter()
+        .filter_map(|k| SigningKey::from_stored(k).ok().map(|key| (k.retired, key.public_jwk())))
+        .collect();
+    Ok(Loaded { published, signer, accounts: accounts.accounts, stamp })
 }
 
 /// Largest `signing-keys.json` read.
