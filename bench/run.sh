@@ -97,13 +97,18 @@ command -v curl >/dev/null || die "curl is needed"
 PY=python3
 HARNESS="$PY $ROOT/bench/harness.py"
 
-say "building palisade, the gRPC load generator and the ceiling server ($profile)"
-cargo_flags=(--locked)
-[ "$profile" = release ] && cargo_flags+=(--release)
-# Two builds: together, cargo would unify features and build palisade with the load
-# generator's tonic client features, a binary users never run.
-cargo build -q "${cargo_flags[@]}" -p palisade-cli
-cargo build -q "${cargo_flags[@]}" -p palisade-bench-loadgen -p palisade-bench-ceiling
+# Only the peers: nothing to build.
+need_build=0
+for s in ceiling palisade palisade-audit-off palisade-insecure; do wanted "$s" && need_build=1; done
+if [ "$need_build" = 1 ]; then
+  say "building palisade, the gRPC load generator and the ceiling server ($profile)"
+  cargo_flags=(--locked)
+  [ "$profile" = release ] && cargo_flags+=(--release)
+  # Two builds: together, cargo would unify features and build palisade with the load
+  # generator's tonic client features, a binary users never run.
+  cargo build -q "${cargo_flags[@]}" -p palisade-cli
+  cargo build -q "${cargo_flags[@]}" -p palisade-bench-loadgen -p palisade-bench-ceiling
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps | $PY -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 PALISADE=$target_dir/$profile/palisade
 LOADGEN=$target_dir/$profile/palisade-bench-loadgen

@@ -15,6 +15,7 @@ application is running, then serves until it is stopped.
 import argparse
 import os
 import pathlib
+import signal
 import sys
 import time
 
@@ -58,8 +59,14 @@ def main():
     serve.start(http_options={"host": "127.0.0.1", "port": args.port})
     serve.run(IrisRF.bind(), name="iris", route_prefix="/v2/models/iris-rf/infer")
     print(f"rayserve: listening on http://127.0.0.1:{args.port}", flush=True)
-    while True:
-        time.sleep(3600)
+    # SIGTERM ends the application and the local Ray instance in order.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
 
 
 if __name__ == "__main__":
