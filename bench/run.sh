@@ -232,10 +232,14 @@ printf '%s' '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,
 printf '%s' '{"input_data":[[5.1,3.5,1.4,0.2]]}' >"$BENTO_BODY"
 
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
+if [ "$need_build" = 1 ]; then
+  $HARNESS meta --results "$results" \
+    "version:palisade=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null || echo '+changes') ($profile)" \
+    "version:$(rustc -V | awk '{print $1 "=" $2}')"
+fi
 $HARNESS meta --results "$results" \
   "date=$(date -u '+%Y-%m-%d %H:%M UTC')" \
-  "version:palisade=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null || echo '+changes') ($profile)" \
-  "version:$(rustc -V | awk '{print $1 "=" $2}')" \
+  "version:harness=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- bench 2>/dev/null || echo '+changes')" \
   "version:wrk=$wrk_version" \
   "setting:cells=${duration} measured after ${warmup} warm-up, connections ${connections}, ${repeat} run(s) of each, ${load_threads} load-generator threads on the same machine, loopback" \
   "setting:load gate=$([ "$load_gate" = 0 ] && echo off || echo "a cell starts when the 1-minute load average is below ${load_gate}, or after ${load_wait} of waiting (then marked loaded)")" \
@@ -518,6 +522,7 @@ for s in kserve kserve-2w; do
     --http_port "$port" --workers "$workers"
   wait_ready "http://127.0.0.1:$port/v2/models/iris-rf/ready"
   $HARNESS meta --results "$results" "version:kserve=$(peer_version "$venv" kserve)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
     "label:$s=KServe $(peer_version "$venv" kserve) ModelServer, onnxruntime, $workers worker$([ "$workers" = 1 ] || echo s) (no security)"
   time_peer "$s" "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2 probabilities
   if [ "$peer_timed" = 1 ]; then memory "$s" after; fi
@@ -536,6 +541,7 @@ for s in bentoml-onnx bentoml-onnx-2w; do
     "$venv/bin/bentoml" serve bentoml_onnx_service:IrisOnnx --working-dir "$ROOT/bench/peers" --host 127.0.0.1 --port "$port"
   wait_ready "http://127.0.0.1:$port/readyz"
   $HARNESS meta --results "$results" "version:bentoml=$(peer_version "$venv" bentoml)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
     "label:$s=BentoML $(peer_version "$venv" bentoml), onnxruntime, $workers worker$([ "$workers" = 1 ] || echo s) (no security)"
   time_peer "$s" "http://127.0.0.1:$port/predict_rf" bentoml probabilities
   if [ "$peer_timed" = 1 ]; then memory "$s" after; fi
@@ -550,6 +556,7 @@ if wanted rayserve; then
   start_server rayserve '^rayserve: listening on ' "$venv/bin/python" "$ROOT/bench/peers/rayserve_app.py" \
     --port "$port" --temp-dir "$work/ray"
   $HARNESS meta --results "$results" "version:ray=$(peer_version "$venv" ray)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
     "label:rayserve=Ray Serve $(peer_version "$venv" ray), onnxruntime, 1 replica (no security)"
   time_peer rayserve "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2 probabilities
   if [ "$peer_timed" = 1 ]; then memory rayserve after; fi
