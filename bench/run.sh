@@ -127,11 +127,18 @@ stop_server() {
   pids=$(tree_pids "$server_pid" 2>/dev/null || true)
   kill -TERM "$server_pid" 2>/dev/null || true
   for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  # Whatever the server left behind (peers' worker processes) is ours to end.
-  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  # Whatever the server left behind (peers' worker processes) is ours to end, after a grace
+  # period in which they can finish their own shutdown (tritonserver removes its /tmp files).
+  local pid deadline=$((SECONDS + 10))
+  for pid in $pids; do
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
+# Whether process $1 exists and is not a zombie.
+alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{sub(/.*\) /, ""); print $1}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 tree_pids() {
   $PY -c 'import sys; sys.path.insert(0, sys.argv[1]); import harness; print(" ".join(map(str, harness.tree(int(sys.argv[2])))))' \
     "$ROOT/bench" "$1"
