@@ -32,8 +32,10 @@ import pathlib
 import platform
 import re
 import socket
+import statistics
 import subprocess
 import sys
+import time
 
 BEGIN = "<!-- bench:begin (written by bench/run.sh; edits between these markers are replaced) -->"
 END = "<!-- bench:end -->"
@@ -46,8 +48,17 @@ SCENARIOS = {
     "palisade-insecure": "Palisade, security off",
     "bentoml": "BentoML (no security)",
     "mlserver": "MLServer (no security)",
+    "pytriton": "Triton via PyTriton, onnxruntime (no security)",
+    "pytriton-batching": "Triton via PyTriton, onnxruntime, dynamic batching (no security)",
+    "kserve": "KServe ModelServer, onnxruntime, 1 worker (no security)",
+    "kserve-2w": "KServe ModelServer, onnxruntime, 2 workers (no security)",
+    "bentoml-onnx": "BentoML, onnxruntime, 1 worker (no security)",
+    "bentoml-onnx-2w": "BentoML, onnxruntime, 2 workers (no security)",
+    "rayserve": "Ray Serve, onnxruntime, 1 replica (no security)",
 }
 ORDER = list(SCENARIOS)
+# Rows that are Palisade itself or no server at all; every other scenario is a peer.
+NOT_PEERS = {"ceiling", "palisade", "palisade-audit-off", "palisade-insecure"}
 MODELS = ["ceiling", "iris-rf", "iris-lr", "iris-mlp", "iris-mlp-batched"]
 RESULT_HEADER = [
     "server",
@@ -60,6 +71,9 @@ RESULT_HEADER = [
     "server CPU (µs/req)",
     "vs ceiling",
     "errors",
+    "runs",
+    "req/s spread",
+    "load (1 min)",
 ]
 
 
@@ -216,14 +230,34 @@ def _seconds(text):
     return value * {"ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
 
 
+def load_gate(bound, wait):
+    """Waits until the 1-minute load average is below `bound` (0: no gate), at most `wait`
+    seconds. Returns (seconds waited, the load average then, whether it is still at or above
+    the bound: the cell then runs anyway and is marked as loaded)."""
+    start = time.monotonic()
+    while True:
+        load1 = os.getloadavg()[0]
+        waited = time.monotonic() - start
+        if bound <= 0 or load1 < bound:
+            return waited, load1, False
+        if waited >= wait:
+            return waited, load1, True
+        time.sleep(min(5.0, max(0.1, wait - waited)))
+
+
 def cmd_cell(args):
     env = dict(os.environ)
     runner = run_wrk if args.protocol == "rest" else run_loadgen
+    waited, load_start, loaded = load_gate(args.load_gate, _seconds(args.load_wait))
+    if args.load_gate > 0:
+        state = f"still {load_start:.2f}, measured as loaded" if loaded else f"{load_start:.2f}"
+        print(f"  load gate: waited {waited:.0f} s for the 1-minute load average below {args.load_gate:g} ({state})", flush=True)
     if _seconds(args.warmup) > 0:
         runner(args, args.warmup, env)
     before = stats(args.pid)
     measured = runner(args, args.duration, env)
     after = stats(args.pid)
+    load_end = os.getloadavg()[0]
     if after["processes"] == 0:
         sys.exit(f"harness.py: the {args.scenario} server (pid {args.pid}) died during the run")
     cpu = after["cpu_s"] - before["cpu_s"]
@@ -238,6 +272,11 @@ def cmd_cell(args):
         "server_cpu_s": cpu,
         "cpu_us_per_req": cpu / measured["requests"] * 1e6 if measured["requests"] else None,
         "rss_kb_under_load": after["rss_kb"],
+        "load_start": load_start,
+        "load_end": load_end,
+        "load_gate": args.load_gate,
+        "gate_waited_s": waited,
+        "loaded": loaded,
     }
     append(args.results, row)
     flag = f"  ERRORS {measured['error_kinds']}" if measured["errors"] else ""
@@ -273,6 +312,126 @@ def cmd_meta(args):
     append(args.results, {"kind": "meta", **facts})
 
 
+# ---------------------------------------------------------------- same answer as onnxruntime
+
+# Iris rows the answer check sends, one per request: a setosa, versicolors and virginicas,
+# among them those where the forest's votes are split (probabilities between 0.25 and 0.75).
+AGREE_ROWS = [0, 57, 70, 77, 83, 106, 119, 133]
+PROBABILITY_TOLERANCE = 1e-5
+
+
+def _flat(value):
+    if isinstance(value, list):
+        return [x for v in value for x in _flat(v)]
+    return [value]
+
+
+def parse_answer(doc):
+    """(labels, probabilities or None) from a server's JSON answer to one row.
+
+    Understands V2 responses (`outputs`, the label output named `label` or alone, as the
+    scikit-learn peers answer), `{"label": ..., "probabilities": ...}` and a bare list of labels.
+    """
+    if isinstance(doc, list):
+        return [int(v) for v in _flat(doc)], None
+    if not isinstance(doc, dict):
+        raise ValueError(f"not a JSON object or list: {str(doc)[:200]}")
+    if "outputs" in doc:
+        outputs = {o.get("name"): o for o in doc["outputs"]}
+        label = outputs.get("label") or (next(iter(outputs.values())) if len(outputs) == 1 else None)
+        if label is None:
+            raise ValueError(f"no `label` output among {sorted(outputs)}")
+        probabilities = outputs.get("probabilities")
+        return (
+            [int(v) for v in _flat(label["data"])],
+            [float(v) for v in _flat(probabilities["data"])] if probabilities else None,
+        )
+    if "label" in doc:
+        probabilities = doc.get("probabilities")
+        return [int(v) for v in _flat(doc["label"])], (
+            [float(v) for v in _flat(probabilities)] if probabilities is not None else None
+        )
+    raise ValueError(f"no outputs in the answer: {json.dumps(doc)[:200]}")
+
+
+def _post(url, body, token, timeout=10):
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def cmd_agree(args):
+    """Sends AGREE_ROWS one by one and compares the answers with onnxruntime's reference
+    outputs of the same ONNX file (and with Palisade's answers, when this run has them)."""
+    iris = json.loads(pathlib.Path(args.iris).read_text())["rows"]
+    expected = json.loads(pathlib.Path(args.expected).read_text())
+    token = os.environ.get("BENCH_TOKEN")
+    reference, reference_name = {}, None
+    for row in load(args.results) if pathlib.Path(args.results).exists() else []:
+        if row["kind"] == "agree" and row.get("ok") and row["scenario"].startswith("palisade"):
+            reference = {int(k): v for k, v in row["answers"].items()}
+            reference_name = row["scenario"]
+            break
+    answers, problems, max_diff = {}, [], 0.0
+    for index in AGREE_ROWS:
+        features = iris[index]
+        if args.format == "v2":
+            body = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": features}]}
+        else:
+            body = {"input_data": [features]}
+        try:
+            labels, probabilities = parse_answer(_post(args.url, body, token))
+        except Exception as err:  # any failure to get or read an answer is a disagreement
+            problems.append(f"row {index}: no usable answer ({type(err).__name__}: {err})")
+            continue
+        answers[index] = {"label": labels, "probabilities": probabilities}
+        want_label, want_p = expected["label"][index], expected["probabilities"][index]
+        if labels != [want_label]:
+            problems.append(f"row {index}: label {labels}, onnxruntime says [{want_label}]")
+        if probabilities is None:
+            if args.need_probabilities:
+                problems.append(f"row {index}: no probabilities in the answer")
+        elif len(probabilities) != len(want_p):
+            problems.append(f"row {index}: {len(probabilities)} probabilities, onnxruntime gives {len(want_p)}")
+        else:
+            diff = max(abs(a - b) for a, b in zip(probabilities, want_p))
+            max_diff = max(max_diff, diff)
+            if diff > PROBABILITY_TOLERANCE:
+                problems.append(f"row {index}: probabilities {probabilities}, onnxruntime {want_p}")
+        theirs = reference.get(index)
+        if theirs and theirs["label"] != labels:
+            problems.append(f"row {index}: label {labels}, {reference_name} says {theirs['label']}")
+    ok = not problems
+    append(
+        args.results,
+        {
+            "kind": "agree",
+            "scenario": args.scenario,
+            "rows": AGREE_ROWS,
+            "ok": ok,
+            "max_probability_diff": max_diff,
+            "compared_probabilities": any(a["probabilities"] is not None for a in answers.values()),
+            "problems": problems,
+            "answers": {str(k): v for k, v in answers.items()},
+        },
+    )
+    what = "labels and probabilities" if any(a["probabilities"] is not None for a in answers.values()) else "labels"
+    if ok:
+        print(
+            f"  answers: {args.scenario}: {what} of iris rows {','.join(map(str, AGREE_ROWS))} equal onnxruntime's"
+            f" (largest probability difference {max_diff:.1e})",
+            flush=True,
+        )
+    else:
+        print(f"harness.py: {args.scenario} answers differently from onnxruntime: {problems[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -306,6 +465,67 @@ def _fmt(value, digits=0):
     return f"{value:,.{digits}f}"
 
 
+def aggregate(cells):
+    """One row per (server, model, protocol, connections): medians of the repeated cells,
+    with the spread of their req/s and the load average each started at."""
+    groups = {}
+    for row in cells:
+        groups.setdefault((row["scenario"], row["model"], row["protocol"], row["connections"]), []).append(row)
+    out = []
+    for runs in groups.values():
+        def median(key):
+            values = [r[key] for r in runs if r.get(key) is not None]
+            return statistics.median(values) if values else None
+
+        kinds = {}
+        for r in runs:
+            for kind, count in r.get("error_kinds", {}).items():
+                kinds[kind] = kinds.get(kind, 0) + count
+        loads = [r["load_start"] for r in runs if r.get("load_start") is not None]
+        rps = [r["rps"] for r in runs]
+        out.append(
+            {
+                **runs[0],
+                "rps": median("rps"),
+                "p50_us": median("p50_us"),
+                "p99_us": median("p99_us"),
+                "cpu_us_per_req": median("cpu_us_per_req"),
+                "errors": sum(r["errors"] for r in runs),
+                "error_kinds": kinds,
+                "runs": len(runs),
+                "rps_min": min(rps),
+                "rps_max": max(rps),
+                "load_min": min(loads) if loads else None,
+                "load_max": max(loads) if loads else None,
+                "loaded": sum(1 for r in runs if r.get("loaded")),
+            }
+        )
+    return out
+
+
+def _spread(row):
+    if row["runs"] < 2:
+        return ""
+    half = (row["rps_max"] - row["rps_min"]) / 2
+    share = f" (±{half / row['rps']:.0%})" if row["rps"] else ""
+    return f"{_fmt(row['rps_min'])}–{_fmt(row['rps_max'])}{share}"
+
+
+def _load(row):
+    if row["load_min"] is None:
+        return "n/a"
+    text = f"{row['load_min']:.2f}" if row["load_min"] == row["load_max"] else f"{row['load_min']:.2f}–{row['load_max']:.2f}"
+    if row["loaded"]:
+        text += f", **loaded** ({row['loaded']} of {row['runs']})"
+    return text
+
+
+def peers_at(cells, at):
+    """The peers' iris RF REST rows at `at` connections, the best first."""
+    rows = [r for r in cells if r["scenario"] not in NOT_PEERS and r["model"] == "iris-rf" and r["protocol"] == "rest" and r["connections"] == at]
+    return sorted(rows, key=lambda r: r["rps"], reverse=True)
+
+
 def _cell(cells, scenario, model, protocol, connections):
     for row in cells:
         if (row["scenario"], row["model"], row["protocol"], row["connections"]) == (
@@ -323,7 +543,7 @@ def _best(cells, scenario, model, protocol):
     return max(rows, key=lambda r: r["rps"]) if rows else None
 
 
-def goals(cells, servers, at):
+def goals(cells, servers, at, labels):
     """(goal, measured, target, verdict) rows; `at` is the saturation connection count."""
     out = []
 
@@ -337,18 +557,21 @@ def goals(cells, servers, at):
         out.append((goal, fmt.format(value), target[0], "met" if met else "**not met**"))
 
     sec = lambda model, proto="rest", scen="palisade": _cell(cells, scen, model, proto, at)
-    ratio_row(
-        f"Palisade full security vs BentoML, iris RF, req/s at {at} connections",
-        sec("iris-rf"),
-        sec("iris-rf", scen="bentoml"),
-        ("≥ 50×", 50),
-    )
-    ratio_row(
-        f"Palisade full security vs MLServer, iris RF, req/s at {at} connections",
-        sec("iris-rf"),
-        sec("iris-rf", scen="mlserver"),
-        ("≥ 50×", 50),
-    )
+    peers = peers_at(cells, at)
+    best = peers[0] if peers else None
+    on = sec("iris-rf")
+    if best and on and best["rps"]:
+        out.append(
+            (
+                f"Palisade full security vs the best peer ({labels.get(best['scenario'], best['scenario'])}), iris RF REST, req/s at {at} connections",
+                f"{on['rps'] / best['rps']:.2f}×",
+                "none set (reported)",
+                "n/a",
+            )
+        )
+    else:
+        missing = "Palisade full security" if not on else "peer"
+        out.append(("Palisade full security vs the best peer", f"not measured ({missing} row missing)", "none set (reported)", "n/a"))
     def cost_row(what, without, missing, limit):
         """The throughput Palisade with full security loses against scenario `without`."""
         on, off = sec("iris-rf"), sec("iris-rf", scen=without)
@@ -412,8 +635,9 @@ def render(rows, command):
     for row in rows:
         if row["kind"] == "meta":
             meta.update({k: v for k, v in row.items() if k != "kind"})
-    cells = [r for r in rows if r["kind"] == "cell"]
+    cells = aggregate([r for r in rows if r["kind"] == "cell"])
     servers = [r for r in rows if r["kind"] == "server"]
+    agrees = [r for r in rows if r["kind"] == "agree"]
     skips = [r for r in rows if r["kind"] == "skip"]
     conns = sorted({r["connections"] for r in cells}) or [0]
     at = max(conns)
@@ -475,11 +699,43 @@ def render(rows, command):
                     _fmt(row["cpu_us_per_req"], 1),
                     vs,
                     errors,
+                    str(row["runs"]),
+                    _spread(row),
+                    _load(row),
                 ]
             )
             + " |"
         )
     lines.append("")
+
+    peers = peers_at(cells, at)
+    if peers:
+        on = _cell(cells, "palisade", "iris-rf", "rest", at)
+        lines.append(f"### Peers, best first (iris RF, REST, {at} connections)")
+        lines.append("")
+        lines.append("| server | req/s | p99 (µs) | server CPU (µs/req) | Palisade full security ÷ this | this ÷ the best peer |")
+        lines.append("|---|---:|---:|---:|---:|---:|")
+        for row in peers:
+            ratio = f"{on['rps'] / row['rps']:.2f}×" if on and row["rps"] else "n/a"
+            lines.append(
+                f"| {labels.get(row['scenario'], row['scenario'])} | {_fmt(row['rps'])} | {_fmt(row['p99_us'])} | "
+                f"{_fmt(row['cpu_us_per_req'], 1)} | {ratio} | {row['rps'] / peers[0]['rps']:.0%} |"
+            )
+        lines.append("")
+
+    if agrees:
+        lines.append("### Same answer as onnxruntime (checked before each server was timed)")
+        lines.append("")
+        lines.append("| server | iris rows | compared | largest probability difference | verdict |")
+        lines.append("|---|---|---|---:|---|")
+        for a in agrees:
+            verdict = "same" if a["ok"] else f"**different, not timed**: {a['problems'][0]}"
+            lines.append(
+                f"| {labels.get(a['scenario'], a['scenario'])} | {','.join(map(str, a['rows']))} | "
+                f"{'labels, probabilities' if a['compared_probabilities'] else 'labels'} | "
+                f"{a['max_probability_diff']:.1e} | {verdict} |"
+            )
+        lines.append("")
 
     lines.append("### Memory")
     lines.append("")
@@ -498,7 +754,7 @@ def render(rows, command):
     lines.append("")
     lines.append("| goal | measured | target | verdict |")
     lines.append("|---|---:|---:|---|")
-    for goal, measured, target, verdict in goals(cells, servers, at):
+    for goal, measured, target, verdict in goals(cells, servers, at, labels):
         lines.append(f"| {goal} | {measured} | {target} | {verdict} |")
     lines.append("")
 
@@ -575,6 +831,9 @@ def cmd_check(args):
             problems.append(f"errors: {row}")
     if not table:
         problems.append("the throughput table has no rows")
+    for line in section.splitlines():
+        if "**different, not timed**" in line:
+            problems.append(f"a server answered differently from onnxruntime: {line.split('|')[1].strip()}")
     for want in args.expect:
         scenario, _, model = want.partition(":")
         label = SCENARIOS.get(scenario, scenario)
@@ -615,6 +874,17 @@ def main():
     p.add_argument("--grpc-addr", help="gRPC: http://HOST:PORT")
     p.add_argument("--loadgen", help="gRPC: the load generator binary")
     p.add_argument("--wrk-threads", type=int, default=2, help="load generator threads")
+    p.add_argument("--load-gate", type=float, default=0.0, help="start when the 1-minute load average is below this (0: at once)")
+    p.add_argument("--load-wait", default="120s", help="the longest wait for the load gate; then the cell runs, marked as loaded")
+
+    p = sub.add_parser("agree")
+    p.add_argument("--results", required=True)
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--url", required=True, help="where one row is POSTed")
+    p.add_argument("--format", choices=["v2", "bentoml"], default="v2", help="request body: V2 infer, or BentoML's input_data")
+    p.add_argument("--expected", required=True, help="onnxruntime's outputs for the iris rows (fixtures/models/*.expected.json)")
+    p.add_argument("--iris", required=True, help="the iris rows (fixtures/models/iris.json)")
+    p.add_argument("--need-probabilities", action="store_true", help="the answer must carry the probabilities")
 
     p = sub.add_parser("server")
     p.add_argument("--results", required=True)
@@ -653,6 +923,8 @@ def main():
         if args.protocol == "grpc" and not (args.grpc_addr and args.loadgen):
             parser.error("cell --protocol grpc needs --grpc-addr and --loadgen")
         cmd_cell(args)
+    elif args.subcommand == "agree":
+        cmd_agree(args)
     elif args.subcommand == "server":
         cmd_server(args)
     elif args.subcommand == "skip":

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark harness: Palisade (full security, audit off, security off), BentoML, MLServer
-# and a bare hyper server, serving the same iris models, under the same load, on loopback.
+# The benchmark harness: Palisade (full security, audit off, security off), its peers and a
+# bare hyper server, serving the same iris models, under the same load, on loopback. The peers:
+# BentoML and MLServer with scikit-learn (as usually deployed), and Triton (PyTriton), KServe,
+# BentoML and Ray Serve running the same ONNX file as Palisade in onnxruntime.
 #
 # Usage: bench/run.sh [OPTIONS]
 #   --smoke              Palisade and the ceiling only, 1 s cells, debug build, no peers; the
@@ -9,15 +11,21 @@
 #   --warmup D           unmeasured load before each cell (default 2s; 0s skips it)
 #   --connections LIST   comma-separated connection counts (default 1,16,64)
 #   --only LIST          comma-separated servers, of: ceiling, palisade, palisade-audit-off,
-#                        palisade-insecure, bentoml, mlserver (default: all)
+#                        palisade-insecure, bentoml, mlserver, pytriton, pytriton-batching,
+#                        kserve, kserve-2w, bentoml-onnx, bentoml-onnx-2w, rayserve (default: all)
+#   --repeat N           measure every cell N times; the report gives medians and the spread
+#                        (default 1)
+#   --load-gate L        start a cell only when the 1-minute load average is below L (default
+#                        1.0; 0 turns the gate off; off in --smoke)
+#   --load-wait D        the longest wait for the gate; then the cell runs and the report marks
+#                        it as loaded (default 120s)
 #   --output FILE        where the report goes (default BENCHMARKS.md, between its markers)
 #   --load-threads N     wrk / gRPC load generator threads (default 2)
 #   --keep               keep the work directory (logs, homes, results.jsonl)
 #   -h, --help           this text
 #
-# It installs what it needs: wrk from Debian (apt-get) if missing, the peers into
-# bench/.venv-bentoml and bench/.venv-mlserver from PyPI (pinned in
-# bench/requirements-*.txt), and builds Palisade, the gRPC load generator and the ceiling
+# It installs what it needs: wrk from Debian (apt-get) if missing, each peer into its own
+# bench/.venv-NAME from PyPI (pinned in bench/requirements-NAME.txt), and builds Palisade, the gRPC load generator and the ceiling
 # server with cargo. All traffic goes to 127.0.0.1; every load run is bounded in time.
 # See bench/README.md for what each row means.
 set -euo pipefail
@@ -25,8 +33,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 invocation="bench/run.sh${*:+ $*}"
 
-ALL=ceiling,palisade,palisade-audit-off,palisade-insecure,bentoml,mlserver
+PEERS=bentoml,mlserver,pytriton,pytriton-batching,kserve,kserve-2w,bentoml-onnx,bentoml-onnx-2w,rayserve
+ALL=ceiling,palisade,palisade-audit-off,palisade-insecure,$PEERS
 smoke=0 duration="" warmup="" connections="" only="" output="" load_threads=2 keep=0
+repeat=1 load_gate="" load_wait=120s
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
@@ -37,6 +47,9 @@ while [ $# -gt 0 ]; do
     --output) output=${2:?--output needs a value}; shift ;;
     --load-threads) load_threads=${2:?--load-threads needs a value}; shift ;;
     --keep) keep=1 ;;
+    --repeat) repeat=${2:?--repeat needs a value}; shift ;;
+    --load-gate) load_gate=${2:?--load-gate needs a value}; shift ;;
+    --load-wait) load_wait=${2:?--load-wait needs a value}; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench/run.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
@@ -45,17 +58,23 @@ done
 if [ "$smoke" = 1 ]; then
   duration=${duration:-1s} warmup=${warmup:-0s} connections=${connections:-4}
   only=${only:-ceiling,palisade,palisade-insecure}
+  load_gate=${load_gate:-0}
   profile=debug
 else
   duration=${duration:-10s} warmup=${warmup:-2s} connections=${connections:-1,16,64}
   only=${only:-$ALL}
+  load_gate=${load_gate:-1.0}
   profile=release
 fi
 for s in ${only//,/ }; do
   case ",$ALL," in *",$s,"*) ;; *) echo "bench/run.sh: unknown server '$s' in --only (known: $ALL)" >&2; exit 64 ;; esac
 done
+case "$repeat" in '' | *[!0-9]* | 0) echo "bench/run.sh: --repeat needs a whole number of at least 1" >&2; exit 64 ;; esac
+case "$load_gate" in *[!0-9.]* | '' | .) echo "bench/run.sh: --load-gate needs a number, such as 1.0 (0: no gate)" >&2; exit 64 ;; esac
 if [ "$smoke" = 1 ]; then
-  case ",$only," in *,bentoml,* | *,mlserver,*) echo "bench/run.sh: --smoke runs no peers" >&2; exit 64 ;; esac
+  for s in ${only//,/ }; do
+    case ",$PEERS," in *",$s,"*) echo "bench/run.sh: --smoke runs no peers" >&2; exit 64 ;; esac
+  done
 fi
 wanted() { case ",$only," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 started=$SECONDS
@@ -78,13 +97,18 @@ command -v curl >/dev/null || die "curl is needed"
 PY=python3
 HARNESS="$PY $ROOT/bench/harness.py"
 
-say "building palisade, the gRPC load generator and the ceiling server ($profile)"
-cargo_flags=(--locked)
-[ "$profile" = release ] && cargo_flags+=(--release)
-# Two builds: together, cargo would unify features and build palisade with the load
-# generator's tonic client features, a binary users never run.
-cargo build -q "${cargo_flags[@]}" -p palisade-cli
-cargo build -q "${cargo_flags[@]}" -p palisade-bench-loadgen -p palisade-bench-ceiling
+# Only the peers: nothing to build.
+need_build=0
+for s in ceiling palisade palisade-audit-off palisade-insecure; do wanted "$s" && need_build=1; done
+if [ "$need_build" = 1 ]; then
+  say "building palisade, the gRPC load generator and the ceiling server ($profile)"
+  cargo_flags=(--locked)
+  [ "$profile" = release ] && cargo_flags+=(--release)
+  # Two builds: together, cargo would unify features and build palisade with the load
+  # generator's tonic client features, a binary users never run.
+  cargo build -q "${cargo_flags[@]}" -p palisade-cli
+  cargo build -q "${cargo_flags[@]}" -p palisade-bench-loadgen -p palisade-bench-ceiling
+fi
 target_dir=$(cargo metadata --format-version 1 --no-deps | $PY -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 PALISADE=$target_dir/$profile/palisade
 LOADGEN=$target_dir/$profile/palisade-bench-loadgen
@@ -103,11 +127,18 @@ stop_server() {
   pids=$(tree_pids "$server_pid" 2>/dev/null || true)
   kill -TERM "$server_pid" 2>/dev/null || true
   for _ in $(seq 150); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-  # Whatever the server left behind (peers' worker processes) is ours to end.
-  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  # Whatever the server left behind (peers' worker processes) is ours to end, after a grace
+  # period in which they can finish their own shutdown (tritonserver removes its /tmp files).
+  local pid deadline=$((SECONDS + 10))
+  for pid in $pids; do
+    while alive "$pid" && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
 }
+# Whether process $1 exists and is not a zombie.
+alive() { [ -r "/proc/$1/stat" ] && [ "$(awk '{sub(/.*\) /, ""); print $1}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 tree_pids() {
   $PY -c 'import sys; sys.path.insert(0, sys.argv[1]); import harness; print(" ".join(map(str, harness.tree(int(sys.argv[2])))))' \
     "$ROOT/bench" "$1"
@@ -135,10 +166,10 @@ start_server() {
   : >"$log"
   "$@" >"$log" 2>&1 &
   server_pid=$!
-  local deadline=$((SECONDS + 120))
+  local deadline=$((SECONDS + 180))
   while ! grep -Eq "$pattern" "$log"; do
     kill -0 "$server_pid" 2>/dev/null || { tail -n 30 "$log" >&2; die "$name exited during startup"; }
-    [ "$SECONDS" -lt "$deadline" ] || { tail -n 30 "$log" >&2; die "$name did not start within 120 s"; }
+    [ "$SECONDS" -lt "$deadline" ] || { tail -n 30 "$log" >&2; die "$name did not start within 180 s"; }
     sleep 0.05
   done
   server_line=$(grep -Em1 "$pattern" "$log")
@@ -168,21 +199,34 @@ expect_status() {
   [ "$got" = "$want" ] || die "$what: expected HTTP $want, got $got ($1)"
 }
 
-# One measured cell per connection count: rest|grpc, scenario, model, URL or gRPC address.
+# One measured cell per connection count, --repeat times over: rest|grpc, scenario, model,
+# URL or gRPC address. Each cell waits for the load gate first.
 cells() {
   local protocol=$1 scenario=$2 model=$3 target=$4 body=${5:-}
-  local c
-  for c in ${connections//,/ }; do
-    if [ "$protocol" = rest ]; then
-      $HARNESS cell --results "$results" --scenario "$scenario" --model "$model" --protocol rest \
-        --connections "$c" --duration "$duration" --warmup "$warmup" --pid "$server_pid" \
-        --url "$target" --body-file "$body" --wrk-threads "$load_threads"
-    else
-      $HARNESS cell --results "$results" --scenario "$scenario" --model "$model" --protocol grpc \
-        --connections "$c" --duration "$duration" --warmup "$warmup" --pid "$server_pid" \
-        --grpc-addr "$target" --loadgen "$LOADGEN" --wrk-threads "$load_threads"
-    fi
+  local c r gate=(--load-gate "$load_gate" --load-wait "$load_wait")
+  for r in $(seq "$repeat"); do
+    for c in ${connections//,/ }; do
+      if [ "$protocol" = rest ]; then
+        $HARNESS cell --results "$results" --scenario "$scenario" --model "$model" --protocol rest \
+          --connections "$c" --duration "$duration" --warmup "$warmup" --pid "$server_pid" \
+          --url "$target" --body-file "$body" --wrk-threads "$load_threads" "${gate[@]}"
+      else
+        $HARNESS cell --results "$results" --scenario "$scenario" --model "$model" --protocol grpc \
+          --connections "$c" --duration "$duration" --warmup "$warmup" --pid "$server_pid" \
+          --grpc-addr "$target" --loadgen "$LOADGEN" --wrk-threads "$load_threads" "${gate[@]}"
+      fi
+    done
   done
+}
+# Checks that the server answers the iris rows as onnxruntime does on the iris RF ONNX file
+# (and as Palisade did earlier in the run): scenario, URL, body format (v2|bentoml), and
+# `probabilities` when the answer must carry them. On a different answer it records why and
+# fails, and the caller does not time the server.
+agree() {
+  local scenario=$1 url=$2 format=$3 need=()
+  [ "${4:-}" = probabilities ] && need=(--need-probabilities)
+  $HARNESS agree --results "$results" --scenario "$scenario" --url "$url" --format "$format" "${need[@]}" \
+    --expected "$ROOT/fixtures/models/iris_rf_nozipmap.expected.json" --iris "$ROOT/fixtures/models/iris.json"
 }
 skip() { $HARNESS skip --results "$results" --scenario "$1" --what "$2" --reason "$3"; }
 # Records the server's RSS; after a second of quiet except in the smoke run.
@@ -195,12 +239,17 @@ printf '%s' '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,
 printf '%s' '{"input_data":[[5.1,3.5,1.4,0.2]]}' >"$BENTO_BODY"
 
 wrk_version=$( (wrk -v 2>&1 || true) | awk 'NR == 1 {print $2}')
+if [ "$need_build" = 1 ]; then
+  $HARNESS meta --results "$results" \
+    "version:palisade=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null || echo '+changes') ($profile)" \
+    "version:$(rustc -V | awk '{print $1 "=" $2}')"
+fi
 $HARNESS meta --results "$results" \
   "date=$(date -u '+%Y-%m-%d %H:%M UTC')" \
-  "version:palisade=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock 2>/dev/null || echo '+changes') ($profile)" \
-  "version:$(rustc -V | awk '{print $1 "=" $2}')" \
+  "version:harness=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- bench 2>/dev/null || echo '+changes')" \
   "version:wrk=$wrk_version" \
-  "setting:cells=${duration} measured after ${warmup} warm-up, connections ${connections}, ${load_threads} load-generator threads on the same machine, loopback" \
+  "setting:cells=${duration} measured after ${warmup} warm-up, connections ${connections}, ${repeat} run(s) of each, ${load_threads} load-generator threads on the same machine, loopback" \
+  "setting:load gate=$([ "$load_gate" = 0 ] && echo off || echo "a cell starts when the 1-minute load average is below ${load_gate}, or after ${load_wait} of waiting (then marked loaded)")" \
   "setting:request=one iris row (FP32 [1,4]) per request; REST is HTTP/1.1 keep-alive (wrk), gRPC is HTTP/2 with one stream per connection (bench/loadgen)"
 
 # ---------------------------------------------------------------- the ceiling
@@ -321,10 +370,11 @@ EOF
     expect_status 403 "$scenario: a service account without an ALLOW policy" "$infer" "$V2_BODY" "$intruder"
   fi
   expect_status 200 "$scenario: the load generator's token" "$infer" "$V2_BODY" "$token"
-  memory "$scenario" idle
 
   export BENCH_TOKEN=$token
   [ "$scenario" = palisade-insecure ] && unset BENCH_TOKEN
+  agree "$scenario" "$infer" v2 probabilities || die "$scenario: iris-rf answers differently from onnxruntime"
+  memory "$scenario" idle
   for m in "${built[@]}"; do
     cells rest "$scenario" "iris-$m" "$addr/v2/models/iris-$m/infer" "$V2_BODY"
     if [ "$m" = rf ] && [ "$scenario" != palisade-audit-off ]; then
@@ -382,6 +432,22 @@ peer_venv() {
 }
 peer_version() { "$1/bin/python" -c "import importlib.metadata as m; print(m.version('$2'))"; }
 
+# Checks a started peer's answers, then measures it on iris RF: scenario, infer URL, body
+# format (v2|bentoml), and `probabilities` when the answer must carry them (the onnxruntime
+# peers). A peer that answers differently is recorded as not timed; $peer_timed says which.
+time_peer() {
+  local scenario=$1 url=$2 format=$3 need=${4:-} body=$V2_BODY
+  [ "$format" = bentoml ] && body=$BENTO_BODY
+  peer_timed=0
+  if ! agree "$scenario" "$url" "$format" "$need"; then
+    skip "$scenario" "all rows" "its answers differ from onnxruntime's on the same ONNX file (see the answers table), so it was not timed"
+    return 0
+  fi
+  peer_timed=1
+  memory "$scenario" idle
+  cells rest "$scenario" iris-rf "$url" "$body"
+}
+
 if wanted bentoml; then
   say "bentoml"
   venv=$(peer_venv bentoml)
@@ -394,11 +460,12 @@ if wanted bentoml; then
   expect_status 200 "bentoml: predict" "http://127.0.0.1:$port/predict_rf" "$BENTO_BODY"
   $HARNESS meta --results "$results" "version:bentoml=$(peer_version "$venv" bentoml)" \
     "version:scikit-learn (peers)=$(peer_version "$venv" scikit-learn)" \
-    "label:bentoml=BentoML $(peer_version "$venv" bentoml) (no security)"
-  memory bentoml idle
-  cells rest bentoml iris-rf "http://127.0.0.1:$port/predict_rf" "$BENTO_BODY"
-  cells rest bentoml iris-lr "http://127.0.0.1:$port/predict_lr" "$BENTO_BODY"
-  memory bentoml after
+    "label:bentoml=BentoML $(peer_version "$venv" bentoml), scikit-learn (no security)"
+  time_peer bentoml "http://127.0.0.1:$port/predict_rf" bentoml
+  if [ "$peer_timed" = 1 ]; then
+    cells rest bentoml iris-lr "http://127.0.0.1:$port/predict_lr" "$BENTO_BODY"
+    memory bentoml after
+  fi
   stop_server
   unset BENTOML_HOME
 fi
@@ -416,11 +483,90 @@ if wanted mlserver; then
   expect_status 200 "mlserver: infer" "http://127.0.0.1:$port/v2/models/iris-rf/infer" "$V2_BODY"
   $HARNESS meta --results "$results" "version:mlserver=$(peer_version "$venv" mlserver)" \
     "version:uvloop (mlserver)=$(peer_version "$venv" uvloop)" \
-    "label:mlserver=MLServer $(peer_version "$venv" mlserver) (no security)"
-  memory mlserver idle
-  cells rest mlserver iris-rf "http://127.0.0.1:$port/v2/models/iris-rf/infer" "$V2_BODY"
-  cells rest mlserver iris-lr "http://127.0.0.1:$port/v2/models/iris-lr/infer" "$V2_BODY"
-  memory mlserver after
+    "label:mlserver=MLServer $(peer_version "$venv" mlserver), scikit-learn (no security)"
+  time_peer mlserver "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2
+  if [ "$peer_timed" = 1 ]; then
+    cells rest mlserver iris-lr "http://127.0.0.1:$port/v2/models/iris-lr/infer" "$V2_BODY"
+    memory mlserver after
+  fi
+  stop_server
+fi
+
+# The onnxruntime peers: each serves fixtures/models/iris_rf_nozipmap.onnx (bench/peers/).
+for s in pytriton pytriton-batching; do
+  wanted "$s" || continue
+  say "$s"
+  venv=$(peer_venv pytriton)
+  # Triton's Python backend stub embeds a libpython 3.x found by the loader; it must be the
+  # venv's own CPython, or that interpreter meets a newer standard library and the model
+  # fails to load (Debian's libpython 3.11.2 beside pyenv's 3.11.7 here).
+  libdir=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") or "")')
+  port=$($HARNESS free-port) grpc_port=$($HARNESS free-port) metrics_port=$($HARNESS free-port)
+  flags=()
+  [ "$s" = pytriton-batching ] && flags=(--dynamic-batching)
+  start_server "$s" '^pytriton: listening on ' env LD_LIBRARY_PATH="$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$venv/bin/python" "$ROOT/bench/peers/pytriton_server.py" --http-port "$port" --grpc-port "$grpc_port" \
+    --metrics-port "$metrics_port" --workspace "$work/$s/workspace" "${flags[@]}"
+  wait_ready "http://127.0.0.1:$port/v2/models/iris-rf/ready"
+  triton_version=$(curl -sf --max-time 5 "http://127.0.0.1:$port/v2" | $PY -c 'import json,sys; print(json.load(sys.stdin).get("version", "?"))')
+  $HARNESS meta --results "$results" "version:nvidia-pytriton=$(peer_version "$venv" nvidia-pytriton) (tritonserver $triton_version)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
+    "label:pytriton=Triton $triton_version via PyTriton $(peer_version "$venv" nvidia-pytriton), onnxruntime (no security)" \
+    "label:pytriton-batching=Triton $triton_version via PyTriton $(peer_version "$venv" nvidia-pytriton), onnxruntime, dynamic batching (no security)"
+  time_peer "$s" "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2 probabilities
+  if [ "$peer_timed" = 1 ]; then memory "$s" after; fi
+  stop_server
+done
+
+for s in kserve kserve-2w; do
+  wanted "$s" || continue
+  say "$s"
+  venv=$(peer_venv kserve)
+  workers=1
+  [ "$s" = kserve-2w ] && workers=2
+  port=$($HARNESS free-port)
+  start_server "$s" 'Started server process' "$venv/bin/python" "$ROOT/bench/peers/kserve_server.py" \
+    --http_port "$port" --workers "$workers"
+  wait_ready "http://127.0.0.1:$port/v2/models/iris-rf/ready"
+  $HARNESS meta --results "$results" "version:kserve=$(peer_version "$venv" kserve)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
+    "label:$s=KServe $(peer_version "$venv" kserve) ModelServer, onnxruntime, $workers worker$([ "$workers" = 1 ] || echo s) (no security)"
+  time_peer "$s" "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2 probabilities
+  if [ "$peer_timed" = 1 ]; then memory "$s" after; fi
+  stop_server
+done
+
+for s in bentoml-onnx bentoml-onnx-2w; do
+  wanted "$s" || continue
+  say "$s"
+  venv=$(peer_venv bentoml)
+  workers=1
+  [ "$s" = bentoml-onnx-2w ] && workers=2
+  port=$($HARNESS free-port)
+  start_server "$s" 'Starting production HTTP BentoServer' env BENCH_WORKERS="$workers" \
+    BENTOML_HOME="$work/$s/home" BENTOML_DO_NOT_TRACK=true \
+    "$venv/bin/bentoml" serve bentoml_onnx_service:IrisOnnx --working-dir "$ROOT/bench/peers" --host 127.0.0.1 --port "$port"
+  wait_ready "http://127.0.0.1:$port/readyz"
+  $HARNESS meta --results "$results" "version:bentoml=$(peer_version "$venv" bentoml)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
+    "label:$s=BentoML $(peer_version "$venv" bentoml), onnxruntime, $workers worker$([ "$workers" = 1 ] || echo s) (no security)"
+  time_peer "$s" "http://127.0.0.1:$port/predict_rf" bentoml probabilities
+  if [ "$peer_timed" = 1 ]; then memory "$s" after; fi
+  stop_server
+done
+
+if wanted rayserve; then
+  say "rayserve"
+  venv=$(peer_venv rayserve)
+  port=$($HARNESS free-port)
+  mkdir -p "$work/ray"
+  start_server rayserve '^rayserve: listening on ' "$venv/bin/python" "$ROOT/bench/peers/rayserve_app.py" \
+    --port "$port" --temp-dir "$work/ray"
+  $HARNESS meta --results "$results" "version:ray=$(peer_version "$venv" ray)" \
+    "version:onnxruntime (peers)=$(peer_version "$venv" onnxruntime)" \
+    "label:rayserve=Ray Serve $(peer_version "$venv" ray), onnxruntime, 1 replica (no security)"
+  time_peer rayserve "http://127.0.0.1:$port/v2/models/iris-rf/infer" v2 probabilities
+  if [ "$peer_timed" = 1 ]; then memory rayserve after; fi
   stop_server
 fi
 
