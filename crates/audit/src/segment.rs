@@ -1,4 +1,8 @@
 //! Segment files: naming, listing, and repairing a torn final line.
+//!
+//! A segment is either *plain* (`segment-<seq>.jsonl`, JSON lines, the one the writer
+//! appends to) or *sealed* (`segment-<seq>.jsonl.zst`, see [`crate::sealed`]). Both carry
+//! the same logical name, `segment-<seq>.jsonl`, which is what checkpoints name.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -8,6 +12,8 @@ use crate::AuditError;
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".jsonl";
+/// What a sealed segment's file name adds to the plain name.
+pub(crate) const SEALED_SUFFIX: &str = ".zst";
 /// Digits in a segment's first-seq field (`u64::MAX` has 20).
 const WIDTH: usize = 20;
 /// How far back [`last_line`] reads at a time.
@@ -23,31 +29,54 @@ pub(crate) fn segment_name(first_seq: u64) -> String {
 pub(crate) struct Segment {
     /// The seq its file name announces.
     pub(crate) first_seq: u64,
-    /// Its file name.
+    /// Its logical name, `segment-<seq>.jsonl`, as checkpoints name it (sealed or not).
     pub(crate) name: String,
-    /// Its path.
+    /// Its path (the `.jsonl.zst` file when sealed).
     pub(crate) path: PathBuf,
+    /// Sealed: zstd frames with an index and a signed checkpoint, read-only.
+    pub(crate) sealed: bool,
+}
+
+impl Segment {
+    /// The name of the file on disk (the logical name plus `.zst` when sealed).
+    pub(crate) fn file_name(&self) -> String {
+        if self.sealed { format!("{}{SEALED_SUFFIX}", self.name) } else { self.name.clone() }
+    }
 }
 
 /// A directory's segments in seq order, and the names that look like segments but do not
 /// parse (`segment-12.jsonl`, `segment-x.jsonl`, ...).
+///
+/// When a segment exists both plain and sealed (sealing was interrupted after the sealed
+/// file was renamed into place), the plain file is listed: it is the writer's original,
+/// and the sealer removes it only once the sealed copy is proven identical.
 pub(crate) fn list(dir: &Path) -> Result<(Vec<Segment>, Vec<String>), AuditError> {
     let entries = fs::read_dir(dir).map_err(|e| AuditError::io(dir, "cannot list", e))?;
-    let mut segments = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
     let mut odd = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| AuditError::io(dir, "cannot list", e))?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
-        let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
+        let Ok(file_name) = entry.file_name().into_string() else { continue };
+        let (plain_name, sealed) = match file_name.strip_suffix(SEALED_SUFFIX) {
+            Some(plain) => (plain, true),
+            None => (file_name.as_str(), false),
+        };
+        let Some(digits) = plain_name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
         match (digits.len() == WIDTH && digits.bytes().all(|b| b.is_ascii_digit()))
             .then(|| digits.parse::<u64>().ok())
             .flatten()
         {
-            Some(first_seq) => segments.push(Segment { first_seq, path: entry.path(), name }),
-            None => odd.push(name),
+            Some(first_seq) => {
+                segments.push(Segment { first_seq, path: entry.path(), name: plain_name.to_owned(), sealed })
+            }
+            None => odd.push(file_name),
         }
     }
-    segments.sort_by_key(|s| s.first_seq);
+    // Plain before sealed for one seq, then keep the first of each seq.
+    segments.sort_by_key(|s| (s.first_seq, s.sealed));
+    segments.dedup_by_key(|s| s.first_seq);
     odd.sort();
     Ok((segments, odd))
 }
