@@ -422,6 +422,28 @@ impl Builder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_bytes_give_a_trailer_or_an_error(bytes in proptest::collection::vec(any::<u8>(), 0..600), end in any::<u64>()) {
+            let _ = parse_trailer(&bytes, end);
+        }
+
+        #[test]
+        fn a_mutated_trailer_never_panics(flip in 0usize..4096, bit in 0u8..8) {
+            let mut builder = Builder::new(0, 2, 1).unwrap();
+            for i in 0..5 {
+                builder.push(format!("{{\"i\":{i}}}").as_bytes(), None, Some("x")).unwrap();
+            }
+            let (frames, index) = builder.finish("segment-00000000000000000000.jsonl").unwrap();
+            let mut tail = trailer_bytes(&index, b"{}", frames.len() as u64).unwrap();
+            tail.truncate(tail.len() - FOOTER_LEN as usize);
+            let i = flip % tail.len();
+            tail[i] ^= 1 << bit;
+            let _ = parse_trailer(&tail, frames.len() as u64);
+        }
+    }
 
     #[test]
     fn filter_holds_what_was_inserted_and_rarely_more() {

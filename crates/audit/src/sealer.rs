@@ -54,7 +54,8 @@ pub struct SealOptions {
     /// Records per zstd frame (at least 1): what `query` decodes to find one record.
     /// Default 256.
     pub frame_records: usize,
-    /// zstd compression level (1-22). Default 9.
+    /// zstd compression level (1-22). Default 3: twice as fast as 9 for about 6 more bytes
+    /// per record (BENCHMARKS.md).
     pub level: i32,
     /// Test hook: stop the pass right after this step, as a crash there would.
     #[doc(hidden)]
@@ -63,7 +64,7 @@ pub struct SealOptions {
 
 impl Default for SealOptions {
     fn default() -> Self {
-        Self { signing_key: None, frame_records: 256, level: 9, crash_after: None }
+        Self { signing_key: None, frame_records: 256, level: 3, crash_after: None }
     }
 }
 

@@ -32,6 +32,12 @@ pub struct Metrics {
     audit_ship_dropped: prometheus::IntCounter,
     audit_ship_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
+    audit_bytes_written: prometheus::IntCounter,
+    audit_sealed_segments: prometheus::IntCounter,
+    audit_sealed_records: prometheus::IntCounter,
+    audit_sealed_plain_bytes: prometheus::IntCounter,
+    audit_sealed_bytes: prometheus::IntCounter,
+    audit_seal_errors: prometheus::IntCounter,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
@@ -131,6 +137,30 @@ impl Metrics {
             "palisade_audit_write_errors_total",
             "Failed audit segment writes or fsyncs.",
         )?;
+        let audit_bytes_written = prometheus::IntCounter::new(
+            "palisade_audit_bytes_written_total",
+            "Bytes of audit records written and fsynced to the active (plain) segment.",
+        )?;
+        let audit_sealed_segments = prometheus::IntCounter::new(
+            "palisade_audit_sealed_segments_total",
+            "Rotated audit segments sealed (zstd frames, index, signed seal checkpoint).",
+        )?;
+        let audit_sealed_records = prometheus::IntCounter::new(
+            "palisade_audit_sealed_records_total",
+            "Audit records in the segments sealed.",
+        )?;
+        let audit_sealed_plain_bytes = prometheus::IntCounter::new(
+            "palisade_audit_sealed_plain_bytes_total",
+            "Bytes of the plain segments sealed (before compression).",
+        )?;
+        let audit_sealed_bytes = prometheus::IntCounter::new(
+            "palisade_audit_sealed_bytes_total",
+            "Bytes of the sealed segment files written (after compression).",
+        )?;
+        let audit_seal_errors = prometheus::IntCounter::new(
+            "palisade_audit_seal_errors_total",
+            "Sealing passes that failed (the plain segments are kept; see the log for why).",
+        )?;
         let audit_shipped = prometheus::IntCounter::new(
             "palisade_audit_shipped_lines_total",
             "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
@@ -184,6 +214,12 @@ impl Metrics {
             Box::new(audit_ship_dropped.clone()),
             Box::new(audit_ship_errors.clone()),
             Box::new(audit_fsync_seconds.clone()),
+            Box::new(audit_bytes_written.clone()),
+            Box::new(audit_sealed_segments.clone()),
+            Box::new(audit_sealed_records.clone()),
+            Box::new(audit_sealed_plain_bytes.clone()),
+            Box::new(audit_sealed_bytes.clone()),
+            Box::new(audit_seal_errors.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -287,6 +323,12 @@ impl Metrics {
             audit_ship_dropped,
             audit_ship_errors,
             audit_fsync_seconds,
+            audit_bytes_written,
+            audit_sealed_segments,
+            audit_sealed_records,
+            audit_sealed_plain_bytes,
+            audit_sealed_bytes,
+            audit_seal_errors,
             connections,
             models_served: served,
             model_engines: engines,
@@ -408,6 +450,15 @@ impl Metrics {
         catch_up(&self.audit_shipped, stats.ship.shipped);
         catch_up(&self.audit_ship_dropped, stats.ship.dropped);
         catch_up(&self.audit_ship_errors, stats.ship.errors);
+        catch_up(&self.audit_bytes_written, stats.bytes_written);
+    }
+
+    fn sync_sealer(&self, stats: &palisade_audit::SealerStats) {
+        catch_up(&self.audit_sealed_segments, stats.segments);
+        catch_up(&self.audit_sealed_records, stats.records);
+        catch_up(&self.audit_sealed_plain_bytes, stats.plain_bytes);
+        catch_up(&self.audit_sealed_bytes, stats.sealed_bytes);
+        catch_up(&self.audit_seal_errors, stats.errors);
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
@@ -475,6 +526,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.queue_depth.set(state.engine().queue_depth() as i64);
     metrics.sync_audit(&state.audit().stats());
+    if let Some(sealer) = state.audit_sealer() {
+        metrics.sync_sealer(&sealer.stats());
+    }
     if let Some(front) = state.front_door() {
         metrics.sync_connections(front.counts());
     }

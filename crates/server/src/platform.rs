@@ -169,6 +169,73 @@ pub struct AuditSettings {
     /// Copies of the trail for a log collector.
     #[serde(default)]
     pub ship: ShipSettings,
+    /// Compressing rotated segments into sealed ones.
+    #[serde(default)]
+    pub seal: SealSettings,
+}
+
+/// `audit.seal:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SealSettings {
+    /// Seal rotated segments in the background (default true): zstd frames, a frame
+    /// index and a signed seal checkpoint, the chain unchanged. The active segment always
+    /// stays plain JSON lines.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Records per zstd frame, 1 to 65536 (default 256): what a query by request id or
+    /// time range decodes.
+    #[serde(default = "frame_records")]
+    pub frame_records: usize,
+    /// zstd level, 1 to 19 (default 3).
+    #[serde(default = "seal_level")]
+    pub level: i32,
+    /// How often the sealer looks for rotated segments (default 30s).
+    #[serde(default = "thirty_seconds", deserialize_with = "duration")]
+    pub every: Duration,
+}
+
+fn frame_records() -> usize {
+    palisade_audit::SealOptions::default().frame_records
+}
+fn seal_level() -> i32 {
+    palisade_audit::SealOptions::default().level
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for SealSettings {
+    fn default() -> Self {
+        SealSettings {
+            enabled: true,
+            frame_records: frame_records(),
+            level: seal_level(),
+            every: thirty_seconds(),
+        }
+    }
+}
+
+impl SealSettings {
+    /// The field that is out of range, and how to fix it.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=65_536).contains(&self.frame_records) {
+            return Err((
+                "audit.seal.frameRecords",
+                format!("{} is out of range: use 1 to 65536 (256 is a good default)", self.frame_records),
+            ));
+        }
+        if !(1..=19).contains(&self.level) {
+            return Err((
+                "audit.seal.level",
+                format!("{} is out of range: use a zstd level from 1 to 19", self.level),
+            ));
+        }
+        if self.every.is_zero() {
+            return Err(("audit.seal.every", "must be longer than zero, e.g. 30s".to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// `audit.ship:`
@@ -240,6 +307,7 @@ impl Default for AuditSettings {
             commit_delay: commit_delay(),
             signing_key: None,
             ship: ShipSettings::default(),
+            seal: SealSettings::default(),
         }
     }
 }
@@ -468,6 +536,9 @@ impl Platform {
         if let Some(batching) = &config.batching
             && let Err((field, message)) = batching.validate()
         {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Err((field, message)) = config.audit.seal.validate() {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
         if !(16..=10_000_000).contains(&config.limits.max_tracked_callers) {

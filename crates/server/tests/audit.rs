@@ -265,3 +265,85 @@ async fn metrics_expose_audit_health() {
     assert!(text.contains("palisade_audit_fsync_seconds_count"), "{text}");
     assert!(text.contains("palisade_audit_queue_depth 0"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verifies() {
+    let platform = Platform::parse(
+        std::path::Path::new("platform.yaml"),
+        "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n",
+    )
+    .unwrap();
+    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
+    let registry = Registry::load(&store).unwrap();
+    let app = app_full(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        None,
+        None,
+    );
+    for _ in 0..40 {
+        assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
+    }
+    let dir = tmp.path().join("home/audit");
+    let sealed = || {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl.zst"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sealed() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sealed() >= 2, "the sealer sealed {} segments", sealed());
+    let report = palisade_audit::verify(&dir, &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{report}");
+    assert_eq!(report.records, 40);
+    assert!(report.sealed_segments >= 2, "{report}");
+    assert_eq!(records_in(&dir).len(), 40, "query reads sealed segments");
+
+    let admin = palisade_server::admin_app(app.state.clone());
+    let res = tower::ServiceExt::oneshot(admin, Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("palisade_audit_sealed_segments_total") >= 2, "{text}");
+    assert!(value("palisade_audit_sealed_bytes_total") < value("palisade_audit_sealed_plain_bytes_total"));
+    assert!(value("palisade_audit_bytes_written_total") > 40 * 500);
+    assert_eq!(value("palisade_audit_seal_errors_total"), 0);
+}
+
+fn records_in(dir: &std::path::Path) -> Vec<AuditRecord> {
+    palisade_audit::query(dir, Filter::default()).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn seal_settings_out_of_range_name_the_field_and_the_fix() {
+    for (yaml, field, fix) in [
+        ("audit: {seal: {frameRecords: 0}}", "audit.seal.frameRecords", "use 1 to 65536"),
+        ("audit: {seal: {level: 22}}", "audit.seal.level", "from 1 to 19"),
+        ("audit: {seal: {every: 0s}}", "audit.seal.every", "longer than zero"),
+    ] {
+        let err = Platform::parse(std::path::Path::new("platform.yaml"), yaml).unwrap_err().to_string();
+        assert!(err.contains("platform.yaml") && err.contains(field) && err.contains(fix), "{yaml}: {err}");
+    }
+    let err =
+        Platform::parse(std::path::Path::new("platform.yaml"), "audit: {seal: {frames: 3}}").unwrap_err();
+    assert!(err.to_string().contains("frames"), "{err}");
+    let ok =
+        Platform::parse(std::path::Path::new("platform.yaml"), "audit: {seal: {enabled: false}}").unwrap();
+    assert!(!ok.config.audit.seal.enabled);
+}
