@@ -57,6 +57,9 @@ pub struct SealOptions {
     /// zstd compression level (1-22). Default 3: twice as fast as 9 for about 6 more bytes
     /// per record (BENCHMARKS.md).
     pub level: i32,
+    /// Retention the background [`Sealer`] applies after each pass (see
+    /// [`apply_retention`](crate::apply_retention)); [`seal_segments`] ignores it.
+    pub retention: Option<crate::RetentionPolicy>,
     /// Test hook: stop the pass right after this step, as a crash there would.
     #[doc(hidden)]
     pub crash_after: Option<SealStep>,
@@ -64,7 +67,7 @@ pub struct SealOptions {
 
 impl Default for SealOptions {
     fn default() -> Self {
-        Self { signing_key: None, frame_records: 256, level: 3, crash_after: None }
+        Self { signing_key: None, frame_records: 256, level: 3, retention: None, crash_after: None }
     }
 }
 
@@ -502,6 +505,11 @@ pub struct SealerStats {
     pub sealed_bytes: u64,
     /// Passes that failed.
     pub errors: u64,
+    /// Sealed segments `retention` makes due but keeps because they are not archived
+    /// (as of the last pass).
+    pub retention_blocked_segments: u64,
+    /// Their bytes.
+    pub retention_blocked_bytes: u64,
 }
 
 #[derive(Default)]
@@ -511,6 +519,8 @@ struct SealerShared {
     plain_bytes: AtomicU64,
     sealed_bytes: AtomicU64,
     errors: AtomicU64,
+    retention_blocked_segments: AtomicU64,
+    retention_blocked_bytes: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -550,6 +560,8 @@ impl Sealer {
             plain_bytes: get(&s.plain_bytes),
             sealed_bytes: get(&s.sealed_bytes),
             errors: get(&s.errors),
+            retention_blocked_segments: get(&s.retention_blocked_segments),
+            retention_blocked_bytes: get(&s.retention_blocked_bytes),
         }
     }
 }
@@ -591,6 +603,9 @@ fn run(dir: &Path, options: &SealOptions, every: Duration, shared: &SealerShared
                 last_error = Some(text);
             }
         }
+        if let Some(policy) = &options.retention {
+            retain(dir, policy, shared);
+        }
         let stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
         let (stop, _) = shared
             .wake
@@ -598,6 +613,29 @@ fn run(dir: &Path, options: &SealOptions, every: Duration, shared: &SealerShared
             .unwrap_or_else(PoisonError::into_inner);
         if *stop {
             return;
+        }
+    }
+}
+
+/// Applies retention after a pass: records what is blocked, and logs when that changes.
+fn retain(dir: &Path, policy: &crate::RetentionPolicy, shared: &SealerShared) {
+    match crate::apply_retention(dir, policy, Timestamp::now()) {
+        Ok(report) => {
+            let blocked = if report.refused.is_some() { report.due.len() as u64 } else { 0 };
+            let before = shared.retention_blocked_segments.swap(blocked, Ordering::Relaxed);
+            shared
+                .retention_blocked_bytes
+                .store(if blocked > 0 { report.due_bytes } else { 0 }, Ordering::Relaxed);
+            if let Some(why) = report.refused.filter(|_| blocked != before) {
+                tracing::warn!(
+                    segments = blocked, bytes = report.due_bytes, oldest = %report.due.first().map_or("", String::as_str),
+                    "audit retention keeps segments it would delete: {why}"
+                );
+            }
+        }
+        Err(e) => {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "audit retention could not examine the trail");
         }
     }
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use palisade_audit::{
-    AuditConfig, AuditError, AuditRecord, Filter, SealOptions, SealStep, Timestamp, VerifyOptions,
-    VerifyReport, query, seal_segments, verify,
+    AuditConfig, AuditError, AuditRecord, Filter, RetentionPolicy, RetentionReport, SealOptions, SealStep,
+    Timestamp, VerifyOptions, VerifyReport, apply_retention, query, seal_segments, verify,
 };
 
 /// Segments of ~50 records, checkpoints every 10.
@@ -362,4 +362,47 @@ fn a_pass_without_the_signing_key_refuses_and_changes_nothing() {
     let err = seal_segments(log.path(), &options()).unwrap_err();
     assert!(matches!(err, AuditError::Key(_)), "{err}");
     assert!(sealed_files(log.path()).is_empty());
+}
+
+#[test]
+fn retention_without_an_archive_names_what_is_due_and_deletes_nothing() {
+    let (log, before, _) = written(400);
+    seal_segments(log.path(), &options()).unwrap();
+    let files_before = segments(log.path());
+    let sealed = sealed_files(log.path());
+    // Records are from 2026-11-26 (test clock); "now" a day after the last one.
+    let now = Timestamp::from_unix_millis(1_795_687_200_000 + 400_000 + 86_400_000);
+    let hour = std::time::Duration::from_secs(3600);
+
+    let by_age = RetentionPolicy { max_age: Some(hour), max_bytes: None };
+    let report = apply_retention(log.path(), &by_age, now).unwrap();
+    assert_eq!(
+        report.due,
+        sealed.iter().map(|p| name(p)).collect::<Vec<_>>(),
+        "every sealed segment is a day old"
+    );
+    assert_eq!(report.due_bytes, sealed.iter().map(|p| fs::metadata(p).unwrap().len()).sum::<u64>());
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.refused.as_deref(), Some(palisade_audit::NO_ARCHIVE));
+    assert!(report.refused.unwrap().contains("not a cache"));
+
+    // Nothing is due when the records are young enough, or the trail small enough.
+    let young = RetentionPolicy { max_age: Some(hour * 48), max_bytes: None };
+    assert_eq!(apply_retention(log.path(), &young, now).unwrap(), RetentionReport::default());
+    let roomy = RetentionPolicy { max_age: None, max_bytes: Some(u64::MAX) };
+    assert_eq!(apply_retention(log.path(), &roomy, now).unwrap(), RetentionReport::default());
+
+    // By size: the oldest sealed segments until the rest fits, never the active segment.
+    let total: u64 = files_before.iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+    let first = fs::metadata(&sealed[0]).unwrap().len();
+    let tight = RetentionPolicy { max_age: None, max_bytes: Some(total - first) };
+    let report = apply_retention(log.path(), &tight, now).unwrap();
+    assert_eq!(report.due, vec![name(&sealed[0])]);
+    let tiniest = RetentionPolicy { max_age: None, max_bytes: Some(1) };
+    assert_eq!(apply_retention(log.path(), &tiniest, now).unwrap().due.len(), sealed.len());
+
+    assert_eq!(segments(log.path()), files_before, "no file was deleted");
+    let after = check(log.path());
+    assert!(after.ok, "{after}");
+    assert_eq!(after.records, before.records);
 }

@@ -38,6 +38,8 @@ pub struct Metrics {
     audit_sealed_plain_bytes: prometheus::IntCounter,
     audit_sealed_bytes: prometheus::IntCounter,
     audit_seal_errors: prometheus::IntCounter,
+    audit_retention_blocked_segments: IntGauge,
+    audit_retention_blocked_bytes: IntGauge,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
@@ -161,6 +163,12 @@ impl Metrics {
             "palisade_audit_seal_errors_total",
             "Sealing passes that failed (the plain segments are kept; see the log for why).",
         )?;
+        let audit_retention_blocked_segments = IntGauge::new(
+            "palisade_audit_retention_blocked_segments",
+            "Sealed audit segments audit.retention would delete but keeps, because no archive holds a checked copy.",
+        )?;
+        let audit_retention_blocked_bytes =
+            IntGauge::new("palisade_audit_retention_blocked_bytes", "Bytes of those segments.")?;
         let audit_shipped = prometheus::IntCounter::new(
             "palisade_audit_shipped_lines_total",
             "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
@@ -220,6 +228,8 @@ impl Metrics {
             Box::new(audit_sealed_plain_bytes.clone()),
             Box::new(audit_sealed_bytes.clone()),
             Box::new(audit_seal_errors.clone()),
+            Box::new(audit_retention_blocked_segments.clone()),
+            Box::new(audit_retention_blocked_bytes.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -329,6 +339,8 @@ impl Metrics {
             audit_sealed_plain_bytes,
             audit_sealed_bytes,
             audit_seal_errors,
+            audit_retention_blocked_segments,
+            audit_retention_blocked_bytes,
             connections,
             models_served: served,
             model_engines: engines,
@@ -459,6 +471,10 @@ impl Metrics {
         catch_up(&self.audit_sealed_plain_bytes, stats.plain_bytes);
         catch_up(&self.audit_sealed_bytes, stats.sealed_bytes);
         catch_up(&self.audit_seal_errors, stats.errors);
+        self.audit_retention_blocked_segments
+            .set(i64::try_from(stats.retention_blocked_segments).unwrap_or(i64::MAX));
+        self.audit_retention_blocked_bytes
+            .set(i64::try_from(stats.retention_blocked_bytes).unwrap_or(i64::MAX));
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.

@@ -172,6 +172,59 @@ pub struct AuditSettings {
     /// Compressing rotated segments into sealed ones.
     #[serde(default)]
     pub seal: SealSettings,
+    /// How long and how much of the trail to keep locally (absent: keep everything).
+    #[serde(default)]
+    pub retention: Option<RetentionSettings>,
+}
+
+/// `audit.retention:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetentionSettings {
+    /// A sealed segment whose newest record is older than this is due for removal.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_age: Option<Duration>,
+    /// While the trail takes more bytes than this, its oldest sealed segments are due.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl RetentionSettings {
+    /// The field that is wrong, and how to fix it.
+    fn validate(&self, seal: &SealSettings) -> Result<(), (&'static str, String)> {
+        if self.max_age.is_none() && self.max_bytes.is_none() {
+            return Err((
+                "audit.retention",
+                "give maxAge, maxBytes or both (or remove audit.retention)".to_owned(),
+            ));
+        }
+        if self.max_age.is_some_and(|d| d.is_zero()) {
+            return Err((
+                "audit.retention.maxAge",
+                "must be longer than zero, e.g. 2160h (90 days)".to_owned(),
+            ));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(("audit.retention.maxBytes", "must be more than zero bytes".to_owned()));
+        }
+        if !seal.enabled {
+            return Err((
+                "audit.retention",
+                "only sealed segments are ever removed, and audit.seal.enabled is false: enable sealing or remove audit.retention"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As the audit crate takes it.
+    pub fn policy(&self) -> palisade_audit::RetentionPolicy {
+        palisade_audit::RetentionPolicy { max_age: self.max_age, max_bytes: self.max_bytes }
+    }
 }
 
 /// `audit.seal:`
@@ -308,6 +361,7 @@ impl Default for AuditSettings {
             signing_key: None,
             ship: ShipSettings::default(),
             seal: SealSettings::default(),
+            retention: None,
         }
     }
 }
@@ -539,6 +593,11 @@ impl Platform {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
         if let Err((field, message)) = config.audit.seal.validate() {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Some(retention) = &config.audit.retention
+            && let Err((field, message)) = retention.validate(&config.audit.seal)
+        {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
         if !(16..=10_000_000).contains(&config.limits.max_tracked_callers) {

@@ -270,7 +270,7 @@ async fn metrics_expose_audit_health() {
 async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verifies() {
     let platform = Platform::parse(
         std::path::Path::new("platform.yaml"),
-        "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n",
+        "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n  retention:\n    maxBytes: 1\n",
     )
     .unwrap();
     let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
@@ -324,6 +324,10 @@ async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verif
     assert!(value("palisade_audit_sealed_bytes_total") < value("palisade_audit_sealed_plain_bytes_total"));
     assert!(value("palisade_audit_bytes_written_total") > 40 * 500);
     assert_eq!(value("palisade_audit_seal_errors_total"), 0);
+    // retention.maxBytes: 1 makes every sealed segment due, and without an archive none is
+    // deleted: the trail above verified from seq 0 with all 40 records.
+    assert!(value("palisade_audit_retention_blocked_segments") >= 2, "{text}");
+    assert!(value("palisade_audit_retention_blocked_bytes") > 0, "{text}");
 }
 
 fn records_in(dir: &std::path::Path) -> Vec<AuditRecord> {
@@ -331,11 +335,15 @@ fn records_in(dir: &std::path::Path) -> Vec<AuditRecord> {
 }
 
 #[test]
-fn seal_settings_out_of_range_name_the_field_and_the_fix() {
+fn seal_and_retention_settings_out_of_range_name_the_field_and_the_fix() {
     for (yaml, field, fix) in [
         ("audit: {seal: {frameRecords: 0}}", "audit.seal.frameRecords", "use 1 to 65536"),
         ("audit: {seal: {level: 22}}", "audit.seal.level", "from 1 to 19"),
         ("audit: {seal: {every: 0s}}", "audit.seal.every", "longer than zero"),
+        ("audit: {retention: {}}", "audit.retention", "give maxAge, maxBytes or both"),
+        ("audit: {retention: {maxAge: 0s}}", "audit.retention.maxAge", "longer than zero"),
+        ("audit: {retention: {maxBytes: 0}}", "audit.retention.maxBytes", "more than zero"),
+        ("audit: {retention: {maxAge: 2160h}, seal: {enabled: false}}", "audit.retention", "enable sealing"),
     ] {
         let err = Platform::parse(std::path::Path::new("platform.yaml"), yaml).unwrap_err().to_string();
         assert!(err.contains("platform.yaml") && err.contains(field) && err.contains(fix), "{yaml}: {err}");

@@ -101,6 +101,7 @@ impl AuditHandle {
                     signing_key: settings.signing_key.clone(),
                     frame_records: settings.seal.frame_records,
                     level: settings.seal.level,
+                    retention: settings.retention.as_ref().map(crate::platform::RetentionSettings::policy),
                     ..palisade_audit::SealOptions::default()
                 },
                 settings.seal.every,
