@@ -149,8 +149,16 @@ pub fn seal_segments(dir: &Path, options: &SealOptions) -> Result<SealReport, Au
     })?;
     let log = LogCheckpoints::read(dir, &key.public())?;
     let mut sealer = Pass { dir, options, key: &key, log: &log, report: &mut report };
-    let mut prev = log.genesis_link;
-    for (i, seg) in segments.iter().enumerate().take(segments.len() - 1) {
+    // Sealed segments are a prefix of the trail; each was checked when it was sealed, so
+    // the chain continues from the last one's signed head (or from the genesis).
+    let first_plain = segments.iter().position(|s| !s.sealed).unwrap_or(segments.len());
+    let mut prev = match first_plain.checked_sub(1) {
+        Some(last_sealed) if first_plain < segments.len() => {
+            sealer.sealed_head(&segments[last_sealed], &segments[first_plain])?
+        }
+        _ => log.genesis_link,
+    };
+    for (i, seg) in segments.iter().enumerate().take(segments.len() - 1).skip(first_plain) {
         if i == 0 && seg.first_seq != 0 {
             return Err(sealer.untrusted(format!(
                 "{} is the first segment: records from seq 0 are missing",
@@ -158,8 +166,10 @@ pub fn seal_segments(dir: &Path, options: &SealOptions) -> Result<SealReport, Au
             )));
         }
         if seg.sealed {
-            prev = sealer.sealed_head(seg, &segments[i + 1])?;
-            continue;
+            return Err(sealer.untrusted(format!(
+                "{} is sealed but follows a plain segment: segments were moved",
+                seg.file_name()
+            )));
         }
         match sealer.seal_one(seg, &segments[i + 1..], prev)? {
             Some(head) => prev = head,
@@ -172,12 +182,11 @@ pub fn seal_segments(dir: &Path, options: &SealOptions) -> Result<SealReport, Au
     Ok(report)
 }
 
-/// The checkpoints of the log, read once per pass.
+/// The log's genesis, and where to find its later checkpoints.
 struct LogCheckpoints {
+    path: PathBuf,
     genesis: Checkpoint,
     genesis_link: Hash,
-    /// The later checkpoints (parsed, signatures not yet checked): seq, line.
-    heads: Vec<(u64, Vec<u8>)>,
 }
 
 impl LogCheckpoints {
@@ -196,20 +205,35 @@ impl LogCheckpoints {
         if genesis.kind != CheckpointKind::Genesis {
             return Err(untrusted("the first checkpoint is not a genesis checkpoint".into()));
         }
-        let mut heads = Vec::new();
-        while let Some((_, line)) = lines.next_line()? {
-            if let Ok(cp) = serde_json::from_slice::<Checkpoint>(line)
-                && let Some(seq) = cp.seq
-            {
-                heads.push((seq, line.to_vec()));
-            }
-        }
-        Ok(Self { genesis_link: checkpoint::genesis_link(&first), genesis, heads })
+        Ok(Self { path: dir.join(CHECKPOINT_FILE), genesis_link: checkpoint::genesis_link(&first), genesis })
     }
 
-    /// The first checkpoint at or after `seq`.
-    fn covering(&self, seq: u64) -> Option<&[u8]> {
-        self.heads.iter().find(|(s, _)| *s >= seq).map(|(_, line)| line.as_slice())
+    /// The first checkpoint line at or after `seq` (signature not yet checked). Reads
+    /// `checkpoints.jsonl` backwards from its end, so the cost is the checkpoints written
+    /// since that record, not the whole file (a year of checkpoints is about 1.5 GB).
+    fn covering(&self, seq: u64) -> Result<Option<Vec<u8>>, AuditError> {
+        #[derive(serde::Deserialize)]
+        struct Seq {
+            seq: Option<u64>,
+        }
+        let mut found = None;
+        for line in segment::lines_backwards(&self.path)? {
+            let line = line?;
+            match serde_json::from_slice::<Seq>(&line).ok().and_then(|s| s.seq) {
+                Some(s) if s >= seq => found = Some(line),
+                Some(_) => break,
+                // The genesis (no seq) ends the search; other lines without a seq are not
+                // checkpoints, skipped here (verify judges them).
+                None => {
+                    if serde_json::from_slice::<Checkpoint>(&line)
+                        .is_ok_and(|c| c.kind == CheckpointKind::Genesis)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -291,8 +315,8 @@ impl Pass<'_> {
     /// Checks that a signed checkpoint at or after `last` is on the chain. `Ok(None)`
     /// when none covers it yet; else the covering checkpoint (for its window).
     fn vouched(&self, later: &[Segment], last: (u64, Hash)) -> Result<Option<Checkpoint>, AuditError> {
-        let Some(line) = self.log.covering(last.0) else { return Ok(None) };
-        let cp = checkpoint::verify_line(line, &self.key.public())
+        let Some(line) = self.log.covering(last.0)? else { return Ok(None) };
+        let cp = checkpoint::verify_line(&line, &self.key.public())
             .map_err(|p| self.untrusted(format!("a checkpoint in {CHECKPOINT_FILE} does not verify: {p}")))?;
         let target = cp.seq.unwrap_or_default();
         let (mut seq, mut hash) = last;
@@ -331,7 +355,7 @@ impl Pass<'_> {
             .and_then(|line| serde_json::from_slice::<crate::chain::ChainFields>(&line).ok())
             .map(|f| f.seq);
         if let Some(seq) = last_seq
-            && self.log.covering(seq).is_none()
+            && self.log.covering(seq)?.is_none()
         {
             self.report.waiting =
                 Some(format!("{}: waiting for a checkpoint that covers seq {seq}", seg.name));

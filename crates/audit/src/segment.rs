@@ -134,6 +134,41 @@ pub(crate) fn last_line(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
     Ok(Some(line))
 }
 
+/// The complete lines of a file from the last to the first (without newlines), read in
+/// chunks from the end; an unterminated final piece is skipped.
+pub(crate) fn lines_backwards(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Vec<u8>, AuditError>>, AuditError> {
+    let mut file = match File::open(path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(AuditError::io(path, "cannot open", e)),
+    };
+    let mut end = match &mut file {
+        Some(f) => {
+            let len = f.metadata().map_err(|e| AuditError::io(path, "cannot stat", e))?.len();
+            last_newline_end(f, len).map_err(|e| AuditError::io(path, "cannot read", e))?
+        }
+        None => 0,
+    };
+    let path = path.to_owned();
+    Ok(std::iter::from_fn(move || {
+        let f = file.as_mut()?;
+        if end == 0 {
+            return None;
+        }
+        // The line ends at `end - 1` (its newline); it starts after the previous newline.
+        let start = match last_newline_end(f, end - 1) {
+            Ok(start) => start,
+            Err(e) => return Some(Err(AuditError::io(&path, "cannot read", e))),
+        };
+        let mut line = vec![0; (end - 1 - start) as usize];
+        let read = f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut line));
+        end = start;
+        Some(read.map(|()| line).map_err(|e| AuditError::io(&path, "cannot read", e)))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +184,17 @@ mod tests {
         let (segments, odd) = list(dir.path()).unwrap();
         assert_eq!(segments.iter().map(|s| s.first_seq).collect::<Vec<_>>(), vec![2, 10]);
         assert_eq!(odd, vec!["segment-3.jsonl".to_owned()]);
+    }
+
+    #[test]
+    fn lines_backwards_yields_complete_lines_last_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let long = "y".repeat(150_000);
+        fs::write(&path, format!("a\n{long}\n\nb\npartial")).unwrap();
+        let lines: Vec<Vec<u8>> = lines_backwards(&path).unwrap().map(Result::unwrap).collect();
+        assert_eq!(lines, vec![b"b".to_vec(), Vec::new(), long.into_bytes(), b"a".to_vec()]);
+        assert_eq!(lines_backwards(&dir.path().join("none")).unwrap().count(), 0);
     }
 
     #[test]
