@@ -170,7 +170,7 @@ impl Query {
 
 /// Whether a sealed segment's frame may hold a record `filter` matches (by its indexed
 /// time range and request-id filter).
-fn frame_may_match(filter: &Filter, frame: &FrameEntry) -> bool {
+pub(crate) fn frame_may_match(filter: &Filter, frame: &FrameEntry) -> bool {
     if let Some(id) = &filter.request_id
         && !IdFilter::may_hold(&frame.request_ids, id)
     {
