@@ -379,14 +379,17 @@ fn scan_sealed(
     }
 }
 
+/// A sealed frame's lines: (trail, segment, the frame's first seq), and the lines.
+type DecodedFrame = ((u32, u32, u64), Vec<Vec<u8>>);
+
 /// The iterator returned by [`query_replicas`].
 pub struct MergedQuery {
     segments: Vec<Vec<Segment>>,
     positions: std::vec::IntoIter<Position>,
     /// The file read last: (trail, segment), a reader, and the reader's offset.
     open: Option<((u32, u32), BufReader<File>, u64)>,
-    /// The sealed frame decoded last: (trail, segment, its first seq), its lines.
-    frame: Option<((u32, u32, u64), Vec<Vec<u8>>)>,
+    /// The sealed frame decoded last.
+    frame: Option<DecodedFrame>,
 }
 
 impl fmt::Debug for MergedQuery {
@@ -446,7 +449,7 @@ impl MergedQuery {
 fn read_sealed(
     seg: &Segment,
     at: Position,
-    cache: &mut Option<((u32, u32, u64), Vec<Vec<u8>>)>,
+    cache: &mut Option<DecodedFrame>,
 ) -> Result<AuditRecord, AuditError> {
     let hit = cache.as_ref().and_then(|((trail, segment, first), lines)| {
         (*trail == at.trail && *segment == at.segment && at.seq >= *first)
