@@ -534,6 +534,11 @@ pub struct SealerStats {
     pub retention_blocked_segments: u64,
     /// Their bytes.
     pub retention_blocked_bytes: u64,
+    /// Rotated segments still plain after the last pass (the backlog of sealing: it grows
+    /// while sealing fails or waits).
+    pub backlog_segments: u64,
+    /// Their bytes.
+    pub backlog_bytes: u64,
 }
 
 #[derive(Default)]
@@ -545,6 +550,8 @@ struct SealerShared {
     errors: AtomicU64,
     retention_blocked_segments: AtomicU64,
     retention_blocked_bytes: AtomicU64,
+    backlog_segments: AtomicU64,
+    backlog_bytes: AtomicU64,
     stop: Mutex<bool>,
     wake: Condvar,
 }
@@ -586,6 +593,8 @@ impl Sealer {
             errors: get(&s.errors),
             retention_blocked_segments: get(&s.retention_blocked_segments),
             retention_blocked_bytes: get(&s.retention_blocked_bytes),
+            backlog_segments: get(&s.backlog_segments),
+            backlog_bytes: get(&s.backlog_bytes),
         }
     }
 }
@@ -629,6 +638,13 @@ fn run(dir: &Path, options: &SealOptions, every: Duration, shared: &SealerShared
         }
         if let Some(policy) = &options.retention {
             retain(dir, policy, shared);
+        }
+        if let Ok((segments, _)) = segment::list(dir) {
+            let rotated = segments.len().saturating_sub(1);
+            let plain: Vec<&Segment> = segments.iter().take(rotated).filter(|s| !s.sealed).collect();
+            let bytes = plain.iter().filter_map(|s| fs::metadata(&s.path).ok()).map(|m| m.len()).sum();
+            shared.backlog_segments.store(plain.len() as u64, Ordering::Relaxed);
+            shared.backlog_bytes.store(bytes, Ordering::Relaxed);
         }
         let stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
         let (stop, _) = shared

@@ -40,6 +40,8 @@ pub struct Metrics {
     audit_seal_errors: prometheus::IntCounter,
     audit_retention_blocked_segments: IntGauge,
     audit_retention_blocked_bytes: IntGauge,
+    audit_seal_backlog_segments: IntGauge,
+    audit_seal_backlog_bytes: IntGauge,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
@@ -169,6 +171,12 @@ impl Metrics {
         )?;
         let audit_retention_blocked_bytes =
             IntGauge::new("palisade_audit_retention_blocked_bytes", "Bytes of those segments.")?;
+        let audit_seal_backlog_segments = IntGauge::new(
+            "palisade_audit_seal_backlog_segments",
+            "Rotated audit segments still plain after the sealer's last pass (grows while sealing fails or waits).",
+        )?;
+        let audit_seal_backlog_bytes =
+            IntGauge::new("palisade_audit_seal_backlog_bytes", "Bytes of those segments.")?;
         let audit_shipped = prometheus::IntCounter::new(
             "palisade_audit_shipped_lines_total",
             "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
@@ -230,6 +238,8 @@ impl Metrics {
             Box::new(audit_seal_errors.clone()),
             Box::new(audit_retention_blocked_segments.clone()),
             Box::new(audit_retention_blocked_bytes.clone()),
+            Box::new(audit_seal_backlog_segments.clone()),
+            Box::new(audit_seal_backlog_bytes.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -341,6 +351,8 @@ impl Metrics {
             audit_seal_errors,
             audit_retention_blocked_segments,
             audit_retention_blocked_bytes,
+            audit_seal_backlog_segments,
+            audit_seal_backlog_bytes,
             connections,
             models_served: served,
             model_engines: engines,
@@ -475,6 +487,8 @@ impl Metrics {
             .set(i64::try_from(stats.retention_blocked_segments).unwrap_or(i64::MAX));
         self.audit_retention_blocked_bytes
             .set(i64::try_from(stats.retention_blocked_bytes).unwrap_or(i64::MAX));
+        self.audit_seal_backlog_segments.set(i64::try_from(stats.backlog_segments).unwrap_or(i64::MAX));
+        self.audit_seal_backlog_bytes.set(i64::try_from(stats.backlog_bytes).unwrap_or(i64::MAX));
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
@@ -572,6 +586,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
     if let Some(problem) = state.serving_cert_problem() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response();
+    }
+    let bound = state.security().platform().config.audit.seal.max_backlog;
+    if let (Some(bound), Some(sealer)) = (bound, state.audit_sealer()) {
+        let backlog = sealer.stats().backlog_segments;
+        if backlog > bound {
+            let message = format!(
+                "audit seal backlog: {backlog} rotated segments wait to be sealed (audit.seal.maxBacklog: {bound}); the server log says why sealing fails\n"
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
     }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()

@@ -246,6 +246,10 @@ pub struct SealSettings {
     /// How often the sealer looks for rotated segments (default 30s).
     #[serde(default = "thirty_seconds", deserialize_with = "duration")]
     pub every: Duration,
+    /// Readiness fails while more rotated segments than this wait to be sealed (absent:
+    /// never), so that an operator learns before the disk fills.
+    #[serde(default)]
+    pub max_backlog: Option<u64>,
 }
 
 fn frame_records() -> usize {
@@ -265,6 +269,7 @@ impl Default for SealSettings {
             frame_records: frame_records(),
             level: seal_level(),
             every: thirty_seconds(),
+            max_backlog: None,
         }
     }
 }

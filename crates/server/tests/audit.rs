@@ -355,3 +355,68 @@ fn seal_and_retention_settings_out_of_range_name_the_field_and_the_fix() {
         Platform::parse(std::path::Path::new("platform.yaml"), "audit: {seal: {enabled: false}}").unwrap();
     assert!(!ok.config.audit.seal.enabled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_fails_while_the_seal_backlog_passes_its_bound_and_recovers() {
+    let platform = Platform::parse(
+        std::path::Path::new("platform.yaml"),
+        "audit:\n  segmentMaxBytes: 4096\n  checkpointEvery: 2\n  seal:\n    every: 50ms\n    maxBacklog: 1\n",
+    )
+    .unwrap();
+    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
+    let registry = Registry::load(&store).unwrap();
+    let app = app_full(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        None,
+        None,
+    );
+    let key = tmp.path().join("home/keys/audit-signing.pk8");
+    let aside = tmp.path().join("audit-signing.pk8.aside");
+    // Without its key the sealer cannot sign seal checkpoints: segments pile up plain.
+    std::fs::rename(&key, &aside).unwrap();
+    for _ in 0..16 {
+        assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
+    }
+    let ready = |app: &TestApp| {
+        let admin = palisade_server::admin_app(app.state.clone());
+        async move {
+            let res = tower::ServiceExt::oneshot(admin, Request::get("/readyz").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let status = res.status();
+            let body = http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let wait_for = |wanted: StatusCode| {
+        let app = &app;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = ready(app).await;
+                if status == wanted || std::time::Instant::now() > deadline {
+                    return (status, body);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let (status, body) = wait_for(StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("audit seal backlog") && body.contains("maxBacklog: 1"), "{body}");
+    assert!(app.state.audit_sealer().unwrap().stats().errors > 0);
+    // Requests are still served and audited meanwhile.
+    assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
+
+    std::fs::rename(&aside, &key).unwrap();
+    let (status, body) = wait_for(StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "the backlog drains once the key is back: {body}");
+    let report = palisade_audit::verify(&tmp.path().join("home/audit"), &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{report}");
+    assert_eq!(report.records, 17);
+    assert!(report.sealed_segments >= 2, "{report}");
+}
