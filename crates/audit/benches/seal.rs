@@ -182,5 +182,61 @@ fn bench_seal(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_seal);
+/// Strict appends by 16 concurrent tasks to a log with 1 MiB segments (so segments rotate
+/// every ~800 records), without and with the background sealer sealing each rotated segment
+/// (every 100 ms) while the appends run.
+fn bench_strict_with_sealing(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut group = c.benchmark_group("audit_append_sealing");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    for sealing in [false, true] {
+        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = home.path().join("audit");
+        let config = AuditConfig { segment_max_bytes: 1024 * 1024, ..AuditConfig::default() };
+        let log = AuditLog::open(&dir, config).unwrap();
+        let sealer = sealing.then(|| {
+            palisade_audit::Sealer::spawn(dir.clone(), SealOptions::default(), Duration::from_millis(100))
+                .unwrap()
+        });
+        let name = format!("strict_16_appenders{}", if sealing { "_sealing" } else { "" });
+        group.bench_function(&name, |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let started = std::time::Instant::now();
+                    let tasks: Vec<_> = (0..16u64)
+                        .map(|t| {
+                            let log = log.clone();
+                            let share = iters / 16 + u64::from(t < iters % 16);
+                            tokio::spawn(async move {
+                                for i in 0..share {
+                                    log.append(record(i, true)).await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                    started.elapsed()
+                })
+            });
+        });
+        if let Some(sealer) = &sealer {
+            let s = sealer.stats();
+            eprintln!(
+                "{name}: {} records written, {} segments sealed while appending ({} records), {} errors",
+                log.stats().records_written,
+                s.segments,
+                s.records,
+                s.errors
+            );
+        }
+        drop(sealer);
+        runtime.block_on(log.close()).unwrap();
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_seal, bench_strict_with_sealing);
 criterion_main!(benches);
