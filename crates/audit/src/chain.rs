@@ -114,6 +114,8 @@ pub(crate) struct ChainFields {
     pub(crate) received: Option<crate::Timestamp>,
     #[serde(default)]
     pub(crate) completed: Option<crate::Timestamp>,
+    #[serde(default)]
+    pub(crate) request_id: Option<String>,
 }
 
 impl ChainFields {

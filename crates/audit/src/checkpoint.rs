@@ -57,6 +57,9 @@ pub enum CheckpointKind {
     Recovery,
     /// The chain head, signed when the writer closed the log.
     Close,
+    /// The last record of a sealed segment, signed when the segment was sealed. Stored at
+    /// the end of the sealed file (see `crate::sealed`), not in `checkpoints.jsonl`.
+    Seal,
 }
 
 /// How often a writer signs the chain head: once `records` records are not covered by a
@@ -180,6 +183,18 @@ pub(crate) enum CheckpointProblem {
     OtherKey(String),
     /// The signature does not verify.
     BadSignature,
+}
+
+impl std::fmt::Display for CheckpointProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointProblem::Invalid(why) => write!(f, "not a valid checkpoint: {why}"),
+            CheckpointProblem::OtherKey(id) => write!(f, "signed with another key ({id})"),
+            CheckpointProblem::BadSignature => {
+                f.write_str("the signature does not verify: forged or altered")
+            }
+        }
+    }
 }
 
 /// The schema tag of a checkpoint line, if it has one.

@@ -82,6 +82,9 @@ mod record;
 mod redact;
 mod replicas;
 mod resume;
+mod retention;
+mod sealed;
+mod sealer;
 mod segment;
 mod ship;
 mod time;
@@ -107,6 +110,11 @@ pub use record::{
 };
 pub use redact::{REDACTED, Redactor, redact};
 pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};
+pub use retention::{NO_ARCHIVE, RetentionPolicy, RetentionReport, apply_retention};
+pub use sealed::{FrameEntry, SEALED_SCHEMA, SealIndex, Trailer, parse_trailer};
+pub use sealer::{
+    SEAL_LOCK_FILE, SealOptions, SealReport, SealStep, SealedSegment, Sealer, SealerStats, seal_segments,
+};
 pub use ship::{ShipOptions, ShipStats, Shipper};
 pub use time::Timestamp;
 pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};

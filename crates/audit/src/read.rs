@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use crate::record::{AuditRecord, Decision, RecordKind};
+use crate::sealed::{FrameEntry, IdFilter};
 use crate::segment::{self, Segment};
 use crate::walk::{Line, Lines};
 use crate::{AuditError, Timestamp};
@@ -146,7 +147,7 @@ impl Filter {
 /// the call are not read.
 pub fn query(dir: &Path, filter: Filter) -> Result<Query, AuditError> {
     let (segments, _) = segment::list(dir)?;
-    Ok(Query { segments: segments.into(), current: None, filter, yielded: 0 })
+    Ok(Query { segments: segments.into(), current: None, filter, yielded: 0, frames_decoded: 0 })
 }
 
 /// The iterator returned by [`query`].
@@ -155,6 +156,31 @@ pub struct Query {
     current: Option<(PathBuf, Lines)>,
     filter: Filter,
     yielded: usize,
+    frames_decoded: u64,
+}
+
+impl Query {
+    /// zstd frames of sealed segments decoded so far, in segments finished reading: a
+    /// query by request id or time range decodes only the frames whose index entry may
+    /// hold a match.
+    pub fn frames_decoded(&self) -> u64 {
+        self.frames_decoded + self.current.as_ref().map_or(0, |(_, lines)| lines.frames_decoded())
+    }
+}
+
+/// Whether a sealed segment's frame may hold a record `filter` matches (by its indexed
+/// time range and request-id filter).
+pub(crate) fn frame_may_match(filter: &Filter, frame: &FrameEntry) -> bool {
+    if let Some(id) = &filter.request_id
+        && !IdFilter::may_hold(&frame.request_ids, id)
+    {
+        return false;
+    }
+    if filter.from.is_none() && filter.to.is_none() {
+        return true;
+    }
+    let (Some(first), Some(last)) = (frame.from, frame.to) else { return false };
+    !(filter.from.is_some_and(|from| last < from) || filter.to.is_some_and(|to| first >= to))
 }
 
 impl fmt::Debug for Query {
@@ -175,7 +201,9 @@ impl Iterator for Query {
                 Some(current) => current,
                 None => {
                     let seg = self.segments.pop_front()?;
-                    match Lines::open(&seg.path) {
+                    let filter = &self.filter;
+                    let select = |frame: &FrameEntry| frame_may_match(filter, frame);
+                    match Lines::open_segment(&seg, Some(&select)) {
                         Ok(lines) => self.current.insert((seg.path, lines)),
                         Err(e) => return Some(Err(e)),
                     }
@@ -184,8 +212,19 @@ impl Iterator for Query {
             let (number, line) = match lines.next_line(path) {
                 Ok(Line::Complete(number, line)) => (number, line),
                 Ok(Line::End | Line::Unterminated) => {
+                    self.frames_decoded += lines.frames_decoded();
                     self.current = None;
                     continue;
+                }
+                Ok(Line::Damaged { frame, what }) => {
+                    let path = path.clone();
+                    self.current = None;
+                    let frame = frame.map(|k| format!("frame {k}: ")).unwrap_or_default();
+                    return Some(Err(AuditError::corrupt(
+                        path,
+                        None,
+                        format!("sealed segment damaged: {frame}{what}"),
+                    )));
                 }
                 Err(e) => {
                     self.current = None;
@@ -255,7 +294,7 @@ impl fmt::Debug for Tail {
 impl Tail {
     /// Positions a tail `options.last` records before the end of the log in `dir`.
     pub fn open(dir: &Path, options: TailOptions) -> Result<Self, AuditError> {
-        let (segments, _) = segment::list(dir)?;
+        let segments = plain_segments(dir)?;
         let mut tail =
             Self { dir: dir.to_path_buf(), options, current: None, partial: Vec::new(), offset: 0 };
         let mut wanted = options.last;
@@ -307,7 +346,7 @@ impl Tail {
     fn poll(&mut self) -> Result<Option<AuditRecord>, AuditError> {
         loop {
             let Some((seg, reader)) = &mut self.current else {
-                let (segments, _) = segment::list(&self.dir)?;
+                let segments = plain_segments(&self.dir)?;
                 match segments.into_iter().next() {
                     Some(first) => {
                         self.start_at(first, 0)?;
@@ -338,7 +377,7 @@ impl Tail {
             }
             // The writer fsyncs a segment before creating the next, so once a later
             // segment exists this one is complete.
-            let (segments, _) = segment::list(&self.dir)?;
+            let segments = plain_segments(&self.dir)?;
             let first_seq = seg.first_seq;
             let Some(next) = segments.into_iter().find(|s| s.first_seq > first_seq) else { return Ok(None) };
             let n = reader
@@ -367,6 +406,12 @@ impl Iterator for Tail {
             }
         }
     }
+}
+
+/// The plain segments of a log: `tail` reads those (the newest records are never sealed).
+fn plain_segments(dir: &Path) -> Result<Vec<Segment>, AuditError> {
+    let (segments, _) = segment::list(dir)?;
+    Ok(segments.into_iter().filter(|s| !s.sealed).collect())
 }
 
 /// Byte offsets of the starts of the last `count` complete lines of a file, and the offset

@@ -289,7 +289,7 @@ pub fn query_replicas(trails: &[Trail], filter: Filter) -> Result<MergedQuery, A
     if let Some(limit) = filter.limit {
         positions.truncate(limit);
     }
-    Ok(MergedQuery { segments, positions: positions.into_iter(), open: None })
+    Ok(MergedQuery { segments, positions: positions.into_iter(), open: None, frame: None })
 }
 
 /// The first pass over one segment.
@@ -300,6 +300,9 @@ fn scan(
     filter: &Filter,
     out: &mut Vec<Position>,
 ) -> Result<(), AuditError> {
+    if seg.sealed {
+        return scan_sealed(seg, trail, seg_index, filter, out);
+    }
     let file = File::open(&seg.path).map_err(|e| AuditError::io(&seg.path, "cannot open", e))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let mut line = Vec::new();
@@ -333,12 +336,60 @@ fn scan(
     }
 }
 
+/// The first pass over a sealed segment: only the frames whose index entry may match; a
+/// position's `offset` is the record's seq.
+fn scan_sealed(
+    seg: &Segment,
+    trail: u32,
+    seg_index: usize,
+    filter: &Filter,
+    out: &mut Vec<Position>,
+) -> Result<(), AuditError> {
+    let select = |frame: &crate::sealed::FrameEntry| crate::read::frame_may_match(filter, frame);
+    let mut lines = Lines::open_segment(seg, Some(&select))?;
+    loop {
+        let (number, line) = match lines.next_line(&seg.path)? {
+            Line::Complete(number, line) => (number, line),
+            Line::End | Line::Unterminated => return Ok(()),
+            Line::Damaged { frame, what } => {
+                let frame = frame.map(|k| format!("frame {k}: ")).unwrap_or_default();
+                return Err(AuditError::corrupt(
+                    &seg.path,
+                    None,
+                    format!("sealed segment damaged: {frame}{what}"),
+                ));
+            }
+        };
+        let record: AuditRecord = serde_json::from_slice(line)
+            .map_err(|e| AuditError::corrupt(&seg.path, Some(number), format!("not a valid record: {e}")))?;
+        if filter.matches(&record) {
+            out.try_reserve(1).map_err(|_| {
+                AuditError::InvalidFilter(
+                    "too many matching records to order in memory: narrow the query".into(),
+                )
+            })?;
+            out.push(Position {
+                time: record.time().map_or(i64::MIN, |t| t.unix_millis()),
+                trail,
+                seq: record.seq,
+                segment: u32::try_from(seg_index).unwrap_or(u32::MAX),
+                offset: record.seq,
+            });
+        }
+    }
+}
+
+/// A sealed frame's lines: (trail, segment, the frame's first seq), and the lines.
+type DecodedFrame = ((u32, u32, u64), Vec<Vec<u8>>);
+
 /// The iterator returned by [`query_replicas`].
 pub struct MergedQuery {
     segments: Vec<Vec<Segment>>,
     positions: std::vec::IntoIter<Position>,
     /// The file read last: (trail, segment), a reader, and the reader's offset.
     open: Option<((u32, u32), BufReader<File>, u64)>,
+    /// The sealed frame decoded last.
+    frame: Option<DecodedFrame>,
 }
 
 impl fmt::Debug for MergedQuery {
@@ -359,6 +410,9 @@ impl MergedQuery {
             .get(at.trail as usize)
             .and_then(|list| list.get(at.segment as usize))
             .ok_or_else(|| AuditError::InvalidFilter("a record's position is out of range".into()))?;
+        if seg.sealed {
+            return read_sealed(seg, at, &mut self.frame);
+        }
         let key = (at.trail, at.segment);
         if !matches!(&self.open, Some((open, _, _)) if *open == key) {
             let file = File::open(&seg.path).map_err(|e| AuditError::io(&seg.path, "cannot open", e))?;
@@ -388,6 +442,49 @@ impl MergedQuery {
             AuditError::corrupt(&seg.path, None, format!("a record changed while being read: {e}"))
         })
     }
+}
+
+/// Reads record `at.seq` of a sealed segment, decoding its frame unless it is the one
+/// decoded last.
+fn read_sealed(
+    seg: &Segment,
+    at: Position,
+    cache: &mut Option<DecodedFrame>,
+) -> Result<AuditRecord, AuditError> {
+    let hit = cache.as_ref().and_then(|((trail, segment, first), lines)| {
+        (*trail == at.trail && *segment == at.segment && at.seq >= *first)
+            .then(|| lines.get((at.seq - first) as usize))
+            .flatten()
+    });
+    if hit.is_none() {
+        let holds = |f: &crate::sealed::FrameEntry| at.seq >= f.first_seq && at.seq - f.first_seq < f.records;
+        let mut lines = Lines::open_segment(seg, Some(&holds))?;
+        let mut decoded = Vec::new();
+        let mut first = None;
+        loop {
+            match lines.next_line(&seg.path)? {
+                Line::Complete(number, line) => {
+                    first.get_or_insert(seg.first_seq + number - 1);
+                    decoded.push(line.to_vec());
+                }
+                Line::End | Line::Unterminated => break,
+                Line::Damaged { what, .. } => {
+                    return Err(AuditError::corrupt(
+                        &seg.path,
+                        None,
+                        format!("sealed segment damaged: {what}"),
+                    ));
+                }
+            }
+        }
+        *cache = Some(((at.trail, at.segment, first.unwrap_or(seg.first_seq)), decoded));
+    }
+    let line = cache
+        .as_ref()
+        .and_then(|((_, _, first), lines)| at.seq.checked_sub(*first).and_then(|i| lines.get(i as usize)))
+        .ok_or_else(|| AuditError::corrupt(&seg.path, None, "a record read a moment ago is gone"))?;
+    serde_json::from_slice(line)
+        .map_err(|e| AuditError::corrupt(&seg.path, None, format!("a record changed while being read: {e}")))
 }
 
 impl Iterator for MergedQuery {

@@ -1,4 +1,8 @@
 //! Segment files: naming, listing, and repairing a torn final line.
+//!
+//! A segment is either *plain* (`segment-<seq>.jsonl`, JSON lines, the one the writer
+//! appends to) or *sealed* (`segment-<seq>.jsonl.zst`, see [`crate::sealed`]). Both carry
+//! the same logical name, `segment-<seq>.jsonl`, which is what checkpoints name.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -8,6 +12,8 @@ use crate::AuditError;
 
 const PREFIX: &str = "segment-";
 const SUFFIX: &str = ".jsonl";
+/// What a sealed segment's file name adds to the plain name.
+pub(crate) const SEALED_SUFFIX: &str = ".zst";
 /// Digits in a segment's first-seq field (`u64::MAX` has 20).
 const WIDTH: usize = 20;
 /// How far back [`last_line`] reads at a time.
@@ -23,31 +29,54 @@ pub(crate) fn segment_name(first_seq: u64) -> String {
 pub(crate) struct Segment {
     /// The seq its file name announces.
     pub(crate) first_seq: u64,
-    /// Its file name.
+    /// Its logical name, `segment-<seq>.jsonl`, as checkpoints name it (sealed or not).
     pub(crate) name: String,
-    /// Its path.
+    /// Its path (the `.jsonl.zst` file when sealed).
     pub(crate) path: PathBuf,
+    /// Sealed: zstd frames with an index and a signed checkpoint, read-only.
+    pub(crate) sealed: bool,
+}
+
+impl Segment {
+    /// The name of the file on disk (the logical name plus `.zst` when sealed).
+    pub(crate) fn file_name(&self) -> String {
+        if self.sealed { format!("{}{SEALED_SUFFIX}", self.name) } else { self.name.clone() }
+    }
 }
 
 /// A directory's segments in seq order, and the names that look like segments but do not
 /// parse (`segment-12.jsonl`, `segment-x.jsonl`, ...).
+///
+/// When a segment exists both plain and sealed (sealing was interrupted after the sealed
+/// file was renamed into place), the plain file is listed: it is the writer's original,
+/// and the sealer removes it only once the sealed copy is proven identical.
 pub(crate) fn list(dir: &Path) -> Result<(Vec<Segment>, Vec<String>), AuditError> {
     let entries = fs::read_dir(dir).map_err(|e| AuditError::io(dir, "cannot list", e))?;
-    let mut segments = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
     let mut odd = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| AuditError::io(dir, "cannot list", e))?;
-        let Ok(name) = entry.file_name().into_string() else { continue };
-        let Some(digits) = name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else { continue };
+        let Ok(file_name) = entry.file_name().into_string() else { continue };
+        let (plain_name, sealed) = match file_name.strip_suffix(SEALED_SUFFIX) {
+            Some(plain) => (plain, true),
+            None => (file_name.as_str(), false),
+        };
+        let Some(digits) = plain_name.strip_prefix(PREFIX).and_then(|n| n.strip_suffix(SUFFIX)) else {
+            continue;
+        };
         match (digits.len() == WIDTH && digits.bytes().all(|b| b.is_ascii_digit()))
             .then(|| digits.parse::<u64>().ok())
             .flatten()
         {
-            Some(first_seq) => segments.push(Segment { first_seq, path: entry.path(), name }),
-            None => odd.push(name),
+            Some(first_seq) => {
+                segments.push(Segment { first_seq, path: entry.path(), name: plain_name.to_owned(), sealed })
+            }
+            None => odd.push(file_name),
         }
     }
-    segments.sort_by_key(|s| s.first_seq);
+    // Plain before sealed for one seq, then keep the first of each seq.
+    segments.sort_by_key(|s| (s.first_seq, s.sealed));
+    segments.dedup_by_key(|s| s.first_seq);
     odd.sort();
     Ok((segments, odd))
 }
@@ -105,6 +134,41 @@ pub(crate) fn last_line(path: &Path) -> Result<Option<Vec<u8>>, AuditError> {
     Ok(Some(line))
 }
 
+/// The complete lines of a file from the last to the first (without newlines), read in
+/// chunks from the end; an unterminated final piece is skipped.
+pub(crate) fn lines_backwards(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<Vec<u8>, AuditError>>, AuditError> {
+    let mut file = match File::open(path) {
+        Ok(file) => Some(file),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(AuditError::io(path, "cannot open", e)),
+    };
+    let mut end = match &mut file {
+        Some(f) => {
+            let len = f.metadata().map_err(|e| AuditError::io(path, "cannot stat", e))?.len();
+            last_newline_end(f, len).map_err(|e| AuditError::io(path, "cannot read", e))?
+        }
+        None => 0,
+    };
+    let path = path.to_owned();
+    Ok(std::iter::from_fn(move || {
+        let f = file.as_mut()?;
+        if end == 0 {
+            return None;
+        }
+        // The line ends at `end - 1` (its newline); it starts after the previous newline.
+        let start = match last_newline_end(f, end - 1) {
+            Ok(start) => start,
+            Err(e) => return Some(Err(AuditError::io(&path, "cannot read", e))),
+        };
+        let mut line = vec![0; (end - 1 - start) as usize];
+        let read = f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(&mut line));
+        end = start;
+        Some(read.map(|()| line).map_err(|e| AuditError::io(&path, "cannot read", e)))
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +184,17 @@ mod tests {
         let (segments, odd) = list(dir.path()).unwrap();
         assert_eq!(segments.iter().map(|s| s.first_seq).collect::<Vec<_>>(), vec![2, 10]);
         assert_eq!(odd, vec!["segment-3.jsonl".to_owned()]);
+    }
+
+    #[test]
+    fn lines_backwards_yields_complete_lines_last_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let long = "y".repeat(150_000);
+        fs::write(&path, format!("a\n{long}\n\nb\npartial")).unwrap();
+        let lines: Vec<Vec<u8>> = lines_backwards(&path).unwrap().map(Result::unwrap).collect();
+        assert_eq!(lines, vec![b"b".to_vec(), Vec::new(), long.into_bytes(), b"a".to_vec()]);
+        assert_eq!(lines_backwards(&dir.path().join("none")).unwrap().count(), 0);
     }
 
     #[test]

@@ -92,6 +92,8 @@ pub struct VerifyReport {
     pub records: u64,
     /// Segment files read.
     pub segments: usize,
+    /// Of those, sealed segments whose frames, index and signed seal checkpoint checked.
+    pub sealed_segments: usize,
     /// Checkpoints (other than the genesis) whose signature verified.
     pub checkpoints: usize,
     /// Of those, the ones matched against a record of the verified range.
@@ -135,7 +137,7 @@ impl fmt::Display for VerifyReport {
             _ => String::new(),
         };
         writeln!(f, "records checked: {}{range}", self.records)?;
-        writeln!(f, "segments: {}", self.segments)?;
+        writeln!(f, "segments: {} ({} sealed)", self.segments, self.sealed_segments)?;
         writeln!(
             f,
             "checkpoints: {} valid, {} matched against the chain",
@@ -248,7 +250,7 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Audit
 }
 
 fn misnamed(name: &str) -> Problem {
-    problem(None, name, None, "file name is not segment-<20-digit seq>.jsonl")
+    problem(None, name, None, "file name is not segment-<20-digit seq>.jsonl (or .jsonl.zst when sealed)")
 }
 
 /// The report with the problem found, if any; a legacy log always fails.
@@ -462,6 +464,12 @@ impl<'r> Run<'r> {
                 "a second genesis checkpoint: checkpoints of another log were mixed in",
             )));
         }
+        if checkpoint.kind == CheckpointKind::Seal {
+            return Ok(Some(problem_at(
+                at,
+                "a seal checkpoint belongs at the end of its sealed segment, not in checkpoints.jsonl: copied there",
+            )));
+        }
         if let Some(log_id) = &self.log_id
             && &checkpoint.log_id != log_id
         {
@@ -526,8 +534,12 @@ impl<'r> Run<'r> {
         }
         let walk_start = if from_seq.is_some() { Start::Trusted } else { self.start };
         let mut walk = Walk::new(segments, start, walk_start);
+        if self.format == Format::Current {
+            walk.seal_key = self.key.map(|key| (key, self.log_id.clone()));
+        }
         let found = self.walk(&mut walk);
         self.report.segments = walk.segments_read;
+        self.report.sealed_segments = walk.sealed_read;
         self.report.incomplete_tail = walk.incomplete_tail;
         if let Some(problem) = found? {
             return Ok(Some(problem));
@@ -621,7 +633,8 @@ impl<'r> Run<'r> {
                 ));
             };
             let segment = walk.segment_name(record.segment);
-            let at = |what: String| problem(Some(seq), segment, Some(record.line), what);
+            let file = walk.file_name(record.segment);
+            let at = |what: String| problem(Some(seq), &file, Some(record.line), what);
             let hash = to_hex(&record.hash);
             if cp.hash.as_deref() != Some(hash.as_str()) {
                 return Some(at(format!(
@@ -651,12 +664,12 @@ impl<'r> Run<'r> {
     fn too_many(&self, walk: &Walk<'_>, window: CheckpointWindow) -> Problem {
         let first = self.unsigned.front().map_or(0, |u| u.seq);
         let (seq, segment, line) = match self.unsigned.back() {
-            Some(u) => (u.seq, walk.segment_name(u.segment), Some(u.line)),
-            None => (first, CHECKPOINT_FILE, None),
+            Some(u) => (u.seq, walk.file_name(u.segment), Some(u.line)),
+            None => (first, CHECKPOINT_FILE.to_owned(), None),
         };
         problem(
             Some(seq),
-            segment,
+            &segment,
             line,
             format!(
                 "more than {} records follow the last checkpoint ({}), from seq {first}: the writer signs at least every {} \
@@ -707,7 +720,7 @@ impl<'r> Run<'r> {
         let Some((earliest, latest)) = time_span(&self.unsigned) else { return Ok(None) };
         let last = self.unsigned.back().copied();
         let (seq, segment, line) = match last {
-            Some(u) => (Some(u.seq), walk.segment_name(u.segment).to_owned(), Some(u.line)),
+            Some(u) => (Some(u.seq), walk.file_name(u.segment), Some(u.line)),
             None => (None, CHECKPOINT_FILE.to_owned(), None),
         };
         Ok(Some(Problem {

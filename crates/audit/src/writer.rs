@@ -464,7 +464,9 @@ impl Writer {
             tracing::warn!(files = ?odd, dir = %dir.display(), "ignoring files that look like audit segments but are misnamed");
         }
         let mut repaired = 0;
-        if let Some(last) = segments.last() {
+        // The newest segment is never sealed (the sealer leaves the last one); were it, it
+        // is read-only and the next record starts a new segment.
+        if let Some(last) = segments.last().filter(|s| !s.sealed) {
             let removed = segment::repair_torn_tail(&last.path)?;
             if removed > 0 {
                 tracing::warn!(
@@ -559,7 +561,7 @@ impl Writer {
         self.ship_checkpoint(line);
         (self.next_seq, self.head, self.committed_seq, self.committed_head) = (0, link, 0, link);
         // An empty segment left by a crash before the first record is reused.
-        if let Some(last) = segments.last() {
+        if let Some(last) = segments.last().filter(|s| !s.sealed) {
             self.segment = Some(self.reopen_segment(last, 0, false)?);
         }
         tracing::info!(log_id = %self.log_id, "started a new audit chain (genesis checkpoint written)");
@@ -577,7 +579,7 @@ impl Writer {
         self.last_record_segment = existing.last_record_segment;
         self.checkpointed_seq = existing.checkpointed_seq;
         self.window = self.window.min(existing.window);
-        if let Some(last) = segments.last() {
+        if let Some(last) = segments.last().filter(|s| !s.sealed) {
             self.segment =
                 Some(self.reopen_segment(last, self.next_seq, existing.last_record_in_last_segment)?);
         }

@@ -416,3 +416,31 @@ fn a_line_missing_or_changed_in_the_copy_fails_verification() {
     .to_string();
     assert!(err.contains("two different lines claim seq 3"), "{err}");
 }
+
+#[test]
+fn sealed_segments_of_replicas_merge_as_before_sealing() {
+    let root = tempfile::tempdir().unwrap();
+    let times_b: Vec<i64> = (0..60).map(|i| i * 20).collect();
+    let times_a: Vec<i64> = (0..50).map(|i| i * 23 + 7).collect();
+    replica(root.path(), "b", "r1", &times_b);
+    replica(root.path(), "a", "r0", &times_a);
+    let trails = trails(root.path());
+    let all = |filter: Filter| -> Vec<(String, u64)> {
+        query_replicas(&trails, filter).unwrap().map(|r| r.map(|r| (r.replica_id, r.seq)).unwrap()).collect()
+    };
+    let filter = Filter { from: Some(Timestamp::from_unix_millis(BASE + 300)), ..Filter::default() };
+    let (before, before_filtered) = (all(Filter::default()), all(filter.clone()));
+    for name in ["a", "b"] {
+        let options = palisade_audit::SealOptions {
+            signing_key: Some(root.path().join(name).join("keys").join("audit-signing.pk8")),
+            frame_records: 4,
+            ..palisade_audit::SealOptions::default()
+        };
+        let report = palisade_audit::seal_segments(&root.path().join(name).join("trail"), &options).unwrap();
+        assert!(report.sealed.len() >= 5, "{report:?}");
+    }
+    assert_eq!(all(Filter::default()), before);
+    assert_eq!(all(filter), before_filtered);
+    let one = Filter { request_id: Some("r1-41".into()), ..Filter::default() };
+    assert_eq!(all(one), vec![("r1".to_owned(), 41)]);
+}

@@ -125,6 +125,30 @@ pub enum AuditCommand {
     /// Rebuild replicas' trails from the lines they shipped on stdout (as a log collector
     /// stored them), so that `verify` and `query` can check and read that copy.
     Import(AuditImportArgs),
+    /// Seal the rotated segments now (zstd frames, a frame index and a signed seal
+    /// checkpoint; the chain is unchanged), as the server does in the background. Needs the
+    /// signing key; safe beside a running server.
+    Seal(AuditSealArgs),
+}
+
+/// `palisade audit seal`
+#[derive(Debug, Args)]
+pub struct AuditSealArgs {
+    /// The audit directory [default: HOME/audit].
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The signing key [default: keys/audit-signing.pk8 beside the audit directory].
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// Records per zstd frame.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub frame_records: u32,
+    /// zstd level.
+    #[arg(long, value_name = "LEVEL", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade audit import`

@@ -88,6 +88,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             AuditCommand::Query(args) => audit::query(&home, &args),
             AuditCommand::Tail(args) => audit::tail(&home, &args),
             AuditCommand::Import(args) => audit::import(&args),
+            AuditCommand::Seal(args) => audit::seal(&home, &args),
         },
         Command::Ca { command } => match command {
             CaCommand::Init(args) => certs::ca_init(&home, &args),

@@ -90,6 +90,7 @@ pub struct AppState {
 struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
+    sealer: Option<Arc<palisade_audit::Sealer>>,
     /// The models served now: replaced whole when the store changes, read once per request.
     registry: std::sync::RwLock<Arc<Registry>>,
     dispatcher: Dispatcher,
@@ -124,12 +125,14 @@ impl AppState {
         }
         let limiter = rate::Limiter::new(security.platform().config.limits.max_tracked_callers);
         audit.attach_histogram(metrics.audit_fsync_histogram());
+        let sealer = audit.sealer().cloned();
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
         Ok(AppState {
             inner: Arc::new(Inner {
                 security,
                 audit,
+                sealer,
                 registry: std::sync::RwLock::new(Arc::new(registry)),
                 dispatcher,
                 config,
@@ -154,6 +157,11 @@ impl AppState {
     /// The audit log.
     pub fn audit(&self) -> &Arc<palisade_audit::AuditLog> {
         &self.inner.audit
+    }
+
+    /// The audit log's background sealer, when sealing is enabled.
+    pub fn audit_sealer(&self) -> Option<&Arc<palisade_audit::Sealer>> {
+        self.inner.sealer.as_ref()
     }
 
     /// Whether the docs are served without a token.

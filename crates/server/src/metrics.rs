@@ -32,6 +32,16 @@ pub struct Metrics {
     audit_ship_dropped: prometheus::IntCounter,
     audit_ship_errors: prometheus::IntCounter,
     audit_fsync_seconds: prometheus::Histogram,
+    audit_bytes_written: prometheus::IntCounter,
+    audit_sealed_segments: prometheus::IntCounter,
+    audit_sealed_records: prometheus::IntCounter,
+    audit_sealed_plain_bytes: prometheus::IntCounter,
+    audit_sealed_bytes: prometheus::IntCounter,
+    audit_seal_errors: prometheus::IntCounter,
+    audit_retention_blocked_segments: IntGauge,
+    audit_retention_blocked_bytes: IntGauge,
+    audit_seal_backlog_segments: IntGauge,
+    audit_seal_backlog_bytes: IntGauge,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
@@ -131,6 +141,42 @@ impl Metrics {
             "palisade_audit_write_errors_total",
             "Failed audit segment writes or fsyncs.",
         )?;
+        let audit_bytes_written = prometheus::IntCounter::new(
+            "palisade_audit_bytes_written_total",
+            "Bytes of audit records written and fsynced to the active (plain) segment.",
+        )?;
+        let audit_sealed_segments = prometheus::IntCounter::new(
+            "palisade_audit_sealed_segments_total",
+            "Rotated audit segments sealed (zstd frames, index, signed seal checkpoint).",
+        )?;
+        let audit_sealed_records = prometheus::IntCounter::new(
+            "palisade_audit_sealed_records_total",
+            "Audit records in the segments sealed.",
+        )?;
+        let audit_sealed_plain_bytes = prometheus::IntCounter::new(
+            "palisade_audit_sealed_plain_bytes_total",
+            "Bytes of the plain segments sealed (before compression).",
+        )?;
+        let audit_sealed_bytes = prometheus::IntCounter::new(
+            "palisade_audit_sealed_bytes_total",
+            "Bytes of the sealed segment files written (after compression).",
+        )?;
+        let audit_seal_errors = prometheus::IntCounter::new(
+            "palisade_audit_seal_errors_total",
+            "Sealing passes that failed (the plain segments are kept; see the log for why).",
+        )?;
+        let audit_retention_blocked_segments = IntGauge::new(
+            "palisade_audit_retention_blocked_segments",
+            "Sealed audit segments audit.retention would delete but keeps, because no archive holds a checked copy.",
+        )?;
+        let audit_retention_blocked_bytes =
+            IntGauge::new("palisade_audit_retention_blocked_bytes", "Bytes of those segments.")?;
+        let audit_seal_backlog_segments = IntGauge::new(
+            "palisade_audit_seal_backlog_segments",
+            "Rotated audit segments still plain after the sealer's last pass (grows while sealing fails or waits).",
+        )?;
+        let audit_seal_backlog_bytes =
+            IntGauge::new("palisade_audit_seal_backlog_bytes", "Bytes of those segments.")?;
         let audit_shipped = prometheus::IntCounter::new(
             "palisade_audit_shipped_lines_total",
             "Audit lines (records and checkpoints) copied to stdout for a log collector (audit.ship.stdout).",
@@ -184,6 +230,16 @@ impl Metrics {
             Box::new(audit_ship_dropped.clone()),
             Box::new(audit_ship_errors.clone()),
             Box::new(audit_fsync_seconds.clone()),
+            Box::new(audit_bytes_written.clone()),
+            Box::new(audit_sealed_segments.clone()),
+            Box::new(audit_sealed_records.clone()),
+            Box::new(audit_sealed_plain_bytes.clone()),
+            Box::new(audit_sealed_bytes.clone()),
+            Box::new(audit_seal_errors.clone()),
+            Box::new(audit_retention_blocked_segments.clone()),
+            Box::new(audit_retention_blocked_bytes.clone()),
+            Box::new(audit_seal_backlog_segments.clone()),
+            Box::new(audit_seal_backlog_bytes.clone()),
         ] {
             registry.register(collector)?;
         }
@@ -287,6 +343,16 @@ impl Metrics {
             audit_ship_dropped,
             audit_ship_errors,
             audit_fsync_seconds,
+            audit_bytes_written,
+            audit_sealed_segments,
+            audit_sealed_records,
+            audit_sealed_plain_bytes,
+            audit_sealed_bytes,
+            audit_seal_errors,
+            audit_retention_blocked_segments,
+            audit_retention_blocked_bytes,
+            audit_seal_backlog_segments,
+            audit_seal_backlog_bytes,
             connections,
             models_served: served,
             model_engines: engines,
@@ -408,6 +474,21 @@ impl Metrics {
         catch_up(&self.audit_shipped, stats.ship.shipped);
         catch_up(&self.audit_ship_dropped, stats.ship.dropped);
         catch_up(&self.audit_ship_errors, stats.ship.errors);
+        catch_up(&self.audit_bytes_written, stats.bytes_written);
+    }
+
+    fn sync_sealer(&self, stats: &palisade_audit::SealerStats) {
+        catch_up(&self.audit_sealed_segments, stats.segments);
+        catch_up(&self.audit_sealed_records, stats.records);
+        catch_up(&self.audit_sealed_plain_bytes, stats.plain_bytes);
+        catch_up(&self.audit_sealed_bytes, stats.sealed_bytes);
+        catch_up(&self.audit_seal_errors, stats.errors);
+        self.audit_retention_blocked_segments
+            .set(i64::try_from(stats.retention_blocked_segments).unwrap_or(i64::MAX));
+        self.audit_retention_blocked_bytes
+            .set(i64::try_from(stats.retention_blocked_bytes).unwrap_or(i64::MAX));
+        self.audit_seal_backlog_segments.set(i64::try_from(stats.backlog_segments).unwrap_or(i64::MAX));
+        self.audit_seal_backlog_bytes.set(i64::try_from(stats.backlog_bytes).unwrap_or(i64::MAX));
     }
 
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
@@ -475,6 +556,9 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     let metrics = state.metrics();
     metrics.queue_depth.set(state.engine().queue_depth() as i64);
     metrics.sync_audit(&state.audit().stats());
+    if let Some(sealer) = state.audit_sealer() {
+        metrics.sync_sealer(&sealer.stats());
+    }
     if let Some(front) = state.front_door() {
         metrics.sync_connections(front.counts());
     }
@@ -502,6 +586,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
     if let Some(problem) = state.serving_cert_problem() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("{problem}\n")).into_response();
+    }
+    let bound = state.security().platform().config.audit.seal.max_backlog;
+    if let (Some(bound), Some(sealer)) = (bound, state.audit_sealer()) {
+        let backlog = sealer.stats().backlog_segments;
+        if backlog > bound {
+            let message = format!(
+                "audit seal backlog: {backlog} rotated segments wait to be sealed (audit.seal.maxBacklog: {bound}); the server log says why sealing fails\n"
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
     }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()

@@ -169,6 +169,131 @@ pub struct AuditSettings {
     /// Copies of the trail for a log collector.
     #[serde(default)]
     pub ship: ShipSettings,
+    /// Compressing rotated segments into sealed ones.
+    #[serde(default)]
+    pub seal: SealSettings,
+    /// How long and how much of the trail to keep locally (absent: keep everything).
+    #[serde(default)]
+    pub retention: Option<RetentionSettings>,
+}
+
+/// `audit.retention:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RetentionSettings {
+    /// A sealed segment whose newest record is older than this is due for removal.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub max_age: Option<Duration>,
+    /// While the trail takes more bytes than this, its oldest sealed segments are due.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
+impl RetentionSettings {
+    /// The field that is wrong, and how to fix it.
+    fn validate(&self, seal: &SealSettings) -> Result<(), (&'static str, String)> {
+        if self.max_age.is_none() && self.max_bytes.is_none() {
+            return Err((
+                "audit.retention",
+                "give maxAge, maxBytes or both (or remove audit.retention)".to_owned(),
+            ));
+        }
+        if self.max_age.is_some_and(|d| d.is_zero()) {
+            return Err((
+                "audit.retention.maxAge",
+                "must be longer than zero, e.g. 2160h (90 days)".to_owned(),
+            ));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(("audit.retention.maxBytes", "must be more than zero bytes".to_owned()));
+        }
+        if !seal.enabled {
+            return Err((
+                "audit.retention",
+                "only sealed segments are ever removed, and audit.seal.enabled is false: enable sealing or remove audit.retention"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As the audit crate takes it.
+    pub fn policy(&self) -> palisade_audit::RetentionPolicy {
+        palisade_audit::RetentionPolicy { max_age: self.max_age, max_bytes: self.max_bytes }
+    }
+}
+
+/// `audit.seal:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SealSettings {
+    /// Seal rotated segments in the background (default true): zstd frames, a frame
+    /// index and a signed seal checkpoint, the chain unchanged. The active segment always
+    /// stays plain JSON lines.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Records per zstd frame, 1 to 65536 (default 256): what a query by request id or
+    /// time range decodes.
+    #[serde(default = "frame_records")]
+    pub frame_records: usize,
+    /// zstd level, 1 to 19 (default 3).
+    #[serde(default = "seal_level")]
+    pub level: i32,
+    /// How often the sealer looks for rotated segments (default 30s).
+    #[serde(default = "thirty_seconds", deserialize_with = "duration")]
+    pub every: Duration,
+    /// Readiness fails while more rotated segments than this wait to be sealed (absent:
+    /// never), so that an operator learns before the disk fills.
+    #[serde(default)]
+    pub max_backlog: Option<u64>,
+}
+
+fn frame_records() -> usize {
+    palisade_audit::SealOptions::default().frame_records
+}
+fn seal_level() -> i32 {
+    palisade_audit::SealOptions::default().level
+}
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for SealSettings {
+    fn default() -> Self {
+        SealSettings {
+            enabled: true,
+            frame_records: frame_records(),
+            level: seal_level(),
+            every: thirty_seconds(),
+            max_backlog: None,
+        }
+    }
+}
+
+impl SealSettings {
+    /// The field that is out of range, and how to fix it.
+    fn validate(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=65_536).contains(&self.frame_records) {
+            return Err((
+                "audit.seal.frameRecords",
+                format!("{} is out of range: use 1 to 65536 (256 is a good default)", self.frame_records),
+            ));
+        }
+        if !(1..=19).contains(&self.level) {
+            return Err((
+                "audit.seal.level",
+                format!("{} is out of range: use a zstd level from 1 to 19", self.level),
+            ));
+        }
+        if self.every.is_zero() {
+            return Err(("audit.seal.every", "must be longer than zero, e.g. 30s".to_owned()));
+        }
+        Ok(())
+    }
 }
 
 /// `audit.ship:`
@@ -240,6 +365,8 @@ impl Default for AuditSettings {
             commit_delay: commit_delay(),
             signing_key: None,
             ship: ShipSettings::default(),
+            seal: SealSettings::default(),
+            retention: None,
         }
     }
 }
@@ -467,6 +594,14 @@ impl Platform {
         }
         if let Some(batching) = &config.batching
             && let Err((field, message)) = batching.validate()
+        {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Err((field, message)) = config.audit.seal.validate() {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Some(retention) = &config.audit.retention
+            && let Err((field, message)) = retention.validate(&config.audit.seal)
         {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }

@@ -12,7 +12,9 @@ use palisade_audit::{
 };
 use serde_json::json;
 
-use crate::cli::{AuditImportArgs, AuditQueryArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat};
+use crate::cli::{
+    AuditImportArgs, AuditQueryArgs, AuditSealArgs, AuditTailArgs, AuditVerifyArgs, OutputFormat,
+};
 use crate::failure::Failure;
 
 /// The directory named by `DIR` or `--dir`, else `HOME/audit`.
@@ -114,6 +116,7 @@ fn report_json(report: &VerifyReport) -> serde_json::Value {
         "window": window,
         "records": report.records,
         "segments": report.segments,
+        "sealed_segments": report.sealed_segments,
         "checkpoints": report.checkpoints,
         "checkpoints_matched": report.checkpoints_matched,
         "recoveries": report.recoveries,
@@ -326,6 +329,62 @@ pub fn import(args: &AuditImportArgs) -> Result<(), Failure> {
                 "verify them with each replica's pinned key: palisade audit verify {} --public-key KEYDIR",
                 args.out.display()
             );
+        }
+    }
+    Ok(())
+}
+
+/// `audit seal`
+pub fn seal(home: &Path, args: &AuditSealArgs) -> Result<(), Failure> {
+    let dir = dir(home, &None, &args.dir)?;
+    let options = palisade_audit::SealOptions {
+        signing_key: args.signing_key.clone(),
+        frame_records: args.frame_records as usize,
+        level: args.level,
+        ..palisade_audit::SealOptions::default()
+    };
+    let report = palisade_audit::seal_segments(&dir, &options).map_err(|e| match e {
+        palisade_audit::AuditError::Untrusted { .. } => Failure::data(format!("cannot seal: {e}")),
+        palisade_audit::AuditError::Key(_) | palisade_audit::AuditError::InsecureKey { .. } => {
+            Failure::usage(format!("cannot seal: {e}"))
+                .hint("sealing signs with the log's signing key: pass it with --signing-key FILE")
+        }
+        other => Failure::other(format!("cannot seal: {other}")),
+    })?;
+    match args.output {
+        OutputFormat::Json => {
+            let sealed: Vec<serde_json::Value> = report
+                .sealed
+                .iter()
+                .map(|s| {
+                    json!({"segment": s.segment, "records": s.records, "plain_bytes": s.plain_bytes,
+                           "sealed_bytes": s.sealed_bytes, "frames": s.frames})
+                })
+                .collect();
+            crate::output::json(&json!({
+                "sealed": sealed,
+                "leftovers_removed": report.leftovers_removed,
+                "waiting": report.waiting,
+            }))?;
+        }
+        OutputFormat::Text => {
+            for s in &report.sealed {
+                println!(
+                    "sealed {}: {} records, {} -> {} bytes ({:.0} B/record), {} frames",
+                    s.segment,
+                    s.records,
+                    s.plain_bytes,
+                    s.sealed_bytes,
+                    s.sealed_bytes as f64 / s.records.max(1) as f64,
+                    s.frames
+                );
+            }
+            if report.sealed.is_empty() {
+                println!("nothing to seal");
+            }
+            if let Some(why) = &report.waiting {
+                println!("stopped: {why}");
+            }
         }
     }
     Ok(())

@@ -39,6 +39,7 @@ pub const ALWAYS_REDACTED: &[&str] =
 #[derive(Clone)]
 pub struct AuditHandle {
     log: Arc<palisade_audit::AuditLog>,
+    sealer: Option<Arc<palisade_audit::Sealer>>,
     fsync: Arc<std::sync::OnceLock<prometheus::Histogram>>,
 }
 
@@ -93,12 +94,31 @@ impl AuditHandle {
             ..palisade_audit::AuditConfig::default()
         };
         let log = palisade_audit::AuditLog::open(dir, config)?;
-        Ok(AuditHandle { log: Arc::new(log), fsync })
+        let sealer = match settings.seal.enabled {
+            true => Some(Arc::new(palisade_audit::Sealer::spawn(
+                dir.to_owned(),
+                palisade_audit::SealOptions {
+                    signing_key: settings.signing_key.clone(),
+                    frame_records: settings.seal.frame_records,
+                    level: settings.seal.level,
+                    retention: settings.retention.as_ref().map(crate::platform::RetentionSettings::policy),
+                    ..palisade_audit::SealOptions::default()
+                },
+                settings.seal.every,
+            )?)),
+            false => None,
+        };
+        Ok(AuditHandle { log: Arc::new(log), sealer, fsync })
     }
 
     /// The log.
     pub fn log(&self) -> &Arc<palisade_audit::AuditLog> {
         &self.log
+    }
+
+    /// The background sealer, when `audit.seal.enabled`.
+    pub fn sealer(&self) -> Option<&Arc<palisade_audit::Sealer>> {
+        self.sealer.as_ref()
     }
 
     pub(crate) fn attach_histogram(&self, histogram: prometheus::Histogram) {
