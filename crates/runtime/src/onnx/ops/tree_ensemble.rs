@@ -57,7 +57,7 @@ pub(super) fn regressor(
     Ok((expand(RegressorExpansion { model: Arc::new(model) }), vec![]))
 }
 
-fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
+pub(crate) fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
     let modes = node.get_attr_opt_tvec::<&str>("nodes_modes")?.unwrap_or_default();
     Ok(NodeAttributes {
         tree_ids: ints(node, "nodes_treeids")?,
@@ -76,7 +76,11 @@ fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAt
 }
 
 /// `class_*` or `target_*` attributes.
-fn leaf_attributes(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<LeafAttributes> {
+pub(crate) fn leaf_attributes(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    prefix: &str,
+) -> TractResult<LeafAttributes> {
     Ok(LeafAttributes {
         tree_ids: ints(node, &format!("{prefix}_treeids"))?,
         node_ids: ints(node, &format!("{prefix}_nodeids"))?,
