@@ -80,8 +80,8 @@
 //!
 //! * **`palisade build`** with `explainer.type: TreeShap`: read the background file and check
 //!   it against the signature; take the model's `TreeEnsembleClassifier`/`Regressor` node
-//!   (the runtime parses it into onnx-ml; a pipeline with preprocessing before the trees
-//!   must be refused, or the background transformed the same way first), build a
+//!   (the runtime parses it into onnx-ml, with the per-feature preprocessing before the
+//!   trees; the background and the explained rows are transformed the same way first), build a
 //!   [`TreeEnsemble`] (refusals are [`ExplainError::Unsupported`]), compute
 //!   [`covers_from_background`] and store [`Covers::counts`] in the bundle (one `f64` per
 //!   `nodes_*` attribute entry, in attribute order), covered by the bundle digest. With
