@@ -12,8 +12,9 @@
 //!   for the sample sizes scipy computes exactly) over a bounded sliding window, per feature,
 //!   Bonferroni corrected.
 //!
-//! IsolationForest scores need nothing here: skl2onnx exports the fitted IsolationForest as
-//! an ONNX graph of tree ensembles that Palisade already runs; its output is the score.
+//! * [`IsolationForest`]: scikit-learn's IsolationForest `score_samples`, in one pass over
+//!   a compact forest (the runtime reads the trees out of a skl2onnx export, whose own
+//!   graph runs one operator per tree and about 27 elementwise nodes per tree).
 //!
 //! Every function that takes rows or sizes from outside returns an [`ExplainError`] rather
 //! than panicking, and checks sizes against a limit before reserving memory.
@@ -79,8 +80,8 @@
 //!
 //! * **`palisade build`** with `explainer.type: TreeShap`: read the background file and check
 //!   it against the signature; take the model's `TreeEnsembleClassifier`/`Regressor` node
-//!   (the runtime parses it into onnx-ml; a pipeline with preprocessing before the trees
-//!   must be refused, or the background transformed the same way first), build a
+//!   (the runtime parses it into onnx-ml, with the per-feature preprocessing before the
+//!   trees; the background and the explained rows are transformed the same way first), build a
 //!   [`TreeEnsemble`] (refusals are [`ExplainError::Unsupported`]), compute
 //!   [`covers_from_background`] and store [`Covers::counts`] in the bundle (one `f64` per
 //!   `nodes_*` attribute entry, in attribute order), covered by the bundle digest. With
@@ -107,8 +108,9 @@
 //!   model's served prediction (run it as for `infer`).
 //! * **Outliers**: after each prediction, on the inference thread, [`Mahalanobis::scores`]
 //!   on the request's rows (O(features²) per row) → `parameters.outlier_score`, and
-//!   `is_outlier` when above the stored threshold. An IsolationForest needs nothing here:
-//!   its skl2onnx export is a model Palisade already runs; its output is the score.
+//!   `is_outlier` when above the stored threshold. An IsolationForest recognized in its
+//!   skl2onnx export: [`IsolationForest::score_samples`]; one that is not: its graph on the
+//!   engine.
 //! * **Drift**: a [`DriftMonitor`] per model behind a mutex; push each request's rows
 //!   (cheap copy into the ring); for `GET .../drift` and the Prometheus gauges, clone the
 //!   monitor under the lock (bounded: window × features) and call
@@ -117,6 +119,7 @@
 mod drift;
 mod ensemble;
 mod error;
+mod isolation_forest;
 mod kernel_shap;
 mod leaf_tables;
 mod linalg;
@@ -127,6 +130,9 @@ mod tree_shap;
 pub use drift::{DriftMonitor, DriftReport, EXACT_MAX_N, FeatureDrift, KsResult, ks_2samp};
 pub use ensemble::{MAX_DEPTH, TreeEnsemble};
 pub use error::{ExplainError, MAX_ELEMENTS};
+pub use isolation_forest::{
+    IsolationForest, IsolationNode, IsolationTree, MAX_FOREST_NODES, average_path_length,
+};
 pub use kernel_shap::{EXACT_MAX_FEATURES, KernelExplanation, KernelShap, KernelShapOptions, MAX_SAMPLES};
 pub use leaf_tables::MAX_TABLE_ENTRIES;
 

@@ -1,6 +1,8 @@
 //! What monitoring adds to a prediction (docs/monitoring.md): the same iris request served
 //! by the same model without monitoring, with Mahalanobis outlier scores, with Mahalanobis
-//! scores and the drift window, and with an IsolationForest (a second model run), through
+//! scores and the drift window, and with an IsolationForest scored natively (recognized in
+//! its skl2onnx export) or as its graph (the same export with the operands of its last
+//! `Add` swapped, which Palisade does not recognize, so the graph runs on the engine), through
 //! the whole server in-process (the router of `palisade_server::app` called with `oneshot`:
 //! context, authentication, authorization, audit, engine, response). The audit log runs in
 //! relaxed mode so that fsyncs do not drown the difference.
@@ -32,6 +34,7 @@ fn add(store: &Store, scratch: &Path, name: &str, monitoring: Option<&str>) {
     for file in ["reference.csv", "iforest.onnx"] {
         std::fs::copy(repo().join("fixtures/monitoring").join(file), dir.path().join(file)).unwrap();
     }
+    std::fs::write(dir.path().join("iforest-graph.onnx"), graph_only_forest()).unwrap();
     let section = monitoring.map(|m| format!("monitoring:\n{m}")).unwrap_or_default();
     std::fs::write(
         dir.path().join("palisade.yaml"),
@@ -46,16 +49,34 @@ fn add(store: &Store, scratch: &Path, name: &str, monitoring: Option<&str>) {
     if let Some(section) = staged.manifest().monitoring.clone() {
         let forest = section.forest_model().map(|p| p.under(&staged.dir_path()));
         let reference = |field: &'static str| staged.reference(field).map(<[u8]>::to_vec);
-        let (record, _) = palisade_server::monitoring::build_record(
+        let (record, notes) = palisade_server::monitoring::build_record(
             &section,
             &reference,
             forest.as_deref(),
             model.signature(),
         )
         .unwrap();
+        let expected = match name {
+            "forest" => "scored natively",
+            "forest-graph" => "scored by running its graph",
+            _ => "",
+        };
+        assert!(notes.iter().any(|n| n.contains(expected)), "{name}: {notes:?}");
         staged.set_monitoring(&record).unwrap();
     }
     store.commit(staged).unwrap();
+}
+
+/// fixtures/monitoring/iforest.onnx with `scores = Add(shift, score_samples)` instead of
+/// `Add(score_samples, shift)`: the same scores, but not the layout Palisade recognizes.
+fn graph_only_forest() -> Vec<u8> {
+    use prost::Message;
+    let bytes = std::fs::read(repo().join("fixtures/monitoring/iforest.onnx")).unwrap();
+    let mut model = palisade_runtime::onnx::pb::ModelProto::decode(&bytes[..]).unwrap();
+    let graph = model.graph.as_mut().unwrap();
+    let add = graph.node.iter_mut().find(|n| n.output.iter().any(|o| o == "scores")).unwrap();
+    add.input.swap(0, 1);
+    model.encode_to_vec()
 }
 
 fn bench(c: &mut Criterion) {
@@ -67,6 +88,12 @@ fn bench(c: &mut Criterion) {
     add(&store, tmp.path(), "mahalanobis", Some(mahalanobis));
     add(&store, tmp.path(), "mahalanobis-drift", Some(&format!("{mahalanobis}{drift}")));
     add(&store, tmp.path(), "forest", Some("  outliers: {method: isolation_forest, model: iforest.onnx}\n"));
+    add(
+        &store,
+        tmp.path(),
+        "forest-graph",
+        Some("  outliers: {method: isolation_forest, model: iforest-graph.onnx}\n"),
+    );
 
     let registry = Registry::load(&store).unwrap();
     let (router, token) = support::serve(&store, registry, &tmp.path().join("audit"));
@@ -89,7 +116,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("monitoring");
     // Interleaved rounds, so that load from other work on the machine falls on every model.
     for round in 0..2 {
-        for model in ["plain", "mahalanobis", "mahalanobis-drift", "forest"] {
+        for model in ["plain", "mahalanobis", "mahalanobis-drift", "forest", "forest-graph"] {
             group.bench_function(format!("round {round}: POST /v2/models/{model}/infer"), |b| {
                 b.iter(|| call(model))
             });

@@ -16,7 +16,7 @@ use palisade_bundle::explainer::{self, ExplainerRecord};
 use palisade_bundle::manifest::ExplainerKind;
 use palisade_core::{DataType, ModelSignature, Tensor, TensorData};
 use palisade_explain::{Covers, Explanation, KernelShap, KernelShapOptions, TreeEnsemble, TreeShap};
-use palisade_runtime::onnx::ops::{FoundEnsemble, find_ensemble};
+use palisade_runtime::onnx::ops::{FoundEnsemble, Preprocessing, find_ensemble};
 use palisade_runtime::{Model, RuntimeError};
 use serde_json::{Value, json};
 
@@ -28,7 +28,11 @@ pub struct Explainer {
 }
 
 enum Method {
-    Tree(Box<TreeShap>),
+    Tree {
+        shap: Box<TreeShap>,
+        /// The per-feature steps before the trees, applied to the rows first.
+        preprocessing: Preprocessing,
+    },
     Kernel {
         shap: KernelShap,
         /// The explained output's index in the signature.
@@ -66,13 +70,15 @@ impl Explainer {
             ExplainerRecord::TreeShap { covers, .. } => {
                 let bytes =
                     std::fs::read(model_path).map_err(|e| format!("cannot read the model file: {e}"))?;
-                let ensemble = match find_ensemble(&bytes)? {
+                let found = find_ensemble(&bytes)?;
+                let ensemble = match found.ensemble {
                     FoundEnsemble::Classifier(model) => TreeEnsemble::from_classifier(&model),
                     FoundEnsemble::Regressor(model) => TreeEnsemble::from_regressor(&model),
                 }
                 .map_err(|e| e.to_string())?;
                 let covers = Covers::from_counts(&ensemble, covers.clone()).map_err(|e| e.to_string())?;
-                Method::Tree(Box::new(TreeShap::new(ensemble, &covers).map_err(|e| e.to_string())?))
+                let shap = Box::new(TreeShap::new(ensemble, &covers).map_err(|e| e.to_string())?);
+                Method::Tree { shap, preprocessing: found.preprocessing }
             }
             ExplainerRecord::KernelShap { rows, .. } => {
                 let (output, width) = explainer::explained_output(signature)?;
@@ -122,7 +128,13 @@ impl Explainer {
         let invalid =
             |e: palisade_explain::ExplainError| RuntimeError::InvalidInput(format!("cannot explain: {e}"));
         match &self.method {
-            Method::Tree(shap) => Ok((prediction, shap.explain(&rows, n_rows, m).map_err(invalid)?, true)),
+            Method::Tree { shap, preprocessing } => {
+                let mut rows = rows;
+                preprocessing
+                    .apply(&mut rows, m)
+                    .map_err(|e| RuntimeError::InvalidInput(format!("cannot explain: {e}")))?;
+                Ok((prediction, shap.explain(&rows, n_rows, m).map_err(invalid)?, true))
+            }
             Method::Kernel { shap, output, width } => {
                 let run = |batch: &[f32], n: usize| -> Result<Vec<f64>, RuntimeError> {
                     let tensor = Tensor::new(name.clone(), vec![n, m], typed(batch, datatype))
@@ -313,7 +325,7 @@ pub(crate) async fn serve(
         )));
     }
     let outputs = match &explainer.method {
-        Method::Tree(shap) => shap.ensemble().n_outputs(),
+        Method::Tree { shap, .. } => shap.ensemble().n_outputs(),
         Method::Kernel { width, .. } => *width,
     };
     let needed = (rows as u64)
@@ -383,17 +395,30 @@ pub fn build_record(
         ExplainerKind::TreeShap => {
             let hint =
                 "TreeShap explains a model that is one tree ensemble over its input; see docs/explain.md";
-            let ensemble = match find_ensemble(model).map_err(|m| refuse("explainer.type", m, hint))? {
+            let found = find_ensemble(model).map_err(|m| refuse("explainer.type", m, hint))?;
+            let ensemble = match found.ensemble {
                 FoundEnsemble::Classifier(model) => TreeEnsemble::from_classifier(&model),
                 FoundEnsemble::Regressor(model) => TreeEnsemble::from_regressor(&model),
             }
             .map_err(|e| refuse("explainer.type", e.to_string(), hint))?;
-            let covers =
-                palisade_explain::covers_from_background(&ensemble, &rows, background.n_rows, n_features)
-                    .map_err(|e| refuse("explainer.background", e.to_string(), hint))?;
+            // The covers count the background as the trees see it: after the preprocessing.
+            let mut transformed = rows.clone();
+            found
+                .preprocessing
+                .apply(&mut transformed, n_features)
+                .map_err(|m| refuse("explainer.background", m, hint))?;
+            let covers = palisade_explain::covers_from_background(
+                &ensemble,
+                &transformed,
+                background.n_rows,
+                n_features,
+            )
+            .map_err(|e| refuse("explainer.background", e.to_string(), hint))?;
+            let steps = found.preprocessing.names();
             let note = format!(
-                "explainer: TreeShap over {} trees, covers from {} background rows",
+                "explainer: TreeShap over {} trees{}, covers from {} background rows",
                 ensemble.n_trees(),
+                if steps.is_empty() { String::new() } else { format!(" after {}", steps.join(", ")) },
                 background.n_rows
             );
             let record = ExplainerRecord::TreeShap {

@@ -18,8 +18,9 @@ use palisade_bundle::monitoring::{
     DriftRecord, MAX_DRIFT_REFERENCE_ROWS, MonitoringRecord, OutlierRecord, subsample,
 };
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData};
-use palisade_explain::{DriftMonitor, DriftReport, Inverse, Mahalanobis};
+use palisade_explain::{DriftMonitor, DriftReport, Inverse, IsolationForest, Mahalanobis};
 use palisade_runtime::Model;
+use palisade_runtime::onnx::isolation_forest::{NativeIsolationForest, recognize_isolation_forest};
 use serde_json::{Value, json};
 
 use crate::ApiError;
@@ -31,6 +32,10 @@ pub const MAX_AUDITED_SCORES: usize = 1000;
 /// Above this many multiply-adds (rows × features²), Mahalanobis scores are computed off the
 /// async runtime.
 const INLINE_SCORE_COST: usize = 1 << 18;
+
+/// Above this many forest nodes times rows (a bound on the node visits), native
+/// IsolationForest scores are computed off the async runtime.
+const INLINE_FOREST_COST: usize = 1 << 20;
 
 /// A model version's monitoring, loaded once with the model (shared; the drift window
 /// behind its own lock).
@@ -45,6 +50,12 @@ enum Outliers {
         scorer: Arc<Mahalanobis>,
         threshold: f64,
     },
+    /// An IsolationForest recognized in its skl2onnx export, scored natively.
+    NativeForest {
+        forest: Arc<IsolationForest>,
+        offset: f64,
+    },
+    /// An IsolationForest export not recognized exactly: its graph, run on the engine.
     Forest {
         model: Arc<dyn Model>,
         /// The forest's input name and datatype.
@@ -128,9 +139,20 @@ impl Monitor {
                 let path = palisade_bundle::manifest::BundlePath::new(model)
                     .map_err(|e| format!("the outlier model's path: {e}"))?
                     .under(bundle_dir);
-                let loaded = palisade_runtime::onnx::OnnxModel::load(&path).map_err(|e| e.to_string())?;
-                let (input, output) = forest_interface(loaded.signature(), n_features)?;
-                Some(Outliers::Forest { model: Arc::new(loaded), input, output, offset: *offset })
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| format!("cannot read the outlier model {}: {e}", path.display()))?;
+                match native_forest(&bytes, n_features) {
+                    Ok(native) => {
+                        Some(Outliers::NativeForest { forest: Arc::new(native.forest), offset: *offset })
+                    }
+                    Err(reason) => {
+                        tracing::info!(model = %model, %reason, "IsolationForest not recognized: its graph runs on the engine");
+                        let loaded = palisade_runtime::onnx::OnnxModel::from_bytes(&path, &bytes)
+                            .map_err(|e| e.to_string())?;
+                        let (input, output) = forest_interface(loaded.signature(), n_features)?;
+                        Some(Outliers::Forest { model: Arc::new(loaded), input, output, offset: *offset })
+                    }
+                }
             }
         };
         let drift = match &record.drift {
@@ -153,6 +175,16 @@ impl Monitor {
     /// Whether outliers are scored.
     pub fn scores_outliers(&self) -> bool {
         self.outliers.is_some()
+    }
+
+    /// How outliers are scored: `mahalanobis`, `isolation_forest (native)` or
+    /// `isolation_forest (graph)`; `None` without `monitoring.outliers`.
+    pub fn outlier_method(&self) -> Option<&'static str> {
+        self.outliers.as_ref().map(|o| match o {
+            Outliers::Mahalanobis { .. } => "mahalanobis",
+            Outliers::NativeForest { .. } => "isolation_forest (native)",
+            Outliers::Forest { .. } => "isolation_forest (graph)",
+        })
     }
 
     /// Whether drift is tested.
@@ -189,8 +221,9 @@ impl Monitor {
         }
     }
 
-    /// The outlier scores of the rows: Mahalanobis on the request's task (off it for large
-    /// requests), an IsolationForest on the engine's threads.
+    /// The outlier scores of the rows: Mahalanobis and a recognized IsolationForest on the
+    /// request's task (off it for large requests), an IsolationForest graph on the engine's
+    /// threads.
     pub(crate) async fn score(
         &self,
         state: &crate::AppState,
@@ -212,6 +245,27 @@ impl Monitor {
                     }
                 };
                 let facts = if rows.n.saturating_mul(m).saturating_mul(m) <= INLINE_SCORE_COST {
+                    compute()
+                } else {
+                    tokio::task::spawn_blocking(compute)
+                        .await
+                        .map_err(|e| ApiError::Internal(format!("outlier scores: {e}")))?
+                };
+                facts.map(Some).map_err(ApiError::Internal)
+            }
+            Outliers::NativeForest { forest, offset } => {
+                let offset = *offset;
+                let compute = {
+                    let forest = forest.clone();
+                    move || -> Result<OutlierFacts, String> {
+                        let mut scores = vec![0.0f64; rows.n];
+                        forest.score_samples(&rows.values, rows.n, &mut scores).map_err(|e| e.to_string())?;
+                        // scikit-learn's `predict`: an outlier when `decision_function < 0`.
+                        let is_outlier = scores.iter().map(|s| s.is_nan() || *s < offset).collect();
+                        Ok(OutlierFacts { scores, is_outlier })
+                    }
+                };
+                let facts = if forest.cost(rows.n) <= INLINE_FOREST_COST {
                     compute()
                 } else {
                     tokio::task::spawn_blocking(compute)
@@ -309,6 +363,19 @@ fn forest_interface(
             format!("it has no float output `scores` (its outputs are {names:?}); export the IsolationForest with skl2onnx")
         })?;
     Ok(((input.name.clone(), input.datatype), output))
+}
+
+/// The IsolationForest of a skl2onnx export, if it is recognized exactly and takes
+/// `n_features`; otherwise why not.
+fn native_forest(bytes: &[u8], n_features: usize) -> Result<NativeIsolationForest, String> {
+    let native = recognize_isolation_forest(bytes)?;
+    if native.forest.n_features() != n_features {
+        return Err(format!(
+            "it takes {} features per row; the model takes {n_features}",
+            native.forest.n_features()
+        ));
+    }
+    Ok(native)
 }
 
 /// The model's number of features: its one input is `[-1, M]`.
@@ -409,7 +476,26 @@ pub fn build_record(
                 refuse(field, "the model does not take one input of [-1, M] features".to_owned(), forest_hint)
             })?;
             forest_interface(loaded.signature(), m).map_err(|e| refuse(field, e, forest_hint))?;
-            notes.push(format!("outliers: IsolationForest {} (offset {offset})", model.as_str()));
+            let bytes = std::fs::read(path).map_err(|e| refuse(field, e.to_string(), forest_hint))?;
+            let how = match native_forest(&bytes, m) {
+                Ok(native) => {
+                    // The export adds -offset_ to score_samples (rounded to its float type).
+                    let shift = native.decision_shift;
+                    if shift != -offset && shift != f64::from(-*offset as f32) {
+                        return Err(refuse(
+                            "monitoring.outliers.offset",
+                            format!(
+                                "it is {offset}, but the exported forest was fitted with offset_ = {}",
+                                -shift as f32
+                            ),
+                            "set `offset` to the fitted forest's `offset_` (print(forest.offset_)): it decides which rows are outliers",
+                        ));
+                    }
+                    format!("scored natively, {} trees", native.forest.n_trees())
+                }
+                Err(reason) => format!("scored by running its graph: not recognized exactly ({reason})"),
+            };
+            notes.push(format!("outliers: IsolationForest {} (offset {offset}), {how}", model.as_str()));
             Some(OutlierRecord::IsolationForest { model: model.as_str().to_owned(), offset: *offset })
         }
     };

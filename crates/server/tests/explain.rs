@@ -138,10 +138,18 @@ fn f(v: &Value) -> f64 {
 async fn tree_shap_over_http_matches_shap_and_adds_up() {
     let s = setup(&[]);
     for (name, fixture) in [("wine", "wine_rf"), ("diabetes", "diabetes_gb")] {
+        check_tree_shap(&s.app, name, fixture).await;
+    }
+}
+
+/// `POST /v2/models/{name}/explain` on the oracle `fixture`'s complete rows: shap's values
+/// and expected values within `TOL`, additivity, and onnxruntime's raw margins.
+async fn check_tree_shap(app: &TestApp, name: &str, fixture: &str) {
+    {
         let o = oracle(fixture);
         let (index, rows) = complete_rows(&o);
         assert!(rows.len() >= 7);
-        let reply = call(&s.app, "POST", &format!("/v2/models/{name}/explain"), body(&rows)).await;
+        let reply = call(app, "POST", &format!("/v2/models/{name}/explain"), body(&rows)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
         let e = reply.json();
         assert_eq!(e["meta"]["name"], "TreeShap");
@@ -177,6 +185,45 @@ async fn tree_shap_over_http_matches_shap_and_adds_up() {
         assert!(worst < TOL, "{name}: largest difference from shap {worst}");
         assert_eq!(e["data"]["raw"]["prediction"].as_array().unwrap().len(), rows.len());
         assert_eq!(e["data"]["feature_names"].as_array().unwrap().len(), rows[0].len());
+    }
+}
+
+#[tokio::test]
+async fn tree_shap_explains_per_feature_preprocessing_and_opset_5_ensembles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    // (model, ONNX file, oracle): an Imputer and a Scaler before a random forest; a Scaler
+    // before gradient boosting; the diabetes forest rewritten as a TreeEnsemble (opset 5).
+    let models = [
+        ("imputed", "wine_imputed_rf", "wine_imputed_rf"),
+        ("scaled", "diabetes_scaled_gb", "diabetes_scaled_gb"),
+        ("opset5", "diabetes_rf_opset5", "diabetes_rf"),
+    ];
+    for (name, file, fixture) in models {
+        let o = oracle(fixture);
+        let n = o["n_features"].as_u64().unwrap() as usize;
+        add_explained(
+            &store,
+            tmp.path(),
+            &repo().join(format!("fixtures/explain/{file}.onnx")),
+            &format!("name: {name}\nversion: \"1\"\n{OWNER}"),
+            ExplainerKind::TreeShap,
+            &csv(n, o["background"].as_array().unwrap()),
+        );
+    }
+    assert_eq!(oracle("wine_imputed_rf")["preprocessing"], json!(["Imputer", "Scaler"]));
+    assert_eq!(oracle("diabetes_scaled_gb")["preprocessing"], json!(["Scaler"]));
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        Platform::defaults(),
+        None,
+    );
+    for (name, _, fixture) in models {
+        check_tree_shap(&app, name, fixture).await;
     }
 }
 

@@ -206,8 +206,8 @@ async fn isolation_forest_scores_match_sklearn_score_samples() {
     let scores = floats(&v2["parameters"]["outlier_score"]);
     assert_eq!(scores.len(), want.len());
     for (i, (got, want)) in scores.iter().zip(&want).enumerate() {
-        // skl2onnx computes in float32.
-        assert!((got - want).abs() < 1e-5, "row {i}: {got} vs sklearn score_samples {want}");
+        // The forest is recognized and scored natively, in f64 as scikit-learn does.
+        assert!((got - want).abs() < 1e-6, "row {i}: {got} vs sklearn score_samples {want}");
     }
     // sklearn's predict: -1 for outliers.
     let predicted: Vec<bool> = o["iforest_predict"].as_array().unwrap().iter().map(|p| p == -1).collect();
@@ -466,4 +466,153 @@ fn bad_references_are_refused_naming_the_field_and_the_problem() {
         .unwrap_err();
     assert_eq!(e.field, "monitoring.outliers.model");
     assert!(e.message.contains("no float output `scores`"), "{}", e.message);
+}
+
+/// Builds the iris classifier with the IsolationForest `file` of fixtures/monitoring as its
+/// outlier model (with `offset`, or the default); returns the build's notes.
+fn add_forest(store: &Store, scratch: &Path, name: &str, file: &str, offset: Option<f64>) -> Vec<String> {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::copy(fixture("iris_lr_nozipmap"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(repo().join("fixtures/monitoring").join(file), dir.path().join("forest.onnx")).unwrap();
+    let offset = offset.map(|o| format!(", offset: {o}")).unwrap_or_default();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!(
+            "name: {name}\nversion: \"1\"\n{OWNER}monitoring:\n  outliers: {{method: isolation_forest, model: forest.onnx{offset}}}\n"
+        ),
+    )
+    .unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    let section = staged.manifest().monitoring.clone().unwrap();
+    let forest = section.forest_model().map(|p| p.under(&staged.dir_path()));
+    let (record, notes) =
+        palisade_server::monitoring::build_record(&section, &|_| None, forest.as_deref(), model.signature())
+            .unwrap();
+    staged.set_monitoring(&record).unwrap();
+    store.commit(staged).unwrap();
+    notes
+}
+
+fn forests_oracle() -> Value {
+    serde_json::from_slice(&std::fs::read(repo().join("fixtures/monitoring/forests.json")).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn every_fixture_forest_is_scored_natively_as_sklearn_at_every_batch_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let oracle = forests_oracle();
+    let forests = oracle["forests"].as_array().unwrap();
+    for (i, f) in forests.iter().enumerate() {
+        let notes = add_forest(
+            &store,
+            tmp.path(),
+            &format!("forest{i}"),
+            f["file"].as_str().unwrap(),
+            Some(f["offset"].as_f64().unwrap()),
+        );
+        let trees = f["settings"]["n_estimators"].as_u64().unwrap();
+        assert!(notes.iter().any(|n| n.ends_with(&format!("scored natively, {trees} trees"))), "{notes:?}");
+    }
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        Platform::defaults(),
+        None,
+    );
+    for (i, f) in forests.iter().enumerate() {
+        let probes = rows(&f["probes"]);
+        let want = floats(&f["score_samples"]);
+        let decision = floats(&f["decision_function"]);
+        assert_eq!(probes.len(), 64);
+        for batch in [1, 7, 64] {
+            let mut scores = Vec::new();
+            let mut outliers = Vec::new();
+            for chunk in probes.chunks(batch) {
+                let reply = call(&app, "POST", &format!("/v2/models/forest{i}/infer"), body(chunk)).await;
+                assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+                let v2 = reply.json();
+                scores.extend(floats(&v2["parameters"]["outlier_score"]));
+                outliers.extend(flags(&v2["parameters"]["is_outlier"]));
+            }
+            for (row, (got, want)) in scores.iter().zip(&want).enumerate() {
+                assert!((got - want).abs() < 1e-6, "{}: batch {batch} row {row}: {got} vs {want}", f["file"]);
+            }
+            // scikit-learn's predict: an outlier when decision_function < 0.
+            for (row, (flag, d)) in outliers.iter().zip(&decision).enumerate() {
+                if d.abs() > 1e-6 {
+                    assert_eq!(*flag, *d < 0.0, "{}: row {row}, decision_function {d}", f["file"]);
+                }
+            }
+            assert_eq!(scores.len(), 64);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_export_not_recognized_exactly_is_run_as_its_graph() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let oracle = forests_oracle();
+    let altered = &oracle["altered"];
+    let notes = add_forest(&store, tmp.path(), "altered", altered["file"].as_str().unwrap(), None);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("scored by running its graph: not recognized exactly") && n.contains("0.6")),
+        "{notes:?}"
+    );
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        Platform::defaults(),
+        None,
+    );
+    let probes = rows(&altered["probes"]);
+    let reply = call(&app, "POST", "/v2/models/altered/infer", body(&probes)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let scores = floats(&reply.json()["parameters"]["outlier_score"]);
+    // The graph's own answer (decision_function) plus the offset, not scikit-learn's score.
+    let want: Vec<f64> = floats(&altered["onnxruntime_scores"]).iter().map(|d| d - 0.5).collect();
+    let sklearn = floats(&oracle["forests"][0]["score_samples"]);
+    assert_eq!(scores.len(), want.len());
+    for (got, want) in scores.iter().zip(&want) {
+        assert!((got - want).abs() < 1e-5, "{got} vs onnxruntime {want}");
+    }
+    assert!(scores.iter().zip(&sklearn).any(|(g, s)| (g - s).abs() > 1e-3), "the altered graph differs");
+}
+
+#[test]
+fn an_offset_other_than_the_exports_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("home")).unwrap();
+    let dir = tempfile::tempdir_in(tmp.path()).unwrap();
+    std::fs::copy(fixture("iris_lr_nozipmap"), dir.path().join("model.onnx")).unwrap();
+    std::fs::copy(repo().join("fixtures/monitoring/iforest_contamination.onnx"), dir.path().join("f.onnx"))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("palisade.yaml"),
+        format!("name: c\nversion: \"1\"\n{OWNER}monitoring:\n  outliers: {{method: isolation_forest, model: f.onnx}}\n"),
+    )
+    .unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let model = palisade_runtime::prepare(staged.manifest(), &staged.model_path()).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    let section = staged.manifest().monitoring.clone().unwrap();
+    let forest = section.forest_model().map(|p| p.under(&staged.dir_path()));
+    let e =
+        palisade_server::monitoring::build_record(&section, &|_| None, forest.as_deref(), model.signature())
+            .unwrap_err();
+    assert_eq!(e.field, "monitoring.outliers.offset");
+    // contamination=0.1 fitted offset_ = -0.58659...; the default is -0.5.
+    assert!(e.message.contains("it is -0.5,") && e.message.contains("offset_ = -0.5865921"), "{}", e.message);
+    assert!(e.hint.contains("offset_"), "{}", e.hint);
 }

@@ -11,6 +11,7 @@
 
 mod diagnose;
 mod external;
+pub mod isolation_forest;
 pub mod limits;
 pub mod ops;
 

@@ -71,8 +71,8 @@ pub mod zipmap;
 pub use linear::{LINEAR_CLASSIFIER_OP, LINEAR_REGRESSOR_OP, LinearClassifierOp, LinearRegressorOp};
 pub use normalizer::{NORMALIZER_OP, NormalizerOp};
 pub use tree_ensemble::{
-    CLASSIFIER_OP, FoundEnsemble, REGRESSOR_OP, TreeEnsembleClassifierOp, TreeEnsembleRegressorOp,
-    find_ensemble,
+    CLASSIFIER_OP, FoundEnsemble, FoundTrees, Preprocessing, REGRESSOR_OP, TreeEnsembleClassifierOp,
+    TreeEnsembleRegressorOp, find_ensemble,
 };
 
 /// A value of the caller's inputs that an operator refuses while the model runs (a

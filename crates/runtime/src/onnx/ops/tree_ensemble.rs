@@ -57,7 +57,7 @@ pub(super) fn regressor(
     Ok((expand(RegressorExpansion { model: Arc::new(model) }), vec![]))
 }
 
-fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
+pub(crate) fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAttributes> {
     let modes = node.get_attr_opt_tvec::<&str>("nodes_modes")?.unwrap_or_default();
     Ok(NodeAttributes {
         tree_ids: ints(node, "nodes_treeids")?,
@@ -76,7 +76,11 @@ fn node_attributes(ctx: &ParsingContext, node: &NodeProto) -> TractResult<NodeAt
 }
 
 /// `class_*` or `target_*` attributes.
-fn leaf_attributes(ctx: &ParsingContext, node: &NodeProto, prefix: &str) -> TractResult<LeafAttributes> {
+pub(crate) fn leaf_attributes(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    prefix: &str,
+) -> TractResult<LeafAttributes> {
     Ok(LeafAttributes {
         tree_ids: ints(node, &format!("{prefix}_treeids"))?,
         node_ids: ints(node, &format!("{prefix}_nodeids"))?,
@@ -313,6 +317,12 @@ pub(super) fn tree_ensemble(
     ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let model = tree_ensemble_model(ctx, node)?;
+    Ok((expand(TreeEnsembleExpansion { model: Arc::new(model) }), vec![]))
+}
+
+/// The regressor's ensemble a `TreeEnsemble` (ai.onnx.ml opset 5) node is rewritten into.
+fn tree_ensemble_model(ctx: &ParsingContext, node: &NodeProto) -> TractResult<TreeEnsembleRegressor> {
     let tensor = |name: &str| -> TractResult<Vec<f64>> {
         match node.get_attr_opt::<&tract_onnx::pb::TensorProto>(name)? {
             Some(proto) => {
@@ -348,7 +358,7 @@ pub(super) fn tree_ensemble(
         leaf_weights: tensor("leaf_weights")?,
         membership_values: tensor("membership_values")?,
     })?;
-    Ok((expand(TreeEnsembleExpansion { model: Arc::new(model) }), vec![]))
+    Ok(model)
 }
 
 #[derive(Debug, Clone)]
@@ -406,22 +416,83 @@ impl Expansion for TreeEnsembleExpansion {
 pub enum FoundEnsemble {
     /// A `TreeEnsembleClassifier`.
     Classifier(TreeEnsembleClassifier),
-    /// A `TreeEnsembleRegressor`.
+    /// A `TreeEnsembleRegressor`, or a `TreeEnsemble` (ai.onnx.ml opset 5) rewritten into
+    /// the regressor's ensemble as the runtime runs it.
     Regressor(TreeEnsembleRegressor),
 }
 
+/// A model's trees and the per-feature steps between its input and them.
+#[derive(Debug)]
+pub struct FoundTrees {
+    /// The ensemble.
+    pub ensemble: FoundEnsemble,
+    /// The steps from the input to the trees' input, in order.
+    pub preprocessing: Preprocessing,
+}
+
+/// One-feature-to-one-feature steps before the trees (`Scaler`, a float `Imputer`; a
+/// `Cast` to float changes nothing in `f32` rows), applied in `f32` as the runtime applies
+/// them to an `FP32` input. Feature `j` of the trees' input depends on feature `j` of the
+/// model's input only, so explanations of the trees over the transformed rows are
+/// explanations of the model over its own features.
+#[derive(Debug, Clone, Default)]
+pub struct Preprocessing {
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Scaler(palisade_onnx_ml::Scaler),
+    Imputer(palisade_onnx_ml::Imputer),
+}
+
+impl Preprocessing {
+    /// Whether there is nothing to apply.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The operators applied, in order (`["Imputer", "Scaler"]`).
+    pub fn names(&self) -> Vec<&'static str> {
+        self.steps
+            .iter()
+            .map(|s| match s {
+                Step::Scaler(_) => "Scaler",
+                Step::Imputer(_) => "Imputer",
+            })
+            .collect()
+    }
+
+    /// Applies the steps to rows of `columns` features, in place.
+    pub fn apply(&self, rows: &mut [f32], columns: usize) -> Result<(), String> {
+        for step in &self.steps {
+            match step {
+                Step::Scaler(scaler) => {
+                    let input = rows.to_vec();
+                    scaler.transform(&input, columns, rows).map_err(|e| e.to_string())?;
+                }
+                Step::Imputer(imputer) => imputer.impute_f32(rows, columns).map_err(|e| e.to_string())?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Operators a model may have besides its tree ensemble and still be explained by
-/// TreeSHAP: they change no feature value before the trees (a cast of the input) and no
-/// score after them (the label's cast, a ZipMap, an identity).
+/// TreeSHAP: they change no score after the trees (the label's cast, a ZipMap, an
+/// identity). Before the trees, only the steps of [`Preprocessing`] and casts to float.
 const AROUND_TREES: &[&str] = &["Cast", "Identity", "ZipMap"];
 
-/// Finds the one `TreeEnsembleClassifier`/`TreeEnsembleRegressor` (ai.onnx.ml) of an ONNX
-/// file, reading the graph's one input directly (or through a `Cast`). Refuses, with a
-/// message saying why, models with no ensemble or several, and models where another
-/// operator (a `Scaler`, an `Imputer`, a `OneHotEncoder`...) transforms the features
-/// before the trees or the scores after them: TreeSHAP's covers and values are over the
-/// trees' own inputs, which the background would then not be.
-pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
+const ONNX_FLOAT: i64 = 1;
+
+/// Finds the one `TreeEnsembleClassifier`/`TreeEnsembleRegressor`/`TreeEnsemble`
+/// (ai.onnx.ml) of an ONNX file and the steps between the graph's one input and it:
+/// casts to float, `Scaler`s and float `Imputer`s (each one feature to one feature).
+/// Refuses, with a message saying why, models with no ensemble or several, and models
+/// where another operator (a `OneHotEncoder`, a `Normalizer`, a `FeatureVectorizer`...)
+/// transforms the features before the trees or the scores after them: TreeSHAP's values
+/// are over the trees' own inputs, which must then each be one of the model's features.
+pub fn find_ensemble(bytes: &[u8]) -> Result<FoundTrees, String> {
     let onnx = super::super::framework();
     let proto = onnx
         .proto_model_for_read(&mut &bytes[..])
@@ -429,8 +500,8 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
     let graph = proto.graph.as_ref().ok_or("the ONNX file has no graph")?;
     let initializers: std::collections::HashSet<&str> =
         graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs: Vec<&str> =
-        graph.input.iter().map(|i| i.name.as_str()).filter(|name| !initializers.contains(name)).collect();
+    let inputs: Vec<&tract_onnx::pb::ValueInfoProto> =
+        graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).collect();
     let trees: Vec<&NodeProto> = graph
         .node
         .iter()
@@ -441,7 +512,7 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
     let node = match trees[..] {
         [] => {
             return Err(
-                "the model has no TreeEnsembleClassifier or TreeEnsembleRegressor: TreeShap explains tree ensembles (random forests, gradient boosting); use `type: KernelShap` for other models".to_owned(),
+                "the model has no TreeEnsembleClassifier, TreeEnsembleRegressor or TreeEnsemble: TreeShap explains tree ensembles (random forests, gradient boosting); use `type: KernelShap` for other models".to_owned(),
             );
         }
         [node] => node,
@@ -452,32 +523,44 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
             ));
         }
     };
-    if node.op_type == "TreeEnsemble" {
-        return Err("the model uses ai.onnx.ml `TreeEnsemble` (opset 5), which TreeShap does not read yet: export with ai.onnx.ml opset 3 or lower (skl2onnx's default), or use `type: KernelShap`".to_owned());
-    }
-    if let Some(other) =
-        graph.node.iter().find(|n| !std::ptr::eq(*n, node) && !AROUND_TREES.contains(&n.op_type.as_str()))
-    {
-        return Err(format!(
-            "the model runs `{}` besides its trees: TreeShap explains the trees' own inputs, and a preprocessing step (or a change of the scores) would make the background and the explanations disagree with the model; export the trees alone, or use `type: KernelShap`",
-            other.op_type
-        ));
-    }
     let [input] = inputs[..] else {
         return Err(format!(
             "the model has {} inputs; TreeShap explains a model with one input of features",
             inputs.len()
         ));
     };
+    let input_is_float = matches!(
+        input.r#type.as_ref().and_then(|t| t.value.as_ref()),
+        Some(tract_onnx::pb::type_proto::Value::TensorType(t)) if i64::from(t.elem_type) == ONNX_FLOAT
+    );
+    // The chain from the trees back to the input.
+    let mut chain: Vec<&NodeProto> = Vec::new();
     let mut source = node.input.first().map(String::as_str).unwrap_or("");
-    if let Some(cast) =
-        graph.node.iter().find(|n| n.op_type == "Cast" && n.output.iter().any(|o| o == source))
-    {
-        source = cast.input.first().map(String::as_str).unwrap_or("");
+    while source != input.name {
+        let Some(step) = graph.node.iter().find(|n| n.output.iter().any(|o| o == source)) else {
+            return Err(format!(
+                "the trees read `{source}`, which is not computed from the model's input `{}`",
+                input.name
+            ));
+        };
+        if !matches!(step.op_type.as_str(), "Cast" | "Scaler" | "Imputer") || step.input.len() != 1 {
+            return Err(format!(
+                "the model runs `{}` before its trees: TreeShap explains trees whose every input is one of the model's features, transformed one feature at a time (`Scaler`, `Imputer`, `Cast`); export the trees alone, or use `type: KernelShap`",
+                step.op_type
+            ));
+        }
+        chain.push(step);
+        source = step.input.first().map(String::as_str).unwrap_or("");
     }
-    if source != input {
+    chain.reverse();
+    if let Some(other) = graph.node.iter().find(|n| {
+        !std::ptr::eq(*n, node)
+            && !chain.iter().any(|c| std::ptr::eq(*c, *n))
+            && !AROUND_TREES.contains(&n.op_type.as_str())
+    }) {
         return Err(format!(
-            "the trees read `{source}`, not the model's input `{input}`: TreeShap explains trees that read the input directly"
+            "the model runs `{}` besides its trees: TreeShap explains the trees' own inputs, and a preprocessing step (or a change of the scores) would make the background and the explanations disagree with the model; export the trees alone, or use `type: KernelShap`",
+            other.op_type
         ));
     }
     let opset = proto
@@ -493,8 +576,9 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
         model_dir: None,
         template: InferenceModel::default(),
     };
-    let built = if node.op_type == "TreeEnsembleClassifier" {
-        TreeEnsembleClassifier::new(ClassifierAttributes {
+    let preprocessing = preprocessing(&ctx, &chain, input_is_float)?;
+    let ensemble = match node.op_type.as_str() {
+        "TreeEnsembleClassifier" => TreeEnsembleClassifier::new(ClassifierAttributes {
             nodes: node_attributes(&ctx, node).map_err(|e| format!("{e:#}"))?,
             leaves: leaf_attributes(&ctx, node, "class").map_err(|e| format!("{e:#}"))?,
             class_labels: class_labels(node, "classlabels_int64s").map_err(|e| format!("{e:#}"))?,
@@ -502,8 +586,8 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
             post_transform: parse(node, "post_transform", "NONE").map_err(|e| format!("{e:#}"))?,
         })
         .map(FoundEnsemble::Classifier)
-    } else {
-        TreeEnsembleRegressor::new(RegressorAttributes {
+        .map_err(|e| format!("the tree ensemble is invalid: {e}"))?,
+        "TreeEnsembleRegressor" => TreeEnsembleRegressor::new(RegressorAttributes {
             nodes: node_attributes(&ctx, node).map_err(|e| format!("{e:#}"))?,
             leaves: leaf_attributes(&ctx, node, "target").map_err(|e| format!("{e:#}"))?,
             n_targets: node.get_attr_opt::<i64>("n_targets").map_err(|e| format!("{e:#}"))?.unwrap_or(0),
@@ -513,6 +597,62 @@ pub fn find_ensemble(bytes: &[u8]) -> Result<FoundEnsemble, String> {
                 .map_err(|e| format!("{e:#}"))?,
         })
         .map(FoundEnsemble::Regressor)
+        .map_err(|e| format!("the tree ensemble is invalid: {e}"))?,
+        _ => tree_ensemble_model(&ctx, node)
+            .map(FoundEnsemble::Regressor)
+            .map_err(|e| format!("the TreeEnsemble (ai.onnx.ml opset 5) is invalid: {e:#}"))?,
     };
-    built.map_err(|e| format!("the tree ensemble is invalid: {e}"))
+    Ok(FoundTrees { ensemble, preprocessing })
+}
+
+/// The steps of `chain` (input first): casts to float (only first, or after a float step),
+/// `Scaler`s and float `Imputer`s. Steps that compute in the input's own type are applied
+/// in `f32` only when that type is float (an `FP64` input goes through a `Cast` first).
+fn preprocessing(
+    ctx: &ParsingContext,
+    chain: &[&NodeProto],
+    input_is_float: bool,
+) -> Result<Preprocessing, String> {
+    let mut steps = Vec::new();
+    let mut float = input_is_float;
+    for node in chain {
+        let e = |e: TractError| format!("`{}` before the trees: {e:#}", node.op_type);
+        match node.op_type.as_str() {
+            "Cast" => {
+                if node.get_attr_opt::<i64>("to").map_err(e)? != Some(ONNX_FLOAT) {
+                    return Err("a `Cast` before the trees casts to another type than float: TreeShap explains trees over float features; use `type: KernelShap`".to_owned());
+                }
+                float = true;
+                continue;
+            }
+            _ if !float => {
+                return Err(format!(
+                    "the `{}` before the trees computes in the input's type, not float: export the model with an FP32 input (to_onnx(model, X[:1].astype(numpy.float32))), or use `type: KernelShap`",
+                    node.op_type
+                ));
+            }
+            "Scaler" => steps.push(Step::Scaler(
+                palisade_onnx_ml::Scaler::new(
+                    floats(ctx, node, "offset").map_err(e)?,
+                    floats(ctx, node, "scale").map_err(e)?,
+                )
+                .map_err(|m| format!("the Scaler before the trees: {m}"))?,
+            )),
+            "Imputer" => {
+                let imputer = palisade_onnx_ml::Imputer::new(
+                    floats(ctx, node, "imputed_value_floats").map_err(e)?,
+                    node.get_attr_opt::<f32>("replaced_value_float").map_err(e)?.unwrap_or(0.0),
+                    ints(node, "imputed_value_int64s").map_err(e)?,
+                    node.get_attr_opt::<i64>("replaced_value_int64").map_err(e)?.unwrap_or(0),
+                )
+                .map_err(|m| format!("the Imputer before the trees: {m}"))?;
+                if !matches!(imputer, palisade_onnx_ml::Imputer::Float { .. }) {
+                    return Err("the Imputer before the trees imputes int64 values; TreeShap explains float features: use `type: KernelShap`".to_owned());
+                }
+                steps.push(Step::Imputer(imputer));
+            }
+            other => return Err(format!("the model runs `{other}` before its trees")),
+        }
+    }
+    Ok(Preprocessing { steps })
 }
