@@ -258,6 +258,23 @@ impl Hop for Hops {
         let alongside = self.alongside || placement == Placement::Alongside;
         Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs, alongside), span))
     }
+
+    fn timer(&self, after: Duration) -> palisade_graph::Timer {
+        Box::pin(tokio::time::sleep(after))
+    }
+
+    fn refuses(&self, error: &ApiError) -> bool {
+        matches!(error, ApiError::AccessDenied | ApiError::Forbidden(_) | ApiError::Unauthenticated(_))
+    }
+}
+
+/// The graph error of a failed run, as the caller gets it.
+fn run_error(error: RunError<ApiError>) -> ApiError {
+    match error {
+        RunError::Hop(error) => error,
+        RunError::Node { node, message } => ApiError::Inference(format!("node `{node}`: {message}")),
+        RunError::Late { node, message } => ApiError::JoinTimeout(format!("step `{node}`: {message}")),
+    }
 }
 
 impl Hops {
@@ -286,7 +303,16 @@ impl Hops {
                         let result = if self.depth >= MAX_NESTING {
                             Err(ApiError::Internal(format!("graphs nested deeper than {MAX_NESTING}")))
                         } else {
-                            run_served(
+                            let mut cut_off = CutOff {
+                                hops: self,
+                                node,
+                                served: served.clone(),
+                                decision: decision.clone(),
+                                received,
+                                started,
+                                armed: true,
+                            };
+                            let result = run_served(
                                 &self.state,
                                 &self.caller,
                                 &self.registry,
@@ -295,7 +321,9 @@ impl Hops {
                                 Nested { depth: self.depth + 1, alongside },
                                 &self.records,
                             )
-                            .await
+                            .await;
+                            cut_off.armed = false;
+                            result
                         };
                         (result, Some(served), decision)
                     }
@@ -322,6 +350,41 @@ impl Hops {
                 records.push(record);
             }
             result
+        }
+    }
+}
+
+/// A hop under way: if it is dropped before it answers (a pipeline answered without it,
+/// or the caller went away), its audit record still is written, with status 499.
+struct CutOff<'h> {
+    hops: &'h Hops,
+    node: &'h str,
+    served: Arc<ServedModel>,
+    decision: Option<Arc<palisade_policy::Decision>>,
+    received: palisade_audit::Timestamp,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let took = self.started.elapsed();
+        let model = format!("{}:{}", self.served.id.name, self.served.id.version);
+        let graph = self.hops.graph.id.name.as_str();
+        self.hops.state.metrics().observe_hop(graph, self.node, &model, "cut_off", took);
+        if let Some(record) = self.hops.record(
+            self.node,
+            Some(&self.served),
+            self.decision.as_deref(),
+            499,
+            self.received,
+            took,
+        ) && let Ok(mut records) = self.hops.records.lock()
+        {
+            records.push(record);
         }
     }
 }
@@ -362,13 +425,11 @@ fn run_served<'a>(
                 };
                 let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
                 let sticky = caller.sticky(graph);
-                match graph.run(&hops, inputs, sticky.as_deref()).await {
-                    Ok(outcome) => Ok(outcome.outputs),
-                    Err(RunError::Hop(error)) => Err(error),
-                    Err(RunError::Node { node, message }) => {
-                        Err(ApiError::Inference(format!("node `{node}`: {message}")))
-                    }
-                }
+                graph
+                    .run(&hops, inputs, sticky.as_deref())
+                    .await
+                    .map(|outcome| outcome.outputs)
+                    .map_err(run_error)
             }
         }
     })
@@ -434,9 +495,13 @@ pub(crate) async fn run(
             ctx.set_graph(GraphFacts { routing: vec![], failed_node: failed });
             Err(error)
         }
-        Err(RunError::Node { node, message }) => {
-            ctx.set_graph(GraphFacts { routing: vec![], failed_node: Some(node.clone()) });
-            Err(ApiError::Inference(format!("node `{node}`: {message}")))
+        Err(error) => {
+            let node = match &error {
+                RunError::Node { node, .. } | RunError::Late { node, .. } => Some(node.clone()),
+                RunError::Hop(_) => failed,
+            };
+            ctx.set_graph(GraphFacts { routing: vec![], failed_node: node });
+            Err(run_error(error))
         }
     }
 }
