@@ -628,7 +628,7 @@ pub(crate) fn reward(
     }
     let unknown = || {
         ApiError::NotFound(format!(
-            "no request `{}` of `{}` is remembered: unknown, rewarded already, or older than an hour",
+            "no request `{}` of `{}` is remembered by this replica: requests and bandit state are kept per replica, so feedback must reach the replica that served the request, within an hour, once; this one did not serve it, or it was rewarded already or has expired",
             crate::registry::clip(request_id),
             served.id.name
         ))

@@ -629,6 +629,7 @@ async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forg
     // One reward per request.
     let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
     assert_eq!(again.status, 404);
+    assert!(again.json()["error"].as_str().unwrap().contains("rewarded already"));
 
     // The owner rewards rf whenever it is chosen (Seldon's feedback route, by puid): the
     // bandit converges on rf.
@@ -1036,4 +1037,32 @@ async fn pipeline_joins_go_on_without_a_hanging_or_failing_step_only_when_outer_
     assert_eq!(hops_of(&id), [("iris-lr".to_owned(), 200), ("refuses".to_owned(), 502)]);
     let reply = call(&s.app, "POST", "/v2/models/inner-failing/infer", IRIS_ROW).await;
     assert_eq!(reply.status, 502, "{}", String::from_utf8_lossy(&reply.body));
+}
+
+#[tokio::test]
+async fn feedback_reaches_only_the_replica_that_served_the_request() {
+    let bandit = graph(
+        "bandit",
+        "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+    );
+    // Two replicas of the same graph: each keeps its own requests and bandit state.
+    let served_it = setup(&[&bandit], &[]);
+    let other = setup(&[&bandit], &[]);
+    let reply = call(&served_it.app, "POST", "/v2/models/bandit/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let body = json!({"request_id": id, "reward": 1.0}).to_string();
+    // The other replica says so, rather than dropping the reward silently.
+    let elsewhere = call(&other.app, "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(elsewhere.status, 404);
+    let message = elsewhere.json()["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("by this replica") && message.contains("the replica that served"), "{message}");
+    // Seldon's route on the other replica answers the same.
+    let seldon = json!({"response": {"meta": {"puid": id}}, "reward": 1.0}).to_string();
+    let elsewhere = call(&other.app, "POST", "/seldon/default/bandit/api/v1.0/feedback", seldon).await;
+    assert_eq!(elsewhere.status, 404, "{}", String::from_utf8_lossy(&elsewhere.body));
+    // The replica that served it rewards it (the refusal elsewhere consumed nothing).
+    let here = call(&served_it.app, "POST", "/v2/models/bandit/feedback", body).await;
+    assert_eq!(here.status, 200, "{}", String::from_utf8_lossy(&here.body));
+    assert_eq!(here.json()["rewarded"], 1);
 }
