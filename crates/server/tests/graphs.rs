@@ -1015,6 +1015,23 @@ async fn pipeline_joins_go_on_without_a_hanging_or_failing_step_only_when_outer_
     assert_eq!(output(&body, "label"), output(&direct, "label"));
     assert_eq!(output(&body, "probabilities"), output(&direct, "probabilities"));
     assert_eq!(hops_of(&id), [("hangs".to_owned(), 499), ("iris-lr".to_owned(), 200)]);
+    // Each hop record is its own event, as the caller, for its node's model and path.
+    let records = s.records();
+    let own = records.iter().find(|r| r.request_id.as_deref() == Some(id.as_str())).unwrap();
+    let hops: Vec<&AuditRecord> =
+        records.iter().filter(|r| r.parent_request_id.as_deref() == Some(id.as_str())).collect();
+    for hop in &hops {
+        assert_ne!(hop.event_id, own.event_id);
+        assert_eq!(hop.request_principal, own.request_principal);
+        assert!(hop.request_principal.is_some());
+        assert_eq!(hop.email, own.email);
+        assert_eq!(hop.trace_id, own.trace_id);
+        let model = hop.model.as_ref().unwrap();
+        assert_eq!(hop.path.as_deref(), Some(format!("/v2/models/{}/versions/1/infer", model.name).as_str()));
+        assert_eq!(model.name, hop.node.as_deref().unwrap());
+    }
+    assert_ne!(hops[0].event_id, hops[1].event_id);
+    assert_ne!(hops[0].request_id, hops[1].request_id);
 
     // inner: the same window fails the request (504), naming the join and the late step.
     let reply = call(&s.app, "POST", "/v2/models/inner-late/infer", IRIS_ROW).await;
