@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
                     let _ = upstream.url.join(&["v2", "models", name, "infer"]);
                 }
             }
-            // A graph: every node; a pipeline: the stored model each step runs.
+            // A graph: every node.
             if let Some(graph) = &manifest.graph {
                 for (path, node) in graph.walk() {
                     let _ = (path, node.node_type());
@@ -25,7 +25,14 @@ fuzz_target!(|data: &[u8]| {
             if let Some(monitoring) = &manifest.monitoring {
                 let _ = (monitoring.references(), monitoring.forest_model());
             }
+            // A pipeline: the stored model each step runs; a join window that loads is one
+            // of 1 ms to an hour.
             if let Some(pipeline) = &manifest.pipeline {
+                let max = palisade_bundle::graph::MAX_JOIN_WINDOW_MS;
+                let windows = pipeline.steps.iter().map(|s| s.join_window_ms);
+                for window in windows.chain([pipeline.output.as_ref().and_then(|o| o.join_window_ms)]).flatten() {
+                    assert!((1..=max).contains(&window), "joinWindowMs {window} loaded");
+                }
                 for step in &pipeline.steps {
                     let _ = step.target();
                 }

@@ -380,7 +380,17 @@ pub struct PipelineStep {
     /// How the step joins its `triggers` (default `inner`: every one present).
     #[serde(default, rename = "triggersJoinType", skip_serializing_if = "Option::is_none")]
     pub triggers_join_type: Option<JoinType>,
+    /// How long, in milliseconds, the step's joins wait for the rest of their references once
+    /// the first is present (Seldon Core 2's join window; here a per-request deadline). When
+    /// it closes, `outer` and `any` joins go on with what is present; an `inner` join with a
+    /// reference still pending fails the request (504). Default: no window, the joins wait
+    /// for every step they read.
+    #[serde(default, rename = "joinWindowMs", skip_serializing_if = "Option::is_none")]
+    pub join_window_ms: Option<u32>,
 }
+
+/// The longest `joinWindowMs` accepted: an hour (a request's own timeout cuts it shorter).
+pub const MAX_JOIN_WINDOW_MS: u32 = 3_600_000;
 
 /// How a pipeline step joins the references it reads (Seldon Core 2's `inputsJoinType`,
 /// `triggersJoinType` and `output.stepsJoin`). A reference is present when the step it
@@ -416,9 +426,14 @@ pub struct PipelineOutput {
     /// Renames of the answer's tensors: a reference (`STEP.outputs.TENSOR`) to its name.
     #[serde(default, rename = "tensorMap", skip_serializing_if = "BTreeMap::is_empty")]
     pub tensor_map: BTreeMap<String, String>,
-    /// How the output steps join (default `inner`: every one ran; `any`: the first that ran).
+    /// How the output steps join (default `inner`: every one ran; `outer`: those that ran;
+    /// `any`: the first that ran).
     #[serde(default, rename = "stepsJoin", skip_serializing_if = "Option::is_none")]
     pub steps_join: Option<JoinType>,
+    /// How long, in milliseconds, the answer waits for the other output steps once the
+    /// first has answered (as a step's `joinWindowMs`).
+    #[serde(default, rename = "joinWindowMs", skip_serializing_if = "Option::is_none")]
+    pub join_window_ms: Option<u32>,
 }
 
 /// One arm of `traffic:`.

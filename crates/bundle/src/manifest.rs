@@ -1135,12 +1135,33 @@ fn check_pipeline(pipeline: &Pipeline) -> Result<(), (String, String)> {
             ));
         }
     }
-    if let Some(output) = &pipeline.output
-        && output.steps_join == Some(crate::graph::JoinType::Outer)
-    {
+    for (i, step) in pipeline.steps.iter().enumerate() {
+        let references = step.inputs.len().max(1) + step.triggers.len();
+        check_join_window(step.join_window_ms, references, &format!("pipeline.steps[{i}].joinWindowMs"))?;
+    }
+    if let Some(output) = &pipeline.output {
+        check_join_window(output.join_window_ms, output.steps.len(), "pipeline.output.joinWindowMs")?;
+    }
+    Ok(())
+}
+
+/// A join window is a positive number of milliseconds, up to an hour, over a join of at
+/// least two references (with one, nothing is waited for).
+fn check_join_window(window: Option<u32>, references: usize, field: &str) -> Result<(), (String, String)> {
+    let Some(window) = window else { return Ok(()) };
+    if window == 0 || window > crate::graph::MAX_JOIN_WINDOW_MS {
         return Err((
-            "pipeline.output.stepsJoin".to_owned(),
-            "`outer` would answer different tensors from one request to the next; use `inner` (every output step) or `any` (the first output step that ran)".to_owned(),
+            field.to_owned(),
+            format!(
+                "{window} is not a join window: give milliseconds from 1 to {} (or remove it to wait for every reference)",
+                crate::graph::MAX_JOIN_WINDOW_MS
+            ),
+        ));
+    }
+    if references < 2 {
+        return Err((
+            field.to_owned(),
+            "a join window waits for the other references of a join once the first is present, and this join has one: remove `joinWindowMs`".to_owned(),
         ));
     }
     Ok(())

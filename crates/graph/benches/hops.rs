@@ -44,6 +44,12 @@ impl Hop for Echo {
     ) -> HopFuture<'a, ()> {
         Box::pin(async move { Ok(inputs) })
     }
+    fn timer(&self, _: std::time::Duration) -> palisade_graph::Timer {
+        Box::pin(std::future::pending())
+    }
+    fn refuses(&self, _: &()) -> bool {
+        true
+    }
 }
 
 fn graph(body: &str) -> Graph {

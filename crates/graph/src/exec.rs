@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use palisade_bundle::graph::ModelTarget;
 use palisade_core::{Tensor, TensorData};
@@ -12,6 +13,10 @@ use crate::router::{Choice, sticky_key};
 
 /// A hop's pending answer.
 pub type HopFuture<'a, E> = Pin<Box<dyn Future<Output = Result<Vec<Tensor>, E>> + Send + 'a>>;
+
+/// A timer the server supplies (this crate has no clock or runtime of its own): resolves
+/// once its time has passed.
+pub type Timer = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Where a hop's model may run, as the executor knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +46,14 @@ pub trait Hop: Send + Sync {
         inputs: Vec<Tensor>,
         placement: Placement,
     ) -> HopFuture<'a, Self::Error>;
+
+    /// A timer that fires after `after`: a pipeline's join window.
+    fn timer(&self, after: Duration) -> Timer;
+
+    /// Whether `error` refuses the request outright (the caller may not make this hop), which
+    /// no join passes over. A pipeline step that fails otherwise, when every join reading it
+    /// is `outer` or `any`, answers nothing and the pipeline goes on without it.
+    fn refuses(&self, error: &Self::Error) -> bool;
 }
 
 /// The placement of `i`-th of `n` hops started together, within a branch placed `outer`:
@@ -91,6 +104,14 @@ pub enum RunError<E> {
         /// The node.
         node: String,
         /// Why.
+        message: String,
+    },
+    /// A pipeline's `inner` join was still waiting for a step when its `joinWindowMs`
+    /// closed: the joining step (or `output`) and which steps were late.
+    Late {
+        /// The joining step, or `output`.
+        node: String,
+        /// Which references were late, and the window.
         message: String,
     },
 }

@@ -28,7 +28,7 @@ mod steps;
 pub use bandit::{Bandit, BanditKind};
 pub use builtin::Builtin;
 pub use combine::Combiner;
-pub use exec::{Hop, HopFuture, Outcome, Placement, RouteTaken, RunError, Shadowed};
+pub use exec::{Hop, HopFuture, Outcome, Placement, RouteTaken, RunError, Shadowed, Timer};
 pub use feedback::{FeedbackLog, Remembered};
 pub use plan::{Call, Catalog, CatalogEntry, Graph, Node, Router, Step, StoreCatalog, compile, uses_of};
 pub use router::{Choice, Weights, sticky_key, sticky_point};

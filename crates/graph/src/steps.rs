@@ -3,6 +3,12 @@
 //! inputs are ready (steps ready together run at once).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use palisade_bundle::graph::{JoinType, ModelTarget, Pipeline};
 use palisade_core::{Tensor, TensorSpec};
@@ -36,16 +42,29 @@ pub(crate) struct PlannedStep {
     trigger_join: JoinType,
     renames: BTreeMap<String, String>,
     inputs: Vec<String>,
+    /// How long its joins wait once one reference is present (`joinWindowMs`).
+    window: Option<Duration>,
+    /// Whether the pipeline goes on when the step fails (every join reading it is `outer`
+    /// or `any`): then its outputs are absent. Else its failure fails the request.
+    tolerated: bool,
+    /// Whether a step or the output reads it (else it is a side branch, always waited for).
+    read: bool,
+    /// The steps that read it.
+    readers: Vec<usize>,
+    /// Whether the output reads it.
+    output_reads: bool,
 }
 
-/// A compiled pipeline: steps in an order where each comes after its sources and
-/// triggers, in waves.
+/// A compiled pipeline: steps, and an order where each comes after its sources and
+/// triggers.
 #[derive(Debug)]
 pub struct Steps {
     steps: Vec<PlannedStep>,
-    waves: Vec<Vec<usize>>,
+    /// The steps in an order where each comes after those it reads.
+    order: Vec<usize>,
     output: Vec<Source>,
     output_join: JoinType,
+    output_window: Option<Duration>,
     output_renames: BTreeMap<String, String>,
 }
 
@@ -145,6 +164,11 @@ pub(crate) fn compile<'e>(
             trigger_join: step.triggers_join_type.unwrap_or_default(),
             renames: step.tensor_map.clone(),
             inputs,
+            window: step.join_window_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+            tolerated: false,
+            read: false,
+            readers: Vec::new(),
+            output_reads: false,
         });
     }
     // Waves: a step runs once every step it reads or is triggered by has run (or was
@@ -235,7 +259,7 @@ pub(crate) fn compile<'e>(
             specs[i] = (fed, model.outputs.clone());
         }
     }
-    let (output, output_renames, output_join) = match &pipeline.output {
+    let (output, output_renames, output_join, output_window) = match &pipeline.output {
         Some(out) => {
             let sources = out
                 .steps
@@ -249,7 +273,12 @@ pub(crate) fn compile<'e>(
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| GraphError::new("pipeline.output.steps", e))?;
-            (sources, out.tensor_map.clone(), out.steps_join.unwrap_or_default())
+            (
+                sources,
+                out.tensor_map.clone(),
+                out.steps_join.unwrap_or_default(),
+                out.join_window_ms.map(|ms| Duration::from_millis(u64::from(ms))),
+            )
         }
         None => {
             let last = waves.last().and_then(|w| w.last()).copied().unwrap_or(0);
@@ -262,6 +291,7 @@ pub(crate) fn compile<'e>(
                 }],
                 BTreeMap::new(),
                 JoinType::Inner,
+                None,
             )
         }
     };
@@ -294,7 +324,30 @@ pub(crate) fn compile<'e>(
         _ => gather(&output, &output_renames, &inputs, &specs)
             .map_err(|e| GraphError::new("pipeline.output", e))?,
     };
-    Ok((Steps { steps: planned, waves, output, output_join, output_renames }, inputs, outputs))
+    // A step's failure is passed over only where every join reading it says so.
+    for i in 0..planned.len() {
+        let mut readers = planned
+            .iter()
+            .flat_map(|s| {
+                let inputs = s.sources.iter().map(move |r| (r, s.join));
+                inputs.chain(s.triggers.iter().map(move |r| (r, s.trigger_join)))
+            })
+            .chain(output.iter().map(|r| (r, output_join)))
+            .filter(|(r, _)| r.step == Some(i))
+            .peekable();
+        let read = readers.peek().is_some();
+        let tolerated = read && readers.all(|(_, join)| join != JoinType::Inner);
+        let readers: Vec<usize> = (0..planned.len())
+            .filter(|&j| planned[j].sources.iter().chain(&planned[j].triggers).any(|r| r.step == Some(i)))
+            .collect();
+        let output_reads = output.iter().any(|r| r.step == Some(i));
+        planned[i].read = read;
+        planned[i].tolerated = tolerated;
+        planned[i].readers = readers;
+        planned[i].output_reads = output_reads;
+    }
+    let order = waves.concat();
+    Ok((Steps { steps: planned, order, output, output_join, output_window, output_renames }, inputs, outputs))
 }
 
 /// Whether two answers have the same tensors (names and datatypes, in order).
@@ -302,39 +355,358 @@ fn same_tensors(a: &[TensorSpec], b: &[TensorSpec]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.datatype == y.datatype)
 }
 
-/// Whether a reference is present in this request: its step ran and, for one tensor, the
-/// tensor is there with at least one element (Seldon Core 2's steps answer only the
-/// tensors they have; an ONNX model answers every output, so an empty one counts as absent).
-fn present(source: &Source, ran: &[bool], results: &[(Vec<Tensor>, Vec<Tensor>)]) -> bool {
-    let Some(i) = source.step else { return true };
-    if !ran.get(i).copied().unwrap_or(false) {
-        return false;
-    }
-    let Some(name) = &source.tensor else { return true };
-    let pool = if source.outputs { &results[i].1 } else { &results[i].0 };
-    pool.iter().any(|t| t.name() == name && t.shape().iter().product::<usize>() > 0)
+/// What a reference is for this request, so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    /// Its step ran and answered it (the request's own inputs always are).
+    Present,
+    /// Its step was skipped, or answered no elements of the tensor.
+    Absent,
+    /// Its step failed (passed over only by `outer` and `any` joins).
+    Failed(usize),
+    /// Its step has not answered yet.
+    Pending(usize),
 }
 
-/// The references a join passes on, or `None` when the join is not met.
-fn joined<'s>(
-    join: JoinType,
-    sources: &'s [Source],
-    ran: &[bool],
-    results: &[(Vec<Tensor>, Vec<Tensor>)],
-) -> Option<Vec<&'s Source>> {
-    let mut here = sources.iter().filter(|s| present(s, ran, results));
-    match join {
-        JoinType::Inner => {
-            (sources.iter().all(|s| present(s, ran, results))).then(|| sources.iter().collect())
+/// A join, decided or not.
+#[derive(Debug)]
+enum Joined<'s> {
+    /// The references passed on.
+    Met(Vec<&'s Source>),
+    /// Not met: the step is skipped, or, when a failed step is why, the request fails.
+    NotMet { failed: Option<usize> },
+    /// An `inner` join whose window closed with these steps still pending.
+    Late(Vec<usize>),
+    /// Waiting for pending references.
+    Pending,
+}
+
+/// A step's state in one request.
+enum State<E> {
+    Waiting,
+    Running,
+    Ran,
+    Skipped,
+    /// Failed, with the error until a join takes it to fail the request.
+    Failed(Option<E>),
+}
+
+/// What happened while the pipeline waited.
+enum Event<E> {
+    Answered(usize, Result<Vec<Tensor>, E>),
+    /// The join window of a step (or of the output, `steps.len()`) closed.
+    Closed(usize),
+}
+
+type EventFuture<'a, E> = Pin<Box<dyn Future<Output = Event<E>> + Send + 'a>>;
+
+/// One request's run through the steps.
+struct Run<'r, E> {
+    steps: &'r Steps,
+    states: Vec<State<E>>,
+    /// Each step's inputs as fed, and its outputs.
+    results: Vec<(Vec<Tensor>, Vec<Tensor>)>,
+    /// Per step, then the output: the window has opened (a reference is present) or closed.
+    opened: Vec<bool>,
+    closed: Vec<bool>,
+}
+
+impl<E> Run<'_, E> {
+    /// What `source` is now; `tensors`: whether a named tensor must have elements (the
+    /// output's references only ask whether the step ran).
+    fn presence(&self, source: &Source, tensors: bool) -> Presence {
+        let Some(i) = source.step else { return Presence::Present };
+        match &self.states[i] {
+            State::Waiting | State::Running => Presence::Pending(i),
+            State::Skipped => Presence::Absent,
+            State::Failed(_) => Presence::Failed(i),
+            State::Ran => {
+                let Some(name) = source.tensor.as_ref().filter(|_| tensors) else { return Presence::Present };
+                let pool = if source.outputs { &self.results[i].1 } else { &self.results[i].0 };
+                if pool.iter().any(|t| t.name() == name && t.shape().iter().product::<usize>() > 0) {
+                    Presence::Present
+                } else {
+                    Presence::Absent
+                }
+            }
         }
-        JoinType::Outer => {
-            let all: Vec<&Source> = here.collect();
-            (!all.is_empty()).then_some(all)
+    }
+
+    /// Decides a join over `sources` as far as it can be now; `closed`: its window closed.
+    fn join<'s>(&self, join: JoinType, sources: &'s [Source], closed: bool, tensors: bool) -> Joined<'s> {
+        let seen: Vec<Presence> = sources.iter().map(|s| self.presence(s, tensors)).collect();
+        let failed = seen.iter().find_map(|p| match p {
+            Presence::Failed(i) => Some(*i),
+            _ => None,
+        });
+        let pending: Vec<usize> = seen
+            .iter()
+            .filter_map(|p| match p {
+                Presence::Pending(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
+        let present = || sources.iter().zip(&seen).filter(|(_, p)| **p == Presence::Present).map(|(s, _)| s);
+        match join {
+            JoinType::Inner => {
+                if failed.is_some() {
+                    Joined::NotMet { failed }
+                } else if seen.contains(&Presence::Absent) {
+                    Joined::NotMet { failed: None }
+                } else if pending.is_empty() {
+                    Joined::Met(sources.iter().collect())
+                } else if closed {
+                    Joined::Late(pending)
+                } else {
+                    Joined::Pending
+                }
+            }
+            JoinType::Outer => {
+                if !closed && !pending.is_empty() {
+                    return Joined::Pending;
+                }
+                let all: Vec<&Source> = present().collect();
+                if all.is_empty() { Joined::NotMet { failed } } else { Joined::Met(all) }
+            }
+            JoinType::Any => {
+                for (source, seen) in sources.iter().zip(&seen) {
+                    match seen {
+                        Presence::Present => return Joined::Met(vec![source]),
+                        Presence::Pending(_) if !closed => return Joined::Pending,
+                        _ => {}
+                    }
+                }
+                Joined::NotMet { failed }
+            }
         }
-        JoinType::Any => here.next().map(|s| vec![s]),
+    }
+
+    /// The error a failed step left, for the request.
+    fn failure(&mut self, i: usize) -> RunError<E> {
+        let name = self.steps.steps[i].name.clone();
+        match &mut self.states[i] {
+            State::Failed(error) => match error.take() {
+                Some(error) => RunError::Hop(error),
+                None => RunError::Node { node: name, message: "the step failed".to_owned() },
+            },
+            _ => RunError::Node { node: name, message: "the step failed".to_owned() },
+        }
+    }
+
+    fn late_error(&self, node: &str, window: Option<Duration>, pending: &[usize]) -> RunError<E> {
+        let names: Vec<&str> = pending.iter().map(|&i| self.steps.steps[i].name.as_str()).collect();
+        RunError::Late {
+            node: node.to_owned(),
+            message: format!(
+                "step(s) {names:?} had not answered when the join window of {} ms closed, and the `inner` join needs them",
+                window.map_or(0, |w| w.as_millis())
+            ),
+        }
     }
 }
 
+/// What to do with a waiting step now.
+enum Decision<'s> {
+    Run(Vec<&'s Source>),
+    Skip,
+    Wait,
+}
+
+impl Steps {
+    /// Decides whether step `i` runs now, is skipped, or waits.
+    fn decide<'s, E>(&'s self, run: &mut Run<'_, E>, i: usize) -> Result<Decision<'s>, RunError<E>> {
+        let step = &self.steps[i];
+        let closed = run.closed[i];
+        let triggers = if step.triggers.is_empty() {
+            Joined::Met(vec![])
+        } else {
+            run.join(step.trigger_join, &step.triggers, closed, true)
+        };
+        let inputs = run.join(step.join, &step.sources, closed, true);
+        for joined in [&triggers, &inputs] {
+            match joined {
+                Joined::NotMet { failed: Some(f) } => return Err(run.failure(*f)),
+                Joined::Late(pending) => return Err(run.late_error(&step.name, step.window, pending)),
+                _ => {}
+            }
+        }
+        if matches!(triggers, Joined::NotMet { .. }) || matches!(inputs, Joined::NotMet { .. }) {
+            return Ok(Decision::Skip);
+        }
+        match (triggers, inputs) {
+            (Joined::Met(_), Joined::Met(sources)) => Ok(Decision::Run(sources)),
+            _ => Ok(Decision::Wait),
+        }
+    }
+
+    /// Runs the steps as their inputs become ready (steps ready together at once): a step
+    /// runs when its triggers and its inputs are joined as its join types say, else it is
+    /// skipped and what it would answer is absent; a join window lets a join go on without
+    /// what is late. Answers the output steps' tensors once the output is joined and no step
+    /// waits; steps still running then whose readers all went on without them are cut off
+    /// (dropped), side branches that nothing reads are waited for.
+    pub(crate) async fn run<H: Hop>(
+        &self,
+        hop: &H,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, RunError<H::Error>> {
+        let n = self.steps.len();
+        let mut run: Run<'_, H::Error> = Run {
+            steps: self,
+            states: (0..n).map(|_| State::Waiting).collect(),
+            results: vec![(vec![], vec![]); n],
+            opened: vec![false; n + 1],
+            closed: vec![false; n + 1],
+        };
+        let mut events: FuturesUnordered<EventFuture<'_, H::Error>> = FuturesUnordered::new();
+        let mut running = 0usize;
+        let mut answer: Option<Vec<Tensor>> = None;
+        loop {
+            // Decide until nothing changes: a step that no one can read any more (its readers
+            // decided without it) is skipped, from the last step back; the others run, are
+            // skipped or wait, in an order where a skip reaches those reading it.
+            let mut due = Vec::new();
+            loop {
+                let mut changed = false;
+                for &i in self.order.iter().rev() {
+                    let step = &self.steps[i];
+                    if matches!(run.states[i], State::Waiting)
+                        && step.read
+                        && (!step.output_reads || answer.is_some())
+                        && step.readers.iter().all(|&r| !matches!(run.states[r], State::Waiting))
+                    {
+                        run.states[i] = State::Skipped;
+                        changed = true;
+                    }
+                }
+                for &i in &self.order {
+                    if !matches!(run.states[i], State::Waiting) {
+                        continue;
+                    }
+                    match self.decide(&mut run, i)? {
+                        Decision::Wait => continue,
+                        Decision::Skip => run.states[i] = State::Skipped,
+                        Decision::Run(sources) => {
+                            let step = &self.steps[i];
+                            let fed = take(sources, &step.renames, &inputs, &run.results);
+                            let mut selected = Vec::with_capacity(step.inputs.len());
+                            for name in &step.inputs {
+                                match fed.iter().find(|t| t.name() == name) {
+                                    Some(t) => selected.push(t.clone()),
+                                    None => {
+                                        return Err(RunError::Node {
+                                            node: step.name.clone(),
+                                            message: format!("tensor `{name}` is missing"),
+                                        });
+                                    }
+                                }
+                            }
+                            run.results[i].0 = fed;
+                            run.states[i] = State::Running;
+                            due.push((i, selected));
+                        }
+                    }
+                    changed = true;
+                }
+                if answer.is_none() {
+                    answer = self.answer(&mut run, &inputs)?;
+                    changed |= answer.is_some();
+                }
+                if !changed {
+                    break;
+                }
+            }
+            let outer = if running > 0 { Placement::Alongside } else { Placement::Inline };
+            let count = due.len();
+            for (k, (i, selected)) in due.into_iter().enumerate() {
+                let step = &self.steps[i];
+                let placement = placement_of(k, count, outer);
+                let call = hop.call(&step.name, &step.target, selected, placement);
+                events.push(Box::pin(async move { Event::Answered(i, call.await) }));
+                running += 1;
+            }
+            // Open the join windows whose first reference is here.
+            for i in 0..=n {
+                let (window, refs): (Option<Duration>, Vec<&Source>) = match self.steps.get(i) {
+                    Some(step) if matches!(run.states[i], State::Waiting) => {
+                        (step.window, step.sources.iter().chain(&step.triggers).collect())
+                    }
+                    Some(_) => continue,
+                    None if answer.is_none() => (self.output_window, self.output.iter().collect()),
+                    None => continue,
+                };
+                let Some(window) = window else { continue };
+                if !run.opened[i] && refs.iter().any(|r| run.presence(r, true) == Presence::Present) {
+                    run.opened[i] = true;
+                    let timer = hop.timer(window);
+                    events.push(Box::pin(async move {
+                        timer.await;
+                        Event::Closed(i)
+                    }));
+                }
+            }
+            // Once the output is joined and no step waits, what still runs is read by no one
+            // any more (its readers decided without it): it is cut off. Side branches, read by
+            // nothing, are waited for.
+            if answer.is_some()
+                && run.states.iter().enumerate().all(|(i, s)| match s {
+                    State::Waiting => false,
+                    State::Running => self.steps[i].read,
+                    _ => true,
+                })
+            {
+                return Ok(answer.unwrap_or_default());
+            }
+            match events.next().await {
+                None => {
+                    return Err(RunError::Node {
+                        node: "output".to_owned(),
+                        message: "the pipeline stopped with steps waiting on nothing".to_owned(),
+                    });
+                }
+                Some(Event::Closed(i)) => run.closed[i] = true,
+                Some(Event::Answered(i, Ok(outputs))) => {
+                    running -= 1;
+                    run.results[i].1 = outputs;
+                    run.states[i] = State::Ran;
+                }
+                Some(Event::Answered(i, Err(error))) => {
+                    running -= 1;
+                    if hop.refuses(&error) || !self.steps[i].tolerated {
+                        return Err(RunError::Hop(error));
+                    }
+                    run.states[i] = State::Failed(Some(error));
+                }
+            }
+        }
+    }
+
+    /// The output steps' tensors, once they are joined (`None`: not yet).
+    fn answer<E>(&self, run: &mut Run<'_, E>, inputs: &[Tensor]) -> Result<Option<Vec<Tensor>>, RunError<E>> {
+        let closed = run.closed[self.steps.len()];
+        match run.join(self.output_join, &self.output, closed, false) {
+            Joined::Pending => Ok(None),
+            Joined::Met(sources) => Ok(Some(take(sources, &self.output_renames, inputs, &run.results))),
+            Joined::Late(pending) => Err(run.late_error("output", self.output_window, &pending)),
+            Joined::NotMet { failed: Some(f) } => Err(run.failure(f)),
+            Joined::NotMet { failed: None } => {
+                let skipped: Vec<&str> = self
+                    .output
+                    .iter()
+                    .filter_map(|s| s.step)
+                    .filter(|&i| !matches!(run.states[i], State::Ran))
+                    .map(|i| self.steps[i].name.as_str())
+                    .collect();
+                Err(RunError::Node {
+                    node: "output".to_owned(),
+                    message: format!(
+                        "output step(s) {skipped:?} did not run for this request (their triggers or inputs were absent), so the pipeline has no answer"
+                    ),
+                })
+            }
+        }
+    }
+}
 fn take<'s>(
     sources: impl IntoIterator<Item = &'s Source>,
     renames: &BTreeMap<String, String>,
@@ -364,81 +736,4 @@ fn take<'s>(
         }
     }
     out
-}
-
-impl Steps {
-    /// Runs the steps wave by wave (a wave's steps at once): a step runs when its triggers
-    /// and its inputs are joined as its join types say, else it is skipped and what it
-    /// would answer is absent. Answers the output steps' tensors.
-    pub(crate) async fn run<H: Hop>(
-        &self,
-        hop: &H,
-        inputs: Vec<Tensor>,
-    ) -> Result<Vec<Tensor>, RunError<H::Error>> {
-        let mut results: Vec<(Vec<Tensor>, Vec<Tensor>)> = vec![(vec![], vec![]); self.steps.len()];
-        let mut ran = vec![false; self.steps.len()];
-        for wave in &self.waves {
-            let mut due = Vec::with_capacity(wave.len());
-            for &i in wave {
-                let step = &self.steps[i];
-                if !step.triggers.is_empty()
-                    && joined(step.trigger_join, &step.triggers, &ran, &results).is_none()
-                {
-                    continue;
-                }
-                let Some(sources) = joined(step.join, &step.sources, &ran, &results) else { continue };
-                let fed = take(sources, &step.renames, &inputs, &results);
-                let mut selected = Vec::with_capacity(step.inputs.len());
-                for name in &step.inputs {
-                    match fed.iter().find(|t| t.name() == name) {
-                        Some(t) => selected.push(t.clone()),
-                        None => {
-                            return Err(RunError::Node {
-                                node: step.name.clone(),
-                                message: format!("tensor `{name}` is missing"),
-                            });
-                        }
-                    }
-                }
-                due.push((i, fed, selected));
-            }
-            let count = due.len();
-            let calls = due.into_iter().enumerate().map(|(n, (i, fed, selected))| {
-                let step = &self.steps[i];
-                let placement = placement_of(n, count, Placement::Inline);
-                async move { (i, fed, hop.call(&step.name, &step.target, selected, placement).await) }
-            });
-            for (i, fed, answer) in futures_util::future::join_all(calls).await {
-                results[i] = (fed, answer.map_err(RunError::Hop)?);
-                ran[i] = true;
-            }
-        }
-        let ran_any = |s: &&Source| s.step.is_none_or(|i| ran[i]);
-        let answer: Vec<&Source> = match self.output_join {
-            JoinType::Any => self.output.iter().find(ran_any).into_iter().collect(),
-            _ => {
-                if self.output.iter().all(|s| ran_any(&s)) {
-                    self.output.iter().collect()
-                } else {
-                    vec![]
-                }
-            }
-        };
-        if answer.is_empty() {
-            let skipped: Vec<&str> = self
-                .output
-                .iter()
-                .filter_map(|s| s.step)
-                .filter(|&i| !ran[i])
-                .map(|i| self.steps[i].name.as_str())
-                .collect();
-            return Err(RunError::Node {
-                node: "output".to_owned(),
-                message: format!(
-                    "output step(s) {skipped:?} did not run for this request (their triggers or inputs were absent), so the pipeline has no answer"
-                ),
-            });
-        }
-        Ok(take(answer, &self.output_renames, &inputs, &results))
-    }
 }

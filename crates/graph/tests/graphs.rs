@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use palisade_bundle::Manifest;
 use palisade_bundle::graph::ModelTarget;
 use palisade_core::{DataType, Dim, ModelSignature, Tensor, TensorData, TensorSpec};
-use palisade_graph::{Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, Placement, RunError, compile};
+use palisade_graph::{
+    Catalog, CatalogEntry, Choice, Graph, Hop, HopFuture, Placement, RunError, Timer, compile,
+};
 
 fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
     TensorSpec {
@@ -22,7 +25,8 @@ fn spec(name: &str, datatype: DataType, shape: &[i64]) -> TensorSpec {
     }
 }
 
-/// Models of the test: `double` (X -> X*2), `plus1` (X -> Y = X+1), `probs-a/b/c` (X ->
+/// Models of the test: `double` (X -> X*2), `slow` (X -> X*3, after 100 ms), `broken` (fails
+/// with a 500), `forbidden` (refuses with a 403), `plus1` (X -> Y = X+1), `probs-a/b/c` (X ->
 /// probabilities, label), `route` (X -> index), `nested` (a graph naming `outer`), `gate`
 /// (X -> big, small: the rows whose first value is at least 2, and the others; a tensor of
 /// no rows when there are none).
@@ -42,7 +46,9 @@ impl Catalog for Models {
     fn lookup(&self, target: &ModelTarget) -> Result<CatalogEntry, String> {
         let x = spec("X", DataType::Fp32, &[-1, 4]);
         let signature = match target.name.as_str() {
-            "double" | "nested" => ModelSignature { inputs: vec![x.clone()], outputs: vec![x] },
+            "double" | "nested" | "slow" | "broken" | "forbidden" => {
+                ModelSignature { inputs: vec![x.clone()], outputs: vec![x] }
+            }
             "plus1" => ModelSignature { inputs: vec![x], outputs: vec![spec("Y", DataType::Fp32, &[-1, 4])] },
             "probs-a" | "probs-b" | "probs-c" => ModelSignature {
                 inputs: vec![x],
@@ -95,7 +101,20 @@ impl Hop for Hops {
             let x = inputs.iter().find(|t| t.name() == "X").ok_or("no X")?;
             let rows = x.shape()[0];
             let v = data(x);
+            if model.name.as_str() == "slow" {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             Ok(match model.name.as_str() {
+                "slow" => vec![
+                    Tensor::new(
+                        "X",
+                        x.shape().to_vec(),
+                        TensorData::Fp32(v.iter().map(|a| a * 3.0).collect()),
+                    )
+                    .unwrap(),
+                ],
+                "broken" => return Err("500 broken".to_owned()),
+                "forbidden" => return Err("403 forbidden".to_owned()),
                 "double" => vec![
                     Tensor::new(
                         "X",
@@ -141,6 +160,12 @@ impl Hop for Hops {
                 other => return Err(format!("no model {other}")),
             })
         })
+    }
+    fn timer(&self, after: Duration) -> Timer {
+        Box::pin(tokio::time::sleep(after))
+    }
+    fn refuses(&self, error: &String) -> bool {
+        error.starts_with("403")
     }
 }
 
@@ -358,6 +383,12 @@ async fn a_failing_hop_fails_the_graph() {
         ) -> HopFuture<'a, String> {
             Box::pin(async move { Err(format!("403 at {node}")) })
         }
+        fn timer(&self, after: Duration) -> Timer {
+            Box::pin(tokio::time::sleep(after))
+        }
+        fn refuses(&self, _: &String) -> bool {
+            true
+        }
     }
     let err = g.run(&Refuse, row(), None).await.unwrap_err();
     assert!(matches!(err, RunError::Hop(ref m) if m == "403 at t"), "{err:?}");
@@ -545,11 +576,13 @@ async fn pipeline_triggers_run_a_step_only_when_their_tensors_are_present() {
     // (x + 1) * 2, through the small branch.
     assert_eq!(data(&out.outputs[0]), vec![4.0, 2.0, 2.0, 4.0]);
     assert_eq!(called(&hops), ["gate", "on-small", "small-y"]);
-    // Both present: both branches run; `any` answers with the first output step listed.
+    // Both present: `any` answers with the first output step listed as soon as it has
+    // answered; what only the answer would have read is then cut off (here `on-small`
+    // before it ran, as the test's hops answer at once) or skipped (`small-y`).
     let hops = Hops::default();
     let out = g.run(&hops, rows(&[[3.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]), None).await.unwrap();
     assert_eq!(data(&out.outputs[0]), vec![6.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0]);
-    assert_eq!(called(&hops).len(), 4);
+    assert_eq!(called(&hops), ["gate", "on-big"]);
 
     // triggersJoinType: inner needs every trigger, outer or any one of them.
     let two_triggers = |join: &str| {
@@ -652,11 +685,176 @@ fn invalid_joins_and_triggers_are_refused_at_build_time() {
     );
     assert_eq!(field, "pipeline.output.steps");
     assert!(message.contains("the same tensors"), "{message}");
+    // A join window: milliseconds from 1 to an hour, over a join of two references or more.
+    for (body, field) in [
+        (
+            "pipeline:\n  steps:\n  - name: double\n  - {name: plus1, inputs: [double.outputs.X, outer.inputs.X], joinWindowMs: 0}\n",
+            "pipeline.steps[1].joinWindowMs",
+        ),
+        (
+            "pipeline:\n  steps:\n  - name: double\n  - {name: plus1, inputs: [double.outputs.X, outer.inputs.X], joinWindowMs: 3600001}\n",
+            "pipeline.steps[1].joinWindowMs",
+        ),
+        (
+            "pipeline:\n  steps:\n  - name: double\n  - name: plus1\n  output:\n    steps: [double, plus1]\n    joinWindowMs: -5\n",
+            "pipeline.output.joinWindowMs",
+        ),
+    ] {
+        let (got, message) = build_error(body);
+        assert_eq!(got, field, "{message}");
+    }
     let (field, message) = build_error(
-        "pipeline:\n  steps:\n  - name: double\n  - name: plus1\n  output:\n    steps: [double, plus1]\n    stepsJoin: outer\n",
+        "pipeline:\n  steps:\n  - name: double\n  - {name: plus1, inputs: [double.outputs.X], joinWindowMs: 50}\n",
     );
-    assert_eq!(field, "pipeline.output.stepsJoin");
-    assert!(message.contains("`any`"), "{message}");
+    assert_eq!(field, "pipeline.steps[1].joinWindowMs");
+    assert!(message.contains("has one") && message.contains("remove `joinWindowMs`"), "{message}");
+    let (field, message) = build_error(
+        "pipeline:\n  steps:\n  - name: double\n  output:\n    steps: [double]\n    joinWindowMs: 50\n",
+    );
+    assert_eq!(field, "pipeline.output.joinWindowMs");
+    assert!(message.contains("has one"), "{message}");
+    let (_, message) = build_error(
+        "pipeline:\n  steps:\n  - {name: double, joinWindowMs: 10, inputs: [outer.inputs.X, outer.inputs.X]}\n  - {name: plus1, joinwindowms: 5}\n",
+    );
+    assert!(message.contains("unknown field `joinwindowms`"), "{message}");
+    // A window and a stepsJoin that are fine build.
+    graph(
+        "pipeline:\n  steps:\n  - name: double\n  - name: plus1\n  output:\n    steps: [double, plus1]\n    stepsJoin: outer\n    joinWindowMs: 20\n",
+    );
+}
+
+/// A pipeline joining `fast` (double: X*2) and `late` (slow: X*3 after 100 ms) into `join`
+/// (plus1), as `join` and within `window`, answering `join`'s Y.
+fn joining(join: &str, first: &str, second: &str, window: Option<u32>) -> Graph {
+    let window = window.map_or(String::new(), |w| format!(", joinWindowMs: {w}"));
+    graph(&format!(
+        "pipeline:\n  steps:\n  - {{name: fast, model: double}}\n  - {{name: late, model: slow}}\n  - {{name: join, model: plus1, inputs: [{first}.outputs.X, {second}.outputs.X], inputsJoinType: {join}{window}}}\n",
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn join_windows_go_on_without_late_steps_unless_the_join_is_inner() {
+    let x = 1.0; // the row is [1, 2, 3, 4]: its first value, doubled or tripled, plus one.
+    for (join, first, second, window, want, at_ms) in [
+        // No window: every join waits for both; the later reference's X wins.
+        ("inner", "fast", "late", None, 3.0 * x + 1.0, 100),
+        ("outer", "fast", "late", None, 3.0 * x + 1.0, 100),
+        ("any", "late", "fast", None, 3.0 * x + 1.0, 100),
+        // A window long enough changes nothing.
+        ("outer", "fast", "late", Some(200), 3.0 * x + 1.0, 100),
+        // A short one: outer and any go on with what is there when it closes.
+        ("outer", "fast", "late", Some(30), 2.0 * x + 1.0, 30),
+        ("any", "late", "fast", Some(30), 2.0 * x + 1.0, 30),
+        // `any` takes the first present in the order written, without waiting for a window;
+        // `late`, which nothing else reads, is then cut off.
+        ("any", "fast", "late", Some(30), 2.0 * x + 1.0, 0),
+        ("any", "fast", "late", None, 2.0 * x + 1.0, 0),
+    ] {
+        let g = joining(join, first, second, window);
+        let hops = Hops::default();
+        let started = tokio::time::Instant::now();
+        let out = run(&g, &hops).await;
+        let took = started.elapsed();
+        let what = format!("{join} [{first}, {second}] within {window:?}");
+        assert_eq!(out.outputs[0].name(), "Y", "{what}");
+        assert_eq!(data(&out.outputs[0])[0], want, "{what}");
+        assert_eq!(took, Duration::from_millis(at_ms), "{what}");
+        assert!(called(&hops).contains(&"late".to_owned()), "{what}");
+    }
+    // An inner join whose window closes first fails, naming the join and the late step.
+    let g = joining("inner", "fast", "late", Some(30));
+    let started = tokio::time::Instant::now();
+    let err = g.run(&Hops::default(), row(), None).await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
+    match err {
+        RunError::Late { node, message } => {
+            assert_eq!(node, "join");
+            assert!(message.contains("[\"late\"]") && message.contains("30 ms"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The output's own window: `outer` answers what the output steps answered in time.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: fast, model: double}\n  - {name: late, model: plus1, inputs: [slow.outputs.X]}\n  - {name: slow}\n  output:\n    steps: [fast, late]\n    stepsJoin: outer\n    joinWindowMs: 30\n",
+    );
+    let names = |g: &Graph| g.signature().outputs.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&g), ["X", "Y"]);
+    let started = tokio::time::Instant::now();
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
+    assert_eq!(out.outputs.iter().map(|t| t.name()).collect::<Vec<_>>(), ["X"]);
+    assert_eq!(data(&out.outputs[0]), vec![2.0, 4.0, 6.0, 8.0]);
+    // Without the window, outer waits for both.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: fast, model: double}\n  - {name: late, model: plus1, inputs: [slow.outputs.X]}\n  - {name: slow}\n  output:\n    steps: [fast, late]\n    stepsJoin: outer\n",
+    );
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(out.outputs.iter().map(|t| t.name()).collect::<Vec<_>>(), ["X", "Y"]);
+    assert_eq!(data(&out.outputs[1]), vec![4.0, 7.0, 10.0, 13.0]);
+    // An inner output with a window fails when a step is late, naming `output`.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: fast, model: double}\n  - {name: slow}\n  output:\n    steps: [fast, slow]\n    joinWindowMs: 30\n",
+    );
+    let err = g.run(&Hops::default(), row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Late { ref node, .. } if node == "output"), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_step_is_passed_over_only_by_outer_and_any_joins_and_never_a_refusal() {
+    let pipeline = |join: &str, failing: &str| {
+        graph(&format!(
+            "pipeline:\n  steps:\n  - {{name: fast, model: double}}\n  - {{name: bad, model: {failing}}}\n  - {{name: join, model: plus1, inputs: [bad.outputs.X, fast.outputs.X], inputsJoinType: {join}}}\n",
+        ))
+    };
+    // outer and any go on with the step that answered.
+    for join in ["outer", "any"] {
+        let hops = Hops::default();
+        let out = run(&pipeline(join, "broken"), &hops).await;
+        assert_eq!(data(&out.outputs[0]), vec![3.0, 5.0, 7.0, 9.0], "{join}");
+        assert_eq!(called(&hops), ["fast", "bad", "join"], "{join}");
+    }
+    // inner fails with the step's own error (its status reaches the caller).
+    let err = pipeline("inner", "broken").run(&Hops::default(), row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Hop(ref m) if m == "500 broken"), "{err:?}");
+    // A refusal fails the request whatever the join: a graph is no way around a policy.
+    for join in ["inner", "outer", "any"] {
+        let err = pipeline(join, "forbidden").run(&Hops::default(), row(), None).await.unwrap_err();
+        assert!(matches!(err, RunError::Hop(ref m) if m == "403 forbidden"), "{join}: {err:?}");
+    }
+    // A failed step that no join passes over (nothing reads it) fails the request.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: fast, model: double}\n  - {name: bad, model: broken}\n  output:\n    steps: [fast]\n",
+    );
+    let err = g.run(&Hops::default(), row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Hop(ref m) if m == "500 broken"), "{err:?}");
+    // ... nor does an outer join when nothing else is present: its error is the request's.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: bad, model: broken}\n  - {name: gate}\n  - {name: join, model: plus1, inputs: [bad.outputs.X, gate.outputs.big], tensorMap: {gate.outputs.big: X}, inputsJoinType: outer}\n",
+    );
+    let err = g.run(&Hops::default(), row(), None).await.unwrap_err();
+    assert!(matches!(err, RunError::Hop(ref m) if m == "500 broken"), "{err:?}");
+    // The output's outer join passes over a failed output step.
+    let g = graph(
+        "pipeline:\n  steps:\n  - {name: fast, model: double}\n  - {name: bad, model: broken}\n  output:\n    steps: [bad, fast]\n    stepsJoin: outer\n",
+    );
+    let out = run(&g, &Hops::default()).await;
+    assert_eq!(data(&out.outputs[0]), vec![2.0, 4.0, 6.0, 8.0]);
+}
+
+#[tokio::test]
+async fn an_outer_output_answers_the_tensors_of_the_steps_that_ran() {
+    let g = graph(
+        "pipeline:\n  steps:\n  - name: gate\n  - {name: on-big, model: double, inputs: [gate.outputs.big], tensorMap: {gate.outputs.big: X}}\n  - {name: on-small, model: plus1, inputs: [gate.outputs.small], tensorMap: {gate.outputs.small: X}}\n  output:\n    steps: [on-big, on-small]\n    stepsJoin: outer\n",
+    );
+    let names =
+        |out: &palisade_graph::Outcome| out.outputs.iter().map(|t| t.name().to_owned()).collect::<Vec<_>>();
+    let out = g.run(&Hops::default(), rows(&[[3.0; 4], [1.0; 4]]), None).await.unwrap();
+    assert_eq!(names(&out), ["X", "Y"]);
+    let out = g.run(&Hops::default(), rows(&[[3.0; 4]]), None).await.unwrap();
+    assert_eq!(names(&out), ["X"]);
+    assert_eq!(data(&out.outputs[0]), vec![6.0; 4]);
+    let out = g.run(&Hops::default(), rows(&[[1.0; 4]]), None).await.unwrap();
+    assert_eq!(names(&out), ["Y"]);
 }
 
 /// A catalog where `outer:0` is a model and `outer:2` a graph (the router's case: the

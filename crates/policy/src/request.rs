@@ -27,19 +27,20 @@ impl TargetModel {
     }
 }
 
-/// Request headers: lower-case names, each possibly repeated, in arrival order.
+/// Request headers: lower-case names, each possibly repeated, in arrival order. Clones
+/// share one list (a graph's hops are authorized with the caller's headers, unchanged).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<(String, String)>);
+pub struct Headers(Arc<Vec<(String, String)>>);
 
 impl Headers {
     /// No headers.
     pub fn new() -> Headers {
-        Headers(Vec::new())
+        Headers(Arc::new(Vec::new()))
     }
 
     /// Adds one header value; the name is lower-cased.
     pub fn append(&mut self, name: &str, value: impl Into<String>) {
-        self.0.push((name.to_ascii_lowercase(), value.into()));
+        Arc::make_mut(&mut self.0).push((name.to_ascii_lowercase(), value.into()));
     }
 
     /// The values of a header (name in lower case), in order.

@@ -97,6 +97,10 @@ pub enum ApiError {
     /// The request took longer than the configured timeout (504).
     #[error("inference did not finish within {0:?}")]
     Timeout(Duration),
+    /// A pipeline's `inner` join was still waiting for a step when its `joinWindowMs`
+    /// closed (504): the joining step and the late ones, named as in the manifest.
+    #[error("pipeline join timed out: {0}")]
+    JoinTimeout(String),
     /// The server is starting or stopping (503).
     #[error("the server is not ready")]
     Unavailable,
@@ -152,7 +156,9 @@ impl ApiError {
             | ApiError::NotReady(_)
             | ApiError::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Inference(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Timeout(_) | ApiError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Timeout(_) | ApiError::JoinTimeout(_) | ApiError::GatewayTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::OAuth { status, .. } => *status,
         }
@@ -188,6 +194,7 @@ impl ApiError {
             ApiError::Inference(_) => "inference_failed",
             ApiError::Internal(_) => "internal",
             ApiError::Timeout(_) => "timeout",
+            ApiError::JoinTimeout(_) => "join_timeout",
             ApiError::Unavailable => "unavailable",
             ApiError::NotReady(_) => "not_ready",
             ApiError::AuditUnavailable(_) => "audit_unavailable",

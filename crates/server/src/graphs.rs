@@ -106,9 +106,39 @@ struct Hops {
     /// This graph runs as a hop alongside others (a nested graph in a node's children):
     /// every one of its own hops runs alongside too.
     alongside: bool,
+    /// What every hop record of this graph request shares (the caller, the request it
+    /// belongs to, the principal the hops run as), derived once; `None` when hops are not
+    /// audited (security off).
+    template: Option<AuditRecord>,
+    /// The status of the record of a hop dropped before it answered: 499 (a pipeline went
+    /// on without it, or the caller went away), 504 for a shadow cut off at its timeout.
+    cut_off_status: u16,
 }
 
 impl Hops {
+    /// The hops of a request (or of a nested graph) to `graph`, for `caller`.
+    fn new(
+        state: &AppState,
+        caller: Arc<Caller>,
+        graph: Arc<ServedModel>,
+        registry: Arc<Registry>,
+        records: Arc<Mutex<Vec<AuditRecord>>>,
+        nested: Nested,
+    ) -> Hops {
+        let template = state.secured().then(|| hop_template(state, &caller, &graph));
+        Hops {
+            state: state.clone(),
+            caller,
+            graph,
+            registry,
+            depth: nested.depth,
+            records,
+            alongside: nested.alongside,
+            template,
+            cut_off_status: 499,
+        }
+    }
+
     /// Authorizes a hop to `served`: `Ok(None)` when security is off.
     fn authorize(&self, served: &ServedModel) -> Result<Option<Arc<palisade_policy::Decision>>, Refusal> {
         if !self.state.secured() {
@@ -158,7 +188,7 @@ impl Hops {
         };
         request.model = served.target.clone();
         request.method = "POST".to_owned();
-        request.path = format!("/v2/models/{}/versions/{}/infer", served.id.name, served.id.version);
+        served.names.infer_path.clone_into(&mut request.path);
         let decision = Arc::new(self.state.security().policy_set().evaluate(&request));
         self.state.metrics().observe_decision(&decision);
         // A graph is no way around a node model's rate limit: the hop pays it, unless the
@@ -183,7 +213,7 @@ impl Hops {
         }
     }
 
-    /// The audit record of one hop.
+    /// The audit record of one hop: the template's, with this hop's own fields.
     fn record(
         &self,
         node: &str,
@@ -193,36 +223,23 @@ impl Hops {
         received: palisade_audit::Timestamp,
         took: Duration,
     ) -> Option<AuditRecord> {
-        if !self.state.secured() {
-            return None;
-        }
+        let template = self.template.as_ref()?;
         let level = self.state.audit_level(served);
         if level == palisade_audit::Level::None {
             return None;
         }
-        let mut record = AuditRecord::request();
+        let mut record = template.clone();
+        record.event_id = uuid::Uuid::now_v7();
         record.request_id = Some(uuid::Uuid::now_v7().to_string());
-        record.parent_request_id = Some(self.caller.request_id.clone());
         record.node = Some(node.to_owned());
-        record.trace_id = Some(self.caller.trace_id.clone());
         record.received = Some(received);
         record.completed = Some(palisade_audit::Timestamp::now());
-        record.source_ip = self.caller.source_ip;
-        record.peer_identity = self.caller.peer.clone();
-        record.protocol = Some(protocol_of(self.caller.protocol));
-        record.method = Some("POST".to_owned());
         record.status = Some(status);
         record.latency_ms = Some(took.as_secs_f64() * 1000.0);
         record.level = palisade_audit::Level::Metadata.min(level);
         if let Some(served) = served {
-            record.path = Some(format!("/v2/models/{}/versions/{}/infer", served.id.name, served.id.version));
+            record.path = Some(served.names.infer_path.clone());
             record.model = Some(model_info(served));
-        }
-        let call_as = self.graph.model.graph().map_or(CallAs::Caller, |g| g.call_as());
-        match (call_as, &self.caller.token) {
-            (CallAs::Graph, _) => record.request_principal = Some(graph_principal(&self.graph)),
-            (CallAs::Caller, Some(token)) => caller_fields(&self.state, &mut record, token),
-            (CallAs::Caller, None) => {}
         }
         record.authz = Some(match decision {
             Some(decision) => authz_of(decision),
@@ -236,6 +253,25 @@ impl Hops {
         });
         Some(record)
     }
+}
+
+/// What every hop record of a graph request shares: the caller, the request it belongs to
+/// (`parent_request_id`), and the principal the hops run as.
+fn hop_template(state: &AppState, caller: &Caller, graph: &ServedModel) -> AuditRecord {
+    let mut record = AuditRecord::request();
+    record.parent_request_id = Some(caller.request_id.clone());
+    record.trace_id = Some(caller.trace_id.clone());
+    record.source_ip = caller.source_ip;
+    record.peer_identity = caller.peer.clone();
+    record.protocol = Some(protocol_of(caller.protocol));
+    record.method = Some("POST".to_owned());
+    let call_as = graph.model.graph().map_or(CallAs::Caller, |g| g.call_as());
+    match (call_as, &caller.token) {
+        (CallAs::Graph, _) => record.request_principal = Some(graph_principal(graph)),
+        (CallAs::Caller, Some(token)) => caller_fields(state, &mut record, token),
+        (CallAs::Caller, None) => {}
+    }
+    record
 }
 
 /// The principal of a graph's own calls (`callAs: graph`): `graph:NAMESPACE/NAME`.
@@ -257,6 +293,23 @@ impl Hop for Hops {
         let span = tracing::info_span!("hop", graph = %self.graph.id.name, node, model = %model);
         let alongside = self.alongside || placement == Placement::Alongside;
         Box::pin(tracing::Instrument::instrument(self.call_inner(node, model, inputs, alongside), span))
+    }
+
+    fn timer(&self, after: Duration) -> palisade_graph::Timer {
+        Box::pin(tokio::time::sleep(after))
+    }
+
+    fn refuses(&self, error: &ApiError) -> bool {
+        matches!(error, ApiError::AccessDenied | ApiError::Forbidden(_) | ApiError::Unauthenticated(_))
+    }
+}
+
+/// The graph error of a failed run, as the caller gets it.
+fn run_error(error: RunError<ApiError>) -> ApiError {
+    match error {
+        RunError::Hop(error) => error,
+        RunError::Node { node, message } => ApiError::Inference(format!("node `{node}`: {message}")),
+        RunError::Late { node, message } => ApiError::JoinTimeout(format!("step `{node}`: {message}")),
     }
 }
 
@@ -286,7 +339,16 @@ impl Hops {
                         let result = if self.depth >= MAX_NESTING {
                             Err(ApiError::Internal(format!("graphs nested deeper than {MAX_NESTING}")))
                         } else {
-                            run_served(
+                            let mut cut_off = CutOff {
+                                hops: self,
+                                node,
+                                served: served.clone(),
+                                decision: decision.clone(),
+                                received,
+                                started,
+                                armed: true,
+                            };
+                            let result = run_served(
                                 &self.state,
                                 &self.caller,
                                 &self.registry,
@@ -295,7 +357,9 @@ impl Hops {
                                 Nested { depth: self.depth + 1, alongside },
                                 &self.records,
                             )
-                            .await
+                            .await;
+                            cut_off.armed = false;
+                            result
                         };
                         (result, Some(served), decision)
                     }
@@ -311,10 +375,15 @@ impl Hops {
                 403 => "denied",
                 _ => "error",
             };
-            let model_label = served
-                .as_ref()
-                .map_or_else(|| model.to_string(), |s| format!("{}:{}", s.id.name, s.id.version));
-            self.state.metrics().observe_hop(self.graph.id.name.as_str(), node, &model_label, outcome, took);
+            let unserved;
+            let model_label = match &served {
+                Some(served) => served.names.label.as_str(),
+                None => {
+                    unserved = model.to_string();
+                    unserved.as_str()
+                }
+            };
+            self.state.metrics().observe_hop(self.graph.id.name.as_str(), node, model_label, outcome, took);
             if let Some(record) =
                 self.record(node, served.as_deref(), decision.as_deref(), status, received, took)
                 && let Ok(mut records) = self.records.lock()
@@ -322,6 +391,40 @@ impl Hops {
                 records.push(record);
             }
             result
+        }
+    }
+}
+
+/// A hop under way: if it is dropped before it answers (a pipeline answered without it,
+/// or the caller went away), its audit record still is written, with status 499.
+struct CutOff<'h> {
+    hops: &'h Hops,
+    node: &'h str,
+    served: Arc<ServedModel>,
+    decision: Option<Arc<palisade_policy::Decision>>,
+    received: palisade_audit::Timestamp,
+    started: Instant,
+    armed: bool,
+}
+
+impl Drop for CutOff<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let took = self.started.elapsed();
+        let graph = self.hops.graph.id.name.as_str();
+        self.hops.state.metrics().observe_hop(graph, self.node, &self.served.names.label, "cut_off", took);
+        if let Some(record) = self.hops.record(
+            self.node,
+            Some(&self.served),
+            self.decision.as_deref(),
+            self.hops.cut_off_status,
+            self.received,
+            took,
+        ) && let Ok(mut records) = self.hops.records.lock()
+        {
+            records.push(record);
         }
     }
 }
@@ -351,24 +454,21 @@ fn run_served<'a>(
                     .await
             }
             crate::registry::Servable::Graph(graph) => {
-                let hops = Hops {
-                    state: state.clone(),
-                    caller: caller.clone(),
-                    graph: served.clone(),
-                    registry: registry.clone(),
-                    depth: nested.depth,
-                    records: records.clone(),
-                    alongside: nested.alongside,
-                };
+                let hops = Hops::new(
+                    state,
+                    caller.clone(),
+                    served.clone(),
+                    registry.clone(),
+                    records.clone(),
+                    nested,
+                );
                 let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
                 let sticky = caller.sticky(graph);
-                match graph.run(&hops, inputs, sticky.as_deref()).await {
-                    Ok(outcome) => Ok(outcome.outputs),
-                    Err(RunError::Hop(error)) => Err(error),
-                    Err(RunError::Node { node, message }) => {
-                        Err(ApiError::Inference(format!("node `{node}`: {message}")))
-                    }
-                }
+                graph
+                    .run(&hops, inputs, sticky.as_deref())
+                    .await
+                    .map(|outcome| outcome.outputs)
+                    .map_err(run_error)
             }
         }
     })
@@ -387,15 +487,8 @@ pub(crate) async fn run(
     let caller = Arc::new(Caller::of(ctx));
     let registry = ctx.registry().clone();
     let records = Arc::new(Mutex::new(Vec::new()));
-    let hops = Hops {
-        state: state.clone(),
-        caller: caller.clone(),
-        graph: served.clone(),
-        registry: registry.clone(),
-        depth: 0,
-        records: records.clone(),
-        alongside: false,
-    };
+    let top = Nested { depth: 0, alongside: false };
+    let hops = Hops::new(state, caller.clone(), served.clone(), registry.clone(), records.clone(), top);
     let inputs = palisade_runtime::check_inputs(graph.signature(), inputs)?;
     if let Some(shadowed) = graph.shadow_for(&inputs) {
         spawn_shadow(state, caller.clone(), served.clone(), registry, shadowed);
@@ -434,9 +527,13 @@ pub(crate) async fn run(
             ctx.set_graph(GraphFacts { routing: vec![], failed_node: failed });
             Err(error)
         }
-        Err(RunError::Node { node, message }) => {
-            ctx.set_graph(GraphFacts { routing: vec![], failed_node: Some(node.clone()) });
-            Err(ApiError::Inference(format!("node `{node}`: {message}")))
+        Err(error) => {
+            let node = match &error {
+                RunError::Node { node, .. } | RunError::Late { node, .. } => Some(node.clone()),
+                RunError::Hop(_) => failed,
+            };
+            ctx.set_graph(GraphFacts { routing: vec![], failed_node: node });
+            Err(run_error(error))
         }
     }
 }
@@ -454,16 +551,10 @@ fn spawn_shadow(
     let timeout = state.config().inference_timeout;
     tokio::spawn(async move {
         let records = Arc::new(Mutex::new(Vec::new()));
-        let hops = Hops {
-            state: state.clone(),
-            caller,
-            graph,
-            registry,
-            depth: 0,
-            records: records.clone(),
-            alongside: false,
-        };
-        let (started, received) = (Instant::now(), palisade_audit::Timestamp::now());
+        let top = Nested { depth: 0, alongside: false };
+        let mut hops = Hops::new(&state, caller, graph, registry, records.clone(), top);
+        // The shadow's hop is dropped only by this timeout.
+        hops.cut_off_status = 504;
         // The shadow's own task: nothing else of it is pending, so a cheap model runs here.
         let call = hops.call("shadow", &shadowed.target, shadowed.inputs, Placement::Inline);
         match tokio::time::timeout(timeout, call).await {
@@ -471,18 +562,9 @@ fn spawn_shadow(
             Ok(Err(error)) => {
                 tracing::debug!(%error, model = %shadowed.target, "the shadow call failed (the caller was answered without it)")
             }
+            // Its hop record (504) was written as the call was dropped.
             Err(_) => {
                 tracing::debug!(model = %shadowed.target, "the shadow call timed out (the caller was answered without it)");
-                let served = hops
-                    .registry
-                    .get(shadowed.target.name.as_str(), shadowed.target.version.as_ref().map(|v| v.as_str()))
-                    .ok();
-                if let Some(record) =
-                    hops.record("shadow", served.as_deref(), None, 504, received, started.elapsed())
-                    && let Ok(mut records) = records.lock()
-                {
-                    records.push(record);
-                }
             }
         }
         let records = records.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default();
@@ -563,7 +645,7 @@ pub(crate) fn reward(
     }
     let unknown = || {
         ApiError::NotFound(format!(
-            "no request `{}` of `{}` is remembered: unknown, rewarded already, or older than an hour",
+            "no request `{}` of `{}` is remembered by this replica: requests and bandit state are kept per replica, so feedback must reach the replica that served the request, within an hour, once; this one did not serve it, or it was rewarded already or has expired",
             crate::registry::clip(request_id),
             served.id.name
         ))

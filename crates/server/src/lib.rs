@@ -45,7 +45,7 @@ pub use front::{Front, FrontConfig};
 pub use layers::AuditHandle;
 pub use metrics::Metrics;
 pub use platform::{ConfigError, Platform};
-pub use registry::{Registry, RegistryError, Servable, ServedModel};
+pub use registry::{ModelNames, Registry, RegistryError, Servable, ServedModel};
 pub use request_id::{RequestId, TraceContext};
 pub use security::{Security, SecurityConfig};
 

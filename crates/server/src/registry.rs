@@ -37,6 +37,37 @@ pub struct ServedModel {
     pub rate: Option<palisade_bundle::rate::RateSection>,
     /// Outlier scores and drift of its inputs, when the bundle has `monitoring:`.
     pub monitor: Option<Arc<crate::monitoring::Monitor>>,
+    /// How audit records, graph hops and metrics name the model, derived once from `id` and
+    /// `digest` ([`ModelNames::of`]).
+    pub names: ModelNames,
+}
+
+/// How a served model is named where every request names it, derived once when it loads.
+#[derive(Debug, Clone)]
+pub struct ModelNames {
+    /// As audit records name it: namespace, name, version, digest.
+    pub(crate) audit: palisade_audit::ModelInfo,
+    /// `/v2/models/NAME/versions/VERSION/infer`: the path a graph's hop to the model is
+    /// authorized and audited for.
+    pub(crate) infer_path: String,
+    /// `NAME:VERSION`, as graph metrics label it.
+    pub(crate) label: String,
+}
+
+impl ModelNames {
+    /// The names of the model `id` with bundle digest `digest`.
+    pub fn of(id: &ModelRef, digest: &BundleDigest) -> ModelNames {
+        ModelNames {
+            audit: palisade_audit::ModelInfo {
+                namespace: id.namespace.to_string(),
+                name: id.name.to_string(),
+                version: Some(id.version.to_string()),
+                digest: Some(digest.to_string()),
+            },
+            infer_path: format!("/v2/models/{}/versions/{}/infer", id.name, id.version),
+            label: format!("{}:{}", id.name, id.version),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServedModel {
@@ -180,11 +211,13 @@ impl ServedModel {
             labels,
             owners: manifest.owners.as_slice().to_vec(),
         });
+        let id = bundle.manifest.model_ref();
         ServedModel {
+            names: ModelNames::of(&id, &bundle.digest),
             target,
             audit: manifest.audit.clone(),
             batching: manifest.batching,
-            id: bundle.manifest.model_ref(),
+            id,
             digest: bundle.digest.clone(),
             description: bundle.manifest.description.clone(),
             labels: bundle.manifest.labels.clone(),

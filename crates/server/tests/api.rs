@@ -229,6 +229,7 @@ fn gated_registry(model: Arc<Gated>) -> Registry {
     let mut registry = Registry::default();
     registry.insert(
         ServedModel {
+            names: palisade_server::ModelNames::of(&id, &BundleDigest::from_bytes([7; 32])),
             id,
             digest: BundleDigest::from_bytes([7; 32]),
             description: None,

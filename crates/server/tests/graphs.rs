@@ -629,6 +629,7 @@ async fn feedback_drives_bandits_only_from_the_caller_or_owners_and_ignores_forg
     // One reward per request.
     let again = call_as(&s.app, Some(&bob), "POST", "/v2/models/bandit/feedback", body).await;
     assert_eq!(again.status, 404);
+    assert!(again.json()["error"].as_str().unwrap().contains("rewarded already"));
 
     // The owner rewards rf whenever it is chosen (Seldon's feedback route, by puid): the
     // bandit converges on rf.
@@ -935,4 +936,150 @@ async fn strict_components_and_strict_graphs_judge_the_callers_connection() {
             }
         }
     }
+}
+
+/// Stores an upstream model `name` at `url` taking the iris `X` and answering a `label`.
+fn store_upstream(store: &Store, scratch: &Path, name: &str, url: &str, check: &UpstreamContext) {
+    let manifest = format!(
+        "name: {name}\nversion: \"1\"\n{OWNER}model:\n  format: upstream\n  upstream:\n    url: {url}\n    timeout: 1h\n  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs: [{{name: label, datatype: INT64, shape: [-1]}}]\n"
+    );
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+    let mut staged = store.stage(dir.path()).unwrap();
+    let model = palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), check).unwrap();
+    staged.set_signature(model.signature()).unwrap();
+    store.commit(staged).unwrap();
+}
+
+#[tokio::test]
+async fn pipeline_joins_go_on_without_a_hanging_or_failing_step_only_when_outer_and_audit_it() {
+    let hanging = silent_upstream().await;
+    // A port nothing listens on: calls to it fail at once (502).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let egress =
+        palisade_runtime::EgressPolicy { allowed_hosts: vec!["127.0.0.1".to_owned()], own_ports: Vec::new() };
+    let upstream = UpstreamContext { egress: std::sync::Arc::new(egress), ..UpstreamContext::default() };
+    let check = UpstreamContext { check_only: true, ..upstream.clone() };
+    // iris-lr and a second step joined at the output, as `join`, within `window`.
+    let joined = |name: &str, other: &str, join: &str, window: &str| {
+        graph(
+            name,
+            &format!(
+                "pipeline:\n  steps:\n  - name: iris-lr\n  - name: {other}\n  output:\n    steps: [iris-lr, {other}]\n    tensorMap: {{{other}.outputs.label: other_label}}\n    stepsJoin: {join}\n{window}"
+            ),
+        )
+    };
+    let s = setup_with(
+        &[
+            &joined("outer-late", "hangs", "outer", "    joinWindowMs: 300\n"),
+            &joined("inner-late", "hangs", "inner", "    joinWindowMs: 300\n"),
+            &joined("outer-failing", "refuses", "outer", ""),
+            &joined("inner-failing", "refuses", "inner", ""),
+        ],
+        &[],
+        |store, scratch| {
+            store_upstream(store, scratch, "hangs", &hanging, &check);
+            store_upstream(store, scratch, "refuses", &closed, &check);
+        },
+        &upstream,
+    );
+    let direct = call(&s.app, "POST", "/v2/models/iris-lr/infer", IRIS_ROW).await;
+    assert_eq!(direct.status, 200);
+    let direct = direct.json();
+    let hops_of = |id: &str| {
+        let mut hops: Vec<(String, u16)> = s
+            .records()
+            .into_iter()
+            .filter(|r| r.parent_request_id.as_deref() == Some(id))
+            .map(|r| (r.node.unwrap(), r.status.unwrap()))
+            .collect();
+        hops.sort();
+        hops
+    };
+
+    // outer: the answer leaves when the window closes, with iris-lr's tensors alone; the
+    // hanging step is cut off, and its hop record says so (499).
+    let started = Instant::now();
+    let reply = call(&s.app, "POST", "/v2/models/outer-late/infer", IRIS_ROW).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(5), "{took:?}");
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let body = reply.json();
+    let names: Vec<&str> =
+        body["outputs"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"other_label"), "{names:?}");
+    assert_eq!(output(&body, "label"), output(&direct, "label"));
+    assert_eq!(output(&body, "probabilities"), output(&direct, "probabilities"));
+    assert_eq!(hops_of(&id), [("hangs".to_owned(), 499), ("iris-lr".to_owned(), 200)]);
+    // Each hop record is its own event, as the caller, for its node's model and path.
+    let records = s.records();
+    let own = records.iter().find(|r| r.request_id.as_deref() == Some(id.as_str())).unwrap();
+    let hops: Vec<&AuditRecord> =
+        records.iter().filter(|r| r.parent_request_id.as_deref() == Some(id.as_str())).collect();
+    for hop in &hops {
+        assert_ne!(hop.event_id, own.event_id);
+        assert_eq!(hop.request_principal, own.request_principal);
+        assert!(hop.request_principal.is_some());
+        assert_eq!(hop.email, own.email);
+        assert_eq!(hop.trace_id, own.trace_id);
+        let model = hop.model.as_ref().unwrap();
+        assert_eq!(hop.path.as_deref(), Some(format!("/v2/models/{}/versions/1/infer", model.name).as_str()));
+        assert_eq!(model.name, hop.node.as_deref().unwrap());
+    }
+    assert_ne!(hops[0].event_id, hops[1].event_id);
+    assert_ne!(hops[0].request_id, hops[1].request_id);
+
+    // inner: the same window fails the request (504), naming the join and the late step.
+    let reply = call(&s.app, "POST", "/v2/models/inner-late/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 504, "{}", String::from_utf8_lossy(&reply.body));
+    let message = reply.json()["error"].as_str().unwrap().to_owned();
+    assert!(
+        message.contains("step `output`") && message.contains("[\"hangs\"]") && message.contains("300 ms"),
+        "{message}"
+    );
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(hops_of(&id), [("hangs".to_owned(), 499), ("iris-lr".to_owned(), 200)]);
+    let own = s.records().into_iter().find(|r| r.request_id.as_deref() == Some(id.as_str())).unwrap();
+    assert_eq!((own.status, own.node.as_deref()), (Some(504), Some("output")));
+
+    // A failing step: outer goes on with iris-lr's answer; inner fails with its error (502).
+    let reply = call(&s.app, "POST", "/v2/models/outer-failing/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200, "{}", String::from_utf8_lossy(&reply.body));
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(output(&reply.json(), "label"), output(&direct, "label"));
+    assert_eq!(hops_of(&id), [("iris-lr".to_owned(), 200), ("refuses".to_owned(), 502)]);
+    let reply = call(&s.app, "POST", "/v2/models/inner-failing/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 502, "{}", String::from_utf8_lossy(&reply.body));
+}
+
+#[tokio::test]
+async fn feedback_reaches_only_the_replica_that_served_the_request() {
+    let bandit = graph(
+        "bandit",
+        "graph:\n  name: bandit\n  implementation: EPSILON_GREEDY\n  children:\n  - {name: lr, model: iris-lr}\n  - {name: rf, model: iris-rf}\n",
+    );
+    // Two replicas of the same graph: each keeps its own requests and bandit state.
+    let served_it = setup(&[&bandit], &[]);
+    let other = setup(&[&bandit], &[]);
+    let reply = call(&served_it.app, "POST", "/v2/models/bandit/infer", IRIS_ROW).await;
+    assert_eq!(reply.status, 200);
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+    let body = json!({"request_id": id, "reward": 1.0}).to_string();
+    // The other replica says so, rather than dropping the reward silently.
+    let elsewhere = call(&other.app, "POST", "/v2/models/bandit/feedback", body.clone()).await;
+    assert_eq!(elsewhere.status, 404);
+    let message = elsewhere.json()["error"].as_str().unwrap().to_owned();
+    assert!(message.contains("by this replica") && message.contains("the replica that served"), "{message}");
+    // Seldon's route on the other replica answers the same.
+    let seldon = json!({"response": {"meta": {"puid": id}}, "reward": 1.0}).to_string();
+    let elsewhere = call(&other.app, "POST", "/seldon/default/bandit/api/v1.0/feedback", seldon).await;
+    assert_eq!(elsewhere.status, 404, "{}", String::from_utf8_lossy(&elsewhere.body));
+    // The replica that served it rewards it (the refusal elsewhere consumed nothing).
+    let here = call(&served_it.app, "POST", "/v2/models/bandit/feedback", body).await;
+    assert_eq!(here.status, 200, "{}", String::from_utf8_lossy(&here.body));
+    assert_eq!(here.json()["rewarded"], 1);
 }

@@ -336,12 +336,7 @@ fn record_of(
 
 /// The record's model fields.
 pub(crate) fn model_info(model: &crate::ServedModel) -> ModelInfo {
-    ModelInfo {
-        namespace: model.id.namespace.to_string(),
-        name: model.id.name.to_string(),
-        version: Some(model.id.version.to_string()),
-        digest: Some(model.digest.to_string()),
-    }
+    model.names.audit.clone()
 }
 
 /// The record's caller fields, from the verified token.
