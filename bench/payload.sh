@@ -194,7 +194,7 @@ cell() {
 import json, sys
 r = json.load(sys.stdin)
 assert sum(r["errors"].values()) == 0, r
-print(f"{r[\"requests\"] / (r[\"duration_us\"] / 1e6):.1f} {r[\"p50_us\"]:.0f} {r[\"p99_us\"]:.0f}")'
+print("%.1f %.0f %.0f" % (r["requests"] / (r["duration_us"] / 1e6), r["p50_us"], r["p99_us"]))'
       ;;
     grpc)
       BENCH_TOKEN=$token "$LOADGEN" --addr "$addr" --model "$model" --input-name "$input" --raw \
@@ -204,7 +204,7 @@ print(f"{r[\"requests\"] / (r[\"duration_us\"] / 1e6):.1f} {r[\"p50_us\"]:.0f} {
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["errors"] == 0, r
-print(f"{r[\"rps\"]:.1f} {r[\"p50_us\"]:.0f} {r[\"p99_us\"]:.0f}")' "$out"
+print("%.1f %.0f %.0f" % (r["rps"], r["p50_us"], r["p99_us"]))' "$out"
       ;;
   esac
 }
@@ -257,7 +257,8 @@ for config in noaudit audit; do
     for case in iris-1 iris-256 image; do
       for protocol in rest restbin grpc; do
         load=$(cut -d' ' -f1 /proc/loadavg)
-        echo "$config $case $protocol $round $load $(cell "$case" "$protocol")" >>"$results"
+        measured=$(cell "$case" "$protocol") # a failed cell stops the run (set -e)
+        echo "$config $case $protocol $round $load $measured" >>"$results"
         echo "== $config $case $protocol round $round: $(tail -n1 "$results" | cut -d' ' -f6-) (load $load)" >&2
       done
     done
