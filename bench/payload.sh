@@ -179,6 +179,10 @@ for label, got in (("REST JSON", rest), ("REST binary", restbin), ("gRPC raw", g
 PY
 }
 
+# The server's CPU time so far (user + system, clock ticks): per request, what the server
+# spends whatever the load generator on the same cores costs.
+server_cpu_ticks() { awk '{print $14 + $15}' "/proc/$server_pid/stat"; }
+
 # One cell: prints "rps p50_us p99_us".
 cell() {
   local case=$1 protocol=$2 model input out
@@ -257,8 +261,9 @@ for config in noaudit audit; do
     for case in iris-1 iris-256 image; do
       for protocol in rest restbin grpc; do
         load=$(cut -d' ' -f1 /proc/loadavg)
+        cpu_before=$(server_cpu_ticks)
         measured=$(cell "$case" "$protocol") # a failed cell stops the run (set -e)
-        echo "$config $case $protocol $round $load $measured" >>"$results"
+        echo "$config $case $protocol $round $load $measured $(($(server_cpu_ticks) - cpu_before))" >>"$results"
         echo "== $config $case $protocol round $round: $(tail -n1 "$results" | cut -d' ' -f6-) (load $load)" >&2
       done
     done
@@ -266,27 +271,30 @@ for config in noaudit audit; do
   stop
 done
 
-python3 - "$results" "$connections" "$duration" <<'PY'
+python3 - "$results" "$connections" "$duration" "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
 from collections import defaultdict
 rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
 cells = defaultdict(list)
 loads = defaultdict(list)
-for config, case, protocol, _round, load, rps, p50, p99 in rows:
-    cells[config, case, protocol].append((float(rps), float(p50), float(p99)))
+tick_us = 1e6 / int(sys.argv[4])
+for config, case, protocol, _round, load, rps, p50, p99, ticks in rows:
+    requests = float(rps) * float(sys.argv[3])
+    cells[config, case, protocol].append((float(rps), float(p50), float(p99), int(ticks) * tick_us / requests))
     loads[config].append(float(load))
 names = {"noaudit": "JWT RS256 + ALLOW policy, audit off", "audit": "full security (strict audit)"}
 payloads = {"iris-1": "1 iris row (LR, tract)", "iris-256": "256 iris rows (LR, tract)", "image": "3x224x224 image (CNN, onnxruntime)"}
 print(f"{sys.argv[2]} connections, {sys.argv[3]} s cells; median over rounds (min-max of req/s)\n")
-print("| configuration | payload | REST JSON req/s | REST binary req/s | gRPC raw req/s | gRPC / REST JSON | gRPC / REST binary | p50 REST JSON / gRPC (µs) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|")
+print("| configuration | payload | REST JSON req/s | REST binary req/s | gRPC raw req/s | gRPC / REST JSON | gRPC / REST binary | server CPU per request, REST JSON / binary / gRPC (µs) | REST JSON / gRPC, by server CPU |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for config in ("noaudit", "audit"):
     for case in ("iris-1", "iris-256", "image"):
         med = {p: statistics.median(r[0] for r in cells[config, case, p]) for p in ("rest", "restbin", "grpc")}
         span = {p: (min(r[0] for r in cells[config, case, p]), max(r[0] for r in cells[config, case, p])) for p in ("rest", "restbin", "grpc")}
-        p50 = {p: statistics.median(r[1] for r in cells[config, case, p]) for p in ("rest", "grpc")}
+        cpu = {p: statistics.median(r[3] for r in cells[config, case, p]) for p in ("rest", "restbin", "grpc")}
         fmt = lambda p: f"{med[p]:,.0f} ({span[p][0]:,.0f}-{span[p][1]:,.0f})"
         print(f"| {names[config]} | {payloads[case]} | {fmt('rest')} | {fmt('restbin')} | {fmt('grpc')} | "
-              f"{med['grpc'] / med['rest']:.2f}x | {med['grpc'] / med['restbin']:.2f}x | {p50['rest']:,.0f} / {p50['grpc']:,.0f} |")
+              f"{med['grpc'] / med['rest']:.2f}x | {med['grpc'] / med['restbin']:.2f}x | "
+              f"{cpu['rest']:,.0f} / {cpu['restbin']:,.0f} / {cpu['grpc']:,.0f} | {cpu['rest'] / cpu['grpc']:.2f}x |")
 print(f"\nload average (1 min) at the cells: {min(min(v) for v in loads.values()):.2f} to {max(max(v) for v in loads.values()):.2f}")
 PY
