@@ -7,7 +7,7 @@
 #   --seconds N   length of the short run; the long run is twice as long (default 8)
 #   --keep        keep the work directory (homes, logs, callgrind.out files)
 #   --rows LIST   only these rows, of: off-rest, off-grpc, jwt-rest, jwt-grpc, full-rest,
-#                 full-grpc (default: all)
+#                 full-grpc, forest-rest (default: all)
 #
 # For each configuration (security off; JWT RS256 + ALLOW policy with audit off; the same
 # with strict audit) and protocol (REST through wrk, gRPC through bench/loadgen, 4
@@ -43,22 +43,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-cargo build -q --locked --release -p palisade-cli
-cargo build -q --locked --release -p palisade-bench-loadgen
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-PALISADE=$target_dir/release/palisade
-LOADGEN=$target_dir/release/palisade-bench-loadgen
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/palisade-instructions.XXXXXX")
-server_pid=""
-cleanup() {
-  local status=$?
-  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  if [ "$keep" = 1 ] || [ "$status" -ne 0 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/secure-home.sh
+. bench/secure-home.sh
+release_binaries
+work_dir instructions
 
 body=$work/v2.json
 printf '%s' '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}' >"$body"
@@ -67,23 +55,16 @@ printf '%s' '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,
 # the load generator's service account.
 setup() {
   local dir=$work/$1 level=$2
-  mkdir -p "$dir/model" "$dir/policies"
+  mkdir -p "$dir/model"
   cp fixtures/models/iris_rf_nozipmap.onnx "$dir/model/model.onnx"
   printf 'name: iris-rf\nversion: "1.0.0"\nnamespace: bench\nowners: [owner@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\naudit:\n  level: %s\n' \
     "$level" >"$dir/model/palisade.yaml"
-  printf 'issuer:\n  algorithm: RS256\n  tokenLifetime: 2h\naudit:\n  mode: strict\n  minimumLevel: %s\n' "$level" >"$dir/platform.yaml"
-  cat >"$dir/policies/allow.yaml" <<'EOF'
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-loadgen, namespace: bench}
-spec:
-  action: ALLOW
-  rules:
-    - from: [{source: {requestPrincipals: ["https://palisade.local/system:serviceaccount:bench:loadgen"]}}]
-EOF
-  "$PALISADE" --home "$dir/home" build "$dir/model" >/dev/null
-  "$PALISADE" --home "$dir/home" sa create loadgen --namespace bench --config "$dir/platform.yaml" >/dev/null
-  "$PALISADE" --home "$dir/home" token issue --service-account bench/loadgen --ttl 2h --config "$dir/platform.yaml" >"$dir/token"
+  # The same forest with IsolationForest outlier scores (issue 15: at most 5% more).
+  mkdir -p "$dir/forest"
+  cp "$dir/model/model.onnx" fixtures/monitoring/iforest.onnx "$dir/forest/"
+  sed 's/^name: iris-rf$/name: iris-rf-forest/' "$dir/model/palisade.yaml" >"$dir/forest/palisade.yaml"
+  printf 'monitoring:\n  outliers:\n    method: isolation_forest\n    model: iforest.onnx\n' >>"$dir/forest/palisade.yaml"
+  secure_home "$dir" "$level" "$dir/model" "$dir/forest"
 }
 setup audit Metadata
 setup noaudit None
@@ -110,11 +91,11 @@ measure() {
   local token="" requests
   [ $# -eq 0 ] && token=$(cat "$dir/token")
   if [ "$protocol" = rest ]; then
-    BENCH_TOKEN=$token BENCH_BODY_FILE=$body wrk -t1 -c4 -d"${secs}s" -s bench/wrk.lua "$addr/v2/models/iris-rf/infer" \
+    BENCH_TOKEN=$token BENCH_BODY_FILE=$body wrk -t1 -c4 -d"${secs}s" -s bench/wrk.lua "$addr/v2/models/$model/infer" \
       >"$work/$tag.load"
     requests=$(sed -n 's/^BENCH_RESULT //p' "$work/$tag.load" | python3 -c 'import json,sys; r=json.load(sys.stdin); assert sum(r["errors"].values()) == 0, r; print(r["requests"])')
   else
-    BENCH_TOKEN=$token "$LOADGEN" --addr "$addr" --model iris-rf --connections 4 --duration "${secs}s" --warmup 0s \
+    BENCH_TOKEN=$token "$LOADGEN" --addr "$addr" --model "$model" --connections 4 --duration "${secs}s" --warmup 0s \
       >"$work/$tag.load"
     requests=$(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["errors"] == 0, r; print(r["requests"])' "$work/$tag.load")
   fi
@@ -132,6 +113,7 @@ report=$work/report.md
   echo "| configuration | protocol | instructions per request | of which SHA-256 (software under valgrind) |"
   echo "|---|---|---:|---:|"
 } >"$report"
+model=iris-rf
 row() {
   local id=$1 name=$2 config=$3 protocol=$4
   shift 4
@@ -155,6 +137,7 @@ row jwt-rest "JWT RS256 + ALLOW policy, audit off" noaudit rest
 row jwt-grpc "JWT RS256 + ALLOW policy, audit off" noaudit grpc
 row full-rest "full security (strict audit, Metadata)" audit rest
 row full-grpc "full security (strict audit, Metadata)" audit grpc
+model=iris-rf-forest row forest-rest "JWT RS256 + ALLOW policy, audit off, IsolationForest outlier scores" noaudit rest
 
 echo
 echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo '+changes'), $(valgrind --version), ${seconds} s and $((seconds * 2)) s of load at 4 connections:"

@@ -62,24 +62,10 @@ ort_lib=$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.
 [ -f "$ort_lib" ] || die "onnxruntime's shared library is missing from $venv"
 export PALISADE_ONNXRUNTIME_LIB=$ort_lib
 
-# Two builds, as bench/instructions.sh does: built together, the two packages would unify
-# their dependencies' features and rebuild Palisade differently.
-cargo build -q --locked --release -p palisade-cli
-cargo build -q --locked --release -p palisade-bench-loadgen
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-PALISADE=$target_dir/release/palisade
-LOADGEN=$target_dir/release/palisade-bench-loadgen
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/palisade-payload.XXXXXX")
-server_pid=""
-cleanup() {
-  local status=$?
-  if [ -n "$server_pid" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-  if [ "$keep" = 1 ] || [ "$status" -ne 0 ]; then echo "work directory kept: $work" >&2; else rm -rf "$work"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=bench/secure-home.sh
+. bench/secure-home.sh
+release_binaries
+work_dir payload
 
 "$venv/bin/python" bench/payload/make.py "$work/inputs"
 
@@ -87,25 +73,14 @@ trap 'exit 130' INT TERM
 # policy for the load generator's service account.
 setup() {
   local dir=$work/$1 level=$2
-  mkdir -p "$dir/iris" "$dir/image" "$dir/policies"
+  mkdir -p "$dir/iris" "$dir/image"
   cp fixtures/models/iris_lr_nozipmap.onnx "$dir/iris/model.onnx"
   cp "$work/inputs/image.onnx" "$dir/image/model.onnx"
   printf 'name: iris-lr\nversion: "1.0.0"\nnamespace: bench\nowners: [owner@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n  runtime: tract\naudit:\n  level: %s\n' \
     "$level" >"$dir/iris/palisade.yaml"
   printf 'name: image\nversion: "1.0.0"\nnamespace: bench\nowners: [owner@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n  runtime: onnxruntime\naudit:\n  level: %s\n' \
     "$level" >"$dir/image/palisade.yaml"
-  printf 'issuer:\n  algorithm: RS256\n  tokenLifetime: 2h\naudit:\n  mode: strict\n  minimumLevel: %s\n' "$level" >"$dir/platform.yaml"
-  cat >"$dir/policies/allow.yaml" <<'YAML'
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: allow-loadgen, namespace: bench}
-spec:
-  action: ALLOW
-  rules:
-    - from: [{source: {requestPrincipals: ["https://palisade.local/system:serviceaccount:bench:loadgen"]}}]
-YAML
-  "$PALISADE" --home "$dir/home" build "$dir/iris" >/dev/null
-  "$PALISADE" --home "$dir/home" build "$dir/image" >/dev/null
+  local models=("$dir/iris" "$dir/image")
   if [ "$1" = noaudit ] && wanted batching; then
     local net file batching
     for net in mlp cnn bert; do
@@ -123,12 +98,11 @@ YAML
           printf 'model:\n  path: %s\n  format: onnx\n  runtime: onnxruntime\naudit:\n  level: None\n' "$file"
           if [ "$batching" = on ]; then printf 'batching:\n  max_batch_size: 32\n'; fi
         } >"$dir/$net-$batching/palisade.yaml"
-        "$PALISADE" --home "$dir/home" build "$dir/$net-$batching" >/dev/null
+        models+=("$dir/$net-$batching")
       done
     done
   fi
-  "$PALISADE" --home "$dir/home" sa create loadgen --namespace bench --config "$dir/platform.yaml" >/dev/null
-  "$PALISADE" --home "$dir/home" token issue --service-account bench/loadgen --ttl 2h --config "$dir/platform.yaml" >"$dir/token"
+  secure_home "$dir" "$level" "${models[@]}"
 }
 setup noaudit None
 setup audit Metadata
