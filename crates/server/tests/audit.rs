@@ -266,13 +266,9 @@ async fn metrics_expose_audit_health() {
     assert!(text.contains("palisade_audit_queue_depth 0"), "{text}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verifies() {
-    let platform = Platform::parse(
-        std::path::Path::new("platform.yaml"),
-        "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n  retention:\n    maxBytes: 1\n",
-    )
-    .unwrap();
+/// The iris model served with the platform config `yaml` (a file named `platform.yaml`).
+fn iris_app_with_platform(yaml: &str) -> (tempfile::TempDir, TestApp) {
+    let platform = Platform::parse(std::path::Path::new("platform.yaml"), yaml).unwrap();
     let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
     let registry = Registry::load(&store).unwrap();
     let app = app_full(
@@ -283,6 +279,14 @@ async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verif
         platform,
         None,
         None,
+    );
+    (tmp, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verifies() {
+    let (tmp, app) = iris_app_with_platform(
+        "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n  retention:\n    maxBytes: 1\n",
     );
     for _ in 0..40 {
         assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
@@ -358,21 +362,8 @@ fn seal_and_retention_settings_out_of_range_name_the_field_and_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_the_seal_backlog_passes_its_bound_and_recovers() {
-    let platform = Platform::parse(
-        std::path::Path::new("platform.yaml"),
+    let (tmp, app) = iris_app_with_platform(
         "audit:\n  segmentMaxBytes: 4096\n  checkpointEvery: 2\n  seal:\n    every: 50ms\n    maxBacklog: 1\n",
-    )
-    .unwrap();
-    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
-    let registry = Registry::load(&store).unwrap();
-    let app = app_full(
-        store.root(),
-        registry,
-        EngineConfig::default(),
-        ServerConfig::default(),
-        platform,
-        None,
-        None,
     );
     let key = tmp.path().join("home/keys/audit-signing.pk8");
     let aside = tmp.path().join("audit-signing.pk8.aside");
