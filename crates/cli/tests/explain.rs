@@ -9,18 +9,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn build(home: &Path, dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("--home")
-        .arg(home)
-        .args(["build", dir.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap()
-}
+mod common;
+use common::*;
 
 fn fixture(name: &str) -> Value {
     serde_json::from_slice(&std::fs::read(repo().join(format!("fixtures/explain/{name}.json"))).unwrap())
@@ -78,7 +68,7 @@ fn tree_shap_covers_match_the_oracle_for_a_classifier_and_a_regressor() {
         let onnx = repo().join(format!("fixtures/explain/{name}.onnx"));
         let dir = model_dir(tmp.path(), &onnx, "TreeShap", "background.csv", text.as_bytes());
         let home = tmp.path().join("home");
-        let record = stored_record(&home, &build(&home, &dir));
+        let record = stored_record(&home, &build_json(&home, &dir));
         assert_eq!(record["type"], "TreeShap");
         assert_eq!(record["features"].as_array().unwrap().len(), n);
         assert_eq!(record["backgroundRows"], oracle["background"].as_array().unwrap().len());
@@ -102,7 +92,7 @@ fn kernel_shap_stores_the_rows_and_npy_works() {
     let onnx = repo().join("fixtures/models/iris_lr_nozipmap.onnx");
     let dir = model_dir(tmp.path(), &onnx, "KernelShap", "bg.npy", &npy);
     let home = tmp.path().join("home");
-    let record = stored_record(&home, &build(&home, &dir));
+    let record = stored_record(&home, &build_json(&home, &dir));
     assert_eq!(record["type"], "KernelShap");
     assert_eq!(record["features"], serde_json::json!(["x0", "x1", "x2", "x3"]));
     let stored: Vec<f32> =
@@ -114,7 +104,7 @@ fn kernel_shap_stores_the_rows_and_npy_works() {
 fn refused(onnx: &str, kind: &str, name: &str, background: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = model_dir(tmp.path(), &repo().join(onnx), kind, name, background.as_bytes());
-    let out = build(&tmp.path().join("home"), &dir);
+    let out = build_json(&tmp.path().join("home"), &dir);
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!tmp.path().join("home/models/m").exists(), "nothing was stored");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -173,7 +163,7 @@ fn a_changed_explainer_file_is_refused() {
         text.as_bytes(),
     );
     let home = tmp.path().join("home");
-    let out = build(&home, &dir);
+    let out = build_json(&home, &dir);
     let record = stored_record(&home, &out);
     let built: Value = serde_json::from_slice(&out.stdout).unwrap();
     let digest = built["digest"].as_str().unwrap().trim_start_matches("sha256:");
@@ -199,7 +189,7 @@ fn an_opset_5_tree_ensemble_builds_with_tree_shap() {
     let background = b"a,b,c\n0.1,0.2,0.3\n0.5,0.5,0.5\n0.9,0.1,0.7\n";
     let dir = model_dir(tmp.path(), &onnx, "TreeShap", "bg.csv", background);
     let home = tmp.path().join("home");
-    let record = stored_record(&home, &build(&home, &dir));
+    let record = stored_record(&home, &build_json(&home, &dir));
     assert_eq!(record["type"], "TreeShap");
     let covers: Vec<f64> = record["covers"].as_array().unwrap().iter().map(|c| c.as_f64().unwrap()).collect();
     // Every tree's root sees the three background rows.

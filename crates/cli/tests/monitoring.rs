@@ -10,18 +10,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn build(home: &Path, dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("--home")
-        .arg(home)
-        .args(["build", dir.to_str().unwrap(), "--output", "json"])
-        .output()
-        .unwrap()
-}
+mod common;
+use common::*;
 
 /// A model directory with the iris classifier, `reference` as `name`, the fixture forest as
 /// iforest.onnx, and `monitoring` (YAML lines under `monitoring:`).
@@ -63,7 +53,7 @@ fn the_build_stores_the_fitted_scorer_and_the_sorted_reference() {
         &reference,
     );
     let home = tmp.path().join("home");
-    let out = build(&home, &dir);
+    let out = build_json(&home, &dir);
     let bundle = bundle_dir(&home, &out);
     assert!(indexed(&bundle, "monitoring.json"), "covered by the digest");
     assert!(!indexed(&bundle, "ref.csv"), "the reference is not copied");
@@ -99,14 +89,14 @@ fn the_build_stores_the_fitted_scorer_and_the_sorted_reference() {
         b"",
     );
     let home = tmp.path().join("home");
-    let bundle = bundle_dir(&home, &build(&home, &dir));
+    let bundle = bundle_dir(&home, &build_json(&home, &dir));
     assert!(indexed(&bundle, "iforest.onnx") && indexed(&bundle, "monitoring.json"));
 }
 
 fn refused(monitoring: &str, name: &str, reference: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let dir = model_dir(tmp.path(), monitoring, name, reference.as_bytes());
-    let out = build(&tmp.path().join("home"), &dir);
+    let out = build_json(&tmp.path().join("home"), &dir);
     assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!tmp.path().join("home/models/m").exists(), "nothing was stored");
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -153,7 +143,7 @@ fn a_changed_monitoring_file_is_refused() {
         &reference,
     );
     let home = tmp.path().join("home");
-    let bundle = bundle_dir(&home, &build(&home, &dir));
+    let bundle = bundle_dir(&home, &build_json(&home, &dir));
     let file = bundle.join("monitoring.json");
     let mut record: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     record["outliers"]["threshold"] = serde_json::json!(1e9);

@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::*;
+
 fn palisade() -> Command {
     Command::new(env!("CARGO_BIN_EXE_palisade"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {
