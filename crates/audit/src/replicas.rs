@@ -316,22 +316,13 @@ fn scan(
             return Ok(());
         }
         number += 1;
-        let record: AuditRecord = serde_json::from_slice(&line[..n - 1])
-            .map_err(|e| AuditError::corrupt(&seg.path, Some(number), format!("not a valid record: {e}")))?;
-        if filter.matches(&record) {
-            out.try_reserve(1).map_err(|_| {
-                AuditError::InvalidFilter(
-                    "too many matching records to order in memory: narrow the query".into(),
-                )
-            })?;
-            out.push(Position {
-                time: record.time().map_or(i64::MIN, |t| t.unix_millis()),
-                trail,
-                seq: record.seq,
-                segment: u32::try_from(seg_index).unwrap_or(u32::MAX),
-                offset,
-            });
-        }
+        keep_if_matching(seg, number, &line[..n - 1], filter, out, |seq| Position {
+            time: 0,
+            trail,
+            seq,
+            segment: u32::try_from(seg_index).unwrap_or(u32::MAX),
+            offset,
+        })?;
         offset += n as u64;
     }
 }
@@ -360,23 +351,38 @@ fn scan_sealed(
                 ));
             }
         };
-        let record: AuditRecord = serde_json::from_slice(line)
-            .map_err(|e| AuditError::corrupt(&seg.path, Some(number), format!("not a valid record: {e}")))?;
-        if filter.matches(&record) {
-            out.try_reserve(1).map_err(|_| {
-                AuditError::InvalidFilter(
-                    "too many matching records to order in memory: narrow the query".into(),
-                )
-            })?;
-            out.push(Position {
-                time: record.time().map_or(i64::MIN, |t| t.unix_millis()),
-                trail,
-                seq: record.seq,
-                segment: u32::try_from(seg_index).unwrap_or(u32::MAX),
-                offset: record.seq,
-            });
-        }
+        keep_if_matching(seg, number, line, filter, out, |seq| Position {
+            time: 0,
+            trail,
+            seq,
+            segment: u32::try_from(seg_index).unwrap_or(u32::MAX),
+            offset: seq,
+        })?;
     }
+}
+
+/// Parses line `number` of `seg` and, if the record matches `filter`, keeps its position
+/// (made by `position` from its seq, with the record's time filled in).
+fn keep_if_matching(
+    seg: &Segment,
+    number: u64,
+    line: &[u8],
+    filter: &Filter,
+    out: &mut Vec<Position>,
+    position: impl FnOnce(u64) -> Position,
+) -> Result<(), AuditError> {
+    let record: AuditRecord = serde_json::from_slice(line)
+        .map_err(|e| AuditError::corrupt(&seg.path, Some(number), format!("not a valid record: {e}")))?;
+    if filter.matches(&record) {
+        out.try_reserve(1).map_err(|_| {
+            AuditError::InvalidFilter("too many matching records to order in memory: narrow the query".into())
+        })?;
+        out.push(Position {
+            time: record.time().map_or(i64::MIN, |t| t.unix_millis()),
+            ..position(record.seq)
+        });
+    }
+    Ok(())
 }
 
 /// A sealed frame's lines: (trail, segment, the frame's first seq), and the lines.
