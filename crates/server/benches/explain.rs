@@ -12,14 +12,10 @@
 
 use std::path::Path;
 
-use axum::body::Body;
-use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::BodyExt;
 use palisade_bundle::Store;
 use palisade_server::Registry;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 mod support;
 
@@ -111,22 +107,8 @@ fn bench(c: &mut Criterion) {
     );
 
     let registry = Registry::load(&store).unwrap();
-    let (router, token) = support::serve(&store, registry, &tmp.path().join("audit"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let call = |uri: &str, body: &str| {
-        let request = Request::builder()
-            .method("POST")
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(body.to_owned()))
-            .unwrap();
-        let router = router.clone();
-        runtime.block_on(async move {
-            let response = router.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.into_body().collect().await.unwrap();
-        })
-    };
+    let caller = support::Caller::new(&store, registry, &tmp.path().join("audit"));
+    let call = |uri: &str, body: &str| caller.send("POST", uri, body.to_owned());
     let wine_one = body(&wine_rows[..1]);
     let wine_seven = body(&wine_rows[..7]);
     let iris_one = body(&iris[20..21]);

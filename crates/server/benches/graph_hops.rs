@@ -9,13 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::body::Body;
-use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::BodyExt;
 use palisade_bundle::Store;
 use palisade_server::Registry;
-use tower::ServiceExt;
 
 mod support;
 
@@ -84,25 +80,11 @@ fn bench(c: &mut Criterion) {
     );
 
     let registry = Registry::load(&store).unwrap();
-    let (router, token) = support::serve(&store, registry, &tmp.path().join("audit"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let row = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
-    let call = |model: &str| {
-        let request = Request::builder()
-            .method("POST")
-            .uri(format!("/v2/models/{model}/infer"))
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(row))
-            .unwrap();
-        let router = router.clone();
-        runtime.block_on(async move {
-            let response = router.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.into_body().collect().await.unwrap();
-        })
-    };
+    let caller = support::Caller::new(&store, registry, &tmp.path().join("audit"));
     for model in ["scaler", "chain1", "chain4", "iris-lr", "split", "iris-rf", "iris-mlp", "mean"] {
-        c.bench_function(&format!("POST /v2/models/{model}/infer"), |b| b.iter(|| call(model)));
+        c.bench_function(&format!("POST /v2/models/{model}/infer"), |b| {
+            b.iter(|| caller.infer_iris_row(model))
+        });
     }
 }
 

@@ -12,13 +12,9 @@
 
 use std::path::Path;
 
-use axum::body::Body;
-use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
-use http_body_util::BodyExt;
 use palisade_bundle::Store;
 use palisade_server::Registry;
-use tower::ServiceExt;
 
 mod support;
 
@@ -96,29 +92,13 @@ fn bench(c: &mut Criterion) {
     );
 
     let registry = Registry::load(&store).unwrap();
-    let (router, token) = support::serve(&store, registry, &tmp.path().join("audit"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let row = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
-    let call = |model: &str| {
-        let request = Request::builder()
-            .method("POST")
-            .uri(format!("/v2/models/{model}/infer"))
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(row))
-            .unwrap();
-        let router = router.clone();
-        runtime.block_on(async move {
-            let response = router.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.into_body().collect().await.unwrap();
-        })
-    };
+    let caller = support::Caller::new(&store, registry, &tmp.path().join("audit"));
     let mut group = c.benchmark_group("monitoring");
     // Interleaved rounds, so that load from other work on the machine falls on every model.
     for round in 0..2 {
         for model in ["plain", "mahalanobis", "mahalanobis-drift", "forest", "forest-graph"] {
             group.bench_function(format!("round {round}: POST /v2/models/{model}/infer"), |b| {
-                b.iter(|| call(model))
+                b.iter(|| caller.infer_iris_row(model))
             });
         }
     }
@@ -131,23 +111,9 @@ fn bench(c: &mut Criterion) {
     let body =
         serde_json::json!({"inputs": [{"name": "X", "shape": [1000, 4], "datatype": "FP32", "data": rows}]})
             .to_string();
-    let send = |method: &str, uri: &str, body: String| {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .body(Body::from(body))
-            .unwrap();
-        let router = router.clone();
-        runtime.block_on(async move {
-            let response = router.oneshot(request).await.unwrap();
-            assert_eq!(response.status(), 200);
-            response.into_body().collect().await.unwrap();
-        })
-    };
-    send("POST", "/v2/models/mahalanobis-drift/infer", body);
+    caller.send("POST", "/v2/models/mahalanobis-drift/infer", body);
     group.bench_function("GET /v2/models/mahalanobis-drift/drift (window of 1000 rows)", |b| {
-        b.iter(|| send("GET", "/v2/models/mahalanobis-drift/drift", String::new()))
+        b.iter(|| caller.send("GET", "/v2/models/mahalanobis-drift/drift", String::new()))
     });
     group.finish();
 }

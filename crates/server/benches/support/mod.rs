@@ -39,3 +39,51 @@ pub fn serve(store: &Store, registry: Registry, audit_dir: &Path) -> (axum::Rout
     .unwrap();
     (palisade_server::app(state), token)
 }
+
+/// One iris row as a V2 request body.
+#[allow(dead_code)]
+pub const IRIS_ROW: &str =
+    r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+
+/// The served router with alice's token and a runtime of its own: `send` makes one request
+/// through the whole server and expects 200.
+#[allow(dead_code)]
+pub struct Caller {
+    router: axum::Router,
+    token: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[allow(dead_code)]
+impl Caller {
+    /// [`serve`], with a two-thread runtime to call it on.
+    pub fn new(store: &Store, registry: Registry, audit_dir: &Path) -> Caller {
+        let (router, token) = serve(store, registry, audit_dir);
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        Caller { router, token, runtime }
+    }
+
+    /// `METHOD uri` with `body` and the bearer token; panics unless the answer is 200.
+    pub fn send(&self, method: &str, uri: &str, body: impl Into<axum::body::Body>) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", self.token))
+            .body(body.into())
+            .unwrap();
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.into_body().collect().await.unwrap();
+        })
+    }
+
+    /// One iris row to `/v2/models/MODEL/infer`.
+    pub fn infer_iris_row(&self, model: &str) {
+        self.send("POST", &format!("/v2/models/{model}/infer"), IRIS_ROW);
+    }
+}
