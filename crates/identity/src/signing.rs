@@ -94,6 +94,10 @@ impl SigningKey {
         };
         let mut kid = [0u8; 12];
         aws_lc_rs::rand::fill(&mut kid).map_err(|_| crypto_error("no randomness"))?;
+        // The first base64url digit comes from the top six bits: with the top bit clear it is
+        // never `-` or `_`, so a key id never reads as an option on a command line
+        // (`palisade keys revoke KID`).
+        kid[0] &= 0x7f;
         SigningKey::from_pkcs8(URL_SAFE_NO_PAD.encode(kid), alg, &pkcs8)
     }
 
@@ -264,6 +268,16 @@ mod tests {
     use super::*;
     use crate::keys::KeySet;
     use crate::token;
+
+    #[test]
+    fn key_ids_never_start_like_an_option() {
+        // Before, one key in 32 got an id starting with `-` or `_`.
+        for _ in 0..256 {
+            let key = SigningKey::generate(Algorithm::EdDSA).unwrap();
+            let first = key.kid().chars().next().unwrap();
+            assert!(first.is_ascii_alphanumeric(), "{}", key.kid());
+        }
+    }
 
     fn claims() -> Map<String, Value> {
         json!({"iss": "https://palisade.test", "sub": "s", "exp": 4_000_000_000u64})
