@@ -9,6 +9,9 @@ Usage (see BENCHMARKS.md, "What a hop repeats"):
     for t in 15 45; do valgrind --tool=callgrind --fair-sched=yes --callgrind-out-file=mean.$t.out \\
         "$B" --bench mean --profile-time $t; done
     bench/callgrind_per_call.py mean.15.out mean.45.out
+
+Functions named after the two files replace the default list (a graph hop's), e.g.
+    bench/callgrind_per_call.py if.2.out if.6.out palisade_explain::isolation_forest::IsolationForest::score_samples
 """
 import re
 import subprocess
@@ -28,7 +31,7 @@ FUNCTIONS = [
     "palisade_server::graphs::run::{{closure}}",
     "graph_hops::bench::{{closure}}::{{closure}}",
 ]
-CALL = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+=> (\S+?)(?: \[[^\]]*\])? \((\d+)x\)")
+CALL = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+> +(\S+?)(?: \[[^\]]*\])? \(([\d,]+)x\)")
 
 
 def calls(path):
@@ -43,15 +46,15 @@ def calls(path):
         if m:
             name = m.group(2).split(":", 1)[-1]
             ir, n = found.get(name, (0, 0))
-            found[name] = (ir + int(m.group(1).replace(",", "")), n + int(m.group(3)))
+            found[name] = (ir + int(m.group(1).replace(",", "")), n + int(m.group(3).replace(",", "")))
     return found
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
     short, long = calls(sys.argv[1]), calls(sys.argv[2])
-    for name in FUNCTIONS:
+    for name in sys.argv[3:] or FUNCTIONS:
         (ir0, n0), (ir1, n1) = short.get(name, (0, 0)), long.get(name, (0, 0))
         if n1 > n0:
             print(f"{name:60s} calls {n0:5d} -> {n1:5d}  per call {(ir1 - ir0) / (n1 - n0):9.0f}")

@@ -9,6 +9,14 @@
 //! The forest is built from parts ([`IsolationTree`]: splits on `x[feature] <= threshold`
 //! in `f32`, as the ONNX export compares, and each leaf's whole `h` term) by whoever read
 //! the model; this module only checks the parts form trees and scores rows in one pass.
+//!
+//! Forests whose trees are at most [`COMPLETE_DEPTH`] deep (scikit-learn's default
+//! `max_samples` of at most 256 grows trees of at most 8 levels) over at most 256 features
+//! are also laid out as complete trees: below a shallower leaf, every leaf of the complete
+//! tree holds that leaf's value whichever way the filler splits send a row, so that every
+//! row takes exactly as many steps as the deepest tree has levels, each one a
+//! load, a compare and an index computed without a branch or a bounds check (the indices
+//! are masked into fixed-size arrays). The sum is the same, tree by tree in the same order.
 
 use crate::ExplainError;
 use crate::error::{check_shape, product};
@@ -56,12 +64,100 @@ struct Packed {
 
 const LEAF: u32 = u32::MAX;
 
+/// How deep a tree may be to be laid out as a complete tree.
+pub const COMPLETE_DEPTH: usize = 8;
+
+/// Slots of a complete tree's splits (heap order from 1; slot 0 unused) and of its leaves.
+const SLOTS: usize = 1 << COMPLETE_DEPTH;
+
+/// Most trees laid out as complete trees (4 KiB each): 16 MiB.
+const MAX_COMPLETE_TREES: usize = 4096;
+
+/// A split of a complete tree: `x[feature] <= threshold` goes left (slot `2i`), otherwise
+/// right (`2i + 1`).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    threshold: f32,
+    feature: u8,
+}
+
+/// The filler split below a shallow leaf (either way leads to a copy of the leaf's value).
+const PASS: Step = Step { threshold: f32::INFINITY, feature: 0 };
+
+/// A tree as a complete binary tree of the forest's depth (at most [`COMPLETE_DEPTH`]).
+#[derive(Debug, Clone)]
+struct CompleteTree {
+    steps: [Step; SLOTS],
+    leaves: [f64; SLOTS],
+}
+
+/// How many splits the deepest path from `node` down holds, or `None` past
+/// [`COMPLETE_DEPTH`] (or for a node that is not in the tree).
+fn depth_below(tree: &IsolationTree, node: usize, level: usize) -> Option<usize> {
+    match tree.nodes.get(node)? {
+        _ if level > COMPLETE_DEPTH => None,
+        IsolationNode::Leaf { .. } => Some(level),
+        &IsolationNode::Split { left, right, .. } => Some(
+            depth_below(tree, left as usize, level + 1)?.max(depth_below(tree, right as usize, level + 1)?),
+        ),
+    }
+}
+
+impl CompleteTree {
+    /// Lays `tree` out `depth` levels deep (at least its own depth, at most
+    /// [`COMPLETE_DEPTH`]), or `None` when it does not fit or a feature index does not fit
+    /// in a byte.
+    fn new(tree: &IsolationTree, depth: usize) -> Option<CompleteTree> {
+        let mut complete = CompleteTree { steps: [PASS; SLOTS], leaves: [0.0; SLOTS] };
+        complete.fill(tree, 0, 1, 0, depth).then_some(complete)
+    }
+
+    /// Places the subtree at `node` at `slot`, `level` levels down of `depth`.
+    fn fill(&mut self, tree: &IsolationTree, node: usize, slot: usize, level: usize, depth: usize) -> bool {
+        match tree.nodes.get(node) {
+            Some(&IsolationNode::Split { feature, threshold, left, right }) => {
+                let Ok(feature) = u8::try_from(feature) else { return false };
+                if level >= depth || depth > COMPLETE_DEPTH {
+                    return false;
+                }
+                self.steps[slot] = Step { threshold, feature };
+                self.fill(tree, left as usize, 2 * slot, level + 1, depth)
+                    && self.fill(tree, right as usize, 2 * slot + 1, level + 1, depth)
+            }
+            Some(&IsolationNode::Leaf { path_length }) => {
+                // The splits below `slot` stay fillers; every leaf below it holds its value.
+                let below = depth - level;
+                let first = (slot << below) ^ (1 << depth);
+                self.leaves[first..first + (1 << below)].fill(path_length);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The path length of `row` (which holds no NaN) in a tree laid out `depth` levels deep.
+    #[inline]
+    fn path_length(&self, row: &[f32; SLOTS], depth: usize) -> f64 {
+        let mut slot = 1usize;
+        for _ in 0..depth {
+            let step = self.steps[slot % SLOTS];
+            let left = row[usize::from(step.feature)] <= step.threshold;
+            slot = 2 * slot + usize::from(!left);
+        }
+        self.leaves[(slot ^ (1 << depth)) % SLOTS]
+    }
+}
+
 /// An IsolationForest ready to score rows (immutable, `Send + Sync`).
 #[derive(Debug, Clone)]
 pub struct IsolationForest {
     nodes: Vec<Packed>,
     values: Vec<f64>,
     roots: Vec<u32>,
+    /// The same trees laid out complete, when they all fit (see the module's docs).
+    complete: Vec<CompleteTree>,
+    /// The deepest tree's depth: the complete trees' depth.
+    depth: usize,
     n_features: usize,
     denominator: f64,
 }
@@ -155,7 +251,23 @@ impl IsolationForest {
                 }
             }
         }
-        Ok(IsolationForest { nodes, values, roots, n_features, denominator })
+        let depth = trees.iter().map(|tree| depth_below(tree, 0, 0)).try_fold(0, |d, t| Some(t?.max(d)));
+        let complete = match depth {
+            Some(depth) if trees.len() <= MAX_COMPLETE_TREES && n_features <= SLOTS => trees
+                .iter()
+                .map(|tree| CompleteTree::new(tree, depth))
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let depth = depth.unwrap_or(0);
+        Ok(IsolationForest { nodes, values, roots, complete, depth, n_features, denominator })
+    }
+
+    /// Whether rows take the complete-tree walk (every tree at most [`COMPLETE_DEPTH`] deep
+    /// over at most 256 features).
+    pub fn is_complete(&self) -> bool {
+        !self.complete.is_empty()
     }
 
     /// The number of trees.
@@ -200,15 +312,25 @@ impl IsolationForest {
                 actual: out.len(),
             });
         }
+        let score = |sum: f64| -(-sum / self.denominator).exp2();
         if self.n_features == 0 {
-            out.iter_mut().for_each(|o| *o = -(-self.path_length_sum(&[]) / self.denominator).exp2());
+            out.iter_mut().for_each(|o| *o = score(self.path_length_sum(&[])));
             return Ok(());
         }
+        let mut padded = [0.0f32; SLOTS];
         for (row, o) in rows.chunks_exact(self.n_features).zip(out.iter_mut()) {
             *o = if row.iter().any(|x| x.is_nan()) {
                 f64::NAN
+            } else if let Some(head) = padded.get_mut(..row.len()).filter(|_| self.is_complete()) {
+                head.copy_from_slice(row);
+                score(
+                    self.complete
+                        .iter()
+                        .map(|tree| tree.path_length(&padded, self.depth))
+                        .fold(0.0, |sum, h| sum + h),
+                )
             } else {
-                -(-self.path_length_sum(row) / self.denominator).exp2()
+                score(self.path_length_sum(row))
             };
         }
         Ok(())
@@ -232,6 +354,96 @@ mod tests {
                 IsolationNode::Leaf { path_length: left },
                 IsolationNode::Leaf { path_length: right },
             ],
+        }
+    }
+
+    /// A random tree of at most `depth` levels in preorder (a deterministic generator).
+    fn random_tree(state: &mut u64, depth: usize, n_features: u32) -> IsolationTree {
+        fn next(state: &mut u64) -> u32 {
+            *state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (*state >> 33) as u32
+        }
+        fn grow(
+            nodes: &mut Vec<IsolationNode>,
+            state: &mut u64,
+            level: usize,
+            depth: usize,
+            n_features: u32,
+        ) {
+            let at = nodes.len();
+            if level == depth || (level > 0 && next(state).is_multiple_of(4)) {
+                nodes.push(IsolationNode::Leaf {
+                    path_length: f64::from(next(state) % 1000) / 64.0 + level as f64,
+                });
+                return;
+            }
+            let threshold = (next(state) % 2000) as f32 / 100.0 - 10.0;
+            nodes.push(IsolationNode::Split {
+                feature: next(state) % n_features,
+                threshold,
+                left: 0,
+                right: 0,
+            });
+            let left = nodes.len() as u32;
+            grow(nodes, state, level + 1, depth, n_features);
+            let right = nodes.len() as u32;
+            grow(nodes, state, level + 1, depth, n_features);
+            nodes[at] = IsolationNode::Split { feature: next(state) % n_features, threshold, left, right };
+        }
+        let mut nodes = Vec::new();
+        grow(&mut nodes, state, 0, depth, n_features);
+        IsolationTree { nodes }
+    }
+
+    /// The sum of path lengths by walking the trees as given, the definition.
+    fn reference(trees: &[IsolationTree], row: &[f32]) -> f64 {
+        trees.iter().fold(0.0, |sum, tree| {
+            let mut at = 0;
+            loop {
+                match tree.nodes[at] {
+                    IsolationNode::Leaf { path_length } => break sum + path_length,
+                    IsolationNode::Split { feature, threshold, left, right } => {
+                        at = if row[feature as usize] <= threshold { left } else { right } as usize;
+                    }
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn both_walks_give_the_definitions_scores_bit_for_bit() {
+        let mut state = 7;
+        // (trees' depth bound, features): complete layouts, and forests too deep or too wide
+        // for it, which take the node walk.
+        for (depth, n_features, complete) in
+            [(1, 1, true), (5, 3, true), (8, 4, true), (8, 256, true), (9, 4, false), (6, 257, false)]
+        {
+            let trees: Vec<_> = (0..20).map(|_| random_tree(&mut state, depth, n_features)).collect();
+            let denominator = 20.0 * average_path_length(256.0);
+            let forest = IsolationForest::new(trees.clone(), n_features as usize, denominator).unwrap();
+            assert_eq!(forest.is_complete(), complete, "depth {depth}, {n_features} features");
+            let n_rows = 33;
+            let mut rows: Vec<f32> = (0..n_rows * n_features as usize)
+                .map(|i| match i % 11 {
+                    // Values equal to thresholds, infinities and signed zeros too.
+                    0 => 1.0,
+                    1 => f32::INFINITY,
+                    2 => f32::NEG_INFINITY,
+                    3 => -0.0,
+                    _ => ((i as u64).wrapping_mul(2_654_435_761) % 2400) as f32 / 100.0 - 12.0,
+                })
+                .collect();
+            rows[n_features as usize] = f32::NAN;
+            let mut out = vec![0.0; n_rows];
+            forest.score_samples(&rows, n_rows, &mut out).unwrap();
+            for (r, row) in rows.chunks_exact(n_features as usize).enumerate() {
+                if row.iter().any(|x| x.is_nan()) {
+                    assert!(out[r].is_nan());
+                    continue;
+                }
+                let expected = -(-reference(&trees, row) / denominator).exp2();
+                assert_eq!(out[r].to_bits(), expected.to_bits(), "depth {depth}, row {r}");
+            }
         }
     }
 
