@@ -62,7 +62,7 @@ setup() {
   # The same forest with IsolationForest outlier scores (issue 15: at most 5% more).
   mkdir -p "$dir/forest"
   cp "$dir/model/model.onnx" fixtures/monitoring/iforest.onnx "$dir/forest/"
-  sed 's/^name: iris-rf$/name: iris-rf-forest/' "$dir/model/palisade.yaml" >"$dir/forest/palisade.yaml"
+  sed 's/^name: iris-rf$/name: iris-if/' "$dir/model/palisade.yaml" >"$dir/forest/palisade.yaml"
   printf 'monitoring:\n  outliers:\n    method: isolation_forest\n    model: iforest.onnx\n' >>"$dir/forest/palisade.yaml"
   secure_home "$dir" "$level" "$dir/model" "$dir/forest"
 }
@@ -75,7 +75,7 @@ measure() {
   local config=$1 protocol=$2 secs=$3
   shift 3
   local dir=$work/$config tag
-  tag=$config-$protocol-$secs${1:+-insecure}
+  tag=$model-$config-$protocol-$secs${1:+-insecure}
   rm -rf "$dir/home/audit"
   valgrind --tool=callgrind --callgrind-out-file="$work/$tag.out" \
     "$PALISADE" --home "$dir/home" serve --config "$dir/platform.yaml" --policy-dir "$dir/policies" \
@@ -137,7 +137,7 @@ row jwt-rest "JWT RS256 + ALLOW policy, audit off" noaudit rest
 row jwt-grpc "JWT RS256 + ALLOW policy, audit off" noaudit grpc
 row full-rest "full security (strict audit, Metadata)" audit rest
 row full-grpc "full security (strict audit, Metadata)" audit grpc
-model=iris-rf-forest row forest-rest "JWT RS256 + ALLOW policy, audit off, IsolationForest outlier scores" noaudit rest
+model=iris-if row forest-rest "JWT RS256 + ALLOW policy, audit off, IsolationForest outlier scores" noaudit rest
 
 echo
 echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') at $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.lock || echo '+changes'), $(valgrind --version), ${seconds} s and $((seconds * 2)) s of load at 4 connections:"

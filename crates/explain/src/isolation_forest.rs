@@ -135,17 +135,24 @@ impl CompleteTree {
         }
     }
 
-    /// The path length of `row` (which holds no NaN) in a tree laid out `depth` levels deep.
-    #[inline]
-    fn path_length(&self, row: &[f32; SLOTS], depth: usize) -> f64 {
-        let mut slot = 1usize;
-        for _ in 0..depth {
+    /// The path length of `row` (which holds no NaN) in a tree laid out `D` levels deep.
+    #[inline(always)]
+    fn path_length<const D: usize>(&self, row: &[f32; SLOTS]) -> f64 {
+        // Opaque to the optimizer: with a known root slot, it rebuilds each level's slot
+        // from the bits taken so far instead of one shift and add.
+        let mut slot = std::hint::black_box(1usize);
+        for _ in 0..D {
             let step = self.steps[slot % SLOTS];
             let left = row[usize::from(step.feature)] <= step.threshold;
             slot = 2 * slot + usize::from(!left);
         }
-        self.leaves[(slot ^ (1 << depth)) % SLOTS]
+        self.leaves[(slot ^ (1 << D)) % SLOTS]
     }
+}
+
+/// The sum of `trees`' path lengths for `row`, the trees laid out `D` levels deep.
+fn complete_sum<const D: usize>(trees: &[CompleteTree], row: &[f32; SLOTS]) -> f64 {
+    trees.iter().fold(0.0, |sum, tree| sum + tree.path_length::<D>(row))
 }
 
 /// An IsolationForest ready to score rows (immutable, `Send + Sync`).
@@ -280,6 +287,22 @@ impl IsolationForest {
         self.n_features
     }
 
+    /// The sum of the complete trees' path lengths for one row, their depth a constant.
+    fn complete_sum(&self, row: &[f32; SLOTS]) -> f64 {
+        let trees = &self.complete;
+        match self.depth {
+            0 => complete_sum::<0>(trees, row),
+            1 => complete_sum::<1>(trees, row),
+            2 => complete_sum::<2>(trees, row),
+            3 => complete_sum::<3>(trees, row),
+            4 => complete_sum::<4>(trees, row),
+            5 => complete_sum::<5>(trees, row),
+            6 => complete_sum::<6>(trees, row),
+            7 => complete_sum::<7>(trees, row),
+            _ => complete_sum::<COMPLETE_DEPTH>(trees, row),
+        }
+    }
+
     /// `E[h(x)] × n_trees / n_trees`: the sum of the trees' path lengths for one row.
     fn path_length_sum(&self, row: &[f32]) -> f64 {
         let mut sum = 0.0;
@@ -323,12 +346,7 @@ impl IsolationForest {
                 f64::NAN
             } else if let Some(head) = padded.get_mut(..row.len()).filter(|_| self.is_complete()) {
                 head.copy_from_slice(row);
-                score(
-                    self.complete
-                        .iter()
-                        .map(|tree| tree.path_length(&padded, self.depth))
-                        .fold(0.0, |sum, h| sum + h),
-                )
+                score(self.complete_sum(&padded))
             } else {
                 score(self.path_length_sum(row))
             };
