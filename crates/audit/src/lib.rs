@@ -76,6 +76,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod import;
+mod json;
 mod key;
 mod read;
 mod record;
