@@ -68,44 +68,29 @@ fn needs_escape(s: &[u8]) -> bool {
 fn write_str(out: &mut Vec<u8>, s: &str) {
     out.reserve(s.len() + 2);
     out.push(b'"');
-    write_contents(out, s);
-    out.push(b'"');
-}
-
-/// `s` escaped, without quotes.
-fn write_contents(out: &mut Vec<u8>, s: &str) {
     if !needs_escape(s.as_bytes()) {
         out.extend_from_slice(s.as_bytes());
-        return;
-    }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            b if b < 0x20 => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
+    } else {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for &b in s.as_bytes() {
+            match b {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                b if b < 0x20 => {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[usize::from(b >> 4)]);
+                    out.push(HEX[usize::from(b & 0xf)]);
+                }
+                b => out.push(b),
             }
-            b => out.push(b),
         }
     }
-}
-
-/// What `Display` writes, escaped as it comes (for `collect_str`: times, addresses, ids).
-struct Escaping<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        write_contents(self.0, s);
-        Ok(())
-    }
+    out.push(b'"');
 }
 
 struct Writer<'a> {
@@ -223,14 +208,6 @@ impl<'w, 'a> ser::Serializer for &'w mut Writer<'a> {
     }
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         write_str(self.out, v);
-        Ok(())
-    }
-    fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<(), Error> {
-        use std::fmt::Write;
-        self.out.push(b'"');
-        write!(Escaping(self.out), "{value}")
-            .map_err(|_| Error("a value failed to format itself".to_owned()))?;
-        self.out.push(b'"');
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
@@ -478,28 +455,6 @@ mod tests {
             unit_value: (),
             nothing: None,
         };
-        assert_eq!(String::from_utf8(ours(&value)).unwrap(), serde_json::to_string(&value).unwrap());
-    }
-
-    /// Written in several pieces, some needing escapes, through `collect_str`.
-    struct Pieces;
-    impl std::fmt::Display for Pieces {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "a\"b{}", 7)?;
-            f.write_str("\n\u{1}é\\")
-        }
-    }
-    impl Serialize for Pieces {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(self)
-        }
-    }
-
-    #[test]
-    fn displayed_values_are_what_serde_json_writes() {
-        let ip: std::net::IpAddr = "2001:db8::7".parse().unwrap();
-        let time = crate::Timestamp::from_unix_millis(1_764_151_204_012);
-        let value = (Pieces, ip, time, uuid::Uuid::from_u128(0x01a2_188c_01d6_768c_974d_5072_518c_98a1));
         assert_eq!(String::from_utf8(ours(&value)).unwrap(), serde_json::to_string(&value).unwrap());
     }
 
