@@ -54,7 +54,7 @@ pub(crate) fn seal(record: &mut AuditRecord, seq: u64, prev: &Hash) -> Result<(V
     record.hash.clear();
     // A metadata record is about 1.3 KB: one allocation instead of growing from empty.
     let mut line = Vec::with_capacity(2048);
-    crate::json::to_writer(&mut line, &*record).map_err(|e| AuditError::Serialize(e.to_string()))?;
+    serde_json::to_writer(&mut line, &*record).map_err(|e| AuditError::Serialize(e.to_string()))?;
     if line.pop() != Some(b'}') {
         return Err(AuditError::Serialize("record did not serialize to a JSON object".into()));
     }

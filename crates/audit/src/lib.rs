@@ -76,7 +76,6 @@ mod checkpoint;
 mod config;
 mod error;
 mod import;
-mod json;
 mod key;
 mod read;
 mod record;
