@@ -77,6 +77,7 @@ mod config;
 mod error;
 mod import;
 mod key;
+mod layout;
 mod read;
 mod record;
 mod redact;
@@ -103,6 +104,7 @@ pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
     SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,
 };
+pub use layout::{SegmentFile, list_segments, read_genesis, read_sealed_trailer};
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
     AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers,
@@ -110,7 +112,10 @@ pub use record::{
 };
 pub use redact::{REDACTED, Redactor, redact};
 pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};
-pub use retention::{NO_ARCHIVE, RetentionPolicy, RetentionReport, apply_retention};
+pub use retention::{
+    NO_ARCHIVE, RetentionCandidate, RetentionPolicy, RetentionReport, apply_retention,
+    apply_retention_archived,
+};
 pub use sealed::{FrameEntry, SEALED_SCHEMA, SealIndex, Trailer, parse_trailer};
 pub use sealer::{
     SEAL_LOCK_FILE, SealOptions, SealReport, SealStep, SealedSegment, Sealer, SealerStats, seal_segments,
