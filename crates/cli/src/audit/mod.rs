@@ -2,6 +2,7 @@
 //! work while a server is writing. `verify` and `query` also read a directory of replicas'
 //! trails (see [`replicas`]).
 
+pub mod archive;
 mod replicas;
 
 use std::io::Write;
@@ -18,7 +19,11 @@ use crate::cli::{
 use crate::failure::Failure;
 
 /// The directory named by `DIR` or `--dir`, else `HOME/audit`.
-fn dir(home: &Path, positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+pub(crate) fn dir(
+    home: &Path,
+    positional: &Option<PathBuf>,
+    flag: &Option<PathBuf>,
+) -> Result<PathBuf, Failure> {
     let dir = positional.clone().or_else(|| flag.clone()).unwrap_or_else(|| home.join("audit"));
     if !dir.is_dir() {
         return Err(Failure::usage(format!("no audit log at {}", dir.display()))
@@ -28,7 +33,7 @@ fn dir(home: &Path, positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> Res
 }
 
 /// One trail, or a directory of replicas' trails.
-fn trails(dir: &Path) -> Result<Trails, Failure> {
+pub(crate) fn trails(dir: &Path) -> Result<Trails, Failure> {
     palisade_audit::find_trails(dir).map_err(|e| match e {
         palisade_audit::AuditError::AmbiguousTrails { what, fix } => {
             Failure::usage(format!("ambiguous audit trails: {what}")).hint(fix)
@@ -38,7 +43,7 @@ fn trails(dir: &Path) -> Result<Trails, Failure> {
 }
 
 /// The key `--public-key` names: a file if one exists there, else base64 text.
-fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
+pub(crate) fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
     let Some(arg) = arg else { return Ok(KeySource::Default) };
     let path = Path::new(arg);
     if path.is_file() {
@@ -55,6 +60,9 @@ fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
 
 /// `audit verify`
 pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
+    if args.archive.archive.is_some() {
+        return archive::verify(home, args);
+    }
     let dir = dir(home, &args.trail, &args.dir)?;
     let (trails, skipped) = match trails(&dir)? {
         Trails::One(dir) => return verify_one(&dir, args),
@@ -99,7 +107,7 @@ fn verify_one(dir: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
 }
 
 /// A verification report as JSON (`verify --output json`).
-fn report_json(report: &VerifyReport) -> serde_json::Value {
+pub(crate) fn report_json(report: &VerifyReport) -> serde_json::Value {
     let problem = report.first_problem.as_ref().map(|p| {
         json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
     });
