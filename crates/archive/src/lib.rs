@@ -25,5 +25,7 @@ mod upload;
 pub use across::{AcrossReport, ArchivedLog, work_dir};
 pub use archiver::{Archiver, ArchiverStats, retain_once};
 pub use error::ArchiveError;
+/// The object store crate, for tools and tests that read or change archived objects.
+pub use object_store;
 pub use target::{AccessKey, Archive, ArchiveTarget, Credentials};
 pub use upload::{Archived, PassReport, STATE_FILE, archive_pass, backlog, confirm_archived};
