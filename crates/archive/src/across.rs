@@ -275,6 +275,84 @@ impl Archive {
     }
 }
 
+impl Archive {
+    /// Lays out in `work` (an empty directory) the segments of `log` that may hold records
+    /// from `from` (inclusive) to `to` (exclusive): the archived ones whose frame index
+    /// says so (only their trailers are read to decide, by ranged requests), then the
+    /// local segments of `local` the archive does not hold. `palisade_audit::query` on
+    /// `work` then reads them. Returns how many archived segments were fetched.
+    pub async fn fetch_range(
+        &self,
+        log: &ArchivedLog,
+        local: Option<&Path>,
+        from: Option<palisade_audit::Timestamp>,
+        to: Option<palisade_audit::Timestamp>,
+        work: &Path,
+    ) -> Result<usize, ArchiveError> {
+        use object_store::ObjectStoreExt;
+        let root = self.log_root(&log.replica_id, &log.log_id);
+        let listing = self.store.list_with_delimiter(Some(&root)).await.map_err(|source| {
+            ArchiveError::Store { action: "cannot list", object: self.name(&root), source }
+        })?;
+        let mut objects: Vec<_> = listing
+            .objects
+            .into_iter()
+            .filter(|o| {
+                o.location.filename().is_some_and(|n| n.starts_with("segment-") && n.ends_with(".jsonl.zst"))
+            })
+            .collect();
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        let (mut fetched, mut next_seq) = (0, 0u64);
+        for meta in objects {
+            let key = &meta.location;
+            let range = |r: std::ops::Range<u64>| async move {
+                self.store.get_range(key, r).await.map_err(|source| ArchiveError::Store {
+                    action: "cannot read",
+                    object: self.name(key),
+                    source,
+                })
+            };
+            let damaged = |what: String| ArchiveError::Differs { object: self.name(key), what };
+            let size = meta.size;
+            let footer_at = size
+                .checked_sub(palisade_audit::SEALED_FOOTER_LEN)
+                .ok_or_else(|| damaged("is too short to be a sealed segment".into()))?;
+            let footer = range(footer_at..size).await?;
+            let offset = palisade_audit::sealed_trailer_offset(&footer, size).ok_or_else(|| {
+                damaged("has a damaged footer: run `palisade audit verify --archive`".into())
+            })?;
+            let tail = range(offset..footer_at).await?;
+            let trailer = palisade_audit::parse_trailer(&tail, offset).map_err(|what| {
+                damaged(format!("has a damaged trailer ({what}): run `palisade audit verify --archive`"))
+            })?;
+            next_seq = next_seq.max(trailer.index.first_seq + trailer.index.records);
+            let earliest = trailer.index.frames.iter().filter_map(|f| f.from).min();
+            let latest = trailer.index.frames.iter().filter_map(|f| f.to).max();
+            let before = matches!((latest, from), (Some(l), Some(f)) if l < f);
+            let after = matches!((earliest, to), (Some(e), Some(t)) if e >= t);
+            if before || after {
+                continue;
+            }
+            let name = key.filename().unwrap_or_default();
+            let path = work.join(name);
+            let bytes = self.get(key).await?;
+            std::fs::write(&path, &bytes).map_err(|e| ArchiveError::io(&path, "cannot write", e))?;
+            fetched += 1;
+        }
+        if let Some(dir) = local {
+            for seg in palisade_audit::list_segments(dir)? {
+                if seg.first_seq < next_seq {
+                    continue;
+                }
+                let link = work.join(&seg.file_name);
+                std::os::unix::fs::symlink(&seg.path, &link)
+                    .map_err(|e| ArchiveError::io(&link, "cannot link", e))?;
+            }
+        }
+        Ok(fetched)
+    }
+}
+
 fn failed(mut across: AcrossReport, object: String, seq: Option<u64>, what: &str) -> AcrossReport {
     across.report.ok = false;
     across.report.first_problem =

@@ -62,3 +62,17 @@ pub fn read_sealed_trailer(path: &Path) -> Result<Trailer, AuditError> {
         Err(TrailerError::Damaged(what)) => Err(AuditError::corrupt(path, None, what)),
     }
 }
+
+/// Bytes of a sealed segment's footer: its last bytes, which locate the trailer.
+pub const SEALED_FOOTER_LEN: u64 = sealed::FOOTER_LEN;
+
+/// Where a sealed segment's trailer starts, from its footer (its last
+/// [`SEALED_FOOTER_LEN`] bytes), checked against the file's length and the trailer's
+/// budget; `None` when the footer is damaged. For readers that fetch byte ranges (the
+/// archive): read `[offset, len - SEALED_FOOTER_LEN)` and pass it to
+/// [`parse_trailer`](crate::parse_trailer).
+pub fn sealed_trailer_offset(footer: &[u8], len: u64) -> Option<u64> {
+    let offset = sealed::footer_offset(footer)?;
+    let end = len.checked_sub(SEALED_FOOTER_LEN)?;
+    (offset <= end && end - offset <= sealed::TRAILER_BUDGET).then_some(offset)
+}

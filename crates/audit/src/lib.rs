@@ -104,7 +104,9 @@ pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
     SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,
 };
-pub use layout::{SegmentFile, list_segments, read_genesis, read_sealed_trailer};
+pub use layout::{
+    SEALED_FOOTER_LEN, SegmentFile, list_segments, read_genesis, read_sealed_trailer, sealed_trailer_offset,
+};
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
     AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers,

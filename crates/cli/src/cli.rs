@@ -271,6 +271,10 @@ pub struct AuditQueryArgs {
     /// by time [default: HOME/audit].
     #[arg(value_name = "DIR")]
     pub trail: Option<PathBuf>,
+    /// With --archive: the archived segments too (only those whose index may hold records
+    /// between --from and --to are fetched), each replica's followed by its local tail.
+    #[command(flatten)]
+    pub archive: ArchiveFlags,
     /// Output format (json: one record per line, for SIEMs).
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

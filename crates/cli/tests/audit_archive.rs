@@ -205,3 +205,39 @@ fn verify_with_the_archive_names_a_removed_archived_segment_and_exits_65() {
     let name = keys[1].filename().unwrap();
     assert!(text(&out).contains(name) && text(&out).contains("missing"), "{}", text(&out));
 }
+
+#[test]
+fn query_with_the_archive_reads_archived_segments_in_a_time_range() {
+    let Some(moto) = moto() else { return };
+    let home = home_with_trail(600);
+    let config = platform(home.path(), moto.1);
+    let out = palisade(home.path()).args(["audit", "archive", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let dir = home.path().join("audit");
+    let first_local = palisade_audit::list_segments(&dir).unwrap()[0].first_seq;
+    assert!(first_local > 200, "records 100..150 are in the archive only (local from seq {first_local})");
+    let query = |extra: &[&str]| {
+        palisade(home.path())
+            .args(["audit", "query", "--output", "json", "--archive", "s3://trails/prod"])
+            .args(["--archive-endpoint", &format!("http://127.0.0.1:{}", moto.1), "--archive-allow-http"])
+            .arg("--archive-credentials")
+            .arg(home.path().join("s3-credentials"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = query(&["--from", "2026-11-26T10:01:40Z", "--to", "2026-11-26T10:02:30Z"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(ids, (100..150).map(|i| format!("req-{i}")).collect::<Vec<_>>());
+    // Without a range: every record, archived and local, once.
+    let out = query(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 600);
+}

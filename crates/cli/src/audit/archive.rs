@@ -2,14 +2,14 @@
 //! --archive s3://BUCKET/PREFIX` (each replica's archived segments, checkpoints and local
 //! tail as one chain).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use palisade_archive::{AcrossReport, Archive, ArchiveTarget, ArchivedLog, Credentials};
 use palisade_audit::{KeySource, Trails, VerifyOptions};
 use serde_json::json;
 
 use super::{key_source, report_json};
-use crate::cli::{ArchiveFlags, AuditArchiveArgs, AuditVerifyArgs, OutputFormat};
+use crate::cli::{ArchiveFlags, AuditArchiveArgs, AuditQueryArgs, AuditVerifyArgs, OutputFormat};
 use crate::failure::Failure;
 
 /// The archive the flags name.
@@ -126,15 +126,12 @@ fn key_for(values: &[String], replica: &str) -> Result<Option<KeySource>, Failur
     Ok(single)
 }
 
-/// `audit verify --archive`
-pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
-    let target = target(&args.archive)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
-    let archive = open(&target)?;
-    // The local trails, by (replica, log id); none when there is no local directory.
-    let root = args.trail.clone().or_else(|| args.dir.clone()).unwrap_or_else(|| home.join("audit"));
+/// The local trails under `root` (a trail or a directory of them), by (replica, log id);
+/// none when there is no such directory.
+fn local_trails(root: &Path) -> Result<Vec<(ArchivedLog, PathBuf)>, Failure> {
     let mut locals = Vec::new();
     if root.is_dir() {
-        let dirs = match super::trails(&root)? {
+        let dirs = match super::trails(root)? {
             Trails::One(dir) => vec![dir],
             Trails::Replicas { trails, .. } => trails.into_iter().map(|t| t.dir).collect(),
         };
@@ -146,6 +143,65 @@ pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
             }
         }
     }
+    Ok(locals)
+}
+
+/// Work directories holding each log's records for `query --archive`; removed on drop.
+pub(crate) struct Fetched {
+    pub(crate) trails: Vec<palisade_audit::Trail>,
+}
+
+impl Drop for Fetched {
+    fn drop(&mut self) {
+        for trail in &self.trails {
+            let _ = std::fs::remove_dir_all(&trail.dir);
+        }
+    }
+}
+
+/// `audit query --archive`: each log's archived segments that may hold records in
+/// [`from`, `to`), then its local tail, laid out for `query_replicas`.
+pub(crate) fn fetch_for_query(
+    home: &Path,
+    args: &AuditQueryArgs,
+    from: Option<palisade_audit::Timestamp>,
+    to: Option<palisade_audit::Timestamp>,
+) -> Result<Fetched, Failure> {
+    let target = target(&args.archive)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
+    let archive = open(&target)?;
+    let root = args.trail.clone().or_else(|| args.dir.clone()).unwrap_or_else(|| home.join("audit"));
+    let locals = local_trails(&root)?;
+    let rt = runtime()?;
+    let mut logs = rt.block_on(archive.logs()).map_err(|e| Failure::other(e.to_string()))?;
+    for (log, _) in &locals {
+        if !logs.contains(log) {
+            logs.push(log.clone());
+        }
+    }
+    let mut fetched = Fetched { trails: Vec::new() };
+    for log in logs {
+        let local = locals.iter().find(|(l, _)| *l == log).map(|(_, dir)| dir.as_path());
+        let work = palisade_archive::work_dir(None).map_err(|e| Failure::other(e.to_string()))?;
+        fetched.trails.push(palisade_audit::Trail {
+            dir: work.clone(),
+            name: format!("{}/{}", log.replica_id, log.log_id),
+            entry: log.replica_id.clone(),
+            layout: palisade_audit::TrailLayout::Bare,
+            replica_id: Some(log.replica_id.clone()),
+            log_id: Some(log.log_id.clone()),
+        });
+        rt.block_on(archive.fetch_range(&log, local, from, to, &work))
+            .map_err(|e| Failure::other(format!("cannot read the archive: {e}")))?;
+    }
+    Ok(fetched)
+}
+
+/// `audit verify --archive`
+pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
+    let target = target(&args.archive)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
+    let archive = open(&target)?;
+    let root = args.trail.clone().or_else(|| args.dir.clone()).unwrap_or_else(|| home.join("audit"));
+    let locals = local_trails(&root)?;
     let rt = runtime()?;
     let mut logs = rt.block_on(archive.logs()).map_err(|e| Failure::other(e.to_string()))?;
     for (log, _) in &locals {

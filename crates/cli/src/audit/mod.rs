@@ -193,7 +193,10 @@ fn print_record(
 
 /// `audit query`
 pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
-    let dir = dir(home, &args.trail, &args.dir)?;
+    let dir = match args.archive.archive {
+        Some(_) => PathBuf::new(),
+        None => dir(home, &args.trail, &args.dir)?,
+    };
     let parse_time = |t: &Option<String>, flag: &str| -> Result<_, Failure> {
         t.as_deref().map(|t| t.parse().map_err(|e| Failure::usage(format!("--{flag}: {e}")))).transpose()
     };
@@ -210,10 +213,21 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
     };
     let cannot_read =
         |e: palisade_audit::AuditError| Failure::other(format!("cannot read the audit log: {e}"));
-    let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match trails(&dir)? {
-        Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
-        Trails::Replicas { trails, .. } => {
-            let merged = palisade_audit::query_replicas(&trails, filter).map_err(|e| match e {
+    // With --archive: each log laid out (archived segments in range, then its local tail)
+    // in a work directory, read as a directory of replicas' trails.
+    let fetched = match args.archive.archive.is_some() {
+        true => Some(archive::fetch_for_query(home, args, filter.from, filter.to)?),
+        false => None,
+    };
+    let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match &fetched {
+        Some(fetched) => {
+            (Box::new(palisade_audit::query_replicas(&fetched.trails, filter).map_err(cannot_read)?), true)
+        }
+        None => match trails(&dir)? {
+            Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
+            Trails::Replicas { trails, .. } => {
+                let merged = palisade_audit::query_replicas(&trails, filter).map_err(|e| {
+                    match e {
                 palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!(
                     "cannot read a record: {e}"
                 ))
@@ -221,9 +235,11 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
                     "run `palisade audit verify` on the directory to see which replica's trail was modified",
                 ),
                 other => cannot_read(other),
-            })?;
-            (Box::new(merged), true)
-        }
+            }
+                })?;
+                (Box::new(merged), true)
+            }
+        },
     };
     let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in records {
