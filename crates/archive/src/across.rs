@@ -8,6 +8,7 @@
 //! [`palisade_audit::verify`] checks the whole chain. A missing, altered or reordered
 //! archived segment is named by its object.
 
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use object_store::path::Path as Key;
@@ -107,17 +108,25 @@ impl Archive {
             }
         }
         chunks.sort();
-        let mut archived_cps = Vec::new();
+        // Written to a file as they come: a year of checkpoints is gigabytes.
+        let archived_path = work.join("checkpoints.archived");
+        let mut archived_file = std::fs::File::create(&archived_path)
+            .map_err(|e| ArchiveError::io(&archived_path, "cannot create", e))?;
+        let mut archived_len = 0u64;
         for (offset, key) in &chunks {
-            if *offset != archived_cps.len() as u64 {
+            if *offset != archived_len {
                 let what = format!(
-                    "starts at byte {offset} of checkpoints.jsonl, but the archived checkpoints before it end at byte {}: a checkpoint chunk is missing",
-                    archived_cps.len()
+                    "starts at byte {offset} of checkpoints.jsonl, but the archived checkpoints before it end at byte {archived_len}: a checkpoint chunk is missing"
                 );
                 return Ok(failed(across, self.name(key), None, &what));
             }
-            archived_cps.extend_from_slice(&self.get(key).await?);
+            let bytes = self.get_at_most(key, crate::upload::MAX_OBJECT_BYTES).await?;
+            archived_file
+                .write_all(&bytes)
+                .map_err(|e| ArchiveError::io(&archived_path, "cannot write", e))?;
+            archived_len += bytes.len() as u64;
         }
+        drop(archived_file);
 
         // Segments: each where the previous one ends, under its own name.
         let mut segments: Vec<(u64, Key, String)> = Vec::new();
@@ -159,7 +168,7 @@ impl Archive {
                 };
                 return Ok(failed(across, object, Some(next_seq), &what));
             }
-            let bytes = self.get(key).await?;
+            let bytes = self.get_at_most(key, crate::upload::MAX_OBJECT_BYTES).await?;
             let path = work.join(name);
             std::fs::write(&path, &bytes).map_err(|e| ArchiveError::io(&path, "cannot write", e))?;
             let trailer = match palisade_audit::read_sealed_trailer(&path) {
@@ -196,7 +205,8 @@ impl Archive {
         across.archived_segments = archived_names.len();
 
         // The local tail: segments from where the archive ends.
-        let mut local_cps = None;
+        let cp_path = work.join("checkpoints.jsonl");
+        let mut cut = None;
         if let Some(dir) = local {
             for seg in palisade_audit::list_segments(dir)? {
                 if seg.first_seq < next_seq {
@@ -207,46 +217,56 @@ impl Archive {
                     .map_err(|e| ArchiveError::io(&link, "cannot link", e))?;
                 across.local_segments += 1;
             }
-            let path = dir.join("checkpoints.jsonl");
-            local_cps = Some(std::fs::read(&path).map_err(|e| ArchiveError::io(&path, "cannot read", e))?);
-        }
-        let mut cut = None;
-        let checkpoints = match local_cps {
-            Some(mine) if mine.starts_with(&archived_cps) => mine,
-            Some(mine) if archived_cps.starts_with(&mine) => {
-                cut = Some(format!(
-                    "the archive holds {} bytes of checkpoints, the local checkpoints.jsonl only {}: checkpoints were removed locally",
-                    archived_cps.len(),
-                    mine.len()
-                ));
-                archived_cps
+            // One copy must start with the other; the longer one is checked.
+            let mine = dir.join("checkpoints.jsonl");
+            match common_prefix(&mine, &archived_path)? {
+                Prefix::FirstLonger => {
+                    std::fs::copy(&mine, &cp_path).map_err(|e| ArchiveError::io(&mine, "cannot copy", e))?;
+                }
+                Prefix::SecondLonger { first_len } => {
+                    cut = Some(format!(
+                        "the archive holds {archived_len} bytes of checkpoints, the local checkpoints.jsonl only {first_len}: checkpoints were removed locally"
+                    ));
+                    std::fs::rename(&archived_path, &cp_path)
+                        .map_err(|e| ArchiveError::io(&archived_path, "cannot rename", e))?;
+                }
+                Prefix::Differ { line } => {
+                    let what = format!(
+                        "differs from the archived checkpoints at line {line}: checkpoints were altered"
+                    );
+                    return Ok(failed(across, mine.display().to_string(), None, &what));
+                }
             }
-            Some(mine) => {
-                let at = mine.iter().zip(&archived_cps).position(|(a, b)| a != b).unwrap_or(0);
-                let line = mine[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-                let what =
-                    format!("differs from the archived checkpoints at line {line}: checkpoints were altered");
-                return Ok(failed(across, "checkpoints.jsonl".into(), None, &what));
-            }
+        } else {
             // No local tail: checkpoints past the last archived record name records that
             // were never sealed (the replica's last active segment); they cannot be checked.
-            None => {
-                let mut kept = Vec::new();
-                for line in archived_cps.split_inclusive(|&b| b == b'\n') {
-                    let seq = serde_json::from_slice::<serde_json::Value>(line)
-                        .ok()
-                        .and_then(|v| v["seq"].as_u64());
-                    if seq.is_none_or(|s| s < next_seq) {
-                        kept.extend_from_slice(line);
-                    } else {
-                        across.unarchived_checkpoints += 1;
-                    }
+            let read = std::fs::File::open(&archived_path)
+                .map_err(|e| ArchiveError::io(&archived_path, "cannot open", e))?;
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&cp_path)
+                    .map_err(|e| ArchiveError::io(&cp_path, "cannot create", e))?,
+            );
+            let mut reader = std::io::BufReader::new(read);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                let n = reader
+                    .read_until(b'\n', &mut line)
+                    .map_err(|e| ArchiveError::io(&archived_path, "cannot read", e))?;
+                if n == 0 {
+                    break;
                 }
-                kept
+                let seq =
+                    serde_json::from_slice::<serde_json::Value>(&line).ok().and_then(|v| v["seq"].as_u64());
+                if seq.is_none_or(|s| s < next_seq) {
+                    out.write_all(&line).map_err(|e| ArchiveError::io(&cp_path, "cannot write", e))?;
+                } else {
+                    across.unarchived_checkpoints += 1;
+                }
             }
-        };
-        let cp_path = work.join("checkpoints.jsonl");
-        std::fs::write(&cp_path, &checkpoints).map_err(|e| ArchiveError::io(&cp_path, "cannot write", e))?;
+            out.flush().map_err(|e| ArchiveError::io(&cp_path, "cannot write", e))?;
+        }
+        let _ = std::fs::remove_file(&archived_path);
 
         let mut options = options.clone();
         if options.key == KeySource::Default {
@@ -335,7 +355,7 @@ impl Archive {
             }
             let name = key.filename().unwrap_or_default();
             let path = work.join(name);
-            let bytes = self.get(key).await?;
+            let bytes = self.get_at_most(key, crate::upload::MAX_OBJECT_BYTES).await?;
             std::fs::write(&path, &bytes).map_err(|e| ArchiveError::io(&path, "cannot write", e))?;
             fetched += 1;
         }
@@ -350,6 +370,44 @@ impl Archive {
             }
         }
         Ok(fetched)
+    }
+}
+
+/// How two files compare: one is a prefix of the other, or where they first differ.
+enum Prefix {
+    /// The second file is a prefix of the first (or equal).
+    FirstLonger,
+    /// The first is a strict prefix of the second.
+    SecondLonger { first_len: u64 },
+    /// They differ at this 1-based line of the first.
+    Differ { line: u64 },
+}
+
+/// Compares two files block by block, never holding more than two blocks.
+fn common_prefix(first: &Path, second: &Path) -> Result<Prefix, ArchiveError> {
+    let open = |p: &Path| std::fs::File::open(p).map_err(|e| ArchiveError::io(p, "cannot open", e));
+    let (mut a, mut b) = (std::io::BufReader::new(open(first)?), std::io::BufReader::new(open(second)?));
+    let (mut line, mut read) = (1u64, 0u64);
+    loop {
+        let (x, y) = (
+            a.fill_buf().map_err(|e| ArchiveError::io(first, "cannot read", e))?,
+            b.fill_buf().map_err(|e| ArchiveError::io(second, "cannot read", e))?,
+        );
+        if y.is_empty() {
+            return Ok(Prefix::FirstLonger);
+        }
+        if x.is_empty() {
+            return Ok(Prefix::SecondLonger { first_len: read });
+        }
+        let n = x.len().min(y.len());
+        if let Some(at) = x[..n].iter().zip(&y[..n]).position(|(p, q)| p != q) {
+            line += x[..at].iter().filter(|&&c| c == b'\n').count() as u64;
+            return Ok(Prefix::Differ { line });
+        }
+        line += x[..n].iter().filter(|&&c| c == b'\n').count() as u64;
+        read += n as u64;
+        a.consume(n);
+        b.consume(n);
     }
 }
 

@@ -21,6 +21,10 @@ use sha2::{Digest, Sha256};
 use crate::target::checkpoints_key;
 use crate::{Archive, ArchiveError};
 
+/// The most bytes one archived object (a sealed segment, a checkpoint chunk) may take when
+/// it is read back: far more than a sealed segment of the largest `segmentMaxBytes`.
+pub const MAX_OBJECT_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// The archive state file, in the log directory.
 pub const STATE_FILE: &str = "archive-state.jsonl";
 /// The checkpoint file's name in a log directory.
@@ -176,6 +180,26 @@ impl Archive {
         Ok(())
     }
 
+    /// The object's bytes, refused (before reading them) when it is larger than `max`: an
+    /// archive is read as untrusted input, and its sizes are budgets.
+    pub(crate) async fn get_at_most(&self, key: &Key, max: u64) -> Result<Bytes, ArchiveError> {
+        let meta = self.store.head(key).await.map_err(|source| ArchiveError::Store {
+            action: "cannot look up",
+            object: self.name(key),
+            source,
+        })?;
+        if meta.size > max {
+            return Err(ArchiveError::Differs {
+                object: self.name(key),
+                what: format!(
+                    "is {} bytes, more than the {max} bytes an archived audit file may take",
+                    meta.size
+                ),
+            });
+        }
+        self.get(key).await
+    }
+
     /// The object's bytes.
     pub(crate) async fn get(&self, key: &Key) -> Result<Bytes, ArchiveError> {
         let read = async { self.store.get(key).await?.bytes().await };
@@ -211,7 +235,7 @@ pub async fn archive_pass(dir: &Path, archive: &Archive) -> Result<PassReport, A
             // A pass that crashed after its upload left a shorter chunk at this key: it is
             // accepted when it is exactly the start of these bytes.
             Err(ArchiveError::Differs { .. }) => {
-                let there = archive.get(&key).await?;
+                let there = archive.get_at_most(&key, bytes.len() as u64).await?;
                 if !there.is_empty() && bytes.starts_with(&there) && there.ends_with(b"\n") {
                     Some((there, false))
                 } else {

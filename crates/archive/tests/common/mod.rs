@@ -149,11 +149,15 @@ pub fn write_and_seal(dir: &Path, replica: &str, from: usize, to: usize) {
         }
         log.close().await.unwrap();
     });
-    palisade_audit::seal_segments(
-        dir,
-        &palisade_audit::SealOptions { frame_records: 16, ..Default::default() },
-    )
-    .unwrap();
+    // An archiver's retention may hold the sealing lock for a moment: seal once it is free.
+    let options = palisade_audit::SealOptions { frame_records: 16, ..Default::default() };
+    while palisade_audit::seal_segments(dir, &options)
+        .unwrap()
+        .waiting
+        .is_some_and(|why| why.contains("another sealing pass"))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn sealed(dir: &Path) -> Vec<String> {
