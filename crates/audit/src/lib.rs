@@ -67,7 +67,8 @@
 //! whole directory (a new genesis needs the key, but an empty directory starts a new log);
 //! and one who removes the newest checkpoints together with the records after an earlier
 //! one, or rewrites the at most one window of records not yet signed (ship checkpoints
-//! off the machine to close that gap). Logs written before genesis checkpoints (key in the
+//! off the machine to close that gap: the `palisade-archive` crate copies them to object
+//! storage every few seconds and verifies against that copy). Logs written before genesis checkpoints (key in the
 //! log directory) are read and verified as *legacy*: `verify` reports them as such,
 //! never as intact, and the writer does not extend them.
 
