@@ -214,7 +214,7 @@ fn retain(
             let before = shared.retention_blocked_segments.swap(kept, Ordering::Relaxed);
             shared
                 .retention_blocked_bytes
-                .store(if kept > 0 { report.due_bytes } else { 0 }, Ordering::Relaxed);
+                .store(report.due_bytes.saturating_sub(report.deleted_bytes), Ordering::Relaxed);
             if let Some(why) = report.refused.filter(|_| kept != before) {
                 tracing::warn!(segments = kept, "audit retention keeps segments it would delete: {why}");
             }

@@ -39,6 +39,8 @@ pub struct RetentionReport {
     pub due_bytes: u64,
     /// Segments removed (only ever archived and checked ones).
     pub deleted: Vec<String>,
+    /// Their bytes.
+    pub deleted_bytes: u64,
     /// Why due segments were kept, when they were.
     pub refused: Option<String>,
 }
@@ -105,7 +107,9 @@ pub fn apply_retention_archived(
             report.refused = Some(format!("{} was kept: {why}", candidate.file_name));
             break;
         }
+        let len = std::fs::metadata(&seg.path).map_or(0, |m| m.len());
         std::fs::remove_file(&seg.path).map_err(|e| AuditError::io(&seg.path, "cannot remove", e))?;
+        report.deleted_bytes += len;
         crate::key::sync_dir(dir)?;
         report.deleted.push(candidate.file_name);
     }

@@ -419,6 +419,7 @@ fn retention_with_an_archive_deletes_only_what_the_archive_confirms_oldest_first
     let all_due = RetentionPolicy { max_age: Some(std::time::Duration::from_secs(3600)), max_bytes: None };
 
     // The archive confirms the first segment only: it goes, the second stops retention.
+    let first_len = fs::metadata(&sealed[0]).unwrap().len();
     let mut asked = Vec::new();
     let report = palisade_audit::apply_retention_archived(log.path(), &all_due, now, &mut |c| {
         asked.push(c.file_name.clone());
@@ -427,6 +428,7 @@ fn retention_with_an_archive_deletes_only_what_the_archive_confirms_oldest_first
     .unwrap();
     assert_eq!(asked, vec![name(&sealed[0]), name(&sealed[1])]);
     assert_eq!(report.deleted, vec![name(&sealed[0])]);
+    assert_eq!(report.deleted_bytes, first_len);
     let refused = report.refused.unwrap();
     assert!(refused.contains(&name(&sealed[1])) && refused.contains("differs"), "{refused}");
     assert!(!sealed[0].exists() && sealed[1].exists());
