@@ -5,7 +5,8 @@
 # clients (tritonclient, playwright driving that chromium, pytest) and onnxruntime (the second
 # engine's library, which the Rust tests load from .venv/e2e), one virtualenv each for the
 # KServe SDK and Seldon's client (their protobuf pins clash with tritonclient's and each
-# other's; seldon-core needs Python >= 3.12), one for kubernetes-validate, and the npm oidc-provider
+# other's; seldon-core needs Python >= 3.12), one for kubernetes-validate, one for moto's S3
+# server (the audit archive tests), and the npm oidc-provider
 # test identity provider.
 # Safe to run again; a client virtualenv is reinstalled only when its requirements change.
 set -euo pipefail
@@ -79,6 +80,9 @@ client_venv kserve python3 tests/e2e/clients/kserve-requirements.txt
 client_venv kubernetes python3 tests/e2e/clients/kubernetes-requirements.txt
 seldon_python=$(python_312)
 client_venv seldon "$seldon_python" tests/e2e/clients/seldon-requirements.txt
+# moto in server mode: the S3-compatible store the audit archive tests start on loopback
+# (crates/archive, crates/server and crates/cli tests; PALISADE_REQUIRE_S3 makes them fail without it).
+client_venv s3 python3 tests/e2e/clients/s3-requirements.txt
 # MLServer: the upstream gateway test, and docs/upstream.md's walkthrough (tests/e2e/test_docs.py).
 client_venv mlserver python3 tests/e2e-upstream/requirements.txt
 

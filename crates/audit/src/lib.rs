@@ -67,7 +67,8 @@
 //! whole directory (a new genesis needs the key, but an empty directory starts a new log);
 //! and one who removes the newest checkpoints together with the records after an earlier
 //! one, or rewrites the at most one window of records not yet signed (ship checkpoints
-//! off the machine to close that gap). Logs written before genesis checkpoints (key in the
+//! off the machine to close that gap: the `palisade-archive` crate copies them to object
+//! storage every few seconds and verifies against that copy). Logs written before genesis checkpoints (key in the
 //! log directory) are read and verified as *legacy*: `verify` reports them as such,
 //! never as intact, and the writer does not extend them.
 
@@ -77,6 +78,7 @@ mod config;
 mod error;
 mod import;
 mod key;
+mod layout;
 mod read;
 mod record;
 mod redact;
@@ -103,6 +105,9 @@ pub use key::{
     KEYS_DIR, LEGACY_PRIVATE_KEY_FILE, LEGACY_PUBLIC_KEY_FILE, PublicKey, SIGNING_KEY_FILE,
     SIGNING_PUBLIC_KEY_FILE, default_signing_key, public_key_path,
 };
+pub use layout::{
+    SEALED_FOOTER_LEN, SegmentFile, list_segments, read_genesis, read_sealed_trailer, sealed_trailer_offset,
+};
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
     AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers,
@@ -110,7 +115,10 @@ pub use record::{
 };
 pub use redact::{REDACTED, Redactor, redact};
 pub use replicas::{MergedQuery, Trail, TrailLayout, Trails, find_trails, is_log_dir, query_replicas};
-pub use retention::{NO_ARCHIVE, RetentionPolicy, RetentionReport, apply_retention};
+pub use retention::{
+    NO_ARCHIVE, RetentionCandidate, RetentionPolicy, RetentionReport, apply_retention,
+    apply_retention_archived,
+};
 pub use sealed::{FrameEntry, SEALED_SCHEMA, SealIndex, Trailer, parse_trailer};
 pub use sealer::{
     SEAL_LOCK_FILE, SealOptions, SealReport, SealStep, SealedSegment, Sealer, SealerStats, seal_segments,

@@ -2,10 +2,15 @@
 //! rule that nothing is removed that is not archived.
 //!
 //! An audit trail is not a cache. A sealed segment may leave the local disk only once an
-//! archive holds a copy that was checked (size and SHA-256). This version has no archive
-//! target yet, so retention never deletes: it finds the segments the policy makes due,
-//! refuses, and says why (a log line and the blocked counts in [`RetentionReport`], which
-//! the server exports as metrics).
+//! archive holds a copy that was checked (size and SHA-256). Without an archive
+//! ([`apply_retention`]) retention never deletes: it finds the segments the policy makes
+//! due, refuses, and says why (a log line and the blocked counts in [`RetentionReport`],
+//! which the server exports as metrics). With one ([`apply_retention_archived`]) each due
+//! segment, oldest first, is deleted only once the archive's check of its copy passes; the
+//! first that does not pass stops retention, and the report says why.
+//!
+//! Retention never removes the newest sealed segment: its signed seal checkpoint is where
+//! the local chain continues (the sealer and `verify --from` start there).
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +39,8 @@ pub struct RetentionReport {
     pub due_bytes: u64,
     /// Segments removed (only ever archived and checked ones).
     pub deleted: Vec<String>,
+    /// Their bytes.
+    pub deleted_bytes: u64,
     /// Why due segments were kept, when they were.
     pub refused: Option<String>,
 }
@@ -41,14 +48,81 @@ pub struct RetentionReport {
 /// The reason retention gives when no archive is configured.
 pub const NO_ARCHIVE: &str = "no archive is configured, and an audit trail is not a cache: a sealed segment is deleted only after an archive holds a checked copy (size and SHA-256), so nothing was deleted. Configure an archive, or raise or remove audit.retention";
 
-/// Applies `policy` to the trail in `dir` at time `now`. Without an archive (the only
-/// case in this version) nothing is deleted: the report lists what is due and why it
-/// stays.
+/// Applies `policy` to the trail in `dir` at time `now`, without an archive: nothing is
+/// deleted; the report lists what is due and why it stays.
 pub fn apply_retention(
     dir: &Path,
     policy: &RetentionPolicy,
     now: Timestamp,
 ) -> Result<RetentionReport, AuditError> {
+    let (mut report, _) = due(dir, policy, now)?;
+    if !report.due.is_empty() {
+        report.refused = Some(NO_ARCHIVE.to_owned());
+    }
+    Ok(report)
+}
+
+/// A sealed segment retention wants to delete, for the archive to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionCandidate {
+    /// The sealed file's name (`segment-<seq>.jsonl.zst`).
+    pub file_name: String,
+    /// Its path.
+    pub path: std::path::PathBuf,
+}
+
+/// Applies `policy` to the trail in `dir` at time `now`, deleting each due segment (oldest
+/// first) once `archived` confirms that the archive holds a checked copy of it (`Ok`), and
+/// stopping at the first it does not confirm (`Err(why)`, kept in
+/// [`RetentionReport::refused`]). Holds the sealer's lock meanwhile, so that no sealing
+/// pass reads a segment being removed; when a pass holds it, nothing is deleted this time.
+pub fn apply_retention_archived(
+    dir: &Path,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+    archived: &mut dyn FnMut(&RetentionCandidate) -> Result<(), String>,
+) -> Result<RetentionReport, AuditError> {
+    let lock_path = dir.join(crate::SEAL_LOCK_FILE);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| AuditError::io(&lock_path, "cannot open", e))?;
+    let (mut report, segments) = due(dir, policy, now)?;
+    if report.due.is_empty() {
+        return Ok(report);
+    }
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            report.refused = Some("a sealing pass holds the log; retention waits for the next pass".into());
+            return Ok(report);
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(AuditError::io(&lock_path, "cannot lock", e)),
+    }
+    for seg in segments {
+        let candidate = RetentionCandidate { file_name: seg.file_name(), path: seg.path.clone() };
+        if let Err(why) = archived(&candidate) {
+            report.refused = Some(format!("{} was kept: {why}", candidate.file_name));
+            break;
+        }
+        let len = std::fs::metadata(&seg.path).map_or(0, |m| m.len());
+        std::fs::remove_file(&seg.path).map_err(|e| AuditError::io(&seg.path, "cannot remove", e))?;
+        report.deleted_bytes += len;
+        crate::key::sync_dir(dir)?;
+        report.deleted.push(candidate.file_name);
+    }
+    Ok(report)
+}
+
+/// The segments `policy` makes due at `now` (a report without a decision, and the
+/// segments themselves).
+fn due(
+    dir: &Path,
+    policy: &RetentionPolicy,
+    now: Timestamp,
+) -> Result<(RetentionReport, Vec<Segment>), AuditError> {
     let (segments, _) = segment::list(dir)?;
     let mut sizes = Vec::with_capacity(segments.len());
     for seg in &segments {
@@ -58,12 +132,13 @@ pub fn apply_retention(
     }
     let total: u64 = sizes.iter().sum();
     let mut report = RetentionReport::default();
+    let mut chosen = Vec::new();
     let mut remaining = total;
-    // Never the last segment (the writer's), and only a prefix of sealed segments.
-    for (seg, &len) in segments.iter().zip(&sizes).take(segments.len().saturating_sub(1)) {
-        if !seg.sealed {
-            break;
-        }
+    // Never the last segment (the writer's), only a prefix of sealed segments, and never
+    // the newest sealed one (the local chain continues from its seal checkpoint).
+    let sealed_prefix =
+        segments.iter().take(segments.len().saturating_sub(1)).take_while(|s| s.sealed).count();
+    for (seg, &len) in segments.iter().zip(&sizes).take(sealed_prefix.saturating_sub(1)) {
         let too_big = policy.max_bytes.is_some_and(|max| remaining > max);
         let too_old = match policy.max_age {
             Some(max_age) => newest_record(seg)?.is_some_and(|t| crate::verify::spread(t, now) > max_age),
@@ -75,11 +150,9 @@ pub fn apply_retention(
         report.due.push(seg.file_name());
         report.due_bytes += len;
         remaining -= len;
+        chosen.push(seg.clone());
     }
-    if !report.due.is_empty() {
-        report.refused = Some(NO_ARCHIVE.to_owned());
-    }
-    Ok(report)
+    Ok((report, chosen))
 }
 
 /// The newest record time in a sealed segment, from its index (`None` when unreadable or

@@ -35,7 +35,7 @@ const FOOTER_TAG: &[u8; 8] = b"PALSEAL1";
 /// The footer frame: magic, size, offset, tag.
 pub(crate) const FOOTER_LEN: u64 = 4 + 4 + 8 + 8;
 /// Most bytes an index plus seal checkpoint may take (a 64 MiB segment needs ~200 KB).
-const TRAILER_BUDGET: u64 = 16 * 1024 * 1024;
+pub(crate) const TRAILER_BUDGET: u64 = 16 * 1024 * 1024;
 /// Most bytes one frame may take, compressed or not.
 pub(crate) const FRAME_BUDGET: u64 = 256 * 1024 * 1024;
 /// Bits in a frame's request-id filter.
@@ -216,7 +216,7 @@ pub(crate) fn read_trailer(path: &Path, file: &mut File) -> Result<Trailer, Trai
     parse_trailer(&tail, tail_start).map_err(TrailerError::Damaged)
 }
 
-fn footer_offset(footer: &[u8]) -> Option<u64> {
+pub(crate) fn footer_offset(footer: &[u8]) -> Option<u64> {
     let (magic, rest) = footer.split_first_chunk::<4>()?;
     let (size, rest) = rest.split_first_chunk::<4>()?;
     let (offset, tag) = rest.split_first_chunk::<8>()?;

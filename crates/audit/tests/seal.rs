@@ -376,12 +376,14 @@ fn retention_without_an_archive_names_what_is_due_and_deletes_nothing() {
 
     let by_age = RetentionPolicy { max_age: Some(hour), max_bytes: None };
     let report = apply_retention(log.path(), &by_age, now).unwrap();
+    let older = &sealed[..sealed.len() - 1];
+    assert!(!older.is_empty());
     assert_eq!(
         report.due,
-        sealed.iter().map(|p| name(p)).collect::<Vec<_>>(),
-        "every sealed segment is a day old"
+        older.iter().map(|p| name(p)).collect::<Vec<_>>(),
+        "every sealed segment is a day old; the newest sealed one anchors the local chain and stays"
     );
-    assert_eq!(report.due_bytes, sealed.iter().map(|p| fs::metadata(p).unwrap().len()).sum::<u64>());
+    assert_eq!(report.due_bytes, older.iter().map(|p| fs::metadata(p).unwrap().len()).sum::<u64>());
     assert!(report.deleted.is_empty());
     assert_eq!(report.refused.as_deref(), Some(palisade_audit::NO_ARCHIVE));
     assert!(report.refused.unwrap().contains("not a cache"));
@@ -399,10 +401,50 @@ fn retention_without_an_archive_names_what_is_due_and_deletes_nothing() {
     let report = apply_retention(log.path(), &tight, now).unwrap();
     assert_eq!(report.due, vec![name(&sealed[0])]);
     let tiniest = RetentionPolicy { max_age: None, max_bytes: Some(1) };
-    assert_eq!(apply_retention(log.path(), &tiniest, now).unwrap().due.len(), sealed.len());
+    assert_eq!(apply_retention(log.path(), &tiniest, now).unwrap().due.len(), sealed.len() - 1);
 
     assert_eq!(segments(log.path()), files_before, "no file was deleted");
     let after = check(log.path());
     assert!(after.ok, "{after}");
     assert_eq!(after.records, before.records);
+}
+
+#[test]
+fn retention_with_an_archive_deletes_only_what_the_archive_confirms_oldest_first() {
+    let (log, before, _) = written(400);
+    seal_segments(log.path(), &options()).unwrap();
+    let sealed = sealed_files(log.path());
+    assert!(sealed.len() >= 3, "{} sealed segments", sealed.len());
+    let now = Timestamp::from_unix_millis(1_795_687_200_000 + 400_000 + 86_400_000);
+    let all_due = RetentionPolicy { max_age: Some(std::time::Duration::from_secs(3600)), max_bytes: None };
+
+    // The archive confirms the first segment only: it goes, the second stops retention.
+    let first_len = fs::metadata(&sealed[0]).unwrap().len();
+    let mut asked = Vec::new();
+    let report = palisade_audit::apply_retention_archived(log.path(), &all_due, now, &mut |c| {
+        asked.push(c.file_name.clone());
+        if c.file_name == name(&sealed[0]) { Ok(()) } else { Err("the archive's copy differs".into()) }
+    })
+    .unwrap();
+    assert_eq!(asked, vec![name(&sealed[0]), name(&sealed[1])]);
+    assert_eq!(report.deleted, vec![name(&sealed[0])]);
+    assert_eq!(report.deleted_bytes, first_len);
+    let refused = report.refused.unwrap();
+    assert!(refused.contains(&name(&sealed[1])) && refused.contains("differs"), "{refused}");
+    assert!(!sealed[0].exists() && sealed[1].exists());
+
+    // Confirmed throughout: everything due goes, never the newest sealed segment.
+    let report =
+        palisade_audit::apply_retention_archived(log.path(), &all_due, now, &mut |_| Ok(())).unwrap();
+    assert_eq!(report.deleted.len(), sealed.len() - 2);
+    assert!(sealed[sealed.len() - 1].exists(), "the newest sealed segment stays");
+    assert!(report.refused.is_none());
+
+    // What stays verifies as a retained suffix, and the sealer carries on from it.
+    let from = palisade_audit::list_segments(log.path()).unwrap()[0].first_seq;
+    let suffix =
+        verify(log.path(), &VerifyOptions { from_seq: Some(from), ..VerifyOptions::default() }).unwrap();
+    assert!(suffix.ok, "{suffix}");
+    assert_eq!(suffix.last_seq, before.last_seq);
+    seal_segments(log.path(), &options()).unwrap();
 }

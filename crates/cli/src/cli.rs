@@ -129,6 +129,49 @@ pub enum AuditCommand {
     /// checkpoint; the chain is unchanged), as the server does in the background. Needs the
     /// signing key; safe beside a running server.
     Seal(AuditSealArgs),
+    /// Copy the sealed segments and new checkpoints to the archive now (each object read
+    /// back and compared), then apply retention, as the server does in the background.
+    /// Safe beside a running server; resumes where an interrupted run stopped.
+    Archive(AuditArchiveArgs),
+}
+
+/// Where the archive is (`--archive s3://BUCKET/PREFIX` and how to reach it).
+#[derive(Debug, Args, Clone, Default)]
+pub struct ArchiveFlags {
+    /// The archive: s3://BUCKET/PREFIX. `verify` then checks the archived segments, their
+    /// checkpoints and the local tail as one chain, per replica.
+    #[arg(long, value_name = "s3://BUCKET/PREFIX")]
+    pub archive: Option<String>,
+    /// The S3 endpoint URL [default: AWS's, for the region].
+    #[arg(long, value_name = "URL", requires = "archive")]
+    pub archive_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, value_name = "REGION", default_value = "us-east-1")]
+    pub archive_region: String,
+    /// An AWS shared-credentials file [default: the environment, AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY, as the AWS tools read it].
+    #[arg(long, value_name = "FILE", requires = "archive")]
+    pub archive_credentials: Option<PathBuf>,
+    /// Allow an http:// endpoint (a trusted network only).
+    #[arg(long, requires = "archive")]
+    pub archive_allow_http: bool,
+}
+
+/// `palisade audit archive`
+#[derive(Debug, Args)]
+pub struct AuditArchiveArgs {
+    /// The audit directory [default: HOME/audit].
+    #[arg(long = "dir", value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The platform configuration: its audit.archive and audit.retention are used.
+    #[arg(long, value_name = "FILE", conflicts_with = "archive")]
+    pub config: Option<PathBuf>,
+    /// The archive, when not from --config.
+    #[command(flatten)]
+    pub target: ArchiveFlags,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// `palisade audit seal`
@@ -186,6 +229,9 @@ pub struct AuditVerifyArgs {
     /// or REPLICA/audit/ in each subdirectory) [default: HOME/audit].
     #[arg(value_name = "DIR")]
     pub trail: Option<PathBuf>,
+    /// With --archive: the archived part of each trail too.
+    #[command(flatten)]
+    pub archive: ArchiveFlags,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -225,6 +271,10 @@ pub struct AuditQueryArgs {
     /// by time [default: HOME/audit].
     #[arg(value_name = "DIR")]
     pub trail: Option<PathBuf>,
+    /// With --archive: the archived segments too (only those whose index may hold records
+    /// between --from and --to are fetched), each replica's followed by its local tail.
+    #[command(flatten)]
+    pub archive: ArchiveFlags,
     /// Output format (json: one record per line, for SIEMs).
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,

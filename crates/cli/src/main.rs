@@ -89,6 +89,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             AuditCommand::Tail(args) => audit::tail(&home, &args),
             AuditCommand::Import(args) => audit::import(&args),
             AuditCommand::Seal(args) => audit::seal(&home, &args),
+            AuditCommand::Archive(args) => audit::archive::run(&home, &args),
         },
         Command::Ca { command } => match command {
             CaCommand::Init(args) => certs::ca_init(&home, &args),

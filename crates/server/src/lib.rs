@@ -91,6 +91,7 @@ struct Inner {
     security: Arc<Security>,
     audit: Arc<palisade_audit::AuditLog>,
     sealer: Option<Arc<palisade_audit::Sealer>>,
+    archiver: Option<Arc<palisade_archive::Archiver>>,
     /// The models served now: replaced whole when the store changes, read once per request.
     registry: std::sync::RwLock<Arc<Registry>>,
     dispatcher: Dispatcher,
@@ -126,6 +127,7 @@ impl AppState {
         let limiter = rate::Limiter::new(security.platform().config.limits.max_tracked_callers);
         audit.attach_histogram(metrics.audit_fsync_histogram());
         let sealer = audit.sealer().cloned();
+        let archiver = audit.archiver().cloned();
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
         Ok(AppState {
@@ -133,6 +135,7 @@ impl AppState {
                 security,
                 audit,
                 sealer,
+                archiver,
                 registry: std::sync::RwLock::new(Arc::new(registry)),
                 dispatcher,
                 config,
@@ -162,6 +165,11 @@ impl AppState {
     /// The audit log's background sealer, when sealing is enabled.
     pub fn audit_sealer(&self) -> Option<&Arc<palisade_audit::Sealer>> {
         self.inner.sealer.as_ref()
+    }
+
+    /// The audit log's background archiver, when `audit.archive` is set.
+    pub fn audit_archiver(&self) -> Option<&Arc<palisade_archive::Archiver>> {
+        self.inner.archiver.as_ref()
     }
 
     /// Whether the docs are served without a token.

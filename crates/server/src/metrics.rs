@@ -42,6 +42,7 @@ pub struct Metrics {
     audit_retention_blocked_bytes: IntGauge,
     audit_seal_backlog_segments: IntGauge,
     audit_seal_backlog_bytes: IntGauge,
+    audit_archive: ArchiveMetrics,
     connections: prometheus::IntGaugeVec,
     models_served: IntGauge,
     model_engines: prometheus::IntGaugeVec,
@@ -243,6 +244,7 @@ impl Metrics {
         ] {
             registry.register(collector)?;
         }
+        let audit_archive = ArchiveMetrics::new(&registry)?;
         let hops = IntCounterVec::new(
             Opts::new(
                 "palisade_graph_hops_total",
@@ -353,6 +355,7 @@ impl Metrics {
             audit_retention_blocked_bytes,
             audit_seal_backlog_segments,
             audit_seal_backlog_bytes,
+            audit_archive,
             connections,
             models_served: served,
             model_engines: engines,
@@ -491,6 +494,21 @@ impl Metrics {
         self.audit_seal_backlog_bytes.set(i64::try_from(stats.backlog_bytes).unwrap_or(i64::MAX));
     }
 
+    fn sync_archiver(&self, stats: &palisade_archive::ArchiverStats) {
+        let a = &self.audit_archive;
+        catch_up(&a.segments, stats.segments);
+        catch_up(&a.bytes, stats.segment_bytes);
+        catch_up(&a.checkpoint_bytes, stats.checkpoint_bytes);
+        catch_up(&a.errors, stats.errors);
+        catch_up(&a.retention_deleted, stats.retention_deleted);
+        let gauge = |g: &IntGauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&a.backlog_segments, stats.backlog_segments);
+        gauge(&a.backlog_bytes, stats.backlog_bytes);
+        gauge(&a.oldest_unarchived_seconds, stats.oldest_unarchived_secs);
+        gauge(&self.audit_retention_blocked_segments, stats.retention_blocked_segments);
+        gauge(&self.audit_retention_blocked_bytes, stats.retention_blocked_bytes);
+    }
+
     /// What a model's batcher reports each batch to: its rows, in the batch-size histogram.
     pub fn batch_observer(&self, model: &str) -> palisade_runtime::BatchObserver {
         let histogram = self.batch_rows.with_label_values(&[model]);
@@ -559,6 +577,11 @@ pub(crate) async fn render(State(state): State<AppState>) -> Response {
     if let Some(sealer) = state.audit_sealer() {
         metrics.sync_sealer(&sealer.stats());
     }
+    // After the sealer: with an archive, retention runs in the archiver, whose blocked
+    // counts are the ones that mean something.
+    if let Some(archiver) = state.audit_archiver() {
+        metrics.sync_archiver(&archiver.stats());
+    }
     if let Some(front) = state.front_door() {
         metrics.sync_connections(front.counts());
     }
@@ -597,9 +620,80 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
         }
     }
+    let bound = state.security().platform().config.audit.archive.as_ref().and_then(|a| a.max_backlog);
+    if let (Some(bound), Some(archiver)) = (bound, state.audit_archiver()) {
+        let stats = archiver.stats();
+        if stats.backlog_segments > bound {
+            let message = format!(
+                "audit archive backlog: {} sealed segments ({} bytes, the oldest sealed {} s ago) wait to be archived (audit.archive.maxBacklog: {bound}); the server log says why archiving fails\n",
+                stats.backlog_segments, stats.backlog_bytes, stats.oldest_unarchived_secs
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
+    }
     if state.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
+}
+
+/// The archiver's metrics (`audit.archive`).
+#[derive(Clone)]
+struct ArchiveMetrics {
+    segments: prometheus::IntCounter,
+    bytes: prometheus::IntCounter,
+    checkpoint_bytes: prometheus::IntCounter,
+    errors: prometheus::IntCounter,
+    retention_deleted: prometheus::IntCounter,
+    backlog_segments: IntGauge,
+    backlog_bytes: IntGauge,
+    oldest_unarchived_seconds: IntGauge,
+}
+
+impl ArchiveMetrics {
+    fn new(registry: &prometheus::Registry) -> Result<ArchiveMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| prometheus::IntCounter::new(name, help);
+        let metrics = ArchiveMetrics {
+            segments: counter(
+                "palisade_audit_archived_segments_total",
+                "Sealed audit segments copied to the archive and read back identical (size and SHA-256).",
+            )?,
+            bytes: counter("palisade_audit_archived_bytes_total", "Bytes of those segments.")?,
+            checkpoint_bytes: counter(
+                "palisade_audit_archived_checkpoint_bytes_total",
+                "Bytes of checkpoints.jsonl copied to the archive and read back identical.",
+            )?,
+            errors: counter(
+                "palisade_audit_archive_errors_total",
+                "Archiving passes or retention checks that failed (the store unreachable, an archived object that differs); the local trail is kept.",
+            )?,
+            retention_deleted: counter(
+                "palisade_audit_retention_deleted_segments_total",
+                "Sealed audit segments deleted locally by audit.retention, each after its archived copy was confirmed.",
+            )?,
+            backlog_segments: IntGauge::new(
+                "palisade_audit_archive_backlog_segments",
+                "Sealed audit segments not yet archived after the archiver's last pass.",
+            )?,
+            backlog_bytes: IntGauge::new("palisade_audit_archive_backlog_bytes", "Bytes of those segments.")?,
+            oldest_unarchived_seconds: IntGauge::new(
+                "palisade_audit_archive_oldest_unarchived_seconds",
+                "Seconds since the oldest sealed audit segment not yet archived was sealed (0 when none).",
+            )?,
+        };
+        for collector in [
+            &metrics.segments,
+            &metrics.bytes,
+            &metrics.checkpoint_bytes,
+            &metrics.errors,
+            &metrics.retention_deleted,
+        ] {
+            registry.register(Box::new(collector.clone()))?;
+        }
+        for gauge in [&metrics.backlog_segments, &metrics.backlog_bytes, &metrics.oldest_unarchived_seconds] {
+            registry.register(Box::new(gauge.clone()))?;
+        }
+        Ok(metrics)
     }
 }

@@ -175,6 +175,99 @@ pub struct AuditSettings {
     /// How long and how much of the trail to keep locally (absent: keep everything).
     #[serde(default)]
     pub retention: Option<RetentionSettings>,
+    /// Copying sealed segments and checkpoints to an S3-compatible object store (absent: no
+    /// archive, and retention deletes nothing).
+    #[serde(default)]
+    pub archive: Option<ArchiveSettings>,
+}
+
+/// `audit.archive:`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ArchiveSettings {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix; each replica's trail goes under `<prefix>/<replica id>/<log id>/`.
+    #[serde(default)]
+    pub prefix: String,
+    /// The S3 endpoint URL (absent: AWS's endpoint for `region`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The region (default `us-east-1`).
+    #[serde(default = "us_east_1")]
+    pub region: String,
+    /// An AWS shared-credentials file (`[default]` with `aws_access_key_id`,
+    /// `aws_secret_access_key`), read at every pass (absent: the environment).
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
+    /// Allow an `http://` endpoint (a trusted network only).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// How often the archiver looks for new checkpoints and sealed segments (default 10s).
+    #[serde(default = "ten_seconds", deserialize_with = "duration")]
+    pub every: Duration,
+    /// Longest one request to the store may take, retries included (default 60s).
+    #[serde(default = "minute", deserialize_with = "duration")]
+    pub request_timeout: Duration,
+    /// Readiness fails while more sealed segments than this wait to be archived (absent:
+    /// never).
+    #[serde(default)]
+    pub max_backlog: Option<u64>,
+}
+
+fn us_east_1() -> String {
+    "us-east-1".to_owned()
+}
+
+impl ArchiveSettings {
+    /// The field that is wrong, and how to fix it.
+    fn validate(&self, seal: &SealSettings) -> Result<(), (&'static str, String)> {
+        if self.bucket.trim().is_empty() {
+            return Err(("audit.archive.bucket", "give the bucket's name".to_owned()));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                return Err(("audit.archive.endpoint", format!("{endpoint:?} is not an http(s):// URL")));
+            }
+            if endpoint.starts_with("http://") && !self.allow_http {
+                return Err((
+                    "audit.archive.endpoint",
+                    format!(
+                        "{endpoint} is plain HTTP: use https://, or set audit.archive.allowHttp: true (a trusted network only)"
+                    ),
+                ));
+            }
+        }
+        if self.every.is_zero() {
+            return Err(("audit.archive.every", "must be longer than zero, e.g. 10s".to_owned()));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(("audit.archive.requestTimeout", "must be longer than zero, e.g. 60s".to_owned()));
+        }
+        if !seal.enabled {
+            return Err((
+                "audit.archive",
+                "only sealed segments are archived, and audit.seal.enabled is false: enable sealing or remove audit.archive".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// As the archive crate takes it.
+    pub fn target(&self) -> palisade_archive::ArchiveTarget {
+        palisade_archive::ArchiveTarget {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.trim_matches('/').to_owned(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            credentials: match &self.credentials_file {
+                Some(path) => palisade_archive::Credentials::File(path.clone()),
+                None => palisade_archive::Credentials::Environment,
+            },
+            allow_http: self.allow_http,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 /// `audit.retention:`
@@ -367,6 +460,7 @@ impl Default for AuditSettings {
             ship: ShipSettings::default(),
             seal: SealSettings::default(),
             retention: None,
+            archive: None,
         }
     }
 }
@@ -602,6 +696,11 @@ impl Platform {
         }
         if let Some(retention) = &config.audit.retention
             && let Err((field, message)) = retention.validate(&config.audit.seal)
+        {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Some(archive) = &config.audit.archive
+            && let Err((field, message)) = archive.validate(&config.audit.seal)
         {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }

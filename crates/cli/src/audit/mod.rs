@@ -2,6 +2,7 @@
 //! work while a server is writing. `verify` and `query` also read a directory of replicas'
 //! trails (see [`replicas`]).
 
+pub mod archive;
 mod replicas;
 
 use std::io::Write;
@@ -18,7 +19,11 @@ use crate::cli::{
 use crate::failure::Failure;
 
 /// The directory named by `DIR` or `--dir`, else `HOME/audit`.
-fn dir(home: &Path, positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> Result<PathBuf, Failure> {
+pub(crate) fn dir(
+    home: &Path,
+    positional: &Option<PathBuf>,
+    flag: &Option<PathBuf>,
+) -> Result<PathBuf, Failure> {
     let dir = positional.clone().or_else(|| flag.clone()).unwrap_or_else(|| home.join("audit"));
     if !dir.is_dir() {
         return Err(Failure::usage(format!("no audit log at {}", dir.display()))
@@ -28,7 +33,7 @@ fn dir(home: &Path, positional: &Option<PathBuf>, flag: &Option<PathBuf>) -> Res
 }
 
 /// One trail, or a directory of replicas' trails.
-fn trails(dir: &Path) -> Result<Trails, Failure> {
+pub(crate) fn trails(dir: &Path) -> Result<Trails, Failure> {
     palisade_audit::find_trails(dir).map_err(|e| match e {
         palisade_audit::AuditError::AmbiguousTrails { what, fix } => {
             Failure::usage(format!("ambiguous audit trails: {what}")).hint(fix)
@@ -38,7 +43,7 @@ fn trails(dir: &Path) -> Result<Trails, Failure> {
 }
 
 /// The key `--public-key` names: a file if one exists there, else base64 text.
-fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
+pub(crate) fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
     let Some(arg) = arg else { return Ok(KeySource::Default) };
     let path = Path::new(arg);
     if path.is_file() {
@@ -55,6 +60,9 @@ fn key_source(arg: Option<&str>) -> Result<KeySource, Failure> {
 
 /// `audit verify`
 pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
+    if args.archive.archive.is_some() {
+        return archive::verify(home, args);
+    }
     let dir = dir(home, &args.trail, &args.dir)?;
     let (trails, skipped) = match trails(&dir)? {
         Trails::One(dir) => return verify_one(&dir, args),
@@ -99,7 +107,7 @@ fn verify_one(dir: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
 }
 
 /// A verification report as JSON (`verify --output json`).
-fn report_json(report: &VerifyReport) -> serde_json::Value {
+pub(crate) fn report_json(report: &VerifyReport) -> serde_json::Value {
     let problem = report.first_problem.as_ref().map(|p| {
         json!({"seq": p.seq, "segment": p.segment, "line": p.line, "what": p.what, "text": p.to_string()})
     });
@@ -185,7 +193,10 @@ fn print_record(
 
 /// `audit query`
 pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
-    let dir = dir(home, &args.trail, &args.dir)?;
+    let dir = match args.archive.archive {
+        Some(_) => PathBuf::new(),
+        None => dir(home, &args.trail, &args.dir)?,
+    };
     let parse_time = |t: &Option<String>, flag: &str| -> Result<_, Failure> {
         t.as_deref().map(|t| t.parse().map_err(|e| Failure::usage(format!("--{flag}: {e}")))).transpose()
     };
@@ -202,10 +213,21 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
     };
     let cannot_read =
         |e: palisade_audit::AuditError| Failure::other(format!("cannot read the audit log: {e}"));
-    let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match trails(&dir)? {
-        Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
-        Trails::Replicas { trails, .. } => {
-            let merged = palisade_audit::query_replicas(&trails, filter).map_err(|e| match e {
+    // With --archive: each log laid out (archived segments in range, then its local tail)
+    // in a work directory, read as a directory of replicas' trails.
+    let fetched = match args.archive.archive.is_some() {
+        true => Some(archive::fetch_for_query(home, args, filter.from, filter.to)?),
+        false => None,
+    };
+    let (records, merged): (Box<dyn Iterator<Item = _>>, bool) = match &fetched {
+        Some(fetched) => {
+            (Box::new(palisade_audit::query_replicas(&fetched.trails, filter).map_err(cannot_read)?), true)
+        }
+        None => match trails(&dir)? {
+            Trails::One(dir) => (Box::new(palisade_audit::query(&dir, filter).map_err(cannot_read)?), false),
+            Trails::Replicas { trails, .. } => {
+                let merged = palisade_audit::query_replicas(&trails, filter).map_err(|e| {
+                    match e {
                 palisade_audit::AuditError::Corrupt { .. } => Failure::data(format!(
                     "cannot read a record: {e}"
                 ))
@@ -213,9 +235,11 @@ pub fn query(home: &Path, args: &AuditQueryArgs) -> Result<(), Failure> {
                     "run `palisade audit verify` on the directory to see which replica's trail was modified",
                 ),
                 other => cannot_read(other),
-            })?;
-            (Box::new(merged), true)
-        }
+            }
+                })?;
+                (Box::new(merged), true)
+            }
+        },
     };
     let (mut out, format) = sink(args.export.as_deref(), args.output)?;
     for record in records {

@@ -40,6 +40,7 @@ pub const ALWAYS_REDACTED: &[&str] =
 pub struct AuditHandle {
     log: Arc<palisade_audit::AuditLog>,
     sealer: Option<Arc<palisade_audit::Sealer>>,
+    archiver: Option<Arc<palisade_archive::Archiver>>,
     fsync: Arc<std::sync::OnceLock<prometheus::Histogram>>,
 }
 
@@ -101,14 +102,37 @@ impl AuditHandle {
                     signing_key: settings.signing_key.clone(),
                     frame_records: settings.seal.frame_records,
                     level: settings.seal.level,
-                    retention: settings.retention.as_ref().map(crate::platform::RetentionSettings::policy),
+                    // With an archive, retention runs after each archiving pass instead (it
+                    // deletes only what the archive confirms); without one, here (it only
+                    // reports what it would delete).
+                    retention: match settings.archive {
+                        Some(_) => None,
+                        None => settings.retention.as_ref().map(crate::platform::RetentionSettings::policy),
+                    },
                     ..palisade_audit::SealOptions::default()
                 },
                 settings.seal.every,
             )?)),
             false => None,
         };
-        Ok(AuditHandle { log: Arc::new(log), sealer, fsync })
+        let archiver = match &settings.archive {
+            Some(archive) => Some(Arc::new(
+                palisade_archive::Archiver::spawn(
+                    dir.to_owned(),
+                    archive.target(),
+                    settings.retention.as_ref().map(crate::platform::RetentionSettings::policy),
+                    archive.every,
+                )
+                .map_err(|e| palisade_audit::AuditError::Unavailable(e.to_string()))?,
+            )),
+            None => None,
+        };
+        Ok(AuditHandle { log: Arc::new(log), sealer, archiver, fsync })
+    }
+
+    /// The background archiver, when `audit.archive` is set.
+    pub fn archiver(&self) -> Option<&Arc<palisade_archive::Archiver>> {
+        self.archiver.as_ref()
     }
 
     /// The log.
