@@ -104,6 +104,8 @@ struct Inner {
     front: OnceLock<Front>,
     feedback: palisade_graph::FeedbackLog,
     limiter: rate::Limiter,
+    /// The web console's sessions and sign-in, when the console is on.
+    console: Option<Arc<control::console::ConsoleState>>,
 }
 
 impl AppState {
@@ -128,6 +130,13 @@ impl AppState {
         let sealer = audit.sealer().cloned();
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
+        let console = match &security.platform().config.console {
+            settings if settings.enabled && !config.dangerous_disable_security => Some(Arc::new(
+                control::console::ConsoleState::new(settings, security.authenticator().settings().clone())
+                    .map_err(|err| StateError::Console(err.to_string()))?,
+            )),
+            _ => None,
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 security,
@@ -145,6 +154,7 @@ impl AppState {
                 front: OnceLock::new(),
                 feedback: palisade_graph::FeedbackLog::new(FEEDBACK_CAPACITY, FEEDBACK_MAX_AGE),
                 limiter,
+                console,
             }),
         })
     }
@@ -279,6 +289,16 @@ impl AppState {
     /// and management routes exist.
     pub fn secured(&self) -> bool {
         !self.inner.config.dangerous_disable_security
+    }
+
+    /// Which routes exist: the issuer and `/manage` with security, `/console` with the console.
+    pub fn route_options(&self) -> route::RouteOptions {
+        route::RouteOptions { secured: self.secured(), console: self.inner.console.is_some() }
+    }
+
+    /// The web console's state, when the console is on.
+    pub(crate) fn console(&self) -> Option<&Arc<control::console::ConsoleState>> {
+        self.inner.console.as_ref()
     }
 
     /// The budget of request body bytes in flight.
@@ -477,6 +497,10 @@ pub enum StateError {
         /// What is wrong.
         error: palisade_runtime::RuntimeError,
     },
+    /// The platform config's `console:` section cannot be used (a client secret file that
+    /// cannot be read, say).
+    #[error("{0}")]
+    Console(String),
 }
 
 /// Logs, when a model loads, each way its manifest's `limits.rate` asks for more than the

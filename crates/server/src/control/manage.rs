@@ -65,8 +65,8 @@ pub(crate) fn creator_file(policy_file: &Path) -> std::path::PathBuf {
     policy_file.with_extension("creator.json")
 }
 
-/// The caller of a management operation.
-struct Caller {
+/// The caller of a management operation (or of the console, whose owner checks are these).
+pub(crate) struct Caller {
     token: Option<Arc<VerifiedToken>>,
     admin: bool,
 }
@@ -86,7 +86,7 @@ impl Caller {
     }
 
     /// Whether the caller is an owner of this model version.
-    fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
+    pub(crate) fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
         let set = state.security().policy_set();
         let mut req = PolicyRequest::new(target.clone());
         req.claims = self.claims().cloned();
@@ -94,7 +94,8 @@ impl Caller {
     }
 }
 
-fn caller(state: &AppState, ctx: &RequestContext) -> Caller {
+/// The caller of the request: its verified token, and whether it is a platform administrator.
+pub(crate) fn caller(state: &AppState, ctx: &RequestContext) -> Caller {
     let token = ctx.token();
     let admins = &state.security().platform().config.authorization.admins;
     let set = state.security().policy_set();

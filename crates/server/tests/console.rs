@@ -1,0 +1,290 @@
+//! The web console's own security, in process: sessions, CSRF, owner-only views, its
+//! headers and its audit records. (Sign-in with a real identity provider and the pages in a
+//! real browser: tests/e2e/test_console.py.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use palisade_runtime::EngineConfig;
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::json;
+
+const MINE: &str = "name: example\nversion: \"1\"\nnamespace: team-a\nowners: [owner@company.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const THEIRS: &str = "name: theirs\nversion: \"1\"\nnamespace: team-b\nowners: [other@company.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const HOST: &str = "palisade.test";
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    app: TestApp,
+    owner: String,
+}
+
+fn setup_with(platform: &str) -> Setup {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[MINE, THEIRS]);
+    let platform = Platform::parse(Path::new("p.yaml"), platform).unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app =
+        app_with(store.root(), registry, EngineConfig::default(), ServerConfig::default(), platform, None);
+    let owner = token_with(app.state.security(), "owner", json!({"email": "owner@company.com"}));
+    Setup { tmp, app, owner }
+}
+
+fn setup() -> Setup {
+    setup_with("")
+}
+
+/// A request from the console's own page: `Host` and `Origin` agree, with the cookie.
+fn request(
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", HOST)
+        .header("origin", format!("http://{HOST}"))
+        .header("content-type", "application/json");
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", format!("palisade_console={cookie}"));
+    }
+    if let Some(csrf) = csrf {
+        req = req.header("x-csrf-token", csrf);
+    }
+    req.body(body.into()).unwrap()
+}
+
+/// Signs in by pasting a token of the built-in issuer: the session cookie's value.
+async fn sign_in(app: &TestApp, token: &str) -> String {
+    let reply =
+        send(app, request("POST", "/console/session", None, None, json!({"token": token}).to_string())).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&reply.body));
+    let set = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    let session = set.iter().find(|c| c.starts_with("palisade_console=")).expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    session.trim_start_matches("palisade_console=").split(';').next().unwrap().to_owned()
+}
+
+async fn csrf_of(app: &TestApp, cookie: &str) -> String {
+    let me = send(app, request("GET", "/console/api/me", Some(cookie), None, "")).await;
+    assert_eq!(me.status, StatusCode::OK);
+    me.json()["csrf"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn without_a_session_pages_go_to_sign_in_and_calls_are_401() {
+    let s = setup();
+    for page in ["/console", "/console/", "/console/models/example"] {
+        let reply = send(&s.app, request("GET", page, None, None, "")).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(reply.headers["location"], "/console/signin", "{page}");
+    }
+    for call in ["/console/api/me", "/console/api/models", "/console/api/models/example"] {
+        assert_eq!(
+            send(&s.app, request("GET", call, None, None, "")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{call}"
+        );
+    }
+    // A made-up session is no session; neither is a bearer token on a console call.
+    let reply = send(&s.app, request("GET", "/console/api/models", Some("forged"), None, "")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let mut bearer = request("GET", "/console/api/models", None, None, "");
+    bearer.headers_mut().insert("authorization", format!("Bearer {}", s.owner).parse().unwrap());
+    assert_eq!(send(&s.app, bearer).await.status, StatusCode::UNAUTHORIZED);
+    // The public parts answer without one.
+    for public in ["/console/signin", "/console/assets/console.js", "/console/assets/console.css"] {
+        assert_eq!(
+            send(&s.app, request("GET", public, None, None, "")).await.status,
+            StatusCode::OK,
+            "{public}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn changes_need_the_sessions_csrf_token() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    for sent in [None, Some("wrong"), Some("")] {
+        let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), sent, "")).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{sent:?}");
+        assert!(reply.json()["error"].as_str().unwrap().contains("CSRF"));
+    }
+    // Another session's token is no good either.
+    let other = sign_in(&s.app, &s.owner).await;
+    let other_csrf = csrf_of(&s.app, &other).await;
+    let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), Some(&other_csrf), "")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // With it, sign-out ends the session and clears the cookie.
+    let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), Some(&csrf), "")).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let after = send(&s.app, request("GET", "/console/api/me", Some(&cookie), None, "")).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/me", Some(&other), None, "")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_pasted_sign_in_comes_from_the_console_page_with_a_built_in_token() {
+    let s = setup();
+    let body = || json!({"token": s.owner}).to_string();
+    let mut foreign = request("POST", "/console/session", None, None, body());
+    foreign.headers_mut().insert("origin", "http://evil.test".parse().unwrap());
+    assert_eq!(send(&s.app, foreign).await.status, StatusCode::FORBIDDEN);
+    let mut no_origin = request("POST", "/console/session", None, None, body());
+    no_origin.headers_mut().remove("origin");
+    assert_eq!(send(&s.app, no_origin).await.status, StatusCode::FORBIDDEN);
+    let forged = json!({"token": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}).to_string();
+    let reply = send(&s.app, request("POST", "/console/session", None, None, forged)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn owners_see_their_own_models_and_nothing_of_others() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let listed = send(&s.app, request("GET", "/console/api/models", Some(&cookie), None, "")).await.json();
+    let names: Vec<&str> =
+        listed["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["example"]);
+    let model = &listed["models"][0];
+    assert_eq!(model["namespace"], "team-a");
+    assert_eq!(model["versions"][0]["status"], "ready");
+    assert!(model["versions"][0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(model["versions"][0]["inputs"][0]["name"], "X");
+
+    let mine = send(&s.app, request("GET", "/console/api/models/example", Some(&cookie), None, "")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    // Another owner's model and a model that does not exist answer alike.
+    let theirs = send(&s.app, request("GET", "/console/api/models/theirs", Some(&cookie), None, "")).await;
+    let missing = send(&s.app, request("GET", "/console/api/models/nothing", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        theirs.json()["error"].as_str().unwrap().replace("theirs", "X"),
+        missing.json()["error"].as_str().unwrap().replace("nothing", "X")
+    );
+    for page in ["/console/models/theirs", "/console/models/nothing"] {
+        assert_eq!(
+            send(&s.app, request("GET", page, Some(&cookie), None, "")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        send(&s.app, request("GET", "/console/models/example", Some(&cookie), None, "")).await.status,
+        StatusCode::OK
+    );
+
+    // Someone who owns nothing sees an empty list.
+    let stranger = token_with(s.app.state.security(), "s", json!({"email": "stranger@company.com"}));
+    let cookie = sign_in(&s.app, &stranger).await;
+    let listed = send(&s.app, request("GET", "/console/api/models", Some(&cookie), None, "")).await.json();
+    assert_eq!(listed["models"], json!([]));
+}
+
+#[tokio::test]
+async fn every_console_answer_has_a_strict_csp_and_pages_no_inline_script() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let answers = [
+        send(&s.app, request("GET", "/console/signin", None, None, "")).await,
+        send(&s.app, request("GET", "/console/", Some(&cookie), None, "")).await,
+        send(&s.app, request("GET", "/console/", None, None, "")).await,
+        send(&s.app, request("GET", "/console/assets/console.js", None, None, "")).await,
+        send(&s.app, request("GET", "/console/assets/nothing.js", None, None, "")).await,
+        send(&s.app, request("GET", "/console/api/models", None, None, "")).await,
+        send(&s.app, request("POST", "/console/logout", Some(&cookie), None, "")).await,
+    ];
+    for reply in &answers {
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert_eq!(reply.headers["cache-control"], "no-store");
+        assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+    }
+    for page in &answers[..2] {
+        let html = String::from_utf8_lossy(&page.body).to_ascii_lowercase();
+        assert!(html.starts_with("<!doctype html>"));
+        for script in html.split("<script").skip(1) {
+            assert!(
+                script.split('>').next().unwrap().contains("src=\"/console/assets/"),
+                "inline script: {script}"
+            );
+        }
+        assert!(!html.contains(" style=") && !html.contains("<style"));
+    }
+    // No cross-origin access to the console, whatever the platform's CORS allows.
+    let mut preflight = request("OPTIONS", "/console/api/models", None, None, "");
+    preflight.headers_mut().insert("origin", "http://evil.test".parse().unwrap());
+    preflight.headers_mut().insert("access-control-request-method", "GET".parse().unwrap());
+    let reply = send(&s.app, preflight).await;
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn console_requests_are_audited_with_the_person() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    send(&s.app, request("GET", "/console/api/models/theirs", Some(&cookie), None, "")).await;
+    send(&s.app, request("GET", "/console/api/models", None, None, "")).await;
+    send(&s.app, request("GET", "/console/assets/console.css", None, None, "")).await;
+    let records = request_records(&s.tmp.path().join("home"));
+    let by_path = |path: &str| records.iter().filter(|r| r.path.as_deref() == Some(path)).collect::<Vec<_>>();
+    let signed_in = by_path("/console/session");
+    assert_eq!(signed_in.len(), 1);
+    assert_eq!(signed_in[0].email.as_deref(), Some("owner@company.com"));
+    let refused = by_path("/console/api/models/theirs");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].status, Some(404));
+    assert!(refused[0].request_principal.as_deref().unwrap().ends_with("/owner"));
+    let anonymous = by_path("/console/api/models");
+    assert_eq!(anonymous.len(), 1);
+    assert_eq!(anonymous[0].status, Some(401));
+    assert!(by_path("/console/assets/console.css").is_empty(), "static assets are not audited");
+}
+
+#[tokio::test]
+async fn the_console_can_be_switched_off() {
+    let s = setup_with("console:\n  enabled: false\n");
+    // No console route exists: like any unknown path, 401 without a token, 404 with one.
+    for path in ["/console/", "/console/signin", "/console/assets/console.js"] {
+        assert_eq!(
+            send(&s.app, request("GET", path, None, None, "")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            call_as(&s.app, Some(&s.owner), "GET", path, "").await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let err = Platform::parse(Path::new("p.yaml"), "console:\n  oidc:\n    issuer: http://idp.example\n    clientId: c\n    redirectUri: https://p.example/console/callback\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("p.yaml: field `console.oidc.issuer`"), "{err}");
+    let err = Platform::parse(Path::new("p.yaml"), "console:\n  sessionTTL: 1h\n").unwrap_err();
+    assert!(err.to_string().contains("sessionTTL"), "{err}");
+}
