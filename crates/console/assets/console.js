@@ -77,7 +77,7 @@
           v.outputs.map((t) => el("tr", {}, el("td", {}, "output"), el("td", {}, t.name), el("td", {}, t.datatype), el("td", {}, "[" + t.shape.join(", ") + "]")))))));
     show(el("h1", { id: "model-name" }, model.name),
       el("p", { class: "muted" }, "Namespace " + model.namespace + " · owners: " + model.owners.join(", ")),
-      versions);
+      ...versions);
   }
 
   async function route() {
