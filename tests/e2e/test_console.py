@@ -6,13 +6,14 @@ artifacts/console/ (not committed)."""
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from conftest import ROOT, Server, build
 
@@ -27,6 +28,21 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "artifacts" / "console"
+
+ALLOW_CAROL = """apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: allow-carol
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      team: data-science
+  rules:
+  - when:
+    - key: request.auth.claims[email]
+      values: [carol@example.com]
+"""
 
 BOB_MODEL = """name: iris-bob
 version: "1.0.0"
@@ -98,7 +114,10 @@ def console(tmp_path_factory):
         f"    redirectUri: {redirect}\n"
         "    scopes: [openid, email, groups]\n"
     )
-    server = Server(home, ["--config", str(config)], listen=f"127.0.0.1:{port}")
+    policies = home / "policies"
+    policies.mkdir()
+    (policies / "allow-carol.yaml").write_text(ALLOW_CAROL)
+    server = Server(home, ["--config", str(config), "--policy-dir", str(policies)], listen=f"127.0.0.1:{port}")
     yield server, idp
     server.stop()
     idp.stop()
@@ -175,6 +194,21 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     shown = page.locator("main").inner_text()
     assert "output_probability" in shown and "FP32" in shown, shown
     shot(page, "model")
+
+    # Who can call it: its owner, and carol through the platform's policy; bob? No.
+    page.locator("#access").wait_for()
+    policy = page.locator("tr[data-policy='default/allow-carol']")
+    expect(policy).to_contain_text("ALLOW")
+    expect(policy).to_contain_text("carol@example.com")
+    page.fill("#check-claims", '{"email": "bob@example.com"}')
+    page.click("#check button[type=submit]")
+    # (Waits go through locators: the page's CSP refuses playwright's evaluated functions.)
+    result = page.locator("#check-result")
+    expect(result).to_have_text(re.compile(r"^Refused \(403\)"))
+    page.fill("#check-claims", '{"email": "carol@example.com"}')
+    page.click("#check button[type=submit]")
+    expect(result).to_have_text(re.compile(r"^Allowed.*allow-carol"))
+    shot(page, "access")
 
     # Bob's model, asked for by URL, is not there for alice.
     response = page.goto(f"{server.base}/console/models/iris-bob")

@@ -80,11 +80,68 @@
       ...versions);
   }
 
+  function accessSection(access) {
+    const sections = [el("h2", { id: "access" }, "Who can call this model, and why")];
+    for (const v of access.versions) {
+      const rows = v.policies.map((p, i) => el("tr", { "data-policy": p.policy },
+        el("td", {}, String(i + 1)),
+        el("td", {}, el("span", { class: "tag " + (p.action === "DENY" ? "bad" : "good") }, p.action), p.dry_run ? " (dry run)" : ""),
+        el("td", {}, el("code", {}, p.policy), p.root_namespace ? " (platform-wide)" : ""),
+        el("td", {}, p.rules.length ? el("ul", {}, p.rules.map((r) => el("li", {}, r))) : "allows nothing")));
+      sections.push(el("section", { class: "card" },
+        el("h3", {}, "Version " + v.version),
+        el("p", {}, v.owner_default
+          ? "No ALLOW policy applies: only the owners may call this version."
+          : "Owners may call it; so may whoever an ALLOW rule below admits (DENY rules first)."),
+        el("p", {}, "Owners: ", v.owners.map((o) => o.owner + " (" + o.matches + ")").join("; ")),
+        rows.length
+          ? el("table", { class: "access" },
+            el("thead", {}, el("tr", {}, ["Step", "Action", "Policy", "Rules"].map((h) => el("th", {}, h)))),
+            el("tbody", {}, rows))
+          : el("p", { class: "muted" }, "No policy applies to this version.")));
+    }
+    return sections;
+  }
+
+  function checkForm(model) {
+    const claims = el("textarea", { id: "check-claims", rows: "3", spellcheck: "false" });
+    claims.value = '{"email": "someone@example.com"}';
+    const token = el("textarea", { id: "check-token", rows: "2", spellcheck: "false", placeholder: "or paste a token instead of claims" });
+    const result = el("p", { id: "check-result", role: "status" });
+    const form = el("form", { id: "check" },
+      el("label", { for: "check-claims" }, "Claims (JSON)"), claims,
+      el("label", { for: "check-token" }, "Token"), token,
+      el("button", { type: "submit" }, "Would this caller be allowed?"), result);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { model: model };
+      try {
+        if (token.value.trim()) body.token = token.value.trim();
+        else body.claims = JSON.parse(claims.value);
+        const answer = await api("/console/api/check", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        result.className = answer.allowed ? "ok" : "error";
+        result.textContent = (answer.allowed ? "Allowed (200): " : "Refused (" + answer.status + "): ") + answer.reason;
+      } catch (err) {
+        result.className = "error";
+        result.textContent = err.message;
+      }
+    });
+    return [el("h2", {}, "Would this caller be allowed?"), el("section", { class: "card" }, form)];
+  }
+
   async function route() {
     const path = window.location.pathname;
     const match = path.match(/^\/console\/models\/([^/]+)$/);
     try {
-      if (match) modelPage(await api("/console/api/models/" + match[1]));
+      if (match) {
+        modelPage(await api("/console/api/models/" + match[1]));
+        const access = await api("/console/api/models/" + match[1] + "/access");
+        main.append(...accessSection(access), ...checkForm(decodeURIComponent(match[1])));
+      }
       else modelsPage(await api("/console/api/models"));
     } catch (err) {
       show(el("h1", {}, "Not available"), el("p", { class: "error", id: "error" }, err.message));

@@ -154,6 +154,13 @@ pub enum ConsoleOp {
         /// The model name, decoded.
         model: String,
     },
+    /// `GET /console/api/models/{m}/access`: who can call the model, and why (`policy explain`).
+    Access {
+        /// The model name, decoded.
+        model: String,
+    },
+    /// `POST /console/api/check`: would this caller be allowed (`policy check`)?
+    Check,
 }
 
 impl ConsoleOp {
@@ -301,6 +308,8 @@ fn console(method: &Method, s: &[&str]) -> Route {
         ["api", "me"] => get(method, route(ConsoleOp::Me)),
         ["api", "models"] => get(method, route(ConsoleOp::Models)),
         ["api", "models", m] => get(method, route(ConsoleOp::Model { model: (*m).to_owned() })),
+        ["api", "models", m, "access"] => get(method, route(ConsoleOp::Access { model: (*m).to_owned() })),
+        ["api", "check"] => post(method, route(ConsoleOp::Check)),
         _ => Route::NotFound,
     }
 }

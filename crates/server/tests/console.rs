@@ -288,3 +288,66 @@ async fn the_console_can_be_switched_off() {
     let err = Platform::parse(Path::new("p.yaml"), "console:\n  sessionTTL: 1h\n").unwrap_err();
     assert!(err.to_string().contains("sessionTTL"), "{err}");
 }
+
+#[tokio::test]
+async fn who_can_call_and_would_this_caller_be_allowed_for_owners_only() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let access =
+        send(&s.app, request("GET", "/console/api/models/example/access", Some(&cookie), None, "")).await;
+    assert_eq!(access.status, StatusCode::OK);
+    let access = access.json();
+    assert_eq!(access["versions"][0]["owner_default"], true, "{access}");
+    assert_eq!(access["versions"][0]["owners"][0]["owner"], "owner@company.com");
+    let theirs =
+        send(&s.app, request("GET", "/console/api/models/theirs/access", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+
+    let check =
+        |claims: serde_json::Value, model: &str| json!({"model": model, "claims": claims}).to_string();
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "owner@company.com"}), "example"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.json()["allowed"], true, "{}", reply.json());
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "bob@company.com"}), "example"),
+        ),
+    )
+    .await;
+    let answer = reply.json();
+    assert_eq!(answer["allowed"], false);
+    assert_eq!(answer["status"], 403);
+    assert!(!answer["reason"].as_str().unwrap().is_empty());
+    // Another owner's model: nothing to learn. Without the CSRF token: refused.
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "other@company.com"}), "theirs"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply =
+        send(&s.app, request("POST", "/console/api/check", Some(&cookie), None, check(json!({}), "example")))
+            .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}

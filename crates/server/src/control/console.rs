@@ -131,6 +131,11 @@ pub(crate) async fn handle(
         ConsoleOp::Me => me(state, &console, ctx, req.headers())?,
         ConsoleOp::Models => models(state, ctx).await,
         ConsoleOp::Model { model } => one_model(state, ctx, model).await?,
+        ConsoleOp::Access { model } => {
+            owned_model(state, ctx, model)?;
+            manage::explain(state, &manage::caller(state, ctx), model)?
+        }
+        ConsoleOp::Check => check(state, ctx, req).await?,
     };
     assets::secure(response.headers_mut());
     Ok(response)
@@ -395,6 +400,19 @@ async fn models(state: &AppState, ctx: &RequestContext) -> Response {
 async fn one_model(state: &AppState, ctx: &RequestContext, name: &str) -> Result<Response, ApiError> {
     let (name, versions) = owned_model(state, ctx, name)?;
     Ok(axum::Json(model_json(state, ctx, &name, &versions).await).into_response())
+}
+
+/// `POST /console/api/check`: the management API's check, for a model the caller owns
+/// (404 otherwise, as everywhere in the console).
+async fn check(state: &AppState, ctx: &RequestContext, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    let model = serde_json::from_slice::<Value>(&body.bytes)
+        .ok()
+        .and_then(|v| v.get("model").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| ApiError::BadRequest("expected a JSON object naming the `model`".to_owned()))?;
+    owned_model(state, ctx, &model)?;
+    manage::check(state, &manage::caller(state, ctx), &body.bytes).await
 }
 
 /// The versions of model `name` the caller owns; 404 alike when it is not served and when

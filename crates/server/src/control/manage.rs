@@ -517,7 +517,7 @@ async fn delete(
 }
 
 /// `GET /manage/v1/models/{model}/explain`: for every served version of the model.
-fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, ApiError> {
+pub(crate) fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, ApiError> {
     let latest = state.registry().get(model, None)?;
     let versions: Vec<Arc<ServedModel>> = state
         .registry()
@@ -642,7 +642,7 @@ struct CheckRequest {
 
 /// `POST /manage/v1/check`: what would the policies decide for this token (verified with
 /// the server's trusted issuers) or claim set (taken as is)?
-async fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) async fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let request: CheckRequest = serde_json::from_slice(body)
         .map_err(|err| ApiError::BadRequest(format!("invalid check request: {err}")))?;
     let served = state.registry().get(&request.model, request.version.as_deref())?;
