@@ -44,10 +44,13 @@ pub struct Begin {
     pub binding: Secret,
 }
 
+/// The endpoints an identity provider's discovery document names.
 #[derive(Debug)]
-struct Endpoints {
-    authorization: String,
-    token: String,
+pub struct Endpoints {
+    /// `authorization_endpoint`
+    pub authorization: String,
+    /// `token_endpoint`
+    pub token: String,
 }
 
 struct Pending {
@@ -298,7 +301,7 @@ impl SignIn {
 
 /// The endpoints of a discovery document, which must name `issuer` exactly (OpenID
 /// Connect Discovery 4.3) and offer S256 if it lists PKCE methods.
-fn parse_discovery(body: &[u8], issuer: &str) -> Result<Endpoints, ConsoleError> {
+pub fn parse_discovery(body: &[u8], issuer: &str) -> Result<Endpoints, ConsoleError> {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|_| ConsoleError::Provider("its discovery document is not JSON".to_owned()))?;
     let field = |name: &str| {

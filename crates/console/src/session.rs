@@ -1,6 +1,8 @@
 //! The server-side session store: a session id (256 random bits) lives only in the
 //! browser's cookie, the store keeps its SHA-256; each session has an expiry and a CSRF
-//! token; the store holds at most a configured number of sessions.
+//! token; the store holds at most a configured number of sessions, and one person at most
+//! [`MAX_PER_PERSON`] of them (so nobody can push everyone else's sessions out by signing
+//! in over and over).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,6 +11,9 @@ use std::time::{Duration, Instant};
 use palisade_identity::{Authenticated, Secret};
 
 use crate::{ConsoleError, digest, random_token};
+
+/// Sessions one person (one `iss/sub`) may hold at once; a new one ends their oldest.
+pub const MAX_PER_PERSON: usize = 8;
 
 /// One signed-in person.
 #[derive(Debug)]
@@ -19,6 +24,8 @@ pub struct Session {
     pub csrf: Secret,
     /// When the session ends.
     pub expires: Instant,
+    /// Who, as `iss/sub` (empty for an anonymous identity, which only tests make).
+    principal: String,
 }
 
 impl Session {
@@ -53,10 +60,24 @@ impl Sessions {
         let csrf = Secret::new(random_token(32)?);
         let now = Instant::now();
         let expires = until.map_or(now + self.ttl, |until| until.min(now + self.ttl));
-        let session = Arc::new(Session { identity, csrf, expires });
+        let principal = identity.token().map(|t| t.principal()).unwrap_or_default();
+        let session = Arc::new(Session { identity, csrf, expires, principal });
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= self.capacity {
             map.retain(|_, s| s.expires > now);
+        }
+        loop {
+            let theirs = map.iter().filter(|(_, s)| s.principal == session.principal);
+            let (count, first) = theirs.fold((0, None::<(&[u8; 32], Instant)>), |(n, first), (k, s)| {
+                (n + 1, if first.is_none_or(|(_, e)| s.expires < e) { Some((k, s.expires)) } else { first })
+            });
+            match first {
+                Some((key, _)) if count >= MAX_PER_PERSON => {
+                    let key = *key;
+                    map.remove(&key);
+                }
+                _ => break,
+            }
         }
         while map.len() >= self.capacity {
             let Some(first) = map.iter().min_by_key(|(_, s)| s.expires).map(|(k, _)| *k) else { break };
@@ -126,6 +147,49 @@ mod tests {
         assert_eq!(store.len(), 3);
         assert!(store.get(first.expose()).is_none(), "the session ending first made room");
         assert!(store.get(ids[4].expose()).is_some());
+    }
+
+    #[test]
+    fn one_person_cannot_push_everyone_out() {
+        let store = Sessions::new(20, Duration::from_secs(60));
+        let someone = |sub: &str| {
+            let token = palisade_identity::VerifiedToken {
+                issuer: "https://idp.example".to_owned(),
+                subject: Some(sub.to_owned()),
+                audiences: Vec::new(),
+                presenter: None,
+                jti: None,
+                kid: None,
+                alg: "ES256",
+                expires_at: 0.0,
+                valid_until: 0.0,
+                claims: Arc::default(),
+            };
+            Authenticated::Token {
+                token: Arc::new(token),
+                rule: Arc::new(palisade_identity::JwtRule {
+                    issuer: "https://idp.example".to_owned(),
+                    audiences: Vec::new(),
+                    keys: palisade_identity::KeySource::Discovery,
+                    from_headers: Vec::new(),
+                    from_params: Vec::new(),
+                    from_cookies: Vec::new(),
+                    forward_original_token: false,
+                    output_payload_to_header: None,
+                    output_claim_to_headers: Vec::new(),
+                    timeout: Duration::from_secs(1),
+                }),
+                scope: Arc::new(palisade_identity::Scope::Global),
+                location: palisade_identity::TokenLocation::Cookie("palisade_console".to_owned()),
+            }
+        };
+        let alice = store.create(someone("alice"), None).unwrap().0;
+        let mallory: Vec<Secret> =
+            (0..50).map(|_| store.create(someone("mallory"), None).unwrap().0).collect();
+        assert!(store.get(alice.expose()).is_some(), "alice keeps her session");
+        assert_eq!(store.len(), 1 + MAX_PER_PERSON);
+        assert!(store.get(mallory[0].expose()).is_none(), "mallory's oldest sessions ended");
+        assert!(store.get(mallory[49].expose()).is_some());
     }
 
     #[test]
