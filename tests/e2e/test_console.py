@@ -10,12 +10,14 @@ import re
 import shutil
 import socket
 import subprocess
+import urllib.error
+import urllib.request
 from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import ROOT, Server, build
+from conftest import ROOT, Server, build, issue_token
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -162,6 +164,21 @@ def sign_in(page, server, login):
     page.wait_for_url(f"{server.base}/console/")
 
 
+def infer(server, token):
+    """The status of an iris prediction with this token."""
+    body = json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})
+    request = urllib.request.Request(
+        f"{server.base}/v2/models/iris/infer",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
 def shot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -209,6 +226,26 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     page.click("#check button[type=submit]")
     expect(result).to_have_text(re.compile(r"^Allowed.*allow-carol"))
     shot(page, "access")
+
+    # Change access: dave may call iris once alice applies it, not after a dry run only.
+    dave = issue_token(server.home, "--email", "dave@example.com")
+    assert infer(server, dave) == 403
+    expect(page.locator("#change-emails")).to_have_value("alice@example.com")
+    page.fill("#change-emails", "alice@example.com, dave@example.com")
+    expect(page.locator("#change-yaml")).to_have_value(re.compile("dave@example.com"))
+    page.click("#change-dry-run")
+    change = page.locator("#change-result")
+    expect(change).to_contain_text("Dry run of default/iris-callers (nothing changed)")
+    expect(change.locator("#impact")).to_contain_text("gains")
+    expect(change.locator("#impact")).to_contain_text("dave@example.com")
+    shot(page, "change-dry-run")
+    assert infer(server, dave) == 403
+    page.click("#change-apply")
+    expect(change).to_contain_text("Applied default/iris-callers (created)")
+    shot(page, "change-applied")
+    assert infer(server, dave) == 200
+    page.reload()
+    expect(page.locator("tr[data-policy='default/iris-callers']")).to_contain_text("dave@example.com")
 
     # Bob's model, asked for by URL, is not there for alice.
     response = page.goto(f"{server.base}/console/models/iris-bob")

@@ -92,7 +92,7 @@
         el("h3", {}, "Version " + v.version),
         el("p", {}, v.owner_default
           ? "No ALLOW policy applies: only the owners may call this version."
-          : "Owners may call it; so may whoever an ALLOW rule below admits (DENY rules first)."),
+          : "ALLOW policies apply: a caller, owners included, needs a rule below that admits them (DENY rules are checked first)."),
         el("p", {}, "Owners: ", v.owners.map((o) => o.owner + " (" + o.matches + ")").join("; ")),
         rows.length
           ? el("table", { class: "access" },
@@ -133,14 +133,89 @@
     return [el("h2", {}, "Would this caller be allowed?"), el("section", { class: "card" }, form)];
   }
 
+  function quoted(list) {
+    return "[" + list.map((v) => JSON.stringify(v)).join(", ") + "]";
+  }
+
+  function policyYaml(model, emails, groups) {
+    const rule = (claim, values) => "  - when:\n    - key: request.auth.claims[" + claim + "]\n      values: " + quoted(values) + "\n";
+    let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n" +
+      "  name: " + model.name + "-callers\n  namespace: " + model.namespace + "\nspec:\n  action: ALLOW\n  rules:\n";
+    if (emails.length) text += rule("email", emails);
+    if (groups.length) text += rule("groups", groups);
+    if (!emails.length && !groups.length) text += "  - when:\n    - key: request.auth.claims[email]\n      values: []\n";
+    return text;
+  }
+
+  function impactList(impact) {
+    if (!impact.length) return el("p", { class: "muted" }, "Nobody gains or loses access.");
+    return el("ul", { id: "impact" }, impact.map((m) => el("li", {}, el("code", {}, m.model), ": ",
+      m.gains.length ? el("span", { class: "ok" }, "gains " + m.gains.join(", ")) : null,
+      m.gains.length && m.loses.length ? "; " : null,
+      m.loses.length ? el("span", { class: "error" }, "loses " + m.loses.join(", ")) : null)));
+  }
+
+  function changeForm(model) {
+    const split = (text) => text.split(",").map((v) => v.trim()).filter(Boolean);
+    const emails = el("input", { type: "text", id: "change-emails", placeholder: "bob@example.com, carol@example.com" });
+    const groups = el("input", { type: "text", id: "change-groups", placeholder: "fraud-analysts" });
+    const yaml = el("textarea", { id: "change-yaml", rows: "12", spellcheck: "false" });
+    // The owners stay in the rules: an ALLOW policy replaces the owners-only default.
+    const ownerEmails = model.owners.filter((o) => o.includes("@") && !o.includes(":"));
+    const ownerGroups = model.owners.filter((o) => o.startsWith("group:")).map((o) => o.slice(6));
+    emails.value = ownerEmails.join(", ");
+    groups.value = ownerGroups.join(", ");
+    yaml.value = policyYaml(model, ownerEmails, ownerGroups);
+    const refresh = () => { yaml.value = policyYaml(model, split(emails.value), split(groups.value)); };
+    emails.addEventListener("input", refresh);
+    groups.addEventListener("input", refresh);
+    const confirm = el("input", { type: "checkbox", id: "change-confirm" });
+    const result = el("div", { id: "change-result", role: "status" });
+    const send = async (dryRun) => {
+      const query = [];
+      if (dryRun) query.push("dryRun=true");
+      if (confirm.checked) query.push("confirm=true");
+      try {
+        const answer = await api("/console/api/policies" + (query.length ? "?" + query.join("&") : ""), {
+          method: "POST",
+          headers: { "content-type": "application/yaml" },
+          body: yaml.value,
+        });
+        const title = dryRun
+          ? "Dry run of " + answer.policy + " (nothing changed):"
+          : "Applied " + answer.applied + (answer.created ? " (created):" : " (replaced):");
+        result.replaceChildren(el("p", { class: dryRun ? "" : "ok" }, title), impactList(answer.impact));
+        if (!dryRun) {
+          const again = el("a", { href: window.location.pathname }, "Reload");
+          result.append(el("p", {}, again, " to see who can call the model now."));
+        }
+      } catch (err) {
+        result.replaceChildren(el("p", { class: "error" }, err.message));
+      }
+    };
+    const dry = el("button", { type: "button", id: "change-dry-run", class: "secondary" }, "Dry run");
+    const apply = el("button", { type: "button", id: "change-apply" }, "Apply");
+    dry.addEventListener("click", () => send(true));
+    apply.addEventListener("click", () => send(false));
+    return [el("h2", {}, "Change access"), el("section", { class: "card" },
+      el("p", { class: "muted" }, "An ALLOW policy you create applies to the models you own in namespace " + model.namespace +
+        ", and is recorded in the audit trail with your name. Dry run first: it shows who gains and who loses access."),
+      el("label", { for: "change-emails" }, "People (emails)"), emails,
+      el("label", { for: "change-groups" }, "Groups"), groups,
+      el("label", { for: "change-yaml" }, "The policy (YAML; edit it for paths, methods, service accounts)"), yaml,
+      el("p", {}, el("label", { for: "change-confirm", class: "inline" }, confirm, " Apply even if owners lose access")),
+      el("p", {}, dry, " ", apply), result)];
+  }
+
   async function route() {
     const path = window.location.pathname;
     const match = path.match(/^\/console\/models\/([^/]+)$/);
     try {
       if (match) {
-        modelPage(await api("/console/api/models/" + match[1]));
+        const model = await api("/console/api/models/" + match[1]);
+        modelPage(model);
         const access = await api("/console/api/models/" + match[1] + "/access");
-        main.append(...accessSection(access), ...checkForm(decodeURIComponent(match[1])));
+        main.append(...accessSection(access), ...checkForm(model.name), ...changeForm(model));
       }
       else modelsPage(await api("/console/api/models"));
     } catch (err) {

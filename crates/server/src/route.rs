@@ -161,6 +161,9 @@ pub enum ConsoleOp {
     },
     /// `POST /console/api/check`: would this caller be allowed (`policy check`)?
     Check,
+    /// `POST /console/api/policies[?dryRun=true][&confirm=true]`: apply a policy (the
+    /// management API's `PUT /manage/v1/policies`).
+    ApplyPolicy,
 }
 
 impl ConsoleOp {
@@ -310,6 +313,7 @@ fn console(method: &Method, s: &[&str]) -> Route {
         ["api", "models", m] => get(method, route(ConsoleOp::Model { model: (*m).to_owned() })),
         ["api", "models", m, "access"] => get(method, route(ConsoleOp::Access { model: (*m).to_owned() })),
         ["api", "check"] => post(method, route(ConsoleOp::Check)),
+        ["api", "policies"] => post(method, route(ConsoleOp::ApplyPolicy)),
         _ => Route::NotFound,
     }
 }

@@ -351,3 +351,62 @@ async fn who_can_call_and_would_this_caller_be_allowed_for_owners_only() {
             .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn owners_change_access_with_a_dry_run_first_and_the_change_is_audited() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [dave@company.com]\n";
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let infer = || call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+
+    let dry = send(
+        &s.app,
+        request("POST", "/console/api/policies?dryRun=true", Some(&cookie), Some(&csrf), policy),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let dry = dry.json();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["impact"][0]["model"], "team-a/example:1");
+    assert!(dry["impact"][0]["gains"].as_array().unwrap().iter().any(|g| g == "dave@company.com"), "{dry}");
+    assert_eq!(dry["owners_lose_access"], true, "the owner is not in the rules: {dry}");
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN, "a dry run changes nothing");
+
+    // Without the CSRF token nothing is applied; with it, dave's next request is served.
+    let refused =
+        send(&s.app, request("POST", "/console/api/policies?confirm=true", Some(&cookie), None, policy))
+            .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    // The policy leaves the owner out: refused unless confirmed (the management API's rule).
+    let lose =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), policy)).await;
+    assert_eq!(lose.status, StatusCode::CONFLICT);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    let policy = policy.replace("[dave@company.com]", "[owner@company.com, dave@company.com]");
+    let applied =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), policy.clone()))
+            .await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    assert_eq!(infer().await.status, StatusCode::OK);
+
+    // Someone else's namespace: the management API's own refusal.
+    let theirs = policy.replace("team-a", "team-b");
+    let reply =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), theirs)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let changes: Vec<_> =
+        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|r| r.config)
+            .filter(|c| c.what == "policy team-a/example-callers")
+            .collect();
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].who.ends_with("/owner"), "{}", changes[0].who);
+}

@@ -136,6 +136,10 @@ pub(crate) async fn handle(
             manage::explain(state, &manage::caller(state, ctx), model)?
         }
         ConsoleOp::Check => check(state, ctx, req).await?,
+        ConsoleOp::ApplyPolicy => {
+            let mode = manage::Mode::from_query(req.uri().query())?;
+            manage::apply_request(state, ctx, &manage::caller(state, ctx), mode, req).await?
+        }
     };
     assets::secure(response.headers_mut());
     Ok(response)

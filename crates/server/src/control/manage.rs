@@ -116,11 +116,7 @@ pub(crate) async fn handle(
     match op {
         ManageOp::ListPolicies => Ok(list(state, &caller)),
         ManageOp::ListModels => Ok(models(state, &caller)),
-        ManageOp::ApplyPolicy => {
-            let (parts, body) = req.into_parts();
-            let body = state.read_body(ctx, &parts.headers, body).await?;
-            apply(state, ctx, &caller, &body.bytes, mode).await
-        }
+        ManageOp::ApplyPolicy => apply_request(state, ctx, &caller, mode, req).await,
         ManageOp::DeletePolicy { namespace, name } => {
             delete(state, ctx, &caller, namespace, name, mode).await
         }
@@ -133,16 +129,31 @@ pub(crate) async fn handle(
     }
 }
 
+/// `PUT /manage/v1/policies` (and the console's `POST /console/api/policies`): the body is
+/// the policy, the query says `dryRun` and `confirm`.
+pub(crate) async fn apply_request(
+    state: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    mode: Mode,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    apply(state, ctx, caller, &body.bytes, mode).await
+}
+
 /// How a change is asked for: `?dryRun=true` (answer the impact, change nothing) and
 /// `?confirm=true` (an owner may lose access to their own model).
 #[derive(Debug, Clone, Copy, Default)]
-struct Mode {
+pub(crate) struct Mode {
     dry_run: bool,
     confirm: bool,
 }
 
 impl Mode {
-    fn from_query(query: Option<&str>) -> Result<Mode, ApiError> {
+    /// The mode a query string asks for; unknown parameters are refused.
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Mode, ApiError> {
         let mut mode = Mode::default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
