@@ -247,6 +247,22 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     page.reload()
     expect(page.locator("tr[data-policy='default/iris-callers']")).to_contain_text("dave@example.com")
 
+    # The audit page finds dave's requests: refused twice, then served.
+    page.click("nav a[href='/console/audit']")
+    page.wait_for_url(f"{server.base}/console/audit")
+    page.fill("#audit-caller", "dave@example.com")
+    page.click("#audit-filter button[type=submit]")
+    rows = page.locator("#audit tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(0)).to_contain_text("200")
+    expect(rows.nth(0)).to_contain_text("allow")
+    expect(rows.nth(1)).to_contain_text("403")
+    shot(page, "audit")
+    exported = page.request.get(server.base + page.locator("#audit-export").get_attribute("href"))
+    lines = [json.loads(line) for line in exported.text().splitlines()]
+    assert [r["status"] for r in lines] == [200, 403, 403]
+    assert all(r["email"] == "dave@example.com" for r in lines)
+
     # Bob's model, asked for by URL, is not there for alice.
     response = page.goto(f"{server.base}/console/models/iris-bob")
     assert response.status == 404

@@ -207,11 +207,67 @@
       el("p", {}, dry, " ", apply), result)];
   }
 
+  function auditPage() {
+    const field = (id, label, attrs) => [el("label", { for: id }, label), el("input", Object.assign({ type: "text", id: id }, attrs || {}))];
+    const decision = el("select", { id: "audit-decision" }, ["", "allow", "deny"].map((d) => el("option", { value: d }, d || "any")));
+    const form = el("form", { id: "audit-filter", class: "card" },
+      field("audit-caller", "Caller (email or principal)"),
+      field("audit-model", "Model"),
+      el("label", { for: "audit-decision" }, "Decision"), decision,
+      field("audit-status", "Status (404, or 4 for every 4xx)"),
+      field("audit-from", "From (2026-12-07 or 2026-12-07T10:00:00Z)"),
+      field("audit-to", "To"),
+      el("button", { type: "submit" }, "Show"));
+    const exportLink = el("a", { id: "audit-export", class: "button secondary", href: "/console/api/audit?format=jsonl" }, "Export as JSON lines");
+    const results = el("div", { id: "audit-results" });
+    const params = () => {
+      const query = new URLSearchParams();
+      for (const [key, id] of [["caller", "audit-caller"], ["model", "audit-model"], ["decision", "audit-decision"],
+        ["status", "audit-status"], ["from", "audit-from"], ["to", "audit-to"]]) {
+        const value = document.getElementById(id).value.trim();
+        if (value) query.set(key, value);
+      }
+      return query;
+    };
+    const load = async () => {
+      const query = params();
+      const exported = new URLSearchParams(query);
+      exported.set("format", "jsonl");
+      exportLink.setAttribute("href", "/console/api/audit?" + exported.toString());
+      try {
+        const data = await api("/console/api/audit?" + query.toString());
+        const rows = data.records.map((r) => el("tr", { "data-request": r.request_id || "" },
+          el("td", {}, r.received || ""),
+          el("td", {}, r.model ? r.model.name + (r.model.version ? ":" + r.model.version : "") : ""),
+          el("td", {}, r.email || r.request_principal || r.peer_identity || "anonymous"),
+          el("td", {}, r.authz ? el("span", { class: "tag " + (r.authz.decision === "allow" ? "good" : "bad") }, r.authz.decision) : ""),
+          el("td", {}, r.authz && r.authz.policy ? r.authz.policy : ""),
+          el("td", {}, r.status === undefined || r.status === null ? "" : String(r.status)),
+          el("td", {}, (r.method || "") + " " + (r.path || "")),
+          el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms")));
+        results.replaceChildren(
+          el("p", { class: "muted" }, (data.auditor ? "Every model's requests" : "Requests to the models you own") +
+            ", newest first (at most " + data.limit + ")."),
+          rows.length
+            ? el("table", { id: "audit" },
+              el("thead", {}, el("tr", {}, ["Time", "Model", "Caller", "Decision", "Policy", "Status", "Request", "Latency"].map((h) => el("th", {}, h)))),
+              el("tbody", {}, rows))
+            : el("p", { id: "audit-empty" }, "No request matches."));
+      } catch (err) {
+        results.replaceChildren(el("p", { class: "error" }, err.message));
+      }
+    };
+    form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
+    show(el("h1", {}, "Audit"), form, el("p", {}, exportLink), results);
+    return load();
+  }
+
   async function route() {
     const path = window.location.pathname;
     const match = path.match(/^\/console\/models\/([^/]+)$/);
     try {
-      if (match) {
+      if (path === "/console/audit") await auditPage();
+      else if (match) {
         const model = await api("/console/api/models/" + match[1]);
         modelPage(model);
         const access = await api("/console/api/models/" + match[1] + "/access");

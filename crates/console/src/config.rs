@@ -25,6 +25,10 @@ pub struct ConsoleConfig {
     /// Palisade's built-in issuer can be pasted.
     #[serde(default)]
     pub oidc: Option<OidcConfig>,
+    /// Auditors: their audit page shows every model's requests (others see their own
+    /// models' only). Written like owners (`group:NAME`, an email).
+    #[serde(default)]
+    pub auditors: Vec<palisade_core::Owner>,
 }
 
 /// `console.oidc:`
@@ -74,7 +78,13 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 impl Default for ConsoleConfig {
     fn default() -> Self {
-        ConsoleConfig { enabled: true, session_ttl: hour(), max_sessions: max_sessions(), oidc: None }
+        ConsoleConfig {
+            enabled: true,
+            session_ttl: hour(),
+            max_sessions: max_sessions(),
+            oidc: None,
+            auditors: Vec::new(),
+        }
     }
 }
 

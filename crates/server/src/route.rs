@@ -164,6 +164,9 @@ pub enum ConsoleOp {
     /// `POST /console/api/policies[?dryRun=true][&confirm=true]`: apply a policy (the
     /// management API's `PUT /manage/v1/policies`).
     ApplyPolicy,
+    /// `GET /console/api/audit?...`: the audit records of the person's models (every
+    /// model's, for auditors), filtered; `format=jsonl` exports them.
+    Audit,
 }
 
 impl ConsoleOp {
@@ -300,7 +303,7 @@ fn kserve(method: &Method, segment: &str) -> Route {
 fn console(method: &Method, s: &[&str]) -> Route {
     let route = |op| Route::Console(op);
     match s {
-        [] | [""] => get(method, route(ConsoleOp::Page { model: None })),
+        [] | [""] | ["audit"] => get(method, route(ConsoleOp::Page { model: None })),
         ["models", m] => get(method, route(ConsoleOp::Page { model: Some((*m).to_owned()) })),
         ["signin"] => get(method, route(ConsoleOp::SignInPage)),
         ["assets", file] => get(method, route(ConsoleOp::Asset((*file).to_owned()))),
@@ -314,6 +317,7 @@ fn console(method: &Method, s: &[&str]) -> Route {
         ["api", "models", m, "access"] => get(method, route(ConsoleOp::Access { model: (*m).to_owned() })),
         ["api", "check"] => post(method, route(ConsoleOp::Check)),
         ["api", "policies"] => post(method, route(ConsoleOp::ApplyPolicy)),
+        ["api", "audit"] => get(method, route(ConsoleOp::Audit)),
         _ => Route::NotFound,
     }
 }

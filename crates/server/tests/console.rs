@@ -410,3 +410,71 @@ async fn owners_change_access_with_a_dry_run_first_and_the_change_is_audited() {
     assert_eq!(changes.len(), 1);
     assert!(changes[0].who.ends_with("/owner"), "{}", changes[0].who);
 }
+
+#[tokio::test]
+async fn the_audit_page_shows_ones_own_models_and_auditors_everything() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let models = |reply: &Reply| -> Vec<String> {
+        reply.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["model"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let mine = send(&s.app, request("GET", "/console/api/audit", Some(&cookie), None, "")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(models(&mine), ["example", "example"], "{}", mine.json());
+    assert_eq!(mine.json()["auditor"], false);
+    let denied = send(
+        &s.app,
+        request("GET", "/console/api/audit?decision=deny&caller=other@company.com", Some(&cookie), None, ""),
+    )
+    .await;
+    assert_eq!(denied.json()["records"].as_array().unwrap().len(), 1);
+    assert_eq!(denied.json()["records"][0]["status"], 403);
+    let theirs =
+        send(&s.app, request("GET", "/console/api/audit?model=theirs", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.json()["records"], json!([]), "another owner's model's records stay hidden");
+    let export =
+        send(&s.app, request("GET", "/console/api/audit?format=jsonl", Some(&cookie), None, "")).await;
+    assert_eq!(export.headers["content-type"], "application/jsonl; charset=utf-8");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(export.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let bad = send(&s.app, request("GET", "/console/api/audit?status=teapot", Some(&cookie), None, "")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"].as_str().unwrap().contains("`status`"));
+
+    let auditor = token_with(
+        s.app.state.security(),
+        "aud",
+        json!({"email": "aud@company.com", "groups": ["auditors"]}),
+    );
+    let cookie = sign_in(&s.app, &auditor).await;
+    let all = send(&s.app, request("GET", "/console/api/audit", Some(&cookie), None, "")).await;
+    assert_eq!(all.json()["auditor"], true);
+    let mut seen = models(&all);
+    seen.sort();
+    assert_eq!(seen, ["example", "example", "theirs"]);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/audit", None, None, "")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

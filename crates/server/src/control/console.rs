@@ -136,6 +136,7 @@ pub(crate) async fn handle(
             manage::explain(state, &manage::caller(state, ctx), model)?
         }
         ConsoleOp::Check => check(state, ctx, req).await?,
+        ConsoleOp::Audit => audit(state, ctx, req.uri().query()).await?,
         ConsoleOp::ApplyPolicy => {
             let mode = manage::Mode::from_query(req.uri().query())?;
             manage::apply_request(state, ctx, &manage::caller(state, ctx), mode, req).await?
@@ -430,4 +431,92 @@ fn owned_model(
         .into_iter()
         .find(|(n, _)| n == name)
         .ok_or_else(|| ApiError::NotFound(format!("no model {} that you own", crate::registry::clip(name))))
+}
+
+/// The most records the audit page shows or exports at once (the newest that match).
+const MAX_AUDIT_RECORDS: usize = 1000;
+
+/// `GET /console/api/audit?caller&decision&status&from&to&model&limit&format`: the newest
+/// matching records of the models the caller owns now (every record, for the platform's
+/// `console.auditors`), as JSON or, with `format=jsonl`, as JSON lines to save.
+async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
+    let bad = |key: &str, err: &dyn std::fmt::Display| {
+        ApiError::BadRequest(format!("query parameter `{key}`: {err}"))
+    };
+    let mut filter = palisade_audit::Filter::default();
+    let (mut limit, mut jsonl, mut model) = (100, false, None);
+    for (key, value) in pairs.into_iter().filter(|(_, v)| !v.is_empty()) {
+        match key.as_str() {
+            "caller" => filter.principal = Some(value),
+            "decision" => filter.decision = Some(value.parse().map_err(|e| bad(&key, &e))?),
+            "status" => filter.status = Some(value.parse().map_err(|e| bad(&key, &e))?),
+            "from" => filter.from = Some(value.parse().map_err(|e| bad(&key, &e))?),
+            "to" => filter.to = Some(value.parse().map_err(|e| bad(&key, &e))?),
+            "model" => model = Some(value),
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_AUDIT_RECORDS).contains(n))
+                    .ok_or_else(|| bad(&key, &format!("use 1 to {MAX_AUDIT_RECORDS}")))?;
+            }
+            "format" if value == "jsonl" => jsonl = true,
+            "format" if value == "json" => {}
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter `{other}`: expected caller, decision, status, from, to, model, limit or format (json, jsonl)"
+                )));
+            }
+        }
+    }
+    let caller = manage::caller(state, ctx);
+    let auditors = &state.security().platform().config.console.auditors;
+    let set = state.security().policy_set();
+    let auditor =
+        caller.claims().is_some_and(|claims| auditors.iter().any(|a| set.claims_identify(a, claims)));
+    let owned: std::collections::BTreeSet<(String, String)> = owned(state, ctx)
+        .into_iter()
+        .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
+        .collect();
+    let dir = state.audit().dir().to_owned();
+    // Reading the trail is file I/O over every segment: off the async runtime.
+    let records = tokio::task::spawn_blocking(move || -> Result<Vec<palisade_audit::AuditRecord>, String> {
+        let mut newest = std::collections::VecDeque::with_capacity(limit);
+        for record in palisade_audit::query(&dir, filter).map_err(|e| e.to_string())? {
+            let record = record.map_err(|e| e.to_string())?;
+            let Some(info) = &record.model else { continue };
+            if !auditor && !owned.contains(&(info.namespace.clone(), info.name.clone())) {
+                continue;
+            }
+            if model.as_deref().is_some_and(|m| m != info.name) {
+                continue;
+            }
+            if newest.len() == limit {
+                newest.pop_front();
+            }
+            newest.push_back(record);
+        }
+        Ok(newest.into_iter().rev().collect())
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("the audit query stopped: {err}")))?
+    .map_err(|err| ApiError::Internal(format!("cannot read the audit trail: {err}")))?;
+    if jsonl {
+        let mut body = String::new();
+        for record in &records {
+            body.push_str(&serde_json::to_string(record).unwrap_or_default());
+            body.push('\n');
+        }
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "application/jsonl; charset=utf-8"),
+                (header::CONTENT_DISPOSITION, "attachment; filename=\"palisade-audit.jsonl\""),
+            ],
+            body,
+        )
+            .into_response());
+    }
+    Ok(axum::Json(json!({"auditor": auditor, "limit": limit, "records": records})).into_response())
 }

@@ -72,7 +72,8 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
-    fn claims(&self) -> Option<&Arc<Map<String, Value>>> {
+    /// The caller's verified claims, if authenticated.
+    pub(crate) fn claims(&self) -> Option<&Arc<Map<String, Value>>> {
         self.token.as_ref().map(|t| &t.claims)
     }
 
