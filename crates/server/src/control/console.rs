@@ -38,7 +38,12 @@ pub(crate) struct ConsoleState {
     sessions: Sessions,
     signin: Option<SignIn>,
     ttl: Duration,
+    /// Audit page queries running at once (each reads the whole trail).
+    audit_queries: tokio::sync::Semaphore,
 }
+
+/// Audit page queries that may run at once; past it, 429.
+const AUDIT_QUERIES_AT_ONCE: usize = 2;
 
 impl ConsoleState {
     /// The console for the platform's `console:` settings; `settings` are the platform's
@@ -49,6 +54,7 @@ impl ConsoleState {
             sessions: Sessions::new(config.max_sessions, config.session_ttl),
             signin,
             ttl: config.session_ttl,
+            audit_queries: tokio::sync::Semaphore::new(AUDIT_QUERIES_AT_ONCE),
         })
     }
 }
@@ -136,7 +142,11 @@ pub(crate) async fn handle(
             manage::explain(state, &manage::caller(state, ctx), model)?
         }
         ConsoleOp::Check => check(state, ctx, req).await?,
-        ConsoleOp::Audit => audit(state, ctx, req.uri().query()).await?,
+        ConsoleOp::Audit => {
+            // At most a couple of trail scans at once: the rest are told to come back.
+            let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
+            audit(state, ctx, req.uri().query()).await?
+        }
         ConsoleOp::ApplyPolicy => {
             let mode = manage::Mode::from_query(req.uri().query())?;
             manage::apply_request(state, ctx, &manage::caller(state, ctx), mode, req).await?
