@@ -212,6 +212,13 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     assert "output_probability" in shown and "FP32" in shown, shown
     shot(page, "model")
 
+    # Try it, with alice's own token, through the data plane: refused, because the
+    # platform's ALLOW policy for carol applies and admits only carol (owners included).
+    alice = issue_token(server.home, "--email", "alice@example.com")
+    page.fill("#try-token", alice)
+    page.click("#try button[type=submit]")
+    expect(page.locator("#try-result")).to_contain_text("HTTP 403")
+
     # Who can call it: its owner, and carol through the platform's policy; bob? No.
     page.locator("#access").wait_for()
     policy = page.locator("tr[data-policy='default/allow-carol']")
@@ -247,13 +254,20 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     page.reload()
     expect(page.locator("tr[data-policy='default/iris-callers']")).to_contain_text("dave@example.com")
 
+    # Alice's policy admits alice too: "try it" now gets an answer.
+    page.fill("#try-token", alice)
+    page.click("#try button[type=submit]")
+    expect(page.locator("#try-result")).to_contain_text("HTTP 200")
+    expect(page.locator("#try-result")).to_contain_text("output_probability")
+    shot(page, "try-it")
+
     # The audit page finds dave's requests: refused twice, then served.
     page.click("nav a[href='/console/audit']")
     page.wait_for_url(f"{server.base}/console/audit")
     page.fill("#audit-caller", "dave@example.com")
     page.click("#audit-filter button[type=submit]")
     rows = page.locator("#audit tbody tr")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(3)  # alice's own calls are not dave's
     expect(rows.nth(0)).to_contain_text("200")
     expect(rows.nth(0)).to_contain_text("allow")
     expect(rows.nth(1)).to_contain_text("403")

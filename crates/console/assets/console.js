@@ -262,6 +262,47 @@
     return load();
   }
 
+  function exampleBody(version) {
+    const inputs = (version.inputs || []).map((t) => {
+      const shape = t.shape.map((d) => (d < 0 ? 1 : d));
+      const size = shape.reduce((a, b) => a * b, 1);
+      const zero = t.datatype === "BYTES" ? "" : (t.datatype === "BOOL" ? false : 0);
+      return { name: t.name, shape: shape, datatype: t.datatype, data: new Array(size).fill(zero) };
+    });
+    return JSON.stringify({ inputs: inputs }, null, 2);
+  }
+
+  // "Try it" calls the model's own V2 endpoint from the page, with a token the person
+  // pastes: the request takes the data plane's whole path (authentication, policies,
+  // audit) as any client's would. The token is used for this one call and kept nowhere.
+  function tryForm(model) {
+    const latest = model.versions.find((v) => v.latest) || model.versions[0];
+    const token = el("textarea", { id: "try-token", rows: "2", spellcheck: "false", autocomplete: "off", placeholder: "your API token" });
+    const body = el("textarea", { id: "try-body", rows: "8", spellcheck: "false" });
+    body.value = exampleBody(latest);
+    const result = el("pre", { id: "try-result" });
+    const form = el("form", { id: "try" },
+      el("label", { for: "try-token" }, "Your token"), token,
+      el("label", { for: "try-body" }, "Request (Open Inference Protocol V2)"), body,
+      el("button", { type: "submit" }, "Call " + model.name), result);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const response = await fetch("/v2/models/" + encodeURIComponent(model.name) + "/infer", {
+        method: "POST",
+        credentials: "omit",
+        headers: { "content-type": "application/json", authorization: "Bearer " + token.value.trim() },
+        body: body.value,
+      }).catch((err) => ({ status: 0, text: async () => err.message }));
+      const text = await response.text();
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch (err) { shown = text; }
+      result.textContent = "HTTP " + response.status + "\n" + shown;
+    });
+    return [el("h2", {}, "Try it"), el("section", { class: "card" },
+      el("p", { class: "muted" }, "Calls " + model.name + " as you, with your own token: the request is authorized and audited like any other."),
+      form)];
+  }
+
   async function route() {
     const path = window.location.pathname;
     const match = path.match(/^\/console\/models\/([^/]+)$/);
@@ -271,7 +312,7 @@
         const model = await api("/console/api/models/" + match[1]);
         modelPage(model);
         const access = await api("/console/api/models/" + match[1] + "/access");
-        main.append(...accessSection(access), ...checkForm(model.name), ...changeForm(model));
+        main.append(...tryForm(model), ...accessSection(access), ...checkForm(model.name), ...changeForm(model));
       }
       else modelsPage(await api("/console/api/models"));
     } catch (err) {
