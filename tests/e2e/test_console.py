@@ -10,6 +10,7 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
@@ -355,4 +356,25 @@ def test_a_sign_in_answer_counts_once_and_only_in_the_browser_that_asked(console
     Recorder(again, server.base)
     again.goto(callbacks[0])
     assert again.url == f"{server.base}/console/signin?error=refused"
+    context.close()
+
+
+def test_health_page_charts_the_last_hour(console, browser):
+    """The server samples its metrics every 10 s from the start: once two samples exist,
+    the health page draws its three charts."""
+    server, _ = console
+    context = browser.new_context()
+    page = context.new_page()
+    recorder = Recorder(page, server.base)
+    sign_in(page, server, "alice")
+    deadline = time.monotonic() + 30
+    while not page.request.get(f"{server.base}/console/api/health").json()["points"]:
+        assert time.monotonic() < deadline, "no health sample within 30 s"
+        time.sleep(1)
+    page.click("nav a[href='/console/health']")
+    page.wait_for_url(f"{server.base}/console/health")
+    for chart in ["#chart-rps", "#chart-latency", "#chart-refused"]:
+        expect(page.locator(chart)).to_be_visible()
+    shot(page, "health")
+    assert not recorder.csp_violations, recorder.csp_violations
     context.close()

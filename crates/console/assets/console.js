@@ -303,11 +303,65 @@
       form)];
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function svg(tag, attrs) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    return node;
+  }
+
+  // A line chart of `series` ([{name, values}]) over the points' times; attributes only,
+  // no style (the page's CSP allows no inline style).
+  function chart(id, title, unit, points, series) {
+    const width = 720, height = 180, left = 56, bottom = 24;
+    const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
+    const top = Math.max(1e-9, ...values) * 1.1;
+    const box = svg("svg", { id: id, class: "chart", viewBox: "0 0 " + width + " " + height, role: "img" });
+    box.append(svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
+    const label = svg("text", { x: 2, y: 12, class: "tick" });
+    label.textContent = top.toPrecision(3) + " " + unit;
+    box.append(label);
+    const x = (i) => left + (points.length < 2 ? 0 : (i * (width - left)) / (points.length - 1));
+    const y = (v) => height - bottom - (v / top) * (height - bottom - 16);
+    series.forEach((s, n) => {
+      const coords = s.values.map((v, i) => (v === null || v === undefined ? null : x(i) + "," + y(v))).filter(Boolean);
+      if (coords.length) box.append(svg("polyline", { points: coords.join(" "), class: "series s" + n }));
+      s.values.forEach((v, i) => {
+        if (v !== null && v !== undefined) box.append(svg("circle", { cx: x(i), cy: y(v), r: 3, class: "dot s" + n }));
+      });
+      const key = svg("text", { x: left + 8 + n * 110, y: height - 6, class: "key s" + n });
+      key.textContent = "— " + s.name;
+      box.append(key);
+    });
+    return el("section", { class: "card" }, el("h2", {}, title), box);
+  }
+
+  async function healthPage() {
+    const data = await api("/console/api/health");
+    const points = data.points;
+    const scope = data.auditor ? "every model" : "the models you own";
+    if (!points.length) {
+      show(el("h1", {}, "Health"), el("p", { id: "health-empty", class: "muted" },
+        "No data yet: the server samples its metrics every " + data.every_s + " s; come back in a moment."));
+      return;
+    }
+    const pick = (key) => points.map((p) => p[key]);
+    show(el("h1", {}, "Health"),
+      el("p", { class: "muted" }, "The last hour of requests to " + scope + ", from the server's own metrics, every " + data.every_s + " s."),
+      chart("chart-rps", "Requests per second", "req/s", points, [{ name: "requests", values: pick("rps") }]),
+      chart("chart-latency", "Latency", "ms", points, [
+        { name: "p50", values: pick("p50_ms") }, { name: "p95", values: pick("p95_ms") }, { name: "p99", values: pick("p99_ms") }]),
+      chart("chart-refused", "Refusals", "requests", points, ["401", "403", "429"].map((code) => ({
+        name: code, values: points.map((p) => p.refused[code]) }))));
+  }
+
   async function route() {
     const path = window.location.pathname;
     const match = path.match(/^\/console\/models\/([^/]+)$/);
     try {
       if (path === "/console/audit") await auditPage();
+      else if (path === "/console/health") await healthPage();
       else if (match) {
         const model = await api("/console/api/models/" + match[1]);
         modelPage(model);

@@ -275,6 +275,31 @@ impl AppState {
         });
     }
 
+    /// Samples the request metrics for the console's health page now, and every 10 s
+    /// from now on (an hour is kept). Call once, on the runtime; without the console it
+    /// does nothing.
+    pub fn watch_console_health(&self) {
+        if self.inner.console.is_none() {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(control::health::EVERY);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                state.sample_console_health();
+            }
+        });
+    }
+
+    /// Takes one sample of the request metrics for the console's health page.
+    pub fn sample_console_health(&self) {
+        if let Some(console) = &self.inner.console {
+            console.health.sample(self);
+        }
+    }
+
     /// The inference engine.
     pub fn engine(&self) -> &Engine {
         self.inner.dispatcher.engine()

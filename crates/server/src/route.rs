@@ -167,6 +167,9 @@ pub enum ConsoleOp {
     /// `GET /console/api/audit?...`: the audit records of the person's models (every
     /// model's, for auditors), filtered; `format=jsonl` exports them.
     Audit,
+    /// `GET /console/api/health`: the last hour's request rate, latency and refusals of the
+    /// person's models (every model's, for auditors).
+    Health,
 }
 
 impl ConsoleOp {
@@ -303,7 +306,7 @@ fn kserve(method: &Method, segment: &str) -> Route {
 fn console(method: &Method, s: &[&str]) -> Route {
     let route = |op| Route::Console(op);
     match s {
-        [] | [""] | ["audit"] => get(method, route(ConsoleOp::Page { model: None })),
+        [] | [""] | ["audit"] | ["health"] => get(method, route(ConsoleOp::Page { model: None })),
         ["models", m] => get(method, route(ConsoleOp::Page { model: Some((*m).to_owned()) })),
         ["signin"] => get(method, route(ConsoleOp::SignInPage)),
         ["assets", file] => get(method, route(ConsoleOp::Asset((*file).to_owned()))),
@@ -318,6 +321,7 @@ fn console(method: &Method, s: &[&str]) -> Route {
         ["api", "check"] => post(method, route(ConsoleOp::Check)),
         ["api", "policies"] => post(method, route(ConsoleOp::ApplyPolicy)),
         ["api", "audit"] => get(method, route(ConsoleOp::Audit)),
+        ["api", "health"] => get(method, route(ConsoleOp::Health)),
         _ => Route::NotFound,
     }
 }

@@ -478,3 +478,31 @@ async fn the_audit_page_shows_ones_own_models_and_auditors_everything() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_health_page_shows_ones_own_models_rate_latency_and_refusals() {
+    let s = setup();
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    let cookie = sign_in(&s.app, &s.owner).await;
+    s.app.state.sample_console_health();
+    for _ in 0..3 {
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    }
+    call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await;
+    for _ in 0..5 {
+        call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
+    }
+    s.app.state.sample_console_health();
+    let health = send(&s.app, request("GET", "/console/api/health", Some(&cookie), None, "")).await.json();
+    let points = health["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{health}");
+    assert_eq!(points[0]["refused"]["403"], 1, "{health}");
+    assert_eq!(points[0]["requests"], 4, "example's 4 requests, not theirs' 5: {health}");
+    assert!(points[0]["rps"].as_f64().unwrap() > 0.0);
+    assert!(points[0]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/health", None, None, "")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}

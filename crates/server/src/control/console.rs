@@ -40,6 +40,8 @@ pub(crate) struct ConsoleState {
     ttl: Duration,
     /// Audit page queries running at once (each reads the whole trail).
     audit_queries: tokio::sync::Semaphore,
+    /// An hour of request metrics, for the health page.
+    pub(crate) health: super::health::History,
 }
 
 /// Audit page queries that may run at once; past it, 429.
@@ -55,6 +57,7 @@ impl ConsoleState {
             signin,
             ttl: config.session_ttl,
             audit_queries: tokio::sync::Semaphore::new(AUDIT_QUERIES_AT_ONCE),
+            health: super::health::History::default(),
         })
     }
 }
@@ -142,6 +145,15 @@ pub(crate) async fn handle(
             manage::explain(state, &manage::caller(state, ctx), model)?
         }
         ConsoleOp::Check => check(state, ctx, req).await?,
+        ConsoleOp::Health => {
+            let caller = manage::caller(state, ctx);
+            let visible: std::collections::BTreeSet<String> =
+                owned(state, ctx).into_iter().map(|(n, _)| n).collect();
+            let all = is_auditor(state, &caller);
+            let mut series = console.health.series((!all).then_some(&visible));
+            series["auditor"] = json!(all);
+            axum::Json(series).into_response()
+        }
         ConsoleOp::Audit => {
             // At most a couple of trail scans at once: the rest are told to come back.
             let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
@@ -481,11 +493,7 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             }
         }
     }
-    let caller = manage::caller(state, ctx);
-    let auditors = &state.security().platform().config.console.auditors;
-    let set = state.security().policy_set();
-    let auditor =
-        caller.claims().is_some_and(|claims| auditors.iter().any(|a| set.claims_identify(a, claims)));
+    let auditor = is_auditor(state, &manage::caller(state, ctx));
     let owned: std::collections::BTreeSet<(String, String)> = owned(state, ctx)
         .into_iter()
         .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
@@ -529,4 +537,11 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             .into_response());
     }
     Ok(axum::Json(json!({"auditor": auditor, "limit": limit, "records": records})).into_response())
+}
+
+/// Whether the caller is one of the platform's `console.auditors`.
+fn is_auditor(state: &AppState, caller: &manage::Caller) -> bool {
+    let auditors = &state.security().platform().config.console.auditors;
+    let set = state.security().policy_set();
+    caller.claims().is_some_and(|claims| auditors.iter().any(|a| set.claims_identify(a, claims)))
 }

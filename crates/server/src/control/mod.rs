@@ -3,6 +3,7 @@
 //! (`/console`).
 
 pub(crate) mod console;
+pub(crate) mod health;
 pub(crate) mod impact;
 pub(crate) mod manage;
 pub(crate) mod oauth;
