@@ -119,7 +119,9 @@ mod tests {
     #[test]
     fn scripts_never_write_html() {
         for (name, asset) in ASSETS {
-            let text = std::str::from_utf8(asset.bytes).unwrap();
+            // The SVG namespace is a name, never fetched.
+            let text =
+                std::str::from_utf8(asset.bytes).unwrap().replace("\"http://www.w3.org/2000/svg\"", "SVG_NS");
             for forbidden in [
                 "innerHTML",
                 "outerHTML",
