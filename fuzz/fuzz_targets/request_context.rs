@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(path) = palisade_policy::normalize_path(&raw) {
         // Normalizing twice changes nothing, so no layer can see another spelling.
         assert_eq!(palisade_policy::normalize_path(&path).as_deref(), Ok(path.as_str()));
-        let options = RouteOptions { secured: true };
+        let options = RouteOptions { secured: true, console: true };
         let route = Route::resolve(&method, &path, options);
         assert_eq!(Route::resolve(&method, &path, options), route);
         // A public route is one of the allow-listed ones, and never a model's.

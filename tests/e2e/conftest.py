@@ -28,11 +28,11 @@ class Server:
     """A running `palisade serve`; `base` is its URL, `host_port` its address, `token` a
     developer token for alice@example.com (the example model's owner)."""
 
-    def __init__(self, home, extra_args=(), env=None):
+    def __init__(self, home, extra_args=(), env=None, listen="127.0.0.1:0"):
         self.home = home
         self.log = open(home / "server.log", "w")
         self.proc = subprocess.Popen(
-            [palisade_bin(), "--home", str(home), "serve", "--listen", "127.0.0.1:0", *extra_args],
+            [palisade_bin(), "--home", str(home), "serve", "--listen", listen, *extra_args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,

@@ -4,9 +4,12 @@
 // A real OpenID provider (npm `oidc-provider` 9.x, OpenID Certified) that issues
 // real signed JWT access tokens through the client-credentials grant, plus a few
 // loopback-only `/test/*` control endpoints (key rotation, JWKS fetch counter,
-// simulated outage). For end-to-end tests only. See README.md in this directory.
+// simulated outage). With --console-redirect it also signs people in for Palisade's
+// web console (authorization code flow, oidc-provider's own login pages), as one of
+// the test users (--user). For end-to-end tests only. See README.md in this directory.
 //
 //   node tests/idp/idp.mjs [--issuer URL] [--port N] [--keys DIR] [--ttl SECONDS]
+//                          [--console-redirect URI] [--user LOGIN:EMAIL[:GROUP,...]]...
 //
 // When ready it prints exactly one JSON line on stdout, e.g.
 //   {"issuer": "https://idp.local/auth/realms/ML", "url": "http://127.0.0.1:40123",
@@ -38,12 +41,17 @@ function usage(code) {
   --port N         port on 127.0.0.1; 0 (default) picks a free port
   --keys DIR       load signing keys from DIR/*.json (JWK or JWKS with private parts);
                    if DIR has no .json file, generate keys and write DIR/jwks.json
-  --ttl SECONDS    default access token lifetime (default 600)`);
+  --ttl SECONDS    default access token lifetime (default 600)
+  --console-redirect URI
+                   register the authorization-code client palisade-console with this
+                   redirect URI, and turn on the login pages (any password)
+  --user LOGIN:EMAIL[:GROUP,...]
+                   a person who can log in (repeatable); default person_a and person_c`);
   process.exit(code);
 }
 
 function parseArgs(argv) {
-  const opts = { issuer: undefined, port: 0, keys: undefined, ttl: 600 };
+  const opts = { issuer: undefined, port: 0, keys: undefined, ttl: 600, consoleRedirect: undefined, users: [] };
   for (let i = 0; i < argv.length; i += 1) {
     let arg = argv[i];
     let value;
@@ -66,6 +74,16 @@ function parseArgs(argv) {
       case '--port': opts.port = Number(next()); break;
       case '--keys': opts.keys = next(); break;
       case '--ttl': opts.ttl = Number(next()); break;
+      case '--console-redirect': opts.consoleRedirect = next(); break;
+      case '--user': {
+        const [login, email, groups] = next().split(':');
+        if (!login || !email) {
+          console.error('--user takes LOGIN:EMAIL[:GROUP,...]');
+          usage(2);
+        }
+        opts.users.push({ login, email, groups: groups ? groups.split(',').filter(Boolean) : [] });
+        break;
+      }
       case '-h':
       case '--help': usage(0); break;
       default:
@@ -121,6 +139,30 @@ const CLIENTS = [
   },
 ];
 const CLIENT_BY_ID = new Map(CLIENTS.map((c) => [c.id, c]));
+
+// The web console's client (authorization code flow), registered with --console-redirect.
+const CONSOLE_CLIENT = { id: 'palisade-console', secret: 'palisade-console-secret' };
+
+// People who can log in through the login pages, by login name (any password).
+const USERS = new Map(
+  (opts.users.length
+    ? opts.users
+    : [
+      { login: 'person_a', email: 'person_a@company.com', groups: ['fraud-analysts'] },
+      { login: 'person_c', email: 'person_c@company.com', groups: ['marketing'] },
+    ]).map((u) => [u.login, u]),
+);
+
+async function findAccount(ctx, id) {
+  const user = USERS.get(id);
+  if (!user) return undefined;
+  return {
+    accountId: id,
+    async claims() {
+      return { sub: id, email: user.email, email_verified: true, groups: user.groups, name: user.login };
+    },
+  };
+}
 
 // Scopes a token may carry (only when the caller asks for them with `scope=`).
 const SCOPES = 'predict admin';
@@ -223,31 +265,51 @@ let signingKeys = loadOrCreateKeys(opts.keys);
 const { default: Provider, errors } = await import('oidc-provider');
 
 function buildProvider(issuer) {
-  const provider = new Provider(issuer, {
-    clients: CLIENTS.map((c) => ({
-      client_id: c.id,
-      client_secret: c.secret,
-      grant_types: ['client_credentials'],
-      response_types: [],
-      redirect_uris: [],
-      // oidc-provider 9 accepts both client_secret_basic and client_secret_post
-      // for a client registered with either of the two.
+  const clients = CLIENTS.map((c) => ({
+    client_id: c.id,
+    client_secret: c.secret,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    // oidc-provider 9 accepts both client_secret_basic and client_secret_post
+    // for a client registered with either of the two.
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: SCOPES,
+  }));
+  if (opts.consoleRedirect) {
+    clients.push({
+      client_id: CONSOLE_CLIENT.id,
+      client_secret: CONSOLE_CLIENT.secret,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [opts.consoleRedirect],
       token_endpoint_auth_method: 'client_secret_basic',
-      scope: SCOPES,
-    })),
+    });
+  }
+  const provider = new Provider(issuer, {
+    clients,
     jwks: { keys: signingKeys },
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
-    scopes: ['openid', ...SCOPES.split(' ')],
-    responseTypes: ['none'],
+    scopes: ['openid', 'email', 'profile', 'groups', ...SCOPES.split(' ')],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'], groups: ['groups'] },
+    // The console reads who signed in from the ID token itself.
+    conformIdTokenClaims: false,
+    findAccount,
+    // Every authorization code needs PKCE here (oidc-provider asks it of public clients
+    // only by default): a console that stopped sending it would fail its tests.
+    pkce: { required: () => true },
+    responseTypes: ['none', 'code'],
     features: {
-      devInteractions: { enabled: false },
+      // oidc-provider's own login and consent pages, for the console's sign-in only.
+      devInteractions: { enabled: Boolean(opts.consoleRedirect) },
       clientCredentials: { enabled: true },
       introspection: { enabled: false },
       revocation: { enabled: false },
       resourceIndicators: {
         enabled: true,
-        // Without a resource (explicit or default) the access token is opaque.
-        defaultResource: () => DEFAULT_RESOURCE,
+        // Without a resource (explicit or default) the access token is opaque; the
+        // console's sign-in needs none (it reads the ID token).
+        defaultResource: (ctx, client) => (client?.clientId === CONSOLE_CLIENT.id ? undefined : DEFAULT_RESOURCE),
         useGrantedResource: () => true,
         getResourceServerInfo(ctx, resourceIndicator, client) {
           const alg = CLIENT_BY_ID.get(client.clientId)?.alg ?? 'RS256';

@@ -146,6 +146,7 @@ pub fn run(home: &Path, args: ServeArgs) -> Result<(), Failure> {
         if traffic.is_none() {
             state.watch_store(store.clone(), upstream.clone(), Duration::from_secs(1));
         }
+        state.watch_console_health();
         let listener = bind(args.listen).await?;
         let addr = listener.local_addr().map_err(Failure::other)?;
         let scheme = if tls.is_some() { "https" } else { "http" };

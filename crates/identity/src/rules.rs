@@ -217,7 +217,7 @@ fn http_header_name_invalid(name: &str) -> bool {
 /// Keys must come over HTTPS, except from loopback (tests, sidecars) or when the platform
 /// explicitly allows plain HTTP. The URL is parsed, not matched by prefix:
 /// `http://localhost.evil.example/` and `http://localhost@evil.example/` are not loopback.
-pub(crate) fn check_key_url(url: &str, allow_insecure: bool) -> Result<(), String> {
+pub fn check_key_url(url: &str, allow_insecure: bool) -> Result<(), String> {
     let parsed = reqwest::Url::parse(url).map_err(|_| format!("`{url}` is not an absolute http(s) URL"))?;
     let loopback = match parsed.host() {
         Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tracing::Instrument;
 
 use crate::request_id::{self, Current, RequestId, TraceContext};
-use crate::route::{Protocol, Route, RouteOptions, SeldonMethod, SeldonTarget};
+use crate::route::{Protocol, Route, SeldonMethod, SeldonTarget};
 use crate::{ApiError, AppState, ServedModel};
 
 /// What is known of the connection a request arrived on.
@@ -452,7 +452,7 @@ pub(crate) async fn establish(
     let raw_path = req.uri().path();
     let (path, route) = match palisade_policy::normalize_path(raw_path) {
         Ok(path) => {
-            let route = Route::resolve(req.method(), &path, RouteOptions { secured: state.secured() });
+            let route = Route::resolve(req.method(), &path, state.route_options());
             (path, route)
         }
         Err(err) => (crate::registry::clip(raw_path), Route::Invalid(format!("invalid request path: {err}"))),

@@ -105,6 +105,8 @@ struct Inner {
     front: OnceLock<Front>,
     feedback: palisade_graph::FeedbackLog,
     limiter: rate::Limiter,
+    /// The web console's sessions and sign-in, when the console is on.
+    console: Option<Arc<control::console::ConsoleState>>,
 }
 
 impl AppState {
@@ -130,6 +132,13 @@ impl AppState {
         let archiver = audit.archiver().cloned();
         let audit = audit.log().clone();
         let body_budget = BodyBudget::new(config.max_inflight_bytes);
+        let console = match &security.platform().config.console {
+            settings if settings.enabled && !config.dangerous_disable_security => Some(Arc::new(
+                control::console::ConsoleState::new(settings, security.authenticator().settings().clone())
+                    .map_err(|err| StateError::Console(err.to_string()))?,
+            )),
+            _ => None,
+        };
         Ok(AppState {
             inner: Arc::new(Inner {
                 security,
@@ -148,6 +157,7 @@ impl AppState {
                 front: OnceLock::new(),
                 feedback: palisade_graph::FeedbackLog::new(FEEDBACK_CAPACITY, FEEDBACK_MAX_AGE),
                 limiter,
+                console,
             }),
         })
     }
@@ -273,6 +283,31 @@ impl AppState {
         });
     }
 
+    /// Samples the request metrics for the console's health page now, and every 10 s
+    /// from now on (an hour is kept). Call once, on the runtime; without the console it
+    /// does nothing.
+    pub fn watch_console_health(&self) {
+        if self.inner.console.is_none() {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(control::health::EVERY);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                state.sample_console_health();
+            }
+        });
+    }
+
+    /// Takes one sample of the request metrics for the console's health page.
+    pub fn sample_console_health(&self) {
+        if let Some(console) = &self.inner.console {
+            console.health.sample(self);
+        }
+    }
+
     /// The inference engine.
     pub fn engine(&self) -> &Engine {
         self.inner.dispatcher.engine()
@@ -287,6 +322,16 @@ impl AppState {
     /// and management routes exist.
     pub fn secured(&self) -> bool {
         !self.inner.config.dangerous_disable_security
+    }
+
+    /// Which routes exist: the issuer and `/manage` with security, `/console` with the console.
+    pub fn route_options(&self) -> route::RouteOptions {
+        route::RouteOptions { secured: self.secured(), console: self.inner.console.is_some() }
+    }
+
+    /// The web console's state, when the console is on.
+    pub(crate) fn console(&self) -> Option<&Arc<control::console::ConsoleState>> {
+        self.inner.console.as_ref()
     }
 
     /// The budget of request body bytes in flight.
@@ -485,6 +530,10 @@ pub enum StateError {
         /// What is wrong.
         error: palisade_runtime::RuntimeError,
     },
+    /// The platform config's `console:` section cannot be used (a client secret file that
+    /// cannot be read, say).
+    #[error("{0}")]
+    Console(String),
 }
 
 /// Logs, when a model loads, each way its manifest's `limits.rate` asks for more than the

@@ -63,6 +63,11 @@ fn buckets() -> Vec<f64> {
 }
 
 impl Metrics {
+    /// Every metric now (what `/metrics` renders), for the console's health page.
+    pub(crate) fn families(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry.gather()
+    }
+
     /// Creates the metrics for a set of served models.
     pub fn new(models: &Registry) -> Result<Metrics, prometheus::Error> {
         let registry = prometheus::Registry::new();

@@ -47,6 +47,9 @@ pub struct PlatformConfig {
     /// Per-caller limits on model requests.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The web console at `/console` (docs/console.md).
+    #[serde(default)]
+    pub console: palisade_console::ConsoleConfig,
 }
 
 /// `limits:`
@@ -702,6 +705,9 @@ impl Platform {
         if let Some(archive) = &config.audit.archive
             && let Err((field, message)) = archive.validate(&config.audit.seal)
         {
+            return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
+        }
+        if let Err((field, message)) = config.console.validate() {
             return Err(ConfigError(format!("{}: field `{field}`: {message}", file.display())));
         }
         if !(16..=10_000_000).contains(&config.limits.max_tracked_callers) {

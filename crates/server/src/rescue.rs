@@ -7,6 +7,7 @@
 //! | protocol | body |
 //! |---|---|
 //! | V2 REST, management | `{"error": "..."}`, `application/json` |
+//! | web console | the same, with the console's security headers (CSP, no caching) |
 //! | Seldon v1 | `{"status": {"code", "info", "reason", "status": "FAILURE"}}` |
 //! | OAuth2 token endpoint | `{"error": code, "error_description": "..."}`, `no-store` |
 //! | V2 gRPC, Seldon gRPC | a trailers-only response: `grpc-status`, `grpc-message` |
@@ -102,6 +103,12 @@ pub(crate) fn render(protocol: Protocol, err: &ApiError) -> Response {
         }
         Protocol::V2Rest | Protocol::Admin => {
             (status, axum::Json(palisade_protocol::v2::ErrorBody { error: message })).into_response()
+        }
+        Protocol::Console => {
+            let mut response =
+                (status, axum::Json(palisade_protocol::v2::ErrorBody { error: message })).into_response();
+            palisade_console::assets::secure(response.headers_mut());
+            response
         }
     };
     with_headers(response, err)

@@ -124,6 +124,74 @@ pub enum ManageOp {
     Check,
 }
 
+/// A request to the web console (`/console/...`, docs/console.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsoleOp {
+    /// `GET /console/`, `/console/models/{m}`: the app page, whose script draws the page
+    /// (a session is required: without one, a redirect to the sign-in page).
+    Page {
+        /// The model of a model's page, decoded.
+        model: Option<String>,
+    },
+    /// `GET /console/signin` (public).
+    SignInPage,
+    /// `GET /console/assets/{file}` (public): an embedded script or style sheet.
+    Asset(String),
+    /// `GET /console/login` (public): starts a sign-in with the identity provider.
+    Login,
+    /// `GET /console/callback` (public): the identity provider's answer.
+    Callback,
+    /// `POST /console/session` (public: the pasted token is the credential).
+    PasteToken,
+    /// `POST /console/logout`
+    Logout,
+    /// `GET /console/api/me`: who is signed in, and the session's CSRF token.
+    Me,
+    /// `GET /console/api/models`: the models the person owns.
+    Models,
+    /// `GET /console/api/models/{m}`: one model the person owns.
+    Model {
+        /// The model name, decoded.
+        model: String,
+    },
+    /// `GET /console/api/models/{m}/access`: who can call the model, and why (`policy explain`).
+    Access {
+        /// The model name, decoded.
+        model: String,
+    },
+    /// `POST /console/api/check`: would this caller be allowed (`policy check`)?
+    Check,
+    /// `POST /console/api/policies[?dryRun=true][&confirm=true]`: apply a policy (the
+    /// management API's `PUT /manage/v1/policies`).
+    ApplyPolicy,
+    /// `GET /console/api/audit?...`: the audit records of the person's models (every
+    /// model's, for auditors), filtered; `format=jsonl` exports them.
+    Audit,
+    /// `GET /console/api/health`: the last hour's request rate, latency and refusals of the
+    /// person's models (every model's, for auditors).
+    Health,
+}
+
+impl ConsoleOp {
+    /// Whether the operation is reached without a session.
+    pub fn is_public(&self) -> bool {
+        matches!(
+            self,
+            ConsoleOp::SignInPage
+                | ConsoleOp::Asset(_)
+                | ConsoleOp::Login
+                | ConsoleOp::Callback
+                | ConsoleOp::PasteToken
+        )
+    }
+
+    /// Whether the operation is a page a browser navigates to (sent to sign in when there
+    /// is no session), not a call of the page's script (answered 401).
+    pub fn is_page(&self) -> bool {
+        matches!(self, ConsoleOp::Page { .. })
+    }
+}
+
 /// The endpoint a request addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -178,6 +246,8 @@ pub enum Route {
     Jwks,
     /// The owner self-service API.
     Manage(ManageOp),
+    /// The web console.
+    Console(ConsoleOp),
     /// A known path with a method it does not take: 405, with these methods in `Allow`.
     MethodNotAllowed(&'static str),
     /// No such endpoint: 404.
@@ -189,6 +259,8 @@ pub enum Route {
 pub struct RouteOptions {
     /// Security is on: the issuer (`/oauth`, `/.well-known`) and `/manage` routes exist.
     pub secured: bool,
+    /// The console is on (security on, `console.enabled`): the `/console` routes exist.
+    pub console: bool,
 }
 
 /// The protocol a request speaks, which decides how its errors are written.
@@ -207,6 +279,8 @@ pub enum Protocol {
     OAuth,
     /// The owner self-service API.
     Admin,
+    /// The web console (JSON errors, with the console's security headers).
+    Console,
 }
 
 impl Protocol {
@@ -225,6 +299,30 @@ fn kserve(method: &Method, segment: &str) -> Route {
         Some((name, "predict")) => post(method, route(name, KServeOp::Predict)),
         Some((name, "explain")) => post(method, route(name, KServeOp::Explain)),
         Some(_) => Route::NotFound,
+    }
+}
+
+/// A console route, from the segments after `console`.
+fn console(method: &Method, s: &[&str]) -> Route {
+    let route = |op| Route::Console(op);
+    match s {
+        [] | [""] | ["audit"] | ["health"] => get(method, route(ConsoleOp::Page { model: None })),
+        ["models", m] => get(method, route(ConsoleOp::Page { model: Some((*m).to_owned()) })),
+        ["signin"] => get(method, route(ConsoleOp::SignInPage)),
+        ["assets", file] => get(method, route(ConsoleOp::Asset((*file).to_owned()))),
+        ["login"] => get(method, route(ConsoleOp::Login)),
+        ["callback"] => get(method, route(ConsoleOp::Callback)),
+        ["session"] => post(method, route(ConsoleOp::PasteToken)),
+        ["logout"] => post(method, route(ConsoleOp::Logout)),
+        ["api", "me"] => get(method, route(ConsoleOp::Me)),
+        ["api", "models"] => get(method, route(ConsoleOp::Models)),
+        ["api", "models", m] => get(method, route(ConsoleOp::Model { model: (*m).to_owned() })),
+        ["api", "models", m, "access"] => get(method, route(ConsoleOp::Access { model: (*m).to_owned() })),
+        ["api", "check"] => post(method, route(ConsoleOp::Check)),
+        ["api", "policies"] => post(method, route(ConsoleOp::ApplyPolicy)),
+        ["api", "audit"] => get(method, route(ConsoleOp::Audit)),
+        ["api", "health"] => get(method, route(ConsoleOp::Health)),
+        _ => Route::NotFound,
     }
 }
 
@@ -383,6 +481,7 @@ impl Route {
                 get(method, Route::Manage(ManageOp::Explain { model: (*m).to_owned() }))
             }
             ["manage", "v1", "check"] if options.secured => post(method, Route::Manage(ManageOp::Check)),
+            ["console", ..] if options.console => console(method, &s[1..]),
             _ => Route::NotFound,
         }
     }
@@ -399,6 +498,7 @@ impl Route {
             | Route::OAuthToken
             | Route::Discovery
             | Route::Jwks => true,
+            Route::Console(op) => op.is_public(),
             Route::OpenApi | Route::DocsRedirect | Route::Docs(_) => docs_public,
             _ => false,
         }
@@ -419,6 +519,7 @@ impl Route {
                 | Route::Docs(_)
                 | Route::Discovery
                 | Route::Jwks
+                | Route::Console(ConsoleOp::Asset(_) | ConsoleOp::SignInPage)
         )
     }
 
@@ -484,6 +585,7 @@ impl Route {
             Route::SeldonGrpc(_) => Protocol::SeldonGrpc,
             Route::OAuthToken | Route::Discovery | Route::Jwks => Protocol::OAuth,
             Route::Manage(_) => Protocol::Admin,
+            Route::Console(_) => Protocol::Console,
             Route::NotFound | Route::Invalid(_) | Route::MethodNotAllowed(_) if grpc_content_type => {
                 Protocol::V2Grpc
             }
@@ -496,7 +598,7 @@ impl Route {
 mod tests {
     use super::*;
 
-    const ON: RouteOptions = RouteOptions { secured: true };
+    const ON: RouteOptions = RouteOptions { secured: true, console: true };
 
     fn r(method: Method, path: &str) -> Route {
         Route::resolve(&method, path, ON)
@@ -605,7 +707,7 @@ mod tests {
 
     #[test]
     fn issuer_and_manage_routes_exist_only_with_security() {
-        let off = RouteOptions { secured: false };
+        let off = RouteOptions { secured: false, console: false };
         assert_eq!(Route::resolve(&Method::POST, "/oauth/token", off), Route::NotFound);
         assert_eq!(Route::resolve(&Method::GET, "/manage/v1/policies", off), Route::NotFound);
         assert_eq!(r(Method::POST, "/oauth/token"), Route::OAuthToken);
@@ -613,6 +715,41 @@ mod tests {
             r(Method::DELETE, "/manage/v1/policies/ns/p"),
             Route::Manage(ManageOp::DeletePolicy { namespace: "ns".into(), name: "p".into() })
         );
+    }
+
+    #[test]
+    fn console_routes_exist_only_with_the_console() {
+        let off = RouteOptions { secured: true, console: false };
+        assert_eq!(Route::resolve(&Method::GET, "/console/", off), Route::NotFound);
+        assert_eq!(r(Method::GET, "/console/"), Route::Console(ConsoleOp::Page { model: None }));
+        assert_eq!(r(Method::GET, "/console"), Route::Console(ConsoleOp::Page { model: None }));
+        assert_eq!(
+            r(Method::GET, "/console/models/ir%20is"),
+            Route::Console(ConsoleOp::Page { model: Some("ir is".into()) })
+        );
+        assert_eq!(r(Method::GET, "/console/logout"), Route::MethodNotAllowed("POST"));
+        assert_eq!(r(Method::POST, "/console/api/models"), Route::MethodNotAllowed("GET, HEAD"));
+        assert_eq!(r(Method::GET, "/console/assets/a/b"), Route::NotFound);
+        // Without a session: the sign-in page, assets and the sign-in steps only.
+        let public = ["/console/signin", "/console/assets/console.js", "/console/login", "/console/callback"];
+        for path in public {
+            assert!(r(Method::GET, path).is_public(false), "{path}");
+        }
+        assert!(r(Method::POST, "/console/session").is_public(false));
+        for (method, path) in [
+            (Method::GET, "/console/"),
+            (Method::GET, "/console/models/x"),
+            (Method::POST, "/console/logout"),
+            (Method::GET, "/console/api/me"),
+            (Method::GET, "/console/api/models"),
+            (Method::GET, "/console/api/models/x"),
+        ] {
+            let route = r(method, path);
+            assert!(!route.is_public(true) && route.is_audited(), "{path}");
+            assert_eq!(route.protocol(false), Protocol::Console);
+        }
+        assert!(!r(Method::GET, "/console/assets/console.js").is_audited());
+        assert!(r(Method::GET, "/console/callback").is_audited(), "sign-ins are audited");
     }
 
     #[test]

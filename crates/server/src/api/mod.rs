@@ -88,6 +88,7 @@ pub(crate) async fn dispatch(State(state): State<AppState>, ctx: Ctx, req: Reque
         Route::Discovery => crate::control::oauth::discovery(&state),
         Route::Jwks => crate::control::oauth::jwks(&state),
         Route::Manage(op) => crate::control::manage::handle(&state, &ctx, op, req).await,
+        Route::Console(op) => crate::control::console::handle(&state, &ctx, op, req).await,
     };
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     // Sticky clients learn their arm; every protocol gets it (gRPC as metadata).

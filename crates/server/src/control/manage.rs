@@ -65,14 +65,15 @@ pub(crate) fn creator_file(policy_file: &Path) -> std::path::PathBuf {
     policy_file.with_extension("creator.json")
 }
 
-/// The caller of a management operation.
-struct Caller {
+/// The caller of a management operation (or of the console, whose owner checks are these).
+pub(crate) struct Caller {
     token: Option<Arc<VerifiedToken>>,
     admin: bool,
 }
 
 impl Caller {
-    fn claims(&self) -> Option<&Arc<Map<String, Value>>> {
+    /// The caller's verified claims, if authenticated.
+    pub(crate) fn claims(&self) -> Option<&Arc<Map<String, Value>>> {
         self.token.as_ref().map(|t| &t.claims)
     }
 
@@ -86,7 +87,7 @@ impl Caller {
     }
 
     /// Whether the caller is an owner of this model version.
-    fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
+    pub(crate) fn owns(&self, state: &AppState, target: &Arc<TargetModel>) -> bool {
         let set = state.security().policy_set();
         let mut req = PolicyRequest::new(target.clone());
         req.claims = self.claims().cloned();
@@ -94,7 +95,8 @@ impl Caller {
     }
 }
 
-fn caller(state: &AppState, ctx: &RequestContext) -> Caller {
+/// The caller of the request: its verified token, and whether it is a platform administrator.
+pub(crate) fn caller(state: &AppState, ctx: &RequestContext) -> Caller {
     let token = ctx.token();
     let admins = &state.security().platform().config.authorization.admins;
     let set = state.security().policy_set();
@@ -115,11 +117,7 @@ pub(crate) async fn handle(
     match op {
         ManageOp::ListPolicies => Ok(list(state, &caller)),
         ManageOp::ListModels => Ok(models(state, &caller)),
-        ManageOp::ApplyPolicy => {
-            let (parts, body) = req.into_parts();
-            let body = state.read_body(ctx, &parts.headers, body).await?;
-            apply(state, ctx, &caller, &body.bytes, mode).await
-        }
+        ManageOp::ApplyPolicy => apply_request(state, ctx, &caller, mode, req).await,
         ManageOp::DeletePolicy { namespace, name } => {
             delete(state, ctx, &caller, namespace, name, mode).await
         }
@@ -132,16 +130,31 @@ pub(crate) async fn handle(
     }
 }
 
+/// `PUT /manage/v1/policies` (and the console's `POST /console/api/policies`): the body is
+/// the policy, the query says `dryRun` and `confirm`.
+pub(crate) async fn apply_request(
+    state: &AppState,
+    ctx: &RequestContext,
+    caller: &Caller,
+    mode: Mode,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = state.read_body(ctx, &parts.headers, body).await?;
+    apply(state, ctx, caller, &body.bytes, mode).await
+}
+
 /// How a change is asked for: `?dryRun=true` (answer the impact, change nothing) and
 /// `?confirm=true` (an owner may lose access to their own model).
 #[derive(Debug, Clone, Copy, Default)]
-struct Mode {
+pub(crate) struct Mode {
     dry_run: bool,
     confirm: bool,
 }
 
 impl Mode {
-    fn from_query(query: Option<&str>) -> Result<Mode, ApiError> {
+    /// The mode a query string asks for; unknown parameters are refused.
+    pub(crate) fn from_query(query: Option<&str>) -> Result<Mode, ApiError> {
         let mut mode = Mode::default();
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
             .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
@@ -516,7 +529,7 @@ async fn delete(
 }
 
 /// `GET /manage/v1/models/{model}/explain`: for every served version of the model.
-fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, ApiError> {
+pub(crate) fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<Response, ApiError> {
     let latest = state.registry().get(model, None)?;
     let versions: Vec<Arc<ServedModel>> = state
         .registry()
@@ -641,7 +654,7 @@ struct CheckRequest {
 
 /// `POST /manage/v1/check`: what would the policies decide for this token (verified with
 /// the server's trusted issuers) or claim set (taken as is)?
-async fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
+pub(crate) async fn check(state: &AppState, caller: &Caller, body: &[u8]) -> Result<Response, ApiError> {
     let request: CheckRequest = serde_json::from_slice(body)
         .map_err(|err| ApiError::BadRequest(format!("invalid check request: {err}")))?;
     let served = state.registry().get(&request.model, request.version.as_deref())?;

@@ -166,7 +166,7 @@ pub(crate) fn protocol_of(protocol: RouteProtocol) -> Protocol {
         // The record's protocol names the prediction protocol; the path says the transport.
         RouteProtocol::SeldonV1 | RouteProtocol::SeldonGrpc => Protocol::SeldonV1,
         RouteProtocol::OAuth => Protocol::Oauth,
-        RouteProtocol::Admin => Protocol::Admin,
+        RouteProtocol::Admin | RouteProtocol::Console => Protocol::Admin,
     }
 }
 

@@ -18,6 +18,7 @@ use palisade_identity::{Authenticated, Scoping, TokenLocation};
 use serde_json::Value;
 
 use crate::context::{Authentication, Ctx, Target};
+use crate::route::Route;
 use crate::{ApiError, AppState};
 
 /// The token rules that may verify a request's token, from its target.
@@ -38,6 +39,12 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    // The console's pages and calls are authenticated by its session, not by a token.
+    if let Route::Console(op) = &ctx.route
+        && !ctx.public
+    {
+        return crate::control::console::authenticate(&state, &ctx, op, req, next).await;
+    }
     if ctx.public {
         ctx.set_authentication(Authentication::Public);
         return Ok(next.run(req).await);

@@ -16,10 +16,14 @@ use axum::response::Response;
 
 use crate::AppState;
 use crate::context::Ctx;
-use crate::route::{Route, RouteOptions};
+use crate::route::{Protocol, Route};
 
 /// The layer (see the module docs).
 pub(crate) async fn cors(State(state): State<AppState>, ctx: Ctx, req: Request, next: Next) -> Response {
+    // The console's pages and calls are same-origin only: no CORS for them, ever.
+    if ctx.protocol == Protocol::Console {
+        return next.run(req).await;
+    }
     let config = &state.security().platform().config.cors;
     let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let Some(origin) = origin.filter(|o| config.allows(o)) else { return next.run(req).await };
@@ -33,9 +37,10 @@ pub(crate) async fn cors(State(state): State<AppState>, ctx: Ctx, req: Request, 
     if ctx.method == Method::OPTIONS
         && let Some(method) = requested
     {
-        let route = Route::resolve(&method, &ctx.path, RouteOptions { secured: state.secured() });
+        let route = Route::resolve(&method, &ctx.path, state.route_options());
         let rest = !matches!(route, Route::NotFound | Route::Invalid(_) | Route::MethodNotAllowed(_))
-            && !route.protocol(false).is_grpc();
+            && !route.protocol(false).is_grpc()
+            && route.protocol(false) != Protocol::Console;
         if rest {
             let mut response = Response::new(Body::empty());
             *response.status_mut() = StatusCode::NO_CONTENT;

@@ -1,0 +1,508 @@
+//! The web console's own security, in process: sessions, CSRF, owner-only views, its
+//! headers and its audit records. (Sign-in with a real identity provider and the pages in a
+//! real browser: tests/e2e/test_console.py.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use palisade_runtime::EngineConfig;
+use palisade_server::{Platform, Registry, ServerConfig};
+use serde_json::json;
+
+const MINE: &str = "name: example\nversion: \"1\"\nnamespace: team-a\nowners: [owner@company.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const THEIRS: &str = "name: theirs\nversion: \"1\"\nnamespace: team-b\nowners: [other@company.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
+const HOST: &str = "palisade.test";
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    app: TestApp,
+    owner: String,
+}
+
+fn setup_with(platform: &str) -> Setup {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[MINE, THEIRS]);
+    let platform = Platform::parse(Path::new("p.yaml"), platform).unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app =
+        app_with(store.root(), registry, EngineConfig::default(), ServerConfig::default(), platform, None);
+    let owner = token_with(app.state.security(), "owner", json!({"email": "owner@company.com"}));
+    Setup { tmp, app, owner }
+}
+
+fn setup() -> Setup {
+    setup_with("")
+}
+
+/// A request from the console's own page: `Host` and `Origin` agree, with the cookie.
+fn request(
+    method: &str,
+    uri: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: impl Into<Body>,
+) -> Request<Body> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", HOST)
+        .header("origin", format!("http://{HOST}"))
+        .header("content-type", "application/json");
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", format!("palisade_console={cookie}"));
+    }
+    if let Some(csrf) = csrf {
+        req = req.header("x-csrf-token", csrf);
+    }
+    req.body(body.into()).unwrap()
+}
+
+/// Signs in by pasting a token of the built-in issuer: the session cookie's value.
+async fn sign_in(app: &TestApp, token: &str) -> String {
+    let reply =
+        send(app, request("POST", "/console/session", None, None, json!({"token": token}).to_string())).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&reply.body));
+    let set = reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    let session = set.iter().find(|c| c.starts_with("palisade_console=")).expect("a session cookie");
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    session.trim_start_matches("palisade_console=").split(';').next().unwrap().to_owned()
+}
+
+async fn csrf_of(app: &TestApp, cookie: &str) -> String {
+    let me = send(app, request("GET", "/console/api/me", Some(cookie), None, "")).await;
+    assert_eq!(me.status, StatusCode::OK);
+    me.json()["csrf"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn without_a_session_pages_go_to_sign_in_and_calls_are_401() {
+    let s = setup();
+    for page in ["/console", "/console/", "/console/models/example"] {
+        let reply = send(&s.app, request("GET", page, None, None, "")).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(reply.headers["location"], "/console/signin", "{page}");
+    }
+    for call in ["/console/api/me", "/console/api/models", "/console/api/models/example"] {
+        assert_eq!(
+            send(&s.app, request("GET", call, None, None, "")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{call}"
+        );
+    }
+    // A made-up session is no session; neither is a bearer token on a console call.
+    let reply = send(&s.app, request("GET", "/console/api/models", Some("forged"), None, "")).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let mut bearer = request("GET", "/console/api/models", None, None, "");
+    bearer.headers_mut().insert("authorization", format!("Bearer {}", s.owner).parse().unwrap());
+    assert_eq!(send(&s.app, bearer).await.status, StatusCode::UNAUTHORIZED);
+    // The public parts answer without one.
+    for public in ["/console/signin", "/console/assets/console.js", "/console/assets/console.css"] {
+        assert_eq!(
+            send(&s.app, request("GET", public, None, None, "")).await.status,
+            StatusCode::OK,
+            "{public}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn changes_need_the_sessions_csrf_token() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    for sent in [None, Some("wrong"), Some("")] {
+        let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), sent, "")).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{sent:?}");
+        assert!(reply.json()["error"].as_str().unwrap().contains("CSRF"));
+    }
+    // Another session's token is no good either.
+    let other = sign_in(&s.app, &s.owner).await;
+    let other_csrf = csrf_of(&s.app, &other).await;
+    let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), Some(&other_csrf), "")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // With it, sign-out ends the session and clears the cookie.
+    let reply = send(&s.app, request("POST", "/console/logout", Some(&cookie), Some(&csrf), "")).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert!(reply.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    let after = send(&s.app, request("GET", "/console/api/me", Some(&cookie), None, "")).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/me", Some(&other), None, "")).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_pasted_sign_in_comes_from_the_console_page_with_a_built_in_token() {
+    let s = setup();
+    let body = || json!({"token": s.owner}).to_string();
+    let mut foreign = request("POST", "/console/session", None, None, body());
+    foreign.headers_mut().insert("origin", "http://evil.test".parse().unwrap());
+    assert_eq!(send(&s.app, foreign).await.status, StatusCode::FORBIDDEN);
+    let mut no_origin = request("POST", "/console/session", None, None, body());
+    no_origin.headers_mut().remove("origin");
+    assert_eq!(send(&s.app, no_origin).await.status, StatusCode::FORBIDDEN);
+    let forged = json!({"token": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"}).to_string();
+    let reply = send(&s.app, request("POST", "/console/session", None, None, forged)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.headers.get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn owners_see_their_own_models_and_nothing_of_others() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let listed = send(&s.app, request("GET", "/console/api/models", Some(&cookie), None, "")).await.json();
+    let names: Vec<&str> =
+        listed["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["example"]);
+    let model = &listed["models"][0];
+    assert_eq!(model["namespace"], "team-a");
+    assert_eq!(model["versions"][0]["status"], "ready");
+    assert!(model["versions"][0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_eq!(model["versions"][0]["inputs"][0]["name"], "X");
+
+    let mine = send(&s.app, request("GET", "/console/api/models/example", Some(&cookie), None, "")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    // Another owner's model and a model that does not exist answer alike.
+    let theirs = send(&s.app, request("GET", "/console/api/models/theirs", Some(&cookie), None, "")).await;
+    let missing = send(&s.app, request("GET", "/console/api/models/nothing", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        theirs.json()["error"].as_str().unwrap().replace("theirs", "X"),
+        missing.json()["error"].as_str().unwrap().replace("nothing", "X")
+    );
+    for page in ["/console/models/theirs", "/console/models/nothing"] {
+        assert_eq!(
+            send(&s.app, request("GET", page, Some(&cookie), None, "")).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        send(&s.app, request("GET", "/console/models/example", Some(&cookie), None, "")).await.status,
+        StatusCode::OK
+    );
+
+    // Someone who owns nothing sees an empty list.
+    let stranger = token_with(s.app.state.security(), "s", json!({"email": "stranger@company.com"}));
+    let cookie = sign_in(&s.app, &stranger).await;
+    let listed = send(&s.app, request("GET", "/console/api/models", Some(&cookie), None, "")).await.json();
+    assert_eq!(listed["models"], json!([]));
+}
+
+#[tokio::test]
+async fn every_console_answer_has_a_strict_csp_and_pages_no_inline_script() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let answers = [
+        send(&s.app, request("GET", "/console/signin", None, None, "")).await,
+        send(&s.app, request("GET", "/console/", Some(&cookie), None, "")).await,
+        send(&s.app, request("GET", "/console/", None, None, "")).await,
+        send(&s.app, request("GET", "/console/assets/console.js", None, None, "")).await,
+        send(&s.app, request("GET", "/console/assets/nothing.js", None, None, "")).await,
+        send(&s.app, request("GET", "/console/api/models", None, None, "")).await,
+        send(&s.app, request("POST", "/console/logout", Some(&cookie), None, "")).await,
+    ];
+    for reply in &answers {
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+        assert_eq!(reply.headers["x-frame-options"], "DENY");
+        assert_eq!(reply.headers["x-content-type-options"], "nosniff");
+        assert_eq!(reply.headers["cache-control"], "no-store");
+        assert_eq!(reply.headers["referrer-policy"], "no-referrer");
+    }
+    for page in &answers[..2] {
+        let html = String::from_utf8_lossy(&page.body).to_ascii_lowercase();
+        assert!(html.starts_with("<!doctype html>"));
+        for script in html.split("<script").skip(1) {
+            assert!(
+                script.split('>').next().unwrap().contains("src=\"/console/assets/"),
+                "inline script: {script}"
+            );
+        }
+        assert!(!html.contains(" style=") && !html.contains("<style"));
+    }
+    // No cross-origin access to the console, whatever the platform's CORS allows.
+    let mut preflight = request("OPTIONS", "/console/api/models", None, None, "");
+    preflight.headers_mut().insert("origin", "http://evil.test".parse().unwrap());
+    preflight.headers_mut().insert("access-control-request-method", "GET".parse().unwrap());
+    let reply = send(&s.app, preflight).await;
+    assert!(reply.headers.get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn console_requests_are_audited_with_the_person() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    send(&s.app, request("GET", "/console/api/models/theirs", Some(&cookie), None, "")).await;
+    send(&s.app, request("GET", "/console/api/models", None, None, "")).await;
+    send(&s.app, request("GET", "/console/assets/console.css", None, None, "")).await;
+    let records = request_records(&s.tmp.path().join("home"));
+    let by_path = |path: &str| records.iter().filter(|r| r.path.as_deref() == Some(path)).collect::<Vec<_>>();
+    let signed_in = by_path("/console/session");
+    assert_eq!(signed_in.len(), 1);
+    assert_eq!(signed_in[0].email.as_deref(), Some("owner@company.com"));
+    let refused = by_path("/console/api/models/theirs");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].status, Some(404));
+    assert!(refused[0].request_principal.as_deref().unwrap().ends_with("/owner"));
+    let anonymous = by_path("/console/api/models");
+    assert_eq!(anonymous.len(), 1);
+    assert_eq!(anonymous[0].status, Some(401));
+    assert!(by_path("/console/assets/console.css").is_empty(), "static assets are not audited");
+}
+
+#[tokio::test]
+async fn the_console_can_be_switched_off() {
+    let s = setup_with("console:\n  enabled: false\n");
+    // No console route exists: like any unknown path, 401 without a token, 404 with one.
+    for path in ["/console/", "/console/signin", "/console/assets/console.js"] {
+        assert_eq!(
+            send(&s.app, request("GET", path, None, None, "")).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
+        assert_eq!(
+            call_as(&s.app, Some(&s.owner), "GET", path, "").await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
+    let err = Platform::parse(Path::new("p.yaml"), "console:\n  oidc:\n    issuer: http://idp.example\n    clientId: c\n    redirectUri: https://p.example/console/callback\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("p.yaml: field `console.oidc.issuer`"), "{err}");
+    let err = Platform::parse(Path::new("p.yaml"), "console:\n  sessionTTL: 1h\n").unwrap_err();
+    assert!(err.to_string().contains("sessionTTL"), "{err}");
+}
+
+#[tokio::test]
+async fn who_can_call_and_would_this_caller_be_allowed_for_owners_only() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let access =
+        send(&s.app, request("GET", "/console/api/models/example/access", Some(&cookie), None, "")).await;
+    assert_eq!(access.status, StatusCode::OK);
+    let access = access.json();
+    assert_eq!(access["versions"][0]["owner_default"], true, "{access}");
+    assert_eq!(access["versions"][0]["owners"][0]["owner"], "owner@company.com");
+    let theirs =
+        send(&s.app, request("GET", "/console/api/models/theirs/access", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+
+    let check =
+        |claims: serde_json::Value, model: &str| json!({"model": model, "claims": claims}).to_string();
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "owner@company.com"}), "example"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.json()["allowed"], true, "{}", reply.json());
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "bob@company.com"}), "example"),
+        ),
+    )
+    .await;
+    let answer = reply.json();
+    assert_eq!(answer["allowed"], false);
+    assert_eq!(answer["status"], 403);
+    assert!(!answer["reason"].as_str().unwrap().is_empty());
+    // Another owner's model: nothing to learn. Without the CSRF token: refused.
+    let reply = send(
+        &s.app,
+        request(
+            "POST",
+            "/console/api/check",
+            Some(&cookie),
+            Some(&csrf),
+            check(json!({"email": "other@company.com"}), "theirs"),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply =
+        send(&s.app, request("POST", "/console/api/check", Some(&cookie), None, check(json!({}), "example")))
+            .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn owners_change_access_with_a_dry_run_first_and_the_change_is_audited() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let policy = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [dave@company.com]\n";
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let infer = || call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+
+    let dry = send(
+        &s.app,
+        request("POST", "/console/api/policies?dryRun=true", Some(&cookie), Some(&csrf), policy),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let dry = dry.json();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["impact"][0]["model"], "team-a/example:1");
+    assert!(dry["impact"][0]["gains"].as_array().unwrap().iter().any(|g| g == "dave@company.com"), "{dry}");
+    assert_eq!(dry["owners_lose_access"], true, "the owner is not in the rules: {dry}");
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN, "a dry run changes nothing");
+
+    // Without the CSRF token nothing is applied; with it, dave's next request is served.
+    let refused =
+        send(&s.app, request("POST", "/console/api/policies?confirm=true", Some(&cookie), None, policy))
+            .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    // The policy leaves the owner out: refused unless confirmed (the management API's rule).
+    let lose =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), policy)).await;
+    assert_eq!(lose.status, StatusCode::CONFLICT);
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    let policy = policy.replace("[dave@company.com]", "[owner@company.com, dave@company.com]");
+    let applied =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), policy.clone()))
+            .await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    assert_eq!(infer().await.status, StatusCode::OK);
+
+    // Someone else's namespace: the management API's own refusal.
+    let theirs = policy.replace("team-a", "team-b");
+    let reply =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), theirs)).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let changes: Vec<_> =
+        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|r| r.config)
+            .filter(|c| c.what == "policy team-a/example-callers")
+            .collect();
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].who.ends_with("/owner"), "{}", changes[0].who);
+}
+
+#[tokio::test]
+async fn the_audit_page_shows_ones_own_models_and_auditors_everything() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let models = |reply: &Reply| -> Vec<String> {
+        reply.json()["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["model"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let mine = send(&s.app, request("GET", "/console/api/audit", Some(&cookie), None, "")).await;
+    assert_eq!(mine.status, StatusCode::OK);
+    assert_eq!(models(&mine), ["example", "example"], "{}", mine.json());
+    assert_eq!(mine.json()["auditor"], false);
+    let denied = send(
+        &s.app,
+        request("GET", "/console/api/audit?decision=deny&caller=other@company.com", Some(&cookie), None, ""),
+    )
+    .await;
+    assert_eq!(denied.json()["records"].as_array().unwrap().len(), 1);
+    assert_eq!(denied.json()["records"][0]["status"], 403);
+    let theirs =
+        send(&s.app, request("GET", "/console/api/audit?model=theirs", Some(&cookie), None, "")).await;
+    assert_eq!(theirs.json()["records"], json!([]), "another owner's model's records stay hidden");
+    let export =
+        send(&s.app, request("GET", "/console/api/audit?format=jsonl", Some(&cookie), None, "")).await;
+    assert_eq!(export.headers["content-type"], "application/jsonl; charset=utf-8");
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(export.body).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    let bad = send(&s.app, request("GET", "/console/api/audit?status=teapot", Some(&cookie), None, "")).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.json()["error"].as_str().unwrap().contains("`status`"));
+
+    let auditor = token_with(
+        s.app.state.security(),
+        "aud",
+        json!({"email": "aud@company.com", "groups": ["auditors"]}),
+    );
+    let cookie = sign_in(&s.app, &auditor).await;
+    let all = send(&s.app, request("GET", "/console/api/audit", Some(&cookie), None, "")).await;
+    assert_eq!(all.json()["auditor"], true);
+    let mut seen = models(&all);
+    seen.sort();
+    assert_eq!(seen, ["example", "example", "theirs"]);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/audit", None, None, "")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn the_health_page_shows_ones_own_models_rate_latency_and_refusals() {
+    let s = setup();
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    let cookie = sign_in(&s.app, &s.owner).await;
+    s.app.state.sample_console_health();
+    for _ in 0..3 {
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    }
+    call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await;
+    for _ in 0..5 {
+        call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
+    }
+    s.app.state.sample_console_health();
+    let health = send(&s.app, request("GET", "/console/api/health", Some(&cookie), None, "")).await.json();
+    let points = health["points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{health}");
+    assert_eq!(points[0]["refused"]["403"], 1, "{health}");
+    assert_eq!(points[0]["requests"], 4, "example's 4 requests, not theirs' 5: {health}");
+    assert!(points[0]["rps"].as_f64().unwrap() > 0.0);
+    assert!(points[0]["p50_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        send(&s.app, request("GET", "/console/api/health", None, None, "")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
