@@ -99,8 +99,8 @@ cell() { # CONFIG ROUND
 import json, sys
 r = json.load(sys.stdin)
 assert sum(r["errors"].values()) == 0, r
-print(f"{r[\"requests\"] / (r[\"duration_us\"] / 1e6):.0f} {r[\"p50_us\"]:.0f} {r[\"p99_us\"]:.0f}")')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$config" "$round" $rps \
+print("%.0f %.0f %.0f" % (r["requests"] / (r["duration_us"] / 1e6), r["p50_us"], r["p99_us"]))')
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$config" "$round" $rps \
     "$(metric palisade_audit_sealed_segments_total "$work/$tag.metrics")" \
     "$(metric palisade_audit_archived_segments_total "$work/$tag.metrics")" \
     "$(metric palisade_audit_seal_backlog_segments "$work/$tag.metrics")" \

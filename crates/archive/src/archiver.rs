@@ -83,7 +83,10 @@ impl Archiver {
             .map_err(|e| ArchiveError::Config(format!("cannot start the archiver's runtime: {e}")))?;
         let thread = std::thread::Builder::new()
             .name("palisade-audit-archive".to_owned())
-            .spawn(move || run(&dir, &target, retention.as_ref(), every, &state, &runtime))
+            .spawn(move || {
+                palisade_audit::lower_this_threads_priority();
+                run(&dir, &target, retention.as_ref(), every, &state, &runtime)
+            })
             .map_err(|e| ArchiveError::Config(format!("cannot start the archiver thread: {e}")))?;
         Ok(Archiver { shared, thread: Some(thread) })
     }

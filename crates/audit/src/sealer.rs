@@ -576,7 +576,10 @@ impl Sealer {
         let state = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("palisade-audit-seal".to_owned())
-            .spawn(move || run(&dir, &options, every, &state))
+            .spawn(move || {
+                crate::lower_this_threads_priority();
+                run(&dir, &options, every, &state)
+            })
             .map_err(|e| AuditError::Unavailable(format!("cannot start the audit sealer thread: {e}")))?;
         Ok(Self { shared, thread: Some(thread) })
     }
