@@ -14,7 +14,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,32 +31,6 @@ const WAITING: [(&str, u64); 3] = [("wait-5ms", 5), ("wait-10ms", 10), ("wait-20
 
 fn requests() -> usize {
     std::env::var("GRAPH_PARALLEL_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(60)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(format!("{name}.onnx"))
-}
-
-fn add(store: &Store, scratch: &Path, manifest: &str, model: Option<&str>, check: &UpstreamContext) {
-    let dir = tempfile::tempdir_in(scratch).unwrap();
-    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
-    if let Some(model) = model {
-        std::fs::copy(fixture(model), dir.path().join("model.onnx")).unwrap();
-    }
-    let mut staged = store.stage(dir.path()).unwrap();
-    let signature = if staged.manifest().is_composite() {
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
-            .unwrap()
-            .signature()
-            .clone()
-    } else {
-        palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), check)
-            .unwrap()
-            .signature()
-            .clone()
-    };
-    staged.set_signature(&signature).unwrap();
-    store.commit(staged).unwrap();
 }
 
 /// A V2 server that answers `/v2/models/wait-Nms/infer` after N ms with a label and three
@@ -116,12 +89,12 @@ fn main() {
             "{}model:\n  format: upstream\n  upstream: {{url: \"{url}\", timeout: 10s}}\n  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs: [{{name: label, datatype: INT64, shape: [-1]}}, {{name: probabilities, datatype: FP32, shape: [-1, 3]}}]\n",
             head(name)
         );
-        add(&store, tmp.path(), &manifest, None, &check);
+        support::add(&store, tmp.path(), &manifest, None, &check);
     }
     for (name, fixture) in
         [("iris-lr", "iris_lr_nozipmap"), ("iris-rf", "iris_rf_nozipmap"), ("iris-mlp", "iris_mlp_nozipmap")]
     {
-        add(
+        support::add(
             &store,
             tmp.path(),
             &format!("{}model: {{path: model.onnx, format: onnx}}\n", head(name)),
@@ -136,8 +109,14 @@ fn main() {
             head(name)
         )
     };
-    add(&store, tmp.path(), &combiner("mean-waiting", &WAITING.map(|(n, _)| n)), None, &check);
-    add(&store, tmp.path(), &combiner("mean-computing", &["iris-lr", "iris-rf", "iris-mlp"]), None, &check);
+    support::add(&store, tmp.path(), &combiner("mean-waiting", &WAITING.map(|(n, _)| n)), None, &check);
+    support::add(
+        &store,
+        tmp.path(),
+        &combiner("mean-computing", &["iris-lr", "iris-rf", "iris-mlp"]),
+        None,
+        &check,
+    );
 
     let registry = Registry::load_with(&store, &upstream).unwrap();
     let caller = support::Caller::new(&store, registry, &tmp.path().join("audit"));

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,32 +23,6 @@ mod support;
 /// Requests per graph and round (`GRAPH_SHADOW_REQUESTS` overrides, for a quick check).
 fn requests() -> usize {
     std::env::var("GRAPH_SHADOW_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(format!("{name}.onnx"))
-}
-
-fn add(store: &Store, scratch: &Path, manifest: &str, model: Option<&str>, check: &UpstreamContext) {
-    let dir = tempfile::tempdir_in(scratch).unwrap();
-    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
-    if let Some(model) = model {
-        std::fs::copy(fixture(model), dir.path().join("model.onnx")).unwrap();
-    }
-    let mut staged = store.stage(dir.path()).unwrap();
-    let signature = if staged.manifest().is_composite() {
-        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
-            .unwrap()
-            .signature()
-            .clone()
-    } else {
-        palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), check)
-            .unwrap()
-            .signature()
-            .clone()
-    };
-    staged.set_signature(&signature).unwrap();
-    store.commit(staged).unwrap();
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -79,9 +52,9 @@ fn main() {
     let store = Store::open(&tmp.path().join("home")).unwrap();
     let owner = "version: \"1\"\nowners: [alice@example.com]\n";
     let model = |name: &str| format!("name: {name}\n{owner}model: {{path: model.onnx, format: onnx}}\n");
-    add(&store, tmp.path(), &model("iris-lr"), Some("iris_lr_nozipmap"), &check);
-    add(&store, tmp.path(), &model("iris-rf"), Some("iris_rf_nozipmap"), &check);
-    add(
+    support::add(&store, tmp.path(), &model("iris-lr"), Some("iris_lr_nozipmap"), &check);
+    support::add(&store, tmp.path(), &model("iris-rf"), Some("iris_rf_nozipmap"), &check);
+    support::add(
         &store,
         tmp.path(),
         &format!(
@@ -90,14 +63,14 @@ fn main() {
         None,
         &check,
     );
-    add(
+    support::add(
         &store,
         tmp.path(),
         &format!("name: plain\n{owner}traffic: [{{model: iris-lr, weight: 1}}]\n"),
         None,
         &check,
     );
-    add(
+    support::add(
         &store,
         tmp.path(),
         &format!(
@@ -106,7 +79,7 @@ fn main() {
         None,
         &check,
     );
-    add(
+    support::add(
         &store,
         tmp.path(),
         &format!(

@@ -2,12 +2,12 @@
 //! relaxed audit log (fsyncs would drown what the benches compare) and a token for
 //! alice@example.com from the home's built-in issuer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use palisade_bundle::Store;
 use palisade_identity::{HttpFetch, TokenRequest};
-use palisade_runtime::{Engine, EngineConfig};
+use palisade_runtime::{Engine, EngineConfig, UpstreamContext};
 use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
 
 /// The router of `palisade_server::app` serving `registry` from `store`'s home, its audit
@@ -86,4 +86,35 @@ impl Caller {
     pub fn infer_iris_row(&self, model: &str) {
         self.send("POST", &format!("/v2/models/{model}/infer"), IRIS_ROW);
     }
+}
+
+/// A fixture model of `fixtures/models`, by file stem.
+#[allow(dead_code)]
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(format!("{name}.onnx"))
+}
+
+/// Builds `manifest` (with the fixture `model` as `model.onnx`, if any) into `store`: a
+/// graph compiled against the store, a model prepared with `check` (upstreams not called).
+#[allow(dead_code)]
+pub fn add(store: &Store, scratch: &Path, manifest: &str, model: Option<&str>, check: &UpstreamContext) {
+    let dir = tempfile::tempdir_in(scratch).unwrap();
+    std::fs::write(dir.path().join("palisade.yaml"), manifest).unwrap();
+    if let Some(model) = model {
+        std::fs::copy(fixture(model), dir.path().join("model.onnx")).unwrap();
+    }
+    let mut staged = store.stage(dir.path()).unwrap();
+    let signature = if staged.manifest().is_composite() {
+        palisade_graph::compile(staged.manifest(), &palisade_graph::StoreCatalog(store), None)
+            .unwrap()
+            .signature()
+            .clone()
+    } else {
+        palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), check)
+            .unwrap()
+            .signature()
+            .clone()
+    };
+    staged.set_signature(&signature).unwrap();
+    store.commit(staged).unwrap();
 }
