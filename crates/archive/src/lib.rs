@@ -20,6 +20,8 @@ mod across;
 mod archiver;
 mod error;
 mod target;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod upload;
 
 pub use across::{AcrossReport, ArchivedLog, work_dir};

@@ -6,59 +6,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use palisade_archive::testing::Moto;
 use palisade_audit::{AuditConfig, AuditLog, AuditRecord, Timestamp};
 
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// moto's S3 server with a bucket `trails` (see `palisade_archive::testing`).
 fn moto() -> Option<Moto> {
-    let binary = std::env::var("PALISADE_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/s3/bin/moto_server"));
-    if !binary.exists() {
-        assert!(
-            std::env::var_os("PALISADE_REQUIRE_S3").is_none(),
-            "{} is missing and PALISADE_REQUIRE_S3 is set",
-            binary.display()
-        );
-        eprintln!("SKIPPED: moto_server not installed (scripts/install-test-deps.sh)");
-        return None;
-    }
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto(child, port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT /trails HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    Some(moto)
+    palisade_archive::testing::moto_with_bucket("trails")
 }
 
 /// A home whose audit log holds `n` records in many small sealed segments.
@@ -128,7 +85,7 @@ fn archive_killed_mid_upload_loses_nothing_deletes_nothing_unarchived_and_resume
     let Some(moto) = moto() else { return };
     let home = home_with_trail(1200);
     let dir = home.path().join("audit");
-    let config = platform(home.path(), moto.1);
+    let config = platform(home.path(), moto.port);
     let sealed_before = palisade_audit::list_segments(&dir).unwrap().iter().filter(|s| s.sealed).count();
     assert!(sealed_before > 40, "{sealed_before} sealed segments");
 
@@ -148,7 +105,7 @@ fn archive_killed_mid_upload_loses_nothing_deletes_nothing_unarchived_and_resume
         "killed after {archived_at_kill} of {sealed_before}"
     );
     // Nothing unarchived was deleted: the archive and what is left locally hold every record.
-    let out = verify_across(home.path(), moto.1);
+    let out = verify_across(home.path(), moto.port);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("OK: 1200 records"), "{}", text(&out));
 
@@ -166,7 +123,7 @@ fn archive_killed_mid_upload_loses_nothing_deletes_nothing_unarchived_and_resume
     assert!(text(&out).contains("deleted segment-"), "{}", text(&out));
     let left = palisade_audit::list_segments(&dir).unwrap().len();
     assert!(left <= 2, "{left} segments left locally");
-    let out = verify_across(home.path(), moto.1);
+    let out = verify_across(home.path(), moto.port);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("OK: 1200 records"), "{}", text(&out));
     let again = palisade(home.path()).args(["audit", "archive", "--config"]).arg(&config).output().unwrap();
@@ -177,17 +134,17 @@ fn archive_killed_mid_upload_loses_nothing_deletes_nothing_unarchived_and_resume
 fn verify_with_the_archive_names_a_removed_archived_segment_and_exits_65() {
     let Some(moto) = moto() else { return };
     let home = home_with_trail(600);
-    let config = platform(home.path(), moto.1);
+    let config = platform(home.path(), moto.port);
     let out = palisade(home.path()).args(["audit", "archive", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let ok = verify_across(home.path(), moto.1);
+    let ok = verify_across(home.path(), moto.port);
     assert!(ok.status.success(), "{}", text(&ok));
 
     // Remove the second archived segment (deleted locally by retention) through the store.
     let dir = home.path().join("audit");
     let genesis = palisade_audit::read_genesis(&dir).unwrap().unwrap();
     let target = palisade_archive::ArchiveTarget {
-        endpoint: Some(format!("http://127.0.0.1:{}", moto.1)),
+        endpoint: Some(format!("http://127.0.0.1:{}", moto.port)),
         allow_http: true,
         credentials: palisade_archive::Credentials::File(home.path().join("s3-credentials")),
         ..palisade_archive::ArchiveTarget::from_url("s3://trails/prod").unwrap()
@@ -200,7 +157,7 @@ fn verify_with_the_archive_names_a_removed_archived_segment_and_exits_65() {
     keys.sort();
     rt.block_on(palisade_archive::object_store::ObjectStoreExt::delete(archive.store().as_ref(), &keys[1]))
         .unwrap();
-    let out = verify_across(home.path(), moto.1);
+    let out = verify_across(home.path(), moto.port);
     assert_eq!(out.status.code(), Some(65), "{}", text(&out));
     let name = keys[1].filename().unwrap();
     assert!(text(&out).contains(name) && text(&out).contains("missing"), "{}", text(&out));
@@ -210,7 +167,7 @@ fn verify_with_the_archive_names_a_removed_archived_segment_and_exits_65() {
 fn query_with_the_archive_reads_archived_segments_in_a_time_range() {
     let Some(moto) = moto() else { return };
     let home = home_with_trail(600);
-    let config = platform(home.path(), moto.1);
+    let config = platform(home.path(), moto.port);
     let out = palisade(home.path()).args(["audit", "archive", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let dir = home.path().join("audit");
@@ -219,7 +176,7 @@ fn query_with_the_archive_reads_archived_segments_in_a_time_range() {
     let query = |extra: &[&str]| {
         palisade(home.path())
             .args(["audit", "query", "--output", "json", "--archive", "s3://trails/prod"])
-            .args(["--archive-endpoint", &format!("http://127.0.0.1:{}", moto.1), "--archive-allow-http"])
+            .args(["--archive-endpoint", &format!("http://127.0.0.1:{}", moto.port), "--archive-allow-http"])
             .arg("--archive-credentials")
             .arg(home.path().join("s3-credentials"))
             .args(extra)

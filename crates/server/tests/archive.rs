@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
+use palisade_archive::testing::{Moto, free_port};
 use palisade_audit::VerifyOptions;
 use palisade_runtime::EngineConfig;
 use palisade_server::{Platform, Registry, ServerConfig};
@@ -38,58 +37,9 @@ fn iris_app_with_platform(yaml: &str) -> (tempfile::TempDir, TestApp) {
     (tmp, app)
 }
 
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// moto's S3 server on a free loopback port with a bucket `trails`, or `None` when it is
-/// not installed (and PALISADE_REQUIRE_S3 is not set).
+/// moto's S3 server with a bucket `trails` (see `palisade_archive::testing`).
 fn moto() -> Option<Moto> {
-    let binary = std::env::var("PALISADE_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/s3/bin/moto_server"));
-    if !binary.exists() {
-        assert!(
-            std::env::var_os("PALISADE_REQUIRE_S3").is_none(),
-            "{} is missing and PALISADE_REQUIRE_S3 is set",
-            binary.display()
-        );
-        eprintln!("SKIPPED: moto_server not installed (scripts/install-test-deps.sh)");
-        return None;
-    }
-    let port = free_port();
-    let child = Command::new(&binary)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto(child, port);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "PUT /trails HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    Some(moto)
+    palisade_archive::testing::moto_with_bucket("trails")
 }
 
 fn platform_yaml(port: u16, creds: &Path, extra: &str) -> String {
@@ -139,7 +89,7 @@ async fn until(mut done: impl FnMut() -> bool) -> bool {
 async fn the_server_archives_in_the_background_and_retention_deletes_only_confirmed_copies() {
     let Some(moto) = moto() else { return };
     let (_creds_dir, creds) = credentials();
-    let (tmp, app) = iris_app_with_platform(&platform_yaml(moto.1, &creds, "    maxBacklog: 0\n"));
+    let (tmp, app) = iris_app_with_platform(&platform_yaml(moto.port, &creds, "    maxBacklog: 0\n"));
     for _ in 0..40 {
         assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
     }
@@ -166,7 +116,7 @@ async fn the_server_archives_in_the_background_and_retention_deletes_only_confir
     // The archive and what is left locally verify as one chain of all 40 records.
     let dir = tmp.path().join("home/audit");
     let target = palisade_archive::ArchiveTarget {
-        endpoint: Some(format!("http://127.0.0.1:{}", moto.1)),
+        endpoint: Some(format!("http://127.0.0.1:{}", moto.port)),
         allow_http: true,
         credentials: palisade_archive::Credentials::File(creds.clone()),
         ..palisade_archive::ArchiveTarget::from_url("s3://trails/prod").unwrap()
