@@ -292,45 +292,71 @@ async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verif
         assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
     }
     let dir = tmp.path().join("home/audit");
-    let sealed = || {
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl.zst"))
-            .count()
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while sealed() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(sealed() >= 2, "the sealer sealed {} segments", sealed());
-    let report = palisade_audit::verify(&dir, &VerifyOptions::default()).unwrap();
-    assert!(report.ok, "{report}");
-    assert_eq!(report.records, 40);
-    assert!(report.sealed_segments >= 2, "{report}");
-    assert_eq!(records_in(&dir).len(), 40, "query reads sealed segments");
-
+    // The sealer works in passes: seal every rotated segment, then apply retention, then
+    // publish its gauges. Wait for a settled pass (nothing left to seal, retention applied to
+    // what was sealed) rather than for files on disk, which appear mid-pass.
     let admin = palisade_server::admin_app(app.state.clone());
-    let res = tower::ServiceExt::oneshot(admin, Request::get("/metrics").body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let text = String::from_utf8(
-        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
-    )
-    .unwrap();
-    let value = |name: &str| -> u64 {
+    let metrics = || async {
+        let res =
+            tower::ServiceExt::oneshot(admin.clone(), Request::get("/metrics").body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+        String::from_utf8(
+            http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+        )
+        .unwrap()
+    };
+    let value = |text: &str, name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .unwrap_or_else(|| panic!("no {name} in {text}"))
             .parse()
             .unwrap()
     };
+    // Every segment but the active one has rotated (no request writes any more).
+    let segments = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        // a segment is `.jsonl` until sealed, `.jsonl.zst` after, and `.jsonl.zst.tmp` while
+        // the sealer writes it
+        .filter_map(|name| name.split_once(".jsonl").map(|(stem, _)| stem.to_owned()))
+        .filter(|stem| stem.starts_with("segment-"))
+        .collect::<std::collections::BTreeSet<_>>();
+    let rotated = segments.len() as u64 - 1;
+    assert!(rotated >= 2, "40 records of ~1.2 kB in 12 kB segments: {segments:?}");
+    let settled = |text: &str| {
+        let sealed = value(text, "palisade_audit_sealed_segments_total");
+        sealed == rotated
+            && value(text, "palisade_audit_seal_backlog_segments") == 0
+            // retention never removes the newest sealed segment, so all others are due
+            && value(text, "palisade_audit_retention_blocked_segments") == sealed - 1
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut text = metrics().await;
+    while !settled(&text) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = metrics().await;
+    }
+    assert!(settled(&text), "the sealer did not settle: {text}");
+    let sealed_files = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".jsonl.zst"))
+        .count() as u64;
+    assert_eq!(sealed_files, value(&text, "palisade_audit_sealed_segments_total"));
+    let report = palisade_audit::verify(&dir, &VerifyOptions::default()).unwrap();
+    assert!(report.ok, "{report}");
+    assert_eq!(report.records, 40);
+    assert!(report.sealed_segments >= 2, "{report}");
+    assert_eq!(records_in(&dir).len(), 40, "query reads sealed segments");
+
+    let value = |name: &str| value(&text, name);
     assert!(value("palisade_audit_sealed_segments_total") >= 2, "{text}");
     assert!(value("palisade_audit_sealed_bytes_total") < value("palisade_audit_sealed_plain_bytes_total"));
     assert!(value("palisade_audit_bytes_written_total") > 40 * 500);
     assert_eq!(value("palisade_audit_seal_errors_total"), 0);
     // retention.maxBytes: 1 makes every sealed segment due, and without an archive none is
     // deleted: the trail above verified from seq 0 with all 40 records.
-    assert!(value("palisade_audit_retention_blocked_segments") >= 2, "{text}");
+    assert_eq!(value("palisade_audit_retention_blocked_segments"), rotated - 1, "{text}");
     assert!(value("palisade_audit_retention_blocked_bytes") > 0, "{text}");
 }
 
