@@ -450,6 +450,51 @@ async fn a_caller_refused_by_a_node_is_refused_through_the_graph_in_every_protoc
     assert_eq!(serde_json::from_str::<Value>(text).unwrap(), json!({"traffic": "iris-rf"}));
 }
 
+/// An upstream that reads each request and answers 500 after `delay`, on its own thread
+/// and runtime (the test's runtime is single-threaded).
+async fn answering_upstream(delay: Duration) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut seen = Vec::new();
+                while let Ok(n) = socket.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    // One answer per request: its headers, then its body (content-length).
+                    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if seen.len() < end + 4 + length {
+                        continue;
+                    }
+                    seen.drain(..end + 4 + length);
+                    std::thread::sleep(delay);
+                    let body = r#"{"error":"broken"}"#;
+                    let answer = format!(
+                        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
 /// A socket that accepts connections and never answers.
 async fn silent_upstream() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -465,13 +510,16 @@ async fn silent_upstream() -> String {
 
 #[tokio::test]
 async fn a_shadow_that_fails_or_hangs_changes_nothing_for_the_caller() {
-    let url = silent_upstream().await;
     let egress =
         palisade_runtime::EgressPolicy { allowed_hosts: vec!["127.0.0.1".to_owned()], own_ports: Vec::new() };
     let upstream = UpstreamContext { egress: std::sync::Arc::new(egress), ..UpstreamContext::default() };
-    let hanging = format!(
-        "name: hangs\nversion: \"1\"\n{OWNER}model:\n  format: upstream\n  upstream:\n    url: {url}\n    timeout: 1h\n  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs: [{{name: label, datatype: INT64, shape: [-1]}}]\n"
-    );
+    // Three shadows' models: one whose upstream never answers, one that answers 500 at once,
+    // one that answers 500 after a second.
+    let shadows = [
+        ("hangs", silent_upstream().await),
+        ("fails", answering_upstream(Duration::ZERO).await),
+        ("slow", answering_upstream(Duration::from_secs(1)).await),
+    ];
     let check = UpstreamContext { check_only: true, ..upstream.clone() };
     let s = setup_with(
         &[
@@ -480,6 +528,11 @@ async fn a_shadow_that_fails_or_hangs_changes_nothing_for_the_caller() {
                 "hanging",
                 "traffic: [{model: iris-lr, weight: 1}]\nshadow: {model: hangs, percent: 100}\n",
             ),
+            &graph(
+                "failing",
+                "traffic: [{model: iris-lr, weight: 1}]\nshadow: {model: fails, percent: 100}\n",
+            ),
+            &graph("slowed", "traffic: [{model: iris-lr, weight: 1}]\nshadow: {model: slow, percent: 100}\n"),
             // Only alice owns the shadow's model `refusing`: bob's copies are refused.
             &labelled_graph(
                 "refused",
@@ -494,26 +547,60 @@ async fn a_shadow_that_fails_or_hangs_changes_nothing_for_the_caller() {
             ),
         ],
         |store, scratch| {
-            let dir = tempfile::tempdir_in(scratch).unwrap();
-            std::fs::write(dir.path().join("palisade.yaml"), &hanging).unwrap();
-            let mut staged = store.stage(dir.path()).unwrap();
-            let model =
-                palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).unwrap();
-            staged.set_signature(model.signature()).unwrap();
-            store.commit(staged).unwrap();
+            for (name, url) in &shadows {
+                let manifest = format!(
+                    "name: {name}\nversion: \"1\"\n{OWNER}model:\n  format: upstream\n  upstream:\n    url: {url}\n    timeout: 1h\n  inputs: [{{name: X, datatype: FP32, shape: [-1, 4]}}]\n  outputs: [{{name: label, datatype: INT64, shape: [-1]}}]\n"
+                );
+                let dir = tempfile::tempdir_in(scratch).unwrap();
+                std::fs::write(dir.path().join("palisade.yaml"), &manifest).unwrap();
+                let mut staged = store.stage(dir.path()).unwrap();
+                let model =
+                    palisade_runtime::prepare_with(staged.manifest(), &staged.model_path(), &check).unwrap();
+                staged.set_signature(model.signature()).unwrap();
+                store.commit(staged).unwrap();
+            }
         },
         &upstream,
     );
     let plain = call(&s.app, "POST", "/v2/models/plain/infer", IRIS_ROW).await;
     assert_eq!(plain.status, 200);
-    let started = Instant::now();
-    for _ in 0..5 {
-        let reply = call(&s.app, "POST", "/v2/models/hanging/infer", IRIS_ROW).await;
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.json()["outputs"], plain.json()["outputs"]);
+    // The shadows' models fail when called directly.
+    let direct = call(&s.app, "POST", "/v2/models/fails/infer", IRIS_ROW).await;
+    assert_eq!(direct.status, 502, "{}", String::from_utf8_lossy(&direct.body));
+    for graph in ["hanging", "failing", "slowed"] {
+        let started = Instant::now();
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let reply = call(&s.app, "POST", &format!("/v2/models/{graph}/infer"), IRIS_ROW).await;
+            assert_eq!(reply.status, 200, "{graph}");
+            assert_eq!(reply.json()["outputs"], plain.json()["outputs"], "{graph}");
+            ids.push(reply.headers["x-request-id"].to_str().unwrap().to_owned());
+        }
+        // Five answers while every shadow call hangs (for up to an hour), fails, or takes a
+        // second each: the caller waits for none of them.
+        assert!(started.elapsed() < Duration::from_secs(2), "{graph}: {:?}", started.elapsed());
+        if graph == "failing" {
+            // The shadow's failure is audited, linked to the caller's request, never returned.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !s.records().iter().any(|r| {
+                r.parent_request_id.as_deref() == Some(ids[0].as_str())
+                    && r.node.as_deref() == Some("shadow")
+                    && r.status.is_some_and(|status| status >= 500)
+            }) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no failed shadow record for {}: {:?}",
+                    ids[0],
+                    s.records()
+                        .iter()
+                        .filter(|r| r.parent_request_id.as_deref() == Some(ids[0].as_str()))
+                        .map(|r| (r.node.clone(), r.status, r.model.as_ref().map(|m| m.name.clone())))
+                        .collect::<Vec<_>>()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
-    // Five answers while every shadow call hangs (for up to an hour).
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
 
     let bob = s.token("bob@example.com");
     let reply = call_as(&s.app, Some(&bob), "POST", "/v2/models/refused/infer", IRIS_ROW).await;
