@@ -572,18 +572,23 @@ def goals(cells, servers, at, labels):
     else:
         missing = "Palisade full security" if not on else "peer"
         out.append(("Palisade full security vs the best peer", f"not measured ({missing} row missing)", "none set (reported)", "n/a"))
-    def cost_row(what, without, missing, limit):
-        """The throughput Palisade with full security loses against scenario `without`."""
-        on, off = sec("iris-rf"), sec("iris-rf", scen=without)
-        target = f"≤ {limit * 100:.0f}%"
+    def cost_row(what, with_, without, missing, limit):
+        """The throughput scenario `with_` loses against scenario `without` (a `limit` of
+        None reports the cost without a target)."""
+        on, off = sec("iris-rf", scen=with_), sec("iris-rf", scen=without)
+        target = "none set (reported)" if limit is None else f"≤ {limit * 100:.0f}%"
         if on and off and off["rps"]:
             cost = 1 - on["rps"] / off["rps"]
-            verdict = "met" if cost <= limit else "**not met**"
+            verdict = "n/a" if limit is None else "met" if cost <= limit else "**not met**"
             out.append((f"{what} (iris RF REST, {at} connections)", f"{cost * 100:.1f}%", target, verdict))
         else:
             out.append((what, f"not measured ({missing} row missing)", target, "n/a"))
 
-    cost_row("security tax, throughput", "palisade-insecure", "security-off", 0.05)
+    # Issue 18's goals: JWT + policy at most 5% (audit off against security off), strict
+    # audit at most 15% (full security against audit off); their sum is reported.
+    cost_row("JWT + policy tax, throughput (audit off vs security off)", "palisade-audit-off", "palisade-insecure", "security-off", 0.05)
+    cost_row("strict audit cost, throughput (full security vs audit off)", "palisade", "palisade-audit-off", "audit-off", 0.15)
+    cost_row("whole security tax, throughput (full security vs security off)", "palisade", "palisade-insecure", "security-off", None)
     for conns in sorted({r["connections"] for r in cells}):
         on1 = _cell(cells, "palisade", "iris-rf", "rest", conns)
         off1 = _cell(cells, "palisade-insecure", "iris-rf", "rest", conns)
@@ -599,7 +604,6 @@ def goals(cells, servers, at, labels):
             )
     if not any(r[0].startswith("security tax, p99") for r in out):
         out.append(("security tax, p99 latency", "not measured (security-off row missing)", "≤ 100 µs", "n/a"))
-    cost_row("strict audit cost, throughput", "palisade-audit-off", "audit-off", 0.10)
     ratio_row(
         f"Palisade full security vs bare hyper ceiling, iris RF REST, {at} connections",
         sec("iris-rf"),
@@ -614,7 +618,7 @@ def goals(cells, servers, at, labels):
         ("≥ 1.3×", 1.3),
     )
     ratio_row(
-        f"adaptive batching, Palisade full security, iris MLP, {at} connections",
+        f"adaptive batching, Palisade full security, iris MLP, {at} connections (too small for batching to pay; issue 18's goal is measured on networks by bench/payload.sh)",
         sec("iris-mlp-batched"),
         sec("iris-mlp"),
         ("≥ 3×", 3),
