@@ -43,6 +43,21 @@ impl Headers {
         Arc::make_mut(&mut self.0).push((name.to_ascii_lowercase(), value.into()));
     }
 
+    /// Headers whose names are already lower case (as `http::HeaderName` keeps them),
+    /// copied in one pass: a name that is not lower case is lowered.
+    pub fn from_lowercase<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Headers {
+        let mut list = Vec::with_capacity(pairs.size_hint().1.unwrap_or(0));
+        for (name, value) in pairs {
+            let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                name.to_ascii_lowercase()
+            } else {
+                name.to_owned()
+            };
+            list.push((name, value.to_owned()));
+        }
+        Headers(Arc::new(list))
+    }
+
     /// The values of a header (name in lower case), in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
@@ -151,5 +166,19 @@ impl Request {
     /// `request.auth.principal`: `iss/sub` of the token, when both are strings.
     pub fn request_principal(&self) -> Option<String> {
         Some(format!("{}/{}", self.claim_str("iss")?, self.claim_str("sub")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Headers;
+
+    #[test]
+    fn from_lowercase_keeps_what_append_would() {
+        let pairs = [("x-team", "ml"), ("X-Team", "ops"), ("content-type", "application/json")];
+        let appended: Headers = pairs.iter().copied().collect();
+        let copied = Headers::from_lowercase(pairs.iter().copied());
+        assert_eq!(copied, appended);
+        assert_eq!(copied.get_all("x-team").collect::<Vec<_>>(), ["ml", "ops"]);
     }
 }

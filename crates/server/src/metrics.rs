@@ -461,7 +461,7 @@ impl Metrics {
         mode: palisade_tls::MtlsMode,
         peer: crate::layers::authz::PeerKind,
     ) {
-        self.mtls_requests.with_label_values(&[namespace, &mode.to_string(), peer.as_str()]).inc();
+        self.mtls_requests.with_label_values(&[namespace, mode.as_str(), peer.as_str()]).inc();
     }
 
     /// Counts a response replaced by 503 for lack of a durable audit record.

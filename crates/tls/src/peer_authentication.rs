@@ -75,13 +75,20 @@ pub enum MtlsMode {
     Strict,
 }
 
-impl fmt::Display for MtlsMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl MtlsMode {
+    /// The mode as Istio spells it (`DISABLE`, `PERMISSIVE`, `STRICT`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             MtlsMode::Disable => "DISABLE",
             MtlsMode::Permissive => "PERMISSIVE",
             MtlsMode::Strict => "STRICT",
-        })
+        }
+    }
+}
+
+impl fmt::Display for MtlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -151,11 +151,12 @@ pub(crate) fn decide(
         request.source_principal = Some(peer.principal().to_owned());
     }
     request.claims = ctx.token().map(|t| t.claims.clone());
-    request.headers = headers
-        .iter()
-        .filter(|(name, _)| *name != header::AUTHORIZATION)
-        .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v.to_owned())))
-        .collect::<Headers>();
+    request.headers = Headers::from_lowercase(
+        headers
+            .iter()
+            .filter(|(name, _)| *name != header::AUTHORIZATION)
+            .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v))),
+    );
     request.host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
