@@ -220,6 +220,12 @@
       el("button", { type: "submit" }, "Show"));
     const exportLink = el("a", { id: "audit-export", class: "button secondary", href: "/console/api/audit?format=jsonl" }, "Export as JSON lines");
     const results = el("div", { id: "audit-results" });
+    const opened = el("div", { id: "audit-opened" });
+    const openButton = (seq) => {
+      const button = el("button", { type: "button", class: "secondary small", "data-seq": String(seq) }, "Open");
+      button.addEventListener("click", () => openRecord(seq, opened));
+      return button;
+    };
     const params = () => {
       const query = new URLSearchParams();
       for (const [key, id] of [["caller", "audit-caller"], ["model", "audit-model"], ["decision", "audit-decision"],
@@ -244,13 +250,14 @@
           el("td", {}, r.authz && r.authz.policy ? r.authz.policy : ""),
           el("td", {}, r.status === undefined || r.status === null ? "" : String(r.status)),
           el("td", {}, (r.method || "") + " " + (r.path || "")),
-          el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms")));
+          el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms"),
+          el("td", {}, openButton(r.seq))));
         results.replaceChildren(
           el("p", { class: "muted" }, (data.auditor ? "Every model's requests" : "Requests to the models you own") +
             ", newest first (at most " + data.limit + ")."),
           rows.length
             ? el("table", { id: "audit" },
-              el("thead", {}, el("tr", {}, ["Time", "Model", "Caller", "Decision", "Policy", "Status", "Request", "Latency"].map((h) => el("th", {}, h)))),
+              el("thead", {}, el("tr", {}, ["Time", "Model", "Caller", "Decision", "Policy", "Status", "Request", "Latency", ""].map((h) => el("th", {}, h)))),
               el("tbody", {}, rows))
             : el("p", { id: "audit-empty" }, "No request matches."));
       } catch (err) {
@@ -258,8 +265,47 @@
       }
     };
     form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
-    show(el("h1", {}, "Audit"), form, el("p", {}, exportLink), results);
+    show(el("h1", {}, "Audit"), form, el("p", {}, exportLink), opened, results);
     return load();
+  }
+
+  // A record's fields as rows: nested objects by dotted name, lists as JSON.
+  function fieldRows(value, prefix, rows) {
+    for (const [key, v] of Object.entries(value)) {
+      const name = prefix ? prefix + "." + key : key;
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) fieldRows(v, name, rows);
+      else rows.push(el("tr", {}, el("th", {}, name), el("td", {}, el("code", {}, typeof v === "string" ? v : JSON.stringify(v)))));
+    }
+    return rows;
+  }
+
+  function verificationText(v, seq) {
+    const checked = v.records_checked + " record" + (v.records_checked === 1 ? "" : "s") + " checked (seq " + v.first_seq + " to " + v.last_seq + ")";
+    if (v.status === "verified") {
+      return "verified: the record's hash recomputes, it links to " + (seq === 0 ? "the log's genesis checkpoint" : "record " + (seq - 1)) +
+        ", and the checkpoint signed at " + v.checkpoint.time + " (seq " + v.checkpoint.seq + ", checkpoints.jsonl line " + v.checkpoint.line +
+        ") covers it; " + checked + ", key " + v.key_id + ".";
+    }
+    if (v.status === "pending") {
+      return "pending: the record's hash recomputes and it links to the record before it, but no signed checkpoint covers it yet " +
+        "(the server signs one every 10 s at most); " + checked + ".";
+    }
+    return "failed: " + (v.problem || (v.chained ? "no signed checkpoint covers it" : "the record's link to the one before it could not be checked")) + ".";
+  }
+
+  async function openRecord(seq, into) {
+    try {
+      const data = await api("/console/api/audit/" + encodeURIComponent(seq));
+      const v = data.verification;
+      into.replaceChildren(el("section", { class: "card", id: "audit-record", "data-seq": String(seq) },
+        el("h2", {}, "Record " + seq),
+        el("p", { id: "audit-verify", class: v.status === "verified" ? "ok" : (v.status === "pending" ? "" : "error") },
+          el("span", { class: "tag " + (v.status === "verified" ? "good" : (v.status === "pending" ? "" : "bad")) }, v.status), " ",
+          verificationText(v, seq)),
+        el("table", { class: "fields" }, el("tbody", {}, fieldRows(data.record, "", [])))));
+    } catch (err) {
+      into.replaceChildren(el("p", { class: "error", id: "audit-record-error" }, err.message));
+    }
   }
 
   function exampleBody(version) {

@@ -506,3 +506,122 @@ async fn the_health_page_shows_ones_own_models_rate_latency_and_refusals() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// The seqs and model names of the audit records the page lists for this session.
+async fn listed(app: &TestApp, cookie: &str, query: &str) -> Vec<(u64, String)> {
+    let reply =
+        send(app, request("GET", &format!("/console/api/audit{query}"), Some(cookie), None, "")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    reply.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["seq"].as_u64().unwrap(), r["model"]["name"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_audit_record_opens_with_its_chain_verification_for_whom_the_list_shows_it() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    // The sign-in is record 0 (a console record, of no model).
+    let cookie = sign_in(&s.app, &s.owner).await;
+    call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
+    let mine = listed(&s.app, &cookie, "").await;
+    let (seq, _) = mine.first().cloned().expect("the owner's record");
+    let open = |cookie: String, seq: String| {
+        let app = &s.app;
+        async move {
+            send(app, request("GET", &format!("/console/api/audit/{seq}"), Some(&cookie), None, "")).await
+        }
+    };
+    let reply = open(cookie.clone(), seq.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let body = reply.json();
+    assert_eq!(body["record"]["seq"], seq);
+    assert_eq!(body["record"]["model"]["name"], "example");
+    assert_eq!(body["record"]["status"], 200);
+    let verification = &body["verification"];
+    // The writer has not signed yet (it signs every 1000 records or 10 s): chained, pending.
+    assert!(verification["status"] == "pending" || verification["status"] == "verified", "{body}");
+    assert_eq!(verification["chained"], true, "{body}");
+    assert!(verification["problem"].is_null(), "{body}");
+    assert!(verification["first_seq"].as_u64().unwrap() < seq, "the link to the record before was checked");
+
+    // Another owner's record, asked for by its seq: 404, as for a seq that does not exist.
+    let auditor = token_with(
+        s.app.state.security(),
+        "aud",
+        json!({"email": "aud@company.com", "groups": ["auditors"]}),
+    );
+    let auditor = sign_in(&s.app, &auditor).await;
+    let all = listed(&s.app, &auditor, "").await;
+    let (theirs, _) = all.iter().find(|(_, m)| m == "theirs").cloned().expect("their record");
+    let refused = open(cookie.clone(), theirs.to_string()).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let missing = open(cookie.clone(), "999999".to_owned()).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        refused.json()["error"].as_str().unwrap().replace(&theirs.to_string(), "N"),
+        missing.json()["error"].as_str().unwrap().replace("999999", "N"),
+        "the same answer"
+    );
+    // Records of no model (the sessions' own sign-ins are console records of no model) and
+    // seqs that are not numbers: 404 too.
+    for seq in ["0", "-1", "+1", "abc", "1e3"] {
+        assert_eq!(open(cookie.clone(), seq.to_owned()).await.status, StatusCode::NOT_FOUND, "{seq}");
+    }
+    // The auditor opens it; without a session there is nothing.
+    let reply = open(auditor.clone(), theirs.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["record"]["model"]["name"], "theirs");
+    let anonymous = send(&s.app, request("GET", &format!("/console/api/audit/{seq}"), None, None, "")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_opened_record_is_verified_once_signed_and_failed_once_edited() {
+    // A checkpoint after every record: what the page opens is signed at once.
+    let s = setup_with("audit:\n  checkpointEvery: 1\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let (seq, _) = listed(&s.app, &cookie, "").await[0].clone();
+    let open = || send(&s.app, request("GET", &format!("/console/api/audit/{seq}"), Some(&cookie), None, ""));
+    let reply = open().await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let verification = reply.json()["verification"].clone();
+    assert_eq!(verification["status"], "verified", "{verification}");
+    assert_eq!(verification["checkpoint"]["seq"], seq, "{verification}");
+
+    // Someone edits the record on disk (same length, in place): the console says so.
+    let dir = s.tmp.path().join("home").join("audit");
+    let (segment, offset) = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("segment-"))
+        .find_map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut at = 0;
+            for line in text.split_inclusive('\n') {
+                let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+                if v["seq"] == seq {
+                    return Some((path.clone(), at + line.find(r#""status":200"#).unwrap()));
+                }
+                at += line.len();
+            }
+            None
+        })
+        .unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+        file.seek(SeekFrom::Start(offset as u64)).unwrap();
+        file.write_all(br#""status":201"#).unwrap();
+    }
+    let verification = open().await.json()["verification"].clone();
+    assert_eq!(verification["status"], "failed", "{verification}");
+    assert!(verification["problem"].as_str().unwrap().contains("hash mismatch"), "{verification}");
+}

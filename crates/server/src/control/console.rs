@@ -159,6 +159,14 @@ pub(crate) async fn handle(
             let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
             audit(state, ctx, req.uri().query()).await?
         }
+        ConsoleOp::AuditRecord { seq } => {
+            let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
+            audit_record(state, ctx, seq).await?
+        }
+        ConsoleOp::DeletePolicy { namespace, name } => {
+            let mode = manage::Mode::from_query(req.uri().query())?;
+            manage::delete(state, ctx, &manage::caller(state, ctx), namespace, name, mode).await?
+        }
         ConsoleOp::ApplyPolicy => {
             let mode = manage::Mode::from_query(req.uri().query())?;
             manage::apply_request(state, ctx, &manage::caller(state, ctx), mode, req).await?
@@ -493,22 +501,18 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             }
         }
     }
-    let auditor = is_auditor(state, &manage::caller(state, ctx));
-    let owned: std::collections::BTreeSet<(String, String)> = owned(state, ctx)
-        .into_iter()
-        .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
-        .collect();
+    let visible = Visible::of(state, ctx);
+    let auditor = visible.auditor;
     let dir = state.audit().dir().to_owned();
     // Reading the trail is file I/O over every segment: off the async runtime.
     let records = tokio::task::spawn_blocking(move || -> Result<Vec<palisade_audit::AuditRecord>, String> {
         let mut newest = std::collections::VecDeque::with_capacity(limit);
         for record in palisade_audit::query(&dir, filter).map_err(|e| e.to_string())? {
             let record = record.map_err(|e| e.to_string())?;
-            let Some(info) = &record.model else { continue };
-            if !auditor && !owned.contains(&(info.namespace.clone(), info.name.clone())) {
+            if !visible.shows(&record) {
                 continue;
             }
-            if model.as_deref().is_some_and(|m| m != info.name) {
+            if model.as_deref().is_some_and(|m| record.model.as_ref().is_none_or(|info| m != info.name)) {
                 continue;
             }
             if newest.len() == limit {
@@ -537,6 +541,87 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             .into_response());
     }
     Ok(axum::Json(json!({"auditor": auditor, "limit": limit, "records": records})).into_response())
+}
+
+/// Which audit records the signed-in person may see: those of the models they own now (any
+/// version), or every model's for the platform's `console.auditors`. Records of no model
+/// (configuration changes) are not shown.
+struct Visible {
+    auditor: bool,
+    /// (namespace, name) of the models owned.
+    owned: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Visible {
+    fn of(state: &AppState, ctx: &RequestContext) -> Visible {
+        let auditor = is_auditor(state, &manage::caller(state, ctx));
+        let owned = owned(state, ctx)
+            .into_iter()
+            .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
+            .collect();
+        Visible { auditor, owned }
+    }
+
+    fn shows(&self, record: &palisade_audit::AuditRecord) -> bool {
+        record.model.as_ref().is_some_and(|info| {
+            self.auditor || self.owned.contains(&(info.namespace.clone(), info.name.clone()))
+        })
+    }
+}
+
+/// `GET /console/api/audit/{seq}`: one record, whole, and the hash chain verified at it
+/// (`palisade_audit::verify_record`, with the server's own audit public key); 404 alike
+/// for a seq that does not exist and a record the person may not see.
+async fn audit_record(state: &AppState, ctx: &RequestContext, seq: &str) -> Result<Response, ApiError> {
+    let shown = crate::registry::clip(seq);
+    let hidden = move || ApiError::NotFound(format!("no audit record {shown} that you may see"));
+    let wanted: u64 =
+        seq.parse().ok().filter(|_| seq.bytes().all(|b| b.is_ascii_digit())).ok_or_else(&hidden)?;
+    let visible = Visible::of(state, ctx);
+    let dir = state.audit().dir().to_owned();
+    let key = palisade_audit::KeySource::Pinned(state.audit().public_key());
+    type Found = Option<(palisade_audit::AuditRecord, palisade_audit::RecordVerification)>;
+    let found = tokio::task::spawn_blocking(move || -> Result<Found, String> {
+        let mut found = None;
+        for record in
+            palisade_audit::query(&dir, palisade_audit::Filter::default()).map_err(|e| e.to_string())?
+        {
+            let record = record.map_err(|e| e.to_string())?;
+            if record.seq == wanted {
+                found = Some(record);
+                break;
+            }
+        }
+        let Some(record) = found.filter(|r| visible.shows(r)) else { return Ok(None) };
+        let verification = palisade_audit::verify_record(&dir, wanted, &key).map_err(|e| e.to_string())?;
+        Ok(Some((record, verification)))
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("the audit lookup stopped: {err}")))?
+    .map_err(|err| ApiError::Internal(format!("cannot read the audit trail: {err}")))?;
+    let (record, check) = found.ok_or_else(hidden)?;
+    let status = if check.verified() {
+        "verified"
+    } else if check.chained && check.report.ok {
+        "pending"
+    } else {
+        "failed"
+    };
+    let report = &check.report;
+    Ok(axum::Json(json!({
+        "record": record,
+        "verification": {
+            "status": status,
+            "chained": check.chained,
+            "checkpoint": check.checkpoint.map(|c| json!({"seq": c.seq, "line": c.line, "time": c.time.to_string()})),
+            "records_checked": report.records,
+            "first_seq": report.first_seq,
+            "last_seq": report.last_seq,
+            "key_id": report.key_id,
+            "problem": report.first_problem.as_ref().map(ToString::to_string),
+        },
+    }))
+    .into_response())
 }
 
 /// Whether the caller is one of the platform's `console.auditors`.

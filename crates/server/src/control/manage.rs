@@ -474,8 +474,9 @@ async fn apply(
         .into_response())
 }
 
-/// `DELETE /manage/v1/policies/{namespace}/{name}`
-async fn delete(
+/// `DELETE /manage/v1/policies/{namespace}/{name}` (and the console's `DELETE
+/// /console/api/policies/{namespace}/{name}`)
+pub(crate) async fn delete(
     state: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
