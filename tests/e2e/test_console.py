@@ -272,7 +272,29 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     expect(rows.nth(0)).to_contain_text("200")
     expect(rows.nth(0)).to_contain_text("allow")
     expect(rows.nth(1)).to_contain_text("403")
+    # Requests over time: the filtered records (dave's) per bucket, allowed and refused.
+    chart = page.locator("#chart-audit")
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect.bar.allowed")).to_have_count(1)
+    assert chart.locator("rect.bar.refused").count() >= 1
     shot(page, "audit")
+
+    # One record opened: all its fields, and the hash chain verified at it. The writer signs
+    # a checkpoint within 10 s of a record, so "pending" may come first.
+    deadline = time.monotonic() + 30
+    while True:
+        rows.nth(0).locator("button[data-seq]").click()
+        verify = page.locator("#audit-verify")
+        expect(verify).to_contain_text(re.compile("verified|pending"))
+        if verify.inner_text().startswith("verified"):
+            break
+        assert time.monotonic() < deadline, verify.inner_text()
+        time.sleep(1)
+    record = page.locator("#audit-record")
+    expect(record).to_contain_text("dave@example.com")
+    expect(record).to_contain_text("prev_hash")
+    assert "covers it" in verify.inner_text()
+    shot(page, "audit-record")
     exported = page.request.get(server.base + page.locator("#audit-export").get_attribute("href"))
     lines = [json.loads(line) for line in exported.text().splitlines()]
     assert [r["status"] for r in lines] == [200, 403, 403]

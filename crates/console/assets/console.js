@@ -253,6 +253,7 @@
           el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms"),
           el("td", {}, openButton(r.seq))));
         results.replaceChildren(
+          timelineChart(data.timeline),
           el("p", { class: "muted" }, (data.auditor ? "Every model's requests" : "Requests to the models you own") +
             ", newest first (at most " + data.limit + ")."),
           rows.length
@@ -381,6 +382,54 @@
       box.append(key);
     });
     return el("section", { class: "card" }, el("h2", {}, title), box);
+  }
+
+  // Stacked bars of the matching records per time bucket: allowed below, refused above.
+  function timelineChart(timeline) {
+    const buckets = timeline.buckets;
+    if (!buckets.length) return el("p", { id: "audit-timeline-empty", class: "muted" }, "No request over time to chart.");
+    const width = 720, height = 160, left = 40, bottom = 34, top = 14;
+    const most = Math.max(1, ...buckets.map((b) => b.allowed + b.refused));
+    const box = svg("svg", { id: "chart-audit", class: "chart", viewBox: "0 0 " + width + " " + height, role: "img" });
+    const title = svg("title", {});
+    title.textContent = "Matching requests per " + span(timeline.bucket_s) + ", allowed and refused";
+    box.append(title);
+    box.append(svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
+    const scale = (height - bottom - top) / most;
+    const step = (width - left) / buckets.length;
+    const barWidth = Math.min(48, Math.max(1, step * 0.8));
+    buckets.forEach((b, i) => {
+      const x = left + i * step + (step - barWidth) / 2;
+      const allowedHeight = b.allowed * scale, refusedHeight = b.refused * scale;
+      const base = height - bottom;
+      const label = b.start + ": " + b.allowed + " allowed, " + b.refused + " refused";
+      for (const [kind, y, h] of [["allowed", base - allowedHeight, allowedHeight], ["refused", base - allowedHeight - refusedHeight, refusedHeight]]) {
+        if (h <= 0) continue;
+        const bar = svg("rect", { x: x, y: y, width: barWidth, height: h, class: "bar " + kind, "data-start": b.start });
+        const tip = svg("title", {});
+        tip.textContent = label;
+        bar.append(tip);
+        box.append(bar);
+      }
+    });
+    const text = (x, y, cls, content, anchor) => {
+      const node = svg("text", { x: x, y: y, class: cls, "text-anchor": anchor || "start" });
+      node.textContent = content;
+      box.append(node);
+    };
+    text(2, top, "tick", String(most));
+    text(left, height - bottom + 14, "tick", buckets[0].start);
+    if (buckets.length > 1) text(width, height - bottom + 14, "tick", buckets[buckets.length - 1].start, "end");
+    text(left, height - 4, "key allowed", "■ allowed");
+    text(left + 90, height - 4, "key refused", "■ refused");
+    text(width, height - 4, "tick", "one bar per " + span(timeline.bucket_s), "end");
+    return el("section", { class: "card" }, el("h2", {}, "Requests over time"), box);
+  }
+
+  function span(seconds) {
+    if (seconds % 86400 === 0) return seconds / 86400 === 1 ? "day" : seconds / 86400 + " days";
+    if (seconds % 3600 === 0) return seconds / 3600 === 1 ? "hour" : seconds / 3600 + " hours";
+    return seconds / 60 === 1 ? "minute" : seconds / 60 + " minutes";
   }
 
   async function healthPage() {

@@ -449,6 +449,21 @@ async fn the_audit_page_shows_ones_own_models_and_auditors_everything() {
     .await;
     assert_eq!(denied.json()["records"].as_array().unwrap().len(), 1);
     assert_eq!(denied.json()["records"][0]["status"], 403);
+    // Requests over time: every matching record counted per bucket, allowed and refused.
+    let counted = |reply: &Reply, limit_note: &str| -> (u64, u64) {
+        let timeline = &reply.json()["timeline"];
+        assert!(timeline["bucket_s"].as_u64().unwrap() >= 60, "{timeline}");
+        let buckets = timeline["buckets"].as_array().unwrap();
+        assert!(!buckets.is_empty() && buckets.len() <= 60, "{limit_note}: {timeline}");
+        buckets.iter().fold((0, 0), |(a, r), b| {
+            (a + b["allowed"].as_u64().unwrap(), r + b["refused"].as_u64().unwrap())
+        })
+    };
+    assert_eq!(counted(&mine, "mine"), (1, 1), "the owner's 200 and other's 403 on example");
+    assert_eq!(counted(&denied, "denied"), (0, 1), "the filters apply to the chart too");
+    let one = send(&s.app, request("GET", "/console/api/audit?limit=1", Some(&cookie), None, "")).await;
+    assert_eq!(one.json()["records"].as_array().unwrap().len(), 1);
+    assert_eq!(counted(&one, "limit"), (1, 1), "the chart counts every match, not only those listed");
     let theirs =
         send(&s.app, request("GET", "/console/api/audit?model=theirs", Some(&cookie), None, "")).await;
     assert_eq!(theirs.json()["records"], json!([]), "another owner's model's records stay hidden");

@@ -468,7 +468,9 @@ const MAX_AUDIT_RECORDS: usize = 1000;
 
 /// `GET /console/api/audit?caller&decision&status&from&to&model&limit&format`: the newest
 /// matching records of the models the caller owns now (every record, for the platform's
-/// `console.auditors`), as JSON or, with `format=jsonl`, as JSON lines to save.
+/// `console.auditors`), as JSON or, with `format=jsonl`, as JSON lines to save. The JSON
+/// also counts every matching record (not only the newest shown) per time bucket, allowed
+/// (the authorization decision was allow) and refused (anything else).
 async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
@@ -505,8 +507,10 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
     let auditor = visible.auditor;
     let dir = state.audit().dir().to_owned();
     // Reading the trail is file I/O over every segment: off the async runtime.
-    let records = tokio::task::spawn_blocking(move || -> Result<Vec<palisade_audit::AuditRecord>, String> {
+    type Matched = (Vec<palisade_audit::AuditRecord>, super::timeline::Timeline);
+    let (records, timeline) = tokio::task::spawn_blocking(move || -> Result<Matched, String> {
         let mut newest = std::collections::VecDeque::with_capacity(limit);
+        let mut timeline = super::timeline::Timeline::default();
         for record in palisade_audit::query(&dir, filter).map_err(|e| e.to_string())? {
             let record = record.map_err(|e| e.to_string())?;
             if !visible.shows(&record) {
@@ -515,12 +519,17 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             if model.as_deref().is_some_and(|m| record.model.as_ref().is_none_or(|info| m != info.name)) {
                 continue;
             }
+            if let Some(time) = record.time() {
+                let allowed =
+                    record.authz.as_ref().is_some_and(|a| a.decision == palisade_audit::Decision::Allow);
+                timeline.add(time.unix_millis(), allowed);
+            }
             if newest.len() == limit {
                 newest.pop_front();
             }
             newest.push_back(record);
         }
-        Ok(newest.into_iter().rev().collect())
+        Ok((newest.into_iter().rev().collect(), timeline))
     })
     .await
     .map_err(|err| ApiError::Internal(format!("the audit query stopped: {err}")))?
@@ -540,7 +549,13 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
         )
             .into_response());
     }
-    Ok(axum::Json(json!({"auditor": auditor, "limit": limit, "records": records})).into_response())
+    Ok(axum::Json(json!({
+        "auditor": auditor,
+        "limit": limit,
+        "records": records,
+        "timeline": timeline.to_json(),
+    }))
+    .into_response())
 }
 
 /// Which audit records the signed-in person may see: those of the models they own now (any
