@@ -165,11 +165,11 @@ def sign_in(page, server, login):
     page.wait_for_url(f"{server.base}/console/")
 
 
-def infer(server, token):
+def infer(server, token, model="iris"):
     """The status of an iris prediction with this token."""
     body = json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})
     request = urllib.request.Request(
-        f"{server.base}/v2/models/iris/infer",
+        f"{server.base}/v2/models/{model}/infer",
         data=body.encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
@@ -382,21 +382,36 @@ def test_a_sign_in_answer_counts_once_and_only_in_the_browser_that_asked(console
 
 
 def test_health_page_charts_the_last_hour(console, browser):
-    """The server samples its metrics every 10 s from the start: once two samples exist,
-    the health page draws its three charts."""
+    """The server samples its metrics every 10 s from the start: once a sample holds a
+    refusal on alice's model, the health page draws its three charts and the model's
+    refusals by reason (bob's model stays hidden)."""
     server, _ = console
     context = browser.new_context()
     page = context.new_page()
     recorder = Recorder(page, server.base)
     sign_in(page, server, "alice")
+    # A refusal on iris (a token that is not one: 401) and one on bob's model, which
+    # alice must not see.
+    assert infer(server, "not-a-token") == 401
+    assert infer(server, "not-a-token", model="iris-bob") == 401
+
+    def refused_on_iris():
+        points = page.request.get(f"{server.base}/console/api/health").json()["points"]
+        return any(reason.startswith("401 ") for p in points for reason in p["by_model"].get("iris", {}))
+
     deadline = time.monotonic() + 30
-    while not page.request.get(f"{server.base}/console/api/health").json()["points"]:
-        assert time.monotonic() < deadline, "no health sample within 30 s"
+    while not refused_on_iris():
+        assert time.monotonic() < deadline, "no health sample with the refusal within 30 s"
         time.sleep(1)
     page.click("nav a[href='/console/health']")
     page.wait_for_url(f"{server.base}/console/health")
     for chart in ["#chart-rps", "#chart-latency", "#chart-refused"]:
         expect(page.locator(chart)).to_be_visible()
+    expect(page.locator("#chart-refused").locator("xpath=..").locator("ul.legend")).to_contain_text("401 malformed")
+    iris = page.locator(".model-refusals[data-model='iris']")
+    expect(iris.locator("svg.chart")).to_be_visible()
+    expect(iris.locator("ul.legend")).to_contain_text("401 malformed")
+    expect(page.locator(".model-refusals[data-model='iris-bob']")).to_have_count(0)
     shot(page, "health")
     assert not recorder.csp_violations, recorder.csp_violations
     context.close()

@@ -373,15 +373,20 @@
     const y = (v) => height - bottom - (v / top) * (height - bottom - 16);
     series.forEach((s, n) => {
       const coords = s.values.map((v, i) => (v === null || v === undefined ? null : x(i) + "," + y(v))).filter(Boolean);
-      if (coords.length) box.append(svg("polyline", { points: coords.join(" "), class: "series s" + n }));
+      if (coords.length) box.append(svg("polyline", { points: coords.join(" "), class: "series s" + (n % 8) }));
       s.values.forEach((v, i) => {
-        if (v !== null && v !== undefined) box.append(svg("circle", { cx: x(i), cy: y(v), r: 3, class: "dot s" + n }));
+        if (v !== null && v !== undefined) box.append(svg("circle", { cx: x(i), cy: y(v), r: 3, class: "dot s" + (n % 8) }));
       });
-      const key = svg("text", { x: left + 8 + n * 110, y: height - 6, class: "key s" + n });
-      key.textContent = "— " + s.name;
-      box.append(key);
     });
-    return el("section", { class: "card" }, el("h2", {}, title), box);
+    const legend = el("ul", { class: "legend" }, series.map((s, n) => el("li", { class: "s" + (n % 8) }, s.name)));
+    return el("section", { class: "card" }, el("h2", {}, title), box, legend);
+  }
+
+  // The refusal reasons met in `points` (each point's `pick(point)` is {reason: count}),
+  // as one series per reason, 0 where a point has none.
+  function reasonSeries(points, pick) {
+    const names = [...new Set(points.flatMap((p) => Object.keys(pick(p) || {})))].sort();
+    return names.map((name) => ({ name: name, values: points.map((p) => (pick(p) || {})[name] || 0) }));
   }
 
   // Stacked bars of the matching records per time bucket: allowed below, refused above.
@@ -447,8 +452,25 @@
       chart("chart-rps", "Requests per second", "req/s", points, [{ name: "requests", values: pick("rps") }]),
       chart("chart-latency", "Latency", "ms", points, [
         { name: "p50", values: pick("p50_ms") }, { name: "p95", values: pick("p95_ms") }, { name: "p99", values: pick("p99_ms") }]),
-      chart("chart-refused", "Refusals", "requests", points, ["401", "403", "429"].map((code) => ({
-        name: code, values: points.map((p) => p.refused[code]) }))));
+      refusalsChart("chart-refused", "Refusals by reason", points, (p) => p.reasons));
+    const models = [...new Set(points.flatMap((p) => Object.keys(p.by_model || {})))].sort();
+    main.append(el("h2", { id: "refusals-by-model" }, "Refusals by reason, per model"));
+    if (!models.length) main.append(el("p", { class: "muted", id: "no-refusals" }, "No refusal in the last hour."));
+    models.forEach((model, i) => {
+      const card = refusalsChart("chart-refused-" + i, model === "-" ? "Requests that name no served model" : model, points,
+        (p) => (p.by_model || {})[model]);
+      card.setAttribute("data-model", model);
+      card.classList.add("model-refusals");
+      main.append(card);
+    });
+  }
+
+  function refusalsChart(id, title, points, pick) {
+    const series = reasonSeries(points, pick);
+    if (!series.length) {
+      return el("section", { class: "card" }, el("h2", {}, title), el("p", { id: id, class: "muted" }, "No refusal in the last hour."));
+    }
+    return chart(id, title, "requests", points, series);
   }
 
   async function route() {

@@ -505,15 +505,25 @@ async fn the_health_page_shows_ones_own_models_rate_latency_and_refusals() {
         call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
     }
     call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await;
+    call_as(&s.app, None, "POST", "/v2/models/example/infer", ROW).await;
     for _ in 0..5 {
         call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
     }
+    call_as(&s.app, None, "POST", "/v2/models/theirs/infer", ROW).await;
     s.app.state.sample_console_health();
     let health = send(&s.app, request("GET", "/console/api/health", Some(&cookie), None, "")).await.json();
     let points = health["points"].as_array().unwrap();
     assert_eq!(points.len(), 1, "{health}");
     assert_eq!(points[0]["refused"]["403"], 1, "{health}");
-    assert_eq!(points[0]["requests"], 4, "example's 4 requests, not theirs' 5: {health}");
+    assert_eq!(points[0]["refused"]["401"], 1, "{health}");
+    assert_eq!(points[0]["requests"], 5, "example's 5 requests, not theirs' 6: {health}");
+    // Refusals by reason: the 401's authentication reason comes from the authentication
+    // metric, labelled with the model by the request context before authentication.
+    let reasons = &points[0]["reasons"];
+    assert_eq!(reasons["401 missing"], 1, "{health}");
+    assert_eq!(reasons["403 denied"], 1, "{health}");
+    assert_eq!(points[0]["by_model"]["example"]["401 missing"], 1, "{health}");
+    assert_eq!(points[0]["by_model"].as_object().unwrap().len(), 1, "theirs stays hidden: {health}");
     assert!(points[0]["rps"].as_f64().unwrap() > 0.0);
     assert!(points[0]["p50_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(

@@ -213,7 +213,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
     let response = if strict && !health.writable {
         // Refuse before running anything: the record could not be made durable.
         let reason = health.last_error.unwrap_or_else(|| "write failed".to_owned());
-        state.metrics().observe_audit_refusal();
+        state.metrics().observe_audit_refusal(ctx.model_label());
         crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(reason))
     } else {
         next.run(req).await
@@ -282,7 +282,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         // The writer logs the failure itself (once per interval); the refusal is counted,
         // and logged like every server error, quietly.
         Err(err) if strict => {
-            state.metrics().observe_audit_refusal();
+            state.metrics().observe_audit_refusal(ctx.model_label());
             crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(err.to_string()))
         }
         Err(_) => rebuild(parts, response_bytes, trailers),

@@ -72,7 +72,7 @@ pub(crate) async fn authenticate(
         }
         Err(err) => {
             ctx.set_authentication(Authentication::Refused(err.reason()));
-            state.metrics().observe_authn_failure(err.reason());
+            state.metrics().observe_authn_failure(ctx.model_label(), err.reason());
             tracing::info!(reason = err.reason(), "authentication refused");
             Err(ApiError::Unauthenticated(err))
         }
