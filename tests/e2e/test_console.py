@@ -239,13 +239,22 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     dave = issue_token(server.home, "--email", "dave@example.com")
     assert infer(server, dave) == 403
     expect(page.locator("#change-emails")).to_have_value("alice@example.com")
+    # Built from the form: people, and the one path and method they may call.
     page.fill("#change-emails", "alice@example.com, dave@example.com")
-    expect(page.locator("#change-yaml")).to_have_value(re.compile("dave@example.com"))
+    page.fill("#change-paths", "/v2/models/iris/infer")
+    page.fill("#change-methods", "post")
+    yaml = page.locator("#change-yaml")
+    expect(yaml).to_have_value(re.compile("dave@example.com"))
+    expect(yaml).to_have_value(re.compile(r'paths: \["/v2/models/iris/infer"\]'))
+    expect(yaml).to_have_value(re.compile(r'methods: \["POST"\]'))
     page.click("#change-dry-run")
     change = page.locator("#change-result")
     expect(change).to_contain_text("Dry run of default/iris-callers (nothing changed)")
     expect(change.locator("#impact")).to_contain_text("gains")
     expect(change.locator("#impact")).to_contain_text("dave@example.com")
+    # A new policy: every line of its YAML is added.
+    expect(change.locator("#change-diff .diff-added").first).to_be_visible()
+    expect(change.locator("#change-diff .diff-removed")).to_have_count(0)
     shot(page, "change-dry-run")
     assert infer(server, dave) == 403
     page.click("#change-apply")
@@ -254,6 +263,19 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     assert infer(server, dave) == 200
     page.reload()
     expect(page.locator("tr[data-policy='default/iris-callers']")).to_contain_text("dave@example.com")
+
+    # Changing it again: the dry run shows the one line that changes, old and new.
+    page.fill("#change-emails", "alice@example.com, dave@example.com, erin@example.com")
+    page.fill("#change-paths", "/v2/models/iris/infer")
+    page.fill("#change-methods", "POST")
+    page.click("#change-dry-run")
+    diff = page.locator("#change-diff")
+    expect(diff.locator(".diff-removed")).to_have_count(1)
+    expect(diff.locator(".diff-added")).to_have_count(1)
+    expect(diff.locator(".diff-removed")).to_contain_text('values: ["alice@example.com", "dave@example.com"]')
+    expect(diff.locator(".diff-added")).to_contain_text("erin@example.com")
+    expect(change.locator("#impact")).to_contain_text("gains erin@example.com")
+    shot(page, "change-diff")
 
     # Alice's policy admits alice too: "try it" now gets an answer.
     page.fill("#try-token", alice)
@@ -299,6 +321,26 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     lines = [json.loads(line) for line in exported.text().splitlines()]
     assert [r["status"] for r in lines] == [200, 403, 403]
     assert all(r["email"] == "dave@example.com" for r in lines)
+
+    # Deleting the policy: a dry run (every line removed, dave loses access), then for real.
+    page.goto(f"{server.base}/console/models/iris")
+    page.locator("button[data-delete='default/iris-callers']").click()
+    deletion = page.locator("#delete-result")
+    expect(deletion).to_contain_text("Dry run of deleting default/iris-callers (nothing changed)")
+    expect(deletion.locator("#delete-diff .diff-added")).to_have_count(0)
+    expect(deletion.locator("#delete-diff .diff-removed").first).to_contain_text("apiVersion")
+    expect(deletion.locator("#impact")).to_contain_text("loses")
+    expect(deletion.locator("#impact")).to_contain_text("dave@example.com")
+    shot(page, "delete-dry-run")
+    assert infer(server, dave) == 200
+    # Alice loses access too (the platform's ALLOW for carol remains): she confirms.
+    page.check("#delete-owners")
+    page.click("#delete-confirm")
+    expect(deletion).to_contain_text("Deleted default/iris-callers")
+    assert infer(server, dave) == 403
+    page.reload()
+    expect(page.locator("tr[data-policy='default/iris-callers']")).to_have_count(0)
+    shot(page, "delete-done")
 
     # Bob's model, asked for by URL, is not there for alice.
     response = page.goto(f"{server.base}/console/models/iris-bob")

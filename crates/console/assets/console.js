@@ -5,6 +5,8 @@
 (function () {
   const main = document.getElementById("main");
   let csrf = null;
+  // The built-in issuer, for service-account callers (null when the server has none).
+  let issuer = null;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -82,12 +84,20 @@
 
   function accessSection(access) {
     const sections = [el("h2", { id: "access" }, "Who can call this model, and why")];
+    const area = deleteArea();
     for (const v of access.versions) {
-      const rows = v.policies.map((p, i) => el("tr", { "data-policy": p.policy },
-        el("td", {}, String(i + 1)),
-        el("td", {}, el("span", { class: "tag " + (p.action === "DENY" ? "bad" : "good") }, p.action), p.dry_run ? " (dry run)" : ""),
-        el("td", {}, el("code", {}, p.policy), p.root_namespace ? " (platform-wide)" : ""),
-        el("td", {}, p.rules.length ? el("ul", {}, p.rules.map((r) => el("li", {}, r))) : "allows nothing")));
+      const rows = v.policies.map((p, i) => {
+        let remove = null;
+        if (p.deletable) {
+          remove = el("button", { type: "button", class: "secondary small", "data-delete": p.policy }, "Delete…");
+          remove.addEventListener("click", () => deletePolicy(p.policy, area));
+        }
+        return el("tr", { "data-policy": p.policy },
+          el("td", {}, String(i + 1)),
+          el("td", {}, el("span", { class: "tag " + (p.action === "DENY" ? "bad" : "good") }, p.action), p.dry_run ? " (dry run)" : ""),
+          el("td", {}, el("code", {}, p.policy), p.root_namespace ? " (platform-wide)" : "", remove ? " " : null, remove),
+          el("td", {}, p.rules.length ? el("ul", {}, p.rules.map((r) => el("li", {}, r))) : "allows nothing"));
+      });
       sections.push(el("section", { class: "card" },
         el("h3", {}, "Version " + v.version),
         el("p", {}, v.owner_default
@@ -100,6 +110,7 @@
             el("tbody", {}, rows))
           : el("p", { class: "muted" }, "No policy applies to this version.")));
     }
+    sections.push(area);
     return sections;
   }
 
@@ -137,13 +148,30 @@
     return "[" + list.map((v) => JSON.stringify(v)).join(", ") + "]";
   }
 
-  function policyYaml(model, emails, groups) {
-    const rule = (claim, values) => "  - when:\n    - key: request.auth.claims[" + claim + "]\n      values: " + quoted(values) + "\n";
+  // An ALLOW policy for the callers and operations in `form`: one rule per kind of caller
+  // (emails, groups, service accounts), each limited to the paths and methods given.
+  function policyYaml(model, name, form) {
+    let op = "";
+    if (form.paths.length || form.methods.length) {
+      op = "    to:\n    - operation:\n" +
+        (form.paths.length ? "        paths: " + quoted(form.paths) + "\n" : "") +
+        (form.methods.length ? "        methods: " + quoted(form.methods) + "\n" : "");
+    }
+    const claimRule = (claim, values) => "  - when:\n    - key: request.auth.claims[" + claim + "]\n      values: " + quoted(values) + "\n" + op;
     let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n" +
-      "  name: " + model.name + "-callers\n  namespace: " + model.namespace + "\nspec:\n  action: ALLOW\n  rules:\n";
-    if (emails.length) text += rule("email", emails);
-    if (groups.length) text += rule("groups", groups);
-    if (!emails.length && !groups.length) text += "  - when:\n    - key: request.auth.claims[email]\n      values: []\n";
+      "  name: " + name + "\n  namespace: " + model.namespace + "\nspec:\n  action: ALLOW\n  rules:\n";
+    if (form.emails.length) text += claimRule("email", form.emails);
+    if (form.groups.length) text += claimRule("groups", form.groups);
+    if (form.accounts.length && issuer) {
+      const principals = form.accounts.map((a) => {
+        const [ns, sa] = a.includes("/") ? a.split("/", 2) : [model.namespace, a];
+        return issuer + "/system:serviceaccount:" + ns + ":" + sa;
+      });
+      text += "  - from:\n    - source:\n        requestPrincipals: " + quoted(principals) + "\n" + op;
+    }
+    if (!form.emails.length && !form.groups.length && !(form.accounts.length && issuer)) {
+      text += "  - when:\n    - key: request.auth.claims[email]\n      values: []\n";
+    }
     return text;
   }
 
@@ -155,20 +183,53 @@
       m.loses.length ? el("span", { class: "error" }, "loses " + m.loses.join(", ")) : null)));
   }
 
+  // The policy's YAML before and after, line by line (computed by the server).
+  function diffView(id, diff) {
+    const mark = { same: "  ", removed: "- ", added: "+ " };
+    return el("div", { class: "diff-box" },
+      el("p", { class: "muted" }, "The policy's YAML, old (−) and new (+):"),
+      el("pre", { id: id, class: "diff" }, (diff || []).map((d) => el("span", { class: "diff-" + d.op }, mark[d.op] + d.line))));
+  }
+
+  function changeResult(answer, dryRun, diffId) {
+    const parts = [];
+    if (dryRun) {
+      parts.push(el("div", { class: "side-by-side" },
+        diffView(diffId, answer.diff),
+        el("div", {}, el("p", { class: "muted" }, "Who gains and who loses access:"), impactList(answer.impact))));
+    } else {
+      parts.push(impactList(answer.impact));
+    }
+    return parts;
+  }
+
   function changeForm(model) {
     const split = (text) => text.split(",").map((v) => v.trim()).filter(Boolean);
-    const emails = el("input", { type: "text", id: "change-emails", placeholder: "bob@example.com, carol@example.com" });
-    const groups = el("input", { type: "text", id: "change-groups", placeholder: "fraud-analysts" });
-    const yaml = el("textarea", { id: "change-yaml", rows: "12", spellcheck: "false" });
+    const input = (id, placeholder) => el("input", { type: "text", id: id, placeholder: placeholder });
+    const name = input("change-name", model.name + "-callers");
+    const emails = input("change-emails", "bob@example.com, carol@example.com");
+    const groups = input("change-groups", "fraud-analysts");
+    const accounts = input("change-accounts", issuer ? "billing/batch-job (namespace/name)" : "no built-in issuer on this server");
+    if (!issuer) accounts.setAttribute("disabled", "disabled");
+    const paths = input("change-paths", "/v2/models/" + model.name + "/infer (empty: every path)");
+    const methods = input("change-methods", "POST, GET (empty: every method)");
+    const yaml = el("textarea", { id: "change-yaml", rows: "14", spellcheck: "false" });
     // The owners stay in the rules: an ALLOW policy replaces the owners-only default.
     const ownerEmails = model.owners.filter((o) => o.includes("@") && !o.includes(":"));
     const ownerGroups = model.owners.filter((o) => o.startsWith("group:")).map((o) => o.slice(6));
+    const ownerAccounts = model.owners.filter((o) => o.startsWith("serviceaccount:")).map((o) => o.slice(15));
+    name.value = model.name + "-callers";
     emails.value = ownerEmails.join(", ");
     groups.value = ownerGroups.join(", ");
-    yaml.value = policyYaml(model, ownerEmails, ownerGroups);
-    const refresh = () => { yaml.value = policyYaml(model, split(emails.value), split(groups.value)); };
-    emails.addEventListener("input", refresh);
-    groups.addEventListener("input", refresh);
+    accounts.value = issuer ? ownerAccounts.join(", ") : "";
+    const refresh = () => {
+      yaml.value = policyYaml(model, name.value.trim() || model.name + "-callers", {
+        emails: split(emails.value), groups: split(groups.value), accounts: split(accounts.value),
+        paths: split(paths.value), methods: split(methods.value).map((m) => m.toUpperCase()),
+      });
+    };
+    refresh();
+    for (const field of [name, emails, groups, accounts, paths, methods]) field.addEventListener("input", refresh);
     const confirm = el("input", { type: "checkbox", id: "change-confirm" });
     const result = el("div", { id: "change-result", role: "status" });
     const send = async (dryRun) => {
@@ -184,7 +245,7 @@
         const title = dryRun
           ? "Dry run of " + answer.policy + " (nothing changed):"
           : "Applied " + answer.applied + (answer.created ? " (created):" : " (replaced):");
-        result.replaceChildren(el("p", { class: dryRun ? "" : "ok" }, title), impactList(answer.impact));
+        result.replaceChildren(el("p", { class: dryRun ? "" : "ok" }, title), ...changeResult(answer, dryRun, "change-diff"));
         if (!dryRun) {
           const again = el("a", { href: window.location.pathname }, "Reload");
           result.append(el("p", {}, again, " to see who can call the model now."));
@@ -199,12 +260,46 @@
     apply.addEventListener("click", () => send(false));
     return [el("h2", {}, "Change access"), el("section", { class: "card" },
       el("p", { class: "muted" }, "An ALLOW policy you create applies to the models you own in namespace " + model.namespace +
-        ", and is recorded in the audit trail with your name. Dry run first: it shows who gains and who loses access."),
+        ", and is recorded in the audit trail with your name. Dry run first: it shows the policy's changes line by line and who gains and who loses access."),
+      el("label", { for: "change-name" }, "Policy name"), name,
       el("label", { for: "change-emails" }, "People (emails)"), emails,
       el("label", { for: "change-groups" }, "Groups"), groups,
-      el("label", { for: "change-yaml" }, "The policy (YAML; edit it for paths, methods, service accounts)"), yaml,
+      el("label", { for: "change-accounts" }, "Service accounts (Palisade's built-in issuer: namespace/name)"), accounts,
+      el("label", { for: "change-paths" }, "Paths (the rules above apply only to these; * and {*} templates as in Istio)"), paths,
+      el("label", { for: "change-methods" }, "Methods"), methods,
+      el("label", { for: "change-yaml" }, "The policy (YAML, written from the fields above; edit it for anything else, e.g. DENY)"), yaml,
       el("p", {}, el("label", { for: "change-confirm", class: "inline" }, confirm, " Apply even if owners lose access")),
       el("p", {}, dry, " ", apply), result)];
+  }
+
+  // Deleting an owner-managed policy: a dry run first (its lines removed, who loses
+  // access), then the deletion, as the management API's DELETE does it.
+  function deleteArea() {
+    return el("div", { id: "delete-result", role: "status" });
+  }
+
+  async function deletePolicy(policy, area) {
+    const path = "/console/api/policies/" + policy.split("/").map(encodeURIComponent).join("/");
+    try {
+      const answer = await api(path + "?dryRun=true", { method: "DELETE" });
+      const confirm = el("input", { type: "checkbox", id: "delete-owners" });
+      const go = el("button", { type: "button", id: "delete-confirm" }, "Delete " + policy);
+      go.addEventListener("click", async () => {
+        try {
+          const done = await api(path + (confirm.checked ? "?confirm=true" : ""), { method: "DELETE" });
+          area.replaceChildren(el("p", { class: "ok" }, "Deleted " + done.deleted + ":"), impactList(done.impact),
+            el("p", {}, el("a", { href: window.location.pathname }, "Reload"), " to see who can call the model now."));
+        } catch (err) {
+          area.append(el("p", { class: "error" }, err.message));
+        }
+      });
+      area.replaceChildren(el("p", {}, "Dry run of deleting " + answer.policy + " (nothing changed):"),
+        ...changeResult(answer, true, "delete-diff"),
+        el("p", {}, el("label", { for: "delete-owners", class: "inline" }, confirm, " Delete even if owners lose access")),
+        el("p", {}, go));
+    } catch (err) {
+      area.replaceChildren(el("p", { class: "error" }, err.message));
+    }
   }
 
   function auditPage() {
@@ -494,6 +589,7 @@
   async function start() {
     const me = await api("/console/api/me");
     csrf = me.csrf;
+    issuer = me.builtin_issuer || null;
     document.getElementById("who").textContent = me.email || me.principal;
     const signout = document.getElementById("signout");
     signout.hidden = false;

@@ -650,3 +650,196 @@ async fn an_opened_record_is_verified_once_signed_and_failed_once_edited() {
     assert_eq!(verification["status"], "failed", "{verification}");
     assert!(verification["problem"].as_str().unwrap().contains("hash mismatch"), "{verification}");
 }
+
+const CALLERS: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [owner@company.com, dave@company.com]\n";
+
+#[tokio::test]
+async fn a_dry_run_shows_the_policys_yaml_line_by_line_against_the_one_it_replaces() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let post = |query: &str, body: String| {
+        send(
+            &s.app,
+            request("POST", &format!("/console/api/policies{query}"), Some(&cookie), Some(&csrf), body),
+        )
+    };
+    // A new policy: every line added.
+    let dry = post("?dryRun=true", CALLERS.to_owned()).await.json();
+    let diff = dry["diff"].as_array().unwrap();
+    assert_eq!(diff.len(), CALLERS.lines().count(), "{dry}");
+    assert!(diff.iter().all(|d| d["op"] == "added"), "{dry}");
+    assert_eq!(post("", CALLERS.to_owned()).await.status, StatusCode::CREATED);
+    // A change to it: only the changed line, removed then added; the rest the same.
+    let changed = CALLERS.replace("dave@company.com]", "dave@company.com, erin@company.com]");
+    let dry = post("?dryRun=true", changed.clone()).await.json();
+    let ops: Vec<(String, String)> = dry["diff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["op"].as_str().unwrap().to_owned(), d["line"].as_str().unwrap().to_owned()))
+        .collect();
+    let changes: Vec<&(String, String)> = ops.iter().filter(|(op, _)| op != "same").collect();
+    assert_eq!(
+        changes,
+        [
+            &("removed".to_owned(), "      values: [owner@company.com, dave@company.com]".to_owned()),
+            &(
+                "added".to_owned(),
+                "      values: [owner@company.com, dave@company.com, erin@company.com]".to_owned()
+            )
+        ],
+        "{dry}"
+    );
+    assert_eq!(ops.len(), CALLERS.lines().count() + 1);
+    assert!(dry["impact"][0]["gains"].as_array().unwrap().iter().any(|g| g == "erin@company.com"), "{dry}");
+    // The management API's dry run is the same code: it shows the same diff.
+    let mut api = request("PUT", "/manage/v1/policies?dryRun=true", None, None, changed);
+    api.headers_mut().insert("authorization", format!("Bearer {}", s.owner).parse().unwrap());
+    let api = send(&s.app, api).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", String::from_utf8_lossy(&api.body));
+    assert_eq!(api.json()["diff"], dry["diff"]);
+}
+
+#[tokio::test]
+async fn owners_delete_their_policy_with_a_dry_run_first_and_the_deletion_is_audited() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let infer = || call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW);
+    let applied =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), CALLERS)).await;
+    assert_eq!(applied.status, StatusCode::CREATED);
+    assert_eq!(infer().await.status, StatusCode::OK);
+    // The access table offers to delete it (the management API's rule, not the page's).
+    let access = send(&s.app, request("GET", "/console/api/models/example/access", Some(&cookie), None, ""))
+        .await
+        .json();
+    let listed = &access["versions"][0]["policies"];
+    let mine = listed.as_array().unwrap().iter().find(|p| p["policy"] == "team-a/example-callers").unwrap();
+    assert_eq!(mine["deletable"], true, "{access}");
+
+    let delete = |query: &'static str, cookie: String, csrf: Option<String>, path: &'static str| {
+        let app = &s.app;
+        async move {
+            send(
+                app,
+                request(
+                    "DELETE",
+                    &format!("/console/api/policies/{path}{query}"),
+                    Some(&cookie),
+                    csrf.as_deref(),
+                    "",
+                ),
+            )
+            .await
+        }
+    };
+    // Without the CSRF token, or with another's: 403, and nothing is deleted.
+    let refused = delete("", cookie.clone(), None, "team-a/example-callers").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.json()["error"].as_str().unwrap().contains("CSRF"));
+    let refused = delete("", cookie.clone(), Some("wrong".into()), "team-a/example-callers").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(infer().await.status, StatusCode::OK);
+
+    // The dry run: every line removed, dave loses access, nothing changes.
+    let dry = delete("?dryRun=true", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let dry = dry.json();
+    assert!(dry["diff"].as_array().unwrap().iter().all(|d| d["op"] == "removed"), "{dry}");
+    assert_eq!(dry["diff"].as_array().unwrap().len(), CALLERS.lines().count());
+    assert!(dry["impact"][0]["loses"].as_array().unwrap().iter().any(|g| g == "dave@company.com"), "{dry}");
+    assert_eq!(infer().await.status, StatusCode::OK, "a dry run deletes nothing");
+
+    // Another owner's policy (in their namespace): 404, as the management API answers, and
+    // the same for a policy that does not exist.
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    let other_cookie = sign_in(&s.app, &other).await;
+    let other_csrf = csrf_of(&s.app, &other_cookie).await;
+    let theirs = CALLERS
+        .replace("team-a", "team-b")
+        .replace("example-callers", "theirs-callers")
+        .replace("[owner@company.com, dave@company.com]", "[other@company.com]");
+    let created = send(
+        &s.app,
+        request("POST", "/console/api/policies", Some(&other_cookie), Some(&other_csrf), theirs),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&created.body));
+    for path in ["team-b/theirs-callers", "team-b/no-such-policy"] {
+        let reply = delete("", cookie.clone(), Some(csrf.clone()), path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let hidden = delete("?dryRun=true", cookie.clone(), Some(csrf.clone()), "team-b/theirs-callers").await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "not even a dry run tells it exists");
+    // Theirs still stands: other's own dry run of its deletion finds it.
+    let theirs =
+        delete("?dryRun=true", other_cookie.clone(), Some(other_csrf.clone()), "team-b/theirs-callers").await;
+    assert_eq!(theirs.status, StatusCode::OK);
+
+    // The owner deletes their own: dave is refused again, and one record names the owner.
+    let deleted = delete("?confirm=true", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", String::from_utf8_lossy(&deleted.body));
+    assert_eq!(deleted.json()["deleted"], "team-a/example-callers");
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    let again = delete("", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let changes: Vec<_> =
+        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|r| r.config)
+            .filter(|c| c.what == "policy team-a/example-callers")
+            .collect();
+    assert_eq!(changes.len(), 2, "created, then deleted");
+    assert!(changes[1].who.ends_with("/owner") && changes[1].after_digest.is_none(), "{:?}", changes[1]);
+    assert_eq!(changes[1].before_digest, changes[0].after_digest);
+}
+
+#[tokio::test]
+async fn a_platform_policy_is_not_deletable_from_the_console() {
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("allow.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: platform-allow, namespace: team-a}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [owner@company.com]\n",
+    )
+    .unwrap();
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[MINE, THEIRS]);
+    let platform = Platform::parse(Path::new("p.yaml"), "").unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        Some(policies.path().to_owned()),
+    );
+    let owner = token_with(app.state.security(), "owner", json!({"email": "owner@company.com"}));
+    let cookie = sign_in(&app, &owner).await;
+    let csrf = csrf_of(&app, &cookie).await;
+    let access = send(&app, request("GET", "/console/api/models/example/access", Some(&cookie), None, ""))
+        .await
+        .json();
+    let policy = access["versions"][0]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policy"] == "team-a/platform-allow")
+        .cloned()
+        .unwrap_or_else(|| panic!("{access}"));
+    assert_eq!(policy["deletable"], false);
+    // The management API's answer: a platform policy is an administrator's, so to an owner
+    // it is one they may not manage: 404, as for one that does not exist.
+    let reply = send(
+        &app,
+        request("DELETE", "/console/api/policies/team-a/platform-allow", Some(&cookie), Some(&csrf), ""),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(policies.path().join("allow.yaml").exists());
+    drop(tmp);
+}

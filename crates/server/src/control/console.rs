@@ -352,7 +352,8 @@ fn logout(console: &ConsoleState, ctx: &RequestContext, headers: &HeaderMap) -> 
     response
 }
 
-/// `GET /console/api/me`: who is signed in, and the CSRF token for the page's changes.
+/// `GET /console/api/me`: who is signed in, the CSRF token for the page's changes, and the
+/// built-in issuer (the form writes service-account callers as its request principals).
 fn me(
     state: &AppState,
     console: &ConsoleState,
@@ -363,8 +364,11 @@ fn me(
         .and_then(|id| console.sessions.get(id))
         .ok_or(ApiError::Unauthenticated(AuthnError::MissingToken))?;
     let token = ctx.token().ok_or(ApiError::Unauthenticated(AuthnError::MissingToken))?;
-    let groups_claim = &state.security().platform().config.authorization.groups_claim;
+    let config = &state.security().platform().config;
+    let groups_claim = &config.authorization.groups_claim;
+    let builtin_issuer = config.issuer.enabled.then_some(config.issuer.issuer.as_str());
     Ok(axum::Json(json!({
+        "builtin_issuer": builtin_issuer,
         "principal": token.principal(),
         "issuer": token.issuer,
         "email": token.claims.get("email"),
