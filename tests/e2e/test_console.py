@@ -457,3 +457,41 @@ def test_health_page_charts_the_last_hour(console, browser):
     shot(page, "health")
     assert not recorder.csp_violations, recorder.csp_violations
     context.close()
+
+
+def test_a_flood_of_sign_ins_from_one_address_does_not_push_out_anothers(console, browser):
+    """Pending sign-ins are bounded in total (1000) and per client address (16): a client at
+    127.0.0.2 starting sign-ins without end only ever pushes out its own, so alice's sign-in,
+    started from 127.0.0.1 before the flood, still finishes."""
+    import http.client
+
+    server, _ = console
+    context = browser.new_context()
+    page = context.new_page()
+    Recorder(page, server.base)
+    page.goto(f"{server.base}/console/")
+    page.wait_for_url(f"{server.base}/console/signin")
+    page.click("#oidc")
+    page.locator("input[name=login]").wait_for()
+
+    host, port = server.host_port.rsplit(":", 1)
+    flood = http.client.HTTPConnection(host, int(port), timeout=30, source_address=("127.0.0.2", 0))
+    started = time.monotonic()
+    for _ in range(1100):
+        flood.request("GET", "/console/login")
+        response = flood.getresponse()
+        response.read()
+        assert response.status == 303
+        assert "/console/signin" not in response.getheader("location"), response.getheader("location")
+    flood.close()
+    print(f"1100 sign-ins started from 127.0.0.2 in {time.monotonic() - started:.1f} s")
+
+    page.fill("input[name=login]", "alice")
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.get_by_role("button", name="Continue").click()
+    # Back at the console: signed in, or sent to the sign-in page because the sign-in was lost.
+    page.wait_for_url(re.compile(r"/console/(signin\?error=\w+)?$"))
+    assert page.url == f"{server.base}/console/", page.url
+    page.locator("#models").wait_for(timeout=30_000)
+    context.close()

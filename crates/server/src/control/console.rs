@@ -183,7 +183,9 @@ fn page(html: &'static str) -> Response {
 /// `GET /console/login`: off to the identity provider, with the binding cookie.
 async fn login(console: &ConsoleState, ctx: &RequestContext) -> Response {
     let Some(signin) = &console.signin else { return see_other("/console/signin?error=unconfigured") };
-    match signin.begin().await {
+    // Pending sign-ins are bounded per client address too: one client filling the store
+    // pushes out only its own.
+    match signin.begin(ctx.conn.as_ref().map(|c| c.remote.ip())).await {
         Ok(begin) => {
             let mut response = see_other(&begin.location);
             let max_age = palisade_console::oidc::PENDING_TTL.as_secs();
