@@ -300,6 +300,17 @@ impl AuditLog {
         done.await.unwrap_or(Ok(()))
     }
 
+    /// The configured mode (what [`Health::mode`] says, without the rest).
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    /// Whether the last write succeeded (what [`Health::writable`] says, without taking the
+    /// lock that guards the last error): the per-request check.
+    pub fn writable(&self) -> bool {
+        !self.inner.shared.unwritable.load(Ordering::SeqCst)
+    }
+
     /// Whether the log can make records durable right now.
     pub fn health(&self) -> Health {
         let shared = &self.inner.shared;

@@ -587,6 +587,8 @@ fn start_batching(
 ///    JSON, Seldon, OAuth2, gRPC trailers) ([`rescue`]);
 /// 5. CORS: preflights for REST routes from allowed origins are answered here, carrying no
 ///    credentials, and never reach a handler;
+/// 6. to 9. admission ([`layers::admit`], one layer running four steps in order):
+///
 /// 6. authentication: a valid token or 401/403 before any body is read or any model
 ///    looked at (public routes are an allow-list: health probes, the issuer's endpoints,
 ///    the docs when public);
@@ -607,16 +609,13 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new().fallback(api::dispatch).with_state(state.clone());
     let router = if state.secured() {
         router
-            .layer(from_fn_with_state(s(), layers::rate::limit))
-            .layer(from_fn_with_state(s(), layers::authz::authorize))
-            .layer(from_fn_with_state(s(), layers::grpc_model::resolve))
-            .layer(from_fn_with_state(s(), layers::authn::authenticate))
+            .layer(from_fn_with_state(s(), layers::admit::admit))
             .layer(from_fn_with_state(s(), layers::cors::cors))
             .layer(from_fn(rescue::rescue))
             .layer(from_fn_with_state(s(), layers::audit::audit))
     } else {
         router
-            .layer(from_fn_with_state(s(), layers::grpc_model::resolve))
+            .layer(from_fn_with_state(s(), layers::grpc_model::layer))
             .layer(from_fn_with_state(s(), layers::cors::cors))
             .layer(from_fn(rescue::rescue))
     };

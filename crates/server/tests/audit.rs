@@ -182,6 +182,66 @@ async fn strict_mode_fails_closed_and_recovers() {
     assert!(report.ok, "{report}");
 }
 
+/// `audit.level: None` (allowed by a platform minimum of `None`) leaves no record over REST
+/// or gRPC, and is refused like every model while a strict log is unwritable: the layer's
+/// shortcut for a model known from the path (no announcement, no buffering) changes what
+/// it costs, not what it answers, and both protocols answer alike.
+#[tokio::test]
+async fn records_off_leave_none_and_are_refused_alike_while_the_log_is_down() {
+    let manifest = format!("{MANIFEST}audit:\n  level: None\n");
+    let platform =
+        Platform::parse(std::path::Path::new("platform.yaml"), "audit:\n  minimumLevel: None\n").unwrap();
+    let kept = MANIFEST.replace("name: iris\n", "name: kept\n");
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[&manifest, &kept]);
+    let registry = Registry::load(&store).unwrap();
+    let faults = FaultInjection::new();
+    let app = app_full(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        None,
+        Some(faults.clone()),
+    );
+    let s = Setup { tmp, app, faults };
+    let message = infer_message("iris", None);
+    let token = s.app.token.clone();
+    let rest = call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    assert_eq!(rest.status, StatusCode::OK);
+    let (grpc_status, _, _) = grpc_call(&s.app, "POST", "ModelInfer", &message, Some(&token), &[]).await;
+    assert_eq!(grpc_status, Some(0));
+    let refused = call_as(&s.app, Some("a.b.c"), "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(records(&s).len(), 0, "no record for a model whose records are off");
+
+    s.faults.fail_syncs(true);
+    // A model that keeps records makes the writer meet the failure: strict mode refuses it.
+    let kept_reply = call(&s.app, "POST", "/v2/models/kept/infer", IRIS_ROW).await;
+    assert_eq!(kept_reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    let rest = call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
+    assert_eq!(rest.status, StatusCode::SERVICE_UNAVAILABLE, "refused over REST while unwritable");
+    assert!(rest.json()["error"].as_str().unwrap().contains("audit log"), "{:?}", rest.json());
+    let (grpc_status, grpc_message, _) =
+        grpc_call(&s.app, "POST", "ModelInfer", &message, Some(&token), &[]).await;
+    assert_eq!(grpc_status, Some(14), "refused over gRPC alike (UNAVAILABLE): {grpc_message}");
+
+    s.faults.fail_syncs(false);
+    let mut recovered = false;
+    for _ in 0..20 {
+        if call(&s.app, "POST", "/v2/models/kept/infer", IRIS_ROW).await.status == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered);
+    assert_eq!(call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
+    let models: Vec<_> =
+        records(&s).iter().filter_map(|r| r.model.as_ref().map(|m| m.name.clone())).collect();
+    assert!(!models.is_empty() && models.iter().all(|m| m == "kept"), "{models:?}");
+}
+
 #[tokio::test]
 async fn payload_levels_keep_redacted_payloads() {
     let manifest = format!("{MANIFEST}audit:\n  level: RequestResponse\n  redact: [\"inputs[*].data\"]\n");

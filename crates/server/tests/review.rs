@@ -13,15 +13,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use common::*;
-use http_body_util::BodyExt;
 use palisade_audit::{AuditRecord, FaultInjection};
-use palisade_core::{Tensor, TensorData};
-use palisade_protocol::grpc;
-use palisade_protocol::grpc::prost::Message;
 use palisade_runtime::EngineConfig;
 use palisade_server::{Platform, Registry, ServerConfig};
 use serde_json::json;
-use tower::ServiceExt;
 
 const IRIS_1: &str = "name: iris\nversion: \"1.0.0\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
 const IRIS_2: &str = "name: iris\nversion: \"2.0.0+build.1\"\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
@@ -72,49 +67,6 @@ fn record_of<'a>(records: &'a [AuditRecord], reply: &Reply) -> &'a AuditRecord {
     let record = matching.next().unwrap_or_else(|| panic!("no audit record for request {id}"));
     assert!(matching.next().is_none(), "two records for request {id}");
     record
-}
-
-/// A gRPC call sent in-process: the HTTP method, the message, a token, extra headers.
-async fn grpc_call(
-    app: &TestApp,
-    method: &str,
-    rpc: &str,
-    message: &[u8],
-    token: Option<&str>,
-    headers: &[(&str, &str)],
-) -> (Option<i32>, String, axum::http::HeaderMap) {
-    let mut body = vec![0u8];
-    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    body.extend_from_slice(message);
-    let mut req = Request::builder()
-        .method(method)
-        .uri(format!("/inference.GRPCInferenceService/{rpc}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers");
-    if let Some(token) = token {
-        req = req.header("authorization", format!("Bearer {token}"));
-    }
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let res = app.router.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
-    let response_headers = res.headers().clone();
-    let collected = res.into_body().collect().await.unwrap();
-    let trailers = collected.trailers().cloned().unwrap_or_default();
-    let code =
-        |map: &axum::http::HeaderMap| map.get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
-    let status = code(&response_headers).or_else(|| code(&trailers));
-    let message = response_headers
-        .get("grpc-message")
-        .or(trailers.get("grpc-message"))
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, message, response_headers)
-}
-
-fn infer_message(model: &str, version: Option<&str>) -> Vec<u8> {
-    let x = Tensor::new("X", vec![1, 4], TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2])).unwrap();
-    grpc::encode_infer_request(model, version, Some("r"), &[x], true).encode_to_vec()
 }
 
 /// Finding 1 (critical): `%2B` in a version skipped authorization. Every spelling of the

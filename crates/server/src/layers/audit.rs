@@ -198,25 +198,44 @@ fn payload(bytes: &[u8], json_len: Option<usize>) -> Value {
         .unwrap_or_else(|_| Value::String(format!("[{} bytes, not JSON]", bytes.len())))
 }
 
+/// In strict mode with an unwritable log, the 503 that answers before anything runs: the
+/// record could not be made durable.
+fn refusal(state: &AppState, ctx: &RequestContext) -> Option<Response> {
+    let log = state.audit();
+    if log.mode() != palisade_audit::Mode::Strict || log.writable() {
+        return None;
+    }
+    let reason = log.health().last_error.unwrap_or_else(|| "write failed".to_owned());
+    state.metrics().observe_audit_refusal(ctx.model_label());
+    Some(crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(reason)))
+}
+
 /// The layer (see the module docs).
 pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request, next: Next) -> Response {
     if !ctx.route.is_audited() {
         return next.run(req).await;
     }
+    // A model known from the path whose records are off (`audit.level: None`, allowed by
+    // the platform's minimum): nothing will be recorded, so nothing is announced to the
+    // writer and the response is not buffered. It is refused like any other while a strict
+    // log is unwritable, as a gRPC request for it is (its message names the model only
+    // later, so it takes the path below).
+    if let Some(served) = ctx.served()
+        && state.audit_level(Some(served)) == Level::None
+    {
+        return match refusal(&state, &ctx) {
+            Some(refused) => refused,
+            None => next.run(req).await,
+        };
+    }
     let log = state.audit().clone();
     // Lets the writer hold a group commit open for this record (handed over with it, or
     // dropped with the request when it leaves no record).
     let announced = log.announce();
-    let health = log.health();
-    let strict = health.mode == palisade_audit::Mode::Strict;
     let declared = BodyShape::of(req.headers());
-    let response = if strict && !health.writable {
-        // Refuse before running anything: the record could not be made durable.
-        let reason = health.last_error.unwrap_or_else(|| "write failed".to_owned());
-        state.metrics().observe_audit_refusal(ctx.model_label());
-        crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(reason))
-    } else {
-        next.run(req).await
+    let response = match refusal(&state, &ctx) {
+        Some(refused) => refused,
+        None => next.run(req).await,
     };
 
     // Buffer the response to digest it, keeping its trailers (gRPC sends its status there).
@@ -281,7 +300,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         Ok(_) => rebuild(parts, response_bytes, trailers),
         // The writer logs the failure itself (once per interval); the refusal is counted,
         // and logged like every server error, quietly.
-        Err(err) if strict => {
+        Err(err) if log.mode() == palisade_audit::Mode::Strict => {
             state.metrics().observe_audit_refusal(ctx.model_label());
             crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(err.to_string()))
         }

@@ -8,17 +8,14 @@
 //! (it is answered 404, or its rule is checked against the model by authorization once the
 //! message is read); a request that addresses no model only by global rules.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_identity::{Authenticated, Scoping, TokenLocation};
 use serde_json::Value;
 
 use crate::context::{Authentication, Ctx, Target};
-use crate::route::Route;
 use crate::{ApiError, AppState};
 
 /// The token rules that may verify a request's token, from its target.
@@ -31,26 +28,17 @@ pub(crate) fn scoping(ctx: &Ctx) -> Scoping<'_> {
     }
 }
 
-/// The layer (see the module docs). On success the context holds the caller; the token is
-/// stripped unless its rule forwards it, and the rule's output headers are set.
-pub(crate) async fn authenticate(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    // The console's pages and calls are authenticated by its session, not by a token.
-    if let Route::Console(op) = &ctx.route
-        && !ctx.public
-    {
-        return crate::control::console::authenticate(&state, &ctx, op, req, next).await;
-    }
+/// The step (see the module docs), run by [`super::admit`]. On success the context holds the
+/// caller; the token is stripped unless its rule forwards it, and the rule's output headers
+/// are set. The console's routes are authenticated by its session instead (see
+/// [`crate::control::console::authenticate`]).
+pub(crate) async fn authenticate(state: &AppState, ctx: &Ctx, mut req: Request) -> Result<Request, ApiError> {
     if ctx.public {
         ctx.set_authentication(Authentication::Public);
-        return Ok(next.run(req).await);
+        return Ok(req);
     }
     let authn = state.security().authenticator();
-    match authn.authenticate(req.headers(), req.uri().query(), scoping(&ctx)).await {
+    match authn.authenticate(req.headers(), req.uri().query(), scoping(ctx)).await {
         Ok(authenticated) => {
             if ctx.registry().forwards_credentials()
                 && let Authenticated::Token { location, .. } = &authenticated
@@ -68,7 +56,7 @@ pub(crate) async fn authenticate(
             }
             apply_rule_outputs(&mut req, &authenticated);
             ctx.set_authentication(Authentication::Authenticated(authenticated));
-            Ok(next.run(req).await)
+            Ok(req)
         }
         Err(err) => {
             ctx.set_authentication(Authentication::Refused(err.reason()));

@@ -9,10 +9,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Uri, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use palisade_identity::Scoping;
 use palisade_policy::Headers;
 
@@ -56,22 +53,22 @@ impl PeerKind {
     }
 }
 
-/// The layer (see the module docs).
+/// The step (see the module docs), run by [`super::admit`] once the target is resolved.
 pub(crate) async fn authorize(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+    state: &AppState,
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<(), ApiError> {
     if ctx.public || !ctx.route.addresses_model() {
-        return Ok(next.run(req).await);
+        return Ok(());
     }
     let served = match ctx.target() {
         Some(Target::Served(served)) => served.clone(),
         // `ModelReady` answers `ready: false` for a model that is not served, as Triton
         // does; there is nothing to authorize and nothing to reveal beyond a 404.
         Some(Target::Missing(_)) if ctx.route == Route::Grpc(GrpcMethod::ModelReady) => {
-            return Ok(next.run(req).await);
+            return Ok(());
         }
         Some(Target::Missing(message)) => return Err(ApiError::NotFound(message.clone())),
         None => {
@@ -81,9 +78,8 @@ pub(crate) async fn authorize(
             )));
         }
     };
-    rule_applies(&state, &ctx, &served, req.headers(), req.uri().query()).await?;
-    decide(&state, &ctx, &served, req.headers(), req.uri())?;
-    Ok(next.run(req).await)
+    rule_applies(state, ctx, &served, headers, uri.query()).await?;
+    decide(state, ctx, &served, headers, uri)
 }
 
 /// The token's rule must apply to the model. It already does when the model was known at

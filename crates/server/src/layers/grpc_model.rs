@@ -24,16 +24,24 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Clone)]
 pub(crate) struct HeldBody(#[allow(dead_code)] pub Arc<crate::body::ReadBody>);
 
-/// The layer (see the module docs).
-pub(crate) async fn resolve(
+/// The layer of the stack without security (see the module docs); the secured stack runs
+/// [`resolve`] as a step of [`super::admit`].
+pub(crate) async fn layer(
     State(state): State<AppState>,
     ctx: Ctx,
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Route::Grpc(method) = ctx.route else { return Ok(next.run(req).await) };
+    let req = resolve(&state, &ctx, req).await?;
+    Ok(next.run(req).await)
+}
+
+/// The step (see the module docs): a gRPC request that names its model gets its target
+/// resolved and its body replaced by the same bytes; other requests pass unchanged.
+pub(crate) async fn resolve(state: &AppState, ctx: &Ctx, req: Request) -> Result<Request, ApiError> {
+    let Route::Grpc(method) = ctx.route else { return Ok(req) };
     if !method.names_model() {
-        return Ok(next.run(req).await);
+        return Ok(req);
     }
     let (mut parts, body) = req.into_parts();
     // A gRPC frame adds 5 bytes to the message, whose own limit tonic enforces.
@@ -41,7 +49,7 @@ pub(crate) async fn resolve(
     // The model, and so what the audit record keeps of the message, is known only once the
     // message is read: it is hashed (if at all) afterwards.
     let read =
-        crate::body::read(&ctx, state.body_budget(), &parts.headers, body, limit, crate::body::Keep::Nothing)
+        crate::body::read(ctx, state.body_budget(), &parts.headers, body, limit, crate::body::Keep::Nothing)
             .await?;
     let named = palisade_protocol::grpc::named_model(&read.bytes)?;
     let version = (!named.version.is_empty()).then_some(named.version.as_str());
@@ -50,8 +58,8 @@ pub(crate) async fn resolve(
         Err(err) => Target::Missing(err.public_message()),
     };
     ctx.resolve_target(target);
-    crate::body::keep_read(&ctx, &read.bytes, state.keep(&ctx));
+    crate::body::keep_read(ctx, &read.bytes, state.keep(ctx));
     let bytes = read.bytes.clone();
     parts.extensions.insert(HeldBody(Arc::new(read)));
-    Ok(next.run(Request::from_parts(parts, Body::from(bytes))).await)
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }

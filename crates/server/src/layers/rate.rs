@@ -12,30 +12,20 @@
 
 use std::net::IpAddr;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
 use crate::context::{Ctx, RateLimited, RequestContext};
 use crate::rate::Kind;
 use crate::{ApiError, AppState, ServedModel};
 
-/// The layer (see the module docs).
-pub(crate) async fn limit(
-    State(state): State<AppState>,
-    ctx: Ctx,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let Some(served) = ctx.served() else { return Ok(next.run(req).await) };
+/// The step (see the module docs), run by [`super::admit`] after authorization.
+pub(crate) fn limit(state: &AppState, ctx: &Ctx) -> Result<(), ApiError> {
+    let Some(served) = ctx.served() else { return Ok(()) };
     let kind = if ctx.route.is_explain() { Kind::Explain } else { Kind::Requests };
-    match charge(&state, served, kind, &caller_key(&ctx), ctx.route.endpoint_label()) {
-        Ok(()) => Ok(next.run(req).await),
-        Err(retry_after) => {
-            ctx.set_rate_limited(RateLimited { budget: kind, retry_after });
-            Err(ApiError::RateLimited { budget: kind.as_str(), retry_after })
-        }
-    }
+    // The caller's key is formatted only when there is a budget to draw from.
+    let Some(budget) = budget(state, served, kind) else { return Ok(()) };
+    take(state, served, kind, budget, &caller_key(ctx), ctx.route.endpoint_label()).map_err(|retry_after| {
+        ctx.set_rate_limited(RateLimited { budget: kind, retry_after });
+        ApiError::RateLimited { budget: kind.as_str(), retry_after }
+    })
 }
 
 /// Takes one request from `caller`'s `kind` budget for `served` (no budget: nothing to
@@ -48,8 +38,26 @@ pub(crate) fn charge(
     caller: &str,
     endpoint: &'static str,
 ) -> Result<(), u32> {
+    match budget(state, served, kind) {
+        Some(budget) => take(state, served, kind, budget, caller, endpoint),
+        None => Ok(()),
+    }
+}
+
+/// The budget of `kind` for `served`: the platform's, tightened by the model's.
+fn budget(state: &AppState, served: &ServedModel, kind: Kind) -> Option<palisade_bundle::rate::Budget> {
     let platform = state.security().platform().config.limits.rate.as_ref();
-    let Some(budget) = crate::rate::budget_for(platform, served.rate.as_ref(), kind) else { return Ok(()) };
+    crate::rate::budget_for(platform, served.rate.as_ref(), kind)
+}
+
+fn take(
+    state: &AppState,
+    served: &ServedModel,
+    kind: Kind,
+    budget: palisade_bundle::rate::Budget,
+    caller: &str,
+    endpoint: &'static str,
+) -> Result<(), u32> {
     let model = served.target.as_ref();
     let key = (model.namespace.as_str(), model.name.as_str(), kind, caller);
     state.limiter().check(&key, crate::rate::rate_of(budget)).map_err(|refused| {

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
 use palisade_bundle::Store;
 use palisade_identity::{HttpFetch, TokenRequest};
+use palisade_protocol::grpc::prost::Message;
 use palisade_runtime::{Engine, EngineConfig, onnxruntime};
 use palisade_server::{AppState, Platform, Registry, Security, SecurityConfig, ServerConfig};
 use serde_json::Value;
@@ -279,4 +280,52 @@ pub fn request_records(home: &Path) -> Vec<palisade_audit::AuditRecord> {
         .map(Result::unwrap)
         .filter(|r| r.config.is_none())
         .collect()
+}
+
+/// A gRPC call sent in-process: the HTTP method, the message, a token, extra headers.
+pub async fn grpc_call(
+    app: &TestApp,
+    method: &str,
+    rpc: &str,
+    message: &[u8],
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+) -> (Option<i32>, String, axum::http::HeaderMap) {
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("/inference.GRPCInferenceService/{rpc}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(token) = token {
+        req = req.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = app.router.clone().oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
+    let response_headers = res.headers().clone();
+    let collected = res.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let code =
+        |map: &axum::http::HeaderMap| map.get("grpc-status").and_then(|v| v.to_str().ok()?.parse().ok());
+    let status = code(&response_headers).or_else(|| code(&trailers));
+    let message = response_headers
+        .get("grpc-message")
+        .or(trailers.get("grpc-message"))
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, message, response_headers)
+}
+
+pub fn infer_message(model: &str, version: Option<&str>) -> Vec<u8> {
+    let x = palisade_core::Tensor::new(
+        "X",
+        vec![1, 4],
+        palisade_core::TensorData::Fp32(vec![5.1, 3.5, 1.4, 0.2]),
+    )
+    .unwrap();
+    palisade_protocol::grpc::encode_infer_request(model, version, Some("r"), &[x], true).encode_to_vec()
 }
