@@ -843,3 +843,57 @@ async fn a_platform_policy_is_not_deletable_from_the_console() {
     assert!(policies.path().join("allow.yaml").exists());
     drop(tmp);
 }
+
+#[tokio::test]
+async fn the_forms_service_account_path_and_method_rules_do_what_they_say() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let me = send(&s.app, request("GET", "/console/api/me", Some(&cookie), None, "")).await.json();
+    let issuer = me["builtin_issuer"].as_str().expect("the built-in issuer").to_owned();
+    let issuing = s.app.state.security().issuer().unwrap();
+    let (account, _) = issuing.create_account("team-a".parse().unwrap(), "batch".parse().unwrap()).unwrap();
+    let batch = issuing.issue_for(&account).unwrap().token.expose().to_owned();
+    // The YAML the page's form writes for owner@company.com, the service account
+    // team-a/batch, the path of the model's predictions and the method POST.
+    let op = "    to:\n    - operation:\n        paths: [\"/v2/models/example/infer\"]\n        methods: [\"POST\"]\n";
+    let policy = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  action: ALLOW\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [\"owner@company.com\"]\n{op}  - from:\n    - source:\n        requestPrincipals: [\"{issuer}/system:serviceaccount:team-a:batch\"]\n{op}"
+    );
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let dry = send(
+        &s.app,
+        request("POST", "/console/api/policies?dryRun=true", Some(&cookie), Some(&csrf), policy.clone()),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let applied = send(
+        &s.app,
+        request("POST", "/console/api/policies?confirm=true", Some(&cookie), Some(&csrf), policy),
+    )
+    .await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    // The service account may predict (POST on the path), and nothing else.
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "GET", "/v2/models/example", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // So may the owner; another person may not.
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    assert_eq!(
+        call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
