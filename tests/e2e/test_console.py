@@ -276,6 +276,9 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     expect(diff.locator(".diff-added")).to_contain_text("erin@example.com")
     expect(change.locator("#impact")).to_contain_text("gains erin@example.com")
     shot(page, "change-diff")
+    # A service account of the built-in issuer becomes a rule on its request principal.
+    page.fill("#change-accounts", "default/nightly-batch")
+    expect(yaml).to_have_value(re.compile(r"requestPrincipals: \[\"https?://[^\"]+/system:serviceaccount:default:nightly-batch\"\]"))
 
     # Alice's policy admits alice too: "try it" now gets an answer.
     page.fill("#try-token", alice)
