@@ -165,11 +165,11 @@ def sign_in(page, server, login):
     page.wait_for_url(f"{server.base}/console/")
 
 
-def infer(server, token):
+def infer(server, token, model="iris"):
     """The status of an iris prediction with this token."""
     body = json.dumps({"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]})
     request = urllib.request.Request(
-        f"{server.base}/v2/models/iris/infer",
+        f"{server.base}/v2/models/{model}/infer",
         data=body.encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
     )
@@ -239,13 +239,22 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     dave = issue_token(server.home, "--email", "dave@example.com")
     assert infer(server, dave) == 403
     expect(page.locator("#change-emails")).to_have_value("alice@example.com")
+    # Built from the form: people, and the one path and method they may call.
     page.fill("#change-emails", "alice@example.com, dave@example.com")
-    expect(page.locator("#change-yaml")).to_have_value(re.compile("dave@example.com"))
+    page.fill("#change-paths", "/v2/models/iris/infer")
+    page.fill("#change-methods", "post")
+    yaml = page.locator("#change-yaml")
+    expect(yaml).to_have_value(re.compile("dave@example.com"))
+    expect(yaml).to_have_value(re.compile(r'paths: \["/v2/models/iris/infer"\]'))
+    expect(yaml).to_have_value(re.compile(r'methods: \["POST"\]'))
     page.click("#change-dry-run")
     change = page.locator("#change-result")
     expect(change).to_contain_text("Dry run of default/iris-callers (nothing changed)")
     expect(change.locator("#impact")).to_contain_text("gains")
     expect(change.locator("#impact")).to_contain_text("dave@example.com")
+    # A new policy: every line of its YAML is added.
+    expect(change.locator("#change-diff .diff-added").first).to_be_visible()
+    expect(change.locator("#change-diff .diff-removed")).to_have_count(0)
     shot(page, "change-dry-run")
     assert infer(server, dave) == 403
     page.click("#change-apply")
@@ -254,6 +263,22 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     assert infer(server, dave) == 200
     page.reload()
     expect(page.locator("tr[data-policy='default/iris-callers']")).to_contain_text("dave@example.com")
+
+    # Changing it again: the dry run shows the one line that changes, old and new.
+    page.fill("#change-emails", "alice@example.com, dave@example.com, erin@example.com")
+    page.fill("#change-paths", "/v2/models/iris/infer")
+    page.fill("#change-methods", "POST")
+    page.click("#change-dry-run")
+    diff = page.locator("#change-diff")
+    expect(diff.locator(".diff-removed")).to_have_count(1)
+    expect(diff.locator(".diff-added")).to_have_count(1)
+    expect(diff.locator(".diff-removed")).to_contain_text('values: ["alice@example.com", "dave@example.com"]')
+    expect(diff.locator(".diff-added")).to_contain_text("erin@example.com")
+    expect(change.locator("#impact")).to_contain_text("gains erin@example.com")
+    shot(page, "change-diff")
+    # A service account of the built-in issuer becomes a rule on its request principal.
+    page.fill("#change-accounts", "default/nightly-batch")
+    expect(yaml).to_have_value(re.compile(r"requestPrincipals: \[\"https?://[^\"]+/system:serviceaccount:default:nightly-batch\"\]"))
 
     # Alice's policy admits alice too: "try it" now gets an answer.
     page.fill("#try-token", alice)
@@ -272,11 +297,53 @@ def test_sign_in_see_only_ones_own_models_and_sign_out(console, browser):
     expect(rows.nth(0)).to_contain_text("200")
     expect(rows.nth(0)).to_contain_text("allow")
     expect(rows.nth(1)).to_contain_text("403")
+    # Requests over time: the filtered records (dave's) per bucket, allowed and refused.
+    chart = page.locator("#chart-audit")
+    expect(chart).to_be_visible()
+    expect(chart.locator("rect.bar.allowed")).to_have_count(1)
+    assert chart.locator("rect.bar.refused").count() >= 1
     shot(page, "audit")
+
+    # One record opened: all its fields, and the hash chain verified at it. The writer signs
+    # a checkpoint within 10 s of a record, so "pending" may come first.
+    deadline = time.monotonic() + 30
+    while True:
+        rows.nth(0).locator("button[data-seq]").click()
+        verify = page.locator("#audit-verify")
+        expect(verify).to_contain_text(re.compile("verified|pending"))
+        if verify.inner_text().startswith("verified"):
+            break
+        assert time.monotonic() < deadline, verify.inner_text()
+        time.sleep(1)
+    record = page.locator("#audit-record")
+    expect(record).to_contain_text("dave@example.com")
+    expect(record).to_contain_text("prev_hash")
+    assert "covers it" in verify.inner_text()
+    shot(page, "audit-record")
     exported = page.request.get(server.base + page.locator("#audit-export").get_attribute("href"))
     lines = [json.loads(line) for line in exported.text().splitlines()]
     assert [r["status"] for r in lines] == [200, 403, 403]
     assert all(r["email"] == "dave@example.com" for r in lines)
+
+    # Deleting the policy: a dry run (every line removed, dave loses access), then for real.
+    page.goto(f"{server.base}/console/models/iris")
+    page.locator("button[data-delete='default/iris-callers']").click()
+    deletion = page.locator("#delete-result")
+    expect(deletion).to_contain_text("Dry run of deleting default/iris-callers (nothing changed)")
+    expect(deletion.locator("#delete-diff .diff-added")).to_have_count(0)
+    expect(deletion.locator("#delete-diff .diff-removed").first).to_contain_text("apiVersion")
+    expect(deletion.locator("#impact")).to_contain_text("loses")
+    expect(deletion.locator("#impact")).to_contain_text("dave@example.com")
+    shot(page, "delete-dry-run")
+    assert infer(server, dave) == 200
+    # Alice loses access too (the platform's ALLOW for carol remains): she confirms.
+    page.check("#delete-owners")
+    page.click("#delete-confirm")
+    expect(deletion).to_contain_text("Deleted default/iris-callers")
+    assert infer(server, dave) == 403
+    page.reload()
+    expect(page.locator("tr[data-policy='default/iris-callers']")).to_have_count(0)
+    shot(page, "delete-done")
 
     # Bob's model, asked for by URL, is not there for alice.
     response = page.goto(f"{server.base}/console/models/iris-bob")
@@ -360,21 +427,74 @@ def test_a_sign_in_answer_counts_once_and_only_in_the_browser_that_asked(console
 
 
 def test_health_page_charts_the_last_hour(console, browser):
-    """The server samples its metrics every 10 s from the start: once two samples exist,
-    the health page draws its three charts."""
+    """The server samples its metrics every 10 s from the start: once a sample holds a
+    refusal on alice's model, the health page draws its three charts and the model's
+    refusals by reason (bob's model stays hidden)."""
     server, _ = console
     context = browser.new_context()
     page = context.new_page()
     recorder = Recorder(page, server.base)
     sign_in(page, server, "alice")
+    # A refusal on iris (a token that is not one: 401) and one on bob's model, which
+    # alice must not see.
+    assert infer(server, "not-a-token") == 401
+    assert infer(server, "not-a-token", model="iris-bob") == 401
+
+    def refused_on_iris():
+        points = page.request.get(f"{server.base}/console/api/health").json()["points"]
+        return any(reason.startswith("401 ") for p in points for reason in p["by_model"].get("iris", {}))
+
     deadline = time.monotonic() + 30
-    while not page.request.get(f"{server.base}/console/api/health").json()["points"]:
-        assert time.monotonic() < deadline, "no health sample within 30 s"
+    while not refused_on_iris():
+        assert time.monotonic() < deadline, "no health sample with the refusal within 30 s"
         time.sleep(1)
     page.click("nav a[href='/console/health']")
     page.wait_for_url(f"{server.base}/console/health")
     for chart in ["#chart-rps", "#chart-latency", "#chart-refused"]:
         expect(page.locator(chart)).to_be_visible()
+    expect(page.locator("#chart-refused").locator("xpath=..").locator("ul.legend")).to_contain_text("401 malformed")
+    iris = page.locator(".model-refusals[data-model='iris']")
+    expect(iris.locator("svg.chart")).to_be_visible()
+    expect(iris.locator("ul.legend")).to_contain_text("401 malformed")
+    expect(page.locator(".model-refusals[data-model='iris-bob']")).to_have_count(0)
     shot(page, "health")
     assert not recorder.csp_violations, recorder.csp_violations
+    context.close()
+
+
+def test_a_flood_of_sign_ins_from_one_address_does_not_push_out_anothers(console, browser):
+    """Pending sign-ins are bounded in total (1000) and per client address (16): a client at
+    127.0.0.2 starting sign-ins without end only ever pushes out its own, so alice's sign-in,
+    started from 127.0.0.1 before the flood, still finishes."""
+    import http.client
+
+    server, _ = console
+    context = browser.new_context()
+    page = context.new_page()
+    Recorder(page, server.base)
+    page.goto(f"{server.base}/console/")
+    page.wait_for_url(f"{server.base}/console/signin")
+    page.click("#oidc")
+    page.locator("input[name=login]").wait_for()
+
+    host, port = server.host_port.rsplit(":", 1)
+    flood = http.client.HTTPConnection(host, int(port), timeout=30, source_address=("127.0.0.2", 0))
+    started = time.monotonic()
+    for _ in range(1100):
+        flood.request("GET", "/console/login")
+        response = flood.getresponse()
+        response.read()
+        assert response.status == 303
+        assert "/console/signin" not in response.getheader("location"), response.getheader("location")
+    flood.close()
+    print(f"1100 sign-ins started from 127.0.0.2 in {time.monotonic() - started:.1f} s")
+
+    page.fill("input[name=login]", "alice")
+    page.fill("input[name=password]", "any password")
+    page.click("button[type=submit]")
+    page.get_by_role("button", name="Continue").click()
+    # Back at the console: signed in, or sent to the sign-in page because the sign-in was lost.
+    page.wait_for_url(re.compile(r"/console/(signin\?error=\w+)?$"))
+    assert page.url == f"{server.base}/console/", page.url
+    page.locator("#models").wait_for(timeout=30_000)
     context.close()

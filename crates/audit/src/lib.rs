@@ -8,6 +8,8 @@
 //! AuditLog::close().await                     (final signed checkpoint)
 //! verify(dir, &VerifyOptions) -> VerifyReport (genesis, chain, seq continuity, checkpoint
 //!                                              signatures, unsigned records within one window)
+//! verify_record(dir, seq, &key)               (the chain at one record: its hash, its link, the
+//!                                              signed checkpoint covering it)
 //! query(dir, Filter) -> Query                 (streaming, filtered)
 //! find_trails(dir) -> Trails                  (one log, or a directory of replicas' trails)
 //! query_replicas(&trails, Filter)             (several replicas' records, merged by time)
@@ -127,7 +129,10 @@ pub use sealer::{
 };
 pub use ship::{ShipOptions, ShipStats, Shipper};
 pub use time::Timestamp;
-pub use verify::{KeySource, Problem, VerifyOptions, VerifyReport, verify};
+pub use verify::{
+    CoveringCheckpoint, KeySource, Problem, RecordVerification, VerifyOptions, VerifyReport, verify,
+    verify_record,
+};
 pub use writer::{Announced, Appended, AuditLog, AuditStats, Health, LOCK_FILE};
 
 #[cfg(test)]

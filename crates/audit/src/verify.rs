@@ -249,6 +249,92 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Audit
     Ok(conclude(report, found))
 }
 
+/// The signed checkpoint that covers a record: the first at or after it whose hash matched
+/// the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoveringCheckpoint {
+    /// The seq it names.
+    pub seq: u64,
+    /// Its 1-based line in `checkpoints.jsonl`.
+    pub line: u64,
+    /// When it was signed.
+    pub time: Timestamp,
+}
+
+/// Where one record stands in its chain: the outcome of [`verify_record`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordVerification {
+    /// The seq asked about.
+    pub seq: u64,
+    /// The record's hash recomputed matches, and its `prev_hash` is the hash of the record
+    /// before it (for seq 0, the genesis checkpoint's link). False when the record was not
+    /// reached, failed, or its predecessor is no longer in the log (retention).
+    pub chained: bool,
+    /// The signed checkpoint covering it; `None` while it is among the records after the
+    /// last checkpoint (a running writer signs them within one window).
+    pub checkpoint: Option<CoveringCheckpoint>,
+    /// The range checked on the way (from the segment holding the record before it, to the
+    /// covering checkpoint or the end of the log) and the first problem found there.
+    pub report: VerifyReport,
+}
+
+impl RecordVerification {
+    /// Chained, covered by a signed checkpoint, and nothing wrong on the way.
+    pub fn verified(&self) -> bool {
+        self.report.ok && self.chained && self.checkpoint.is_some()
+    }
+}
+
+/// Verifies the chain at one record, with [`verify`]'s own checks over the smallest range
+/// that proves it: the record's hash recomputed, its link to the record before it, and the
+/// signed checkpoint at or after it that matches the chain (the walk stops there). The
+/// genesis and every checkpoint read are verified with `key` as [`verify`] does. A seq past
+/// the end of the log is reported as not chained, with no problem.
+pub fn verify_record(dir: &Path, seq: u64, key: &KeySource) -> Result<RecordVerification, AuditError> {
+    if let Err(e) = std::fs::metadata(dir) {
+        return Err(AuditError::io(dir, "cannot read", e));
+    }
+    let options = VerifyOptions { from_seq: seq.checked_sub(1), key: key.clone() };
+    let mut report = VerifyReport { ok: true, ..VerifyReport::default() };
+    let mut file = CheckpointLines::new(dir);
+    let first = file.next_line()?.map(|(number, line)| (number, line.to_vec()));
+    let Some((number, line)) = first else {
+        let report = fail(report, problem(None, CHECKPOINT_FILE, None, NO_GENESIS));
+        return Ok(RecordVerification { seq, chained: false, checkpoint: None, report });
+    };
+    let format = match checkpoint::schema_of(&line).as_deref() {
+        Some(LEGACY_CHECKPOINT_SCHEMA) => Format::Legacy,
+        _ => Format::Current,
+    };
+    report.legacy = format == Format::Legacy;
+    let mut run = Run::new(dir, &options, format, file, &mut report);
+    run.target = Some(Target { seq, before: false, chained: false, covered: None });
+    let found = match run.first_checkpoint(number, &line)? {
+        Some(problem) => Some(problem),
+        None => {
+            let (segments, odd) = segment::list(dir)?;
+            match odd.first() {
+                Some(name) => Some(misnamed(name)),
+                None => run.check(&segments)?,
+            }
+        }
+    };
+    let target = run.target.take();
+    let report = conclude(report, found);
+    let (chained, checkpoint) = target.map_or((false, None), |t| (t.chained, t.covered));
+    Ok(RecordVerification { seq, chained, checkpoint, report })
+}
+
+/// The record [`verify_record`] is about, and what the walk found of it.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    seq: u64,
+    /// The record before it passed.
+    before: bool,
+    chained: bool,
+    covered: Option<CoveringCheckpoint>,
+}
+
 fn misnamed(name: &str) -> Problem {
     problem(None, name, None, "file name is not segment-<20-digit seq>.jsonl (or .jsonl.zst when sealed)")
 }
@@ -334,6 +420,10 @@ struct Run<'r> {
     unsigned: VecDeque<Unsigned>,
     /// How many records follow the last matched checkpoint.
     since_anchor: u64,
+    /// With [`verify_record`]: the record asked about; the walk stops at its checkpoint.
+    target: Option<Target>,
+    /// The walk stopped at the target's checkpoint, before the end of the log.
+    stopped: bool,
 }
 
 impl<'r> Run<'r> {
@@ -363,6 +453,8 @@ impl<'r> Run<'r> {
             anchor: "the genesis checkpoint".to_owned(),
             unsigned: VecDeque::new(),
             since_anchor: 0,
+            target: None,
+            stopped: false,
         }
     }
 
@@ -544,6 +636,9 @@ impl<'r> Run<'r> {
         if let Some(problem) = found? {
             return Ok(Some(problem));
         }
+        if self.stopped {
+            return Ok(None);
+        }
         if let Some(problem) = self.beyond_the_end(segments) {
             return Ok(Some(problem));
         }
@@ -567,6 +662,15 @@ impl<'r> Run<'r> {
                 self.window = cp.window().or(self.window);
                 self.next += 1;
             }
+            if let Some(target) = &mut self.target {
+                if record.seq.checked_add(1) == Some(target.seq) {
+                    target.before = true;
+                } else if record.seq == target.seq {
+                    // Seq 0 links to the genesis checkpoint, which only a current log has.
+                    target.chained =
+                        if target.seq == 0 { walk_links_genesis(self.start) } else { target.before };
+                }
+            }
             self.report.records += 1;
             self.report.first_seq.get_or_insert(record.seq);
             self.report.last_seq = Some(record.seq);
@@ -581,6 +685,10 @@ impl<'r> Run<'r> {
             self.since_anchor += 1;
             if let Some(problem) = self.match_checkpoints(walk) {
                 return Ok(Some(problem));
+            }
+            if self.target.is_some_and(|t| t.covered.is_some()) {
+                self.stopped = true;
+                return Ok(None);
             }
             let Some(window) = self.window else {
                 // No window (a legacy log): checkpoints were all read before the walk and are
@@ -649,6 +757,13 @@ impl<'r> Run<'r> {
                 )));
             }
             self.report.checkpoints_matched += 1;
+            if let Some(target) = &mut self.target
+                && target.chained
+                && target.covered.is_none()
+                && seq >= target.seq
+            {
+                target.covered = Some(CoveringCheckpoint { seq, line: *cp_line, time: cp.time });
+            }
             self.window = cp.window().or(self.window);
             self.report.window = self.window.or(self.report.window);
             self.anchor = format!("{CHECKPOINT_FILE}:{cp_line}, seq {seq}");
@@ -737,6 +852,11 @@ impl<'r> Run<'r> {
             ),
         }))
     }
+}
+
+/// Whether a walk from `start` checks record 0's link (to the genesis checkpoint).
+fn walk_links_genesis(start: Start) -> bool {
+    matches!(start, Start::Link(_))
 }
 
 fn problem_at(line: Option<u64>, what: impl Into<String>) -> Problem {

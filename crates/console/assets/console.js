@@ -5,6 +5,8 @@
 (function () {
   const main = document.getElementById("main");
   let csrf = null;
+  // The built-in issuer, for service-account callers (null when the server has none).
+  let issuer = null;
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
@@ -82,12 +84,20 @@
 
   function accessSection(access) {
     const sections = [el("h2", { id: "access" }, "Who can call this model, and why")];
+    const area = deleteArea();
     for (const v of access.versions) {
-      const rows = v.policies.map((p, i) => el("tr", { "data-policy": p.policy },
-        el("td", {}, String(i + 1)),
-        el("td", {}, el("span", { class: "tag " + (p.action === "DENY" ? "bad" : "good") }, p.action), p.dry_run ? " (dry run)" : ""),
-        el("td", {}, el("code", {}, p.policy), p.root_namespace ? " (platform-wide)" : ""),
-        el("td", {}, p.rules.length ? el("ul", {}, p.rules.map((r) => el("li", {}, r))) : "allows nothing")));
+      const rows = v.policies.map((p, i) => {
+        let remove = null;
+        if (p.deletable) {
+          remove = el("button", { type: "button", class: "secondary small", "data-delete": p.policy }, "Delete…");
+          remove.addEventListener("click", () => deletePolicy(p.policy, area));
+        }
+        return el("tr", { "data-policy": p.policy },
+          el("td", {}, String(i + 1)),
+          el("td", {}, el("span", { class: "tag " + (p.action === "DENY" ? "bad" : "good") }, p.action), p.dry_run ? " (dry run)" : ""),
+          el("td", {}, el("code", {}, p.policy), p.root_namespace ? " (platform-wide)" : "", remove ? " " : null, remove),
+          el("td", {}, p.rules.length ? el("ul", {}, p.rules.map((r) => el("li", {}, r))) : "allows nothing"));
+      });
       sections.push(el("section", { class: "card" },
         el("h3", {}, "Version " + v.version),
         el("p", {}, v.owner_default
@@ -100,6 +110,7 @@
             el("tbody", {}, rows))
           : el("p", { class: "muted" }, "No policy applies to this version.")));
     }
+    sections.push(area);
     return sections;
   }
 
@@ -137,13 +148,30 @@
     return "[" + list.map((v) => JSON.stringify(v)).join(", ") + "]";
   }
 
-  function policyYaml(model, emails, groups) {
-    const rule = (claim, values) => "  - when:\n    - key: request.auth.claims[" + claim + "]\n      values: " + quoted(values) + "\n";
+  // An ALLOW policy for the callers and operations in `form`: one rule per kind of caller
+  // (emails, groups, service accounts), each limited to the paths and methods given.
+  function policyYaml(model, name, form) {
+    let op = "";
+    if (form.paths.length || form.methods.length) {
+      op = "    to:\n    - operation:\n" +
+        (form.paths.length ? "        paths: " + quoted(form.paths) + "\n" : "") +
+        (form.methods.length ? "        methods: " + quoted(form.methods) + "\n" : "");
+    }
+    const claimRule = (claim, values) => "  - when:\n    - key: request.auth.claims[" + claim + "]\n      values: " + quoted(values) + "\n" + op;
     let text = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n" +
-      "  name: " + model.name + "-callers\n  namespace: " + model.namespace + "\nspec:\n  action: ALLOW\n  rules:\n";
-    if (emails.length) text += rule("email", emails);
-    if (groups.length) text += rule("groups", groups);
-    if (!emails.length && !groups.length) text += "  - when:\n    - key: request.auth.claims[email]\n      values: []\n";
+      "  name: " + name + "\n  namespace: " + model.namespace + "\nspec:\n  action: ALLOW\n  rules:\n";
+    if (form.emails.length) text += claimRule("email", form.emails);
+    if (form.groups.length) text += claimRule("groups", form.groups);
+    if (form.accounts.length && issuer) {
+      const principals = form.accounts.map((a) => {
+        const [ns, sa] = a.includes("/") ? a.split("/", 2) : [model.namespace, a];
+        return issuer + "/system:serviceaccount:" + ns + ":" + sa;
+      });
+      text += "  - from:\n    - source:\n        requestPrincipals: " + quoted(principals) + "\n" + op;
+    }
+    if (!form.emails.length && !form.groups.length && !(form.accounts.length && issuer)) {
+      text += "  - when:\n    - key: request.auth.claims[email]\n      values: []\n";
+    }
     return text;
   }
 
@@ -155,20 +183,53 @@
       m.loses.length ? el("span", { class: "error" }, "loses " + m.loses.join(", ")) : null)));
   }
 
+  // The policy's YAML before and after, line by line (computed by the server).
+  function diffView(id, diff) {
+    const mark = { same: "  ", removed: "- ", added: "+ " };
+    return el("div", { class: "diff-box" },
+      el("p", { class: "muted" }, "The policy's YAML, old (−) and new (+):"),
+      el("pre", { id: id, class: "diff" }, (diff || []).map((d) => el("span", { class: "diff-" + d.op }, mark[d.op] + d.line))));
+  }
+
+  function changeResult(answer, dryRun, diffId) {
+    const parts = [];
+    if (dryRun) {
+      parts.push(el("div", { class: "side-by-side" },
+        diffView(diffId, answer.diff),
+        el("div", {}, el("p", { class: "muted" }, "Who gains and who loses access:"), impactList(answer.impact))));
+    } else {
+      parts.push(impactList(answer.impact));
+    }
+    return parts;
+  }
+
   function changeForm(model) {
     const split = (text) => text.split(",").map((v) => v.trim()).filter(Boolean);
-    const emails = el("input", { type: "text", id: "change-emails", placeholder: "bob@example.com, carol@example.com" });
-    const groups = el("input", { type: "text", id: "change-groups", placeholder: "fraud-analysts" });
-    const yaml = el("textarea", { id: "change-yaml", rows: "12", spellcheck: "false" });
+    const input = (id, placeholder) => el("input", { type: "text", id: id, placeholder: placeholder });
+    const name = input("change-name", model.name + "-callers");
+    const emails = input("change-emails", "bob@example.com, carol@example.com");
+    const groups = input("change-groups", "fraud-analysts");
+    const accounts = input("change-accounts", issuer ? "billing/batch-job (namespace/name)" : "no built-in issuer on this server");
+    if (!issuer) accounts.setAttribute("disabled", "disabled");
+    const paths = input("change-paths", "/v2/models/" + model.name + "/infer (empty: every path)");
+    const methods = input("change-methods", "POST, GET (empty: every method)");
+    const yaml = el("textarea", { id: "change-yaml", rows: "14", spellcheck: "false" });
     // The owners stay in the rules: an ALLOW policy replaces the owners-only default.
     const ownerEmails = model.owners.filter((o) => o.includes("@") && !o.includes(":"));
     const ownerGroups = model.owners.filter((o) => o.startsWith("group:")).map((o) => o.slice(6));
+    const ownerAccounts = model.owners.filter((o) => o.startsWith("serviceaccount:")).map((o) => o.slice(15));
+    name.value = model.name + "-callers";
     emails.value = ownerEmails.join(", ");
     groups.value = ownerGroups.join(", ");
-    yaml.value = policyYaml(model, ownerEmails, ownerGroups);
-    const refresh = () => { yaml.value = policyYaml(model, split(emails.value), split(groups.value)); };
-    emails.addEventListener("input", refresh);
-    groups.addEventListener("input", refresh);
+    accounts.value = issuer ? ownerAccounts.join(", ") : "";
+    const refresh = () => {
+      yaml.value = policyYaml(model, name.value.trim() || model.name + "-callers", {
+        emails: split(emails.value), groups: split(groups.value), accounts: split(accounts.value),
+        paths: split(paths.value), methods: split(methods.value).map((m) => m.toUpperCase()),
+      });
+    };
+    refresh();
+    for (const field of [name, emails, groups, accounts, paths, methods]) field.addEventListener("input", refresh);
     const confirm = el("input", { type: "checkbox", id: "change-confirm" });
     const result = el("div", { id: "change-result", role: "status" });
     const send = async (dryRun) => {
@@ -184,7 +245,7 @@
         const title = dryRun
           ? "Dry run of " + answer.policy + " (nothing changed):"
           : "Applied " + answer.applied + (answer.created ? " (created):" : " (replaced):");
-        result.replaceChildren(el("p", { class: dryRun ? "" : "ok" }, title), impactList(answer.impact));
+        result.replaceChildren(el("p", { class: dryRun ? "" : "ok" }, title), ...changeResult(answer, dryRun, "change-diff"));
         if (!dryRun) {
           const again = el("a", { href: window.location.pathname }, "Reload");
           result.append(el("p", {}, again, " to see who can call the model now."));
@@ -199,12 +260,46 @@
     apply.addEventListener("click", () => send(false));
     return [el("h2", {}, "Change access"), el("section", { class: "card" },
       el("p", { class: "muted" }, "An ALLOW policy you create applies to the models you own in namespace " + model.namespace +
-        ", and is recorded in the audit trail with your name. Dry run first: it shows who gains and who loses access."),
+        ", and is recorded in the audit trail with your name. Dry run first: it shows the policy's changes line by line and who gains and who loses access."),
+      el("label", { for: "change-name" }, "Policy name"), name,
       el("label", { for: "change-emails" }, "People (emails)"), emails,
       el("label", { for: "change-groups" }, "Groups"), groups,
-      el("label", { for: "change-yaml" }, "The policy (YAML; edit it for paths, methods, service accounts)"), yaml,
+      el("label", { for: "change-accounts" }, "Service accounts (Palisade's built-in issuer: namespace/name)"), accounts,
+      el("label", { for: "change-paths" }, "Paths (the rules above apply only to these; * and {*} templates as in Istio)"), paths,
+      el("label", { for: "change-methods" }, "Methods"), methods,
+      el("label", { for: "change-yaml" }, "The policy (YAML, written from the fields above; edit it for anything else, e.g. DENY)"), yaml,
       el("p", {}, el("label", { for: "change-confirm", class: "inline" }, confirm, " Apply even if owners lose access")),
       el("p", {}, dry, " ", apply), result)];
+  }
+
+  // Deleting an owner-managed policy: a dry run first (its lines removed, who loses
+  // access), then the deletion, as the management API's DELETE does it.
+  function deleteArea() {
+    return el("div", { id: "delete-result", role: "status" });
+  }
+
+  async function deletePolicy(policy, area) {
+    const path = "/console/api/policies/" + policy.split("/").map(encodeURIComponent).join("/");
+    try {
+      const answer = await api(path + "?dryRun=true", { method: "DELETE" });
+      const confirm = el("input", { type: "checkbox", id: "delete-owners" });
+      const go = el("button", { type: "button", id: "delete-confirm" }, "Delete " + policy);
+      go.addEventListener("click", async () => {
+        try {
+          const done = await api(path + (confirm.checked ? "?confirm=true" : ""), { method: "DELETE" });
+          area.replaceChildren(el("p", { class: "ok" }, "Deleted " + done.deleted + ":"), impactList(done.impact),
+            el("p", {}, el("a", { href: window.location.pathname }, "Reload"), " to see who can call the model now."));
+        } catch (err) {
+          area.append(el("p", { class: "error" }, err.message));
+        }
+      });
+      area.replaceChildren(el("p", {}, "Dry run of deleting " + answer.policy + " (nothing changed):"),
+        ...changeResult(answer, true, "delete-diff"),
+        el("p", {}, el("label", { for: "delete-owners", class: "inline" }, confirm, " Delete even if owners lose access")),
+        el("p", {}, go));
+    } catch (err) {
+      area.replaceChildren(el("p", { class: "error" }, err.message));
+    }
   }
 
   function auditPage() {
@@ -220,6 +315,12 @@
       el("button", { type: "submit" }, "Show"));
     const exportLink = el("a", { id: "audit-export", class: "button secondary", href: "/console/api/audit?format=jsonl" }, "Export as JSON lines");
     const results = el("div", { id: "audit-results" });
+    const opened = el("div", { id: "audit-opened" });
+    const openButton = (seq) => {
+      const button = el("button", { type: "button", class: "secondary small", "data-seq": String(seq) }, "Open");
+      button.addEventListener("click", () => openRecord(seq, opened));
+      return button;
+    };
     const params = () => {
       const query = new URLSearchParams();
       for (const [key, id] of [["caller", "audit-caller"], ["model", "audit-model"], ["decision", "audit-decision"],
@@ -244,13 +345,15 @@
           el("td", {}, r.authz && r.authz.policy ? r.authz.policy : ""),
           el("td", {}, r.status === undefined || r.status === null ? "" : String(r.status)),
           el("td", {}, (r.method || "") + " " + (r.path || "")),
-          el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms")));
+          el("td", {}, r.latency_ms === undefined || r.latency_ms === null ? "" : r.latency_ms.toFixed(1) + " ms"),
+          el("td", {}, openButton(r.seq))));
         results.replaceChildren(
+          timelineChart(data.timeline),
           el("p", { class: "muted" }, (data.auditor ? "Every model's requests" : "Requests to the models you own") +
             ", newest first (at most " + data.limit + ")."),
           rows.length
             ? el("table", { id: "audit" },
-              el("thead", {}, el("tr", {}, ["Time", "Model", "Caller", "Decision", "Policy", "Status", "Request", "Latency"].map((h) => el("th", {}, h)))),
+              el("thead", {}, el("tr", {}, ["Time", "Model", "Caller", "Decision", "Policy", "Status", "Request", "Latency", ""].map((h) => el("th", {}, h)))),
               el("tbody", {}, rows))
             : el("p", { id: "audit-empty" }, "No request matches."));
       } catch (err) {
@@ -258,8 +361,47 @@
       }
     };
     form.addEventListener("submit", (event) => { event.preventDefault(); load(); });
-    show(el("h1", {}, "Audit"), form, el("p", {}, exportLink), results);
+    show(el("h1", {}, "Audit"), form, el("p", {}, exportLink), opened, results);
     return load();
+  }
+
+  // A record's fields as rows: nested objects by dotted name, lists as JSON.
+  function fieldRows(value, prefix, rows) {
+    for (const [key, v] of Object.entries(value)) {
+      const name = prefix ? prefix + "." + key : key;
+      if (v !== null && typeof v === "object" && !Array.isArray(v)) fieldRows(v, name, rows);
+      else rows.push(el("tr", {}, el("th", {}, name), el("td", {}, el("code", {}, typeof v === "string" ? v : JSON.stringify(v)))));
+    }
+    return rows;
+  }
+
+  function verificationText(v, seq) {
+    const checked = v.records_checked + " record" + (v.records_checked === 1 ? "" : "s") + " checked (seq " + v.first_seq + " to " + v.last_seq + ")";
+    if (v.status === "verified") {
+      return "verified: the record's hash recomputes, it links to " + (seq === 0 ? "the log's genesis checkpoint" : "record " + (seq - 1)) +
+        ", and the checkpoint signed at " + v.checkpoint.time + " (seq " + v.checkpoint.seq + ", checkpoints.jsonl line " + v.checkpoint.line +
+        ") covers it; " + checked + ", key " + v.key_id + ".";
+    }
+    if (v.status === "pending") {
+      return "pending: the record's hash recomputes and it links to the record before it, but no signed checkpoint covers it yet " +
+        "(the server signs one every 10 s at most); " + checked + ".";
+    }
+    return "failed: " + (v.problem || (v.chained ? "no signed checkpoint covers it" : "the record's link to the one before it could not be checked")) + ".";
+  }
+
+  async function openRecord(seq, into) {
+    try {
+      const data = await api("/console/api/audit/" + encodeURIComponent(seq));
+      const v = data.verification;
+      into.replaceChildren(el("section", { class: "card", id: "audit-record", "data-seq": String(seq) },
+        el("h2", {}, "Record " + seq),
+        el("p", { id: "audit-verify", class: v.status === "verified" ? "ok" : (v.status === "pending" ? "" : "error") },
+          el("span", { class: "tag " + (v.status === "verified" ? "good" : (v.status === "pending" ? "" : "bad")) }, v.status), " ",
+          verificationText(v, seq)),
+        el("table", { class: "fields" }, el("tbody", {}, fieldRows(data.record, "", [])))));
+    } catch (err) {
+      into.replaceChildren(el("p", { class: "error", id: "audit-record-error" }, err.message));
+    }
   }
 
   function exampleBody(version) {
@@ -326,15 +468,68 @@
     const y = (v) => height - bottom - (v / top) * (height - bottom - 16);
     series.forEach((s, n) => {
       const coords = s.values.map((v, i) => (v === null || v === undefined ? null : x(i) + "," + y(v))).filter(Boolean);
-      if (coords.length) box.append(svg("polyline", { points: coords.join(" "), class: "series s" + n }));
+      if (coords.length) box.append(svg("polyline", { points: coords.join(" "), class: "series s" + (n % 8) }));
       s.values.forEach((v, i) => {
-        if (v !== null && v !== undefined) box.append(svg("circle", { cx: x(i), cy: y(v), r: 3, class: "dot s" + n }));
+        if (v !== null && v !== undefined) box.append(svg("circle", { cx: x(i), cy: y(v), r: 3, class: "dot s" + (n % 8) }));
       });
-      const key = svg("text", { x: left + 8 + n * 110, y: height - 6, class: "key s" + n });
-      key.textContent = "— " + s.name;
-      box.append(key);
     });
-    return el("section", { class: "card" }, el("h2", {}, title), box);
+    const legend = el("ul", { class: "legend" }, series.map((s, n) => el("li", { class: "s" + (n % 8) }, s.name)));
+    return el("section", { class: "card" }, el("h2", {}, title), box, legend);
+  }
+
+  // The refusal reasons met in `points` (each point's `pick(point)` is {reason: count}),
+  // as one series per reason, 0 where a point has none.
+  function reasonSeries(points, pick) {
+    const names = [...new Set(points.flatMap((p) => Object.keys(pick(p) || {})))].sort();
+    return names.map((name) => ({ name: name, values: points.map((p) => (pick(p) || {})[name] || 0) }));
+  }
+
+  // Stacked bars of the matching records per time bucket: allowed below, refused above.
+  function timelineChart(timeline) {
+    const buckets = timeline.buckets;
+    if (!buckets.length) return el("p", { id: "audit-timeline-empty", class: "muted" }, "No request over time to chart.");
+    const width = 720, height = 160, left = 40, bottom = 34, top = 14;
+    const most = Math.max(1, ...buckets.map((b) => b.allowed + b.refused));
+    const box = svg("svg", { id: "chart-audit", class: "chart", viewBox: "0 0 " + width + " " + height, role: "img" });
+    const title = svg("title", {});
+    title.textContent = "Matching requests per " + span(timeline.bucket_s) + ", allowed and refused";
+    box.append(title);
+    box.append(svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
+    const scale = (height - bottom - top) / most;
+    const step = (width - left) / buckets.length;
+    const barWidth = Math.min(48, Math.max(1, step * 0.8));
+    buckets.forEach((b, i) => {
+      const x = left + i * step + (step - barWidth) / 2;
+      const allowedHeight = b.allowed * scale, refusedHeight = b.refused * scale;
+      const base = height - bottom;
+      const label = b.start + ": " + b.allowed + " allowed, " + b.refused + " refused";
+      for (const [kind, y, h] of [["allowed", base - allowedHeight, allowedHeight], ["refused", base - allowedHeight - refusedHeight, refusedHeight]]) {
+        if (h <= 0) continue;
+        const bar = svg("rect", { x: x, y: y, width: barWidth, height: h, class: "bar " + kind, "data-start": b.start });
+        const tip = svg("title", {});
+        tip.textContent = label;
+        bar.append(tip);
+        box.append(bar);
+      }
+    });
+    const text = (x, y, cls, content, anchor) => {
+      const node = svg("text", { x: x, y: y, class: cls, "text-anchor": anchor || "start" });
+      node.textContent = content;
+      box.append(node);
+    };
+    text(2, top, "tick", String(most));
+    text(left, height - bottom + 14, "tick", buckets[0].start);
+    if (buckets.length > 1) text(width, height - bottom + 14, "tick", buckets[buckets.length - 1].start, "end");
+    text(left, height - 4, "key allowed", "■ allowed");
+    text(left + 90, height - 4, "key refused", "■ refused");
+    text(width, height - 4, "tick", "one bar per " + span(timeline.bucket_s), "end");
+    return el("section", { class: "card" }, el("h2", {}, "Requests over time"), box);
+  }
+
+  function span(seconds) {
+    if (seconds % 86400 === 0) return seconds / 86400 === 1 ? "day" : seconds / 86400 + " days";
+    if (seconds % 3600 === 0) return seconds / 3600 === 1 ? "hour" : seconds / 3600 + " hours";
+    return seconds / 60 === 1 ? "minute" : seconds / 60 + " minutes";
   }
 
   async function healthPage() {
@@ -352,8 +547,25 @@
       chart("chart-rps", "Requests per second", "req/s", points, [{ name: "requests", values: pick("rps") }]),
       chart("chart-latency", "Latency", "ms", points, [
         { name: "p50", values: pick("p50_ms") }, { name: "p95", values: pick("p95_ms") }, { name: "p99", values: pick("p99_ms") }]),
-      chart("chart-refused", "Refusals", "requests", points, ["401", "403", "429"].map((code) => ({
-        name: code, values: points.map((p) => p.refused[code]) }))));
+      refusalsChart("chart-refused", "Refusals by reason", points, (p) => p.reasons));
+    const models = [...new Set(points.flatMap((p) => Object.keys(p.by_model || {})))].sort();
+    main.append(el("h2", { id: "refusals-by-model" }, "Refusals by reason, per model"));
+    if (!models.length) main.append(el("p", { class: "muted", id: "no-refusals" }, "No refusal in the last hour."));
+    models.forEach((model, i) => {
+      const card = refusalsChart("chart-refused-" + i, model === "-" ? "Requests that name no served model" : model, points,
+        (p) => (p.by_model || {})[model]);
+      card.setAttribute("data-model", model);
+      card.classList.add("model-refusals");
+      main.append(card);
+    });
+  }
+
+  function refusalsChart(id, title, points, pick) {
+    const series = reasonSeries(points, pick);
+    if (!series.length) {
+      return el("section", { class: "card" }, el("h2", {}, title), el("p", { id: id, class: "muted" }, "No refusal in the last hour."));
+    }
+    return chart(id, title, "requests", points, series);
   }
 
   async function route() {
@@ -377,6 +589,7 @@
   async function start() {
     const me = await api("/console/api/me");
     csrf = me.csrf;
+    issuer = me.builtin_issuer || null;
     document.getElementById("who").textContent = me.email || me.principal;
     const signout = document.getElementById("signout");
     signout.hidden = false;

@@ -3,7 +3,8 @@
 //!
 //! 1. [`SignIn::begin`]: reads the issuer's discovery document (once, kept), draws a
 //!    `state`, a `nonce`, a PKCE verifier and a browser binding, remembers them (at most
-//!    [`MAX_PENDING`], for [`PENDING_TTL`]) and answers where to send the browser.
+//!    [`MAX_PENDING`], and [`MAX_PENDING_PER_ADDRESS`] per client address, for
+//!    [`PENDING_TTL`]) and answers where to send the browser.
 //! 2. [`SignIn::complete`]: the identity provider's answer comes back with `code` and
 //!    `state`; the pending sign-in is taken (once: a `state` cannot be replayed), the
 //!    binding cookie must match (the browser that started is the one that finishes), the
@@ -13,6 +14,7 @@
 //!    platform's lifetime cap), then its `nonce` is compared with ours.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +30,12 @@ use serde_json::Value;
 use crate::config::OidcConfig;
 use crate::{ConsoleError, digest, random_token};
 
-/// Sign-ins started and not finished, at most; past it the oldest is forgotten.
+/// Sign-ins started and not finished, at most; past it the oldest of the client address
+/// holding the most is forgotten.
 pub const MAX_PENDING: usize = 1000;
+/// Sign-ins one client address (an IPv6 address by its /64) may have started and not
+/// finished; past it that address's own oldest is forgotten, never another's.
+pub const MAX_PENDING_PER_ADDRESS: usize = 16;
 /// How long a started sign-in may take.
 pub const PENDING_TTL: Duration = Duration::from_secs(600);
 /// Largest token endpoint answer read.
@@ -58,6 +64,31 @@ struct Pending {
     verifier: Secret,
     binding: [u8; 32],
     started: Instant,
+    /// The client address that started it, as per-address limits count it.
+    client: Option<IpAddr>,
+}
+
+/// Makes room for one more sign-in of `client`: first its own oldest past its bound, then,
+/// while the store is full, the oldest of the address holding the most (so a client that
+/// floods the store only ever pushes out its own sign-ins, unless more than
+/// `MAX_PENDING / MAX_PENDING_PER_ADDRESS` addresses flood together).
+fn make_room(pending: &mut HashMap<String, Pending>, client: Option<IpAddr>) {
+    let oldest_of = |pending: &HashMap<String, Pending>, who: Option<IpAddr>| {
+        pending.iter().filter(|(_, p)| p.client == who).min_by_key(|(_, p)| p.started).map(|(k, _)| k.clone())
+    };
+    while pending.values().filter(|p| p.client == client).count() >= MAX_PENDING_PER_ADDRESS {
+        let Some(oldest) = oldest_of(pending, client) else { break };
+        pending.remove(&oldest);
+    }
+    while pending.len() >= MAX_PENDING {
+        let mut counts: HashMap<Option<IpAddr>, usize> = HashMap::new();
+        for p in pending.values() {
+            *counts.entry(p.client).or_default() += 1;
+        }
+        let Some((&busiest, _)) = counts.iter().max_by_key(|(_, n)| **n) else { break };
+        let Some(oldest) = oldest_of(pending, busiest) else { break };
+        pending.remove(&oldest);
+    }
 }
 
 /// The console's client of one identity provider (see the module docs).
@@ -154,8 +185,9 @@ impl SignIn {
         Ok(endpoints)
     }
 
-    /// Starts a sign-in (see the module docs).
-    pub async fn begin(&self) -> Result<Begin, ConsoleError> {
+    /// Starts a sign-in for a browser at `client` (the connection's address; see the
+    /// module docs).
+    pub async fn begin(&self, client: Option<IpAddr>) -> Result<Begin, ConsoleError> {
         let endpoints = self.endpoints().await?;
         let state = random_token(32)?;
         let nonce = random_token(32)?;
@@ -177,12 +209,8 @@ impl SignIn {
         let now = Instant::now();
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         pending.retain(|_, p| now.duration_since(p.started) < PENDING_TTL);
-        while pending.len() >= MAX_PENDING {
-            let Some(oldest) = pending.iter().min_by_key(|(_, p)| p.started).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            pending.remove(&oldest);
-        }
+        let client = client.map(palisade_identity::throttle::address_key);
+        make_room(&mut pending, client);
         pending.insert(
             state,
             Pending {
@@ -190,6 +218,7 @@ impl SignIn {
                 verifier: Secret::new(verifier),
                 binding: digest(&binding),
                 started: now,
+                client,
             },
         );
         Ok(Begin { location: location.into(), binding: Secret::new(binding) })
@@ -383,7 +412,7 @@ mod tests {
     #[tokio::test]
     async fn begin_sends_pkce_state_and_nonce() {
         let signin = sign_in();
-        let begin = signin.begin().await.unwrap();
+        let begin = signin.begin(None).await.unwrap();
         assert_eq!(query(&begin.location, "x"), "1", "the endpoint's own query is kept");
         assert_eq!(query(&begin.location, "code_challenge_method"), "S256");
         assert_eq!(query(&begin.location, "response_type"), "code");
@@ -401,7 +430,7 @@ mod tests {
     #[tokio::test]
     async fn a_state_is_used_once_and_only_by_the_browser_that_started() {
         let signin = sign_in();
-        let begin = signin.begin().await.unwrap();
+        let begin = signin.begin(None).await.unwrap();
         let state = query(&begin.location, "state");
         let err = signin.complete(&state, "code", Some("another-browser")).await.unwrap_err();
         assert!(err.to_string().contains("did not start"), "{err}");
@@ -411,12 +440,65 @@ mod tests {
         assert!(unknown.to_string().contains("unknown"), "{unknown}");
     }
 
+    fn ip(text: &str) -> Option<IpAddr> {
+        Some(text.parse().unwrap())
+    }
+
+    /// How many sign-ins of `client` (as counted) are pending.
+    fn held(signin: &SignIn, client: &str) -> usize {
+        let key = ip(client).map(palisade_identity::throttle::address_key);
+        signin.pending.lock().unwrap().values().filter(|p| p.client == key).count()
+    }
+
     #[tokio::test]
     async fn pending_sign_ins_are_bounded() {
         let signin = sign_in();
-        for _ in 0..MAX_PENDING + 5 {
-            signin.begin().await.unwrap();
+        for i in 0..MAX_PENDING + 5 {
+            let client = format!("10.{}.{}.1", i / 256, i % 256);
+            signin.begin(ip(&client)).await.unwrap();
         }
         assert_eq!(signin.pending.lock().unwrap().len(), MAX_PENDING);
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_push_out_another_addresses_sign_in() {
+        let signin = sign_in();
+        let begin = signin.begin(ip("192.0.2.1")).await.unwrap();
+        let state = query(&begin.location, "state");
+        // One client starts sign-ins without end: it only ever pushes out its own.
+        for _ in 0..MAX_PENDING * 2 {
+            signin.begin(ip("198.51.100.9")).await.unwrap();
+        }
+        assert_eq!(held(&signin, "198.51.100.9"), MAX_PENDING_PER_ADDRESS);
+        assert!(signin.pending.lock().unwrap().contains_key(&state), "the other address's sign-in is kept");
+        // An IPv6 client by its /64, and IPv4-mapped as its IPv4 address: no way around it.
+        for i in 0..MAX_PENDING {
+            signin.begin(ip(&format!("2001:db8::{i:x}"))).await.unwrap();
+            signin.begin(ip("::ffff:198.51.100.9")).await.unwrap();
+        }
+        assert_eq!(held(&signin, "2001:db8::1"), MAX_PENDING_PER_ADDRESS);
+        assert_eq!(held(&signin, "198.51.100.9"), MAX_PENDING_PER_ADDRESS);
+        assert!(signin.pending.lock().unwrap().contains_key(&state));
+        // The sign-in kept is the one that finishes: the binding check passes, and the
+        // exchange is what fails (nobody listens at the provider's address here).
+        let err = signin.complete(&state, "code", Some(begin.binding.expose())).await.unwrap_err();
+        assert!(matches!(err, ConsoleError::Provider(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_full_store_forgets_the_busiest_addresses_sign_ins_first() {
+        let signin = sign_in();
+        let begin = signin.begin(ip("192.0.2.1")).await.unwrap();
+        let state = query(&begin.location, "state");
+        // Many addresses flood together, each within its own bound, until the store is full
+        // and past it: the single sign-in of the quiet address stays.
+        let flooders = MAX_PENDING / MAX_PENDING_PER_ADDRESS + 10;
+        for _ in 0..MAX_PENDING_PER_ADDRESS {
+            for f in 0..flooders {
+                signin.begin(ip(&format!("10.0.{}.{}", f / 256, f % 256))).await.unwrap();
+            }
+        }
+        assert_eq!(signin.pending.lock().unwrap().len(), MAX_PENDING);
+        assert!(signin.pending.lock().unwrap().contains_key(&state));
     }
 }

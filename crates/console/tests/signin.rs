@@ -139,7 +139,7 @@ async fn attempt(
     let secret = dir.path().join("secret");
     std::fs::write(&secret, "s3cret with spaces&more\n").unwrap();
     let signin = sign_in(&provider, &secret);
-    let begin = signin.begin().await.unwrap();
+    let begin = signin.begin(Some("127.0.0.1".parse().unwrap())).await.unwrap();
     let nonce = query(&begin.location, "nonce");
     let token = make(&provider, claims(&provider, &nonce));
     *provider.id_token.lock().unwrap() = token;

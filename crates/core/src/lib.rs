@@ -4,6 +4,7 @@
 //! can depend on it cheaply. Types here are parsed, not validated: a value of
 //! [`ModelName`] or [`Tensor`] is valid by construction.
 
+pub mod diff;
 mod duration;
 mod error;
 pub mod hex;

@@ -100,9 +100,12 @@ impl Default for CredentialThrottle {
     }
 }
 
-/// An address as throttled: IPv4 as is, IPv6 by its /64 (one host's many addresses).
-fn address_key(address: IpAddr) -> IpAddr {
+/// One client's address as per-address limits count it: IPv4 as is (also when it comes
+/// IPv4-mapped, `::ffff:a.b.c.d`, on a dual-stack listener), IPv6 by its /64 (one host's,
+/// or one subscriber's, many addresses).
+pub fn address_key(address: IpAddr) -> IpAddr {
     match address {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
         IpAddr::V6(v6) => {
             let mut segments = v6.segments();
             for segment in &mut segments[4..] {
@@ -205,6 +208,19 @@ mod tests {
         }
         assert!(throttle.check("fresh", Some("2001:db8::ffff".parse().unwrap())).is_err());
         assert!(throttle.check("fresh", Some("2001:db8:1::1".parse().unwrap())).is_ok());
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_their_ipv4_address_not_as_one_64() {
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        let throttle = CredentialThrottle::default();
+        for i in 0..MAX_FAILURES_PER_ADDRESS {
+            throttle.failed(&format!("client-{i}"), Some(mapped));
+        }
+        assert!(throttle.check("fresh", Some("192.0.2.7".parse().unwrap())).is_err());
+        // Another IPv4 client on the dual-stack listener is not held to its failures.
+        assert!(throttle.check("fresh", Some("::ffff:198.51.100.1".parse().unwrap())).is_ok());
     }
 
     #[test]

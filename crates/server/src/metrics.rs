@@ -23,7 +23,7 @@ pub struct Metrics {
     authn_failures: IntCounterVec,
     decisions: IntCounterVec,
     mtls_requests: IntCounterVec,
-    audit_refusals: prometheus::IntCounter,
+    audit_refusals: IntCounterVec,
     audit_queue_depth: IntGauge,
     audit_records: prometheus::IntCounter,
     audit_dropped: prometheus::IntCounter,
@@ -109,8 +109,11 @@ impl Metrics {
             &["model", "version", "engine"],
         )?;
         let authn_failures = IntCounterVec::new(
-            Opts::new("palisade_authn_failures_total", "Requests refused by authentication, by reason."),
-            &["reason"],
+            Opts::new(
+                "palisade_authn_failures_total",
+                "Requests refused by authentication, by model (a served model's name, else `-`) and reason.",
+            ),
+            &["model", "reason"],
         )?;
         registry.register(Box::new(authn_failures.clone()))?;
         let decisions = IntCounterVec::new(
@@ -129,9 +132,12 @@ impl Metrics {
             &["namespace", "mode", "peer"],
         )?;
         registry.register(Box::new(mtls_requests.clone()))?;
-        let audit_refusals = prometheus::IntCounter::new(
-            "palisade_audit_refusals_total",
-            "Responses replaced by 503 because their audit record could not be made durable.",
+        let audit_refusals = IntCounterVec::new(
+            Opts::new(
+                "palisade_audit_refusals_total",
+                "Responses replaced by 503 because their audit record could not be made durable, by model (a served model's name, else `-`).",
+            ),
+            &["model"],
         )?;
         let audit_queue_depth =
             IntGauge::new("palisade_audit_queue_depth", "Audit records waiting for the writer.")?;
@@ -432,9 +438,11 @@ impl Metrics {
         self.rate_limited.with_label_values(&[model, endpoint]).inc();
     }
 
-    /// Counts a refused authentication (`reason` is a bounded label).
-    pub fn observe_authn_failure(&self, reason: &str) {
-        self.authn_failures.with_label_values(&[reason]).inc();
+    /// Counts a refused authentication. Labels are bounded: `model` is the request
+    /// context's [`model_label`](crate::context::RequestContext::model_label) (a served
+    /// model's name, else `-`), `reason` one of the authenticator's fixed reasons.
+    pub fn observe_authn_failure(&self, model: &str, reason: &str) {
+        self.authn_failures.with_label_values(&[model, reason]).inc();
     }
 
     /// Counts an authorization decision. The policy label is bounded by the configured
@@ -464,9 +472,10 @@ impl Metrics {
         self.mtls_requests.with_label_values(&[namespace, mode.as_str(), peer.as_str()]).inc();
     }
 
-    /// Counts a response replaced by 503 for lack of a durable audit record.
-    pub fn observe_audit_refusal(&self) {
-        self.audit_refusals.inc();
+    /// Counts a response replaced by 503 for lack of a durable audit record; `model` is the
+    /// request context's model label (a served model's name, else `-`).
+    pub fn observe_audit_refusal(&self, model: &str) {
+        self.audit_refusals.with_label_values(&[model]).inc();
     }
 
     /// The histogram the audit writer reports fsync durations to.

@@ -167,6 +167,20 @@ pub enum ConsoleOp {
     /// `GET /console/api/audit?...`: the audit records of the person's models (every
     /// model's, for auditors), filtered; `format=jsonl` exports them.
     Audit,
+    /// `GET /console/api/audit/{seq}`: one audit record of the person's models (any, for
+    /// auditors) and whether the hash chain verifies at it.
+    AuditRecord {
+        /// The record's seq, as written in the path (not a number: 404).
+        seq: String,
+    },
+    /// `DELETE /console/api/policies/{namespace}/{name}[?dryRun=true][&confirm=true]`:
+    /// delete an owner-managed policy (the management API's `DELETE /manage/v1/policies`).
+    DeletePolicy {
+        /// The policy's namespace, decoded.
+        namespace: String,
+        /// The policy's name, decoded.
+        name: String,
+    },
     /// `GET /console/api/health`: the last hour's request rate, latency and refusals of the
     /// person's models (every model's, for auditors).
     Health,
@@ -321,6 +335,11 @@ fn console(method: &Method, s: &[&str]) -> Route {
         ["api", "check"] => post(method, route(ConsoleOp::Check)),
         ["api", "policies"] => post(method, route(ConsoleOp::ApplyPolicy)),
         ["api", "audit"] => get(method, route(ConsoleOp::Audit)),
+        ["api", "audit", seq] => get(method, route(ConsoleOp::AuditRecord { seq: (*seq).to_owned() })),
+        ["api", "policies", namespace, name] if method == Method::DELETE => {
+            route(ConsoleOp::DeletePolicy { namespace: (*namespace).to_owned(), name: (*name).to_owned() })
+        }
+        ["api", "policies", _, _] => Route::MethodNotAllowed("DELETE"),
         ["api", "health"] => get(method, route(ConsoleOp::Health)),
         _ => Route::NotFound,
     }
@@ -730,6 +749,15 @@ mod tests {
         assert_eq!(r(Method::GET, "/console/logout"), Route::MethodNotAllowed("POST"));
         assert_eq!(r(Method::POST, "/console/api/models"), Route::MethodNotAllowed("GET, HEAD"));
         assert_eq!(r(Method::GET, "/console/assets/a/b"), Route::NotFound);
+        assert_eq!(
+            r(Method::GET, "/console/api/audit/12"),
+            Route::Console(ConsoleOp::AuditRecord { seq: "12".into() })
+        );
+        assert_eq!(
+            r(Method::DELETE, "/console/api/policies/team-a/p%20q"),
+            Route::Console(ConsoleOp::DeletePolicy { namespace: "team-a".into(), name: "p q".into() })
+        );
+        assert_eq!(r(Method::GET, "/console/api/policies/team-a/p"), Route::MethodNotAllowed("DELETE"));
         // Without a session: the sign-in page, assets and the sign-in steps only.
         let public = ["/console/signin", "/console/assets/console.js", "/console/login", "/console/callback"];
         for path in public {
@@ -743,6 +771,8 @@ mod tests {
             (Method::GET, "/console/api/me"),
             (Method::GET, "/console/api/models"),
             (Method::GET, "/console/api/models/x"),
+            (Method::GET, "/console/api/audit/1"),
+            (Method::DELETE, "/console/api/policies/ns/p"),
         ] {
             let route = r(method, path);
             assert!(!route.is_public(true) && route.is_audited(), "{path}");

@@ -383,7 +383,22 @@ async fn failures_are_counted_by_reason() {
         http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
     )
     .unwrap();
-    assert!(text.contains(r#"palisade_authn_failures_total{reason="missing"} 1"#), "{text}");
-    assert!(text.contains(r#"palisade_authn_failures_total{reason="malformed"} 1"#), "{text}");
+    assert!(text.contains(r#"palisade_authn_failures_total{model="iris",reason="missing"} 1"#), "{text}");
+    assert!(text.contains(r#"palisade_authn_failures_total{model="iris",reason="malformed"} 1"#), "{text}");
+    // The model label comes from the route, known before authentication: only served
+    // models' names, and one fixed label for everything else (no raw path text).
+    call_as(&app, None, "GET", "/v2/models/no-such-model-x1", "").await;
+    let res = tower::ServiceExt::oneshot(
+        palisade_server::admin_app(app.state.clone()),
+        Request::get("/metrics").body(Body::empty()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let text = String::from_utf8(
+        http_body_util::BodyExt::collect(res.into_body()).await.unwrap().to_bytes().to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains(r#"palisade_authn_failures_total{model="-",reason="missing"} 1"#), "{text}");
+    assert!(!text.contains("no-such-model-x1"), "{text}");
     assert!(!text.contains(&app.token), "no token in metrics");
 }

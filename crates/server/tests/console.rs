@@ -449,6 +449,21 @@ async fn the_audit_page_shows_ones_own_models_and_auditors_everything() {
     .await;
     assert_eq!(denied.json()["records"].as_array().unwrap().len(), 1);
     assert_eq!(denied.json()["records"][0]["status"], 403);
+    // Requests over time: every matching record counted per bucket, allowed and refused.
+    let counted = |reply: &Reply, limit_note: &str| -> (u64, u64) {
+        let timeline = &reply.json()["timeline"];
+        assert!(timeline["bucket_s"].as_u64().unwrap() >= 60, "{timeline}");
+        let buckets = timeline["buckets"].as_array().unwrap();
+        assert!(!buckets.is_empty() && buckets.len() <= 60, "{limit_note}: {timeline}");
+        buckets.iter().fold((0, 0), |(a, r), b| {
+            (a + b["allowed"].as_u64().unwrap(), r + b["refused"].as_u64().unwrap())
+        })
+    };
+    assert_eq!(counted(&mine, "mine"), (1, 1), "the owner's 200 and other's 403 on example");
+    assert_eq!(counted(&denied, "denied"), (0, 1), "the filters apply to the chart too");
+    let one = send(&s.app, request("GET", "/console/api/audit?limit=1", Some(&cookie), None, "")).await;
+    assert_eq!(one.json()["records"].as_array().unwrap().len(), 1);
+    assert_eq!(counted(&one, "limit"), (1, 1), "the chart counts every match, not only those listed");
     let theirs =
         send(&s.app, request("GET", "/console/api/audit?model=theirs", Some(&cookie), None, "")).await;
     assert_eq!(theirs.json()["records"], json!([]), "another owner's model's records stay hidden");
@@ -490,19 +505,395 @@ async fn the_health_page_shows_ones_own_models_rate_latency_and_refusals() {
         call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
     }
     call_as(&s.app, Some(&other), "POST", "/v2/models/example/infer", ROW).await;
+    call_as(&s.app, None, "POST", "/v2/models/example/infer", ROW).await;
     for _ in 0..5 {
         call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
     }
+    call_as(&s.app, None, "POST", "/v2/models/theirs/infer", ROW).await;
     s.app.state.sample_console_health();
     let health = send(&s.app, request("GET", "/console/api/health", Some(&cookie), None, "")).await.json();
     let points = health["points"].as_array().unwrap();
     assert_eq!(points.len(), 1, "{health}");
     assert_eq!(points[0]["refused"]["403"], 1, "{health}");
-    assert_eq!(points[0]["requests"], 4, "example's 4 requests, not theirs' 5: {health}");
+    assert_eq!(points[0]["refused"]["401"], 1, "{health}");
+    assert_eq!(points[0]["requests"], 5, "example's 5 requests, not theirs' 6: {health}");
+    // Refusals by reason: the 401's authentication reason comes from the authentication
+    // metric, labelled with the model by the request context before authentication.
+    let reasons = &points[0]["reasons"];
+    assert_eq!(reasons["401 missing"], 1, "{health}");
+    assert_eq!(reasons["403 denied"], 1, "{health}");
+    assert_eq!(points[0]["by_model"]["example"]["401 missing"], 1, "{health}");
+    assert_eq!(points[0]["by_model"].as_object().unwrap().len(), 1, "theirs stays hidden: {health}");
     assert!(points[0]["rps"].as_f64().unwrap() > 0.0);
     assert!(points[0]["p50_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(
         send(&s.app, request("GET", "/console/api/health", None, None, "")).await.status,
         StatusCode::UNAUTHORIZED
+    );
+}
+
+/// The seqs and model names of the audit records the page lists for this session.
+async fn listed(app: &TestApp, cookie: &str, query: &str) -> Vec<(u64, String)> {
+    let reply =
+        send(app, request("GET", &format!("/console/api/audit{query}"), Some(cookie), None, "")).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    reply.json()["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["seq"].as_u64().unwrap(), r["model"]["name"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_audit_record_opens_with_its_chain_verification_for_whom_the_list_shows_it() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    // The sign-in is record 0 (a console record, of no model).
+    let cookie = sign_in(&s.app, &s.owner).await;
+    call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    call_as(&s.app, Some(&other), "POST", "/v2/models/theirs/infer", ROW).await;
+    let mine = listed(&s.app, &cookie, "").await;
+    let (seq, _) = mine.first().cloned().expect("the owner's record");
+    let open = |cookie: String, seq: String| {
+        let app = &s.app;
+        async move {
+            send(app, request("GET", &format!("/console/api/audit/{seq}"), Some(&cookie), None, "")).await
+        }
+    };
+    let reply = open(cookie.clone(), seq.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let body = reply.json();
+    assert_eq!(body["record"]["seq"], seq);
+    assert_eq!(body["record"]["model"]["name"], "example");
+    assert_eq!(body["record"]["status"], 200);
+    let verification = &body["verification"];
+    // The writer has not signed yet (it signs every 1000 records or 10 s): chained, pending.
+    assert!(verification["status"] == "pending" || verification["status"] == "verified", "{body}");
+    assert_eq!(verification["chained"], true, "{body}");
+    assert!(verification["problem"].is_null(), "{body}");
+    assert!(verification["first_seq"].as_u64().unwrap() < seq, "the link to the record before was checked");
+
+    // Another owner's record, asked for by its seq: 404, as for a seq that does not exist.
+    let auditor = token_with(
+        s.app.state.security(),
+        "aud",
+        json!({"email": "aud@company.com", "groups": ["auditors"]}),
+    );
+    let auditor = sign_in(&s.app, &auditor).await;
+    let all = listed(&s.app, &auditor, "").await;
+    let (theirs, _) = all.iter().find(|(_, m)| m == "theirs").cloned().expect("their record");
+    let refused = open(cookie.clone(), theirs.to_string()).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let missing = open(cookie.clone(), "999999".to_owned()).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        refused.json()["error"].as_str().unwrap().replace(&theirs.to_string(), "N"),
+        missing.json()["error"].as_str().unwrap().replace("999999", "N"),
+        "the same answer"
+    );
+    // Records of no model (the sessions' own sign-ins are console records of no model) and
+    // seqs that are not numbers: 404 too.
+    for seq in ["0", "-1", "+1", "abc", "1e3"] {
+        assert_eq!(open(cookie.clone(), seq.to_owned()).await.status, StatusCode::NOT_FOUND, "{seq}");
+    }
+    // The auditor opens it; without a session there is nothing.
+    let reply = open(auditor.clone(), theirs.to_string()).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["record"]["model"]["name"], "theirs");
+    let anonymous = send(&s.app, request("GET", &format!("/console/api/audit/{seq}"), None, None, "")).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn an_opened_record_is_verified_once_signed_and_failed_once_edited() {
+    // A checkpoint after every record: what the page opens is signed at once.
+    let s = setup_with("audit:\n  checkpointEvery: 1\n");
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await;
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let (seq, _) = listed(&s.app, &cookie, "").await[0].clone();
+    let open = || send(&s.app, request("GET", &format!("/console/api/audit/{seq}"), Some(&cookie), None, ""));
+    let reply = open().await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    let verification = reply.json()["verification"].clone();
+    assert_eq!(verification["status"], "verified", "{verification}");
+    assert_eq!(verification["checkpoint"]["seq"], seq, "{verification}");
+
+    // Someone edits the record on disk (same length, in place): the console says so.
+    let dir = s.tmp.path().join("home").join("audit");
+    let (segment, offset) = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("segment-"))
+        .find_map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut at = 0;
+            for line in text.split_inclusive('\n') {
+                let v: serde_json::Value = serde_json::from_str(line.trim_end()).unwrap();
+                if v["seq"] == seq {
+                    return Some((path.clone(), at + line.find(r#""status":200"#).unwrap()));
+                }
+                at += line.len();
+            }
+            None
+        })
+        .unwrap();
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+        file.seek(SeekFrom::Start(offset as u64)).unwrap();
+        file.write_all(br#""status":201"#).unwrap();
+    }
+    let verification = open().await.json()["verification"].clone();
+    assert_eq!(verification["status"], "failed", "{verification}");
+    assert!(verification["problem"].as_str().unwrap().contains("hash mismatch"), "{verification}");
+}
+
+const CALLERS: &str = "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [owner@company.com, dave@company.com]\n";
+
+#[tokio::test]
+async fn a_dry_run_shows_the_policys_yaml_line_by_line_against_the_one_it_replaces() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let post = |query: &str, body: String| {
+        send(
+            &s.app,
+            request("POST", &format!("/console/api/policies{query}"), Some(&cookie), Some(&csrf), body),
+        )
+    };
+    // A new policy: every line added.
+    let dry = post("?dryRun=true", CALLERS.to_owned()).await.json();
+    let diff = dry["diff"].as_array().unwrap();
+    assert_eq!(diff.len(), CALLERS.lines().count(), "{dry}");
+    assert!(diff.iter().all(|d| d["op"] == "added"), "{dry}");
+    assert_eq!(post("", CALLERS.to_owned()).await.status, StatusCode::CREATED);
+    // A change to it: only the changed line, removed then added; the rest the same.
+    let changed = CALLERS.replace("dave@company.com]", "dave@company.com, erin@company.com]");
+    let dry = post("?dryRun=true", changed.clone()).await.json();
+    let ops: Vec<(String, String)> = dry["diff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["op"].as_str().unwrap().to_owned(), d["line"].as_str().unwrap().to_owned()))
+        .collect();
+    let changes: Vec<&(String, String)> = ops.iter().filter(|(op, _)| op != "same").collect();
+    assert_eq!(
+        changes,
+        [
+            &("removed".to_owned(), "      values: [owner@company.com, dave@company.com]".to_owned()),
+            &(
+                "added".to_owned(),
+                "      values: [owner@company.com, dave@company.com, erin@company.com]".to_owned()
+            )
+        ],
+        "{dry}"
+    );
+    assert_eq!(ops.len(), CALLERS.lines().count() + 1);
+    assert!(dry["impact"][0]["gains"].as_array().unwrap().iter().any(|g| g == "erin@company.com"), "{dry}");
+    // The management API's dry run is the same code: it shows the same diff.
+    let mut api = request("PUT", "/manage/v1/policies?dryRun=true", None, None, changed);
+    api.headers_mut().insert("authorization", format!("Bearer {}", s.owner).parse().unwrap());
+    let api = send(&s.app, api).await;
+    assert_eq!(api.status, StatusCode::OK, "{}", String::from_utf8_lossy(&api.body));
+    assert_eq!(api.json()["diff"], dry["diff"]);
+}
+
+#[tokio::test]
+async fn owners_delete_their_policy_with_a_dry_run_first_and_the_deletion_is_audited() {
+    let s = setup_with("console:\n  auditors: [group:auditors]\n");
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    let infer = || call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW);
+    let applied =
+        send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), CALLERS)).await;
+    assert_eq!(applied.status, StatusCode::CREATED);
+    assert_eq!(infer().await.status, StatusCode::OK);
+    // The access table offers to delete it (the management API's rule, not the page's).
+    let access = send(&s.app, request("GET", "/console/api/models/example/access", Some(&cookie), None, ""))
+        .await
+        .json();
+    let listed = &access["versions"][0]["policies"];
+    let mine = listed.as_array().unwrap().iter().find(|p| p["policy"] == "team-a/example-callers").unwrap();
+    assert_eq!(mine["deletable"], true, "{access}");
+
+    let delete = |query: &'static str, cookie: String, csrf: Option<String>, path: &'static str| {
+        let app = &s.app;
+        async move {
+            send(
+                app,
+                request(
+                    "DELETE",
+                    &format!("/console/api/policies/{path}{query}"),
+                    Some(&cookie),
+                    csrf.as_deref(),
+                    "",
+                ),
+            )
+            .await
+        }
+    };
+    // Without the CSRF token, or with another's: 403, and nothing is deleted.
+    let refused = delete("", cookie.clone(), None, "team-a/example-callers").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.json()["error"].as_str().unwrap().contains("CSRF"));
+    let refused = delete("", cookie.clone(), Some("wrong".into()), "team-a/example-callers").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(infer().await.status, StatusCode::OK);
+
+    // The dry run: every line removed, dave loses access, nothing changes.
+    let dry = delete("?dryRun=true", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let dry = dry.json();
+    assert!(dry["diff"].as_array().unwrap().iter().all(|d| d["op"] == "removed"), "{dry}");
+    assert_eq!(dry["diff"].as_array().unwrap().len(), CALLERS.lines().count());
+    assert!(dry["impact"][0]["loses"].as_array().unwrap().iter().any(|g| g == "dave@company.com"), "{dry}");
+    assert_eq!(infer().await.status, StatusCode::OK, "a dry run deletes nothing");
+
+    // Another owner's policy (in their namespace): 404, as the management API answers, and
+    // the same for a policy that does not exist.
+    let other = token_with(s.app.state.security(), "other", json!({"email": "other@company.com"}));
+    let other_cookie = sign_in(&s.app, &other).await;
+    let other_csrf = csrf_of(&s.app, &other_cookie).await;
+    let theirs = CALLERS
+        .replace("team-a", "team-b")
+        .replace("example-callers", "theirs-callers")
+        .replace("[owner@company.com, dave@company.com]", "[other@company.com]");
+    let created = send(
+        &s.app,
+        request("POST", "/console/api/policies", Some(&other_cookie), Some(&other_csrf), theirs),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&created.body));
+    for path in ["team-b/theirs-callers", "team-b/no-such-policy"] {
+        let reply = delete("", cookie.clone(), Some(csrf.clone()), path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let hidden = delete("?dryRun=true", cookie.clone(), Some(csrf.clone()), "team-b/theirs-callers").await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND, "not even a dry run tells it exists");
+    // Theirs still stands: other's own dry run of its deletion finds it.
+    let theirs =
+        delete("?dryRun=true", other_cookie.clone(), Some(other_csrf.clone()), "team-b/theirs-callers").await;
+    assert_eq!(theirs.status, StatusCode::OK);
+
+    // The owner deletes their own: dave is refused again, and one record names the owner.
+    let deleted = delete("?confirm=true", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", String::from_utf8_lossy(&deleted.body));
+    assert_eq!(deleted.json()["deleted"], "team-a/example-callers");
+    assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
+    let again = delete("", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let changes: Vec<_> =
+        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .filter_map(|r| r.config)
+            .filter(|c| c.what == "policy team-a/example-callers")
+            .collect();
+    assert_eq!(changes.len(), 2, "created, then deleted");
+    assert!(changes[1].who.ends_with("/owner") && changes[1].after_digest.is_none(), "{:?}", changes[1]);
+    assert_eq!(changes[1].before_digest, changes[0].after_digest);
+}
+
+#[tokio::test]
+async fn a_platform_policy_is_not_deletable_from_the_console() {
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(
+        policies.path().join("allow.yaml"),
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: platform-allow, namespace: team-a}\nspec:\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [owner@company.com]\n",
+    )
+    .unwrap();
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[MINE, THEIRS]);
+    let platform = Platform::parse(Path::new("p.yaml"), "").unwrap();
+    let registry = Registry::load(&store).unwrap();
+    let app = app_with(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        Some(policies.path().to_owned()),
+    );
+    let owner = token_with(app.state.security(), "owner", json!({"email": "owner@company.com"}));
+    let cookie = sign_in(&app, &owner).await;
+    let csrf = csrf_of(&app, &cookie).await;
+    let access = send(&app, request("GET", "/console/api/models/example/access", Some(&cookie), None, ""))
+        .await
+        .json();
+    let policy = access["versions"][0]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["policy"] == "team-a/platform-allow")
+        .cloned()
+        .unwrap_or_else(|| panic!("{access}"));
+    assert_eq!(policy["deletable"], false);
+    // The management API's answer: a platform policy is an administrator's, so to an owner
+    // it is one they may not manage: 404, as for one that does not exist.
+    let reply = send(
+        &app,
+        request("DELETE", "/console/api/policies/team-a/platform-allow", Some(&cookie), Some(&csrf), ""),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(policies.path().join("allow.yaml").exists());
+    drop(tmp);
+}
+
+#[tokio::test]
+async fn the_forms_service_account_path_and_method_rules_do_what_they_say() {
+    let s = setup();
+    let cookie = sign_in(&s.app, &s.owner).await;
+    let csrf = csrf_of(&s.app, &cookie).await;
+    let me = send(&s.app, request("GET", "/console/api/me", Some(&cookie), None, "")).await.json();
+    let issuer = me["builtin_issuer"].as_str().expect("the built-in issuer").to_owned();
+    let issuing = s.app.state.security().issuer().unwrap();
+    let (account, _) = issuing.create_account("team-a".parse().unwrap(), "batch".parse().unwrap()).unwrap();
+    let batch = issuing.issue_for(&account).unwrap().token.expose().to_owned();
+    // The YAML the page's form writes for owner@company.com, the service account
+    // team-a/batch, the path of the model's predictions and the method POST.
+    let op = "    to:\n    - operation:\n        paths: [\"/v2/models/example/infer\"]\n        methods: [\"POST\"]\n";
+    let policy = format!(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata:\n  name: example-callers\n  namespace: team-a\nspec:\n  action: ALLOW\n  rules:\n  - when:\n    - key: request.auth.claims[email]\n      values: [\"owner@company.com\"]\n{op}  - from:\n    - source:\n        requestPrincipals: [\"{issuer}/system:serviceaccount:team-a:batch\"]\n{op}"
+    );
+    const ROW: &str = r#"{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let dry = send(
+        &s.app,
+        request("POST", "/console/api/policies?dryRun=true", Some(&cookie), Some(&csrf), policy.clone()),
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", String::from_utf8_lossy(&dry.body));
+    let applied = send(
+        &s.app,
+        request("POST", "/console/api/policies?confirm=true", Some(&cookie), Some(&csrf), policy),
+    )
+    .await;
+    assert_eq!(applied.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&applied.body));
+    // The service account may predict (POST on the path), and nothing else.
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_as(&s.app, Some(&batch), "GET", "/v2/models/example", "").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // So may the owner; another person may not.
+    assert_eq!(
+        call_as(&s.app, Some(&s.owner), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::OK
+    );
+    let dave = token_with(s.app.state.security(), "dave", json!({"email": "dave@company.com"}));
+    assert_eq!(
+        call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW).await.status,
+        StatusCode::FORBIDDEN
     );
 }

@@ -159,6 +159,14 @@ pub(crate) async fn handle(
             let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
             audit(state, ctx, req.uri().query()).await?
         }
+        ConsoleOp::AuditRecord { seq } => {
+            let _permit = console.audit_queries.try_acquire().map_err(|_| ApiError::Overloaded)?;
+            audit_record(state, ctx, seq).await?
+        }
+        ConsoleOp::DeletePolicy { namespace, name } => {
+            let mode = manage::Mode::from_query(req.uri().query())?;
+            manage::delete(state, ctx, &manage::caller(state, ctx), namespace, name, mode).await?
+        }
         ConsoleOp::ApplyPolicy => {
             let mode = manage::Mode::from_query(req.uri().query())?;
             manage::apply_request(state, ctx, &manage::caller(state, ctx), mode, req).await?
@@ -175,7 +183,9 @@ fn page(html: &'static str) -> Response {
 /// `GET /console/login`: off to the identity provider, with the binding cookie.
 async fn login(console: &ConsoleState, ctx: &RequestContext) -> Response {
     let Some(signin) = &console.signin else { return see_other("/console/signin?error=unconfigured") };
-    match signin.begin().await {
+    // Pending sign-ins are bounded per client address too: one client filling the store
+    // pushes out only its own.
+    match signin.begin(ctx.conn.as_ref().map(|c| c.remote.ip())).await {
         Ok(begin) => {
             let mut response = see_other(&begin.location);
             let max_age = palisade_console::oidc::PENDING_TTL.as_secs();
@@ -344,7 +354,8 @@ fn logout(console: &ConsoleState, ctx: &RequestContext, headers: &HeaderMap) -> 
     response
 }
 
-/// `GET /console/api/me`: who is signed in, and the CSRF token for the page's changes.
+/// `GET /console/api/me`: who is signed in, the CSRF token for the page's changes, and the
+/// built-in issuer (the form writes service-account callers as its request principals).
 fn me(
     state: &AppState,
     console: &ConsoleState,
@@ -355,8 +366,11 @@ fn me(
         .and_then(|id| console.sessions.get(id))
         .ok_or(ApiError::Unauthenticated(AuthnError::MissingToken))?;
     let token = ctx.token().ok_or(ApiError::Unauthenticated(AuthnError::MissingToken))?;
-    let groups_claim = &state.security().platform().config.authorization.groups_claim;
+    let config = &state.security().platform().config;
+    let groups_claim = &config.authorization.groups_claim;
+    let builtin_issuer = config.issuer.enabled.then_some(config.issuer.issuer.as_str());
     Ok(axum::Json(json!({
+        "builtin_issuer": builtin_issuer,
         "principal": token.principal(),
         "issuer": token.issuer,
         "email": token.claims.get("email"),
@@ -460,7 +474,9 @@ const MAX_AUDIT_RECORDS: usize = 1000;
 
 /// `GET /console/api/audit?caller&decision&status&from&to&model&limit&format`: the newest
 /// matching records of the models the caller owns now (every record, for the platform's
-/// `console.auditors`), as JSON or, with `format=jsonl`, as JSON lines to save.
+/// `console.auditors`), as JSON or, with `format=jsonl`, as JSON lines to save. The JSON
+/// also counts every matching record (not only the newest shown) per time bucket, allowed
+/// (the authorization decision was allow) and refused (anything else).
 async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.unwrap_or(""))
         .map_err(|err| ApiError::BadRequest(format!("query string: {err}")))?;
@@ -493,30 +509,33 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
             }
         }
     }
-    let auditor = is_auditor(state, &manage::caller(state, ctx));
-    let owned: std::collections::BTreeSet<(String, String)> = owned(state, ctx)
-        .into_iter()
-        .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
-        .collect();
+    let visible = Visible::of(state, ctx);
+    let auditor = visible.auditor;
     let dir = state.audit().dir().to_owned();
     // Reading the trail is file I/O over every segment: off the async runtime.
-    let records = tokio::task::spawn_blocking(move || -> Result<Vec<palisade_audit::AuditRecord>, String> {
+    type Matched = (Vec<palisade_audit::AuditRecord>, super::timeline::Timeline);
+    let (records, timeline) = tokio::task::spawn_blocking(move || -> Result<Matched, String> {
         let mut newest = std::collections::VecDeque::with_capacity(limit);
+        let mut timeline = super::timeline::Timeline::default();
         for record in palisade_audit::query(&dir, filter).map_err(|e| e.to_string())? {
             let record = record.map_err(|e| e.to_string())?;
-            let Some(info) = &record.model else { continue };
-            if !auditor && !owned.contains(&(info.namespace.clone(), info.name.clone())) {
+            if !visible.shows(&record) {
                 continue;
             }
-            if model.as_deref().is_some_and(|m| m != info.name) {
+            if model.as_deref().is_some_and(|m| record.model.as_ref().is_none_or(|info| m != info.name)) {
                 continue;
+            }
+            if let Some(time) = record.time() {
+                let allowed =
+                    record.authz.as_ref().is_some_and(|a| a.decision == palisade_audit::Decision::Allow);
+                timeline.add(time.unix_millis(), allowed);
             }
             if newest.len() == limit {
                 newest.pop_front();
             }
             newest.push_back(record);
         }
-        Ok(newest.into_iter().rev().collect())
+        Ok((newest.into_iter().rev().collect(), timeline))
     })
     .await
     .map_err(|err| ApiError::Internal(format!("the audit query stopped: {err}")))?
@@ -536,7 +555,94 @@ async fn audit(state: &AppState, ctx: &RequestContext, query: Option<&str>) -> R
         )
             .into_response());
     }
-    Ok(axum::Json(json!({"auditor": auditor, "limit": limit, "records": records})).into_response())
+    Ok(axum::Json(json!({
+        "auditor": auditor,
+        "limit": limit,
+        "records": records,
+        "timeline": timeline.to_json(),
+    }))
+    .into_response())
+}
+
+/// Which audit records the signed-in person may see: those of the models they own now (any
+/// version), or every model's for the platform's `console.auditors`. Records of no model
+/// (configuration changes) are not shown.
+struct Visible {
+    auditor: bool,
+    /// (namespace, name) of the models owned.
+    owned: std::collections::BTreeSet<(String, String)>,
+}
+
+impl Visible {
+    fn of(state: &AppState, ctx: &RequestContext) -> Visible {
+        let auditor = is_auditor(state, &manage::caller(state, ctx));
+        let owned = owned(state, ctx)
+            .into_iter()
+            .filter_map(|(name, versions)| versions.first().map(|m| (m.id.namespace.to_string(), name)))
+            .collect();
+        Visible { auditor, owned }
+    }
+
+    fn shows(&self, record: &palisade_audit::AuditRecord) -> bool {
+        record.model.as_ref().is_some_and(|info| {
+            self.auditor || self.owned.contains(&(info.namespace.clone(), info.name.clone()))
+        })
+    }
+}
+
+/// `GET /console/api/audit/{seq}`: one record, whole, and the hash chain verified at it
+/// (`palisade_audit::verify_record`, with the server's own audit public key); 404 alike
+/// for a seq that does not exist and a record the person may not see.
+async fn audit_record(state: &AppState, ctx: &RequestContext, seq: &str) -> Result<Response, ApiError> {
+    let shown = crate::registry::clip(seq);
+    let hidden = move || ApiError::NotFound(format!("no audit record {shown} that you may see"));
+    let wanted: u64 =
+        seq.parse().ok().filter(|_| seq.bytes().all(|b| b.is_ascii_digit())).ok_or_else(&hidden)?;
+    let visible = Visible::of(state, ctx);
+    let dir = state.audit().dir().to_owned();
+    let key = palisade_audit::KeySource::Pinned(state.audit().public_key());
+    type Found = Option<(palisade_audit::AuditRecord, palisade_audit::RecordVerification)>;
+    let found = tokio::task::spawn_blocking(move || -> Result<Found, String> {
+        let mut found = None;
+        for record in
+            palisade_audit::query(&dir, palisade_audit::Filter::default()).map_err(|e| e.to_string())?
+        {
+            let record = record.map_err(|e| e.to_string())?;
+            if record.seq == wanted {
+                found = Some(record);
+                break;
+            }
+        }
+        let Some(record) = found.filter(|r| visible.shows(r)) else { return Ok(None) };
+        let verification = palisade_audit::verify_record(&dir, wanted, &key).map_err(|e| e.to_string())?;
+        Ok(Some((record, verification)))
+    })
+    .await
+    .map_err(|err| ApiError::Internal(format!("the audit lookup stopped: {err}")))?
+    .map_err(|err| ApiError::Internal(format!("cannot read the audit trail: {err}")))?;
+    let (record, check) = found.ok_or_else(hidden)?;
+    let status = if check.verified() {
+        "verified"
+    } else if check.chained && check.report.ok {
+        "pending"
+    } else {
+        "failed"
+    };
+    let report = &check.report;
+    Ok(axum::Json(json!({
+        "record": record,
+        "verification": {
+            "status": status,
+            "chained": check.chained,
+            "checkpoint": check.checkpoint.map(|c| json!({"seq": c.seq, "line": c.line, "time": c.time.to_string()})),
+            "records_checked": report.records,
+            "first_seq": report.first_seq,
+            "last_seq": report.last_seq,
+            "key_id": report.key_id,
+            "problem": report.first_problem.as_ref().map(ToString::to_string),
+        },
+    }))
+    .into_response())
 }
 
 /// Whether the caller is one of the platform's `console.auditors`.

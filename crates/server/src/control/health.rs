@@ -1,6 +1,7 @@
 //! The console's health page: the server's own request metrics, sampled every few seconds
 //! into an hour of history, and turned into per-interval series for the models a person
-//! may see (requests per second, latency percentiles, refusals by status).
+//! may see (requests per second, latency percentiles, refusals by status and by reason,
+//! summed and per model).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
@@ -22,6 +23,24 @@ struct ModelSample {
     by_status: HashMap<String, u64>,
     /// Cumulative counts per bucket upper bound, in seconds.
     buckets: Vec<(f64, u64)>,
+    /// `palisade_authn_failures_total` by reason.
+    authn: HashMap<String, u64>,
+    /// `palisade_audit_refusals_total`.
+    audit_refused: u64,
+}
+
+impl ModelSample {
+    /// Refusals by reason, as the page names them: `401 <authentication reason>`,
+    /// `403 denied`, `429 too many requests`, `503 audit unavailable`.
+    fn reasons(&self) -> BTreeMap<String, u64> {
+        let mut reasons: BTreeMap<String, u64> =
+            self.authn.iter().map(|(reason, n)| (format!("401 {reason}"), *n)).collect();
+        for (status, name) in [("403", "403 denied"), ("429", "429 too many requests")] {
+            reasons.insert(name.to_owned(), self.by_status.get(status).copied().unwrap_or(0));
+        }
+        reasons.insert("503 audit unavailable".to_owned(), self.audit_refused);
+        reasons
+    }
 }
 
 #[derive(Debug)]
@@ -45,7 +64,9 @@ impl History {
         for family in state.metrics().families() {
             let requests = family.name() == "palisade_requests_total";
             let latency = family.name() == "palisade_request_duration_seconds";
-            if !requests && !latency {
+            let authn = family.name() == "palisade_authn_failures_total";
+            let audit = family.name() == "palisade_audit_refusals_total";
+            if !requests && !latency && !authn && !audit {
                 continue;
             }
             for metric in family.get_metric() {
@@ -56,6 +77,12 @@ impl History {
                 let entry = models.entry(model).or_default();
                 if requests && let Some(code) = label("code") {
                     entry.by_status.insert(code, metric.get_counter().get_value() as u64);
+                }
+                if authn && let Some(reason) = label("reason") {
+                    entry.authn.insert(reason, metric.get_counter().get_value() as u64);
+                }
+                if audit {
+                    entry.audit_refused = metric.get_counter().get_value() as u64;
                 }
                 if latency {
                     let histogram = metric.get_histogram();
@@ -76,7 +103,9 @@ impl History {
     }
 
     /// Per-interval points for `visible` models (all when `None`): requests per second,
-    /// latency percentiles (the upper bound of the bucket they fall in, ms) and refusals.
+    /// latency percentiles (the upper bound of the bucket they fall in, ms), refusals by
+    /// status, and refusals by reason summed (`reasons`) and per model (`by_model`; only
+    /// reasons that occurred in the interval are listed).
     pub(crate) fn series(&self, visible: Option<&BTreeSet<String>>) -> Value {
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let shown = |model: &str| visible.is_none_or(|v| v.contains(model));
@@ -86,8 +115,18 @@ impl History {
             let mut requests = 0u64;
             let mut refused: BTreeMap<&str, u64> = REFUSALS.iter().map(|s| (*s, 0)).collect();
             let mut buckets: BTreeMap<u64, (f64, u64)> = BTreeMap::new();
+            let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+            let mut by_model: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
             for (model, now) in after.models.iter().filter(|(m, _)| shown(m)) {
                 let then = before.models.get(model).cloned().unwrap_or_default();
+                let earlier = then.reasons();
+                for (reason, count) in now.reasons() {
+                    let delta = count.saturating_sub(earlier.get(&reason).copied().unwrap_or(0));
+                    if delta > 0 {
+                        *reasons.entry(reason.clone()).or_default() += delta;
+                        *by_model.entry(model.as_str()).or_default().entry(reason).or_default() += delta;
+                    }
+                }
                 for (status, count) in &now.by_status {
                     let delta = count.saturating_sub(then.by_status.get(status).copied().unwrap_or(0));
                     requests += delta;
@@ -117,6 +156,8 @@ impl History {
                 "p95_ms": percentile(0.95),
                 "p99_ms": percentile(0.99),
                 "refused": refused,
+                "reasons": reasons,
+                "by_model": by_model,
             }));
         }
         json!({"every_s": EVERY.as_secs(), "points": points})
@@ -130,7 +171,9 @@ mod tests {
     fn sample(at: f64, model: &str, ok: u64, denied: u64, fast: u64, slow: u64) -> Sample {
         let by_status = [("200".to_owned(), ok), ("403".to_owned(), denied)].into_iter().collect();
         let buckets = vec![(0.001, fast), (0.1, fast + slow), (f64::INFINITY, fast + slow)];
-        Sample { at, models: [(model.to_owned(), ModelSample { by_status, buckets })].into_iter().collect() }
+        let authn = [("expired".to_owned(), denied / 2)].into_iter().collect();
+        let sample = ModelSample { by_status, buckets, authn, audit_refused: ok / 6 };
+        Sample { at, models: [(model.to_owned(), sample)].into_iter().collect() }
     }
 
     #[test]
@@ -152,7 +195,14 @@ mod tests {
         assert_eq!(point["refused"]["403"], 2);
         assert_eq!(point["p50_ms"], 1.0);
         assert_eq!(point["p99_ms"], 100.0);
+        assert_eq!(point["reasons"]["403 denied"], 2);
+        assert_eq!(point["reasons"]["401 expired"], 1);
+        assert_eq!(point["reasons"]["503 audit unavailable"], 3);
+        assert!(point["reasons"].get("429 too many requests").is_none(), "none in the interval: {point}");
+        assert_eq!(point["by_model"]["iris"]["403 denied"], 2);
+        assert!(point["by_model"].get("other").is_none(), "{point}");
         let all = history.series(None);
         assert_eq!(all["points"][0]["rps"], 102.0);
+        assert_eq!(all["points"][0]["by_model"]["other"]["503 audit unavailable"], 166);
     }
 }

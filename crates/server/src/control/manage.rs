@@ -23,8 +23,8 @@
 //! `NAME.creator.json` beside it.
 //!
 //! Applying and deleting answer with the change's impact: per model version, who gains and
-//! who loses access compared with now. `?dryRun=true` answers the impact and changes
-//! nothing. A change that takes an owner's own access away is refused (409) unless the
+//! who loses access compared with now. `?dryRun=true` answers the impact, and the policy's
+//! YAML line by line against the stored one (`diff`), and changes nothing. A change that takes an owner's own access away is refused (409) unless the
 //! request says `?confirm=true`.
 
 use std::path::Path;
@@ -189,14 +189,21 @@ fn judge(
     selects: &[Arc<ServedModel>],
     impact: &Impact,
     mode: Mode,
+    change: (&str, &str),
 ) -> Option<Result<Response, ApiError>> {
     if mode.dry_run {
+        let (before, after) = change;
+        let diff: Vec<Value> = palisade_core::diff::lines(before, after)
+            .iter()
+            .map(|line| json!({"op": line.kind(), "line": line.text()}))
+            .collect();
         return Some(Ok(Json(json!({
             "dry_run": true,
             "policy": what,
             "selects": model_names(selects),
             "impact": impact.to_json(),
             "owners_lose_access": impact.owners_lose(),
+            "diff": diff,
         }))
         .into_response()));
     }
@@ -424,7 +431,13 @@ async fn apply(
         claims: Arc::new(creator.claims.clone()),
     });
     let impact = impact::impact(state, caller.identity(), &namespace, &name, Some(next))?;
-    if let Some(answer) = judge(&format!("{namespace}/{name}"), &selected(state, &policy), &impact, mode) {
+    // The policy it replaces, as stored (only an owner-managed one can be replaced).
+    let before =
+        existing.as_ref().and_then(|p| std::fs::read_to_string(&p.source_file).ok()).unwrap_or_default();
+    let change = (before.as_str(), text);
+    if let Some(answer) =
+        judge(&format!("{namespace}/{name}"), &selected(state, &policy), &impact, mode, change)
+    {
         return answer;
     }
     let dir = state.security().managed_dir().join(&namespace);
@@ -474,8 +487,19 @@ async fn apply(
         .into_response())
 }
 
-/// `DELETE /manage/v1/policies/{namespace}/{name}`
-async fn delete(
+/// Whether the caller may delete `policy` (and learn that it exists): administrators any;
+/// an owner an owner-managed one they created or one that reaches a model they own. A
+/// platform policy the caller may see is then refused with 403 ("change it there").
+fn may_delete(state: &AppState, caller: &Caller, policy: &AuthorizationPolicy) -> bool {
+    caller.admin
+        || (is_managed(state, policy)
+            && (created(caller, policy)
+                || reached(state, policy).iter().any(|m| caller.owns(state, &m.target))))
+}
+
+/// `DELETE /manage/v1/policies/{namespace}/{name}` (and the console's `DELETE
+/// /console/api/policies/{namespace}/{name}`)
+pub(crate) async fn delete(
     state: &AppState,
     ctx: &RequestContext,
     caller: &Caller,
@@ -488,11 +512,7 @@ async fn delete(
     let hidden = || ApiError::NotFound(format!("no policy {namespace}/{name} that you may manage"));
     let policy = find(state, namespace, name).ok_or_else(hidden)?;
     let managed = is_managed(state, &policy);
-    let may_delete = caller.admin
-        || (managed
-            && (created(caller, &policy)
-                || reached(state, &policy).iter().any(|m| caller.owns(state, &m.target))));
-    if !may_delete {
+    if !may_delete(state, caller, &policy) {
         return Err(hidden());
     }
     if !managed {
@@ -501,7 +521,9 @@ async fn delete(
         )));
     }
     let impact = impact::impact(state, caller.identity(), namespace, name, None)?;
-    if let Some(answer) = judge(&format!("{namespace}/{name}"), &reached(state, &policy), &impact, mode) {
+    let before = std::fs::read_to_string(&policy.source_file).unwrap_or_default();
+    let what = format!("{namespace}/{name}");
+    if let Some(answer) = judge(&what, &reached(state, &policy), &impact, mode, (before.as_str(), "")) {
         return answer;
     }
     let file = policy.source_file.clone();
@@ -555,6 +577,8 @@ pub(crate) fn explain(state: &AppState, caller: &Caller, model: &str) -> Result<
                 "dry_run": p.dry_run,
                 "root_namespace": p.from_root_namespace,
                 "rules": p.rules,
+                "deletable": find(state, &p.policy.namespace, &p.policy.name)
+                    .is_some_and(|policy| is_managed(state, &policy) && may_delete(state, caller, &policy)),
             })).collect::<Vec<_>>(),
             "text": explanation.lines(),
         })

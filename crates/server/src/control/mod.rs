@@ -7,3 +7,4 @@ pub(crate) mod health;
 pub(crate) mod impact;
 pub(crate) mod manage;
 pub(crate) mod oauth;
+pub(crate) mod timeline;

@@ -78,7 +78,7 @@ pub(crate) async fn token(
     let address = ctx.conn.as_ref().map(|c| c.remote.ip());
     let throttle = state.security().credential_throttle();
     if let Err(wait) = throttle.check(&client_id, address) {
-        state.metrics().observe_authn_failure("client_credentials_throttled");
+        state.metrics().observe_authn_failure("-", "client_credentials_throttled");
         let retry_after = u32::try_from(wait.as_secs().max(1)).unwrap_or(u32::MAX);
         return Err(ApiError::Throttled { retry_after });
     }
@@ -93,7 +93,7 @@ pub(crate) async fn token(
     state.security().sync_issuer_keys();
     match checked {
         None => {
-            state.metrics().observe_authn_failure("client_credentials");
+            state.metrics().observe_authn_failure("-", "client_credentials");
             throttle.failed(&id, address);
             Err(oauth_error(
                 StatusCode::UNAUTHORIZED,

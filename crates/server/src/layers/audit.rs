@@ -206,7 +206,7 @@ fn refusal(state: &AppState, ctx: &RequestContext) -> Option<Response> {
         return None;
     }
     let reason = log.health().last_error.unwrap_or_else(|| "write failed".to_owned());
-    state.metrics().observe_audit_refusal();
+    state.metrics().observe_audit_refusal(ctx.model_label());
     Some(crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(reason)))
 }
 
@@ -301,7 +301,7 @@ pub(crate) async fn audit(State(state): State<AppState>, ctx: Ctx, req: Request,
         // The writer logs the failure itself (once per interval); the refusal is counted,
         // and logged like every server error, quietly.
         Err(err) if log.mode() == palisade_audit::Mode::Strict => {
-            state.metrics().observe_audit_refusal();
+            state.metrics().observe_audit_refusal(ctx.model_label());
             crate::rescue::render(ctx.protocol, &ApiError::AuditUnavailable(err.to_string()))
         }
         Err(_) => rebuild(parts, response_bytes, trailers),

@@ -60,7 +60,7 @@ pub(crate) async fn authenticate(state: &AppState, ctx: &Ctx, mut req: Request) 
         }
         Err(err) => {
             ctx.set_authentication(Authentication::Refused(err.reason()));
-            state.metrics().observe_authn_failure(err.reason());
+            state.metrics().observe_authn_failure(ctx.model_label(), err.reason());
             tracing::info!(reason = err.reason(), "authentication refused");
             Err(ApiError::Unauthenticated(err))
         }

@@ -107,7 +107,7 @@ async fn rule_applies(
         }
         Err(err) => {
             ctx.set_authentication(Authentication::Refused(err.reason()));
-            state.metrics().observe_authn_failure(err.reason());
+            state.metrics().observe_authn_failure(ctx.model_label(), err.reason());
             tracing::info!(reason = err.reason(), model = %served.id.name, "authentication refused for the model's namespace");
             Err(ApiError::Unauthenticated(err))
         }
