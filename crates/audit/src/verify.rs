@@ -230,22 +230,10 @@ pub fn verify(dir: &Path, options: &VerifyOptions) -> Result<VerifyReport, Audit
             _ => Ok(fail(report, problem(None, CHECKPOINT_FILE, None, NO_GENESIS))),
         };
     };
-    let format = match checkpoint::schema_of(&line).as_deref() {
-        Some(LEGACY_CHECKPOINT_SCHEMA) => Format::Legacy,
-        _ => Format::Current,
-    };
+    let format = format_of(&line);
     report.legacy = format == Format::Legacy;
     let mut run = Run::new(dir, options, format, file, &mut report);
-    let found = match run.first_checkpoint(number, &line)? {
-        Some(problem) => Some(problem),
-        None => {
-            let (segments, odd) = segment::list(dir)?;
-            match odd.first() {
-                Some(name) => Some(misnamed(name)),
-                None => run.check(&segments)?,
-            }
-        }
-    };
+    let found = walk(&mut run, dir, number, &line)?;
     Ok(conclude(report, found))
 }
 
@@ -285,6 +273,27 @@ impl RecordVerification {
     }
 }
 
+/// The checkpoint file's format, from its first line.
+fn format_of(first_line: &[u8]) -> Format {
+    match checkpoint::schema_of(first_line).as_deref() {
+        Some(LEGACY_CHECKPOINT_SCHEMA) => Format::Legacy,
+        _ => Format::Current,
+    }
+}
+
+/// The walk from the genesis checkpoint (`number`, `line`) over every segment, stopping at
+/// the first problem (a misnamed file in the directory is one).
+fn walk(run: &mut Run<'_>, dir: &Path, number: u64, line: &[u8]) -> Result<Option<Problem>, AuditError> {
+    if let Some(problem) = run.first_checkpoint(number, line)? {
+        return Ok(Some(problem));
+    }
+    let (segments, odd) = segment::list(dir)?;
+    match odd.first() {
+        Some(name) => Ok(Some(misnamed(name))),
+        None => run.check(&segments),
+    }
+}
+
 /// Verifies the chain at one record, with [`verify`]'s own checks over the smallest range
 /// that proves it: the record's hash recomputed, its link to the record before it, and the
 /// signed checkpoint at or after it that matches the chain (the walk stops there). The
@@ -302,23 +311,11 @@ pub fn verify_record(dir: &Path, seq: u64, key: &KeySource) -> Result<RecordVeri
         let report = fail(report, problem(None, CHECKPOINT_FILE, None, NO_GENESIS));
         return Ok(RecordVerification { seq, chained: false, checkpoint: None, report });
     };
-    let format = match checkpoint::schema_of(&line).as_deref() {
-        Some(LEGACY_CHECKPOINT_SCHEMA) => Format::Legacy,
-        _ => Format::Current,
-    };
+    let format = format_of(&line);
     report.legacy = format == Format::Legacy;
     let mut run = Run::new(dir, &options, format, file, &mut report);
     run.target = Some(Target { seq, before: false, chained: false, covered: None });
-    let found = match run.first_checkpoint(number, &line)? {
-        Some(problem) => Some(problem),
-        None => {
-            let (segments, odd) = segment::list(dir)?;
-            match odd.first() {
-                Some(name) => Some(misnamed(name)),
-                None => run.check(&segments)?,
-            }
-        }
-    };
+    let found = walk(&mut run, dir, number, &line)?;
     let target = run.target.take();
     let report = conclude(report, found);
     let (chained, checkpoint) = target.map_or((false, None), |t| (t.chained, t.covered));

@@ -32,19 +32,6 @@ fn problem(dir: &Path) -> Problem {
     report.first_problem.unwrap()
 }
 
-/// The segment file holding `seq`, and the record's 0-based line index in it.
-fn locate(dir: &Path, seq: u64) -> (std::path::PathBuf, usize) {
-    for path in segments(dir) {
-        for (i, line) in lines(&path).iter().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            if v["seq"].as_u64() == Some(seq) {
-                return (path, i);
-            }
-        }
-    }
-    panic!("seq {seq} not found")
-}
-
 #[test]
 fn an_edited_byte_is_a_hash_mismatch() {
     let dir = intact_log();

@@ -21,19 +21,6 @@ fn at(dir: &Path, seq: u64) -> RecordVerification {
     verify_record(dir, seq, &KeySource::Default).unwrap()
 }
 
-/// The 0-based line index of `seq` in its segment.
-fn locate(dir: &Path, seq: u64) -> (std::path::PathBuf, usize) {
-    for path in segments(dir) {
-        for (i, line) in lines(&path).iter().enumerate() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            if v["seq"].as_u64() == Some(seq) {
-                return (path, i);
-            }
-        }
-    }
-    panic!("seq {seq} not found")
-}
-
 #[test]
 fn a_record_of_an_intact_log_is_verified_up_to_its_checkpoint_only() {
     let dir = intact_log();

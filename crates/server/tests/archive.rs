@@ -16,26 +16,9 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use palisade_archive::testing::{Moto, free_port};
 use palisade_audit::VerifyOptions;
-use palisade_runtime::EngineConfig;
-use palisade_server::{Platform, Registry, ServerConfig};
+use palisade_server::Platform;
 
 const MANIFEST: &str = "name: iris\nversion: \"1.0.0\"\nnamespace: ml\nowners: [alice@example.com]\nmodel:\n  path: model.onnx\n  format: onnx\n";
-
-fn iris_app_with_platform(yaml: &str) -> (tempfile::TempDir, TestApp) {
-    let platform = Platform::parse(Path::new("platform.yaml"), yaml).unwrap();
-    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
-    let registry = Registry::load(&store).unwrap();
-    let app = app_full(
-        store.root(),
-        registry,
-        EngineConfig::default(),
-        ServerConfig::default(),
-        platform,
-        None,
-        None,
-    );
-    (tmp, app)
-}
 
 /// moto's S3 server with a bucket `trails` (see `palisade_archive::testing`).
 fn moto() -> Option<Moto> {
@@ -89,7 +72,7 @@ async fn until(mut done: impl FnMut() -> bool) -> bool {
 async fn the_server_archives_in_the_background_and_retention_deletes_only_confirmed_copies() {
     let Some(moto) = moto() else { return };
     let (_creds_dir, creds) = credentials();
-    let (tmp, app) = iris_app_with_platform(&platform_yaml(moto.port, &creds, "    maxBacklog: 0\n"));
+    let (tmp, app) = iris_with_platform(MANIFEST, &platform_yaml(moto.port, &creds, "    maxBacklog: 0\n"));
     for _ in 0..40 {
         assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
     }
@@ -135,7 +118,7 @@ async fn the_server_archives_in_the_background_and_retention_deletes_only_confir
 async fn readiness_fails_while_the_archive_backlog_passes_its_bound_and_nothing_is_deleted() {
     // No store listens on this port: every pass fails, the backlog grows.
     let (_creds_dir, creds) = credentials();
-    let (tmp, app) = iris_app_with_platform(&platform_yaml(free_port(), &creds, "    maxBacklog: 1\n"));
+    let (tmp, app) = iris_with_platform(MANIFEST, &platform_yaml(free_port(), &creds, "    maxBacklog: 1\n"));
     for _ in 0..40 {
         assert_eq!(call(&app, "POST", "/v2/models/iris/infer", IRIS_ROW).await.status, StatusCode::OK);
     }

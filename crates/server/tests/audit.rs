@@ -25,7 +25,13 @@ struct Setup {
 }
 
 fn setup(manifest: &str, config: ServerConfig) -> Setup {
-    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", manifest);
+    setup_with(&[manifest], config, Platform::defaults())
+}
+
+/// The iris fixture under each manifest, served with `config` and `platform`, its audit log
+/// open to fault injection.
+fn setup_with(manifests: &[&str], config: ServerConfig, platform: Platform) -> Setup {
+    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", manifests);
     let registry = Registry::load(&store).unwrap();
     let faults = FaultInjection::new();
     let app = app_full(
@@ -33,11 +39,16 @@ fn setup(manifest: &str, config: ServerConfig) -> Setup {
         registry,
         EngineConfig::default(),
         config,
-        Platform::defaults(),
+        platform,
         None,
         Some(faults.clone()),
     );
     Setup { tmp, app, faults }
+}
+
+/// The platform config `yaml` (a file named `platform.yaml`).
+fn platform(yaml: &str) -> Platform {
+    Platform::parse(std::path::Path::new("platform.yaml"), yaml).unwrap()
 }
 
 fn records(s: &Setup) -> Vec<AuditRecord> {
@@ -189,22 +200,9 @@ async fn strict_mode_fails_closed_and_recovers() {
 #[tokio::test]
 async fn records_off_leave_none_and_are_refused_alike_while_the_log_is_down() {
     let manifest = format!("{MANIFEST}audit:\n  level: None\n");
-    let platform =
-        Platform::parse(std::path::Path::new("platform.yaml"), "audit:\n  minimumLevel: None\n").unwrap();
     let kept = MANIFEST.replace("name: iris\n", "name: kept\n");
-    let (tmp, store) = store_with_manifests("iris_lr_nozipmap", &[&manifest, &kept]);
-    let registry = Registry::load(&store).unwrap();
-    let faults = FaultInjection::new();
-    let app = app_full(
-        store.root(),
-        registry,
-        EngineConfig::default(),
-        ServerConfig::default(),
-        platform,
-        None,
-        Some(faults.clone()),
-    );
-    let s = Setup { tmp, app, faults };
+    let s =
+        setup_with(&[&manifest, &kept], ServerConfig::default(), platform("audit:\n  minimumLevel: None\n"));
     let message = infer_message("iris", None);
     let token = s.app.token.clone();
     let rest = call(&s.app, "POST", "/v2/models/iris/infer", IRIS_ROW).await;
@@ -326,26 +324,10 @@ async fn metrics_expose_audit_health() {
     assert!(text.contains("palisade_audit_queue_depth 0"), "{text}");
 }
 
-/// The iris model served with the platform config `yaml` (a file named `platform.yaml`).
-fn iris_app_with_platform(yaml: &str) -> (tempfile::TempDir, TestApp) {
-    let platform = Platform::parse(std::path::Path::new("platform.yaml"), yaml).unwrap();
-    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", MANIFEST);
-    let registry = Registry::load(&store).unwrap();
-    let app = app_full(
-        store.root(),
-        registry,
-        EngineConfig::default(),
-        ServerConfig::default(),
-        platform,
-        None,
-        None,
-    );
-    (tmp, app)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotated_segments_are_sealed_in_the_background_and_the_trail_still_verifies() {
-    let (tmp, app) = iris_app_with_platform(
+    let (tmp, app) = iris_with_platform(
+        MANIFEST,
         "audit:\n  segmentMaxBytes: 12288\n  checkpointEvery: 2\n  seal:\n    frameRecords: 4\n    every: 50ms\n  retention:\n    maxBytes: 1\n",
     );
     for _ in 0..40 {
@@ -448,7 +430,8 @@ fn seal_and_retention_settings_out_of_range_name_the_field_and_the_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_fails_while_the_seal_backlog_passes_its_bound_and_recovers() {
-    let (tmp, app) = iris_app_with_platform(
+    let (tmp, app) = iris_with_platform(
+        MANIFEST,
         "audit:\n  segmentMaxBytes: 4096\n  checkpointEvery: 2\n  seal:\n    every: 50ms\n    maxBacklog: 1\n",
     );
     let key = tmp.path().join("home/keys/audit-signing.pk8");

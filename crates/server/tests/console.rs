@@ -400,13 +400,7 @@ async fn owners_change_access_with_a_dry_run_first_and_the_change_is_audited() {
         send(&s.app, request("POST", "/console/api/policies", Some(&cookie), Some(&csrf), theirs)).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 
-    let changes: Vec<_> =
-        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
-            .unwrap()
-            .map(Result::unwrap)
-            .filter_map(|r| r.config)
-            .filter(|c| c.what == "policy team-a/example-callers")
-            .collect();
+    let changes = config_changes(s.tmp.path(), "policy team-a/example-callers");
     assert_eq!(changes.len(), 1);
     assert!(changes[0].who.ends_with("/owner"), "{}", changes[0].who);
 }
@@ -787,13 +781,7 @@ async fn owners_delete_their_policy_with_a_dry_run_first_and_the_deletion_is_aud
     assert_eq!(infer().await.status, StatusCode::FORBIDDEN);
     let again = delete("", cookie.clone(), Some(csrf.clone()), "team-a/example-callers").await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let changes: Vec<_> =
-        palisade_audit::query(&s.tmp.path().join("home").join("audit"), palisade_audit::Filter::default())
-            .unwrap()
-            .map(Result::unwrap)
-            .filter_map(|r| r.config)
-            .filter(|c| c.what == "policy team-a/example-callers")
-            .collect();
+    let changes = config_changes(s.tmp.path(), "policy team-a/example-callers");
     assert_eq!(changes.len(), 2, "created, then deleted");
     assert!(changes[1].who.ends_with("/owner") && changes[1].after_digest.is_none(), "{:?}", changes[1]);
     assert_eq!(changes[1].before_digest, changes[0].after_digest);
@@ -896,4 +884,14 @@ async fn the_forms_service_account_path_and_method_rules_do_what_they_say() {
         call_as(&s.app, Some(&dave), "POST", "/v2/models/example/infer", ROW).await.status,
         StatusCode::FORBIDDEN
     );
+}
+
+/// The audited config changes of `what` in the trail under `tmp`'s home, oldest first.
+fn config_changes(tmp: &Path, what: &str) -> Vec<palisade_audit::ConfigChange> {
+    palisade_audit::query(&tmp.join("home").join("audit"), palisade_audit::Filter::default())
+        .unwrap()
+        .map(Result::unwrap)
+        .filter_map(|r| r.config)
+        .filter(|c| c.what == what)
+        .collect()
 }

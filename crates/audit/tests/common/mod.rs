@@ -291,3 +291,16 @@ pub fn snapshot(from: &LogDir) -> LogDir {
     }
     copy
 }
+
+/// The segment file holding `seq`, and the record's 0-based line index in it.
+pub fn locate(dir: &Path, seq: u64) -> (std::path::PathBuf, usize) {
+    for path in segments(dir) {
+        for (i, line) in lines(&path).iter().enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["seq"].as_u64() == Some(seq) {
+                return (path, i);
+            }
+        }
+    }
+    panic!("seq {seq} not found")
+}

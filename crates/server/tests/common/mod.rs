@@ -159,6 +159,24 @@ pub async fn call_as(
 }
 
 /// Builds one bundle from a fixture with the given manifest text.
+/// The iris fixture (`iris_lr_nozipmap`) under `manifest`, served with the platform config
+/// `yaml` (read as a file named `platform.yaml`).
+pub fn iris_with_platform(manifest: &str, yaml: &str) -> (tempfile::TempDir, TestApp) {
+    let platform = Platform::parse(Path::new("platform.yaml"), yaml).unwrap();
+    let (tmp, store) = store_with_manifest("iris_lr_nozipmap", manifest);
+    let registry = Registry::load(&store).unwrap();
+    let app = app_full(
+        store.root(),
+        registry,
+        EngineConfig::default(),
+        ServerConfig::default(),
+        platform,
+        None,
+        None,
+    );
+    (tmp, app)
+}
+
 pub fn store_with_manifest(fixture_name: &str, manifest: &str) -> (tempfile::TempDir, Store) {
     store_with_manifests(fixture_name, &[manifest])
 }
