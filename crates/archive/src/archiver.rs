@@ -3,9 +3,8 @@
 //! Nothing here is on the request path, and the writer never waits for it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use palisade_audit::{RetentionPolicy, Timestamp};
@@ -49,14 +48,12 @@ struct Shared {
     retention_deleted: AtomicU64,
     retention_blocked_segments: AtomicU64,
     retention_blocked_bytes: AtomicU64,
-    stop: Mutex<bool>,
-    wake: Condvar,
 }
 
 /// Archives a log in the background. Stops when dropped (after the pass it is in).
 pub struct Archiver {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    _thread: palisade_audit::Periodic,
 }
 
 impl std::fmt::Debug for Archiver {
@@ -81,14 +78,12 @@ impl Archiver {
             .enable_all()
             .build()
             .map_err(|e| ArchiveError::Config(format!("cannot start the archiver's runtime: {e}")))?;
-        let thread = std::thread::Builder::new()
-            .name("palisade-audit-archive".to_owned())
-            .spawn(move || {
-                palisade_audit::lower_this_threads_priority();
-                run(&dir, &target, retention.as_ref(), every, &state, &runtime)
-            })
-            .map_err(|e| ArchiveError::Config(format!("cannot start the archiver thread: {e}")))?;
-        Ok(Archiver { shared, thread: Some(thread) })
+        let mut last_error = None;
+        let thread = palisade_audit::Periodic::spawn("palisade-audit-archive", every, move || {
+            pass(&dir, &target, retention.as_ref(), &state, &runtime, &mut last_error)
+        })
+        .map_err(|e| ArchiveError::Config(format!("cannot start the archiver thread: {e}")))?;
+        Ok(Archiver { shared, _thread: thread })
     }
 
     /// Counters for metrics.
@@ -110,70 +105,50 @@ impl Archiver {
     }
 }
 
-impl Drop for Archiver {
-    fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run(
+/// One pass: archives what is sealed, publishes the backlog, applies retention.
+fn pass(
     dir: &Path,
     target: &ArchiveTarget,
     retention: Option<&RetentionPolicy>,
-    every: Duration,
     shared: &Shared,
     runtime: &tokio::runtime::Runtime,
+    last_error: &mut Option<String>,
 ) {
-    let mut last_error: Option<String> = None;
-    loop {
-        // Opened at every pass: a rotated credentials file is read again.
-        let outcome = Archive::open(target).map(|archive| {
-            let report = runtime.block_on(archive_pass(dir, &archive));
-            (archive, report)
-        });
-        let archive = match outcome {
-            Ok((archive, Ok(report))) => {
-                for s in &report.segments {
-                    shared.segments.fetch_add(1, Ordering::Relaxed);
-                    shared.segment_bytes.fetch_add(s.bytes, Ordering::Relaxed);
-                    tracing::info!(object = %s.object, bytes = s.bytes, uploaded = s.uploaded, "archived an audit segment");
-                }
-                for c in &report.checkpoints {
-                    shared.checkpoint_bytes.fetch_add(c.bytes, Ordering::Relaxed);
-                }
-                last_error = None;
-                Some(archive)
+    // Opened at every pass: a rotated credentials file is read again.
+    let outcome = Archive::open(target).map(|archive| {
+        let report = runtime.block_on(archive_pass(dir, &archive));
+        (archive, report)
+    });
+    let archive = match outcome {
+        Ok((archive, Ok(report))) => {
+            for s in &report.segments {
+                shared.segments.fetch_add(1, Ordering::Relaxed);
+                shared.segment_bytes.fetch_add(s.bytes, Ordering::Relaxed);
+                tracing::info!(object = %s.object, bytes = s.bytes, uploaded = s.uploaded, "archived an audit segment");
             }
-            Ok((archive, Err(e))) => {
-                failed(shared, &mut last_error, &e);
-                Some(archive)
+            for c in &report.checkpoints {
+                shared.checkpoint_bytes.fetch_add(c.bytes, Ordering::Relaxed);
             }
-            Err(e) => {
-                failed(shared, &mut last_error, &e);
-                None
-            }
-        };
-        if let Some(archive) = &archive {
-            if let Ok((n, bytes, oldest)) = crate::backlog(dir, archive) {
-                shared.backlog_segments.store(n, Ordering::Relaxed);
-                shared.backlog_bytes.store(bytes, Ordering::Relaxed);
-                shared.oldest_unarchived_secs.store(oldest, Ordering::Relaxed);
-            }
-            if let Some(policy) = retention {
-                retain(dir, archive, policy, shared, runtime);
-            }
+            *last_error = None;
+            Some(archive)
         }
-        let stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stop, _) = shared
-            .wake
-            .wait_timeout_while(stop, every, |stop| !*stop)
-            .unwrap_or_else(PoisonError::into_inner);
-        if *stop {
-            return;
+        Ok((archive, Err(e))) => {
+            failed(shared, last_error, &e);
+            Some(archive)
+        }
+        Err(e) => {
+            failed(shared, last_error, &e);
+            None
+        }
+    };
+    if let Some(archive) = &archive {
+        if let Ok((n, bytes, oldest)) = crate::backlog(dir, archive) {
+            shared.backlog_segments.store(n, Ordering::Relaxed);
+            shared.backlog_bytes.store(bytes, Ordering::Relaxed);
+            shared.oldest_unarchived_secs.store(oldest, Ordering::Relaxed);
+        }
+        if let Some(policy) = retention {
+            retain(dir, archive, policy, shared, runtime);
         }
     }
 }

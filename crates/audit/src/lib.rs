@@ -111,7 +111,7 @@ pub use key::{
 pub use layout::{
     SEALED_FOOTER_LEN, SegmentFile, list_segments, read_genesis, read_sealed_trailer, sealed_trailer_offset,
 };
-pub use priority::{BACKGROUND_NICE, lower_this_threads_priority};
+pub use priority::{BACKGROUND_NICE, Periodic, lower_this_threads_priority};
 pub use read::{Filter, Query, StatusFilter, Tail, TailOptions, query, tail, write_jsonl};
 pub use record::{
     AuditRecord, Authn, AuthnOutcome, Authz, ConfigChange, Decision, JwtInfo, Level, ModelInfo, Outliers,

@@ -23,9 +23,8 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -552,15 +551,13 @@ struct SealerShared {
     retention_blocked_bytes: AtomicU64,
     backlog_segments: AtomicU64,
     backlog_bytes: AtomicU64,
-    stop: Mutex<bool>,
-    wake: Condvar,
 }
 
 /// Seals a log's rotated segments in the background: one pass every `every`, on its own
 /// thread, beside the writer. Stops when dropped.
 pub struct Sealer {
     shared: Arc<SealerShared>,
-    thread: Option<JoinHandle<()>>,
+    _thread: crate::Periodic,
 }
 
 impl std::fmt::Debug for Sealer {
@@ -574,14 +571,12 @@ impl Sealer {
     pub fn spawn(dir: PathBuf, options: SealOptions, every: Duration) -> Result<Self, AuditError> {
         let shared = Arc::new(SealerShared::default());
         let state = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name("palisade-audit-seal".to_owned())
-            .spawn(move || {
-                crate::lower_this_threads_priority();
-                run(&dir, &options, every, &state)
-            })
-            .map_err(|e| AuditError::Unavailable(format!("cannot start the audit sealer thread: {e}")))?;
-        Ok(Self { shared, thread: Some(thread) })
+        let mut last_error = None;
+        let thread = crate::Periodic::spawn("palisade-audit-seal", every, move || {
+            pass(&dir, &options, &state, &mut last_error)
+        })
+        .map_err(|e| AuditError::Unavailable(format!("cannot start the audit sealer thread: {e}")))?;
+        Ok(Self { shared, _thread: thread })
     }
 
     /// Counters for metrics.
@@ -602,61 +597,41 @@ impl Sealer {
     }
 }
 
-impl Drop for Sealer {
-    fn drop(&mut self) {
-        *self.shared.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+/// One pass: seals what has rotated, applies retention, publishes the backlog.
+fn pass(dir: &Path, options: &SealOptions, shared: &SealerShared, last_error: &mut Option<String>) {
+    match seal_segments(dir, options) {
+        Ok(report) => {
+            for s in &report.sealed {
+                let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
+                add(&shared.segments, 1);
+                add(&shared.records, s.records);
+                add(&shared.plain_bytes, s.plain_bytes);
+                add(&shared.sealed_bytes, s.sealed_bytes);
+                tracing::info!(
+                    segment = %s.segment, records = s.records, plain_bytes = s.plain_bytes,
+                    sealed_bytes = s.sealed_bytes, frames = s.frames, "sealed an audit segment"
+                );
+            }
+            *last_error = None;
+        }
+        Err(e) => {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+            let text = e.to_string();
+            if last_error.as_deref() != Some(text.as_str()) {
+                tracing::error!(error = %text, "audit sealing failed; plain segments are kept");
+            }
+            *last_error = Some(text);
         }
     }
-}
-
-fn run(dir: &Path, options: &SealOptions, every: Duration, shared: &SealerShared) {
-    let mut last_error: Option<String> = None;
-    loop {
-        match seal_segments(dir, options) {
-            Ok(report) => {
-                for s in &report.sealed {
-                    let add = |c: &AtomicU64, n: u64| c.fetch_add(n, Ordering::Relaxed);
-                    add(&shared.segments, 1);
-                    add(&shared.records, s.records);
-                    add(&shared.plain_bytes, s.plain_bytes);
-                    add(&shared.sealed_bytes, s.sealed_bytes);
-                    tracing::info!(
-                        segment = %s.segment, records = s.records, plain_bytes = s.plain_bytes,
-                        sealed_bytes = s.sealed_bytes, frames = s.frames, "sealed an audit segment"
-                    );
-                }
-                last_error = None;
-            }
-            Err(e) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-                let text = e.to_string();
-                if last_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(error = %text, "audit sealing failed; plain segments are kept");
-                }
-                last_error = Some(text);
-            }
-        }
-        if let Some(policy) = &options.retention {
-            retain(dir, policy, shared);
-        }
-        if let Ok((segments, _)) = segment::list(dir) {
-            let rotated = segments.len().saturating_sub(1);
-            let plain: Vec<&Segment> = segments.iter().take(rotated).filter(|s| !s.sealed).collect();
-            let bytes = plain.iter().filter_map(|s| fs::metadata(&s.path).ok()).map(|m| m.len()).sum();
-            shared.backlog_segments.store(plain.len() as u64, Ordering::Relaxed);
-            shared.backlog_bytes.store(bytes, Ordering::Relaxed);
-        }
-        let stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
-        let (stop, _) = shared
-            .wake
-            .wait_timeout_while(stop, every, |stop| !*stop)
-            .unwrap_or_else(PoisonError::into_inner);
-        if *stop {
-            return;
-        }
+    if let Some(policy) = &options.retention {
+        retain(dir, policy, shared);
+    }
+    if let Ok((segments, _)) = segment::list(dir) {
+        let rotated = segments.len().saturating_sub(1);
+        let plain: Vec<&Segment> = segments.iter().take(rotated).filter(|s| !s.sealed).collect();
+        let bytes = plain.iter().filter_map(|s| fs::metadata(&s.path).ok()).map(|m| m.len()).sum();
+        shared.backlog_segments.store(plain.len() as u64, Ordering::Relaxed);
+        shared.backlog_bytes.store(bytes, Ordering::Relaxed);
     }
 }
 
