@@ -453,16 +453,24 @@
     return node;
   }
 
+  // The axis top for a largest value `v`: the next 1, 2 or 5 times a power of ten, so the
+  // label reads "2 requests/s" or "0.05 s", not "1.10 requests/s".
+  function niceCeil(v) {
+    const power = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 5]) if (m * power >= v) return m * power;
+    return 10 * power;
+  }
+
   // A line chart of `series` ([{name, values}]) over the points' times; attributes only,
   // no style (the page's CSP allows no inline style).
   function chart(id, title, unit, points, series) {
     const width = 720, height = 180, left = 56, bottom = 24;
     const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
-    const top = Math.max(1e-9, ...values) * 1.1;
+    const top = niceCeil(Math.max(1e-9, ...values) * 1.05);
     const box = svg("svg", { id: id, class: "chart", viewBox: "0 0 " + width + " " + height, role: "img" });
     box.append(svg("line", { x1: left, y1: height - bottom, x2: width, y2: height - bottom, class: "axis" }));
     const label = svg("text", { x: 2, y: 12, class: "tick" });
-    label.textContent = top.toPrecision(3) + " " + unit;
+    label.textContent = Number(top.toPrecision(3)) + " " + unit;
     box.append(label);
     const x = (i) => left + (points.length < 2 ? 0 : (i * (width - left)) / (points.length - 1));
     const y = (v) => height - bottom - (v / top) * (height - bottom - 16);
