@@ -304,51 +304,22 @@ async fn who_can_call_and_would_this_caller_be_allowed_for_owners_only() {
         send(&s.app, request("GET", "/console/api/models/theirs/access", Some(&cookie), None, "")).await;
     assert_eq!(theirs.status, StatusCode::NOT_FOUND);
 
-    let check =
-        |claims: serde_json::Value, model: &str| json!({"model": model, "claims": claims}).to_string();
-    let reply = send(
-        &s.app,
-        request(
-            "POST",
-            "/console/api/check",
-            Some(&cookie),
-            Some(&csrf),
-            check(json!({"email": "owner@company.com"}), "example"),
-        ),
-    )
-    .await;
+    let check = |claims: serde_json::Value, model: &str| {
+        let body = json!({"model": model, "claims": claims}).to_string();
+        send(&s.app, request("POST", "/console/api/check", Some(&cookie), Some(&csrf), body))
+    };
+    let reply = check(json!({"email": "owner@company.com"}), "example").await;
     assert_eq!(reply.json()["allowed"], true, "{}", reply.json());
-    let reply = send(
-        &s.app,
-        request(
-            "POST",
-            "/console/api/check",
-            Some(&cookie),
-            Some(&csrf),
-            check(json!({"email": "bob@company.com"}), "example"),
-        ),
-    )
-    .await;
+    let reply = check(json!({"email": "bob@company.com"}), "example").await;
     let answer = reply.json();
     assert_eq!(answer["allowed"], false);
     assert_eq!(answer["status"], 403);
     assert!(!answer["reason"].as_str().unwrap().is_empty());
     // Another owner's model: nothing to learn. Without the CSRF token: refused.
-    let reply = send(
-        &s.app,
-        request(
-            "POST",
-            "/console/api/check",
-            Some(&cookie),
-            Some(&csrf),
-            check(json!({"email": "other@company.com"}), "theirs"),
-        ),
-    )
-    .await;
+    let reply = check(json!({"email": "other@company.com"}), "theirs").await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    let reply =
-        send(&s.app, request("POST", "/console/api/check", Some(&cookie), None, check(json!({}), "example")))
-            .await;
+    let body = json!({"model": "example", "claims": {}}).to_string();
+    let reply = send(&s.app, request("POST", "/console/api/check", Some(&cookie), None, body)).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
 

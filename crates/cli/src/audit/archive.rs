@@ -146,6 +146,35 @@ fn local_trails(root: &Path) -> Result<Vec<(ArchivedLog, PathBuf)>, Failure> {
     Ok(locals)
 }
 
+/// The archive of `--archive`, the local trails under `--trail`/`--dir` (default the home's
+/// `audit`), and every log in either, archived ones first.
+struct Logs {
+    archive: Archive,
+    locals: Vec<(ArchivedLog, PathBuf)>,
+    rt: tokio::runtime::Runtime,
+    logs: Vec<ArchivedLog>,
+}
+
+fn logs(
+    home: &Path,
+    flags: &ArchiveFlags,
+    trail: Option<&Path>,
+    dir: Option<&Path>,
+) -> Result<Logs, Failure> {
+    let target = target(flags)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
+    let archive = open(&target)?;
+    let root = trail.or(dir).map_or_else(|| home.join("audit"), Path::to_path_buf);
+    let locals = local_trails(&root)?;
+    let rt = runtime()?;
+    let mut logs = rt.block_on(archive.logs()).map_err(|e| Failure::other(e.to_string()))?;
+    for (log, _) in &locals {
+        if !logs.contains(log) {
+            logs.push(log.clone());
+        }
+    }
+    Ok(Logs { archive, locals, rt, logs })
+}
+
 /// Work directories holding each log's records for `query --archive`; removed on drop.
 pub(crate) struct Fetched {
     pub(crate) trails: Vec<palisade_audit::Trail>,
@@ -167,17 +196,8 @@ pub(crate) fn fetch_for_query(
     from: Option<palisade_audit::Timestamp>,
     to: Option<palisade_audit::Timestamp>,
 ) -> Result<Fetched, Failure> {
-    let target = target(&args.archive)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
-    let archive = open(&target)?;
-    let root = args.trail.clone().or_else(|| args.dir.clone()).unwrap_or_else(|| home.join("audit"));
-    let locals = local_trails(&root)?;
-    let rt = runtime()?;
-    let mut logs = rt.block_on(archive.logs()).map_err(|e| Failure::other(e.to_string()))?;
-    for (log, _) in &locals {
-        if !logs.contains(log) {
-            logs.push(log.clone());
-        }
-    }
+    let Logs { archive, locals, rt, logs } =
+        logs(home, &args.archive, args.trail.as_deref(), args.dir.as_deref())?;
     let mut fetched = Fetched { trails: Vec::new() };
     for log in logs {
         let local = locals.iter().find(|(l, _)| *l == log).map(|(_, dir)| dir.as_path());
@@ -198,17 +218,8 @@ pub(crate) fn fetch_for_query(
 
 /// `audit verify --archive`
 pub fn verify(home: &Path, args: &AuditVerifyArgs) -> Result<(), Failure> {
-    let target = target(&args.archive)?.ok_or_else(|| Failure::usage("--archive is missing"))?;
-    let archive = open(&target)?;
-    let root = args.trail.clone().or_else(|| args.dir.clone()).unwrap_or_else(|| home.join("audit"));
-    let locals = local_trails(&root)?;
-    let rt = runtime()?;
-    let mut logs = rt.block_on(archive.logs()).map_err(|e| Failure::other(e.to_string()))?;
-    for (log, _) in &locals {
-        if !logs.contains(log) {
-            logs.push(log.clone());
-        }
-    }
+    let Logs { archive, locals, rt, logs } =
+        logs(home, &args.archive, args.trail.as_deref(), args.dir.as_deref())?;
     if logs.is_empty() {
         return Err(Failure::data(format!("{} holds no trails, and there is no local one", archive.url())));
     }
